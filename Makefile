@@ -1,0 +1,158 @@
+# zeltkv -- build, test, bench, demo.
+#
+#   make            build the Lua 5.4 module and the C library
+#   make test       install what is missing, then every test (C, specs, examples,
+#                   sanitizers, valgrind); ends with "N passed, N failed"
+#   make demo       build and run the examples with readable output
+#   make bench      print the benchmark figures
+#   make install    install the module (prefer: luarocks --lua-version=5.4 make)
+#
+# Variables worth overriding: CC, CFLAGS, LUA_VERSION (5.4, 5.1 or jit), PREFIX, DESTDIR.
+
+SHELL       := /bin/bash
+ifeq ($(origin CC),default)
+CC          := gcc
+endif
+LUA_VERSION ?= 5.4
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+
+ifeq ($(LUA_VERSION),jit)
+LUA         ?= luajit
+LUA_INCDIR  ?= /usr/include/luajit-2.1
+FLAVOUR     := luajit
+else
+LUA         ?= lua$(LUA_VERSION)
+LUA_INCDIR  ?= /usr/include/lua$(LUA_VERSION)
+FLAVOUR     := lua$(LUA_VERSION)
+endif
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -Iinclude
+LIBS    := -lcjson -lpthread -lm
+
+ENGINE_SRC := src/alloc.c src/arena.c src/index.c src/ops.c src/txn.c
+BINDING_SRC := src/lzeltkv.c
+HEADERS := include/zeltkv.h src/internal.h src/compat.h
+B       := build
+MODULE  := $(B)/$(FLAVOUR)/zeltkv/core.so
+LIBA    := $(B)/libzeltkv.a
+CTESTS  := $(patsubst spec/c/%.c,$(B)/test/%,$(wildcard spec/c/test_*.c))
+RESULTS := $(B)/results
+
+LMOD_ENV = LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(B)/$(FLAVOUR)/?.so;;'
+
+# Debian packages the build and the tests use (installed by `make deps`)
+PKGS_BUILD := gcc make pkg-config lua5.4 liblua5.4-dev lua-busted libcjson-dev libxxhash-dev luarocks
+PKGS_TEST  := $(PKGS_BUILD) valgrind clang libclang-rt-14-dev
+PKGS_BENCH := redis-server redis-tools gnuplot-nox
+
+.PHONY: all deps deps-bench check spec examples sanitize valgrind test demo bench install clean
+
+all: $(MODULE) $(LIBA)
+
+# ---- packages -----------------------------------------------------------------
+deps:
+	@./tools/deps.sh $(PKGS_TEST)
+
+deps-bench:
+	@./tools/deps.sh $(PKGS_BENCH)
+
+# ---- build --------------------------------------------------------------------
+$(B)/obj/%.o: src/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(LIBA): $(patsubst src/%.c,$(B)/obj/%.o,$(ENGINE_SRC))
+	@mkdir -p $(dir $@)
+	ar rcs $@ $^
+
+$(MODULE): $(ENGINE_SRC) $(BINDING_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -I$(LUA_INCDIR) -shared $(ENGINE_SRC) $(BINDING_SRC) -o $@ $(LIBS)
+
+# ---- C tests ------------------------------------------------------------------
+$(B)/test/%: spec/c/%.c spec/c/harness.h $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g -Iinclude -Ispec/c $< $(LIBA) -o $@ $(LIBS)
+
+check: $(CTESTS)
+	@mkdir -p $(RESULTS)
+	@for t in $(CTESTS); do echo "== $$t"; $$t > $(RESULTS)/c-$$(basename $$t).log 2>&1; rc=$$?; \
+	  tail -n 3 $(RESULTS)/c-$$(basename $$t).log; [ $$rc -eq 0 ] || exit 1; done
+
+# ---- Lua specs and examples ----------------------------------------------------
+spec: $(MODULE)
+	@mkdir -p $(RESULTS)
+	@ZELTKV_CPATH='$(B)/$(FLAVOUR)/?.so' LUA=$(LUA) ./spec/run.sh 2>&1 | tee $(RESULTS)/spec-$(FLAVOUR).log; \
+	  exit $${PIPESTATUS[0]}
+
+examples: $(MODULE)
+	@mkdir -p $(RESULTS)
+	@pass=0; fail=0; for e in examples/*.lua; do \
+	  if $(LMOD_ENV) $(LUA) $$e > $(RESULTS)/example-$$(basename $$e .lua).log 2>&1; \
+	  then pass=$$((pass+1)); echo "ok   $$e"; else fail=$$((fail+1)); echo "FAIL $$e"; \
+	  cat $(RESULTS)/example-$$(basename $$e .lua).log; fi; done; \
+	  echo "examples: $$pass passed, $$fail failed" | tee $(RESULTS)/examples.log; \
+	  [ $$fail -eq 0 ] && [ $$pass -gt 0 ]
+
+# ---- sanitizers and valgrind ---------------------------------------------------
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+$(B)/asan/$(FLAVOUR)/zeltkv/core.so: $(ENGINE_SRC) $(BINDING_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g $(ASAN_FLAGS) -fPIC -fvisibility=hidden -Iinclude \
+	  -I$(LUA_INCDIR) -shared $(ENGINE_SRC) $(BINDING_SRC) -o $@ $(LIBS)
+
+$(B)/asan/test/%: spec/c/%.c spec/c/harness.h $(ENGINE_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g $(ASAN_FLAGS) -Iinclude -Isrc -Ispec/c $< \
+	  $(ENGINE_SRC) -o $@ $(LIBS)
+
+sanitize: $(B)/asan/$(FLAVOUR)/zeltkv/core.so $(patsubst $(B)/test/%,$(B)/asan/test/%,$(CTESTS))
+	@mkdir -p $(RESULTS)
+	@for t in $(patsubst $(B)/test/%,$(B)/asan/test/%,$(CTESTS)); do echo "== asan $$t"; \
+	  ASAN_OPTIONS=detect_leaks=1 $$t > $(RESULTS)/asan-$$(basename $$t).log 2>&1; rc=$$?; \
+	  tail -n 3 $(RESULTS)/asan-$$(basename $$t).log; [ $$rc -eq 0 ] || exit 1; done
+	@echo "== asan specs ($(FLAVOUR))"
+	@ZELTKV_CPATH='$(B)/asan/$(FLAVOUR)/?.so' LUA=$(LUA) \
+	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0 ./spec/run.sh > $(RESULTS)/asan-spec.log 2>&1; rc=$$?; \
+	  tail -n 1 $(RESULTS)/asan-spec.log; [ $$rc -eq 0 ] || { tail -n 40 $(RESULTS)/asan-spec.log; exit 1; }
+
+valgrind: $(CTESTS)
+	@mkdir -p $(RESULTS)
+	@for t in $(CTESTS); do echo "== valgrind $$t"; \
+	  ZKV_TEST_LIGHT=1 valgrind -q --error-exitcode=1 --leak-check=full $$t > $(RESULTS)/vg-$$(basename $$t).log 2>&1; rc=$$?; \
+	  tail -n 3 $(RESULTS)/vg-$$(basename $$t).log; [ $$rc -eq 0 ] || exit 1; done
+
+# ---- the two commands ----------------------------------------------------------
+test: deps
+	@rm -rf $(RESULTS)
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory check
+	@$(MAKE) --no-print-directory spec
+	@$(MAKE) --no-print-directory examples
+	@$(MAKE) --no-print-directory sanitize
+	@$(MAKE) --no-print-directory valgrind
+	@./tools/summary.sh $(RESULTS)
+
+demo: deps all
+	@for e in examples/ratelimit.lua examples/lock.lua examples/session.lua examples/inventory.lua; do \
+	  echo; echo "=== $$e"; $(LMOD_ENV) $(LUA) $$e || exit 1; done
+
+bench: deps all
+	@-./tools/deps.sh $(PKGS_BENCH)
+	@$(LMOD_ENV) $(LUA) bench/bench.lua
+	@./bench/redis.sh
+
+# ---- install ---------------------------------------------------------------------
+LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
+LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
+install: $(MODULE)
+	install -d $(DESTDIR)$(LUA_LIBDIR)/zeltkv $(DESTDIR)$(LUA_SHAREDIR)/zeltkv
+	install -m 0755 $(MODULE) $(DESTDIR)$(LUA_LIBDIR)/zeltkv/core.so
+	install -m 0644 lua/zeltkv.lua $(DESTDIR)$(LUA_SHAREDIR)/zeltkv.lua
+
+clean:
+	rm -rf $(B)

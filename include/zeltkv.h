@@ -1,0 +1,350 @@
+/*
+ * zeltkv.h -- the public C API of the zeltkv engine.
+ *
+ * zeltkv is an embedded key-value store: one arena (a private mapping, or a
+ * named shared-memory segment) holds every byte of a store, addressed by
+ * offsets, guarded by one lock, with an undo log that gives both rollback of
+ * transactions and recovery after a process dies holding the lock.
+ *
+ * This header is the spec for C hosts.  The Lua module is a thin layer over it.
+ *
+ * Conventions (they hold for every function below unless it says otherwise):
+ *  - Every function returns an int result code from enum zkv_rc.  ZKV_OK (0)
+ *    is success; ZKV_NOTFOUND and ZKV_EXISTS are ordinary outcomes, not
+ *    errors; negative codes are errors.  A call that returns an error changed
+ *    nothing in the store.
+ *  - Handles (zkv_db) are opaque and created through out-parameters.
+ *  - Keys and values are binary-safe: a pointer plus a length.
+ *  - A zkv_db handle is used by one thread at a time.  Several threads share a
+ *    store by each opening their own handle on the same shared segment (or, for
+ *    a memory store, by passing ZKV_THREADSAFE and taking turns).
+ *  - Times are in milliseconds; a ttl of 0 means "no expiry".
+ */
+#ifndef ZELTKV_H
+#define ZELTKV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define ZKV_API __attribute__((visibility("default")))
+#else
+#define ZKV_API
+#endif
+
+#define ZKV_VERSION "0.1.0"
+
+/* Result codes.  zkv_errclass() maps each error to one of the five error
+ * codes of the Lua API (INVALID_TTL, EMPTY_NAMESPACE, INVALID_VALUE,
+ * INVALID_KEY, STORE_OPERATION_FAILED). */
+enum zkv_rc {
+  ZKV_OK = 0,
+  ZKV_NOTFOUND = 1,       /* the key is absent (or expired) */
+  ZKV_EXISTS = 2,         /* ZKV_SET_NX found a live key */
+  ZKV_EINVAL_TTL = -1,    /* ttl <= 0 where one is required */
+  ZKV_EEMPTY_NS = -2,     /* a namespace name of length 0 */
+  ZKV_EINVAL_VALUE = -3,  /* a value, type or option that cannot be used */
+  ZKV_EINVAL_KEY = -4,    /* a key or name of length 0 or > ZKV_MAX_KEY */
+  ZKV_ETYPE = -5,         /* incr on a value that is not an integer */
+  ZKV_ERANGE = -6,        /* incr result outside the int64 range */
+  ZKV_EFULL = -10,        /* the store is full (max_bytes / size, evict "none") */
+  ZKV_ETIMEDOUT = -11,    /* the lock was not had within lock_timeout */
+  ZKV_ECLOSED = -12,      /* the handle was closed */
+  ZKV_ECORRUPT = -13,     /* the segment is damaged, truncated or not zeltkv */
+  ZKV_EVERSION = -14,     /* the segment has another format version */
+  ZKV_ENOMEM = -15,       /* the process ran out of memory */
+  ZKV_EIO = -16,          /* a system call failed (see errno) */
+  ZKV_ETXN = -17,         /* transaction misuse, or undo log full */
+  ZKV_EINVAL = -18        /* a bad argument (NULL handle, bad option) */
+};
+
+/* The five error classes of the Lua API. */
+enum zkv_errclass {
+  ZKV_CLASS_NONE = 0,
+  ZKV_CLASS_INVALID_TTL,
+  ZKV_CLASS_EMPTY_NAMESPACE,
+  ZKV_CLASS_INVALID_VALUE,
+  ZKV_CLASS_INVALID_KEY,
+  ZKV_CLASS_STORE_OPERATION_FAILED
+};
+
+#define ZKV_MAX_KEY 65535u     /* longest key or namespace name, in bytes */
+#define ZKV_MAX_NAME 128u      /* longest shared segment name */
+
+/* Value types.  The engine stores a type tag and bytes; it interprets only
+ * ZKV_T_INT (for incr) and ZKV_T_NUMBER (for zkv_incr_num). */
+enum zkv_type {
+  ZKV_T_NONE = 0,
+  ZKV_T_STRING = 1,   /* bytes */
+  ZKV_T_INT = 2,      /* int64 in zkv_value.i */
+  ZKV_T_FLOAT = 3,    /* double in zkv_value.f */
+  ZKV_T_BOOL = 4,     /* 0 or 1 in zkv_value.i */
+  ZKV_T_JSON = 5,     /* bytes: a JSON text (tables of the Lua API) */
+  ZKV_T_LIST = 6,     /* bytes: a list in the zkv list encoding (shdict lists) */
+  ZKV_T_USER = 16     /* 16..127: free for hosts, bytes */
+};
+
+/* A value.  For ZKV_T_INT / ZKV_T_BOOL the number is in i, for ZKV_T_FLOAT
+ * in f; for every other type the bytes are data/len.  A value returned by
+ * zkv_get points into memory owned by the handle, valid until the next call
+ * on that handle. */
+typedef struct zkv_value {
+  int type;           /* enum zkv_type */
+  uint32_t flags;     /* opaque user flags (ngx.shared.DICT's "flags"), 0 if none */
+  const void *data;
+  size_t len;
+  int64_t i;
+  double f;
+} zkv_value;
+
+/* A namespace: an opaque id, stable for the life of the store (namespaces are
+ * never deleted; clearing one removes its keys).  ZKV_ROOT is the root. */
+typedef uint32_t zkv_ns;
+#define ZKV_ROOT ((zkv_ns)0)
+
+typedef struct zkv_db zkv_db;
+
+enum zkv_evict { ZKV_EVICT_NONE = 0, ZKV_EVICT_LRU = 1 };
+
+/* Options for zkv_open_memory / zkv_open_shared.  Initialise with
+ * zkv_options_init(); fields a driver does not use are ignored. */
+typedef struct zkv_options {
+  double gc_interval;      /* seconds between expiry sweeps; 0 = only zkv_gc. default 60 */
+  uint64_t size;           /* shared: segment capacity in bytes when created. default 64 MiB */
+  uint64_t max_bytes;      /* memory: cap on the arena in bytes; 0 = unbounded */
+  int evict;               /* enum zkv_evict. default ZKV_EVICT_NONE */
+  unsigned mode;           /* shared: permission bits of a created segment. default 0600 */
+  double lock_timeout;     /* shared: seconds to wait for the lock. default 5 */
+  unsigned flags;          /* ZKV_THREADSAFE (memory) */
+} zkv_options;
+
+#define ZKV_THREADSAFE 1u  /* memory store: guard the handle with a mutex */
+
+/* zkv_options_init: fill *opts with the defaults. */
+ZKV_API void zkv_options_init(zkv_options *opts);
+
+/* zkv_strerror: a static English string for a result code.  Never NULL. */
+ZKV_API const char *zkv_strerror(int rc);
+
+/* zkv_errclass: the Lua API error class of a result code (ZKV_CLASS_NONE for
+ * ZKV_OK, ZKV_NOTFOUND and ZKV_EXISTS). */
+ZKV_API int zkv_errclass(int rc);
+
+/* zkv_errclass_name: "INVALID_TTL", ... for a class; "" for ZKV_CLASS_NONE. */
+ZKV_API const char *zkv_errclass_name(int cls);
+
+/* ------------------------------------------------------------------------ */
+/* Opening and closing                                                       */
+
+/* zkv_open_memory: create a store in a private mapping of this process.
+ *  [in]  opts  options, or NULL for the defaults
+ *  [out] out   the new handle; set to NULL on failure
+ * Returns ZKV_OK, ZKV_EINVAL (bad option), ZKV_ENOMEM. */
+ZKV_API int zkv_open_memory(const zkv_options *opts, zkv_db **out);
+
+/* zkv_open_shared: open the named shared segment, creating it if absent.
+ * Every process and thread that opens the same name sees the same keys.  A
+ * segment being created by another process is waited for; a half-made
+ * segment is never visible (it is built under a temporary name and linked
+ * into place).  Opening a name already open in this process joins the same
+ * mapping, so the lock is shared by both handles and never self-deadlocks.
+ *  [in]  name  1..128 characters of A-Z a-z 0-9 . _ -
+ *  [in]  opts  options (size, mode, evict, lock_timeout, gc_interval) or NULL;
+ *              size and mode apply only when this call creates the segment
+ *  [out] out   the new handle; NULL on failure
+ * Returns ZKV_OK, ZKV_EINVAL_KEY (bad name), ZKV_EINVAL (bad option),
+ * ZKV_ECORRUPT (not a zeltkv segment, truncated, damaged), ZKV_EVERSION,
+ * ZKV_ETIMEDOUT (creator never finished), ZKV_EIO, ZKV_ENOMEM.
+ * Segments live in $ZELTKV_SHM_DIR, default /dev/shm, as "zeltkv-NAME". */
+ZKV_API int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out);
+
+/* zkv_unlink: remove a named segment.  Processes that have it open keep
+ * using their mapping; later opens create a new one.
+ *  [out] existed  1 if the segment existed (may be NULL)
+ * Returns ZKV_OK, ZKV_EINVAL_KEY (bad name), ZKV_EIO. */
+ZKV_API int zkv_unlink(const char *name, int *existed);
+
+/* zkv_close: release a handle.  NULL is a no-op.  If the handle is inside a
+ * transaction, the transaction is rolled back. */
+ZKV_API void zkv_close(zkv_db *db);
+
+/* zkv_is_shared: 1 for a shared-segment handle, 0 for a memory store. */
+ZKV_API int zkv_is_shared(const zkv_db *db);
+
+/* ------------------------------------------------------------------------ */
+/* Namespaces                                                                */
+
+/* zkv_namespace: find or create the namespace `name` under `parent`.
+ *  [in]  parent  ZKV_ROOT or an id from an earlier call on this store
+ *  [out] out     the namespace id
+ * Returns ZKV_OK, ZKV_EEMPTY_NS (len 0), ZKV_EINVAL_KEY (len > ZKV_MAX_KEY or
+ * bad parent), ZKV_EFULL, ZKV_ETIMEDOUT, ZKV_ECLOSED, ZKV_ECORRUPT. */
+ZKV_API int zkv_namespace(zkv_db *db, zkv_ns parent, const void *name, size_t len,
+                          zkv_ns *out);
+
+/* ------------------------------------------------------------------------ */
+/* Keys                                                                      */
+
+/* Every key function takes the namespace id and a key of 1..ZKV_MAX_KEY bytes
+ * (else ZKV_EINVAL_KEY), and may return ZKV_ETIMEDOUT, ZKV_ECLOSED,
+ * ZKV_ECORRUPT.  An expired key is absent for every function. */
+
+/* zkv_get: read a key.
+ *  [out] out  the value; out->data points into handle-owned memory that stays
+ *             valid until the next call on this handle
+ * Returns ZKV_OK or ZKV_NOTFOUND. */
+ZKV_API int zkv_get(zkv_db *db, zkv_ns ns, const void *key, size_t klen, zkv_value *out);
+
+/* Flags for zkv_set. */
+#define ZKV_SET_NX 1u       /* store only if no live key exists (else ZKV_EXISTS) */
+#define ZKV_SET_XX 2u       /* store only if a live key exists (else ZKV_NOTFOUND) */
+#define ZKV_SET_KEEPTTL 4u  /* keep the key's current ttl (ttl_ms is ignored) */
+
+/* zkv_set: store a value.
+ *  [in] v       the value (copied)
+ *  [in] ttl_ms  milliseconds to live, 0 = never expires (a previous ttl is dropped)
+ *  [in] flags   ZKV_SET_* bits
+ * Returns ZKV_OK, ZKV_EXISTS (NX), ZKV_NOTFOUND (XX), ZKV_EINVAL_VALUE (bad
+ * type), ZKV_EINVAL_TTL (ttl_ms < 0), ZKV_EFULL, ZKV_ENOMEM. */
+ZKV_API int zkv_set(zkv_db *db, zkv_ns ns, const void *key, size_t klen,
+                    const zkv_value *v, int64_t ttl_ms, unsigned flags);
+
+/* zkv_del: remove a key.  Returns ZKV_OK if a live key was removed, else
+ * ZKV_NOTFOUND. */
+ZKV_API int zkv_del(zkv_db *db, zkv_ns ns, const void *key, size_t klen);
+
+/* zkv_has: ZKV_OK if a live key exists, else ZKV_NOTFOUND. */
+ZKV_API int zkv_has(zkv_db *db, zkv_ns ns, const void *key, size_t klen);
+
+/* zkv_expire: set a new ttl on a live key; ttl_ms == 0 removes its ttl.
+ * Returns ZKV_OK, ZKV_NOTFOUND, ZKV_EINVAL_TTL (ttl_ms < 0). */
+ZKV_API int zkv_expire(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t ttl_ms);
+
+/* zkv_ttl: milliseconds left.
+ *  [out] ms_left  > 0, or -1 for a key without ttl
+ * Returns ZKV_OK or ZKV_NOTFOUND. */
+ZKV_API int zkv_ttl(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t *ms_left);
+
+/* zkv_incr: add `by` to an integer value; a missing key is created holding
+ * `by` with ttl_ms (0 = none).  The ttl never changes an existing key.
+ *  [out] result  the new value (may be NULL)
+ * Returns ZKV_OK, ZKV_ETYPE (the value is not ZKV_T_INT), ZKV_ERANGE (result
+ * outside [limit_lo, limit_hi]: the value is unchanged), ZKV_EINVAL_TTL, ZKV_EFULL.
+ * zkv_incr uses the int64 range; zkv_incr_limited lets a host whose numbers
+ * are doubles (LuaJIT) ask for +-2^53. */
+ZKV_API int zkv_incr(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t by,
+                     int64_t ttl_ms, int64_t *result);
+ZKV_API int zkv_incr_limited(zkv_db *db, zkv_ns ns, const void *key, size_t klen,
+                             int64_t by, int64_t ttl_ms, int64_t limit_lo,
+                             int64_t limit_hi, int64_t *result);
+
+/* zkv_incr_num: ngx.shared.DICT's incr over numbers.  The key must hold a
+ * ZKV_T_INT or ZKV_T_FLOAT; the result is stored as ZKV_T_INT when it is an
+ * integer in +-2^53, else ZKV_T_FLOAT.  A missing key is created holding
+ * init + by with init_ttl_ms when `create` is non-zero, else ZKV_NOTFOUND.
+ * The stored user flags and ttl are kept.
+ * Returns ZKV_OK, ZKV_NOTFOUND, ZKV_ETYPE, ZKV_EFULL. */
+ZKV_API int zkv_incr_num(zkv_db *db, zkv_ns ns, const void *key, size_t klen, double by,
+                         int create, double init, int64_t init_ttl_ms, double *result);
+
+/* ------------------------------------------------------------------------ */
+/* Namespace-wide operations                                                 */
+
+/* zkv_count: number of live keys in ns (not in its children).  Costs what the
+ * namespace holds. */
+ZKV_API int zkv_count(zkv_db *db, zkv_ns ns, uint64_t *count);
+
+/* zkv_clear: remove every key of ns and of the namespaces nested in it.
+ *  [out] removed  how many live keys were removed (may be NULL) */
+ZKV_API int zkv_clear(zkv_db *db, zkv_ns ns, uint64_t *removed);
+
+/* A cursor for zkv_keys.  Zero it (ZKV_CURSOR_INIT) before the first call.
+ * It holds no lock and no reference: keys may change between calls. */
+typedef struct zkv_cursor {
+  uint64_t seq;       /* position: insertion number of the last key returned */
+  uint32_t ref;       /* a hint; checked before it is used */
+  uint32_t done;
+} zkv_cursor;
+#define ZKV_CURSOR_INIT {0, 0, 0}
+
+/* Called by zkv_keys for each key; the key bytes are valid during the call
+ * only.  Return 0 to go on, non-zero to stop early. */
+typedef int (*zkv_key_fn)(void *ud, const void *key, size_t klen);
+
+/* zkv_keys: the next batch of up to max live keys of ns, in insertion order
+ * (a key keeps its place when its value is replaced).  Takes the lock for one
+ * batch only.  A key present throughout a walk is returned exactly once.
+ *  [in,out] cur  the walk position; cur->done is set at the end
+ *  [out]    n    how many keys were passed to fn (may be NULL)
+ * The callback must not call into the same handle. */
+ZKV_API int zkv_keys(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, zkv_key_fn fn,
+                     void *ud, size_t *n);
+
+/* ------------------------------------------------------------------------ */
+/* Transactions                                                              */
+
+/* zkv_begin: take the store's lock and open a (possibly nested) transaction.
+ * Nested calls on handles of the same store in the same thread join it: the
+ * inner level is a savepoint.  Until the outermost zkv_commit, no other
+ * thread or process sees the writes or writes itself.
+ * Returns ZKV_OK, ZKV_ETIMEDOUT, ZKV_ECLOSED. */
+ZKV_API int zkv_begin(zkv_db *db);
+
+/* zkv_commit: end the innermost level, keeping its writes (they become
+ * visible to others when the outermost level ends).  Returns ZKV_OK or
+ * ZKV_ETXN (no open level). */
+ZKV_API int zkv_commit(zkv_db *db);
+
+/* zkv_rollback: end the innermost level, undoing every write made in it.
+ * Returns ZKV_OK or ZKV_ETXN (no open level). */
+ZKV_API int zkv_rollback(zkv_db *db);
+
+/* zkv_txn_depth: how many levels are open on this handle's store by this
+ * thread (0 outside a transaction). */
+ZKV_API int zkv_txn_depth(const zkv_db *db);
+
+/* ------------------------------------------------------------------------ */
+/* Whole store                                                               */
+
+/* zkv_gc: free every expired key now.  [out] freed (may be NULL) */
+ZKV_API int zkv_gc(zkv_db *db, uint64_t *freed);
+
+/* zkv_flush: remove every key.  [out] removed (may be NULL) */
+ZKV_API int zkv_flush(zkv_db *db, uint64_t *removed);
+
+/* zkv_flush_expired: free up to max expired keys (0 = all). [out] freed */
+ZKV_API int zkv_flush_expired(zkv_db *db, uint64_t max, uint64_t *freed);
+
+typedef struct zkv_stats {
+  uint64_t keys;           /* entries held (live, and expired not yet freed) */
+  uint64_t bytes_used;     /* bytes of the arena in use (entries, index, namespaces) */
+  uint64_t capacity;       /* arena limit in bytes; 0 = unbounded */
+  uint64_t arena_bytes;    /* bytes mapped now */
+  uint64_t free_bytes;     /* bytes free for data: capacity - bytes_used (0 when unbounded) */
+  uint64_t evictions;      /* keys evicted by lru */
+  uint64_t expired_freed;  /* expired keys freed by sweeps, gc and access */
+  uint64_t gc_runs;        /* completed sweeps */
+  uint64_t namespaces;     /* namespace records */
+  uint64_t buckets;        /* hash index size */
+  uint64_t max_lock_ns;    /* longest single gc step while this handle held the lock */
+  uint64_t lock_recoveries;/* times a dead lock holder was recovered from */
+} zkv_stats;
+
+/* zkv_stats: counters of the store. */
+ZKV_API int zkv_stats_get(zkv_db *db, zkv_stats *out);
+
+/* zkv_now_ms: the monotonic clock the engine uses, in milliseconds. */
+ZKV_API int64_t zkv_now_ms(void);
+
+/* zkv_set_clock: tests only: add offset_ms to the engine's clock in this
+ * process (0 restores real time). */
+ZKV_API void zkv_set_clock_offset(int64_t offset_ms);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ZELTKV_H */

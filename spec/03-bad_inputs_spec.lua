@@ -1,0 +1,438 @@
+-- spec/03-bad_inputs_spec.lua: every kind of bad input, method by method.
+--
+-- Each case checks the exact error code (API.md "Errors") AND that the store is
+-- unchanged afterwards: the driver is seeded with keys in three namespaces, snapshotted,
+-- the bad call is made, and every key / value / ttl presence is compared again.
+
+local H = require("helpers")
+local zeltkv = require("zeltkv")
+
+local function cyclic()
+  local t = { a = 1 }
+  t.self = t
+  return t
+end
+
+local function deep_cyclic()
+  local t = { b = { c = {} } }
+  t.b.c.back = t
+  return t
+end
+
+-- Bad keys: INVALID_KEY for every keyed method.
+local BAD_KEYS = {
+  { "nil", nil },
+  { "true", true },
+  { "false", false },
+  { "a float 1.5", 1.5 },
+  { "NaN", H.NAN },
+  { "inf", H.INF },
+  { "a table", {} },
+  { "a function", function() end },
+  { "a userdata", io.stdout },
+  { "a thread", coroutine.create(function() end) },
+  { "the empty string", "" },
+  { "65536 bytes", H.key_of(65536) },
+  { "a very long key (1 MiB)", H.key_of(1024 * 1024) },
+}
+
+-- Bad ttls: for set, setnx, expire and incr.
+local BAD_TTLS = {
+  { "0", 0, "INVALID_TTL" },
+  { "-1", -1, "INVALID_TTL" },
+  { "-0.5", -0.5, "INVALID_TTL" },
+  { "NaN", H.NAN, "INVALID_TTL" },
+  { "inf", H.INF, "INVALID_TTL" },
+  { "-inf", -H.INF, "INVALID_TTL" },
+  { "the string \"10\"", "10", "INVALID_TTL" },
+  { "true", true, "INVALID_TTL" },
+  { "a function", function() end, "INVALID_TTL" },
+  { "{} (ttl missing)", {}, "INVALID_TTL" },
+  { "{ ttl = 0 }", { ttl = 0 }, "INVALID_TTL" },
+  { "{ ttl = -5 }", { ttl = -5 }, "INVALID_TTL" },
+  { "{ ttl = \"x\" }", { ttl = "x" }, "INVALID_TTL" },
+  { "{ ttl = \"10\" }", { ttl = "10" }, "INVALID_TTL" },
+  { "{ ttl = NaN }", { ttl = H.NAN }, "INVALID_TTL" },
+  { "{ ttl = inf }", { ttl = H.INF }, "INVALID_TTL" },
+  { "{ ttl = {} }", { ttl = {} }, "INVALID_TTL" },
+  { "{ foo = 1 } (unknown option)", { foo = 1 }, "INVALID_VALUE" },
+  { "{ ttl = 10, foo = 1 } (unknown option)", { ttl = 10, foo = 1 }, "INVALID_VALUE" },
+}
+
+-- Values that cannot be stored: INVALID_VALUE for set and setnx.
+local BAD_VALUES = {
+  { "nil", nil },
+  { "NaN", H.NAN },
+  { "inf", H.INF },
+  { "-inf", -H.INF },
+  { "a function", function() end },
+  { "a userdata", io.stdout },
+  { "a thread", coroutine.create(function() end) },
+  { "a cyclic table", cyclic() },
+  { "a table cyclic deep inside", deep_cyclic() },
+  { "a table with mixed keys", { 1, 2, x = 3 } },
+  { "a sparse array", { [1] = "a", [3] = "c" } },
+  { "an array starting at 2", { [2] = "b" } },
+  { "an array with index 0", { [0] = "z", "a" } },
+  { "a negative index", { [-1] = "x" } },
+  { "a boolean key", { [true] = 1 } },
+  { "a float key", { [1.5] = 1 } },
+  { "a table key", { [{}] = 1 } },
+  { "nesting 101 deep", H.nest(101) },
+  { "nesting 1000 deep", H.nest(1000) },
+  { "NaN inside a table", { x = H.NAN } },
+  { "inf inside a table", { 1, H.INF } },
+  { "-inf deep inside a table", { a = { b = { -H.INF } } } },
+  { "a function inside a table", { items = { 1, 2, function() end } } },
+  { "a userdata inside a table", { f = io.stdout } },
+  { "a thread inside a table", { { co = coroutine.create(function() end) } } },
+  { "a mixed table inside a table", { list = { { 1, k = 2 } } } },
+}
+
+describe("bad inputs", function()
+  local kv, stores, a, snap
+
+  before_each(function()
+    kv = zeltkv.memory()
+    stores = H.seed(kv)
+    a = stores[1]
+    snap = H.snapshot(stores, kv)
+  end)
+
+  after_each(function()
+    H.reset_clock()
+    kv:close()
+  end)
+
+  -- The bad call raises `code` and the store is as it was.
+  local function rejects(code, fn, ...)
+    local err = H.assert_error_code(code, fn, ...)
+    H.assert_unchanged(snap)
+    return err
+  end
+
+  -------------------------------------------------------------------------
+  describe("keys", function()
+    local KEYED = {
+      { "get", function(k) return a:get(k) end },
+      { "set", function(k) return a:set(k, "v") end },
+      { "del", function(k) return a:del(k) end },
+      { "has", function(k) return a:has(k) end },
+      { "expire", function(k) return a:expire(k, 10) end },
+      { "ttl", function(k) return a:ttl(k) end },
+      { "incr", function(k) return a:incr(k, 1) end },
+      { "setnx", function(k) return a:setnx(k, "v") end },
+    }
+    for _, m in ipairs(KEYED) do
+      describe(m[1], function()
+        for _, c in ipairs(BAD_KEYS) do
+          it("rejects " .. c[1] .. " as a key with INVALID_KEY", function()
+            rejects("INVALID_KEY", m[2], c[2])
+          end)
+        end
+      end)
+    end
+  end)
+
+  -------------------------------------------------------------------------
+  describe("namespace", function()
+    local BAD_NAMES = {
+      { "\"\"", "", "EMPTY_NAMESPACE" },
+      { "nil", nil, "INVALID_KEY" },
+      { "a number", 42, "INVALID_KEY" },
+      { "true", true, "INVALID_KEY" },
+      { "a table", {}, "INVALID_KEY" },
+      { "a function", function() end, "INVALID_KEY" },
+      { "65536 bytes", H.key_of(65536, "n"), "INVALID_KEY" },
+    }
+    for _, c in ipairs(BAD_NAMES) do
+      it("kv:namespace rejects " .. c[1] .. " with " .. c[3], function()
+        rejects(c[3], function() return kv:namespace(c[2]) end)
+      end)
+      it("s:namespace rejects " .. c[1] .. " with " .. c[3], function()
+        rejects(c[3], function() return a:namespace(c[2]) end)
+      end)
+    end
+  end)
+
+  -------------------------------------------------------------------------
+  describe("ttl arguments", function()
+    for _, c in ipairs(BAD_TTLS) do
+      local label = c[1] .. " with " .. c[3]
+      it("set rejects ttl " .. label .. " (new key and existing key)", function()
+        rejects(c[3], function() return a:set("new", "v", c[2]) end)
+        rejects(c[3], function() return a:set("str", "v", c[2]) end)
+        rejects(c[3], function() return a:set("ttl", "v", c[2]) end)
+      end)
+      it("setnx rejects ttl " .. label, function()
+        rejects(c[3], function() return a:setnx("new", "v", c[2]) end)
+      end)
+      it("expire rejects ttl " .. label .. " (live key and absent key)", function()
+        rejects(c[3], function() return a:expire("str", c[2]) end)
+        rejects(c[3], function() return a:expire("ttl", c[2]) end)
+        rejects(c[3], function() return a:expire("absent", c[2]) end)
+      end)
+      it("incr rejects ttl " .. label .. " (missing key and existing key)", function()
+        rejects(c[3], function() return a:incr("newcounter", 1, c[2]) end)
+        rejects(c[3], function() return a:incr("counter", 1, c[2]) end)
+      end)
+    end
+
+    it("expire rejects a missing ttl with INVALID_TTL", function()
+      rejects("INVALID_TTL", function() return a:expire("str") end)
+      rejects("INVALID_TTL", function() return a:expire("str", nil) end)
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("values", function()
+    for _, c in ipairs(BAD_VALUES) do
+      it("set rejects " .. c[1] .. " with INVALID_VALUE (new and existing key)", function()
+        rejects("INVALID_VALUE", function() return a:set("new", c[2]) end)
+        rejects("INVALID_VALUE", function() return a:set("tbl", c[2]) end)
+        rejects("INVALID_VALUE", function() return a:set("ttl", c[2], 10) end)
+      end)
+      it("setnx rejects " .. c[1] .. " with INVALID_VALUE", function()
+        rejects("INVALID_VALUE", function() return a:setnx("new", c[2]) end)
+      end)
+    end
+
+    it("say where the bad value is: value.items[3]", function()
+      local err = rejects("INVALID_VALUE", function()
+        return a:set("new", { items = { 1, 2, function() end } })
+      end)
+      assert.truthy(err.message:find("value.items[3]", 1, true), err.message)
+    end)
+
+    it("say where the bad value is, deeper: value.a.b[1]", function()
+      local err = rejects("INVALID_VALUE", function()
+        return a:set("new", { a = { b = { H.NAN } } })
+      end)
+      assert.truthy(err.message:find("value.a.b[1]", 1, true), err.message)
+    end)
+
+    it("say where a bad top-level value is: value", function()
+      local err = rejects("INVALID_VALUE", function() return a:set("new", function() end) end)
+      assert.truthy(err.message:find("value", 1, true), err.message)
+    end)
+
+    -- Values the encoding may not keep: they round-trip exactly or are INVALID_VALUE.
+    local EXACT_OR_REFUSED = {
+      { "a NUL inside a string inside a table", { s = "a\0b", l = { "\0" } } },
+      { "a NUL inside an object key", { ["a\0b"] = 1 } },
+      { "invalid UTF-8 inside a table", { "\255\254", { k = "\192\128" } } },
+    }
+    if H.has_int then
+      EXACT_OR_REFUSED[#EXACT_OR_REFUSED + 1] =
+        { "an integer > 2^53 inside a table", { n = 9007199254740993 } }
+      EXACT_OR_REFUSED[#EXACT_OR_REFUSED + 1] =
+        { "math.maxinteger inside a table", { math.maxinteger } }
+      EXACT_OR_REFUSED[#EXACT_OR_REFUSED + 1] =
+        { "math.mininteger + 1 inside a table", { x = { math.mininteger + 1 } } }
+    end
+    for _, c in ipairs(EXACT_OR_REFUSED) do
+      it("set keeps " .. c[1] .. " exactly or refuses it with INVALID_VALUE", function()
+        local ok, err = pcall(a.set, a, "new", c[2])
+        if ok then
+          local got = a:get("new")
+          assert.are.same(c[2], got)
+          -- exact, not merely ==: compare integers as integers
+          assert.are.equal(H.dump(c[2]), H.dump(got))
+        else
+          H.check_error("INVALID_VALUE", err)
+          H.assert_unchanged(snap)
+        end
+      end)
+    end
+  end)
+
+  -------------------------------------------------------------------------
+  describe("incr", function()
+    local BAD_BY = {
+      { "1.5", 1.5 }, { "-0.5", -0.5 }, { "the string \"x\"", "x" },
+      { "the string \"1\"", "1" }, { "true", true }, { "a table", {} },
+      { "a function", function() end }, { "NaN", H.NAN }, { "inf", H.INF },
+      { "-inf", -H.INF }, { "2^63 (a float out of range)", 2 ^ 63 },
+      { "-2^64", -(2 ^ 64) }, { "1e300", 1e300 },
+    }
+    for _, c in ipairs(BAD_BY) do
+      it("rejects `by` " .. c[1] .. " with INVALID_VALUE (missing and existing key)",
+         function()
+        rejects("INVALID_VALUE", function() return a:incr("newcounter", c[2]) end)
+        rejects("INVALID_VALUE", function() return a:incr("counter", c[2]) end)
+        rejects("INVALID_VALUE", function() return a:incr("newcounter", c[2], 10) end)
+      end)
+    end
+
+    local NOT_INT = {
+      { "a string", "str" }, { "a numeric string", nil }, { "a float", "float" },
+      { "a boolean", "bool" }, { "a table", "tbl" },
+    }
+    for _, c in ipairs(NOT_INT) do
+      it("rejects a key holding " .. c[1] .. " with INVALID_VALUE", function()
+        local key = c[2]
+        if not key then
+          -- seeded by this test, so take a new snapshot
+          a:set("numstr", "10")
+          snap = H.snapshot(stores, kv)
+          key = "numstr"
+        end
+        rejects("INVALID_VALUE", function() return a:incr(key) end)
+        rejects("INVALID_VALUE", function() return a:incr(key, 0) end)
+      end)
+    end
+
+    it("rejects a result above the range with INVALID_VALUE, keeping the value", function()
+      rejects("INVALID_VALUE", function() return a:incr("max") end)
+      rejects("INVALID_VALUE", function() return a:incr("max", H.MAXINT) end)
+      rejects("INVALID_VALUE", function() return a:incr("counter", H.MAXINT) end)
+      assert.are.equal(H.MAXINT, a:get("max"))
+    end)
+
+    it("rejects a result below the range with INVALID_VALUE, keeping the value", function()
+      rejects("INVALID_VALUE", function() return a:incr("min", -1) end)
+      rejects("INVALID_VALUE", function() return a:incr("min", H.MININT) end)
+      assert.are.equal(H.MININT, a:get("min"))
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("driver options", function()
+    local BAD_OPTS = {
+      { "an unknown option", { foo = 1 } },
+      { "an unknown option next to good ones", { gc_interval = 1, evict = "lru", bar = 2 } },
+      { "a negative gc_interval", { gc_interval = -1 } },
+      { "a NaN gc_interval", { gc_interval = H.NAN } },
+      { "a string gc_interval", { gc_interval = "60" } },
+      { "evict \"foo\"", { evict = "foo" } },
+      { "evict \"LRU\"", { evict = "LRU" } },
+      { "a non-string evict", { evict = 1 } },
+      { "a negative max_bytes", { max_bytes = -1 } },
+      { "a NaN max_bytes", { max_bytes = H.NAN } },
+      { "a boolean max_bytes", { max_bytes = true } },
+    }
+    for _, c in ipairs(BAD_OPTS) do
+      it("memory() rejects " .. c[1] .. " with INVALID_VALUE", function()
+        rejects("INVALID_VALUE", zeltkv.memory, c[2])
+      end)
+    end
+
+    it("the error for an unknown option names it", function()
+      local err = rejects("INVALID_VALUE", zeltkv.memory, { frobnicate = true })
+      assert.truthy(err.message:find("frobnicate", 1, true), err.message)
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("a closed driver", function()
+    local victim, vs, iter
+
+    before_each(function()
+      victim = zeltkv.memory()
+      vs = victim:namespace("v")
+      vs:set("k", 1)
+      vs:set("j", 2)
+      iter = vs:keys()
+      victim:close()
+    end)
+
+    local CALLS = {
+      { "kv:namespace", function() return victim:namespace("x") end },
+      { "kv:atomic", function() return victim:atomic(function() end) end },
+      { "kv:gc", function() return victim:gc() end },
+      { "kv:stats", function() return victim:stats() end },
+      { "kv:flush", function() return victim:flush() end },
+      { "s:get", function() return vs:get("k") end },
+      { "s:set", function() return vs:set("k", 2) end },
+      { "s:del", function() return vs:del("k") end },
+      { "s:has", function() return vs:has("k") end },
+      { "s:expire", function() return vs:expire("k", 10) end },
+      { "s:ttl", function() return vs:ttl("k") end },
+      { "s:incr", function() return vs:incr("c") end },
+      { "s:setnx", function() return vs:setnx("n", 1) end },
+      { "s:namespace", function() return vs:namespace("child") end },
+      { "s:atomic", function() return vs:atomic(function() end) end },
+      { "s:keys", function() for _ in vs:keys() do end end },
+      { "s:count", function() return vs:count() end },
+      { "s:clear", function() return vs:clear() end },
+      { "a keys() iterator made before close", function() return iter() end },
+    }
+    for _, c in ipairs(CALLS) do
+      it(c[1] .. " raises STORE_OPERATION_FAILED (\"closed\")", function()
+        local err = rejects("STORE_OPERATION_FAILED", c[2])
+        assert.truthy(err.message:find("closed", 1, true), err.message)
+      end)
+    end
+
+    it("close() again is fine", function()
+      assert.has_no.errors(function() victim:close() end)
+      H.assert_unchanged(snap)
+    end)
+  end)
+
+  describe("a closed handle on a shared segment #shared", function()
+    it("fails with STORE_OPERATION_FAILED and leaves the segment unchanged", function()
+      local name = H.segment_name("closed")
+      local kv1 = zeltkv.shared(name, { size = "1m" })
+      local ok, err = pcall(function()
+        local kv2 = zeltkv.shared(name)
+        local seg = H.seed(kv2)
+        local seg_snap = H.snapshot(seg)
+        local s1 = kv1:namespace("seed_a")
+        kv1:close()
+        for _, fn in ipairs({
+          function() return s1:set("new", 1) end,
+          function() return s1:del("str") end,
+          function() return s1:incr("counter") end,
+          function() return s1:clear() end,
+          function() return kv1:flush() end,
+        }) do
+          H.assert_error_code("STORE_OPERATION_FAILED", fn)
+          H.assert_unchanged(seg_snap)
+        end
+        kv2:close()
+      end)
+      kv1:close()
+      zeltkv.unlink(name)
+      assert(ok, err)
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("wrong self", function()
+    local s_methods = { "get", "set", "del", "has", "expire", "ttl", "incr", "setnx",
+                        "namespace", "atomic", "keys", "count", "clear" }
+    for _, m in ipairs(s_methods) do
+      it("s." .. m .. "(...) without self is a plain Lua argument error", function()
+        local fn = a[m]
+        assert.are.equal("function", type(fn))
+        H.assert_arg_error(fn, "k", 1)
+        H.assert_unchanged(snap)
+      end)
+    end
+
+    it("s.get(kv, k) with a driver for self is a plain Lua argument error", function()
+      H.assert_arg_error(a.get, kv, "str")
+      H.assert_arg_error(a.set, kv, "str", 1)
+      H.assert_unchanged(snap)
+    end)
+
+    it("s.set(\"k\", 1) does not store anything", function()
+      H.assert_arg_error(a.set, "str", "changed")
+      H.assert_arg_error(a.set, nil, "str", "changed")
+      H.assert_arg_error(a.set, {}, "str", "changed")
+      H.assert_unchanged(snap)
+    end)
+
+    local kv_methods = { "namespace", "atomic", "gc", "stats", "flush", "close" }
+    for _, m in ipairs(kv_methods) do
+      it("kv." .. m .. "(...) without self is a plain Lua argument error", function()
+        local fn = kv[m]
+        assert.are.equal("function", type(fn))
+        H.assert_arg_error(fn, "x")
+        H.assert_arg_error(fn, a)       -- a store is not a driver
+        H.assert_unchanged(snap)
+      end)
+    end
+  end)
+end)

@@ -1,0 +1,392 @@
+-- spec/04-atomic_spec.lua: kv:atomic and s:atomic (API.md "Atomic"): all or nothing,
+-- the error re-raised as it was, return values and arguments, nesting, and yields.
+
+local H = require("helpers")
+local zeltkv = require("zeltkv")
+
+describe("atomic", function()
+  local kv, stores, a, b, c, snap
+
+  before_each(function()
+    kv = zeltkv.memory()
+    stores = H.seed(kv)
+    a, b, c = stores[1], stores[2], stores[3]
+    snap = H.snapshot(stores, kv)
+  end)
+
+  after_each(function()
+    H.reset_clock()
+    kv:close()
+  end)
+
+  -------------------------------------------------------------------------
+  describe("kv:atomic", function()
+    it("commits the writes of fn when it returns", function()
+      kv:atomic(function()
+        a:set("x", 1)
+        b:incr("counter")
+        c:del("k")
+      end)
+      assert.are.equal(1, a:get("x"))
+      assert.are.equal(1, b:get("counter"))
+      assert.is_nil(c:get("k"))
+    end)
+
+    it("returns what fn returns, all of it", function()
+      assert.are.equal(42, kv:atomic(function() return 42 end))
+      local r = { kv:atomic(function() return 1, nil, "x", false end) }
+      assert.are.equal(1, r[1])
+      assert.is_nil(r[2])
+      assert.are.equal("x", r[3])
+      assert.is_false(r[4])
+      assert.are.equal(4, select("#", kv:atomic(function() return 1, nil, "x", false end)))
+      assert.are.equal(0, select("#", kv:atomic(function() end)))
+      local t = {}
+      assert.are.equal(t, kv:atomic(function() return t end))
+    end)
+
+    it("calls fn(kv, ...) with every argument, nils included", function()
+      local got_self, n, args
+      kv:atomic(function(self, ...)
+        got_self = self
+        n = select("#", ...)
+        args = { ... }
+      end, 1, nil, "three", nil)
+      assert.is_true(rawequal(kv, got_self))
+      assert.are.equal(4, n)
+      assert.are.equal(1, args[1])
+      assert.is_nil(args[2])
+      assert.are.equal("three", args[3])
+    end)
+
+    it("lets fn read its own writes, including keys() and count()", function()
+      kv:atomic(function(k)
+        local s = k:namespace("fresh")
+        s:set("a", 1)
+        s:set("b", 2)
+        assert.are.equal(1, s:get("a"))
+        assert.are.equal(2, s:count())
+        local n = 0
+        for _ in s:keys() do n = n + 1 end
+        assert.are.equal(2, n)
+        s:del("a")
+        assert.is_false(s:has("a"))
+      end)
+      assert.are.equal(1, kv:namespace("fresh"):count())
+    end)
+
+    it("keeps fn's writes when fn catches a failed call itself", function()
+      kv:atomic(function()
+        a:set("x", 1)
+        local ok, err = pcall(a.incr, a, "str")       -- INVALID_VALUE, changes nothing
+        assert.is_false(ok)
+        H.check_error("INVALID_VALUE", err)
+        a:set("y", 2)
+      end)
+      assert.are.equal(1, a:get("x"))
+      assert.are.equal(2, a:get("y"))
+      assert.are.equal("hello\0world", a:get("str"))
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("when fn raises", function()
+    it("undoes every kind of write across namespaces", function()
+      local err = H.catch(kv.atomic, kv, function()
+        a:set("str", "overwritten")             -- set over an existing key
+        a:set("new", { 1, 2, 3 }, 10)           -- set of a new key with ttl
+        a:set("ttl", "no more ttl")             -- set that drops a ttl
+        a:set("int", 7, 5)                      -- set that adds a ttl
+        a:del("float")                          -- del
+        a:incr("counter", 10)                   -- incr of an existing key
+        a:incr("newcounter", 3, 60)             -- incr that creates a key
+        a:setnx("setnx_new", true, 30)          -- setnx that stores
+        a:setnx("bool", true)                   -- setnx that does not
+        a:expire("tbl", 1)                      -- expire adding a ttl
+        a:expire("ttl", 99999)                  -- expire replacing a ttl
+        b:clear()                               -- clear of a namespace
+        c:set("k", "changed")
+        c:del(7)
+        kv:namespace("created"):set("k", 1)     -- write into a new namespace
+        a:namespace("seed_b"):set("late", 1)    -- b again, through another handle
+        error("boom", 0)
+      end)
+      assert.are.equal("boom", err)
+      H.assert_unchanged(snap)
+      assert.is_nil(kv:namespace("created"):get("k"))
+      local ttl = a:ttl("ttl")
+      assert.is_true(ttl > 3500 and ttl <= 3600, "ttl not restored: " .. tostring(ttl))
+    end)
+
+    it("undoes clear() of nested namespaces, ttls included", function()
+      a:namespace("nested"):set("n", "nested", 100)
+      snap = H.snapshot({ a, b, c, a:namespace("nested") }, kv)
+      H.catch(kv.atomic, kv, function()
+        assert.is_true(a:clear() >= 3)
+        assert.is_nil(b:get("child"))
+        error("undo it")
+      end)
+      H.assert_unchanged(snap)
+      assert.is_true(a:namespace("nested"):ttl("n") > 99)
+    end)
+
+    it("undoes flush()", function()
+      H.catch(kv.atomic, kv, function()
+        assert.is_true(kv:flush() > 0)
+        assert.are.equal(0, a:count())
+        error("undo it")
+      end)
+      H.assert_unchanged(snap)
+    end)
+
+    it("undoes a long run of writes", function()
+      H.catch(kv.atomic, kv, function()
+        for i = 1, 5000 do a:set("bulk" .. i, string.rep("x", i % 100)) end
+        for i = 1, 5000, 2 do a:del("bulk" .. i) end
+        a:clear()
+        for i = 1, 1000 do c:incr("n" .. (i % 10), i) end
+        error("undo it")
+      end)
+      H.assert_unchanged(snap)
+    end)
+
+    it("re-raises the same error table (same identity)", function()
+      local e = setmetatable({ reason = "sold out" },
+                             { __tostring = function() return "sold out!" end })
+      local err = H.catch(kv.atomic, kv, function()
+        a:set("x", 1)
+        error(e)
+      end)
+      assert.is_true(rawequal(e, err))
+      assert.is_nil(a:get("x"))
+    end)
+
+    it("re-raises the same string, position included", function()
+      local err0 = H.catch(kv.atomic, kv, function() error("sold out", 0) end)
+      assert.are.equal("sold out", err0)
+      local err1 = H.catch(kv.atomic, kv, function() error("plain") end)
+      assert.truthy(err1:find("04%-atomic_spec%.lua:%d+: plain$"), err1)
+    end)
+
+    it("re-raises other error values unchanged", function()
+      assert.are.equal(42, H.catch(kv.atomic, kv, function() error(42) end))
+      assert.is_false(H.catch(kv.atomic, kv, function() error(false) end))
+    end)
+
+    it("re-raises a zeltkv error from inside fn and undoes the earlier writes", function()
+      local err = H.catch(kv.atomic, kv, function()
+        a:set("x", 1)
+        a:incr("str")                         -- INVALID_VALUE, not caught
+      end)
+      H.check_error("INVALID_VALUE", err)
+      H.assert_unchanged(snap)
+    end)
+
+    it("undoes runtime errors too (not only error())", function()
+      H.catch(kv.atomic, kv, function()
+        a:set("x", 1)
+        local t = nil
+        return t.field                        -- attempt to index a nil value
+      end)
+      H.assert_unchanged(snap)
+    end)
+
+    it("leaves the driver usable, and a store opened inside fn usable", function()
+      local inside
+      H.catch(kv.atomic, kv, function()
+        inside = kv:namespace("made_inside")
+        inside:set("k", 1)
+        error("undo it")
+      end)
+      assert.is_nil(kv:namespace("made_inside"):get("k"))
+      inside:set("k", 2)
+      assert.are.equal(2, kv:namespace("made_inside"):get("k"))
+      a:set("after", 1)
+      assert.are.equal(1, a:get("after"))
+      assert.are.equal("ok", kv:atomic(function() a:set("x", 1) return "ok" end))
+      assert.are.equal(1, a:get("x"))
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("nested", function()
+    it("an inner atomic joins the outer one and commits with it", function()
+      kv:atomic(function()
+        a:set("outer", 1)
+        local r = kv:atomic(function()
+          b:set("inner", 2)
+          return "inner result"
+        end)
+        assert.are.equal("inner result", r)
+        assert.are.equal(2, b:get("inner"))
+      end)
+      assert.are.equal(1, a:get("outer"))
+      assert.are.equal(2, b:get("inner"))
+    end)
+
+    it("an outer raise undoes the writes of a finished inner atomic", function()
+      H.catch(kv.atomic, kv, function()
+        a:set("outer", 1)
+        kv:atomic(function() b:set("inner", 2) end)
+        c:atomic(function(st) st:set("k", "inner s:atomic") end)
+        error("outer fails")
+      end)
+      H.assert_unchanged(snap)
+    end)
+
+    it("an inner raise caught by pcall undoes only the inner writes", function()
+      kv:atomic(function()
+        a:set("outer", 1)
+        a:set("str", "outer value")
+        local ok, err = pcall(kv.atomic, kv, function()
+          a:set("inner", 2)
+          a:set("str", "inner value")
+          b:del("child")
+          error("inner fails", 0)
+        end)
+        assert.is_false(ok)
+        assert.are.equal("inner fails", err)
+        assert.is_nil(a:get("inner"))
+        assert.are.equal("outer value", a:get("str"))
+        assert.are.equal("of a", b:get("child"))
+        a:set("after", 3)
+      end)
+      assert.are.equal(1, a:get("outer"))
+      assert.are.equal("outer value", a:get("str"))
+      assert.are.equal(3, a:get("after"))
+      assert.is_nil(a:get("inner"))
+      assert.are.equal("of a", b:get("child"))
+    end)
+
+    it("three levels: the middle one fails, outer and innermost-of-outer survive",
+       function()
+      kv:atomic(function()
+        a:set("l1", 1)
+        pcall(function()
+          a:atomic(function()
+            a:set("l2", 2)
+            a:atomic(function() a:set("l3", 3) end)   -- committed into level 2 ...
+            error("level 2 fails")                    -- ... and undone with it
+          end)
+        end)
+        a:atomic(function() a:set("l2b", 22) end)
+      end)
+      assert.are.equal(1, a:get("l1"))
+      assert.is_nil(a:get("l2"))
+      assert.is_nil(a:get("l3"))
+      assert.are.equal(22, a:get("l2b"))
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("s:atomic", function()
+    it("calls fn(s, ...) and returns what fn returns", function()
+      local got, n
+      local r1, r2 = a:atomic(function(self, x, y)
+        got = self
+        n = x + y
+        self:set("sum", n)
+        return n, "done"
+      end, 2, 3)
+      assert.is_true(rawequal(a, got))
+      assert.are.equal(5, r1)
+      assert.are.equal("done", r2)
+      assert.are.equal(5, a:get("sum"))
+    end)
+
+    it("lets every store of the driver join, and undoes them all on a raise", function()
+      local err = H.catch(a.atomic, a, function(self)
+        self:set("x", 1)
+        c:set("k", "changed")
+        b:incr("counter")
+        kv:namespace("other"):set("y", 1)
+        error({ code = "mine" })
+      end)
+      assert.are.equal("mine", err.code)
+      H.assert_unchanged(snap)
+      assert.is_nil(kv:namespace("other"):get("y"))
+    end)
+
+    it("is a read-modify-write as in the API example", function()
+      a:set("stock", 1)
+      local function buy()
+        return a:atomic(function(s)
+          local stock = s:get("stock") or 0
+          if stock < 1 then error("sold out", 0) end
+          s:set("stock", stock - 1)
+          s:incr("sold")
+        end)
+      end
+      buy()
+      assert.are.equal(0, a:get("stock"))
+      assert.are.equal(1, a:get("sold"))
+      local ok, err = pcall(buy)
+      assert.is_false(ok)
+      assert.are.equal("sold out", err)
+      assert.are.equal(0, a:get("stock"))
+      assert.are.equal(1, a:get("sold"))
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("and coroutines", function()
+    it("a yield inside fn raises an error and undoes the writes", function()
+      local co = coroutine.wrap(function()
+        return kv:atomic(function()
+          a:set("before_yield", 1)
+          a:set("str", "changed before yield")
+          coroutine.yield("yielded")
+          a:set("after_yield", 1)
+        end)
+      end)
+      local ok = pcall(co)
+      assert.is_false(ok, "a yield inside atomic must raise")
+      assert.is_nil(a:get("before_yield"))
+      assert.is_nil(a:get("after_yield"))
+      H.assert_unchanged(snap)
+    end)
+
+    it("a yield inside s:atomic raises too (coroutine.resume reports it)", function()
+      local co = coroutine.create(function()
+        a:atomic(function(s)
+          s:set("x", 1)
+          coroutine.yield()
+        end)
+        return "finished"
+      end)
+      local ok, err = coroutine.resume(co)
+      assert.is_false(ok, "a yield inside atomic must raise, got " .. tostring(err))
+      assert.are.equal("dead", coroutine.status(co))
+      H.assert_unchanged(snap)
+    end)
+
+    it("leaves the store usable after a yield was refused", function()
+      pcall(coroutine.wrap(function()
+        kv:atomic(function() a:set("x", 1) coroutine.yield() end)
+      end))
+      a:set("after", 1)
+      assert.are.equal(1, a:get("after"))
+      assert.are.equal("ok", kv:atomic(function() b:set("y", 2) return "ok" end))
+      assert.are.equal(2, b:get("y"))
+      -- and from another coroutine
+      local co = coroutine.wrap(function()
+        return kv:atomic(function() return a:incr("counter") end)
+      end)
+      assert.are.equal(6, co())
+    end)
+
+    it("works inside a coroutine that yields outside fn", function()
+      local co = coroutine.wrap(function()
+        kv:atomic(function() a:set("one", 1) end)
+        coroutine.yield("between")
+        kv:atomic(function() a:set("two", 2) end)
+        return "done"
+      end)
+      assert.are.equal("between", co())
+      assert.are.equal(1, a:get("one"))
+      a:set("main", 1)                    -- the lock is not held across the yield
+      assert.are.equal("done", co())
+      assert.are.equal(2, a:get("two"))
+    end)
+  end)
+end)

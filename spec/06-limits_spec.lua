@@ -1,0 +1,173 @@
+-- spec/06-limits_spec.lua: max_bytes with evict = "none" and evict = "lru"
+-- (API.md driver options; STORE_OPERATION_FAILED when a write does not fit).
+
+local H = require("helpers")
+local zeltkv = require("zeltkv")
+
+local MiB = 1024 * 1024
+local VALUE = string.rep("v", 1000)
+
+local function value_for(i)
+  return ("%06d"):format(i) .. VALUE
+end
+
+describe("max_bytes", function()
+  after_each(H.reset_clock)
+
+  -------------------------------------------------------------------------
+  describe("with evict = \"none\"", function()
+    local kv, s, written
+
+    -- Writes 1 KB values until a set fails; returns how many were stored.
+    local function fill()
+      for i = 1, 20000 do
+        local ok, err = pcall(s.set, s, "k" .. i, value_for(i))
+        if not ok then
+          H.check_error("STORE_OPERATION_FAILED", err)
+          return i - 1, i
+        end
+      end
+      error("20 MB were stored under max_bytes = 1 MiB")
+    end
+
+    before_each(function()
+      kv = zeltkv.memory({ max_bytes = MiB, evict = "none" })
+      s = kv:namespace("full")
+      written = nil
+    end)
+
+    after_each(function() kv:close() end)
+
+    it("fails a write that does not fit with STORE_OPERATION_FAILED", function()
+      local failed_at
+      written, failed_at = fill()
+      assert.is_true(written > 100, "only " .. written .. " KB fit in 1 MiB")
+      assert.is_nil(s:get("k" .. failed_at))
+      assert.is_false(s:has("k" .. failed_at))
+    end)
+
+    it("keeps the data already there intact", function()
+      written = fill()
+      assert.are.equal(written, s:count())
+      for i = 1, written do
+        assert.are.equal(value_for(i), s:get("k" .. i), "k" .. i)
+      end
+      local st = kv:stats()
+      assert.are.equal(0, st.evictions)
+      assert.is_true(st.bytes_used <= st.capacity)
+    end)
+
+    it("changes nothing on a failed set or setnx, new key or overwrite", function()
+      written = fill()
+      -- fill the last crumbs with small keys
+      local i = 0
+      while pcall(s.set, s, "small" .. i, i) do i = i + 1 assert(i < 100000) end
+      local snap = H.snapshot({ s }, kv)
+      H.assert_error_code("STORE_OPERATION_FAILED", s.set, s, "new", VALUE)
+      H.assert_unchanged(snap)
+      H.assert_error_code("STORE_OPERATION_FAILED", s.setnx, s, "new", VALUE)
+      H.assert_unchanged(snap)
+      H.assert_error_code("STORE_OPERATION_FAILED", s.set, s, "k1", string.rep("x", 64 * 1024))
+      H.assert_unchanged(snap)
+      assert.are.equal(value_for(1), s:get("k1"))
+    end)
+
+    it("refuses a single value larger than max_bytes, on an empty store", function()
+      local snap = H.snapshot({ s }, kv)
+      H.assert_error_code("STORE_OPERATION_FAILED", s.set, s, "huge", string.rep("x", 2 * MiB))
+      H.assert_unchanged(snap)
+      assert.is_true(s:set("small", 1))
+    end)
+
+    it("makes room again when keys are deleted", function()
+      written = fill()
+      for i = 1, 50 do s:del("k" .. i) end
+      for i = 1, 20 do
+        assert.is_true(s:set("again" .. i, VALUE))
+      end
+      assert.are.equal(VALUE, s:get("again20"))
+    end)
+
+    it("undoes an atomic whose write does not fit", function()
+      written = fill()
+      for i = 1, 20 do s:del("k" .. i) end  -- room for a few writes, not for a big one
+      local snap = H.snapshot({ s }, kv)
+      local err = H.catch(kv.atomic, kv, function()
+        s:set("a1", VALUE)
+        s:del("k30")
+        s:set("big", string.rep("x", 512 * 1024))
+      end)
+      H.check_error("STORE_OPERATION_FAILED", err)
+      H.assert_unchanged(snap)
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("with evict = \"lru\"", function()
+    local kv, s
+
+    before_each(function()
+      kv = zeltkv.memory({ max_bytes = MiB, evict = "lru" })
+      s = kv:namespace("cache")
+    end)
+
+    after_each(function() kv:close() end)
+
+    it("evicts least recently used keys so that every write succeeds", function()
+      local TOTAL = 3000
+      s:set("hot", "keep me")
+      for i = 1, TOTAL do
+        assert.is_true(s:set("k" .. i, value_for(i)))
+        if i % 20 == 0 then assert.are.equal("keep me", s:get("hot")) end
+      end
+      local st = kv:stats()
+      assert.is_true(st.evictions > 0, "nothing was evicted")
+      assert.is_true(st.bytes_used <= st.capacity)
+      local live = s:count()
+      assert.is_true(live < TOTAL, "3 MB kept in 1 MiB?")
+      assert.are.equal(TOTAL + 1 - live, st.evictions)
+      -- the recently used survive, the oldest are gone
+      assert.are.equal("keep me", s:get("hot"))
+      for i = TOTAL - 99, TOTAL do
+        assert.are.equal(value_for(i), s:get("k" .. i), "k" .. i)
+      end
+      for i = 1, 100 do
+        assert.is_nil(s:get("k" .. i), "k" .. i)
+      end
+    end)
+
+    it("counts a read as a use", function()
+      for i = 1, 500 do s:set("k" .. i, value_for(i)) end
+      for i = 1, 500, 50 do s:get("k" .. i) end      -- touch a few old keys
+      for i = 501, 1100 do s:set("k" .. i, value_for(i)) end
+      for i = 1, 500, 50 do
+        assert.are.equal(value_for(i), s:get("k" .. i), "touched k" .. i .. " was evicted")
+      end
+      assert.is_true(kv:stats().evictions > 0)
+    end)
+
+    it("evicts across namespaces, and keys() / count() agree afterwards", function()
+      local other = kv:namespace("other")
+      for i = 1, 1500 do
+        s:set("k" .. i, value_for(i))
+        other:set("k" .. i, value_for(i))
+      end
+      local n = 0
+      for _ in s:keys() do n = n + 1 end
+      assert.are.equal(s:count(), n)
+      n = 0
+      for _ in other:keys() do n = n + 1 end
+      assert.are.equal(other:count(), n)
+      assert.are.equal(3000 - s:count() - other:count(), kv:stats().evictions)
+    end)
+
+    it("refuses a value larger than max_bytes, evicting nothing", function()
+      for i = 1, 100 do s:set("k" .. i, value_for(i)) end
+      local snap = H.snapshot({ s }, kv)
+      local ev = kv:stats().evictions
+      H.assert_error_code("STORE_OPERATION_FAILED", s.set, s, "huge", string.rep("x", 2 * MiB))
+      H.assert_unchanged(snap)
+      assert.are.equal(ev, kv:stats().evictions)
+    end)
+  end)
+end)

@@ -1,0 +1,210 @@
+-- spec/helpers.lua: shared helpers for zeltkv's busted specs.
+--
+-- The contract under test is /work/shared/API.md. Two of its promises are checked
+-- everywhere, so they live here:
+--   * every failure raises a table error { code =, message = } whose tostring is
+--     "zeltkv: CODE: message"                      -> H.assert_error_code
+--   * "a failed call changes nothing in the store" -> H.snapshot / H.assert_unchanged
+-- The specs are written to run on Lua 5.4 (primary), Lua 5.1 and LuaJIT: no 5.3+ syntax.
+
+local assert = require("luassert")
+local zeltkv = require("zeltkv")
+
+local H = {}
+
+H.zeltkv = zeltkv
+H.unpack = table.unpack or unpack
+H.has_int = math.type ~= nil                 -- Lua 5.3+: integer/float subtypes
+H.is_jit = rawget(_G, "jit") ~= nil
+-- incr's range: int64 where Lua has integers, +-2^53 where numbers are doubles.
+H.MAXINT = math.maxinteger or 2 ^ 53
+H.MININT = math.mininteger or -(2 ^ 53)
+H.NAN = 0 / 0
+H.INF = math.huge
+
+H.CODES = { "INVALID_TTL", "EMPTY_NAMESPACE", "INVALID_VALUE", "INVALID_KEY",
+            "STORE_OPERATION_FAILED" }
+
+---------------------------------------------------------------------------
+-- Errors
+
+-- Calls fn(...) and returns the error it raises; fails the test when it does not raise.
+function H.catch(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert(not ok, "expected the call to raise an error, but it returned normally")
+  return err
+end
+
+local function describe_err(err)
+  if type(err) == "table" then
+    return ("table {code=%s, message=%s}"):format(tostring(rawget(err, "code")),
+                                                  tostring(rawget(err, "message")))
+  end
+  return type(err) .. " " .. tostring(err)
+end
+H.describe_err = describe_err
+
+-- Checks that err is a zeltkv error object with the given code.
+function H.check_error(code, err)
+  assert(zeltkv.errors[code] == code, "unknown zeltkv error code in the spec: " .. code)
+  assert(type(err) == "table",
+         ("expected a zeltkv error table with code %s, got %s"):format(code, describe_err(err)))
+  assert(err.code == code,
+         ("expected error code %s, got %s"):format(code, describe_err(err)))
+  assert(type(err.message) == "string" and #err.message > 0,
+         "error.message must be a non-empty string, got " .. describe_err(err))
+  assert.are.equal("zeltkv: " .. code .. ": " .. err.message, tostring(err))
+  return err
+end
+
+-- pcalls fn(...), checks that it raised a zeltkv error with `code`; returns the error.
+function H.assert_error_code(code, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert(not ok, ("expected error %s, but the call succeeded (returned %s)"):format(
+    code, tostring(err)))
+  return H.check_error(code, err)
+end
+
+-- pcalls fn(...), checks that it raised a plain Lua argument error (a string, not a
+-- zeltkv error table), as luaL_checkudata does for a wrong self.
+function H.assert_arg_error(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert(not ok, "expected a Lua argument error, but the call succeeded")
+  assert(type(err) == "string",
+         "expected a plain Lua argument error (a string), got " .. describe_err(err))
+  assert(err:find("bad argument", 1, true) or err:find("bad self", 1, true),
+         "expected a 'bad argument' error, got: " .. err)
+  return err
+end
+
+---------------------------------------------------------------------------
+-- Values
+
+-- A canonical, type-exact rendering of a value: integers and floats differ, table keys
+-- are sorted, strings are quoted byte for byte. Used to compare whole store states.
+local function dump(v, seen)
+  local t = type(v)
+  if t == "number" then
+    if v ~= v then return "nan" end
+    if H.has_int and math.type(v) == "integer" then return ("i:%d"):format(v) end
+    return ("f:%.17g"):format(v)
+  elseif t == "string" then
+    return ("%q"):format(v)
+  elseif t == "table" then
+    seen = seen or {}
+    if seen[v] then return "<cycle>" end
+    seen[v] = true
+    local items = {}
+    for k, x in pairs(v) do
+      items[#items + 1] = "[" .. dump(k, seen) .. "]=" .. dump(x, seen)
+    end
+    table.sort(items)
+    seen[v] = nil
+    return "{" .. table.concat(items, ",") .. "}"
+  else
+    return t .. ":" .. tostring(v)
+  end
+end
+H.dump = dump
+
+-- Deep equality as the API promises it for a value read back: top-level numbers keep
+-- their subtype (Lua 5.3+), numbers inside tables compare with ==, strings are exact.
+function H.assert_round_trip(expected, got, what)
+  what = what or "value"
+  if type(expected) == "number" and H.has_int then
+    assert.are.equal(math.type(expected), math.type(got),
+                     what .. ": number subtype changed")
+  end
+  if type(expected) == "table" then
+    assert.are.equal("table", type(got), what .. ": expected a table")
+    assert.are.same(expected, got, what .. ": table changed")
+  else
+    assert.are.equal(expected, got, what .. ": value changed")
+  end
+end
+
+-- nest(n): n tables nested in each other ({} is 1, {{}} is 2, ...).
+function H.nest(n)
+  local t = {}
+  for _ = 2, n do t = { t } end
+  return t
+end
+
+---------------------------------------------------------------------------
+-- Store state
+
+-- Every key, value and ttl presence of the given stores (plus the driver's key count
+-- when a driver is given), as one string. ttl presence, not the seconds left, so that
+-- the clock moving between two readings is not a change.
+function H.state(stores, kv)
+  local lines = {}
+  for i, s in ipairs(stores) do
+    local keys = {}
+    for k in s:keys() do keys[#keys + 1] = k end
+    table.sort(keys)
+    lines[#lines + 1] = ("store #%d: count=%s, %d keys"):format(i, tostring(s:count()), #keys)
+    for _, k in ipairs(keys) do
+      local ttl = s:ttl(k)
+      local ttl_s = (ttl == nil and " (ttl nil!)") or (ttl == math.huge and "") or " (ttl)"
+      lines[#lines + 1] = ("  %s = %s%s"):format(dump(k), dump(s:get(k)), ttl_s)
+    end
+  end
+  if kv then
+    lines[#lines + 1] = "driver stats.keys=" .. tostring(kv:stats().keys)
+  end
+  return table.concat(lines, "\n")
+end
+
+-- snapshot(stores [, kv]) records the state of the namespaces a test uses.
+function H.snapshot(stores, kv)
+  return { stores = stores, kv = kv, state = H.state(stores, kv) }
+end
+
+function H.assert_unchanged(snap, msg)
+  local now = H.state(snap.stores, snap.kv)
+  assert.are.equal(snap.state, now, msg or "the store changed after a failed call")
+end
+
+-- Fills a driver with a varied set of keys in three namespaces (one nested) and returns
+-- the stores { a, a/b, c }. Keys of store a used by the specs:
+--   str   "hello\0world"       int  42              float 1.5
+--   bool  false                tbl  a nested table  ttl   "expiring" (ttl 3600)
+--   counter 5                  max  H.MAXINT        min   H.MININT
+function H.seed(kv)
+  local a = kv:namespace("seed_a")
+  local b = a:namespace("seed_b")
+  local c = kv:namespace("seed_c")
+  a:set("str", "hello\0world")
+  a:set("int", 42)
+  a:set("float", 1.5)
+  a:set("bool", false)
+  a:set("tbl", { name = "ada", roles = { "admin", "dev" }, n = 3, empty = {} })
+  a:set("ttl", "expiring", 3600)
+  a:incr("counter", 5)
+  a:set("max", H.MAXINT)
+  a:set("min", H.MININT)
+  b:set("child", "of a")
+  b:set("str", "same key, other namespace")
+  c:set("k", "v")
+  c:set(7, { 1, 2, 3 })
+  return { a, b, c }
+end
+
+-- Builds a key of n bytes.
+function H.key_of(n, byte)
+  return string.rep(byte or "k", n)
+end
+
+-- A fresh shared-segment name (only A-Z a-z 0-9 . _ -).
+local name_counter = 0
+function H.segment_name(tag)
+  name_counter = name_counter + 1
+  local addr = tostring({}):match("0x(%x+)") or tostring(math.random(1, 1e9))
+  return ("zeltkv-spec-%s-%d-%s-%d"):format(tag or "t", os.time(), addr, name_counter)
+end
+
+function H.reset_clock()
+  if zeltkv._set_clock_offset then zeltkv._set_clock_offset(0) end
+end
+
+return H

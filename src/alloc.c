@@ -1,0 +1,238 @@
+/*
+ * alloc.c -- the block allocator inside an arena.
+ *
+ * Segregated free lists (exact sizes below 64 units, then one list per power
+ * of two) with immediate coalescing through boundary tags, and a bump pointer
+ * ("top") over never-used space.  A free block next to top is given back to
+ * top, so the used part of the arena stays compact.  Every byte the allocator
+ * changes is written to the undo log first, so a rolled-back transaction (or a
+ * process that died holding the lock) restores the free lists exactly.
+ */
+#include "internal.h"
+
+static unsigned cls_of(uint64_t u) {
+  if (u < 64) return (unsigned)u;
+  unsigned lg = 63u - (unsigned)__builtin_clzll(u);
+  unsigned c = 64u + (lg - 6u);
+  return c < NCLASS ? c : NCLASS - 1;
+}
+
+static uint32_t *blk(seg *s, ref_t r) { return (uint32_t *)P(s, r); }
+
+/* check that [r, r+units) lies inside the heap; anything else is a damaged
+ * arena, never something to follow */
+static void chk(seg *s, uint64_t r, uint64_t units) {
+  hdr *h = H(s);
+  if (UNLIKELY(r * UNIT < h->heap_start || units == 0 || (r + units) * UNIT > h->top ||
+               h->top > h->size))
+    FAIL(s, ZKV_ECORRUPT);
+}
+
+static void set_bit(seg *s, unsigned c, int on) {
+  hdr *h = H(s);
+  uint64_t *w = &h->class_bits[c >> 6], m = 1ull << (c & 63);
+  if (((*w & m) != 0) == (on != 0)) return;
+  LOGW(s, w, sizeof *w);
+  if (on) *w |= m; else *w &= ~m;
+}
+
+static void list_remove(seg *s, ref_t r, uint64_t units) {
+  hdr *h = H(s);
+  uint32_t *b = blk(s, r);
+  ref_t nx = b[1], pv = b[2];
+  unsigned c = cls_of(units);
+  if (pv) {
+    chk(s, pv, 2);
+    LOGW(s, &blk(s, pv)[1], 4);
+    blk(s, pv)[1] = nx;
+  } else {
+    if (UNLIKELY(h->free_heads[c] != r)) FAIL(s, ZKV_ECORRUPT);
+    LOGW(s, &h->free_heads[c], 4);
+    h->free_heads[c] = nx;
+    if (!nx) set_bit(s, c, 0);
+  }
+  if (nx) {
+    chk(s, nx, 2);
+    LOGW(s, &blk(s, nx)[2], 4);
+    blk(s, nx)[2] = pv;
+  }
+}
+
+/* write the tags of a free block at r and put it on its list; the bytes it
+ * overwrites are logged (they may be an entry that a rollback brings back) */
+static void make_free(seg *s, ref_t r, uint64_t units) {
+  hdr *h = H(s);
+  uint32_t *b = blk(s, r);
+  uint32_t *foot = (uint32_t *)((char *)b + units * UNIT - 4);
+  if (units >= 2) {
+    unsigned c = cls_of(units);
+    ref_t head = h->free_heads[c];
+    LOGW(s, b, 12);
+    LOGW(s, foot, 4);
+    b[0] = (uint32_t)(units << 2) | BLK_FREE;
+    b[1] = head;
+    b[2] = 0;
+    *foot = (uint32_t)units;
+    if (head) {
+      chk(s, head, 2);
+      LOGW(s, &blk(s, head)[2], 4);
+      blk(s, head)[2] = r;
+    }
+    LOGW(s, &h->free_heads[c], 4);
+    h->free_heads[c] = r;
+    set_bit(s, c, 1);
+  } else {
+    LOGW(s, b, 8);
+    b[0] = (1u << 2) | BLK_FREE;
+    b[1] = 1;
+  }
+}
+
+static void set_prevfree(seg *s, uint64_t r, int on) {
+  hdr *h = H(s);
+  if (r * UNIT >= h->top) return;
+  uint32_t *b = blk(s, (ref_t)r);
+  uint32_t v = on ? (b[0] | BLK_PREVFREE) : (b[0] & ~BLK_PREVFREE);
+  if (v == b[0]) return;
+  LOGW(s, b, 4);
+  b[0] = v;
+}
+
+/* take `units` from the free block r of `have` units: split off the rest */
+static ref_t take(seg *s, ref_t r, uint64_t have, uint64_t units) {
+  uint32_t *b = blk(s, r);
+  list_remove(s, r, have);
+  LOGW(s, b, 12);
+  LOGW(s, (char *)b + have * UNIT - 4, 4);
+  if (have > units) {
+    make_free(s, (ref_t)(r + units), have - units);   /* next block keeps PREVFREE */
+  } else {
+    set_prevfree(s, r + have, 0);
+  }
+  b = blk(s, r);
+  b[0] = (uint32_t)(units << 2);
+  return r;
+}
+
+static ref_t from_lists(seg *s, uint64_t units) {
+  hdr *h = H(s);
+  unsigned c = cls_of(units);
+  if (c < 64) {
+    uint64_t m = h->class_bits[0] & (~0ull << c);
+    if (m) {
+      unsigned k = (unsigned)__builtin_ctzll(m);
+      ref_t r = h->free_heads[k];
+      chk(s, r, k);
+      return take(s, r, k, units);
+    }
+    c = 64;
+  }
+  for (; c < NCLASS; c++) {
+    if (!(h->class_bits[c >> 6] & (1ull << (c & 63)))) continue;
+    ref_t r = h->free_heads[c];
+    /* first fit; only the first list can hold blocks too small */
+    for (int n = 0; r && n < 64; n++) {
+      chk(s, r, 2);
+      uint32_t hd = blk(s, r)[0];
+      uint64_t have = BLK_UNITS(hd);
+      if (UNLIKELY(!(hd & BLK_FREE))) FAIL(s, ZKV_ECORRUPT);
+      chk(s, r, have);
+      if (have >= units) return take(s, r, have, units);
+      r = blk(s, r)[1];
+    }
+  }
+  return 0;
+}
+
+static ref_t from_top(zkv_db *db, uint64_t units) {
+  seg *s = db->s;
+  uint64_t need = units * UNIT;
+  if (H(s)->top + need > H(s)->size) {
+    if (s->shared || zkv_grow(s, H(s)->top + need) != ZKV_OK) return 0;
+  }
+  hdr *h = H(s);
+  ref_t r = (ref_t)(h->top / UNIT);
+  LOGW(s, &h->top, 8);
+  h->top += need;
+  blk(s, r)[0] = (uint32_t)(units << 2);
+  return r;
+}
+
+ref_t do_alloc_try(zkv_db *db, uint64_t units, int may_evict, int *rc) {
+  seg *s = db->s;
+  if (units < 2) units = 2;
+  if (units >= (1u << 30)) { *rc = ZKV_EFULL; return 0; }
+  for (;;) {
+    hdr *h = H(s);
+    int over = !s->shared && h->capacity && h->bytes_used + units * UNIT > h->capacity;
+    if (!over) {
+      ref_t r = from_lists(s, units);
+      if (!r) r = from_top(db, units);
+      if (r) {
+        h = H(s);
+        LOGW(s, &h->bytes_used, 8);
+        h->bytes_used += units * UNIT;
+        return r;
+      }
+    }
+    if (may_evict && H(s)->evict == ZKV_EVICT_LRU && do_evict_one(db)) continue;
+    *rc = ZKV_EFULL;
+    return 0;
+  }
+}
+
+ref_t do_alloc(zkv_db *db, uint64_t units) {
+  int rc = ZKV_EFULL;
+  ref_t r = do_alloc_try(db, units, 1, &rc);
+  if (!r) FAIL(db->s, rc);
+  return r;
+}
+
+void do_free(seg *s, ref_t r) {
+  hdr *h = H(s);
+  uint32_t hd = blk(s, r)[0];
+  uint64_t units = BLK_UNITS(hd);
+  chk(s, r, units);
+  if (UNLIKELY(hd & BLK_FREE)) FAIL(s, ZKV_ECORRUPT);
+  LOGW(s, &h->bytes_used, 8);
+  h->bytes_used -= units * UNIT;
+  uint64_t start = r, n = units;
+  if (hd & BLK_PREVFREE) {
+    uint32_t psz = blk(s, r)[-1];
+    if (UNLIKELY(psz == 0 || psz > r)) FAIL(s, ZKV_ECORRUPT);
+    ref_t p = (ref_t)(r - psz);
+    chk(s, p, psz);
+    uint32_t ph = blk(s, p)[0];
+    if (UNLIKELY(!(ph & BLK_FREE) || BLK_UNITS(ph) != psz)) FAIL(s, ZKV_ECORRUPT);
+    if (psz >= 2) list_remove(s, p, psz);
+    start = p;
+    n += psz;
+  }
+  uint64_t next = start + n;
+  if (next * UNIT < h->top) {
+    uint32_t nh = blk(s, (ref_t)next)[0];
+    if (nh & BLK_FREE) {
+      uint64_t nu = BLK_UNITS(nh);
+      chk(s, next, nu);
+      if (nu >= 2) list_remove(s, (ref_t)next, nu);
+      n += nu;
+      next += nu;
+    }
+  }
+  if (next * UNIT >= h->top) {
+    /* the block ends at top: give it back to the never-used space */
+    LOGW(s, &h->top, 8);
+    h->top = start * UNIT;
+    return;
+  }
+  make_free(s, (ref_t)start, n);
+  set_prevfree(s, next, 1);
+}
+
+void zkv_alloc_init(seg *s) {
+  hdr *h = H(s);
+  memset(h->free_heads, 0, sizeof h->free_heads);
+  memset(h->class_bits, 0, sizeof h->class_bits);
+  h->top = h->heap_start;
+  h->bytes_used = 0;
+}

@@ -1,0 +1,414 @@
+/*
+ * index.c -- entries, the hash index, namespaces, eviction and expiry sweeps.
+ *
+ * One chained hash index (refs in a bucket array) holds every key of every
+ * namespace and every namespace record; the hash is XXH3 of the key seeded
+ * with the namespace ref, and a lookup compares namespace, kind and bytes, so
+ * no two namespace paths can meet whatever bytes they hold.  Each namespace
+ * also keeps its keys on a doubly linked list in insertion order: keys(),
+ * count() and clear() walk that list, so they cost what the namespace holds.
+ */
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "internal.h"
+
+uint64_t zkv_hash(ref_t ns, const void *key, size_t klen, int is_ns) {
+  uint64_t seed = (uint64_t)ns * 0x9E3779B97F4A7C15ull + (is_ns ? 0x5bd1e995u : 0);
+  return XXH3_64bits_withSeed(key, klen, seed);
+}
+
+static size_t opt_bytes(unsigned f) {
+  return ((f & EF_EXP) ? 8u : 0u) + ((f & EF_UFLAGS) ? 4u : 0u);
+}
+
+size_t ent_units(size_t klen, size_t vlen, unsigned eflags) {
+  return (ENT_HDR + opt_bytes(eflags) + klen + vlen + UNIT - 1) / UNIT;
+}
+
+const char *ent_key(const ent *e) {
+  if (e->type == T_NSREC) return (const char *)e + NS_DATA_OFF + sizeof(nsdata);
+  return (const char *)e + ENT_HDR + opt_bytes(e->flags);
+}
+
+char *ent_val(ent *e, size_t *vlen) {
+  size_t off = ENT_HDR + opt_bytes(e->flags) + e->klen;
+  size_t total = (size_t)BLK_UNITS(e->blk) * UNIT;
+  *vlen = total - off - EF_SLACK(e->flags);
+  return (char *)e + off;
+}
+
+int64_t ent_exp(const ent *e) {
+  int64_t x = 0;
+  if (e->flags & EF_EXP) memcpy(&x, (const char *)e + ENT_HDR, 8);
+  return x;
+}
+
+int ent_live(const ent *e, int64_t now) {
+  if (!(e->flags & EF_EXP)) return 1;
+  int64_t x;
+  memcpy(&x, (const char *)e + ENT_HDR, 8);
+  return x == 0 || now < x;
+}
+
+/* ---- validation: every ref read from the arena is checked ---------------- */
+
+/* is r the start of an allocated entry block inside the heap? */
+int ent_ok(seg *s, ref_t r) {
+  hdr *h = H(s);
+  uint64_t off = (uint64_t)r * UNIT;
+  if (off < h->heap_start || off + ENT_HDR > h->top || h->top > s->mapped) return 0;
+  ent *e = E(s, r);
+  uint64_t units = BLK_UNITS(e->blk);
+  if ((e->blk & BLK_FREE) || off + units * UNIT > h->top) return 0;
+  size_t need = (e->type == T_NSREC) ? NS_DATA_OFF + sizeof(nsdata) + e->klen
+                                     : ENT_HDR + opt_bytes(e->flags) + e->klen +
+                                           EF_SLACK(e->flags);
+  return need <= units * UNIT;
+}
+
+static ent *ent_at(seg *s, ref_t r) {
+  if (UNLIKELY(!ent_ok(s, r))) FAIL(s, ZKV_ECORRUPT);
+  return E(s, r);
+}
+
+int ns_valid(seg *s, ref_t ns) {
+  return ent_ok(s, ns) && E(s, ns)->type == T_NSREC;
+}
+
+nsdata *ns_data(seg *s, ref_t ns) {
+  if (UNLIKELY(!ns_valid(s, ns))) FAIL(s, ZKV_ECORRUPT);
+  return (nsdata *)((char *)P(s, ns) + NS_DATA_OFF);
+}
+
+static ref_t *bucket(seg *s, uint64_t h) {
+  hdr *hd = H(s);
+  uint64_t nb = 1ull << hd->nb_log2;
+  uint64_t off = (uint64_t)hd->buckets * UNIT;
+  if (UNLIKELY(!hd->buckets || hd->nb_log2 > 31 || off < hd->heap_start ||
+               off + nb * 4 > hd->top))
+    FAIL(s, ZKV_ECORRUPT);
+  return (ref_t *)P(s, hd->buckets) + (h & (nb - 1));
+}
+
+ref_t do_find(seg *s, ref_t ns, const void *key, size_t klen, uint64_t h, int is_ns) {
+  ref_t r = *bucket(s, h);
+  uint64_t guard = H(s)->nentries + 1;
+  while (r) {
+    ent *e = ent_at(s, r);
+    if (e->ns == ns && e->klen == klen && ((e->type == T_NSREC) == (is_ns != 0)) &&
+        memcmp(ent_key(e), key, klen) == 0)
+      return r;
+    r = e->hnext;
+    if (UNLIKELY(guard-- == 0)) FAIL(s, ZKV_ECORRUPT);
+  }
+  return 0;
+}
+
+/* ---- linking ------------------------------------------------------------ */
+
+static void chain_remove(seg *s, ref_t r, uint64_t h) {
+  ref_t *pp = bucket(s, h);
+  uint64_t guard = H(s)->nentries + 1;
+  while (*pp && *pp != r) {
+    pp = (ref_t *)((char *)ent_at(s, *pp) + 4);  /* &hnext: blocks are 8-aligned */
+    if (UNLIKELY(guard-- == 0)) FAIL(s, ZKV_ECORRUPT);
+  }
+  if (UNLIKELY(!*pp)) FAIL(s, ZKV_ECORRUPT);
+  LOGW(s, pp, 4);
+  *pp = E(s, r)->hnext;
+}
+
+/* put an entry on a namespace's key list (or a ns record on its parent's
+ * child list) at the tail */
+static void list_append(seg *s, nsdata *d, ref_t r) {
+  ent *e = E(s, r);
+  e->nprev = d->tail;
+  e->nnext = 0;
+  if (d->tail) {
+    ent *t = ent_at(s, d->tail);
+    LOGW(s, &t->nnext, 4);
+    t->nnext = r;
+  } else {
+    LOGW(s, &d->head, 4);
+    d->head = r;
+  }
+  LOGW(s, &d->tail, 4);
+  d->tail = r;
+}
+
+static void list_unlink(seg *s, nsdata *d, ent *e) {
+  if (e->nprev) {
+    ent *p = ent_at(s, e->nprev);
+    LOGW(s, &p->nnext, 4);
+    p->nnext = e->nnext;
+  } else {
+    LOGW(s, &d->head, 4);
+    d->head = e->nnext;
+  }
+  if (e->nnext) {
+    ent *n = ent_at(s, e->nnext);
+    LOGW(s, &n->nprev, 4);
+    n->nprev = e->nprev;
+  } else {
+    LOGW(s, &d->tail, 4);
+    d->tail = e->nprev;
+  }
+}
+
+static void count_add(seg *s, nsdata *d, int has_ttl, int delta) {
+  hdr *h = H(s);
+  LOGW(s, &d->nkeys, 16);
+  d->nkeys += (uint64_t)(int64_t)delta;
+  if (has_ttl) d->nttl += (uint64_t)(int64_t)delta;
+  LOGW(s, &h->nentries, 16);
+  h->nentries += (uint64_t)(int64_t)delta;
+  h->nkeys += (uint64_t)(int64_t)delta;
+}
+
+/* link a freshly built entry r (its header filled but for links and seq) */
+void do_link_new(zkv_db *db, ref_t ns, ref_t r, uint64_t h) {
+  seg *s = db->s;
+  nsdata *d = ns_data(s, ns);
+  ent *e = E(s, r);
+  e->ns = ns;
+  e->seq = d->next_seq;
+  LOGW(s, &d->next_seq, 4);
+  d->next_seq++;
+  ref_t *b = bucket(s, h);
+  e->hnext = *b;
+  LOGW(s, b, 4);
+  *b = r;
+  list_append(s, d, r);
+  count_add(s, d, ent_exp(e) != 0, +1);
+}
+
+/* put nw where old is (same chain place, same list place, same seq), free old */
+void do_replace(zkv_db *db, ref_t old, ref_t nw, uint64_t h) {
+  seg *s = db->s;
+  ent *o = ent_at(s, old);
+  ent *n = E(s, nw);
+  nsdata *d = ns_data(s, o->ns);
+  n->ns = o->ns;
+  n->seq = o->seq;
+  n->hnext = o->hnext;
+  n->nprev = o->nprev;
+  n->nnext = o->nnext;
+  ref_t *pp = bucket(s, h);
+  uint64_t guard = H(s)->nentries + 1;
+  while (*pp && *pp != old) {
+    pp = (ref_t *)((char *)ent_at(s, *pp) + 4);  /* &hnext: blocks are 8-aligned */
+    if (UNLIKELY(guard-- == 0)) FAIL(s, ZKV_ECORRUPT);
+  }
+  if (UNLIKELY(!*pp)) FAIL(s, ZKV_ECORRUPT);
+  LOGW(s, pp, 4);
+  *pp = nw;
+  if (o->nprev) {
+    ent *p = ent_at(s, o->nprev);
+    LOGW(s, &p->nnext, 4);
+    p->nnext = nw;
+  } else {
+    LOGW(s, &d->head, 4);
+    d->head = nw;
+  }
+  if (o->nnext) {
+    ent *x = ent_at(s, o->nnext);
+    LOGW(s, &x->nprev, 4);
+    x->nprev = nw;
+  } else {
+    LOGW(s, &d->tail, 4);
+    d->tail = nw;
+  }
+  int had = ent_exp(o) != 0, has = ent_exp(n) != 0;
+  if (had != has) {
+    LOGW(s, &d->nttl, 8);
+    d->nttl += has ? 1 : (uint64_t)-1;
+  }
+  do_free(s, old);
+}
+
+/* remove a key entry from its namespace and the index, and free it */
+void do_unlink_free(zkv_db *db, ref_t r, int expired) {
+  seg *s = db->s;
+  ent *e = ent_at(s, r);
+  if (UNLIKELY(e->type == T_NSREC)) FAIL(s, ZKV_ECORRUPT);
+  nsdata *d = ns_data(s, e->ns);
+  uint64_t h = zkv_hash(e->ns, ent_key(e), e->klen, 0);
+  chain_remove(s, r, h);
+  list_unlink(s, d, e);
+  count_add(s, d, ent_exp(e) != 0, -1);
+  if (expired) {
+    hdr *hd = H(s);
+    LOGW(s, &hd->expired_freed, 8);
+    hd->expired_freed++;
+  }
+  do_free(s, r);
+}
+
+/* double the bucket array when the index is fuller than one entry a bucket;
+ * a failed allocation only leaves the index denser, never loses anything */
+void do_maybe_grow(zkv_db *db) {
+  seg *s = db->s;
+  hdr *h = H(s);
+  if (h->nentries < (1ull << h->nb_log2) || h->nb_log2 >= 30) return;
+  uint32_t lg = h->nb_log2 + 1;
+  uint64_t nb = 1ull << lg;
+  int rc;
+  /* never evict keys to make a bigger index */
+  ref_t nbk = do_alloc_try(db, (nb * 4 + UNIT - 1) / UNIT, 0, &rc);
+  if (!nbk) return;
+  h = H(s);
+  ref_t *nbv = (ref_t *)P(s, nbk);
+  memset(nbv, 0, nb * 4);
+  ref_t *old = bucket(s, 0);
+  uint64_t onb = 1ull << h->nb_log2;
+  uint64_t guard = h->nentries + 1;
+  for (uint64_t i = 0; i < onb; i++) {
+    ref_t r = old[i];
+    while (r) {
+      ent *e = ent_at(s, r);
+      ref_t nx = e->hnext;
+      uint64_t hv = zkv_hash(e->ns, ent_key(e), e->klen, e->type == T_NSREC);
+      LOGW(s, &e->hnext, 4);
+      e->hnext = nbv[hv & (nb - 1)];
+      nbv[hv & (nb - 1)] = r;
+      r = nx;
+      if (UNLIKELY(guard-- == 0)) FAIL(s, ZKV_ECORRUPT);
+    }
+  }
+  ref_t oldref = h->buckets;
+  LOGW(s, &h->buckets, 8);
+  h->buckets = nbk;
+  h->nb_log2 = lg;
+  LOGW(s, &h->gc_cursor, 4);
+  h->gc_cursor = 0;   /* a sweep in progress starts over on the new array */
+  do_free(s, oldref);
+}
+
+/* ---- namespaces --------------------------------------------------------- */
+
+ref_t do_new_ns(zkv_db *db, ref_t parent, const void *name, size_t len, uint64_t h) {
+  seg *s = db->s;
+  size_t bytes = NS_DATA_OFF + sizeof(nsdata) + len;
+  ref_t r = do_alloc(db, (bytes + UNIT - 1) / UNIT);
+  ent *e = E(s, r);
+  memset((char *)e + 4, 0, NS_DATA_OFF + sizeof(nsdata) - 4);
+  e->klen = (uint16_t)len;
+  e->type = T_NSREC;
+  e->ns = parent;
+  memcpy((char *)e + NS_DATA_OFF + sizeof(nsdata), name, len);
+  if (parent) {
+    nsdata *pd = ns_data(s, parent);
+    ref_t *b = bucket(s, h);
+    e->hnext = *b;
+    LOGW(s, b, 4);
+    *b = r;
+    /* children hang off the parent's `child` as a list through nprev/nnext */
+    e->nnext = pd->child;
+    if (pd->child) {
+      ent *c = ent_at(s, pd->child);
+      LOGW(s, &c->nprev, 4);
+      c->nprev = r;
+    }
+    LOGW(s, &pd->child, 4);
+    pd->child = r;
+    hdr *hd = H(s);
+    LOGW(s, &hd->nentries, 8);
+    hd->nentries++;
+  }
+  hdr *hd = H(s);
+  LOGW(s, &hd->nns, 8);
+  hd->nns++;
+  return r;
+}
+
+void zkv_index_init(zkv_db *db) {
+  seg *s = db->s;
+  hdr *h = H(s);
+  uint32_t lg = 4;
+  ref_t b = do_alloc(db, ((1ull << lg) * 4 + UNIT - 1) / UNIT);
+  h = H(s);
+  memset(P(s, b), 0, (1ull << lg) * 4);
+  h->buckets = b;
+  h->nb_log2 = lg;
+  h->root_ns = do_new_ns(db, 0, "", 0, 0);
+}
+
+/* ---- eviction: sampled LRU ---------------------------------------------- */
+/* Like Redis, sample a few keys and evict the one unused longest: no list to
+ * update on every read, so a get writes at most two bytes, once a second. */
+static uint64_t rnd(seg *s) {
+  uint64_t x = s->rng ? s->rng : 0x2545F4914F6CDD1Dull;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return s->rng = x;
+}
+
+int do_evict_one(zkv_db *db) {
+  seg *s = db->s;
+  hdr *h = H(s);
+  if (h->nkeys == 0) return 0;
+  uint64_t nb = 1ull << h->nb_log2;
+  uint16_t now = zkv_coarse_sec();
+  ref_t best = 0;
+  int best_age = -1, seen = 0;
+  ref_t *bv = bucket(s, 0);
+  for (uint64_t tries = 0; tries < nb * 2 && seen < 5; tries++) {
+    ref_t r = bv[rnd(s) & (nb - 1)];
+    for (int depth = 0; r && depth < 8; depth++) {
+      ent *e = ent_at(s, r);
+      if (e->type != T_NSREC && r != s->pin) {
+        int age = (uint16_t)(now - e->atime);
+        if (!ent_live(e, zkv_now())) age = 1 << 20;  /* expired: take it first */
+        if (age > best_age) { best_age = age; best = r; }
+        seen++;
+      }
+      r = e->hnext;
+    }
+  }
+  if (!best) return 0;
+  int expired = best_age == (1 << 20);
+  do_unlink_free(db, best, expired);
+  if (!expired) {
+    h = H(s);
+    LOGW(s, &h->evictions, 8);
+    h->evictions++;
+  }
+  return 1;
+}
+
+/* ---- expiry sweep -------------------------------------------------------- */
+ref_t *bucket_at(seg *s, uint64_t i) { return bucket(s, i); }
+
+/* Visit at most `budget` buckets from *cursor and free the expired keys found
+ * there (every key when `all`), stopping once `max` (0 = no limit) were freed.
+ * Returns 1 when the walk reached the end of the index. */
+int do_sweep(zkv_db *db, uint64_t *cursor, uint64_t budget, int all, uint64_t *freed,
+             uint64_t max) {
+  seg *s = db->s;
+  int64_t now = zkv_now();
+  uint64_t i = *cursor, n = 0;
+  for (; i < (1ull << H(s)->nb_log2) && budget; i++, budget--) {
+    ref_t r = *bucket(s, i);
+    uint64_t guard = H(s)->nentries + 1;
+    while (r) {
+      ent *e = ent_at(s, r);
+      ref_t nx = e->hnext;
+      if (e->type != T_NSREC) {
+        int live = ent_live(e, now);
+        if (all || !live) {
+          do_unlink_free(db, r, !live);
+          if (live || !all) n++;
+          if (max && n >= max) { i++; goto out; }
+        }
+      }
+      r = nx;
+      if (UNLIKELY(guard-- == 0)) FAIL(s, ZKV_ECORRUPT);
+    }
+  }
+out:
+  *cursor = i;
+  if (freed) *freed += n;
+  return i >= (1ull << H(s)->nb_log2);
+}

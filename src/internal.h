@@ -1,0 +1,216 @@
+/*
+ * internal.h -- the layout of a zeltkv arena and the engine's private API.
+ *
+ * Everything a store holds lives in one arena: a private mapping (memory
+ * driver) or a file in /dev/shm mapped by every process (shared driver).
+ * Nothing inside the arena is a pointer: blocks refer to each other by "refs",
+ * offsets in 8-byte units (0 = none), so the bytes mean the same at any
+ * address, in any process, after mremap moves them.
+ *
+ * Locking discipline (as in memcached's items.c): functions named do_* assume
+ * the caller holds the store lock and is inside op_enter/op_leave; the public
+ * zkv_* functions in ops.c take it.
+ */
+#ifndef ZKV_INTERNAL_H
+#define ZKV_INTERNAL_H
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "zeltkv.h"
+
+#define ZKV_MAGIC "ZELTKV\0\1"
+#define ZKV_FORMAT 1u
+#define UNIT 8u
+typedef uint32_t ref_t;
+
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---- allocator ---------------------------------------------------------- */
+/* Every block starts with a u32 header: size in units << 2 | flags.  A free
+ * block also keeps its size in its last u32 (footer), so that freeing its
+ * right-hand neighbour can coalesce backwards, and (when 2 units or more) list
+ * links.  Free blocks of 1 unit are on no list; coalescing reclaims them. */
+#define BLK_FREE 1u
+#define BLK_PREVFREE 2u
+#define BLK_UNITS(h) ((h) >> 2)
+#define NCLASS 96        /* 0..63 exact sizes in units, then log2 classes */
+
+/* ---- entries ------------------------------------------------------------ */
+/* An entry (a key, or a namespace record) is one allocated block:
+ *   ent header (30 bytes) [int64 expires_ms if EF_EXP] [u32 uflags if EF_UFLAGS]
+ *   key bytes, value bytes, slack (0..7 bytes, its size in flags)
+ * Namespace records (type T_NSREC) hold a struct nsdata at byte 32 and their
+ * name (as key) after it. */
+typedef struct ent {
+  uint32_t blk;       /* allocator header */
+  uint32_t hnext;     /* next in hash chain */
+  uint32_t nprev;     /* namespace key list (sibling list for ns records) */
+  uint32_t nnext;
+  uint32_t ns;        /* namespace record ref (the parent, for ns records) */
+  uint32_t seq;       /* insertion number in its namespace: keys() order */
+  uint16_t klen;
+  uint16_t atime;     /* coarse seconds of last use (lru sampling) */
+  uint8_t type;       /* enum zkv_type, or T_NSREC */
+  uint8_t flags;      /* EF_* | slack << 5 */
+} __attribute__((packed)) ent;
+
+#define ENT_HDR 30u
+#define EF_EXP 1u
+#define EF_UFLAGS 2u
+#define EF_SLACK(f) ((f) >> 5)
+#define T_NSREC 255u
+
+typedef struct nsdata {
+  uint32_t head, tail;   /* key list, in seq order */
+  uint32_t child;        /* first child namespace record */
+  uint32_t next_seq;
+  uint64_t nkeys;        /* entries in the list (live or expired) */
+  uint64_t nttl;         /* of which carry an expiry */
+} nsdata;
+#define NS_DATA_OFF 32u
+
+/* ---- arena header ------------------------------------------------------- */
+typedef struct hdr {
+  char magic[8];
+  uint32_t format;
+  uint32_t hdr_bytes;
+  uint64_t size;           /* bytes of the arena (the file size, for shared) */
+  uint64_t capacity;       /* data limit in bytes, 0 = unbounded */
+  _Atomic uint32_t ready;  /* 1 once the creator finished */
+  uint32_t evict;
+  uint32_t shared;
+  uint32_t pad0;
+  pthread_mutex_t lock;    /* process-shared, robust (shared driver) */
+  char pad1[64 - (sizeof(pthread_mutex_t) % 64)];
+  _Atomic uint64_t seq;    /* odd while a writer is changing the arena */
+  char pad2[56];
+  /* allocator */
+  uint64_t heap_start;     /* bytes */
+  uint64_t top;            /* bytes: first byte never allocated */
+  uint64_t bytes_used;     /* bytes in allocated blocks */
+  uint64_t class_bits[2];  /* non-empty free lists */
+  ref_t free_heads[NCLASS];
+  /* index */
+  ref_t buckets;
+  uint32_t nb_log2;
+  uint64_t nentries;       /* entries in the index (keys + ns records) */
+  uint64_t nkeys;
+  ref_t root_ns;
+  uint32_t pad3;
+  uint64_t nns;
+  /* undo log (shared driver: in the arena) */
+  uint64_t log_off, log_cap, log_used;
+  /* stats */
+  uint64_t evictions, expired_freed, gc_runs, lock_recoveries;
+  /* sweep */
+  uint32_t gc_active, gc_cursor;
+  int64_t gc_next_ms;
+} hdr;
+
+/* ---- process-side state ------------------------------------------------- */
+/* A segment mapping, shared by every handle of this process on that segment,
+ * so that lock ownership and transaction depth are per process-thread, not
+ * per handle. */
+typedef struct seg {
+  struct seg *next;
+  unsigned long dev, ino;
+  int refs;
+  char *base;              /* mapping */
+  uint64_t mapped;         /* bytes mapped */
+  pthread_t owner;         /* thread holding the lock (depth > 0) */
+  int depth;               /* lock depth: ops and transaction levels */
+  int txn_depth;           /* open zkv_begin levels */
+  uint64_t txn_marks[64];  /* log position at each level */
+  int logging;             /* record undo for writes now */
+  int dirty;               /* seq made odd in this lock hold */
+  /* memory driver: private growable log */
+  char *mlog;
+  uint64_t mlog_used, mlog_cap;
+  pthread_mutex_t tlock;   /* memory driver with ZKV_THREADSAFE */
+  int threadsafe;
+  int shared;
+  uint64_t max_map;        /* memory: largest mapping allowed (0 = none) */
+  void *jb;                /* sigjmp_buf: where FAIL goes during an op */
+  int64_t gc_t0;           /* ns: start of the gc step in this lock hold */
+  uint64_t max_lock_ns;
+  uint32_t pin;            /* entry that eviction must not take */
+  uint64_t rng;
+} seg;
+
+struct zkv_db {
+  seg *s;
+  int closed;
+  int64_t gc_interval_ms;
+  int64_t lock_timeout_ms;
+  uint32_t opcount;
+  char *buf;               /* copies of values read without the lock */
+  size_t buf_cap;
+};
+
+/* ---- helpers ------------------------------------------------------------ */
+#define H(s) ((hdr *)(s)->base)
+#define P(s, ref) ((void *)((s)->base + (uint64_t)(ref) * UNIT))
+#define E(s, ref) ((ent *)P(s, ref))
+#define REF(s, ptr) ((ref_t)(((char *)(ptr) - (s)->base) / UNIT))
+
+/* raise an engine error from deep inside an op: rolls back to the op's start */
+_Noreturn void zkv_fail(seg *s, int rc);
+#define FAIL(s, rc) zkv_fail(s, rc)
+
+/* undo log */
+void zkv_log(seg *s, const void *p, size_t len);
+#define LOGW(s, p, len) do { if ((s)->logging) zkv_log(s, p, len); } while (0)
+void zkv_undo_to(seg *s, uint64_t mark);
+uint64_t zkv_log_pos(seg *s);
+
+/* clock */
+int64_t zkv_now(void);          /* ms, monotonic, with the test offset */
+int64_t zkv_now_ns_raw(void);
+uint16_t zkv_coarse_sec(void);
+
+/* allocator (alloc.c) */
+ref_t do_alloc(zkv_db *db, uint64_t units);    /* FAILs with ZKV_EFULL */
+ref_t do_alloc_try(zkv_db *db, uint64_t units, int may_evict, int *rc); /* 0 + rc on failure */
+void do_free(seg *s, ref_t r);
+void zkv_alloc_init(seg *s);
+
+/* index (index.c) */
+uint64_t zkv_hash(ref_t ns, const void *key, size_t klen, int is_ns);
+ref_t do_find(seg *s, ref_t ns, const void *key, size_t klen, uint64_t h, int is_ns);
+nsdata *ns_data(seg *s, ref_t ns);
+int ns_valid(seg *s, ref_t ns);
+size_t ent_units(size_t klen, size_t vlen, unsigned eflags);
+const char *ent_key(const ent *e);
+char *ent_val(ent *e, size_t *vlen);
+int64_t ent_exp(const ent *e);
+int ent_live(const ent *e, int64_t now);
+void do_unlink_free(zkv_db *db, ref_t r, int expired);
+void do_link_new(zkv_db *db, ref_t ns, ref_t r, uint64_t h);
+void do_replace(zkv_db *db, ref_t old, ref_t nw, uint64_t h);
+void do_maybe_grow(zkv_db *db);
+ref_t do_new_ns(zkv_db *db, ref_t parent, const void *name, size_t len, uint64_t h);
+void zkv_index_init(zkv_db *db);
+int do_evict_one(zkv_db *db);
+int do_sweep(zkv_db *db, uint64_t *cursor, uint64_t budget, int all, uint64_t *freed, uint64_t max);
+int ent_ok(seg *s, ref_t r);
+ref_t *bucket_at(seg *s, uint64_t i);
+
+/* does this thread hold the store lock (inside an op or transaction)? */
+static inline int seg_owned(seg *s) {
+  return s->depth > 0 && ((!s->threadsafe && !s->shared) || pthread_equal(s->owner, pthread_self()));
+}
+
+/* ops.c / txn.c */
+int op_enter(zkv_db *db);
+int op_leave(zkv_db *db, int rc);
+
+/* arena.c */
+int zkv_grow(seg *s, uint64_t need_bytes);     /* memory driver */
+int zkv_bounds(seg *s, uint64_t off, uint64_t len);
+
+#endif

@@ -1,0 +1,730 @@
+/*
+ * ops.c -- the public key operations: argument checks, the lock, and the
+ * do_* work under it.  Every operation runs inside RUN(): a failure raised
+ * deep inside (store full, undo log full, a damaged segment) unwinds to here,
+ * the undo log puts back what the operation had changed, and the lock is
+ * released.  Reads on a shared segment first try without the lock.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+/* After a siglongjmp back into RUN, only the frame's own variables (s_,
+ * prevjb_, mark_, db) are read, and none is modified after sigsetjmp, which
+ * C11 7.13.2.1 makes well defined; gcc's -Wclobbered cannot see that. */
+#pragma GCC diagnostic ignored "-Wclobbered"
+
+/* ---- error strings ------------------------------------------------------ */
+
+const char *zkv_strerror(int rc) {
+  switch (rc) {
+  case ZKV_OK: return "ok";
+  case ZKV_NOTFOUND: return "not found";
+  case ZKV_EXISTS: return "exists";
+  case ZKV_EINVAL_TTL: return "ttl must be a finite number > 0";
+  case ZKV_EEMPTY_NS: return "namespace name is empty";
+  case ZKV_EINVAL_VALUE: return "value cannot be stored";
+  case ZKV_EINVAL_KEY: return "key must be 1 to 65535 bytes";
+  case ZKV_ETYPE: return "value is not an integer";
+  case ZKV_ERANGE: return "result out of range";
+  case ZKV_EFULL: return "store is full";
+  case ZKV_ETIMEDOUT: return "lock timeout";
+  case ZKV_ECLOSED: return "closed";
+  case ZKV_ECORRUPT: return "segment is damaged or not a zeltkv segment";
+  case ZKV_EVERSION: return "segment has another format version";
+  case ZKV_ENOMEM: return "out of memory";
+  case ZKV_EIO: return "system call failed";
+  case ZKV_ETXN: return "transaction too large or not open";
+  case ZKV_EINVAL: return "invalid argument";
+  default: return "unknown error";
+  }
+}
+
+int zkv_errclass(int rc) {
+  switch (rc) {
+  case ZKV_OK: case ZKV_NOTFOUND: case ZKV_EXISTS: return ZKV_CLASS_NONE;
+  case ZKV_EINVAL_TTL: return ZKV_CLASS_INVALID_TTL;
+  case ZKV_EEMPTY_NS: return ZKV_CLASS_EMPTY_NAMESPACE;
+  case ZKV_EINVAL_VALUE: case ZKV_ETYPE: case ZKV_ERANGE: case ZKV_EINVAL:
+    return ZKV_CLASS_INVALID_VALUE;
+  case ZKV_EINVAL_KEY: return ZKV_CLASS_INVALID_KEY;
+  default: return ZKV_CLASS_STORE_OPERATION_FAILED;
+  }
+}
+
+const char *zkv_errclass_name(int cls) {
+  static const char *const names[] = {"", "INVALID_TTL", "EMPTY_NAMESPACE", "INVALID_VALUE",
+                                      "INVALID_KEY", "STORE_OPERATION_FAILED"};
+  return cls >= 0 && cls <= 5 ? names[cls] : "";
+}
+
+/* ---- the op frame -------------------------------------------------------- */
+
+static void maybe_gc(zkv_db *db) {
+  seg *s = db->s;
+  hdr *h = H(s);
+  if (s->txn_depth > 0 || s->depth != 1) return;   /* keep transactions short */
+  if (!h->gc_active) {
+    if (db->gc_interval_ms <= 0 || (++db->opcount & 7)) return;
+    if (zkv_now() < h->gc_next_ms) return;
+    LOGW(s, &h->gc_active, 8);
+    h->gc_active = 1;
+    h->gc_cursor = 0;
+  }
+  int64_t t0 = zkv_now_ns_raw();
+  uint64_t cur = h->gc_cursor;
+  int done = do_sweep(db, &cur, 1024, 0, NULL, 0);
+  h = H(s);
+  LOGW(s, &h->gc_active, 8);
+  h->gc_cursor = (uint32_t)cur;
+  if (done) {
+    h->gc_active = 0;
+    h->gc_cursor = 0;
+    LOGW(s, &h->gc_runs, 8);
+    h->gc_runs++;
+    LOGW(s, &h->gc_next_ms, 8);
+    h->gc_next_ms = zkv_now() + (db->gc_interval_ms > 0 ? db->gc_interval_ms : 60000);
+  }
+  s->gc_t0 = t0;
+}
+
+/* Run `body` (an expression giving a result code) as one operation. */
+#define RUN(db, body)                                                        \
+  do {                                                                       \
+    int rc_ = op_enter(db);                                                  \
+    if (rc_) return rc_;                                                     \
+    seg *s_ = (db)->s;                                                       \
+    void *prevjb_ = s_->jb;                                                  \
+    sigjmp_buf jb_;                                                          \
+    uint64_t mark_ = zkv_log_pos(s_);                                        \
+    s_->jb = &jb_;                                                           \
+    s_->gc_t0 = 0;                                                           \
+    if ((rc_ = sigsetjmp(jb_, 0)) == 0) {                                    \
+      rc_ = (body);                                                          \
+      if (rc_ >= 0) maybe_gc(db);                                            \
+    }                                                                        \
+    if (rc_ < 0 && s_->logging) zkv_undo_to(s_, mark_);                      \
+    s_->pin = 0;                                                             \
+    s_->jb = prevjb_;                                                        \
+    if (s_->gc_t0) {                                                         \
+      uint64_t d_ = (uint64_t)(zkv_now_ns_raw() - s_->gc_t0);                \
+      if (d_ > s_->max_lock_ns) s_->max_lock_ns = d_;                        \
+    }                                                                        \
+    return op_leave(db, rc_);                                                \
+  } while (0)
+
+#define CHECK_DB(db) do { if (!(db)) return ZKV_EINVAL; } while (0)
+#define CHECK_KEY(k, n) do { if (!(k) || (n) == 0 || (n) > ZKV_MAX_KEY) return ZKV_EINVAL_KEY; } while (0)
+
+static ref_t ns_ref(seg *s, zkv_ns ns) { return ns == ZKV_ROOT ? H(s)->root_ns : ns; }
+
+static void check_ns(seg *s, ref_t ns) {
+  if (!ns_valid(s, ns)) FAIL(s, ZKV_EINVAL);
+}
+
+/* ---- namespaces ---------------------------------------------------------- */
+
+static int do_namespace(zkv_db *db, zkv_ns parent, const void *name, size_t len, zkv_ns *out) {
+  seg *s = db->s;
+  ref_t p = ns_ref(s, parent);
+  check_ns(s, p);
+  uint64_t h = zkv_hash(p, name, len, 1);
+  ref_t r = do_find(s, p, name, len, h, 1);
+  if (!r) {
+    do_maybe_grow(db);
+    r = do_new_ns(db, p, name, len, h);
+  }
+  *out = r;
+  return ZKV_OK;
+}
+
+int zkv_namespace(zkv_db *db, zkv_ns parent, const void *name, size_t len, zkv_ns *out) {
+  CHECK_DB(db);
+  if (len == 0) return ZKV_EEMPTY_NS;
+  if (!name || len > ZKV_MAX_KEY || !out) return ZKV_EINVAL_KEY;
+  RUN(db, do_namespace(db, parent, name, len, out));
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
+static void fill_value(zkv_value *out, ent *e, const char *v, size_t vlen) {
+  out->type = e->type;
+  out->flags = 0;
+  if (e->flags & EF_UFLAGS) memcpy(&out->flags, (char *)e + ENT_HDR + ((e->flags & EF_EXP) ? 8 : 0), 4);
+  out->data = v;
+  out->len = vlen;
+  out->i = 0;
+  out->f = 0;
+  if (e->type == ZKV_T_INT && vlen == 8) memcpy(&out->i, v, 8);
+  else if (e->type == ZKV_T_FLOAT && vlen == 8) memcpy(&out->f, v, 8);
+  else if (e->type == ZKV_T_BOOL && vlen == 1) out->i = v[0] != 0;
+}
+
+static int keep_copy(zkv_db *db, const char *v, size_t vlen, const char **res) {
+  if (vlen > db->buf_cap) {
+    size_t cap = vlen < 256 ? 256 : vlen + vlen / 4;
+    char *n = realloc(db->buf, cap);
+    if (!n) return ZKV_ENOMEM;
+    db->buf = n;
+    db->buf_cap = cap;
+  }
+  memcpy(db->buf, v, vlen);
+  *res = db->buf;
+  return ZKV_OK;
+}
+
+/* find a live key under the lock */
+static ent *find_live(seg *s, ref_t ns, const void *key, size_t klen, uint64_t h, ref_t *rr) {
+  check_ns(s, ns);
+  ref_t r = do_find(s, ns, key, klen, h, 0);
+  if (rr) *rr = r;
+  if (!r) return NULL;
+  ent *e = E(s, r);
+  return ent_live(e, zkv_now()) ? e : NULL;
+}
+
+static int do_get(zkv_db *db, ref_t ns, const void *key, size_t klen, zkv_value *out) {
+  seg *s = db->s;
+  ent *e = find_live(s, ns, key, klen, zkv_hash(ns, key, klen, 0), NULL);
+  if (!e) return ZKV_NOTFOUND;
+  size_t vlen;
+  const char *v = ent_val(e, &vlen);
+  if (H(s)->evict == ZKV_EVICT_LRU) e->atime = zkv_coarse_sec();  /* recency, not logged */
+  if (s->shared) {
+    int rc = keep_copy(db, v, vlen, &v);
+    if (rc) return rc;
+  }
+  fill_value(out, e, v, vlen);
+  return ZKV_OK;
+}
+
+/* Lock-free read of a shared segment.  Returns ZKV_OK / ZKV_NOTFOUND, or 99
+ * when the caller must retry or take the lock: a writer was active, an offset
+ * failed its check, or lru recency is due for an update. */
+#define RETRY 99
+static int get_nolock(zkv_db *db, ref_t ns, const void *key, size_t klen, uint64_t h,
+                      zkv_value *out) {
+  seg *s = db->s;
+  hdr *hd = H(s);
+  uint64_t s1 = atomic_load_explicit(&hd->seq, memory_order_acquire);
+  if (s1 & 1) return RETRY;
+  int rc = ZKV_NOTFOUND;
+  uint64_t nb = 1ull << (hd->nb_log2 & 31);
+  uint64_t boff = (uint64_t)hd->buckets * UNIT;
+  if (boff < hd->heap_start || !zkv_bounds(s, boff, nb * 4)) return RETRY;
+  ref_t r = ((ref_t *)P(s, hd->buckets))[h & (nb - 1)];
+  for (int guard = 0; r; guard++) {
+    if (guard > 100000 || !ent_ok(s, r)) return RETRY;
+    ent *e = E(s, r);
+    if (e->ns == ns && e->klen == klen && e->type != T_NSREC &&
+        memcmp(ent_key(e), key, klen) == 0) {
+      if (!ent_live(e, zkv_now())) break;
+      if (hd->evict == ZKV_EVICT_LRU && e->atime != zkv_coarse_sec()) return RETRY;
+      size_t vlen;
+      const char *v = ent_val(e, &vlen);
+      if (vlen > s->mapped) return RETRY;
+      if (keep_copy(db, v, vlen, &v) != ZKV_OK) return RETRY;
+      fill_value(out, e, v, vlen);
+      rc = ZKV_OK;
+      break;
+    }
+    r = e->hnext;
+  }
+  atomic_thread_fence(memory_order_acquire);
+  if (atomic_load_explicit(&hd->seq, memory_order_relaxed) != s1) return RETRY;
+  return rc;
+}
+
+int zkv_get(zkv_db *db, zkv_ns ns, const void *key, size_t klen, zkv_value *out) {
+  CHECK_DB(db);
+  CHECK_KEY(key, klen);
+  if (!out) return ZKV_EINVAL;
+  if (db->closed) return ZKV_ECLOSED;
+  seg *s = db->s;
+  ref_t n = ns_ref(s, ns);
+  if (s->shared && !seg_owned(s)) {
+    uint64_t h = zkv_hash(n, key, klen, 0);
+    for (int i = 0; i < 16; i++) {
+      int rc = get_nolock(db, n, key, klen, h, out);
+      if (rc != RETRY) return rc;
+      __builtin_ia32_pause();
+    }
+  }
+  RUN(db, do_get(db, n, key, klen, out));
+}
+
+static int do_has(zkv_db *db, ref_t ns, const void *key, size_t klen) {
+  return find_live(db->s, ns, key, klen, zkv_hash(ns, key, klen, 0), NULL) ? ZKV_OK
+                                                                           : ZKV_NOTFOUND;
+}
+
+int zkv_has(zkv_db *db, zkv_ns ns, const void *key, size_t klen) {
+  CHECK_DB(db);
+  CHECK_KEY(key, klen);
+  if (db->closed) return ZKV_ECLOSED;
+  RUN(db, do_has(db, ns_ref(db->s, ns), key, klen));
+}
+
+static int do_ttl(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t *left) {
+  ent *e = find_live(db->s, ns, key, klen, zkv_hash(ns, key, klen, 0), NULL);
+  if (!e) return ZKV_NOTFOUND;
+  int64_t x = ent_exp(e);
+  if (left) *left = x ? x - zkv_now() : -1;
+  if (left && x && *left < 1) *left = 1;
+  return ZKV_OK;
+}
+
+int zkv_ttl(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t *ms_left) {
+  CHECK_DB(db);
+  CHECK_KEY(key, klen);
+  if (db->closed) return ZKV_ECLOSED;
+  RUN(db, do_ttl(db, ns_ref(db->s, ns), key, klen, ms_left));
+}
+
+/* ---- writing ------------------------------------------------------------- */
+
+/* the bytes a value is stored as */
+static int value_bytes(const zkv_value *v, const void **p, size_t *n, char tmp[8]) {
+  switch (v->type) {
+  case ZKV_T_INT: memcpy(tmp, &v->i, 8); *p = tmp; *n = 8; return ZKV_OK;
+  case ZKV_T_FLOAT: memcpy(tmp, &v->f, 8); *p = tmp; *n = 8; return ZKV_OK;
+  case ZKV_T_BOOL: tmp[0] = v->i != 0; *p = tmp; *n = 1; return ZKV_OK;
+  case ZKV_T_STRING: case ZKV_T_JSON: case ZKV_T_LIST: break;
+  default:
+    if (v->type < ZKV_T_USER || v->type > 127) return ZKV_EINVAL_VALUE;
+  }
+  if (!v->data && v->len) return ZKV_EINVAL_VALUE;
+  *p = v->data ? v->data : "";
+  *n = v->len;
+  return ZKV_OK;
+}
+
+/* build an entry into a fresh block r */
+static void build(seg *s, ref_t r, const void *key, size_t klen, int type, uint32_t uflags,
+                  int64_t exp, const void *val, size_t vlen) {
+  ent *e = E(s, r);
+  unsigned f = (exp ? EF_EXP : 0) | (uflags ? EF_UFLAGS : 0);
+  size_t used = ENT_HDR + (exp ? 8 : 0) + (uflags ? 4 : 0) + klen + vlen;
+  size_t total = (size_t)BLK_UNITS(e->blk) * UNIT;
+  e->klen = (uint16_t)klen;
+  e->type = (uint8_t)type;
+  e->flags = (uint8_t)(f | ((total - used) << 5));
+  e->atime = zkv_coarse_sec();
+  char *p = (char *)e + ENT_HDR;
+  if (exp) { memcpy(p, &exp, 8); p += 8; }
+  if (uflags) { memcpy(p, &uflags, 4); p += 4; }
+  memcpy(p, key, klen);
+  if (vlen) memcpy(p + klen, val, vlen);
+}
+
+/* store (type, bytes) under key; the heart of set, setnx, incr's create */
+static int do_store(zkv_db *db, ref_t ns, const void *key, size_t klen, uint64_t h, int type,
+                    uint32_t uflags, const void *val, size_t vlen, int64_t ttl_ms,
+                    unsigned flags) {
+  seg *s = db->s;
+  ref_t r;
+  ent *old = find_live(s, ns, key, klen, h, &r);
+  if ((flags & ZKV_SET_NX) && old) return ZKV_EXISTS;
+  if ((flags & ZKV_SET_XX) && !old) return ZKV_NOTFOUND;
+  int64_t exp = 0;
+  if ((flags & ZKV_SET_KEEPTTL) && old) exp = ent_exp(old);
+  else if (ttl_ms > 0) exp = zkv_now() + ttl_ms;
+  unsigned f = (exp ? EF_EXP : 0) | (uflags ? EF_UFLAGS : 0);
+  uint64_t units = ent_units(klen, vlen, f);
+  if (units >= (1u << 30)) return ZKV_EFULL;
+  if (r) {
+    ent *e = E(s, r);
+    if (BLK_UNITS(e->blk) == units && (e->flags & 31u) == f && (!s->logging || units <= 32)) {
+      /* same shape: overwrite in place, keeping links, seq and place */
+      LOGW(s, (char *)e + 4, units * UNIT - 4);
+      uint32_t b = e->blk, hn = e->hnext, np = e->nprev, nn = e->nnext, sq = e->seq;
+      build(s, r, key, klen, type, uflags, exp, val, vlen);
+      e->blk = b; e->hnext = hn; e->nprev = np; e->nnext = nn; e->seq = sq; e->ns = ns;
+      return ZKV_OK;
+    }
+    s->pin = r;
+  } else {
+    do_maybe_grow(db);
+  }
+  ref_t nr = do_alloc(db, units);
+  build(s, nr, key, klen, type, uflags, exp, val, vlen);
+  if (r) do_replace(db, r, nr, h);
+  else do_link_new(db, ns, nr, h);
+  return ZKV_OK;
+}
+
+int zkv_set(zkv_db *db, zkv_ns ns, const void *key, size_t klen, const zkv_value *v,
+            int64_t ttl_ms, unsigned flags) {
+  CHECK_DB(db);
+  CHECK_KEY(key, klen);
+  if (!v) return ZKV_EINVAL_VALUE;
+  if (ttl_ms < 0) return ZKV_EINVAL_TTL;
+  const void *p;
+  size_t n;
+  char tmp[8];
+  int rc = value_bytes(v, &p, &n, tmp);
+  if (rc) return rc;
+  if (db->closed) return ZKV_ECLOSED;
+  ref_t r = ns_ref(db->s, ns);
+  RUN(db, do_store(db, r, key, klen, zkv_hash(r, key, klen, 0), v->type, v->flags, p, n,
+                   ttl_ms, flags));
+}
+
+static int do_del(zkv_db *db, ref_t ns, const void *key, size_t klen) {
+  seg *s = db->s;
+  check_ns(s, ns);
+  ref_t r = do_find(s, ns, key, klen, zkv_hash(ns, key, klen, 0), 0);
+  if (!r) return ZKV_NOTFOUND;
+  int live = ent_live(E(s, r), zkv_now());
+  do_unlink_free(db, r, !live);
+  return live ? ZKV_OK : ZKV_NOTFOUND;
+}
+
+int zkv_del(zkv_db *db, zkv_ns ns, const void *key, size_t klen) {
+  CHECK_DB(db);
+  CHECK_KEY(key, klen);
+  if (db->closed) return ZKV_ECLOSED;
+  RUN(db, do_del(db, ns_ref(db->s, ns), key, klen));
+}
+
+static int do_expire(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t ttl_ms) {
+  seg *s = db->s;
+  uint64_t h = zkv_hash(ns, key, klen, 0);
+  ref_t r;
+  ent *e = find_live(s, ns, key, klen, h, &r);
+  if (!e) return ZKV_NOTFOUND;
+  int64_t exp = ttl_ms > 0 ? zkv_now() + ttl_ms : 0;
+  if ((exp != 0) == ((e->flags & EF_EXP) != 0)) {
+    if (exp) {
+      LOGW(s, (char *)e + ENT_HDR, 8);
+      memcpy((char *)e + ENT_HDR, &exp, 8);
+    }
+    return ZKV_OK;
+  }
+  /* the expiry field comes or goes: rebuild the entry */
+  size_t vlen;
+  ent_val(e, &vlen);
+  uint32_t uf = 0;
+  if (e->flags & EF_UFLAGS) memcpy(&uf, (char *)e + ENT_HDR + ((e->flags & EF_EXP) ? 8 : 0), 4);
+  unsigned f = (exp ? EF_EXP : 0) | (uf ? EF_UFLAGS : 0);
+  s->pin = r;
+  ref_t nr = do_alloc(db, ent_units(klen, vlen, f));
+  e = E(s, r);
+  size_t vl2;
+  const char *v = ent_val(e, &vl2);
+  build(s, nr, key, klen, e->type, uf, exp, v, vlen);
+  do_replace(db, r, nr, h);
+  return ZKV_OK;
+}
+
+int zkv_expire(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t ttl_ms) {
+  CHECK_DB(db);
+  CHECK_KEY(key, klen);
+  if (ttl_ms < 0) return ZKV_EINVAL_TTL;
+  if (db->closed) return ZKV_ECLOSED;
+  RUN(db, do_expire(db, ns_ref(db->s, ns), key, klen, ttl_ms));
+}
+
+static int do_incr(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t by, int64_t ttl_ms,
+                   int64_t lo, int64_t hi, int64_t *result) {
+  seg *s = db->s;
+  uint64_t h = zkv_hash(ns, key, klen, 0);
+  ent *e = find_live(s, ns, key, klen, h, NULL);
+  int64_t v;
+  if (e) {
+    size_t vlen;
+    char *p = ent_val(e, &vlen);
+    if (e->type != ZKV_T_INT || vlen != 8) return ZKV_ETYPE;
+    memcpy(&v, p, 8);
+    if (__builtin_add_overflow(v, by, &v) || v < lo || v > hi) return ZKV_ERANGE;
+    LOGW(s, p, 8);
+    memcpy(p, &v, 8);
+  } else {
+    v = by;
+    if (v < lo || v > hi) return ZKV_ERANGE;
+    int rc = do_store(db, ns, key, klen, h, ZKV_T_INT, 0, &v, 8, ttl_ms, 0);
+    if (rc) return rc;
+  }
+  if (result) *result = v;
+  return ZKV_OK;
+}
+
+int zkv_incr_limited(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t by,
+                     int64_t ttl_ms, int64_t lo, int64_t hi, int64_t *result) {
+  CHECK_DB(db);
+  CHECK_KEY(key, klen);
+  if (ttl_ms < 0) return ZKV_EINVAL_TTL;
+  if (db->closed) return ZKV_ECLOSED;
+  RUN(db, do_incr(db, ns_ref(db->s, ns), key, klen, by, ttl_ms, lo, hi, result));
+}
+
+int zkv_incr(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t by, int64_t ttl_ms,
+             int64_t *result) {
+  return zkv_incr_limited(db, ns, key, klen, by, ttl_ms, INT64_MIN, INT64_MAX, result);
+}
+
+static int do_incr_num(zkv_db *db, ref_t ns, const void *key, size_t klen, double by, int create,
+                       double init, int64_t init_ttl, double *result) {
+  seg *s = db->s;
+  uint64_t h = zkv_hash(ns, key, klen, 0);
+  ent *e = find_live(s, ns, key, klen, h, NULL);
+  double x;
+  if (e) {
+    size_t vlen;
+    char *p = ent_val(e, &vlen);
+    if (vlen != 8 || (e->type != ZKV_T_INT && e->type != ZKV_T_FLOAT)) return ZKV_ETYPE;
+    if (e->type == ZKV_T_INT) {
+      int64_t i;
+      memcpy(&i, p, 8);
+      x = (double)i;
+    } else {
+      memcpy(&x, p, 8);
+    }
+    x += by;
+  } else {
+    if (!create) return ZKV_NOTFOUND;
+    x = init + by;
+  }
+  int type = ZKV_T_FLOAT;
+  char bytes[8];
+  if (x == floor(x) && fabs(x) <= 9007199254740992.0) {
+    int64_t i = (int64_t)x;
+    memcpy(bytes, &i, 8);
+    type = ZKV_T_INT;
+  } else {
+    memcpy(bytes, &x, 8);
+  }
+  if (e) {
+    size_t vlen;
+    char *p = ent_val(e, &vlen);
+    LOGW(s, &e->type, 1);
+    e->type = (uint8_t)type;
+    LOGW(s, p, 8);
+    memcpy(p, bytes, 8);
+  } else {
+    int rc = do_store(db, ns, key, klen, h, type, 0, bytes, 8, init_ttl, 0);
+    if (rc) return rc;
+  }
+  if (result) *result = x;
+  return ZKV_OK;
+}
+
+int zkv_incr_num(zkv_db *db, zkv_ns ns, const void *key, size_t klen, double by, int create,
+                 double init, int64_t init_ttl_ms, double *result) {
+  CHECK_DB(db);
+  CHECK_KEY(key, klen);
+  if (init_ttl_ms < 0) return ZKV_EINVAL_TTL;
+  if (db->closed) return ZKV_ECLOSED;
+  RUN(db, do_incr_num(db, ns_ref(db->s, ns), key, klen, by, create, init, init_ttl_ms, result));
+}
+
+/* ---- namespace-wide ------------------------------------------------------ */
+
+static int do_count(zkv_db *db, ref_t ns, uint64_t *count) {
+  seg *s = db->s;
+  nsdata *d = ns_data(s, ns);
+  if (d->nttl == 0) {
+    *count = d->nkeys;
+    return ZKV_OK;
+  }
+  int64_t now = zkv_now();
+  uint64_t n = 0, guard = d->nkeys + 1;
+  for (ref_t r = d->head; r; r = E(s, r)->nnext) {
+    if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
+    n += ent_live(E(s, r), now);
+  }
+  *count = n;
+  return ZKV_OK;
+}
+
+int zkv_count(zkv_db *db, zkv_ns ns, uint64_t *count) {
+  CHECK_DB(db);
+  uint64_t tmp;
+  if (!count) count = &tmp;
+  if (db->closed) return ZKV_ECLOSED;
+  RUN(db, do_count(db, ns_ref(db->s, ns), count));
+}
+
+/* free up to *budget keys of the subtree at root (preorder walk); returns 1
+ * once the whole subtree is empty */
+static int do_clear_some(zkv_db *db, ref_t root, uint64_t budget, uint64_t *removed) {
+  seg *s = db->s;
+  check_ns(s, root);
+  int64_t now = zkv_now();
+  ref_t cur = root;
+  uint64_t guard = H(s)->nns + 1;
+  for (;;) {
+    nsdata *d = ns_data(s, cur);
+    while (d->head) {
+      if (budget-- == 0) return 0;
+      ref_t r = d->head;
+      if (!ent_ok(s, r)) FAIL(s, ZKV_ECORRUPT);
+      int live = ent_live(E(s, r), now);
+      do_unlink_free(db, r, !live);
+      *removed += (uint64_t)live;
+      d = ns_data(s, cur);
+    }
+    if (guard-- == 0) FAIL(s, ZKV_ECORRUPT);
+    if (d->child) {
+      cur = d->child;
+      continue;
+    }
+    while (cur != root) {
+      ent *e = E(s, cur);
+      if (e->nnext) {
+        cur = e->nnext;
+        goto next;
+      }
+      cur = e->ns;
+      check_ns(s, cur);
+    }
+    return 1;
+  next:;
+  }
+}
+
+/* Long walks (clear, flush, gc) run in steps of BATCH keys, each its own
+ * lock hold, so no one waits long behind them; inside a transaction they run
+ * whole, since the transaction must be able to undo them. */
+#define BATCH 4096
+
+static int step_clear(zkv_db *db, ref_t root, uint64_t budget, uint64_t *removed, int *done) {
+  *done = do_clear_some(db, root, budget, removed);
+  return ZKV_OK;
+}
+
+static int clear_step_op(zkv_db *db, ref_t root, uint64_t budget, uint64_t *removed, int *done) {
+  RUN(db, step_clear(db, root, budget, removed, done));
+}
+
+int zkv_clear(zkv_db *db, zkv_ns ns, uint64_t *removed) {
+  CHECK_DB(db);
+  uint64_t tmp = 0;
+  if (!removed) removed = &tmp;
+  *removed = 0;
+  if (db->closed) return ZKV_ECLOSED;
+  ref_t root = ns_ref(db->s, ns);
+  uint64_t budget = db->s->txn_depth > 0 ? UINT64_MAX : BATCH;
+  int done = 0;
+  while (!done) {
+    uint64_t n = 0;
+    int rc = clear_step_op(db, root, budget, &n, &done);
+    if (rc) return rc;
+    *removed += n;
+  }
+  return ZKV_OK;
+}
+
+static int step_sweep(zkv_db *db, uint64_t *cursor, uint64_t budget, int all, uint64_t *n,
+                      uint64_t max, int *done) {
+  *done = do_sweep(db, cursor, budget, all, n, max);
+  return ZKV_OK;
+}
+
+static int sweep_op(zkv_db *db, uint64_t *cursor, uint64_t budget, int all, uint64_t *n,
+                    uint64_t max, int *done) {
+  RUN(db, step_sweep(db, cursor, budget, all, n, max, done));
+}
+
+static int sweep_all(zkv_db *db, int all, uint64_t max, uint64_t *count) {
+  CHECK_DB(db);
+  uint64_t tmp = 0;
+  if (!count) count = &tmp;
+  *count = 0;
+  if (db->closed) return ZKV_ECLOSED;
+  uint64_t cursor = 0;
+  uint64_t budget = db->s->txn_depth > 0 ? UINT64_MAX : 256;
+  int done = 0;
+  while (!done && !(max && *count >= max)) {
+    uint64_t n = 0;
+    int rc = sweep_op(db, &cursor, budget, all, &n, max ? max - *count : 0, &done);
+    if (rc) return rc;
+    *count += n;
+  }
+  return ZKV_OK;
+}
+
+int zkv_gc(zkv_db *db, uint64_t *freed) { return sweep_all(db, 0, 0, freed); }
+int zkv_flush(zkv_db *db, uint64_t *removed) { return sweep_all(db, 1, 0, removed); }
+int zkv_flush_expired(zkv_db *db, uint64_t max, uint64_t *freed) {
+  return sweep_all(db, 0, max, freed);
+}
+
+/* ---- keys ---------------------------------------------------------------- */
+
+static int seq_after(uint32_t a, uint32_t b) { return (int32_t)(a - b) > 0; }
+
+static int do_keys(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn fn, void *ud,
+                   size_t *count) {
+  seg *s = db->s;
+  nsdata *d = ns_data(s, ns);
+  ref_t r;
+  uint32_t last = (uint32_t)cur->seq;
+  if (cur->done) return ZKV_OK;
+  if (!cur->ref) {
+    r = d->head;
+  } else if (ent_ok(s, cur->ref) && E(s, cur->ref)->type != T_NSREC &&
+             E(s, cur->ref)->ns == ns && E(s, cur->ref)->seq == last) {
+    r = E(s, cur->ref)->nnext;   /* the last key returned is still there */
+  } else {
+    /* it went away: the list is in seq order, so skip what was returned */
+    uint64_t guard = d->nkeys + 1;
+    for (r = d->head; r && !seq_after(E(s, r)->seq, last); r = E(s, r)->nnext)
+      if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
+  }
+  int64_t now = zkv_now();
+  size_t n = 0;
+  uint64_t guard = d->nkeys + 1;
+  while (r && n < max) {
+    if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
+    ent *e = E(s, r);
+    cur->ref = r;
+    cur->seq = e->seq;
+    if (ent_live(e, now)) {
+      n++;
+      if (fn(ud, ent_key(e), e->klen)) { r = e->nnext; break; }
+    }
+    r = e->nnext;
+  }
+  if (!r) cur->done = 1;
+  if (count) *count = n;
+  return ZKV_OK;
+}
+
+int zkv_keys(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, zkv_key_fn fn, void *ud,
+             size_t *n) {
+  CHECK_DB(db);
+  if (!cur || !fn) return ZKV_EINVAL;
+  if (n) *n = 0;
+  if (db->closed) return ZKV_ECLOSED;
+  RUN(db, do_keys(db, ns_ref(db->s, ns), cur, max, fn, ud, n));
+}
+
+/* ---- stats --------------------------------------------------------------- */
+
+static int do_stats(zkv_db *db, zkv_stats *o) {
+  seg *s = db->s;
+  hdr *h = H(s);
+  memset(o, 0, sizeof *o);
+  o->keys = h->nkeys;
+  o->bytes_used = h->bytes_used;
+  o->capacity = s->shared ? h->size - h->heap_start : h->capacity;
+  o->arena_bytes = s->mapped;
+  if (o->capacity) o->free_bytes = o->capacity > h->bytes_used ? o->capacity - h->bytes_used : 0;
+  o->evictions = h->evictions;
+  o->expired_freed = h->expired_freed;
+  o->gc_runs = h->gc_runs;
+  o->namespaces = h->nns;
+  o->buckets = 1ull << h->nb_log2;
+  o->max_lock_ns = s->max_lock_ns;
+  o->lock_recoveries = h->lock_recoveries;
+  return ZKV_OK;
+}
+
+int zkv_stats_get(zkv_db *db, zkv_stats *out) {
+  CHECK_DB(db);
+  if (!out) return ZKV_EINVAL;
+  if (db->closed) return ZKV_ECLOSED;
+  RUN(db, do_stats(db, out));
+}

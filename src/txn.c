@@ -1,0 +1,242 @@
+/*
+ * txn.c -- the store lock, the undo log, transactions and crash recovery.
+ *
+ * One mechanism serves three needs.  While the lock is held, every change to
+ * bytes of the arena first appends (offset, old bytes) to the undo log:
+ *  - an operation that fails half-way is undone back to its start;
+ *  - zkv_rollback undoes back to the savepoint of its zkv_begin;
+ *  - a process that dies holding the (robust) lock leaves the log behind, and
+ *    the next process to take the lock gets EOWNERDEAD and undoes it.
+ * Commit is truncating the log.  The shared driver logs always (it must
+ * survive a SIGKILL); the memory driver only inside transactions, and its
+ * operations are written to fail before they change anything.
+ *
+ * Lock-free readers (shared driver) rely on `seq`: a writer makes it odd
+ * before its first change and even again at commit.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "internal.h"
+
+_Noreturn void zkv_fail(seg *s, int rc) { siglongjmp(*(sigjmp_buf *)s->jb, rc); }
+
+/* ---- clock -------------------------------------------------------------- */
+static _Atomic int64_t clock_offset_ms;
+
+void zkv_set_clock_offset(int64_t offset_ms) { clock_offset_ms = offset_ms; }
+
+int64_t zkv_now_ns_raw(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t zkv_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
+         atomic_load_explicit(&clock_offset_ms, memory_order_relaxed);
+}
+
+int64_t zkv_now_ms(void) { return zkv_now(); }
+
+uint16_t zkv_coarse_sec(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (uint16_t)(ts.tv_sec + atomic_load_explicit(&clock_offset_ms, memory_order_relaxed) / 1000);
+}
+
+/* ---- undo log ----------------------------------------------------------- */
+/* A record is the old bytes, padded to 8, followed by a trailer (offset,
+ * length), so the log can be walked backwards from its end. */
+
+static void mark_dirty(seg *s) {
+  hdr *h = H(s);
+  if (!(atomic_load_explicit(&h->seq, memory_order_relaxed) & 1))
+    atomic_fetch_add_explicit(&h->seq, 1, memory_order_seq_cst);
+  s->dirty = 1;
+}
+
+void zkv_log(seg *s, const void *p, size_t len) {
+  uint64_t off = (uint64_t)((const char *)p - s->base);
+  uint64_t padded = (len + 7) & ~(uint64_t)7;
+  uint64_t rec = padded + 16;
+  char *dst;
+  if (s->shared) {
+    if (!s->dirty) mark_dirty(s);
+    hdr *h = H(s);
+    if (UNLIKELY(h->log_used + rec > h->log_cap)) FAIL(s, ZKV_ETXN);
+    dst = s->base + h->log_off + h->log_used;
+  } else {
+    if (s->mlog_used + rec > s->mlog_cap) {
+      uint64_t cap = s->mlog_cap ? s->mlog_cap * 2 : 4096;
+      while (cap < s->mlog_used + rec) cap *= 2;
+      char *n = realloc(s->mlog, cap);
+      if (!n) FAIL(s, ZKV_ENOMEM);
+      s->mlog = n;
+      s->mlog_cap = cap;
+    }
+    dst = s->mlog + s->mlog_used;
+  }
+  memcpy(dst, p, len);
+  uint64_t tr[2] = {off, len};
+  memcpy(dst + padded, tr, 16);
+  /* the record must be complete before it counts, and count before the change
+   * it protects is made: a process may die between any two stores */
+  atomic_signal_fence(memory_order_seq_cst);
+  if (s->shared) H(s)->log_used += rec;
+  else s->mlog_used += rec;
+  atomic_signal_fence(memory_order_seq_cst);
+}
+
+uint64_t zkv_log_pos(seg *s) { return s->shared ? H(s)->log_used : s->mlog_used; }
+
+/* apply the log backwards down to `mark`; returns 0, or -1 if the log is
+ * damaged (then the rest is left alone) */
+static int undo(seg *s, uint64_t mark) {
+  char *log = s->shared ? s->base + H(s)->log_off : s->mlog;
+  uint64_t pos = zkv_log_pos(s);
+  if (s->shared && (pos > H(s)->log_cap || H(s)->log_off + H(s)->log_cap > s->mapped))
+    return -1;
+  while (pos > mark) {
+    if (pos < mark + 16) return -1;
+    uint64_t tr[2];
+    memcpy(tr, log + pos - 16, 16);
+    uint64_t padded = (tr[1] + 7) & ~(uint64_t)7;
+    if (tr[1] > pos || padded + 16 > pos - mark || tr[0] > s->mapped || tr[1] > s->mapped - tr[0])
+      return -1;
+    pos -= 16 + padded;
+    memcpy(s->base + tr[0], log + pos, tr[1]);
+    atomic_signal_fence(memory_order_seq_cst);
+    if (s->shared) H(s)->log_used = pos;
+    else s->mlog_used = pos;
+  }
+  return 0;
+}
+
+void zkv_undo_to(seg *s, uint64_t mark) {
+  if (s->shared && !s->dirty) mark_dirty(s);
+  undo(s, mark);
+}
+
+/* ---- lock --------------------------------------------------------------- */
+
+
+static void recover(seg *s) {
+  hdr *h = H(s);
+  s->dirty = 0;
+  mark_dirty(s);
+  if (undo(s, 0) != 0) H(s)->log_used = 0;
+  h->lock_recoveries++;
+}
+
+static int lock_shared(zkv_db *db) {
+  seg *s = db->s;
+  hdr *h = H(s);
+  int e = pthread_mutex_trylock(&h->lock);
+  if (e == EBUSY) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t ns = ts.tv_nsec + (db->lock_timeout_ms % 1000) * 1000000;
+    ts.tv_sec += db->lock_timeout_ms / 1000 + ns / 1000000000;
+    ts.tv_nsec = ns % 1000000000;
+    e = pthread_mutex_timedlock(&h->lock, &ts);
+  }
+  if (e == EOWNERDEAD) {
+    /* the holder died: put back what it had half-done, then carry on */
+    s->depth = 1;
+    recover(s);
+    pthread_mutex_consistent(&h->lock);
+    if (atomic_load(&h->seq) & 1) atomic_fetch_add(&h->seq, 1);
+    s->dirty = 0;
+    s->depth = 0;
+    return ZKV_OK;
+  }
+  if (e == 0) return ZKV_OK;
+  if (e == ETIMEDOUT) return ZKV_ETIMEDOUT;
+  if (e == ENOTRECOVERABLE || e == EINVAL) return ZKV_ECORRUPT;
+  return ZKV_EIO;
+}
+
+int op_enter(zkv_db *db) {
+  if (UNLIKELY(db->closed)) return ZKV_ECLOSED;
+  seg *s = db->s;
+  if (seg_owned(s)) {
+    s->depth++;
+    return ZKV_OK;
+  }
+  if (s->shared) {
+    int rc = lock_shared(db);
+    if (rc) return rc;
+    /* a log left by a holder that died in a way the mutex did not report
+     * (it was never robust-locked, or the segment was copied) is undone too */
+    if (H(s)->log_used) recover(s);
+  } else if (s->threadsafe) {
+    pthread_mutex_lock(&s->tlock);
+  }
+  s->owner = pthread_self();
+  s->depth = 1;
+  s->dirty = 0;
+  s->logging = s->shared || s->txn_depth > 0;
+  return ZKV_OK;
+}
+
+static void release(seg *s) {
+  if (s->shared) {
+    hdr *h = H(s);
+    h->log_used = 0;
+    if (s->dirty || (atomic_load_explicit(&h->seq, memory_order_relaxed) & 1))
+      atomic_fetch_add_explicit(&h->seq, 1, memory_order_release);
+    s->dirty = 0;
+    pthread_mutex_unlock(&h->lock);
+  } else {
+    s->mlog_used = 0;
+    if (s->threadsafe) pthread_mutex_unlock(&s->tlock);
+  }
+}
+
+int op_leave(zkv_db *db, int rc) {
+  seg *s = db->s;
+  if (--s->depth == 0) {
+    s->logging = 0;
+    release(s);
+  }
+  return rc;
+}
+
+/* ---- transactions ------------------------------------------------------- */
+
+int zkv_begin(zkv_db *db) {
+  if (!db) return ZKV_EINVAL;
+  int rc = op_enter(db);
+  if (rc) return rc;
+  seg *s = db->s;
+  if (s->txn_depth >= 64) {
+    op_leave(db, 0);
+    return ZKV_ETXN;
+  }
+  s->txn_marks[s->txn_depth++] = zkv_log_pos(s);
+  s->logging = 1;
+  return ZKV_OK;
+}
+
+static int txn_end(zkv_db *db, int undo_it) {
+  if (!db) return ZKV_EINVAL;
+  seg *s = db->s;
+  if (db->closed) return ZKV_ECLOSED;
+  if (s->txn_depth == 0 || !seg_owned(s)) return ZKV_ETXN;
+  uint64_t mark = s->txn_marks[--s->txn_depth];
+  if (undo_it) zkv_undo_to(s, mark);
+  if (s->txn_depth == 0 && !s->shared) s->logging = 0;
+  return op_leave(db, ZKV_OK);
+}
+
+int zkv_commit(zkv_db *db) { return txn_end(db, 0); }
+int zkv_rollback(zkv_db *db) { return txn_end(db, 1); }
+
+int zkv_txn_depth(const zkv_db *db) {
+  if (!db || db->closed) return 0;
+  return seg_owned(db->s) ? db->s->txn_depth : 0;
+}
