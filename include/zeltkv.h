@@ -59,7 +59,8 @@ enum zkv_rc {
   ZKV_ENOMEM = -15,       /* the process ran out of memory */
   ZKV_EIO = -16,          /* a system call failed (see errno) */
   ZKV_ETXN = -17,         /* transaction misuse, or undo log full */
-  ZKV_EINVAL = -18        /* a bad argument (NULL handle, bad option) */
+  ZKV_EINVAL = -18,       /* a bad argument (NULL handle, bad option) */
+  ZKV_ESTALE = -19        /* the namespace id is not (or no longer) one of this store */
 };
 
 /* The five error classes of the Lua API. */
@@ -102,8 +103,11 @@ typedef struct zkv_value {
 } zkv_value;
 
 /* A namespace: an opaque id, stable for the life of the store (namespaces are
- * never deleted; clearing one removes its keys).  ZKV_ROOT is the root. */
-typedef uint32_t zkv_ns;
+ * never deleted; clearing one removes its keys), except that a namespace first
+ * created inside a transaction that is rolled back is gone with it: its id
+ * then gives ZKV_ESTALE, and zkv_namespace makes it anew.  ZKV_ROOT is the
+ * root. */
+typedef uint64_t zkv_ns;
 #define ZKV_ROOT ((zkv_ns)0)
 
 typedef struct zkv_db zkv_db;
@@ -265,11 +269,12 @@ ZKV_API int zkv_clear(zkv_db *db, zkv_ns ns, uint64_t *removed);
 /* A cursor for zkv_keys.  Zero it (ZKV_CURSOR_INIT) before the first call.
  * It holds no lock and no reference: keys may change between calls. */
 typedef struct zkv_cursor {
-  uint64_t seq;       /* position: insertion number of the last key returned */
+  uint32_t seq;       /* position: insertion number of the last key returned */
+  uint32_t end;       /* insertion number the namespace had when the walk began */
   uint32_t ref;       /* a hint; checked before it is used */
-  uint32_t done;
+  uint16_t started, done;
 } zkv_cursor;
-#define ZKV_CURSOR_INIT {0, 0, 0}
+#define ZKV_CURSOR_INIT {0, 0, 0, 0, 0}
 
 /* Called by zkv_keys for each key; the key bytes are valid during the call
  * only.  Return 0 to go on, non-zero to stop early. */
@@ -277,7 +282,8 @@ typedef int (*zkv_key_fn)(void *ud, const void *key, size_t klen);
 
 /* zkv_keys: the next batch of up to max live keys of ns, in insertion order
  * (a key keeps its place when its value is replaced).  Takes the lock for one
- * batch only.  A key present throughout a walk is returned exactly once.
+ * batch only.  A key present throughout a walk is returned exactly once; keys
+ * added after the walk began are not returned, so a walk always ends.
  *  [in,out] cur  the walk position; cur->done is set at the end
  *  [out]    n    how many keys were passed to fn (may be NULL)
  * The callback must not call into the same handle. */

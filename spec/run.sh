@@ -43,8 +43,10 @@ corrected=0
 if [[ "$last" =~ $summary_re ]]; then
   passed=${BASH_REMATCH[1]}
   failed=${BASH_REMATCH[2]}
-  # busted exits with (failures + errors), truncated to 8 bits; anything else is a crash
-  if (( status != failed % 256 )); then
+  # busted exits with 1 when anything failed, else 0; any other status is a crash
+  expected=0
+  if (( failed > 0 )); then expected=1; fi
+  if (( status != expected )); then
     echo "# busted exited with status $status after its summary (crash at exit?)"
     failed=$((failed + 1))
     corrected=1

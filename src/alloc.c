@@ -8,6 +8,8 @@
  * changes is written to the undo log first, so a rolled-back transaction (or a
  * process that died holding the lock) restores the free lists exactly.
  */
+#include <stdlib.h>
+
 #include "internal.h"
 
 static unsigned cls_of(uint64_t u) {
@@ -188,7 +190,7 @@ ref_t do_alloc(zkv_db *db, uint64_t units) {
   return r;
 }
 
-void do_free(seg *s, ref_t r) {
+void do_free_now(seg *s, ref_t r) {
   hdr *h = H(s);
   uint32_t hd = blk(s, r)[0];
   uint64_t units = BLK_UNITS(hd);
@@ -227,6 +229,34 @@ void do_free(seg *s, ref_t r) {
   }
   make_free(s, (ref_t)start, n);
   set_prevfree(s, next, 1);
+}
+
+/* Under the undo log a freed block is not reused before commit: its old bytes
+ * are what a rollback (or recovery) brings back, and a block handed out again
+ * in the same transaction would be overwritten without a record.  So frees
+ * wait on a list and happen at commit, the last logged changes of the
+ * transaction. */
+void do_free(seg *s, ref_t r) {
+  if (!s->logging) {
+    do_free_now(s, r);
+    return;
+  }
+  chk(s, r, 1);
+  if (s->npend == s->cap_pend) {
+    size_t cap = s->cap_pend ? s->cap_pend * 2 : 64;
+    ref_t *n = realloc(s->pend, cap * sizeof *n);
+    if (!n) FAIL(s, ZKV_ENOMEM);
+    s->pend = n;
+    s->cap_pend = cap;
+  }
+  s->pend[s->npend++] = r;
+}
+
+void do_flush_pending(seg *s) {
+  /* pop one at a time: a failure half-way leaves the rest listed, and the
+   * caller's rollback undoes the ones done */
+  for (size_t i = 0; i < s->npend; i++) do_free_now(s, s->pend[i]);
+  s->npend = 0;
 }
 
 void zkv_alloc_init(seg *s) {

@@ -150,7 +150,7 @@ static int validate(const hdr *h, uint64_t file_size) {
   if (h->evict > ZKV_EVICT_LRU || h->nb_log2 > 30 || h->bytes_used > file_size)
     return ZKV_ECORRUPT;
   uint64_t b = (uint64_t)h->buckets * UNIT, nb = 1ull << h->nb_log2;
-  if (b < h->heap_start || b + nb * 4 > h->top) return ZKV_ECORRUPT;
+  if (b < h->heap_start || b + BUCKETS_OFF + nb * 4 > h->top) return ZKV_ECORRUPT;
   uint64_t r = (uint64_t)h->root_ns * UNIT;
   if (r < h->heap_start || r + NS_DATA_OFF + sizeof(nsdata) > h->top) return ZKV_ECORRUPT;
   return ZKV_OK;
@@ -302,12 +302,14 @@ void zkv_close(zkv_db *db) {
         while (*pp && *pp != s) pp = &(*pp)->next;
         if (*pp) *pp = s->next;
         munmap(s->base, s->mapped);
+        free(s->pend);
         free(s);
       }
       pthread_mutex_unlock(&registry_lock);
     } else if (--s->refs == 0) {
       munmap(s->base, s->mapped);
       free(s->mlog);
+      free(s->pend);
       if (s->threadsafe) pthread_mutex_destroy(&s->tlock);
       free(s);
     }

@@ -86,9 +86,9 @@ static ref_t *bucket(seg *s, uint64_t h) {
   uint64_t nb = 1ull << hd->nb_log2;
   uint64_t off = (uint64_t)hd->buckets * UNIT;
   if (UNLIKELY(!hd->buckets || hd->nb_log2 > 31 || off < hd->heap_start ||
-               off + nb * 4 > hd->top))
+               off + BUCKETS_OFF + nb * 4 > hd->top))
     FAIL(s, ZKV_ECORRUPT);
-  return (ref_t *)P(s, hd->buckets) + (h & (nb - 1));
+  return (ref_t *)((char *)P(s, hd->buckets) + BUCKETS_OFF) + (h & (nb - 1));
 }
 
 ref_t do_find(seg *s, ref_t ns, const void *key, size_t klen, uint64_t h, int is_ns) {
@@ -255,10 +255,10 @@ void do_maybe_grow(zkv_db *db) {
   uint64_t nb = 1ull << lg;
   int rc;
   /* never evict keys to make a bigger index */
-  ref_t nbk = do_alloc_try(db, (nb * 4 + UNIT - 1) / UNIT, 0, &rc);
+  ref_t nbk = do_alloc_try(db, (BUCKETS_OFF + nb * 4 + UNIT - 1) / UNIT, 0, &rc);
   if (!nbk) return;
   h = H(s);
-  ref_t *nbv = (ref_t *)P(s, nbk);
+  ref_t *nbv = (ref_t *)((char *)P(s, nbk) + BUCKETS_OFF);
   memset(nbv, 0, nb * 4);
   ref_t *old = bucket(s, 0);
   uint64_t onb = 1ull << h->nb_log2;
@@ -296,6 +296,7 @@ ref_t do_new_ns(zkv_db *db, ref_t parent, const void *name, size_t len, uint64_t
   e->klen = (uint16_t)len;
   e->type = T_NSREC;
   e->ns = parent;
+  ((nsdata *)((char *)e + NS_DATA_OFF))->tag = (uint32_t)(zkv_rand(s) >> 16) | 1u;
   memcpy((char *)e + NS_DATA_OFF + sizeof(nsdata), name, len);
   if (parent) {
     nsdata *pd = ns_data(s, parent);
@@ -326,9 +327,9 @@ void zkv_index_init(zkv_db *db) {
   seg *s = db->s;
   hdr *h = H(s);
   uint32_t lg = 4;
-  ref_t b = do_alloc(db, ((1ull << lg) * 4 + UNIT - 1) / UNIT);
+  ref_t b = do_alloc(db, (BUCKETS_OFF + (1ull << lg) * 4 + UNIT - 1) / UNIT);
   h = H(s);
-  memset(P(s, b), 0, (1ull << lg) * 4);
+  memset((char *)P(s, b) + BUCKETS_OFF, 0, (1ull << lg) * 4);
   h->buckets = b;
   h->nb_log2 = lg;
   h->root_ns = do_new_ns(db, 0, "", 0, 0);
@@ -337,7 +338,7 @@ void zkv_index_init(zkv_db *db) {
 /* ---- eviction: sampled LRU ---------------------------------------------- */
 /* Like Redis, sample a few keys and evict the one unused longest: no list to
  * update on every read, so a get writes at most two bytes, once a second. */
-static uint64_t rnd(seg *s) {
+uint64_t zkv_rand(seg *s) {
   uint64_t x = s->rng ? s->rng : 0x2545F4914F6CDD1Dull;
   x ^= x << 13;
   x ^= x >> 7;
@@ -345,17 +346,23 @@ static uint64_t rnd(seg *s) {
   return s->rng = x;
 }
 
+uint16_t zkv_lru_now(seg *s) {
+  hdr *h = H(s);
+  unsigned lg = h->nkeys ? 64u - (unsigned)__builtin_clzll(h->nkeys) : 0;
+  return (uint16_t)(h->lru_clock >> (lg > 10 ? lg - 10 : 0));
+}
+
 int do_evict_one(zkv_db *db) {
   seg *s = db->s;
   hdr *h = H(s);
   if (h->nkeys == 0) return 0;
   uint64_t nb = 1ull << h->nb_log2;
-  uint16_t now = zkv_coarse_sec();
+  uint16_t now = zkv_lru_now(s);
   ref_t best = 0;
   int best_age = -1, seen = 0;
   ref_t *bv = bucket(s, 0);
-  for (uint64_t tries = 0; tries < nb * 2 && seen < 5; tries++) {
-    ref_t r = bv[rnd(s) & (nb - 1)];
+  for (uint64_t tries = 0; tries < nb * 2 && seen < 16; tries++) {
+    ref_t r = bv[zkv_rand(s) & (nb - 1)];
     for (int depth = 0; r && depth < 8; depth++) {
       ent *e = ent_at(s, r);
       if (e->type != T_NSREC && r != s->pin) {

@@ -71,8 +71,12 @@ typedef struct nsdata {
   uint32_t next_seq;
   uint64_t nkeys;        /* entries in the list (live or expired) */
   uint64_t nttl;         /* of which carry an expiry */
+  uint32_t tag;          /* random: tells a live record from a reused block */
+  uint32_t pad;
 } nsdata;
 #define NS_DATA_OFF 32u
+/* the bucket array is a block too: its refs start after the block header */
+#define BUCKETS_OFF 8u
 
 /* ---- arena header ------------------------------------------------------- */
 typedef struct hdr {
@@ -107,6 +111,7 @@ typedef struct hdr {
   uint64_t log_off, log_cap, log_used;
   /* stats */
   uint64_t evictions, expired_freed, gc_runs, lock_recoveries;
+  uint64_t lru_clock;      /* write operations so far: the lru age unit */
   /* sweep */
   uint32_t gc_active, gc_cursor;
   int64_t gc_next_ms;
@@ -126,6 +131,9 @@ typedef struct seg {
   int depth;               /* lock depth: ops and transaction levels */
   int txn_depth;           /* open zkv_begin levels */
   uint64_t txn_marks[64];  /* log position at each level */
+  size_t pend_marks[64];   /* pending-free count at each level */
+  ref_t *pend;             /* blocks freed under the log, freed for real at commit */
+  size_t npend, cap_pend;
   int logging;             /* record undo for writes now */
   int dirty;               /* seq made odd in this lock hold */
   /* memory driver: private growable log */
@@ -141,6 +149,8 @@ typedef struct seg {
   uint32_t pin;            /* entry that eviction must not take */
   uint64_t rng;
 } seg;
+
+uint64_t zkv_rand(seg *s);
 
 struct zkv_db {
   seg *s;
@@ -177,6 +187,8 @@ uint16_t zkv_coarse_sec(void);
 ref_t do_alloc(zkv_db *db, uint64_t units);    /* FAILs with ZKV_EFULL */
 ref_t do_alloc_try(zkv_db *db, uint64_t units, int may_evict, int *rc); /* 0 + rc on failure */
 void do_free(seg *s, ref_t r);
+void do_free_now(seg *s, ref_t r);
+void do_flush_pending(seg *s);
 void zkv_alloc_init(seg *s);
 
 /* index (index.c) */
@@ -196,6 +208,7 @@ void do_maybe_grow(zkv_db *db);
 ref_t do_new_ns(zkv_db *db, ref_t parent, const void *name, size_t len, uint64_t h);
 void zkv_index_init(zkv_db *db);
 int do_evict_one(zkv_db *db);
+uint16_t zkv_lru_now(seg *s);
 int do_sweep(zkv_db *db, uint64_t *cursor, uint64_t budget, int all, uint64_t *freed, uint64_t max);
 int ent_ok(seg *s, ref_t r);
 ref_t *bucket_at(seg *s, uint64_t i);

@@ -35,6 +35,17 @@ typedef struct Store {
   zkv_ns ns;
 } Store;
 
+static Store *new_store(lua_State *L, int drv_idx, int parent_idx, int name_idx, Driver *d,
+                        zkv_ns ns);
+static int reresolve(lua_State *L, int idx, Store *s);
+
+/* a namespace made inside a rolled-back atomic() is gone: make it anew, retry */
+#define CALL(rc, call)                                              \
+  do {                                                              \
+    rc = (call);                                                    \
+    if (rc == ZKV_ESTALE && reresolve(L, 1, s) == ZKV_OK) rc = (call); \
+  } while (0)
+
 static const char *const CODES[] = {"", "INVALID_TTL", "EMPTY_NAMESPACE", "INVALID_VALUE",
                                     "INVALID_KEY", "STORE_OPERATION_FAILED"};
 enum { C_TTL = 1, C_EMPTY_NS, C_VALUE, C_KEY, C_FAILED };
@@ -167,7 +178,7 @@ static int64_t opt_ttl(lua_State *L, int i, int required) {
       have = 1;
       lua_pop(L, 1);
     }
-    if (!have && required) raise(L, C_TTL, "ttl missing");
+    if (!have) raise(L, C_TTL, "ttl missing: the table has no 'ttl' field");
     return ms;
   }
   return ttl_ms_of(L, i);
@@ -495,7 +506,8 @@ static int store_get(lua_State *L) {
   size_t kl;
   const char *k = check_key(L, 2, &kl);
   zkv_value v;
-  int rc = zkv_get(db, s->ns, k, kl, &v);
+  int rc;
+  CALL(rc, zkv_get(db, s->ns, k, kl, &v));
   if (rc == ZKV_OK) return push_value(L, &v);
   if (rc == ZKV_NOTFOUND) {
     lua_pushnil(L);
@@ -512,7 +524,8 @@ static int store_set_impl(lua_State *L, unsigned flags, const char *what) {
   zkv_value v;
   to_value(L, s->drv, 2 + 1, &v);
   int64_t ttl = opt_ttl(L, 4, 0);
-  int rc = zkv_set(db, s->ns, k, kl, &v, ttl, flags);
+  int rc;
+  CALL(rc, zkv_set(db, s->ns, k, kl, &v, ttl, flags));
   if (rc == ZKV_OK) {
     lua_pushboolean(L, 1);
     return 1;
@@ -532,7 +545,8 @@ static int store_del(lua_State *L) {
   Store *s = check_store(L, &db);
   size_t kl;
   const char *k = check_key(L, 2, &kl);
-  int rc = zkv_del(db, s->ns, k, kl);
+  int rc;
+  CALL(rc, zkv_del(db, s->ns, k, kl));
   if (rc < 0) return raise_rc(L, rc, "del");
   lua_pushboolean(L, rc == ZKV_OK);
   return 1;
@@ -543,7 +557,8 @@ static int store_has(lua_State *L) {
   Store *s = check_store(L, &db);
   size_t kl;
   const char *k = check_key(L, 2, &kl);
-  int rc = zkv_has(db, s->ns, k, kl);
+  int rc;
+  CALL(rc, zkv_has(db, s->ns, k, kl));
   if (rc < 0) return raise_rc(L, rc, "has");
   lua_pushboolean(L, rc == ZKV_OK);
   return 1;
@@ -555,7 +570,8 @@ static int store_expire(lua_State *L) {
   size_t kl;
   const char *k = check_key(L, 2, &kl);
   int64_t ttl = opt_ttl(L, 3, 1);
-  int rc = zkv_expire(db, s->ns, k, kl, ttl);
+  int rc;
+  CALL(rc, zkv_expire(db, s->ns, k, kl, ttl));
   if (rc < 0) return raise_rc(L, rc, "expire");
   lua_pushboolean(L, rc == ZKV_OK);
   return 1;
@@ -567,7 +583,8 @@ static int store_ttl(lua_State *L) {
   size_t kl;
   const char *k = check_key(L, 2, &kl);
   int64_t left;
-  int rc = zkv_ttl(db, s->ns, k, kl, &left);
+  int rc;
+  CALL(rc, zkv_ttl(db, s->ns, k, kl, &left));
   if (rc < 0) return raise_rc(L, rc, "ttl");
   if (rc == ZKV_NOTFOUND) lua_pushnil(L);
   else if (left < 0) lua_pushnumber(L, HUGE_VAL);
@@ -595,8 +612,9 @@ static int store_incr(lua_State *L) {
   int64_t ttl = opt_ttl(L, 4, 0);
   int64_t res;
   int64_t lim = ZKV_INT_LIMIT;
-  int rc = lim ? zkv_incr_limited(db, s->ns, k, kl, by, ttl, -lim, lim, &res)
-               : zkv_incr(db, s->ns, k, kl, by, ttl, &res);
+  int rc;
+  CALL(rc, lim ? zkv_incr_limited(db, s->ns, k, kl, by, ttl, -lim, lim, &res)
+               : zkv_incr(db, s->ns, k, kl, by, ttl, &res));
   if (rc == ZKV_OK) {
     zkv_pushinteger(L, res);
     return 1;
@@ -606,7 +624,7 @@ static int store_incr(lua_State *L) {
   return raise_rc(L, rc, "incr");
 }
 
-static Store *new_store(lua_State *L, int drv_idx, Driver *d, zkv_ns ns);
+
 
 static zkv_ns check_ns_name(lua_State *L, int i, const char **name, size_t *len) {
   if (lua_type(L, i) != LUA_TSTRING)
@@ -624,10 +642,12 @@ static int store_namespace(lua_State *L) {
   size_t len;
   check_ns_name(L, 2, &name, &len);
   zkv_ns ns;
-  int rc = zkv_namespace(db, s->ns, name, len, &ns);
+  int rc;
+  CALL(rc, zkv_namespace(db, s->ns, name, len, &ns));
   if (rc) return raise_rc(L, rc, "namespace");
-  zkv_getuservalue(L, 1);   /* the driver userdata */
-  new_store(L, lua_gettop(L), s->drv, ns);
+  zkv_getuservalue(L, 1);
+  lua_rawgeti(L, -1, 1);   /* the driver userdata */
+  new_store(L, lua_gettop(L), 1, 2, s->drv, ns);
   return 1;
 }
 
@@ -635,7 +655,8 @@ static int store_count(lua_State *L) {
   zkv_db *db;
   Store *s = check_store(L, &db);
   uint64_t n;
-  int rc = zkv_count(db, s->ns, &n);
+  int rc;
+  CALL(rc, zkv_count(db, s->ns, &n));
   if (rc) return raise_rc(L, rc, "count");
   zkv_pushinteger(L, n);
   return 1;
@@ -645,7 +666,8 @@ static int store_clear(lua_State *L) {
   zkv_db *db;
   Store *s = check_store(L, &db);
   uint64_t n;
-  int rc = zkv_clear(db, s->ns, &n);
+  int rc;
+  CALL(rc, zkv_clear(db, s->ns, &n));
   if (rc) return raise_rc(L, rc, "clear");
   zkv_pushinteger(L, n);
   return 1;
@@ -695,6 +717,11 @@ static int keys_iter(lua_State *L) {
   do {
     rc = zkv_keys(db, s->ns, cur, KEYS_BATCH, collect_key, &b, &got);
   } while (rc == ZKV_OK && b.n == 0 && !cur->done);
+  if (rc == ZKV_ESTALE) {   /* the namespace went with a rolled-back atomic: it is empty */
+    free(b.buf);
+    cur->done = 1;
+    return 0;
+  }
   if (rc) {
     free(b.buf);
     return raise_rc(L, rc, "keys");
@@ -779,15 +806,47 @@ static Driver *check_driver(lua_State *L, zkv_db **db) {
   return d;
 }
 
-static Store *new_store(lua_State *L, int drv_idx, Driver *d, zkv_ns ns) {
+/* A store's user value is { driver, parent store or false, name }: it keeps
+ * the driver alive and lets the namespace be found again (reresolve). */
+static Store *new_store(lua_State *L, int drv_idx, int parent_idx, int name_idx, Driver *d,
+                        zkv_ns ns) {
   Store *s = (Store *)lua_newuserdatauv(L, sizeof(Store), 1);
   s->drv = d;
   s->ns = ns;
   luaL_getmetatable(L, STORE_MT);
   lua_setmetatable(L, -2);
+  lua_createtable(L, 3, 0);
   lua_pushvalue(L, drv_idx);
+  lua_rawseti(L, -2, 1);
+  if (parent_idx) lua_pushvalue(L, parent_idx);
+  else lua_pushboolean(L, 0);
+  lua_rawseti(L, -2, 2);
+  lua_pushvalue(L, name_idx);
+  lua_rawseti(L, -2, 3);
   zkv_setuservalue(L, -2);
   return s;
+}
+
+static int reresolve(lua_State *L, int idx, Store *s) {
+  int rc;
+  zkv_ns parent = ZKV_ROOT;
+  if (!s->drv->db) return ZKV_ECLOSED;
+  luaL_checkstack(L, 4, "namespace too deep");
+  zkv_getuservalue(L, idx);
+  int t = lua_gettop(L);
+  lua_rawgeti(L, t, 2);
+  if (lua_type(L, -1) == LUA_TUSERDATA) {
+    Store *p = (Store *)lua_touserdata(L, -1);
+    rc = reresolve(L, lua_gettop(L), p);
+    if (rc) { lua_settop(L, t - 1); return rc; }
+    parent = p->ns;
+  }
+  lua_rawgeti(L, t, 3);
+  size_t len;
+  const char *name = lua_tolstring(L, -1, &len);
+  rc = zkv_namespace(s->drv->db, parent, name, len, &s->ns);
+  lua_settop(L, t - 1);
+  return rc;
 }
 
 static int driver_namespace(lua_State *L) {
@@ -799,7 +858,7 @@ static int driver_namespace(lua_State *L) {
   zkv_ns ns;
   int rc = zkv_namespace(db, ZKV_ROOT, name, len, &ns);
   if (rc) return raise_rc(L, rc, "namespace");
-  new_store(L, 1, d, ns);
+  new_store(L, 1, 0, 2, d, ns);
   return 1;
 }
 

@@ -37,6 +37,7 @@ const char *zkv_strerror(int rc) {
   case ZKV_EIO: return "system call failed";
   case ZKV_ETXN: return "transaction too large or not open";
   case ZKV_EINVAL: return "invalid argument";
+  case ZKV_ESTALE: return "namespace is gone (created in a rolled-back transaction)";
   default: return "unknown error";
   }
 }
@@ -98,13 +99,18 @@ static void maybe_gc(zkv_db *db) {
     void *prevjb_ = s_->jb;                                                  \
     sigjmp_buf jb_;                                                          \
     uint64_t mark_ = zkv_log_pos(s_);                                        \
+    size_t pmark_ = s_->npend;                                               \
     s_->jb = &jb_;                                                           \
     s_->gc_t0 = 0;                                                           \
     if ((rc_ = sigsetjmp(jb_, 0)) == 0) {                                    \
       rc_ = (body);                                                          \
       if (rc_ >= 0) maybe_gc(db);                                            \
+      if (rc_ >= 0 && s_->depth == 1 && s_->npend) do_flush_pending(s_);     \
     }                                                                        \
-    if (rc_ < 0 && s_->logging) zkv_undo_to(s_, mark_);                      \
+    if (rc_ < 0 && s_->logging) {                                            \
+      zkv_undo_to(s_, mark_);                                                \
+      s_->npend = pmark_;                                                    \
+    }                                                                        \
     s_->pin = 0;                                                             \
     s_->jb = prevjb_;                                                        \
     if (s_->gc_t0) {                                                         \
@@ -117,7 +123,17 @@ static void maybe_gc(zkv_db *db) {
 #define CHECK_DB(db) do { if (!(db)) return ZKV_EINVAL; } while (0)
 #define CHECK_KEY(k, n) do { if (!(k) || (n) == 0 || (n) > ZKV_MAX_KEY) return ZKV_EINVAL_KEY; } while (0)
 
-static ref_t ns_ref(seg *s, zkv_ns ns) { return ns == ZKV_ROOT ? H(s)->root_ns : ns; }
+/* the arena ref of a namespace id, checked: the id carries the record's tag */
+static ref_t ns_ref(seg *s, zkv_ns ns) {
+  if (ns == ZKV_ROOT) return H(s)->root_ns;
+  ref_t r = (ref_t)ns;
+  if (!ns_valid(s, r) || ns_data(s, r)->tag != (uint32_t)(ns >> 32)) FAIL(s, ZKV_ESTALE);
+  return r;
+}
+
+static zkv_ns ns_id(seg *s, ref_t r) {
+  return r == H(s)->root_ns ? ZKV_ROOT : ((uint64_t)ns_data(s, r)->tag << 32) | r;
+}
 
 static void check_ns(seg *s, ref_t ns) {
   if (!ns_valid(s, ns)) FAIL(s, ZKV_EINVAL);
@@ -135,7 +151,7 @@ static int do_namespace(zkv_db *db, zkv_ns parent, const void *name, size_t len,
     do_maybe_grow(db);
     r = do_new_ns(db, p, name, len, h);
   }
-  *out = r;
+  *out = ns_id(s, r);
   return ZKV_OK;
 }
 
@@ -190,7 +206,12 @@ static int do_get(zkv_db *db, ref_t ns, const void *key, size_t klen, zkv_value 
   if (!e) return ZKV_NOTFOUND;
   size_t vlen;
   const char *v = ent_val(e, &vlen);
-  if (H(s)->evict == ZKV_EVICT_LRU) e->atime = zkv_coarse_sec();  /* recency, not logged */
+  if (H(s)->evict == ZKV_EVICT_LRU) {
+    /* recency is a hint: not logged, and written only when it changes */
+    uint16_t now = zkv_lru_now(s);
+    if (e->atime != now) e->atime = now;
+    if (!s->shared) H(s)->lru_clock++;
+  }
   if (s->shared) {
     int rc = keep_copy(db, v, vlen, &v);
     if (rc) return rc;
@@ -203,24 +224,29 @@ static int do_get(zkv_db *db, ref_t ns, const void *key, size_t klen, zkv_value 
  * when the caller must retry or take the lock: a writer was active, an offset
  * failed its check, or lru recency is due for an update. */
 #define RETRY 99
-static int get_nolock(zkv_db *db, ref_t ns, const void *key, size_t klen, uint64_t h,
-                      zkv_value *out) {
+static int get_nolock(zkv_db *db, zkv_ns nsid, const void *key, size_t klen, zkv_value *out) {
   seg *s = db->s;
   hdr *hd = H(s);
   uint64_t s1 = atomic_load_explicit(&hd->seq, memory_order_acquire);
   if (s1 & 1) return RETRY;
+  ref_t ns = nsid == ZKV_ROOT ? hd->root_ns : (ref_t)nsid;
+  if (!ns_valid(s, ns) ||
+      (nsid != ZKV_ROOT &&
+       ((nsdata *)((char *)P(s, ns) + NS_DATA_OFF))->tag != (uint32_t)(nsid >> 32)))
+    return RETRY;
+  uint64_t h = zkv_hash(ns, key, klen, 0);
   int rc = ZKV_NOTFOUND;
   uint64_t nb = 1ull << (hd->nb_log2 & 31);
   uint64_t boff = (uint64_t)hd->buckets * UNIT;
-  if (boff < hd->heap_start || !zkv_bounds(s, boff, nb * 4)) return RETRY;
-  ref_t r = ((ref_t *)P(s, hd->buckets))[h & (nb - 1)];
+  if (boff < hd->heap_start || !zkv_bounds(s, boff, BUCKETS_OFF + nb * 4)) return RETRY;
+  ref_t r = ((ref_t *)((char *)P(s, hd->buckets) + BUCKETS_OFF))[h & (nb - 1)];
   for (int guard = 0; r; guard++) {
     if (guard > 100000 || !ent_ok(s, r)) return RETRY;
     ent *e = E(s, r);
     if (e->ns == ns && e->klen == klen && e->type != T_NSREC &&
         memcmp(ent_key(e), key, klen) == 0) {
       if (!ent_live(e, zkv_now())) break;
-      if (hd->evict == ZKV_EVICT_LRU && e->atime != zkv_coarse_sec()) return RETRY;
+      if (hd->evict == ZKV_EVICT_LRU && e->atime != zkv_lru_now(s)) return RETRY;
       size_t vlen;
       const char *v = ent_val(e, &vlen);
       if (vlen > s->mapped) return RETRY;
@@ -242,16 +268,14 @@ int zkv_get(zkv_db *db, zkv_ns ns, const void *key, size_t klen, zkv_value *out)
   if (!out) return ZKV_EINVAL;
   if (db->closed) return ZKV_ECLOSED;
   seg *s = db->s;
-  ref_t n = ns_ref(s, ns);
   if (s->shared && !seg_owned(s)) {
-    uint64_t h = zkv_hash(n, key, klen, 0);
     for (int i = 0; i < 16; i++) {
-      int rc = get_nolock(db, n, key, klen, h, out);
+      int rc = get_nolock(db, ns, key, klen, out);
       if (rc != RETRY) return rc;
       __builtin_ia32_pause();
     }
   }
-  RUN(db, do_get(db, n, key, klen, out));
+  RUN(db, do_get(db, ns_ref(s, ns), key, klen, out));
 }
 
 static int do_has(zkv_db *db, ref_t ns, const void *key, size_t klen) {
@@ -310,7 +334,7 @@ static void build(seg *s, ref_t r, const void *key, size_t klen, int type, uint3
   e->klen = (uint16_t)klen;
   e->type = (uint8_t)type;
   e->flags = (uint8_t)(f | ((total - used) << 5));
-  e->atime = zkv_coarse_sec();
+  e->atime = zkv_lru_now(s);
   char *p = (char *)e + ENT_HDR;
   if (exp) { memcpy(p, &exp, 8); p += 8; }
   if (uflags) { memcpy(p, &uflags, 4); p += 4; }
@@ -332,7 +356,12 @@ static int do_store(zkv_db *db, ref_t ns, const void *key, size_t klen, uint64_t
   else if (ttl_ms > 0) exp = zkv_now() + ttl_ms;
   unsigned f = (exp ? EF_EXP : 0) | (uflags ? EF_UFLAGS : 0);
   uint64_t units = ent_units(klen, vlen, f);
-  if (units >= (1u << 30)) return ZKV_EFULL;
+  hdr *hd = H(s);
+  if (units >= (1u << 30) || (hd->capacity && units * UNIT > hd->capacity)) return ZKV_EFULL;
+  if (hd->evict == ZKV_EVICT_LRU) {
+    LOGW(s, &hd->lru_clock, 8);
+    hd->lru_clock++;
+  }
   if (r) {
     ent *e = E(s, r);
     if (BLK_UNITS(e->blk) == units && (e->flags & 31u) == f && (!s->logging || units <= 32)) {
@@ -354,6 +383,13 @@ static int do_store(zkv_db *db, ref_t ns, const void *key, size_t klen, uint64_t
   return ZKV_OK;
 }
 
+static int do_set(zkv_db *db, zkv_ns nsid, const void *key, size_t klen, int type,
+                  uint32_t uflags, const void *val, size_t vlen, int64_t ttl_ms, unsigned flags) {
+  ref_t ns = ns_ref(db->s, nsid);
+  return do_store(db, ns, key, klen, zkv_hash(ns, key, klen, 0), type, uflags, val, vlen, ttl_ms,
+                  flags);
+}
+
 int zkv_set(zkv_db *db, zkv_ns ns, const void *key, size_t klen, const zkv_value *v,
             int64_t ttl_ms, unsigned flags) {
   CHECK_DB(db);
@@ -366,9 +402,7 @@ int zkv_set(zkv_db *db, zkv_ns ns, const void *key, size_t klen, const zkv_value
   int rc = value_bytes(v, &p, &n, tmp);
   if (rc) return rc;
   if (db->closed) return ZKV_ECLOSED;
-  ref_t r = ns_ref(db->s, ns);
-  RUN(db, do_store(db, r, key, klen, zkv_hash(r, key, klen, 0), v->type, v->flags, p, n,
-                   ttl_ms, flags));
+  RUN(db, do_set(db, ns, key, klen, v->type, v->flags, p, n, ttl_ms, flags));
 }
 
 static int do_del(zkv_db *db, ref_t ns, const void *key, size_t klen) {
@@ -589,13 +623,13 @@ static int do_clear_some(zkv_db *db, ref_t root, uint64_t budget, uint64_t *remo
  * whole, since the transaction must be able to undo them. */
 #define BATCH 4096
 
-static int step_clear(zkv_db *db, ref_t root, uint64_t budget, uint64_t *removed, int *done) {
-  *done = do_clear_some(db, root, budget, removed);
+static int step_clear(zkv_db *db, zkv_ns ns, uint64_t budget, uint64_t *removed, int *done) {
+  *done = do_clear_some(db, ns_ref(db->s, ns), budget, removed);
   return ZKV_OK;
 }
 
-static int clear_step_op(zkv_db *db, ref_t root, uint64_t budget, uint64_t *removed, int *done) {
-  RUN(db, step_clear(db, root, budget, removed, done));
+static int clear_step_op(zkv_db *db, zkv_ns ns, uint64_t budget, uint64_t *removed, int *done) {
+  RUN(db, step_clear(db, ns, budget, removed, done));
 }
 
 int zkv_clear(zkv_db *db, zkv_ns ns, uint64_t *removed) {
@@ -604,12 +638,11 @@ int zkv_clear(zkv_db *db, zkv_ns ns, uint64_t *removed) {
   if (!removed) removed = &tmp;
   *removed = 0;
   if (db->closed) return ZKV_ECLOSED;
-  ref_t root = ns_ref(db->s, ns);
   uint64_t budget = db->s->txn_depth > 0 ? UINT64_MAX : BATCH;
   int done = 0;
   while (!done) {
     uint64_t n = 0;
-    int rc = clear_step_op(db, root, budget, &n, &done);
+    int rc = clear_step_op(db, ns, budget, &n, &done);
     if (rc) return rc;
     *removed += n;
   }
@@ -660,9 +693,11 @@ static int do_keys(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn
   seg *s = db->s;
   nsdata *d = ns_data(s, ns);
   ref_t r;
-  uint32_t last = (uint32_t)cur->seq;
+  uint32_t last = cur->seq;
   if (cur->done) return ZKV_OK;
-  if (!cur->ref) {
+  if (!cur->started) {
+    cur->started = 1;
+    cur->end = d->next_seq;
     r = d->head;
   } else if (ent_ok(s, cur->ref) && E(s, cur->ref)->type != T_NSREC &&
              E(s, cur->ref)->ns == ns && E(s, cur->ref)->seq == last) {
@@ -679,6 +714,7 @@ static int do_keys(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn
   while (r && n < max) {
     if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
     ent *e = E(s, r);
+    if (!seq_after(cur->end, e->seq)) { r = 0; break; }   /* added after the walk began */
     cur->ref = r;
     cur->seq = e->seq;
     if (ent_live(e, now)) {
