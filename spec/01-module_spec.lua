@@ -133,6 +133,87 @@ describe("zeltkv module", function()
     end)
   end)
 
+  describe("shared() #shared", function()
+    local name
+    local shm_dir = os.getenv("ZELTKV_SHM_DIR") or "/dev/shm"
+
+    before_each(function() name = H.segment_name("mod") end)
+    after_each(function() pcall(zeltkv.unlink, name) end)
+
+    it("keeps keys after every handle closed, until unlink", function()
+      local kv = zeltkv.shared(name, { size = "1m" })
+      kv:namespace("n"):set("k", { kept = true }, 100)
+      kv:namespace("n"):set("plain", 42)
+      kv:close()
+      kv = zeltkv.shared(name)
+      assert.are.same({ kept = true }, kv:namespace("n"):get("k"))
+      assert.is_true(kv:namespace("n"):ttl("k") < 100.001)
+      assert.are.equal(42, kv:namespace("n"):get("plain"))
+      kv:close()
+      assert.is_true(zeltkv.unlink(name))
+      assert.is_false(zeltkv.unlink(name))
+      kv = zeltkv.shared(name)
+      assert.is_nil(kv:namespace("n"):get("plain"))
+      kv:close()
+    end)
+
+    it("accepts size as bytes or \"64k\" / \"1m\" strings, and the shared options",
+       function()
+      for _, opts in ipairs({ { size = 1024 * 1024 }, { size = "512k" }, { size = "2m" },
+                              { mode = tonumber("600", 8), lock_timeout = 2,
+                                gc_interval = 0, evict = "lru" } }) do
+        local kv = zeltkv.shared(name, opts)
+        kv:namespace("n"):set("k", 1)
+        assert.are.equal(1, kv:namespace("n"):get("k"))
+        kv:close()
+        zeltkv.unlink(name)
+      end
+    end)
+
+    it("rejects bad and unknown options with INVALID_VALUE", function()
+      for _, opts in ipairs({ { size = "lots" }, { size = -1 }, { size = "12q" },
+                              { lock_timeout = -1 }, { evict = "foo" },
+                              { no_such_option = 1 } }) do
+        local ok, err = pcall(zeltkv.shared, name, opts)
+        if ok then err:close() end
+        assert(not ok, "shared(" .. H.dump(opts) .. ") should fail")
+        H.check_error("INVALID_VALUE", err)
+      end
+    end)
+
+    it("refuses a file that is not a zeltkv segment with STORE_OPERATION_FAILED", function()
+      local path = shm_dir .. "/zeltkv-" .. name
+      for _, content in ipairs({ "", "not a zeltkv segment", string.rep("\0", 4096),
+                                 string.rep("\255", 65536) }) do
+        local f = assert(io.open(path, "wb"))
+        f:write(content)
+        f:close()
+        local ok, err = pcall(zeltkv.shared, name)
+        if ok then err:close() end
+        assert(not ok, ("a %d-byte foreign file was opened as a segment"):format(#content))
+        H.check_error("STORE_OPERATION_FAILED", err)
+        os.remove(path)
+      end
+    end)
+
+    it("refuses a truncated segment with STORE_OPERATION_FAILED", function()
+      local kv = zeltkv.shared(name, { size = "1m" })
+      kv:namespace("n"):set("k", string.rep("v", 1000))
+      kv:close()
+      local path = shm_dir .. "/zeltkv-" .. name
+      local f = assert(io.open(path, "rb"))
+      local head = f:read(8192)
+      f:close()
+      f = assert(io.open(path, "wb"))
+      f:write(head)
+      f:close()
+      local ok, err = pcall(zeltkv.shared, name)
+      if ok then err:close() end
+      assert(not ok, "a truncated segment was opened")
+      H.check_error("STORE_OPERATION_FAILED", err)
+    end)
+  end)
+
   describe("stats()", function()
     it("reports keys, bytes_used, capacity (nil when unbounded) and counters", function()
       local kv = zeltkv.memory()

@@ -145,6 +145,8 @@ describe("Store", function()
           floats[#floats + 1] = 2.0 ^ 63
         end
         for _, f in ipairs(floats) do round_trip(f, "float " .. tostring(f)) end
+        s:set("negzero", -0.0)
+        assert.are.equal(-math.huge, 1 / s:get("negzero"), "the sign of -0.0 was lost")
         if H.has_int then
           s:set("one", 1.0)
           assert.are.equal("float", math.type(s:get("one")))
@@ -173,6 +175,8 @@ describe("Store", function()
         round_trip(t)
         local o = { big = 2 ^ 53, neg = -(2 ^ 53), frac = 0.000123, half = 0.5 }
         round_trip(o)
+        round_trip({ 1.7976931348623157e308, -1.7976931348623157e308, 5e-324, 2 ^ -1022,
+                     4503599627370497.5, 0.30000000000000004 })
       end)
 
       it("object keys that look like numbers or are special stay strings", function()
@@ -187,8 +191,18 @@ describe("Store", function()
 
       it("strings inside tables with quotes, backslashes and control characters",
          function()
-        local specials = "\"\\/\b\f\n\r\t\1\31\127 {}[],: \226\130\172"
+        local specials = "\"\\/\b\f\n\r\t\1\31\127 {}[],: \226\130\172 \\u0000 \\\" \\n"
         round_trip({ specials, { k = specials } })
+      end)
+
+      it("large values (8 MiB string, 100k-element table)", function()
+        round_trip(string.rep("abcdefgh", 1024 * 1024), "8 MiB string")
+        local t = {}
+        for i = 1, 100000 do t[i] = { i = i, s = "x" .. i } end
+        s:set("big", t)
+        local got = s:get("big")
+        assert.are.equal(100000, #got)
+        assert.are.same({ i = 77777, s = "x77777" }, got[77777])
       end)
 
       it("large arrays", function()
@@ -374,6 +388,13 @@ describe("Store", function()
       assert.are.equal(2, s:incr("c", 2.0))
       assert.are.equal(-1, s:incr("c", -3.0))
       if H.has_int then assert.are.equal("integer", math.type(s:incr("c", 1.0))) end
+    end)
+
+    it("accepts a large integral float `by` within the range (Lua 5.4)", function()
+      if not H.has_int then return end
+      local r = s:incr("big", 2.0 ^ 60)
+      assert.are.equal(math.tointeger(2 ^ 60), r)
+      assert.are.equal("integer", math.type(r))
     end)
 
     it("adds to an integer stored with set", function()
@@ -667,6 +688,32 @@ describe("Store", function()
   end)
 
   -------------------------------------------------------------------------
+  describe("many keys and namespaces", function()
+    it("50 000 keys: get, count, keys and clear agree", function()
+      local N = 50000
+      for i = 1, N do s:set("key:" .. i, i) end
+      assert.are.equal(N, s:count())
+      for i = 1, N, 97 do assert.are.equal(i, s:get("key:" .. i)) end
+      local n = 0
+      for _ in s:keys() do n = n + 1 end
+      assert.are.equal(N, n)
+      for i = 1, N, 2 do s:del("key:" .. i) end
+      assert.are.equal(N / 2, s:count())
+      assert.are.equal(N / 2, s:clear())
+      assert.are.equal(0, s:count())
+    end)
+
+    it("2 000 namespaces stay apart", function()
+      for i = 1, 2000 do kv:namespace("ns" .. i):set("k", i) end
+      for i = 1, 2000 do
+        local st = kv:namespace("ns" .. i)
+        assert.are.equal(i, st:get("k"))
+        assert.are.equal(1, st:count())
+      end
+    end)
+  end)
+
+  -------------------------------------------------------------------------
   describe("count", function()
     it("is 0 for an empty namespace", function()
       assert.are.equal(0, s:count())
@@ -779,6 +826,23 @@ describe("Store", function()
       for k in s:keys() do seen[k] = true end
       assert.is_true(seen["-7"])
       assert.is_true(seen["0"])
+    end)
+
+    it("does not confuse number-like strings with other integers", function()
+      s:set("007", "string 007")
+      s:set(7, "integer 7")
+      s:set("7.0", "string 7.0")
+      s:set("+7", "string +7")
+      assert.are.equal("integer 7", s:get("7"))
+      assert.are.equal("string 007", s:get("007"))
+      assert.are.equal("string 7.0", s:get("7.0"))
+      assert.are.equal("string +7", s:get("+7"))
+      assert.are.equal(4, s:count())
+      if not H.has_int then
+        -- numbers are doubles: an integral one is still its decimal string
+        s:set(1e15, "1e15")
+        assert.are.equal("1e15", s:get("1000000000000000"))
+      end
     end)
 
     it("keeps NUL and every other byte in keys", function()

@@ -169,7 +169,7 @@ describe("atomic", function()
     end)
 
     it("re-raises other error values unchanged", function()
-      assert.are.equal(42, H.catch(kv.atomic, kv, function() error(42) end))
+      assert.are.equal(42, H.catch(kv.atomic, kv, function() error(42, 0) end))
       assert.is_false(H.catch(kv.atomic, kv, function() error(false) end))
     end)
 
@@ -325,6 +325,59 @@ describe("atomic", function()
       assert.are.equal("sold out", err)
       assert.are.equal(0, a:get("stock"))
       assert.are.equal(1, a:get("sold"))
+    end)
+  end)
+
+  -------------------------------------------------------------------------
+  describe("with two handles on one shared segment #shared", function()
+    local name, kv1, kv2
+
+    before_each(function()
+      name = H.segment_name("atomic")
+      kv1 = zeltkv.shared(name, { size = "4m", lock_timeout = 1 })
+      kv2 = zeltkv.shared(name, { lock_timeout = 1 })
+    end)
+
+    after_each(function()
+      kv1:close()
+      kv2:close()
+      zeltkv.unlink(name)
+    end)
+
+    it("lets the other handle join without deadlock, and commits both", function()
+      local r = kv1:atomic(function()
+        kv1:namespace("n"):set("one", 1)
+        kv2:namespace("n"):set("two", 2)
+        return kv2:namespace("n"):get("one")
+      end)
+      assert.are.equal(1, r)
+      assert.are.equal(2, kv1:namespace("n"):get("two"))
+      assert.are.equal(1, kv2:namespace("n"):get("one"))
+    end)
+
+    it("undoes the other handle's writes when fn raises", function()
+      kv2:namespace("n"):set("keep", "old")
+      local err = H.catch(kv1.atomic, kv1, function()
+        kv1:namespace("n"):set("one", 1)
+        kv2:namespace("n"):set("keep", "new")
+        kv2:namespace("n"):set("two", 2)
+        error("undo", 0)
+      end)
+      assert.are.equal("undo", err)
+      assert.is_nil(kv1:namespace("n"):get("one"))
+      assert.is_nil(kv1:namespace("n"):get("two"))
+      assert.are.equal("old", kv1:namespace("n"):get("keep"))
+    end)
+
+    it("lets a keys() walk on one handle run while the other handle writes", function()
+      local s1, s2 = kv1:namespace("w"), kv2:namespace("w")
+      for i = 1, 300 do s1:set("k" .. i, i) end
+      local seen = 0
+      for _ in s1:keys() do
+        seen = seen + 1
+        if seen <= 50 then s2:set("new" .. seen, seen) end
+      end
+      assert.is_true(seen >= 300)
     end)
   end)
 

@@ -88,6 +88,23 @@ describe("max_bytes", function()
       assert.are.equal(VALUE, s:get("again20"))
     end)
 
+    it("reuses the room of expired keys (a full store of expired keys accepts writes)",
+       function()
+      local n = 0
+      for i = 1, 20000 do
+        if not pcall(s.set, s, "t" .. i, value_for(i), 1) then break end
+        n = i
+      end
+      assert.is_true(n > 100)
+      zeltkv._set_clock_offset(1500)
+      for i = 1, n do
+        local ok, err = pcall(s.set, s, "fresh" .. i, value_for(i))
+        assert(ok, ("write #%d of %d failed although every key had expired: %s")
+               :format(i, n, H.describe_err(err)))
+      end
+      assert.are.equal(n, s:count())
+    end)
+
     it("undoes an atomic whose write does not fit", function()
       written = fill()
       for i = 1, 20 do s:del("k" .. i) end  -- room for a few writes, not for a big one
@@ -159,6 +176,19 @@ describe("max_bytes", function()
       for _ in other:keys() do n = n + 1 end
       assert.are.equal(other:count(), n)
       assert.are.equal(3000 - s:count() - other:count(), kv:stats().evictions)
+    end)
+
+    it("restores what a raising atomic evicted", function()
+      for i = 1, 900 do
+        s:set("k" .. i, value_for(i))
+      end
+      local snap = H.snapshot({ s }, kv)
+      H.catch(kv.atomic, kv, function()
+        for i = 1, 400 do s:set("new" .. i, value_for(i)) end
+        assert.is_true(kv:stats().evictions > 0, "the test needs evictions inside fn")
+        error("undo", 0)
+      end)
+      H.assert_unchanged(snap)
     end)
 
     it("refuses a value larger than max_bytes, evicting nothing", function()

@@ -44,6 +44,8 @@ int64_t ent_exp(const ent *e) {
   return x;
 }
 
+int ent_alive(const ent *e) { return !(e->flags & EF_EXP) || ent_live(e, zkv_now()); }
+
 int ent_live(const ent *e, int64_t now) {
   if (!(e->flags & EF_EXP)) return 1;
   int64_t x;
@@ -367,7 +369,7 @@ int do_evict_one(zkv_db *db) {
       ent *e = ent_at(s, r);
       if (e->type != T_NSREC && r != s->pin) {
         int age = (uint16_t)(now - e->atime);
-        if (!ent_live(e, zkv_now())) age = 1 << 20;  /* expired: take it first */
+        if (!ent_alive(e)) age = 1 << 20;  /* expired: take it first */
         if (age > best_age) { best_age = age; best = r; }
         seen++;
       }

@@ -201,6 +201,9 @@ const char *ent_key(const ent *e);
 char *ent_val(ent *e, size_t *vlen);
 int64_t ent_exp(const ent *e);
 int ent_live(const ent *e, int64_t now);
+/* ent_live at the current time; reads the clock only for keys with a ttl */
+int ent_alive(const ent *e);
+int64_t zkv_now_coarse(void);  /* ms, coarse (a few ms), with the test offset */
 void do_unlink_free(zkv_db *db, ref_t r, int expired);
 void do_link_new(zkv_db *db, ref_t ns, ref_t r, uint64_t h);
 void do_replace(zkv_db *db, ref_t old, ref_t nw, uint64_t h);

@@ -68,7 +68,7 @@ static void maybe_gc(zkv_db *db) {
   if (s->txn_depth > 0 || s->depth != 1) return;   /* keep transactions short */
   if (!h->gc_active) {
     if (db->gc_interval_ms <= 0 || (++db->opcount & 7)) return;
-    if (zkv_now() < h->gc_next_ms) return;
+    if (zkv_now_coarse() < h->gc_next_ms) return;
     LOGW(s, &h->gc_active, 8);
     h->gc_active = 1;
     h->gc_cursor = 0;
@@ -197,7 +197,7 @@ static ent *find_live(seg *s, ref_t ns, const void *key, size_t klen, uint64_t h
   if (rr) *rr = r;
   if (!r) return NULL;
   ent *e = E(s, r);
-  return ent_live(e, zkv_now()) ? e : NULL;
+  return ent_alive(e) ? e : NULL;
 }
 
 static int do_get(zkv_db *db, ref_t ns, const void *key, size_t klen, zkv_value *out) {
@@ -224,10 +224,13 @@ static int do_get(zkv_db *db, ref_t ns, const void *key, size_t klen, zkv_value 
  * when the caller must retry or take the lock: a writer was active, an offset
  * failed its check, or lru recency is due for an update. */
 #define RETRY 99
-static int get_nolock(zkv_db *db, zkv_ns nsid, const void *key, size_t klen, zkv_value *out) {
+/* `priv`: a private memory store used by one thread, read in place: no
+ * sequence check, no copy, and lru recency written directly. */
+static inline int get_nolock(zkv_db *db, zkv_ns nsid, const void *key, size_t klen,
+                             zkv_value *out, int priv) {
   seg *s = db->s;
   hdr *hd = H(s);
-  uint64_t s1 = atomic_load_explicit(&hd->seq, memory_order_acquire);
+  uint64_t s1 = priv ? 0 : atomic_load_explicit(&hd->seq, memory_order_acquire);
   if (s1 & 1) return RETRY;
   ref_t ns = nsid == ZKV_ROOT ? hd->root_ns : (ref_t)nsid;
   if (!ns_valid(s, ns) ||
@@ -245,18 +248,26 @@ static int get_nolock(zkv_db *db, zkv_ns nsid, const void *key, size_t klen, zkv
     ent *e = E(s, r);
     if (e->ns == ns && e->klen == klen && e->type != T_NSREC &&
         memcmp(ent_key(e), key, klen) == 0) {
-      if (!ent_live(e, zkv_now())) break;
-      if (hd->evict == ZKV_EVICT_LRU && e->atime != zkv_lru_now(s)) return RETRY;
+      if (!ent_alive(e)) break;
+      if (hd->evict == ZKV_EVICT_LRU) {
+        if (priv) {
+          hd->lru_clock++;
+          e->atime = zkv_lru_now(s);
+        } else if (e->atime != zkv_lru_now(s)) {
+          return RETRY;   /* recency is due: the locked path writes it */
+        }
+      }
       size_t vlen;
       const char *v = ent_val(e, &vlen);
       if (vlen > s->mapped) return RETRY;
-      if (keep_copy(db, v, vlen, &v) != ZKV_OK) return RETRY;
+      if (!priv && keep_copy(db, v, vlen, &v) != ZKV_OK) return RETRY;
       fill_value(out, e, v, vlen);
       rc = ZKV_OK;
       break;
     }
     r = e->hnext;
   }
+  if (priv) return rc;
   atomic_thread_fence(memory_order_acquire);
   if (atomic_load_explicit(&hd->seq, memory_order_relaxed) != s1) return RETRY;
   return rc;
@@ -268,9 +279,16 @@ int zkv_get(zkv_db *db, zkv_ns ns, const void *key, size_t klen, zkv_value *out)
   if (!out) return ZKV_EINVAL;
   if (db->closed) return ZKV_ECLOSED;
   seg *s = db->s;
-  if (s->shared && !seg_owned(s)) {
+  if (!s->shared) {
+    /* a private store read by its one thread: no lock, no unwinding frame;
+     * one read in 64 takes the full path, which runs the expiry sweep */
+    if (!s->threadsafe && (++db->opcount & 63)) {
+      int rc = get_nolock(db, ns, key, klen, out, 1);
+      if (rc != RETRY) return rc;
+    }
+  } else if (!seg_owned(s)) {
     for (int i = 0; i < 16; i++) {
-      int rc = get_nolock(db, ns, key, klen, out);
+      int rc = get_nolock(db, ns, key, klen, out, 0);
       if (rc != RETRY) return rc;
       __builtin_ia32_pause();
     }
@@ -410,7 +428,7 @@ static int do_del(zkv_db *db, ref_t ns, const void *key, size_t klen) {
   check_ns(s, ns);
   ref_t r = do_find(s, ns, key, klen, zkv_hash(ns, key, klen, 0), 0);
   if (!r) return ZKV_NOTFOUND;
-  int live = ent_live(E(s, r), zkv_now());
+  int live = ent_alive(E(s, r));
   do_unlink_free(db, r, !live);
   return live ? ZKV_OK : ZKV_NOTFOUND;
 }

@@ -42,6 +42,13 @@ int64_t zkv_now(void) {
 
 int64_t zkv_now_ms(void) { return zkv_now(); }
 
+int64_t zkv_now_coarse(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
+         atomic_load_explicit(&clock_offset_ms, memory_order_relaxed);
+}
+
 uint16_t zkv_coarse_sec(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
