@@ -41,6 +41,7 @@ local BAD_TTLS = {
   { "0", 0, "INVALID_TTL" },
   { "-1", -1, "INVALID_TTL" },
   { "-0.5", -0.5, "INVALID_TTL" },
+  { "-0.0", -0.0, "INVALID_TTL" },
   { "NaN", H.NAN, "INVALID_TTL" },
   { "inf", H.INF, "INVALID_TTL" },
   { "-inf", -H.INF, "INVALID_TTL" },

@@ -124,6 +124,36 @@ describe("expiry", function()
       assert.is_nil(s:get("tiny"))
     end)
 
+    it("never turns a tiny ttl into \"no expiry\" (set, incr, setnx, expire)", function()
+      s:set("set", 1, 0.0001)
+      s:incr("incr", 1, 1e-9)
+      s:setnx("setnx", 1, { ttl = 0.0004 })
+      s:set("expire", 1)
+      s:expire("expire", 0.0001)
+      s:set("expire2", 1, 100)
+      s:expire("expire2", 1e-6)
+      for _, k in ipairs({ "set", "incr", "setnx", "expire", "expire2" }) do
+        local ttl = s:ttl(k)
+        assert.is_true(ttl == nil or (ttl > 0 and ttl <= 0.001), k .. ": ttl " .. tostring(ttl))
+      end
+      advance(20)
+      for _, k in ipairs({ "set", "incr", "setnx", "expire", "expire2" }) do
+        assert.is_nil(s:get(k), k .. " did not expire")
+      end
+    end)
+
+    it("accepts a huge finite ttl: the key lives on", function()
+      s:set("huge", 1, 1e300)
+      s:incr("huge_incr", 1, 1e18)
+      if H.has_int then s:set("maxint", 1, math.maxinteger) end
+      advance(1e12)                        -- about 31 years later
+      assert.are.equal(1, s:get("huge"))
+      assert.are.equal(1, s:get("huge_incr"))
+      if H.has_int then assert.are.equal(1, s:get("maxint")) end
+      local ttl = s:ttl("huge")
+      assert.is_true(ttl > 0, tostring(ttl))
+    end)
+
     it("takes { ttl = seconds } like a number", function()
       s:set("k", "v", { ttl = 0.5 })
       assert.is_true(s:ttl("k") <= 0.5)

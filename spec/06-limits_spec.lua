@@ -120,6 +120,47 @@ describe("max_bytes", function()
   end)
 
   -------------------------------------------------------------------------
+  describe("bytes_used", function()
+    local kv, s
+
+    before_each(function()
+      kv = zeltkv.memory()
+      s = kv:namespace("churn")
+    end)
+
+    after_each(function() kv:close() end)
+
+    local function churn()
+      for i = 1, 5000 do s:set("k" .. i, value_for(i), (i % 3 == 0) and 100 or nil) end
+      for i = 1, 5000, 2 do s:set("k" .. i, { list = { i, "x" } }) end
+      for i = 1, 5000 do s:del("k" .. i) end
+    end
+
+    it("goes back to a steady level after keys are set and deleted (no leak)", function()
+      churn()
+      local level = kv:stats().bytes_used
+      for _ = 1, 3 do churn() end
+      assert.are.equal(level, kv:stats().bytes_used)
+    end)
+
+    it("does not grow with atomics that raise (the undo log is given back)", function()
+      s:set("base", 1)
+      local function failing()
+        H.catch(kv.atomic, kv, function()
+          for i = 1, 2000 do s:set("t" .. i, value_for(i)) end
+          s:clear()
+          error("undo", 0)
+        end)
+      end
+      failing()
+      local level = kv:stats().bytes_used
+      for _ = 1, 5 do failing() end
+      assert.are.equal(level, kv:stats().bytes_used)
+      assert.are.equal(1, s:count())
+    end)
+  end)
+
+  -------------------------------------------------------------------------
   describe("with evict = \"lru\"", function()
     local kv, s
 
@@ -189,6 +230,16 @@ describe("max_bytes", function()
         error("undo", 0)
       end)
       H.assert_unchanged(snap)
+    end)
+
+    it("evicts as many small keys as a big value needs", function()
+      for i = 1, 800 do s:set("small" .. i, value_for(i)) end
+      assert.is_true(s:set("big", string.rep("B", 400 * 1024)))
+      assert.are.equal(400 * 1024, #s:get("big"))
+      local st = kv:stats()
+      assert.is_true(st.evictions > 0)
+      assert.is_true(st.bytes_used <= st.capacity)
+      assert.are.equal(800 + 1 - s:count(), st.evictions)
     end)
 
     it("refuses a value larger than max_bytes, evicting nothing", function()

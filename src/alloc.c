@@ -8,6 +8,7 @@
  * changes is written to the undo log first, so a rolled-back transaction (or a
  * process that died holding the lock) restores the free lists exactly.
  */
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -116,6 +117,8 @@ static ref_t take(seg *s, ref_t r, uint64_t have, uint64_t units) {
   return r;
 }
 
+static void log_reused(seg *s, ref_t r, uint64_t units);
+
 static ref_t from_lists(seg *s, uint64_t units) {
   hdr *h = H(s);
   unsigned c = cls_of(units);
@@ -156,6 +159,7 @@ static ref_t from_top(zkv_db *db, uint64_t units) {
   ref_t r = (ref_t)(h->top / UNIT);
   LOGW(s, &h->top, 8);
   h->top += need;
+  LOGW(s, blk(s, r), 4);
   blk(s, r)[0] = (uint32_t)(units << 2);
   return r;
 }
@@ -164,6 +168,7 @@ ref_t do_alloc_try(zkv_db *db, uint64_t units, int may_evict, int *rc) {
   seg *s = db->s;
   if (units < 2) units = 2;
   if (units >= (1u << 30)) { *rc = ZKV_EFULL; return 0; }
+  int reclaimed = 0;
   for (;;) {
     hdr *h = H(s);
     int over = !s->shared && h->capacity && h->bytes_used + units * UNIT > h->capacity;
@@ -171,6 +176,7 @@ ref_t do_alloc_try(zkv_db *db, uint64_t units, int may_evict, int *rc) {
       ref_t r = from_lists(s, units);
       if (!r) r = from_top(db, units);
       if (r) {
+        log_reused(s, r, units);
         h = H(s);
         LOGW(s, &h->bytes_used, 8);
         h->bytes_used += units * UNIT;
@@ -178,6 +184,13 @@ ref_t do_alloc_try(zkv_db *db, uint64_t units, int may_evict, int *rc) {
       }
     }
     if (may_evict && H(s)->evict == ZKV_EVICT_LRU && do_evict_one(db)) continue;
+    if (may_evict && !reclaimed && H(s)->nkeys) {
+      /* full: first take back the room of keys that have expired */
+      uint64_t cursor = 0, freed = 0;
+      reclaimed = 1;
+      do_sweep(db, &cursor, UINT64_MAX, 0, &freed, 0);
+      if (freed) continue;
+    }
     *rc = ZKV_EFULL;
     return 0;
   }
@@ -231,32 +244,50 @@ void do_free_now(seg *s, ref_t r) {
   set_prevfree(s, next, 1);
 }
 
-/* Under the undo log a freed block is not reused before commit: its old bytes
- * are what a rollback (or recovery) brings back, and a block handed out again
- * in the same transaction would be overwritten without a record.  So frees
- * wait on a list and happen at commit, the last logged changes of the
- * transaction. */
+/* Under the undo log, a block freed and then handed out again in the same
+ * transaction would have its old bytes (which a rollback, or recovery after a
+ * crash, must bring back) overwritten by new data that is not logged.  So the
+ * ranges freed under the log are remembered until the lock is released, and
+ * an allocation that overlaps one logs those bytes first.  Past FREED_MAX
+ * ranges every allocation is logged whole: slower, never wrong. */
+#define FREED_MAX 256
+
 void do_free(seg *s, ref_t r) {
-  if (!s->logging) {
-    do_free_now(s, r);
-    return;
+  if (s->logging && s->npend != SIZE_MAX) {
+    uint64_t units = BLK_UNITS(blk(s, r)[0]);
+    if (s->npend < 2 * FREED_MAX) {
+      if (s->npend + 2 > s->cap_pend) {
+        size_t cap = s->cap_pend ? s->cap_pend * 2 : 32;
+        ref_t *n = realloc(s->pend, cap * sizeof *n);
+        if (!n) FAIL(s, ZKV_ENOMEM);
+        s->pend = n;
+        s->cap_pend = cap;
+      }
+      s->pend[s->npend++] = r;
+      s->pend[s->npend++] = (ref_t)units;
+    } else {
+      s->npend = SIZE_MAX;   /* overflowed: log every allocation whole */
+    }
   }
-  chk(s, r, 1);
-  if (s->npend == s->cap_pend) {
-    size_t cap = s->cap_pend ? s->cap_pend * 2 : 64;
-    ref_t *n = realloc(s->pend, cap * sizeof *n);
-    if (!n) FAIL(s, ZKV_ENOMEM);
-    s->pend = n;
-    s->cap_pend = cap;
-  }
-  s->pend[s->npend++] = r;
+  do_free_now(s, r);
 }
 
-void do_flush_pending(seg *s) {
-  /* pop one at a time: a failure half-way leaves the rest listed, and the
-   * caller's rollback undoes the ones done */
-  for (size_t i = 0; i < s->npend; i++) do_free_now(s, s->pend[i]);
-  s->npend = 0;
+static void log_reused(seg *s, ref_t r, uint64_t units) {
+  if (!s->logging || s->npend == 0) return;
+  if (s->npend == SIZE_MAX) {
+    LOGW(s, (char *)blk(s, r) + 4, units * UNIT - 4);
+    return;
+  }
+  uint64_t a = r, b = r + units;
+  for (size_t i = 0; i < s->npend; i += 2) {
+    uint64_t fa = s->pend[i], fb = fa + s->pend[i + 1];
+    uint64_t lo = fa > a ? fa : a, hi = fb < b ? fb : b;
+    if (lo < hi) {
+      /* the first 4 bytes of r are its header, logged by take() / from_top() */
+      uint64_t off = lo * UNIT + (lo == a ? 4 : 0);
+      LOGW(s, s->base + off, hi * UNIT - off);
+    }
+  }
 }
 
 void zkv_alloc_init(seg *s) {

@@ -24,6 +24,7 @@ static inline int zkv_isinteger(lua_State *L, int i) {
 #define zkv_tointeger(L, i) ((long long)lua_tonumber(L, (i)))
 #define zkv_pushinteger(L, v) lua_pushnumber(L, (lua_Number)(v))
 #define ZKV_INT_LIMIT 9007199254740992LL /* numbers are doubles: exact to 2^53 */
+#define lua_newuserdatauv(L, sz, n) lua_newuserdata(L, (sz))
 #else
 #define zkv_setuservalue(L, i) lua_setiuservalue(L, (i), 1)
 #define zkv_getuservalue(L, i) lua_getiuservalue(L, (i), 1)

@@ -131,8 +131,7 @@ typedef struct seg {
   int depth;               /* lock depth: ops and transaction levels */
   int txn_depth;           /* open zkv_begin levels */
   uint64_t txn_marks[64];  /* log position at each level */
-  size_t pend_marks[64];   /* pending-free count at each level */
-  ref_t *pend;             /* blocks freed under the log, freed for real at commit */
+  ref_t *pend;             /* (ref, units) pairs freed under the log in this lock hold */
   size_t npend, cap_pend;
   int logging;             /* record undo for writes now */
   int dirty;               /* seq made odd in this lock hold */
@@ -188,7 +187,6 @@ ref_t do_alloc(zkv_db *db, uint64_t units);    /* FAILs with ZKV_EFULL */
 ref_t do_alloc_try(zkv_db *db, uint64_t units, int may_evict, int *rc); /* 0 + rc on failure */
 void do_free(seg *s, ref_t r);
 void do_free_now(seg *s, ref_t r);
-void do_flush_pending(seg *s);
 void zkv_alloc_init(seg *s);
 
 /* index (index.c) */

@@ -406,7 +406,7 @@ static void to_value(lua_State *L, Driver *d, int idx, zkv_value *v) {
     if (!isfinite(x))
       raise(L, C_VALUE, "value: %s cannot be stored", isnan(x) ? "NaN" : "infinity");
 #ifdef ZKV_LUA51
-    if (x == floor(x) && fabs(x) <= 9007199254740992.0) {
+    if (x == floor(x) && fabs(x) <= 9007199254740992.0 && !(x == 0 && signbit(x))) {
       v->type = ZKV_T_INT;
       v->i = (int64_t)x;
       return;

@@ -99,18 +99,13 @@ static void maybe_gc(zkv_db *db) {
     void *prevjb_ = s_->jb;                                                  \
     sigjmp_buf jb_;                                                          \
     uint64_t mark_ = zkv_log_pos(s_);                                        \
-    size_t pmark_ = s_->npend;                                               \
     s_->jb = &jb_;                                                           \
     s_->gc_t0 = 0;                                                           \
     if ((rc_ = sigsetjmp(jb_, 0)) == 0) {                                    \
       rc_ = (body);                                                          \
       if (rc_ >= 0) maybe_gc(db);                                            \
-      if (rc_ >= 0 && s_->depth == 1 && s_->npend) do_flush_pending(s_);     \
     }                                                                        \
-    if (rc_ < 0 && s_->logging) {                                            \
-      zkv_undo_to(s_, mark_);                                                \
-      s_->npend = pmark_;                                                    \
-    }                                                                        \
+    if (rc_ < 0 && s_->logging) zkv_undo_to(s_, mark_);                      \
     s_->pin = 0;                                                             \
     s_->jb = prevjb_;                                                        \
     if (s_->gc_t0) {                                                         \

@@ -191,6 +191,7 @@ int op_enter(zkv_db *db) {
 }
 
 static void release(seg *s) {
+  s->npend = 0;
   if (s->shared) {
     hdr *h = H(s);
     h->log_used = 0;
@@ -224,7 +225,6 @@ int zkv_begin(zkv_db *db) {
     op_leave(db, 0);
     return ZKV_ETXN;
   }
-  s->pend_marks[s->txn_depth] = s->npend;
   s->txn_marks[s->txn_depth++] = zkv_log_pos(s);
   s->logging = 1;
   return ZKV_OK;
@@ -236,26 +236,9 @@ static int txn_end(zkv_db *db, int undo_it) {
   if (db->closed) return ZKV_ECLOSED;
   if (s->txn_depth == 0 || !seg_owned(s)) return ZKV_ETXN;
   uint64_t mark = s->txn_marks[--s->txn_depth];
-  size_t pmark = s->pend_marks[s->txn_depth];
-  int rc = ZKV_OK;
-  if (undo_it) {
-    zkv_undo_to(s, mark);
-    s->npend = pmark;
-  } else if (s->depth == 1 && s->npend) {
-    /* the outermost commit: the deferred frees are its last changes */
-    sigjmp_buf jb;
-    void *prev = s->jb;
-    s->jb = &jb;
-    if ((rc = sigsetjmp(jb, 0)) == 0) {
-      do_flush_pending(s);
-    } else {
-      zkv_undo_to(s, mark);
-      s->npend = pmark;
-    }
-    s->jb = prev;
-  }
+  if (undo_it) zkv_undo_to(s, mark);
   if (s->txn_depth == 0 && !s->shared) s->logging = 0;
-  return op_leave(db, rc);
+  return op_leave(db, ZKV_OK);
 }
 
 int zkv_commit(zkv_db *db) { return txn_end(db, 0); }
