@@ -203,10 +203,20 @@ ZKV_API int zkv_namespace(zkv_db *db, zkv_ns parent, const void *name, size_t le
  * Returns ZKV_OK or ZKV_NOTFOUND. */
 ZKV_API int zkv_get(zkv_db *db, zkv_ns ns, const void *key, size_t klen, zkv_value *out);
 
+/* zkv_get_ex: zkv_get with options.
+ *  [in]  flags  ZKV_GET_STALE: also return a key that has expired but whose
+ *               memory was not freed yet (ngx.shared.DICT's get_stale)
+ *  [out] stale  1 if the value returned has expired (may be NULL)
+ * Returns ZKV_OK or ZKV_NOTFOUND. */
+#define ZKV_GET_STALE 1u
+ZKV_API int zkv_get_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned flags,
+                       zkv_value *out, int *stale);
+
 /* Flags for zkv_set. */
 #define ZKV_SET_NX 1u       /* store only if no live key exists (else ZKV_EXISTS) */
 #define ZKV_SET_XX 2u       /* store only if a live key exists (else ZKV_NOTFOUND) */
 #define ZKV_SET_KEEPTTL 4u  /* keep the key's current ttl (ttl_ms is ignored) */
+#define ZKV_SET_NOEVICT 8u  /* never evict other keys to make room (else ZKV_EFULL) */
 
 /* zkv_set: store a value.
  *  [in] v       the value (copied)
@@ -216,6 +226,11 @@ ZKV_API int zkv_get(zkv_db *db, zkv_ns ns, const void *key, size_t klen, zkv_val
  * type), ZKV_EINVAL_TTL (ttl_ms < 0), ZKV_EFULL, ZKV_ENOMEM. */
 ZKV_API int zkv_set(zkv_db *db, zkv_ns ns, const void *key, size_t klen,
                     const zkv_value *v, int64_t ttl_ms, unsigned flags);
+
+/* zkv_set_ex: zkv_set that also tells whether live keys were evicted (lru)
+ * to make room.  [out] forcible  1 if so (may be NULL) */
+ZKV_API int zkv_set_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen,
+                       const zkv_value *v, int64_t ttl_ms, unsigned flags, int *forcible);
 
 /* zkv_del: remove a key.  Returns ZKV_OK if a live key was removed, else
  * ZKV_NOTFOUND. */

@@ -732,6 +732,37 @@ describe("Store", function()
       assert.are.equal(0, s:count())
     end)
 
+    it("a 65535-byte key in a 65535-byte namespace", function()
+      local ln = kv:namespace(string.rep("n", 65535))
+      local lk = string.rep("k", 65535)
+      ln:set(lk, "v")
+      assert.are.equal("v", ln:get(lk))
+      assert.are.equal(1, ln:count())
+      for k in ln:keys() do assert.are.equal(lk, k) end
+      assert.is_nil(ln:get(string.rep("k", 65534)))
+    end)
+
+    it("namespaces nested 100 deep, cleared from the top", function()
+      local root = kv:namespace("root")
+      local st = root
+      for i = 1, 100 do
+        st = st:namespace("d" .. i)
+        st:set("k", i)
+      end
+      assert.are.equal(100, st:get("k"))
+      assert.are.equal(100, root:clear())
+      assert.is_nil(st:get("k"))
+    end)
+
+    it("clear() of a parent with 1 000 child namespaces", function()
+      local p = kv:namespace("wide")
+      for i = 1, 1000 do p:namespace("c" .. i):set("k", i) end
+      kv:namespace("wide2"):set("k", "sibling")
+      assert.are.equal(1000, p:clear())
+      assert.is_nil(p:namespace("c500"):get("k"))
+      assert.are.equal("sibling", kv:namespace("wide2"):get("k"))
+    end)
+
     it("2 000 namespaces stay apart", function()
       for i = 1, 2000 do kv:namespace("ns" .. i):set("k", i) end
       for i = 1, 2000 do

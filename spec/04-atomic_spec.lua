@@ -150,6 +150,28 @@ describe("atomic", function()
       H.assert_unchanged(snap)
     end)
 
+    it("undoes 100 000 overwrites of one key", function()
+      H.catch(kv.atomic, kv, function()
+        for i = 1, 100000 do a:set("str", i) end
+        error("undo it")
+      end)
+      H.assert_unchanged(snap)
+    end)
+
+    it("commits and undoes big transactions (200 000 writes)", function()
+      kv:atomic(function()
+        for i = 1, 200000 do c:set("big" .. i, "v" .. i) end
+      end)
+      assert.are.equal(200002, c:count())
+      local snap2 = H.snapshot({ a, c }, kv)
+      H.catch(kv.atomic, kv, function()
+        for i = 1, 200000 do a:set("more" .. i, i) end
+        c:clear()
+        error("undo it")
+      end)
+      H.assert_unchanged(snap2)
+    end)
+
     it("re-raises the same error table (same identity)", function()
       local e = setmetatable({ reason = "sold out" },
                              { __tostring = function() return "sold out!" end })
@@ -256,6 +278,23 @@ describe("atomic", function()
       assert.are.equal(3, a:get("after"))
       assert.is_nil(a:get("inner"))
       assert.are.equal("of a", b:get("child"))
+    end)
+
+    it("150 levels deep, each even level failing: only the outermost writes stay",
+       function()
+      local function nest(n)
+        if n == 0 then return end
+        a:set("lvl" .. n, n)
+        kv:atomic(function() nest(n - 1) end)
+        if n % 2 == 0 then error("fail" .. n, 0) end
+      end
+      kv:atomic(function()
+        local ok, err = pcall(nest, 150)
+        assert.is_false(ok)
+        assert.are.equal("fail2", err)
+      end)
+      assert.are.equal(150, a:get("lvl150"))
+      for i = 1, 149 do assert.is_nil(a:get("lvl" .. i), "lvl" .. i) end
     end)
 
     it("three levels: the middle one fails, outer and innermost-of-outer survive",

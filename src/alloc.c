@@ -183,7 +183,7 @@ ref_t do_alloc_try(zkv_db *db, uint64_t units, int may_evict, int *rc) {
         return r;
       }
     }
-    if (may_evict && H(s)->evict == ZKV_EVICT_LRU && do_evict_one(db)) continue;
+    if (may_evict && !s->noevict && H(s)->evict == ZKV_EVICT_LRU && do_evict_one(db)) continue;
     if (may_evict && !reclaimed && H(s)->nkeys) {
       /* full: first take back the room of keys that have expired */
       uint64_t cursor = 0, freed = 0;

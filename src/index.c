@@ -383,6 +383,7 @@ int do_evict_one(zkv_db *db) {
     h = H(s);
     LOGW(s, &h->evictions, 8);
     h->evictions++;
+    s->evicted++;
   }
   return 1;
 }

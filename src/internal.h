@@ -146,6 +146,8 @@ typedef struct seg {
   int64_t gc_t0;           /* ns: start of the gc step in this lock hold */
   uint64_t max_lock_ns;
   uint32_t pin;            /* entry that eviction must not take */
+  int noevict;             /* this op must not evict (ZKV_SET_NOEVICT) */
+  uint64_t evicted;        /* live keys evicted so far (for zkv_set_ex) */
   uint64_t rng;
 } seg;
 

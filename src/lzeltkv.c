@@ -759,6 +759,103 @@ static int store_keys(lua_State *L) {
   return 1;
 }
 
+
+/* ---- raw access (for lua/zeltkv/shdict.lua and the LuaJIT FFI front end) ----
+ * Not part of the public Lua API: type codes are enum zkv_type, results are
+ * the engine's codes, ttls are milliseconds.  Errors of arguments still raise. */
+
+/* s:_handle() -> lightuserdata zkv_db*, namespace id high 32 bits, low 32 bits */
+static int store_handle(lua_State *L) {
+  zkv_db *db;
+  Store *s = check_store(L, &db);
+  lua_pushlightuserdata(L, db);
+  lua_pushnumber(L, (lua_Number)(uint32_t)(s->ns >> 32));
+  lua_pushnumber(L, (lua_Number)(uint32_t)s->ns);
+  return 3;
+}
+
+/* s:_rawget(key, stale) -> nil | type, value, flags, is_stale */
+static int store_rawget(lua_State *L) {
+  zkv_db *db;
+  Store *s = check_store(L, &db);
+  size_t kl;
+  const char *k = check_key(L, 2, &kl);
+  unsigned f = lua_toboolean(L, 3) ? ZKV_GET_STALE : 0;
+  zkv_value v;
+  int stale = 0, rc;
+  CALL(rc, zkv_get_ex(db, s->ns, k, kl, f, &v, &stale));
+  if (rc == ZKV_NOTFOUND) return 0;
+  if (rc < 0) return raise_rc(L, rc, "get");
+  lua_pushinteger(L, v.type);
+  switch (v.type) {
+  case ZKV_T_INT: zkv_pushinteger(L, v.i); break;
+  case ZKV_T_FLOAT: lua_pushnumber(L, v.f); break;
+  case ZKV_T_BOOL: lua_pushboolean(L, (int)v.i); break;
+  default: lua_pushlstring(L, (const char *)v.data, v.len); break;
+  }
+  lua_pushnumber(L, (lua_Number)v.flags);
+  lua_pushboolean(L, stale);
+  return 4;
+}
+
+/* s:_rawset(key, type, value, flags, ttl_ms, setflags) -> rc, forcible */
+static int store_rawset(lua_State *L) {
+  zkv_db *db;
+  Store *s = check_store(L, &db);
+  size_t kl;
+  const char *k = check_key(L, 2, &kl);
+  zkv_value v;
+  memset(&v, 0, sizeof v);
+  v.type = (int)luaL_checkinteger(L, 3);
+  switch (v.type) {
+  case ZKV_T_INT: v.i = (int64_t)luaL_checknumber(L, 4); break;
+  case ZKV_T_FLOAT: v.f = luaL_checknumber(L, 4); break;
+  case ZKV_T_BOOL: v.i = lua_toboolean(L, 4); break;
+  default: v.data = luaL_checklstring(L, 4, &v.len); break;
+  }
+  v.flags = (uint32_t)luaL_optnumber(L, 5, 0);
+  int64_t ttl = (int64_t)luaL_optnumber(L, 6, 0);
+  unsigned sf = (unsigned)luaL_optinteger(L, 7, 0);
+  int forcible = 0, rc;
+  CALL(rc, zkv_set_ex(db, s->ns, k, kl, &v, ttl, sf, &forcible));
+  lua_pushinteger(L, rc);
+  lua_pushboolean(L, forcible);
+  return 2;
+}
+
+/* s:_incr_num(key, by, create, init, init_ttl_ms) -> rc, result */
+static int store_incr_num(lua_State *L) {
+  zkv_db *db;
+  Store *s = check_store(L, &db);
+  size_t kl;
+  const char *k = check_key(L, 2, &kl);
+  double by = luaL_checknumber(L, 3), res = 0;
+  int create = lua_toboolean(L, 4);
+  double init = luaL_optnumber(L, 5, 0);
+  int64_t ttl = (int64_t)luaL_optnumber(L, 6, 0);
+  int rc;
+  CALL(rc, zkv_incr_num(db, s->ns, k, kl, by, create, init, ttl, &res));
+  lua_pushinteger(L, rc);
+  lua_pushnumber(L, res);
+  return 2;
+}
+
+/* s:_expire_ms(key, ms) -> rc   (ms 0 = no expiry) */
+static int store_expire_ms(lua_State *L) {
+  zkv_db *db;
+  Store *s = check_store(L, &db);
+  size_t kl;
+  const char *k = check_key(L, 2, &kl);
+  int64_t ms = (int64_t)luaL_checknumber(L, 3);
+  int rc;
+  CALL(rc, zkv_expire(db, s->ns, k, kl, ms));
+  lua_pushinteger(L, rc);
+  return 1;
+}
+
+/* kv:_flush_expired(max) -> how many */
+static int driver_flush_expired(lua_State *L);
+
 /* ---- atomic ---------------------------------------------------------------- */
 
 static int do_atomic(lua_State *L, Driver *d, zkv_db *db) {
@@ -874,6 +971,16 @@ static int driver_gc(lua_State *L) {
   uint64_t n;
   int rc = zkv_gc(db, &n);
   if (rc) return raise_rc(L, rc, "gc");
+  zkv_pushinteger(L, n);
+  return 1;
+}
+
+static int driver_flush_expired(lua_State *L) {
+  zkv_db *db;
+  check_driver(L, &db);
+  uint64_t n;
+  int rc = zkv_flush_expired(db, (uint64_t)luaL_optnumber(L, 2, 0), &n);
+  if (rc) return raise_rc(L, rc, "flush_expired");
   zkv_pushinteger(L, n);
   return 1;
 }
@@ -1088,11 +1195,14 @@ static const luaL_Reg store_methods[] = {
   {"get", store_get}, {"set", store_set}, {"del", store_del}, {"has", store_has},
   {"expire", store_expire}, {"ttl", store_ttl}, {"incr", store_incr}, {"setnx", store_setnx},
   {"namespace", store_namespace}, {"atomic", store_atomic}, {"keys", store_keys},
-  {"count", store_count}, {"clear", store_clear}, {NULL, NULL}};
+  {"count", store_count}, {"clear", store_clear},
+  {"_handle", store_handle}, {"_rawget", store_rawget}, {"_rawset", store_rawset},
+  {"_incr_num", store_incr_num}, {"_expire_ms", store_expire_ms}, {NULL, NULL}};
 
 static const luaL_Reg driver_methods[] = {
   {"namespace", driver_namespace}, {"atomic", driver_atomic}, {"gc", driver_gc},
-  {"stats", driver_stats}, {"flush", driver_flush}, {"close", driver_close}, {NULL, NULL}};
+  {"stats", driver_stats}, {"flush", driver_flush}, {"close", driver_close},
+  {"_flush_expired", driver_flush_expired}, {NULL, NULL}};
 
 /* set each function into the table at -2 with the table at -1 as upvalue */
 static void set_methods(lua_State *L, const luaL_Reg *r) {

@@ -107,6 +107,7 @@ static void maybe_gc(zkv_db *db) {
     }                                                                        \
     if (rc_ < 0 && s_->logging) zkv_undo_to(s_, mark_);                      \
     s_->pin = 0;                                                             \
+    s_->noevict = 0;                                                         \
     s_->jb = prevjb_;                                                        \
     if (s_->gc_t0) {                                                         \
       uint64_t d_ = (uint64_t)(zkv_now_ns_raw() - s_->gc_t0);                \
@@ -195,9 +196,16 @@ static ent *find_live(seg *s, ref_t ns, const void *key, size_t klen, uint64_t h
   return ent_alive(e) ? e : NULL;
 }
 
-static int do_get(zkv_db *db, ref_t ns, const void *key, size_t klen, zkv_value *out) {
+static int do_get(zkv_db *db, ref_t ns, const void *key, size_t klen, zkv_value *out,
+                  unsigned flags, int *stale) {
   seg *s = db->s;
-  ent *e = find_live(s, ns, key, klen, zkv_hash(ns, key, klen, 0), NULL);
+  ref_t r;
+  ent *e = find_live(s, ns, key, klen, zkv_hash(ns, key, klen, 0), &r);
+  if (stale) *stale = 0;
+  if (!e && r && (flags & ZKV_GET_STALE)) {
+    e = E(s, r);
+    if (stale) *stale = 1;
+  }
   if (!e) return ZKV_NOTFOUND;
   size_t vlen;
   const char *v = ent_val(e, &vlen);
@@ -288,7 +296,20 @@ int zkv_get(zkv_db *db, zkv_ns ns, const void *key, size_t klen, zkv_value *out)
       __builtin_ia32_pause();
     }
   }
-  RUN(db, do_get(db, ns_ref(s, ns), key, klen, out));
+  RUN(db, do_get(db, ns_ref(s, ns), key, klen, out, 0, NULL));
+}
+
+int zkv_get_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned flags,
+               zkv_value *out, int *stale) {
+  if (!(flags & ZKV_GET_STALE)) {
+    if (stale) *stale = 0;
+    return zkv_get(db, ns, key, klen, out);
+  }
+  CHECK_DB(db);
+  CHECK_KEY(key, klen);
+  if (!out) return ZKV_EINVAL;
+  if (db->closed) return ZKV_ECLOSED;
+  RUN(db, do_get(db, ns_ref(db->s, ns), key, klen, out, flags, stale));
 }
 
 static int do_has(zkv_db *db, ref_t ns, const void *key, size_t klen) {
@@ -397,14 +418,26 @@ static int do_store(zkv_db *db, ref_t ns, const void *key, size_t klen, uint64_t
 }
 
 static int do_set(zkv_db *db, zkv_ns nsid, const void *key, size_t klen, int type,
-                  uint32_t uflags, const void *val, size_t vlen, int64_t ttl_ms, unsigned flags) {
-  ref_t ns = ns_ref(db->s, nsid);
-  return do_store(db, ns, key, klen, zkv_hash(ns, key, klen, 0), type, uflags, val, vlen, ttl_ms,
-                  flags);
+                  uint32_t uflags, const void *val, size_t vlen, int64_t ttl_ms, unsigned flags,
+                  int *forcible) {
+  seg *s = db->s;
+  ref_t ns = ns_ref(s, nsid);
+  uint64_t ev = s->evicted;
+  s->noevict = (flags & ZKV_SET_NOEVICT) != 0;
+  int rc = do_store(db, ns, key, klen, zkv_hash(ns, key, klen, 0), type, uflags, val, vlen,
+                    ttl_ms, flags);
+  s->noevict = 0;
+  if (forcible) *forcible = s->evicted != ev;
+  return rc;
 }
 
 int zkv_set(zkv_db *db, zkv_ns ns, const void *key, size_t klen, const zkv_value *v,
             int64_t ttl_ms, unsigned flags) {
+  return zkv_set_ex(db, ns, key, klen, v, ttl_ms, flags, NULL);
+}
+
+int zkv_set_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, const zkv_value *v,
+               int64_t ttl_ms, unsigned flags, int *forcible) {
   CHECK_DB(db);
   CHECK_KEY(key, klen);
   if (!v) return ZKV_EINVAL_VALUE;
@@ -415,7 +448,8 @@ int zkv_set(zkv_db *db, zkv_ns ns, const void *key, size_t klen, const zkv_value
   int rc = value_bytes(v, &p, &n, tmp);
   if (rc) return rc;
   if (db->closed) return ZKV_ECLOSED;
-  RUN(db, do_set(db, ns, key, klen, v->type, v->flags, p, n, ttl_ms, flags));
+  if (forcible) *forcible = 0;
+  RUN(db, do_set(db, ns, key, klen, v->type, v->flags, p, n, ttl_ms, flags, forcible));
 }
 
 static int do_del(zkv_db *db, ref_t ns, const void *key, size_t klen) {
