@@ -144,7 +144,6 @@ demo: deps all
 bench: deps all
 	@-./tools/deps.sh $(PKGS_BENCH)
 	@$(LMOD_ENV) $(LUA) bench/bench.lua
-	@./bench/redis.sh
 
 # ---- install ---------------------------------------------------------------------
 LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)

@@ -73,9 +73,15 @@ static void maybe_gc(zkv_db *db) {
     h->gc_active = 1;
     h->gc_cursor = 0;
   }
+  /* a step visits at most 1024 buckets and stops early after 250 us, so
+   * that no operation holds the lock much longer than it needs */
   int64_t t0 = zkv_now_ns_raw();
   uint64_t cur = h->gc_cursor;
-  int done = do_sweep(db, &cur, 1024, 0, NULL, 0);
+  int done = 0;
+  for (int chunk = 0; chunk < 16 && !done; chunk++) {
+    done = do_sweep(db, &cur, 64, 0, NULL, 0);
+    if (zkv_now_ns_raw() - t0 > 250000) break;
+  }
   h = H(s);
   LOGW(s, &h->gc_active, 8);
   h->gc_cursor = (uint32_t)cur;
