@@ -164,6 +164,158 @@ static ref_t from_top(zkv_db *db, uint64_t units) {
   return r;
 }
 
+
+/* ---- compaction (shared segments) ---------------------------------------- */
+/* A shared segment cannot grow, so when no single free block is large enough
+ * but the free space in total is, make one: pick the run of adjacent blocks
+ * (free blocks and movable keys; never namespace records, the bucket array or
+ * the key being replaced) that holds the fewest live bytes, move those keys
+ * elsewhere, and hand out the run as one block.  Every step goes through the
+ * undo log like any other change, so a failure or a crash half-way undoes it. */
+
+enum { B_FREE, B_MOVABLE, B_PINNED };
+
+static int block_kind(seg *s, uint64_t r, uint64_t *units) {
+  hdr *h = H(s);
+  uint32_t hd = blk(s, (ref_t)r)[0];
+  *units = BLK_UNITS(hd);
+  chk(s, r, *units);
+  if (hd & BLK_FREE) return B_FREE;
+  if (r == h->buckets || r == s->pin || r == h->root_ns) return B_PINNED;
+  if (!ent_ok(s, (ref_t)r) || E(s, r)->type == T_NSREC) return B_PINNED;
+  return B_MOVABLE;
+}
+
+/* the start of the run of blocks spanning `units` with the fewest live units,
+ * or 0; *live_out gets those units */
+static uint64_t best_window(seg *s, uint64_t units, uint64_t *live_out) {
+  hdr *h = H(s);
+  uint64_t top = h->top / UNIT, limit = h->size / UNIT;
+  uint64_t best_a = 0, best_live = UINT64_MAX;
+  uint64_t a = h->heap_start / UNIT, b = a, live = 0;
+  while (a < top) {
+    uint64_t u;
+    int k = block_kind(s, a, &u);
+    if (k == B_PINNED) {
+      a += u;
+      b = a;
+      live = 0;
+      continue;
+    }
+    int blocked = 0;
+    while (b - a < units && b < top) {
+      uint64_t ub;
+      int kb = block_kind(s, b, &ub);
+      if (kb == B_PINNED) {
+        blocked = 1;
+        a = b + ub;   /* every window starting before b would hold it */
+        b = a;
+        live = 0;
+        break;
+      }
+      if (kb == B_MOVABLE) live += ub;
+      b += ub;
+    }
+    if (blocked) continue;
+    if (b - a < units && limit - a < units) break;   /* nothing further can fit */
+    if (live < best_live) {
+      best_live = live;
+      best_a = a;
+      if (live == 0) break;
+    }
+    if (k == B_MOVABLE) live -= u;
+    a += u;
+  }
+  *live_out = best_live;
+  return best_live == UINT64_MAX ? 0 : best_a;
+}
+
+static ref_t take_raw(zkv_db *db, uint64_t units);
+
+static ref_t compact_for(zkv_db *db, uint64_t units) {
+  seg *s = db->s;
+  hdr *h = H(s);
+  uint64_t live;
+  uint64_t wa = best_window(s, units, &live);
+  if (!wa) return 0;
+  uint64_t free_total = (h->size - h->heap_start) - h->bytes_used;
+  if (free_total < (units + live) * UNIT) return 0;   /* the moved keys need room too */
+  uint64_t top = h->top / UNIT;
+  uint32_t prevfree = blk(s, (ref_t)wa)[0] & BLK_PREVFREE;
+  /* 1. walk the window: its free blocks leave their lists (nothing may move
+   *    into the window) and count as used; note the keys to move */
+  size_t nmove = 0, cap = 0;
+  ref_t *move = NULL;
+  uint64_t wend = wa;
+  while (wend - wa < units && wend < top) {
+    uint64_t u;
+    int k = block_kind(s, wend, &u);
+    if (k == B_FREE) {
+      if (u >= 2) list_remove(s, (ref_t)wend, u);
+      LOGW(s, blk(s, (ref_t)wend), 4);
+      blk(s, (ref_t)wend)[0] = (uint32_t)(u << 2);
+      LOGW(s, &h->bytes_used, 8);
+      h->bytes_used += u * UNIT;
+    } else if (k == B_MOVABLE) {
+      if (nmove == cap) {
+        cap = cap ? cap * 2 : 16;
+        ref_t *n = realloc(move, cap * sizeof *n);
+        if (!n) { free(move); FAIL(s, ZKV_ENOMEM); }
+        move = n;
+      }
+      move[nmove++] = (ref_t)wend;
+    } else {
+      free(move);
+      FAIL(s, ZKV_ECORRUPT);   /* best_window never spans a pinned block */
+    }
+    wend += u;
+  }
+  if (wend - wa < units) {   /* the window runs on into never-used space */
+    LOGW(s, &h->top, 8);
+    h->top = (wa + units) * UNIT;
+    LOGW(s, &h->bytes_used, 8);
+    h->bytes_used += (wa + units - wend) * UNIT;
+    wend = wa + units;
+  }
+  /* 2. move the keys out; their old blocks stay inside the window */
+  for (size_t i = 0; i < nmove; i++) {
+    uint64_t u = BLK_UNITS(blk(s, move[i])[0]);
+    ref_t nr = take_raw(db, u);
+    if (!nr) { free(move); FAIL(s, ZKV_EFULL); }
+    h = H(s);
+    LOGW(s, &h->bytes_used, 8);
+    h->bytes_used += u * UNIT;
+    memcpy((char *)blk(s, nr) + 4, (char *)blk(s, move[i]) + 4, u * UNIT - 4);
+    do_relocate(db, move[i], nr);
+  }
+  free(move);
+  /* 3. the window is one block: `units` for the caller, the rest free */
+  h = H(s);
+  LOGW(s, blk(s, (ref_t)wa), 4);
+  blk(s, (ref_t)wa)[0] = (uint32_t)(units << 2) | prevfree;
+  LOGW(s, &h->bytes_used, 8);
+  h->bytes_used -= (wend - wa) * UNIT;   /* do_alloc_try counts `units` again */
+  if (wend - wa > units) {
+    /* the rest becomes a block of its own, then free (coalescing onwards) */
+    ref_t rest = (ref_t)(wa + units);
+    LOGW(s, blk(s, rest), 4);
+    blk(s, rest)[0] = (uint32_t)((wend - wa - units) << 2);
+    h->bytes_used += (wend - wa - units) * UNIT;
+    do_free_now(s, rest);
+  } else {
+    set_prevfree(s, wend, 0);
+  }
+  return (ref_t)wa;
+}
+
+/* a block from the lists or from top, nothing else */
+static ref_t take_raw(zkv_db *db, uint64_t units) {
+  ref_t r = from_lists(db->s, units);
+  if (!r) r = from_top(db, units);
+  if (r) log_reused(db->s, r, units);
+  return r;
+}
+
 ref_t do_alloc_try(zkv_db *db, uint64_t units, int may_evict, int *rc) {
   seg *s = db->s;
   if (units < 2) units = 2;
@@ -173,10 +325,11 @@ ref_t do_alloc_try(zkv_db *db, uint64_t units, int may_evict, int *rc) {
     hdr *h = H(s);
     int over = !s->shared && h->capacity && h->bytes_used + units * UNIT > h->capacity;
     if (!over) {
-      ref_t r = from_lists(s, units);
-      if (!r) r = from_top(db, units);
+      ref_t r = take_raw(db, units);
+      /* a shared segment with room in total but not in one piece: compact */
+      if (!r && s->shared && (h->size - h->heap_start) - h->bytes_used >= units * UNIT)
+        r = compact_for(db, units);
       if (r) {
-        log_reused(s, r, units);
         h = H(s);
         LOGW(s, &h->bytes_used, 8);
         h->bytes_used += units * UNIT;

@@ -187,6 +187,20 @@ void do_link_new(zkv_db *db, ref_t ns, ref_t r, uint64_t h) {
 
 /* put nw where old is (same chain place, same list place, same seq), free old */
 void do_replace(zkv_db *db, ref_t old, ref_t nw, uint64_t h) {
+  do_replace_keep(db, old, nw, h);
+  do_free(db->s, old);
+}
+
+/* move a key entry to a copy of it at nw (compaction); old is left as it is */
+void do_relocate(zkv_db *db, ref_t old, ref_t nw) {
+  seg *s = db->s;
+  ent *o = ent_at(s, old);
+  if (o->type == T_NSREC) FAIL(s, ZKV_ECORRUPT);
+  do_replace_keep(db, old, nw, zkv_hash(o->ns, ent_key(o), o->klen, 0));
+}
+
+/* link nw in old's place; old stays allocated */
+void do_replace_keep(zkv_db *db, ref_t old, ref_t nw, uint64_t h) {
   seg *s = db->s;
   ent *o = ent_at(s, old);
   ent *n = E(s, nw);
@@ -226,7 +240,6 @@ void do_replace(zkv_db *db, ref_t old, ref_t nw, uint64_t h) {
     LOGW(s, &d->nttl, 8);
     d->nttl += has ? 1 : (uint64_t)-1;
   }
-  do_free(s, old);
 }
 
 /* remove a key entry from its namespace and the index, and free it */
@@ -265,13 +278,17 @@ void do_maybe_grow(zkv_db *db) {
   ref_t *old = bucket(s, 0);
   uint64_t onb = 1ull << h->nb_log2;
   uint64_t guard = h->nentries + 1;
+  /* Relinking every entry is not logged (that would log 24 bytes a key, more
+   * than the log of a big store holds).  Instead the `rebuild` mark says that
+   * after any undo in this lock hold the chains must be rebuilt from the
+   * namespace lists, which the log does restore. */
+  h->rebuild = 1;
   for (uint64_t i = 0; i < onb; i++) {
     ref_t r = old[i];
     while (r) {
       ent *e = ent_at(s, r);
       ref_t nx = e->hnext;
       uint64_t hv = zkv_hash(e->ns, ent_key(e), e->klen, e->type == T_NSREC);
-      LOGW(s, &e->hnext, 4);
       e->hnext = nbv[hv & (nb - 1)];
       nbv[hv & (nb - 1)] = r;
       r = nx;
@@ -285,6 +302,47 @@ void do_maybe_grow(zkv_db *db) {
   LOGW(s, &h->gc_cursor, 4);
   h->gc_cursor = 0;   /* a sweep in progress starts over on the new array */
   do_free(s, oldref);
+}
+
+/* Rebuild every hash chain from the namespace tree and key lists (after an
+ * undo that crossed an index growth).  Writes are not logged: the result
+ * follows from state the log restores. */
+void do_rebuild_index(seg *s) {
+  hdr *h = H(s);
+  uint64_t nb = 1ull << h->nb_log2;
+  ref_t *bv = bucket(s, 0);
+  memset(bv, 0, nb * 4);
+  ref_t root = h->root_ns, cur = root;
+  uint64_t guard = h->nns + 1, kguard = h->nentries + 1;
+  for (;;) {
+    nsdata *d = ns_data(s, cur);
+    if (cur != root) {
+      ent *n = E(s, cur);
+      uint64_t hv = zkv_hash(n->ns, ent_key(n), n->klen, 1);
+      n->hnext = bv[hv & (nb - 1)];
+      bv[hv & (nb - 1)] = cur;
+    }
+    for (ref_t r = d->head; r;) {
+      ent *e = ent_at(s, r);
+      if (kguard-- == 0) FAIL(s, ZKV_ECORRUPT);
+      uint64_t hv = zkv_hash(cur, ent_key(e), e->klen, 0);
+      e->hnext = bv[hv & (nb - 1)];
+      bv[hv & (nb - 1)] = r;
+      r = e->nnext;
+    }
+    if (guard-- == 0) FAIL(s, ZKV_ECORRUPT);
+    if (d->child) {
+      cur = d->child;
+      continue;
+    }
+    while (cur != root && !E(s, cur)->nnext) {
+      cur = E(s, cur)->ns;
+      if (!ns_valid(s, cur)) FAIL(s, ZKV_ECORRUPT);
+    }
+    if (cur == root) return;
+    cur = E(s, cur)->nnext;
+    if (!ns_valid(s, cur)) FAIL(s, ZKV_ECORRUPT);
+  }
 }
 
 /* ---- namespaces --------------------------------------------------------- */

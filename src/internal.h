@@ -112,6 +112,8 @@ typedef struct hdr {
   /* stats */
   uint64_t evictions, expired_freed, gc_runs, lock_recoveries;
   uint64_t lru_clock;      /* write operations so far: the lru age unit */
+  uint32_t rebuild;        /* the index was regrown in this lock hold (not logged) */
+  uint32_t pad4;
   /* sweep */
   uint32_t gc_active, gc_cursor;
   int64_t gc_next_ms;
@@ -207,9 +209,12 @@ int64_t zkv_now_coarse(void);  /* ms, coarse (a few ms), with the test offset */
 void do_unlink_free(zkv_db *db, ref_t r, int expired);
 void do_link_new(zkv_db *db, ref_t ns, ref_t r, uint64_t h);
 void do_replace(zkv_db *db, ref_t old, ref_t nw, uint64_t h);
+void do_replace_keep(zkv_db *db, ref_t old, ref_t nw, uint64_t h);
+void do_relocate(zkv_db *db, ref_t old, ref_t nw);
 void do_maybe_grow(zkv_db *db);
 ref_t do_new_ns(zkv_db *db, ref_t parent, const void *name, size_t len, uint64_t h);
 void zkv_index_init(zkv_db *db);
+void do_rebuild_index(seg *s);
 int do_evict_one(zkv_db *db);
 uint16_t zkv_lru_now(seg *s);
 int do_sweep(zkv_db *db, uint64_t *cursor, uint64_t budget, int all, uint64_t *freed, uint64_t max);

@@ -123,9 +123,22 @@ static int undo(seg *s, uint64_t mark) {
   return 0;
 }
 
+/* after an undo that crossed an index growth, rebuild the chains */
+static int rebuild_if_needed(seg *s) {
+  if (!H(s)->rebuild) return 0;
+  sigjmp_buf jb;
+  void *prev = s->jb;
+  s->jb = &jb;
+  int rc = sigsetjmp(jb, 0);
+  if (rc == 0) do_rebuild_index(s);
+  s->jb = prev;
+  return rc;
+}
+
 void zkv_undo_to(seg *s, uint64_t mark) {
   if (s->shared && !s->dirty) mark_dirty(s);
   undo(s, mark);
+  rebuild_if_needed(s);
 }
 
 /* ---- lock --------------------------------------------------------------- */
@@ -136,6 +149,9 @@ static void recover(seg *s) {
   s->dirty = 0;
   mark_dirty(s);
   if (undo(s, 0) != 0) H(s)->log_used = 0;
+  rebuild_if_needed(s);
+  h->log_used = 0;
+  h->rebuild = 0;
   h->lock_recoveries++;
 }
 
@@ -194,13 +210,15 @@ static void release(seg *s) {
   s->npend = 0;
   if (s->shared) {
     hdr *h = H(s);
-    h->log_used = 0;
+    h->log_used = 0;   /* the commit point */
+    h->rebuild = 0;
     if (s->dirty || (atomic_load_explicit(&h->seq, memory_order_relaxed) & 1))
       atomic_fetch_add_explicit(&h->seq, 1, memory_order_release);
     s->dirty = 0;
     pthread_mutex_unlock(&h->lock);
   } else {
     s->mlog_used = 0;
+    H(s)->rebuild = 0;
     if (s->threadsafe) pthread_mutex_unlock(&s->tlock);
   }
 }
