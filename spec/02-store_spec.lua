@@ -763,6 +763,32 @@ describe("Store", function()
       assert.are.equal("sibling", kv:namespace("wide2"):get("k"))
     end)
 
+    it("keys(), count() and clear() of a small namespace cost what it holds", function()
+      local function small_ops(store)
+        local t0 = os.clock()
+        for i = 1, 300 do
+          local st = store:namespace("small")
+          st:set("a", i)
+          st:set("b", i)
+          local n = 0
+          for _ in st:keys() do n = n + 1 end
+          assert(n == 2 and st:count() == 2)
+          assert(st:clear() == 2)
+        end
+        return os.clock() - t0
+      end
+      local empty_kv = zeltkv.memory()
+      local base = small_ops(empty_kv)
+      empty_kv:close()
+      local big = kv:namespace("big")
+      for i = 1, 200000 do big:set(i, i) end
+      local t = small_ops(kv)
+      assert.is_true(t < 20 * base + 0.05,
+                     ("small-namespace ops took %.3fs next to 200k keys, %.3fs alone")
+                     :format(t, base))
+      assert.are.equal(200000, big:count())
+    end)
+
     it("2 000 namespaces stay apart", function()
       for i = 1, 2000 do kv:namespace("ns" .. i):set("k", i) end
       for i = 1, 2000 do

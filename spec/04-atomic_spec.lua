@@ -280,7 +280,7 @@ describe("atomic", function()
       assert.are.equal("of a", b:get("child"))
     end)
 
-    it("150 levels deep, each even level failing: only the outermost writes stay",
+    it("60 levels deep, each even level failing: only the outermost writes stay",
        function()
       local function nest(n)
         if n == 0 then return end
@@ -289,12 +289,33 @@ describe("atomic", function()
         if n % 2 == 0 then error("fail" .. n, 0) end
       end
       kv:atomic(function()
-        local ok, err = pcall(nest, 150)
+        local ok, err = pcall(nest, 60)
         assert.is_false(ok)
         assert.are.equal("fail2", err)
       end)
-      assert.are.equal(150, a:get("lvl150"))
-      for i = 1, 149 do assert.is_nil(a:get("lvl" .. i), "lvl" .. i) end
+      assert.are.equal(60, a:get("lvl60"))
+      for i = 1, 59 do assert.is_nil(a:get("lvl" .. i), "lvl" .. i) end
+    end)
+
+    it("nested deeper than the engine allows: works, or fails cleanly and undoes all",
+       function()
+      -- API.md sets no depth limit; an engine limit must not leave a half state
+      local function depth(n)
+        if n == 0 then return 0 end
+        a:set("d" .. n, n)
+        return kv:atomic(function() return 1 + depth(n - 1) end)
+      end
+      local ok, r = pcall(kv.atomic, kv, function() return depth(150) end)
+      if ok then
+        assert.are.equal(150, r)
+        for i = 1, 150 do assert.are.equal(i, a:get("d" .. i)) end
+      else
+        H.check_error("STORE_OPERATION_FAILED", r)
+        H.assert_unchanged(snap)
+      end
+      -- the store and atomic still work, from depth 0 again
+      assert.are.equal(10, depth(10))
+      assert.are.equal("ok", kv:atomic(function() return "ok" end))
     end)
 
     it("three levels: the middle one fails, outer and innermost-of-outer survive",
@@ -406,6 +427,37 @@ describe("atomic", function()
       assert.is_nil(kv1:namespace("n"):get("one"))
       assert.is_nil(kv1:namespace("n"):get("two"))
       assert.are.equal("old", kv1:namespace("n"):get("keep"))
+    end)
+
+    it("makes read-modify-write safe between two processes", function()
+      local N = 20000
+      local pid = io.open("/proc/self/stat"):read("*l"):match("^(%d+)")
+      local exe = io.popen("readlink /proc/" .. pid .. "/exe"):read("*l")
+      local script = os.tmpname()
+      local f = assert(io.open(script, "w"))
+      f:write(([[
+        local zeltkv = require("zeltkv")
+        local kv = zeltkv.shared(%q, { lock_timeout = 10 })
+        local s = kv:namespace("n")
+        for _ = 1, %d do
+          kv:atomic(function() s:set("c", (s:get("c") or 0) + 1) end)
+        end
+        kv:close()
+        print("child done")
+      ]]):format(name, N))
+      f:close()
+      local cmd = ("LUA_PATH='%s' LUA_CPATH='%s' %s %s 2>&1"):format(
+        package.path, package.cpath, exe, script)
+      local child = io.popen(cmd, "r")
+      local s1 = kv1:namespace("n")
+      for _ = 1, N do
+        kv1:atomic(function() s1:set("c", (s1:get("c") or 0) + 1) end)
+      end
+      local out = child:read("*a")
+      child:close()
+      os.remove(script)
+      assert.truthy(out:find("child done", 1, true), out)
+      assert.are.equal(2 * N, s1:get("c"))
     end)
 
     it("lets a keys() walk on one handle run while the other handle writes", function()
