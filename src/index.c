@@ -18,64 +18,9 @@ uint64_t zkv_hash(ref_t ns, const void *key, size_t klen, int is_ns) {
   return XXH3_64bits_withSeed(key, klen, seed);
 }
 
-static size_t opt_bytes(unsigned f) {
-  return ((f & EF_EXP) ? 8u : 0u) + ((f & EF_UFLAGS) ? 4u : 0u);
-}
-
-size_t ent_units(size_t klen, size_t vlen, unsigned eflags) {
-  return (ENT_HDR + opt_bytes(eflags) + klen + vlen + UNIT - 1) / UNIT;
-}
-
-const char *ent_key(const ent *e) {
-  if (e->type == T_NSREC) return (const char *)e + NS_DATA_OFF + sizeof(nsdata);
-  return (const char *)e + ENT_HDR + opt_bytes(e->flags);
-}
-
-char *ent_val(ent *e, size_t *vlen) {
-  size_t off = ENT_HDR + opt_bytes(e->flags) + e->klen;
-  size_t total = (size_t)BLK_UNITS(e->blk) * UNIT;
-  *vlen = total - off - EF_SLACK(e->flags);
-  return (char *)e + off;
-}
-
-int64_t ent_exp(const ent *e) {
-  int64_t x = 0;
-  if (e->flags & EF_EXP) memcpy(&x, (const char *)e + ENT_HDR, 8);
-  return x;
-}
-
-int ent_alive(const ent *e) { return !(e->flags & EF_EXP) || ent_live(e, zkv_now()); }
-
-int ent_live(const ent *e, int64_t now) {
-  if (!(e->flags & EF_EXP)) return 1;
-  int64_t x;
-  memcpy(&x, (const char *)e + ENT_HDR, 8);
-  return x == 0 || now < x;
-}
-
-/* ---- validation: every ref read from the arena is checked ---------------- */
-
-/* is r the start of an allocated entry block inside the heap? */
-int ent_ok(seg *s, ref_t r) {
-  hdr *h = H(s);
-  uint64_t off = (uint64_t)r * UNIT;
-  if (off < h->heap_start || off + ENT_HDR > h->top || h->top > s->mapped) return 0;
-  ent *e = E(s, r);
-  uint64_t units = BLK_UNITS(e->blk);
-  if ((e->blk & BLK_FREE) || off + units * UNIT > h->top) return 0;
-  size_t need = (e->type == T_NSREC) ? NS_DATA_OFF + sizeof(nsdata) + e->klen
-                                     : ENT_HDR + opt_bytes(e->flags) + e->klen +
-                                           EF_SLACK(e->flags);
-  return need <= units * UNIT;
-}
-
 static ent *ent_at(seg *s, ref_t r) {
   if (UNLIKELY(!ent_ok(s, r))) FAIL(s, ZKV_ECORRUPT);
   return E(s, r);
-}
-
-int ns_valid(seg *s, ref_t ns) {
-  return ent_ok(s, ns) && E(s, ns)->type == T_NSREC;
 }
 
 nsdata *ns_data(seg *s, ref_t ns) {

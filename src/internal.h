@@ -197,14 +197,6 @@ void zkv_alloc_init(seg *s);
 uint64_t zkv_hash(ref_t ns, const void *key, size_t klen, int is_ns);
 ref_t do_find(seg *s, ref_t ns, const void *key, size_t klen, uint64_t h, int is_ns);
 nsdata *ns_data(seg *s, ref_t ns);
-int ns_valid(seg *s, ref_t ns);
-size_t ent_units(size_t klen, size_t vlen, unsigned eflags);
-const char *ent_key(const ent *e);
-char *ent_val(ent *e, size_t *vlen);
-int64_t ent_exp(const ent *e);
-int ent_live(const ent *e, int64_t now);
-/* ent_live at the current time; reads the clock only for keys with a ttl */
-int ent_alive(const ent *e);
 int64_t zkv_now_coarse(void);  /* ms, coarse (a few ms), with the test offset */
 void do_unlink_free(zkv_db *db, ref_t r, int expired);
 void do_link_new(zkv_db *db, ref_t ns, ref_t r, uint64_t h);
@@ -218,12 +210,68 @@ void do_rebuild_index(seg *s);
 int do_evict_one(zkv_db *db);
 uint16_t zkv_lru_now(seg *s);
 int do_sweep(zkv_db *db, uint64_t *cursor, uint64_t budget, int all, uint64_t *freed, uint64_t max);
-int ent_ok(seg *s, ref_t r);
 ref_t *bucket_at(seg *s, uint64_t i);
 
 /* does this thread hold the store lock (inside an op or transaction)? */
 static inline int seg_owned(seg *s) {
   return s->depth > 0 && ((!s->threadsafe && !s->shared) || pthread_equal(s->owner, pthread_self()));
+}
+
+/* entries (inline: they are on every lookup) */
+static inline size_t opt_bytes(unsigned f) {
+  return ((f & EF_EXP) ? 8u : 0u) + ((f & EF_UFLAGS) ? 4u : 0u);
+}
+
+static inline size_t ent_units(size_t klen, size_t vlen, unsigned eflags) {
+  return (ENT_HDR + opt_bytes(eflags) + klen + vlen + UNIT - 1) / UNIT;
+}
+
+static inline const char *ent_key(const ent *e) {
+  if (e->type == T_NSREC) return (const char *)e + NS_DATA_OFF + sizeof(nsdata);
+  return (const char *)e + ENT_HDR + opt_bytes(e->flags);
+}
+
+static inline char *ent_val(ent *e, size_t *vlen) {
+  size_t off = ENT_HDR + opt_bytes(e->flags) + e->klen;
+  size_t total = (size_t)BLK_UNITS(e->blk) * UNIT;
+  *vlen = total - off - EF_SLACK(e->flags);
+  return (char *)e + off;
+}
+
+static inline int64_t ent_exp(const ent *e) {
+  int64_t x = 0;
+  if (e->flags & EF_EXP) memcpy(&x, (const char *)e + ENT_HDR, 8);
+  return x;
+}
+
+static inline int ent_live(const ent *e, int64_t now) {
+  if (!(e->flags & EF_EXP)) return 1;
+  int64_t x;
+  memcpy(&x, (const char *)e + ENT_HDR, 8);
+  return x == 0 || now < x;
+}
+
+/* validation: every ref read from the arena is checked */
+
+/* is r the start of an allocated entry block inside the heap? */
+/* ent_live at the current time; reads the clock only for keys with a ttl */
+static inline int ent_alive(const ent *e) { return !(e->flags & EF_EXP) || ent_live(e, zkv_now()); }
+
+static inline int ent_ok(seg *s, ref_t r) {
+  hdr *h = H(s);
+  uint64_t off = (uint64_t)r * UNIT;
+  if (off < h->heap_start || off + ENT_HDR > h->top || h->top > s->mapped) return 0;
+  ent *e = E(s, r);
+  uint64_t units = BLK_UNITS(e->blk);
+  if ((e->blk & BLK_FREE) || off + units * UNIT > h->top) return 0;
+  size_t need = (e->type == T_NSREC) ? NS_DATA_OFF + sizeof(nsdata) + e->klen
+                                     : ENT_HDR + opt_bytes(e->flags) + e->klen +
+                                           EF_SLACK(e->flags);
+  return need <= units * UNIT;
+}
+
+static inline int ns_valid(seg *s, ref_t ns) {
+  return ent_ok(s, ns) && E(s, ns)->type == T_NSREC;
 }
 
 /* ops.c / txn.c */
