@@ -203,6 +203,17 @@ function H.segment_name(tag)
   return ("zeltkv-spec-%s-%d-%s-%d"):format(tag or "t", os.time(), addr, name_counter)
 end
 
+-- The Lua interpreter running the specs (for child processes): $ZELTKV_SPEC_LUA, else
+-- the lowest index of the global `arg` (busted keeps the interpreter's argv there).
+function H.interpreter()
+  local env = os.getenv("ZELTKV_SPEC_LUA")
+  if env and env ~= "" then return env end
+  local a, lo = rawget(_G, "arg"), 0
+  while type(a) == "table" and a[lo - 1] ~= nil do lo = lo - 1 end
+  if lo < 0 then return a[lo] end
+  return (rawget(_G, "jit") and "luajit") or ("lua" .. _VERSION:match("%d+%.%d+"))
+end
+
 function H.reset_clock()
   if zeltkv._set_clock_offset then zeltkv._set_clock_offset(0) end
 end

@@ -303,6 +303,7 @@ void zkv_close(zkv_db *db) {
         if (*pp) *pp = s->next;
         munmap(s->base, s->mapped);
         free(s->pend);
+        free(s->txn_marks);
         free(s);
       }
       pthread_mutex_unlock(&registry_lock);
@@ -310,6 +311,7 @@ void zkv_close(zkv_db *db) {
       munmap(s->base, s->mapped);
       free(s->mlog);
       free(s->pend);
+      free(s->txn_marks);
       if (s->threadsafe) pthread_mutex_destroy(&s->tlock);
       free(s);
     }

@@ -132,7 +132,8 @@ typedef struct seg {
   pthread_t owner;         /* thread holding the lock (depth > 0) */
   int depth;               /* lock depth: ops and transaction levels */
   int txn_depth;           /* open zkv_begin levels */
-  uint64_t txn_marks[64];  /* log position at each level */
+  uint64_t *txn_marks;     /* log position at each level */
+  int txn_cap;
   ref_t *pend;             /* (ref, units) pairs freed under the log in this lock hold */
   size_t npend, cap_pend;
   int logging;             /* record undo for writes now */

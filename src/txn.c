@@ -239,9 +239,15 @@ int zkv_begin(zkv_db *db) {
   int rc = op_enter(db);
   if (rc) return rc;
   seg *s = db->s;
-  if (s->txn_depth >= 64) {
-    op_leave(db, 0);
-    return ZKV_ETXN;
+  if (s->txn_depth == s->txn_cap) {
+    int cap = s->txn_cap ? s->txn_cap * 2 : 16;
+    uint64_t *n = realloc(s->txn_marks, (size_t)cap * sizeof *n);
+    if (!n) {
+      op_leave(db, 0);
+      return ZKV_ENOMEM;
+    }
+    s->txn_marks = n;
+    s->txn_cap = cap;
   }
   s->txn_marks[s->txn_depth++] = zkv_log_pos(s);
   s->logging = 1;
