@@ -45,10 +45,12 @@ LMOD_ENV = LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(B)/$(FLAVOUR)/?.so
 
 # Debian packages the build and the tests use (installed by `make deps`)
 PKGS_BUILD := gcc make pkg-config lua5.4 liblua5.4-dev lua-busted libcjson-dev libxxhash-dev luarocks
-PKGS_TEST  := $(PKGS_BUILD) valgrind clang libclang-rt-14-dev
+PKGS_TEST  := $(PKGS_BUILD) valgrind clang libclang-rt-14-dev lua5.1 liblua5.1-0-dev \
+              luajit2 libluajit2-5.1-dev nginx libnginx-mod-http-lua curl
 PKGS_BENCH := redis-server redis-tools gnuplot-nox
 
-.PHONY: all deps deps-bench check spec examples sanitize valgrind test demo bench install clean
+.PHONY: all deps deps-bench check spec spec-all examples sanitize valgrind rockcheck test demo bench \
+        install clean
 
 all: $(MODULE) $(LIBA)
 
@@ -87,6 +89,21 @@ spec: $(MODULE)
 	@mkdir -p $(RESULTS)
 	@ZELTKV_CPATH='$(B)/$(FLAVOUR)/?.so' LUA=$(LUA) ./spec/run.sh 2>&1 | tee $(RESULTS)/spec-$(FLAVOUR).log; \
 	  exit $${PIPESTATUS[0]}
+
+# the whole suite under each interpreter: Lua 5.4, Lua 5.1, LuaJIT
+spec-all:
+	@for v in 5.4 5.1 jit; do $(MAKE) --no-print-directory LUA_VERSION=$$v all spec || exit 1; done
+
+# luarocks builds and installs the rock from a clean checkout, offline, into a
+# private tree; the installed module then loads from another folder
+rockcheck:
+	@mkdir -p $(RESULTS)
+	@tmp=$$(mktemp -d); git clone -q . $$tmp/src && cp -f *.rockspec $$tmp/src/ && \
+	  ( cd $$tmp/src && luarocks --lua-version=5.4 --tree $$tmp/tree make > $$tmp/log 2>&1 ) && \
+	  ( cd $$tmp && eval "$$(luarocks --lua-version=5.4 --tree $$tmp/tree path)" && \
+	    lua5.4 -e 'local z = require("zeltkv"); assert(z.memory():namespace("a"):set("k", 1))' ); \
+	  rc=$$?; [ $$rc -eq 0 ] && r="1 passed, 0 failed" || { cat $$tmp/log; r="0 passed, 1 failed"; }; \
+	  echo "rockcheck: $$r" | tee $(RESULTS)/rockcheck.log; rm -rf $$tmp; exit $$rc
 
 examples: $(MODULE)
 	@mkdir -p $(RESULTS)
@@ -131,8 +148,9 @@ test: deps
 	@rm -rf $(RESULTS)
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory check
-	@$(MAKE) --no-print-directory spec
+	@$(MAKE) --no-print-directory spec-all
 	@$(MAKE) --no-print-directory examples
+	@$(MAKE) --no-print-directory rockcheck
 	@$(MAKE) --no-print-directory sanitize
 	@$(MAKE) --no-print-directory valgrind
 	@./tools/summary.sh $(RESULTS)
@@ -144,6 +162,8 @@ demo: deps all
 bench: deps all
 	@-./tools/deps.sh $(PKGS_BENCH)
 	@$(LMOD_ENV) $(LUA) bench/bench.lua
+	@echo
+	@$(LMOD_ENV) ZELTKV_SHM_DIR=$${ZELTKV_SHM_DIR:-/dev/shm} $(LUA) bench/shared.lua
 
 # ---- install ---------------------------------------------------------------------
 LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
