@@ -358,6 +358,13 @@ typedef struct zkv_stats {
 /* zkv_stats: counters of the store. */
 ZKV_API int zkv_stats_get(zkv_db *db, zkv_stats *out);
 
+/* zkv_verify: check the store's internal consistency (every block, free
+ * list, hash chain, namespace list and counter).  Costs a walk of the whole
+ * store under the lock: for tests and diagnosis.
+ * Returns ZKV_OK, or ZKV_ECORRUPT with a static description in *why (may be
+ * NULL). */
+ZKV_API int zkv_verify(zkv_db *db, const char **why);
+
 /* zkv_now_ms: the monotonic clock the engine uses, in milliseconds. */
 ZKV_API int64_t zkv_now_ms(void);
 

@@ -91,6 +91,20 @@ static void make_free(seg *s, ref_t r, uint64_t units) {
   }
 }
 
+/* A free block about to become the inside of a bigger block (coalescing,
+ * compaction): its tags are state a rollback must bring back, and nothing
+ * else will log them before they are overwritten. */
+static void log_tags(seg *s, ref_t r, uint64_t units) {
+  if (!s->logging) return;
+  uint32_t *b = blk(s, r);
+  if (units >= 2) {
+    LOGW(s, b, 12);
+    LOGW(s, (char *)b + units * UNIT - 4, 4);
+  } else {
+    LOGW(s, b, 8);
+  }
+}
+
 static void set_prevfree(seg *s, uint64_t r, int on) {
   hdr *h = H(s);
   if (r * UNIT >= h->top) return;
@@ -231,6 +245,8 @@ static uint64_t best_window(seg *s, uint64_t units, uint64_t *live_out) {
 }
 
 static ref_t take_raw(zkv_db *db, uint64_t units);
+static void note_freed(seg *s, ref_t r, uint64_t units);
+static void log_reused(seg *s, ref_t r, uint64_t units);
 
 static ref_t compact_for(zkv_db *db, uint64_t units) {
   seg *s = db->s;
@@ -242,6 +258,7 @@ static ref_t compact_for(zkv_db *db, uint64_t units) {
   if (free_total < (units + live) * UNIT) return 0;   /* the moved keys need room too */
   uint64_t top = h->top / UNIT;
   uint32_t prevfree = blk(s, (ref_t)wa)[0] & BLK_PREVFREE;
+  uint64_t mark = zkv_log_pos(s);   /* shared segments always log */
   /* 1. walk the window: its free blocks leave their lists (nothing may move
    *    into the window) and count as used; note the keys to move */
   size_t nmove = 0, cap = 0;
@@ -252,7 +269,7 @@ static ref_t compact_for(zkv_db *db, uint64_t units) {
     int k = block_kind(s, wend, &u);
     if (k == B_FREE) {
       if (u >= 2) list_remove(s, (ref_t)wend, u);
-      LOGW(s, blk(s, (ref_t)wend), 4);
+      log_tags(s, (ref_t)wend, u);
       blk(s, (ref_t)wend)[0] = (uint32_t)(u << 2);
       LOGW(s, &h->bytes_used, 8);
       h->bytes_used += u * UNIT;
@@ -277,16 +294,24 @@ static ref_t compact_for(zkv_db *db, uint64_t units) {
     h->bytes_used += (wa + units - wend) * UNIT;
     wend = wa + units;
   }
-  /* 2. move the keys out; their old blocks stay inside the window */
+  /* 2. move the keys out; their old blocks stay inside the window.  If the
+   *    room outside is too broken up to take them all, undo the lot: the
+   *    caller goes on to evict (lru) or reports the store full. */
   for (size_t i = 0; i < nmove; i++) {
     uint64_t u = BLK_UNITS(blk(s, move[i])[0]);
     ref_t nr = take_raw(db, u);
-    if (!nr) { free(move); FAIL(s, ZKV_EFULL); }
+    if (!nr) {
+      free(move);
+      zkv_undo_to(s, mark);
+      return 0;
+    }
     h = H(s);
     LOGW(s, &h->bytes_used, 8);
     h->bytes_used += u * UNIT;
     memcpy((char *)blk(s, nr) + 4, (char *)blk(s, move[i]) + 4, u * UNIT - 4);
     do_relocate(db, move[i], nr);
+    /* its old bytes, inside the window, are what a rollback puts back */
+    note_freed(s, move[i], u);
   }
   free(move);
   /* 3. the window is one block: `units` for the caller, the rest free */
@@ -327,8 +352,10 @@ ref_t do_alloc_try(zkv_db *db, uint64_t units, int may_evict, int *rc) {
     if (!over) {
       ref_t r = take_raw(db, units);
       /* a shared segment with room in total but not in one piece: compact */
-      if (!r && s->shared && (h->size - h->heap_start) - h->bytes_used >= units * UNIT)
+      if (!r && s->shared && (h->size - h->heap_start) - h->bytes_used >= units * UNIT) {
         r = compact_for(db, units);
+        if (r) log_reused(s, r, units);
+      }
       if (r) {
         h = H(s);
         LOGW(s, &h->bytes_used, 8);
@@ -373,6 +400,7 @@ void do_free_now(seg *s, ref_t r) {
     uint32_t ph = blk(s, p)[0];
     if (UNLIKELY(!(ph & BLK_FREE) || BLK_UNITS(ph) != psz)) FAIL(s, ZKV_ECORRUPT);
     if (psz >= 2) list_remove(s, p, psz);
+    log_tags(s, p, psz);
     start = p;
     n += psz;
   }
@@ -383,6 +411,7 @@ void do_free_now(seg *s, ref_t r) {
       uint64_t nu = BLK_UNITS(nh);
       chk(s, next, nu);
       if (nu >= 2) list_remove(s, (ref_t)next, nu);
+      log_tags(s, (ref_t)next, nu);
       n += nu;
       next += nu;
     }
@@ -405,23 +434,26 @@ void do_free_now(seg *s, ref_t r) {
  * ranges every allocation is logged whole: slower, never wrong. */
 #define FREED_MAX 256
 
-void do_free(seg *s, ref_t r) {
-  if (s->logging && s->npend != SIZE_MAX) {
-    uint64_t units = BLK_UNITS(blk(s, r)[0]);
-    if (s->npend < 2 * FREED_MAX) {
-      if (s->npend + 2 > s->cap_pend) {
-        size_t cap = s->cap_pend ? s->cap_pend * 2 : 32;
-        ref_t *n = realloc(s->pend, cap * sizeof *n);
-        if (!n) FAIL(s, ZKV_ENOMEM);
-        s->pend = n;
-        s->cap_pend = cap;
-      }
-      s->pend[s->npend++] = r;
-      s->pend[s->npend++] = (ref_t)units;
-    } else {
-      s->npend = SIZE_MAX;   /* overflowed: log every allocation whole */
-    }
+/* remember that [r, r+units) held data a rollback needs, in this lock hold */
+static void note_freed(seg *s, ref_t r, uint64_t units) {
+  if (!s->logging || s->npend == SIZE_MAX) return;
+  if (s->npend >= 2 * FREED_MAX) {
+    s->npend = SIZE_MAX;   /* overflowed: log every allocation whole */
+    return;
   }
+  if (s->npend + 2 > s->cap_pend) {
+    size_t cap = s->cap_pend ? s->cap_pend * 2 : 32;
+    ref_t *n = realloc(s->pend, cap * sizeof *n);
+    if (!n) FAIL(s, ZKV_ENOMEM);
+    s->pend = n;
+    s->cap_pend = cap;
+  }
+  s->pend[s->npend++] = r;
+  s->pend[s->npend++] = (ref_t)units;
+}
+
+void do_free(seg *s, ref_t r) {
+  note_freed(s, r, BLK_UNITS(blk(s, r)[0]));
   do_free_now(s, r);
 }
 

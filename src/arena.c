@@ -28,11 +28,12 @@ void zkv_options_init(zkv_options *o) {
   o->lock_timeout = 5;
 }
 
-static int check_options(const zkv_options *o) {
+/* fields a driver does not use are not checked (the header says ignored) */
+static int check_options(const zkv_options *o, int shared) {
   if (!isfinite(o->gc_interval) || o->gc_interval < 0) return ZKV_EINVAL;
-  if (!isfinite(o->lock_timeout) || o->lock_timeout < 0) return ZKV_EINVAL;
   if (o->evict != ZKV_EVICT_NONE && o->evict != ZKV_EVICT_LRU) return ZKV_EINVAL;
-  if (o->mode > 07777) return ZKV_EINVAL;
+  if (shared && (!isfinite(o->lock_timeout) || o->lock_timeout < 0)) return ZKV_EINVAL;
+  if (shared && o->mode > 07777) return ZKV_EINVAL;
   return ZKV_OK;
 }
 
@@ -76,7 +77,7 @@ int zkv_open_memory(const zkv_options *opts, zkv_db **out) {
   if (!out) return ZKV_EINVAL;
   *out = NULL;
   if (!opts) { zkv_options_init(&d); opts = &d; }
-  int rc = check_options(opts);
+  int rc = check_options(opts, 0);
   if (rc) return rc;
   zkv_db *db = new_handle(opts);
   seg *s = calloc(1, sizeof *s);
@@ -218,7 +219,7 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
   *out = NULL;
   if (!name_ok(name)) return ZKV_EINVAL_KEY;
   if (!opts) { zkv_options_init(&d); opts = &d; }
-  int rc = check_options(opts);
+  int rc = check_options(opts, 1);
   if (rc) return rc;
   if (!seg_path(name, path, sizeof path, "")) return ZKV_EINVAL_KEY;
   int fd = -1;
@@ -288,10 +289,9 @@ void zkv_close(zkv_db *db) {
   if (!db) return;
   seg *s = db->s;
   if (!db->closed && s) {
-    /* a transaction left open by this thread is rolled back */
-    while (s->txn_depth > 0 && s->depth > 0 &&
-           (s->shared || s->threadsafe ? pthread_equal(s->owner, pthread_self()) : 1))
-      zkv_rollback(db);
+    /* the transaction levels this handle opened and left open are rolled
+     * back; levels of other handles on the same segment are theirs */
+    while (db->txn_levels > 0 && s->txn_depth > 0 && seg_owned(s)) zkv_rollback(db);
   }
   db->closed = 1;
   if (s) {

@@ -162,6 +162,7 @@ struct zkv_db {
   int64_t gc_interval_ms;
   int64_t lock_timeout_ms;
   uint32_t opcount;
+  int txn_levels;           /* zkv_begin levels opened through this handle */
   char *buf;               /* copies of values read without the lock */
   size_t buf_cap;
 };

@@ -364,6 +364,12 @@ static int value_bytes(const zkv_value *v, const void **p, size_t *n, char tmp[8
   return ZKV_OK;
 }
 
+/* the expiry time of a ttl from now, saturating: a huge ttl never wraps */
+static int64_t expiry_of(int64_t ttl_ms) {
+  int64_t now = zkv_now();
+  return ttl_ms > INT64_MAX - now ? INT64_MAX : now + ttl_ms;
+}
+
 /* build an entry into a fresh block r */
 static void build(seg *s, ref_t r, const void *key, size_t klen, int type, uint32_t uflags,
                   int64_t exp, const void *val, size_t vlen) {
@@ -392,8 +398,8 @@ static int do_store(zkv_db *db, ref_t ns, const void *key, size_t klen, uint64_t
   if ((flags & ZKV_SET_NX) && old) return ZKV_EXISTS;
   if ((flags & ZKV_SET_XX) && !old) return ZKV_NOTFOUND;
   int64_t exp = 0;
-  if ((flags & ZKV_SET_KEEPTTL) && old) exp = ent_exp(old);
-  else if (ttl_ms > 0) exp = zkv_now() + ttl_ms;
+  if (flags & ZKV_SET_KEEPTTL) exp = old ? ent_exp(old) : 0;
+  else if (ttl_ms > 0) exp = expiry_of(ttl_ms);
   unsigned f = (exp ? EF_EXP : 0) | (uflags ? EF_UFLAGS : 0);
   uint64_t units = ent_units(klen, vlen, f);
   hdr *hd = H(s);
@@ -481,7 +487,7 @@ static int do_expire(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t
   ref_t r;
   ent *e = find_live(s, ns, key, klen, h, &r);
   if (!e) return ZKV_NOTFOUND;
-  int64_t exp = ttl_ms > 0 ? zkv_now() + ttl_ms : 0;
+  int64_t exp = ttl_ms > 0 ? expiry_of(ttl_ms) : 0;
   if ((exp != 0) == ((e->flags & EF_EXP) != 0)) {
     if (exp) {
       LOGW(s, (char *)e + ENT_HDR, 8);
@@ -816,4 +822,109 @@ int zkv_stats_get(zkv_db *db, zkv_stats *out) {
   if (!out) return ZKV_EINVAL;
   if (db->closed) return ZKV_ECLOSED;
   RUN(db, do_stats(db, out));
+}
+
+/* ---- verify -------------------------------------------------------------- */
+
+#define BAD(msg) do { *why = (msg); return ZKV_ECORRUPT; } while (0)
+
+static int do_verify(zkv_db *db, const char **why) {
+  seg *s = db->s;
+  hdr *h = H(s);
+  uint64_t first = h->heap_start / UNIT, top = h->top / UNIT;
+  /* 1. the heap, block by block */
+  uint64_t used = 0, nfree = 0, r = first;
+  int prev_free = 0;
+  while (r < top) {
+    uint32_t hd = ((uint32_t *)P(s, r))[0];
+    uint64_t u = BLK_UNITS(hd);
+    if (u == 0 || r + u > top) BAD("block runs past top");
+    if (((hd & BLK_PREVFREE) != 0) != (prev_free != 0)) BAD("prev-free bit is wrong");
+    if (hd & BLK_FREE) {
+      if (prev_free) BAD("two free blocks side by side");
+      uint32_t foot = ((uint32_t *)((char *)P(s, r) + u * UNIT))[-1];
+      if (foot != u) BAD("free block footer is wrong");
+      if (u >= 2) nfree++;
+      prev_free = 1;
+    } else {
+      used += u;
+      prev_free = 0;
+    }
+    r += u;
+  }
+  if (prev_free) BAD("a free block touches top");
+  if (used * UNIT != h->bytes_used) BAD("bytes_used disagrees with the blocks");
+  /* 2. free lists */
+  uint64_t listed = 0;
+  for (unsigned c = 0; c < NCLASS; c++) {
+    ref_t x = h->free_heads[c], pv = 0;
+    int bit = (h->class_bits[c >> 6] >> (c & 63)) & 1;
+    if ((x != 0) != bit) BAD("class bit disagrees with its list");
+    for (uint64_t guard = 0; x; guard++) {
+      if (guard > nfree || x < first || x >= top) BAD("free list runs wild");
+      uint32_t *b = (uint32_t *)P(s, x);
+      if (!(b[0] & BLK_FREE) || BLK_UNITS(b[0]) < 2) BAD("listed block is not free");
+      if (b[2] != pv) BAD("free list back link is wrong");
+      pv = x;
+      x = b[1];
+      listed++;
+    }
+  }
+  if (listed != nfree) BAD("free blocks and free lists disagree");
+  /* 3. the hash index */
+  uint64_t nb = 1ull << h->nb_log2, indexed = 0;
+  ref_t *bv = (ref_t *)((char *)P(s, h->buckets) + BUCKETS_OFF);
+  for (uint64_t i = 0; i < nb; i++) {
+    for (ref_t e = bv[i]; e; e = E(s, e)->hnext) {
+      if (!ent_ok(s, e) || ++indexed > h->nentries) BAD("hash chain runs wild");
+      ent *x = E(s, e);
+      uint64_t hv = zkv_hash(x->ns, ent_key(x), x->klen, x->type == T_NSREC);
+      if ((hv & (nb - 1)) != i) BAD("key in the wrong bucket");
+    }
+  }
+  if (indexed != h->nentries) BAD("index count disagrees");
+  /* 4. namespaces and their key lists */
+  uint64_t keys = 0, nss = 0;
+  ref_t root = h->root_ns, cur = root;
+  for (;;) {
+    if (!ns_valid(s, cur) || ++nss > h->nns) BAD("namespace tree runs wild");
+    nsdata *d = (nsdata *)((char *)P(s, cur) + NS_DATA_OFF);
+    uint64_t n = 0, nt = 0;
+    ref_t pv = 0;
+    for (ref_t e = d->head; e; e = E(s, e)->nnext) {
+      if (!ent_ok(s, e) || n > h->nkeys) BAD("key list runs wild");
+      ent *x = E(s, e);
+      if (x->ns != cur || x->nprev != pv) BAD("key list links are wrong");
+      if (pv && (int32_t)(x->seq - E(s, pv)->seq) <= 0) BAD("key list out of order");
+      if (do_find(s, cur, ent_key(x), x->klen, zkv_hash(cur, ent_key(x), x->klen, 0), 0) != e)
+        BAD("listed key not found in the index");
+      n++;
+      nt += ent_exp(x) != 0;
+      pv = e;
+    }
+    if (d->tail != pv) BAD("key list tail is wrong");
+    if (n != d->nkeys || nt != d->nttl) BAD("namespace counters are wrong");
+    keys += n;
+    if (d->child) {
+      cur = d->child;
+      continue;
+    }
+    while (cur != root && !E(s, cur)->nnext) cur = E(s, cur)->ns;
+    if (cur == root) break;
+    cur = E(s, cur)->nnext;
+  }
+  if (keys != h->nkeys) BAD("key count disagrees");
+  if (nss != h->nns) BAD("namespace count disagrees");
+  if (h->nentries != keys + nss - 1) BAD("index holds something else");
+  *why = "ok";
+  return ZKV_OK;
+}
+
+int zkv_verify(zkv_db *db, const char **why) {
+  const char *tmp;
+  if (!why) why = &tmp;
+  *why = "closed";
+  CHECK_DB(db);
+  if (db->closed) return ZKV_ECLOSED;
+  RUN(db, do_verify(db, why));
 }

@@ -260,6 +260,7 @@ int zkv_begin(zkv_db *db) {
   }
   s->txn_marks[s->txn_depth++] = zkv_log_pos(s);
   s->logging = 1;
+  db->txn_levels++;
   return ZKV_OK;
 }
 
@@ -269,6 +270,7 @@ static int txn_end(zkv_db *db, int undo_it) {
   if (db->closed) return ZKV_ECLOSED;
   if (s->txn_depth == 0 || !seg_owned(s)) return ZKV_ETXN;
   uint64_t mark = s->txn_marks[--s->txn_depth];
+  if (db->txn_levels > 0) db->txn_levels--;
   if (undo_it) zkv_undo_to(s, mark);
   if (s->txn_depth == 0 && !s->shared) s->logging = 0;
   return op_leave(db, ZKV_OK);

@@ -546,10 +546,12 @@ TEST(shared_nested_handles_join_txn) {
   if (c != NULL) {
     CHECK_GET_STR(c, ZKV_ROOT, "y", "1");
     CHECK_EQ(zkv_txn_depth(c), 1);
-    zkv_close(c);
   }
   CHECK_RC(zkv_commit(a), ZKV_OK);
   CHECK_GET_STR(b, ZKV_ROOT, "y", "1");
+  /* (closing c while the transaction was open would roll it back: c is "inside"
+   * it by zkv_txn_depth; the header's zkv_close says so) */
+  zkv_close(c);
   alarm(0);
   zkv_close(a);
   zkv_close(b);
@@ -577,6 +579,7 @@ TEST(shared_close_inside_txn_rolls_back) {
   pid_t pid = fork();
   if (pid == 0) {
     alarm(20);
+    zkv_close(b); /* the parent's handle: this child uses its own */
     zkv_db *c = NULL;
     zkv_options o;
     zkv_options_init(&o);
@@ -668,6 +671,118 @@ TEST(shared_txn_isolation_and_lock_timeout) {
   unlink_seg(name);
 }
 
+TEST(shared_rollback_of_replacements_twice) {
+  /* transactions well within the undo log, rolled back one after another */
+  char name[64];
+  seg_name(name, sizeof name, "rbtwice");
+  zkv_options o;
+  zkv_options_init(&o);
+  o.size = 1u << 20;
+  zkv_db *db = open_sh(name, &o);
+  REQUIRE(db != NULL);
+  char val[1000], k[24];
+  zkv_value v;
+  memset(&v, 0, sizeof v);
+  v.type = ZKV_T_STRING;
+  v.data = val;
+  v.len = sizeof val;
+  memset(val, 'o', sizeof val);
+  for (int i = 0; i < 300; i++) {
+    snprintf(k, sizeof k, "k%d", i);
+    CHECK_RC(zkv_set(db, ZKV_ROOT, k, strlen(k), &v, 0, 0), ZKV_OK);
+  }
+  for (int round = 0; round < 4; round++) {
+    CHECK_RC(zkv_begin(db), ZKV_OK);
+    memset(val, 'a' + round, sizeof val);
+    for (int i = 0; i < 20; i++) {
+      snprintf(k, sizeof k, "k%d", i);
+      int rc = zkv_set(db, ZKV_ROOT, k, strlen(k), &v, 0, 0);
+      if (rc != ZKV_OK) {
+        th_fail(__FILE__, __LINE__, "round %d, set %d: got %s", round, i, th_rcname(rc));
+        break;
+      }
+    }
+    CHECK_RC(zkv_rollback(db), ZKV_OK);
+  }
+  uint64_t c = 0;
+  CHECK_RC(zkv_count(db, ZKV_ROOT, &c), ZKV_OK);
+  CHECK_EQ(c, 300);
+  CHECK_RC(zkv_flush(db, &c), ZKV_OK);
+  CHECK_EQ(c, 300);
+  zkv_close(db);
+  unlink_seg(name);
+}
+
+TEST(shared_big_transaction_undo_log_full) {
+  /* a transaction bigger than the segment's undo log: the write that does not
+   * fit fails (ZKV_ETXN "undo log full", or ZKV_EFULL) and changes nothing; the
+   * transaction stays open; rollback undoes all of it, commit keeps all of it */
+  char name[64];
+  seg_name(name, sizeof name, "biglog");
+  zkv_options o;
+  zkv_options_init(&o);
+  o.size = 1u << 20;
+  zkv_db *db = open_sh(name, &o);
+  REQUIRE(db != NULL);
+  char val[1000], k[24];
+  zkv_value v;
+  memset(&v, 0, sizeof v);
+  v.type = ZKV_T_STRING;
+  v.data = val;
+  v.len = sizeof val;
+  memset(val, 'o', sizeof val);
+  for (int i = 0; i < 300; i++) {
+    snprintf(k, sizeof k, "k%d", i);
+    CHECK_RC(zkv_set(db, ZKV_ROOT, k, strlen(k), &v, 0, 0), ZKV_OK);
+  }
+  for (int round = 0; round < 2; round++) {
+    CHECK_RC(zkv_begin(db), ZKV_OK);
+    memset(val, round ? 'c' : 'r', sizeof val);
+    int done = 0, rc = ZKV_OK;
+    for (int i = 0; i < 300; i++) {
+      snprintf(k, sizeof k, "k%d", i);
+      rc = zkv_set(db, ZKV_ROOT, k, strlen(k), &v, 0, 0);
+      if (rc != ZKV_OK) break;
+      done++;
+    }
+    if (rc != ZKV_OK) {
+      CHECK_RC2(rc, ZKV_ETXN, ZKV_EFULL);
+      CHECK_EQ(zkv_txn_depth(db), 1);
+      /* the failed write changed nothing: the key still holds its old value */
+      zkv_value out;
+      snprintf(k, sizeof k, "k%d", done);
+      CHECK_RC(zkv_get(db, ZKV_ROOT, k, strlen(k), &out), ZKV_OK);
+      CHECK(out.len == sizeof val && ((const char *)out.data)[0] == 'o');
+    }
+    if (round == 0) {
+      CHECK_RC(zkv_rollback(db), ZKV_OK);
+      int bad = 0;
+      for (int i = 0; i < 300; i++) {
+        zkv_value out;
+        snprintf(k, sizeof k, "k%d", i);
+        if (zkv_get(db, ZKV_ROOT, k, strlen(k), &out) != ZKV_OK || out.len != sizeof val ||
+            ((const char *)out.data)[0] != 'o')
+          bad++;
+      }
+      CHECK_EQ(bad, 0);
+    } else {
+      CHECK_RC(zkv_commit(db), ZKV_OK);
+      int bad = 0;
+      for (int i = 0; i < 300; i++) {
+        zkv_value out;
+        snprintf(k, sizeof k, "k%d", i);
+        char want = i < done ? 'c' : 'o';
+        if (zkv_get(db, ZKV_ROOT, k, strlen(k), &out) != ZKV_OK || out.len != sizeof val ||
+            ((const char *)out.data)[0] != want)
+          bad++;
+      }
+      CHECK_EQ(bad, 0);
+    }
+  }
+  zkv_close(db);
+  unlink_seg(name);
+}
+
 /* ------------------------------------------------------------------------ */
 /* threads and processes                                                     */
 
@@ -733,6 +848,7 @@ TEST(shared_fork_children) {
     pids[c] = fork();
     if (pids[c] == 0) {
       alarm(120);
+      zkv_close(db); /* the parent's handle: this child uses its own */
       zkv_db *cd = NULL;
       int rc = zkv_open_shared(name, NULL, &cd);
       CHECK_RC(rc, ZKV_OK);
@@ -998,6 +1114,7 @@ TEST(shared_ttl_across_processes) {
   fflush(stdout);
   pid_t pid = fork();
   if (pid == 0) {
+    zkv_close(db); /* the parent's handle: this child uses its own */
     zkv_db *cd = NULL;
     if (zkv_open_shared(name, NULL, &cd) != ZKV_OK) child_exit(3);
     zkv_value v = vstr("soon");
@@ -1031,13 +1148,16 @@ static int noop_key(void *ud, const void *key, size_t klen) {
 }
 
 static void poke(zkv_db *db) {
-  /* exercise the store; any result code is fine, a crash or a hang is not */
+  /* exercise the store; any result code is fine, a crash or a hang is not.
+   * A lock that cannot be had (its bytes were damaged) ends the poking: each
+   * further call would only wait lock_timeout again. */
   char k[32];
   zkv_value out;
   for (int i = 0; i < 200; i++) {
     snprintf(k, sizeof k, "k%d", i);
-    (void)zkv_get(db, ZKV_ROOT, k, strlen(k), &out);
+    if (zkv_get(db, ZKV_ROOT, k, strlen(k), &out) == ZKV_ETIMEDOUT) return;
   }
+  if (set_s(db, ZKV_ROOT, "probe", "value") == ZKV_ETIMEDOUT) return;
   (void)set_s(db, ZKV_ROOT, "poke", "value");
   (void)zkv_incr(db, ZKV_ROOT, K("k3"), 1, 0, NULL);
   zkv_ns ns;
