@@ -127,7 +127,10 @@ static void maybe_gc(zkv_db *db) {
 
 /* the arena ref of a namespace id, checked: the id carries the record's tag */
 static ref_t ns_ref(seg *s, zkv_ns ns) {
-  if (ns == ZKV_ROOT) return H(s)->root_ns;
+  if (ns == ZKV_ROOT) {
+    if (UNLIKELY(!ns_valid(s, H(s)->root_ns))) FAIL(s, ZKV_ECORRUPT);
+    return H(s)->root_ns;
+  }
   ref_t r = (ref_t)ns;
   if (!ns_valid(s, r) || ns_data(s, r)->tag != (uint32_t)(ns >> 32)) FAIL(s, ZKV_ESTALE);
   return r;
@@ -137,8 +140,10 @@ static zkv_ns ns_id(seg *s, ref_t r) {
   return r == H(s)->root_ns ? ZKV_ROOT : ((uint64_t)ns_data(s, r)->tag << 32) | r;
 }
 
+/* a namespace record that does not check out: the root's means a damaged
+ * segment; another's was made stale (or never was one) */
 static void check_ns(seg *s, ref_t ns) {
-  if (!ns_valid(s, ns)) FAIL(s, ZKV_EINVAL);
+  if (!ns_valid(s, ns)) FAIL(s, ns == H(s)->root_ns ? ZKV_ECORRUPT : ZKV_ESTALE);
 }
 
 /* ---- namespaces ---------------------------------------------------------- */
