@@ -282,11 +282,25 @@ static void enc_number(Enc *e, int idx) {
     long long v = zkv_tointeger(e->L, idx);
     if (v > 9007199254740992LL || v < -9007199254740992LL)
       enc_fail(e, "integers beyond 2^53 inside tables cannot be stored exactly");
-    n = snprintf(tmp, sizeof tmp, "%lld", v);
+    /* integers are most numbers in tables: format them without printf */
+    char *q = tmp + sizeof tmp;
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do { *--q = (char)('0' + u % 10); u /= 10; } while (u);
+    if (v < 0) *--q = '-';
+    put(e, q, (size_t)(tmp + sizeof tmp - q));
+    return;
   } else {
     lua_Number x = lua_tonumber(e->L, idx);
     if (!isfinite(x)) enc_fail(e, isnan(x) ? "NaN cannot be stored" : "infinity cannot be stored");
-    if (x == floor(x) && fabs(x) <= 9007199254740992.0)
+    if (x == floor(x) && fabs(x) <= 9007199254740992.0 && !(x == 0 && signbit(x))) {
+      long long v = (long long)x;
+      char *q = tmp + sizeof tmp;
+      unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+      do { *--q = (char)('0' + u % 10); u /= 10; } while (u);
+      if (v < 0) *--q = '-';
+      put(e, q, (size_t)(tmp + sizeof tmp - q));
+      return;
+    } else if (x == floor(x) && fabs(x) <= 9007199254740992.0)
       n = snprintf(tmp, sizeof tmp, "%.0f", (double)x);
     else
       n = snprintf(tmp, sizeof tmp, "%.17g", (double)x);
@@ -441,6 +455,126 @@ static void to_value(lua_State *L, Driver *d, int idx, zkv_value *v) {
 
 /* ---- values: decoding ------------------------------------------------------ */
 
+
+/* The direct decoder: JSON text straight into Lua values, no tree.  It reads
+ * what our encoder writes (no whitespace; escapes only \" \\ and \u00XX) and
+ * returns NULL on anything else, in which case cJSON parses the text. */
+static const char *dec_value(lua_State *L, const char *p, const char *end, int depth);
+
+static const char *dec_string(lua_State *L, const char *p, const char *end) {
+  const char *q = ++p;   /* past the opening quote */
+  while (q < end && *q != '"' && *q != '\\') q++;
+  if (q >= end) return NULL;
+  if (*q == '"') {
+    lua_pushlstring(L, p, (size_t)(q - p));
+    return q + 1;
+  }
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (;;) {
+    luaL_addlstring(&b, p, (size_t)(q - p));
+    if (q >= end) return NULL;
+    if (*q == '"') break;
+    /* *q == '\\' */
+    if (q + 1 >= end) return NULL;
+    char c = q[1];
+    if (c == '"' || c == '\\' || c == '/') {
+      luaL_addchar(&b, c);
+      q += 2;
+    } else if (c == 'u' && q + 5 < end && q[2] == '0' && q[3] == '0') {
+      int v = 0;
+      for (int i = 4; i < 6; i++) {
+        char h = q[i];
+        v = v * 16 + (h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                      : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1000);
+      }
+      if (v < 0 || v >= 0x80) return NULL;
+      luaL_addchar(&b, (char)v);
+      q += 6;
+    } else {
+      return NULL;
+    }
+    p = q;
+    while (q < end && *q != '"' && *q != '\\') q++;
+  }
+  luaL_pushresult(&b);
+  return q + 1;
+}
+
+static const char *dec_number(lua_State *L, const char *p, const char *end) {
+  const char *q = p;
+  int integral = 1;
+  if (q < end && *q == '-') q++;
+  while (q < end && ((*q >= '0' && *q <= '9') || *q == '.' || *q == 'e' || *q == 'E' ||
+                     *q == '+' || *q == '-')) {
+    if (*q == '.' || *q == 'e' || *q == 'E') integral = 0;
+    q++;
+  }
+  size_t n = (size_t)(q - p);
+  if (n == 0 || n > 40) return NULL;
+  char tmp[48];
+  memcpy(tmp, p, n);
+  tmp[n] = 0;
+  char *e;
+  if (integral && n < 17) {
+    long long v = strtoll(tmp, &e, 10);
+    if (*e) return NULL;
+    zkv_pushinteger(L, v);
+    return q;
+  }
+  double x = strtod(tmp, &e);
+  if (*e) return NULL;
+#ifndef ZKV_LUA51
+  if (x == floor(x) && fabs(x) <= 9007199254740992.0) {
+    lua_pushinteger(L, (lua_Integer)x);
+    return q;
+  }
+#endif
+  lua_pushnumber(L, x);
+  return q;
+}
+
+static const char *dec_value(lua_State *L, const char *p, const char *end, int depth) {
+  if (p >= end || depth > MAX_DEPTH + 1 || !lua_checkstack(L, 4)) return NULL;
+  switch (*p) {
+  case '"': return dec_string(L, p, end);
+  case '{': {
+    lua_createtable(L, 0, 4);
+    p++;
+    if (p < end && *p == '}') return p + 1;
+    for (;;) {
+      if (p >= end || *p != '"') return NULL;
+      if (!(p = dec_string(L, p, end)) || p >= end || *p != ':') return NULL;
+      if (!(p = dec_value(L, p + 1, end, depth + 1))) return NULL;
+      lua_rawset(L, -3);
+      if (p < end && *p == ',') { p++; continue; }
+      if (p < end && *p == '}') return p + 1;
+      return NULL;
+    }
+  }
+  case '[': {
+    lua_createtable(L, 4, 0);
+    p++;
+    if (p < end && *p == ']') return p + 1;
+    for (int i = 1;; i++) {
+      if (!(p = dec_value(L, p, end, depth + 1))) return NULL;
+      lua_rawseti(L, -2, i);
+      if (p < end && *p == ',') { p++; continue; }
+      if (p < end && *p == ']') return p + 1;
+      return NULL;
+    }
+  }
+  case 't':
+    if (end - p >= 4 && memcmp(p, "true", 4) == 0) { lua_pushboolean(L, 1); return p + 4; }
+    return NULL;
+  case 'f':
+    if (end - p >= 5 && memcmp(p, "false", 5) == 0) { lua_pushboolean(L, 0); return p + 5; }
+    return NULL;
+  default:
+    return dec_number(L, p, end);
+  }
+}
+
 static void push_json(lua_State *L, const cJSON *j, int depth) {
   luaL_checkstack(L, 4, "value too deep");
   if (cJSON_IsArray(j)) {
@@ -481,6 +615,10 @@ static int push_value(lua_State *L, const zkv_value *v) {
   case ZKV_T_FLOAT: lua_pushnumber(L, v->f); return 1;
   case ZKV_T_BOOL: lua_pushboolean(L, (int)v->i); return 1;
   case ZKV_T_JSON: {
+    int top = lua_gettop(L);
+    const char *d = (const char *)v->data, *end = d + v->len;
+    if (dec_value(L, d, end, 0) == end) return 1;
+    lua_settop(L, top);   /* not our own dialect: let cJSON read it */
     cJSON *j = cJSON_ParseWithLength((const char *)v->data, v->len);
     if (!j) return raise(L, C_FAILED, "stored table is damaged");
     /* push_json may raise (stack overflow); free the tree in a way that
