@@ -47,10 +47,10 @@ LMOD_ENV = LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(B)/$(FLAVOUR)/?.so
 PKGS_BUILD := gcc make pkg-config lua5.4 liblua5.4-dev lua-busted libcjson-dev libxxhash-dev luarocks
 PKGS_TEST  := $(PKGS_BUILD) valgrind clang libclang-rt-14-dev lua5.1 liblua5.1-0-dev \
               luajit2 libluajit2-5.1-dev nginx libnginx-mod-http-lua curl
-PKGS_BENCH := redis-server redis-tools gnuplot-nox
+PKGS_BENCH := redis-server redis-tools gnuplot-nox lua-cjson
 
-.PHONY: all deps deps-bench check spec spec-all examples sanitize valgrind rockcheck test demo bench \
-        install clean
+.PHONY: all deps deps-bench check spec spec-all examples sanitize valgrind rockcheck nginx-test \
+        test demo bench install clean
 
 all: $(MODULE) $(LIBA)
 
@@ -105,6 +105,12 @@ rockcheck:
 	  rc=$$?; [ $$rc -eq 0 ] && r="1 passed, 0 failed" || { cat $$tmp/log; r="0 passed, 1 failed"; }; \
 	  echo "rockcheck: $$r" | tee $(RESULTS)/rockcheck.log; rm -rf $$tmp; exit $$rc
 
+# real nginx with 2 workers (LuaJIT build)
+nginx-test:
+	@mkdir -p $(RESULTS)
+	@$(MAKE) --no-print-directory LUA_VERSION=jit all
+	@bash spec/nginx/run.sh 2>&1 | tee $(RESULTS)/nginx.log; exit $${PIPESTATUS[0]}
+
 examples: $(MODULE)
 	@mkdir -p $(RESULTS)
 	@pass=0; fail=0; for e in examples/*.lua; do \
@@ -151,6 +157,7 @@ test: deps
 	@$(MAKE) --no-print-directory spec-all
 	@$(MAKE) --no-print-directory examples
 	@$(MAKE) --no-print-directory rockcheck
+	@$(MAKE) --no-print-directory nginx-test
 	@$(MAKE) --no-print-directory sanitize
 	@$(MAKE) --no-print-directory valgrind
 	@./tools/summary.sh $(RESULTS)
@@ -164,6 +171,9 @@ bench: deps all
 	@$(LMOD_ENV) $(LUA) bench/bench.lua
 	@echo
 	@$(LMOD_ENV) ZELTKV_SHM_DIR=$${ZELTKV_SHM_DIR:-/dev/shm} $(LUA) bench/shared.lua
+	@echo
+	@$(MAKE) --no-print-directory LUA_VERSION=jit all
+	@bash bench/nginx/run.sh
 
 # ---- install ---------------------------------------------------------------------
 LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)

@@ -18,7 +18,7 @@ uint64_t zkv_hash(ref_t ns, const void *key, size_t klen, int is_ns) {
   return XXH3_64bits_withSeed(key, klen, seed);
 }
 
-static ent *ent_at(seg *s, ref_t r) {
+static inline ent *ent_at(seg *s, ref_t r) {
   if (UNLIKELY(!ent_ok(s, r))) FAIL(s, ZKV_ECORRUPT);
   return E(s, r);
 }

@@ -132,7 +132,9 @@ static ref_t ns_ref(seg *s, zkv_ns ns) {
     return H(s)->root_ns;
   }
   ref_t r = (ref_t)ns;
-  if (!ns_valid(s, r) || ns_data(s, r)->tag != (uint32_t)(ns >> 32)) FAIL(s, ZKV_ESTALE);
+  if (UNLIKELY(!ns_valid(s, r)) ||
+      UNLIKELY(((nsdata *)((char *)P(s, r) + NS_DATA_OFF))->tag != (uint32_t)(ns >> 32)))
+    FAIL(s, ZKV_ESTALE);
   return r;
 }
 
@@ -197,9 +199,8 @@ static int keep_copy(zkv_db *db, const char *v, size_t vlen, const char **res) {
   return ZKV_OK;
 }
 
-/* find a live key under the lock */
+/* find a live key under the lock; ns was checked by ns_ref */
 static ent *find_live(seg *s, ref_t ns, const void *key, size_t klen, uint64_t h, ref_t *rr) {
-  check_ns(s, ns);
   ref_t r = do_find(s, ns, key, klen, h, 0);
   if (rr) *rr = r;
   if (!r) return NULL;

@@ -207,6 +207,11 @@ int op_enter(zkv_db *db) {
     if (H(s)->log_used) recover(s);
   } else if (s->threadsafe) {
     pthread_mutex_lock(&s->tlock);
+  } else {
+    s->depth = 1;   /* a private store has one thread: no owner to note */
+    s->dirty = 0;
+    s->logging = s->txn_depth > 0;
+    return ZKV_OK;
   }
   s->owner = pthread_self();
   s->depth = 1;
