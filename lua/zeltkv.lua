@@ -1,5 +1,27 @@
 -- zeltkv: an embedded key-value store for Lua (see README.md and API.md).
 -- The engine and the Lua 5.x binding are C (zeltkv.core); this file is the
 -- module users require, so that LuaJIT can put its FFI front end in front.
+--
+-- Under LuaJIT, stores get/set/del/has/ttl/incr/setnx through the FFI
+-- (lua/zeltkv/ffi.lua), so JIT-compiled loops stay compiled; the behaviour and
+-- the errors are the C binding's. ZELTKV_NO_FFI=1 in the environment, or a
+-- front end that cannot check its assumptions at load, gives the plain C binding
+-- (zeltkv._ffi is then nil, and zeltkv._ffi_disabled says why when it was tried).
 local core = require("zeltkv.core")
+
+-- store:shdict(): the ngx.shared.DICT face of a store (lua/zeltkv/shdict.lua).  Added to the
+-- C binding's Store methods before the FFI front end collects them, so both have it.
+do
+  local reg = debug and debug.getregistry and debug.getregistry()
+  local mt = type(reg) == "table" and reg["zeltkv.Store"]
+  if type(mt) == "table" and type(mt.__index) == "table" and mt.__index.shdict == nil then
+    mt.__index.shdict = function(self, ...) return require("zeltkv.shdict").new(self, ...) end
+  end
+end
+
+if rawget(_G, "jit") and os.getenv("ZELTKV_NO_FFI") ~= "1" then
+  local ok, front = pcall(require, "zeltkv.ffi")
+  if ok and type(front) == "table" and front.module then return front.module end
+  core._ffi_disabled = ok and type(front) == "table" and front.disabled or tostring(front)
+end
 return core

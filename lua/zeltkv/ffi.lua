@@ -1,0 +1,445 @@
+-- zeltkv.ffi: the LuaJIT front end of zeltkv (loaded by lua/zeltkv.lua under LuaJIT).
+--
+-- Why: a JIT-compiled loop that calls a lua_CFunction cannot stay on one trace (LuaJIT ends
+-- the trace there and stitches a new one after the call, through the interpreter). Here
+-- get/set/del/has/ttl/incr/setnx of scalar values call the C API (include/zeltkv.h) through
+-- the FFI, which the JIT compiles into the loop.
+--
+-- One implementation of the semantics: everything else, and every argument or result the
+-- fast path does not handle, goes to the C binding's own method (src/lzeltkv.c) with the same
+-- arguments, so it raises exactly the same errors:
+--   * drivers stay the C binding's (namespace, atomic, gc, stats, flush, close run in C);
+--     the driver and store objects handed out here are thin Lua tables that hold the C
+--     object and forward to it;
+--   * table values (the JSON encoding), keys(), count(), clear(), expire(), namespace(),
+--     atomic() and the hidden raw methods are the C methods;
+--   * a key that is not a string of 1..65535 bytes or an integral number within 2^53, a
+--     value that is not a string, finite number or boolean, a ttl that is not nil, a finite
+--     number > 0 or { ttl = <such a number> }, a bad `by`, a stored table (ZKV_T_JSON), a
+--     namespace gone with a rolled-back atomic() (ZKV_ESTALE: C finds it anew) and incr on a
+--     non-integer or out of range: the C method does the whole call;
+--   * other engine errors (full, lock timeout, ...) are raised here as raise_rc() in
+--     lzeltkv.c does ("<method>: <zkv_strerror>", class from zkv_errclass, the C error
+--     metatable), without calling the engine a second time (a lock timeout is not waited
+--     for twice).
+-- The closed state and the namespace id are read live from the C binding's own Store and
+-- Driver userdata (struct Store { Driver *drv; zkv_ns ns; }, struct Driver { zkv_db *db; ...}
+-- in lzeltkv.c): a closed driver (kv:close(), __gc) has db == NULL and every fast path then
+-- lets the C method raise "closed"; a namespace the C side re-resolved is seen at once.
+-- That layout, the library instance and the transaction joining are checked once at load
+-- (probe()); if any check fails the module is the plain C binding.
+--
+-- Numbers are doubles here (as in the C binding built for LuaJIT): integers are exact to
+-- 2^53, incr results beyond +-2^53 are INVALID_VALUE.
+
+local ffi = require("ffi")
+
+local type, rawget, tonumber, select, error, setmetatable, pcall, tostring, next =
+  type, rawget, tonumber, select, error, setmetatable, pcall, tostring, next
+local floor, huge = math.floor, math.huge
+local ffi_string, ffi_cast, ffi_new = ffi.string, ffi.cast, ffi.new
+local sformat = string.format
+
+local core = require("zeltkv.core")
+
+local CDEF = [[
+typedef struct zkv_db zkv_db;
+typedef uint64_t zkv_ns;
+typedef struct zkv_value {
+  int type;
+  uint32_t flags;
+  const void *data;
+  size_t len;
+  int64_t i;
+  double f;
+} zkv_value;
+const char *zkv_strerror(int rc);
+int zkv_errclass(int rc);
+const char *zkv_errclass_name(int cls);
+int zkv_get(zkv_db *db, zkv_ns ns, const void *key, size_t klen, zkv_value *out);
+int zkv_set(zkv_db *db, zkv_ns ns, const void *key, size_t klen,
+            const zkv_value *v, int64_t ttl_ms, unsigned flags);
+int zkv_del(zkv_db *db, zkv_ns ns, const void *key, size_t klen);
+int zkv_has(zkv_db *db, zkv_ns ns, const void *key, size_t klen);
+int zkv_ttl(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t *ms_left);
+int zkv_incr_limited(zkv_db *db, zkv_ns ns, const void *key, size_t klen,
+                     int64_t by, int64_t ttl_ms, int64_t limit_lo,
+                     int64_t limit_hi, int64_t *result);
+int zkv_txn_depth(const zkv_db *db);
+/* the head of lzeltkv.c's private structs (see the comment at the top) */
+typedef struct zkv_lua_driver { zkv_db *db; } zkv_lua_driver;
+typedef struct zkv_lua_store { zkv_lua_driver *drv; zkv_ns ns; } zkv_lua_store;
+]]
+
+-- the engine's codes (include/zeltkv.h)
+local OK, NOTFOUND, EXISTS = 0, 1, 2
+local T_INT, T_FLOAT, T_BOOL, T_JSON, T_STRING = 2, 3, 4, 5, 1
+local ETYPE, ERANGE, ESTALE = -5, -6, -19
+local SET_NX = 1
+local MAX_KEY = 65535
+local LIMIT = 9007199254740992 -- 2^53
+
+-- Keys of the private fields of the objects handed out: the C store, the C store's struct,
+-- the C driver. Strings (a table key would cost the JIT a hash lookup per call) that no
+-- table gets by accident.
+local CS, SP, CD = "\0zeltkv.cstore", "\0zeltkv.store", "\0zeltkv.cdriver"
+
+-- the C binding's methods, filled by probe()
+local CM_STORE, CM_DRIVER = {}, {}
+
+local StoreMethods = { _ffi = true }
+local DriverMethods = { _ffi = true }
+local StoreMT = { __index = StoreMethods, __metatable = false, __name = "zeltkv.Store" }
+local DriverMT = { __index = DriverMethods, __metatable = false, __name = "zeltkv.Driver" }
+
+-- the path of the core.so that require("zeltkv.core") loaded, and a check that ffi.load of
+-- it is that same library instance (dlopen RTLD_NOLOAD succeeds only for a loaded file)
+local function core_path()
+  local path = package.searchpath and package.searchpath("zeltkv.core", package.cpath)
+  if not path then return nil, "zeltkv.core not found on package.cpath" end
+  local ok, h = pcall(function()
+    pcall(ffi.cdef, "void *dlopen(const char *, int); int dlclose(void *);")
+    return ffi.C.dlopen(path, 0x00002 + 0x00004) -- RTLD_NOW | RTLD_NOLOAD (glibc, musl)
+  end)
+  if ok then
+    if h == nil then return nil, path .. " is not the zeltkv.core loaded in this process" end
+    ffi.C.dlclose(h)
+  end
+  return path
+end
+
+local function load_lib()
+  local path, why = core_path()
+  if not path then return nil, why end
+  local ok, lib = pcall(function()
+    if not pcall(ffi.typeof, "zkv_lua_store") then ffi.cdef(CDEF) end
+    return ffi.load(path)
+  end)
+  if not ok then return nil, tostring(lib) end
+  return lib
+end
+
+local C, why_not = load_lib()  -- the ffi.load()ed core.so
+if not C then return { disabled = why_not } end
+-- scratch (one Lua state is one thread; nothing yields between filling and using them)
+local VIN, VOUT, I64 = ffi_new("zkv_value"), ffi_new("zkv_value"), ffi_new("int64_t[1]")
+-- the C binding's error metatable
+local ERR_MT = getmetatable(select(2, pcall(core.unlink, "")))
+
+-- the C object behind one of ours, or the value itself (so that a wrong self gets the
+-- C binding's own "bad argument" error)
+local function unwrap(x)
+  if type(x) == "table" then
+    local c = rawget(x, CS) or rawget(x, CD)
+    if c ~= nil then return c end
+  end
+  return x
+end
+
+local function raise_rc(rc, what)
+  local cls = C.zkv_errclass(rc)
+  if cls == 0 then cls = 5 end
+  error(setmetatable({ code = ffi_string(C.zkv_errclass_name(cls)),
+                       message = what .. ": " .. ffi_string(C.zkv_strerror(rc)) }, ERR_MT), 0)
+end
+
+-- key -> string of 1..65535 bytes, or nil (let C take the call). As check_key in lzeltkv.c:
+-- an integral number within 2^53 is its decimal string.
+local function key_of(k)
+  local kt = type(k)
+  if kt == "number" then
+    if k ~= floor(k) or k > LIMIT or k < -LIMIT then return nil end
+    return sformat("%d", k)
+  elseif kt ~= "string" then
+    return nil
+  end
+  local n = #k
+  if n == 0 or n > MAX_KEY then return nil end
+  return k
+end
+
+local function ms_of(n)
+  if type(n) ~= "number" or not (n > 0) or n == huge then return nil end
+  local ms = floor(n * 1000.0 + 0.5)
+  if ms < 1 then ms = 1 elseif ms > 4.0e15 then ms = 4.0e15 end
+  return ms
+end
+
+-- optional ttl (nil, seconds, { ttl = seconds }) -> milliseconds (0 = none), or nil (C)
+local function ttl_of(t)
+  if t == nil then return 0 end
+  if type(t) == "table" then
+    if next(t) ~= "ttl" or next(t, "ttl") ~= nil then return nil end
+    return ms_of(rawget(t, "ttl"))
+  end
+  return ms_of(t)
+end
+
+-- fill VIN from a scalar; false when C must take the call
+local function fill(v)
+  local vt = type(v)
+  if vt == "string" then
+    VIN.type = T_STRING
+    VIN.data = v
+    VIN.len = #v
+  elseif vt == "number" then
+    if v ~= v or v == huge or v == -huge then return false end
+    VIN.data = nil
+    VIN.len = 0
+    if v == floor(v) and v <= LIMIT and v >= -LIMIT and not (v == 0 and 1 / v < 0) then
+      VIN.type = T_INT
+      VIN.i = v
+    else
+      VIN.type = T_FLOAT
+      VIN.f = v
+    end
+  elseif vt == "boolean" then
+    VIN.type = T_BOOL
+    VIN.data = nil
+    VIN.len = 0
+    VIN.i = v and 1 or 0
+  else
+    return false
+  end
+  return true
+end
+
+-- results of a C call, not a tail call (so that a "bad argument" names the method)
+local function pass(...) return ... end
+
+---------------------------------------------------------------------------
+-- Store
+
+-- The fast paths: self must be one of ours (else the C method raises the argument error).
+
+function StoreMethods.get(self, k)
+  local sp = type(self) == "table" and rawget(self, SP)
+  if not sp then return (CM_STORE.get(unwrap(self), k)) end
+  local db = sp.drv.db
+  local key = key_of(k)
+  if db == nil or key == nil then return (CM_STORE.get(rawget(self, CS), k)) end
+  local rc = C.zkv_get(db, sp.ns, key, #key, VOUT)
+  if rc == OK then
+    local t = VOUT.type
+    if t == T_INT then return tonumber(VOUT.i)
+    elseif t == T_FLOAT then return VOUT.f
+    elseif t == T_BOOL then return tonumber(ffi_cast("int32_t", VOUT.i)) ~= 0
+    elseif t == T_JSON then return (CM_STORE.get(rawget(self, CS), k))
+    end
+    return ffi_string(VOUT.data, VOUT.len)
+  elseif rc == NOTFOUND then
+    return nil
+  elseif rc == ESTALE then
+    return (CM_STORE.get(rawget(self, CS), k))
+  end
+  return raise_rc(rc, "get")
+end
+
+local function set_impl(self, k, v, ttl, flags, cm, what)
+  local sp = type(self) == "table" and rawget(self, SP)
+  if not sp then return (cm(unwrap(self), k, v, ttl)) end
+  local db = sp.drv.db
+  local key = key_of(k)
+  local ms = ttl_of(ttl)
+  if db == nil or key == nil or ms == nil or not fill(v) then
+    return (cm(rawget(self, CS), k, v, ttl))
+  end
+  local rc = C.zkv_set(db, sp.ns, key, #key, VIN, ms, flags)
+  if rc == OK then return true
+  elseif rc == EXISTS then return false
+  elseif rc == ESTALE then return (cm(rawget(self, CS), k, v, ttl))
+  end
+  return raise_rc(rc, what)
+end
+
+function StoreMethods.set(self, k, v, ttl)
+  return set_impl(self, k, v, ttl, 0, CM_STORE.set, "set")
+end
+
+function StoreMethods.setnx(self, k, v, ttl)
+  return set_impl(self, k, v, ttl, SET_NX, CM_STORE.setnx, "setnx")
+end
+
+local function bool_impl(self, k, is_del, cm, what)
+  local sp = type(self) == "table" and rawget(self, SP)
+  if not sp then return (cm(unwrap(self), k)) end
+  local db = sp.drv.db
+  local key = key_of(k)
+  if db == nil or key == nil then return (cm(rawget(self, CS), k)) end
+  local rc
+  if is_del then rc = C.zkv_del(db, sp.ns, key, #key) else rc = C.zkv_has(db, sp.ns, key, #key) end
+  if rc == OK then return true
+  elseif rc == NOTFOUND then return false
+  elseif rc == ESTALE then return (cm(rawget(self, CS), k))
+  end
+  return raise_rc(rc, what)
+end
+
+function StoreMethods.del(self, k)
+  return bool_impl(self, k, true, CM_STORE.del, "del")
+end
+
+function StoreMethods.has(self, k)
+  return bool_impl(self, k, false, CM_STORE.has, "has")
+end
+
+function StoreMethods.ttl(self, k)
+  local sp = type(self) == "table" and rawget(self, SP)
+  if not sp then return (CM_STORE.ttl(unwrap(self), k)) end
+  local db = sp.drv.db
+  local key = key_of(k)
+  if db == nil or key == nil then return (CM_STORE.ttl(rawget(self, CS), k)) end
+  local rc = C.zkv_ttl(db, sp.ns, key, #key, I64)
+  if rc == OK then
+    local left = I64[0]
+    if left < 0 then return huge end
+    return tonumber(left) / 1000.0
+  elseif rc == NOTFOUND then
+    return nil
+  elseif rc == ESTALE then
+    return (CM_STORE.ttl(rawget(self, CS), k))
+  end
+  return raise_rc(rc, "ttl")
+end
+
+function StoreMethods.incr(self, k, by, ttl)
+  local sp = type(self) == "table" and rawget(self, SP)
+  if not sp then return (CM_STORE.incr(unwrap(self), k, by, ttl)) end
+  local db = sp.drv.db
+  local key = key_of(k)
+  local ms = ttl_of(ttl)
+  local n = by
+  if n == nil then
+    n = 1
+  elseif type(n) ~= "number" or n ~= floor(n) or n > LIMIT or n < -LIMIT then
+    n = nil
+  end
+  if db == nil or key == nil or ms == nil or n == nil then
+    return (CM_STORE.incr(rawget(self, CS), k, by, ttl))
+  end
+  local rc = C.zkv_incr_limited(db, sp.ns, key, #key, n, ms, -LIMIT, LIMIT, I64)
+  if rc == OK then return tonumber(I64[0]) end
+  if rc == ETYPE or rc == ERANGE or rc == ESTALE then
+    -- C raises its own messages for these (or finds the namespace anew and does the call)
+    return (CM_STORE.incr(rawget(self, CS), k, by, ttl))
+  end
+  return raise_rc(rc, "incr")
+end
+
+local wrap_store
+
+function StoreMethods.namespace(self, name)
+  return wrap_store((CM_STORE.namespace(unwrap(self), name)))
+end
+
+function StoreMethods.atomic(self, fn, ...)
+  local cs = unwrap(self)
+  if cs == self or type(fn) ~= "function" then return pass(CM_STORE.atomic(cs, fn, ...)) end
+  -- fn(s, ...) with the object the user called it on; a raise or a yield inside fn
+  -- reaches the C atomic() as it would without this closure
+  return pass(CM_STORE.atomic(cs, function(_, ...) return fn(self, ...) end, ...))
+end
+
+StoreMT.__tostring = function(self) return tostring(rawget(self, CS)) end
+
+-- a C store -> one of ours
+wrap_store = function(cs)
+  return setmetatable({ [CS] = cs, [SP] = ffi_cast("zkv_lua_store *", cs) }, StoreMT)
+end
+
+---------------------------------------------------------------------------
+-- Driver
+
+function DriverMethods.namespace(self, name)
+  return wrap_store((CM_DRIVER.namespace(unwrap(self), name)))
+end
+
+function DriverMethods.atomic(self, fn, ...)
+  local cd = unwrap(self)
+  if cd == self or type(fn) ~= "function" then return pass(CM_DRIVER.atomic(cd, fn, ...)) end
+  return pass(CM_DRIVER.atomic(cd, function(_, ...) return fn(self, ...) end, ...))
+end
+
+DriverMT.__tostring = function(self) return tostring(rawget(self, CD)) end
+
+local function wrap_driver(cd)
+  return setmetatable({ [CD] = cd }, DriverMT)
+end
+
+---------------------------------------------------------------------------
+-- Loading
+
+local STORE_NAMES = { "get", "set", "del", "has", "expire", "ttl", "incr", "setnx", "namespace",
+                      "atomic", "keys", "count", "clear", "_handle", "_rawget", "_rawset",
+                      "_incr_num", "_expire_ms" }
+local DRIVER_NAMES = { "namespace", "atomic", "gc", "stats", "flush", "close", "_flush_expired" }
+
+-- every C method we do not implement is forwarded as it is
+local function forward(methods, cm, name)
+  if methods[name] == nil then
+    local f = cm[name]
+    methods[name] = function(self, ...) return pass(f(unwrap(self), ...)) end
+  end
+end
+
+local function collect(obj, names, into)
+  for _, name in ipairs(names) do into[name] = obj[name] end
+  -- methods the binding may have gained since this list was written
+  local dgm = debug and debug.getmetatable
+  local mt = dgm and dgm(obj)
+  if type(mt) == "table" and type(mt.__index) == "table" then
+    for name, f in pairs(mt.__index) do
+      if type(name) == "string" and type(f) == "function" then into[name] = f end
+    end
+  end
+end
+
+-- Checks, on a private store, every assumption the fast paths make. Returns true, or
+-- false and why.
+local function probe()
+  local kv = core.memory({ gc_interval = 0 })
+  local s = kv:namespace("zeltkv.ffi.probe")
+  local h, hi, lo = s:_handle()
+  local sp = ffi_cast("zkv_lua_store *", s)
+  local db = sp.drv.db
+  if db ~= ffi_cast("zkv_db *", h) then kv:close(); return false, "Driver layout" end
+  if sp.ns ~= ffi_cast("uint64_t", hi) * 4294967296ULL + lo then
+    kv:close(); return false, "Store layout"
+  end
+  -- our writes and the C reads meet, and join the C atomic(): same instance, same store
+  VIN.type, VIN.data, VIN.len = T_STRING, "v", 1
+  if C.zkv_set(db, sp.ns, "k", 1, VIN, 0, 0) ~= OK or s:get("k") ~= "v" then
+    kv:close(); return false, "set/get"
+  end
+  local depth
+  pcall(kv.atomic, kv, function()
+    depth = C.zkv_txn_depth(db)
+    C.zkv_set(db, sp.ns, "k2", 2, VIN, 0, 0)
+    error("rollback")
+  end)
+  if depth ~= 1 or s:get("k2") ~= nil then kv:close(); return false, "atomic" end
+  -- the error metatable
+  local ok, err = pcall(s.get, s, "")
+  if ok or getmetatable(err) ~= ERR_MT or ERR_MT == nil then
+    kv:close(); return false, "error metatable"
+  end
+  collect(kv, DRIVER_NAMES, CM_DRIVER)
+  collect(s, STORE_NAMES, CM_STORE)
+  kv:close()
+  if sp.drv.db ~= nil then return false, "close" end
+  return true
+end
+
+local ok, good, why = pcall(probe)
+if not ok then return { disabled = tostring(good) } end
+if not good then return { disabled = why } end
+for name in pairs(CM_STORE) do forward(StoreMethods, CM_STORE, name) end
+for name in pairs(CM_DRIVER) do forward(DriverMethods, CM_DRIVER, name) end
+
+local mod = {}
+for k, v in pairs(core) do mod[k] = v end
+local memory, shared = core.memory, core.shared
+mod.memory = function(...) return wrap_driver((memory(...))) end
+mod.shared = function(...) return wrap_driver((shared(...))) end
+mod._ffi = true
+return { module = mod, lib = C }
