@@ -137,6 +137,27 @@ static int seg_path(const char *name, char *buf, size_t cap, const char *prefix)
   return n > 0 && (size_t)n < cap;
 }
 
+/* The lock word's kind, as pthread_mutex_init leaves it for a robust,
+ * process-shared mutex.  glibc trusts these bytes (a damaged kind can send it
+ * into priority-protocol code that aborts), so a segment whose lock does not
+ * carry exactly this kind is refused, and it is checked again before every
+ * lock. */
+int zkv_lock_kind(void) {
+  static int kind = -1;
+  if (kind == -1) {
+    pthread_mutex_t m;
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&m, &a);
+    pthread_mutexattr_destroy(&a);
+    kind = m.__data.__kind;
+    pthread_mutex_destroy(&m);
+  }
+  return kind;
+}
+
 /* the checks a segment passes before anything in it is followed */
 static int validate(const hdr *h, uint64_t file_size) {
   if (file_size < sizeof(hdr)) return ZKV_ECORRUPT;
@@ -144,6 +165,7 @@ static int validate(const hdr *h, uint64_t file_size) {
   if (h->format != ZKV_FORMAT) return ZKV_EVERSION;
   if (h->hdr_bytes != sizeof(hdr) || h->size != file_size || !h->shared) return ZKV_ECORRUPT;
   if (atomic_load(&h->ready) != 1) return ZKV_ECORRUPT;
+  if (h->lock.__data.__kind != zkv_lock_kind()) return ZKV_ECORRUPT;
   if (h->log_off < sizeof(hdr) || h->log_cap > file_size || h->log_used > h->log_cap ||
       h->log_off + h->log_cap != h->heap_start || h->heap_start > h->top ||
       h->top > file_size || (h->top & 7) || (h->heap_start & 7) || (h->log_off & 7))

@@ -290,6 +290,7 @@ int op_leave(zkv_db *db, int rc);
 
 /* arena.c */
 int zkv_grow(seg *s, uint64_t need_bytes);     /* memory driver */
+int zkv_lock_kind(void);                       /* the mutex kind of a sound segment */
 int zkv_bounds(seg *s, uint64_t off, uint64_t len);
 
 #endif

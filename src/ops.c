@@ -194,7 +194,7 @@ static int keep_copy(zkv_db *db, const char *v, size_t vlen, const char **res) {
     db->buf = n;
     db->buf_cap = cap;
   }
-  memcpy(db->buf, v, vlen);
+  if (vlen) memcpy(db->buf, v, vlen);
   *res = db->buf;
   return ZKV_OK;
 }
@@ -770,8 +770,10 @@ static int do_keys(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn
   } else {
     /* it went away: the list is in seq order, so skip what was returned */
     uint64_t guard = d->nkeys + 1;
-    for (r = d->head; r && !seq_after(E(s, r)->seq, last); r = E(s, r)->nnext)
+    for (r = d->head; r; r = E(s, r)->nnext) {
       if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
+      if (seq_after(E(s, r)->seq, last)) break;
+    }
   }
   int64_t now = zkv_now();
   size_t n = 0;
@@ -838,6 +840,7 @@ static int do_verify(zkv_db *db, const char **why) {
   seg *s = db->s;
   hdr *h = H(s);
   uint64_t first = h->heap_start / UNIT, top = h->top / UNIT;
+  if (h->top > s->mapped || h->heap_start > h->top) BAD("top is out of the arena");
   /* 1. the heap, block by block */
   uint64_t used = 0, nfree = 0, r = first;
   int prev_free = 0;

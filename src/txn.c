@@ -158,6 +158,7 @@ static void recover(seg *s) {
 static int lock_shared(zkv_db *db) {
   seg *s = db->s;
   hdr *h = H(s);
+  if (UNLIKELY(h->lock.__data.__kind != zkv_lock_kind())) return ZKV_ECORRUPT;
   int e = pthread_mutex_trylock(&h->lock);
   /* Spin a little before sleeping: operations hold the lock for well under a
    * microsecond, and a waiter that sleeps costs both sides a futex system call
