@@ -159,7 +159,7 @@ int zkv_lock_kind(void) {
 }
 
 /* the checks a segment passes before anything in it is followed */
-static int validate(const hdr *h, uint64_t file_size) {
+int zkv_validate(const hdr *h, uint64_t file_size) {
   if (file_size < sizeof(hdr)) return ZKV_ECORRUPT;
   if (memcmp(h->magic, ZKV_MAGIC, 8) != 0) return ZKV_ECORRUPT;
   if (h->format != ZKV_FORMAT) return ZKV_EVERSION;
@@ -172,7 +172,7 @@ static int validate(const hdr *h, uint64_t file_size) {
     return ZKV_ECORRUPT;
   if (h->evict > ZKV_EVICT_LRU || h->nb_log2 > 30 || h->bytes_used > file_size)
     return ZKV_ECORRUPT;
-  uint64_t b = (uint64_t)h->buckets * UNIT, nb = 1ull << h->nb_log2;
+  uint64_t b = (uint64_t)h->buckets * UNIT, nb = 1ull << (h->nb_log2 & 31);  /* nb_log2 <= 30 checked above */
   if (b < h->heap_start || b + BUCKETS_OFF + nb * 4 > h->top) return ZKV_ECORRUPT;
   uint64_t r = (uint64_t)h->root_ns * UNIT;
   if (r < h->heap_start || r + NS_DATA_OFF + sizeof(nsdata) > h->top) return ZKV_ECORRUPT;
@@ -268,7 +268,7 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
     void *m = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     rc = ZKV_EIO;
     if (m == MAP_FAILED) goto bad;
-    rc = validate((hdr *)m, (uint64_t)st.st_size);
+    rc = zkv_validate((hdr *)m, (uint64_t)st.st_size);
     if (rc) { munmap(m, (size_t)st.st_size); goto bad; }
     s = calloc(1, sizeof *s);
     rc = ZKV_ENOMEM;

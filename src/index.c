@@ -30,9 +30,9 @@ nsdata *ns_data(seg *s, ref_t ns) {
 
 static ref_t *bucket(seg *s, uint64_t h) {
   hdr *hd = H(s);
-  uint64_t nb = 1ull << hd->nb_log2;
+  uint64_t nb = nbuckets(s);
   uint64_t off = (uint64_t)hd->buckets * UNIT;
-  if (UNLIKELY(!hd->buckets || hd->nb_log2 > 31 || off < hd->heap_start ||
+  if (UNLIKELY(!hd->buckets || off < hd->heap_start ||
                off + BUCKETS_OFF + nb * 4 > hd->top))
     FAIL(s, ZKV_ECORRUPT);
   return (ref_t *)((char *)P(s, hd->buckets) + BUCKETS_OFF) + (h & (nb - 1));
@@ -40,7 +40,7 @@ static ref_t *bucket(seg *s, uint64_t h) {
 
 ref_t do_find(seg *s, ref_t ns, const void *key, size_t klen, uint64_t h, int is_ns) {
   ref_t r = *bucket(s, h);
-  uint64_t guard = H(s)->nentries + 1;
+  uint64_t guard = ent_limit(s);
   while (r) {
     ent *e = ent_at(s, r);
     if (e->ns == ns && e->klen == klen && ((e->type == T_NSREC) == (is_ns != 0)) &&
@@ -56,7 +56,7 @@ ref_t do_find(seg *s, ref_t ns, const void *key, size_t klen, uint64_t h, int is
 
 static void chain_remove(seg *s, ref_t r, uint64_t h) {
   ref_t *pp = bucket(s, h);
-  uint64_t guard = H(s)->nentries + 1;
+  uint64_t guard = ent_limit(s);
   while (*pp && *pp != r) {
     pp = (ref_t *)((char *)ent_at(s, *pp) + 4);  /* &hnext: blocks are 8-aligned */
     if (UNLIKELY(guard-- == 0)) FAIL(s, ZKV_ECORRUPT);
@@ -156,7 +156,7 @@ void do_replace_keep(zkv_db *db, ref_t old, ref_t nw, uint64_t h) {
   n->nprev = o->nprev;
   n->nnext = o->nnext;
   ref_t *pp = bucket(s, h);
-  uint64_t guard = H(s)->nentries + 1;
+  uint64_t guard = ent_limit(s);
   while (*pp && *pp != old) {
     pp = (ref_t *)((char *)ent_at(s, *pp) + 4);  /* &hnext: blocks are 8-aligned */
     if (UNLIKELY(guard-- == 0)) FAIL(s, ZKV_ECORRUPT);
@@ -210,7 +210,7 @@ void do_unlink_free(zkv_db *db, ref_t r, int expired) {
 void do_maybe_grow(zkv_db *db) {
   seg *s = db->s;
   hdr *h = H(s);
-  if (h->nentries < (1ull << h->nb_log2) || h->nb_log2 >= 30) return;
+  if (h->nb_log2 >= 30 || h->nentries < nbuckets(s)) return;
   uint32_t lg = h->nb_log2 + 1;
   uint64_t nb = 1ull << lg;
   int rc;
@@ -221,8 +221,8 @@ void do_maybe_grow(zkv_db *db) {
   ref_t *nbv = (ref_t *)((char *)P(s, nbk) + BUCKETS_OFF);
   memset(nbv, 0, nb * 4);
   ref_t *old = bucket(s, 0);
-  uint64_t onb = 1ull << h->nb_log2;
-  uint64_t guard = h->nentries + 1;
+  uint64_t onb = nbuckets(s);
+  uint64_t guard = ent_limit(s);
   /* Relinking every entry is not logged (that would log 24 bytes a key, more
    * than the log of a big store holds).  Instead the `rebuild` mark says that
    * after any undo in this lock hold the chains must be rebuilt from the
@@ -254,11 +254,11 @@ void do_maybe_grow(zkv_db *db) {
  * follows from state the log restores. */
 void do_rebuild_index(seg *s) {
   hdr *h = H(s);
-  uint64_t nb = 1ull << h->nb_log2;
+  uint64_t nb = nbuckets(s);
   ref_t *bv = bucket(s, 0);
   memset(bv, 0, nb * 4);
   ref_t root = h->root_ns, cur = root;
-  uint64_t guard = h->nns + 1, kguard = h->nentries + 1;
+  uint64_t guard = ent_limit(s), kguard = ent_limit(s);
   for (;;) {
     nsdata *d = ns_data(s, cur);
     if (cur != root) {
@@ -361,7 +361,7 @@ int do_evict_one(zkv_db *db) {
   seg *s = db->s;
   hdr *h = H(s);
   if (h->nkeys == 0) return 0;
-  uint64_t nb = 1ull << h->nb_log2;
+  uint64_t nb = nbuckets(s);
   uint16_t now = zkv_lru_now(s);
   ref_t best = 0;
   int best_age = -1, seen = 0;
@@ -402,9 +402,9 @@ int do_sweep(zkv_db *db, uint64_t *cursor, uint64_t budget, int all, uint64_t *f
   seg *s = db->s;
   int64_t now = zkv_now();
   uint64_t i = *cursor, n = 0;
-  for (; i < (1ull << H(s)->nb_log2) && budget; i++, budget--) {
+  for (; i < nbuckets(s) && budget; i++, budget--) {
     ref_t r = *bucket(s, i);
-    uint64_t guard = H(s)->nentries + 1;
+    uint64_t guard = ent_limit(s);
     while (r) {
       ent *e = ent_at(s, r);
       ref_t nx = e->hnext;
@@ -423,5 +423,5 @@ int do_sweep(zkv_db *db, uint64_t *cursor, uint64_t budget, int all, uint64_t *f
 out:
   *cursor = i;
   if (freed) *freed += n;
-  return i >= (1ull << H(s)->nb_log2);
+  return i >= nbuckets(s);
 }

@@ -152,6 +152,7 @@ typedef struct seg {
   int noevict;             /* this op must not evict (ZKV_SET_NOEVICT) */
   uint64_t evicted;        /* live keys evicted so far (for zkv_set_ex) */
   uint64_t rng;
+  uint64_t seen_recoveries; /* lock_recoveries when the header was last checked */
 } seg;
 
 uint64_t zkv_rand(seg *s);
@@ -217,6 +218,17 @@ ref_t *bucket_at(seg *s, uint64_t i);
 /* does this thread hold the store lock (inside an op or transaction)? */
 static inline int seg_owned(seg *s) {
   return s->depth > 0 && ((!s->threadsafe && !s->shared) || pthread_equal(s->owner, pthread_self()));
+}
+
+/* Loop bounds that hold whatever a damaged segment says: no list or chain
+ * can hold more entries than fit in the arena (an entry takes >= 32 bytes). */
+static inline uint64_t ent_limit(const seg *s) { return s->mapped / 32 + 1; }
+
+/* the bucket count, checked: a damaged exponent is a damaged segment */
+static inline uint64_t nbuckets(seg *s) {
+  uint32_t lg = H(s)->nb_log2;
+  if (UNLIKELY(lg > 30)) FAIL(s, ZKV_ECORRUPT);
+  return 1ull << lg;
 }
 
 /* entries (inline: they are on every lookup) */
@@ -291,6 +303,7 @@ int op_leave(zkv_db *db, int rc);
 /* arena.c */
 int zkv_grow(seg *s, uint64_t need_bytes);     /* memory driver */
 int zkv_lock_kind(void);                       /* the mutex kind of a sound segment */
+int zkv_validate(const hdr *h, uint64_t file_size); /* header checks, ZKV_OK or an error */
 int zkv_bounds(seg *s, uint64_t off, uint64_t len);
 
 #endif

@@ -628,7 +628,7 @@ static int do_count(zkv_db *db, ref_t ns, uint64_t *count) {
     return ZKV_OK;
   }
   int64_t now = zkv_now();
-  uint64_t n = 0, guard = d->nkeys + 1;
+  uint64_t n = 0, guard = ent_limit(s);
   for (ref_t r = d->head; r; r = E(s, r)->nnext) {
     if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
     n += ent_live(E(s, r), now);
@@ -652,7 +652,7 @@ static int do_clear_some(zkv_db *db, ref_t root, uint64_t budget, uint64_t *remo
   check_ns(s, root);
   int64_t now = zkv_now();
   ref_t cur = root;
-  uint64_t guard = H(s)->nns + 1;
+  uint64_t guard = ent_limit(s);
   for (;;) {
     nsdata *d = ns_data(s, cur);
     while (d->head) {
@@ -769,7 +769,7 @@ static int do_keys(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn
     r = E(s, cur->ref)->nnext;   /* the last key returned is still there */
   } else {
     /* it went away: the list is in seq order, so skip what was returned */
-    uint64_t guard = d->nkeys + 1;
+    uint64_t guard = ent_limit(s);
     for (r = d->head; r; r = E(s, r)->nnext) {
       if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
       if (seq_after(E(s, r)->seq, last)) break;
@@ -777,7 +777,7 @@ static int do_keys(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn
   }
   int64_t now = zkv_now();
   size_t n = 0;
-  uint64_t guard = d->nkeys + 1;
+  uint64_t guard = ent_limit(s);
   while (r && n < max) {
     if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
     ent *e = E(s, r);
@@ -819,7 +819,7 @@ static int do_stats(zkv_db *db, zkv_stats *o) {
   o->expired_freed = h->expired_freed;
   o->gc_runs = h->gc_runs;
   o->namespaces = h->nns;
-  o->buckets = 1ull << h->nb_log2;
+  o->buckets = nbuckets(s);
   o->max_lock_ns = s->max_lock_ns;
   o->lock_recoveries = h->lock_recoveries;
   return ZKV_OK;
@@ -881,7 +881,7 @@ static int do_verify(zkv_db *db, const char **why) {
   }
   if (listed != nfree) BAD("free blocks and free lists disagree");
   /* 3. the hash index */
-  uint64_t nb = 1ull << h->nb_log2, indexed = 0;
+  uint64_t nb = nbuckets(s), indexed = 0;
   ref_t *bv = (ref_t *)((char *)P(s, h->buckets) + BUCKETS_OFF);
   for (uint64_t i = 0; i < nb; i++) {
     for (ref_t e = bv[i]; e; e = E(s, e)->hnext) {

@@ -15,6 +15,7 @@
  * before its first change and even again at commit.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -75,6 +76,7 @@ void zkv_log(seg *s, const void *p, size_t len) {
     if (!s->dirty) mark_dirty(s);
     hdr *h = H(s);
     if (UNLIKELY(h->log_used + rec > h->log_cap)) FAIL(s, ZKV_ETXN);
+    if (UNLIKELY(h->log_off + h->log_cap > s->mapped)) FAIL(s, ZKV_ECORRUPT);
     dst = s->base + h->log_off + h->log_used;
   } else {
     if (s->mlog_used + rec > s->mlog_cap) {
@@ -103,10 +105,11 @@ uint64_t zkv_log_pos(seg *s) { return s->shared ? H(s)->log_used : s->mlog_used;
 /* apply the log backwards down to `mark`; returns 0, or -1 if the log is
  * damaged (then the rest is left alone) */
 static int undo(seg *s, uint64_t mark) {
-  char *log = s->shared ? s->base + H(s)->log_off : s->mlog;
   uint64_t pos = zkv_log_pos(s);
-  if (s->shared && (pos > H(s)->log_cap || H(s)->log_off + H(s)->log_cap > s->mapped))
+  if (s->shared && (pos > H(s)->log_cap || H(s)->log_off > s->mapped ||
+                    H(s)->log_cap > s->mapped - H(s)->log_off))
     return -1;
+  char *log = s->shared ? s->base + H(s)->log_off : s->mlog;
   while (pos > mark) {
     if (pos < mark + 16) return -1;
     uint64_t tr[2];
@@ -114,8 +117,15 @@ static int undo(seg *s, uint64_t mark) {
     uint64_t padded = (tr[1] + 7) & ~(uint64_t)7;
     if (tr[1] > pos || padded + 16 > pos - mark || tr[0] > s->mapped || tr[1] > s->mapped - tr[0])
       return -1;
+    /* a record never restores bytes of the log itself or of the lock (none is
+     * ever written; a damaged log might say so, and glibc follows pointers in
+     * a robust mutex) */
+    if (s->shared && tr[0] < H(s)->log_off + H(s)->log_cap && tr[0] + tr[1] > H(s)->log_off)
+      return -1;
+    if (s->shared && tr[0] < offsetof(hdr, pad1) && tr[0] + tr[1] > offsetof(hdr, lock))
+      return -1;
     pos -= 16 + padded;
-    memcpy(s->base + tr[0], log + pos, tr[1]);
+    memmove(s->base + tr[0], log + pos, tr[1]);
     atomic_signal_fence(memory_order_seq_cst);
     if (s->shared) H(s)->log_used = pos;
     else s->mlog_used = pos;
@@ -206,6 +216,15 @@ int op_enter(zkv_db *db) {
     /* a log left by a holder that died in a way the mutex did not report
      * (it was never robust-locked, or the segment was copied) is undone too */
     if (H(s)->log_used) recover(s);
+    /* recovery writes what a (possibly damaged) log says: check the header
+     * again before anything in it is followed */
+    if (UNLIKELY(H(s)->lock_recoveries != s->seen_recoveries)) {
+      s->seen_recoveries = H(s)->lock_recoveries;
+      if (zkv_validate(H(s), s->mapped) != ZKV_OK) {
+        pthread_mutex_unlock(&H(s)->lock);
+        return ZKV_ECORRUPT;
+      }
+    }
   } else if (s->threadsafe) {
     pthread_mutex_lock(&s->tlock);
   } else {
