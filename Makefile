@@ -49,7 +49,7 @@ PKGS_TEST  := $(PKGS_BUILD) valgrind clang libclang-rt-14-dev lua5.1 liblua5.1-0
               luajit2 libluajit2-5.1-dev nginx libnginx-mod-http-lua curl
 PKGS_BENCH := redis-server redis-tools gnuplot-nox lua-cjson
 
-.PHONY: all deps deps-bench check spec spec-all examples sanitize valgrind rockcheck nginx-test \
+.PHONY: all deps deps-bench check spec spec-all examples sanitize valgrind rockcheck nginx-test shdict-diff \
         test demo bench install clean
 
 all: $(MODULE) $(LIBA)
@@ -111,10 +111,17 @@ nginx-test:
 	@$(MAKE) --no-print-directory LUA_VERSION=jit all
 	@bash spec/nginx/run.sh 2>&1 | tee $(RESULTS)/nginx.log; exit $${PIPESTATUS[0]}
 
+# the ngx.shared.DICT drop-in against a real lua_shared_dict, call by call
+shdict-diff:
+	@mkdir -p $(RESULTS)
+	@$(MAKE) --no-print-directory LUA_VERSION=jit all
+	@bash spec/shdict_diff/run.sh 2>&1 | tee $(RESULTS)/shdict-diff.log; exit $${PIPESTATUS[0]}
+
 examples: $(MODULE)
 	@mkdir -p $(RESULTS)
-	@pass=0; fail=0; for e in examples/*.lua; do \
-	  if $(LMOD_ENV) $(LUA) $$e > $(RESULTS)/example-$$(basename $$e .lua).log 2>&1; \
+	@pass=0; fail=0; for e in examples/*.lua examples/shdict/cron.lua; do \
+	  args=; [ $$e = examples/shdict/cron.lua ] && args=--demo; \
+	  if $(LMOD_ENV) ZELTKV_SHM_DIR=$$(mktemp -d) $(LUA) $$e $$args > $(RESULTS)/example-$$(basename $$e .lua).log 2>&1; \
 	  then pass=$$((pass+1)); echo "ok   $$e"; else fail=$$((fail+1)); echo "FAIL $$e"; \
 	  cat $(RESULTS)/example-$$(basename $$e .lua).log; fi; done; \
 	  echo "examples: $$pass passed, $$fail failed" | tee $(RESULTS)/examples.log; \
@@ -158,6 +165,7 @@ test: deps
 	@$(MAKE) --no-print-directory examples
 	@$(MAKE) --no-print-directory rockcheck
 	@$(MAKE) --no-print-directory nginx-test
+	@$(MAKE) --no-print-directory shdict-diff
 	@$(MAKE) --no-print-directory sanitize
 	@$(MAKE) --no-print-directory valgrind
 	@./tools/summary.sh $(RESULTS)

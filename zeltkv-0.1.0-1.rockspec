@@ -31,6 +31,8 @@ build = {
   type = "builtin",
   modules = {
     ["zeltkv"] = "lua/zeltkv.lua",
+    ["zeltkv.ffi"] = "lua/zeltkv/ffi.lua",
+    ["zeltkv.shdict"] = "lua/zeltkv/shdict.lua",
     ["zeltkv.core"] = {
       sources = { "src/alloc.c", "src/arena.c", "src/index.c", "src/ops.c", "src/txn.c",
                   "src/lzeltkv.c" },

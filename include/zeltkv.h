@@ -340,6 +340,15 @@ ZKV_API int zkv_flush(zkv_db *db, uint64_t *removed);
 /* zkv_flush_expired: free up to max expired keys (0 = all). [out] freed */
 ZKV_API int zkv_flush_expired(zkv_db *db, uint64_t max, uint64_t *freed);
 
+/* zkv_flush_expired_ns: the same for the keys of one namespace (not its
+ * children).  [out] freed (may be NULL) */
+ZKV_API int zkv_flush_expired_ns(zkv_db *db, zkv_ns ns, uint64_t max, uint64_t *freed);
+
+/* zkv_expire_all: make every live key of ns (not its children) expire now;
+ * their memory stays until a sweep, so ZKV_GET_STALE still reads them
+ * (ngx.shared.DICT's flush_all).  [out] n  how many (may be NULL) */
+ZKV_API int zkv_expire_all(zkv_db *db, zkv_ns ns, uint64_t *n);
+
 typedef struct zkv_stats {
   uint64_t keys;           /* entries held (live, and expired not yet freed) */
   uint64_t bytes_used;     /* bytes of the arena in use (entries, index, namespaces) */

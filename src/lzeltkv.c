@@ -931,7 +931,7 @@ static int store_rawget(lua_State *L) {
   case ZKV_T_BOOL: lua_pushboolean(L, (int)v.i); break;
   default: lua_pushlstring(L, (const char *)v.data, v.len); break;
   }
-  lua_pushnumber(L, (lua_Number)v.flags);
+  zkv_pushinteger(L, v.flags);
   lua_pushboolean(L, stale);
   return 4;
 }
@@ -946,13 +946,24 @@ static int store_rawset(lua_State *L) {
   memset(&v, 0, sizeof v);
   v.type = (int)luaL_checkinteger(L, 3);
   switch (v.type) {
-  case ZKV_T_INT: v.i = (int64_t)luaL_checknumber(L, 4); break;
+  case ZKV_T_INT:
+    if (zkv_isinteger(L, 4)) {
+      v.i = (int64_t)zkv_tointeger(L, 4);
+    } else {
+      lua_Number x = luaL_checknumber(L, 4);
+      luaL_argcheck(L, x == floor(x) && fabs(x) < 9.2e18, 4, "integer expected");
+      v.i = (int64_t)x;
+    }
+    break;
   case ZKV_T_FLOAT: v.f = luaL_checknumber(L, 4); break;
   case ZKV_T_BOOL: v.i = lua_toboolean(L, 4); break;
   default: v.data = luaL_checklstring(L, 4, &v.len); break;
   }
-  v.flags = (uint32_t)luaL_optnumber(L, 5, 0);
-  int64_t ttl = (int64_t)luaL_optnumber(L, 6, 0);
+  lua_Number fl = luaL_optnumber(L, 5, 0), ms = luaL_optnumber(L, 6, 0);
+  luaL_argcheck(L, fl >= 0 && fl <= 4294967295.0 && fl == floor(fl), 5, "flags out of range");
+  luaL_argcheck(L, ms >= 0 && ms <= 4.0e15, 6, "ttl out of range");
+  v.flags = (uint32_t)fl;
+  int64_t ttl = (int64_t)ms;
   unsigned sf = (unsigned)luaL_optinteger(L, 7, 0);
   int forcible = 0, rc;
   CALL(rc, zkv_set_ex(db, s->ns, k, kl, &v, ttl, sf, &forcible));
@@ -970,10 +981,17 @@ static int store_incr_num(lua_State *L) {
   double by = luaL_checknumber(L, 3), res = 0;
   int create = lua_toboolean(L, 4);
   double init = luaL_optnumber(L, 5, 0);
-  int64_t ttl = (int64_t)luaL_optnumber(L, 6, 0);
+  lua_Number ms = luaL_optnumber(L, 6, 0);
+  luaL_argcheck(L, ms >= 0 && ms <= 4.0e15, 6, "ttl out of range");
   int rc;
-  CALL(rc, zkv_incr_num(db, s->ns, k, kl, by, create, init, ttl, &res));
+  CALL(rc, zkv_incr_num(db, s->ns, k, kl, by, create, init, (int64_t)ms, &res));
   lua_pushinteger(L, rc);
+#ifndef ZKV_LUA51
+  if (res == floor(res) && fabs(res) <= 9007199254740992.0 && !(res == 0 && signbit(res))) {
+    lua_pushinteger(L, (lua_Integer)res);
+    return 2;
+  }
+#endif
   lua_pushnumber(L, res);
   return 2;
 }
@@ -988,6 +1006,41 @@ static int store_expire_ms(lua_State *L) {
   int rc;
   CALL(rc, zkv_expire(db, s->ns, k, kl, ms));
   lua_pushinteger(L, rc);
+  return 1;
+}
+
+/* s:_driver() -> the driver object this store belongs to */
+static int store_driver(lua_State *L) {
+  zkv_db *db;
+  check_store(L, &db);
+  zkv_getuservalue(L, 1);
+  lua_rawgeti(L, -1, 1);
+  return 1;
+}
+
+/* s:_flush_all() -> how many live keys of this namespace now count as expired */
+static int store_flush_all(lua_State *L) {
+  zkv_db *db;
+  Store *s = check_store(L, &db);
+  uint64_t n = 0;
+  int rc;
+  CALL(rc, zkv_expire_all(db, s->ns, &n));
+  if (rc) return raise_rc(L, rc, "flush_all");
+  zkv_pushinteger(L, n);
+  return 1;
+}
+
+/* s:_flush_expired(max) -> how many expired keys of this namespace were freed */
+static int store_flush_expired(lua_State *L) {
+  zkv_db *db;
+  Store *s = check_store(L, &db);
+  lua_Number max = luaL_optnumber(L, 2, 0);
+  luaL_argcheck(L, max >= 0 && max <= 1e15, 2, "max out of range");
+  uint64_t n = 0;
+  int rc;
+  CALL(rc, zkv_flush_expired_ns(db, s->ns, (uint64_t)max, &n));
+  if (rc) return raise_rc(L, rc, "flush_expired");
+  zkv_pushinteger(L, n);
   return 1;
 }
 
@@ -1335,7 +1388,8 @@ static const luaL_Reg store_methods[] = {
   {"namespace", store_namespace}, {"atomic", store_atomic}, {"keys", store_keys},
   {"count", store_count}, {"clear", store_clear},
   {"_handle", store_handle}, {"_rawget", store_rawget}, {"_rawset", store_rawset},
-  {"_incr_num", store_incr_num}, {"_expire_ms", store_expire_ms}, {NULL, NULL}};
+  {"_incr_num", store_incr_num}, {"_expire_ms", store_expire_ms}, {"_driver", store_driver},
+  {"_flush_all", store_flush_all}, {"_flush_expired", store_flush_expired}, {NULL, NULL}};
 
 static const luaL_Reg driver_methods[] = {
   {"namespace", driver_namespace}, {"atomic", driver_atomic}, {"gc", driver_gc},

@@ -487,19 +487,28 @@ int zkv_del(zkv_db *db, zkv_ns ns, const void *key, size_t klen) {
   RUN(db, do_del(db, ns_ref(db->s, ns), key, klen));
 }
 
+/* give the live entry r (of key) the absolute expiry exp (0 = none) */
+static void set_expiry(zkv_db *db, ref_t r, const void *key, size_t klen, uint64_t h, int64_t exp);
+
 static int do_expire(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t ttl_ms) {
   seg *s = db->s;
   uint64_t h = zkv_hash(ns, key, klen, 0);
   ref_t r;
   ent *e = find_live(s, ns, key, klen, h, &r);
   if (!e) return ZKV_NOTFOUND;
-  int64_t exp = ttl_ms > 0 ? expiry_of(ttl_ms) : 0;
+  set_expiry(db, r, key, klen, h, ttl_ms > 0 ? expiry_of(ttl_ms) : 0);
+  return ZKV_OK;
+}
+
+static void set_expiry(zkv_db *db, ref_t r, const void *key, size_t klen, uint64_t h, int64_t exp) {
+  seg *s = db->s;
+  ent *e = E(s, r);
   if ((exp != 0) == ((e->flags & EF_EXP) != 0)) {
     if (exp) {
       LOGW(s, (char *)e + ENT_HDR, 8);
       memcpy((char *)e + ENT_HDR, &exp, 8);
     }
-    return ZKV_OK;
+    return;
   }
   /* the expiry field comes or goes: rebuild the entry */
   size_t vlen;
@@ -514,7 +523,6 @@ static int do_expire(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t
   const char *v = ent_val(e, &vl2);
   build(s, nr, key, klen, e->type, uf, exp, v, vlen);
   do_replace(db, r, nr, h);
-  return ZKV_OK;
 }
 
 int zkv_expire(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t ttl_ms) {
@@ -587,7 +595,7 @@ static int do_incr_num(zkv_db *db, ref_t ns, const void *key, size_t klen, doubl
   }
   int type = ZKV_T_FLOAT;
   char bytes[8];
-  if (x == floor(x) && fabs(x) <= 9007199254740992.0) {
+  if (x == floor(x) && fabs(x) <= 9007199254740992.0 && !(x == 0 && signbit(x))) {
     int64_t i = (int64_t)x;
     memcpy(bytes, &i, 8);
     type = ZKV_T_INT;
@@ -747,6 +755,62 @@ int zkv_gc(zkv_db *db, uint64_t *freed) { return sweep_all(db, 0, 0, freed); }
 int zkv_flush(zkv_db *db, uint64_t *removed) { return sweep_all(db, 1, 0, removed); }
 int zkv_flush_expired(zkv_db *db, uint64_t max, uint64_t *freed) {
   return sweep_all(db, 0, max, freed);
+}
+
+
+/* ---- namespace-wide expiry (ngx.shared.DICT's flush_all, flush_expired) --- */
+
+static int do_expire_all(zkv_db *db, zkv_ns nsid, uint64_t *count) {
+  seg *s = db->s;
+  ref_t ns = ns_ref(s, nsid);
+  int64_t now = zkv_now();
+  uint64_t n = 0, guard = ent_limit(s);
+  nsdata *d = ns_data(s, ns);
+  ref_t r = d->head;
+  while (r) {
+    if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
+    ent *e = E(s, r);
+    ref_t next = e->nnext;   /* set_expiry may move the entry; its place stays */
+    if (ent_live(e, now)) {
+      set_expiry(db, r, ent_key(e), e->klen, zkv_hash(ns, ent_key(e), e->klen, 0), now);
+      n++;
+    }
+    r = next;
+  }
+  if (count) *count = n;
+  return ZKV_OK;
+}
+
+int zkv_expire_all(zkv_db *db, zkv_ns ns, uint64_t *n) {
+  CHECK_DB(db);
+  if (db->closed) return ZKV_ECLOSED;
+  RUN(db, do_expire_all(db, ns, n));
+}
+
+static int do_flush_expired_ns(zkv_db *db, zkv_ns nsid, uint64_t max, uint64_t *freed) {
+  seg *s = db->s;
+  ref_t ns = ns_ref(s, nsid);
+  int64_t now = zkv_now();
+  uint64_t n = 0, guard = ent_limit(s);
+  ref_t r = ns_data(s, ns)->head;
+  while (r && (!max || n < max)) {
+    if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
+    ent *e = E(s, r);
+    ref_t next = e->nnext;
+    if (!ent_live(e, now)) {
+      do_unlink_free(db, r, 1);
+      n++;
+    }
+    r = next;
+  }
+  if (freed) *freed = n;
+  return ZKV_OK;
+}
+
+int zkv_flush_expired_ns(zkv_db *db, zkv_ns ns, uint64_t max, uint64_t *freed) {
+  CHECK_DB(db);
+  if (db->closed) return ZKV_ECLOSED;
+  RUN(db, do_flush_expired_ns(db, ns, max, freed));
 }
 
 /* ---- keys ---------------------------------------------------------------- */

@@ -1,0 +1,542 @@
+-- zeltkv.shdict: the ngx.shared.DICT face of a zeltkv store.
+--
+--   local dict = store:shdict()                       -- or require("zeltkv.shdict").new(store)
+--   local ok, err, forcible = dict:set("k", "v", 10, 7)   -- exptime 10 s, user flags 7
+--   local v, flags = dict:get("k")
+--
+-- The method set, argument checks, results and error strings are those of ngx.shared.DICT as
+-- lua-nginx-module 0.10.x + lua-resty-core implement it (get, get_stale, set, safe_set, add,
+-- safe_add, replace, delete, incr, lpush, rpush, lpop, rpop, llen, ttl, expire, flush_all,
+-- flush_expired, get_keys, capacity, free_space): which errors are returned ("nil key",
+-- "empty key", "key too long", "bad value type", "exists", "not found", "no memory",
+-- "not a number", "value not a list", "value is a list", "attempt to add or replace nil
+-- values") and which are raised ('bad "exptime" argument', 'bad "init_ttl" argument', ...).
+-- The same object works in plain Lua 5.4/5.1 and in OpenResty (LuaJIT): a dict over a
+-- zeltkv.shared() segment is one dict for nginx workers and for any other process.
+--
+-- Where we deliberately differ from ngx.shared.DICT (see examples/shdict/README.md):
+--   * ttl() of an expired item that is not freed yet is nil, "not found" (shdict: a negative
+--     number), and expire() of such an item is nil, "not found" (shdict brings it back);
+--   * a set() that fails with "no memory" leaves the old value in place (shdict has removed
+--     it already when the new value had another size);
+--   * get_keys() lists keys in insertion order (shdict: least recently used first);
+--   * capacity() and free_space() are the store's bytes (math.huge for an unbounded
+--     zeltkv.memory() store); forcible is true only for a store opened with evict = "lru";
+--   * a list op copies the list (O(length)), where shdict's lists are linked (O(1)).
+--
+-- Built on the store's hidden raw methods (src/lzeltkv.c, "raw access"): _rawget, _rawset,
+-- _incr_num, _expire_ms, and on ttl, del, keys, clear, atomic of the store and _flush_expired,
+-- stats of its driver.  Lists are values of type ZKV_T_LIST in the encoding below; list
+-- read-modify-writes run inside store:atomic().
+
+local type, tostring, tonumber, select, error, setmetatable, getmetatable =
+  type, tostring, tonumber, select, error, setmetatable, getmetatable
+local floor, ceil, huge = math.floor, math.ceil, math.huge
+local math_type, tointeger = math.type, math.tointeger
+local fmt, sub = string.format, string.sub
+
+local M = { _VERSION = "0.1.0" }
+
+-- enum zkv_type, enum zkv_rc and ZKV_SET_* of include/zeltkv.h
+local T_STRING, T_INT, T_FLOAT, T_BOOL, T_LIST = 1, 2, 3, 4, 6
+local OK, NOTFOUND, EXISTS, EFULL, ENOMEM = 0, 1, 2, -10, -15
+local SET_NX, SET_XX, SET_KEEPTTL, SET_NOEVICT = 1, 2, 4, 8
+
+local MAX_KEY = 65535
+local LIMIT = 9007199254740992          -- 2^53: integers exact in a double
+local MAX_MS = 4.0e15                   -- ~126,000 years: "forever", and no overflow
+local NEG0 = -1 / huge                  -- -0.0 (a literal -0.0 is 0 in Lua 5.1)
+local NAN = 0 / 0
+
+local Dict = {}
+local MT = { __index = Dict, __metatable = "zeltkv.shdict", __name = "zeltkv.shdict" }
+
+---------------------------------------------------------------------------------------------
+-- helpers
+
+-- the object's fields, or the error shdict raises for a call on something else
+local function zone(self)
+  if type(self) ~= "table" or getmetatable(self) ~= "zeltkv.shdict" then
+    error('bad "zone" argument', 3)
+  end
+  return self
+end
+
+-- a key as resty.core's FFI methods take it: nil and bad lengths are returned errors, any
+-- other value goes through tostring()
+local function key_of(key)
+  if key == nil then return nil, "nil key" end
+  if type(key) ~= "string" then key = tostring(key) end
+  local n = #key
+  if n == 0 then return nil, "empty key" end
+  if n > MAX_KEY then return nil, "key too long" end
+  return key
+end
+
+-- a key as the C methods (lists, lua_State API) take it: luaL_checklstring
+local function ckey_of(key, name)
+  if key == nil then return nil, "nil key" end
+  local t = type(key)
+  if t == "number" then
+    key = tostring(key)
+  elseif t ~= "string" then
+    error(fmt("bad argument #1 to '%s' (string expected, got %s)", name, t), 3)
+  end
+  local n = #key
+  if n == 0 then return nil, "empty key" end
+  if n > MAX_KEY then return nil, "key too long" end
+  return key
+end
+
+local function arity(n, want, name)
+  if n ~= want then
+    error(fmt("expecting %d arguments, but only seen %d", want + 1, n + 1), 3)
+  end
+end
+
+-- seconds -> whole milliseconds as resty.core hands them to C (exptime * 1000 converted to a
+-- C long: truncated; NaN, +-inf and overflow become LONG_MIN, i.e. "no expiry"); <= 0 is no
+-- expiry
+local function ms_of(sec)
+  local ms = sec * 1000.0
+  if ms ~= ms or ms >= 9.2233720368547758e18 or ms < -9.2233720368547758e18 then return 0 end
+  ms = floor(ms)                         -- sec >= 0 here, or the result is <= 0 anyway
+  if ms <= 0 then return 0 end
+  if ms > MAX_MS then ms = MAX_MS end
+  return ms
+end
+
+-- user flags as LuaJIT's FFI turns a Lua value into a C int (nil/false are 0 before that)
+local function flags_of(f)
+  if not f then return 0 end
+  if f == true then return 1 end
+  if type(f) ~= "number" then
+    error(fmt("bad argument #5 to 'set' (cannot convert '%s' to 'int')", type(f)), 3)
+  end
+  if f ~= f or f >= 2147483648 or f <= -2147483649 then return -2147483648 end
+  if f >= 0 then f = floor(f) else f = ceil(f) end
+  return f
+end
+
+local function int(x)   -- a Lua 5.3+ integer when the number is integral
+  if tointeger then return tointeger(x) or x end
+  return x
+end
+
+-- stored flags (uint32 in the engine) -> the signed int shdict returns
+local function flags_out(f)
+  if f >= 2147483648 then f = f - 4294967296 end
+  return int(f)
+end
+
+-- a number -> engine type.  Integral values within 2^53 are ZKV_T_INT (so that Lua 5.4
+-- reads an integer back and incr keeps it exact); the others ZKV_T_FLOAT.  On Lua 5.4 a float
+-- stays a float.
+local function num_type(x)
+  if math_type then
+    if math_type(x) == "integer" then
+      if x >= -LIMIT and x <= LIMIT then return T_INT end
+      return T_FLOAT, x + 0.0
+    end
+    return T_FLOAT
+  end
+  if x == floor(x) and x >= -LIMIT and x <= LIMIT and not (x == 0 and 1 / x < 0) then
+    return T_INT
+  end
+  return T_FLOAT
+end
+
+local function raise_rc(rc, what)
+  error(fmt("zeltkv.shdict: %s failed (engine code %s)", what, tostring(rc)), 3)
+end
+
+---------------------------------------------------------------------------------------------
+-- the list encoding (the bytes of a ZKV_T_LIST value):
+--   8 hex digits: the number of items, then each item as
+--   tag (1 byte: s string, i integer in decimal, f float in %.17g / nan / inf / -inf)
+--   8 hex digits: payload length, the payload, the same 8 hex digits again
+-- so that both ends can be read without walking the list.  Host independent: a list pushed
+-- by LuaJIT in nginx pops the same in Lua 5.4.
+
+local function hex8(n) return fmt("%08x", n) end
+
+local function float_str(x)
+  if x ~= x then return "nan" end
+  if x == huge then return "inf" end
+  if x == -huge then return "-inf" end
+  return fmt("%.17g", x)
+end
+
+local function encode_item(v)
+  local tag, p
+  if type(v) == "string" then
+    tag, p = "s", v
+  elseif num_type(v) == T_INT then
+    tag, p = "i", fmt("%d", v)
+  else
+    tag, p = "f", float_str(v)
+  end
+  local h = hex8(#p)
+  return tag .. h .. p .. h
+end
+
+local function decode_item(tag, p)
+  if tag == "s" then return p end
+  if tag == "i" then return tonumber(p) end
+  if p == "nan" then return NAN end
+  if p == "inf" then return huge end
+  if p == "-inf" then return -huge end
+  if p == "-0" then return NEG0 end
+  local n = tonumber(p)
+  if math_type and math_type(n) == "integer" then n = n + 0.0 end
+  return n
+end
+
+local function damaged(key)
+  error(fmt("zeltkv.shdict: damaged list value for key %q", key), 0)
+end
+
+local function list_count(v, key)
+  local n = tonumber(sub(v, 1, 8), 16)
+  if not n or n < 1 then damaged(key) end
+  return n
+end
+
+---------------------------------------------------------------------------------------------
+-- constructor
+
+-- the driver of a store (for capacity and free_space)
+local function driver_of(store)
+  local ok, kv = pcall(store._driver, store)
+  if ok then return kv end
+  return nil
+end
+
+--- new(store [, driver]) -> dict.  `store` is a zeltkv store (a namespace); the dict sees
+-- exactly its keys.  `driver` (the store's kv) is found by itself for C binding stores.
+function M.new(store, kv)
+  if type(store) == "table" and type(store._rawget) == "function" and type(store.shdict) == "function"
+     and not kv then
+    -- the LuaJIT FFI front end's store: its shdict() forwards the C store (same keys)
+    return store:shdict()
+  end
+  if type(store) ~= "userdata" and type(store) ~= "table" then
+    error("zeltkv.shdict.new: a zeltkv store expected, got " .. type(store), 2)
+  end
+  if type(store._rawget) ~= "function" then
+    error("zeltkv.shdict.new: a zeltkv store expected (no raw access methods)", 2)
+  end
+  kv = kv or driver_of(store)
+  return setmetatable({ s = store, kv = kv }, MT)
+end
+
+---------------------------------------------------------------------------------------------
+-- reading
+
+function Dict.get(self, key)
+  local s = zone(self).s
+  local k, err = key_of(key)
+  if not k then return nil, err end
+  local t, v, f = s:_rawget(k, false)
+  if t == nil then return nil end
+  if t == T_LIST then return nil, "value is a list" end
+  if t ~= T_STRING and t ~= T_INT and t ~= T_FLOAT and t ~= T_BOOL then
+    return nil, "unsupported value type"
+  end
+  if f ~= 0 then return v, flags_out(f) end
+  return v
+end
+
+function Dict.get_stale(self, key)
+  local s = zone(self).s
+  local k, err = key_of(key)
+  if not k then return nil, err end
+  local t, v, f, stale = s:_rawget(k, true)
+  if t == nil then return nil end
+  if t == T_LIST then return nil, "value is a list" end
+  if t ~= T_STRING and t ~= T_INT and t ~= T_FLOAT and t ~= T_BOOL then
+    return nil, "unsupported value type"
+  end
+  if f ~= 0 then return v, flags_out(f), stale end
+  return v, nil, stale
+end
+
+---------------------------------------------------------------------------------------------
+-- writing
+
+local function store_op(self, setflags, key, value, exptime, flags)
+  local s = zone(self).s
+  if not exptime then
+    exptime = 0
+  elseif exptime < 0 then
+    error('bad "exptime" argument', 3)
+  end
+  local k, err = key_of(key)
+  if not k then return nil, err end
+  local vt, t = type(value), nil
+  if vt == "string" then
+    t = T_STRING
+  elseif vt == "number" then
+    local conv
+    t, conv = num_type(value)
+    if conv then value = conv end
+  elseif value == nil then
+    t = nil
+  elseif vt == "boolean" then
+    t = T_BOOL
+  else
+    return nil, "bad value type"
+  end
+  local uf = flags_of(flags) % 4294967296
+  if t == nil then
+    if setflags % 4 ~= 0 then   -- add / replace
+      return false, "attempt to add or replace nil values", false
+    end
+    s:del(k)
+    return true, nil, false
+  end
+  local rc, forcible = s:_rawset(k, t, value, uf, ms_of(exptime), setflags)
+  if rc == OK then return true, nil, forcible end
+  if rc == EXISTS then return false, "exists", false end
+  if rc == NOTFOUND then return false, "not found", false end
+  if rc == EFULL or rc == ENOMEM then return false, "no memory", forcible end
+  raise_rc(rc, "set")
+end
+
+function Dict.set(self, key, value, exptime, flags)
+  return store_op(self, 0, key, value, exptime, flags)
+end
+
+function Dict.safe_set(self, key, value, exptime, flags)
+  return store_op(self, SET_NOEVICT, key, value, exptime, flags)
+end
+
+function Dict.add(self, key, value, exptime, flags)
+  return store_op(self, SET_NX, key, value, exptime, flags)
+end
+
+function Dict.safe_add(self, key, value, exptime, flags)
+  return store_op(self, SET_NX + SET_NOEVICT, key, value, exptime, flags)
+end
+
+function Dict.replace(self, key, value, exptime, flags)
+  return store_op(self, SET_XX, key, value, exptime, flags)
+end
+
+function Dict.delete(self, key)
+  return store_op(self, 0, key, nil)
+end
+
+function Dict.incr(self, key, value, init, init_ttl)
+  local s = zone(self).s
+  local k, err = key_of(key)
+  if not k then return nil, err end
+  if type(value) ~= "number" then value = tonumber(value) end
+  if value == nil then error("bad argument #2 to 'incr' (cannot convert 'nil' to 'double')", 2) end
+  if init then
+    local typ = type(init)
+    if typ ~= "number" then
+      init = tonumber(init)
+      if not init then error("bad init arg: number expected, got " .. typ, 2) end
+    end
+  end
+  if init_ttl ~= nil then
+    local typ = type(init_ttl)
+    if typ ~= "number" then
+      init_ttl = tonumber(init_ttl)
+      if not init_ttl then error("bad init_ttl arg: number expected, got " .. typ, 2) end
+    end
+    if init_ttl < 0 then error('bad "init_ttl" argument', 2) end
+    if not init then error('must provide "init" when providing "init_ttl"', 2) end
+  else
+    init_ttl = 0
+  end
+  local rc, res = s:_incr_num(k, value, init and true or false, init or 0, ms_of(init_ttl))
+  if rc == OK then
+    if res == floor(res) and res >= -LIMIT and res <= LIMIT then res = int(res) end
+    if not init then return res end
+    return res, nil, false
+  end
+  if rc == NOTFOUND then return nil, "not found" end
+  if rc == -5 then return nil, "not a number" end          -- ZKV_ETYPE
+  if rc == EFULL or rc == ENOMEM then return nil, "no memory" end
+  raise_rc(rc, "incr")
+end
+
+---------------------------------------------------------------------------------------------
+-- lists
+
+local function push(self, name, left, n, key, value)
+  local s = zone(self).s
+  arity(n, 2, name)
+  local k, err = ckey_of(key, name)
+  if not k then return nil, err end
+  local vt = type(value)
+  if vt ~= "string" and vt ~= "number" then return nil, "bad value type" end
+  local item = encode_item(value)
+  return s:atomic(function()
+    local t, v = s:_rawget(k, false)
+    local count, body, sf
+    if t == nil then            -- absent or expired: a new list without ttl
+      count, body, sf = 1, hex8(1) .. item, SET_NOEVICT
+    elseif t ~= T_LIST then
+      return nil, "value not a list"
+    else
+      count = list_count(v, k) + 1
+      if left then body = hex8(count) .. item .. sub(v, 9)
+      else body = hex8(count) .. sub(v, 9) .. item end
+      sf = SET_NOEVICT + SET_KEEPTTL
+    end
+    local rc = s:_rawset(k, T_LIST, body, 0, 0, sf)
+    if rc == OK then return count end
+    if rc == EFULL or rc == ENOMEM then return false, "no memory" end
+    raise_rc(rc, name)
+  end)
+end
+
+local function pop(self, name, left, n, key)
+  local s = zone(self).s
+  arity(n, 1, name)
+  local k, err = ckey_of(key, name)
+  if not k then return nil, err end
+  return s:atomic(function()
+    local t, v = s:_rawget(k, false)
+    if t == nil then return nil end
+    if t ~= T_LIST then return nil, "value not a list" end
+    local count = list_count(v, k)
+    local tag, p, rest
+    if left then
+      tag = sub(v, 9, 9)
+      local len = tonumber(sub(v, 10, 17), 16)
+      if not len then damaged(k) end
+      p = sub(v, 18, 17 + len)
+      rest = sub(v, 17 + len + 9)
+    else
+      local total = #v
+      local len = tonumber(sub(v, total - 7, total), 16)
+      if not len then damaged(k) end
+      local start = total - len - 16
+      if start < 9 then damaged(k) end
+      tag = sub(v, start, start)
+      p = sub(v, start + 9, start + 8 + len)
+      rest = sub(v, 9, start - 1)
+    end
+    local value = decode_item(tag, p)
+    if count == 1 then
+      s:del(k)
+    else
+      local rc = s:_rawset(k, T_LIST, hex8(count - 1) .. rest, 0, 0, SET_KEEPTTL)
+      if rc == EFULL or rc == ENOMEM then return nil, "no memory" end
+      if rc ~= OK then raise_rc(rc, name) end
+    end
+    return value
+  end)
+end
+
+function Dict.lpush(self, ...) return push(self, "lpush", true, select("#", ...), ...) end
+function Dict.rpush(self, ...) return push(self, "rpush", false, select("#", ...), ...) end
+function Dict.lpop(self, ...) return pop(self, "lpop", true, select("#", ...), ...) end
+function Dict.rpop(self, ...) return pop(self, "rpop", false, select("#", ...), ...) end
+
+function Dict.llen(self, ...)
+  local s = zone(self).s
+  arity(select("#", ...), 1, "llen")
+  local k, err = ckey_of((...), "llen")
+  if not k then return nil, err end
+  local t, v = s:_rawget(k, false)
+  if t == nil then return 0 end
+  if t ~= T_LIST then return nil, "value not a list" end
+  return list_count(v, k)
+end
+
+---------------------------------------------------------------------------------------------
+-- expiry
+
+function Dict.ttl(self, key)
+  local s = zone(self).s
+  local k, err = key_of(key)
+  if not k then return nil, err end
+  local left = s:ttl(k)
+  if left == nil then return nil, "not found" end
+  if left == huge then return 0 end
+  return left
+end
+
+function Dict.expire(self, key, exptime)
+  local s = zone(self).s
+  if not exptime then error('bad "exptime" argument', 2) end
+  local k, err = key_of(key)
+  if not k then return nil, err end
+  local ms = ms_of(exptime)     -- exptime * 1000 (raises for a non-number, as shdict)
+  local rc = s:_expire_ms(k, ms)
+  if rc == OK then return true end
+  if rc == NOTFOUND then return nil, "not found" end
+  raise_rc(rc, "expire")
+end
+
+-- like shdict, items only become expired: get_stale() still sees them until they are
+-- freed (flush_expired(), or a sweep)
+function Dict.flush_all(self)
+  zone(self).s:_flush_all()
+end
+
+-- luaL_checkint: a number or a numeric string, truncated
+local function check_int(v, name)
+  local n = tonumber(v)
+  if type(v) ~= "number" and (type(v) ~= "string" or not n) then
+    error(fmt("bad argument #1 to '%s' (number expected, got %s)", name,
+              v == nil and "no value" or type(v)), 3)
+  end
+  if n ~= n or n >= 2147483648 or n < -2147483648 then return -2147483648 end
+  if n >= 0 then return floor(n) end
+  return ceil(n)
+end
+
+function Dict.flush_expired(self, ...)
+  local d = zone(self)
+  local n = select("#", ...)
+  if n > 1 then error(fmt("expecting 1 or 2 argument(s), but saw %d", n + 1), 2) end
+  local max = 0
+  if n == 1 then max = check_int((...), "flush_expired") end
+  if max < 0 then max = 0 end
+  return int(d.s:_flush_expired(max))
+end
+
+function Dict.get_keys(self, ...)
+  local s = zone(self).s
+  local n = select("#", ...)
+  if n > 1 then error(fmt("expecting 1 or 2 argument(s), but saw %d", n + 1), 2) end
+  local max = 1024
+  if n == 1 then max = check_int((...), "get_keys") end
+  local keys, i = {}, 0
+  for key in s:keys() do
+    i = i + 1
+    keys[i] = key
+    if max > 0 and i >= max then break end
+  end
+  return keys
+end
+
+---------------------------------------------------------------------------------------------
+-- sizes
+
+local function stats(d, what)
+  if not d.kv then error("zeltkv.shdict: " .. what .. " needs the store's driver: new(store, kv)", 3) end
+  return d.kv:stats()
+end
+
+function Dict.capacity(self)
+  local st = stats(zone(self), "capacity")
+  return st.capacity or huge
+end
+
+function Dict.free_space(self)
+  local st = stats(zone(self), "free_space")
+  return st.free_bytes or huge
+end
+
+function MT.__tostring(self)
+  return "zeltkv.shdict (" .. tostring(self.s) .. ")"
+end
+
+return M

@@ -1,0 +1,499 @@
+-- spec/09-shdict_spec.lua: store:shdict(), the ngx.shared.DICT drop-in (lua/zeltkv/shdict.lua).
+--
+-- Behaviour of every method, including bad inputs, as ngx.shared.DICT (lua-nginx-module
+-- 0.10.x with lua-resty-core) has it; spec/shdict_diff/run.sh checks the same against a
+-- real lua_shared_dict in nginx.  Runs on Lua 5.4, Lua 5.1 and LuaJIT (no 5.3+ syntax).
+-- Expiry is driven by the engine's test clock (zeltkv._set_clock_offset), reset after each.
+
+local H = require("helpers")
+local zeltkv = H.zeltkv
+local shdict = require("zeltkv.shdict")
+
+local function pack(...) return { n = select("#", ...), ... } end
+
+-- results of a call as a list, with their count
+local function res(...) return pack(...) end
+
+local function same(expected, got)
+  assert.are.equal(expected.n, got.n, "number of results")
+  for i = 1, expected.n do assert.are.same(expected[i], got[i]) end
+end
+
+local offset = 0
+local function advance(seconds)
+  offset = offset + math.floor(seconds * 1000)
+  zeltkv._set_clock_offset(offset)
+end
+
+describe("store:shdict()", function()
+  local kv, s, d
+
+  before_each(function()
+    kv = zeltkv.memory({ gc_interval = 0, max_bytes = "2m" })
+    s = kv:namespace("dict")
+    d = s:shdict()
+  end)
+
+  after_each(function()
+    offset = 0
+    zeltkv._set_clock_offset(0)
+    kv:close()
+  end)
+
+  it("is a method of every store, and require('zeltkv.shdict').new(store) is the same dict", function()
+    local d2 = shdict.new(s)
+    assert(d:set("k", "v"))
+    assert.are.equal("v", d2:get("k"))
+    assert.are.equal("v", s:get("k"))          -- the store's own API sees the keys
+    assert.is_nil(kv:namespace("other"):shdict():get("k"))
+    assert.matches("zeltkv.shdict", tostring(d))
+  end)
+
+  describe("set / get", function()
+    it("stores strings, numbers, booleans; get returns value, and flags only when non-zero", function()
+      same(res(true, nil, false), res(d:set("s", "str")))
+      same(res("str"), res(d:get("s")))
+      same(res(true, nil, false), res(d:set("n", 1.5, 0, 7)))
+      same(res(1.5, 7), res(d:get("n")))
+      assert(d:set("i", 42))
+      assert.are.equal(42, d:get("i"))
+      if H.has_int then assert.are.equal("integer", math.type(d:get("i"))) end
+      assert(d:set("f", 2.0))
+      if H.has_int then assert.are.equal("float", math.type(d:get("f"))) end
+      assert(d:set("t", true)); assert(d:set("b", false))
+      assert.is_true(d:get("t")); assert.is_false(d:get("b"))
+      assert(d:set("e", ""))
+      assert.are.equal("", d:get("e"))
+      local bin = "a\0b\255"
+      assert(d:set(bin, bin))
+      assert.are.equal(bin, d:get(bin))
+      same(res(nil), res(d:get("missing")))
+    end)
+
+    it("keeps NaN, infinities and -0", function()
+      d:set("nan", 0 / 0); d:set("inf", math.huge); d:set("ninf", -math.huge)
+      d:set("nz", -1 / math.huge)
+      local x = d:get("nan")
+      assert.is_true(x ~= x)
+      assert.are.equal(math.huge, d:get("inf"))
+      assert.are.equal(-math.huge, d:get("ninf"))
+      assert.are.equal(-math.huge, 1 / d:get("nz"))
+    end)
+
+    it("takes any non-nil key through tostring()", function()
+      assert(d:set(7, "seven"))
+      assert.are.equal("seven", d:get("7"))
+      assert(d:set(true, "t"))
+      assert.are.equal("t", d:get("true"))
+    end)
+
+    it("returns the key errors: nil key, empty key, key too long", function()
+      for _, m in ipairs({ "get", "get_stale", "set", "safe_set", "add", "safe_add", "replace",
+                           "delete", "incr", "ttl", "expire" }) do
+        same(res(nil, "nil key"), res(d[m](d, nil, 1, 1)))
+        same(res(nil, "empty key"), res(d[m](d, "", 1, 1)))
+        same(res(nil, "key too long"), res(d[m](d, string.rep("x", 65536), 1, 1)))
+      end
+      assert(d:set(string.rep("x", 65535), 1))
+      assert.are.equal(1, d:get(string.rep("x", 65535)))
+    end)
+
+    it("returns nil, 'bad value type' for tables, functions, userdata", function()
+      same(res(nil, "bad value type"), res(d:set("k", {})))
+      same(res(nil, "bad value type"), res(d:add("k", print)))
+      same(res(nil, "bad value type"), res(d:replace("k", io.stdout)))
+      assert.is_nil(d:get("k"))
+    end)
+
+    it("set(k, nil) and delete(k) remove the key", function()
+      d:set("k", 1)
+      same(res(true, nil, false), res(d:set("k", nil)))
+      assert.is_nil(d:get("k"))
+      d:set("k", 1)
+      same(res(true, nil, false), res(d:delete("k")))
+      assert.is_nil(d:get("k"))
+      same(res(true, nil, false), res(d:delete("never")))
+    end)
+
+    it("raises 'bad \"exptime\" argument' for a negative exptime, before the key is checked", function()
+      for _, m in ipairs({ "set", "safe_set", "add", "safe_add", "replace" }) do
+        assert.has_error(function() d[m](d, "k", 1, -1) end)
+        assert.has_error(function() d[m](d, nil, 1, -1) end)
+        local ok, err = pcall(d[m], d, "k", 1, -0.5)
+        assert.is_false(ok)
+        assert.matches('bad "exptime" argument', tostring(err), 1, true)
+        assert.has_error(function() d[m](d, "k", 1, "5") end)   -- compared with 0: raises
+      end
+    end)
+
+    it("user flags: default 0, integers truncated, negative ones come back negative", function()
+      d:set("a", 1, 0, 0); same(res(1), res(d:get("a")))
+      d:set("a", 1, 0, 1.9); same(res(1, 1), res(d:get("a")))
+      d:set("a", 1, 0, -7); same(res(1, -7), res(d:get("a")))
+      d:set("a", 1, 0, 2147483647); same(res(1, 2147483647), res(d:get("a")))
+      d:set("a", 1, 0, 2 ^ 32 + 7); same(res(1, -2147483648), res(d:get("a")))
+      d:set("a", 1, 0, true); same(res(1, 1), res(d:get("a")))
+      d:set("a", 1, 0, false); same(res(1), res(d:get("a")))
+      assert.has_error(function() d:set("a", 1, 0, "3") end)
+      assert.has_error(function() d:set("a", 1, 0, {}) end)
+      same(res(1), res(d:get("a")))
+    end)
+
+    it("exptime: seconds, fractions to the millisecond, 0 = never", function()
+      d:set("a", 1, 1.5)
+      d:set("b", 1, 0)
+      d:set("c", 1, 0.0004)       -- 0.4 ms: truncated to 0 ms, i.e. no expiry (as shdict)
+      advance(1.4)
+      assert.are.equal(1, d:get("a"))
+      advance(0.2)
+      assert.is_nil(d:get("a"))
+      assert.are.equal(1, d:get("b"))
+      assert.are.equal(1, d:get("c"))
+    end)
+  end)
+
+  describe("add / safe_add / replace / safe_set", function()
+    it("add: false, 'exists' on a live key; stores over an expired one", function()
+      same(res(true, nil, false), res(d:add("k", "v", 1)))
+      same(res(false, "exists", false), res(d:add("k", "w")))
+      same(res(false, "exists", false), res(d:safe_add("k", "w")))
+      assert.are.equal("v", d:get("k"))
+      advance(2)
+      same(res(true, nil, false), res(d:add("k", "w")))
+      assert.are.equal("w", d:get("k"))
+    end)
+
+    it("replace: false, 'not found' on a missing or expired key", function()
+      same(res(false, "not found", false), res(d:replace("k", 1)))
+      d:set("k", 1, 1)
+      same(res(true, nil, false), res(d:replace("k", 2, 0, 3)))
+      same(res(2, 3), res(d:get("k")))
+      d:set("k", 1, 1)
+      advance(2)
+      same(res(false, "not found", false), res(d:replace("k", 2)))
+    end)
+
+    it("add / replace of nil: false, 'attempt to add or replace nil values'", function()
+      same(res(false, "attempt to add or replace nil values", false), res(d:add("k", nil)))
+      same(res(false, "attempt to add or replace nil values", false), res(d:replace("k", nil)))
+      same(res(false, "attempt to add or replace nil values", false), res(d:safe_add("k", nil)))
+    end)
+
+    it("'no memory' when the value does not fit; the old value stays (shdict would lose it)", function()
+      d:set("k", "small")
+      local big = string.rep("z", 3 * 1024 * 1024)
+      same(res(false, "no memory", false), res(d:set("k", big)))
+      same(res(false, "no memory", false), res(d:safe_set("k", big)))
+      same(res(false, "no memory", false), res(d:safe_add("k2", big)))
+      assert.are.equal("small", d:get("k"))
+    end)
+
+    it("forcible is true when live keys were evicted (a store opened with evict = 'lru')", function()
+      local kv2 = zeltkv.memory({ gc_interval = 0, max_bytes = "256k", evict = "lru" })
+      local d2 = kv2:namespace("x"):shdict()
+      local v = string.rep("v", 1000)
+      local forced = false
+      for i = 1, 600 do
+        local ok, err, forcible = d2:set("k" .. i, v)
+        assert.is_true(ok, err)
+        forced = forced or forcible
+      end
+      assert.is_true(forced)
+      -- safe_set never evicts
+      local ok, err, forcible = d2:safe_set("big", string.rep("b", 100 * 1024))
+      assert.is_false(ok); assert.are.equal("no memory", err); assert.is_false(forcible)
+      kv2:close()
+    end)
+  end)
+
+  describe("get_stale", function()
+    it("returns value, flags or nil, and whether it expired", function()
+      same(res(nil), res(d:get_stale("k")))
+      d:set("k", "v", 1, 5)
+      same(res("v", 5, false), res(d:get_stale("k")))
+      d:set("j", "w", 1)
+      same(res("w", nil, false), res(d:get_stale("j")))
+      advance(2)
+      assert.is_nil(d:get("k"))
+      same(res("v", 5, true), res(d:get_stale("k")))
+      same(res("w", nil, true), res(d:get_stale("j")))
+      assert.are.equal(2, d:flush_expired())
+      same(res(nil), res(d:get_stale("k")))
+    end)
+  end)
+
+  describe("incr", function()
+    it("adds to a number; without init a missing key is nil, 'not found'", function()
+      same(res(nil, "not found"), res(d:incr("n", 1)))
+      d:set("n", 10, 0, 3)
+      same(res(11), res(d:incr("n", 1)))
+      same(res(9.5), res(d:incr("n", -1.5)))
+      same(res(9.5, 3), res(d:get("n")))                 -- flags kept
+      same(res(12.5), res(d:incr("n", "3")))              -- a numeric string is a number
+      if H.has_int then
+        assert.are.equal("integer", math.type(d:incr("n", 0.5)))
+      end
+    end)
+
+    it("with init creates the key holding init + value and returns value, nil, forcible", function()
+      same(res(15, nil, false), res(d:incr("n", 5, 10)))
+      same(res(16, nil, false), res(d:incr("n", 1, 10)))
+      assert.are.equal(0, d:ttl("n"))
+      same(res(1, nil, false), res(d:incr("m", 1, "0")))
+    end)
+
+    it("init_ttl applies to a key incr creates, never to an existing one", function()
+      d:incr("w", 1, 0, 2)
+      assert.is_true(d:ttl("w") > 1.9)
+      advance(1)
+      d:incr("w", 1, 0, 100)
+      assert.is_true(d:ttl("w") < 1.1)
+      advance(1.5)
+      assert.is_nil(d:get("w"))
+      same(res(1, nil, false), res(d:incr("w", 1, 0, 100)))
+      assert.is_true(d:ttl("w") > 99)
+      d:set("p", 5, 3)
+      d:incr("p", 1, 0, 100)
+      assert.is_true(d:ttl("p") <= 3)
+    end)
+
+    it("on a non-number: nil, 'not a number' (strings, booleans, lists)", function()
+      d:set("s", "10")
+      same(res(nil, "not a number"), res(d:incr("s", 1)))
+      same(res(nil, "not a number"), res(d:incr("s", 1, 0)))
+      d:set("b", true)
+      same(res(nil, "not a number"), res(d:incr("b", 1)))
+      d:rpush("l", 1)
+      same(res(nil, "not a number"), res(d:incr("l", 1, 0)))
+    end)
+
+    it("an expired key is missing: created anew with init, flags 0", function()
+      d:set("n", "str", 1, 9)
+      advance(2)
+      same(res(nil, "not found"), res(d:incr("n", 1)))
+      same(res(3, nil, false), res(d:incr("n", 1, 2)))
+      same(res(3), res(d:get("n")))
+    end)
+
+    it("raises for a bad value, init, init_ttl", function()
+      assert.has_error(function() d:incr("n") end)
+      assert.has_error(function() d:incr("n", "x") end)
+      assert.has_error(function() d:incr("n", true) end)
+      assert.has_error(function() d:incr("n", 1, "x") end)
+      assert.has_error(function() d:incr("n", 1, 0, "x") end)
+      assert.has_error(function() d:incr("n", 1, 0, -1) end)
+      assert.has_error(function() d:incr("n", 1, nil, 10) end)
+      local ok, err = pcall(d.incr, d, "n", 1, nil, 10)
+      assert.is_false(ok)
+      assert.matches('must provide "init" when providing "init_ttl"', tostring(err), 1, true)
+      -- the key is checked first
+      same(res(nil, "nil key"), res(d:incr(nil)))
+    end)
+
+    it("keeps an integer counter written by the store's own incr", function()
+      s:incr("c", 41)
+      same(res(42), res(d:incr("c", 1)))
+      assert.are.equal(42, s:get("c"))
+    end)
+  end)
+
+  describe("lists", function()
+    it("lpush / rpush return the length; lpop / rpop take from each end", function()
+      assert.are.equal(1, d:rpush("l", "b"))
+      assert.are.equal(2, d:lpush("l", "a"))
+      assert.are.equal(3, d:rpush("l", 3))
+      assert.are.equal(4, d:rpush("l", ""))
+      assert.are.equal(5, d:lpush("l", 1.25))
+      assert.are.equal(5, d:llen("l"))
+      assert.are.equal(1.25, d:lpop("l"))
+      assert.are.equal("", d:rpop("l"))
+      assert.are.equal(3, d:rpop("l"))
+      if H.has_int then assert.are.equal("integer", math.type(d:llen("l"))) end
+      assert.are.equal("a", d:lpop("l"))
+      assert.are.equal("b", d:lpop("l"))
+      same(res(nil), res(d:lpop("l")))             -- empty: the key is gone
+      assert.are.equal(0, d:llen("l"))
+      assert.is_nil(d:get_stale("l"))
+    end)
+
+    it("holds any bytes and numbers exactly", function()
+      local items = { "a\0b", string.rep("x", 70000), 0 / 0, math.huge, -math.huge,
+                      -1 / math.huge, 2 ^ 53, 0.1, -7, "" }
+      for _, v in ipairs(items) do d:rpush("l", v) end
+      for i, v in ipairs(items) do
+        local got = d:lpop("l")
+        if v ~= v then assert.is_true(got ~= got)
+        else
+          assert.are.equal(v, got, "item " .. i)
+          if v == 0 then assert.are.equal(1 / v, 1 / got) end
+        end
+      end
+    end)
+
+    it("errors: value not a list, value is a list, bad value type", function()
+      d:set("s", "x")
+      same(res(nil, "value not a list"), res(d:lpush("s", 1)))
+      same(res(nil, "value not a list"), res(d:rpush("s", 1)))
+      same(res(nil, "value not a list"), res(d:lpop("s")))
+      same(res(nil, "value not a list"), res(d:rpop("s")))
+      same(res(nil, "value not a list"), res(d:llen("s")))
+      d:rpush("l", 1)
+      same(res(nil, "value is a list"), res(d:get("l")))
+      same(res(nil, "value is a list"), res(d:get_stale("l")))
+      same(res(nil, "bad value type"), res(d:lpush("l", true)))
+      same(res(nil, "bad value type"), res(d:lpush("l", nil)))
+      same(res(nil, "bad value type"), res(d:rpush("l", {})))
+      same(res(nil, "nil key"), res(d:lpush(nil, 1)))
+      same(res(nil, "empty key"), res(d:lpop("")))
+      same(res(nil, "key too long"), res(d:llen(string.rep("k", 65536))))
+      assert.has_error(function() d:lpush(true, 1) end)     -- keys: strings or numbers
+      assert.has_error(function() d:lpush("l") end)         -- expecting 3 arguments
+      assert.has_error(function() d:lpop("l", 1) end)       -- expecting 2 arguments
+      assert.has_error(function() d:llen() end)
+    end)
+
+    it("set / add / replace / delete act on a list as on any item", function()
+      d:rpush("l", 1)
+      same(res(false, "exists", false), res(d:add("l", 1)))
+      same(res(true, nil, false), res(d:replace("l", "v")))
+      assert.are.equal("v", d:get("l"))
+      d:rpush("m", 1)
+      d:delete("m")
+      assert.are.equal(0, d:llen("m"))
+    end)
+
+    it("a push keeps the list's ttl; a push on an expired list starts a new one without ttl", function()
+      d:rpush("l", 1)
+      assert(d:expire("l", 2))
+      d:rpush("l", 2)
+      assert.is_true(d:ttl("l") > 1.9)
+      advance(3)
+      assert.are.equal(0, d:llen("l"))
+      same(res(nil), res(d:lpop("l")))
+      assert.are.equal(1, d:lpush("l", 3))
+      assert.are.equal(0, d:ttl("l"))
+      d:set("x", "str", 1)
+      advance(2)
+      assert.are.equal(1, d:rpush("x", "a"))
+    end)
+
+    it("'no memory' leaves the list as it was", function()
+      d:rpush("l", "a")
+      same(res(false, "no memory"), res(d:rpush("l", string.rep("z", 3 * 1024 * 1024))))
+      assert.are.equal(1, d:llen("l"))
+    end)
+  end)
+
+  describe("ttl / expire", function()
+    it("ttl: seconds left, 0 for no expiry, nil, 'not found' for missing or expired", function()
+      same(res(nil, "not found"), res(d:ttl("k")))
+      d:set("k", 1)
+      same(res(0), res(d:ttl("k")))
+      d:set("k", 1, 10)
+      local t = d:ttl("k")
+      assert.is_true(t > 9.9 and t <= 10)
+      advance(11)
+      same(res(nil, "not found"), res(d:ttl("k")))      -- shdict: a negative number
+    end)
+
+    it("expire: a new exptime on a live key; 0 or negative = never; nil, 'not found'", function()
+      same(res(nil, "not found"), res(d:expire("k", 10)))
+      d:set("k", 1)
+      same(res(true), res(d:expire("k", 10)))
+      assert.is_true(d:ttl("k") > 9)
+      same(res(true), res(d:expire("k", 0)))
+      assert.are.equal(0, d:ttl("k"))
+      d:expire("k", 5)
+      same(res(true), res(d:expire("k", -3)))           -- as shdict: no expiry
+      assert.are.equal(0, d:ttl("k"))
+      same(res(true), res(d:expire("k", "7")))          -- exptime * 1000: a numeric string works
+      assert.is_true(d:ttl("k") > 6)
+      assert.has_error(function() d:expire("k") end)
+      assert.has_error(function() d:expire("k", "x") end)
+      same(res(nil, "nil key"), res(d:expire(nil, 1)))
+      d:set("e", 1, 1)
+      advance(2)
+      same(res(nil, "not found"), res(d:expire("e", 100)))   -- shdict revives it
+      assert.is_nil(d:get("e"))
+    end)
+  end)
+
+  describe("flush_all / flush_expired / get_keys", function()
+    it("flush_expired frees expired items, up to max, and returns how many", function()
+      for i = 1, 5 do d:set("e" .. i, i, 1) end
+      d:set("live", 1)
+      advance(2)
+      assert.are.equal(2, d:flush_expired(2))
+      assert.are.equal(3, d:flush_expired())
+      assert.are.equal(0, d:flush_expired(0))
+      assert.are.equal(1, d:get("live"))
+      assert.has_error(function() d:flush_expired("x") end)
+      assert.has_error(function() d:flush_expired(1, 2) end)
+    end)
+
+    it("flush_all makes every item expire (get_stale still sees it until it is freed)", function()
+      d:set("a", 1); d:rpush("l", 1)
+      assert.is_nil(d:flush_all())
+      assert.is_nil(d:get("a"))
+      local v, flags, stale = d:get_stale("a")
+      assert.are.equal(1, v)
+      assert.is_true(stale)
+      assert.are.equal(2, d:flush_expired())
+      assert.is_nil(d:get_stale("a"))
+      assert.are.equal(0, d:llen("l"))
+      assert.are.same({}, d:get_keys(0))
+    end)
+
+    it("get_keys: live keys, at most 1024 by default, 0 = all", function()
+      for i = 1, 1100 do d:set("k" .. i, i) end
+      d:set("x", 1, 1)
+      d:rpush("l", 1)
+      assert.are.equal(1024, #d:get_keys())
+      assert.are.equal(1102, #d:get_keys(0))
+      assert.are.equal(1102, #d:get_keys(-1))
+      assert.are.equal(10, #d:get_keys(10))
+      assert.are.equal(10, #d:get_keys("10"))
+      advance(2)
+      assert.are.equal(1101, #d:get_keys(0))
+      assert.has_error(function() d:get_keys("x") end)
+      assert.has_error(function() d:get_keys(nil) end)
+    end)
+  end)
+
+  describe("capacity / free_space", function()
+    it("are the store's bytes", function()
+      assert.are.equal(2 * 1024 * 1024, d:capacity())
+      local before = d:free_space()
+      assert.is_true(before > 0 and before <= d:capacity())
+      d:set("k", string.rep("v", 10000))
+      assert.is_true(d:free_space() < before)
+    end)
+
+    it("are math.huge for an unbounded memory store", function()
+      local kv2 = zeltkv.memory()
+      local d2 = kv2:namespace("x"):shdict()
+      assert.are.equal(math.huge, d2:capacity())
+      assert.are.equal(math.huge, d2:free_space())
+      kv2:close()
+    end)
+  end)
+
+  it("raises 'bad \"zone\" argument' when called on something else", function()
+    for _, m in ipairs({ "get", "set", "incr", "lpush", "ttl", "flush_all", "get_keys", "capacity" }) do
+      local ok, err = pcall(d[m], {}, "k", 1)
+      assert.is_false(ok)
+      assert.matches('bad "zone" argument', tostring(err), 1, true)
+    end
+  end)
+
+  it("list read-modify-writes are atomic with the store's other writes", function()
+    local ok = pcall(s.atomic, s, function()
+      d:rpush("l", 1)
+      d:set("k", 1)
+      error("undo")
+    end)
+    assert.is_false(ok)
+    assert.are.equal(0, d:llen("l"))
+    assert.is_nil(d:get("k"))
+  end)
+end)
