@@ -261,8 +261,9 @@ static ref_t compact_for(zkv_db *db, uint64_t units) {
   uint64_t mark = zkv_log_pos(s);   /* shared segments always log */
   /* 1. walk the window: its free blocks leave their lists (nothing may move
    *    into the window) and count as used; note the keys to move */
-  size_t nmove = 0, cap = 0;
-  ref_t *move = NULL;
+  /* the keys to move are noted in a buffer of the process's segment state,
+   * not a local allocation: a FAIL below unwinds past this frame */
+  size_t nmove = 0;
   uint64_t wend = wa;
   while (wend - wa < units && wend < top) {
     uint64_t u;
@@ -274,15 +275,15 @@ static ref_t compact_for(zkv_db *db, uint64_t units) {
       LOGW(s, &h->bytes_used, 8);
       h->bytes_used += u * UNIT;
     } else if (k == B_MOVABLE) {
-      if (nmove == cap) {
-        cap = cap ? cap * 2 : 16;
-        ref_t *n = realloc(move, cap * sizeof *n);
-        if (!n) { free(move); FAIL(s, ZKV_ENOMEM); }
-        move = n;
+      if (nmove == s->cap_move) {
+        size_t cap = s->cap_move ? s->cap_move * 2 : 16;
+        ref_t *n = realloc(s->move, cap * sizeof *n);
+        if (!n) FAIL(s, ZKV_ENOMEM);
+        s->move = n;
+        s->cap_move = cap;
       }
-      move[nmove++] = (ref_t)wend;
+      s->move[nmove++] = (ref_t)wend;
     } else {
-      free(move);
       FAIL(s, ZKV_ECORRUPT);   /* best_window never spans a pinned block */
     }
     wend += u;
@@ -297,11 +298,11 @@ static ref_t compact_for(zkv_db *db, uint64_t units) {
   /* 2. move the keys out; their old blocks stay inside the window.  If the
    *    room outside is too broken up to take them all, undo the lot: the
    *    caller goes on to evict (lru) or reports the store full. */
+  ref_t *move = s->move;
   for (size_t i = 0; i < nmove; i++) {
     uint64_t u = BLK_UNITS(blk(s, move[i])[0]);
     ref_t nr = take_raw(db, u);
     if (!nr) {
-      free(move);
       zkv_undo_to(s, mark);
       return 0;
     }
@@ -313,7 +314,6 @@ static ref_t compact_for(zkv_db *db, uint64_t units) {
     /* its old bytes, inside the window, are what a rollback puts back */
     note_freed(s, move[i], u);
   }
-  free(move);
   /* 3. the window is one block: `units` for the caller, the rest free */
   h = H(s);
   LOGW(s, blk(s, (ref_t)wa), 4);

@@ -325,6 +325,7 @@ void zkv_close(zkv_db *db) {
         if (*pp) *pp = s->next;
         munmap(s->base, s->mapped);
         free(s->pend);
+        free(s->move);
         free(s->txn_marks);
         free(s);
       }
@@ -333,6 +334,7 @@ void zkv_close(zkv_db *db) {
       munmap(s->base, s->mapped);
       free(s->mlog);
       free(s->pend);
+      free(s->move);
       free(s->txn_marks);
       if (s->threadsafe) pthread_mutex_destroy(&s->tlock);
       free(s);

@@ -135,6 +135,8 @@ typedef struct seg {
   uint64_t *txn_marks;     /* log position at each level */
   int txn_cap;
   ref_t *pend;             /* (ref, units) pairs freed under the log in this lock hold */
+  ref_t *move;             /* compaction: keys to move */
+  size_t cap_move;
   size_t npend, cap_pend;
   int logging;             /* record undo for writes now */
   int dirty;               /* seq made odd in this lock hold */

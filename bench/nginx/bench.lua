@@ -24,6 +24,17 @@
 -- ns/op is CPU time of this worker (clock_gettime(CLOCK_PROCESS_CPUTIME_ID) through the
 -- FFI), the best of `runs` runs of `n` iterations after a warm-up of n/10.  Every result
 -- is used (counted into a checksum) so the JIT cannot drop a call.
+--
+-- A second table (after a "# section: shdict-methods" line) puts the ngx.shared.DICT drop-in
+-- next to the real thing, method by method, with the very same loop body on both sides:
+--   shdict          ngx.shared.bench_dict (64m) and, for the whole-dict methods,
+--                   ngx.shared.bench_keys (64m, 1,000 keys)
+--   zeltkv:shdict   zeltkv.shared(...):namespace(...):shdict() over two fresh segments of the
+--                   same sizes
+-- See DICT_OPS below for the rows.  List methods are timed in pairs (a push on each of 1,024
+-- lists of 8 items, then a pop on each, the two halves timed apart), so every list stays 8 or
+-- 9 items long on both sides.  flush_all is timed alone at the end, one call on the 1,000-key
+-- dict per run (refilled, untimed, before each), best of 4 * runs.
 
 local ffi = require("ffi")
 local cjson = require("cjson")
@@ -52,6 +63,13 @@ local function keys(prefix)
   return t
 end
 local KEYS, CKEYS, FKEYS, TKEYS = keys("user:"), keys("ctr:"), keys("free:"), keys("tab:")
+-- the drop-in table's own: keys set and deleted, incr-created, lists, keys with a ttl, and the
+-- 1,000 keys of the whole-dict methods' dict
+local DKEYS, IKEYS, LKEYS, XKEYS = keys("del:"), keys("init:"), keys("list:"), keys("ttl:")
+local NKEYS = 1000
+local WKEYS = {}
+for i = 1, NKEYS do WKEYS[i] = "key:" .. i end
+local LIST_LEN = 8
 
 local peers = {}        -- { name, obj, kind = "zeltkv" | "shdict" }
 local segments = {}
@@ -75,6 +93,14 @@ function M.init()
   if type(fstore.shdict) == "function" then
     peers[#peers + 1] = { name = "zeltkv:shdict", obj = fstore:shdict(), kind = "shdict", drv = fs }
   end
+  -- the drop-in table's dicts: two fresh segments, sized as the lua_shared_dict zones
+  local dstore = zeltkv.shared(seg("-d"), opts):namespace("dict")
+  -- 64m: an 8m segment's undo log is too small for flush_all of 1,000 keys without a ttl
+  -- (ZKV_ETXN, "transaction too large or not open", from about 930 keys on)
+  local kstore = zeltkv.shared(seg("-k"), opts):namespace("keys")
+  M.dict_peers = {
+    { name = "zeltkv:shdict", main = dstore:shdict(), whole = kstore:shdict() },
+  }
   M.frontend = zeltkv._ffi and "FFI front end (lua/zeltkv/ffi.lua)" or
     ("C binding" .. (zeltkv._ffi_disabled and (" (FFI off: " .. tostring(zeltkv._ffi_disabled) .. ")") or ""))
 end
@@ -156,6 +182,192 @@ local function measure(fn, n, runs)
   return best / n
 end
 
+---------------------------------------------------------------------------------------------
+-- the ngx.shared.DICT drop-in, per method: the same body for ngx.shared.DICT and the drop-in.
+-- keys: the key set (1,024 keys, K = KEYS[i % 1024 + 1]); dict: "main" (bench_dict) or
+-- "whole" (bench_keys, 1,000 keys); div: n / div iterations (the whole-dict walks); pair: two
+-- bodies timed apart, each once on every one of the 1,024 keys per block.
+local DICT_OPS = {
+  { id = "get",            label = "get",
+    body = "if S:get(K) then c = c + 1 end" },
+  { id = "get_stale",      label = "get_stale",
+    body = "if S:get_stale(K) then c = c + 1 end" },
+  { id = "set",            label = "set",
+    body = "S:set(K, V)" },
+  { id = "safe_set",       label = "safe_set",
+    body = "S:safe_set(K, V)" },
+  { id = "add_taken",      label = "add, key taken (fails)",
+    body = "if S:add(K, V) then c = c + 1 end" },
+  { id = "add_free",       label = "add + delete, key free",         keys = "FKEYS",
+    body = "if S:add(K, V) then c = c + 1 end S:delete(K)" },
+  { id = "safe_add_free",  label = "safe_add + delete, key free",    keys = "FKEYS",
+    body = "if S:safe_add(K, V) then c = c + 1 end S:delete(K)" },
+  { id = "replace",        label = "replace, key present",
+    body = "if S:replace(K, V) then c = c + 1 end" },
+  { id = "delete",         label = "delete, key present (set + delete)", keys = "DKEYS",
+    body = "S:set(K, V) if S:delete(K) then c = c + 1 end" },
+  { id = "incr",           label = "incr, key present",              keys = "CKEYS",
+    body = "c = c + S:incr(K, 1)" },
+  { id = "incr_init",      label = "incr with init, init_ttl, key free (+ delete)", keys = "IKEYS",
+    body = "c = c + S:incr(K, 1, 0, 60) S:delete(K)" },
+  { id = "lpush_rpop",     keys = "LKEYS", pair = {
+    { id = "lpush", label = "lpush (lists of 8)", body = "c = c + S:lpush(K, V)" },
+    { id = "rpop",  label = "rpop (lists of 9)",  body = "if S:rpop(K) then c = c + 1 end" } } },
+  { id = "rpush_lpop",     keys = "LKEYS", pair = {
+    { id = "rpush", label = "rpush (lists of 8)", body = "c = c + S:rpush(K, V)" },
+    { id = "lpop",  label = "lpop (lists of 9)",  body = "if S:lpop(K) then c = c + 1 end" } } },
+  { id = "llen",           label = "llen (lists of 8)",              keys = "LKEYS",
+    body = "c = c + S:llen(K)" },
+  { id = "ttl",            label = "ttl, key with a ttl",            keys = "XKEYS",
+    body = "c = c + S:ttl(K)" },
+  { id = "expire",         label = "expire, key present",            keys = "XKEYS",
+    body = "if S:expire(K, 3600) then c = c + 1 end" },
+  { id = "flush_expired",  label = "flush_expired, 1,000 keys, none expired", dict = "whole", div = 100,
+    body = "c = c + S:flush_expired()" },
+  { id = "get_keys",       label = "get_keys(100), 1,000 keys",      dict = "whole", div = 100,
+    body = "c = c + #S:get_keys(100)" },
+  { id = "capacity",       label = "capacity",
+    body = "c = c + S:capacity()" },
+  { id = "free_space",     label = "free_space",
+    body = "c = c + S:free_space()" },
+}
+
+local KEYSETS = { KEYS = KEYS, CKEYS = CKEYS, FKEYS = FKEYS, DKEYS = DKEYS, IKEYS = IKEYS,
+                  LKEYS = LKEYS, XKEYS = XKEYS }
+
+local PAIR_TEMPLATE = [[
+local S, KEYS, V, now = ...
+return function(n)
+  local c, ta, tb, blocks = 0, 0, 0, math.ceil(n / %d)
+  for _ = 1, blocks do
+    local t0 = now()
+    for i = 1, %d do
+      local K = KEYS[i]
+      %s
+    end
+    local t1 = now()
+    for i = 1, %d do
+      local K = KEYS[i]
+      %s
+    end
+    tb = tb + (now() - t1)
+    ta = ta + (t1 - t0)
+  end
+  return c, ta, tb, blocks * %d
+end
+]]
+
+local function make_dict_loop(op, name, dict)
+  local keyset = KEYSETS[op.keys or "KEYS"]
+  local chunk
+  if op.pair then
+    local nk = MASK + 1
+    chunk = assert(loadstring(PAIR_TEMPLATE:format(nk, nk, op.pair[1].body, nk, op.pair[2].body, nk),
+                              "=dict:" .. op.id .. ":" .. name))
+    return chunk(dict, keyset, VALUE, now_ns)
+  end
+  chunk = assert(loadstring(TEMPLATE:format(MASK, op.body), "=dict:" .. op.id .. ":" .. name))
+  return chunk(dict, keyset, VALUE, TABLE, cjson.encode, cjson.decode, bit.band)
+end
+
+-- the same state on both sides (main: the 1,024-key sets; whole: 1,000 keys)
+local function prepare_dict(main, whole)
+  main:flush_all(); main:flush_expired()
+  whole:flush_all(); whole:flush_expired()
+  for i = 1, MASK + 1 do
+    assert(main:set(KEYS[i], VALUE))
+    assert(main:set(CKEYS[i], 0))
+    assert(main:set(XKEYS[i], VALUE, 3600))
+    for _ = 1, LIST_LEN do assert(main:rpush(LKEYS[i], VALUE)) end
+  end
+  for i = 1, NKEYS do assert(whole:set(WKEYS[i], VALUE)) end
+end
+
+-- the pair: best of runs for each half (ns/op of the first body, of the second)
+local function measure_pair(fn, n, runs)
+  local c = fn(math.max(1, math.floor(n / 10)))
+  sink = sink + c
+  local ba, bb = math.huge, math.huge
+  for _ = 1, runs do
+    collectgarbage("step", 0)
+    local c2, ta, tb, done = fn(n)
+    sink = sink + c2
+    if ta / done < ba then ba = ta / done end
+    if tb / done < bb then bb = tb / done end
+  end
+  return ba, bb
+end
+
+-- flush_all: one call on the 1,000-key dict per run, refilled (untimed) before each
+local function measure_flush_all(whole, runs)
+  local best = math.huge
+  for _ = 1, runs do
+    for i = 1, NKEYS do whole:set(WKEYS[i], VALUE) end
+    collectgarbage("step", 0)
+    local t0 = now_ns()
+    whole:flush_all()
+    local dt = now_ns() - t0
+    if dt < best then best = dt end
+    whole:flush_expired()
+  end
+  return best
+end
+
+local function fmt_ns(ok, ns, what)
+  if ok then return ("%.1f"):format(ns) end
+  ngx.log(ngx.ERR, "bench ", what, ": ", tostring(ns))
+  return "error"
+end
+
+-- the rows: id, label, then ns/op of every dict peer (shdict first)
+local function run_dict_table(n, runs, out)
+  local all = { { name = "shdict", main = ngx.shared.bench_dict, whole = ngx.shared.bench_keys } }
+  for _, p in ipairs(M.dict_peers) do all[#all + 1] = p end
+  for _, p in ipairs(all) do prepare_dict(p.main, p.whole) end
+  out[#out + 1] = "# section: shdict-methods"
+  local head = { "op", "label" }
+  for _, p in ipairs(all) do head[#head + 1] = p.name end
+  out[#out + 1] = table.concat(head, "\t")
+  for _, op in ipairs(DICT_OPS) do
+    if op.pair then
+      local ra = { op.pair[1].id, op.pair[1].label }
+      local rb = { op.pair[2].id, op.pair[2].label }
+      for _, p in ipairs(all) do
+        local ok, a, b = pcall(function()
+          return measure_pair(make_dict_loop(op, p.name, p.main), n, runs)
+        end)
+        ra[#ra + 1] = fmt_ns(ok, a, op.id .. " " .. p.name)
+        rb[#rb + 1] = fmt_ns(ok, b, op.id .. " " .. p.name)
+      end
+      out[#out + 1] = table.concat(ra, "\t")
+      out[#out + 1] = table.concat(rb, "\t")
+    else
+      local row = { op.id, op.label }
+      local m = math.max(1, math.floor(n / (op.div or 1)))
+      for _, p in ipairs(all) do
+        local d = op.dict == "whole" and p.whole or p.main
+        local ok, ns = pcall(function() return measure(make_dict_loop(op, p.name, d), m, runs) end)
+        row[#row + 1] = fmt_ns(ok, ns, op.id .. " " .. p.name)
+      end
+      out[#out + 1] = table.concat(row, "\t")
+    end
+  end
+  -- the checks before flush_all empties the dicts: both sides hold the same
+  local checks = {}
+  for _, p in ipairs(all) do
+    checks[#checks + 1] = ("%s: incr %s, llen %s, get_keys(0) %d, capacity %s"):format(p.name,
+      tostring(p.main:get(CKEYS[1])), tostring(p.main:llen(LKEYS[1])), #p.whole:get_keys(0),
+      tostring(p.main:capacity()))
+  end
+  local row = { "flush_all", "flush_all, 1,000 keys (one call per run)" }
+  for _, p in ipairs(all) do
+    local ok, ns = pcall(measure_flush_all, p.whole, 4 * runs)
+    row[#row + 1] = fmt_ns(ok, ns, "flush_all " .. p.name)
+  end
+  out[#out + 1] = table.concat(row, "\t")
+  out[#out + 1] = "# dcheck: " .. table.concat(checks, "; ")
+end
+
 function M.run()
   local n = tonumber(ngx.var.arg_n) or 200000
   local runs = tonumber(ngx.var.arg_runs) or 5
@@ -193,6 +405,7 @@ function M.run()
   local d = shd:get(CKEYS[1])
   out[#out + 1] = ("# check: incr counters zeltkv %s, shdict %s; checksum %d"):format(
     tostring(z), tostring(d), sink % 1000)
+  run_dict_table(n, runs, out)
   ngx.header["Content-Type"] = "text/tab-separated-values"
   ngx.say(table.concat(out, "\n"))
 end

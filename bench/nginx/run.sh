@@ -5,12 +5,16 @@
 # request, stops nginx and removes the prefix (trap, whatever happens), then writes
 #   bench/results.md    the table (operation, zeltkv ns/op, shdict ns/op, ratio, other peers)
 #   bench/results.png   a grouped bar chart of every peer and operation (gnuplot)
-# and prints the table.  A benchmark never fails on its figures; it exits non-zero only when
+# then, in the same run and worker, the ngx.shared.DICT drop-in (store:shdict()) against the
+# real ngx.shared.DICT method by method, appended to bench/results.md as the section
+# "## The ngx.shared.DICT drop-in, per method", charted in bench/results-shdict.png,
+# and prints both tables.  A benchmark never fails on its figures; it exits non-zero only when
 # it could not run.
 #
 # Usage:  bench/nginx/run.sh [REPO_ROOT]
 #   ZKV_BENCH_NGX_N=200000     iterations per run      ZKV_BENCH_NGX_RUNS=5   runs (best kept)
-#   ZKV_BENCH_NGX_OUT=bench/results     where the .md and .png go (without the extension)
+#   ZKV_BENCH_NGX_OUT=bench/results     where the .md and .png go (without the extension;
+#                                       the drop-in chart is $OUT-shdict.png)
 # Installs gnuplot-nox and lua-cjson with apt-get when missing (and says so).
 
 set -u
@@ -101,6 +105,8 @@ http {
   lua_package_path "$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;$HERE/?.lua;;";
   lua_package_cpath "$ROOT/build/luajit/?.so;;";
   lua_shared_dict bench 64m;
+  lua_shared_dict bench_dict 64m;
+  lua_shared_dict bench_keys 64m;
   init_by_lua_block { require("bench").init() }
   server {
     listen 127.0.0.1:$PORT;
@@ -139,7 +145,10 @@ stop_nginx
 mkdir -p "$(dirname "$OUT")"
 info="$(sed -n 's/^# //p' "$T/result.tsv" | head -n 1)"
 check="$(sed -n 's/^# check: //p' "$T/result.tsv")"
-grep -v '^#' "$T/result.tsv" >"$T/rows.tsv"
+# the first table's rows, then (after "# section: shdict-methods") the drop-in table's
+awk '/^# section: shdict-methods/ { exit } !/^#/' "$T/result.tsv" >"$T/rows.tsv"
+awk 'f && !/^#/; /^# section: shdict-methods/ { f = 1 }' "$T/result.tsv" >"$T/dict.tsv"
+dcheck="$(sed -n 's/^# dcheck: //p' "$T/result.tsv")"
 awk -F'\t' -v info="$info" -v check="$check" -v cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)" '
   NR == 1 { for (i = 3; i <= NF; i++) { name[i] = $i; if ($i == "zeltkv") zc = i; if ($i == "shdict") sc = i }
             printf "# zeltkv vs ngx.shared.DICT in one nginx worker\n\n"
@@ -168,6 +177,33 @@ awk -F'\t' -v info="$info" -v check="$check" -v cpu="$(sed -n 's/^model name[[:s
         printf "\n![ns/op of every peer and operation](%s)\n", "results.png" }
 ' "$T/rows.tsv" >"$OUT.md"
 
+# ---- results.md, second section: the drop-in per method --------------------------------
+if [ -s "$T/dict.tsv" ]; then
+  awk -F'\t' -v n="$N" -v runs="$RUNS" -v dcheck="$dcheck" -v png="$(basename "$OUT")-shdict.png" '
+    NR == 1 { for (i = 3; i <= NF; i++) { if ($i == "shdict") sc = i; if ($i == "zeltkv:shdict") zc = i }
+              printf "\n## The ngx.shared.DICT drop-in, per method\n\n"
+              printf "Same run, same worker as above. Every method of `store:shdict()` (`lua/zeltkv/shdict.lua`, "
+              printf "over a namespace of a fresh `zeltkv.shared()` segment, through `require(\"zeltkv\")`) next to "
+              printf "the real `ngx.shared.DICT` (`lua_shared_dict bench_dict 64m`), with the very same loop body on "
+              printf "both sides: same keys (1,024 keys, a 31-byte string value), same loop shape, ns per operation, "
+              printf "CPU time of the worker, best of %d runs of %d iterations after a warm-up ", runs, n
+              printf "(loop and key lookup included, about 1 ns, see the `loop` row above). "
+              printf "Rows with a `+` time both calls together. List methods are timed in pairs, the two halves "
+              printf "apart: a push on each of 1,024 lists of 8 items, then a pop on each, so the lists stay 8 or "
+              printf "9 items long on both sides. `flush_expired` and `get_keys` run on a second dict of exactly "
+              printf "1,000 keys on each side (`lua_shared_dict bench_keys 64m` / a 64m segment), %d iterations; ", int(n / 100)
+              printf "`flush_all` is one call on that dict per run (refilled before, untimed), best of %d. ", 4 * runs
+              printf "ratio = drop-in / shdict (below 1: the drop-in is faster).\n\n"
+              printf "| method | shdict ns/op | zeltkv:shdict ns/op | ratio |\n|---|--:|--:|--:|\n"; next }
+    { s = $sc; z = $zc; r = (z + 0 > 0 && s + 0 > 0) ? sprintf("%.2f", z / s) : "-"
+      printf "| %s | %s | %s | %s |\n", $2, s, z, r }
+    END { printf "\nCheck (both sides hold the same before flush_all): %s.\n", dcheck
+          printf "\n![ns/op of every ngx.shared.DICT method, shdict and the drop-in](%s)\n", png }
+  ' "$T/dict.tsv" >>"$OUT.md"
+else
+  echo "# no drop-in table in the answer"
+fi
+
 # ---- results.png ------------------------------------------------------------------
 # the data: one row per operation (label), one column per peer; the loop row is in the table only
 awk -F'\t' 'NR == 1 { printf "op"; for (i = 3; i <= NF; i++) printf "\t\"%s\"", $i; printf "\n"; next }
@@ -194,7 +230,35 @@ plot for [i=2:$((ncols - 1))] "$T/chart.dat" using i:xtic(1) title columnheader(
 EOF
 fi
 
+# ---- results-shdict.png: the drop-in table -----------------------------------------
+if [ -s "$T/dict.tsv" ] && command -v gnuplot >/dev/null 2>&1; then
+  awk -F'\t' 'NR == 1 { printf "op\t\"%s\"\t\"%s\"\n", $3, $4; next }
+              { l = $2; sub(/ \(.*\)$/, "", l); sub(/, .*$/, "", l)
+                printf "\"%s\"\t%s\t%s\n", l, ($3 == "error" ? "NaN" : $3), ($4 == "error" ? "NaN" : $4) }' \
+    "$T/dict.tsv" >"$T/dict.dat"
+  gnuplot <<EOF 2>"$T/gnuplot2.err" || { echo "# gnuplot failed:"; sed 's/^/#   /' "$T/gnuplot2.err"; }
+set terminal pngcairo size 1400,700 font "sans,10" noenhanced
+set output "$OUT-shdict.png"
+set title "ngx.shared.DICT vs zeltkv's drop-in (store:shdict()) in one nginx worker: ns/op per method (lower is better, log scale)"
+set datafile separator "\t"
+set style data histogram
+set style histogram cluster gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set logscale y
+set ylabel "ns per operation"
+set grid ytics
+set key top left
+set xtics rotate by -30 scale 0
+plot for [i=2:3] "$T/dict.dat" using i:xtic(1) title columnheader(i)
+EOF
+fi
+
 echo
 sed -n '/^| operation/,/^$/p' "$OUT.md"
 echo "$check"
-echo "# wrote $OUT.md and $OUT.png"
+echo
+echo "## The ngx.shared.DICT drop-in, per method"
+sed -n '/^| method/,/^$/p' "$OUT.md"
+echo "drop-in check: $dcheck"
+echo "# wrote $OUT.md, $OUT.png and $OUT-shdict.png"

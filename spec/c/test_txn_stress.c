@@ -98,7 +98,7 @@ static void run(const char *what, int shared, uint64_t size, int evict, int roun
     if (txn && rollback) {
       dump_t after = {0};
       for (int i = 0; i < 3; i++) dump_ns(db, ns[i], &after);
-      int same = before.len == after.len && memcmp(before.buf, after.buf, before.len) == 0;
+      int same = before.len == after.len && (before.len == 0 || memcmp(before.buf, after.buf, before.len) == 0);
       if (!same) fprintf(stderr, "%s: round %d: rollback changed the keys\n", what, round);
       CHECK(same);
       if (!same) failures++;
