@@ -496,4 +496,26 @@ describe("store:shdict()", function()
     assert.are.equal(0, d:llen("l"))
     assert.is_nil(d:get("k"))
   end)
+
+  describe("on a full shared segment", function()
+    it("flush_all works whatever the number of keys (in place, in steps)", function()
+      local name = ("spec-shdict-flush-%d-%d"):format(os.time(), math.random(1e6))
+      local kv = zeltkv.shared(name, { size = "1m" })
+      local dd = kv:namespace("d"):shdict()
+      local n = 0
+      for i = 1, 20000 do
+        local ok = dd:safe_set("k" .. i, "v")
+        if not ok then break end
+        n = i
+      end
+      assert.is_true(n > 2000, "only " .. n .. " keys fit")
+      assert.is_nil(dd:flush_all())
+      assert.is_nil(dd:get("k1"))
+      assert.are.equal("v", (dd:get_stale("k" .. n)))
+      assert.are.same({}, dd:get_keys(0))
+      assert.are.equal(n, dd:flush_expired())
+      kv:close()
+      zeltkv.unlink(name)
+    end)
+  end)
 end)

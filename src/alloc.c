@@ -364,11 +364,17 @@ ref_t do_alloc_try(zkv_db *db, uint64_t units, int may_evict, int *rc) {
       }
     }
     if (may_evict && !s->noevict && H(s)->evict == ZKV_EVICT_LRU && do_evict_one(db)) continue;
-    if (may_evict && !reclaimed && H(s)->nkeys) {
-      /* full: first take back the room of keys that have expired */
-      uint64_t cursor = 0, freed = 0;
-      reclaimed = 1;
-      do_sweep(db, &cursor, UINT64_MAX, 0, &freed, 0);
+    if (may_evict && reclaimed < 2 && H(s)->nkeys) {
+      /* full: first take back the room of keys that have expired, as many as
+       * the undo log has room for (a shared segment's log is fixed) */
+      uint64_t cursor = 0, freed = 0, max = 0;
+      if (s->shared) {
+        hdr *hh = H(s);
+        max = hh->log_used < hh->log_cap ? (hh->log_cap - hh->log_used) / 1024 : 0;
+        if (max == 0) max = 1;
+      }
+      reclaimed++;
+      do_sweep(db, &cursor, UINT64_MAX, 0, &freed, max);
       if (freed) continue;
     }
     *rc = ZKV_EFULL;

@@ -127,7 +127,7 @@ void do_link_new(zkv_db *db, ref_t ns, ref_t r, uint64_t h) {
   LOGW(s, b, 4);
   *b = r;
   list_append(s, d, r);
-  count_add(s, d, ent_exp(e) != 0, +1);
+  count_add(s, d, ent_timed(e), +1);
 }
 
 /* put nw where old is (same chain place, same list place, same seq), free old */
@@ -180,7 +180,7 @@ void do_replace_keep(zkv_db *db, ref_t old, ref_t nw, uint64_t h) {
     LOGW(s, &d->tail, 4);
     d->tail = nw;
   }
-  int had = ent_exp(o) != 0, has = ent_exp(n) != 0;
+  int had = ent_timed(o), has = ent_timed(n);
   if (had != has) {
     LOGW(s, &d->nttl, 8);
     d->nttl += has ? 1 : (uint64_t)-1;
@@ -196,7 +196,7 @@ void do_unlink_free(zkv_db *db, ref_t r, int expired) {
   uint64_t h = zkv_hash(e->ns, ent_key(e), e->klen, 0);
   chain_remove(s, r, h);
   list_unlink(s, d, e);
-  count_add(s, d, ent_exp(e) != 0, -1);
+  count_add(s, d, ent_timed(e), -1);
   if (expired) {
     hdr *hd = H(s);
     LOGW(s, &hd->expired_freed, 8);

@@ -62,6 +62,7 @@ typedef struct ent {
 #define ENT_HDR 30u
 #define EF_EXP 1u
 #define EF_UFLAGS 2u
+#define EF_FLUSHED 4u   /* expired now by zkv_expire_all, whatever its ttl said */
 #define EF_SLACK(f) ((f) >> 5)
 #define T_NSREC 255u
 
@@ -261,10 +262,16 @@ static inline int64_t ent_exp(const ent *e) {
 }
 
 static inline int ent_live(const ent *e, int64_t now) {
-  if (!(e->flags & EF_EXP)) return 1;
+  if (!(e->flags & (EF_EXP | EF_FLUSHED))) return 1;
+  if (e->flags & EF_FLUSHED) return 0;
   int64_t x;
   memcpy(&x, (const char *)e + ENT_HDR, 8);
   return x == 0 || now < x;
+}
+
+/* does the entry count among its namespace's nttl (it can expire, or has)? */
+static inline int ent_timed(const ent *e) {
+  return (e->flags & EF_FLUSHED) || ent_exp(e) != 0;
 }
 
 /* validation: every ref read from the arena is checked */
@@ -272,7 +279,8 @@ static inline int ent_live(const ent *e, int64_t now) {
 /* is r the start of an allocated entry block inside the heap? */
 /* ent_live at the current time; reads the clock only for keys with a ttl */
 static inline int ent_alive(const ent *e) {
-  if (!(e->flags & EF_EXP)) return 1;
+  if (!(e->flags & (EF_EXP | EF_FLUSHED))) return 1;
+  if (e->flags & EF_FLUSHED) return 0;
   int64_t x;
   memcpy(&x, (const char *)e + ENT_HDR, 8);
   /* the coarse clock is at most one tick (<= 10 ms) behind: a key expiring

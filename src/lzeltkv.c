@@ -1044,6 +1044,19 @@ static int store_flush_expired(lua_State *L) {
   return 1;
 }
 
+/* s:_space() -> capacity, free bytes (nil, nil when unbounded): stats without the table */
+static int store_space(lua_State *L) {
+  zkv_db *db;
+  check_store(L, &db);
+  zkv_stats st;
+  int rc = zkv_stats_get(db, &st);
+  if (rc) return raise_rc(L, rc, "stats");
+  if (!st.capacity) return 0;
+  zkv_pushinteger(L, st.capacity);
+  zkv_pushinteger(L, st.free_bytes);
+  return 2;
+}
+
 /* kv:_flush_expired(max) -> how many */
 static int driver_flush_expired(lua_State *L);
 
@@ -1389,7 +1402,8 @@ static const luaL_Reg store_methods[] = {
   {"count", store_count}, {"clear", store_clear},
   {"_handle", store_handle}, {"_rawget", store_rawget}, {"_rawset", store_rawset},
   {"_incr_num", store_incr_num}, {"_expire_ms", store_expire_ms}, {"_driver", store_driver},
-  {"_flush_all", store_flush_all}, {"_flush_expired", store_flush_expired}, {NULL, NULL}};
+  {"_flush_all", store_flush_all}, {"_flush_expired", store_flush_expired},
+  {"_space", store_space}, {NULL, NULL}};
 
 static const luaL_Reg driver_methods[] = {
   {"namespace", driver_namespace}, {"atomic", driver_atomic}, {"gc", driver_gc},

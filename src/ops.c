@@ -78,8 +78,11 @@ static void maybe_gc(zkv_db *db) {
   int64_t t0 = zkv_now_ns_raw();
   uint64_t cur = h->gc_cursor;
   int done = 0;
-  for (int chunk = 0; chunk < 16 && !done; chunk++) {
-    done = do_sweep(db, &cur, 64, 0, NULL, 0);
+  for (int chunk = 0; chunk < 64 && !done; chunk++) {
+    /* on a shared segment, leave the undo log room for the operation's own
+     * records: a sweep must never make the caller's write fail */
+    if (s->shared && H(s)->log_used > H(s)->log_cap / 4) break;
+    done = do_sweep(db, &cur, 16, 0, NULL, 0);
     if (zkv_now_ns_raw() - t0 > 250000) break;
   }
   h = H(s);
@@ -696,6 +699,17 @@ static int do_clear_some(zkv_db *db, ref_t root, uint64_t budget, uint64_t *remo
  * whole, since the transaction must be able to undo them. */
 #define BATCH 4096
 
+/* keys a step may touch: BATCH, or fewer when the undo log of a shared
+ * segment could not hold BATCH keys' worth of records (freeing a key logs
+ * some 500 bytes: links, counters, free-list tags; 1 KiB is the margin) */
+static uint64_t step_budget(zkv_db *db) {
+  seg *s = db->s;
+  if (s->txn_depth > 0) return UINT64_MAX;   /* a transaction must be able to undo it all */
+  if (!s->shared) return BATCH;
+  uint64_t room = H(s)->log_cap / 1024;
+  return room < 16 ? 16 : room < BATCH ? room : BATCH;
+}
+
 static int step_clear(zkv_db *db, zkv_ns ns, uint64_t budget, uint64_t *removed, int *done) {
   *done = do_clear_some(db, ns_ref(db->s, ns), budget, removed);
   return ZKV_OK;
@@ -711,7 +725,7 @@ int zkv_clear(zkv_db *db, zkv_ns ns, uint64_t *removed) {
   if (!removed) removed = &tmp;
   *removed = 0;
   if (db->closed) return ZKV_ECLOSED;
-  uint64_t budget = db->s->txn_depth > 0 ? UINT64_MAX : BATCH;
+  uint64_t budget = step_budget(db);
   int done = 0;
   while (!done) {
     uint64_t n = 0;
@@ -740,7 +754,7 @@ static int sweep_all(zkv_db *db, int all, uint64_t max, uint64_t *count) {
   *count = 0;
   if (db->closed) return ZKV_ECLOSED;
   uint64_t cursor = 0;
-  uint64_t budget = db->s->txn_depth > 0 ? UINT64_MAX : 256;
+  uint64_t budget = step_budget(db) < 256 ? step_budget(db) : 256;   /* buckets */
   int done = 0;
   while (!done && !(max && *count >= max)) {
     uint64_t n = 0;
@@ -760,57 +774,101 @@ int zkv_flush_expired(zkv_db *db, uint64_t max, uint64_t *freed) {
 
 /* ---- namespace-wide expiry (ngx.shared.DICT's flush_all, flush_expired) --- */
 
-static int do_expire_all(zkv_db *db, zkv_ns nsid, uint64_t *count) {
+/* mark up to `budget` live keys of ns expired, in place (one flag byte each:
+ * no allocation, so it cannot run out of room); *done once none is left */
+static int do_expire_some(zkv_db *db, zkv_ns nsid, uint64_t budget, uint64_t *count, int *done) {
   seg *s = db->s;
   ref_t ns = ns_ref(s, nsid);
   int64_t now = zkv_now();
   uint64_t n = 0, guard = ent_limit(s);
   nsdata *d = ns_data(s, ns);
-  ref_t r = d->head;
-  while (r) {
+  *done = 0;
+  for (ref_t r = d->head; r; r = E(s, r)->nnext) {
     if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
     ent *e = E(s, r);
-    ref_t next = e->nnext;   /* set_expiry may move the entry; its place stays */
-    if (ent_live(e, now)) {
-      set_expiry(db, r, ent_key(e), e->klen, zkv_hash(ns, ent_key(e), e->klen, 0), now);
-      n++;
+    if (!ent_live(e, now)) continue;
+    if (n == budget) {
+      *count += n;
+      return ZKV_OK;
     }
-    r = next;
+    if (!ent_timed(e)) {
+      LOGW(s, &d->nttl, 8);   /* a few bytes of log: fine once per key */
+      d->nttl++;
+    }
+    LOGW(s, &e->flags, 1);
+    e->flags |= EF_FLUSHED;
+    n++;
   }
-  if (count) *count = n;
+  *count += n;
+  *done = 1;
   return ZKV_OK;
+}
+
+static int expire_step_op(zkv_db *db, zkv_ns ns, uint64_t budget, uint64_t *n, int *done) {
+  RUN(db, do_expire_some(db, ns, budget, n, done));
 }
 
 int zkv_expire_all(zkv_db *db, zkv_ns ns, uint64_t *n) {
   CHECK_DB(db);
+  uint64_t tmp = 0;
+  if (!n) n = &tmp;
+  *n = 0;
   if (db->closed) return ZKV_ECLOSED;
-  RUN(db, do_expire_all(db, ns, n));
+  /* in steps, like clear: each its own short lock hold, unless in a transaction */
+  uint64_t budget = step_budget(db);
+  int done = 0;
+  while (!done) {
+    uint64_t c = 0;
+    int rc = expire_step_op(db, ns, budget, &c, &done);
+    if (rc) return rc;
+    *n += c;
+  }
+  return ZKV_OK;
 }
 
-static int do_flush_expired_ns(zkv_db *db, zkv_ns nsid, uint64_t max, uint64_t *freed) {
+/* free up to `budget` expired keys of ns; *done when the walk reached the end */
+static int do_flush_expired_ns(zkv_db *db, zkv_ns nsid, uint64_t budget, uint64_t *freed,
+                               int *done) {
   seg *s = db->s;
   ref_t ns = ns_ref(s, nsid);
   int64_t now = zkv_now();
   uint64_t n = 0, guard = ent_limit(s);
   ref_t r = ns_data(s, ns)->head;
-  while (r && (!max || n < max)) {
+  *done = 0;
+  while (r) {
     if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
     ent *e = E(s, r);
     ref_t next = e->nnext;
     if (!ent_live(e, now)) {
+      if (n == budget) break;
       do_unlink_free(db, r, 1);
       n++;
     }
     r = next;
   }
-  if (freed) *freed = n;
+  *freed += n;
+  *done = r == 0;
   return ZKV_OK;
+}
+
+static int flush_expired_step_op(zkv_db *db, zkv_ns ns, uint64_t budget, uint64_t *n, int *done) {
+  RUN(db, do_flush_expired_ns(db, ns, budget, n, done));
 }
 
 int zkv_flush_expired_ns(zkv_db *db, zkv_ns ns, uint64_t max, uint64_t *freed) {
   CHECK_DB(db);
+  uint64_t tmp = 0;
+  if (!freed) freed = &tmp;
+  *freed = 0;
   if (db->closed) return ZKV_ECLOSED;
-  RUN(db, do_flush_expired_ns(db, ns, max, freed));
+  int done = 0;
+  while (!done && !(max && *freed >= max)) {
+    uint64_t budget = step_budget(db);
+    if (max && max - *freed < budget) budget = max - *freed;
+    int rc = flush_expired_step_op(db, ns, budget, freed, &done);
+    if (rc) return rc;
+  }
+  return ZKV_OK;
 }
 
 /* ---- keys ---------------------------------------------------------------- */
@@ -972,7 +1030,7 @@ static int do_verify(zkv_db *db, const char **why) {
       if (do_find(s, cur, ent_key(x), x->klen, zkv_hash(cur, ent_key(x), x->klen, 0), 0) != e)
         BAD("listed key not found in the index");
       n++;
-      nt += ent_exp(x) != 0;
+      nt += ent_timed(x);
       pv = e;
     }
     if (d->tail != pv) BAD("key list tail is wrong");

@@ -205,13 +205,6 @@ end
 ---------------------------------------------------------------------------------------------
 -- constructor
 
--- the driver of a store (for capacity and free_space)
-local function driver_of(store)
-  local ok, kv = pcall(store._driver, store)
-  if ok then return kv end
-  return nil
-end
-
 --- new(store [, driver]) -> dict.  `store` is a zeltkv store (a namespace); the dict sees
 -- exactly its keys.  `driver` (the store's kv) is found by itself for C binding stores.
 function M.new(store, kv)
@@ -226,7 +219,6 @@ function M.new(store, kv)
   if type(store._rawget) ~= "function" then
     error("zeltkv.shdict.new: a zeltkv store expected (no raw access methods)", 2)
   end
-  kv = kv or driver_of(store)
   return setmetatable({ s = store, kv = kv }, MT)
 end
 
@@ -520,19 +512,15 @@ end
 ---------------------------------------------------------------------------------------------
 -- sizes
 
-local function stats(d, what)
-  if not d.kv then error("zeltkv.shdict: " .. what .. " needs the store's driver: new(store, kv)", 3) end
-  return d.kv:stats()
-end
-
+-- the store's capacity and free bytes, without building a stats table
 function Dict.capacity(self)
-  local st = stats(zone(self), "capacity")
-  return st.capacity or huge
+  local cap = zone(self).s:_space()
+  return cap or huge
 end
 
 function Dict.free_space(self)
-  local st = stats(zone(self), "free_space")
-  return st.free_bytes or huge
+  local _, free = zone(self).s:_space()
+  return free or huge
 end
 
 function MT.__tostring(self)
