@@ -282,7 +282,7 @@ void do_rebuild_index(seg *s) {
     }
     while (cur != root && !E(s, cur)->nnext) {
       cur = E(s, cur)->ns;
-      if (!ns_valid(s, cur)) FAIL(s, ZKV_ECORRUPT);
+      if (!ns_valid(s, cur) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
     }
     if (cur == root) return;
     cur = E(s, cur)->nnext;

@@ -90,10 +90,14 @@ typedef struct hdr {
   uint32_t evict;
   uint32_t shared;
   uint32_t pad0;
+  /* The lock has a cache line of its own: a waiter spinning on it must not
+   * pull away the line the holder keeps writing (seq, log_used). */
+  char pad1[16];
   pthread_mutex_t lock;    /* process-shared, robust (shared driver) */
-  char pad1[64 - (sizeof(pthread_mutex_t) % 64)];
+  char pad2[64 - sizeof(pthread_mutex_t)];
   _Atomic uint64_t seq;    /* odd while a writer is changing the arena */
-  char pad2[56];
+  uint64_t log_used;       /* bytes of undo log in use; 0 = committed */
+  char pad_seq[48];
   /* allocator */
   uint64_t heap_start;     /* bytes */
   uint64_t top;            /* bytes: first byte never allocated */
@@ -109,7 +113,7 @@ typedef struct hdr {
   uint32_t pad3;
   uint64_t nns;
   /* undo log (shared driver: in the arena) */
-  uint64_t log_off, log_cap, log_used;
+  uint64_t log_off, log_cap;
   /* stats */
   uint64_t evictions, expired_freed, gc_runs, lock_recoveries;
   uint64_t lru_clock;      /* write operations so far: the lru age unit */

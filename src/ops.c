@@ -688,6 +688,7 @@ static int do_clear_some(zkv_db *db, ref_t root, uint64_t budget, uint64_t *remo
       }
       cur = e->ns;
       check_ns(s, cur);
+      if (guard-- == 0) FAIL(s, ZKV_ECORRUPT);   /* a record that is its own ancestor */
     }
     return 1;
   next:;
@@ -1015,7 +1016,7 @@ static int do_verify(zkv_db *db, const char **why) {
   }
   if (indexed != h->nentries) BAD("index count disagrees");
   /* 4. namespaces and their key lists */
-  uint64_t keys = 0, nss = 0;
+  uint64_t keys = 0, nss = 0, ups = 0;
   ref_t root = h->root_ns, cur = root;
   for (;;) {
     if (!ns_valid(s, cur) || ++nss > h->nns) BAD("namespace tree runs wild");
@@ -1040,7 +1041,10 @@ static int do_verify(zkv_db *db, const char **why) {
       cur = d->child;
       continue;
     }
-    while (cur != root && !E(s, cur)->nnext) cur = E(s, cur)->ns;
+    while (cur != root && !E(s, cur)->nnext) {
+      cur = E(s, cur)->ns;
+      if (!ns_valid(s, cur) || ++ups > ent_limit(s)) BAD("namespace tree runs wild");
+    }
     if (cur == root) break;
     cur = E(s, cur)->nnext;
   }

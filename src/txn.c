@@ -122,7 +122,8 @@ static int undo(seg *s, uint64_t mark) {
      * a robust mutex) */
     if (s->shared && tr[0] < H(s)->log_off + H(s)->log_cap && tr[0] + tr[1] > H(s)->log_off)
       return -1;
-    if (s->shared && tr[0] < offsetof(hdr, pad1) && tr[0] + tr[1] > offsetof(hdr, lock))
+    if (s->shared && tr[0] < offsetof(hdr, lock) + sizeof(pthread_mutex_t) &&
+        tr[0] + tr[1] > offsetof(hdr, lock))
       return -1;
     pos -= 16 + padded;
     memmove(s->base + tr[0], log + pos, tr[1]);
@@ -174,8 +175,12 @@ static int lock_shared(zkv_db *db) {
    * microsecond, and a waiter that sleeps costs both sides a futex system call
    * (the holder must wake it).  Spinning keeps two processes hammering one key
    * near the speed of one. */
-  for (int spin = 0; e == EBUSY && spin < 2000; spin++) {
-    for (int i = 0; i < 8; i++) __builtin_ia32_pause();
+  /* With exponential backoff: a waiter that looks at the lock word less and
+   * less often leaves the holder its cache lines, so two processes hammering
+   * one key lose little to each other. */
+  for (int spin = 0, pause = 16; e == EBUSY && spin < 64; spin++) {
+    for (int i = 0; i < pause; i++) __builtin_ia32_pause();
+    if (pause < 4096) pause *= 2;
     if (atomic_load_explicit((_Atomic int *)&h->lock.__data.__lock, memory_order_relaxed) == 0)
       e = pthread_mutex_trylock(&h->lock);
   }

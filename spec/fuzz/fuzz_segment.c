@@ -21,6 +21,8 @@ static unsigned char *g_img[2];
 static size_t g_len[2];
 static char g_dir[512];
 
+/* the directory is removed at exit; run.sh passes its own in ZKV_FUZZ_DIR
+ * (and removes it), since a crashing input ends the process without atexit */
 static void cleanup(void) {
   DIR *d = opendir(g_dir);
   if (d != NULL) {
@@ -40,14 +42,19 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
-  const char *tmp = getenv("TMPDIR");
-  snprintf(g_dir, sizeof g_dir, "%s/zkvfuzz-XXXXXX", tmp != NULL && *tmp ? tmp : "/tmp");
-  if (mkdtemp(g_dir) == NULL) {
-    perror("mkdtemp");
-    exit(2);
+  const char *given = getenv("ZKV_FUZZ_DIR");
+  if (given != NULL && *given) {
+    snprintf(g_dir, sizeof g_dir, "%s", given);
+  } else {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(g_dir, sizeof g_dir, "%s/zkvfuzz-XXXXXX", tmp != NULL && *tmp ? tmp : "/tmp");
+    if (mkdtemp(g_dir) == NULL) {
+      perror("mkdtemp");
+      exit(2);
+    }
+    atexit(cleanup);
   }
   setenv("ZELTKV_SHM_DIR", g_dir, 1);
-  atexit(cleanup);
   for (int i = 0; i < 2; i++) {
     if (zseg_build(i, &g_img[i], &g_len[i]) != 0) {
       fprintf(stderr, "fuzz_segment: cannot build the base image %d\n", i);

@@ -28,14 +28,16 @@ if [ ! -x "$BIN" ] || [ -n "$(find $SRC spec/c/segment_image.h src/*.h include/z
     exit 1
   fi
 fi
+ZKV_FUZZ_DIR=$(mktemp -d "${TMPDIR:-/tmp}/zkvfuzz-XXXXXX")
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/zkvfuzz-corpus-XXXXXX")
+trap 'rm -rf "$ZKV_FUZZ_DIR" "$WORK"' EXIT
+export ZKV_FUZZ_DIR
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:suppressions=spec/fuzz/ubsan.supp"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
 if [ $# -gt 0 ]; then
   "$BIN" -timeout=10 "$@"
   rc=$?
 else
-  WORK=$(mktemp -d "${TMPDIR:-/tmp}/zkvfuzz-corpus-XXXXXX")
-  trap 'rm -rf "$WORK"' EXIT
   "$BIN" -runs="$RUNS" -max_total_time="$TIME" -max_len=1024 -timeout=10 -rss_limit_mb=2048 \
     -artifact_prefix="$OUT/artifacts/" -print_final_stats=1 "$WORK" spec/fuzz/corpus > "$OUT/fuzz.log" 2>&1
   rc=$?
