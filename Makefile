@@ -49,7 +49,7 @@ PKGS_TEST  := $(PKGS_BUILD) valgrind clang libclang-rt-14-dev lua5.1 liblua5.1-0
               luajit2 libluajit2-5.1-dev nginx libnginx-mod-http-lua curl
 PKGS_BENCH := redis-server redis-tools gnuplot-nox lua-cjson
 
-.PHONY: all deps deps-bench check spec spec-all examples sanitize valgrind rockcheck nginx-test shdict-diff \
+.PHONY: all deps deps-bench check spec spec-all examples sanitize valgrind rockcheck nginx-test shdict-diff fuzz \
         test demo bench install clean
 
 all: $(MODULE) $(LIBA)
@@ -156,6 +156,12 @@ valgrind: $(CTESTS)
 	  ZKV_TEST_LIGHT=1 valgrind -q --error-exitcode=1 --leak-check=full $$t > $(RESULTS)/vg-$$(basename $$t).log 2>&1; rc=$$?; \
 	  tail -n 3 $(RESULTS)/vg-$$(basename $$t).log; [ $$rc -eq 0 ] || exit 1; done
 
+# libFuzzer (clang, ASan+UBSan) mutating segment files; bounded in time
+fuzz:
+	@mkdir -p $(RESULTS)
+	@FUZZ_TIME=$${FUZZ_TIME:-30} bash spec/fuzz/run.sh 2>&1 | tail -n 5 | tee $(RESULTS)/fuzz.log; \
+	  exit $${PIPESTATUS[0]}
+
 # ---- the two commands ----------------------------------------------------------
 test: deps
 	@rm -rf $(RESULTS)
@@ -168,6 +174,7 @@ test: deps
 	@$(MAKE) --no-print-directory shdict-diff
 	@$(MAKE) --no-print-directory sanitize
 	@$(MAKE) --no-print-directory valgrind
+	@$(MAKE) --no-print-directory fuzz
 	@./tools/summary.sh $(RESULTS)
 
 demo: deps all
