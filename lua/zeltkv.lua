@@ -11,13 +11,7 @@ local core = require("zeltkv.core")
 
 -- store:shdict(): the ngx.shared.DICT face of a store (lua/zeltkv/shdict.lua).  Added to the
 -- C binding's Store methods before the FFI front end collects them, so both have it.
-do
-  local reg = debug and debug.getregistry and debug.getregistry()
-  local mt = type(reg) == "table" and reg["zeltkv.Store"]
-  if type(mt) == "table" and type(mt.__index) == "table" and mt.__index.shdict == nil then
-    mt.__index.shdict = function(self, ...) return require("zeltkv.shdict").new(self, ...) end
-  end
-end
+core._Store.shdict = function(self) return require("zeltkv.shdict").new(self) end
 
 if rawget(_G, "jit") and os.getenv("ZELTKV_NO_FFI") ~= "1" then
   local ok, front = pcall(require, "zeltkv.ffi")

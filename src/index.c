@@ -357,12 +357,44 @@ uint16_t zkv_lru_now(seg *s) {
   return (uint16_t)(h->lru_clock >> (lg > 10 ? lg - 10 : 0));
 }
 
+/* Candidates are kept between evictions in a small pool of the process (as
+ * Redis does): each eviction samples a few more keys into it and takes the
+ * one unused longest, so the choice gets close to true LRU at the cost of a
+ * few random probes.  A pooled ref is checked before use: still a key, not
+ * the one being replaced, and not used since it was pooled. */
+static int age_of(const ent *e, uint16_t now) {
+  return ent_alive(e) ? (uint16_t)(now - e->atime) : 1 << 20;   /* expired first */
+}
+
+static void pool_add(seg *s, ref_t r, uint16_t atime, int age) {
+  for (int i = 0; i < s->npool; i++)
+    if (s->pool[i].r == r) return;
+  if (s->npool < EVICT_POOL) {
+    s->pool[s->npool].r = r;
+    s->pool[s->npool].atime = atime;
+    s->npool++;
+    return;
+  }
+  /* full: replace the youngest if this one is older */
+  int young = 0, young_age = INT32_MAX;
+  uint16_t now = s->pool_now;
+  for (int i = 0; i < s->npool; i++) {
+    int a = (uint16_t)(now - s->pool[i].atime);
+    if (a < young_age) { young_age = a; young = i; }
+  }
+  if (age > young_age) {
+    s->pool[young].r = r;
+    s->pool[young].atime = atime;
+  }
+}
+
 int do_evict_one(zkv_db *db) {
   seg *s = db->s;
   hdr *h = H(s);
   if (h->nkeys == 0) return 0;
   uint64_t nb = nbuckets(s);
   uint16_t now = zkv_lru_now(s);
+  s->pool_now = now;
   ref_t best = 0;
   int best_age = -1, seen = 0;
   ref_t *bv = bucket(s, 0);
@@ -371,15 +403,25 @@ int do_evict_one(zkv_db *db) {
     for (int depth = 0; r && depth < 8; depth++) {
       ent *e = ent_at(s, r);
       if (e->type != T_NSREC && r != s->pin) {
-        int age = (uint16_t)(now - e->atime);
-        if (!ent_alive(e)) age = 1 << 20;  /* expired: take it first */
-        if (age > best_age) { best_age = age; best = r; }
+        pool_add(s, r, e->atime, age_of(e, now));
         seen++;
       }
       r = e->hnext;
     }
   }
+  int bi = -1;
+  for (int i = 0; i < s->npool; i++) {
+    ref_t r = s->pool[i].r;
+    if (r == s->pin || !ent_ok(s, r) || E(s, r)->type == T_NSREC ||
+        E(s, r)->atime != s->pool[i].atime) {
+      s->pool[i--] = s->pool[--s->npool];   /* gone, or used since: drop it */
+      continue;
+    }
+    int a = age_of(E(s, r), now);
+    if (a > best_age) { best_age = a; best = r; bi = i; }
+  }
   if (!best) return 0;
+  s->pool[bi] = s->pool[--s->npool];
   int expired = best_age == (1 << 20);
   do_unlink_free(db, best, expired);
   if (!expired) {

@@ -160,7 +160,11 @@ typedef struct seg {
   uint64_t evicted;        /* live keys evicted so far (for zkv_set_ex) */
   uint64_t rng;
   uint64_t seen_recoveries; /* lock_recoveries when the header was last checked */
+  struct { ref_t r; uint16_t atime; } pool[16]; /* lru eviction candidates */
+  int npool;
+  uint16_t pool_now;
 } seg;
+#define EVICT_POOL 16
 
 uint64_t zkv_rand(seg *s);
 

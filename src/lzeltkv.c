@@ -99,6 +99,13 @@ static zkv_db *open_db(lua_State *L, Driver *d) {
   return d->db;
 }
 
+/* the result of a call that counts: n, or the error */
+static int push_count(lua_State *L, int rc, uint64_t n, const char *what) {
+  if (rc) return raise_rc(L, rc, what);
+  zkv_pushinteger(L, n);
+  return 1;
+}
+
 static Store *check_store(lua_State *L, zkv_db **db) {
   Store *s = (Store *)check_self(L, STORE_MT);
   *db = open_db(L, s->drv);
@@ -795,9 +802,7 @@ static int store_count(lua_State *L) {
   uint64_t n;
   int rc;
   CALL(rc, zkv_count(db, s->ns, &n));
-  if (rc) return raise_rc(L, rc, "count");
-  zkv_pushinteger(L, n);
-  return 1;
+  return push_count(L, rc, n, "count");
 }
 
 static int store_clear(lua_State *L) {
@@ -806,9 +811,7 @@ static int store_clear(lua_State *L) {
   uint64_t n;
   int rc;
   CALL(rc, zkv_clear(db, s->ns, &n));
-  if (rc) return raise_rc(L, rc, "clear");
-  zkv_pushinteger(L, n);
-  return 1;
+  return push_count(L, rc, n, "clear");
 }
 
 /* keys(): batches of keys are copied out under the lock into a C buffer,
@@ -1025,9 +1028,7 @@ static int store_flush_all(lua_State *L) {
   uint64_t n = 0;
   int rc;
   CALL(rc, zkv_expire_all(db, s->ns, &n));
-  if (rc) return raise_rc(L, rc, "flush_all");
-  zkv_pushinteger(L, n);
-  return 1;
+  return push_count(L, rc, n, "flush_all");
 }
 
 /* s:_flush_expired(max) -> how many expired keys of this namespace were freed */
@@ -1039,9 +1040,7 @@ static int store_flush_expired(lua_State *L) {
   uint64_t n = 0;
   int rc;
   CALL(rc, zkv_flush_expired_ns(db, s->ns, (uint64_t)max, &n));
-  if (rc) return raise_rc(L, rc, "flush_expired");
-  zkv_pushinteger(L, n);
-  return 1;
+  return push_count(L, rc, n, "flush_expired");
 }
 
 /* s:_space() -> capacity, free bytes (nil, nil when unbounded): stats without the table */
@@ -1057,8 +1056,7 @@ static int store_space(lua_State *L) {
   return 2;
 }
 
-/* kv:_flush_expired(max) -> how many */
-static int driver_flush_expired(lua_State *L);
+
 
 /* ---- atomic ---------------------------------------------------------------- */
 
@@ -1174,19 +1172,7 @@ static int driver_gc(lua_State *L) {
   check_driver(L, &db);
   uint64_t n;
   int rc = zkv_gc(db, &n);
-  if (rc) return raise_rc(L, rc, "gc");
-  zkv_pushinteger(L, n);
-  return 1;
-}
-
-static int driver_flush_expired(lua_State *L) {
-  zkv_db *db;
-  check_driver(L, &db);
-  uint64_t n;
-  int rc = zkv_flush_expired(db, (uint64_t)luaL_optnumber(L, 2, 0), &n);
-  if (rc) return raise_rc(L, rc, "flush_expired");
-  zkv_pushinteger(L, n);
-  return 1;
+  return push_count(L, rc, n, "gc");
 }
 
 static int driver_flush(lua_State *L) {
@@ -1194,9 +1180,7 @@ static int driver_flush(lua_State *L) {
   check_driver(L, &db);
   uint64_t n;
   int rc = zkv_flush(db, &n);
-  if (rc) return raise_rc(L, rc, "flush");
-  zkv_pushinteger(L, n);
-  return 1;
+  return push_count(L, rc, n, "flush");
 }
 
 #define SETINT(name, v) (zkv_pushinteger(L, (v)), lua_setfield(L, -2, name))
@@ -1407,8 +1391,7 @@ static const luaL_Reg store_methods[] = {
 
 static const luaL_Reg driver_methods[] = {
   {"namespace", driver_namespace}, {"atomic", driver_atomic}, {"gc", driver_gc},
-  {"stats", driver_stats}, {"flush", driver_flush}, {"close", driver_close},
-  {"_flush_expired", driver_flush_expired}, {NULL, NULL}};
+  {"stats", driver_stats}, {"flush", driver_flush}, {"close", driver_close}, {NULL, NULL}};
 
 /* set each function into the table at -2 with the table at -1 as upvalue */
 static void set_methods(lua_State *L, const luaL_Reg *r) {
@@ -1463,6 +1446,11 @@ int luaopen_zeltkv_core(lua_State *L) {
   lua_setfield(L, -2, "_set_clock_offset");
   lua_pushstring(L, ZKV_VERSION);
   lua_setfield(L, -2, "version");
+  /* the Store method table, so that Lua parts (lua/zeltkv.lua) can add methods */
+  luaL_getmetatable(L, STORE_MT);
+  lua_getfield(L, -1, "__index");
+  lua_setfield(L, -3, "_Store");
+  lua_pop(L, 1);
   lua_createtable(L, 0, 5);
   for (int i = 1; i <= 5; i++) {
     lua_pushstring(L, CODES[i]);

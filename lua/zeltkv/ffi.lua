@@ -372,7 +372,7 @@ end
 local STORE_NAMES = { "get", "set", "del", "has", "expire", "ttl", "incr", "setnx", "namespace",
                       "atomic", "keys", "count", "clear", "_handle", "_rawget", "_rawset",
                       "_incr_num", "_expire_ms" }
-local DRIVER_NAMES = { "namespace", "atomic", "gc", "stats", "flush", "close", "_flush_expired" }
+local DRIVER_NAMES = { "namespace", "atomic", "gc", "stats", "flush", "close" }
 
 -- every C method we do not implement is forwarded as it is
 local function forward(methods, cm, name)

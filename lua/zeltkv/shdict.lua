@@ -25,8 +25,8 @@
 --   * a list op copies the list (O(length)), where shdict's lists are linked (O(1)).
 --
 -- Built on the store's hidden raw methods (src/lzeltkv.c, "raw access"): _rawget, _rawset,
--- _incr_num, _expire_ms, and on ttl, del, keys, clear, atomic of the store and _flush_expired,
--- stats of its driver.  Lists are values of type ZKV_T_LIST in the encoding below; list
+-- _incr_num, _expire_ms, _flush_all, _flush_expired, _space, and on ttl, del, keys and atomic
+-- of the store.  Lists are values of type ZKV_T_LIST in the encoding below; list
 -- read-modify-writes run inside store:atomic().
 
 local type, tostring, tonumber, select, error, setmetatable, getmetatable =
@@ -205,11 +205,10 @@ end
 ---------------------------------------------------------------------------------------------
 -- constructor
 
---- new(store [, driver]) -> dict.  `store` is a zeltkv store (a namespace); the dict sees
--- exactly its keys.  `driver` (the store's kv) is found by itself for C binding stores.
-function M.new(store, kv)
-  if type(store) == "table" and type(store._rawget) == "function" and type(store.shdict) == "function"
-     and not kv then
+--- new(store) -> dict.  `store` is a zeltkv store (a namespace); the dict sees exactly its
+-- keys.
+function M.new(store)
+  if type(store) == "table" and type(store._rawget) == "function" and type(store.shdict) == "function" then
     -- the LuaJIT FFI front end's store: its shdict() forwards the C store (same keys)
     return store:shdict()
   end
@@ -219,7 +218,7 @@ function M.new(store, kv)
   if type(store._rawget) ~= "function" then
     error("zeltkv.shdict.new: a zeltkv store expected (no raw access methods)", 2)
   end
-  return setmetatable({ s = store, kv = kv }, MT)
+  return setmetatable({ s = store }, MT)
 end
 
 ---------------------------------------------------------------------------------------------
