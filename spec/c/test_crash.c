@@ -285,7 +285,8 @@ static void incr_txn(zkv_db *db, const struct ids *ids, int slot, int lru) {
   __atomic_fetch_add(&g_sh->incr_commits, 1, __ATOMIC_SEQ_CST);
 }
 
-static void rnd_key(char *buf, uint64_t *rs) { snprintf(buf, 16, "r%u", (unsigned)(xs(rs) % NRND)); }
+static unsigned g_nrnd = NRND;   /* random keys in this phase (lru: more than fit) */
+static void rnd_key(char *buf, uint64_t *rs) { snprintf(buf, 16, "r%u", (unsigned)(xs(rs) % g_nrnd)); }
 
 static int64_t rnd_ttl(uint64_t *rs) {
   uint64_t x = xs(rs) % 100;
@@ -357,7 +358,8 @@ static void tmp_fill_clear(zkv_db *db, const struct ids *ids, int slot, uint64_t
     if (!rc_ordinary(rc)) WBAD("tmp set", rc);
   }
   uint64_t removed = 0;
-  int rc = zkv_clear(db, (xs(rs) & 1) ? ids->tmp : ids->rnd, &removed);
+  /* now and then the whole of rnd (tmp is nested in it) */
+  int rc = zkv_clear(db, (xs(rs) % 25) ? ids->tmp : ids->rnd, &removed);
   if (!rc_ordinary(rc)) WBAD("clear", rc);
 }
 
@@ -497,6 +499,7 @@ struct pstate {
   uint64_t recov;         /* lock_recoveries last seen */
   int reseeded[NW];       /* lru: slot's counter re-seeded since it was spawned */
   long reseeds;
+  zkv_stats last;         /* stats at the last check */
 };
 
 static void seed_counters(zkv_db *db, const struct ids *ids, struct pstate *ps) {
@@ -621,6 +624,7 @@ static int check_store(const char *name, int lru, int killed, struct pstate *ps,
   CHECK_RC(zkv_stats_get(db, &st), ZKV_OK);
   CHECK(st.lock_recoveries >= ps->recov);
   ps->recov = st.lock_recoveries;
+  ps->last = st;
   CHECK(st.bytes_used <= st.capacity);
   CHECK_RC(zkv_commit(db), ZKV_OK);
   if (final) {
@@ -661,6 +665,7 @@ static void soak(int lru, int kills) {
   char name[64];
   snprintf(name, sizeof name, "crash-%d-%s", (int)getpid(), lru ? "lru" : "none");
   memset(g_sh, 0, sizeof *g_sh);
+  g_nrnd = lru ? 3 * NRND : NRND;
   struct pstate ps;
   memset(&ps, 0, sizeof ps);
   /* create and seed */
@@ -729,6 +734,10 @@ static void soak(int lru, int kills) {
           "commits, %ld ops, %ld lock-free reads, %llu lock recoveries, %ld re-seeds (lru)",
           lru ? "lru" : "none", kills, reader_kills, th_now() - t0, g_sh->pair_commits,
           g_sh->incr_commits, g_sh->ops, g_sh->reads, (unsigned long long)ps.recov, ps.reseeds);
+  TH_NOTE("evict %s: %llu evictions, %llu expired freed, %llu sweeps, %llu buckets",
+          lru ? "lru" : "none", (unsigned long long)ps.last.evictions,
+          (unsigned long long)ps.last.expired_freed, (unsigned long long)ps.last.gc_runs,
+          (unsigned long long)ps.last.buckets);
   CHECK_EQ(g_sh->torn, 0);
   CHECK_EQ(g_sh->backwards, 0);
   CHECK_EQ(g_sh->pair_bad, 0);

@@ -148,7 +148,7 @@ TEST(mutation_header_fields) {
   for (int base = 0; base < 2; base++) {
     for (uint32_t off = 0; off < hdr_bytes; off += 8) {
       for (size_t k = 0; k < nv; k++) {
-        if (light() && (k % 4) != (off / 8) % 4) continue;
+        if (light() && (k % 16) != (off / 8) % 16) continue;   /* valgrind: ~1 value a field */
         uint8_t in[1 + 3 + 8];
         in[0] = (uint8_t)base;
         in[1] = (uint8_t)(off & 0xff);
@@ -157,6 +157,7 @@ TEST(mutation_header_fields) {
         memcpy(in + 4, &vals[k], 8);
         fails += run_one(in, sizeof in, NULL) != 0;
         runs++;
+        if (light()) continue;
         /* the same value in the low half only (u32 fields) */
         uint64_t lo = (vals[k] & 0xffffffffull);
         uint64_t cur;
