@@ -277,6 +277,7 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
     s->mapped = (uint64_t)st.st_size;
     s->shared = 1;
     s->refs = 1;
+    s->lock_kind = zkv_lock_kind();
     s->dev = (unsigned long)st.st_dev;
     s->ino = (unsigned long)st.st_ino;
     s->rng = (uint64_t)zkv_now_ns_raw() ^ ((uint64_t)getpid() << 32);

@@ -160,6 +160,7 @@ typedef struct seg {
   uint64_t evicted;        /* live keys evicted so far (for zkv_set_ex) */
   uint64_t rng;
   uint64_t seen_recoveries; /* lock_recoveries when the header was last checked */
+  int lock_kind;           /* zkv_lock_kind(), kept at open */
   struct { ref_t r; uint16_t atime; } pool[16]; /* lru eviction candidates */
   int npool;
   uint16_t pool_now;

@@ -60,10 +60,16 @@ uint16_t zkv_coarse_sec(void) {
 /* A record is the old bytes, padded to 8, followed by a trailer (offset,
  * length), so the log can be walked backwards from its end. */
 
+/* Only the lock holder writes seq, so plain stores do (no atomic
+ * read-modify-write): the odd value is ordered before the changes that follow
+ * by a release fence, the even one after them by a release store. */
 static void mark_dirty(seg *s) {
   hdr *h = H(s);
-  if (!(atomic_load_explicit(&h->seq, memory_order_relaxed) & 1))
-    atomic_fetch_add_explicit(&h->seq, 1, memory_order_seq_cst);
+  uint64_t v = atomic_load_explicit(&h->seq, memory_order_relaxed);
+  if (!(v & 1)) {
+    atomic_store_explicit(&h->seq, v + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+  }
   s->dirty = 1;
 }
 
@@ -169,7 +175,7 @@ static void recover(seg *s) {
 static int lock_shared(zkv_db *db) {
   seg *s = db->s;
   hdr *h = H(s);
-  if (UNLIKELY(h->lock.__data.__kind != zkv_lock_kind())) return ZKV_ECORRUPT;
+  if (UNLIKELY(h->lock.__data.__kind != s->lock_kind)) return ZKV_ECORRUPT;
   int e = pthread_mutex_trylock(&h->lock);
   /* Spin a little before sleeping: operations hold the lock for well under a
    * microsecond, and a waiter that sleeps costs both sides a futex system call
@@ -197,7 +203,8 @@ static int lock_shared(zkv_db *db) {
     s->depth = 1;
     recover(s);
     pthread_mutex_consistent(&h->lock);
-    if (atomic_load(&h->seq) & 1) atomic_fetch_add(&h->seq, 1);
+    uint64_t v = atomic_load(&h->seq);
+    if (v & 1) atomic_store(&h->seq, v + 1);
     s->dirty = 0;
     s->depth = 0;
     return ZKV_OK;
@@ -251,8 +258,8 @@ static void release(seg *s) {
     hdr *h = H(s);
     h->log_used = 0;   /* the commit point */
     h->rebuild = 0;
-    if (s->dirty || (atomic_load_explicit(&h->seq, memory_order_relaxed) & 1))
-      atomic_fetch_add_explicit(&h->seq, 1, memory_order_release);
+    uint64_t v = atomic_load_explicit(&h->seq, memory_order_relaxed);
+    if (v & 1) atomic_store_explicit(&h->seq, v + 1, memory_order_release);
     s->dirty = 0;
     pthread_mutex_unlock(&h->lock);
   } else {
