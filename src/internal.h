@@ -192,7 +192,37 @@ _Noreturn void zkv_fail(seg *s, int rc);
 
 /* undo log */
 void zkv_log(seg *s, const void *p, size_t len);
-#define LOGW(s, p, len) do { if ((s)->logging) zkv_log(s, p, len); } while (0)
+#define REC_LEN_BITS 24
+#define REC_MAX ((1ull << REC_LEN_BITS) - 1)
+
+/* Log the bytes at p before they change.  The common record (a field of a
+ * shared segment, once the lock hold is marked dirty) is written inline. */
+static inline void zkv_logw(seg *s, const void *p, size_t len) {
+  if (len <= 16 && s->shared && s->dirty) {
+    hdr *h = (hdr *)s->base;
+    uint64_t rec = ((len + 7) & ~(size_t)7) + 8;
+    if (LIKELY(h->log_used + rec <= h->log_cap && h->log_off + h->log_cap <= s->mapped)) {
+      char *dst = s->base + h->log_off + h->log_used;
+      uint64_t tr = (uint64_t)((const char *)p - s->base) << REC_LEN_BITS | len;
+      switch (len) {   /* constant sizes: the copies compile to a move or two */
+      case 1: memcpy(dst, p, 1); break;
+      case 2: memcpy(dst, p, 2); break;
+      case 4: memcpy(dst, p, 4); break;
+      case 8: memcpy(dst, p, 8); break;
+      case 12: memcpy(dst, p, 12); break;
+      case 16: memcpy(dst, p, 16); break;
+      default: memcpy(dst, p, len); break;
+      }
+      memcpy(dst + rec - 8, &tr, 8);
+      atomic_signal_fence(memory_order_seq_cst);
+      h->log_used += rec;
+      atomic_signal_fence(memory_order_seq_cst);
+      return;
+    }
+  }
+  zkv_log(s, p, len);
+}
+#define LOGW(s, p, len) do { if ((s)->logging) zkv_logw(s, p, len); } while (0)
 void zkv_undo_to(seg *s, uint64_t mark);
 uint64_t zkv_log_pos(seg *s);
 

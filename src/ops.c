@@ -419,12 +419,31 @@ static int do_store(zkv_db *db, ref_t ns, const void *key, size_t klen, uint64_t
   }
   if (r) {
     ent *e = E(s, r);
-    if (BLK_UNITS(e->blk) == units && (e->flags & 31u) == f && (!s->logging || units <= 32)) {
-      /* same shape: overwrite in place, keeping links, seq and place */
-      LOGW(s, (char *)e + 4, units * UNIT - 4);
-      uint32_t b = e->blk, hn = e->hnext, np = e->nprev, nn = e->nnext, sq = e->seq;
-      build(s, r, key, klen, type, uflags, exp, val, vlen);
-      e->blk = b; e->hnext = hn; e->nprev = np; e->nnext = nn; e->seq = sq; e->ns = ns;
+    if (BLK_UNITS(e->blk) == units && (e->flags & 31u) == f && (!s->logging || vlen <= 256)) {
+      /* same shape (and so the same key, options and value offset): write
+       * only what changes, in place, keeping links, seq and place */
+      size_t used = ENT_HDR + (exp ? 8 : 0) + (uflags ? 4 : 0) + klen + vlen;
+      uint8_t nflags = (uint8_t)(f | ((units * UNIT - used) << 5));
+      char *p = (char *)e + ENT_HDR;
+      if (e->type != type || e->flags != nflags) {
+        LOGW(s, &e->type, 2);   /* type and flags are adjacent */
+        e->type = (uint8_t)type;
+        e->flags = nflags;
+      }
+      if (exp) {
+        LOGW(s, p, 8);
+        memcpy(p, &exp, 8);
+        p += 8;
+      }
+      if (uflags) {
+        LOGW(s, p, 4);
+        memcpy(p, &uflags, 4);
+        p += 4;
+      }
+      p += klen;
+      LOGW(s, p, vlen);
+      if (vlen) memcpy(p, val, vlen);
+      e->atime = zkv_lru_now(s);
       return ZKV_OK;
     }
     s->pin = r;

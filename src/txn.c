@@ -57,8 +57,8 @@ uint16_t zkv_coarse_sec(void) {
 }
 
 /* ---- undo log ----------------------------------------------------------- */
-/* A record is the old bytes, padded to 8, followed by a trailer (offset,
- * length), so the log can be walked backwards from its end. */
+/* A record is the old bytes, padded to 8, followed by an 8-byte trailer
+ * (offset << 24 | length), so the log can be walked backwards from its end. */
 
 /* Only the lock holder writes seq, so plain stores do (no atomic
  * read-modify-write): the odd value is ordered before the changes that follow
@@ -74,9 +74,15 @@ static void mark_dirty(seg *s) {
 }
 
 void zkv_log(seg *s, const void *p, size_t len) {
+  /* a record holds at most REC_MAX bytes: longer ones are split */
+  while (len > REC_MAX) {
+    zkv_log(s, p, REC_MAX);
+    p = (const char *)p + REC_MAX;
+    len -= REC_MAX;
+  }
   uint64_t off = (uint64_t)((const char *)p - s->base);
   uint64_t padded = (len + 7) & ~(uint64_t)7;
-  uint64_t rec = padded + 16;
+  uint64_t rec = padded + 8;
   char *dst;
   if (s->shared) {
     if (!s->dirty) mark_dirty(s);
@@ -96,8 +102,8 @@ void zkv_log(seg *s, const void *p, size_t len) {
     dst = s->mlog + s->mlog_used;
   }
   memcpy(dst, p, len);
-  uint64_t tr[2] = {off, len};
-  memcpy(dst + padded, tr, 16);
+  uint64_t tr = off << REC_LEN_BITS | len;
+  memcpy(dst + padded, &tr, 8);
   /* the record must be complete before it counts, and count before the change
    * it protects is made: a process may die between any two stores */
   atomic_signal_fence(memory_order_seq_cst);
@@ -117,11 +123,13 @@ static int undo(seg *s, uint64_t mark) {
     return -1;
   char *log = s->shared ? s->base + H(s)->log_off : s->mlog;
   while (pos > mark) {
-    if (pos < mark + 16) return -1;
-    uint64_t tr[2];
-    memcpy(tr, log + pos - 16, 16);
+    if (pos < mark + 8) return -1;
+    uint64_t t, tr[2];
+    memcpy(&t, log + pos - 8, 8);
+    tr[0] = t >> REC_LEN_BITS;
+    tr[1] = t & REC_MAX;
     uint64_t padded = (tr[1] + 7) & ~(uint64_t)7;
-    if (tr[1] > pos || padded + 16 > pos - mark || tr[0] > s->mapped || tr[1] > s->mapped - tr[0])
+    if (tr[1] > pos || padded + 8 > pos - mark || tr[0] > s->mapped || tr[1] > s->mapped - tr[0])
       return -1;
     /* a record never restores bytes of the log itself or of the lock (none is
      * ever written; a damaged log might say so, and glibc follows pointers in
@@ -131,7 +139,7 @@ static int undo(seg *s, uint64_t mark) {
     if (s->shared && tr[0] < offsetof(hdr, lock) + sizeof(pthread_mutex_t) &&
         tr[0] + tr[1] > offsetof(hdr, lock))
       return -1;
-    pos -= 16 + padded;
+    pos -= 8 + padded;
     memmove(s->base + tr[0], log + pos, tr[1]);
     atomic_signal_fence(memory_order_seq_cst);
     if (s->shared) H(s)->log_used = pos;
