@@ -146,9 +146,13 @@ static ref_t from_lists(seg *s, uint64_t units) {
     }
     c = 64;
   }
-  for (; c < NCLASS; c++) {
-    if (!(h->class_bits[c >> 6] & (1ull << (c & 63)))) continue;
-    ref_t r = h->free_heads[c];
+  for (;;) {
+    /* the next non-empty list from c on: one bit scan, not a loop */
+    uint64_t m = c < 128 ? h->class_bits[1] & (~0ull << (c - 64)) : 0;
+    if (!m) break;
+    c = 64u + (unsigned)__builtin_ctzll(m);
+    if (c >= NCLASS) break;
+    ref_t r = h->free_heads[c++];
     /* first fit; only the first list can hold blocks too small */
     for (int n = 0; r && n < 64; n++) {
       chk(s, r, 2);
