@@ -197,6 +197,7 @@ static int64_t opt_ttl(lua_State *L, int i, int required) {
  * would not give back exactly); the decoder is cJSON. */
 
 #define MAX_DEPTH 100
+#define LIKELY_(x) __builtin_expect(!!(x), 1)
 
 typedef struct Enc {
   lua_State *L;
@@ -207,7 +208,20 @@ typedef struct Enc {
   struct { int is_index; lua_Integer index; const char *name; size_t len; } path[MAX_DEPTH + 1];
 } Enc;
 
-static void put(Enc *e, const char *p, size_t n) {
+static void put_grow(Enc *e, const char *p, size_t n);
+
+/* append to the encoding buffer; the common case (room left) inline */
+static inline void put(Enc *e, const char *p, size_t n) {
+  Driver *d = e->d;
+  if (LIKELY_(d->buf_len + n <= d->buf_cap)) {
+    memcpy(d->buf + d->buf_len, p, n);
+    d->buf_len += n;
+    return;
+  }
+  put_grow(e, p, n);
+}
+
+static void put_grow(Enc *e, const char *p, size_t n) {
   Driver *d = e->d;
   if (d->buf_len + n > d->buf_cap) {
     size_t cap = d->buf_cap ? d->buf_cap * 2 : 256;
@@ -322,6 +336,41 @@ static void enc_table(Enc *e, int idx) {
     if (e->seen[i] == self) enc_fail(e, "cyclic tables cannot be stored");
   if (e->depth >= MAX_DEPTH) enc_fail(e, "nesting deeper than 100 cannot be stored");
   luaL_checkstack(L, 6, "value too deep");
+  e->seen[e->depth] = self;
+  if (lua_rawlen(L, idx) == 0) {
+    /* no array part: most likely an object, written in one pass; the first
+     * key that is not a string sends us to the classifying path below, which
+     * names the error exactly */
+    size_t mark = e->d->buf_len;
+    int first = 1;
+    e->depth++;
+    PUTS(e, "{");
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      if (lua_type(L, -2) != LUA_TSTRING) {
+        lua_pop(L, 2);
+        e->depth--;
+        e->d->buf_len = mark;
+        goto classify;
+      }
+      size_t kl;
+      const char *k = lua_tolstring(L, -2, &kl);
+      e->path[e->depth].is_index = 0;
+      e->path[e->depth].name = k;
+      e->path[e->depth].len = kl;
+      if (!first) PUTS(e, ",");
+      first = 0;
+      if (memchr(k, 0, kl)) enc_fail(e, "keys inside tables cannot hold NUL bytes");
+      enc_string(e, k, kl);
+      PUTS(e, ":");
+      enc_value(e, lua_gettop(L));
+      lua_pop(L, 1);
+    }
+    PUTS(e, "}");
+    e->depth--;
+    return;
+  }
+classify:;
   /* classify: keys exactly 1..n (array), all strings (object), else refuse */
   size_t count = 0, nstr = 0;
   lua_Integer maxk = 0;
@@ -337,7 +386,6 @@ static void enc_table(Enc *e, int idx) {
       if (k > maxk) maxk = k;
     } else other = 1;
   }
-  e->seen[e->depth] = self;
   e->depth++;
   if (count == 0) {
     PUTS(e, "{}");
