@@ -68,6 +68,11 @@ static void chain_remove(seg *s, ref_t r, uint64_t h) {
 
 /* put an entry on a namespace's key list (or a ns record on its parent's
  * child list) at the tail */
+/* The three below change fields of the namespace record d (head, tail,
+ * next_seq, nkeys, nttl: its first 32 bytes), which their callers log in one
+ * record beforehand (LOG_NSDATA). */
+#define LOG_NSDATA(s, d) LOGW(s, d, 32)
+
 static void list_append(seg *s, nsdata *d, ref_t r) {
   ent *e = E(s, r);
   e->nprev = d->tail;
@@ -77,10 +82,8 @@ static void list_append(seg *s, nsdata *d, ref_t r) {
     LOGW(s, &t->nnext, 4);
     t->nnext = r;
   } else {
-    LOGW(s, &d->head, 4);
     d->head = r;
   }
-  LOGW(s, &d->tail, 4);
   d->tail = r;
 }
 
@@ -90,7 +93,6 @@ static void list_unlink(seg *s, nsdata *d, ent *e) {
     LOGW(s, &p->nnext, 4);
     p->nnext = e->nnext;
   } else {
-    LOGW(s, &d->head, 4);
     d->head = e->nnext;
   }
   if (e->nnext) {
@@ -98,14 +100,12 @@ static void list_unlink(seg *s, nsdata *d, ent *e) {
     LOGW(s, &n->nprev, 4);
     n->nprev = e->nprev;
   } else {
-    LOGW(s, &d->tail, 4);
     d->tail = e->nprev;
   }
 }
 
 static void count_add(seg *s, nsdata *d, int has_ttl, int delta) {
   hdr *h = H(s);
-  LOGW(s, &d->nkeys, 16);
   d->nkeys += (uint64_t)(int64_t)delta;
   if (has_ttl) d->nttl += (uint64_t)(int64_t)delta;
   LOGW(s, &h->nentries, 16);
@@ -120,7 +120,7 @@ void do_link_new(zkv_db *db, ref_t ns, ref_t r, uint64_t h) {
   ent *e = E(s, r);
   e->ns = ns;
   e->seq = d->next_seq;
-  LOGW(s, &d->next_seq, 4);
+  LOG_NSDATA(s, d);
   d->next_seq++;
   ref_t *b = bucket(s, h);
   e->hnext = *b;
@@ -189,12 +189,18 @@ void do_replace_keep(zkv_db *db, ref_t old, ref_t nw, uint64_t h) {
 
 /* remove a key entry from its namespace and the index, and free it */
 void do_unlink_free(zkv_db *db, ref_t r, int expired) {
+  ent *e = ent_at(db->s, r);
+  do_unlink_free_h(db, r, expired, zkv_hash(e->ns, ent_key(e), e->klen, 0));
+}
+
+/* the same, when the caller has the key's hash already */
+void do_unlink_free_h(zkv_db *db, ref_t r, int expired, uint64_t h) {
   seg *s = db->s;
   ent *e = ent_at(s, r);
   if (UNLIKELY(e->type == T_NSREC)) FAIL(s, ZKV_ECORRUPT);
   nsdata *d = ns_data(s, e->ns);
-  uint64_t h = zkv_hash(e->ns, ent_key(e), e->klen, 0);
   chain_remove(s, r, h);
+  LOG_NSDATA(s, d);
   list_unlink(s, d, e);
   count_add(s, d, ent_timed(e), -1);
   if (expired) {

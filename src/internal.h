@@ -244,6 +244,7 @@ ref_t do_find(seg *s, ref_t ns, const void *key, size_t klen, uint64_t h, int is
 nsdata *ns_data(seg *s, ref_t ns);
 int64_t zkv_now_coarse(void);  /* ms, coarse (a few ms), with the test offset */
 void do_unlink_free(zkv_db *db, ref_t r, int expired);
+void do_unlink_free_h(zkv_db *db, ref_t r, int expired, uint64_t h);
 void do_link_new(zkv_db *db, ref_t ns, ref_t r, uint64_t h);
 void do_replace(zkv_db *db, ref_t old, ref_t nw, uint64_t h);
 void do_replace_keep(zkv_db *db, ref_t old, ref_t nw, uint64_t h);

@@ -495,10 +495,11 @@ int zkv_set_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, const zkv_va
 static int do_del(zkv_db *db, ref_t ns, const void *key, size_t klen) {
   seg *s = db->s;
   check_ns(s, ns);
-  ref_t r = do_find(s, ns, key, klen, zkv_hash(ns, key, klen, 0), 0);
+  uint64_t h = zkv_hash(ns, key, klen, 0);
+  ref_t r = do_find(s, ns, key, klen, h, 0);
   if (!r) return ZKV_NOTFOUND;
   int live = ent_alive(E(s, r));
-  do_unlink_free(db, r, !live);
+  do_unlink_free_h(db, r, !live, h);
   return live ? ZKV_OK : ZKV_NOTFOUND;
 }
 
