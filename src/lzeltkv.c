@@ -371,7 +371,7 @@ static void enc_table(Enc *e, int idx) {
     return;
   }
 classify:;
-  /* classify: keys exactly 1..n (array), all strings (object), else refuse */
+  /* classify: keys exactly 1..n (an array), else refuse, naming why */
   size_t count = 0, nstr = 0;
   lua_Integer maxk = 0;
   int other = 0;
@@ -386,31 +386,11 @@ classify:;
       if (k > maxk) maxk = k;
     } else other = 1;
   }
+  /* here some key is not a string (the one-pass path wrote the others) */
   e->depth++;
-  if (count == 0) {
-    PUTS(e, "{}");
-  } else if (other && nstr == 0) {
+  if (other && nstr == 0) {
     e->depth--;
     enc_fail(e, "tables with non-string keys cannot be stored");
-  } else if (nstr == count) {
-    PUTS(e, "{");
-    int first = 1;
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-      size_t kl;
-      const char *k = lua_tolstring(L, -2, &kl);
-      e->path[e->depth].is_index = 0;
-      e->path[e->depth].name = k;
-      e->path[e->depth].len = kl;
-      if (!first) PUTS(e, ",");
-      first = 0;
-      if (memchr(k, 0, kl)) enc_fail(e, "keys inside tables cannot hold NUL bytes");
-      enc_string(e, k, kl);
-      PUTS(e, ":");
-      enc_value(e, lua_gettop(L));
-      lua_pop(L, 1);
-    }
-    PUTS(e, "}");
   } else if (nstr == 0 && !other) {
     if ((size_t)maxk != count) {
       e->depth--;
