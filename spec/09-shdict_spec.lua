@@ -501,6 +501,7 @@ describe("store:shdict()", function()
     it("flush_all works whatever the number of keys (in place, in steps)", function()
       local name = ("spec-shdict-flush-%d-%d"):format(os.time(), math.random(1e6))
       local kv = zeltkv.shared(name, { size = "1m" })
+      finally(function() kv:close(); zeltkv.unlink(name) end)   -- even when a check fails
       local dd = kv:namespace("d"):shdict()
       local n = 0
       for i = 1, 20000 do
@@ -514,8 +515,6 @@ describe("store:shdict()", function()
       assert.are.equal("v", (dd:get_stale("k" .. n)))
       assert.are.same({}, dd:get_keys(0))
       assert.are.equal(n, dd:flush_expired())
-      kv:close()
-      zeltkv.unlink(name)
     end)
   end)
 end)
