@@ -99,6 +99,13 @@ static zkv_db *open_db(lua_State *L, Driver *d) {
   return d->db;
 }
 
+/* the result of a call that finds a key or not: true / false, or the error */
+static int push_found(lua_State *L, int rc, const char *what) {
+  if (rc < 0) return raise_rc(L, rc, what);
+  lua_pushboolean(L, rc == ZKV_OK);
+  return 1;
+}
+
 /* the result of a call that counts: n, or the error */
 static int push_count(lua_State *L, int rc, uint64_t n, const char *what) {
   if (rc) return raise_rc(L, rc, what);
@@ -720,9 +727,7 @@ static int store_del(lua_State *L) {
   const char *k = check_key(L, 2, &kl);
   int rc;
   CALL(rc, zkv_del(db, s->ns, k, kl));
-  if (rc < 0) return raise_rc(L, rc, "del");
-  lua_pushboolean(L, rc == ZKV_OK);
-  return 1;
+  return push_found(L, rc, "del");
 }
 
 static int store_has(lua_State *L) {
@@ -732,9 +737,7 @@ static int store_has(lua_State *L) {
   const char *k = check_key(L, 2, &kl);
   int rc;
   CALL(rc, zkv_has(db, s->ns, k, kl));
-  if (rc < 0) return raise_rc(L, rc, "has");
-  lua_pushboolean(L, rc == ZKV_OK);
-  return 1;
+  return push_found(L, rc, "has");
 }
 
 static int store_expire(lua_State *L) {
@@ -745,9 +748,7 @@ static int store_expire(lua_State *L) {
   int64_t ttl = opt_ttl(L, 3, 1);
   int rc;
   CALL(rc, zkv_expire(db, s->ns, k, kl, ttl));
-  if (rc < 0) return raise_rc(L, rc, "expire");
-  lua_pushboolean(L, rc == ZKV_OK);
-  return 1;
+  return push_found(L, rc, "expire");
 }
 
 static int store_ttl(lua_State *L) {
