@@ -203,6 +203,9 @@ local function garbage(n, seed)
   return table.concat(t)
 end
 
+-- the segment format number (ZKV_FORMAT in src/internal.h)
+local FORMAT = 2
+
 local function le32(v)
   return string.char(v % 256, math.floor(v / 256) % 256, math.floor(v / 65536) % 256,
                      math.floor(v / 16777216) % 256)
@@ -551,7 +554,7 @@ describe("shared driver across processes #shared #multiprocess", function()
       ]], { name })
       original = assert(read_file(path))
       assert.are.equal("ZELTKV\0\1", original:sub(1, 8))
-      assert.are.equal(le32(1), original:sub(9, 12))
+      assert.are.equal(le32(FORMAT), original:sub(9, 12))
     end)
 
     after_each(function() os.remove(path) end)
@@ -571,7 +574,7 @@ describe("shared driver across processes #shared #multiprocess", function()
     end)
 
     it("another format version", function()
-      for _, v in ipairs({ 2, 0, 4294967295 }) do
+      for _, v in ipairs({ FORMAT - 1, FORMAT + 1, 0, 4294967295 }) do
         write_file(path, original:sub(1, 8) .. le32(v) .. original:sub(13))
         assert_refused()
       end

@@ -367,6 +367,8 @@ ref_t do_alloc_try(zkv_db *db, uint64_t units, int may_evict, int *rc) {
         return r;
       }
     }
+    /* deleted keys kept for reuse go first: freeing them loses nothing */
+    if (H(s)->ndead && do_dead_flush(db)) continue;
     if (may_evict && !s->noevict && H(s)->evict == ZKV_EVICT_LRU && do_evict_one(db)) continue;
     if (may_evict && reclaimed < 2 && H(s)->nkeys) {
       /* full: first take back the room of keys that have expired, as many as

@@ -170,7 +170,8 @@ int zkv_validate(const hdr *h, uint64_t file_size) {
       h->log_off + h->log_cap != h->heap_start || h->heap_start > h->top ||
       h->top > file_size || (h->top & 7) || (h->heap_start & 7) || (h->log_off & 7))
     return ZKV_ECORRUPT;
-  if (h->evict > ZKV_EVICT_LRU || h->nb_log2 > 30 || h->bytes_used > file_size)
+  if (h->evict > ZKV_EVICT_LRU || h->nb_log2 > 30 || h->bytes_used > file_size ||
+      h->dead_next >= NDEAD || h->dead_bytes > h->bytes_used)
     return ZKV_ECORRUPT;
   uint64_t b = (uint64_t)h->buckets * UNIT, nb = 1ull << (h->nb_log2 & 31);  /* nb_log2 <= 30 checked above */
   if (b < h->heap_start || b + BUCKETS_OFF + nb * 4 > h->top) return ZKV_ECORRUPT;

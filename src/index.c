@@ -180,6 +180,15 @@ void do_replace_keep(zkv_db *db, ref_t old, ref_t nw, uint64_t h) {
     LOGW(s, &d->tail, 4);
     d->tail = nw;
   }
+  if (o->flags & EF_DELETED) {
+    if (n->flags & EF_DELETED) {   /* relocated (a copy): its ring slot follows it */
+      hdr *hd = H(s);
+      LOGW(s, &hd->dead[o->atime], 4);
+      hd->dead[o->atime] = nw;
+    } else {
+      do_dead_forget(s, old);
+    }
+  }
   int had = ent_timed(o), has = ent_timed(n);
   if (had != has) {
     LOGW(s, &d->nttl, 8);
@@ -198,6 +207,10 @@ void do_unlink_free_h(zkv_db *db, ref_t r, int expired, uint64_t h) {
   seg *s = db->s;
   ent *e = ent_at(s, r);
   if (UNLIKELY(e->type == T_NSREC)) FAIL(s, ZKV_ECORRUPT);
+  if (e->flags & EF_DELETED) {
+    do_dead_forget(s, r);
+    expired = 0;   /* it was deleted, not expired */
+  }
   nsdata *d = ns_data(s, e->ns);
   chain_remove(s, r, h);
   LOG_NSDATA(s, d);
@@ -209,6 +222,90 @@ void do_unlink_free_h(zkv_db *db, ref_t r, int expired, uint64_t h) {
     hd->expired_freed++;
   }
   do_free(s, r);
+}
+
+/* a key written back in place after it was deleted or expired goes to the
+ * end of its namespace's list with a new insertion number, as a new key
+ * would (keys() lists in insertion order) */
+void do_move_to_tail(zkv_db *db, ref_t r) {
+  seg *s = db->s;
+  ent *e = ent_at(s, r);
+  if (!e->nnext) return;   /* the last already */
+  nsdata *d = ns_data(s, e->ns);
+  LOG_NSDATA(s, d);
+  LOGW(s, &e->nprev, 16);   /* nprev, nnext, ns, seq */
+  list_unlink(s, d, e);
+  list_append(s, d, r);
+  e->seq = d->next_seq++;
+}
+
+/* ---- deleted keys (see internal.h) ---------------------------------------- */
+
+/* the ring slot of the deleted key r, checked both ways */
+static uint32_t dead_slot(seg *s, ref_t r) {
+  ent *e = ent_at(s, r);
+  uint32_t slot = e->atime;
+  if (UNLIKELY(!(e->flags & EF_DELETED) || e->type == T_NSREC || slot >= NDEAD ||
+               H(s)->dead[slot] != r || H(s)->ndead == 0))
+    FAIL(s, ZKV_ECORRUPT);
+  return slot;
+}
+
+/* r, a deleted key, is freed or written back: it leaves the ring */
+void do_dead_forget(seg *s, ref_t r) {
+  uint32_t slot = dead_slot(s, r);
+  hdr *h = H(s);
+  LOGW(s, &h->dead[slot], 4);
+  h->dead[slot] = 0;
+  LOGW(s, &h->ndead, 16);   /* ndead and dead_bytes */
+  h->ndead--;
+  h->dead_bytes -= (uint64_t)BLK_UNITS(E(s, r)->blk) * UNIT;
+}
+
+/* delete the live key r by flagging it, keeping its block (the ring's
+ * oldest is freed if the ring is full) */
+void do_bury(zkv_db *db, ref_t r) {
+  seg *s = db->s;
+  hdr *h = H(s);
+  uint32_t slot = h->dead_next;
+  if (UNLIKELY(slot >= NDEAD)) FAIL(s, ZKV_ECORRUPT);
+  ref_t old = h->dead[slot];
+  if (old) {
+    dead_slot(s, old);
+    do_unlink_free(db, old, 0);
+    h = H(s);
+  }
+  ent *e = ent_at(s, r);
+  if (!ent_timed(e)) {
+    nsdata *d = ns_data(s, e->ns);
+    LOGW(s, &d->nttl, 8);
+    d->nttl++;
+  }
+  LOGW(s, &e->atime, 4);   /* atime, type, flags */
+  e->atime = (uint16_t)slot;
+  e->flags |= EF_DELETED;
+  LOGW(s, &h->dead[slot], 4);
+  h->dead[slot] = r;
+  LOGW(s, &h->ndead, 24);   /* ndead, dead_bytes, dead_next */
+  h->ndead++;
+  h->dead_bytes += (uint64_t)BLK_UNITS(e->blk) * UNIT;
+  h->dead_next = (slot + 1) % NDEAD;
+}
+
+/* free the kept deleted keys (but the one pinned by the running op), as many
+ * as a shared segment's undo log has room for; returns how many */
+int do_dead_flush(zkv_db *db) {
+  seg *s = db->s;
+  int n = 0;
+  for (uint32_t slot = 0; slot < NDEAD && H(s)->ndead; slot++) {
+    ref_t r = H(s)->dead[slot];
+    if (!r || r == s->pin) continue;
+    if (s->shared && H(s)->log_cap - H(s)->log_used < 4096) break;
+    dead_slot(s, r);
+    do_unlink_free(db, r, 0);
+    n++;
+  }
+  return n;
 }
 
 /* double the bucket array when the index is fuller than one entry a bucket;
@@ -429,7 +526,7 @@ int do_evict_one(zkv_db *db) {
   if (!best) return 0;
   s->pool[bi] = s->pool[--s->npool];
   int expired = best_age == (1 << 20);
-  do_unlink_free(db, best, expired);
+  do_unlink_free(db, best, expired);   /* a deleted one counts as neither */
   if (!expired) {
     h = H(s);
     LOGW(s, &h->evictions, 8);
@@ -456,11 +553,13 @@ int do_sweep(zkv_db *db, uint64_t *cursor, uint64_t budget, int all, uint64_t *f
     while (r) {
       ent *e = ent_at(s, r);
       ref_t nx = e->hnext;
-      if (e->type != T_NSREC) {
+      /* the pinned entry is the one the running op replaces: not ours */
+      if (e->type != T_NSREC && r != s->pin) {
         int live = ent_live(e, now);
         if (all || !live) {
+          int dead = (e->flags & EF_DELETED) != 0;
           do_unlink_free(db, r, !live);
-          if (live || !all) n++;
+          if (!dead && (live || !all)) n++;
           if (max && n >= max) { i++; goto out; }
         }
       }

@@ -23,7 +23,7 @@
 #include "zeltkv.h"
 
 #define ZKV_MAGIC "ZELTKV\0\1"
-#define ZKV_FORMAT 1u
+#define ZKV_FORMAT 2u
 #define UNIT 8u
 typedef uint32_t ref_t;
 
@@ -63,8 +63,22 @@ typedef struct ent {
 #define EF_EXP 1u
 #define EF_UFLAGS 2u
 #define EF_FLUSHED 4u   /* expired now by zkv_expire_all, whatever its ttl said */
+#define EF_DELETED 8u   /* deleted, its block kept for a while: see "deleted keys" below */
 #define EF_SLACK(f) ((f) >> 5)
 #define T_NSREC 255u
+
+/* Deleted keys.  Deleting a small key does not unlink and free it: it is
+ * flagged EF_DELETED in place (one record of undo log instead of some thirty
+ * for the unlink and the free), and a set of the same key soon after (a lock
+ * released and taken again, shdict's add + delete) writes it back in place
+ * instead of allocating.  Such a key is absent for every function and not
+ * counted by stats; it keeps its place in the index and its namespace list
+ * (and counts in the namespace's nttl, as an expired key does).  At most
+ * NDEAD are kept, in a ring in the header: the key's atime holds its slot
+ * (recency means nothing for it).  When the ring is full the oldest is freed
+ * for real, and an allocation that finds no room frees them all first. */
+#define NDEAD 32u
+#define DEAD_MAX_BYTES 256u   /* larger blocks are freed at once */
 
 typedef struct nsdata {
   uint32_t head, tail;   /* key list, in seq order */
@@ -122,6 +136,12 @@ typedef struct hdr {
   /* sweep */
   uint32_t gc_active, gc_cursor;
   int64_t gc_next_ms;
+  /* deleted keys whose blocks are kept (index.c, do_bury) */
+  uint64_t ndead;          /* how many */
+  uint64_t dead_bytes;     /* their blocks' bytes (not counted as used by stats) */
+  uint32_t dead_next;      /* the ring slot the next one takes */
+  uint32_t pad5;
+  ref_t dead[NDEAD];       /* the ring: a deleted key's slot is its atime */
 } hdr;
 
 /* ---- process-side state ------------------------------------------------- */
@@ -254,6 +274,10 @@ ref_t do_new_ns(zkv_db *db, ref_t parent, const void *name, size_t len, uint64_t
 void zkv_index_init(zkv_db *db);
 void do_rebuild_index(seg *s);
 int do_evict_one(zkv_db *db);
+void do_bury(zkv_db *db, ref_t r);
+void do_move_to_tail(zkv_db *db, ref_t r);
+void do_dead_forget(seg *s, ref_t r);
+int do_dead_flush(zkv_db *db);
 uint16_t zkv_lru_now(seg *s);
 int do_sweep(zkv_db *db, uint64_t *cursor, uint64_t budget, int all, uint64_t *freed, uint64_t max);
 ref_t *bucket_at(seg *s, uint64_t i);
@@ -302,8 +326,8 @@ static inline int64_t ent_exp(const ent *e) {
 }
 
 static inline int ent_live(const ent *e, int64_t now) {
-  if (!(e->flags & (EF_EXP | EF_FLUSHED))) return 1;
-  if (e->flags & EF_FLUSHED) return 0;
+  if (!(e->flags & (EF_EXP | EF_FLUSHED | EF_DELETED))) return 1;
+  if (e->flags & (EF_FLUSHED | EF_DELETED)) return 0;
   int64_t x;
   memcpy(&x, (const char *)e + ENT_HDR, 8);
   return x == 0 || now < x;
@@ -311,7 +335,7 @@ static inline int ent_live(const ent *e, int64_t now) {
 
 /* does the entry count among its namespace's nttl (it can expire, or has)? */
 static inline int ent_timed(const ent *e) {
-  return (e->flags & EF_FLUSHED) || ent_exp(e) != 0;
+  return (e->flags & (EF_FLUSHED | EF_DELETED)) || ent_exp(e) != 0;
 }
 
 /* validation: every ref read from the arena is checked */
@@ -319,8 +343,8 @@ static inline int ent_timed(const ent *e) {
 /* is r the start of an allocated entry block inside the heap? */
 /* ent_live at the current time; reads the clock only for keys with a ttl */
 static inline int ent_alive(const ent *e) {
-  if (!(e->flags & (EF_EXP | EF_FLUSHED))) return 1;
-  if (e->flags & EF_FLUSHED) return 0;
+  if (!(e->flags & (EF_EXP | EF_FLUSHED | EF_DELETED))) return 1;
+  if (e->flags & (EF_FLUSHED | EF_DELETED)) return 0;
   int64_t x;
   memcpy(&x, (const char *)e + ENT_HDR, 8);
   /* the coarse clock is at most one tick (<= 10 ms) behind: a key expiring

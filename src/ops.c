@@ -217,7 +217,7 @@ static int do_get(zkv_db *db, ref_t ns, const void *key, size_t klen, zkv_value 
   ref_t r;
   ent *e = find_live(s, ns, key, klen, zkv_hash(ns, key, klen, 0), &r);
   if (stale) *stale = 0;
-  if (!e && r && (flags & ZKV_GET_STALE)) {
+  if (!e && r && (flags & ZKV_GET_STALE) && !(E(s, r)->flags & EF_DELETED)) {
     e = E(s, r);
     if (stale) *stale = 1;
   }
@@ -419,12 +419,29 @@ static int do_store(zkv_db *db, ref_t ns, const void *key, size_t klen, uint64_t
   }
   if (r) {
     ent *e = E(s, r);
-    if (BLK_UNITS(e->blk) == units && (e->flags & 31u) == f && (!s->logging || vlen <= 256)) {
+    if (BLK_UNITS(e->blk) == units && (e->flags & (EF_EXP | EF_UFLAGS)) == f &&
+        (!s->logging || vlen <= 256)) {
       /* same shape (and so the same key, options and value offset): write
        * only what changes, in place, keeping links, seq and place */
       size_t used = ENT_HDR + (exp ? 8 : 0) + (uflags ? 4 : 0) + klen + vlen;
       uint8_t nflags = (uint8_t)(f | ((units * UNIT - used) << 5));
       char *p = (char *)e + ENT_HDR;
+      if (!old) {
+        do_move_to_tail(db, r);   /* a new key, as far as anyone can tell */
+        e = E(s, r);
+      }
+      if (e->flags & (EF_DELETED | EF_FLUSHED)) {
+        /* a deleted or flushed key comes back */
+        if (e->flags & EF_DELETED) {
+          do_dead_forget(s, r);
+          LOGW(s, &e->atime, 2);   /* held its ring slot, written below */
+        }
+        if (!exp) {   /* it counted in nttl, and no longer does */
+          nsdata *d = ns_data(s, ns);
+          LOGW(s, &d->nttl, 8);
+          d->nttl--;
+        }
+      }
       if (e->type != type || e->flags != nflags) {
         LOGW(s, &e->type, 2);   /* type and flags are adjacent */
         e->type = (uint8_t)type;
@@ -452,8 +469,12 @@ static int do_store(zkv_db *db, ref_t ns, const void *key, size_t klen, uint64_t
   }
   ref_t nr = do_alloc(db, units);
   build(s, nr, key, klen, type, uflags, exp, val, vlen);
-  if (r) do_replace(db, r, nr, h);
-  else do_link_new(db, ns, nr, h);
+  if (r) {
+    do_replace(db, r, nr, h);
+    if (!old) do_move_to_tail(db, nr);
+  } else {
+    do_link_new(db, ns, nr, h);
+  }
   return ZKV_OK;
 }
 
@@ -498,7 +519,13 @@ static int do_del(zkv_db *db, ref_t ns, const void *key, size_t klen) {
   uint64_t h = zkv_hash(ns, key, klen, 0);
   ref_t r = do_find(s, ns, key, klen, h, 0);
   if (!r) return ZKV_NOTFOUND;
-  int live = ent_alive(E(s, r));
+  ent *e = E(s, r);
+  if (e->flags & EF_DELETED) return ZKV_NOTFOUND;
+  int live = ent_alive(e);
+  if (live && (uint64_t)BLK_UNITS(e->blk) * UNIT <= DEAD_MAX_BYTES) {
+    do_bury(db, r);   /* kept a while: see "deleted keys" in internal.h */
+    return ZKV_OK;
+  }
   do_unlink_free_h(db, r, !live, h);
   return live ? ZKV_OK : ZKV_NOTFOUND;
 }
@@ -862,8 +889,9 @@ static int do_flush_expired_ns(zkv_db *db, zkv_ns nsid, uint64_t budget, uint64_
     ref_t next = e->nnext;
     if (!ent_live(e, now)) {
       if (n == budget) break;
+      int dead = (e->flags & EF_DELETED) != 0;
       do_unlink_free(db, r, 1);
-      n++;
+      n += !dead;   /* a deleted key was not expired */
     }
     r = next;
   }
@@ -953,11 +981,13 @@ static int do_stats(zkv_db *db, zkv_stats *o) {
   seg *s = db->s;
   hdr *h = H(s);
   memset(o, 0, sizeof *o);
-  o->keys = h->nkeys;
-  o->bytes_used = h->bytes_used;
+  /* deleted keys kept for reuse are neither keys nor used bytes: any
+   * allocation that needs their room frees them first */
+  o->keys = h->nkeys - h->ndead;
+  o->bytes_used = h->bytes_used - h->dead_bytes;
   o->capacity = s->shared ? h->size - h->heap_start : h->capacity;
   o->arena_bytes = s->mapped;
-  if (o->capacity) o->free_bytes = o->capacity > h->bytes_used ? o->capacity - h->bytes_used : 0;
+  if (o->capacity) o->free_bytes = o->capacity > o->bytes_used ? o->capacity - o->bytes_used : 0;
   o->evictions = h->evictions;
   o->expired_freed = h->expired_freed;
   o->gc_runs = h->gc_runs;
@@ -1036,7 +1066,7 @@ static int do_verify(zkv_db *db, const char **why) {
   }
   if (indexed != h->nentries) BAD("index count disagrees");
   /* 4. namespaces and their key lists */
-  uint64_t keys = 0, nss = 0, ups = 0;
+  uint64_t keys = 0, nss = 0, ups = 0, ndead = 0, dbytes = 0;
   ref_t root = h->root_ns, cur = root;
   for (;;) {
     if (!ns_valid(s, cur) || ++nss > h->nns) BAD("namespace tree runs wild");
@@ -1052,6 +1082,11 @@ static int do_verify(zkv_db *db, const char **why) {
         BAD("listed key not found in the index");
       n++;
       nt += ent_timed(x);
+      if (x->flags & EF_DELETED) {
+        if (x->atime >= NDEAD || h->dead[x->atime] != e) BAD("deleted key not in its ring slot");
+        ndead++;
+        dbytes += (uint64_t)BLK_UNITS(x->blk) * UNIT;
+      }
       pv = e;
     }
     if (d->tail != pv) BAD("key list tail is wrong");
@@ -1069,6 +1104,10 @@ static int do_verify(zkv_db *db, const char **why) {
     cur = E(s, cur)->nnext;
   }
   if (keys != h->nkeys) BAD("key count disagrees");
+  uint64_t ring = 0;
+  for (uint32_t i = 0; i < NDEAD; i++) ring += h->dead[i] != 0;
+  if (ndead != h->ndead || ring != ndead || dbytes != h->dead_bytes || h->dead_next >= NDEAD)
+    BAD("deleted key ring disagrees");
   if (nss != h->nns) BAD("namespace count disagrees");
   if (h->nentries != keys + nss - 1) BAD("index holds something else");
   *why = "ok";

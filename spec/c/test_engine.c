@@ -1512,6 +1512,198 @@ TEST(keys_walk_under_changes_batch1) { keys_walk_under_changes(1); }
 TEST(keys_walk_under_changes_batch3) { keys_walk_under_changes(3); }
 TEST(keys_walk_under_changes_batch1000) { keys_walk_under_changes(1000); }
 
+/* A deleted small key keeps its block for reuse (internal.h, "deleted keys"):
+ * none of that may show.  The key is absent everywhere, stats count neither
+ * it nor its bytes, a set writes it back as a new key, and a store that is
+ * full frees such blocks before it fails or evicts. */
+static void check_verified_at(const char *file, int line, zkv_db *db) {
+  const char *why = "?";
+  int rc = zkv_verify(db, &why);
+  th_check(rc == ZKV_OK, file, line, "zkv_verify");
+  if (rc != ZKV_OK) TH_NOTE("zkv_verify: %s", why);
+}
+#define CHECK_VERIFIED(db) check_verified_at(__FILE__, __LINE__, db)
+
+TEST(deleted_keys_leave_no_trace) {
+  zkv_db *db = open_mem_nogc();
+  REQUIRE(db != NULL);
+  zkv_ns ns = ns_of(db, ZKV_ROOT, "d");
+  zkv_stats st0 = stats_of(db);
+  CHECK_RC(set_s(db, ns, "lock", "owner-1", 0), ZKV_OK);
+  CHECK_RC(zkv_del(db, ns, K("lock")), ZKV_OK);
+  zkv_value out;
+  int64_t left;
+  CHECK_ABSENT(db, ns, "lock");
+  CHECK_RC(zkv_has(db, ns, K("lock")), ZKV_NOTFOUND);
+  CHECK_RC(zkv_ttl(db, ns, K("lock"), &left), ZKV_NOTFOUND);
+  CHECK_RC(zkv_expire(db, ns, K("lock"), 1000), ZKV_NOTFOUND);
+  CHECK_RC(zkv_get_ex(db, ns, K("lock"), ZKV_GET_STALE, &out, NULL), ZKV_NOTFOUND);
+  CHECK_RC(zkv_del(db, ns, K("lock")), ZKV_NOTFOUND);
+  CHECK_EQ(count_of(db, ns), 0);
+  zkv_stats st1 = stats_of(db);
+  CHECK_EQ(st1.keys, st0.keys);
+  CHECK_EQ(st1.bytes_used, st0.bytes_used);
+  CHECK_EQ(st1.expired_freed, 0);
+  struct seen *w = calloc(1, sizeof *w);
+  REQUIRE(w != NULL);
+  walk_all(db, ns, 10, w);
+  CHECK_EQ(w->n, 0);
+  CHECK_VERIFIED(db);
+
+  /* written back: setnx succeeds, the value is the new one, with or without a ttl */
+  zkv_value v = vstr("owner-2");
+  CHECK_RC(zkv_set(db, ns, K("lock"), &v, 0, ZKV_SET_NX), ZKV_OK);
+  CHECK_GET_STR(db, ns, "lock", "owner-2");
+  CHECK_RC(zkv_set(db, ns, K("lock"), &v, 0, ZKV_SET_NX), ZKV_EXISTS);
+  CHECK_RC(zkv_ttl(db, ns, K("lock"), &left), ZKV_OK);
+  CHECK(left < 0);
+  CHECK_EQ(count_of(db, ns), 1);
+  CHECK_EQ(stats_of(db).keys, st0.keys + 1);
+  CHECK_VERIFIED(db);
+  CHECK_RC(zkv_del(db, ns, K("lock")), ZKV_OK);
+  CHECK_RC(set_s(db, ns, "lock", "owner-3", 5000), ZKV_OK);
+  CHECK_RC(zkv_ttl(db, ns, K("lock"), &left), ZKV_OK);
+  CHECK(left > 4000 && left <= 5000);
+  CHECK_VERIFIED(db);
+  /* incr on a deleted key starts from nothing, whatever the key held */
+  CHECK_RC(set_s(db, ns, "n", "not a number", 0), ZKV_OK);
+  CHECK_RC(zkv_del(db, ns, K("n")), ZKV_OK);
+  int64_t r = 0;
+  CHECK_RC(zkv_incr(db, ns, K("n"), 5, 0, &r), ZKV_OK);
+  CHECK_EQ(r, 5);
+  CHECK_VERIFIED(db);
+
+  /* a key written back is a new key: it is walked last */
+  CHECK_RC(set_s(db, ns, "a", "1", 0), ZKV_OK);
+  CHECK_RC(set_s(db, ns, "b", "2", 0), ZKV_OK);
+  CHECK_RC(zkv_del(db, ns, K("a")), ZKV_OK);
+  CHECK_RC(set_s(db, ns, "a", "3", 0), ZKV_OK);
+  memset(w, 0, sizeof *w);
+  walk_all(db, ns, 10, w);
+  REQUIRE(w->n == 4);
+  CHECK_STR(w->keys[2], "b");
+  CHECK_STR(w->keys[3], "a");
+
+  /* more deletions than are kept: every one absent, the counts exact */
+  char k[24];
+  for (int i = 0; i < 200; i++) {
+    snprintf(k, sizeof k, "many%d", i);
+    CHECK_RC(set_i(db, ns, k, i, i % 3 ? 0 : 100000), ZKV_OK);
+  }
+  uint64_t before = count_of(db, ns);
+  for (int i = 0; i < 200; i += 2) {
+    snprintf(k, sizeof k, "many%d", i);
+    CHECK_RC(zkv_del(db, ns, k, strlen(k)), ZKV_OK);
+  }
+  CHECK_EQ(count_of(db, ns), before - 100);
+  CHECK_EQ(stats_of(db).keys, st0.keys + before - 100);
+  CHECK_VERIFIED(db);
+  for (int i = 0; i < 200; i++) {
+    snprintf(k, sizeof k, "many%d", i);
+    CHECK_RC(zkv_has(db, ns, k, strlen(k)), i % 2 ? ZKV_OK : ZKV_NOTFOUND);
+  }
+  /* gc and flush_expired free them without calling them expired */
+  uint64_t freed = 99;
+  CHECK_RC(zkv_gc(db, &freed), ZKV_OK);
+  CHECK_EQ(freed, 0);
+  CHECK_RC(zkv_flush_expired_ns(db, ns, 0, &freed), ZKV_OK);
+  CHECK_EQ(freed, 0);
+  CHECK_EQ(stats_of(db).expired_freed, 0);
+  CHECK_VERIFIED(db);
+
+  /* a transaction undoes a delete and a write-back alike */
+  CHECK_RC(set_s(db, ns, "t", "kept", 0), ZKV_OK);
+  CHECK_RC(zkv_begin(db), ZKV_OK);
+  CHECK_RC(zkv_del(db, ns, K("t")), ZKV_OK);
+  CHECK_ABSENT(db, ns, "t");
+  CHECK_RC(zkv_rollback(db), ZKV_OK);
+  CHECK_GET_STR(db, ns, "t", "kept");
+  CHECK_VERIFIED(db);
+  CHECK_RC(zkv_del(db, ns, K("t")), ZKV_OK);
+  CHECK_RC(zkv_begin(db), ZKV_OK);
+  CHECK_RC(set_s(db, ns, "t", "back", 0), ZKV_OK);
+  CHECK_RC(zkv_del(db, ns, K("b")), ZKV_OK);
+  CHECK_RC(zkv_rollback(db), ZKV_OK);
+  CHECK_ABSENT(db, ns, "t");
+  CHECK_GET_STR(db, ns, "b", "2");
+  CHECK_VERIFIED(db);
+  free(w);
+  zkv_close(db);
+}
+
+/* a full store frees the blocks of deleted keys before it fails or evicts */
+static void deleted_room_is_reused(int evict) {
+  zkv_options o;
+  zkv_options_init(&o);
+  o.max_bytes = 256 * 1024;
+  o.evict = evict;
+  o.gc_interval = 0;
+  zkv_db *db = open_mem_opts(&o);
+  REQUIRE(db != NULL);
+  char val[150], k[24];
+  memset(val, 'v', sizeof val);
+  zkv_value v = vbytes(ZKV_T_STRING, val, sizeof val);
+  int n = 0;
+  for (; n < 100000; n++) {
+    snprintf(k, sizeof k, "old%d", n);
+    if (zkv_set(db, ZKV_ROOT, k, strlen(k), &v, 0, ZKV_SET_NOEVICT) != ZKV_OK) break;
+  }
+  REQUIRE(n > 100);
+  /* delete 20 (all kept), then write 20 keys of other names: they fit, and
+   * not one live key goes */
+  for (int i = 0; i < 20; i++) {
+    snprintf(k, sizeof k, "old%d", i);
+    CHECK_RC(zkv_del(db, ZKV_ROOT, k, strlen(k)), ZKV_OK);
+  }
+  for (int i = 0; i < 20; i++) {
+    snprintf(k, sizeof k, "new%d", i);
+    CHECK_RC(zkv_set(db, ZKV_ROOT, k, strlen(k), &v, 0, ZKV_SET_NOEVICT), ZKV_OK);
+  }
+  zkv_stats st = stats_of(db);
+  CHECK_EQ(st.evictions, 0);
+  CHECK_EQ(st.keys, (uint64_t)n);
+  for (int i = 20; i < n; i++) {
+    snprintf(k, sizeof k, "old%d", i);
+    CHECK_RC(zkv_has(db, ZKV_ROOT, k, strlen(k)), ZKV_OK);
+  }
+  CHECK_VERIFIED(db);
+  zkv_close(db);
+}
+
+TEST(deleted_room_is_reused_evict_none) { deleted_room_is_reused(ZKV_EVICT_NONE); }
+TEST(deleted_room_is_reused_evict_lru) { deleted_room_is_reused(ZKV_EVICT_LRU); }
+
+/* an expired key replaced by a value of another size when the store is full:
+ * the sweep that makes room must not free the key being replaced */
+TEST(full_store_replaces_expired_key) {
+  zkv_options o;
+  zkv_options_init(&o);
+  o.max_bytes = 64 * 1024;
+  o.gc_interval = 0;
+  zkv_db *db = open_mem_opts(&o);
+  REQUIRE(db != NULL);
+  CHECK_RC(set_s(db, ZKV_ROOT, "x", "short", 10), ZKV_OK);
+  char val[100], k[24];
+  memset(val, 'v', sizeof val);
+  zkv_value v = vbytes(ZKV_T_STRING, val, sizeof val);
+  for (int i = 0; i < 100000; i++) {
+    snprintf(k, sizeof k, "f%d", i);
+    if (zkv_set(db, ZKV_ROOT, k, strlen(k), &v, 10, 0) != ZKV_OK) break;
+  }
+  zkv_set_clock_offset(1000);
+  char big[300];
+  memset(big, 'B', sizeof big);
+  zkv_value bv = vbytes(ZKV_T_STRING, big, sizeof big);
+  CHECK_RC(zkv_set(db, ZKV_ROOT, K("x"), &bv, 0, 0), ZKV_OK);
+  zkv_value out;
+  CHECK_RC(zkv_get(db, ZKV_ROOT, K("x"), &out), ZKV_OK);
+  CHECK_MEM(out.data, out.len, big, sizeof big);
+  CHECK_EQ(count_of(db, ZKV_ROOT), 1);
+  CHECK_VERIFIED(db);
+  zkv_set_clock_offset(0);
+  zkv_close(db);
+}
+
 TEST(keys_walk_survives_clear_and_refill) {
   zkv_db *db = open_mem();
   REQUIRE(db != NULL);
