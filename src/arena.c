@@ -15,6 +15,8 @@
 #include "internal.h"
 
 #define MEM_INITIAL 8192u
+/* the header and the first index fit */
+_Static_assert(sizeof(hdr) + 4096 <= MEM_INITIAL, "MEM_INITIAL too small for the header");
 
 static uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
@@ -137,27 +139,6 @@ static int seg_path(const char *name, char *buf, size_t cap, const char *prefix)
   return n > 0 && (size_t)n < cap;
 }
 
-/* The lock word's kind, as pthread_mutex_init leaves it for a robust,
- * process-shared mutex.  glibc trusts these bytes (a damaged kind can send it
- * into priority-protocol code that aborts), so a segment whose lock does not
- * carry exactly this kind is refused, and it is checked again before every
- * lock. */
-int zkv_lock_kind(void) {
-  static int kind = -1;
-  if (kind == -1) {
-    pthread_mutex_t m;
-    pthread_mutexattr_t a;
-    pthread_mutexattr_init(&a);
-    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    pthread_mutex_init(&m, &a);
-    pthread_mutexattr_destroy(&a);
-    kind = m.__data.__kind;
-    pthread_mutex_destroy(&m);
-  }
-  return kind;
-}
-
 /* the checks a segment passes before anything in it is followed */
 int zkv_validate(const hdr *h, uint64_t file_size) {
   if (file_size < sizeof(hdr)) return ZKV_ECORRUPT;
@@ -165,13 +146,14 @@ int zkv_validate(const hdr *h, uint64_t file_size) {
   if (h->format != ZKV_FORMAT) return ZKV_EVERSION;
   if (h->hdr_bytes != sizeof(hdr) || h->size != file_size || !h->shared) return ZKV_ECORRUPT;
   if (atomic_load(&h->ready) != 1) return ZKV_ECORRUPT;
-  if (h->lock.__data.__kind != zkv_lock_kind()) return ZKV_ECORRUPT;
   if (h->log_off < sizeof(hdr) || h->log_cap > file_size || h->log_used > h->log_cap ||
       h->log_off + h->log_cap != h->heap_start || h->heap_start > h->top ||
       h->top > file_size || (h->top & 7) || (h->heap_start & 7) || (h->log_off & 7))
     return ZKV_ECORRUPT;
   if (h->evict > ZKV_EVICT_LRU || h->nb_log2 > 30 || h->bytes_used > file_size ||
-      h->dead_next >= NDEAD || h->dead_bytes > h->bytes_used)
+      h->dead_next >= NDEAD || h->dead_bytes > h->bytes_used ||
+      (h->dead_ring && ((uint64_t)h->dead_ring * UNIT < h->heap_start ||
+                        (uint64_t)h->dead_ring * UNIT + RING_OFF + NDEAD * 4 > h->top)))
     return ZKV_ECORRUPT;
   uint64_t b = (uint64_t)h->buckets * UNIT, nb = 1ull << (h->nb_log2 & 31);  /* nb_log2 <= 30 checked above */
   if (b < h->heap_start || b + BUCKETS_OFF + nb * 4 > h->top) return ZKV_ECORRUPT;
@@ -208,12 +190,7 @@ static int create_segment(const char *name, const zkv_options *o, const char *pa
     if (log_cap > (64ull << 20)) log_cap = 64ull << 20;
     rc = init_arena(&tmpdb, size, log_cap, o);
     hdr *h = (hdr *)m;
-    pthread_mutexattr_t a;
-    pthread_mutexattr_init(&a);
-    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    pthread_mutex_init(&h->lock, &a);
-    pthread_mutexattr_destroy(&a);
+    atomic_store(&h->lock, 0);
     atomic_store(&h->seq, 0);
     atomic_store(&h->ready, 1);
     munmap(m, size);
@@ -278,7 +255,6 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
     s->mapped = (uint64_t)st.st_size;
     s->shared = 1;
     s->refs = 1;
-    s->lock_kind = zkv_lock_kind();
     s->dev = (unsigned long)st.st_dev;
     s->ino = (unsigned long)st.st_ino;
     s->rng = (uint64_t)zkv_now_ns_raw() ^ ((uint64_t)getpid() << 32);

@@ -28,6 +28,9 @@ nsdata *ns_data(seg *s, ref_t ns) {
   return (nsdata *)((char *)P(s, ns) + NS_DATA_OFF);
 }
 
+static ref_t *ring(seg *s);
+static uint32_t dead_slot(seg *s, ref_t r);
+
 static ref_t *bucket(seg *s, uint64_t h) {
   hdr *hd = H(s);
   uint64_t nb = nbuckets(s);
@@ -182,9 +185,9 @@ void do_replace_keep(zkv_db *db, ref_t old, ref_t nw, uint64_t h) {
   }
   if (o->flags & EF_DELETED) {
     if (n->flags & EF_DELETED) {   /* relocated (a copy): its ring slot follows it */
-      hdr *hd = H(s);
-      LOGW(s, &hd->dead[o->atime], 4);
-      hd->dead[o->atime] = nw;
+      ref_t *rg = ring(s) + dead_slot(s, old);
+      LOGW(s, rg, 4);
+      *rg = nw;
     } else {
       do_dead_forget(s, old);
     }
@@ -241,12 +244,25 @@ void do_move_to_tail(zkv_db *db, ref_t r) {
 
 /* ---- deleted keys (see internal.h) ---------------------------------------- */
 
+/* the ring's refs, checked (NULL before the first delete) */
+static ref_t *ring(seg *s) {
+  hdr *h = H(s);
+  if (!h->dead_ring) return NULL;
+  uint64_t off = (uint64_t)h->dead_ring * UNIT;
+  if (UNLIKELY(off < h->heap_start || off + RING_OFF + NDEAD * 4 > h->top ||
+               h->top > s->mapped ||
+               (uint64_t)BLK_UNITS(*(uint32_t *)P(s, h->dead_ring)) * UNIT < RING_OFF + NDEAD * 4))
+    FAIL(s, ZKV_ECORRUPT);
+  return (ref_t *)((char *)P(s, h->dead_ring) + RING_OFF);
+}
+
 /* the ring slot of the deleted key r, checked both ways */
 static uint32_t dead_slot(seg *s, ref_t r) {
   ent *e = ent_at(s, r);
   uint32_t slot = e->atime;
-  if (UNLIKELY(!(e->flags & EF_DELETED) || e->type == T_NSREC || slot >= NDEAD ||
-               H(s)->dead[slot] != r || H(s)->ndead == 0))
+  ref_t *rg = ring(s);
+  if (UNLIKELY(!rg || !(e->flags & EF_DELETED) || e->type == T_NSREC || slot >= NDEAD ||
+               rg[slot] != r || H(s)->ndead == 0))
     FAIL(s, ZKV_ECORRUPT);
   return slot;
 }
@@ -255,21 +271,32 @@ static uint32_t dead_slot(seg *s, ref_t r) {
 void do_dead_forget(seg *s, ref_t r) {
   uint32_t slot = dead_slot(s, r);
   hdr *h = H(s);
-  LOGW(s, &h->dead[slot], 4);
-  h->dead[slot] = 0;
+  ref_t *rg = ring(s);
+  LOGW(s, &rg[slot], 4);
+  rg[slot] = 0;
   LOGW(s, &h->ndead, 16);   /* ndead and dead_bytes */
   h->ndead--;
   h->dead_bytes -= (uint64_t)BLK_UNITS(E(s, r)->blk) * UNIT;
 }
 
 /* delete the live key r by flagging it, keeping its block (the ring's
- * oldest is freed if the ring is full) */
-void do_bury(zkv_db *db, ref_t r) {
+ * oldest is freed if the ring is full).  Returns 0, having changed nothing,
+ * when there is no room for the ring: the caller frees r instead. */
+int do_bury(zkv_db *db, ref_t r) {
   seg *s = db->s;
   hdr *h = H(s);
+  if (!h->dead_ring) {
+    int rc;
+    ref_t b = do_alloc_try(db, (RING_OFF + NDEAD * 4 + UNIT - 1) / UNIT, 0, &rc);
+    if (!b) return 0;
+    memset((char *)P(s, b) + RING_OFF, 0, NDEAD * 4);   /* fresh: log_reused logged it */
+    h = H(s);
+    LOGW(s, &h->dead_ring, 4);
+    h->dead_ring = b;
+  }
   uint32_t slot = h->dead_next;
   if (UNLIKELY(slot >= NDEAD)) FAIL(s, ZKV_ECORRUPT);
-  ref_t old = h->dead[slot];
+  ref_t old = ring(s)[slot];
   if (old) {
     dead_slot(s, old);
     do_unlink_free(db, old, 0);
@@ -284,12 +311,14 @@ void do_bury(zkv_db *db, ref_t r) {
   LOGW(s, &e->atime, 4);   /* atime, type, flags */
   e->atime = (uint16_t)slot;
   e->flags |= EF_DELETED;
-  LOGW(s, &h->dead[slot], 4);
-  h->dead[slot] = r;
-  LOGW(s, &h->ndead, 24);   /* ndead, dead_bytes, dead_next */
+  ref_t *rg = ring(s);
+  LOGW(s, &rg[slot], 4);
+  rg[slot] = r;
+  LOGW(s, &h->ndead, 20);   /* ndead, dead_bytes, dead_next */
   h->ndead++;
   h->dead_bytes += (uint64_t)BLK_UNITS(e->blk) * UNIT;
   h->dead_next = (slot + 1) % NDEAD;
+  return 1;
 }
 
 /* free the kept deleted keys (but the one pinned by the running op), as many
@@ -298,7 +327,7 @@ int do_dead_flush(zkv_db *db) {
   seg *s = db->s;
   int n = 0;
   for (uint32_t slot = 0; slot < NDEAD && H(s)->ndead; slot++) {
-    ref_t r = H(s)->dead[slot];
+    ref_t r = ring(s)[slot];
     if (!r || r == s->pin) continue;
     if (s->shared && H(s)->log_cap - H(s)->log_used < 4096) break;
     dead_slot(s, r);

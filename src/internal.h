@@ -74,10 +74,10 @@ typedef struct ent {
  * instead of allocating.  Such a key is absent for every function and not
  * counted by stats; it keeps its place in the index and its namespace list
  * (and counts in the namespace's nttl, as an expired key does).  At most
- * NDEAD are kept, in a ring in the header: the key's atime holds its slot
+ * NDEAD are kept, in a ring (a block of the arena): the key's atime holds its slot
  * (recency means nothing for it).  When the ring is full the oldest is freed
  * for real, and an allocation that finds no room frees them all first. */
-#define NDEAD 32u
+#define NDEAD 2048u
 #define DEAD_MAX_BYTES 256u   /* larger blocks are freed at once */
 
 typedef struct nsdata {
@@ -107,8 +107,8 @@ typedef struct hdr {
   /* The lock has a cache line of its own: a waiter spinning on it must not
    * pull away the line the holder keeps writing (seq, log_used). */
   char pad1[16];
-  pthread_mutex_t lock;    /* process-shared, robust (shared driver) */
-  char pad2[64 - sizeof(pthread_mutex_t)];
+  _Atomic uint32_t lock;   /* shared driver: 0, or the holder's thread id | LOCK_WAITERS (txn.c) */
+  char pad2[60];
   _Atomic uint64_t seq;    /* odd while a writer is changing the arena */
   uint64_t log_used;       /* bytes of undo log in use; 0 = committed */
   char pad_seq[48];
@@ -140,9 +140,10 @@ typedef struct hdr {
   uint64_t ndead;          /* how many */
   uint64_t dead_bytes;     /* their blocks' bytes (not counted as used by stats) */
   uint32_t dead_next;      /* the ring slot the next one takes */
-  uint32_t pad5;
-  ref_t dead[NDEAD];       /* the ring: a deleted key's slot is its atime */
+  ref_t dead_ring;         /* block of NDEAD refs (after 8 bytes), made at the first delete;
+                            * a deleted key's slot is its atime */
 } hdr;
+#define RING_OFF 8u
 
 /* ---- process-side state ------------------------------------------------- */
 /* A segment mapping, shared by every handle of this process on that segment,
@@ -180,7 +181,6 @@ typedef struct seg {
   uint64_t evicted;        /* live keys evicted so far (for zkv_set_ex) */
   uint64_t rng;
   uint64_t seen_recoveries; /* lock_recoveries when the header was last checked */
-  int lock_kind;           /* zkv_lock_kind(), kept at open */
   struct { ref_t r; uint16_t atime; } pool[16]; /* lru eviction candidates */
   int npool;
   uint16_t pool_now;
@@ -274,7 +274,7 @@ ref_t do_new_ns(zkv_db *db, ref_t parent, const void *name, size_t len, uint64_t
 void zkv_index_init(zkv_db *db);
 void do_rebuild_index(seg *s);
 int do_evict_one(zkv_db *db);
-void do_bury(zkv_db *db, ref_t r);
+int do_bury(zkv_db *db, ref_t r);
 void do_move_to_tail(zkv_db *db, ref_t r);
 void do_dead_forget(seg *s, ref_t r);
 int do_dead_flush(zkv_db *db);
@@ -376,7 +376,6 @@ int op_leave(zkv_db *db, int rc);
 
 /* arena.c */
 int zkv_grow(seg *s, uint64_t need_bytes);     /* memory driver */
-int zkv_lock_kind(void);                       /* the mutex kind of a sound segment */
 int zkv_validate(const hdr *h, uint64_t file_size); /* header checks, ZKV_OK or an error */
 int zkv_bounds(seg *s, uint64_t off, uint64_t len);
 

@@ -522,10 +522,9 @@ static int do_del(zkv_db *db, ref_t ns, const void *key, size_t klen) {
   ent *e = E(s, r);
   if (e->flags & EF_DELETED) return ZKV_NOTFOUND;
   int live = ent_alive(e);
-  if (live && (uint64_t)BLK_UNITS(e->blk) * UNIT <= DEAD_MAX_BYTES) {
-    do_bury(db, r);   /* kept a while: see "deleted keys" in internal.h */
+  /* kept a while: see "deleted keys" in internal.h */
+  if (live && (uint64_t)BLK_UNITS(e->blk) * UNIT <= DEAD_MAX_BYTES && do_bury(db, r))
     return ZKV_OK;
-  }
   do_unlink_free_h(db, r, !live, h);
   return live ? ZKV_OK : ZKV_NOTFOUND;
 }
@@ -1067,6 +1066,12 @@ static int do_verify(zkv_db *db, const char **why) {
   if (indexed != h->nentries) BAD("index count disagrees");
   /* 4. namespaces and their key lists */
   uint64_t keys = 0, nss = 0, ups = 0, ndead = 0, dbytes = 0;
+  ref_t *rg = NULL;
+  if (h->dead_ring) {
+    uint64_t off = (uint64_t)h->dead_ring * UNIT;
+    if (off < h->heap_start || off + RING_OFF + NDEAD * 4 > h->top) BAD("deleted key ring is out of bounds");
+    rg = (ref_t *)((char *)P(s, h->dead_ring) + RING_OFF);
+  }
   ref_t root = h->root_ns, cur = root;
   for (;;) {
     if (!ns_valid(s, cur) || ++nss > h->nns) BAD("namespace tree runs wild");
@@ -1083,7 +1088,7 @@ static int do_verify(zkv_db *db, const char **why) {
       n++;
       nt += ent_timed(x);
       if (x->flags & EF_DELETED) {
-        if (x->atime >= NDEAD || h->dead[x->atime] != e) BAD("deleted key not in its ring slot");
+        if (x->atime >= NDEAD || !rg || rg[x->atime] != e) BAD("deleted key not in its ring slot");
         ndead++;
         dbytes += (uint64_t)BLK_UNITS(x->blk) * UNIT;
       }
@@ -1105,7 +1110,7 @@ static int do_verify(zkv_db *db, const char **why) {
   }
   if (keys != h->nkeys) BAD("key count disagrees");
   uint64_t ring = 0;
-  for (uint32_t i = 0; i < NDEAD; i++) ring += h->dead[i] != 0;
+  for (uint32_t i = 0; rg && i < NDEAD; i++) ring += rg[i] != 0;
   if (ndead != h->ndead || ring != ndead || dbytes != h->dead_bytes || h->dead_next >= NDEAD)
     BAD("deleted key ring disagrees");
   if (nss != h->nns) BAD("namespace count disagrees");

@@ -5,8 +5,8 @@
  * bytes of the arena first appends (offset, old bytes) to the undo log:
  *  - an operation that fails half-way is undone back to its start;
  *  - zkv_rollback undoes back to the savepoint of its zkv_begin;
- *  - a process that dies holding the (robust) lock leaves the log behind, and
- *    the next process to take the lock gets EOWNERDEAD and undoes it.
+ *  - a process that dies holding the lock leaves the log behind, and the
+ *    next process to take the lock (from the dead holder) undoes it.
  * Commit is truncating the log.  The shared driver logs always (it must
  * survive a SIGKILL); the memory driver only inside transactions, and its
  * operations are written to fail before they change anything.
@@ -15,9 +15,15 @@
  * before its first change and even again at commit.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <signal.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -132,11 +138,10 @@ static int undo(seg *s, uint64_t mark) {
     if (tr[1] > pos || padded + 8 > pos - mark || tr[0] > s->mapped || tr[1] > s->mapped - tr[0])
       return -1;
     /* a record never restores bytes of the log itself or of the lock (none is
-     * ever written; a damaged log might say so, and glibc follows pointers in
-     * a robust mutex) */
+     * ever written; a damaged log might say so, and the lock must stay ours) */
     if (s->shared && tr[0] < H(s)->log_off + H(s)->log_cap && tr[0] + tr[1] > H(s)->log_off)
       return -1;
-    if (s->shared && tr[0] < offsetof(hdr, lock) + sizeof(pthread_mutex_t) &&
+    if (s->shared && tr[0] < offsetof(hdr, lock) + sizeof(uint32_t) &&
         tr[0] + tr[1] > offsetof(hdr, lock))
       return -1;
     pos -= 8 + padded;
@@ -180,47 +185,130 @@ static void recover(seg *s) {
   h->lock_recoveries++;
 }
 
+/* The shared segment's lock is a futex word of our own: 0 when free, else
+ * the holder's thread id, with LOCK_WAITERS set once someone sleeps on it.
+ * Taking it free is one compare-and-swap and giving it back one exchange
+ * (a robust pthread mutex costs two to three times as much: it keeps the
+ * kernel's robust list on every lock and unlock).  A holder that died is
+ * found by its waiters instead: its thread id names no thread, or a zombie.
+ * The waiter that swaps its own id in over the dead one then undoes the
+ * dead holder's log (recover).  Thread ids are at most
+ * 2^22 on Linux (PID_MAX_LIMIT), so bit 31 is free for LOCK_WAITERS. */
+#define LOCK_WAITERS 0x80000000u
+#define LOCK_TID 0x7fffffffu
+#define LOCK_CHECK_NS 20000000   /* a sleeping waiter looks at the holder this often */
+
+static __thread uint32_t tid_cache;
+static pthread_once_t tid_once = PTHREAD_ONCE_INIT;
+static void tid_forget(void) { tid_cache = 0; }   /* a forked child has its own id */
+static void tid_init(void) { pthread_atfork(NULL, NULL, tid_forget); }
+
+static uint32_t my_tid(void) {
+  if (UNLIKELY(!tid_cache)) {
+    pthread_once(&tid_once, tid_init);
+    tid_cache = (uint32_t)syscall(SYS_gettid);
+  }
+  return tid_cache;
+}
+
+/* is the thread `tid` gone (or a zombie, which never runs again)? */
+static int holder_dead(uint32_t tid) {
+  if (tid == 0 || tid > 0x400000u) return 1;   /* no thread has that id */
+  if (kill((pid_t)tid, 0) != 0 && errno == ESRCH) return 1;
+  char path[48], buf[512];
+  snprintf(path, sizeof path, "/proc/%u/stat", (unsigned)tid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  char *p = strrchr(buf, ')');   /* "tid (comm) S ...": comm may hold anything */
+  return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+}
+
+static void futex_wait(_Atomic uint32_t *w, uint32_t val, int64_t ns) {
+  struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+  syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT, val, &ts, NULL, 0);
+}
+
+/* take the lock the slow way: spin, then sleep; returns ZKV_OK, ZKV_ETIMEDOUT,
+ * or 1 when it was taken from a dead holder */
+static int lock_slow(zkv_db *db, _Atomic uint32_t *w, uint32_t me) {
+  /* Spin a little before sleeping: operations hold the lock for well under a
+   * microsecond, and a waiter that sleeps costs both sides a futex system call
+   * (the holder must wake it).  With exponential backoff: a waiter that looks
+   * at the lock word less and less often leaves the holder its cache lines,
+   * so two processes hammering one key lose little to each other. */
+  for (int spin = 0, pause = 16; spin < 64; spin++) {
+    for (int i = 0; i < pause; i++) __builtin_ia32_pause();
+    if (pause < 4096) pause *= 2;
+    uint32_t z = 0;
+    if (atomic_load_explicit(w, memory_order_relaxed) == 0 &&
+        atomic_compare_exchange_strong_explicit(w, &z, me, memory_order_acquire,
+                                                memory_order_relaxed))
+      return ZKV_OK;
+  }
+  int64_t now = zkv_now_ns_raw();
+  int64_t deadline = now + db->lock_timeout_ms * 1000000;
+  int64_t check_at = now;   /* look at the holder at once, then every LOCK_CHECK_NS */
+  for (;;) {
+    uint32_t v = atomic_load_explicit(w, memory_order_relaxed);
+    if (v == 0) {
+      /* others may sleep still: keep the bit, so that our unlock wakes one */
+      if (atomic_compare_exchange_strong_explicit(w, &v, me | LOCK_WAITERS, memory_order_acquire,
+                                                  memory_order_relaxed))
+        return ZKV_OK;
+      continue;
+    }
+    now = zkv_now_ns_raw();
+    if (now >= check_at) {
+      if (holder_dead(v & LOCK_TID)) {
+        if (atomic_compare_exchange_strong_explicit(w, &v, me | LOCK_WAITERS,
+                                                    memory_order_acquire, memory_order_relaxed))
+          return 1;
+        continue;
+      }
+      check_at = now + LOCK_CHECK_NS;
+    }
+    if (now >= deadline) return ZKV_ETIMEDOUT;
+    if (!(v & LOCK_WAITERS)) {
+      if (!atomic_compare_exchange_strong_explicit(w, &v, v | LOCK_WAITERS, memory_order_relaxed,
+                                                   memory_order_relaxed))
+        continue;
+      v |= LOCK_WAITERS;
+    }
+    int64_t t = deadline - now;
+    if (t > check_at - now) t = check_at - now;
+    if (t < 1000) t = 1000;
+    futex_wait(w, v, t);
+  }
+}
+
+static void unlock_shared(hdr *h) {
+  if (atomic_exchange_explicit(&h->lock, 0, memory_order_release) & LOCK_WAITERS)
+    syscall(SYS_futex, (uint32_t *)&h->lock, FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+
 static int lock_shared(zkv_db *db) {
   seg *s = db->s;
   hdr *h = H(s);
-  if (UNLIKELY(h->lock.__data.__kind != s->lock_kind)) return ZKV_ECORRUPT;
-  int e = pthread_mutex_trylock(&h->lock);
-  /* Spin a little before sleeping: operations hold the lock for well under a
-   * microsecond, and a waiter that sleeps costs both sides a futex system call
-   * (the holder must wake it).  Spinning keeps two processes hammering one key
-   * near the speed of one. */
-  /* With exponential backoff: a waiter that looks at the lock word less and
-   * less often leaves the holder its cache lines, so two processes hammering
-   * one key lose little to each other. */
-  for (int spin = 0, pause = 16; e == EBUSY && spin < 64; spin++) {
-    for (int i = 0; i < pause; i++) __builtin_ia32_pause();
-    if (pause < 4096) pause *= 2;
-    if (atomic_load_explicit((_Atomic int *)&h->lock.__data.__lock, memory_order_relaxed) == 0)
-      e = pthread_mutex_trylock(&h->lock);
-  }
-  if (e == EBUSY) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t ns = ts.tv_nsec + (db->lock_timeout_ms % 1000) * 1000000;
-    ts.tv_sec += db->lock_timeout_ms / 1000 + ns / 1000000000;
-    ts.tv_nsec = ns % 1000000000;
-    e = pthread_mutex_timedlock(&h->lock, &ts);
-  }
-  if (e == EOWNERDEAD) {
+  uint32_t me = my_tid(), z = 0;
+  int rc = ZKV_OK;
+  if (UNLIKELY(!atomic_compare_exchange_strong_explicit(&h->lock, &z, me, memory_order_acquire,
+                                                        memory_order_relaxed)))
+    rc = lock_slow(db, &h->lock, me);
+  if (rc == 1) {
     /* the holder died: put back what it had half-done, then carry on */
     s->depth = 1;
     recover(s);
-    pthread_mutex_consistent(&h->lock);
     uint64_t v = atomic_load(&h->seq);
     if (v & 1) atomic_store(&h->seq, v + 1);
     s->dirty = 0;
     s->depth = 0;
     return ZKV_OK;
   }
-  if (e == 0) return ZKV_OK;
-  if (e == ETIMEDOUT) return ZKV_ETIMEDOUT;
-  if (e == ENOTRECOVERABLE || e == EINVAL) return ZKV_ECORRUPT;
-  return ZKV_EIO;
+  return rc;
 }
 
 int op_enter(zkv_db *db) {
@@ -234,14 +322,14 @@ int op_enter(zkv_db *db) {
     int rc = lock_shared(db);
     if (rc) return rc;
     /* a log left by a holder that died in a way the mutex did not report
-     * (it was never robust-locked, or the segment was copied) is undone too */
+     * (a segment copied while it was held) is undone too */
     if (H(s)->log_used) recover(s);
     /* recovery writes what a (possibly damaged) log says: check the header
      * again before anything in it is followed */
     if (UNLIKELY(H(s)->lock_recoveries != s->seen_recoveries)) {
       s->seen_recoveries = H(s)->lock_recoveries;
       if (zkv_validate(H(s), s->mapped) != ZKV_OK) {
-        pthread_mutex_unlock(&H(s)->lock);
+        unlock_shared(H(s));
         return ZKV_ECORRUPT;
       }
     }
@@ -269,7 +357,7 @@ static void release(seg *s) {
     uint64_t v = atomic_load_explicit(&h->seq, memory_order_relaxed);
     if (v & 1) atomic_store_explicit(&h->seq, v + 1, memory_order_release);
     s->dirty = 0;
-    pthread_mutex_unlock(&h->lock);
+    unlock_shared(h);
   } else {
     s->mlog_used = 0;
     H(s)->rebuild = 0;
