@@ -218,8 +218,19 @@ void zkv_log(seg *s, const void *p, size_t len);
 /* Log the bytes at p before they change.  The common record (a field of a
  * shared segment, once the lock hold is marked dirty) is written inline. */
 static inline void zkv_logw(seg *s, const void *p, size_t len) {
-  if (len <= 16 && s->shared && s->dirty) {
+  if (len <= 64 && s->shared) {
     hdr *h = (hdr *)s->base;
+    if (UNLIKELY(!s->dirty)) {
+      /* the first change of this lock hold: make seq odd first (lock-free
+       * readers retry); only the holder writes seq, so plain stores do, and
+       * the release fence orders the odd value before the changes */
+      uint64_t v = atomic_load_explicit(&h->seq, memory_order_relaxed);
+      if (!(v & 1)) {
+        atomic_store_explicit(&h->seq, v + 1, memory_order_relaxed);
+        atomic_thread_fence(memory_order_release);
+      }
+      s->dirty = 1;
+    }
     uint64_t rec = ((len + 7) & ~(size_t)7) + 8;
     if (LIKELY(h->log_used + rec <= h->log_cap && h->log_off + h->log_cap <= s->mapped)) {
       char *dst = s->base + h->log_off + h->log_used;
@@ -231,6 +242,8 @@ static inline void zkv_logw(seg *s, const void *p, size_t len) {
       case 8: memcpy(dst, p, 8); break;
       case 12: memcpy(dst, p, 12); break;
       case 16: memcpy(dst, p, 16); break;
+      case 20: memcpy(dst, p, 20); break;
+      case 32: memcpy(dst, p, 32); break;
       default: memcpy(dst, p, len); break;
       }
       memcpy(dst + rec - 8, &tr, 8);

@@ -62,12 +62,21 @@ const char *zkv_errclass_name(int cls) {
 
 /* ---- the op frame -------------------------------------------------------- */
 
-static void maybe_gc(zkv_db *db) {
+static void gc_step(zkv_db *db);
+
+/* every 8th write op looks whether a sweep step is due (inline: it is on
+ * every write, and the answer is nearly always no) */
+static inline void maybe_gc(zkv_db *db) {
+  if ((++db->opcount & 7) && !H(db->s)->gc_active) return;
+  gc_step(db);
+}
+
+static void gc_step(zkv_db *db) {
   seg *s = db->s;
   hdr *h = H(s);
   if (s->txn_depth > 0 || s->depth != 1) return;   /* keep transactions short */
   if (!h->gc_active) {
-    if (db->gc_interval_ms <= 0 || (++db->opcount & 7)) return;
+    if (db->gc_interval_ms <= 0) return;
     if (zkv_now_coarse() < h->gc_next_ms) return;
     LOGW(s, &h->gc_active, 8);
     h->gc_active = 1;

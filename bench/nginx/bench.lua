@@ -4,7 +4,7 @@
 -- bench/results.png.
 --
 --   init_by_lua_block    { require("bench").init() }
---   content_by_lua_block { require("bench").run() }      -- GET /?n=200000&runs=5
+--   content_by_lua_block { require("bench").run() }      -- GET /?n=200000&runs=7
 --
 -- Peers (columns), each a store of its own:
 --   zeltkv          zeltkv.shared(...) through require("zeltkv") (the FFI front end when
@@ -22,7 +22,8 @@
 --                                                                  cjson.decode(dict:get(k))
 --   loop                           the loop and key lookup alone (included in every row)
 -- ns/op is CPU time of this worker (clock_gettime(CLOCK_PROCESS_CPUTIME_ID) through the
--- FFI), the best of `runs` runs of `n` iterations after a warm-up of n/10.  Every result
+-- FFI), the best of `runs` runs of `n` iterations after a warm-up of n/10; in each run every
+-- peer is timed once, in turn (measure_side_by_side).  Every result
 -- is used (counted into a checksum) so the JIT cannot drop a call.
 --
 -- A second table (after a "# section: shdict-methods" line) puts the ngx.shared.DICT drop-in
@@ -180,6 +181,33 @@ local function measure(fn, n, runs)
     if dt < best then best = dt end
   end
   return best / n
+end
+
+-- One operation on every peer, side by side: each run times every peer once, in turn, so a
+-- stretch of noise from the rest of the machine (these are shared VMs) falls on all peers
+-- alike instead of on one peer's whole block of runs.  ns/op of each peer, best of `runs`.
+-- Every operation starts from an empty trace cache (jit.flush): a trace recorded earlier at a
+-- method's entry (by prepare(), another row, another peer) would otherwise decide how this
+-- row's loops compile, and the figures would depend on the order of the rows.
+local function measure_side_by_side(op, peers_, n, runs)
+  local fns, best = {}, {}
+  jit.flush()
+  for i, p in ipairs(peers_) do
+    fns[i] = make_loop(op, p)
+    sink = sink + fns[i](math.max(1, math.floor(n / 10)))   -- warm-up: traces recorded here
+    best[i] = math.huge
+  end
+  for _ = 1, runs do
+    for i = 1, #fns do
+      collectgarbage("step", 0)
+      local t0 = now_ns()
+      sink = sink + fns[i](n)
+      local dt = now_ns() - t0
+      if dt < best[i] then best[i] = dt end
+    end
+  end
+  for i = 1, #best do best[i] = best[i] / n end
+  return best
 end
 
 ---------------------------------------------------------------------------------------------
@@ -388,13 +416,14 @@ function M.run()
   out[#out + 1] = table.concat(head, "\t")
   for _, op in ipairs(OPS) do
     local row = { op.id, op.label }
-    for _, p in ipairs(all) do
-      local ok, ns = pcall(measure, make_loop(op, p), n, runs)
+    local ok, res = pcall(measure_side_by_side, op, all, n, runs)
+    for i, p in ipairs(all) do
+      local ns = res
       if not ok then
-        ngx.log(ngx.ERR, "bench ", op.id, " ", p.name, ": ", tostring(ns))
+        ngx.log(ngx.ERR, "bench ", op.id, ": ", tostring(res))
         ns = "error"
       else
-        ns = ("%.1f"):format(ns)
+        ns = ("%.1f"):format(res[i])
       end
       row[#row + 1] = ns
     end

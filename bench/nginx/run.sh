@@ -12,7 +12,7 @@
 # it could not run.
 #
 # Usage:  bench/nginx/run.sh [REPO_ROOT]
-#   ZKV_BENCH_NGX_N=200000     iterations per run      ZKV_BENCH_NGX_RUNS=5   runs (best kept)
+#   ZKV_BENCH_NGX_N=200000     iterations per run      ZKV_BENCH_NGX_RUNS=7   runs (best kept)
 #   ZKV_BENCH_NGX_OUT=bench/results     where the .md and .png go (without the extension;
 #                                       the drop-in chart is $OUT-shdict.png)
 # Installs gnuplot-nox and lua-cjson with apt-get when missing (and says so).
@@ -22,7 +22,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "${1:-$HERE/../..}" && pwd)"
 NGINX="${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}"
 N="${ZKV_BENCH_NGX_N:-200000}"
-RUNS="${ZKV_BENCH_NGX_RUNS:-5}"
+RUNS="${ZKV_BENCH_NGX_RUNS:-7}"
 OUT="${ZKV_BENCH_NGX_OUT:-$ROOT/bench/results}"
 case "$OUT" in /*) ;; *) OUT="$ROOT/$OUT" ;; esac
 
