@@ -29,7 +29,7 @@ nsdata *ns_data(seg *s, ref_t ns) {
 }
 
 static ref_t *ring(seg *s);
-static uint32_t dead_slot(seg *s, ref_t r);
+static ref_t *dead_slot(seg *s, ref_t r);
 
 static ref_t *bucket(seg *s, uint64_t h) {
   hdr *hd = H(s);
@@ -185,9 +185,9 @@ void do_replace_keep(zkv_db *db, ref_t old, ref_t nw, uint64_t h) {
   }
   if (o->flags & EF_DELETED) {
     if (n->flags & EF_DELETED) {   /* relocated (a copy): its ring slot follows it */
-      ref_t *rg = ring(s) + dead_slot(s, old);
-      LOGW(s, rg, 4);
-      *rg = nw;
+      ref_t *slot = dead_slot(s, old);
+      LOGW(s, slot, 4);
+      *slot = nw;
     } else {
       do_dead_forget(s, old);
     }
@@ -257,23 +257,22 @@ static ref_t *ring(seg *s) {
 }
 
 /* the ring slot of the deleted key r, checked both ways */
-static uint32_t dead_slot(seg *s, ref_t r) {
+static ref_t *dead_slot(seg *s, ref_t r) {
   ent *e = ent_at(s, r);
   uint32_t slot = e->atime;
   ref_t *rg = ring(s);
   if (UNLIKELY(!rg || !(e->flags & EF_DELETED) || e->type == T_NSREC || slot >= NDEAD ||
                rg[slot] != r || H(s)->ndead == 0))
     FAIL(s, ZKV_ECORRUPT);
-  return slot;
+  return rg + slot;
 }
 
 /* r, a deleted key, is freed or written back: it leaves the ring */
 void do_dead_forget(seg *s, ref_t r) {
-  uint32_t slot = dead_slot(s, r);
+  ref_t *slot = dead_slot(s, r);
   hdr *h = H(s);
-  ref_t *rg = ring(s);
-  LOGW(s, &rg[slot], 4);
-  rg[slot] = 0;
+  LOGW(s, slot, 4);
+  *slot = 0;
   LOGW(s, &h->ndead, 16);   /* ndead and dead_bytes */
   h->ndead--;
   h->dead_bytes -= (uint64_t)BLK_UNITS(E(s, r)->blk) * UNIT;
@@ -296,24 +295,18 @@ int do_bury(zkv_db *db, ref_t r) {
   }
   uint32_t slot = h->dead_next;
   if (UNLIKELY(slot >= NDEAD)) FAIL(s, ZKV_ECORRUPT);
-  ref_t old = ring(s)[slot];
-  if (old) {
-    dead_slot(s, old);
-    do_unlink_free(db, old, 0);
+  ref_t *rs = ring(s) + slot;
+  if (*rs) {
+    dead_slot(s, *rs);   /* checked before it is freed */
+    do_unlink_free(db, *rs, 0);
     h = H(s);
   }
   ent *e = ent_at(s, r);
-  if (!ent_timed(e)) {
-    nsdata *d = ns_data(s, e->ns);
-    LOGW(s, &d->nttl, 8);
-    d->nttl++;
-  }
   LOGW(s, &e->atime, 4);   /* atime, type, flags */
   e->atime = (uint16_t)slot;
   e->flags |= EF_DELETED;
-  ref_t *rg = ring(s);
-  LOGW(s, &rg[slot], 4);
-  rg[slot] = r;
+  LOGW(s, rs, 4);
+  *rs = r;
   LOGW(s, &h->ndead, 20);   /* ndead, dead_bytes, dead_next */
   h->ndead++;
   h->dead_bytes += (uint64_t)BLK_UNITS(e->blk) * UNIT;

@@ -73,7 +73,7 @@ typedef struct ent {
  * released and taken again, shdict's add + delete) writes it back in place
  * instead of allocating.  Such a key is absent for every function and not
  * counted by stats; it keeps its place in the index and its namespace list
- * (and counts in the namespace's nttl, as an expired key does).  At most
+ * (count() walks the list while any is kept).  At most
  * NDEAD are kept, in a ring (a block of the arena): the key's atime holds its slot
  * (recency means nothing for it).  When the ring is full the oldest is freed
  * for real, and an allocation that finds no room frees them all first. */
@@ -348,7 +348,7 @@ static inline int ent_live(const ent *e, int64_t now) {
 
 /* does the entry count among its namespace's nttl (it can expire, or has)? */
 static inline int ent_timed(const ent *e) {
-  return (e->flags & (EF_FLUSHED | EF_DELETED)) || ent_exp(e) != 0;
+  return (e->flags & EF_FLUSHED) || ent_exp(e) != 0;
 }
 
 /* validation: every ref read from the arena is checked */

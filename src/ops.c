@@ -439,17 +439,17 @@ static int do_store(zkv_db *db, ref_t ns, const void *key, size_t klen, uint64_t
         do_move_to_tail(db, r);   /* a new key, as far as anyone can tell */
         e = E(s, r);
       }
-      if (e->flags & (EF_DELETED | EF_FLUSHED)) {
-        /* a deleted or flushed key comes back */
-        if (e->flags & EF_DELETED) {
-          do_dead_forget(s, r);
-          LOGW(s, &e->atime, 2);   /* held its ring slot, written below */
-        }
-        if (!exp) {   /* it counted in nttl, and no longer does */
-          nsdata *d = ns_data(s, ns);
-          LOGW(s, &d->nttl, 8);
-          d->nttl--;
-        }
+      if (e->flags & EF_DELETED) {
+        /* a deleted key comes back: out of the ring; its atime held the
+         * ring slot and is written below (logged with type and flags) */
+        do_dead_forget(s, r);
+        LOGW(s, &e->atime, 4);
+        e->type = (uint8_t)type;
+        e->flags = nflags;
+      } else if ((e->flags & EF_FLUSHED) && !exp) {
+        nsdata *d = ns_data(s, ns);   /* it counted in nttl, and no longer does */
+        LOGW(s, &d->nttl, 8);
+        d->nttl--;
       }
       if (e->type != type || e->flags != nflags) {
         LOGW(s, &e->type, 2);   /* type and flags are adjacent */
@@ -689,7 +689,7 @@ int zkv_incr_num(zkv_db *db, zkv_ns ns, const void *key, size_t klen, double by,
 static int do_count(zkv_db *db, ref_t ns, uint64_t *count) {
   seg *s = db->s;
   nsdata *d = ns_data(s, ns);
-  if (d->nttl == 0) {
+  if (d->nttl == 0 && H(s)->ndead == 0) {   /* every listed key is live */
     *count = d->nkeys;
     return ZKV_OK;
   }
