@@ -154,7 +154,8 @@ awk -F'\t' -v info="$info" -v check="$check" -v cpu="$(sed -n 's/^model name[[:s
             printf "# zeltkv vs ngx.shared.DICT in one nginx worker\n\n"
             printf "Measured by `bench/nginx/run.sh` (`make bench`) on %s.\n", strftime("%Y-%m-%d")
             printf "%s; CPU: %s.\n\n", info, cpu
-            printf "ns per operation, CPU time of the worker, best run, loop and key lookup included "
+            printf "ns per operation, CPU time of the worker, best run (in every run each peer is timed once, in turn; "
+            printf "every row starts from an empty trace cache, `jit.flush()`), loop and key lookup included "
             printf "(the `loop` row is their cost alone). 1,024 keys `user:N`, a 31-byte string value; "
             printf "table values are `{ id = 42, name = \"ada lovelace\", active = true, roles = { \"admin\", \"dev\" } }`, "
             printf "stored as a table by zeltkv and as `cjson.encode` text by shdict. "
