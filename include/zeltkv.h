@@ -233,7 +233,9 @@ ZKV_API int zkv_set_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen,
                        const zkv_value *v, int64_t ttl_ms, unsigned flags, int *forcible);
 
 /* zkv_del: remove a key.  Returns ZKV_OK if a live key was removed, else
- * ZKV_NOTFOUND. */
+ * ZKV_NOTFOUND.  A small key's block may be kept a while for a later set of
+ * the same key (absent for every function meanwhile; not counted by
+ * zkv_stats_get; freed first when the store needs room). */
 ZKV_API int zkv_del(zkv_db *db, zkv_ns ns, const void *key, size_t klen);
 
 /* zkv_has: ZKV_OK if a live key exists, else ZKV_NOTFOUND. */
@@ -350,8 +352,9 @@ ZKV_API int zkv_flush_expired_ns(zkv_db *db, zkv_ns ns, uint64_t max, uint64_t *
 ZKV_API int zkv_expire_all(zkv_db *db, zkv_ns ns, uint64_t *n);
 
 typedef struct zkv_stats {
-  uint64_t keys;           /* entries held (live, and expired not yet freed) */
-  uint64_t bytes_used;     /* bytes of the arena in use (entries, index, namespaces) */
+  uint64_t keys;           /* entries held (live, and expired not yet freed; not deleted ones kept) */
+  uint64_t bytes_used;     /* bytes of the arena in use (entries, index, namespaces; not
+                            * the blocks of deleted keys kept for reuse) */
   uint64_t capacity;       /* arena limit in bytes; 0 = unbounded */
   uint64_t arena_bytes;    /* bytes mapped now */
   uint64_t free_bytes;     /* bytes free for data: capacity - bytes_used (0 when unbounded) */
