@@ -199,7 +199,7 @@ static int block_kind(seg *s, uint64_t r, uint64_t *units) {
   *units = BLK_UNITS(hd);
   chk(s, r, *units);
   if (hd & BLK_FREE) return B_FREE;
-  if (r == h->buckets || r == s->pin || r == h->root_ns) return B_PINNED;
+  if (r == h->buckets || r == s->pin || r == h->root_ns || r == h->dead_ring) return B_PINNED;
   if (!ent_ok(s, (ref_t)r) || E(s, r)->type == T_NSREC) return B_PINNED;
   return B_MOVABLE;
 }

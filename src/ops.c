@@ -531,7 +531,9 @@ static int do_del(zkv_db *db, ref_t ns, const void *key, size_t klen) {
   ent *e = E(s, r);
   if (e->flags & EF_DELETED) return ZKV_NOTFOUND;
   int live = ent_alive(e);
-  /* kept a while: see "deleted keys" in internal.h */
+  /* kept a while: see "deleted keys" in internal.h (pinned: making the ring
+   * may compact a shared segment, which must not move r) */
+  s->pin = r;
   if (live && (uint64_t)BLK_UNITS(e->blk) * UNIT <= DEAD_MAX_BYTES && do_bury(db, r))
     return ZKV_OK;
   do_unlink_free_h(db, r, !live, h);
