@@ -513,6 +513,17 @@ static void pool_add(seg *s, ref_t r, uint16_t atime, int age) {
   }
 }
 
+/* is r still the start of a key in the index?  A pooled ref may be stale:
+ * since it was pooled the key may have been freed (here, or by another
+ * process, or by a rollback) and its bytes reused by anything, inside which
+ * r may now point anywhere; only the index can tell. */
+static int pooled_key_ok(seg *s, ref_t r) {
+  if (!ent_ok(s, r)) return 0;
+  ent *e = E(s, r);
+  if (e->type == T_NSREC || !ns_valid(s, e->ns)) return 0;
+  return do_find(s, e->ns, ent_key(e), e->klen, zkv_hash(e->ns, ent_key(e), e->klen, 0), 0) == r;
+}
+
 int do_evict_one(zkv_db *db) {
   seg *s = db->s;
   hdr *h = H(s);
@@ -537,8 +548,7 @@ int do_evict_one(zkv_db *db) {
   int bi = -1;
   for (int i = 0; i < s->npool; i++) {
     ref_t r = s->pool[i].r;
-    if (r == s->pin || !ent_ok(s, r) || E(s, r)->type == T_NSREC ||
-        E(s, r)->atime != s->pool[i].atime) {
+    if (r == s->pin || !pooled_key_ok(s, r) || E(s, r)->atime != s->pool[i].atime) {
       s->pool[i--] = s->pool[--s->npool];   /* gone, or used since: drop it */
       continue;
     }

@@ -78,13 +78,23 @@ static void run(const char *what, int shared, uint64_t size, int evict, int roun
       val[0] = (char)('a' + rnd() % 26);
       zkv_value v = {.type = ZKV_T_STRING, .data = val,
                      .len = (size_t)(rnd() % 5 == 0 ? rnd() % 5000 : rnd() % 200)};
+      int orc = ZKV_OK;
       switch (rnd() % 8) {
-      case 0: case 1: case 2: zkv_set(db, s, k, (size_t)n, &v, rnd() % 4 ? 0 : 100000 + rnd() % 50, 0); break;
-      case 3: zkv_del(db, s, k, (size_t)n); break;
-      case 4: zkv_incr(db, s, k, (size_t)n, 1, 0, NULL); break;
-      case 5: zkv_expire(db, s, k, (size_t)n, rnd() % 2 ? 0 : 100000); break;
-      case 6: if (rnd() % 20 == 0) zkv_clear(db, s, NULL); break;
-      case 7: zkv_set(db, s, k, (size_t)n, &v, 0, ZKV_SET_NX); break;
+      case 0: case 1: case 2: orc = zkv_set(db, s, k, (size_t)n, &v, rnd() % 4 ? 0 : 100000 + rnd() % 50, 0); break;
+      case 3: orc = zkv_del(db, s, k, (size_t)n); break;
+      case 4: orc = zkv_incr(db, s, k, (size_t)n, 1, 0, NULL); break;
+      case 5: orc = zkv_expire(db, s, k, (size_t)n, rnd() % 2 ? 0 : 100000); break;
+      case 6: if (rnd() % 20 == 0) orc = zkv_clear(db, s, NULL); break;
+      case 7: orc = zkv_set(db, s, k, (size_t)n, &v, 0, ZKV_SET_NX); break;
+      }
+      /* full (store or undo log) and type errors are expected here; anything
+       * else (a damaged-segment error above all) is a bug */
+      if (orc != ZKV_OK && orc != ZKV_NOTFOUND && orc != ZKV_EXISTS && orc != ZKV_EFULL &&
+          orc != ZKV_ETXN && orc != ZKV_ETYPE) {
+        fprintf(stderr, "%s: round %d: op returned %s\n", what, round, zkv_strerror(orc));
+        CHECK_RC(orc, ZKV_OK);
+        failures++;
+        break;
       }
     }
     if (txn) CHECK_RC(rollback ? zkv_rollback(db) : zkv_commit(db), ZKV_OK);
