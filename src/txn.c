@@ -299,7 +299,9 @@ static int lock_shared(zkv_db *db) {
                                                         memory_order_relaxed)))
     rc = lock_slow(db, &h->lock, me);
   if (rc == 1) {
-    /* the holder died: put back what it had half-done, then carry on */
+    /* the holder died: put back what it had half-done, then carry on.  If it
+     * was a thread of this process, its transaction levels are gone too. */
+    s->txn_depth = 0;
     s->depth = 1;
     recover(s);
     uint64_t v = atomic_load(&h->seq);

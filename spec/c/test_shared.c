@@ -829,6 +829,60 @@ TEST(shared_four_threads_incr) {
   unlink_seg(name);
 }
 
+/* a thread of this process that ends while it holds the lock (inside a
+ * transaction): the next thread to want the lock finds the holder gone, takes
+ * the lock over and undoes the dead thread's writes */
+static void *dying_holder(void *p) {
+  zkv_db *db = p;
+  if (zkv_begin(db) != ZKV_OK) return (void *)1;
+  set_s(db, ZKV_ROOT, "k", "dirty");
+  set_s(db, ZKV_ROOT, "only-in-txn", "dirty");
+  pthread_exit(NULL);   /* no commit, no rollback */
+}
+
+TEST(shared_thread_dies_holding_lock) {
+  char name[64];
+  seg_name(name, sizeof name, "tdies");
+  zkv_db *db = open_sh_timeout(name, 5);
+  REQUIRE(db != NULL);
+  alarm(60);
+  CHECK_RC(set_s(db, ZKV_ROOT, "k", "orig"), ZKV_OK);
+  zkv_stats st0;
+  CHECK_RC(zkv_stats_get(db, &st0), ZKV_OK);
+  pthread_t th;
+  REQUIRE(pthread_create(&th, NULL, dying_holder, db) == 0);
+  void *ret = NULL;
+  pthread_join(th, &ret);
+  CHECK(ret == NULL);
+  double t0 = now_s();
+  CHECK_RC(set_s(db, ZKV_ROOT, "after", "yes"), ZKV_OK);
+  CHECK(now_s() - t0 < 1.0);   /* found dead at once, not after the lock timeout */
+  CHECK_GET_STR(db, ZKV_ROOT, "k", "orig");
+  CHECK_GET_STR(db, ZKV_ROOT, "only-in-txn", NULL);
+  CHECK_GET_STR(db, ZKV_ROOT, "after", "yes");
+  CHECK_EQ(zkv_txn_depth(db), 0);
+  zkv_stats st1;
+  CHECK_RC(zkv_stats_get(db, &st1), ZKV_OK);
+  CHECK_EQ(st1.lock_recoveries, st0.lock_recoveries + 1);
+  /* and transactions work as before */
+  CHECK_RC(zkv_begin(db), ZKV_OK);
+  CHECK_RC(set_s(db, ZKV_ROOT, "k", "txn"), ZKV_OK);
+  CHECK_RC(zkv_rollback(db), ZKV_OK);
+  CHECK_GET_STR(db, ZKV_ROOT, "k", "orig");
+  /* the dead thread's transaction is gone from this process too: the
+   * background sweep (which waits while a transaction is open) runs again */
+  zkv_set_clock_offset(3600 * 1000);
+  for (int i = 0; i < 64; i++) CHECK_RC(set_s(db, ZKV_ROOT, "tick", "x"), ZKV_OK);
+  zkv_set_clock_offset(0);
+  CHECK_RC(zkv_stats_get(db, &st1), ZKV_OK);
+  CHECK(st1.gc_runs > st0.gc_runs);
+  const char *why = "";
+  CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+  alarm(0);
+  zkv_close(db);
+  unlink_seg(name);
+}
+
 TEST(shared_fork_children) {
   char name[64];
   seg_name(name, sizeof name, "fork");
