@@ -66,6 +66,13 @@ int zkv_incr_limited(zkv_db *db, zkv_ns ns, const void *key, size_t klen,
                      int64_t by, int64_t ttl_ms, int64_t limit_lo,
                      int64_t limit_hi, int64_t *result);
 int zkv_txn_depth(const zkv_db *db);
+int zkv_expire(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t ttl_ms);
+int zkv_get_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned flags,
+               zkv_value *out, int *stale);
+int zkv_set_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen,
+               const zkv_value *v, int64_t ttl_ms, unsigned flags, int *forcible);
+int zkv_incr_num(zkv_db *db, zkv_ns ns, const void *key, size_t klen, double by,
+                 int create, double init, int64_t init_ttl_ms, double *result);
 /* the head of lzeltkv.c's private structs (see the comment at the top) */
 typedef struct zkv_lua_driver { zkv_db *db; } zkv_lua_driver;
 typedef struct zkv_lua_store { zkv_lua_driver *drv; zkv_ns ns; } zkv_lua_store;
@@ -123,6 +130,8 @@ local C, why_not = load_lib()  -- the ffi.load()ed core.so
 if not C then return { disabled = why_not } end
 -- scratch (one Lua state is one thread; nothing yields between filling and using them)
 local VIN, VOUT, I64 = ffi_new("zkv_value"), ffi_new("zkv_value"), ffi_new("int64_t[1]")
+-- the raw methods' own (they set user flags, which VIN must keep at 0)
+local VRAW, INT1, DBL1 = ffi_new("zkv_value"), ffi_new("int[1]"), ffi_new("double[1]")
 -- the C binding's error metatable
 local ERR_MT = getmetatable(select(2, pcall(core.unlink, "")))
 
@@ -324,6 +333,103 @@ function StoreMethods.incr(self, k, by, ttl)
     return (CM_STORE.incr(rawget(self, CS), k, by, ttl))
   end
   return raise_rc(rc, "incr")
+end
+
+-- The raw methods the ngx.shared.DICT face (lua/zeltkv/shdict.lua) is built on, with the C
+-- binding's results (src/lzeltkv.c, "raw access"); the fast paths take a string key of
+-- 1..65535 bytes and the argument types the drop-in passes, C takes everything else.
+
+local GET_STALE = 1
+
+-- s:_rawget(key, stale) -> nil | type, value, flags, is_stale
+function StoreMethods._rawget(self, k, stale)
+  local sp = type(self) == "table" and rawget(self, SP)
+  if not sp then return pass(CM_STORE._rawget(unwrap(self), k, stale)) end
+  local db = sp.drv.db
+  if db == nil or type(k) ~= "string" or #k == 0 or #k > MAX_KEY then
+    return pass(CM_STORE._rawget(rawget(self, CS), k, stale))
+  end
+  local rc = C.zkv_get_ex(db, sp.ns, k, #k, stale and GET_STALE or 0, VOUT, INT1)
+  if rc == NOTFOUND then return end
+  if rc ~= OK then
+    if rc == ESTALE then return pass(CM_STORE._rawget(rawget(self, CS), k, stale)) end
+    return raise_rc(rc, "get")
+  end
+  local t, v = VOUT.type, nil
+  if t == T_INT then v = tonumber(VOUT.i)
+  elseif t == T_FLOAT then v = VOUT.f
+  elseif t == T_BOOL then v = tonumber(ffi_cast("int32_t", VOUT.i)) ~= 0
+  else v = ffi_string(VOUT.data, VOUT.len)
+  end
+  return t, v, tonumber(VOUT.flags), INT1[0] ~= 0
+end
+
+-- s:_rawset(key, type, value, flags, ttl_ms, setflags) -> rc, forcible
+function StoreMethods._rawset(self, k, t, v, fl, ms, sf)
+  local sp = type(self) == "table" and rawget(self, SP)
+  if not sp then return pass(CM_STORE._rawset(unwrap(self), k, t, v, fl, ms, sf)) end
+  local db = sp.drv.db
+  local ok = db ~= nil and type(k) == "string" and #k > 0 and #k <= MAX_KEY
+    and type(fl) == "number" and fl >= 0 and fl <= 4294967295 and fl == floor(fl)
+    and type(ms) == "number" and ms >= 0 and ms <= 4.0e15
+    and type(sf) == "number" and sf >= 0 and sf < 256 and sf == floor(sf)
+  if ok then
+    VRAW.data, VRAW.len = nil, 0
+    if t == T_STRING and type(v) == "string" then
+      VRAW.data, VRAW.len = v, #v
+    elseif t == T_INT and type(v) == "number" and v == floor(v) and v < 9.2e18 and v > -9.2e18 then
+      VRAW.i = v
+    elseif t == T_FLOAT and type(v) == "number" then
+      VRAW.f = v
+    elseif t == T_BOOL and type(v) == "boolean" then
+      VRAW.i = v and 1 or 0
+    else
+      ok = false
+    end
+  end
+  if not ok then return pass(CM_STORE._rawset(rawget(self, CS), k, t, v, fl, ms, sf)) end
+  VRAW.type, VRAW.flags = t, fl
+  INT1[0] = 0
+  local rc = C.zkv_set_ex(db, sp.ns, k, #k, VRAW, floor(ms), sf, INT1)
+  if rc == ESTALE then return pass(CM_STORE._rawset(rawget(self, CS), k, t, v, fl, ms, sf)) end
+  return rc, INT1[0] ~= 0
+end
+
+-- s:_incr_num(key, by, create, init, init_ttl_ms) -> rc, result
+function StoreMethods._incr_num(self, k, by, create, init, ms)
+  local sp = type(self) == "table" and rawget(self, SP)
+  if not sp then return pass(CM_STORE._incr_num(unwrap(self), k, by, create, init, ms)) end
+  local db = sp.drv.db
+  local i, m = init, ms
+  if i == nil then i = 0 end
+  if m == nil then m = 0 end
+  if db == nil or type(k) ~= "string" or #k == 0 or #k > MAX_KEY or type(by) ~= "number"
+     or type(i) ~= "number" or type(m) ~= "number" or not (m >= 0 and m <= 4.0e15) then
+    return pass(CM_STORE._incr_num(rawget(self, CS), k, by, create, init, ms))
+  end
+  DBL1[0] = 0
+  local rc = C.zkv_incr_num(db, sp.ns, k, #k, by, create and 1 or 0, i, floor(m), DBL1)
+  if rc == ESTALE then return pass(CM_STORE._incr_num(rawget(self, CS), k, by, create, init, ms)) end
+  return rc, DBL1[0]
+end
+
+-- s:_expire_ms(key, ms) -> rc   (ms 0 = no expiry)
+function StoreMethods._expire_ms(self, k, ms)
+  local sp = type(self) == "table" and rawget(self, SP)
+  if not sp then return pass(CM_STORE._expire_ms(unwrap(self), k, ms)) end
+  local db = sp.drv.db
+  if db == nil or type(k) ~= "string" or #k == 0 or #k > MAX_KEY or type(ms) ~= "number"
+     or not (ms > -9.2e18 and ms < 9.2e18) then
+    return pass(CM_STORE._expire_ms(rawget(self, CS), k, ms))
+  end
+  local rc = C.zkv_expire(db, sp.ns, k, #k, ms)   -- truncated to int64_t, as C does
+  if rc == ESTALE then return pass(CM_STORE._expire_ms(rawget(self, CS), k, ms)) end
+  return rc
+end
+
+-- the ngx.shared.DICT face over this object, so that its calls take the paths above
+function StoreMethods.shdict(self)
+  return require("zeltkv.shdict").new(self)
 end
 
 local wrap_store

@@ -29,8 +29,8 @@
 -- of the store.  Lists are values of type ZKV_T_LIST in the encoding below; list
 -- read-modify-writes run inside store:atomic().
 
-local type, tostring, tonumber, select, error, setmetatable, getmetatable =
-  type, tostring, tonumber, select, error, setmetatable, getmetatable
+local type, tostring, tonumber, select, error, setmetatable, getmetatable, rawget =
+  type, tostring, tonumber, select, error, setmetatable, getmetatable, rawget
 local floor, ceil, huge = math.floor, math.ceil, math.huge
 local math_type, tointeger = math.type, math.tointeger
 local fmt, sub = string.format, string.sub
@@ -208,10 +208,6 @@ end
 --- new(store) -> dict.  `store` is a zeltkv store (a namespace); the dict sees exactly its
 -- keys.
 function M.new(store)
-  if type(store) == "table" and type(store._rawget) == "function" and type(store.shdict) == "function" then
-    -- the LuaJIT FFI front end's store: its shdict() forwards the C store (same keys)
-    return store:shdict()
-  end
   if type(store) ~= "userdata" and type(store) ~= "table" then
     error("zeltkv.shdict.new: a zeltkv store expected, got " .. type(store), 2)
   end
@@ -512,9 +508,16 @@ end
 -- sizes
 
 -- the store's capacity and free bytes, without building a stats table
+-- a store's capacity never changes (a segment's size is fixed when it is made, a memory
+-- store's max_bytes when it is opened): asked once
 function Dict.capacity(self)
-  local cap = zone(self).s:_space()
-  return cap or huge
+  local d = zone(self)
+  local cap = rawget(d, "cap")
+  if cap == nil then
+    cap = d.s:_space() or huge
+    d.cap = cap
+  end
+  return cap
 end
 
 function Dict.free_space(self)
