@@ -21,6 +21,7 @@
 #ifndef ZKV_TEST_HARNESS_H
 #define ZKV_TEST_HARNESS_H
 
+#include <dirent.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -300,6 +301,43 @@ int main(int argc, char **argv) {
   printf("%d passed, %d failed\n", passed, failed);
   fflush(stdout);
   return (failed > 0 || passed + failed == 0) ? 1 : 0;
+}
+
+/* ---- a private directory for shared segments ---------------------------
+ * Every test binary that opens segments sends them to a directory of its own
+ * (ZELTKV_SHM_DIR), removed with whatever is left in it when the binary that
+ * made it exits (not when one of its forked children does).  Call
+ * th_shm_dir("prefix") from a constructor; th_dir is the directory and
+ * th_dir_pid the process that made it. */
+static char th_dir[512];
+static pid_t th_dir_pid;
+
+static void th_shm_dir_cleanup(void) {
+  if (getpid() != th_dir_pid || th_dir[0] == '\0') return;
+  DIR *d = opendir(th_dir);
+  if (d != NULL) {
+    struct dirent *e;
+    char p[1024];
+    while ((e = readdir(d)) != NULL) {
+      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+      snprintf(p, sizeof p, "%s/%s", th_dir, e->d_name);
+      unlink(p);
+    }
+    closedir(d);
+  }
+  rmdir(th_dir);
+}
+
+__attribute__((unused)) static void th_shm_dir(const char *prefix) {
+  const char *tmp = getenv("TMPDIR");
+  snprintf(th_dir, sizeof th_dir, "%s/%s-XXXXXX", tmp != NULL && *tmp ? tmp : "/tmp", prefix);
+  if (mkdtemp(th_dir) == NULL) {
+    perror("mkdtemp");
+    exit(2);
+  }
+  setenv("ZELTKV_SHM_DIR", th_dir, 1);
+  th_dir_pid = getpid();
+  atexit(th_shm_dir_cleanup);
 }
 
 #endif /* ZKV_TEST_HARNESS_H */

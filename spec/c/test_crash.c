@@ -45,36 +45,9 @@
 /* ------------------------------------------------------------------------ */
 /* the segment directory                                                     */
 
-static char g_dir[512];
-static pid_t g_pid;
 
-static void shm_dir_cleanup(void) {
-  if (getpid() != g_pid || g_dir[0] == '\0') return;
-  DIR *d = opendir(g_dir);
-  if (d != NULL) {
-    struct dirent *e;
-    char p[1024];
-    while ((e = readdir(d)) != NULL) {
-      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-      snprintf(p, sizeof p, "%s/%s", g_dir, e->d_name);
-      unlink(p);
-    }
-    closedir(d);
-  }
-  rmdir(g_dir);
-}
 
-__attribute__((constructor)) static void shm_dir_setup(void) {
-  const char *tmp = getenv("TMPDIR");
-  snprintf(g_dir, sizeof g_dir, "%s/zkvcrash-XXXXXX", tmp != NULL && *tmp ? tmp : "/tmp");
-  if (mkdtemp(g_dir) == NULL) {
-    perror("mkdtemp");
-    exit(2);
-  }
-  setenv("ZELTKV_SHM_DIR", g_dir, 1);
-  g_pid = getpid();
-  atexit(shm_dir_cleanup);
-}
+__attribute__((constructor)) static void shm_dir_setup(void) { th_shm_dir("zkvcrash"); }
 
 /* ------------------------------------------------------------------------ */
 /* shared state between the parent and its children                          */

@@ -17,38 +17,11 @@
 #include "harness.h"
 #include "segment_image.h"
 
-static char g_dir[512];
-static pid_t g_pid;
 static unsigned char *g_img[2];
 static size_t g_len[2];
 
-static void dir_cleanup(void) {
-  if (getpid() != g_pid || g_dir[0] == '\0') return;
-  DIR *d = opendir(g_dir);
-  if (d != NULL) {
-    struct dirent *e;
-    char p[1024];
-    while ((e = readdir(d)) != NULL) {
-      if (e->d_name[0] == '.' && (e->d_name[1] == '\0' || e->d_name[1] == '.')) continue;
-      snprintf(p, sizeof p, "%s/%s", g_dir, e->d_name);
-      unlink(p);
-    }
-    closedir(d);
-  }
-  rmdir(g_dir);
-}
 
-__attribute__((constructor)) static void dir_setup(void) {
-  const char *tmp = getenv("TMPDIR");
-  snprintf(g_dir, sizeof g_dir, "%s/zkvmut-XXXXXX", tmp != NULL && *tmp ? tmp : "/tmp");
-  if (mkdtemp(g_dir) == NULL) {
-    perror("mkdtemp");
-    exit(2);
-  }
-  setenv("ZELTKV_SHM_DIR", g_dir, 1);
-  g_pid = getpid();
-  atexit(dir_cleanup);
-}
+__attribute__((constructor)) static void dir_setup(void) { th_shm_dir("zkvmut"); }
 
 static int light(void) {
   const char *l = getenv("ZKV_TEST_LIGHT");

@@ -22,44 +22,17 @@
 /* ------------------------------------------------------------------------ */
 /* the segment directory                                                     */
 
-static char g_dir[512];
-static pid_t g_pid;
 
-static void shm_dir_cleanup(void) {
-  if (getpid() != g_pid || g_dir[0] == '\0') return;
-  DIR *d = opendir(g_dir);
-  if (d != NULL) {
-    struct dirent *e;
-    char p[1024];
-    while ((e = readdir(d)) != NULL) {
-      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-      snprintf(p, sizeof p, "%s/%s", g_dir, e->d_name);
-      unlink(p);
-    }
-    closedir(d);
-  }
-  rmdir(g_dir);
-}
 
-__attribute__((constructor)) static void shm_dir_setup(void) {
-  const char *tmp = getenv("TMPDIR");
-  snprintf(g_dir, sizeof g_dir, "%s/zkvtest-XXXXXX", tmp != NULL && *tmp ? tmp : "/tmp");
-  if (mkdtemp(g_dir) == NULL) {
-    perror("mkdtemp");
-    exit(2);
-  }
-  setenv("ZELTKV_SHM_DIR", g_dir, 1);
-  g_pid = getpid();
-  atexit(shm_dir_cleanup);
-}
+__attribute__((constructor)) static void shm_dir_setup(void) { th_shm_dir("zkvtest"); }
 
 /* "ztest-<pid>-<tag>" */
 static void seg_name(char *buf, size_t n, const char *tag) {
-  snprintf(buf, n, "ztest-%d-%s", (int)g_pid, tag);
+  snprintf(buf, n, "ztest-%d-%s", (int)th_dir_pid, tag);
 }
 
 static void seg_path(char *buf, size_t n, const char *name) {
-  snprintf(buf, n, "%s/zeltkv-%s", g_dir, name);
+  snprintf(buf, n, "%s/zeltkv-%s", th_dir, name);
 }
 
 static zkv_db *open_sh(const char *name, const zkv_options *o) {
@@ -256,7 +229,7 @@ TEST(shared_bad_names) {
 
   /* 128 characters, and every allowed character, are fine; they stay inside the directory */
   char n2[64];
-  snprintf(n2, sizeof n2, "..%d_AZaz09.-", (int)g_pid);
+  snprintf(n2, sizeof n2, "..%d_AZaz09.-", (int)th_dir_pid);
   const char *good[] = {long128, n2};
   for (size_t i = 0; i < 2; i++) {
     db = NULL;
@@ -271,7 +244,7 @@ TEST(shared_bad_names) {
     unlink_seg(good[i]);
   }
   /* no segment appeared for any bad name */
-  DIR *d = opendir(g_dir);
+  DIR *d = opendir(th_dir);
   REQUIRE(d != NULL);
   struct dirent *e;
   while ((e = readdir(d)) != NULL) {
@@ -1512,7 +1485,7 @@ TEST(shared_eio_on_missing_directory) {
 
 /* the last test: nothing left behind (temporary files of creators included) */
 TEST(shared_zz_no_leftover_files) {
-  DIR *d = opendir(g_dir);
+  DIR *d = opendir(th_dir);
   REQUIRE(d != NULL);
   struct dirent *e;
   while ((e = readdir(d)) != NULL) {

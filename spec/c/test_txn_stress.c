@@ -13,7 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static char tmpdir[64];
 
 /* a tiny deterministic generator, so a failure replays */
 static unsigned long long rng_state;
@@ -130,13 +129,4 @@ TEST(stress_shared_fragmented) { rng_state = 5; run("shared 128k", 1, 128 << 10,
 TEST(stress_shared_lru) { rng_state = 6; run("shared 128k lru", 1, 128 << 10, ZKV_EVICT_LRU, rounds()); }
 
 /* segments go to a private directory, removed at exit */
-__attribute__((constructor)) static void setup_dir(void) {
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/zkv-stress-XXXXXX");
-  if (mkdtemp(tmpdir)) setenv("ZELTKV_SHM_DIR", tmpdir, 1);
-}
-
-static pid_t parent;
-__attribute__((constructor)) static void note_parent(void) { parent = getpid(); }
-__attribute__((destructor)) static void remove_dir(void) {
-  if (tmpdir[0] && getpid() == parent) rmdir(tmpdir);   /* not in the per-test children */
-}
+__attribute__((constructor)) static void setup_dir(void) { th_shm_dir("zkv-stress"); }
