@@ -34,11 +34,9 @@ bad()  { fail=$((fail+1)); echo "FAIL $*"; }
 summary() { echo "nginx: $pass passed, $fail failed"; }
 
 # ---- prerequisites ------------------------------------------------------------
-if ! command -v curl >/dev/null 2>&1; then
-  echo "# installing curl (apt-get install -y curl)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null 2>&1 \
-    || { apt-get update -qq >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null 2>&1; }
-fi
+# shellcheck source=spec/nginx/lib.sh
+. "$HERE/lib.sh"
+command -v curl >/dev/null 2>&1 || ngx_apt_install curl
 if [ ! -x "$NGINX" ] || [ ! -e /etc/nginx/modules-enabled/50-mod-http-lua.conf ]; then
   echo "# nginx or libnginx-mod-http-lua missing (apt-get install nginx libnginx-mod-http-lua)"
   bad "prerequisites: nginx with the lua module"; summary; exit 1
@@ -50,29 +48,8 @@ if [ ! -f "$SO" ]; then
 fi
 
 # ---- temporary prefix, always removed ------------------------------------------
-T="$(mktemp -d "${TMPDIR:-/tmp}/zeltkv-nginx.XXXXXX")"
-chmod 755 "$T"
-mkdir -p "$T/shm" "$T/run" "$T/logs" "$T/out"
-chmod 1777 "$T/shm" "$T/run"            # workers may run as nobody
-# the load_module lines of /etc/nginx/modules-enabled name modules/… relative to the prefix
-MODDIR="$("$NGINX" -V 2>&1 | sed -n "s/.*--modules-path=\([^ ]*\).*/\1/p")"
-ln -s "${MODDIR:-/usr/lib/nginx/modules}" "$T/modules"
-MASTER=""
-stop_nginx() {
-  [ -n "$MASTER" ] || return 0
-  local kids
-  kids="$(ps -o pid= --ppid "$MASTER" 2>/dev/null | tr '\n' ' ')"
-  kill -QUIT "$MASTER" 2>/dev/null
-  for _ in $(seq 1 50); do kill -0 "$MASTER" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$MASTER" 2>/dev/null; then
-    echo "# nginx did not stop on SIGQUIT; SIGKILL"
-    kids="$kids $(ps -o pid= --ppid "$MASTER" 2>/dev/null | tr '\n' ' ')"
-    kill -KILL "$MASTER" 2>/dev/null
-  fi
-  for k in $kids; do kill -KILL "$k" 2>/dev/null; done
-  wait "$MASTER" 2>/dev/null
-  MASTER=""
-}
+ngx_prefix zeltkv-nginx
+mkdir -p "$T/out"
 EXAMPLE=""
 cleanup() {
   local rc=$?
@@ -87,13 +64,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 SEG="zkv-ngx-$$"
-if [ "$(id -u)" = 0 ]; then
-  grp=nogroup; getent group nogroup >/dev/null || grp=nobody
-  USER_LINE="user nobody $grp;"
-else
-  USER_LINE=""
-fi
-
 lua_str() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g'; }
 
 write_conf() {
@@ -141,38 +111,12 @@ http {
 EOF
 }
 
-# a port nobody listens on (re-tried if nginx then fails to bind it)
-pick_port() {
-  local p
-  for _ in $(seq 1 100); do
-    p=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
-  done
-  return 1
-}
-
 workers() { ps -o pid= --ppid "$MASTER" 2>/dev/null | tr -d ' ' | sort -n; }
 
 export ZELTKV_SHM_DIR="$T/shm"
-PORT=""
-for attempt in 1 2 3; do
-  PORT="$(pick_port)" || break
-  write_conf "$PORT"
-  : >"$T/logs/error.log"
-  "$NGINX" -p "$T" -c "$T/nginx.conf" -e "$T/logs/error.log" >"$T/logs/stdout.log" 2>&1 &
-  MASTER=$!
-  up=0
-  for _ in $(seq 1 100); do
-    kill -0 "$MASTER" 2>/dev/null || break
-    if [ "$(workers | wc -l)" -ge 2 ] && curl -s -m 2 -o /dev/null "http://127.0.0.1:$PORT/whoami?s=w"; then
-      up=1; break
-    fi
-    sleep 0.1
-  done
-  [ $up = 1 ] && break
-  if grep -q "Address already in use" "$T/logs/error.log"; then stop_nginx; continue; fi
-  break
-done
+ready() { [ "$(workers | wc -l)" -ge 2 ] && curl -s -m 2 -o /dev/null "http://127.0.0.1:$1/whoami?s=w"; }
+up=0
+ngx_start write_conf ready && up=1
 if [ "${up:-0}" != 1 ]; then
   bad "nginx start (port $PORT)"
   echo "# error.log:"; sed 's/^/#   /' "$T/logs/error.log" | tail -n 30

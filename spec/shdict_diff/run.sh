@@ -26,6 +26,8 @@ EPOCHS="${EPOCHS:-20}"
 PER="${PER:-250}"
 
 fail_out() { echo "# $*"; echo "shdict-diff: 0 passed, 1 failed"; exit 1; }
+# shellcheck source=spec/nginx/lib.sh
+. "$ROOT/spec/nginx/lib.sh"
 
 if [ ! -x "$NGINX" ] || [ ! -e /etc/nginx/modules-enabled/50-mod-http-lua.conf ]; then
   fail_out "nginx or libnginx-mod-http-lua missing (apt-get install nginx libnginx-mod-http-lua)"
@@ -36,27 +38,7 @@ if [ ! -f "$SO" ]; then
   make -C "$ROOT" --no-print-directory LUA_VERSION=jit all >/dev/null || fail_out "build failed"
 fi
 
-T="$(mktemp -d "${TMPDIR:-/tmp}/zeltkv-shdict-diff.XXXXXX")"
-chmod 755 "$T"
-mkdir -p "$T/shm" "$T/run" "$T/logs"
-chmod 1777 "$T/shm" "$T/run"
-MODDIR="$("$NGINX" -V 2>&1 | sed -n "s/.*--modules-path=\([^ ]*\).*/\1/p")"
-ln -s "${MODDIR:-/usr/lib/nginx/modules}" "$T/modules"
-MASTER=""
-stop_nginx() {
-  [ -n "$MASTER" ] || return 0
-  local kids
-  kids="$(ps -o pid= --ppid "$MASTER" 2>/dev/null | tr '\n' ' ')"
-  kill -QUIT "$MASTER" 2>/dev/null
-  for _ in $(seq 1 50); do kill -0 "$MASTER" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$MASTER" 2>/dev/null; then
-    kids="$kids $(ps -o pid= --ppid "$MASTER" 2>/dev/null | tr '\n' ' ')"
-    kill -KILL "$MASTER" 2>/dev/null
-  fi
-  for k in $kids; do kill -KILL "$k" 2>/dev/null; done
-  wait "$MASTER" 2>/dev/null
-  MASTER=""
-}
+ngx_prefix zeltkv-shdict-diff
 cleanup() {
   local rc=$?
   stop_nginx
@@ -67,12 +49,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 SEG="zkv-shdict-diff-$$"
-if [ "$(id -u)" = 0 ]; then
-  grp=nogroup; getent group nogroup >/dev/null || grp=nobody
-  USER_LINE="user nobody $grp;"
-else
-  USER_LINE=""
-fi
 
 write_conf() {
   cat >"$T/nginx.conf" <<CONF
@@ -111,32 +87,10 @@ http {
 CONF
 }
 
-pick_port() {
-  local p
-  for _ in $(seq 1 100); do
-    p=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
-  done
-  return 1
-}
-
 export ZELTKV_SHM_DIR="$T/shm"
+ready() { curl -s -m 2 -o /dev/null "http://127.0.0.1:$1/ping"; }
 up=0
-for attempt in 1 2 3; do
-  PORT="$(pick_port)" || break
-  write_conf "$PORT"
-  : >"$T/logs/error.log"
-  "$NGINX" -p "$T" -c "$T/nginx.conf" -e "$T/logs/error.log" >"$T/logs/stdout.log" 2>&1 &
-  MASTER=$!
-  for _ in $(seq 1 100); do
-    kill -0 "$MASTER" 2>/dev/null || break
-    if curl -s -m 2 -o /dev/null "http://127.0.0.1:$PORT/ping"; then up=1; break; fi
-    sleep 0.1
-  done
-  [ $up = 1 ] && break
-  if grep -q "Address already in use" "$T/logs/error.log"; then stop_nginx; continue; fi
-  break
-done
+ngx_start write_conf ready && up=1
 if [ $up != 1 ]; then
   sed 's/^/#   /' "$T/logs/error.log" | tail -n 20
   fail_out "nginx did not start"
