@@ -777,21 +777,29 @@ static int clear_step_op(zkv_db *db, zkv_ns ns, uint64_t budget, uint64_t *remov
   RUN(db, step_clear(db, ns, budget, removed, done));
 }
 
+/* a namespace-wide walk, one op (one lock hold) per step of `budget` keys */
+typedef int (*ns_step_fn)(zkv_db *db, zkv_ns ns, uint64_t budget, uint64_t *n, int *done);
+
+/* run `step` until it says done, adding up what each step counted in *total */
+static int run_ns_steps(zkv_db *db, zkv_ns ns, ns_step_fn step, uint64_t *total) {
+  uint64_t budget = step_budget(db);
+  int done = 0;
+  while (!done) {
+    uint64_t n = 0;
+    int rc = step(db, ns, budget, &n, &done);
+    if (rc) return rc;
+    *total += n;
+  }
+  return ZKV_OK;
+}
+
 int zkv_clear(zkv_db *db, zkv_ns ns, uint64_t *removed) {
   CHECK_DB(db);
   uint64_t tmp = 0;
   if (!removed) removed = &tmp;
   *removed = 0;
   if (db->closed) return ZKV_ECLOSED;
-  uint64_t budget = step_budget(db);
-  int done = 0;
-  while (!done) {
-    uint64_t n = 0;
-    int rc = clear_step_op(db, ns, budget, &n, &done);
-    if (rc) return rc;
-    *removed += n;
-  }
-  return ZKV_OK;
+  return run_ns_steps(db, ns, clear_step_op, removed);
 }
 
 static int step_sweep(zkv_db *db, uint64_t *cursor, uint64_t budget, int all, uint64_t *n,
@@ -873,15 +881,7 @@ int zkv_expire_all(zkv_db *db, zkv_ns ns, uint64_t *n) {
   *n = 0;
   if (db->closed) return ZKV_ECLOSED;
   /* in steps, like clear: each its own short lock hold, unless in a transaction */
-  uint64_t budget = step_budget(db);
-  int done = 0;
-  while (!done) {
-    uint64_t c = 0;
-    int rc = expire_step_op(db, ns, budget, &c, &done);
-    if (rc) return rc;
-    *n += c;
-  }
-  return ZKV_OK;
+  return run_ns_steps(db, ns, expire_step_op, n);
 }
 
 /* free up to `budget` expired keys of ns; *done when the walk reached the end */
