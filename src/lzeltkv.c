@@ -720,25 +720,20 @@ static int store_set_impl(lua_State *L, unsigned flags, const char *what) {
 static int store_set(lua_State *L) { return store_set_impl(L, 0, "set"); }
 static int store_setnx(lua_State *L) { return store_set_impl(L, ZKV_SET_NX, "setnx"); }
 
-static int store_del(lua_State *L) {
+/* s:del(key), s:has(key): true when the key was there */
+static int store_found_op(lua_State *L, int (*op)(zkv_db *, zkv_ns, const void *, size_t),
+                          const char *what) {
   zkv_db *db;
   Store *s = check_store(L, &db);
   size_t kl;
   const char *k = check_key(L, 2, &kl);
   int rc;
-  CALL(rc, zkv_del(db, s->ns, k, kl));
-  return push_found(L, rc, "del");
+  CALL(rc, op(db, s->ns, k, kl));
+  return push_found(L, rc, what);
 }
 
-static int store_has(lua_State *L) {
-  zkv_db *db;
-  Store *s = check_store(L, &db);
-  size_t kl;
-  const char *k = check_key(L, 2, &kl);
-  int rc;
-  CALL(rc, zkv_has(db, s->ns, k, kl));
-  return push_found(L, rc, "has");
-}
+static int store_del(lua_State *L) { return store_found_op(L, zkv_del, "del"); }
+static int store_has(lua_State *L) { return store_found_op(L, zkv_has, "has"); }
 
 static int store_expire(lua_State *L) {
   zkv_db *db;
