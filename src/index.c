@@ -47,7 +47,7 @@ ref_t do_find(seg *s, ref_t ns, const void *key, size_t klen, uint64_t h, int is
   while (r) {
     ent *e = ent_at(s, r);
     if (e->ns == ns && e->klen == klen && ((e->type == T_NSREC) == (is_ns != 0)) &&
-        memcmp(ent_key(e), key, klen) == 0)
+        key_eq(ent_key(e), key, klen))
       return r;
     r = e->hnext;
     if (UNLIKELY(guard-- == 0)) FAIL(s, ZKV_ECORRUPT);

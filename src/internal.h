@@ -366,6 +366,34 @@ static inline int ent_alive(const ent *e) {
   return zkv_now() < x;
 }
 
+/* a == b for n bytes; keys are short, and a call to memcmp costs more than
+ * comparing them: up to 16 bytes are two overlapping 8-byte loads */
+static inline int key_eq(const void *a, const void *b, size_t n) {
+  const char *x = a, *y = b;
+  if (n >= 8 && n <= 16) {
+    uint64_t x0, y0, x1, y1;
+    memcpy(&x0, x, 8);
+    memcpy(&y0, y, 8);
+    memcpy(&x1, x + n - 8, 8);
+    memcpy(&y1, y + n - 8, 8);
+    return ((x0 ^ y0) | (x1 ^ y1)) == 0;
+  }
+  if (n >= 4 && n < 8) {
+    uint32_t x0, y0, x1, y1;
+    memcpy(&x0, x, 4);
+    memcpy(&y0, y, 4);
+    memcpy(&x1, x + n - 4, 4);
+    memcpy(&y1, y + n - 4, 4);
+    return ((x0 ^ y0) | (x1 ^ y1)) == 0;
+  }
+  if (n < 4) {
+    for (size_t i = 0; i < n; i++)
+      if (x[i] != y[i]) return 0;
+    return 1;
+  }
+  return memcmp(x, y, n) == 0;
+}
+
 static inline int ent_ok(seg *s, ref_t r) {
   hdr *h = H(s);
   uint64_t off = (uint64_t)r * UNIT;

@@ -274,7 +274,7 @@ static inline int get_nolock(zkv_db *db, zkv_ns nsid, const void *key, size_t kl
     if (guard > 100000 || !ent_ok(s, r)) return RETRY;
     ent *e = E(s, r);
     if (e->ns == ns && e->klen == klen && e->type != T_NSREC &&
-        memcmp(ent_key(e), key, klen) == 0) {
+        key_eq(ent_key(e), key, klen)) {
       if (!ent_alive(e)) break;
       if (hd->evict == ZKV_EVICT_LRU) {
         if (priv) {
