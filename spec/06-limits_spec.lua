@@ -143,6 +143,34 @@ describe("max_bytes", function()
       assert.are.equal(level, kv:stats().bytes_used)
     end)
 
+    it("set then del of a key gives every byte back, on memory and shared stores", function()
+      local name = H.segment_name("bytes")
+      local sh = zeltkv.shared(name, { size = "1m" })
+      for _, d in ipairs({ kv, sh }) do
+        local ns = d:namespace("once")
+        local function round(prefix)
+          for i = 1, 50 do ns:set(prefix .. i, "v" .. i) end
+          ns:set(prefix .. "big", string.rep("b", 5000))
+          local peak = d:stats().bytes_used
+          for i = 1, 50 do assert.is_true(ns:del(prefix .. i)) end
+          assert.is_true(ns:del(prefix .. "big"))
+          return peak
+        end
+        round("small")   -- the index grows to hold 51 keys, and stays grown
+        local before = d:stats()
+        local peak = round("small")
+        local after = d:stats()
+        assert.is_true(peak > before.bytes_used)
+        assert.are.equal(before.bytes_used, after.bytes_used)
+        assert.are.equal(before.keys, after.keys)
+        assert.are.equal(0, ns:count())
+        assert.is_nil(ns:get("small1"))
+        assert.is_false(ns:del("small1"))
+      end
+      sh:close()
+      zeltkv.unlink(name)
+    end)
+
     it("does not grow with atomics that raise (the undo log is given back)", function()
       s:set("base", 1)
       local function failing()

@@ -244,7 +244,7 @@ void do_move_to_tail(zkv_db *db, ref_t r) {
 
 /* ---- deleted keys (see internal.h) ---------------------------------------- */
 
-/* the ring's refs, checked (NULL before the first delete) */
+/* the ring's refs, checked (NULL for a store made without one) */
 static ref_t *ring(seg *s) {
   hdr *h = H(s);
   if (!h->dead_ring) return NULL;
@@ -280,19 +280,11 @@ void do_dead_forget(seg *s, ref_t r) {
 
 /* delete the live key r by flagging it, keeping its block (the ring's
  * oldest is freed if the ring is full).  Returns 0, having changed nothing,
- * when there is no room for the ring: the caller frees r instead. */
+ * when the store has no ring: the caller frees r instead. */
 int do_bury(zkv_db *db, ref_t r) {
   seg *s = db->s;
   hdr *h = H(s);
-  if (!h->dead_ring) {
-    int rc;
-    ref_t b = do_alloc_try(db, (RING_OFF + NDEAD * 4 + UNIT - 1) / UNIT, 0, &rc);
-    if (!b) return 0;
-    memset((char *)P(s, b) + RING_OFF, 0, NDEAD * 4);   /* fresh: log_reused logged it */
-    h = H(s);
-    LOGW(s, &h->dead_ring, 4);
-    h->dead_ring = b;
-  }
+  if (!h->dead_ring) return 0;   /* the store had no room for the ring when it was made */
   uint32_t slot = h->dead_next;
   if (UNLIKELY(slot >= NDEAD)) FAIL(s, ZKV_ECORRUPT);
   ref_t *rs = ring(s) + slot;
@@ -463,6 +455,15 @@ void zkv_index_init(zkv_db *db) {
   h->buckets = b;
   h->nb_log2 = lg;
   h->root_ns = do_new_ns(db, 0, "", 0, 0);
+  /* the ring of kept deleted keys, made now so that it is part of an empty
+   * store's bytes_used (a first delete does not make the store bigger); a
+   * store too small for it frees deleted keys at once */
+  int rc;
+  ref_t rg = do_alloc_try(db, (RING_OFF + NDEAD * 4 + UNIT - 1) / UNIT, 0, &rc);
+  if (rg) {
+    memset((char *)P(s, rg) + RING_OFF, 0, NDEAD * 4);
+    H(s)->dead_ring = rg;
+  }
 }
 
 /* ---- eviction: sampled LRU ---------------------------------------------- */

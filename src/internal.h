@@ -140,7 +140,7 @@ typedef struct hdr {
   uint64_t ndead;          /* how many */
   uint64_t dead_bytes;     /* their blocks' bytes (not counted as used by stats) */
   uint32_t dead_next;      /* the ring slot the next one takes */
-  ref_t dead_ring;         /* block of NDEAD refs (after 8 bytes), made at the first delete;
+  ref_t dead_ring;         /* block of NDEAD refs (after 8 bytes), made with the store;
                             * a deleted key's slot is its atime */
 } hdr;
 #define RING_OFF 8u
