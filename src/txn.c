@@ -262,8 +262,10 @@ static int lock_slow(zkv_db *db, _Atomic uint32_t *w, uint32_t me) {
       continue;
     }
     now = zkv_now_ns_raw();
-    if (now >= check_at) {
-      if (holder_dead(v & LOCK_TID)) {
+    /* our own id in the word, though we do not hold the lock (op_enter looked):
+     * a dead holder's id given to this thread since, or a damaged word */
+    if (now >= check_at || (v & LOCK_TID) == me) {
+      if ((v & LOCK_TID) == me || holder_dead(v & LOCK_TID)) {
         if (atomic_compare_exchange_strong_explicit(w, &v, me | LOCK_WAITERS,
                                                     memory_order_acquire, memory_order_relaxed))
           return 1;

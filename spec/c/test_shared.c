@@ -12,6 +12,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 
 #include "zeltkv.h"
@@ -1389,6 +1390,47 @@ TEST(shared_damaged_segments) {
   /* restored, it opens again, keys intact */
   overwrite(path, 8, &fmt, 4);
   CHECK_OPEN(name, ZKV_OK);
+  unlink_seg(name);
+}
+
+/* The lock word (a u32 at byte 64 of the header, src/internal.h) names a
+ * holder that cannot hold it: this very thread (which does not hold the lock),
+ * or a thread id no thread has.  Either way the next write takes the lock
+ * over at once; a live holder id of another process is waited for (and the
+ * wait times out). */
+TEST(shared_lock_word_names_no_holder) {
+  char name[64], path[1024];
+  seg_name(name, sizeof name, "lockword");
+  seg_path(path, sizeof path, name);
+  zkv_db *db = open_sh_timeout(name, 5);
+  REQUIRE(db != NULL);
+  CHECK_RC(set_s(db, ZKV_ROOT, "k", "v"), ZKV_OK);
+  zkv_close(db);
+  uint32_t w = 99;
+  read_at(path, 64, &w, 4);
+  CHECK_EQ(w, 0);   /* free, and where this test thinks it is */
+  const uint32_t words[] = {(uint32_t)syscall(SYS_gettid), 0x3FFFFFu, 0x80000000u | 0x3FFFFEu};
+  for (int i = 0; i < 3; i++) {
+    overwrite(path, 64, &words[i], 4);
+    db = open_sh_timeout(name, 5);
+    REQUIRE(db != NULL);
+    double t0 = now_s();
+    CHECK_RC(set_s(db, ZKV_ROOT, "k", "after"), ZKV_OK);
+    CHECK(now_s() - t0 < 1.0);
+    CHECK_GET_STR(db, ZKV_ROOT, "k", "after");
+    zkv_close(db);
+    read_at(path, 64, &w, 4);
+    CHECK_EQ(w, 0);
+  }
+  /* a live thread of another process (init, pid 1): waited for, then ETIMEDOUT */
+  const uint32_t one = 1;
+  overwrite(path, 64, &one, 4);
+  db = open_sh_timeout(name, 0.3);
+  REQUIRE(db != NULL);
+  double t0 = now_s();
+  CHECK_RC(set_s(db, ZKV_ROOT, "k", "blocked"), ZKV_ETIMEDOUT);
+  CHECK(now_s() - t0 >= 0.25);
+  zkv_close(db);
   unlink_seg(name);
 }
 
