@@ -382,6 +382,35 @@ describe("store:shdict()", function()
       same(res(false, "no memory"), res(d:rpush("l", string.rep("z", 3 * 1024 * 1024))))
       assert.are.equal(1, d:llen("l"))
     end)
+
+    it("pops the last item with the key; items of every kind come back as pushed", function()
+      local items = { "", "a\0b", string.rep("x", 300), 0, -7, 2 ^ 53, 1.5, -0.25, 1 / 0, -1 / 0 }
+      for i, v in ipairs(items) do assert.are.equal(i, d:rpush("l", v)) end
+      for i = #items, 1, -1 do
+        local v = d:rpop("l")
+        assert.are.equal(items[i], v)
+      end
+      assert.is_false(s:has("l"))
+      local nan = (d:rpush("n", 0 / 0) and d:lpop("n"))
+      assert.is_true(nan ~= nan)
+      assert.are.equal(0, d:llen("n"))
+    end)
+
+    it("a damaged list value raises, and changes nothing", function()
+      s:_rawset("bad", 6, "zzzzzzzz-not-a-list", 0, 0, 0)
+      for _, op in ipairs({ "lpop", "rpop" }) do
+        local ok, err = pcall(d[op], d, "bad")
+        assert.is_false(ok)
+        assert.truthy(tostring(err):find("damaged list", 1, true))
+      end
+      assert.has_error(function() d:lpush("bad", 1) end)
+      s:_rawset("short", 6, "00000002s", 0, 0, 0)   -- says 2 items, holds a broken one
+      assert.has_error(function() d:lpop("short") end)
+      assert.has_error(function() d:rpop("short") end)
+      local t, v = s:_rawget("short", false)
+      assert.are.equal(6, t)
+      assert.are.equal("00000002s", v)
+    end)
   end)
 
   describe("ttl / expire", function()

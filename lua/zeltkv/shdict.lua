@@ -22,12 +22,12 @@
 --   * get_keys() lists keys in insertion order (shdict: least recently used first);
 --   * capacity() and free_space() are the store's bytes (math.huge for an unbounded
 --     zeltkv.memory() store); forcible is true only for a store opened with evict = "lru";
---   * a list op copies the list (O(length)), where shdict's lists are linked (O(1)).
+--   * a list op copies the list in C (O(length)), where shdict's lists are linked (O(1)).
 --
 -- Built on the store's hidden raw methods (src/lzeltkv.c, "raw access"): _rawget, _rawset,
--- _incr_num, _expire_ms, _flush_all, _flush_expired, _space, and on ttl, del, keys and atomic
--- of the store.  Lists are values of type ZKV_T_LIST in the encoding below; list
--- read-modify-writes run inside store:atomic().
+-- _incr_num, _expire_ms, _flush_all, _flush_expired, _space, _list_push, _list_pop, and on
+-- ttl, del and keys of the store.  Lists are values of type ZKV_T_LIST in the encoding below;
+-- C splices an item in or out in one transaction.
 
 local type, tostring, tonumber, select, error, setmetatable, getmetatable, rawget =
   type, tostring, tonumber, select, error, setmetatable, getmetatable, rawget
@@ -40,7 +40,7 @@ local M = { _VERSION = "0.1.0" }
 -- enum zkv_type, enum zkv_rc and ZKV_SET_* of include/zeltkv.h
 local T_STRING, T_INT, T_FLOAT, T_BOOL, T_LIST = 1, 2, 3, 4, 6
 local OK, NOTFOUND, EXISTS, EFULL, ENOMEM = 0, 1, 2, -10, -15
-local SET_NX, SET_XX, SET_KEEPTTL, SET_NOEVICT = 1, 2, 4, 8
+local SET_NX, SET_XX, SET_NOEVICT = 1, 2, 8
 
 local MAX_KEY = 65535
 local LIMIT = 9007199254740992          -- 2^53: integers exact in a double
@@ -353,6 +353,10 @@ end
 ---------------------------------------------------------------------------------------------
 -- lists
 
+-- C splices the item in or out (s:_list_push / s:_list_pop, src/lzeltkv.c): one lock hold,
+-- one transaction, and no Lua string of the whole list
+local ETYPE, LIST_DAMAGED = -5, 1000
+
 local function push(self, name, left, n, key, value)
   local s = zone(self).s
   arity(n, 2, name)
@@ -360,25 +364,12 @@ local function push(self, name, left, n, key, value)
   if not k then return nil, err end
   local vt = type(value)
   if vt ~= "string" and vt ~= "number" then return nil, "bad value type" end
-  local item = encode_item(value)
-  return s:atomic(function()
-    local t, v = s:_rawget(k, false)
-    local count, body, sf
-    if t == nil then            -- absent or expired: a new list without ttl
-      count, body, sf = 1, hex8(1) .. item, SET_NOEVICT
-    elseif t ~= T_LIST then
-      return nil, "value not a list"
-    else
-      count = list_count(v, k) + 1
-      if left then body = hex8(count) .. item .. sub(v, 9)
-      else body = hex8(count) .. sub(v, 9) .. item end
-      sf = SET_NOEVICT + SET_KEEPTTL
-    end
-    local rc = s:_rawset(k, T_LIST, body, 0, 0, sf)
-    if rc == OK then return count end
-    if rc == EFULL or rc == ENOMEM then return false, "no memory" end
-    raise_rc(rc, name)
-  end)
+  local rc, count = s:_list_push(k, left, encode_item(value))
+  if rc == OK then return int(count) end
+  if rc == ETYPE then return nil, "value not a list" end
+  if rc == EFULL or rc == ENOMEM then return false, "no memory" end
+  if rc == LIST_DAMAGED then damaged(k) end
+  raise_rc(rc, name)
 end
 
 local function pop(self, name, left, n, key)
@@ -386,38 +377,13 @@ local function pop(self, name, left, n, key)
   arity(n, 1, name)
   local k, err = ckey_of(key, name)
   if not k then return nil, err end
-  return s:atomic(function()
-    local t, v = s:_rawget(k, false)
-    if t == nil then return nil end
-    if t ~= T_LIST then return nil, "value not a list" end
-    local count = list_count(v, k)
-    local tag, p, rest
-    if left then
-      tag = sub(v, 9, 9)
-      local len = tonumber(sub(v, 10, 17), 16)
-      if not len then damaged(k) end
-      p = sub(v, 18, 17 + len)
-      rest = sub(v, 17 + len + 9)
-    else
-      local total = #v
-      local len = tonumber(sub(v, total - 7, total), 16)
-      if not len then damaged(k) end
-      local start = total - len - 16
-      if start < 9 then damaged(k) end
-      tag = sub(v, start, start)
-      p = sub(v, start + 9, start + 8 + len)
-      rest = sub(v, 9, start - 1)
-    end
-    local value = decode_item(tag, p)
-    if count == 1 then
-      s:del(k)
-    else
-      local rc = s:_rawset(k, T_LIST, hex8(count - 1) .. rest, 0, 0, SET_KEEPTTL)
-      if rc == EFULL or rc == ENOMEM then return nil, "no memory" end
-      if rc ~= OK then raise_rc(rc, name) end
-    end
-    return value
-  end)
+  local rc, tag, p = s:_list_pop(k, left)
+  if rc == OK then return decode_item(tag, p) end
+  if rc == NOTFOUND then return nil end
+  if rc == ETYPE then return nil, "value not a list" end
+  if rc == EFULL or rc == ENOMEM then return nil, "no memory" end
+  if rc == LIST_DAMAGED then damaged(k) end
+  raise_rc(rc, name)
 end
 
 function Dict.lpush(self, ...) return push(self, "lpush", true, select("#", ...), ...) end
