@@ -911,6 +911,43 @@ static int keys_iter(lua_State *L) {
   return keys_iter(L);
 }
 
+/* s:_keys_list(max) -> a table of up to max live keys (0 = all), in steps of
+ * at most KEYS_BATCH keys a lock hold (ngx.shared.DICT's get_keys) */
+static int store_keys_list(lua_State *L) {
+  zkv_db *db;
+  Store *s = check_store(L, &db);
+  lua_Number mx = luaL_optnumber(L, 2, 0);
+  luaL_argcheck(L, mx >= 0 && mx <= 1e15, 2, "max out of range");
+  uint64_t max = (uint64_t)mx;
+  zkv_cursor cur;
+  memset(&cur, 0, sizeof cur);
+  lua_newtable(L);
+  lua_Integer n = 0;
+  KeyBatch b = {NULL, 0, 0, 0};
+  while (!cur.done && (max == 0 || (uint64_t)n < max)) {
+    size_t want = KEYS_BATCH, got = 0;
+    if (max && max - (uint64_t)n < want) want = (size_t)(max - (uint64_t)n);
+    b.len = 0;
+    b.n = 0;
+    int rc = zkv_keys(db, s->ns, &cur, want, collect_key, &b, &got);
+    if (rc == ZKV_ESTALE) break;   /* the namespace went with a rolled-back atomic: empty */
+    if (rc) {
+      free(b.buf);
+      return raise_rc(L, rc, "keys");
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < b.n; i++) {
+      uint32_t l;
+      memcpy(&l, b.buf + off, 4);
+      lua_pushlstring(L, b.buf + off + 4, l);   /* may raise: b.buf leaks only on OOM */
+      lua_rawseti(L, -2, (int)++n);
+      off += 4 + l;
+    }
+  }
+  free(b.buf);
+  return 1;
+}
+
 static int store_keys(lua_State *L) {
   zkv_db *db;
   check_store(L, &db);
@@ -1584,6 +1621,7 @@ static const luaL_Reg store_methods[] = {
   {"_incr_num", store_incr_num}, {"_expire_ms", store_expire_ms}, {"_driver", store_driver},
   {"_flush_all", store_flush_all}, {"_flush_expired", store_flush_expired},
   {"_space", store_space}, {"_list_push", store_list_push}, {"_list_pop", store_list_pop},
+  {"_keys_list", store_keys_list},
   {NULL, NULL}};
 
 static const luaL_Reg driver_methods[] = {

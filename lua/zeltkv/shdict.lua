@@ -25,8 +25,8 @@
 --   * a list op copies the list in C (O(length)), where shdict's lists are linked (O(1)).
 --
 -- Built on the store's hidden raw methods (src/lzeltkv.c, "raw access"): _rawget, _rawset,
--- _incr_num, _expire_ms, _flush_all, _flush_expired, _space, _list_push, _list_pop, and on
--- ttl, del and keys of the store.  Lists are values of type ZKV_T_LIST in the encoding below;
+-- _incr_num, _expire_ms, _flush_all, _flush_expired, _space, _list_push, _list_pop,
+-- _keys_list, and on ttl and del of the store.  Lists are values of type ZKV_T_LIST in the encoding below;
 -- C splices an item in or out in one transaction.
 
 local type, tostring, tonumber, select, error, setmetatable, getmetatable, rawget =
@@ -461,13 +461,8 @@ function Dict.get_keys(self, ...)
   if n > 1 then error(fmt("expecting 1 or 2 argument(s), but saw %d", n + 1), 2) end
   local max = 1024
   if n == 1 then max = check_int((...), "get_keys") end
-  local keys, i = {}, 0
-  for key in s:keys() do
-    i = i + 1
-    keys[i] = key
-    if max > 0 and i >= max then break end
-  end
-  return keys
+  if max < 0 then max = 0 end   -- as shdict: a negative count is no limit
+  return s:_keys_list(max)
 end
 
 ---------------------------------------------------------------------------------------------
