@@ -406,13 +406,12 @@ static void build(seg *s, ref_t r, const void *key, size_t klen, int type, uint3
   if (vlen) memcpy(p + klen, val, vlen);
 }
 
-/* store (type, bytes) under key; the heart of set, setnx, incr's create */
-static int do_store(zkv_db *db, ref_t ns, const void *key, size_t klen, uint64_t h, int type,
-                    uint32_t uflags, const void *val, size_t vlen, int64_t ttl_ms,
-                    unsigned flags) {
+/* store (type, bytes) under key, whose lookup found r (0: none) and old (its
+ * live entry, or NULL); the heart of set, setnx, incr's create */
+static int do_store_at(zkv_db *db, ref_t ns, const void *key, size_t klen, uint64_t h, ref_t r,
+                       ent *old, int type, uint32_t uflags, const void *val, size_t vlen,
+                       int64_t ttl_ms, unsigned flags) {
   seg *s = db->s;
-  ref_t r;
-  ent *old = find_live(s, ns, key, klen, h, &r);
   if ((flags & ZKV_SET_NX) && old) return ZKV_EXISTS;
   if ((flags & ZKV_SET_XX) && !old) return ZKV_NOTFOUND;
   int64_t exp = 0;
@@ -485,6 +484,14 @@ static int do_store(zkv_db *db, ref_t ns, const void *key, size_t klen, uint64_t
     do_link_new(db, ns, nr, h);
   }
   return ZKV_OK;
+}
+
+static int do_store(zkv_db *db, ref_t ns, const void *key, size_t klen, uint64_t h, int type,
+                    uint32_t uflags, const void *val, size_t vlen, int64_t ttl_ms,
+                    unsigned flags) {
+  ref_t r;
+  ent *old = find_live(db->s, ns, key, klen, h, &r);
+  return do_store_at(db, ns, key, klen, h, r, old, type, uflags, val, vlen, ttl_ms, flags);
 }
 
 static int do_set(zkv_db *db, zkv_ns nsid, const void *key, size_t klen, int type,
@@ -597,7 +604,8 @@ static int do_incr(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t b
                    int64_t lo, int64_t hi, int64_t *result) {
   seg *s = db->s;
   uint64_t h = zkv_hash(ns, key, klen, 0);
-  ent *e = find_live(s, ns, key, klen, h, NULL);
+  ref_t r;
+  ent *e = find_live(s, ns, key, klen, h, &r);
   int64_t v;
   if (e) {
     size_t vlen;
@@ -610,7 +618,7 @@ static int do_incr(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t b
   } else {
     v = by;
     if (v < lo || v > hi) return ZKV_ERANGE;
-    int rc = do_store(db, ns, key, klen, h, ZKV_T_INT, 0, &v, 8, ttl_ms, 0);
+    int rc = do_store_at(db, ns, key, klen, h, r, NULL, ZKV_T_INT, 0, &v, 8, ttl_ms, 0);
     if (rc) return rc;
   }
   if (result) *result = v;
@@ -635,7 +643,8 @@ static int do_incr_num(zkv_db *db, ref_t ns, const void *key, size_t klen, doubl
                        double init, int64_t init_ttl, double *result) {
   seg *s = db->s;
   uint64_t h = zkv_hash(ns, key, klen, 0);
-  ent *e = find_live(s, ns, key, klen, h, NULL);
+  ref_t r;
+  ent *e = find_live(s, ns, key, klen, h, &r);
   double x;
   if (e) {
     size_t vlen;
@@ -670,7 +679,7 @@ static int do_incr_num(zkv_db *db, ref_t ns, const void *key, size_t klen, doubl
     LOGW(s, p, 8);
     memcpy(p, bytes, 8);
   } else {
-    int rc = do_store(db, ns, key, klen, h, type, 0, bytes, 8, init_ttl, 0);
+    int rc = do_store_at(db, ns, key, klen, h, r, NULL, type, 0, bytes, 8, init_ttl, 0);
     if (rc) return rc;
   }
   if (result) *result = x;
