@@ -254,7 +254,7 @@ static int do_get(zkv_db *db, ref_t ns, const void *key, size_t klen, zkv_value 
 /* `priv`: a private memory store used by one thread, read in place: no
  * sequence check, no copy, and lru recency written directly. */
 static inline int get_nolock(zkv_db *db, zkv_ns nsid, const void *key, size_t klen,
-                             zkv_value *out, int priv) {
+                             zkv_value *out, int priv, int64_t *exp) {
   seg *s = db->s;
   hdr *hd = H(s);
   uint64_t s1 = priv ? 0 : atomic_load_explicit(&hd->seq, memory_order_acquire);
@@ -276,6 +276,11 @@ static inline int get_nolock(zkv_db *db, zkv_ns nsid, const void *key, size_t kl
     if (e->ns == ns && e->klen == klen && e->type != T_NSREC &&
         key_eq(ent_key(e), key, klen)) {
       if (!ent_alive(e)) break;
+      if (exp) {   /* has / ttl: the expiry, not the value (and not a use) */
+        *exp = ent_exp(e);
+        rc = ZKV_OK;
+        break;
+      }
       if (hd->evict == ZKV_EVICT_LRU) {
         if (priv) {
           hd->lru_clock++;
@@ -310,12 +315,12 @@ int zkv_get(zkv_db *db, zkv_ns ns, const void *key, size_t klen, zkv_value *out)
     /* a private store read by its one thread: no lock, no unwinding frame;
      * one read in 64 takes the full path, which runs the expiry sweep */
     if (!s->threadsafe && (++db->opcount & 63)) {
-      int rc = get_nolock(db, ns, key, klen, out, 1);
+      int rc = get_nolock(db, ns, key, klen, out, 1, NULL);
       if (rc != RETRY) return rc;
     }
   } else if (!seg_owned(s)) {
     for (int i = 0; i < 16; i++) {
-      int rc = get_nolock(db, ns, key, klen, out, 0);
+      int rc = get_nolock(db, ns, key, klen, out, 0, NULL);
       if (rc != RETRY) return rc;
       __builtin_ia32_pause();
     }
@@ -336,6 +341,22 @@ int zkv_get_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned fla
   RUN(db, do_get(db, ns_ref(db->s, ns), key, klen, out, flags, stale));
 }
 
+/* has / ttl without the lock where get reads without it: the key's expiry
+ * (0: none) in *exp; RETRY when the locked path must answer */
+static int probe_nolock(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t *exp) {
+  seg *s = db->s;
+  if (!s->shared) {
+    if (!s->threadsafe && (++db->opcount & 63)) return get_nolock(db, ns, key, klen, NULL, 1, exp);
+  } else if (!seg_owned(s)) {
+    for (int i = 0; i < 16; i++) {
+      int rc = get_nolock(db, ns, key, klen, NULL, 0, exp);
+      if (rc != RETRY) return rc;
+      __builtin_ia32_pause();
+    }
+  }
+  return RETRY;
+}
+
 static int do_has(zkv_db *db, ref_t ns, const void *key, size_t klen) {
   return find_live(db->s, ns, key, klen, zkv_hash(ns, key, klen, 0), NULL) ? ZKV_OK
                                                                            : ZKV_NOTFOUND;
@@ -345,6 +366,9 @@ int zkv_has(zkv_db *db, zkv_ns ns, const void *key, size_t klen) {
   CHECK_DB(db);
   CHECK_KEY(key, klen);
   if (db->closed) return ZKV_ECLOSED;
+  int64_t x;
+  int rc = probe_nolock(db, ns, key, klen, &x);
+  if (rc != RETRY) return rc;
   RUN(db, do_has(db, ns_ref(db->s, ns), key, klen));
 }
 
@@ -361,6 +385,16 @@ int zkv_ttl(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t *ms_lef
   CHECK_DB(db);
   CHECK_KEY(key, klen);
   if (db->closed) return ZKV_ECLOSED;
+  int64_t x;
+  int rc = probe_nolock(db, ns, key, klen, &x);
+  if (rc == ZKV_OK) {
+    if (ms_left) {
+      int64_t left = x ? x - zkv_now() : -1;
+      *ms_left = x && left < 1 ? 1 : left;
+    }
+    return ZKV_OK;
+  }
+  if (rc != RETRY) return rc;
   RUN(db, do_ttl(db, ns_ref(db->s, ns), key, klen, ms_left));
 }
 
