@@ -215,22 +215,26 @@ void zkv_log(seg *s, const void *p, size_t len);
 #define REC_LEN_BITS 24
 #define REC_MAX ((1ull << REC_LEN_BITS) - 1)
 
+/* Before the first change of a lock hold on a shared segment: make seq odd
+ * (lock-free readers then retry).  Only the lock holder writes seq, so plain
+ * stores do (no atomic read-modify-write); the release fence orders the odd
+ * value before the changes that follow. */
+static inline void zkv_mark_dirty(seg *s) {
+  hdr *h = (hdr *)s->base;
+  uint64_t v = atomic_load_explicit(&h->seq, memory_order_relaxed);
+  if (!(v & 1)) {
+    atomic_store_explicit(&h->seq, v + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+  }
+  s->dirty = 1;
+}
+
 /* Log the bytes at p before they change.  The common record (a field of a
- * shared segment, once the lock hold is marked dirty) is written inline. */
+ * shared segment) is written inline. */
 static inline void zkv_logw(seg *s, const void *p, size_t len) {
   if (len <= 64 && s->shared) {
     hdr *h = (hdr *)s->base;
-    if (UNLIKELY(!s->dirty)) {
-      /* the first change of this lock hold: make seq odd first (lock-free
-       * readers retry); only the holder writes seq, so plain stores do, and
-       * the release fence orders the odd value before the changes */
-      uint64_t v = atomic_load_explicit(&h->seq, memory_order_relaxed);
-      if (!(v & 1)) {
-        atomic_store_explicit(&h->seq, v + 1, memory_order_relaxed);
-        atomic_thread_fence(memory_order_release);
-      }
-      s->dirty = 1;
-    }
+    if (UNLIKELY(!s->dirty)) zkv_mark_dirty(s);
     uint64_t rec = ((len + 7) & ~(size_t)7) + 8;
     if (LIKELY(h->log_used + rec <= h->log_cap && h->log_off + h->log_cap <= s->mapped)) {
       char *dst = s->base + h->log_off + h->log_used;

@@ -862,6 +862,18 @@ static int collect_key(void *ud, const void *key, size_t klen) {
 
 #define KEYS_BATCH 256
 
+/* append the keys of b to the table on top of the stack, after index *n */
+static void push_batch(lua_State *L, const KeyBatch *b, lua_Integer *n) {
+  size_t off = 0;
+  for (size_t i = 0; i < b->n; i++) {
+    uint32_t l;
+    memcpy(&l, b->buf + off, 4);
+    lua_pushlstring(L, b->buf + off + 4, l);   /* may raise: b->buf leaks only on OOM */
+    lua_rawseti(L, -2, (int)++*n);
+    off += 4 + l;
+  }
+}
+
 static int keys_iter(lua_State *L) {
   /* upvalues: 1 store, 2 cursor userdata, 3 batch table, 4 position, 5 batch size */
   Store *s = (Store *)lua_touserdata(L, lua_upvalueindex(1));
@@ -893,14 +905,8 @@ static int keys_iter(lua_State *L) {
   }
   if (!lua_checkstack(L, 4)) { free(b.buf); return raise(L, C_FAILED, "stack overflow"); }
   lua_createtable(L, (int)b.n, 0);
-  size_t off = 0;
-  for (size_t i = 0; i < b.n; i++) {
-    uint32_t l;
-    memcpy(&l, b.buf + off, 4);
-    lua_pushlstring(L, b.buf + off + 4, l);   /* may raise: b.buf leaks only on OOM */
-    lua_rawseti(L, -2, (int)i + 1);
-    off += 4 + l;
-  }
+  lua_Integer pushed = 0;
+  push_batch(L, &b, &pushed);
   free(b.buf);
   lua_replace(L, lua_upvalueindex(3));
   lua_pushnumber(L, 0);
@@ -935,14 +941,7 @@ static int store_keys_list(lua_State *L) {
       free(b.buf);
       return raise_rc(L, rc, "keys");
     }
-    size_t off = 0;
-    for (size_t i = 0; i < b.n; i++) {
-      uint32_t l;
-      memcpy(&l, b.buf + off, 4);
-      lua_pushlstring(L, b.buf + off + 4, l);   /* may raise: b.buf leaks only on OOM */
-      lua_rawseti(L, -2, (int)++n);
-      off += 4 + l;
-    }
+    push_batch(L, &b, &n);
   }
   free(b.buf);
   return 1;

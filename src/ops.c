@@ -164,8 +164,7 @@ static void check_ns(seg *s, ref_t ns) {
 
 static int do_namespace(zkv_db *db, zkv_ns parent, const void *name, size_t len, zkv_ns *out) {
   seg *s = db->s;
-  ref_t p = ns_ref(s, parent);
-  check_ns(s, p);
+  ref_t p = ns_ref(s, parent);   /* checked */
   uint64_t h = zkv_hash(p, name, len, 1);
   ref_t r = do_find(s, p, name, len, h, 1);
   if (!r) {
@@ -305,27 +304,34 @@ static inline int get_nolock(zkv_db *db, zkv_ns nsid, const void *key, size_t kl
   return rc;
 }
 
+/* get (exp NULL: the value in *out) or has / ttl (the expiry, 0 = none, in
+ * *exp) without the lock where that is safe: a private store read by its one
+ * thread (no lock, no unwinding frame; one read in 64 takes the full path,
+ * which runs the expiry sweep), or a shared segment this thread does not hold
+ * (tried again a few times while a writer is active).  RETRY: take the lock. */
+static inline int read_nolock(zkv_db *db, zkv_ns ns, const void *key, size_t klen,
+                              zkv_value *out, int64_t *exp) {
+  seg *s = db->s;
+  if (!s->shared) {
+    if (!s->threadsafe && (++db->opcount & 63)) return get_nolock(db, ns, key, klen, out, 1, exp);
+  } else if (!seg_owned(s)) {
+    for (int i = 0; i < 16; i++) {
+      int rc = get_nolock(db, ns, key, klen, out, 0, exp);
+      if (rc != RETRY) return rc;
+      __builtin_ia32_pause();
+    }
+  }
+  return RETRY;
+}
+
 int zkv_get(zkv_db *db, zkv_ns ns, const void *key, size_t klen, zkv_value *out) {
   CHECK_DB(db);
   CHECK_KEY(key, klen);
   if (!out) return ZKV_EINVAL;
   if (db->closed) return ZKV_ECLOSED;
-  seg *s = db->s;
-  if (!s->shared) {
-    /* a private store read by its one thread: no lock, no unwinding frame;
-     * one read in 64 takes the full path, which runs the expiry sweep */
-    if (!s->threadsafe && (++db->opcount & 63)) {
-      int rc = get_nolock(db, ns, key, klen, out, 1, NULL);
-      if (rc != RETRY) return rc;
-    }
-  } else if (!seg_owned(s)) {
-    for (int i = 0; i < 16; i++) {
-      int rc = get_nolock(db, ns, key, klen, out, 0, NULL);
-      if (rc != RETRY) return rc;
-      __builtin_ia32_pause();
-    }
-  }
-  RUN(db, do_get(db, ns_ref(s, ns), key, klen, out, 0, NULL));
+  int rc = read_nolock(db, ns, key, klen, out, NULL);
+  if (rc != RETRY) return rc;
+  RUN(db, do_get(db, ns_ref(db->s, ns), key, klen, out, 0, NULL));
 }
 
 int zkv_get_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned flags,
@@ -341,22 +347,6 @@ int zkv_get_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned fla
   RUN(db, do_get(db, ns_ref(db->s, ns), key, klen, out, flags, stale));
 }
 
-/* has / ttl without the lock where get reads without it: the key's expiry
- * (0: none) in *exp; RETRY when the locked path must answer */
-static int probe_nolock(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t *exp) {
-  seg *s = db->s;
-  if (!s->shared) {
-    if (!s->threadsafe && (++db->opcount & 63)) return get_nolock(db, ns, key, klen, NULL, 1, exp);
-  } else if (!seg_owned(s)) {
-    for (int i = 0; i < 16; i++) {
-      int rc = get_nolock(db, ns, key, klen, NULL, 0, exp);
-      if (rc != RETRY) return rc;
-      __builtin_ia32_pause();
-    }
-  }
-  return RETRY;
-}
-
 static int do_has(zkv_db *db, ref_t ns, const void *key, size_t klen) {
   return find_live(db->s, ns, key, klen, zkv_hash(ns, key, klen, 0), NULL) ? ZKV_OK
                                                                            : ZKV_NOTFOUND;
@@ -367,17 +357,22 @@ int zkv_has(zkv_db *db, zkv_ns ns, const void *key, size_t klen) {
   CHECK_KEY(key, klen);
   if (db->closed) return ZKV_ECLOSED;
   int64_t x;
-  int rc = probe_nolock(db, ns, key, klen, &x);
+  int rc = read_nolock(db, ns, key, klen, NULL, &x);
   if (rc != RETRY) return rc;
   RUN(db, do_has(db, ns_ref(db->s, ns), key, klen));
+}
+
+/* milliseconds left until the expiry x (at least 1: the key is alive), -1 for none */
+static int64_t ms_until(int64_t x) {
+  if (!x) return -1;
+  int64_t left = x - zkv_now();
+  return left < 1 ? 1 : left;
 }
 
 static int do_ttl(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t *left) {
   ent *e = find_live(db->s, ns, key, klen, zkv_hash(ns, key, klen, 0), NULL);
   if (!e) return ZKV_NOTFOUND;
-  int64_t x = ent_exp(e);
-  if (left) *left = x ? x - zkv_now() : -1;
-  if (left && x && *left < 1) *left = 1;
+  if (left) *left = ms_until(ent_exp(e));
   return ZKV_OK;
 }
 
@@ -386,12 +381,9 @@ int zkv_ttl(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t *ms_lef
   CHECK_KEY(key, klen);
   if (db->closed) return ZKV_ECLOSED;
   int64_t x;
-  int rc = probe_nolock(db, ns, key, klen, &x);
+  int rc = read_nolock(db, ns, key, klen, NULL, &x);
   if (rc == ZKV_OK) {
-    if (ms_left) {
-      int64_t left = x ? x - zkv_now() : -1;
-      *ms_left = x && left < 1 ? 1 : left;
-    }
+    if (ms_left) *ms_left = ms_until(x);
     return ZKV_OK;
   }
   if (rc != RETRY) return rc;
@@ -564,8 +556,7 @@ int zkv_set_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, const zkv_va
 }
 
 static int do_del(zkv_db *db, ref_t ns, const void *key, size_t klen) {
-  seg *s = db->s;
-  check_ns(s, ns);
+  seg *s = db->s;   /* ns was checked by ns_ref */
   uint64_t h = zkv_hash(ns, key, klen, 0);
   ref_t r = do_find(s, ns, key, klen, h, 0);
   if (!r) return ZKV_NOTFOUND;

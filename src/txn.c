@@ -66,19 +66,6 @@ uint16_t zkv_coarse_sec(void) {
 /* A record is the old bytes, padded to 8, followed by an 8-byte trailer
  * (offset << 24 | length), so the log can be walked backwards from its end. */
 
-/* Only the lock holder writes seq, so plain stores do (no atomic
- * read-modify-write): the odd value is ordered before the changes that follow
- * by a release fence, the even one after them by a release store. */
-static void mark_dirty(seg *s) {
-  hdr *h = H(s);
-  uint64_t v = atomic_load_explicit(&h->seq, memory_order_relaxed);
-  if (!(v & 1)) {
-    atomic_store_explicit(&h->seq, v + 1, memory_order_relaxed);
-    atomic_thread_fence(memory_order_release);
-  }
-  s->dirty = 1;
-}
-
 void zkv_log(seg *s, const void *p, size_t len) {
   /* a record holds at most REC_MAX bytes: longer ones are split */
   while (len > REC_MAX) {
@@ -91,7 +78,7 @@ void zkv_log(seg *s, const void *p, size_t len) {
   uint64_t rec = padded + 8;
   char *dst;
   if (s->shared) {
-    if (!s->dirty) mark_dirty(s);
+    if (!s->dirty) zkv_mark_dirty(s);
     hdr *h = H(s);
     if (UNLIKELY(h->log_used + rec > h->log_cap)) FAIL(s, ZKV_ETXN);
     if (UNLIKELY(h->log_off + h->log_cap > s->mapped)) FAIL(s, ZKV_ECORRUPT);
@@ -166,7 +153,7 @@ static int rebuild_if_needed(seg *s) {
 }
 
 void zkv_undo_to(seg *s, uint64_t mark) {
-  if (s->shared && !s->dirty) mark_dirty(s);
+  if (s->shared && !s->dirty) zkv_mark_dirty(s);
   undo(s, mark);
   rebuild_if_needed(s);
 }
@@ -177,7 +164,7 @@ void zkv_undo_to(seg *s, uint64_t mark) {
 static void recover(seg *s) {
   hdr *h = H(s);
   s->dirty = 0;
-  mark_dirty(s);
+  zkv_mark_dirty(s);
   if (undo(s, 0) != 0) H(s)->log_used = 0;
   rebuild_if_needed(s);
   h->log_used = 0;

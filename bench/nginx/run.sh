@@ -56,14 +56,7 @@ error_log $T/logs/error.log notice;
 env ZELTKV_SHM_DIR;
 events { worker_connections 64; }
 http {
-  access_log off;
-  client_body_temp_path $T/tmp_body;
-  proxy_temp_path $T/tmp_proxy;
-  fastcgi_temp_path $T/tmp_fastcgi;
-  uwsgi_temp_path $T/tmp_uwsgi;
-  scgi_temp_path $T/tmp_scgi;
-  lua_package_path "$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;$HERE/?.lua;;";
-  lua_package_cpath "$ROOT/build/luajit/?.so;;";
+$NGX_HTTP_COMMON
   lua_shared_dict bench 64m;
   lua_shared_dict bench_dict 64m;
   lua_shared_dict bench_keys 64m;

@@ -336,8 +336,8 @@ function StoreMethods.incr(self, k, by, ttl)
 end
 
 -- The raw methods the ngx.shared.DICT face (lua/zeltkv/shdict.lua) is built on, with the C
--- binding's results (src/lzeltkv.c, "raw access"); the fast paths take a string key of
--- 1..65535 bytes and the argument types the drop-in passes, C takes everything else.
+-- binding's results (src/lzeltkv.c, "raw access"); the fast paths take a key key_of() accepts
+-- and the argument types the drop-in passes, C takes everything else.
 
 local GET_STALE = 1
 
@@ -345,11 +345,9 @@ local GET_STALE = 1
 function StoreMethods._rawget(self, k, stale)
   local sp = type(self) == "table" and rawget(self, SP)
   if not sp then return pass(CM_STORE._rawget(unwrap(self), k, stale)) end
-  local db = sp.drv.db
-  if db == nil or type(k) ~= "string" or #k == 0 or #k > MAX_KEY then
-    return pass(CM_STORE._rawget(rawget(self, CS), k, stale))
-  end
-  local rc = C.zkv_get_ex(db, sp.ns, k, #k, stale and GET_STALE or 0, VOUT, INT1)
+  local db, key = sp.drv.db, key_of(k)
+  if db == nil or key == nil then return pass(CM_STORE._rawget(rawget(self, CS), k, stale)) end
+  local rc = C.zkv_get_ex(db, sp.ns, key, #key, stale and GET_STALE or 0, VOUT, INT1)
   if rc == NOTFOUND then return end
   if rc ~= OK then
     if rc == ESTALE then return pass(CM_STORE._rawget(rawget(self, CS), k, stale)) end
@@ -368,8 +366,8 @@ end
 function StoreMethods._rawset(self, k, t, v, fl, ms, sf)
   local sp = type(self) == "table" and rawget(self, SP)
   if not sp then return pass(CM_STORE._rawset(unwrap(self), k, t, v, fl, ms, sf)) end
-  local db = sp.drv.db
-  local ok = db ~= nil and type(k) == "string" and #k > 0 and #k <= MAX_KEY
+  local db, key = sp.drv.db, key_of(k)
+  local ok = db ~= nil and key ~= nil
     and type(fl) == "number" and fl >= 0 and fl <= 4294967295 and fl == floor(fl)
     and type(ms) == "number" and ms >= 0 and ms <= 4.0e15
     and type(sf) == "number" and sf >= 0 and sf < 256 and sf == floor(sf)
@@ -390,7 +388,7 @@ function StoreMethods._rawset(self, k, t, v, fl, ms, sf)
   if not ok then return pass(CM_STORE._rawset(rawget(self, CS), k, t, v, fl, ms, sf)) end
   VRAW.type, VRAW.flags = t, fl
   INT1[0] = 0
-  local rc = C.zkv_set_ex(db, sp.ns, k, #k, VRAW, floor(ms), sf, INT1)
+  local rc = C.zkv_set_ex(db, sp.ns, key, #key, VRAW, floor(ms), sf, INT1)
   if rc == ESTALE then return pass(CM_STORE._rawset(rawget(self, CS), k, t, v, fl, ms, sf)) end
   return rc, INT1[0] ~= 0
 end
@@ -399,16 +397,16 @@ end
 function StoreMethods._incr_num(self, k, by, create, init, ms)
   local sp = type(self) == "table" and rawget(self, SP)
   if not sp then return pass(CM_STORE._incr_num(unwrap(self), k, by, create, init, ms)) end
-  local db = sp.drv.db
+  local db, key = sp.drv.db, key_of(k)
   local i, m = init, ms
   if i == nil then i = 0 end
   if m == nil then m = 0 end
-  if db == nil or type(k) ~= "string" or #k == 0 or #k > MAX_KEY or type(by) ~= "number"
-     or type(i) ~= "number" or type(m) ~= "number" or not (m >= 0 and m <= 4.0e15) then
+  if db == nil or key == nil or type(by) ~= "number" or type(i) ~= "number"
+     or type(m) ~= "number" or not (m >= 0 and m <= 4.0e15) then
     return pass(CM_STORE._incr_num(rawget(self, CS), k, by, create, init, ms))
   end
   DBL1[0] = 0
-  local rc = C.zkv_incr_num(db, sp.ns, k, #k, by, create and 1 or 0, i, floor(m), DBL1)
+  local rc = C.zkv_incr_num(db, sp.ns, key, #key, by, create and 1 or 0, i, floor(m), DBL1)
   if rc == ESTALE then return pass(CM_STORE._incr_num(rawget(self, CS), k, by, create, init, ms)) end
   return rc, DBL1[0]
 end
@@ -417,12 +415,11 @@ end
 function StoreMethods._expire_ms(self, k, ms)
   local sp = type(self) == "table" and rawget(self, SP)
   if not sp then return pass(CM_STORE._expire_ms(unwrap(self), k, ms)) end
-  local db = sp.drv.db
-  if db == nil or type(k) ~= "string" or #k == 0 or #k > MAX_KEY or type(ms) ~= "number"
-     or not (ms > -9.2e18 and ms < 9.2e18) then
+  local db, key = sp.drv.db, key_of(k)
+  if db == nil or key == nil or type(ms) ~= "number" or not (ms > -9.2e18 and ms < 9.2e18) then
     return pass(CM_STORE._expire_ms(rawget(self, CS), k, ms))
   end
-  local rc = C.zkv_expire(db, sp.ns, k, #k, ms)   -- truncated to int64_t, as C does
+  local rc = C.zkv_expire(db, sp.ns, key, #key, ms)   -- truncated to int64_t, as C does
   if rc == ESTALE then return pass(CM_STORE._expire_ms(rawget(self, CS), k, ms)) end
   return rc
 end

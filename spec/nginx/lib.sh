@@ -4,6 +4,8 @@
 #   ngx_apt_install PKG      install a Debian package, saying so
 #   ngx_prefix NAME          make the temporary prefix $T (shm/, run/, logs/, modules -> the
 #                            nginx modules), set USER_LINE ("user nobody ...;" when root),
+#                            NGX_HTTP_COMMON (the http{} lines every config has: no access
+#                            log, temp paths in $T, the package paths of $ROOT and $HERE),
 #                            MASTER="" and PORT=""
 #   ngx_start WRITE READY    start nginx on a free port: `WRITE PORT` writes $T/nginx.conf,
 #                            `READY PORT` succeeds once it serves; up to 3 ports are tried
@@ -35,6 +37,14 @@ ngx_prefix() {
   else
     USER_LINE=""
   fi
+  NGX_HTTP_COMMON="  access_log off;
+  client_body_temp_path $T/tmp_body;
+  proxy_temp_path $T/tmp_proxy;
+  fastcgi_temp_path $T/tmp_fastcgi;
+  uwsgi_temp_path $T/tmp_uwsgi;
+  scgi_temp_path $T/tmp_scgi;
+  lua_package_path \"$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;$HERE/?.lua;;\";
+  lua_package_cpath \"$ROOT/build/luajit/?.so;;\";"
   MASTER=""
   PORT=""
 }

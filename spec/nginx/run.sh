@@ -83,14 +83,7 @@ worker_shutdown_timeout 3s;
 events { worker_connections 256; }
 
 http {
-  access_log off;
-  client_body_temp_path $T/tmp_body;
-  proxy_temp_path $T/tmp_proxy;
-  fastcgi_temp_path $T/tmp_fastcgi;
-  uwsgi_temp_path $T/tmp_uwsgi;
-  scgi_temp_path $T/tmp_scgi;
-  lua_package_path "$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;$HERE/?.lua;;";
-  lua_package_cpath "$ROOT/build/luajit/?.so;;";
+$NGX_HTTP_COMMON
 
   init_by_lua_block {
     require("zkv_nginx_app").init_master("$(lua_str "$SEG")", "$(lua_str "$T")")

@@ -65,14 +65,7 @@ env ZELTKV_SHM_DIR;
 events { worker_connections 64; }
 
 http {
-  access_log off;
-  client_body_temp_path $T/tmp_body;
-  proxy_temp_path $T/tmp_proxy;
-  fastcgi_temp_path $T/tmp_fastcgi;
-  uwsgi_temp_path $T/tmp_uwsgi;
-  scgi_temp_path $T/tmp_scgi;
-  lua_package_path "$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;$HERE/?.lua;;";
-  lua_package_cpath "$ROOT/build/luajit/?.so;;";
+$NGX_HTTP_COMMON
   lua_shared_dict d 10m;
 
   server {
