@@ -45,7 +45,7 @@ LMOD_ENV = LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(B)/$(FLAVOUR)/?.so
 
 # Debian packages the build and the tests use (installed by `make deps`)
 PKGS_BUILD := gcc make pkg-config lua5.4 liblua5.4-dev lua-busted libcjson-dev libxxhash-dev luarocks
-PKGS_TEST  := $(PKGS_BUILD) valgrind clang libclang-rt-14-dev lua5.1 liblua5.1-0-dev \
+PKGS_TEST  := $(PKGS_BUILD) valgrind clang libclang-rt-14-dev lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev \
               luajit2 libluajit2-5.1-dev nginx libnginx-mod-http-lua curl
 PKGS_BENCH := redis-server redis-tools gnuplot-nox lua-cjson
 
@@ -90,9 +90,9 @@ spec: $(MODULE)
 	@ZELTKV_CPATH='$(B)/$(FLAVOUR)/?.so' LUA=$(LUA) ./spec/run.sh 2>&1 | tee $(RESULTS)/spec-$(FLAVOUR).log; \
 	  exit $${PIPESTATUS[0]}
 
-# the whole suite under each interpreter: Lua 5.4, Lua 5.1, LuaJIT
+# the whole suite under each interpreter: Lua 5.4, 5.3, 5.2, 5.1, LuaJIT
 spec-all:
-	@for v in 5.4 5.1 jit; do $(MAKE) --no-print-directory LUA_VERSION=$$v all spec || exit 1; done
+	@for v in 5.4 5.3 5.2 5.1 jit; do $(MAKE) --no-print-directory LUA_VERSION=$$v all spec || exit 1; done
 
 # luarocks builds and installs the rock from a clean checkout, offline, into a
 # private tree; the installed module then loads from another folder
