@@ -314,8 +314,12 @@ function Dict.replace(self, key, value, exptime, flags)
   return store_op(self, SET_XX, key, value, exptime, flags)
 end
 
-function Dict.delete(self, key)
-  return store_op(self, 0, key, nil)
+function Dict.delete(self, key)   -- set(key, nil) without the checks of a value
+  local s = zone(self).s
+  local k, err = key_of(key)
+  if not k then return nil, err end
+  s:del(k)
+  return true, nil, false
 end
 
 function Dict.incr(self, key, value, init, init_ttl)
