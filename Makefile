@@ -77,7 +77,7 @@ $(MODULE): $(ENGINE_SRC) $(BINDING_SRC) $(HEADERS)
 # ---- C tests ------------------------------------------------------------------
 $(B)/test/%: spec/c/%.c spec/c/harness.h $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g -Iinclude -Ispec/c $< $(LIBA) -o $@ $(LIBS)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g -Iinclude -Isrc -Ispec/c $< $(LIBA) -o $@ $(LIBS)
 
 check: $(CTESTS)
 	@mkdir -p $(RESULTS)
