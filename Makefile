@@ -49,7 +49,7 @@ PKGS_TEST  := $(PKGS_BUILD) valgrind clang libclang-rt-14-dev lua5.1 liblua5.1-0
               luajit2 libluajit2-5.1-dev nginx libnginx-mod-http-lua curl
 PKGS_BENCH := redis-server redis-tools gnuplot-nox lua-cjson
 
-.PHONY: all deps deps-bench check spec spec-all spec-drivers examples sanitize valgrind rockcheck nginx-test shdict-diff fuzz \
+.PHONY: all deps deps-bench check spec spec-all spec-drivers examples sanitize valgrind rockcheck nginx-test shdict-diff shdict-zone fuzz \
         test demo bench install clean
 
 all: $(MODULE) $(LIBA)
@@ -127,6 +127,12 @@ spec-drivers: $(MODULE)
 	  echo "shared driver: $$(tail -n 1 $(RESULTS)/spec-driver-shared.log)"; \
 	  [ $$rc -eq 0 ] || { grep -A3 '^not ok' $(RESULTS)/spec-driver-shared.log | head -40; exit 1; }
 
+# require("zeltkv.shdict").zone(): ngx.shared.NAME's lifecycle across reload, upgrade, restart
+shdict-zone:
+	@mkdir -p $(RESULTS)
+	@$(MAKE) --no-print-directory LUA_VERSION=jit all
+	@bash spec/shdict_diff/zone.sh 2>&1 | tee $(RESULTS)/shdict-zone.log; exit $${PIPESTATUS[0]}
+
 examples: $(MODULE)
 	@mkdir -p $(RESULTS)
 	@pass=0; fail=0; for e in examples/*.lua examples/shdict/cron.lua; do \
@@ -183,6 +189,7 @@ test: deps
 	@$(MAKE) --no-print-directory rockcheck
 	@$(MAKE) --no-print-directory nginx-test
 	@$(MAKE) --no-print-directory shdict-diff
+	@$(MAKE) --no-print-directory shdict-zone
 	@$(MAKE) --no-print-directory sanitize
 	@$(MAKE) --no-print-directory valgrind
 	@$(MAKE) --no-print-directory fuzz
