@@ -32,7 +32,7 @@ CFLAGS  ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -Iinclude
 LIBS    := -lcjson -lpthread -lm
 
-ENGINE_SRC := src/alloc.c src/arena.c src/clock.c src/index.c src/ops.c src/room.c src/txn.c
+ENGINE_SRC := src/alloc.c src/arena.c src/clock.c src/index.c src/ops.c src/room.c src/txn.c src/snapshot.c src/dumpfile.c
 BINDING_SRC := src/lzeltkv.c
 HEADERS := include/zeltkv.h src/format.h src/internal.h src/compat.h
 B       := build

@@ -35,7 +35,8 @@ build = {
     ["zeltkv.shdict"] = "lua/zeltkv/shdict.lua",
     ["zeltkv.core"] = {
       sources = { "src/alloc.c", "src/arena.c", "src/clock.c", "src/index.c", "src/ops.c",
-                  "src/room.c", "src/txn.c", "src/lzeltkv.c" },
+                  "src/room.c", "src/txn.c", "src/snapshot.c", "src/dumpfile.c",
+                  "src/lzeltkv.c" },
       defines = { "_GNU_SOURCE" },
       incdirs = { "include", "$(CJSON_INCDIR)", "$(XXHASH_INCDIR)" },
       libdirs = { "$(CJSON_LIBDIR)" },
