@@ -42,6 +42,7 @@ build = {
     ["zeltkv.shdict"] = "lua/zeltkv/shdict.lua",
     ["zeltkv.core"] = {
       sources = { "src/alloc.c", "src/arena.c", "src/index.c", "src/ops.c", "src/txn.c",
+                  "src/snapshot.c", "src/dumpfile.c",
                   "src/lzeltkv.c" },
       incdirs = { "include", "$(CJSON_INCDIR)", "$(XXHASH_INCDIR)" },
       libdirs = { "$(CJSON_LIBDIR)" },
