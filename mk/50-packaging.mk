@@ -13,5 +13,5 @@ PKGS_depscheck    :=
 buildcheck rockcheck installcheck distcheck depscheck:
 	$(call need,$(PKGS_$@))
 	@mkdir -p $(RESULTS)
-	@bash spec/packaging/$@.sh 2>	@bash spec/packaging/$(patsubst %check,%,$(subst rockcheck,rocks,$@)).sh 2>&11 | tee $(RESULTS)/$@.log; \
+	@bash spec/packaging/$@.sh 2>&1 | tee $(RESULTS)/$@.log; \
 	  exit $${PIPESTATUS[0]}

@@ -49,7 +49,12 @@ local function real()
     store = public(debug.getmetatable(s).__index),
     shdict = public(debug.getmetatable(d).__index),
     functions = {}, fields = {}, stats = {}, errors = public(zeltkv.errors),
+    shdict_mod = {}, shdict_fields = {},
   }
+  local mod = require("zeltkv.shdict")
+  for k, v in pairs(mod) do
+    if type(v) == "function" then r.shdict_mod[k] = true else r.shdict_fields[k] = true end
+  end
   for k, v in pairs(public(zeltkv)) do
     if type(zeltkv[k]) == "function" then r.functions[k] = v else r.fields[k] = v end
   end
@@ -124,6 +129,11 @@ describe("the API, its annotations (types/) and its reference (docs/)", function
     same_names(api.shdict, methods["zeltkv.ShDict"] or {}, "zeltkv.ShDict methods in types/zeltkv.lua")
   end)
 
+  it("annotates the zeltkv.shdict module", function()
+    same_names(api.shdict_mod, methods["zeltkv.shdict"] or {}, "zeltkv.shdict functions in types/zeltkv.lua")
+    same_names(api.shdict_fields, fields["zeltkv.shdict"] or {}, "zeltkv.shdict fields in types/zeltkv.lua")
+  end)
+
   it("annotates every stats() field and error code", function()
     same_names(api.stats, fields["zeltkv.Stats"] or {}, "zeltkv.Stats fields in types/zeltkv.lua")
     same_names(api.errors, fields["zeltkv.errors"] or {}, "zeltkv.errors fields in types/zeltkv.lua")
@@ -136,6 +146,7 @@ describe("the API, its annotations (types/) and its reference (docs/)", function
     same_names(mod, headings(ref, "zeltkv."), "### `zeltkv.NAME` headings of docs/reference.md")
     same_names(api.driver, headings(ref, "kv:"), "### `kv:NAME(...)` headings of docs/reference.md")
     same_names(api.store, headings(ref, "s:"), "### `s:NAME(...)` headings of docs/reference.md")
+    same_names(api.shdict_mod, headings(ref, "shdict."), "### `shdict.NAME(...)` headings of docs/reference.md")
   end)
 
   it("documents every stats() field in docs/reference.md and every error code in docs/errors.md", function()

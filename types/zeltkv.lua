@@ -318,4 +318,34 @@ function ShDict:capacity() end
 ---@return number bytes
 function ShDict:free_space() end
 
+---The module `require("zeltkv.shdict")`: the ngx.shared.DICT drop-in.
+---@class zeltkv.shdict
+---@field _VERSION string
+local shdict = {}
+
+---The ngx.shared.DICT interface of a store (the same as store:shdict()).
+---@param store zeltkv.Store
+---@return zeltkv.ShDict
+function shdict.new(store) end
+
+---@class zeltkv.ZoneOptions
+---"reload" (default): empty at each nginx start, kept across reloads and binary upgrades;
+---"restart": kept across restarts too.
+---@field keep? "reload"|"restart"
+---"lru" (default) or "none".
+---@field evict? "none"|"lru"
+---The segment's name (default: made from the nginx prefix, configuration file and the name).
+---@field segment? string
+---@field mode? integer
+---@field lock_timeout? number
+---@field gc_interval? number
+
+---In init_by_lua*: makes ngx.shared[name] a zeltkv dict over a shared segment of `size`, as
+---`lua_shared_dict name size;` would, and returns it.
+---@param name string
+---@param size zeltkv.Size
+---@param opts? zeltkv.ZoneOptions
+---@return zeltkv.ShDict
+function shdict.zone(name, size, opts) end
+
 return zeltkv
