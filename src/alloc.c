@@ -11,6 +11,7 @@
  * The allocator knows blocks only: what is in them, and what to free when
  * there is no room, is decided above it (room.c).
  */
+#define _GNU_SOURCE 1 /* first: the engine uses Linux and POSIX calls beyond C11 (internal.h) */
 #include <stdint.h>
 #include <stdlib.h>
 

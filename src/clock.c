@@ -3,6 +3,7 @@
  * (with an offset tests use to move time), its coarse variant for checks that
  * tolerate a few ms, and raw nanoseconds for measuring lock holds.
  */
+#define _GNU_SOURCE 1 /* first: the engine uses Linux and POSIX calls beyond C11 (internal.h) */
 #include <time.h>
 
 #include "internal.h"

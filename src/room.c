@@ -13,6 +13,7 @@
  * total but broken up is compacted: keys are moved out of the way.  The
  * periodic sweep (gc) and the step budgets of the long walks live here too.
  */
+#define _GNU_SOURCE 1 /* first: the engine uses Linux and POSIX calls beyond C11 (internal.h) */
 #include <stdint.h>
 #include <stdlib.h>
 

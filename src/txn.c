@@ -16,6 +16,7 @@
  *
  * The record format is in format.h (crash recovery reads it from the segment).
  */
+#define _GNU_SOURCE 1 /* first: the engine uses Linux and POSIX calls beyond C11 (internal.h) */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -195,7 +196,7 @@ static int lock_slow(zkv_db *db, _Atomic uint32_t *w, uint32_t me) {
    * at the lock word less and less often leaves the holder its cache lines,
    * so two processes hammering one key lose little to each other. */
   for (int spin = 0, pause = 16; spin < 64; spin++) {
-    for (int i = 0; i < pause; i++) __builtin_ia32_pause();
+    for (int i = 0; i < pause; i++) cpu_relax();
     if (pause < 4096) pause *= 2;
     uint32_t z = 0;
     if (atomic_load_explicit(w, memory_order_relaxed) == 0 &&
