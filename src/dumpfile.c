@@ -589,17 +589,28 @@ static int writer_line(zkv_dump_writer *w, ob *o) {
   return ZKV_OK;
 }
 
-int zkv_dump_writer_open(const char *path, int64_t time_ms, zkv_dump_writer **out) {
+/* a FILE over a duplicate of fd, so that closing it leaves fd open */
+static FILE *dup_stream(int fd, const char *mode) {
+  int d = dup(fd);
+  if (d < 0) return NULL;
+  FILE *f = fdopen(d, mode);
+  if (!f) close(d);
+  return f;
+}
+
+int zkv_dump_writer_open(const char *path, int fd, int64_t time_ms, zkv_dump_writer **out) {
   if (!out) return ZKV_EINVAL;
   *out = NULL;
-  if (!path || !*path) return ZKV_EINVAL;
+  if (path ? !*path : fd < 0) return ZKV_EINVAL;
   zkv_dump_writer *w = calloc(1, sizeof *w);
-  if (!w || !(w->path = strdup(path))) {
+  if (!w) return ZKV_ENOMEM;
+  struct stat st;
+  if (!path) {
+    w->f = dup_stream(fd, "w");
+  } else if (!(w->path = strdup(path))) {
     free(w);
     return ZKV_ENOMEM;
-  }
-  struct stat st;
-  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+  } else if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
     w->f = fopen(path, "w");
   } else {
     size_t n = strlen(path);
@@ -608,8 +619,8 @@ int zkv_dump_writer_open(const char *path, int64_t time_ms, zkv_dump_writer **ou
       return ZKV_ENOMEM;
     }
     snprintf(w->tmp, n + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(w->tmp);   /* mode 0600: a dump holds the store's data */
-    if (fd < 0) {
+    int tfd = mkstemp(w->tmp);   /* mode 0600: a dump holds the store's data */
+    if (tfd < 0) {
       int e = errno;
       free(w->tmp);
       w->tmp = NULL;
@@ -617,7 +628,7 @@ int zkv_dump_writer_open(const char *path, int64_t time_ms, zkv_dump_writer **ou
       errno = e;
       return ZKV_EIO;
     }
-    if (!(w->f = fdopen(fd, "w"))) close(fd);
+    if (!(w->f = fdopen(tfd, "w"))) close(tfd);
   }
   if (!w->f) {
     int e = errno;
@@ -884,13 +895,13 @@ static int read_header(zkv_dump_reader *r) {
   return ZKV_OK;
 }
 
-int zkv_dump_reader_open(const char *path, zkv_dump_reader **out) {
+int zkv_dump_reader_open(const char *path, int fd, zkv_dump_reader **out) {
   if (!out) return ZKV_EINVAL;
   *out = NULL;
-  if (!path || !*path) return ZKV_EINVAL;
+  if (path ? !*path : fd < 0) return ZKV_EINVAL;
   zkv_dump_reader *r = calloc(1, sizeof *r);
   if (!r) return ZKV_ENOMEM;
-  FILE *f = fopen(path, "r");
+  FILE *f = path ? fopen(path, "r") : dup_stream(fd, "r");
   if (!f) {
     int e = errno;
     free(r);

@@ -236,15 +236,15 @@ void zkv_snapshot_free(zkv_snapshot *sn) {
 
 #define PROGRESS_EVERY 4096
 
-int zkv_dump(zkv_db *db, const char *path, zkv_progress_fn progress, void *ud,
+int zkv_dump(zkv_db *db, const char *path, int fd, zkv_progress_fn progress, void *ud,
              zkv_dump_stats *st) {
   if (st) memset(st, 0, sizeof *st);
-  if (!db || !path) return ZKV_EINVAL;
+  if (!db || (!path && fd < 0)) return ZKV_EINVAL;
   zkv_snapshot *sn;
   int rc = zkv_snapshot_take(db, &sn);
   if (rc) return rc;
   zkv_dump_writer *w;
-  if ((rc = zkv_dump_writer_open(path, sn->info.time_ms, &w))) {
+  if ((rc = zkv_dump_writer_open(path, fd, sn->info.time_ms, &w))) {
     zkv_snapshot_free(sn);
     return rc;
   }
@@ -575,18 +575,18 @@ static int write_pass(loader *ld, zkv_progress_fn progress, void *ud) {
   return rc;
 }
 
-int zkv_load(zkv_db *db, const char *path, zkv_progress_fn progress, void *ud,
+int zkv_load(zkv_db *db, const char *path, int fd, zkv_progress_fn progress, void *ud,
              zkv_load_stats *st) {
   zkv_load_stats local;
   if (!st) st = &local;
   memset(st, 0, sizeof *st);
-  if (!db || !path) return ZKV_EINVAL;
+  if (!db || (!path && fd < 0)) return ZKV_EINVAL;
   if (db->closed) return ZKV_ECLOSED;
   if (zkv_txn_depth(db) > 0) return ZKV_ETXN;
   loader ld = {0};
   ld.db = db;
   ld.st = st;
-  int rc = zkv_dump_reader_open(path, &ld.r);
+  int rc = zkv_dump_reader_open(path, fd, &ld.r);
   if (rc == ZKV_OK) {
     /* pass 1: every line checked, nothing written */
     zkv_item it;
