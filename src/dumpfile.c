@@ -843,7 +843,7 @@ static int line_fields(zkv_dump_reader *r, const char *line, size_t len, jp span
       j.p++;
       ws(&j);
       const char *s = j.p;
-      if (skip_value(&j, 0)) return rfail(r, j.why);
+      if (skip_value(&j, 0)) return field_fail(r, f, j.why);
       span[f].p = s;
       span[f].end = j.p;
       ws(&j);
