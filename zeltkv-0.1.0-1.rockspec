@@ -40,6 +40,7 @@ build = {
     ["zeltkv"] = "lua/zeltkv.lua",
     ["zeltkv.ffi"] = "lua/zeltkv/ffi.lua",
     ["zeltkv.shdict"] = "lua/zeltkv/shdict.lua",
+    ["zeltkv.cli"] = "lua/zeltkv/cli.lua",
     ["zeltkv.core"] = {
       sources = { "src/alloc.c", "src/arena.c", "src/index.c", "src/ops.c", "src/txn.c",
                   "src/snapshot.c", "src/dumpfile.c",
@@ -49,6 +50,8 @@ build = {
       libraries = { "cjson", "pthread", "m" },
     },
   },
+  -- the zkv command (docs/cli.md); luarocks puts a wrapper for the rock's Lua in its bin/
+  install = { bin = { zkv = "bin/zkv" } },
   -- docs/: the manual (luarocks doc zeltkv); types/: LuaLS annotations of the API
   copy_directories = { "docs", "examples", "types" },
 }
