@@ -127,6 +127,11 @@ $(B)/test/%: spec/c/%.c $(wildcard spec/c/*.h) $(HEADERS) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(ZKV_CPPFLAGS) -Ispec/c -std=c11 $(WARN) -O1 -g $< $(LIBA) -o $@ $(LDFLAGS) $(ENGINE_LIBS)
 
+# C benchmarks (make bench): against the static library, optimised
+$(B)/bench/%: bench/%.c $(HEADERS) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(ZKV_CPPFLAGS) -std=c11 $(WARN) -O2 $< $(LIBA) -o $@ $(LDFLAGS) $(ENGINE_LIBS)
+
 -include $(wildcard $(B)/obj/*.d $(B)/$(FLAVOUR)/obj/*.d)
 
 # ---- test suites -------------------------------------------------------------------
@@ -163,6 +168,8 @@ bench:
 	@$(LMOD_ENV) $(LUA) bench/bench.lua
 	@echo
 	@$(LMOD_ENV) ZELTKV_SHM_DIR=$${ZELTKV_SHM_DIR:-/dev/shm} $(LUA) bench/shared.lua
+	@echo
+	@$(MAKE) --no-print-directory -s $(B)/bench/snapshot && $(B)/bench/snapshot
 	@echo
 	@$(MAKE) --no-print-directory LUA_VERSION=jit module
 	@bash bench/nginx/run.sh
