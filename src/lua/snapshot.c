@@ -18,7 +18,8 @@
  *                                  r:seek(offset, line); r:close()
  *   core._progress(label, done, total [, bytes]) the bar, for pure-Lua drivers;
  *                                  core._progress() ends it
- *   core._isatty(fd), core._segments(dir) -> sorted names of the segments in dir
+ *   core._isatty(fd), core._wall_ms(), core._segments(dir) -> sorted names of the
+ *                                  segments in dir
  *
  * The engine does the work (src/snapshot.c, src/dumpfile.c); this file turns
  * its results and errors into Lua ones.
@@ -128,6 +129,14 @@ static int l_progress(lua_State *L) {
   }
   bar_draw(done > 0 ? (uint64_t)done : 0, total > 0 ? (uint64_t)total : 0);
   return 0;
+}
+
+/* core._wall_ms(): the wall clock, ms since 1970 (dumps of pure-Lua drivers) */
+static int l_wall_ms(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  lua_pushnumber(L, (double)ts.tv_sec * 1000.0 + (double)(ts.tv_nsec / 1000000));
+  return 1;
 }
 
 static int l_isatty(lua_State *L) {
@@ -523,7 +532,7 @@ void snapshot_init(lua_State *L, int module_idx) {
   static const luaL_Reg funcs[] = {
     {"_json", l_json}, {"_json_decode", l_json_decode}, {"_dump_writer", l_dump_writer},
     {"_dump_reader", l_dump_reader}, {"_progress", l_progress}, {"_isatty", l_isatty},
-    {"_segments", l_segments}, {NULL, NULL}};
+    {"_segments", l_segments}, {"_wall_ms", l_wall_ms}, {NULL, NULL}};
   for (const luaL_Reg *r = funcs; r->name; r++) {
     lua_pushcfunction(L, r->func);
     lua_setfield(L, module_idx, r->name);
