@@ -715,7 +715,8 @@ struct zkv_dump_reader {
   uint64_t size;        /* of the file */
   uint64_t first;       /* offset of the line after the header */
   int state;            /* 0 keys, 1 closing line read, 2 failed */
-  zkv_buf scratch;
+  zkv_buf scratch;      /* a key line's bytes */
+  zkv_buf fname;        /* a field's name */
   zkv_bytes *path;
   size_t path_cap;
   char why[240];
@@ -747,6 +748,7 @@ static int read_line(zkv_dump_reader *r, size_t *len) {
 enum { F_NS, F_KEY, F_VALUE, F_EXPIRES, F_FLAGS, F_TYPE, F_FORMAT, F_VERSION, F_TIME, F_COUNT, NF };
 static const char *const field_names[NF] = {"ns",     "key",     "value", "expires", "flags",
                                             "type",   "format",  "version", "time",  "count"};
+static const unsigned char field_len[NF] = {2, 3, 5, 7, 5, 4, 6, 7, 4, 5};
 
 /* skip the JSON value at j->p (checked for form only) */
 static int skip_value(jp *j, int depth) {
@@ -823,19 +825,18 @@ static int line_fields(zkv_dump_reader *r, const char *line, size_t len, jp span
   } else {
     for (;;) {
       ws(&j);
-      zkv_buf nb = {0};
-      ob o = {&nb, 0};
-      int rc = get_string(&j, &o, DUMP);
+      zkv_buf *nb = &r->fname;
+      nb->len = 0;
+      ob o = {nb, 0};
+      if (get_string(&j, &o, DUMP)) return rfail(r, j.why);
+      if (o.oom) return ZKV_ENOMEM;
       int f = NF;
-      for (int i = 0; !rc && i < NF; i++)
-        if (nb.len == strlen(field_names[i]) && !memcmp(nb.data, field_names[i], nb.len)) f = i;
-      char name[40];
-      snprintf(name, sizeof name, "%.*s", (int)(nb.len < 32 ? nb.len : 32), nb.data ? nb.data : "");
-      free(nb.data);
-      if (rc) return rfail(r, j.why);
+      for (int i = 0; i < NF; i++)
+        if (nb->len == field_len[i] && !memcmp(nb->data, field_names[i], nb->len)) f = i;
       if (f == NF) {
         char t[80];
-        snprintf(t, sizeof t, "an unknown field \"%s\"", name);
+        snprintf(t, sizeof t, "an unknown field \"%.*s\"", (int)(nb->len < 32 ? nb->len : 32),
+                 nb->data ? nb->data : "");
         return rfail(r, t);
       }
       if (span[f].p) return field_fail(r, f, "given twice");
@@ -1109,6 +1110,7 @@ void zkv_dump_reader_close(zkv_dump_reader *r) {
   if (r->f) fclose(r->f);
   free(r->line);
   free(r->scratch.data);
+  free(r->fname.data);
   free(r->path);
   free(r);
 }

@@ -475,23 +475,35 @@ local KEY_HELP = [[
 KEY is taken as its bytes; --key-json reads it as a JSON string instead (for keys
 with bytes a shell cannot pass, e.g. "a\u0000b").]]
 
-command("get", {
+-- A command on one key: NAME PATH KEY [...].  def.prepare(args, opts) reads the other
+-- arguments (before anything is opened: bad usage never touches a store) and
+-- def.key(s, key, prepared) does the work on the namespace's store.
+local function key_command(name, def)
+  def.opts["key-json"] = true
+  def.help = def.help .. KEY_HELP
+  def.run = function(args, opts)
+    local names, key = key_path(args[2]), key_arg(args[3], opts)
+    local prepared = def.prepare and def.prepare(args, opts)
+    local kv = open(args[1])
+    def.key(store_at(kv, names), key, prepared, opts)
+    kv:close()
+  end
+  command(name, def)
+end
+
+key_command("get", {
   synopsis = "zkv get NAME PATH KEY [--key-json]",
   summary = "print a value as JSON",
   help = [[
 Prints the value of KEY in the namespace PATH as JSON: strings as JSON strings
 (bytes that are not UTF-8 as \udcXX), integers as digits, floats with a '.' or an
 exponent, booleans, tables as objects or arrays.  Fails when the key is absent.
-]] .. KEY_HELP,
-  min = 3, max = 3, opts = { ["key-json"] = true },
-  run = function(args, opts)
-    local names, key = key_path(args[2]), key_arg(args[3], opts)
-    local kv = open(args[1])
-    local s = store_at(kv, names)
+]],
+  min = 3, max = 3, opts = {},
+  key = function(s, key)
     local v = try(s.get, s, key)
     if v == nil then fail("no such key") end
     say(try(json, v))
-    kv:close()
   end,
 })
 
@@ -506,7 +518,7 @@ local function value_arg(text, opts)
   return v
 end
 
-command("set", {
+key_command("set", {
   synopsis = "zkv set NAME PATH KEY VALUE [--ttl SECONDS] [--nx] [--string] [--key-json]",
   summary = "store a value read as JSON",
   help = [[
@@ -514,92 +526,75 @@ Stores VALUE (JSON, as `zkv get` prints it; "-" reads it from standard input)
 under KEY in the namespace PATH.  --string stores VALUE's bytes as a string
 instead.  --ttl gives it a time to live; without, it never expires.  --nx stores
 only if the key is absent (status 1 if it was there).
-]] .. KEY_HELP,
-  min = 4, max = 4, opts = { ttl = "value", nx = true, string = true, ["key-json"] = true },
-  run = function(args, opts)
-    local names, key = key_path(args[2]), key_arg(args[3], opts)
-    local ttl = opts.ttl and seconds(opts.ttl, "--ttl")
-    local v = value_arg(args[4], opts)
-    local kv = open(args[1])
-    local s = store_at(kv, names)
+]],
+  min = 4, max = 4, opts = { ttl = "value", nx = true, string = true },
+  prepare = function(args, opts)
+    return { ttl = opts.ttl and seconds(opts.ttl, "--ttl"), value = value_arg(args[4], opts) }
+  end,
+  key = function(s, key, p, opts)
     if opts.nx then
-      if not try(s.setnx, s, key, v, ttl) then fail("the key exists (--nx)") end
+      if not try(s.setnx, s, key, p.value, p.ttl) then fail("the key exists (--nx)") end
     else
-      try(s.set, s, key, v, ttl)
+      try(s.set, s, key, p.value, p.ttl)
     end
-    kv:close()
   end,
 })
 
-command("del", {
+key_command("del", {
   synopsis = "zkv del NAME PATH KEY [--key-json]",
   summary = "remove a key",
-  help = "Removes KEY from the namespace PATH; fails when it was absent.\n" .. KEY_HELP,
-  min = 3, max = 3, opts = { ["key-json"] = true },
-  run = function(args, opts)
-    local names, key = key_path(args[2]), key_arg(args[3], opts)
-    local kv = open(args[1])
-    local s = store_at(kv, names)
+  help = "Removes KEY from the namespace PATH; fails when it was absent.\n",
+  min = 3, max = 3, opts = {},
+  key = function(s, key)
     if not try(s.del, s, key) then fail("no such key") end
-    kv:close()
   end,
 })
 
-command("ttl", {
+key_command("ttl", {
   synopsis = "zkv ttl NAME PATH KEY [--key-json]",
   summary = "seconds a key has left",
   help = [[
 Prints the seconds KEY has left (to the millisecond), or null when it never
 expires.  Fails when the key is absent.
-]] .. KEY_HELP,
-  min = 3, max = 3, opts = { ["key-json"] = true },
-  run = function(args, opts)
-    local names, key = key_path(args[2]), key_arg(args[3], opts)
-    local kv = open(args[1])
-    local s = store_at(kv, names)
+]],
+  min = 3, max = 3, opts = {},
+  key = function(s, key)
     local t = try(s.ttl, s, key)
     if t == nil then fail("no such key") end
     say(t == math.huge and "null" or fmt("%.3f", t))
-    kv:close()
   end,
 })
 
-command("expire", {
+key_command("expire", {
   synopsis = "zkv expire NAME PATH KEY SECONDS [--key-json]",
   summary = "give a key a new time to live",
-  help = "Sets KEY to expire SECONDS from now; fails when the key is absent.\n" .. KEY_HELP,
-  min = 4, max = 4, opts = { ["key-json"] = true },
-  run = function(args, opts)
-    local names, key = key_path(args[2]), key_arg(args[3], opts)
-    local ttl = seconds(args[4], "SECONDS")
-    local kv = open(args[1])
-    local s = store_at(kv, names)
+  help = "Sets KEY to expire SECONDS from now; fails when the key is absent.\n",
+  min = 4, max = 4, opts = {},
+  prepare = function(args) return seconds(args[4], "SECONDS") end,
+  key = function(s, key, ttl)
     if not try(s.expire, s, key, ttl) then fail("no such key") end
-    kv:close()
   end,
 })
 
-command("incr", {
+key_command("incr", {
   synopsis = "zkv incr NAME PATH KEY [BY] [--ttl SECONDS] [--key-json]",
   summary = "add to an integer, print the result",
   help = [[
 Adds BY (an integer, default 1, may be negative) to the integer under KEY and
 prints the result.  A missing key is created holding BY, with the --ttl given
 (the ttl never changes an existing key).  Fails when the value is not an integer.
-]] .. KEY_HELP,
-  min = 3, max = 4, opts = { ttl = "value", ["key-json"] = true },
-  run = function(args, opts)
-    local names, key = key_path(args[2]), key_arg(args[3], opts)
+]],
+  min = 3, max = 4, opts = { ttl = "value" },
+  prepare = function(args, opts)
     local by = 1
     if args[4] then
       by = args[4]:match("^[+-]?%d+$") and tonumber(args[4])
       if not by then usage(fmt("BY %q is not an integer", args[4])) end
     end
-    local ttl = opts.ttl and seconds(opts.ttl, "--ttl")
-    local kv = open(args[1])
-    local s = store_at(kv, names)
-    say(try(json, try(s.incr, s, key, by, ttl)))
-    kv:close()
+    return { by = by, ttl = opts.ttl and seconds(opts.ttl, "--ttl") }
+  end,
+  key = function(s, key, p)
+    say(try(json, try(s.incr, s, key, p.by, p.ttl)))
   end,
 })
 
