@@ -62,13 +62,13 @@ ENGINE_LIBS := -lpthread -lm
 DEPFLAGS     = -MMD -MP
 
 # ---- sources -------------------------------------------------------------------
-# The Lua binding's files are named l*.c (as Lua's own lapi.c, lauxlib.c); every other
-# file of src/ is the engine, which knows nothing of Lua.
-BINDING_SRC := $(sort $(wildcard src/l*.c))
+# The Lua binding is src/lua/*.c (and any src/l*.c, as Lua's own lapi.c); every other file
+# of src/ is the engine, which knows nothing of Lua.
+BINDING_SRC := $(sort $(wildcard src/lua/*.c src/l*.c))
 ENGINE_SRC  := $(filter-out $(BINDING_SRC),$(sort $(wildcard src/*.c)))
 ENGINE_OBJ  := $(patsubst src/%.c,$(B)/obj/%.o,$(ENGINE_SRC))
 BINDING_OBJ := $(patsubst src/%.c,$(B)/$(FLAVOUR)/obj/%.o,$(BINDING_SRC))
-HEADERS     := $(wildcard include/*.h src/*.h)
+HEADERS     := $(wildcard include/*.h src/*.h src/lua/*.h)
 MODULE      := $(B)/$(FLAVOUR)/zeltkv/core.so
 LIBA        := $(B)/libzeltkv.a
 LIBSO       := $(B)/libzeltkv.so.$(VERSION)
@@ -132,7 +132,7 @@ $(B)/bench/%: bench/%.c $(HEADERS) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(ZKV_CPPFLAGS) -std=c11 $(WARN) -O2 $< $(LIBA) -o $@ $(LDFLAGS) $(ENGINE_LIBS)
 
--include $(wildcard $(B)/obj/*.d $(B)/$(FLAVOUR)/obj/*.d)
+-include $(shell find $(B)/obj $(B)/$(FLAVOUR)/obj -name "*.d" 2>/dev/null)
 
 # ---- test suites -------------------------------------------------------------------
 # Each mk/*.mk adds its suite's name to SUITES, its packages to PKGS_<name>, and a
