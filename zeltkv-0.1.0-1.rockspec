@@ -41,6 +41,7 @@ build = {
     ["zeltkv.ffi"] = "lua/zeltkv/ffi.lua",
     ["zeltkv.shdict"] = "lua/zeltkv/shdict.lua",
     ["zeltkv.cli"] = "lua/zeltkv/cli.lua",
+    ["zeltkv.snapshot"] = "lua/zeltkv/snapshot.lua",
     ["zeltkv.core"] = {
       sources = { "src/alloc.c", "src/arena.c", "src/index.c", "src/ops.c", "src/txn.c",
                   "src/snapshot.c", "src/dumpfile.c",
