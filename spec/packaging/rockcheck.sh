@@ -19,6 +19,8 @@ for v in 5.1 5.2 5.3 5.4; do
   check "luarocks --lua-version=$v make${flags:+ (-O0)}" \
     bash -c "cd '$TMPD/src' && luarocks --lua-version=$v --tree '$TMPD/t$v' make '$rockspec' ${flags[*]:+\"${flags[*]}\"}"
   check "lua$v uses the installed rock" use_lua "$TMPD/t$v" $v lua$v
+  check "the rock's zkv command runs (Lua $v)" \
+    bash -c "cd '$TMPD' && '$TMPD/t$v/bin/zkv' --version | grep -q '^zkv (zeltkv) '"
 done
 check "luajit uses the 5.1 rock, FFI front end on" use_lua "$TMPD/t5.1" 5.1 luajit ffi
 finish
