@@ -40,6 +40,8 @@ build = {
     ["zeltkv"] = "lua/zeltkv.lua",
     ["zeltkv.ffi"] = "lua/zeltkv/ffi.lua",
     ["zeltkv.shdict"] = "lua/zeltkv/shdict.lua",
+    ["zeltkv.cli"] = "lua/zeltkv/cli.lua",
+    ["zeltkv.snapshot"] = "lua/zeltkv/snapshot.lua",
     ["zeltkv.core"] = {
       sources = { "src/alloc.c", "src/arena.c", "src/clock.c", "src/index.c", "src/ops.c",
                   "src/room.c", "src/txn.c", "src/snapshot.c", "src/dumpfile.c",
@@ -49,6 +51,8 @@ build = {
       libraries = { "cjson", "pthread", "m" },
     },
   },
+  -- the zkv command (docs/cli.md); luarocks puts a wrapper for the rock's Lua in its bin/
+  install = { bin = { zkv = "bin/zkv" } },
   -- docs/: the manual (luarocks doc zeltkv); types/: LuaLS annotations of the API
   copy_directories = { "docs", "examples", "types" },
 }

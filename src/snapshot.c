@@ -237,15 +237,15 @@ void zkv_snapshot_free(zkv_snapshot *sn) {
 
 #define PROGRESS_EVERY 4096
 
-int zkv_dump(zkv_db *db, const char *path, zkv_progress_fn progress, void *ud,
+int zkv_dump(zkv_db *db, const char *path, int fd, zkv_progress_fn progress, void *ud,
              zkv_dump_stats *st) {
   if (st) memset(st, 0, sizeof *st);
-  if (!db || !path) return ZKV_EINVAL;
+  if (!db || (!path && fd < 0)) return ZKV_EINVAL;
   zkv_snapshot *sn;
   int rc = zkv_snapshot_take(db, &sn);
   if (rc) return rc;
   zkv_dump_writer *w;
-  if ((rc = zkv_dump_writer_open(path, sn->info.time_ms, &w))) {
+  if ((rc = zkv_dump_writer_open(path, fd, sn->info.time_ms, &w))) {
     zkv_snapshot_free(sn);
     return rc;
   }
@@ -306,6 +306,7 @@ typedef struct loader {
   size_t nbef, cap_bef;
   step_mark *steps;
   size_t nsteps, cap_steps;
+  int64_t now;           /* wall clock ms, read at each look at the step's time */
 } loader;
 
 static int same_path(loader *ld, const zkv_item *it) {
@@ -508,7 +509,7 @@ static int begin_step(loader *ld, uint64_t index) {
 
 /* write one key (or skip it, expired); within an open step */
 static int load_key(loader *ld, const zkv_item *it, uint64_t index) {
-  int64_t now = wall_ms();
+  int64_t now = ld->now;
   if (it->expires_ms && it->expires_ms <= now) {
     ld->st->expired++;
     return ZKV_OK;
@@ -535,6 +536,7 @@ static int write_pass(loader *ld, zkv_progress_fn progress, void *ud) {
       in_step = 1;
       n_in_step = 0;
       t0 = clock_ns();
+      ld->now = wall_ms();
     }
     zkv_item it;
     rc = zkv_dump_reader_next(ld->r, &it);
@@ -545,14 +547,15 @@ static int write_pass(loader *ld, zkv_progress_fn progress, void *ud) {
     }
     if (rc || (rc = load_key(ld, &it, index))) break;
     index++;
-    if (++n_in_step % STEP_CHECK == 0 && clock_ns() - t0 >= STEP_NS) {
-      in_step = 0;
-      if ((rc = end_step(ld, index, t0))) break;
-      if (progress) {
-        uint64_t off, size;
-        zkv_dump_reader_position(ld->r, NULL, &off, &size);
-        progress(ud, off, size);
-      }
+    if (++n_in_step % STEP_CHECK != 0) continue;
+    ld->now = wall_ms();   /* expiry is judged by a clock at most STEP_CHECK keys old */
+    if (clock_ns() - t0 < STEP_NS) continue;
+    in_step = 0;
+    if ((rc = end_step(ld, index, t0))) break;
+    if (progress) {
+      uint64_t off, size;
+      zkv_dump_reader_position(ld->r, NULL, &off, &size);
+      progress(ud, off, size);
     }
   }
   if (!rc) return ZKV_OK;
@@ -576,18 +579,18 @@ static int write_pass(loader *ld, zkv_progress_fn progress, void *ud) {
   return rc;
 }
 
-int zkv_load(zkv_db *db, const char *path, zkv_progress_fn progress, void *ud,
+int zkv_load(zkv_db *db, const char *path, int fd, zkv_progress_fn progress, void *ud,
              zkv_load_stats *st) {
   zkv_load_stats local;
   if (!st) st = &local;
   memset(st, 0, sizeof *st);
-  if (!db || !path) return ZKV_EINVAL;
+  if (!db || (!path && fd < 0)) return ZKV_EINVAL;
   if (db->closed) return ZKV_ECLOSED;
   if (zkv_txn_depth(db) > 0) return ZKV_ETXN;
   loader ld = {0};
   ld.db = db;
   ld.st = st;
-  int rc = zkv_dump_reader_open(path, &ld.r);
+  int rc = zkv_dump_reader_open(path, fd, &ld.r);
   if (rc == ZKV_OK) {
     /* pass 1: every line checked, nothing written */
     zkv_item it;

@@ -15,10 +15,12 @@ for f in "$dir"/*.log; do
   pass=$((pass + p)); fail=$((fail + q))
 done
 if [ -f "$dir/times.txt" ]; then
-  total=0
-  printf '  time:'
-  while read -r s t; do printf ' %s %ss' "$s" "$t"; total=$((total + t)); done < "$dir/times.txt"
-  printf '; total %sm%02ds\n' $((total / 60)) $((total % 60))
+  total=0; ctotal=0
+  printf '  time (wall/CPU s):'
+  while read -r s t c; do
+    printf ' %s %s/%s' "$s" "$t" "${c:-?}"; total=$((total + t)); ctotal=$((ctotal + ${c:-0}))
+  done < "$dir/times.txt"
+  printf '; total %sm%02ds, CPU %sm%02ds\n' $((total / 60)) $((total % 60)) $((ctotal / 60)) $((ctotal % 60))
 fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]

@@ -2,7 +2,8 @@
 -- its links, so that the pages cannot drift from the code. Run by `make docs`, under Lua 5.4,
 -- from the top of the repository, after the modules are built (build/lua5.4, build/luajit).
 --
--- Without arguments it reads README.md and every docs/*.md. The rules a block follows are in
+-- Without arguments it reads README.md, every docs/*.md, and the READMEs of examples/*/,
+-- bench/ and mk/. The rules a block follows are in
 -- docs/contributing.md ("Code blocks"); in short, the fence's info string says how it runs:
 --
 --   ```lua                      runs under Lua 5.4 in a fresh process; must not raise
@@ -29,7 +30,8 @@
 -- is a failure. Blocks in other languages (sh, nginx, text, ...) are not run.
 --
 -- Links: every relative link of the pages checked must name a file of the repository (and a
--- heading of it, for #anchors); nothing may point outside the repository.
+-- heading of it, for #anchors); nothing may point outside the repository, nor name the
+-- design notes kept beside it (API.md, DESIGN.md, STYLE.md).
 --
 -- Each block counts as one test, each page's links as one; the last line is
 -- "docs: N passed, N failed".
@@ -409,6 +411,12 @@ local function check_links(page)
       if l:find("/work/shared", 1, true) or l:find("../shared", 1, true) then
         problems[#problems + 1] = page .. ":" .. ln .. ": points outside the repository (shared/)"
       end
+      -- the design notes kept beside the repository are not in a clone: name none of them
+      for _, f in ipairs({ "API.md", "DESIGN.md", "STYLE.md" }) do
+        if l:find(f, 1, true) and not read(f) and not read("docs/" .. f) then
+          problems[#problems + 1] = page .. ":" .. ln .. ": names " .. f .. ", which is not in the repository"
+        end
+      end
       local stripped = l:gsub("`[^`]*`", "")
       for target in stripped:gmatch("%]%(([^)%s]+)[^)]*%)") do
         if not target:match("^%a[%w+.-]*:") then -- not http:, https:, mailto:
@@ -436,6 +444,9 @@ local pages = { ... }
 if #pages == 0 then
   pages[1] = "README.md"
   for f in io.popen("ls docs/*.md 2>/dev/null"):lines() do pages[#pages + 1] = f end
+  for f in io.popen("ls examples/*/README.md bench/README.md mk/README.md 2>/dev/null"):lines() do
+    pages[#pages + 1] = f
+  end
 end
 for _, page in ipairs(pages) do
   check_page_blocks(page)

@@ -18,7 +18,7 @@ BIN=$OUT/fuzz_segment
 RUNS=${FUZZ_RUNS:-20000}
 TIME=${FUZZ_TIME:-60}
 mkdir -p "$OUT/artifacts"
-# the engine: every file of src/ but the Lua binding's l*.c (as the Makefile says)
+# the engine: every file of src/ but the Lua binding's (src/lua/, src/l*.c: the Makefile's rule)
 SRC="$(ls src/*.c | grep -v "^src/l") spec/fuzz/fuzz_segment.c"
 if [ ! -x "$BIN" ] || [ -n "$(find $SRC spec/c/segment_image.h src/*.h include/zeltkv.h -newer "$BIN" 2>/dev/null)" ]; then
   if ! "$CLANG" -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \

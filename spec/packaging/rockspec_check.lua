@@ -3,8 +3,8 @@
 local spec = {}
 local chunk = assert(loadfile(arg[1], "t", spec)); chunk()
 local m = spec.build.modules
-local want, got = {}, {}
-for f in io.popen("ls src/*.c"):lines() do want[#want + 1] = f end
+local want, got = {}, {}   -- every .c of src/ and its subdirectories
+for f in io.popen("find src -name '*.c' | sort"):lines() do want[#want + 1] = f end
 for _, f in ipairs(m["zeltkv.core"].sources) do got[#got + 1] = f end
 table.sort(got)
 assert(table.concat(want, " ") == table.concat(got, " "),
