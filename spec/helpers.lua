@@ -260,6 +260,27 @@ function H.redis_opts(opts)
   return o
 end
 
+-- the keys of the redis drivers made so far are removed when the next one is made (the
+-- tests close their drivers, and walks cost what the whole server holds)
+local redis_used = {}
+function H.redis_cleanup()
+  local keep = {}
+  for _, u in ipairs(redis_used) do
+    if u.kv.closed then
+      local o = u.opts
+      local ok, kv = pcall(zeltkv.redis, { url = o.url, cluster = o.cluster, prefix = o.prefix,
+                                           password = o.password, tls = o.tls })
+      if ok then
+        pcall(kv.flush, kv)
+        kv:close()
+      end
+    else
+      keep[#keep + 1] = u
+    end
+  end
+  redis_used = keep
+end
+
 -- H.driver([opts]): a fresh, empty driver of the kind under test.
 function H.driver(opts)
   if H.KIND == "memory" then return zeltkv.memory(opts) end
@@ -269,7 +290,13 @@ function H.driver(opts)
     zeltkv.unlink(name)
     return kv
   end
-  if H.KIND == "redis" then return zeltkv.redis(H.redis_opts(opts)) end
+  if H.KIND == "redis" then
+    H.redis_cleanup()
+    local o = H.redis_opts(opts)
+    local kv = zeltkv.redis(o)
+    redis_used[#redis_used + 1] = { opts = o, kv = kv }
+    return kv
+  end
   error("unknown ZELTKV_DRIVER: " .. H.DRIVER)
 end
 
