@@ -242,15 +242,17 @@ local prefix_counter = 0
 function H.redis_opts(opts)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
-  if H.is_cluster then
-    local nodes = {}
-    for n in (os.getenv("ZELTKV_REDIS_CLUSTER") or ""):gmatch("[^,%s]+") do nodes[#nodes + 1] = n end
-    assert(#nodes > 0, "ZELTKV_DRIVER=redis-cluster needs ZELTKV_REDIS_CLUSTER=host:port,...")
-    o.cluster = o.cluster or nodes
-  else
-    local url = os.getenv("ZELTKV_REDIS_URL")
-    assert(url and url ~= "", "ZELTKV_DRIVER=redis needs ZELTKV_REDIS_URL (unix:///path or redis://...)")
-    o.url = o.url or url
+  if o.url == nil and o.cluster == nil then
+    if H.is_cluster then
+      local nodes = {}
+      for n in (os.getenv("ZELTKV_REDIS_CLUSTER") or ""):gmatch("[^,%s]+") do nodes[#nodes + 1] = n end
+      assert(#nodes > 0, "ZELTKV_DRIVER=redis-cluster needs ZELTKV_REDIS_CLUSTER=host:port,...")
+      o.cluster = nodes
+    else
+      local url = os.getenv("ZELTKV_REDIS_URL")
+      assert(url and url ~= "", "ZELTKV_DRIVER=redis needs ZELTKV_REDIS_URL (unix:///path or redis://...)")
+      o.url = url
+    end
   end
   if o.prefix == nil then
     prefix_counter = prefix_counter + 1
@@ -269,7 +271,7 @@ function H.redis_cleanup()
     if u.kv.closed then
       local o = u.opts
       local ok, kv = pcall(zeltkv.redis, { url = o.url, cluster = o.cluster, prefix = o.prefix,
-                                           password = o.password, tls = o.tls })
+                                           username = o.username, password = o.password, tls = o.tls })
       if ok then
         pcall(kv.flush, kv)
         kv:close()

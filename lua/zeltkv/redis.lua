@@ -312,6 +312,7 @@ local function open(d, node)
     conn_failed(node, fresh)
   end
   if fresh and d.hello then
+    d.round_trips = d.round_trips + 1
     local ok, err = c:send(d.hello)
     local r
     for _ = 1, d.hello_n do
@@ -376,6 +377,7 @@ local function exchange(d, node, payload, n)
   for try = 1, 2 do
     local ok, c, reused = pcall(acquire, d, node, cos)
     if not ok then return nil, c, false end
+    d.round_trips = d.round_trips + 1
     local sent, err = c:send(payload)
     local r, got = nil, 0
     if sent then
@@ -677,6 +679,7 @@ local function tx_load(tx, s, rk)
   if c then return c end
   tx_route(tx, s, rk)
   local conn = tx_conn(tx)
+  tx.d.round_trips = tx.d.round_trips + 1
   local ok, err = conn:send(cmd1("WATCH", rk) .. cmd1("GET", rk) .. cmd1("PTTL", rk))
   local w, v, p
   if ok then w, err = read(conn) end
@@ -772,7 +775,8 @@ local function tx_commit(tx)
   if tx.broken == RETRY then return false end
   local cmds = commit_cmds(tx)
   if #cmds == 0 and next(tx.cache) == nil then return true end   -- touched nothing
-  local conn = tx_conn(tx)
+  local d, conn = tx.d, tx_conn(tx)
+  d.round_trips = d.round_trips + 1
   local ok, err = conn:send(MULTI .. concat(cmds) .. EXEC)
   local replies, n = {}, #cmds + 2
   if ok then
@@ -843,6 +847,7 @@ local function run_atomic(d, self, fn, ...)
            cos = cos }
     d.txs[co] = tx
     d.ntx = d.ntx + 1
+    d.attempts = d.attempts + 1
     local r = pack_n(pcall(fn, self, ...))
     local ok, committed = true, false
     if r[1] then ok, committed = pcall(tx_commit, tx) end
@@ -855,6 +860,7 @@ local function run_atomic(d, self, fn, ...)
       -- fn raised: nothing but reads was sent; UNWATCH, or close if that fails
       if tx.conn then
         local conn = tx.conn
+        d.round_trips = d.round_trips + 1
         local sent = conn:send(UNWATCH)
         local v = sent and read(conn)
         tx_end(tx, v == "OK")
@@ -863,6 +869,7 @@ local function run_atomic(d, self, fn, ...)
     else
       tx_end(tx, false)
     end
+    d.conflicts = d.conflicts + 1
     if now_ms() > deadline then
       failed(("atomic: gave up after %d attempts in %g s: other clients kept changing its keys")
              :format(attempt, d.lock_timeout), "conflict")
@@ -1152,6 +1159,7 @@ local function tx_walk(tx, s, subtree, what)
   local pattern = glob_quote(s.base) .. (subtree and "[:/]*" or ":*")
   local found, cursor = {}, "0"
   repeat
+    d.round_trips = d.round_trips + 1
     local ok, err = conn:send(pack1("SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT))
     local r
     if ok then r, err = read(conn) end
@@ -1165,6 +1173,7 @@ local function tx_walk(tx, s, subtree, what)
         found[page[i]] = true
         w[i + 1] = page[i]
       end
+      d.round_trips = d.round_trips + 1
       ok, err = conn:send(pack({ w }))
       local v
       if ok then v, err = read(conn) end
@@ -1351,6 +1360,9 @@ function Driver.stats(self)
     driver = "redis", keys = n, bytes_used = f.used_memory, capacity = (cap and cap > 0) and cap or nil,
     evictions = f.evicted_keys, expired_freed = f.expired_keys, gc_runs = 0,
     server_version = f.redis_version, nodes = #walk_nodes(d, nil), cluster = d.cluster or false,
+    -- this driver's own counters: requests sent (each a round trip, pipelines count one),
+    -- atomic attempts, and attempts that EXEC refused (a watched key changed)
+    round_trips = d.round_trips, atomic_attempts = d.attempts, atomic_conflicts = d.conflicts,
   }
 end
 
@@ -1505,6 +1517,7 @@ function M.redis(opts)
     _tag = DRIVER_TAG, prefix = prefix, shard = shard,
     timeout = positive(opts, "timeout", 1), lock_timeout = positive(opts, "lock_timeout", 5),
     nodes = {}, txs = setmetatable({}, { __mode = "k" }), ntx = 0, closed = false, tls = tls,
+    round_trips = 0, attempts = 0, conflicts = 0,
   }, DRIVER_MT)
   local keepalive = positive(opts, "keepalive", 60)
   local pool_size = count_opt(opts, "pool_size", 32)
