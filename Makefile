@@ -46,10 +46,11 @@ LMOD_ENV = LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(B)/$(FLAVOUR)/?.so
 # Debian packages the build and the tests use (installed by `make deps`)
 PKGS_BUILD := gcc make pkg-config lua5.4 liblua5.4-dev lua-busted libcjson-dev libxxhash-dev luarocks
 PKGS_TEST  := $(PKGS_BUILD) valgrind clang libclang-rt-14-dev lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev \
-              luajit2 libluajit2-5.1-dev nginx libnginx-mod-http-lua curl
+              luajit2 libluajit2-5.1-dev nginx libnginx-mod-http-lua curl \
+              redis-server redis-tools lua-socket lua-sec openssl
 PKGS_BENCH := redis-server redis-tools gnuplot-nox lua-cjson
 
-.PHONY: all deps deps-bench check spec spec-all spec-drivers examples sanitize valgrind rockcheck nginx-test shdict-diff fuzz \
+.PHONY: all deps deps-bench check spec spec-all spec-drivers redis-test examples sanitize valgrind rockcheck nginx-test shdict-diff fuzz \
         test demo bench install clean
 
 all: $(MODULE) $(LIBA)
@@ -127,6 +128,14 @@ spec-drivers: $(MODULE)
 	  echo "shared driver: $$(tail -n 1 $(RESULTS)/spec-driver-shared.log)"; \
 	  [ $$rc -eq 0 ] || { grep -A3 '^not ok' $(RESULTS)/spec-driver-shared.log | head -40; exit 1; }
 
+# the redis driver: its own servers (unix, TCP, TLS + password, 3-node cluster, cluster
+# with replicas), the contract specs on each, its own spec under 5.4/5.1/LuaJIT, the
+# failover, the examples on redis and nginx (spec/redis/run.sh; LEGS="..." picks some)
+redis-test:
+	@mkdir -p $(RESULTS)
+	@for v in 5.4 5.1 jit; do $(MAKE) --no-print-directory LUA_VERSION=$$v all >/dev/null || exit 1; done
+	@RESULTS=$(RESULTS) bash spec/redis/run.sh
+
 examples: $(MODULE)
 	@mkdir -p $(RESULTS)
 	@pass=0; fail=0; for e in examples/*.lua examples/shdict/cron.lua; do \
@@ -179,6 +188,7 @@ test: deps
 	@$(MAKE) --no-print-directory check
 	@$(MAKE) --no-print-directory spec-all
 	@$(MAKE) --no-print-directory spec-drivers
+	@$(MAKE) --no-print-directory redis-test
 	@$(MAKE) --no-print-directory examples
 	@$(MAKE) --no-print-directory rockcheck
 	@$(MAKE) --no-print-directory nginx-test

@@ -498,14 +498,25 @@ local function refresh(d)
   return nil, last
 end
 
-local function owner(d, slot)
+-- owner(d, slot) -> node, or nil and why (no map, or no master for the slot: during a
+-- failover its shard has none until a replica is promoted; the map is read again then)
+local function try_owner(d, slot)
   if d.map_stale or not d.slots then
     local ok, err = refresh(d)
-    if not ok and not d.slots then failed("cluster: cannot read the slot map: " .. err, "connection") end
+    if not ok and not d.slots then return nil, "cluster: cannot read the slot map: " .. err end
   end
   local name = d.slots[slot]
-  if not name then failed(("cluster: no node serves slot %d"):format(slot), "connection") end
+  if not name then
+    d.map_stale = true
+    return nil, ("cluster: no master serves slot %d"):format(slot)
+  end
   return node_of(d, name)
+end
+
+local function owner(d, slot)
+  local node, why = try_owner(d, slot)
+  if not node then failed(why, "connection") end
+  return node
 end
 
 local ASKING = pack1("ASKING")
@@ -549,9 +560,15 @@ local function call(d, slot, payload, n)
   end
   local deadline, asking
   for attempt = 1, 1000 do
-    local node = asking or owner(d, slot)
+    local node, why = asking, nil
+    if not node then node, why = try_owner(d, slot) end
     local r, err, sent
-    if asking then
+    if not node then
+      -- no master for the slot yet: wait for the promotion, within timeout
+      deadline = deadline or socket.now_ms() + d.timeout * 1000
+      if socket.now_ms() > deadline then failed(why, "connection") end
+      backoff(min(attempt, 6))
+    elseif asking then
       r, err, sent = exchange(d, node, ASKING .. payload, n + 1)
       if r ~= nil then
         if n == 1 then r = r[2] else table.remove(r, 1) end
@@ -560,7 +577,9 @@ local function call(d, slot, payload, n)
     else
       r, err, sent = exchange(d, node, payload, n)
     end
-    if r == nil then
+    if not node then
+      -- (waited above)
+    elseif r == nil then
       if type(err) == "table" and err.reason ~= "connection" then error(err, 0) end
       local msg = type(err) == "table" and err.message or (node.name .. ": " .. tostring(err))
       -- the node is gone: a failover may move its slots to a promoted replica.  Retried

@@ -64,8 +64,10 @@ make_cluster() {   # make_cluster NAME REPLICAS NODES
   local name=$1 reps=$2 nodes=$3 ports p addrs=()
   ports=$(pick_ports "$nodes") || { echo "no free ports" >&2; return 1; }
   for p in $ports; do
+    # replicas sync without disk and without delay, and may always be promoted
     start_one "$name/$p" --port "$p" --cluster-enabled yes --cluster-config-file nodes.conf \
-      --cluster-node-timeout 1000 --appendonly no || return 1
+      --cluster-node-timeout 1000 --repl-diskless-sync yes --repl-diskless-sync-delay 0 \
+      --cluster-replica-validity-factor 0 || return 1
     addrs+=("127.0.0.1:$p")
   done
   for p in $ports; do wait_ping -p "$p" || return 1; done
@@ -81,6 +83,21 @@ make_cluster() {   # make_cluster NAME REPLICAS NODES
     sleep 0.1
   done
   [ "$(redis-cli -p "$first" cluster info | grep -c 'cluster_state:ok')" = 1 ] || { echo "cluster not ok" >&2; return 1; }
+  # every replica has finished its first sync (a failover needs that)
+  if [ "$reps" -gt 0 ]; then
+    for i in $(seq 1 100); do
+      local pending=0
+      for p in $ports; do
+        local info
+        info=$(redis-cli -p "$p" info replication 2>/dev/null | tr -d '\r')
+        if echo "$info" | grep -q '^role:slave'; then
+          echo "$info" | grep -q '^master_link_status:up' || pending=1
+        fi
+      done
+      [ $pending = 0 ] && break
+      sleep 0.1
+    done
+  fi
   (IFS=,; echo "${addrs[*]}")
 }
 
