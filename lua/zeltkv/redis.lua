@@ -187,9 +187,10 @@ local function encode(v)
   if t == "string" then
     local b = byte(v, 1)
     if b == nil then return v end
-    -- digits, '-', 't'/'f' (true/false), '{', '[', 0xFF might read back as something else
-    if b <= 57 and b >= 45 or b == 116 or b == 102 or b == 123 or b == 91 or b == 255 then
-      if b == 255 or b == 123 or b == 91 or v == "true" or v == "false" or tonumber(v) then
+    -- digits, '-', 't'/'f' (true/false), '{', '[', 0xFF, and 0xFE (the flags form of
+    -- store:shdict() items) might read back as something else
+    if b <= 57 and b >= 45 or b == 116 or b == 102 or b == 123 or b == 91 or b >= 254 then
+      if b >= 254 or b == 123 or b == 91 or v == "true" or v == "false" or tonumber(v) then
         return FF .. v
       end
     end
@@ -1317,6 +1318,196 @@ end
 Store.shdict = function(self)
   check_store(self, "shdict")
   return require("zeltkv.shdict").new(self)
+end
+
+---------------------------------------------------------------------------------------------
+-- raw access for store:shdict() (lua/zeltkv/shdict.lua builds ngx.shared.DICT on these;
+-- their contract is the C binding's, src/lzeltkv.c "raw access").  Items keep the value
+-- forms above, so the Store API and the dict read each other's values; an item with user
+-- flags is 0xFE <flags> ":" <value form>; a list is a Redis list of shdict's item
+-- encoding.  These calls are not part of an atomic() (each is one command, or its own).
+
+local T_STRING, T_INT, T_FLOAT, T_BOOL, T_LIST = 1, 2, 3, 4, 6
+local RC_OK, RC_NOTFOUND, RC_EXISTS, RC_ETYPE = 0, 1, 2, -5
+local FE = "\254"
+
+local function raw_type(v)
+  local t = type(v)
+  if t == "string" then return T_STRING end
+  if t == "boolean" then return T_BOOL end
+  if t == "number" then
+    if HAS_INT then return math_type(v) == "integer" and T_INT or T_FLOAT end
+    if v == floor(v) and v >= -LIMIT and v <= LIMIT and not (v == 0 and 1 / v < 0) then return T_INT end
+    return T_FLOAT
+  end
+  return T_JSON
+end
+
+local NONFINITE = { nan = 0 / 0, inf = huge, ["-inf"] = -huge }
+
+-- stored text -> type, value, flags
+local function raw_decode(text)
+  local flags = 0
+  if byte(text, 1) == 254 then
+    local f, rest = text:match("^\254(%d+):(.*)$")
+    if f then
+      flags, text = tonumber(f), rest
+      local x = NONFINITE[rest]
+      if x then return T_FLOAT, x, flags end
+    end
+  end
+  local v = decode(text)
+  return raw_type(v), v, flags
+end
+
+local function raw_encode(t, value, flags)
+  local text
+  if t == T_INT then text = int_text(value)
+  elseif t == T_FLOAT then
+    -- shdict stores NaN and infinities; the value forms have none: the flags form has
+    if value ~= value or value == huge or value == -huge then
+      return FE .. int_text(flags or 0) .. ":" .. (value ~= value and "nan" or value > 0 and "inf" or "-inf")
+    end
+    text = encode(HAS_INT and value + 0.0 or value)
+    if not HAS_INT and not find(text, "[%.eEn]") then text = text .. ".0" end
+  elseif t == T_BOOL then text = value and "true" or "false"
+  else text = encode(value) end
+  if flags and flags ~= 0 then text = FE .. int_text(flags) .. ":" .. text end
+  return text
+end
+
+function Store._rawget(self, key)
+  local d = check_store(self, "_rawget")
+  local rk = self.kbase .. check_key(key)
+  local slot = self.slot or slotlib.slot(rk)
+  local v = call(d, slot, cmd1("GET", rk), 1)
+  if v == false then return nil end
+  if is_err(v) then
+    if resp.err_kind(v) ~= "WRONGTYPE" then server_error(v, "get") end
+    local n = call(d, slot, cmd1("LLEN", rk), 1)
+    if is_err(n) then return T_JSON + 100, "", 0, false end      -- a foreign Redis type
+    return T_LIST, fmt("%08x", n), 0, false
+  end
+  local t, val, flags = raw_decode(v)
+  return t, val, flags, false
+end
+
+function Store._rawset(self, key, t, value, flags, ttl_ms, setflags)
+  local d = check_store(self, "_rawset")
+  local rk = self.kbase .. check_key(key)
+  local cmd = { "SET", rk, raw_encode(t, value, flags) }
+  if ttl_ms and ttl_ms > 0 then cmd[4], cmd[5] = "PX", int_text(ttl_ms) end
+  setflags = setflags or 0
+  if setflags % 2 == 1 then cmd[#cmd + 1] = "NX"
+  elseif setflags % 4 >= 2 then cmd[#cmd + 1] = "XX" end
+  local r = call(d, self.slot or slotlib.slot(rk), pack({ cmd }), 1)
+  if is_err(r) then server_error(r, "set") end
+  if r == false then return setflags % 2 == 1 and RC_EXISTS or RC_NOTFOUND, false end
+  return RC_OK, false
+end
+
+function Store._expire_ms(self, key, ms)
+  local d = check_store(self, "_expire_ms")
+  local rk = self.kbase .. check_key(key)
+  local r
+  if ms and ms > 0 then r = call(d, self.slot or slotlib.slot(rk), cmd2("PEXPIRE", rk, int_text(ms)), 1)
+  else
+    local slot = self.slot or slotlib.slot(rk)
+    r = call(d, slot, cmd1("EXISTS", rk) .. cmd1("PERSIST", rk), 2)[1]
+  end
+  if is_err(r) then server_error(r, "expire") end
+  return r == 1 and RC_OK or RC_NOTFOUND
+end
+
+-- shdict's incr: a number (integer or float) plus by; a missing key is created holding
+-- init + by (ttl init_ttl_ms) when `create`, else not found.  Integers with an integral
+-- init take one round trip (MULTI; SET NX [PX]; INCRBY; EXEC); the rest an atomic().
+function Store._incr_num(self, key, by, create, init, ttl_ms)
+  local d = check_store(self, "_incr_num")
+  local k = check_key(key)
+  local rk = self.kbase .. k
+  local integral = by == floor(by) and by >= -LIMIT and by <= LIMIT
+  init = init or 0
+  if create and integral and init == floor(init) and init >= -LIMIT and init <= LIMIT then
+    local slot = self.slot or slotlib.slot(rk)
+    local set = { "SET", rk, int_text(init) }
+    if ttl_ms and ttl_ms > 0 then set[4], set[5] = "PX", int_text(ttl_ms) end
+    set[#set + 1] = "NX"
+    local r = call(d, slot, MULTI .. pack({ set }) .. cmd2("INCRBY", rk, int_text(by)) .. EXEC, 4)
+    local res = r[4]
+    if type(res) == "table" and type(res[2]) == "number" then return RC_OK, res[2] end
+    if type(res) == "table" and is_err(res[2]) and resp.err_kind(res[2]) == "WRONGTYPE" then return RC_ETYPE end
+    -- not an integer there (a float, flags, a list...): the general way below
+  end
+  local rc, result = RC_OK, nil
+  run_atomic(d, self, function()
+    rc, result = RC_OK, nil
+    local tx = current_tx(d)
+    local e = tx_view(tx, self, rk)
+    if not e then
+      if not create then rc = RC_NOTFOUND; return end
+      result = init + by
+      tx_put(tx, self, rk, { text = raw_encode(raw_type(result), result, 0),
+                             exp = (ttl_ms and ttl_ms > 0) and now_ms() + ttl_ms or false, vdirty = true })
+      return
+    end
+    local t, v, flags = raw_decode(e.text)
+    if t ~= T_INT and t ~= T_FLOAT then rc = RC_ETYPE; return end
+    result = v + by
+    local rt = (t == T_INT and integral and result >= -LIMIT and result <= LIMIT) and T_INT or T_FLOAT
+    tx_put(tx, self, rk, { text = raw_encode(rt, result, flags), exp = e.exp, keep = e.server or e.keep,
+                           vdirty = true })
+  end)
+  if rc ~= RC_OK then return rc end
+  return RC_OK, result
+end
+
+function Store._flush_all(self)
+  local d = check_store(self, "_flush_all")
+  unlink_all(d, scan(d, self.slot, glob_quote(self.kbase) .. "*"), "flush_all")
+end
+
+function Store._flush_expired(self)
+  check_store(self, "_flush_expired")
+  return 0                                    -- the server frees expired keys itself
+end
+
+function Store._space(self)
+  check_store(self, "_space")
+  return nil                                  -- the server's maxmemory: not per store
+end
+
+function Store._keys_list(self, max)
+  check_store(self, "_keys_list")
+  local list = {}
+  for k in Store.keys(self) do
+    list[#list + 1] = k
+    if max and max > 0 and #list >= max then break end
+  end
+  return list
+end
+
+function Store._list_push(self, key, left, item)
+  local d = check_store(self, "_list_push")
+  local rk = self.kbase .. check_key(key)
+  local r = call(d, self.slot or slotlib.slot(rk), cmd2(left and "LPUSH" or "RPUSH", rk, item), 1)
+  if is_err(r) then
+    if resp.err_kind(r) == "WRONGTYPE" then return RC_ETYPE end
+    server_error(r, "push")
+  end
+  return RC_OK, r
+end
+
+function Store._list_pop(self, key, left)
+  local d = check_store(self, "_list_pop")
+  local rk = self.kbase .. check_key(key)
+  local r = call(d, self.slot or slotlib.slot(rk), cmd1(left and "LPOP" or "RPOP", rk), 1)
+  if r == false then return RC_NOTFOUND end
+  if is_err(r) then
+    if resp.err_kind(r) == "WRONGTYPE" then return RC_ETYPE end
+    server_error(r, "pop")
+  end
+  return RC_OK, sub(r, 1, 1), sub(r, 10, -9)
 end
 
 STORE_MT.__tostring = function(self)
