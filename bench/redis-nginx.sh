@@ -87,7 +87,7 @@ $NGX_HTTP_COMMON
     end
   }
   server {
-    listen 127.0.0.1:\$1;
+    listen 127.0.0.1:$1;
     location = /ping { content_by_lua_block { ngx.say("pong") } }
     location = /run {
       content_by_lua_block {

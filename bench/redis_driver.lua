@@ -115,7 +115,8 @@ for _, addr in ipairs(arg) do
   local bare = bare_ops(c, pfx)
   local kv = zeltkv.redis({ url = addr, prefix = pfx })
   local drv = driver_ops(kv)
-  print(("%s (%s, %d ops per round, best of %d rounds)"):format(addr, _VERSION, N, ROUNDS))
+  print(("%s (%s, %d ops per round, best of %d rounds)"):format(addr,
+    rawget(_G, "jit") and jit.version or _VERSION, N, ROUNDS))
   print(("  %-26s %12s %12s %8s %12s"):format("operation", "bare ns/op", "driver ns/op", "ratio",
                                                "round trips"))
   for _, op in ipairs(OPS) do

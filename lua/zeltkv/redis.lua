@@ -48,7 +48,11 @@ local M = {}
 -- the C binding's error metatable (tostring "zeltkv: CODE: message")
 local ERR_MT = getmetatable(select(2, pcall(core.unlink, "")))
 
+-- the binding's core._raise when it has one (the C methods' own way: a table when the
+-- call is caught, else a string naming the caller's line), else the same table
+local core_raise = rawget(core, "_raise")
 local function raise(code, msg, reason)
+  if core_raise then core_raise(code, msg, reason) end
   error(setmetatable({ code = code, message = msg, reason = reason }, ERR_MT), 0)
 end
 local function failed(msg, reason) raise("STORE_OPERATION_FAILED", msg, reason) end
@@ -152,22 +156,34 @@ end
 -- Text in no such form (another client's) reads back as a string.
 
 -- Tables go through the C binding's codec, so the rules and the INVALID_VALUE messages
--- are the memory driver's: a private memory store encodes and decodes them (its raw
--- methods give the JSON text in and out).
-local codec = core.memory():namespace("codec")
-local T_JSON = 5
-
-local function enc_table(v)
-  codec:set("v", v)                     -- raises INVALID_VALUE as the other drivers do
-  local _, text = codec:_rawget("v")
-  return text
-end
-
-local function dec_table(text)
-  codec:_rawset("v", T_JSON, text)
-  local ok, v = pcall(codec.get, codec, "v")
-  if ok then return v end
-  return text                           -- not our JSON: the text as it is
+-- are the memory driver's: core._encode / core._decode where the binding exports them,
+-- else a private memory store whose raw methods give the JSON text in and out.
+local T_JSON = 5                        -- ZKV_T_JSON (include/zeltkv.h)
+local enc_table, dec_table
+if rawget(core, "_encode") and rawget(core, "_decode") then
+  local c_encode, c_decode = core._encode, core._decode
+  enc_table = function(v)
+    local _, text = c_encode(v)
+    return text
+  end
+  dec_table = function(text)
+    local ok, v = pcall(c_decode, T_JSON, text)
+    if ok then return v end
+    return text                         -- not our JSON: the text as it is
+  end
+else
+  local codec = core.memory():namespace("codec")
+  enc_table = function(v)
+    codec:set("v", v)                   -- raises INVALID_VALUE as the other drivers do
+    local _, text = codec:_rawget("v")
+    return text
+  end
+  dec_table = function(text)
+    codec:_rawset("v", T_JSON, text)
+    local ok, v = pcall(codec.get, codec, "v")
+    if ok then return v end
+    return text
+  end
 end
 
 local FF = "\255"
@@ -901,7 +917,7 @@ end
 
 local function no_walk_in_tx(d, what)
   if d.ntx > 0 and current_tx(d) then
-    failed(what .. ": not available inside atomic on the redis driver (a walk cannot be watched)",
+    failed(what .. ": not available inside atomic on the redis driver (it walks every master)",
            "unsupported")
   end
 end
@@ -1753,7 +1769,7 @@ function M.redis(opts)
     return {
       name = name, host = host, port = port, path = path, tls = tls, timeout = d.timeout,
       pool_name = name .. "/" .. pool_tag, pool_size = pool_size, backlog = backlog,
-      keepalive = keepalive, idle = {}, cosocket_host = IN_NGX and socket.kind() == "cosocket" or nil,
+      keepalive = keepalive, idle = {},
     }
   end
 

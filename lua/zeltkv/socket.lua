@@ -51,7 +51,8 @@ local function load_luasocket()
   return luasocket
 end
 
--- LuaSocket's errors, in the words the driver reports
+-- TLS over a connected LuaSocket socket (LuaSec).  LuaSec checks the certificate chain
+-- against cafile/capath; it does not compare the certificate's names with the host.
 local function wrap_tls(sock, cfg)
   if not ssl then
     local ok, mod = pcall(require, "ssl")
@@ -139,7 +140,8 @@ function M.connect(cfg)
   if kind == "cosocket" then return connect_cosocket(cfg) end
   if not kind then return nil, why, "phase" end
   local c, err = connect_luasocket(cfg)
-  return c, err and err or true
+  if not c then return nil, err end
+  return c, true                          -- a LuaSocket connection is always new here
 end
 
 -- keepalive(conn, cfg): a cosocket goes back to nginx's pool; LuaSocket connections are
