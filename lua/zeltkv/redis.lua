@@ -392,8 +392,14 @@ end
 local function exchange(d, node, payload, n)
   local cos = use_cosockets()
   for try = 1, 2 do
-    local ok, c, reused = pcall(acquire, d, node, cos)
-    if not ok then return nil, c, false end
+    local c, reused
+    if d.cluster then                       -- a node that cannot be reached: call() decides
+      local ok
+      ok, c, reused = pcall(acquire, d, node, cos)
+      if not ok then return nil, c, false end
+    else
+      c, reused = acquire(d, node, cos)
+    end
     d.round_trips = d.round_trips + 1
     local sent, err = c:send(payload)
     local r, got = nil, 0

@@ -64,28 +64,28 @@ function M.pack(cmds)
   return concat(parts)
 end
 
--- the most common commands, without building tables: "CMD key" and "CMD key arg"
-local heads = {}
-local function head(cmd, n)
-  local h = heads[cmd .. n]
-  if not h then
-    h = "*" .. n .. "\r\n$" .. #cmd .. "\r\n" .. cmd .. "\r\n"
-    heads[cmd .. n] = h
-  end
-  return h
+-- the most common commands, without building tables: "CMD key", "CMD key arg", ...; the
+-- "*N $len CMD" head of each command name is made once per arity
+local function heads(n)
+  return setmetatable({}, { __index = function(t, cmd)
+    local h = "*" .. n .. "\r\n$" .. #cmd .. "\r\n" .. cmd .. "\r\n"
+    t[cmd] = h
+    return h
+  end })
 end
+local H2, H3, H4, H5 = heads(2), heads(3), heads(4), heads(5)
 function M.cmd1(cmd, a)
-  return head(cmd, 2) .. "$" .. #a .. "\r\n" .. a .. "\r\n"
+  return H2[cmd] .. "$" .. #a .. "\r\n" .. a .. "\r\n"
 end
 function M.cmd2(cmd, a, b)
-  return head(cmd, 3) .. "$" .. #a .. "\r\n" .. a .. "\r\n$" .. #b .. "\r\n" .. b .. "\r\n"
+  return H3[cmd] .. "$" .. #a .. "\r\n" .. a .. "\r\n$" .. #b .. "\r\n" .. b .. "\r\n"
 end
 function M.cmd3(cmd, a, b, c)
-  return head(cmd, 4) .. "$" .. #a .. "\r\n" .. a .. "\r\n$" .. #b .. "\r\n" .. b
+  return H4[cmd] .. "$" .. #a .. "\r\n" .. a .. "\r\n$" .. #b .. "\r\n" .. b
     .. "\r\n$" .. #c .. "\r\n" .. c .. "\r\n"
 end
 function M.cmd4(cmd, a, b, c, d)
-  return head(cmd, 5) .. "$" .. #a .. "\r\n" .. a .. "\r\n$" .. #b .. "\r\n" .. b
+  return H5[cmd] .. "$" .. #a .. "\r\n" .. a .. "\r\n$" .. #b .. "\r\n" .. b
     .. "\r\n$" .. #c .. "\r\n" .. c .. "\r\n$" .. #d .. "\r\n" .. d .. "\r\n"
 end
 
