@@ -40,6 +40,11 @@ build = {
     ["zeltkv"] = "lua/zeltkv.lua",
     ["zeltkv.ffi"] = "lua/zeltkv/ffi.lua",
     ["zeltkv.shdict"] = "lua/zeltkv/shdict.lua",
+    -- the redis driver: plain Lua; needs LuaSocket (and LuaSec for TLS) only when used
+    ["zeltkv.redis"] = "lua/zeltkv/redis.lua",
+    ["zeltkv.resp"] = "lua/zeltkv/resp.lua",
+    ["zeltkv.socket"] = "lua/zeltkv/socket.lua",
+    ["zeltkv.slot"] = "lua/zeltkv/slot.lua",
     ["zeltkv.core"] = {
       sources = { "src/alloc.c", "src/arena.c", "src/index.c", "src/ops.c", "src/txn.c",
                   "src/snapshot.c", "src/dumpfile.c",

@@ -1,6 +1,6 @@
 -- spec/05-expiry_spec.lua: ttls and expiry (API.md "Store", ttl rules, kv:gc, gc_interval).
 -- Time is moved with the test hook zeltkv._set_clock_offset(ms), never by sleeping (on
--- redis, whose clock cannot move, H.advance sleeps through a 4x faster clock: helpers.lua).
+-- redis, whose clock cannot move, H.advance sleeps through a 2.5x faster clock: helpers.lua).
 
 local H = require("helpers")
 local zeltkv = require("zeltkv")
@@ -128,7 +128,7 @@ describe("expiry", function()
       assert.is_nil(s:get("tiny"))
     end)
 
-    H.except("redis", "a millisecond of the server is 4 of the scaled clock")(
+    H.except("redis", "a millisecond of the server is 2.5 of the scaled clock")(
       "never turns a tiny ttl into \"no expiry\" (set, incr, setnx, expire)", function()
       s:set("set", 1, 0.0001)
       s:incr("incr", 1, 1e-9)

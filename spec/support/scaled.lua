@@ -7,7 +7,7 @@
 -- scaled.advance(ms) then stands for the memory driver's _set_clock_offset(ms): it sleeps
 -- until f * ms real milliseconds have passed since the last reset.
 -- The spec's assertions on ttls keep their meaning, with the real clock's jitter divided
--- by f added to them; f = 0.1 turns a 10 s ttl into 1 s.
+-- by f added to them; f = 0.4 turns a 10 s ttl into 4 s.
 
 local M = {}
 
@@ -54,30 +54,47 @@ function M.wrap(kv, f, clock)
     -- a wrong self reaches the real method, which raises its own argument error
     return real, (type(real) == "table" or type(real) == "userdata") and real[name] or kv:namespace("x")[name]
   end
+  -- how long each ttl'd write took (an upper bound of how late the server applied it),
+  -- per real store and key: a reading takes it off, so that it never reads long
+  local took = {}
+  local function key_id(real, k)
+    local base = type(real) == "table" and rawget(real, "kbase") or tostring(real)
+    return tostring(base) .. "\0" .. tostring(k)
+  end
+  local function timed_write(real, k, ttl, m, ...)
+    if ttl == nil then return m(real, ...) end
+    local socket = require("socket")
+    local t0 = socket.gettime()
+    local r1, r2 = m(real, ...)
+    took[key_id(real, k)] = socket.gettime() - t0
+    return r1, r2
+  end
   function Store.set(self, k, v, ttl)
     local real, m = arg_of(self, "set")
-    return m(real, k, v, scale_ttl(ttl, f, clock))
+    return timed_write(real, k, ttl, m, k, v, scale_ttl(ttl, f, clock))
   end
   function Store.setnx(self, k, v, ttl)
     local real, m = arg_of(self, "setnx")
-    return m(real, k, v, scale_ttl(ttl, f, clock))
+    return timed_write(real, k, ttl, m, k, v, scale_ttl(ttl, f, clock))
   end
   function Store.incr(self, k, by, ttl)
     local real, m = arg_of(self, "incr")
-    return m(real, k, by, scale_ttl(ttl, f, clock))
+    return timed_write(real, k, ttl, m, k, by, scale_ttl(ttl, f, clock))
   end
   function Store.expire(self, k, ttl)
     local real, m = arg_of(self, "expire")
-    return m(real, k, scale_ttl(ttl, f, clock))
+    return timed_write(real, k, ttl, m, k, scale_ttl(ttl, f, clock))
   end
   function Store.ttl(self, k)
     local real, m = arg_of(self, "ttl")
-    -- seconds left at the clock's current instant: the server read them a little later
-    -- than `late` says, and counts whole milliseconds (up to 1 ms more), so this takes
-    -- 1 ms off and errs on the short side, as a later reading would
-    local late = clock and clock.late() or 0
+    -- the reading comes after the clock's current instant (by `slack` at least), which
+    -- errs short; it errs long by how late the write was applied past that slack (taken
+    -- off here) and by the server's whole milliseconds (up to 1 ms, taken off too)
     local r = m(real, k)
-    if type(r) == "number" and r < huge then return math.max(r + late - 0.001, 0.0001) / f end
+    if type(r) == "number" and r < huge then
+      local w = math.max((took[key_id(real, k)] or 0) - (clock and clock.slack or 0), 0)
+      return math.max(r - w - 0.001, 0.0001) / f
+    end
     return r
   end
   function Store.namespace(self, name)
@@ -111,14 +128,14 @@ end
 
 -- the scaled clock: time 0 is the first write with a ttl after reset() (on the memory
 -- driver's test clock every write before the first advance happens at 0); advance(ms)
--- sleeps until f * ms real ms after time 0, plus `slack` (default 2 ms) so that a key
+-- sleeps until f * ms real ms after time 0, plus `slack` (default 3 ms) so that a key
 -- "1 ms past its expiry" is past it for the server too; late() is how far the real
 -- clock is past the instant the test clock shows.
 function M.clock(f, slack)
-  slack = slack or 0.002
+  slack = slack or 0.003
   local socket = require("socket")
   local t0, at, started = socket.gettime(), 0, false
-  local c = {}
+  local c = { slack = slack }
   function c.reset() t0, at, started = socket.gettime(), 0, false end
   function c.late()
     if not started then t0, started = socket.gettime(), true end
