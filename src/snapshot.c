@@ -30,7 +30,7 @@
 static int64_t wall_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  int64_t offset = zkv_now() - zkv_now_ns_raw() / 1000000;
+  int64_t offset = clock_ms() - clock_ns() / 1000000;
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + offset;
 }
 
@@ -86,14 +86,14 @@ int zkv_snapshot_take(zkv_db *db, zkv_snapshot **out) {
       return ZKV_ECORRUPT;
     }
     if (h->top <= sn->map_bytes) {
-      int64_t t0 = zkv_now_ns_raw();
+      int64_t t0 = clock_ns();
       memcpy(sn->base, h, sizeof(hdr));
       memcpy(sn->base + h->heap_start, s->base + h->heap_start, h->top - h->heap_start);
-      sn->mono_ms = zkv_now();
+      sn->mono_ms = clock_ms();
       sn->info.time_ms = wall_ms();
       sn->info.entries = h->nkeys - h->ndead;
       sn->info.bytes = sizeof(hdr) + (h->top - h->heap_start);
-      sn->info.lock_ns = (uint64_t)(zkv_now_ns_raw() - t0);
+      sn->info.lock_ns = (uint64_t)(clock_ns() - t0);
       op_leave(db, 0);
       break;
     }
@@ -237,15 +237,15 @@ void zkv_snapshot_free(zkv_snapshot *sn) {
 
 #define PROGRESS_EVERY 4096
 
-int zkv_dump(zkv_db *db, const char *path, zkv_progress_fn progress, void *ud,
+int zkv_dump(zkv_db *db, const char *path, int fd, zkv_progress_fn progress, void *ud,
              zkv_dump_stats *st) {
   if (st) memset(st, 0, sizeof *st);
-  if (!db || !path) return ZKV_EINVAL;
+  if (!db || (!path && fd < 0)) return ZKV_EINVAL;
   zkv_snapshot *sn;
   int rc = zkv_snapshot_take(db, &sn);
   if (rc) return rc;
   zkv_dump_writer *w;
-  if ((rc = zkv_dump_writer_open(path, sn->info.time_ms, &w))) {
+  if ((rc = zkv_dump_writer_open(path, fd, sn->info.time_ms, &w))) {
     zkv_snapshot_free(sn);
     return rc;
   }
@@ -306,6 +306,7 @@ typedef struct loader {
   size_t nbef, cap_bef;
   step_mark *steps;
   size_t nsteps, cap_steps;
+  int64_t now;           /* wall clock ms, read at each look at the step's time */
 } loader;
 
 static int same_path(loader *ld, const zkv_item *it) {
@@ -394,7 +395,7 @@ static int keep_before(loader *ld, zkv_ns ns, const zkv_item *it, uint64_t index
   before *b = &ld->bef[ld->nbef++];
   b->index = index;
   b->v = old;
-  b->exp = left > 0 ? zkv_now() + left : 0;
+  b->exp = left > 0 ? clock_ms() + left : 0;
   return ZKV_OK;
 }
 
@@ -418,7 +419,7 @@ static int undo_key(loader *ld, const zkv_item *it, const before *b) {
   if (rc == ZKV_NOTFOUND) return ZKV_OK;
   if (rc) return rc;
   if (!same_value(&cur, &it->value)) return ZKV_OK;
-  int64_t ttl = b && b->exp ? b->exp - zkv_now() : 0;
+  int64_t ttl = b && b->exp ? b->exp - clock_ms() : 0;
   if (!b || (b->exp && ttl <= 0)) {   /* it was absent (or has expired since) */
     rc = zkv_del(ld->db, ns, it->key, it->klen);
     return rc < 0 ? rc : ZKV_OK;
@@ -480,7 +481,7 @@ static void load_fail(loader *ld, const char *what) {
 /* end the open step: commit it, and note where it ended for undo_steps */
 static int end_step(loader *ld, uint64_t index, int64_t t0) {
   zkv_load_stats *st = ld->st;
-  int64_t held = zkv_now_ns_raw() - t0;
+  int64_t held = clock_ns() - t0;
   if ((uint64_t)held > st->max_lock_ns) st->max_lock_ns = (uint64_t)held;
   st->steps++;
   step_mark *m = &ld->steps[ld->nsteps - 1];
@@ -508,7 +509,7 @@ static int begin_step(loader *ld, uint64_t index) {
 
 /* write one key (or skip it, expired); within an open step */
 static int load_key(loader *ld, const zkv_item *it, uint64_t index) {
-  int64_t now = wall_ms();
+  int64_t now = ld->now;
   if (it->expires_ms && it->expires_ms <= now) {
     ld->st->expired++;
     return ZKV_OK;
@@ -534,7 +535,8 @@ static int write_pass(loader *ld, zkv_progress_fn progress, void *ud) {
       if ((rc = begin_step(ld, index))) break;
       in_step = 1;
       n_in_step = 0;
-      t0 = zkv_now_ns_raw();
+      t0 = clock_ns();
+      ld->now = wall_ms();
     }
     zkv_item it;
     rc = zkv_dump_reader_next(ld->r, &it);
@@ -545,14 +547,15 @@ static int write_pass(loader *ld, zkv_progress_fn progress, void *ud) {
     }
     if (rc || (rc = load_key(ld, &it, index))) break;
     index++;
-    if (++n_in_step % STEP_CHECK == 0 && zkv_now_ns_raw() - t0 >= STEP_NS) {
-      in_step = 0;
-      if ((rc = end_step(ld, index, t0))) break;
-      if (progress) {
-        uint64_t off, size;
-        zkv_dump_reader_position(ld->r, NULL, &off, &size);
-        progress(ud, off, size);
-      }
+    if (++n_in_step % STEP_CHECK != 0) continue;
+    ld->now = wall_ms();   /* expiry is judged by a clock at most STEP_CHECK keys old */
+    if (clock_ns() - t0 < STEP_NS) continue;
+    in_step = 0;
+    if ((rc = end_step(ld, index, t0))) break;
+    if (progress) {
+      uint64_t off, size;
+      zkv_dump_reader_position(ld->r, NULL, &off, &size);
+      progress(ud, off, size);
     }
   }
   if (!rc) return ZKV_OK;
@@ -576,18 +579,18 @@ static int write_pass(loader *ld, zkv_progress_fn progress, void *ud) {
   return rc;
 }
 
-int zkv_load(zkv_db *db, const char *path, zkv_progress_fn progress, void *ud,
+int zkv_load(zkv_db *db, const char *path, int fd, zkv_progress_fn progress, void *ud,
              zkv_load_stats *st) {
   zkv_load_stats local;
   if (!st) st = &local;
   memset(st, 0, sizeof *st);
-  if (!db || !path) return ZKV_EINVAL;
+  if (!db || (!path && fd < 0)) return ZKV_EINVAL;
   if (db->closed) return ZKV_ECLOSED;
   if (zkv_txn_depth(db) > 0) return ZKV_ETXN;
   loader ld = {0};
   ld.db = db;
   ld.st = st;
-  int rc = zkv_dump_reader_open(path, &ld.r);
+  int rc = zkv_dump_reader_open(path, fd, &ld.r);
   if (rc == ZKV_OK) {
     /* pass 1: every line checked, nothing written */
     zkv_item it;
