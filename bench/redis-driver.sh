@@ -20,7 +20,7 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM
 
 for _ in 1 2 3 4 5; do
-  PORT=$((20000 + RANDOM % 30000))
+  PORT=$((20000 + RANDOM % 12000))          # below the ephemeral ports (32768+)
   (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && continue
   redis-server --port "$PORT" --bind 127.0.0.1 --unixsocket "$T/redis.sock" --unixsocketperm 700 \
     --save '' --appendonly no --daemonize yes --dir "$T" --pidfile "$T/redis.pid" --logfile "$T/redis.log" || continue

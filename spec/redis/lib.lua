@@ -68,7 +68,7 @@ R.sh = sh
 
 local function free_port()
   for _ = 1, 50 do
-    local p = math.random(20000, 50000)
+    local p = math.random(23000, 32000)        -- below the ephemeral ports (32768+)
     local c = socket.tcp()
     c:settimeout(0.2)
     local busy = c:connect("127.0.0.1", p)
@@ -90,7 +90,7 @@ function R.server(extra)
     assert(sh(("redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no --daemonize yes "
                .. "--dir %s --pidfile %s/redis.pid --logfile %s/redis.log %s"):format(
                srv.port, dir, dir, dir, extra or "")))
-    for _ = 1, 100 do
+    for _ = 1, 200 do
       local ok, r = pcall(R.raw, srv.addr, "PING")
       if ok and r == "PONG" then
         local f = io.open(dir .. "/redis.pid")
@@ -100,7 +100,10 @@ function R.server(extra)
       end
       R.sleep(0.05)
     end
-    error("redis-server did not start on " .. srv.addr)
+    local f = io.open(dir .. "/redis.log")
+    local log = f and f:read("*a") or ""
+    if f then f:close() end
+    error("redis-server did not start on " .. srv.addr .. ": " .. log:sub(-400))
   end
   local function signal(sig)
     if srv.pid then sh(("kill -%s %d 2>/dev/null"):format(sig, srv.pid)) end

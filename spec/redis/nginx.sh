@@ -33,7 +33,10 @@ fi
 
 ngx_prefix zeltkv-redis-nginx
 # a private server that will stop answering (check f)
-SLOW_PORT=$(pick_port)
+for _ in $(seq 1 50); do            # below the ephemeral ports (32768+)
+  SLOW_PORT=$((23000 + RANDOM % 9000))
+  (exec 3<>"/dev/tcp/127.0.0.1/$SLOW_PORT") 2>/dev/null || break
+done
 redis-server --port "$SLOW_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
   --dir "$T" --pidfile "$T/slow.pid" --logfile "$T/slow.log"
 for _ in $(seq 1 50); do [ "$(redis-cli -p "$SLOW_PORT" ping 2>/dev/null)" = PONG ] && break; sleep 0.05; done
