@@ -33,8 +33,8 @@ ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden
 LIBS    := -lcjson -lpthread -lm
 
 ENGINE_SRC := src/alloc.c src/arena.c src/index.c src/ops.c src/txn.c
-BINDING_SRC := src/lzeltkv.c
-HEADERS := include/zeltkv.h src/internal.h src/compat.h
+BINDING_SRC := src/lua/check.c src/lua/value.c src/lua/store.c src/lua/raw.c src/lua/module.c
+HEADERS := include/zeltkv.h src/internal.h src/compat.h src/lua/binding.h
 B       := build
 MODULE  := $(B)/$(FLAVOUR)/zeltkv/core.so
 LIBA    := $(B)/libzeltkv.a
