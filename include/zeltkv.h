@@ -141,6 +141,14 @@ ZKV_API int zkv_errclass(int rc);
 /* zkv_errclass_name: "INVALID_TTL", ... for a class; "" for ZKV_CLASS_NONE. */
 ZKV_API const char *zkv_errclass_name(int cls);
 
+/* zkv_errdetail: the system call behind the last ZKV_EIO this thread got:
+ * the call, the path and the system's message, e.g. "open
+ * /dev/shm/zeltkv-app: Permission denied".
+ *  [out] err  its errno (may be NULL); 0 when there was none
+ * Returns "" when there was none.  The string belongs to the library and
+ * stays valid until the next failing call in this thread. */
+ZKV_API const char *zkv_errdetail(int *err);
+
 /* ------------------------------------------------------------------------ */
 /* Opening and closing                                                       */
 

@@ -2,6 +2,7 @@
  * check.c -- the binding's errors and the argument checks every method
  * shares: keys, ttls, integers, namespace and segment names.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -63,6 +64,14 @@ const char *rc_reason(int rc) {
 int raise_rc(lua_State *L, int rc, const char *what) {
   int cls = zkv_errclass(rc);
   if (cls == ZKV_CLASS_NONE) cls = C_FAILED;
+  if (rc == ZKV_EIO) {
+    /* a system call: name it, its path and the system's message */
+    int e;
+    const char *detail = zkv_errdetail(&e);
+    if (*detail)
+      return zkv_l_raise(L, cls, e == EACCES || e == EPERM || e == EROFS ? "permission" : "system",
+                         "%s: %s", what, detail);
+  }
   return zkv_l_raise(L, cls, rc_reason(rc), "%s: %s", what, zkv_strerror(rc));
 }
 
