@@ -35,6 +35,7 @@ build = {
     ["zeltkv.shdict"] = "lua/zeltkv/shdict.lua",
     ["zeltkv.core"] = {
       sources = { "src/alloc.c", "src/arena.c", "src/index.c", "src/ops.c", "src/txn.c",
+                  "src/snapshot.c", "src/dumpfile.c",
                   "src/lua/check.c", "src/lua/value.c", "src/lua/store.c", "src/lua/raw.c",
                   "src/lua/module.c" },
       defines = { "_GNU_SOURCE" },

@@ -147,7 +147,7 @@ end
 
 local raise_rc = core._raise_rc
 
--- key -> string of 1..65535 bytes, or nil (let C take the call). As check_key in lzeltkv.c:
+-- key -> string of 1..65535 bytes, or nil (let C take the call). As check_key in src/lua/:
 -- an integral number within 2^53 is its decimal string.
 local function key_of(k)
   local kt = type(k)
