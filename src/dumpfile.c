@@ -19,6 +19,7 @@
  * Nothing here takes the store's lock: the writer is fed from a snapshot,
  * the reader feeds zkv_load (snapshot.c).
  */
+#define _GNU_SOURCE 1 /* first: the engine uses Linux and POSIX calls beyond C11 (internal.h) */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>

@@ -14,6 +14,7 @@
  * replaces is kept in this process, so that if a step fails (a full store)
  * it is rolled back and the steps before it are undone, newest first.
  */
+#define _GNU_SOURCE 1 /* first: the engine uses Linux and POSIX calls beyond C11 (internal.h) */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -14,6 +14,7 @@
  * Lock-free readers (shared driver) rely on `seq`: a writer makes it odd
  * before its first change and even again at commit.
  */
+#define _GNU_SOURCE 1 /* first: the engine uses Linux and POSIX calls beyond C11 (internal.h) */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -228,7 +229,7 @@ static int lock_slow(zkv_db *db, _Atomic uint32_t *w, uint32_t me) {
    * at the lock word less and less often leaves the holder its cache lines,
    * so two processes hammering one key lose little to each other. */
   for (int spin = 0, pause = 16; spin < 64; spin++) {
-    for (int i = 0; i < pause; i++) __builtin_ia32_pause();
+    for (int i = 0; i < pause; i++) cpu_relax();
     if (pause < 4096) pause *= 2;
     uint32_t z = 0;
     if (atomic_load_explicit(w, memory_order_relaxed) == 0 &&

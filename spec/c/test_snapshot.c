@@ -4,6 +4,7 @@
  *
  * Files and segments live in a private temporary directory (th_dir).
  */
+#define _GNU_SOURCE 1 /* first: fork, mkdtemp, syscall and other calls beyond C11 */
 #include <fcntl.h>
 #include <math.h>
 #include <sys/stat.h>
