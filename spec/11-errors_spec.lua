@@ -100,3 +100,85 @@ describe("errors say what failed", function()
     assert.are.equal("string", type(err))   -- a plain argument error
   end)
 end)
+
+-- Runs `code` (a Lua file) uncaught in a child of this interpreter; returns its output, and
+-- the file name the child ran (errors name it)
+local function uncaught(code)
+  local out, ok, file = H.run_lua(code)
+  return out, ok, file
+end
+
+describe("an uncaught zeltkv error", function()
+  -- every host prints a string error (nginx, lua5.1, luajit, lua5.2+): see src/lua/check.c
+  local cases = {
+    { "a C method", [[
+local s = require("zeltkv").memory():namespace("a")
+s:set("k", print)
+]], 2, "INVALID_VALUE: value: functions cannot be stored" },
+    { "an engine failure (the LuaJIT front end raises it from Lua)", [[
+local s = require("zeltkv").memory({ max_bytes = "64k" }):namespace("a")
+for i = 1, 1000 do
+  s:set(i, string.rep("x", 1000))
+end
+]], 3, "STORE_OPERATION_FAILED: set: store is full" },
+    { "inside atomic()", [[
+local kv = require("zeltkv").memory()
+local s = kv:namespace("a")
+kv:atomic(function()
+  s:set("k", 1)
+  s:incr("k", 0.5)
+end)
+]], 5, "INVALID_VALUE: incr: by must be an integer" },
+    { "core._raise from a file that is zeltkv's own", [[
+package.preload["fake.driver"] = (loadstring or load)([=[
+  local core = require("zeltkv.core")
+  core._own()
+  return { fail = function() core._raise("STORE_OPERATION_FAILED", "redis: connection refused", "connection") end }
+]=], "=fake/driver.lua")
+local d = require("fake.driver")
+d.fail()
+]], 7, "STORE_OPERATION_FAILED: redis: connection refused" },
+  }
+  for _, c in ipairs(cases) do
+    it("shows its code, message and the user's file:line: " .. c[1], function()
+      local out, ok, file = uncaught(c[2])
+      assert.is_false(ok, out)
+      local want = ("%s:%d: zeltkv: %s"):format(file, c[3], c[4])
+      assert.truthy(out:find(want, 1, true), "expected\n  " .. want .. "\nin\n" .. out)
+      assert.is_nil(out:find("error object is not a string", 1, true))
+    end)
+  end
+
+  it("is a table to a pcall, xpcall or a pcall around atomic()", function()
+    local kv = zeltkv.memory()
+    local s = kv:namespace("a")
+    local _, e1 = pcall(s.set, s, "k", print)
+    local _, e2 = xpcall(function() s:set("k", print) end, function(e) return e end)
+    local _, e3 = pcall(kv.atomic, kv, function() s:set("k", print) end)
+    local _, e4 = pcall(function()
+      kv:atomic(function()
+        pcall(error, "a pcall that returned is no catcher")
+        s:incr("k", 0.5)
+      end)
+    end)
+    for _, e in ipairs({ e1, e2, e3 }) do
+      H.check_error("INVALID_VALUE", e)
+      assert.are.equal("value: functions cannot be stored", e.message)
+    end
+    H.check_error("INVALID_VALUE", e4)
+    kv:close()
+  end)
+
+  it("is the string inside a coroutine that does not catch it (as documented)", function()
+    local s = zeltkv.memory():namespace("a")
+    local co = coroutine.create(function() s:set("k", print) end)
+    local ok, err = coroutine.resume(co)
+    assert.is_false(ok)
+    assert.are.equal("string", type(err))
+    assert.truthy(err:find("zeltkv: INVALID_VALUE: value: functions cannot be stored", 1, true), err)
+    -- caught inside the coroutine, it is the table
+    co = coroutine.create(function() return pcall(s.set, s, "k", print) end)
+    local _, _, e = coroutine.resume(co)
+    H.check_error("INVALID_VALUE", e)
+  end)
+end)

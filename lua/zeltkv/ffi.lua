@@ -43,6 +43,7 @@ local sformat = string.format
 
 local core = require("zeltkv.core")
 local K = core._const
+core._own()   -- an error raised through this file names the user's line
 
 -- copies of include/zeltkv.h (spec/10-binding_spec.lua checks them against it)
 local CDEF = [[
@@ -428,12 +429,11 @@ function StoreMethods.namespace(self, name)
   return wrap_store((CM_STORE.namespace(unwrap(self), name)))
 end
 
+-- fn(s, ...) with the object the user called it on (the C _atomic_as: the same atomic())
 function StoreMethods.atomic(self, fn, ...)
   local cs = unwrap(self)
-  if cs == self or type(fn) ~= "function" then return pass(CM_STORE.atomic(cs, fn, ...)) end
-  -- fn(s, ...) with the object the user called it on; a raise or a yield inside fn
-  -- reaches the C atomic() as it would without this closure
-  return pass(CM_STORE.atomic(cs, function(_, ...) return fn(self, ...) end, ...))
+  if cs == self then return pass(CM_STORE.atomic(cs, fn, ...)) end
+  return pass(CM_STORE._atomic_as(cs, self, fn, ...))
 end
 
 StoreMT.__tostring = function(self) return tostring(rawget(self, CS)) end
@@ -452,8 +452,8 @@ end
 
 function DriverMethods.atomic(self, fn, ...)
   local cd = unwrap(self)
-  if cd == self or type(fn) ~= "function" then return pass(CM_DRIVER.atomic(cd, fn, ...)) end
-  return pass(CM_DRIVER.atomic(cd, function(_, ...) return fn(self, ...) end, ...))
+  if cd == self then return pass(CM_DRIVER.atomic(cd, fn, ...)) end
+  return pass(CM_DRIVER._atomic_as(cd, self, fn, ...))
 end
 
 DriverMT.__tostring = function(self) return tostring(rawget(self, CD)) end

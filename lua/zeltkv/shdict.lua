@@ -39,6 +39,7 @@ local M = { _VERSION = "0.1.0" }
 
 -- enum zkv_type, enum zkv_rc and ZKV_SET_* of include/zeltkv.h, as the C binding exports them
 local K = require("zeltkv.core")._const
+require("zeltkv.core")._own()   -- a zeltkv error raised through here names the user's line
 local T_STRING, T_INT, T_FLOAT, T_BOOL, T_LIST = K.T_STRING, K.T_INT, K.T_FLOAT, K.T_BOOL, K.T_LIST
 local OK, NOTFOUND, EXISTS, EFULL, ENOMEM = K.OK, K.NOTFOUND, K.EXISTS, K.EFULL, K.ENOMEM
 local ETYPE, EINVAL_VALUE = K.ETYPE, K.EINVAL_VALUE

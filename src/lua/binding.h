@@ -50,6 +50,12 @@ ZKV_LUA_LAYOUT
 #define ZKV_STR_(x) #x
 #define ZKV_STR(x) ZKV_STR_(x)
 
+/* atomic_timeout's default, in seconds: an atomic() function that holds the
+ * lock longer is aborted.  Shorter than lock_timeout's 5 s, so that the
+ * processes waiting for the lock get it back before they give up; long
+ * enough for any read-modify-write (they take microseconds). */
+#define ZKV_ATOMIC_TIMEOUT 1.0
+
 /* a growable byte buffer (the encoder's output) */
 typedef struct Scratch { char *buf; size_t len, cap; } Scratch;
 
@@ -85,6 +91,8 @@ int zkv_l_raise(lua_State *L, int cls, const char *reason, const char *fmt, ...)
 #define lraise(L, cls, ...) zkv_l_raise(L, cls, NULL, __VA_ARGS__)
 /* raise STORE_OPERATION_FAILED with a reason */
 #define lraise_failed(L, reason, ...) zkv_l_raise(L, C_FAILED, reason, __VA_ARGS__)
+/* the same from a hook: the stack is looked at from the hooked function */
+int zkv_l_raise_here(lua_State *L, int cls, const char *reason, const char *fmt, ...);
 /* raise the error of an engine result code: "<what>: <zkv_strerror>" */
 int raise_rc(lua_State *L, int rc, const char *what);
 /* the reason word of an engine result code ("full", "timeout", ...), or NULL */
@@ -93,8 +101,9 @@ const char *rc_reason(int rc);
 int error_tostring(lua_State *L);
 int l_raise(lua_State *L);
 int l_raise_rc(lua_State *L);
-int l_error_of(lua_State *L);
-void errors_init(lua_State *L, int module_idx);
+int l_own(lua_State *L);
+/* the error metatable and the registry tables raising uses */
+void errors_init(lua_State *L);
 
 /* ---- checks (check.c) ------------------------------------------------------ */
 
@@ -201,7 +210,9 @@ int push_found(lua_State *L, int rc, const char *what);
 /* the result of a call that counts: n, or the error */
 int push_count(lua_State *L, int rc, uint64_t n, const char *what);
 
-extern const luaL_Reg zkv_store_methods[], zkv_driver_methods[], zkv_raw_methods[];
+extern const luaL_Reg zkv_store_methods[], zkv_driver_methods[], zkv_raw_methods[],
+    zkv_driver_raw_methods[];
+int store_atomic_as(lua_State *L);
 int store_tostring(lua_State *L);
 int driver_tostring(lua_State *L);
 int driver_gcmeta(lua_State *L);

@@ -13,8 +13,50 @@
 
 /* ---- errors ----------------------------------------------------------------
  * An error is a table { code =, message = [, reason =] } with the metatable
- * zeltkv.Error (its __tostring gives "zeltkv: CODE: message").  reason is set
- * for STORE_OPERATION_FAILED only: one word a program can test. */
+ * zeltkv.Error (its __tostring gives "zeltkv: CODE: message"); reason is set
+ * for STORE_OPERATION_FAILED only: one word a program can test.
+ *
+ * Hosts print only string errors: nginx logs "unknown reason" for any other
+ * value and lua5.1 "(error object is not a string)"; lua5.3+ and luajit call
+ * __tostring but add no position to it.  So an error that nothing is going to
+ * catch is raised as a string instead, "FILE:LINE: zeltkv: CODE: message"
+ * (the file and line of the user's call), which every host prints, with its
+ * traceback.  "Going to be caught" means a pcall or xpcall on this
+ * coroutine's stack (other C functions pass errors on; an atomic() on the way
+ * raises the same value again).  zeltkv's own frames (the Lua files that call
+ * core._own(), and C functions) are skipped to find the user's line. */
+
+#define CATCHERS "zeltkv.catchers"   /* registry: { [pcall] = true, [xpcall] = true } */
+#define OWN "zeltkv.own"             /* registry: { [chunk source] = true } of zeltkv's files */
+
+/* whether a pcall / xpcall is on the stack from level `from` up; *user gets
+ * the first frame of a Lua function that is not zeltkv's own */
+static int will_be_caught(lua_State *L, int from, lua_Debug *user, int *have_user) {
+  lua_Debug ar;
+  int caught = 0;
+  *have_user = 0;
+  if (!lua_checkstack(L, 4)) return 1;
+  lua_getfield(L, LUA_REGISTRYINDEX, CATCHERS);
+  lua_getfield(L, LUA_REGISTRYINDEX, OWN);
+  int ci = lua_gettop(L) - 1, oi = ci + 1;
+  for (int level = from; !caught && lua_getstack(L, level, &ar); level++) {
+    if (!lua_getinfo(L, "Slf", &ar)) break;
+    if (ar.what[0] == 'C') {
+      lua_rawget(L, ci);   /* catchers[function] */
+      caught = lua_toboolean(L, -1);
+    } else if (!*have_user && ar.currentline > 0) {
+      lua_pop(L, 1);
+      lua_getfield(L, oi, ar.source);
+      if (!lua_toboolean(L, -1)) {
+        *user = ar;
+        *have_user = 1;
+      }
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+  return caught;
+}
 
 /* push the error table of class cls; message is at stack index mi */
 static void push_error(lua_State *L, int cls, const char *reason, int mi) {
@@ -31,11 +73,23 @@ static void push_error(lua_State *L, int cls, const char *reason, int mi) {
   lua_setmetatable(L, -2);
 }
 
-/* raise the error whose message is on top of the stack */
-static int raise_msg(lua_State *L, int cls, const char *reason) {
+/* raise the error whose message is on top of the stack; the stack is looked
+ * at from level `from` (1: the caller of the C function raising) */
+static int raise_msg(lua_State *L, int cls, const char *reason, int from) {
   if (cls != C_FAILED) reason = NULL;
   else if (!reason) reason = "failed";
-  push_error(L, cls, reason, lua_gettop(L));
+  lua_Debug user;
+  int have_user;
+  if (will_be_caught(L, from, &user, &have_user)) {
+    push_error(L, cls, reason, lua_gettop(L));
+  } else {
+    const char *msg = lua_tostring(L, -1);
+    if (have_user)
+      lua_pushfstring(L, "%s:%d: zeltkv: %s: %s", user.short_src, user.currentline,
+                      zkv_errclass_name(cls), msg);
+    else
+      lua_pushfstring(L, "zeltkv: %s: %s", zkv_errclass_name(cls), msg);
+  }
   return lua_error(L);
 }
 
@@ -44,7 +98,57 @@ int zkv_l_raise(lua_State *L, int cls, const char *reason, const char *fmt, ...)
   va_start(ap, fmt);
   lua_pushvfstring(L, fmt, ap);
   va_end(ap);
-  return raise_msg(L, cls, reason);
+  return raise_msg(L, cls, reason, 1);
+}
+
+int zkv_l_raise_here(lua_State *L, int cls, const char *reason, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  return raise_msg(L, cls, reason, 0);
+}
+
+/* registry[name]: a table, made when absent (the module may be opened again
+ * in one state: package.loaded cleared; what is there stays) */
+static void registry_table(lua_State *L, const char *name) {
+  lua_getfield(L, LUA_REGISTRYINDEX, name);
+  if (lua_istable(L, -1)) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, name);
+}
+
+void errors_init(lua_State *L) {
+  registry_table(L, CATCHERS);
+  for (int i = 0; i < 2; i++) {
+    lua_getglobal(L, i ? "xpcall" : "pcall");
+    if (lua_isnil(L, -1)) lua_pop(L, 1);
+    else {
+      lua_pushboolean(L, 1);
+      lua_rawset(L, -3);
+    }
+  }
+  lua_pop(L, 1);
+  registry_table(L, OWN);
+  lua_pop(L, 1);
+  luaL_newmetatable(L, ERROR_MT);
+  lua_pushcfunction(L, error_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+}
+
+/* core._own(): the Lua file calling it is zeltkv's own: its frames are not
+ * the user's call an error names (lua/zeltkv.lua, ffi.lua, the Redis driver) */
+int l_own(lua_State *L) {
+  lua_Debug ar;
+  if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "S", &ar) && ar.what[0] != 'C') {
+    lua_getfield(L, LUA_REGISTRYINDEX, OWN);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, ar.source);
+  }
+  return 0;
 }
 
 const char *rc_reason(int rc) {
@@ -100,7 +204,7 @@ int l_raise(lua_State *L) {
   luaL_checkstring(L, 2);
   const char *reason = luaL_optstring(L, 3, NULL);
   lua_settop(L, 2);
-  return raise_msg(L, cls, reason);
+  return raise_msg(L, cls, reason, 1);
 }
 
 /* core._raise_rc(rc, what): raises the error of an engine result code as the

@@ -52,9 +52,12 @@ static double opt_seconds(lua_State *L, int i, const char *name) {
   return 0;
 }
 
-/* read the driver options table at i into o; shared says which driver */
-static void read_options(lua_State *L, int i, zkv_options *o, int shared) {
+/* read the driver options table at i into o and *atomic_timeout (the
+ * binding's own option); shared says which driver */
+static void read_options(lua_State *L, int i, zkv_options *o, double *atomic_timeout,
+                         int shared) {
   zkv_options_init(o);
+  *atomic_timeout = ZKV_ATOMIC_TIMEOUT;
   int t = lua_type(L, i);
   if (t == LUA_TNONE || t == LUA_TNIL) return;
   if (t != LUA_TTABLE) lraise(L, C_VALUE, "options must be a table, got %s", luaL_typename(L, i));
@@ -79,6 +82,8 @@ static void read_options(lua_State *L, int i, zkv_options *o, int shared) {
           lua_tonumber(L, v) != floor(lua_tonumber(L, v)))
         lraise(L, C_VALUE, "option 'mode' must be permission bits such as 384 (0600)");
       o->mode = (unsigned)lua_tonumber(L, v);
+    } else if (strcmp(k, "atomic_timeout") == 0) {
+      *atomic_timeout = opt_seconds(L, v, k);
     } else if (strcmp(k, "lock_timeout") == 0 && shared) {
       o->lock_timeout = opt_seconds(L, v, k);
     } else if (strcmp(k, "size") == 0 || strcmp(k, "mode") == 0 || strcmp(k, "lock_timeout") == 0) {
@@ -92,9 +97,10 @@ static void read_options(lua_State *L, int i, zkv_options *o, int shared) {
   }
 }
 
-static Driver *new_driver(lua_State *L) {
+static Driver *new_driver(lua_State *L, double atomic_timeout) {
   Driver *d = (Driver *)lua_newuserdatauv(L, sizeof(Driver), 0);
   memset(d, 0, sizeof *d);   /* "closed" until the store is open (liolib's way) */
+  d->atomic_timeout = atomic_timeout;
   luaL_getmetatable(L, DRIVER_MT);
   lua_setmetatable(L, -2);
   return d;
@@ -102,8 +108,9 @@ static Driver *new_driver(lua_State *L) {
 
 static int l_memory(lua_State *L) {
   zkv_options o;
-  read_options(L, 1, &o, 0);
-  Driver *d = new_driver(L);
+  double at;
+  read_options(L, 1, &o, &at, 0);
+  Driver *d = new_driver(L, at);
   int rc = zkv_open_memory(&o, &d->db);
   if (rc) return raise_rc(L, rc, "memory");
   return 1;
@@ -112,8 +119,9 @@ static int l_memory(lua_State *L) {
 static int l_shared(lua_State *L) {
   const char *name = check_seg_name(L, 1);
   zkv_options o;
-  read_options(L, 2, &o, 1);
-  Driver *d = new_driver(L);
+  double at;
+  read_options(L, 2, &o, &at, 1);
+  Driver *d = new_driver(L, at);
   int rc = zkv_open_shared(name, &o, &d->db);
   if (rc) return raise_rc(L, rc, "shared");
   return 1;
@@ -219,16 +227,14 @@ ZKV_API int luaopen_zeltkv_core(lua_State *L);
 
 int luaopen_zeltkv_core(lua_State *L) {
   new_class(L, STORE_MT, zkv_store_methods, zkv_raw_methods, store_tostring, NULL, NULL);
-  new_class(L, DRIVER_MT, zkv_driver_methods, NULL, driver_tostring, driver_gcmeta,
+  new_class(L, DRIVER_MT, zkv_driver_methods, zkv_driver_raw_methods, driver_tostring, driver_gcmeta,
             driver_closemeta);
-  luaL_newmetatable(L, ERROR_MT);
-  lua_pushcfunction(L, error_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  errors_init(L);
 
   static const luaL_Reg funcs[] = {
     {"memory", l_memory}, {"shared", l_shared}, {"unlink", l_unlink},
     {"_set_clock_offset", l_set_clock_offset}, {"_raise", l_raise}, {"_raise_rc", l_raise_rc},
+    {"_own", l_own},
     {"_decode", l_decode}, {NULL, NULL}};
   lua_newtable(L);
   for (const luaL_Reg *r = funcs; r->name; r++) {

@@ -328,7 +328,11 @@ static int store_keys_list(lua_State *L) {
     /* the handle anew each step: pushing the keys allocates */
     zkv_db *db = s->drv->db;
     int rc = db ? zkv_keys(db, s->ns, &cur, want, collect_key, &b, &got) : ZKV_ECLOSED;
-    if (rc == ZKV_ESTALE) break;   /* the namespace went with a rolled-back atomic: empty */
+    if (rc == ZKV_ESTALE && n == 0 && reresolve(L, 1, s) == ZKV_OK) {   /* made anew */
+      memset(&cur, 0, sizeof cur);
+      rc = zkv_keys(db, s->ns, &cur, want, collect_key, &b, &got);
+    }
+    if (rc == ZKV_ESTALE) break;   /* gone and not made again: an empty namespace */
     if (rc) {
       free(b.buf);
       return raise_rc(L, rc, "keys");
@@ -344,5 +348,5 @@ const luaL_Reg zkv_raw_methods[] = {
   {"_incr_num", store_incr_num}, {"_expire_ms", store_expire_ms},
   {"_flush_all", store_flush_all}, {"_flush_expired", store_flush_expired},
   {"_space", store_space}, {"_list_push", store_list_push}, {"_list_pop", store_list_pop},
-  {"_keys_list", store_keys_list},
+  {"_keys_list", store_keys_list}, {"_atomic_as", store_atomic_as},
   {NULL, NULL}};

@@ -8,9 +8,12 @@
  * method checks all its arguments first and fetches the handle (live_db)
  * last: checking may allocate, and a finalizer may close the driver then.
  */
+#define _GNU_SOURCE 1 /* first: clock_gettime */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "binding.h"
 
@@ -241,10 +244,18 @@ static int keys_iter(lua_State *L) {
   KeyBatch b = {NULL, 0, 0, 0};
   size_t got = 0;
   int rc;
+  lua_pushvalue(L, lua_upvalueindex(1));   /* the store, for reresolve */
+  int si = lua_gettop(L);
   do {
     rc = zkv_keys(db, s->ns, cur, KEYS_BATCH, collect_key, &b, &got);
+    if (rc == ZKV_ESTALE && reresolve(L, si, s) == ZKV_OK) {
+      /* made anew: a walk of the new namespace (nothing of it was returned) */
+      memset(cur, 0, sizeof *cur);
+      rc = zkv_keys(db, s->ns, cur, KEYS_BATCH, collect_key, &b, &got);
+    }
   } while (rc == ZKV_OK && b.n == 0 && !cur->done);
-  if (rc == ZKV_ESTALE) {   /* the namespace went with a rolled-back atomic: it is empty */
+  lua_pop(L, 1);
+  if (rc == ZKV_ESTALE) {   /* gone and not made again: an empty namespace */
     free(b.buf);
     cur->done = 1;
     return 0;
@@ -280,30 +291,98 @@ static int store_keys(lua_State *L) {
   return 1;
 }
 
-/* ---- atomic ---------------------------------------------------------------- */
+/* ---- atomic ----------------------------------------------------------------
+ * atomic_timeout: while fn runs, a count hook looks at the clock every
+ * HOOK_EVERY VM instructions and, past the deadline, raises
+ * STORE_OPERATION_FAILED (reason "timeout") inside fn; atomic() then undoes
+ * fn's writes and releases the lock as for any error.  What a hook cannot
+ * see: time spent inside one C function (a huge string.rep, a clear() of a
+ * big namespace), a coroutine fn resumes that was made before atomic()
+ * began (hooks are per coroutine), a pcall inside fn that swallows the error
+ * (it is raised again at the next check, but fn keeps the lock until it
+ * returns), and on LuaJIT a loop the JIT compiled (see the README).  A hook
+ * another tool set (a debugger, a profiler) is left alone: no limit then.
+ *
+ * The deadline is per thread (one Lua state runs in one thread at a time,
+ * and atomic() cannot yield, so atomics nest in time): the nearest deadline
+ * of the atomics running wins. */
 
-static int do_atomic(lua_State *L, Driver *d) {
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  int nargs = lua_gettop(L) - 2;
+#define HOOK_EVERY 1000
+
+static _Thread_local struct { int64_t deadline_ns; double secs; } atomic_limit;
+
+static int64_t now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static void atomic_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  if (atomic_limit.deadline_ns && now_ns() >= atomic_limit.deadline_ns) {
+    char secs[32];
+    snprintf(secs, sizeof secs, "%g", atomic_limit.secs);
+    zkv_l_raise_here(L, C_FAILED, "timeout",
+                     "atomic: fn ran longer than atomic_timeout (%s s); its writes are undone",
+                     secs);
+  }
+}
+
+/* LuaJIT: a loop the JIT compiled never looks at hooks, so fn is kept out of
+ * the JIT (luaJIT_setmode, found when the host is LuaJIT: a weak reference,
+ * NULL under PUC Lua) */
+extern int luaJIT_setmode(lua_State *L, int idx, int mode) __attribute__((weak));
+#define ZKV_LUAJIT_MODE_ALLFUNC_OFF 2   /* LUAJIT_MODE_ALLFUNC | LUAJIT_MODE_OFF (luajit.h) */
+
+/* fn at fn_idx, called as fn(<value at self_idx>, <the values after fn>) */
+static int do_atomic(lua_State *L, Driver *d, int fn_idx, int self_idx) {
+  if (lua_type(L, fn_idx) != LUA_TFUNCTION)
+    return lraise(L, C_VALUE, "atomic: fn must be a function, got %s", luaL_typename(L, fn_idx));
+  int nargs = lua_gettop(L) - fn_idx;
   /* everything that can raise comes before the lock is taken */
   luaL_checkstack(L, nargs + 2, "too many arguments");
+  if (luaJIT_setmode && d->atomic_timeout > 0)
+    luaJIT_setmode(L, fn_idx, ZKV_LUAJIT_MODE_ALLFUNC_OFF);   /* fn and the functions it defines */
   zkv_db *db = live_db(L, d);
   int rc = zkv_begin(db);
   if (rc) return raise_rc(L, rc, "atomic");
   d->atomic_depth++;
+  /* the time limit, from the moment the lock is held */
+  int64_t saved_deadline = atomic_limit.deadline_ns;
+  double saved_secs = atomic_limit.secs;
+  int hooked = 0;
+  if (d->atomic_timeout > 0) {
+    double ns = d->atomic_timeout * 1e9;
+    int64_t deadline = now_ns() + (ns < 4e18 ? (int64_t)ns : (int64_t)4e18);
+    if (!saved_deadline || deadline < saved_deadline) {
+      atomic_limit.deadline_ns = deadline;
+      atomic_limit.secs = d->atomic_timeout;
+    }
+    if (!lua_gethook(L)) {
+      lua_sethook(L, atomic_hook, LUA_MASKCOUNT, HOOK_EVERY);
+      hooked = 1;
+    }
+  }
   /* fn(self, ...) */
-  lua_pushvalue(L, 2);
-  lua_pushvalue(L, 1);
-  for (int i = 0; i < nargs; i++) lua_pushvalue(L, 3 + i);
+  lua_pushvalue(L, fn_idx);
+  lua_pushvalue(L, self_idx);
+  for (int i = 0; i < nargs; i++) lua_pushvalue(L, fn_idx + 1 + i);
   int base = lua_gettop(L) - nargs - 2;
   /* a yield inside fn cannot cross this C call: Lua raises an error, which
    * lands here like any other, and the writes are undone */
   int st = lua_pcall(L, nargs + 1, LUA_MULTRET, 0);
+  if (hooked) lua_sethook(L, NULL, 0, 0);
+  atomic_limit.deadline_ns = saved_deadline;
+  atomic_limit.secs = saved_secs;
   d->atomic_depth--;
+  /* fn cannot close this driver (close() is refused inside it), but nothing
+   * here trusts the handle fetched before fn ran */
+  db = d->db;
   if (st != LUA_OK) {
-    zkv_rollback(db);
+    if (db) zkv_rollback(db);
     return lua_error(L);   /* the same error value, unchanged */
   }
+  if (!db) return lraise_failed(L, "closed", "atomic: the driver was closed");
   rc = zkv_commit(db);
   if (rc) return raise_rc(L, rc, "atomic");
   return lua_gettop(L) - base;
@@ -311,7 +390,18 @@ static int do_atomic(lua_State *L, Driver *d) {
 
 static int store_atomic(lua_State *L) {
   Store *s = (Store *)check_self(L, STORE_MT);
-  return do_atomic(L, s->drv);
+  return do_atomic(L, s->drv, 2, 1);
+}
+
+/* s:_atomic_as(self, fn, ...) and kv:_atomic_as(self, fn, ...): atomic()
+ * calling fn(self, ...): the LuaJIT front end passes its own object */
+int store_atomic_as(lua_State *L) {
+  Store *s = (Store *)check_self(L, STORE_MT);
+  return do_atomic(L, s->drv, 3, 2);
+}
+
+static int driver_atomic_as(lua_State *L) {
+  return do_atomic(L, (Driver *)check_self(L, DRIVER_MT), 3, 2);
 }
 
 int store_tostring(lua_State *L) {
@@ -334,7 +424,7 @@ static int driver_namespace(lua_State *L) {
 }
 
 static int driver_atomic(lua_State *L) {
-  return do_atomic(L, (Driver *)check_self(L, DRIVER_MT));
+  return do_atomic(L, (Driver *)check_self(L, DRIVER_MT), 2, 1);
 }
 
 /* kv:gc(), kv:flush() */
@@ -424,6 +514,8 @@ const luaL_Reg zkv_store_methods[] = {
   {"namespace", store_namespace}, {"atomic", store_atomic}, {"keys", store_keys},
   {"count", store_count}, {"clear", store_clear},
   {NULL, NULL}};
+
+const luaL_Reg zkv_driver_raw_methods[] = {{"_atomic_as", driver_atomic_as}, {NULL, NULL}};
 
 const luaL_Reg zkv_driver_methods[] = {
   {"namespace", driver_namespace}, {"atomic", driver_atomic}, {"gc", driver_gc},
