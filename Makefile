@@ -86,7 +86,7 @@ PKGS_LUA_5.4 := lua5.4 liblua5.4-dev
 PKGS_LUA_jit := luajit2 libluajit2-5.1-dev
 PKGS_BUILD   := gcc pkg-config libcjson-dev libxxhash-dev $(PKGS_LUA_$(LUA_VERSION))
 PKGS_BENCH   := $(PKGS_BUILD) $(PKGS_LUA_jit) nginx libnginx-mod-http-lua curl redis-server \
-                redis-tools gnuplot-nox lua-cjson
+                redis-tools gnuplot-nox lua-cjson lua-socket
 need = @./tools/deps.sh $(1)
 
 # ---- the build -------------------------------------------------------------------
@@ -125,7 +125,12 @@ $(MODULE): $(BINDING_OBJ) $(ENGINE_OBJ)
 # C tests: against the static library, at -O1 (faster to build, still optimised)
 $(B)/test/%: spec/c/%.c $(wildcard spec/c/*.h) $(HEADERS) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(ZKV_CPPFLAGS) -Ispec/c -std=c11 $(WARN) -O1 -g $< $(LIBA) -o $@ $(LDFLAGS) $(ENGINE_LIBS)
+	$(CC) $(ZKV_CPPFLAGS) -Isrc -Ispec/c -std=c11 $(WARN) -O1 -g $< $(LIBA) -o $@ $(LDFLAGS) $(ENGINE_LIBS)
+
+# C benchmarks (make bench): against the static library, optimised
+$(B)/bench/%: bench/%.c $(HEADERS) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(ZKV_CPPFLAGS) -std=c11 $(WARN) -O2 $< $(LIBA) -o $@ $(LDFLAGS) $(ENGINE_LIBS)
 
 -include $(shell find $(B)/obj $(B)/$(FLAVOUR)/obj -name "*.d" 2>/dev/null)
 
@@ -164,8 +169,12 @@ bench:
 	@echo
 	@$(LMOD_ENV) ZELTKV_SHM_DIR=$${ZELTKV_SHM_DIR:-/dev/shm} $(LUA) bench/shared.lua
 	@echo
+	@$(MAKE) --no-print-directory -s $(B)/bench/snapshot && $(B)/bench/snapshot
+	@echo
 	@$(MAKE) --no-print-directory LUA_VERSION=jit module
 	@bash bench/nginx/run.sh
+	@echo
+	@bash bench/redis-driver.sh
 
 # ---- install ---------------------------------------------------------------------
 # Lua files go where the interpreter of LUA_VERSION looks under PREFIX (LuaJIT: 5.1).
@@ -177,6 +186,10 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 LUA_LIBDIR   ?= $(PREFIX)/lib/lua/$(LUA_ABI)
 LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_ABI)
 DATADIR      ?= $(PREFIX)/share/zeltkv
+BINDIR       ?= $(PREFIX)/bin
+# bin/zkv, installed: it finds the module where this installs it, whatever the Lua's paths
+ZKV_PATHS = package.path = "$(LUA_SHAREDIR)/?.lua;$(LUA_SHAREDIR)/?/init.lua;" .. package.path; \
+  package.cpath = "$(LUA_LIBDIR)/?.so;" .. package.cpath
 LUA_FILES    := $(patsubst lua/%,%,$(shell find lua -name '*.lua' | sort))
 
 # zeltkv.pc names the directories relative to ${prefix} where they are under PREFIX
@@ -196,12 +209,15 @@ install: all
 	for f in $(LUA_FILES); do install -D -m 0644 lua/$$f $(DESTDIR)$(LUA_SHAREDIR)/$$f || exit 1; done
 	install -d $(DESTDIR)$(DATADIR)/types
 	install -m 0644 types/*.lua $(DESTDIR)$(DATADIR)/types/
+	install -d $(DESTDIR)$(BINDIR)
+	sed -e '1s|.*|#!/usr/bin/env $(LUA)|' -e 's|^local _ = nil -- ZKV_PATHS$$|$(ZKV_PATHS)|' bin/zkv \
+	  > $(DESTDIR)$(BINDIR)/zkv && chmod 0755 $(DESTDIR)$(BINDIR)/zkv
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/zeltkv.h $(DESTDIR)$(LIBDIR)/libzeltkv.a \
 	  $(DESTDIR)$(LIBDIR)/libzeltkv.so* $(DESTDIR)$(PKGCONFIGDIR)/zeltkv.pc \
 	  $(DESTDIR)$(LUA_LIBDIR)/zeltkv/core.so $(addprefix $(DESTDIR)$(LUA_SHAREDIR)/,$(LUA_FILES)) \
-	  $(addprefix $(DESTDIR)$(DATADIR)/,$(wildcard types/*.lua))
+	  $(addprefix $(DESTDIR)$(DATADIR)/,$(wildcard types/*.lua)) $(DESTDIR)$(BINDIR)/zkv
 	-rmdir $(DESTDIR)$(LUA_LIBDIR)/zeltkv $(DESTDIR)$(LUA_SHAREDIR)/zeltkv $(DESTDIR)$(DATADIR)/types \
 	  $(DESTDIR)$(DATADIR) 2>/dev/null
 

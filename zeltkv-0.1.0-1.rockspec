@@ -40,9 +40,16 @@ build = {
     ["zeltkv"] = "lua/zeltkv.lua",
     ["zeltkv.ffi"] = "lua/zeltkv/ffi.lua",
     ["zeltkv.shdict"] = "lua/zeltkv/shdict.lua",
+    ["zeltkv.cli"] = "lua/zeltkv/cli.lua",
+    ["zeltkv.snapshot"] = "lua/zeltkv/snapshot.lua",
+    -- the redis driver: plain Lua; needs LuaSocket (and LuaSec for TLS) only when used
+    ["zeltkv.redis"] = "lua/zeltkv/redis.lua",
+    ["zeltkv.resp"] = "lua/zeltkv/resp.lua",
+    ["zeltkv.socket"] = "lua/zeltkv/socket.lua",
+    ["zeltkv.slot"] = "lua/zeltkv/slot.lua",
     ["zeltkv.core"] = {
-      sources = { "src/alloc.c", "src/arena.c", "src/index.c", "src/ops.c", "src/txn.c",
-                  "src/snapshot.c", "src/dumpfile.c",
+      sources = { "src/alloc.c", "src/arena.c", "src/clock.c", "src/index.c", "src/ops.c",
+                  "src/room.c", "src/txn.c", "src/snapshot.c", "src/dumpfile.c",
                   "src/lua/check.c", "src/lua/value.c", "src/lua/store.c", "src/lua/raw.c",
                   "src/lua/module.c" },
       incdirs = { "include", "$(CJSON_INCDIR)", "$(XXHASH_INCDIR)" },
@@ -50,6 +57,8 @@ build = {
       libraries = { "cjson", "pthread", "m" },
     },
   },
+  -- the zkv command (docs/cli.md); luarocks puts a wrapper for the rock's Lua in its bin/
+  install = { bin = { zkv = "bin/zkv" } },
   -- docs/: the manual (luarocks doc zeltkv); types/: LuaLS annotations of the API
   copy_directories = { "docs", "examples", "types" },
 }

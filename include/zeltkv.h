@@ -498,14 +498,16 @@ typedef void (*zkv_progress_fn)(void *ud, uint64_t done, uint64_t total);
  * hosts that produce the keys themselves (the Redis driver). */
 typedef struct zkv_dump_writer zkv_dump_writer;
 
-/* zkv_dump_writer_open: start a dump file at path.  A regular file (or a
- * missing one) is written under a temporary name in the same directory
- * (mode 0600) and renamed over path only by zkv_dump_writer_finish, so that
- * a dump that fails never leaves a partial file in place of a good one;
- * anything else (a pipe, /dev/stdout) is written in place.
+/* zkv_dump_writer_open: start a dump file at path, or on the open file
+ * descriptor fd when path is NULL.  A regular file (or a missing one) at
+ * path is written under a temporary name in the same directory (mode 0600)
+ * and renamed over path only by zkv_dump_writer_finish, so that a dump that
+ * fails never leaves a partial file in place of a good one; anything else at
+ * path (a pipe, /dev/null), and fd, are written in place (fd stays open: the
+ * writer writes through a duplicate of it).
  *  [in]  time_ms  the instant the dump shows (wall clock ms), for the header
  * Returns ZKV_OK, ZKV_EIO (errno set), ZKV_ENOMEM, ZKV_EINVAL. */
-ZKV_API int zkv_dump_writer_open(const char *path, int64_t time_ms, zkv_dump_writer **out);
+ZKV_API int zkv_dump_writer_open(const char *path, int fd, int64_t time_ms, zkv_dump_writer **out);
 
 /* zkv_dump_writer_add: append a key.  Returns ZKV_OK, ZKV_EINVAL_KEY (an
  * empty or too long key or name), ZKV_EINVAL_VALUE (a type no store can
@@ -525,15 +527,16 @@ ZKV_API void zkv_dump_writer_abort(zkv_dump_writer *w);
 /* A dump file being read. */
 typedef struct zkv_dump_reader zkv_dump_reader;
 
-/* zkv_dump_reader_open: open a dump file and read its first line.  Input
- * that cannot seek (a pipe) is first copied to a temporary file, so that it
- * can be read twice (zkv_dump_reader_rewind).
+/* zkv_dump_reader_open: open a dump file at path, or read the open file
+ * descriptor fd when path is NULL (fd stays open), and read its first line.
+ * Input that cannot seek (a pipe) is first copied to a temporary file, so
+ * that it can be read twice (zkv_dump_reader_rewind).
  *  [out] out  the reader, to close with zkv_dump_reader_close: set on
  *             ZKV_OK and on ZKV_EINVAL_VALUE (so that the error can be
  *             read), NULL otherwise
  * Returns ZKV_OK, ZKV_EINVAL_VALUE (the first line is not a dump header:
  * zkv_dump_reader_error says why), ZKV_EIO (errno set), ZKV_ENOMEM. */
-ZKV_API int zkv_dump_reader_open(const char *path, zkv_dump_reader **out);
+ZKV_API int zkv_dump_reader_open(const char *path, int fd, zkv_dump_reader **out);
 
 /* zkv_dump_reader_next: the next key of the file.
  *  [out] out  the key, pointing into the reader until the next call
@@ -575,13 +578,14 @@ typedef struct zkv_dump_stats {
   int64_t time_ms;         /* the instant the dump shows (wall clock) */
 } zkv_dump_stats;
 
-/* zkv_dump: write the whole store to a dump file, as it was at one instant
+/* zkv_dump: write the whole store to a dump file (path, or fd when path is
+ * NULL: see zkv_dump_writer_open), as it was at one instant
  * (zkv_snapshot_take, then zkv_dump_writer_* without the lock).
  *  [in]  progress  called every few thousand keys (may be NULL)
  *  [out] st        figures (may be NULL)
  * Returns ZKV_OK, or an error of zkv_snapshot_take, zkv_snapshot_next or the
  * writer; the file at path is then left as it was. */
-ZKV_API int zkv_dump(zkv_db *db, const char *path, zkv_progress_fn progress, void *ud,
+ZKV_API int zkv_dump(zkv_db *db, const char *path, int fd, zkv_progress_fn progress, void *ud,
                      zkv_dump_stats *st);
 
 typedef struct zkv_load_stats {
@@ -593,7 +597,8 @@ typedef struct zkv_load_stats {
   char why[256];           /* a failed load: "line N: what" ("" if none) */
 } zkv_load_stats;
 
-/* zkv_load: add the keys of a dump file, all or nothing.
+/* zkv_load: add the keys of a dump file (path, or fd when path is NULL: see
+ * zkv_dump_reader_open), all or nothing.
  * The file is read twice: first every line is checked (without the lock;
  * a bad line fails the load before anything is written), then the keys
  * are written in steps of about 1 ms of lock hold each, never evicting
@@ -610,7 +615,7 @@ typedef struct zkv_load_stats {
  * Returns ZKV_OK, ZKV_EINVAL_VALUE (a bad line, or a value the store cannot
  * hold), ZKV_EFULL, ZKV_EIO, ZKV_ETXN (called inside a transaction),
  * ZKV_ENOMEM, ZKV_ETIMEDOUT, ZKV_ECLOSED, ZKV_ECORRUPT. */
-ZKV_API int zkv_load(zkv_db *db, const char *path, zkv_progress_fn progress, void *ud,
+ZKV_API int zkv_load(zkv_db *db, const char *path, int fd, zkv_progress_fn progress, void *ud,
                      zkv_load_stats *st);
 
 #ifdef __cplusplus

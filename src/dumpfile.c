@@ -590,17 +590,28 @@ static int writer_line(zkv_dump_writer *w, ob *o) {
   return ZKV_OK;
 }
 
-int zkv_dump_writer_open(const char *path, int64_t time_ms, zkv_dump_writer **out) {
+/* a FILE over a duplicate of fd, so that closing it leaves fd open */
+static FILE *dup_stream(int fd, const char *mode) {
+  int d = dup(fd);
+  if (d < 0) return NULL;
+  FILE *f = fdopen(d, mode);
+  if (!f) close(d);
+  return f;
+}
+
+int zkv_dump_writer_open(const char *path, int fd, int64_t time_ms, zkv_dump_writer **out) {
   if (!out) return ZKV_EINVAL;
   *out = NULL;
-  if (!path || !*path) return ZKV_EINVAL;
+  if (path ? !*path : fd < 0) return ZKV_EINVAL;
   zkv_dump_writer *w = calloc(1, sizeof *w);
-  if (!w || !(w->path = strdup(path))) {
+  if (!w) return ZKV_ENOMEM;
+  struct stat st;
+  if (!path) {
+    w->f = dup_stream(fd, "w");
+  } else if (!(w->path = strdup(path))) {
     free(w);
     return ZKV_ENOMEM;
-  }
-  struct stat st;
-  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+  } else if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
     w->f = fopen(path, "w");
   } else {
     size_t n = strlen(path);
@@ -609,8 +620,8 @@ int zkv_dump_writer_open(const char *path, int64_t time_ms, zkv_dump_writer **ou
       return ZKV_ENOMEM;
     }
     snprintf(w->tmp, n + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(w->tmp);   /* mode 0600: a dump holds the store's data */
-    if (fd < 0) {
+    int tfd = mkstemp(w->tmp);   /* mode 0600: a dump holds the store's data */
+    if (tfd < 0) {
       int e = errno;
       free(w->tmp);
       w->tmp = NULL;
@@ -618,7 +629,7 @@ int zkv_dump_writer_open(const char *path, int64_t time_ms, zkv_dump_writer **ou
       errno = e;
       return ZKV_EIO;
     }
-    if (!(w->f = fdopen(fd, "w"))) close(fd);
+    if (!(w->f = fdopen(tfd, "w"))) close(tfd);
   }
   if (!w->f) {
     int e = errno;
@@ -704,7 +715,8 @@ struct zkv_dump_reader {
   uint64_t size;        /* of the file */
   uint64_t first;       /* offset of the line after the header */
   int state;            /* 0 keys, 1 closing line read, 2 failed */
-  zkv_buf scratch;
+  zkv_buf scratch;      /* a key line's bytes */
+  zkv_buf fname;        /* a field's name */
   zkv_bytes *path;
   size_t path_cap;
   char why[240];
@@ -736,6 +748,7 @@ static int read_line(zkv_dump_reader *r, size_t *len) {
 enum { F_NS, F_KEY, F_VALUE, F_EXPIRES, F_FLAGS, F_TYPE, F_FORMAT, F_VERSION, F_TIME, F_COUNT, NF };
 static const char *const field_names[NF] = {"ns",     "key",     "value", "expires", "flags",
                                             "type",   "format",  "version", "time",  "count"};
+static const unsigned char field_len[NF] = {2, 3, 5, 7, 5, 4, 6, 7, 4, 5};
 
 /* skip the JSON value at j->p (checked for form only) */
 static int skip_value(jp *j, int depth) {
@@ -812,19 +825,18 @@ static int line_fields(zkv_dump_reader *r, const char *line, size_t len, jp span
   } else {
     for (;;) {
       ws(&j);
-      zkv_buf nb = {0};
-      ob o = {&nb, 0};
-      int rc = get_string(&j, &o, DUMP);
+      zkv_buf *nb = &r->fname;
+      nb->len = 0;
+      ob o = {nb, 0};
+      if (get_string(&j, &o, DUMP)) return rfail(r, j.why);
+      if (o.oom) return ZKV_ENOMEM;
       int f = NF;
-      for (int i = 0; !rc && i < NF; i++)
-        if (nb.len == strlen(field_names[i]) && !memcmp(nb.data, field_names[i], nb.len)) f = i;
-      char name[40];
-      snprintf(name, sizeof name, "%.*s", (int)(nb.len < 32 ? nb.len : 32), nb.data ? nb.data : "");
-      free(nb.data);
-      if (rc) return rfail(r, j.why);
+      for (int i = 0; i < NF; i++)
+        if (nb->len == field_len[i] && !memcmp(nb->data, field_names[i], nb->len)) f = i;
       if (f == NF) {
         char t[80];
-        snprintf(t, sizeof t, "an unknown field \"%s\"", name);
+        snprintf(t, sizeof t, "an unknown field \"%.*s\"", (int)(nb->len < 32 ? nb->len : 32),
+                 nb->data ? nb->data : "");
         return rfail(r, t);
       }
       if (span[f].p) return field_fail(r, f, "given twice");
@@ -833,7 +845,7 @@ static int line_fields(zkv_dump_reader *r, const char *line, size_t len, jp span
       j.p++;
       ws(&j);
       const char *s = j.p;
-      if (skip_value(&j, 0)) return rfail(r, j.why);
+      if (skip_value(&j, 0)) return field_fail(r, f, j.why);
       span[f].p = s;
       span[f].end = j.p;
       ws(&j);
@@ -885,13 +897,13 @@ static int read_header(zkv_dump_reader *r) {
   return ZKV_OK;
 }
 
-int zkv_dump_reader_open(const char *path, zkv_dump_reader **out) {
+int zkv_dump_reader_open(const char *path, int fd, zkv_dump_reader **out) {
   if (!out) return ZKV_EINVAL;
   *out = NULL;
-  if (!path || !*path) return ZKV_EINVAL;
+  if (path ? !*path : fd < 0) return ZKV_EINVAL;
   zkv_dump_reader *r = calloc(1, sizeof *r);
   if (!r) return ZKV_ENOMEM;
-  FILE *f = fopen(path, "r");
+  FILE *f = path ? fopen(path, "r") : dup_stream(fd, "r");
   if (!f) {
     int e = errno;
     free(r);
@@ -1098,6 +1110,7 @@ void zkv_dump_reader_close(zkv_dump_reader *r) {
   if (r->f) fclose(r->f);
   free(r->line);
   free(r->scratch.data);
+  free(r->fname.data);
   free(r->path);
   free(r);
 }

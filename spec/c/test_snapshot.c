@@ -362,7 +362,7 @@ TEST(dump_load_roundtrip) {
   zkv_db *db = mem(0);
   fill(db);
   zkv_dump_stats ds;
-  CHECK_RC(zkv_dump(db, path, NULL, NULL, &ds), ZKV_OK);
+  CHECK_RC(zkv_dump(db, path, -1, NULL, NULL, &ds), ZKV_OK);
   CHECK_EQ(ds.keys, 6);
   const char *text = read_file(path);
   REQUIRE(text != NULL);
@@ -377,13 +377,13 @@ TEST(dump_load_roundtrip) {
   CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
   zkv_db *fresh = mem(0);
   zkv_load_stats ls;
-  CHECK_RC(zkv_load(fresh, path, NULL, NULL, &ls), ZKV_OK);
+  CHECK_RC(zkv_load(fresh, path, -1, NULL, NULL, &ls), ZKV_OK);
   CHECK_EQ(ls.loaded, 6);
   CHECK_EQ(ls.expired, 0);
   CHECK(ls.steps >= 1);
   same_store(db, fresh);
   /* the same store again: each key replaced by itself */
-  CHECK_RC(zkv_load(fresh, path, NULL, NULL, &ls), ZKV_OK);
+  CHECK_RC(zkv_load(fresh, path, -1, NULL, NULL, &ls), ZKV_OK);
   CHECK_EQ(ls.loaded, 6);
   same_store(db, fresh);
   zkv_close(fresh);
@@ -392,13 +392,13 @@ TEST(dump_load_roundtrip) {
   snprintf(name, sizeof name, "snap-%d-rt", (int)getpid());
   zkv_db *sh = NULL;
   REQUIRE_EQ(zkv_open_shared(name, NULL, &sh), ZKV_OK);
-  CHECK_RC(zkv_load(sh, path, NULL, NULL, &ls), ZKV_OK);
+  CHECK_RC(zkv_load(sh, path, -1, NULL, NULL, &ls), ZKV_OK);
   same_store(db, sh);
-  CHECK_RC(zkv_dump(sh, path, NULL, NULL, &ds), ZKV_OK);
+  CHECK_RC(zkv_dump(sh, path, -1, NULL, NULL, &ds), ZKV_OK);
   zkv_close(sh);
   zkv_unlink(name, NULL);
   zkv_db *again = mem(0);
-  CHECK_RC(zkv_load(again, path, NULL, NULL, &ls), ZKV_OK);
+  CHECK_RC(zkv_load(again, path, -1, NULL, NULL, &ls), ZKV_OK);
   same_store(db, again);
   zkv_close(again);
   zkv_close(db);
@@ -411,11 +411,11 @@ TEST(load_skips_expired) {
   zkv_value v = vint(1);
   CHECK_RC(zkv_set(db, ZKV_ROOT, K("short"), &v, 2000, 0), ZKV_OK);
   CHECK_RC(zkv_set(db, ZKV_ROOT, K("long"), &v, 60000, 0), ZKV_OK);
-  CHECK_RC(zkv_dump(db, path, NULL, NULL, NULL), ZKV_OK);
+  CHECK_RC(zkv_dump(db, path, -1, NULL, NULL, NULL), ZKV_OK);
   zkv_set_clock_offset(5000);   /* 5 s later: "short" has expired */
   zkv_db *fresh = mem(0);
   zkv_load_stats ls;
-  CHECK_RC(zkv_load(fresh, path, NULL, NULL, &ls), ZKV_OK);
+  CHECK_RC(zkv_load(fresh, path, -1, NULL, NULL, &ls), ZKV_OK);
   CHECK_EQ(ls.loaded, 1);
   CHECK_EQ(ls.expired, 1);
   int64_t left;
@@ -474,7 +474,7 @@ TEST(load_bad_lines) {
     }
     write_file(path, text);
     zkv_load_stats ls;
-    int rc = zkv_load(db, path, NULL, NULL, &ls);
+    int rc = zkv_load(db, path, -1, NULL, NULL, &ls);
     if (rc != ZKV_EINVAL_VALUE || ls.line != (uint64_t)cases[i].line ||
         strncmp(ls.why, cases[i].why, strlen(cases[i].why)))
       th_fail(__FILE__, __LINE__, "case %zu: rc %s line %llu why \"%s\" (want line %d \"%s\")", i,
@@ -488,10 +488,10 @@ TEST(load_bad_lines) {
   /* a missing file */
   zkv_load_stats ls;
   file_path(path, sizeof path, "missing.jsonl");
-  CHECK_RC(zkv_load(db, path, NULL, NULL, &ls), ZKV_EIO);
-  CHECK_RC(zkv_load(db, NULL, NULL, NULL, &ls), ZKV_EINVAL);
+  CHECK_RC(zkv_load(db, path, -1, NULL, NULL, &ls), ZKV_EIO);
+  CHECK_RC(zkv_load(db, NULL, -1, NULL, NULL, &ls), ZKV_EINVAL);
   REQUIRE_EQ(zkv_begin(db), ZKV_OK);
-  CHECK_RC(zkv_load(db, path, NULL, NULL, &ls), ZKV_ETXN);
+  CHECK_RC(zkv_load(db, path, -1, NULL, NULL, &ls), ZKV_ETXN);
   zkv_rollback(db);
   zkv_close(db);
 }
@@ -511,7 +511,7 @@ TEST(load_full_store_changes_nothing) {
     zkv_value v = vstr(val, sizeof val);
     REQUIRE_EQ(zkv_set(src, ZKV_ROOT, k, (size_t)kn, &v, 0, 0), ZKV_OK);
   }
-  REQUIRE_EQ(zkv_dump(src, path, NULL, NULL, NULL), ZKV_OK);
+  REQUIRE_EQ(zkv_dump(src, path, -1, NULL, NULL, NULL), ZKV_OK);
   zkv_db *dst = mem((uint64_t)N * 120);   /* about half of what the dump needs */
   /* keys the dump replaces, and one it does not know */
   zkv_value mine = vstr(K("mine"));
@@ -521,7 +521,7 @@ TEST(load_full_store_changes_nothing) {
   zkv_stats before;
   zkv_stats_get(dst, &before);
   zkv_load_stats ls;
-  int rc = zkv_load(dst, path, NULL, NULL, &ls);
+  int rc = zkv_load(dst, path, -1, NULL, NULL, &ls);
   CHECK_RC(rc, ZKV_EFULL);
   CHECK(ls.line > 2);
   CHECK(ls.steps >= 2);   /* committed steps had to be undone */
@@ -543,12 +543,65 @@ TEST(load_full_store_changes_nothing) {
   zkv_close(src);
 }
 
+/* The same on a shared segment, whose undo log (1/16 of the segment) is
+ * smaller than a step's writes: steps end early when it fills, forward and
+ * while undoing. */
+TEST(load_full_shared_segment) {
+  char path[600], name[64];
+  file_path(path, sizeof path, "bigsh.jsonl");
+  snprintf(name, sizeof name, "snap-%d-full", (int)getpid());
+  zkv_db *src = mem(0);
+  char val[200];
+  memset(val, 'v', sizeof val);
+  for (int i = 0; i < 20000; i++) {
+    char k[32];
+    int kn = snprintf(k, sizeof k, "k%06d", i);
+    zkv_value v = vstr(val, sizeof val);
+    REQUIRE_EQ(zkv_set(src, ZKV_ROOT, k, (size_t)kn, &v, 0, 0), ZKV_OK);
+  }
+  REQUIRE_EQ(zkv_dump(src, path, -1, NULL, NULL, NULL), ZKV_OK);
+  zkv_options o;
+  zkv_options_init(&o);
+  o.size = 2u << 20;
+  zkv_db *dst = NULL;
+  REQUIRE_EQ(zkv_open_shared(name, &o, &dst), ZKV_OK);
+  zkv_value mine = vstr(K("mine"));
+  CHECK_RC(zkv_set(dst, ZKV_ROOT, K("k000000"), &mine, 0, 0), ZKV_OK);
+  zkv_load_stats ls;
+  CHECK_RC(zkv_load(dst, path, -1, NULL, NULL, &ls), ZKV_EFULL);
+  CHECK(strstr(ls.why, "failed too") == NULL);
+  CHECK_EQ(nkeys(dst), 1);
+  zkv_value v;
+  CHECK_RC(zkv_get(dst, ZKV_ROOT, K("k000000"), &v), ZKV_OK);
+  CHECK_MEM(v.data, v.len, "mine", 4);
+  /* a load that fits, replacing every key it writes: each replace logs the old value */
+  zkv_db *half = mem(0);
+  for (int i = 0; i < 5000; i++) {
+    char k[32];
+    int kn = snprintf(k, sizeof k, "k%06d", i);
+    zkv_value w = vstr(val, sizeof val);
+    REQUIRE_EQ(zkv_set(half, ZKV_ROOT, k, (size_t)kn, &w, 0, 0), ZKV_OK);
+    if (i % 2) REQUIRE_EQ(zkv_set(dst, ZKV_ROOT, k, (size_t)kn, &mine, 0, 0), ZKV_OK);
+  }
+  REQUIRE_EQ(zkv_dump(half, path, -1, NULL, NULL, NULL), ZKV_OK);
+  CHECK_RC(zkv_load(dst, path, -1, NULL, NULL, &ls), ZKV_OK);
+  CHECK_EQ(ls.loaded, 5000);
+  CHECK(ls.steps > 1);
+  CHECK_EQ(nkeys(dst), 5000);
+  const char *why;
+  CHECK_RC(zkv_verify(dst, &why), ZKV_OK);
+  zkv_close(half);
+  zkv_close(dst);
+  zkv_unlink(name, NULL);
+  zkv_close(src);
+}
+
 TEST(load_from_pipe) {
   char path[600];
   file_path(path, sizeof path, "pipe.jsonl");
   zkv_db *db = mem(0);
   fill(db);
-  REQUIRE_EQ(zkv_dump(db, path, NULL, NULL, NULL), ZKV_OK);
+  REQUIRE_EQ(zkv_dump(db, path, -1, NULL, NULL, NULL), ZKV_OK);
   char fifo[600];
   file_path(fifo, sizeof fifo, "fifo");
   REQUIRE(mkfifo(fifo, 0600) == 0);
@@ -565,7 +618,7 @@ TEST(load_from_pipe) {
   }
   zkv_db *fresh = mem(0);
   zkv_load_stats ls;
-  CHECK_RC(zkv_load(fresh, fifo, NULL, NULL, &ls), ZKV_OK);
+  CHECK_RC(zkv_load(fresh, fifo, -1, NULL, NULL, &ls), ZKV_OK);
   CHECK_EQ(ls.loaded, 6);
   int status;
   waitpid(pid, &status, 0);
@@ -580,9 +633,110 @@ TEST(load_from_pipe) {
     while (read(in, buf, sizeof buf) > 0) {}
     _exit(0);
   }
-  CHECK_RC(zkv_dump(db, fifo, NULL, NULL, NULL), ZKV_OK);
+  CHECK_RC(zkv_dump(db, fifo, -1, NULL, NULL, NULL), ZKV_OK);
   waitpid(pid, &status, 0);
   zkv_close(fresh);
+  zkv_close(db);
+}
+
+/* to and from an open file descriptor, which stays open */
+TEST(dump_load_fd) {
+  char path[600];
+  file_path(path, sizeof path, "fd.jsonl");
+  zkv_db *db = mem(0);
+  fill(db);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  REQUIRE(fd >= 0);
+  REQUIRE(write(fd, "", 0) == 0);
+  CHECK_RC(zkv_dump(db, NULL, fd, NULL, NULL, NULL), ZKV_OK);
+  CHECK(write(fd, "", 0) == 0);   /* still open */
+  close(fd);
+  CHECK_RC(zkv_dump(db, NULL, -1, NULL, NULL, NULL), ZKV_EINVAL);
+  fd = open(path, O_RDONLY);
+  zkv_db *fresh = mem(0);
+  zkv_load_stats ls;
+  CHECK_RC(zkv_load(fresh, NULL, fd, NULL, NULL, &ls), ZKV_OK);
+  CHECK_EQ(ls.loaded, 6);
+  close(fd);
+  same_store(db, fresh);
+  zkv_close(fresh);
+  zkv_close(db);
+}
+
+/* the state of a store as one string (keys, values, flags): to compare before and after */
+static size_t state_of(zkv_db *db, char *out, size_t cap) {
+  zkv_snapshot *sn;
+  size_t n = 0;
+  if (zkv_snapshot_take(db, &sn) != ZKV_OK) return 0;
+  zkv_item it;
+  while (zkv_snapshot_next(sn, &it) == ZKV_OK) {
+    int k = snprintf(out + n, cap - n, "%zu|%.*s|%d|%u|%lld|%.*s\n", it.depth, (int)it.klen,
+                     (const char *)it.key, it.value.type, it.value.flags, (long long)it.value.i,
+                     (int)(it.value.type == ZKV_T_INT ? 0 : it.value.len), (const char *)it.value.data);
+    if (k < 0 || (size_t)k >= cap - n) break;
+    n += (size_t)k;
+  }
+  zkv_snapshot_free(sn);
+  return n;
+}
+
+/* A dump file with random bytes changed: each load of it either loads every
+ * key or fails with a coded error, the store as it was, and never crashes. */
+TEST(load_mutated_files) {
+  char path[600], bad[600];
+  file_path(path, sizeof path, "mut.jsonl");
+  file_path(bad, sizeof bad, "mut-bad.jsonl");
+  zkv_db *db = mem(0);
+  fill(db);
+  REQUIRE_EQ(zkv_dump(db, path, -1, NULL, NULL, NULL), ZKV_OK);
+  FILE *f = fopen(path, "rb");
+  static char text[8192], mut[8192], before[65536], after[65536];
+  size_t len = fread(text, 1, sizeof text, f);
+  fclose(f);
+  zkv_db *dst = mem(0);
+  zkv_value v = vstr(K("keep"));
+  zkv_ns a;
+  REQUIRE_EQ(zkv_namespace(dst, ZKV_ROOT, K("a"), &a), ZKV_OK);
+  CHECK_RC(zkv_set(dst, a, K("i"), &v, 0, 0), ZKV_OK);   /* a key the dump replaces */
+  size_t bn = state_of(dst, before, sizeof before);
+  unsigned seed = 12345;
+  int ok = 0, failed = 0, changed = 0, other = 0;
+  int rounds = th_light() ? 200 : 1000;
+  for (int r = 0; r < rounds; r++) {
+    memcpy(mut, text, len);
+    int edits = 1 + (int)(rand_r(&seed) % 3);
+    for (int e = 0; e < edits; e++) {
+      size_t at = rand_r(&seed) % len;
+      const char pick[] = "\"{}[]:,0123456789-.eE\\unlt\n \xff\xc3";
+      mut[at] = (rand_r(&seed) % 2) ? pick[rand_r(&seed) % (sizeof pick - 1)] : (char)rand_r(&seed);
+    }
+    size_t ml = len - ((rand_r(&seed) % 8 == 0) ? rand_r(&seed) % len : 0);   /* truncated too */
+    f = fopen(bad, "wb");
+    fwrite(mut, 1, ml, f);
+    fclose(f);
+    zkv_load_stats ls;
+    int rc = zkv_load(dst, bad, -1, NULL, NULL, &ls);
+    size_t an = state_of(dst, after, sizeof after);
+    if (rc == ZKV_OK) {
+      ok++;
+      /* back to the state before, for the next round */
+      zkv_close(dst);
+      dst = mem(0);
+      REQUIRE_EQ(zkv_namespace(dst, ZKV_ROOT, K("a"), &a), ZKV_OK);
+      CHECK_RC(zkv_set(dst, a, K("i"), &v, 0, 0), ZKV_OK);
+      continue;
+    }
+    failed++;
+    if (rc != ZKV_EINVAL_VALUE || !ls.line || strncmp(ls.why, "line ", 5)) other++;
+    if (an != bn || memcmp(before, after, bn)) changed++;
+  }
+  CHECK(failed > rounds / 2);
+  CHECK_EQ(other, 0);
+  CHECK_EQ(changed, 0);
+  const char *why;
+  CHECK_RC(zkv_verify(dst, &why), ZKV_OK);
+  (void)ok;
+  zkv_close(dst);
   zkv_close(db);
 }
 
@@ -595,12 +749,12 @@ TEST(dump_failure_keeps_old_file) {
   zkv_value v = vint(1);
   CHECK_RC(zkv_set(db, ZKV_ROOT, K("k"), &v, 0, 0), ZKV_OK);
   REQUIRE_EQ(zkv_begin(db), ZKV_OK);
-  CHECK_RC(zkv_dump(db, path, NULL, NULL, NULL), ZKV_ETXN);
+  CHECK_RC(zkv_dump(db, path, -1, NULL, NULL, NULL), ZKV_ETXN);
   zkv_rollback(db);
   CHECK_STR(read_file(path), "precious\n");
   char dir[600];
   file_path(dir, sizeof dir, "no/such/dir/x.jsonl");
-  CHECK_RC(zkv_dump(db, dir, NULL, NULL, NULL), ZKV_EIO);
+  CHECK_RC(zkv_dump(db, dir, -1, NULL, NULL, NULL), ZKV_EIO);
   zkv_close(db);
 }
 
@@ -623,13 +777,13 @@ TEST(progress) {
     zkv_set(db, ZKV_ROOT, k, (size_t)kn, &v, 0, 0);
   }
   calls = 0;
-  CHECK_RC(zkv_dump(db, path, prog, NULL, NULL), ZKV_OK);
+  CHECK_RC(zkv_dump(db, path, -1, prog, NULL, NULL), ZKV_OK);
   CHECK(calls >= 2);
   CHECK_EQ(last_done, 10000);
   CHECK_EQ(last_total, 10000);
   calls = 0;
   zkv_db *fresh = mem(0);
-  CHECK_RC(zkv_load(fresh, path, prog, NULL, NULL), ZKV_OK);
+  CHECK_RC(zkv_load(fresh, path, -1, prog, NULL, NULL), ZKV_OK);
   CHECK(calls >= 2);
   CHECK(last_done == last_total && last_total > 0);
   zkv_close(fresh);

@@ -14,7 +14,7 @@ files() {
   local f
   for f in include/zeltkv.h lib/libzeltkv.a lib/libzeltkv.so lib/libzeltkv.so.0 \
            lib/pkgconfig/zeltkv.pc lib/lua/5.4/zeltkv/core.so lib/lua/5.1/zeltkv/core.so \
-           share/zeltkv/types/zeltkv.lua; do
+           share/zeltkv/types/zeltkv.lua bin/zkv; do
     [ -e "$1/$f" ] || { echo "missing $f"; return 1; }
   done
   for f in $(cd lua && find . -name '*.lua'); do
@@ -24,6 +24,13 @@ files() {
 check "every file is installed (header, libraries, zeltkv.pc, module, all of lua/, types/)" files "$P"
 check "lua5.4 uses the installation" use_lua "$P" 5.4 lua5.4
 check "luajit uses the installation, FFI front end on" use_lua "$P" 5.1 luajit ffi
+# bin/zkv of the last install (LuaJIT) finds its module without LUA_PATH, from elsewhere
+zkv_runs() {
+  (cd "$TMPD" && env -u LUA_PATH -u LUA_CPATH "$P/bin/zkv" --version | grep -q "^zkv (zeltkv) " &&
+   env -u LUA_PATH -u LUA_CPATH "$P/bin/zkv" help list | grep -q "^usage: zkv list") &&
+  head -n 1 "$P/bin/zkv" | grep -qx '#!/usr/bin/env luajit'
+}
+check "the installed zkv command runs" zkv_runs
 
 export PKG_CONFIG_PATH="$P/lib/pkgconfig" ZELTKV_SHM_DIR="$TMPD/shm"
 mkdir -p "$ZELTKV_SHM_DIR"

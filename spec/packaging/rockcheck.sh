@@ -12,10 +12,15 @@ rockspec=$(ls zeltkv-*.rockspec)
 check "luarocks lint $rockspec" luarocks lint "$rockspec"
 check "the rockspec builds every file of src/ and names every module of lua/" \
   lua5.4 spec/packaging/rockspec_check.lua "$rockspec"
+# 5.4 is built as a user builds it; the others at -O0, which checks the same packaging in a
+# quarter of the compile time (about 4.5 CPU seconds less each)
 for v in 5.1 5.2 5.3 5.4; do
-  check "luarocks --lua-version=$v make" \
-    bash -c "cd '$TMPD/src' && luarocks --lua-version=$v --tree '$TMPD/t$v' make '$rockspec'"
+  flags=(); [ "$v" = 5.4 ] || flags=(CFLAGS="-O0 -fPIC")
+  check "luarocks --lua-version=$v make${flags:+ (-O0)}" \
+    bash -c "cd '$TMPD/src' && luarocks --lua-version=$v --tree '$TMPD/t$v' make '$rockspec' ${flags[*]:+\"${flags[*]}\"}"
   check "lua$v uses the installed rock" use_lua "$TMPD/t$v" $v lua$v
+  check "the rock's zkv command runs (Lua $v)" \
+    bash -c "cd '$TMPD' && '$TMPD/t$v/bin/zkv' --version | grep -q '^zkv (zeltkv) '"
 done
 check "luajit uses the 5.1 rock, FFI front end on" use_lua "$TMPD/t5.1" 5.1 luajit ffi
 finish

@@ -8,7 +8,8 @@
 #   real    lua_shared_dict real 1m                      beside them, untouched
 #
 # Checks: a key written is read by both workers; it is still there after `nginx -s reload`
-# (HUP, init_by_lua runs again in the same master) and after a binary upgrade (USR2 + QUIT of
+# (HUP, init_by_lua runs again in the same master), after a worker is SIGKILLed (its
+# respawned successor has the dict too), and after a binary upgrade (USR2 + QUIT of
 # the old master); after stop and start "cache" is empty and "kept" is not; a second nginx
 # started on the same configuration while the first runs (it fails to bind) takes nothing
 # from the first; after the master is killed (SIGKILL, a crash) and nginx starts again,
@@ -187,6 +188,16 @@ expect "after a reload the keys are still there (cache)" "/r?dict=cache&k=a" "2 
 expect "  (kept)" "/r?dict=kept&k=a" "2 1"
 expect "  (real, as a lua_shared_dict)" "/r?dict=real&k=a" "2 1"
 get "/w?dict=cache&k=b&v=2" >/dev/null
+
+# ---- a worker killed (SIGKILL): the master forks another, which has the dict too --------
+victim="$(ps -o pid= --ppid "$MASTER" | head -n 1 | tr -d ' ')"
+kill -KILL "$victim" 2>/dev/null
+for _ in $(seq 1 50); do
+  [ "$(ps -o pid= --ppid "$MASTER" | grep -cv "^ *$victim$")" -ge 2 ] && break
+  sleep 0.1
+done
+expect "a worker killed and respawned: the keys are there for every worker" "/r?dict=cache&k=a" "2 1"
+sed -i '/exited on signal 9/d' "$T1/logs/error.log"   # that one was ours
 
 # ---- a second nginx on the same configuration while the first runs: it cannot bind -----
 timeout 20 "$NGINX" -p "$T1" -c "$T1/nginx.conf" >/dev/null 2>&1
