@@ -315,6 +315,18 @@ typedef int (*zkv_key_fn)(void *ud, const void *key, size_t klen);
 ZKV_API int zkv_keys(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, zkv_key_fn fn,
                      void *ud, size_t *n);
 
+/* zkv_namespaces: the next batch of up to max child namespaces of ns (not
+ * their own children): fn gets each one's name.  Newest first.  The same
+ * cursor rules and guarantees as zkv_keys: the lock is taken for one batch
+ * only; a child present throughout a walk is passed exactly once; children
+ * made after the walk began are not passed.
+ *  [in,out] cur  the walk position (zero it first); cur->done is set at the end
+ *  [out]    n    how many names were passed to fn (may be NULL)
+ * Returns ZKV_OK, ZKV_EINVAL (NULL cur or fn), ZKV_ESTALE, ZKV_ETIMEDOUT,
+ * ZKV_ECLOSED, ZKV_ECORRUPT.  The callback must not call into the same handle. */
+ZKV_API int zkv_namespaces(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, zkv_key_fn fn,
+                           void *ud, size_t *n);
+
 /* ------------------------------------------------------------------------ */
 /* Transactions                                                              */
 

@@ -937,6 +937,58 @@ int zkv_keys(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, zkv_key_fn fn, 
   RUN(db, do_keys(db, ns_ref(db->s, ns), cur, max, fn, ud, n));
 }
 
+/* The child namespaces of ns: their list runs from the newest to the oldest,
+ * so the walk goes down in insertion number; children made after it began
+ * (at the head) are passed over, and when the last child returned is gone
+ * (a rolled-back creation) the walk finds its place by number again. */
+static int do_namespaces(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn fn,
+                         void *ud, size_t *count) {
+  seg *s = db->s;
+  nsdata *d = idx_nsdata(s, ns);
+  ref_t r;
+  uint32_t last = cur->seq;
+  if (cur->done) return ZKV_OK;
+  if (!cur->started) {
+    cur->started = 1;
+    cur->end = d->next_seq;
+    r = d->child;
+  } else if (ent_ok(s, cur->ref) && E(s, cur->ref)->type == T_NSREC &&
+             E(s, cur->ref)->ns == ns && E(s, cur->ref)->seq == last) {
+    r = E(s, cur->ref)->nnext;   /* the last child returned is still there */
+  } else {
+    uint64_t guard = ent_limit(s);
+    for (r = d->child; r; r = E(s, r)->nnext) {
+      if (!ns_valid(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
+      if (seq_after(last, E(s, r)->seq)) break;
+    }
+  }
+  size_t n = 0;
+  uint64_t guard = ent_limit(s);
+  while (r && n < max) {
+    if (!ns_valid(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
+    ent *e = E(s, r);
+    if (seq_after(cur->end, e->seq)) {   /* else: made after the walk began */
+      cur->ref = r;
+      cur->seq = e->seq;
+      n++;
+      if (fn(ud, ent_key(e), e->klen)) { r = e->nnext; break; }
+    }
+    r = e->nnext;
+  }
+  if (!r) cur->done = 1;
+  if (count) *count = n;
+  return ZKV_OK;
+}
+
+int zkv_namespaces(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, zkv_key_fn fn, void *ud,
+                   size_t *n) {
+  CHECK_DB(db);
+  if (!cur || !fn) return ZKV_EINVAL;
+  if (n) *n = 0;
+  if (db->closed) return ZKV_ECLOSED;
+  RUN(db, do_namespaces(db, ns_ref(db->s, ns), cur, max, fn, ud, n));
+}
+
 /* ---- stats --------------------------------------------------------------- */
 
 static int do_stats(zkv_db *db, zkv_stats *o) {

@@ -242,6 +242,10 @@ function Store:atomic(fn, ...) end
 ---@return fun(): string|nil
 function Store:keys() end
 
+---An iterator over the names of this namespace's child namespaces (not their children).
+---@return fun(): string|nil
+function Store:namespaces() end
+
 ---The number of live keys of this namespace (not its children).
 ---@return integer
 function Store:count() end

@@ -466,7 +466,7 @@ end
 -- Loading
 
 local STORE_NAMES = { "get", "set", "del", "has", "expire", "ttl", "incr", "setnx", "namespace",
-                      "atomic", "keys", "count", "clear", "_handle", "_rawget", "_rawset",
+                      "atomic", "keys", "namespaces", "count", "clear", "_handle", "_rawget", "_rawset",
                       "_incr_num", "_expire_ms" }
 local DRIVER_NAMES = { "namespace", "atomic", "gc", "stats", "flush", "close" }
 

@@ -201,9 +201,9 @@ static int store_count_op(lua_State *L, int (*op)(zkv_db *, zkv_ns, uint64_t *),
 static int store_count(lua_State *L) { return store_count_op(L, zkv_count, "count"); }
 static int store_clear(lua_State *L) { return store_count_op(L, zkv_clear, "clear"); }
 
-/* ---- keys() ------------------------------------------------------------------
- * Batches of keys are copied out under the lock into a C buffer, then pushed
- * as Lua strings; the lock is never held while Lua runs. */
+/* ---- keys(), namespaces() --------------------------------------------------
+ * Batches of keys (or child names) are copied out under the lock into a C
+ * buffer, then pushed as Lua strings; the lock is never held while Lua runs. */
 
 int collect_key(void *ud, const void *key, size_t klen) {
   KeyBatch *b = ud;
@@ -227,9 +227,15 @@ void push_batch(lua_State *L, const KeyBatch *b, lua_Integer *n) {
   }
 }
 
-static int keys_iter(lua_State *L) {
-  /* upvalues: 1 store, 2 cursor userdata, 3 batch table, 4 position, 5 batch size */
+/* keys() and namespaces() walk the same way, with one of these */
+typedef int (*walk_fn)(zkv_db *, zkv_ns, zkv_cursor *, size_t, zkv_key_fn, void *, size_t *);
+static const walk_fn WALKS[] = {zkv_keys, zkv_namespaces};
+
+static int walk_iter(lua_State *L) {
+  /* upvalues: 1 store, 2 cursor userdata, 3 batch table, 4 position, 5 batch size,
+   * 6 which walk (an index of WALKS) */
   Store *s = (Store *)lua_touserdata(L, lua_upvalueindex(1));
+  walk_fn walk = WALKS[lua_tointeger(L, lua_upvalueindex(6))];
   zkv_cursor *cur = (zkv_cursor *)lua_touserdata(L, lua_upvalueindex(2));
   lua_Integer pos = (lua_Integer)lua_tonumber(L, lua_upvalueindex(4));
   lua_Integer n = (lua_Integer)lua_tonumber(L, lua_upvalueindex(5));
@@ -247,11 +253,11 @@ static int keys_iter(lua_State *L) {
   lua_pushvalue(L, lua_upvalueindex(1));   /* the store, for reresolve */
   int si = lua_gettop(L);
   do {
-    rc = zkv_keys(db, s->ns, cur, KEYS_BATCH, collect_key, &b, &got);
+    rc = walk(db, s->ns, cur, KEYS_BATCH, collect_key, &b, &got);
     if (rc == ZKV_ESTALE && reresolve(L, si, s) == ZKV_OK) {
       /* made anew: a walk of the new namespace (nothing of it was returned) */
       memset(cur, 0, sizeof *cur);
-      rc = zkv_keys(db, s->ns, cur, KEYS_BATCH, collect_key, &b, &got);
+      rc = walk(db, s->ns, cur, KEYS_BATCH, collect_key, &b, &got);
     }
   } while (rc == ZKV_OK && b.n == 0 && !cur->done);
   lua_pop(L, 1);
@@ -262,7 +268,7 @@ static int keys_iter(lua_State *L) {
   }
   if (rc) {
     free(b.buf);
-    return raise_rc(L, rc, "keys");
+    return raise_rc(L, rc, walk == zkv_keys ? "keys" : "namespaces");
   }
   if (!lua_checkstack(L, 4)) { free(b.buf); return lraise_failed(L, "memory", "stack overflow"); }
   lua_createtable(L, (int)b.n, 0);
@@ -275,10 +281,10 @@ static int keys_iter(lua_State *L) {
   lua_pushnumber(L, (lua_Number)b.n);
   lua_replace(L, lua_upvalueindex(5));
   if (b.n == 0) return 0;
-  return keys_iter(L);
+  return walk_iter(L);
 }
 
-static int store_keys(lua_State *L) {
+static int store_walk(lua_State *L, int which) {
   Store *s = (Store *)check_self(L, STORE_MT);
   live_db(L, s->drv);
   lua_settop(L, 1);
@@ -287,9 +293,15 @@ static int store_keys(lua_State *L) {
   lua_newtable(L);
   lua_pushnumber(L, 0);
   lua_pushnumber(L, 0);
-  lua_pushcclosure(L, keys_iter, 5);
+  lua_pushinteger(L, which);
+  lua_pushcclosure(L, walk_iter, 6);
   return 1;
 }
+
+/* s:keys(): an iterator over the live keys of this namespace */
+static int store_keys(lua_State *L) { return store_walk(L, 0); }
+/* s:namespaces(): an iterator over the names of its child namespaces */
+static int store_namespaces(lua_State *L) { return store_walk(L, 1); }
 
 /* ---- atomic ----------------------------------------------------------------
  * atomic_timeout: while fn runs, a count hook looks at the clock every
@@ -512,6 +524,7 @@ const luaL_Reg zkv_store_methods[] = {
   {"get", store_get}, {"set", store_set}, {"del", store_del}, {"has", store_has},
   {"expire", store_expire}, {"ttl", store_ttl}, {"incr", store_incr}, {"setnx", store_setnx},
   {"namespace", store_namespace}, {"atomic", store_atomic}, {"keys", store_keys},
+  {"namespaces", store_namespaces},
   {"count", store_count}, {"clear", store_clear},
   {NULL, NULL}};
 
