@@ -148,12 +148,15 @@ end
 
 local raise_rc = core._raise_rc
 
+-- whole and within +-2^53, so exact as a double (double_is_whole53 in src/lua/check.c)
+local function whole53(x) return x == floor(x) and x <= LIMIT and x >= -LIMIT end
+
 -- key -> string of 1..65535 bytes, or nil (let C take the call). As check_key in src/lua/:
 -- an integral number within 2^53 is its decimal string.
 local function key_of(k)
   local kt = type(k)
   if kt == "number" then
-    if k ~= floor(k) or k > LIMIT or k < -LIMIT then return nil end
+    if not whole53(k) then return nil end
     return sformat("%d", k)
   elseif kt ~= "string" then
     return nil
@@ -191,7 +194,7 @@ local function fill(v)
     if v ~= v or v == huge or v == -huge then return false end
     VIN.data = nil
     VIN.len = 0
-    if v == floor(v) and v <= LIMIT and v >= -LIMIT and not (v == 0 and 1 / v < 0) then
+    if whole53(v) and not (v == 0 and 1 / v < 0) then   -- -0 stays a float
       VIN.type = T_INT
       VIN.i = v
     else
@@ -316,7 +319,7 @@ function StoreMethods.incr(self, k, by, ttl)
   local n = by
   if n == nil then
     n = 1
-  elseif type(n) ~= "number" or n ~= floor(n) or n > LIMIT or n < -LIMIT then
+  elseif type(n) ~= "number" or not whole53(n) then
     n = nil
   end
   if db == nil or key == nil or ms == nil or n == nil then
@@ -369,7 +372,8 @@ function StoreMethods._rawset(self, k, t, v, fl, ms, sf)
     VRAW.data, VRAW.len = nil, 0
     if t == T_STRING and type(v) == "string" then
       VRAW.data, VRAW.len = v, #v
-    elseif t == T_INT and type(v) == "number" and v == floor(v) and v < 9.2e18 and v > -9.2e18 then
+    elseif t == T_INT and type(v) == "number" and v == floor(v)
+           and v >= -9223372036854775808 and v < 9223372036854775808 then   -- num_to_int64
       VRAW.i = v
     elseif t == T_FLOAT and type(v) == "number" then
       VRAW.f = v
