@@ -173,13 +173,18 @@ static void push_consts(lua_State *L) {
   lua_setfield(L, -2, "LAYOUT");
 }
 
+#define NOJIT "zeltkv.nojit"
+
 /* ---- classes ------------------------------------------------------------------- */
 
-/* set each function into the table at -2 with the table at -1 as upvalue */
+/* set each function into the table at -2 with upvalues: 1 the table at -1
+ * (the class metatable, for check_self), 2 the weak-keyed table of the
+ * functions atomic() took out of the JIT (store.c) */
 static void set_methods(lua_State *L, const luaL_Reg *r) {
   for (; r->name; r++) {
     lua_pushvalue(L, -1);
-    lua_pushcclosure(L, r->func, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, NOJIT);
+    lua_pushcclosure(L, r->func, 2);
     lua_setfield(L, -3, r->name);
   }
 }
@@ -226,6 +231,16 @@ static void new_class(lua_State *L, const char *name, const luaL_Reg *methods,
 ZKV_API int luaopen_zeltkv_core(lua_State *L);
 
 int luaopen_zeltkv_core(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, NOJIT);
+  if (!lua_istable(L, -1)) {
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, NOJIT);
+  }
+  lua_pop(L, 1);
   new_class(L, STORE_MT, zkv_store_methods, zkv_raw_methods, store_tostring, NULL, NULL);
   new_class(L, DRIVER_MT, zkv_driver_methods, zkv_driver_raw_methods, driver_tostring, driver_gcmeta,
             driver_closemeta);

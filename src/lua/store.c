@@ -312,16 +312,22 @@ static int store_namespaces(lua_State *L) { return store_walk(L, 1); }
  * big namespace), a coroutine fn resumes that was made before atomic()
  * began (hooks are per coroutine), a pcall inside fn that swallows the error
  * (it is raised again at the next check, but fn keeps the lock until it
- * returns), and on LuaJIT a loop the JIT compiled (see the README).  A hook
+ * returns), and on LuaJIT a loop the JIT compiled (docs/reference.md).  A hook
  * another tool set (a debugger, a profiler) is left alone: no limit then.
  *
- * The deadline is per thread (one Lua state runs in one thread at a time,
- * and atomic() cannot yield, so atomics nest in time): the nearest deadline
- * of the atomics running wins. */
+ * The clock starts at fn's first hook call (after its first 1000
+ * instructions), so that an atomic that ends sooner never reads it.  The
+ * limit state is per thread (one Lua state runs in one thread at a time, and
+ * atomic() cannot yield, so atomics nest in time); nested atomics are timed
+ * from the outermost one's start, with the smallest limit of those running. */
 
 #define HOOK_EVERY 1000
 
-static _Thread_local struct { int64_t deadline_ns; double secs; } atomic_limit;
+static _Thread_local struct {
+  int active;        /* an atomic with a limit is running */
+  double secs;       /* the limit */
+  int64_t start_ns;  /* when the outermost one's first hook call came; 0: not yet */
+} atomic_limit;
 
 static int64_t now_ns(void) {
   struct timespec t;
@@ -331,7 +337,13 @@ static int64_t now_ns(void) {
 
 static void atomic_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  if (atomic_limit.deadline_ns && now_ns() >= atomic_limit.deadline_ns) {
+  if (!atomic_limit.active) return;
+  int64_t now = now_ns();
+  if (!atomic_limit.start_ns) {
+    atomic_limit.start_ns = now;
+    return;
+  }
+  if ((double)(now - atomic_limit.start_ns) >= atomic_limit.secs * 1e9) {
     char secs[32];
     snprintf(secs, sizeof secs, "%g", atomic_limit.secs);
     zkv_l_raise_here(L, C_FAILED, "timeout",
@@ -346,6 +358,21 @@ static void atomic_hook(lua_State *L, lua_Debug *ar) {
 extern int luaJIT_setmode(lua_State *L, int idx, int mode) __attribute__((weak));
 #define ZKV_LUAJIT_MODE_ALLFUNC_OFF 2   /* LUAJIT_MODE_ALLFUNC | LUAJIT_MODE_OFF (luajit.h) */
 
+/* fn at i and the functions it defines out of the JIT, once per function
+ * (setting the mode flushes its traces: hundreds of ns).  The functions done
+ * are the keys of a weak table, upvalue 2 of atomic. */
+static void keep_out_of_jit(lua_State *L, int i) {
+  lua_pushvalue(L, i);
+  lua_rawget(L, lua_upvalueindex(2));
+  int done = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (done) return;
+  luaJIT_setmode(L, i, ZKV_LUAJIT_MODE_ALLFUNC_OFF);
+  lua_pushvalue(L, i);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, lua_upvalueindex(2));
+}
+
 /* fn at fn_idx, called as fn(<value at self_idx>, <the values after fn>) */
 static int do_atomic(lua_State *L, Driver *d, int fn_idx, int self_idx) {
   if (lua_type(L, fn_idx) != LUA_TFUNCTION)
@@ -353,21 +380,21 @@ static int do_atomic(lua_State *L, Driver *d, int fn_idx, int self_idx) {
   int nargs = lua_gettop(L) - fn_idx;
   /* everything that can raise comes before the lock is taken */
   luaL_checkstack(L, nargs + 2, "too many arguments");
-  if (luaJIT_setmode && d->atomic_timeout > 0)
-    luaJIT_setmode(L, fn_idx, ZKV_LUAJIT_MODE_ALLFUNC_OFF);   /* fn and the functions it defines */
+  if (luaJIT_setmode && d->atomic_timeout > 0) keep_out_of_jit(L, fn_idx);
   zkv_db *db = live_db(L, d);
   int rc = zkv_begin(db);
   if (rc) return raise_rc(L, rc, "atomic");
   d->atomic_depth++;
-  /* the time limit, from the moment the lock is held */
-  int64_t saved_deadline = atomic_limit.deadline_ns;
+  /* the time limit */
+  int saved_active = atomic_limit.active;
   double saved_secs = atomic_limit.secs;
   int hooked = 0;
   if (d->atomic_timeout > 0) {
-    double ns = d->atomic_timeout * 1e9;
-    int64_t deadline = now_ns() + (ns < 4e18 ? (int64_t)ns : (int64_t)4e18);
-    if (!saved_deadline || deadline < saved_deadline) {
-      atomic_limit.deadline_ns = deadline;
+    if (!saved_active) {
+      atomic_limit.active = 1;
+      atomic_limit.start_ns = 0;
+      atomic_limit.secs = d->atomic_timeout;
+    } else if (d->atomic_timeout < atomic_limit.secs) {
       atomic_limit.secs = d->atomic_timeout;
     }
     if (!lua_gethook(L)) {
@@ -384,7 +411,7 @@ static int do_atomic(lua_State *L, Driver *d, int fn_idx, int self_idx) {
    * lands here like any other, and the writes are undone */
   int st = lua_pcall(L, nargs + 1, LUA_MULTRET, 0);
   if (hooked) lua_sethook(L, NULL, 0, 0);
-  atomic_limit.deadline_ns = saved_deadline;
+  atomic_limit.active = saved_active;
   atomic_limit.secs = saved_secs;
   d->atomic_depth--;
   /* fn cannot close this driver (close() is refused inside it), but nothing
