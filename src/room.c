@@ -174,7 +174,8 @@ static int block_kind(seg *s, uint64_t r, uint64_t *units, ref_t pin) {
   int is_free;
   *units = blk_units_at(s, r, &is_free);
   if (is_free) return B_FREE;
-  if (r == h->buckets || r == pin || r == h->root_ns || r == h->dead_ring) return B_PINNED;
+  if (r == h->buckets || r == h->obuckets || r == pin || r == h->root_ns || r == h->dead_ring)
+    return B_PINNED;
   if (!ent_ok(s, (ref_t)r) || E(s, r)->type == T_NSREC) return B_PINNED;
   return B_MOVABLE;
 }
@@ -284,14 +285,28 @@ static ref_t compact_for(zkv_db *db, uint64_t units, ref_t pin) {
 
 /* ---- room for a write ---------------------------------------------------- */
 
+/* Could a block of `units` fit at all, were every key gone but pin?  The
+ * store's own records (index, ring, namespaces: fixed_bytes) and pin stay.
+ * A write that cannot fails before anything is freed or evicted for it. */
+static int could_fit(seg *s, uint64_t units, ref_t pin) {
+  hdr *h = H(s);
+  uint64_t room = s->shared ? h->size - h->heap_start : h->capacity;
+  if (!room) return 1;   /* an unbounded memory store */
+  uint64_t keep = h->fixed_bytes;
+  if (pin) keep += (uint64_t)BLK_UNITS(ent_at(s, pin)->blk) * UNIT;
+  return keep <= room && units * UNIT <= room - keep;
+}
+
 ref_t room_try(zkv_db *db, uint64_t units, ref_t pin, unsigned how) {
   seg *s = db->s;
   if (units < 2) units = 2;
   if (units >= (1u << 30)) return 0;
   int may_evict = !(how & ROOM_NOEVICT) && H(s)->evict == ZKV_EVICT_LRU;
   int reclaimed = (how & ROOM_NOSWEEP) ? 2 : 0;
-  for (;;) {
-    ref_t r = blk_alloc(s, units);
+  ref_t r = blk_alloc(s, units);
+  if (r) return r;
+  if (!could_fit(s, units, pin)) return 0;
+  for (;; r = blk_alloc(s, units)) {
     /* a shared segment with room in total but not in one piece: compact */
     hdr *h = H(s);
     if (!r && s->shared && (h->size - h->heap_start) - h->bytes_used >= units * UNIT)
@@ -324,10 +339,11 @@ ref_t room_alloc(zkv_db *db, uint64_t units, ref_t pin, unsigned how) {
 }
 
 /* A denser index only makes lookups a little longer: its growth takes free
- * room (kept deleted keys freed, a shared segment compacted), never keys. */
+ * room (kept deleted keys freed, a shared segment compacted), never keys.
+ * The buckets move after every op (REHASH_STEP, ops.c). */
 void room_grow_index(zkv_db *db) {
   uint64_t units = idx_grow_units(db->s);
-  if (!units) return;
+  if (LIKELY(!units)) return;
   ref_t r = room_try(db, units, 0, ROOM_NOEVICT | ROOM_NOSWEEP);
   if (r) idx_grow(db, r);
 }
@@ -368,7 +384,7 @@ void room_gc_step(zkv_db *db) {
     LOGW(s, &h->gc_next_ms, 8);
     h->gc_next_ms = clock_ms() + (db->gc_interval_ms > 0 ? db->gc_interval_ms : 60000);
   }
-  s->gc_t0 = t0;
+  if (!s->hold_t0) s->hold_t0 = t0;   /* timed from the op's start if ZKV_TIME_HOLDS */
 }
 
 /* Long walks (clear, flush, gc) run in steps of BATCH keys, each its own
