@@ -247,12 +247,20 @@ void blk_claim(seg *s, ref_t r) {
   h->bytes_used += u * UNIT;
 }
 
+/* the units of the allocated block r, *hd its header (checked: a free one,
+ * or one past top, is a damaged heap) */
+static uint64_t used_units(seg *s, ref_t r, uint32_t *hd) {
+  *hd = blk(s, r)[0];
+  uint64_t units = BLK_UNITS(*hd);
+  chk(s, r, units);
+  if (UNLIKELY(*hd & BLK_FREE)) FAIL(s, ZKV_ECORRUPT);
+  return units;
+}
+
 uint64_t blk_grow(seg *s, ref_t r) {
   hdr *h = H(s);
-  uint32_t rh = blk(s, r)[0];
-  uint64_t ru = BLK_UNITS(rh);
-  chk(s, r, ru);
-  if (UNLIKELY(rh & BLK_FREE)) FAIL(s, ZKV_ECORRUPT);
+  uint32_t rh;
+  uint64_t ru = used_units(s, r, &rh);
   uint64_t x = r + ru;
   if (x * UNIT >= h->top) {
     FAIL(s, ZKV_ECORRUPT);   /* the caller grows into never-used space with blk_grow_top */
@@ -276,9 +284,8 @@ uint64_t blk_grow(seg *s, ref_t r) {
 
 void blk_grow_top(seg *s, ref_t r, uint64_t units) {
   hdr *h = H(s);
-  uint32_t rh = blk(s, r)[0];
-  uint64_t ru = BLK_UNITS(rh);
-  chk(s, r, ru);
+  uint32_t rh;
+  uint64_t ru = used_units(s, r, &rh);
   if (UNLIKELY((r + ru) * UNIT != h->top || units < ru || (r + units) * UNIT > h->size))
     FAIL(s, ZKV_ECORRUPT);
   LOGW(s, &h->top, 8);
@@ -290,14 +297,10 @@ void blk_grow_top(seg *s, ref_t r, uint64_t units) {
 }
 
 ref_t blk_slide(seg *s, ref_t r) {
-  uint32_t rh = blk(s, r)[0];
-  uint64_t f = BLK_UNITS(rh);
-  chk(s, r, f);
+  uint32_t rh, nh;
+  uint64_t f = used_units(s, r, &rh);
   ref_t n = (ref_t)(r + f);
-  uint32_t nh = blk(s, n)[0];
-  uint64_t u = BLK_UNITS(nh);
-  chk(s, n, u);
-  if (UNLIKELY((rh | nh) & BLK_FREE)) FAIL(s, ZKV_ECORRUPT);
+  uint64_t u = used_units(s, n, &nh);
   /* what the copy overwrites and a rollback needs: the bytes of the block
    * that moves which it lands on, and whatever of r's own was freed in this
    * lock hold (an evicted key r took in) */
@@ -315,25 +318,62 @@ ref_t blk_slide(seg *s, ref_t r) {
   return nr;
 }
 
-ref_t blk_lowest_free(seg *s, uint64_t above) {
+/* the free block (on a list) lowest in the heap of at least `units` (0:
+ * none); *have gets its units */
+static ref_t lowest(seg *s, uint64_t units, uint64_t *have) {
   hdr *h = H(s);
   ref_t best = 0;
   uint64_t guard = ent_limit(s);
-  for (unsigned c = 2; c < NCLASS; c++) {
+  for (unsigned c = cls_of(units < 2 ? 2 : units); c < NCLASS; c++) {
     for (ref_t r = h->free_heads[c]; r; r = blk(s, r)[1]) {
       chk(s, r, 2);
-      if (r > above && (!best || r < best)) best = r;
+      uint64_t u = BLK_UNITS(blk(s, r)[0]);
+      if (u >= units && (!best || r < best)) {
+        best = r;
+        *have = u;
+      }
       if (UNLIKELY(guard-- == 0)) FAIL(s, ZKV_ECORRUPT);
     }
   }
   return best;
 }
 
+ref_t blk_next_free(seg *s, uint64_t *from, unsigned budget, int *at_top) {
+  hdr *h = H(s);
+  uint64_t r = *from, top = h->top / UNIT;
+  if (r < h->heap_start / UNIT) r = h->heap_start / UNIT;
+  *at_top = 0;
+  for (; r < top && budget; budget--) {
+    int is_free;
+    uint64_t u = blk_units_at(s, r, &is_free);
+    if (is_free) {
+      *from = r;
+      return (ref_t)r;
+    }
+    r += u;
+  }
+  *from = r;
+  *at_top = r >= top;
+  return 0;
+}
+
+ref_t blk_alloc_low(seg *s, uint64_t units) {
+  if (units < 2) units = 2;
+  uint64_t have;
+  ref_t r = lowest(s, units, &have);
+  if (!r) return blk_alloc(s, units);
+  take(s, r, have, units);
+  log_reused(s, r, units);
+  hdr *h = H(s);
+  LOGW(s, &h->bytes_used, 8);
+  h->bytes_used += units * UNIT;
+  return r;
+}
+
 ref_t blk_split(seg *s, ref_t r, uint64_t units) {
-  uint32_t rh = blk(s, r)[0];
-  uint64_t have = BLK_UNITS(rh);
-  chk(s, r, have);
-  if (UNLIKELY((rh & BLK_FREE) || have < units)) FAIL(s, ZKV_ECORRUPT);
+  uint32_t rh;
+  uint64_t have = used_units(s, r, &rh);
+  if (UNLIKELY(have < units)) FAIL(s, ZKV_ECORRUPT);
   if (have > units) {
     LOGW(s, blk(s, r), 4);
     blk(s, r)[0] = (uint32_t)(units << 2) | (rh & BLK_PREVFREE);
@@ -349,10 +389,8 @@ ref_t blk_split(seg *s, ref_t r, uint64_t units) {
 
 void blk_free_now(seg *s, ref_t r) {
   hdr *h = H(s);
-  uint32_t hd = blk(s, r)[0];
-  uint64_t units = BLK_UNITS(hd);
-  chk(s, r, units);
-  if (UNLIKELY(hd & BLK_FREE)) FAIL(s, ZKV_ECORRUPT);
+  uint32_t hd;
+  uint64_t units = used_units(s, r, &hd);
   LOGW(s, &h->bytes_used, 8);
   h->bytes_used -= units * UNIT;
   uint64_t start = r, n = units;

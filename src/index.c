@@ -150,6 +150,31 @@ void idx_relocate(zkv_db *db, ref_t old, ref_t nw) {
   replace_keep(db, old, nw, idx_hash(o->ns, ent_key(o), o->klen, 0));
 }
 
+/* what pointed at old (its hash chain slot, its neighbours in the
+ * namespace's list or the list's ends) points at nw; e holds old's links
+ * (old itself, or a copy of it) */
+static void relink(seg *s, nsdata *d, ref_t old, ref_t nw, const ent *e, uint64_t h) {
+  ref_t *pp = chain_slot(s, old, h);
+  LOGW(s, pp, 4);
+  *pp = nw;
+  if (e->nprev) {
+    ent *p = ent_at(s, e->nprev);
+    LOGW(s, &p->nnext, 4);
+    p->nnext = nw;
+  } else {
+    LOGW(s, &d->head, 4);
+    d->head = nw;
+  }
+  if (e->nnext) {
+    ent *x = ent_at(s, e->nnext);
+    LOGW(s, &x->nprev, 4);
+    x->nprev = nw;
+  } else {
+    LOGW(s, &d->tail, 4);
+    d->tail = nw;
+  }
+}
+
 /* link nw in old's place; old stays allocated */
 static void replace_keep(zkv_db *db, ref_t old, ref_t nw, uint64_t h) {
   seg *s = db->s;
@@ -161,25 +186,7 @@ static void replace_keep(zkv_db *db, ref_t old, ref_t nw, uint64_t h) {
   n->hnext = o->hnext;
   n->nprev = o->nprev;
   n->nnext = o->nnext;
-  ref_t *pp = chain_slot(s, old, h);
-  LOGW(s, pp, 4);
-  *pp = nw;
-  if (o->nprev) {
-    ent *p = ent_at(s, o->nprev);
-    LOGW(s, &p->nnext, 4);
-    p->nnext = nw;
-  } else {
-    LOGW(s, &d->head, 4);
-    d->head = nw;
-  }
-  if (o->nnext) {
-    ent *x = ent_at(s, o->nnext);
-    LOGW(s, &x->nprev, 4);
-    x->nprev = nw;
-  } else {
-    LOGW(s, &d->tail, 4);
-    d->tail = nw;
-  }
+  relink(s, d, old, nw, o, h);
   if (o->flags & EF_DELETED) {
     if (n->flags & EF_DELETED) {   /* relocated (a copy): its ring slot follows it */
       ref_t *slot = dead_slot(s, old);
@@ -232,26 +239,7 @@ void idx_moved(zkv_db *db, ref_t old, ref_t nw) {
   seg *s = db->s;
   ent *n = ent_at(s, nw);
   if (UNLIKELY(n->type == T_NSREC)) FAIL(s, ZKV_ECORRUPT);
-  nsdata *d = idx_nsdata(s, n->ns);
-  ref_t *pp = chain_slot(s, old, idx_hash(n->ns, ent_key(n), n->klen, 0));
-  LOGW(s, pp, 4);
-  *pp = nw;
-  if (n->nprev) {
-    ent *p = ent_at(s, n->nprev);
-    LOGW(s, &p->nnext, 4);
-    p->nnext = nw;
-  } else {
-    LOGW(s, &d->head, 4);
-    d->head = nw;
-  }
-  if (n->nnext) {
-    ent *x = ent_at(s, n->nnext);
-    LOGW(s, &x->nprev, 4);
-    x->nprev = nw;
-  } else {
-    LOGW(s, &d->tail, 4);
-    d->tail = nw;
-  }
+  relink(s, idx_nsdata(s, n->ns), old, nw, n, idx_hash(n->ns, ent_key(n), n->klen, 0));
   if (n->flags & EF_DELETED) {
     ref_t *rg = ring(s);
     uint32_t slot = n->atime;

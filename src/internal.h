@@ -105,7 +105,7 @@ typedef struct room_req {
   uint64_t evicted_bytes;  /* by this request's steps */
   uint64_t cursor;         /* its expiry sweep */
   int swept;               /* the sweep went once round */
-  ref_t above;             /* its reservation starts above this block */
+  uint64_t from;           /* its next reservation starts at a free block from here */
   int wrapped;             /* its reservation went once round the heap */
 } room_req;
 
@@ -248,12 +248,18 @@ int blk_fits(seg *s, uint64_t units);
  * new units.  blk_grow_top: r, which ends at top, grows into never-used
  * space to `units`.  blk_slide: the block after r moves down to r's start
  * (the bytes it lands on logged first), r goes after it; returns r's new
- * ref, the moved block now starting at the old one.  blk_lowest_free: the
- * free block (on a list) with the lowest address above `above`, or 0. */
+ * ref, the moved block now starting at the old one.  blk_next_free: the
+ * first free block (any size) at or after *from (0: the heap's start),
+ * looking at `budget` blocks at most; 0 when none was found, *from then
+ * where to look on, *at_top set when the walk reached top. */
 uint64_t blk_grow(seg *s, ref_t r);
 void blk_grow_top(seg *s, ref_t r, uint64_t units);
 ref_t blk_slide(seg *s, ref_t r);
-ref_t blk_lowest_free(seg *s, uint64_t above);
+ref_t blk_next_free(seg *s, uint64_t *from, unsigned budget, int *at_top);
+/* blk_alloc from the free block lowest in the heap that fits (a slow walk
+ * of every free list: for the records that never move, which then split
+ * the free room as little as they can) */
+ref_t blk_alloc_low(seg *s, uint64_t units);
 
 /* ---- the index (index.c) ------------------------------------------------ */
 uint64_t idx_hash(ref_t ns, const void *key, size_t klen, int is_ns);
@@ -310,6 +316,7 @@ ref_t idx_ns_next(seg *s, ref_t root, ref_t cur);
  * FAILs with ZKV_EFULL (or, in a transaction on a shared segment whose undo
  * log cannot take the moves, ZKV_ETXN when the transaction held much). */
 #define ROOM_NOEVICT 1u
+#define ROOM_LOW 2u       /* a record that never moves: as low in the heap as it fits */
 ref_t room_alloc(zkv_db *db, uint64_t units, ref_t pin, ref_t ns, unsigned how);
 /* Outside a transaction room_alloc does not make room inside the op: it
  * FAILs with ROOM_AGAIN (db->room says what for), and the op frame runs

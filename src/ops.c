@@ -152,7 +152,7 @@ static int do_namespace(zkv_db *db, zkv_ns parent, const void *name, size_t len,
   uint64_t h = idx_hash(p, name, len, 1);
   ref_t r = idx_find(s, p, name, len, h, 1);
   if (!r) {
-    r = room_alloc(db, (idx_ns_bytes(len) + UNIT - 1) / UNIT, 0, p, 0);
+    r = room_alloc(db, (idx_ns_bytes(len) + UNIT - 1) / UNIT, 0, p, ROOM_LOW);
     idx_new_ns(db, r, p, name, len, h);
     room_grow_index(db);
   }
@@ -483,12 +483,17 @@ static int do_store_at(zkv_db *db, ref_t ns, const void *key, size_t klen, uint6
       e->atime = lru_now(s);
       return ZKV_OK;
     }
+    if (!old) {
+      /* a deleted or expired key of another shape: its block goes first (a
+       * write that fits only with its room must not fail), the key is new */
+      idx_unlink_free_h(db, r, 0, h);
+      r = 0;
+    }
   }
   ref_t nr = room_alloc(db, units, r, ns, (flags & ZKV_SET_NOEVICT) ? ROOM_NOEVICT : 0);
   build(s, nr, key, klen, type, uflags, exp, val, vlen);
   if (r) {
     idx_replace(db, r, nr, h);
-    if (!old) idx_move_to_tail(db, nr);
   } else {
     idx_link_new(db, ns, nr, h);
     room_grow_index(db);   /* after the write: it takes only what is left free */

@@ -186,6 +186,7 @@ out:
 #define STEP_NS 200000   /* a step's lock hold */
 #define ROOM_ROUNDS 8    /* runs of an op that others keep taking the room from */
 #define ROOM_LOG_MARGIN 8192   /* undo log a transaction's next move may need */
+#define SLIDE_LOG_SLACK 1024   /* undo log a slide needs beyond the bytes it lands on */
 
 /* Could a block of `units` fit at all, were every key gone but pin?  The
  * store's own records (index, ring, namespaces: fixed_bytes) and pin stay.
@@ -252,10 +253,75 @@ static ref_t live_pin(seg *s, ref_t pin) {
   return pin && ent_ok(s, pin) && E(s, pin)->type != T_NSREC ? pin : 0;
 }
 
-enum { GROW_DONE, GROW_MORE, GROW_STUCK };
+enum { GROW_DONE, GROW_MORE, GROW_STUCK, GROW_NEXT_STEP };
+
+/* Can a move of a block of `units` be logged now?  A slide or a hop logs at
+ * most the bytes it lands on, and a little more.  If not, *later says
+ * whether it could in a step of its own (an empty log). */
+static int log_fits(seg *s, uint64_t units, int *later) {
+  hdr *h = H(s);
+  uint64_t need = units * UNIT + SLIDE_LOG_SLACK;
+  *later = 0;
+  if (need <= h->log_cap - h->log_used) return 1;
+  *later = need <= h->log_cap && h->log_used > 0;
+  return 0;
+}
+
+/* the block at `from` now starts at `to` (a copy): whatever refers to it follows */
+static void block_moved(zkv_db *db, room_req *q, uint64_t from, ref_t to) {
+  seg *s = db->s;
+  hdr *h = H(s);
+  if (from == h->buckets) {
+    LOGW(s, &h->buckets, 4);
+    h->buckets = to;
+  } else if (from == h->obuckets) {
+    LOGW(s, &h->obuckets, 4);
+    h->obuckets = to;
+  } else if (from == h->dead_ring) {
+    LOGW(s, &h->dead_ring, 4);
+    h->dead_ring = to;
+  } else {
+    idx_moved(db, (ref_t)from, to);
+    if (from == q->pin) q->pin = to;
+  }
+}
+
+/* The reservation r (have units) is stuck below a record that never moves
+ * (x, xu units): copy the first key above that record (past one free block)
+ * into the start of r, the rest of r freed.  Free room so hops over the
+ * record, a key at a time, to where the reservation can grow on.  Only in a
+ * step of its own (nothing holds the key).  Returns 1 when a key hopped,
+ * 2 when it must wait for a step of its own (the undo log), else 0. */
+static int hop_over(zkv_db *db, room_req *q, ref_t r, uint64_t have, uint64_t x, uint64_t xu) {
+  seg *s = db->s;
+  hdr *h = H(s);
+  uint64_t y = x + xu, yu;
+  int is_free;
+  if (y * UNIT >= h->top) return 0;
+  yu = blk_units_at(s, y, &is_free);
+  if (is_free) {
+    y += yu;
+    if (y * UNIT >= h->top) return 0;
+    yu = blk_units_at(s, y, &is_free);
+    if (UNLIKELY(is_free)) FAIL(s, ZKV_ECORRUPT);   /* free blocks never touch */
+  }
+  if (yu > have) return 0;
+  int is_array = y == h->buckets || y == h->obuckets || y == h->dead_ring;
+  if (!is_array && (!ent_ok(s, (ref_t)y) || E(s, y)->type == T_NSREC)) return 0;
+  int later;
+  if (!log_fits(s, yu, &later)) return later ? 2 : 0;
+  reservation_set(s, 0);
+  q->reserved = 0;
+  blk_split(s, r, yu);   /* r keeps yu units (its bytes logged where a rollback needs them) */
+  memcpy((char *)P(s, r) + 4, (char *)P(s, y) + 4, yu * UNIT - 4);
+  block_moved(db, q, y, r);
+  blk_free(s, (ref_t)y);   /* its bytes stay restorable */
+  q->from = r;             /* the next reservation starts with the rest of r */
+  return 1;
+}
 
 /* grow the reservation r by the block after it; GROW_STUCK when that block
- * cannot go (r is then freed and the next start is above it).  The entry
+ * cannot go (r is then freed and the next starts above it).  The entry
  * the write replaces (pin) is never evicted; in a step of its own (bounded)
  * it may move, as no op holds it then (q->pin follows it). */
 static int grow_once(zkv_db *db, room_req *q, ref_t *rp, ref_t pin, int may_evict, int bounded) {
@@ -282,7 +348,7 @@ static int grow_once(zkv_db *db, room_req *q, ref_t *rp, ref_t pin, int may_evic
   if (!is_array && E(s, x)->type == T_NSREC) {
     /* an empty namespace's record goes, in a step of its own (no op holds
      * its id then), unless the write goes into it */
-    if (!bounded || x == q->ns || !idx_ns_freeable(s, (ref_t)x)) goto stuck;
+    if (!bounded || x == q->ns || !idx_ns_freeable(s, (ref_t)x)) goto hop;
     idx_free_ns(db, (ref_t)x);
     return GROW_MORE;   /* a free block now: the next turn takes it in */
   }
@@ -301,31 +367,33 @@ static int grow_once(zkv_db *db, room_req *q, ref_t *rp, ref_t pin, int may_evic
     }
     return GROW_MORE;
   }
-  /* slide the block below r; what the move lands on of itself is logged first,
-   * so it must fit in the undo log with room to spare */
-  if (xu > have && (xu - have) * UNIT > (h->log_cap - h->log_used) / 2) goto stuck;
-  ref_t nr = blk_slide(s, r);
-  if (x == h->buckets) {
-    LOGW(s, &h->buckets, 4);
-    h->buckets = r;
-  } else if (x == h->obuckets) {
-    LOGW(s, &h->obuckets, 4);
-    h->obuckets = r;
-  } else if (x == h->dead_ring) {
-    LOGW(s, &h->dead_ring, 4);
-    h->dead_ring = r;
-  } else {
-    idx_moved(db, (ref_t)x, r);
-    if (x == pin) q->pin = r;
+  /* slide the block below r; what the move lands on of itself is logged
+   * first, so it must fit in the undo log with room to spare: in a step, a
+   * big one waits for a step of its own (an empty log) */
+  int later;
+  if (!log_fits(s, xu, &later)) {
+    if (bounded && later) return GROW_NEXT_STEP;
+    goto stuck;
   }
+  ref_t nr = blk_slide(s, r);
+  block_moved(db, q, x, r);
   reservation_set(s, nr);
   *rp = nr;
   return GROW_MORE;
+hop:
+  if (bounded) {
+    int hv = hop_over(db, q, r, have, x, xu);
+    if (hv == 2) return GROW_NEXT_STEP;
+    if (hv == 1) {
+      *rp = 0;
+      return GROW_STUCK;   /* the next reservation starts with the rest of r */
+    }
+  }
 stuck:
   reservation_set(s, 0);
   blk_free_now(s, r);
   q->reserved = 0;
-  q->above = (ref_t)x;
+  q->from = x;
   return GROW_STUCK;
 }
 
@@ -378,7 +446,8 @@ static int make_room(zkv_db *db, room_req *q, int bounded, int *done) {
       if (may_evict && evict_one(db, pin)) continue;
       return ZKV_EFULL;
     }
-    if (free_total(s) < units * UNIT) {
+    uint64_t have = r ? (uint64_t)BLK_UNITS(*(uint32_t *)P(s, r)) * UNIT : 0;
+    if (free_total(s) + have < units * UNIT) {   /* a reservation of its own counts */
       if (may_evict && evict_one(db, pin)) continue;
       return ZKV_EFULL;
     }
@@ -389,11 +458,15 @@ static int make_room(zkv_db *db, room_req *q, int bounded, int *done) {
         if (!bounded) return ZKV_EFULL;
         return ZKV_OK;
       }
-      r = blk_lowest_free(s, q->above);
+      /* the lowest free block (of any size) from q->from on, a few blocks
+       * at a time: the walk of a big heap spans steps */
+      int at_top = 0;
+      r = blk_next_free(s, &q->from, 256, &at_top);
       if (!r) {
+        if (!at_top) continue;
         /* once round the heap, then once more (between steps others may have
          * freed blocks below where this pass went) */
-        if (q->above && !q->wrapped++) { q->above = 0; continue; }
+        if (!q->wrapped++) { q->from = 0; continue; }
         return ZKV_EFULL;
       }
       blk_claim(s, r);
@@ -403,6 +476,7 @@ static int make_room(zkv_db *db, room_req *q, int bounded, int *done) {
     int g = grow_once(db, q, &r, pin, may_evict, bounded);
     pin = live_pin(s, q->pin);
     if (g == GROW_STUCK) r = 0;
+    if (g == GROW_NEXT_STEP) return ZKV_OK;
   }
   *done = 1;
   return ZKV_OK;
@@ -415,12 +489,15 @@ int room_make(zkv_db *db) {
   q->evicted_bytes = 0;
   q->cursor = 0;
   q->swept = 0;
-  q->above = 0;
+  q->from = 0;
   q->wrapped = 0;
   for (;;) {
     int done = 0;
     int rc = op_run(db, room_step, &done);
-    if (rc) return rc;
+    if (rc) {
+      q->reserved = 1;   /* the failed step's undo may have brought one back */
+      return rc;
+    }
     if (done) return ZKV_OK;
   }
 }
@@ -446,7 +523,8 @@ ref_t room_alloc(zkv_db *db, uint64_t units, ref_t pin, ref_t ns, unsigned how) 
   seg *s = db->s;
   if (units < 2) units = 2;
   if (units >= (1u << 30)) FAIL(s, ZKV_EFULL);
-  ref_t r = blk_alloc(s, units);
+  ref_t r;
+  r = UNLIKELY(how & ROOM_LOW) && s->shared ? blk_alloc_low(s, units) : blk_alloc(s, units);
   if (LIKELY(r)) return r;
   if (s->shared && (r = reservation_take(db, units))) return r;
   if (!could_fit(s, units, pin)) FAIL(s, ZKV_EFULL);
@@ -467,7 +545,7 @@ ref_t room_alloc(zkv_db *db, uint64_t units, ref_t pin, ref_t ns, unsigned how) 
   t.how = how;
   int done = 0, rc = make_room(db, &t, 0, &done);
   if (rc == ZKV_OK && !done) rc = ZKV_EFULL;
-  if (rc == ZKV_OK && !(r = blk_alloc(s, units)) && !(r = reservation_take(db, units)))
+  if (rc == ZKV_OK && !(r = blk_alloc_low(s, units)) && !(r = reservation_take(db, units)))
     rc = ZKV_EFULL;
   if (rc) FAIL(s, rc);
   return r;
