@@ -24,6 +24,7 @@
  * The engine does the work (src/snapshot.c, src/dumpfile.c); this file turns
  * its results and errors into Lua ones.
  */
+#define _GNU_SOURCE 1 /* first: clock_gettime, fileno, strdup beyond C11 */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
