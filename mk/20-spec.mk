@@ -19,7 +19,8 @@ spec-all:
 
 # the contract specs (store, bad inputs, atomic) on each driver: ZELTKV_DRIVER picks it
 # (spec/helpers.lua H.driver); the memory leg is the plain `spec` run
-CONTRACT_SPECS := spec/02-store_spec.lua spec/03-bad_inputs_spec.lua spec/04-atomic_spec.lua
+CONTRACT_SPECS := spec/02-store_spec.lua spec/03-bad_inputs_spec.lua spec/04-atomic_spec.lua \
+                  spec/13-snapshot_spec.lua
 spec-drivers: $(MODULE)
 	$(call need,$(PKGS_spec-drivers))
 	@mkdir -p $(RESULTS)
