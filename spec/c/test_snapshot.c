@@ -543,6 +543,59 @@ TEST(load_full_store_changes_nothing) {
   zkv_close(src);
 }
 
+/* The same on a shared segment, whose undo log (1/16 of the segment) is
+ * smaller than a step's writes: steps end early when it fills, forward and
+ * while undoing. */
+TEST(load_full_shared_segment) {
+  char path[600], name[64];
+  file_path(path, sizeof path, "bigsh.jsonl");
+  snprintf(name, sizeof name, "snap-%d-full", (int)getpid());
+  zkv_db *src = mem(0);
+  char val[200];
+  memset(val, 'v', sizeof val);
+  for (int i = 0; i < 20000; i++) {
+    char k[32];
+    int kn = snprintf(k, sizeof k, "k%06d", i);
+    zkv_value v = vstr(val, sizeof val);
+    REQUIRE_EQ(zkv_set(src, ZKV_ROOT, k, (size_t)kn, &v, 0, 0), ZKV_OK);
+  }
+  REQUIRE_EQ(zkv_dump(src, path, -1, NULL, NULL, NULL), ZKV_OK);
+  zkv_options o;
+  zkv_options_init(&o);
+  o.size = 2u << 20;
+  zkv_db *dst = NULL;
+  REQUIRE_EQ(zkv_open_shared(name, &o, &dst), ZKV_OK);
+  zkv_value mine = vstr(K("mine"));
+  CHECK_RC(zkv_set(dst, ZKV_ROOT, K("k000000"), &mine, 0, 0), ZKV_OK);
+  zkv_load_stats ls;
+  CHECK_RC(zkv_load(dst, path, -1, NULL, NULL, &ls), ZKV_EFULL);
+  CHECK(strstr(ls.why, "failed too") == NULL);
+  CHECK_EQ(nkeys(dst), 1);
+  zkv_value v;
+  CHECK_RC(zkv_get(dst, ZKV_ROOT, K("k000000"), &v), ZKV_OK);
+  CHECK_MEM(v.data, v.len, "mine", 4);
+  /* a load that fits, replacing every key it writes: each replace logs the old value */
+  zkv_db *half = mem(0);
+  for (int i = 0; i < 5000; i++) {
+    char k[32];
+    int kn = snprintf(k, sizeof k, "k%06d", i);
+    zkv_value w = vstr(val, sizeof val);
+    REQUIRE_EQ(zkv_set(half, ZKV_ROOT, k, (size_t)kn, &w, 0, 0), ZKV_OK);
+    if (i % 2) REQUIRE_EQ(zkv_set(dst, ZKV_ROOT, k, (size_t)kn, &mine, 0, 0), ZKV_OK);
+  }
+  REQUIRE_EQ(zkv_dump(half, path, -1, NULL, NULL, NULL), ZKV_OK);
+  CHECK_RC(zkv_load(dst, path, -1, NULL, NULL, &ls), ZKV_OK);
+  CHECK_EQ(ls.loaded, 5000);
+  CHECK(ls.steps > 1);
+  CHECK_EQ(nkeys(dst), 5000);
+  const char *why;
+  CHECK_RC(zkv_verify(dst, &why), ZKV_OK);
+  zkv_close(half);
+  zkv_close(dst);
+  zkv_unlink(name, NULL);
+  zkv_close(src);
+}
+
 TEST(load_from_pipe) {
   char path[600];
   file_path(path, sizeof path, "pipe.jsonl");
