@@ -125,7 +125,7 @@ $(MODULE): $(BINDING_OBJ) $(ENGINE_OBJ)
 # C tests: against the static library, at -O1 (faster to build, still optimised)
 $(B)/test/%: spec/c/%.c $(wildcard spec/c/*.h) $(HEADERS) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(ZKV_CPPFLAGS) -Ispec/c -std=c11 $(WARN) -O1 -g $< $(LIBA) -o $@ $(LDFLAGS) $(ENGINE_LIBS)
+	$(CC) $(ZKV_CPPFLAGS) -Isrc -Ispec/c -std=c11 $(WARN) -O1 -g $< $(LIBA) -o $@ $(LDFLAGS) $(ENGINE_LIBS)
 
 # C benchmarks (make bench): against the static library, optimised
 $(B)/bench/%: bench/%.c $(HEADERS) $(LIBA)

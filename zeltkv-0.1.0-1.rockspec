@@ -43,8 +43,8 @@ build = {
     ["zeltkv.cli"] = "lua/zeltkv/cli.lua",
     ["zeltkv.snapshot"] = "lua/zeltkv/snapshot.lua",
     ["zeltkv.core"] = {
-      sources = { "src/alloc.c", "src/arena.c", "src/index.c", "src/ops.c", "src/txn.c",
-                  "src/snapshot.c", "src/dumpfile.c",
+      sources = { "src/alloc.c", "src/arena.c", "src/clock.c", "src/index.c", "src/ops.c",
+                  "src/room.c", "src/txn.c", "src/snapshot.c", "src/dumpfile.c",
                   "src/lzeltkv.c" },
       incdirs = { "include", "$(CJSON_INCDIR)", "$(XXHASH_INCDIR)" },
       libdirs = { "$(CJSON_LIBDIR)" },

@@ -63,12 +63,12 @@ static int init_arena(zkv_db *db, uint64_t size, uint64_t log_cap, const zkv_opt
   h->log_cap = log_cap;
   h->heap_start = h->log_off + log_cap;
   h->capacity = s->shared ? size : o->max_bytes;
-  h->gc_next_ms = zkv_now() + db->gc_interval_ms;
-  zkv_alloc_init(s);
+  h->gc_next_ms = clock_ms() + db->gc_interval_ms;
+  blk_init(s);
   sigjmp_buf jb;
   s->jb = &jb;
   int rc = sigsetjmp(jb, 0);
-  if (rc == 0) zkv_index_init(db);
+  if (rc == 0) idx_init(db);
   s->jb = NULL;
   return rc;
 }
@@ -89,7 +89,7 @@ int zkv_open_memory(const zkv_options *opts, zkv_db **out) {
   s->refs = 1;
   s->threadsafe = (opts->flags & ZKV_THREADSAFE) != 0;
   if (s->threadsafe) pthread_mutex_init(&s->tlock, NULL);
-  s->rng = (uint64_t)(uintptr_t)s ^ (uint64_t)zkv_now_ns_raw();
+  s->rng = (uint64_t)(uintptr_t)s ^ (uint64_t)clock_ns();
   void *m = mmap(NULL, MEM_INITIAL, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (m == MAP_FAILED) { free(db); free(s); return ZKV_ENOMEM; }
   s->base = m;
@@ -102,7 +102,7 @@ int zkv_open_memory(const zkv_options *opts, zkv_db **out) {
 
 /* grow a private arena to hold at least need bytes; offsets keep their meaning
  * wherever mremap puts it */
-int zkv_grow(seg *s, uint64_t need) {
+int arena_grow(seg *s, uint64_t need) {
   uint64_t n = s->mapped * 2;
   if (n < need) n = round_up(need, 4096);
   if (n > s->mapped * 2 + (64ull << 20) && need < s->mapped + (64ull << 20))
@@ -141,7 +141,7 @@ static int seg_path(const char *name, char *buf, size_t cap, const char *prefix)
 }
 
 /* the checks a segment passes before anything in it is followed */
-int zkv_validate(const hdr *h, uint64_t file_size) {
+int arena_validate(const hdr *h, uint64_t file_size) {
   if (file_size < sizeof(hdr)) return ZKV_ECORRUPT;
   if (memcmp(h->magic, ZKV_MAGIC, 8) != 0) return ZKV_ECORRUPT;
   if (h->format != ZKV_FORMAT) return ZKV_EVERSION;
@@ -166,7 +166,7 @@ int zkv_validate(const hdr *h, uint64_t file_size) {
 static int create_segment(const char *name, const zkv_options *o, const char *path) {
   char tmp[4200];
   char pfx[64];
-  snprintf(pfx, sizeof pfx, ".tmp%ld-%lx-", (long)getpid(), (unsigned long)zkv_now_ns_raw());
+  snprintf(pfx, sizeof pfx, ".tmp%ld-%lx-", (long)getpid(), (unsigned long)clock_ns());
   if (!seg_path(name, tmp, sizeof tmp, pfx)) return ZKV_EINVAL_KEY;
   uint64_t size = round_up(o->size, 4096);
   if (size < 65536) size = 65536;
@@ -247,7 +247,7 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
     void *m = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     rc = ZKV_EIO;
     if (m == MAP_FAILED) goto bad;
-    rc = zkv_validate((hdr *)m, (uint64_t)st.st_size);
+    rc = arena_validate((hdr *)m, (uint64_t)st.st_size);
     if (rc) { munmap(m, (size_t)st.st_size); goto bad; }
     s = calloc(1, sizeof *s);
     rc = ZKV_ENOMEM;
@@ -258,7 +258,7 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
     s->refs = 1;
     s->dev = (unsigned long)st.st_dev;
     s->ino = (unsigned long)st.st_ino;
-    s->rng = (uint64_t)zkv_now_ns_raw() ^ ((uint64_t)getpid() << 32);
+    s->rng = (uint64_t)clock_ns() ^ ((uint64_t)getpid() << 32);
     s->next = registry;
     registry = s;
   }
@@ -324,5 +324,3 @@ void zkv_close(zkv_db *db) {
 }
 
 int zkv_is_shared(const zkv_db *db) { return db && db->s && db->s->shared; }
-
-int zkv_bounds(seg *s, uint64_t off, uint64_t len) { return off <= s->mapped && len <= s->mapped - off; }

@@ -30,7 +30,7 @@
 static int64_t wall_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  int64_t offset = zkv_now() - zkv_now_ns_raw() / 1000000;
+  int64_t offset = clock_ms() - clock_ns() / 1000000;
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + offset;
 }
 
@@ -86,14 +86,14 @@ int zkv_snapshot_take(zkv_db *db, zkv_snapshot **out) {
       return ZKV_ECORRUPT;
     }
     if (h->top <= sn->map_bytes) {
-      int64_t t0 = zkv_now_ns_raw();
+      int64_t t0 = clock_ns();
       memcpy(sn->base, h, sizeof(hdr));
       memcpy(sn->base + h->heap_start, s->base + h->heap_start, h->top - h->heap_start);
-      sn->mono_ms = zkv_now();
+      sn->mono_ms = clock_ms();
       sn->info.time_ms = wall_ms();
       sn->info.entries = h->nkeys - h->ndead;
       sn->info.bytes = sizeof(hdr) + (h->top - h->heap_start);
-      sn->info.lock_ns = (uint64_t)(zkv_now_ns_raw() - t0);
+      sn->info.lock_ns = (uint64_t)(clock_ns() - t0);
       op_leave(db, 0);
       break;
     }
@@ -396,7 +396,7 @@ static int keep_before(loader *ld, zkv_ns ns, const zkv_item *it, uint64_t index
   before *b = &ld->bef[ld->nbef++];
   b->index = index;
   b->v = old;
-  b->exp = left > 0 ? zkv_now() + left : 0;
+  b->exp = left > 0 ? clock_ms() + left : 0;
   return ZKV_OK;
 }
 
@@ -420,7 +420,7 @@ static int undo_key(loader *ld, const zkv_item *it, const before *b) {
   if (rc == ZKV_NOTFOUND) return ZKV_OK;
   if (rc) return rc;
   if (!same_value(&cur, &it->value)) return ZKV_OK;
-  int64_t ttl = b && b->exp ? b->exp - zkv_now() : 0;
+  int64_t ttl = b && b->exp ? b->exp - clock_ms() : 0;
   if (!b || (b->exp && ttl <= 0)) {   /* it was absent (or has expired since) */
     rc = zkv_del(ld->db, ns, it->key, it->klen);
     return rc < 0 ? rc : ZKV_OK;
@@ -503,7 +503,7 @@ static int begin_step(loader *ld, uint64_t index, uint64_t line, uint64_t offset
   m->offset = offset;
   m->index = m->end = index;
   m->bef = m->bef_end = ld->nbef;
-  ld->step_t0 = zkv_now_ns_raw();
+  ld->step_t0 = clock_ns();
   ld->now = wall_ms();
   return ZKV_OK;
 }
@@ -512,7 +512,7 @@ static int begin_step(loader *ld, uint64_t index, uint64_t line, uint64_t offset
  * ended for undo_steps */
 static int end_step(loader *ld, uint64_t index) {
   zkv_load_stats *st = ld->st;
-  int64_t held = zkv_now_ns_raw() - ld->step_t0;
+  int64_t held = clock_ns() - ld->step_t0;
   if ((uint64_t)held > st->max_lock_ns) st->max_lock_ns = (uint64_t)held;
   st->steps++;
   step_mark *m = &ld->steps[ld->nsteps - 1];
@@ -574,7 +574,7 @@ static int write_pass(loader *ld, zkv_progress_fn progress, void *ud) {
     index++;
     if (index % STEP_CHECK != 0) continue;
     ld->now = wall_ms();   /* expiry is judged by a clock at most STEP_CHECK keys old */
-    if (zkv_now_ns_raw() - ld->step_t0 < STEP_NS) continue;
+    if (clock_ns() - ld->step_t0 < STEP_NS) continue;
     in_step = 0;
     if ((rc = end_step(ld, index))) break;
     if (progress) {

@@ -13,6 +13,8 @@
  *
  * Lock-free readers (shared driver) rely on `seq`: a writer makes it odd
  * before its first change and even again at commit.
+ *
+ * The record format is in format.h (crash recovery reads it from the segment).
  */
 #define _GNU_SOURCE 1 /* first: the engine uses Linux and POSIX calls beyond C11 (internal.h) */
 #include <errno.h>
@@ -28,49 +30,14 @@
 
 #include "internal.h"
 
-_Noreturn void zkv_fail(seg *s, int rc) { siglongjmp(*(sigjmp_buf *)s->jb, rc); }
-
-/* ---- clock -------------------------------------------------------------- */
-static _Atomic int64_t clock_offset_ms;
-
-void zkv_set_clock_offset(int64_t offset_ms) { clock_offset_ms = offset_ms; }
-
-int64_t zkv_now_ns_raw(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-int64_t zkv_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
-         atomic_load_explicit(&clock_offset_ms, memory_order_relaxed);
-}
-
-int64_t zkv_now_ms(void) { return zkv_now(); }
-
-int64_t zkv_now_coarse(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
-         atomic_load_explicit(&clock_offset_ms, memory_order_relaxed);
-}
-
-uint16_t zkv_coarse_sec(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return (uint16_t)(ts.tv_sec + atomic_load_explicit(&clock_offset_ms, memory_order_relaxed) / 1000);
-}
+_Noreturn void op_fail(seg *s, int rc) { siglongjmp(*(sigjmp_buf *)s->jb, rc); }
 
 /* ---- undo log ----------------------------------------------------------- */
-/* A record is the old bytes, padded to 8, followed by an 8-byte trailer
- * (offset << 24 | length), so the log can be walked backwards from its end. */
 
-void zkv_log(seg *s, const void *p, size_t len) {
+void log_record(seg *s, const void *p, size_t len) {
   /* a record holds at most REC_MAX bytes: longer ones are split */
   while (len > REC_MAX) {
-    zkv_log(s, p, REC_MAX);
+    log_record(s, p, REC_MAX);
     p = (const char *)p + REC_MAX;
     len -= REC_MAX;
   }
@@ -79,7 +46,7 @@ void zkv_log(seg *s, const void *p, size_t len) {
   uint64_t rec = padded + 8;
   char *dst;
   if (s->shared) {
-    if (!s->dirty) zkv_mark_dirty(s);
+    if (!s->dirty) log_dirty(s);
     hdr *h = H(s);
     if (UNLIKELY(h->log_used + rec > h->log_cap)) FAIL(s, ZKV_ETXN);
     if (UNLIKELY(h->log_off + h->log_cap > s->mapped)) FAIL(s, ZKV_ECORRUPT);
@@ -106,12 +73,12 @@ void zkv_log(seg *s, const void *p, size_t len) {
   atomic_signal_fence(memory_order_seq_cst);
 }
 
-uint64_t zkv_log_pos(seg *s) { return s->shared ? H(s)->log_used : s->mlog_used; }
+uint64_t log_pos(seg *s) { return s->shared ? H(s)->log_used : s->mlog_used; }
 
 /* apply the log backwards down to `mark`; returns 0, or -1 if the log is
  * damaged (then the rest is left alone) */
 static int undo(seg *s, uint64_t mark) {
-  uint64_t pos = zkv_log_pos(s);
+  uint64_t pos = log_pos(s);
   if (s->shared && (pos > H(s)->log_cap || H(s)->log_off > s->mapped ||
                     H(s)->log_cap > s->mapped - H(s)->log_off))
     return -1;
@@ -148,13 +115,13 @@ static int rebuild_if_needed(seg *s) {
   void *prev = s->jb;
   s->jb = &jb;
   int rc = sigsetjmp(jb, 0);
-  if (rc == 0) do_rebuild_index(s);
+  if (rc == 0) idx_rebuild(s);
   s->jb = prev;
   return rc;
 }
 
-void zkv_undo_to(seg *s, uint64_t mark) {
-  if (s->shared && !s->dirty) zkv_mark_dirty(s);
+void log_undo_to(seg *s, uint64_t mark) {
+  if (s->shared && !s->dirty) log_dirty(s);
   undo(s, mark);
   rebuild_if_needed(s);
 }
@@ -165,7 +132,7 @@ void zkv_undo_to(seg *s, uint64_t mark) {
 static void recover(seg *s) {
   hdr *h = H(s);
   s->dirty = 0;
-  zkv_mark_dirty(s);
+  log_dirty(s);
   if (undo(s, 0) != 0) H(s)->log_used = 0;
   rebuild_if_needed(s);
   h->log_used = 0;
@@ -237,7 +204,7 @@ static int lock_slow(zkv_db *db, _Atomic uint32_t *w, uint32_t me) {
                                                 memory_order_relaxed))
       return ZKV_OK;
   }
-  int64_t now = zkv_now_ns_raw();
+  int64_t now = clock_ns();
   int64_t deadline = now + db->lock_timeout_ms * 1000000;
   int64_t check_at = now;   /* look at the holder at once, then every LOCK_CHECK_NS */
   for (;;) {
@@ -249,7 +216,7 @@ static int lock_slow(zkv_db *db, _Atomic uint32_t *w, uint32_t me) {
         return ZKV_OK;
       continue;
     }
-    now = zkv_now_ns_raw();
+    now = clock_ns();
     /* our own id in the word, though we do not hold the lock (op_enter looked):
      * a dead holder's id given to this thread since, or a damaged word */
     if (now >= check_at || (v & LOCK_TID) == me) {
@@ -320,7 +287,7 @@ int op_enter(zkv_db *db) {
      * again before anything in it is followed */
     if (UNLIKELY(H(s)->lock_recoveries != s->seen_recoveries)) {
       s->seen_recoveries = H(s)->lock_recoveries;
-      if (zkv_validate(H(s), s->mapped) != ZKV_OK) {
+      if (arena_validate(H(s), s->mapped) != ZKV_OK) {
         unlock_shared(H(s));
         return ZKV_ECORRUPT;
       }
@@ -383,7 +350,7 @@ int zkv_begin(zkv_db *db) {
     s->txn_marks = n;
     s->txn_cap = cap;
   }
-  s->txn_marks[s->txn_depth++] = zkv_log_pos(s);
+  s->txn_marks[s->txn_depth++] = log_pos(s);
   s->logging = 1;
   db->txn_levels++;
   return ZKV_OK;
@@ -396,7 +363,7 @@ static int txn_end(zkv_db *db, int undo_it) {
   if (s->txn_depth == 0 || !seg_owned(s)) return ZKV_ETXN;
   uint64_t mark = s->txn_marks[--s->txn_depth];
   if (db->txn_levels > 0) db->txn_levels--;
-  if (undo_it) zkv_undo_to(s, mark);
+  if (undo_it) log_undo_to(s, mark);
   if (s->txn_depth == 0 && !s->shared) s->logging = 0;
   return op_leave(db, ZKV_OK);
 }

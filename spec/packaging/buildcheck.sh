@@ -5,8 +5,9 @@
 # PKG_CONFIG_PATH, -Werror only when asked (WERROR=1 or CI=true), no -D flag of our own.
 SUITE=buildcheck
 source "$(dirname "$0")/lib.sh"
-# the environment of the run (CI=true in CI) must not decide what the default is
-dry() { env -u CI -u WERROR make --no-print-directory -n -B B="$TMPD/b" "$@" all 2>&1; }
+# the environment of the run (CI=true in CI, or `make test CI=true`, which reaches this
+# make through MAKEFLAGS) must not decide what the default is
+dry() { env -u CI -u WERROR -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make --no-print-directory -n -B B="$TMPD/b" "$@" all 2>&1; }
 lines() { grep -E '^(gcc|cc|clang) ' <<<"$1"; }
 
 DRY=$(dry CPPFLAGS=-DZKV_PKG_CPP LDFLAGS=-Wl,-zkvpkgld CFLAGS=-Ozkv)
