@@ -86,7 +86,7 @@ PKGS_LUA_5.4 := lua5.4 liblua5.4-dev
 PKGS_LUA_jit := luajit2 libluajit2-5.1-dev
 PKGS_BUILD   := gcc pkg-config libcjson-dev libxxhash-dev $(PKGS_LUA_$(LUA_VERSION))
 PKGS_BENCH   := $(PKGS_BUILD) $(PKGS_LUA_jit) nginx libnginx-mod-http-lua curl redis-server \
-                redis-tools gnuplot-nox lua-cjson
+                redis-tools gnuplot-nox lua-cjson lua-socket
 need = @./tools/deps.sh $(1)
 
 # ---- the build -------------------------------------------------------------------
@@ -173,6 +173,8 @@ bench:
 	@echo
 	@$(MAKE) --no-print-directory LUA_VERSION=jit module
 	@bash bench/nginx/run.sh
+	@echo
+	@bash bench/redis-driver.sh
 
 # ---- install ---------------------------------------------------------------------
 # Lua files go where the interpreter of LUA_VERSION looks under PREFIX (LuaJIT: 5.1).
