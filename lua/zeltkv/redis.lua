@@ -1598,6 +1598,43 @@ function Driver.stats(self)
   }
 end
 
+-- kv:namespaces(): the names of the root namespaces under this driver's prefix, as
+-- s:namespaces() gives a store's children (walks every master with SCAN)
+function Driver.namespaces(self)
+  local d = check_driver(self, "namespaces")
+  no_walk_in_tx(d, "namespaces")
+  local open = d.shard == "key" and (d.prefix .. ":") or (d.prefix .. "{")
+  local stop = d.shard == "key" and "^[^:/]*" or "^[^}]*"
+  local it, skip, seen = all_keys(d), #open, {}
+  return function()
+    while true do
+      local k = it()
+      if not k then return nil end
+      if sub(k, 1, skip) == open then
+        local e = k:match(stop, skip + 1)
+        if e ~= "" and not seen[e] then
+          seen[e] = true
+          return unesc(e)
+        end
+      end
+    end
+  end
+end
+
+-- kv:dump(path | file [, opts]), kv:load(path | file [, opts]): lua/zeltkv/snapshot.lua
+-- (docs/snapshots.md: the file format, and how a Lua driver's dump and load work)
+function Driver.dump(self, dst, opts)
+  local d = check_driver(self, "dump")
+  no_walk_in_tx(d, "dump")
+  return require("zeltkv.snapshot").dump(self, dst, opts)
+end
+
+function Driver.load(self, src, opts)
+  local d = check_driver(self, "load")
+  no_walk_in_tx(d, "load")
+  return require("zeltkv.snapshot").load(self, src, opts)
+end
+
 function Driver.close(self)
   if type(self) ~= "table" or rawget(self, "_tag") ~= DRIVER_TAG then argerr("zeltkv.Driver", "close", self) end
   if self.closed then return end
