@@ -207,7 +207,6 @@ describe("kv:dump / kv:load", function()
   end)
 
   it("dump inside atomic is refused; so is load", function()
-    if H.is_redis then return pending("atomic on redis is optimistic: nothing is held") end
     local kv = H.driver()
     local p = path("atomic")
     local err = H.catch(kv.atomic, kv, function() kv:dump(p) end)

@@ -354,6 +354,7 @@ static zkv_bytes *names_of(lua_State *L, int i, size_t *depth) {
 /* w:add(names, key, type, text, expires_ms [, flags]) */
 static int writer_add(lua_State *L) {
   Writer *w = (Writer *)check_ud(L, WRITER_MT, "dump");
+  lua_settop(L, 7);   /* names_of pushes: the optional arguments must be slots of their own */
   zkv_item it;
   memset(&it, 0, sizeof it);
   it.path = names_of(L, 2, &it.depth);
