@@ -4,7 +4,7 @@
 -- The round trip holds 1,000,000 keys of every kind under Lua 5.4 (the primary target) on
 -- the memory driver; under the other interpreters and the sanitizer build, which run the
 -- whole suite again, 100,000; on the shared driver (make spec-drivers) 200,000, what its
--- default 64 MiB segment holds; on Redis 20,000 (ZELTKV_SNAPSHOT_KEYS sets the count).
+-- default 64 MiB segment holds; on Redis 5,000 (ZELTKV_SNAPSHOT_KEYS sets the count).
 local zeltkv = require("zeltkv")
 local core = require("zeltkv.core")
 local H = require("helpers")
@@ -14,7 +14,7 @@ teardown(function() os.execute("rm -rf '" .. DIR .. "'") end)
 
 local big = _VERSION == "Lua 5.4" and not rawget(_G, "jit") and not (os.getenv("ZELTKV_CPATH") or ""):match("asan")
 -- a shared driver's default segment (64 MiB) holds about 200,000 of these keys
-local N = tonumber(os.getenv("ZELTKV_SNAPSHOT_KEYS") or "") or (H.is_redis and 20000)
+local N = tonumber(os.getenv("ZELTKV_SNAPSHOT_KEYS") or "") or (H.is_redis and 5000)
           or (H.KIND == "shared" and 200000) or (big and 1000000) or 100000
 local INT53 = 9007199254740992
 local has_int = math.type ~= nil   -- Lua 5.3+: 64-bit integers
