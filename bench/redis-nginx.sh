@@ -35,42 +35,8 @@ $NGX_HTTP_COMMON
   init_by_lua_block {
     zeltkv = require("zeltkv")
     kv = zeltkv.redis({ url = "$URL", prefix = "nbench" })
-    local function bulk(s) return "\$" .. #s .. "\r\n" .. s .. "\r\n" end
-    local function reply(c)
-      local line = assert(c:receive("*l"))
-      local t = line:byte(1)
-      if t == 36 then
-        local n = tonumber(line:sub(2))
-        if n < 0 then return nil end
-        return c:receive(n + 2):sub(1, n)
-      elseif t == 42 then
-        local a = {}
-        for i = 1, tonumber(line:sub(2)) do a[i] = reply(c) end
-        return a
-      end
-      return line
-    end
-    local K, C, L, R = "nbench{b}:k", "nbench{b}:c", "nbench{b}:l", "nbench{b}:rmw"
-    BARE = {
-      get = function(c) c:send("*2\r\n\$3\r\nGET\r\n" .. bulk(K)); return reply(c) end,
-      set = function(c) c:send("*3\r\n\$3\r\nSET\r\n" .. bulk(K) .. "\$5\r\nhello\r\n"); return reply(c) end,
-      incr_ttl = function(c)
-        c:send("*1\r\n\$5\r\nMULTI\r\n*6\r\n\$3\r\nSET\r\n" .. bulk(C) .. "\$1\r\n0\r\n\$2\r\nPX\r\n\$5\r\n60000\r\n\$2\r\nNX\r\n"
-               .. "*3\r\n\$6\r\nINCRBY\r\n" .. bulk(C) .. "\$1\r\n1\r\n*1\r\n\$4\r\nEXEC\r\n")
-        reply(c); reply(c); reply(c); return reply(c)
-      end,
-      setnx_ttl = function(c)
-        c:send("*6\r\n\$3\r\nSET\r\n" .. bulk(L) .. "\$1\r\n1\r\n\$2\r\nNX\r\n\$2\r\nPX\r\n\$5\r\n30000\r\n")
-        return reply(c)
-      end,
-      atomic_rmw = function(c)
-        c:send("*2\r\n\$5\r\nWATCH\r\n" .. bulk(R) .. "*2\r\n\$3\r\nGET\r\n" .. bulk(R))
-        reply(c)
-        local v = tonumber(reply(c)) or 0
-        c:send("*1\r\n\$5\r\nMULTI\r\n*3\r\n\$3\r\nSET\r\n" .. bulk(R) .. bulk(tostring(v + 1)) .. "*1\r\n\$4\r\nEXEC\r\n")
-        reply(c); reply(c); return reply(c)
-      end,
-    }
+    local bare = require("redis_bare").ops("nbench")      -- bench/redis_bare.lua
+    BARE = bare
     local s = kv:namespace("b")
     DRV = {
       get = function() return s:get("k") end,

@@ -9,7 +9,7 @@
 -- ttl, and an uncontended atomic read-modify-write (bare: WATCH+GET, then MULTI/SET/EXEC).
 -- Prints ns/op of both, the ratio, and the driver's round trips per op.  The two sides run
 -- in turns (5 rounds each, the best round kept), so noise falls on both alike.
-package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+package.path = "lua/?.lua;lua/?/init.lua;bench/?.lua;" .. package.path
 local socket = require("socket")
 local zeltkv = require("zeltkv")
 
@@ -33,55 +33,16 @@ local function connect(addr)
   return c
 end
 
--- the bare client: one reply of any simple kind (status, integer, bulk, array of those)
-local function reply(c)
-  local line = assert(c:receive("*l"))
-  local t = line:byte(1)
-  if t == 36 then
-    local n = tonumber(line:sub(2))
-    if n < 0 then return nil end
-    return c:receive(n + 2):sub(1, n)
-  elseif t == 42 then
-    local n = tonumber(line:sub(2))
-    local a = {}
-    for i = 1, n do a[i] = reply(c) end
-    return a
-  end
-  return line
-end
+local bare_lib = require("redis_bare")
 
-local function bulk(s) return "$" .. #s .. "\r\n" .. s .. "\r\n" end
-local function cmd(...)
-  local t = { "*" .. select("#", ...) .. "\r\n" }
-  for i = 1, select("#", ...) do t[#t + 1] = bulk((select(i, ...))) end
-  return table.concat(t)
-end
-
+-- the bare client on one connection (bench/redis_bare.lua)
 local function bare_ops(c, pfx)
-  local k = pfx .. "{b}:k"
-  local cnt, lock, ctr = pfx .. "{b}:c", pfx .. "{b}:l", pfx .. "{b}:rmw"
-  c:send(cmd("SET", ctr, "0"))
-  reply(c)
-  return {
-    get = function() c:send("*2\r\n$3\r\nGET\r\n" .. bulk(k)); return reply(c) end,
-    set = function() c:send("*3\r\n$3\r\nSET\r\n" .. bulk(k) .. "$5\r\nhello\r\n"); return reply(c) end,
-    incr_ttl = function()
-      c:send("*1\r\n$5\r\nMULTI\r\n" .. cmd("SET", cnt, "0", "PX", "60000", "NX")
-             .. "*3\r\n$6\r\nINCRBY\r\n" .. bulk(cnt) .. "$1\r\n1\r\n*1\r\n$4\r\nEXEC\r\n")
-      reply(c); reply(c); reply(c)
-      return reply(c)
-    end,
-    setnx_ttl = function() c:send(cmd("SET", lock, "1", "NX", "PX", "30000")); return reply(c) end,
-    atomic_rmw = function()
-      c:send("*2\r\n$5\r\nWATCH\r\n" .. bulk(ctr) .. "*2\r\n$3\r\nGET\r\n" .. bulk(ctr))
-      reply(c)
-      local v = tonumber(reply(c))
-      c:send("*1\r\n$5\r\nMULTI\r\n*3\r\n$3\r\nSET\r\n" .. bulk(ctr) .. bulk(tostring(v + 1))
-             .. "*1\r\n$4\r\nEXEC\r\n")
-      reply(c); reply(c)
-      return reply(c)
-    end,
-  }
+  local ops = bare_lib.ops(pfx)
+  c:send("*3\r\n$3\r\nSET\r\n" .. bare_lib.bulk(pfx .. "{b}:rmw") .. "$1\r\n0\r\n")
+  bare_lib.reply(c)
+  local t = {}
+  for name, f in pairs(ops) do t[name] = function() return f(c) end end
+  return t
 end
 
 local function driver_ops(kv)
@@ -105,9 +66,38 @@ local function time(f, n)
   return (socket.gettime() - t0) / n * 1e9
 end
 
+-- CPU time (os.clock): what the process itself spent, less blurred by a busy machine
+local function cpu_time(f, n)
+  local t0 = os.clock()
+  for _ = 1, n do f() end
+  return (os.clock() - t0) / n * 1e9
+end
+
 local OPS = { "get", "set", "incr_ttl", "setnx_ttl", "atomic_rmw" }
 local LABEL = { get = "get", set = "set", incr_ttl = "incr with ttl", setnx_ttl = "setnx with ttl",
                 atomic_rmw = "atomic read-modify-write" }
+
+-- A fake connection that answers without any I/O, so that the driver's own CPU per call
+-- can be told from the round trip (a figure a busy machine blurs less): it gives, over
+-- and over, the reply lines a server gives to one call of the operation.
+local REPLIES = {
+  get = { "$5", "hello\r\n" }, set = { "+OK" }, setnx_ttl = { "+OK" },
+  incr_ttl = { "+OK", "+QUEUED", "+QUEUED", "*2", "+OK", ":1" },
+  atomic_rmw = { "+OK", "$1", "1\r\n", ":-1", "+OK", "+QUEUED", "*1", "+OK" },
+}
+-- the bare read-modify-write reads no PTTL
+local BARE_REPLIES = { atomic_rmw = { "+OK", "$1", "1\r\n", "+OK", "+QUEUED", "*1", "+OK" } }
+local function fake_conn()
+  local c = { lines = {}, i = 0 }
+  function c:send(p) return #p end
+  function c:receive()
+    local i = self.i % #self.lines + 1
+    self.i = i
+    return self.lines[i]
+  end
+  function c:close() end
+  return c
+end
 
 for _, addr in ipairs(arg) do
   local pfx = "bench" .. math.random(1, 1e9)
@@ -133,4 +123,28 @@ for _, addr in ipairs(arg) do
   kv:flush()
   kv:close()
   c:close()
+end
+
+-- the driver's CPU per call, without the network
+do
+  local kv = zeltkv.redis({ url = "redis://127.0.0.1:1", prefix = "z" })
+  local c = fake_conn()
+  kv.node.idle[1] = c
+  c.lines = { "+OK" }
+  local drv = driver_ops(kv)
+  local bare = bare_ops(c, "z")
+  local M = N * 10
+  print(("the driver's own CPU: a fake connection that answers without I/O (%s, %d calls, best of 3)")
+    :format(rawget(_G, "jit") and jit.version or _VERSION, M))
+  print(("  %-26s %12s %12s %12s"):format("operation", "bare ns/op", "driver ns/op", "difference"))
+  for _, op in ipairs(OPS) do
+    local b, d = math.huge, math.huge
+    for _ = 1, 3 do
+      c.lines, c.i = BARE_REPLIES[op] or REPLIES[op], 0
+      b = math.min(b, cpu_time(bare[op], M))
+      c.lines, c.i = REPLIES[op], 0
+      d = math.min(d, cpu_time(drv[op], M))
+    end
+    print(("  %-26s %12.0f %12.0f %12.0f"):format(LABEL[op], b, d, d - b))
+  end
 end

@@ -29,8 +29,8 @@ local floor, huge, random, min, max = math.floor, math.huge, math.random, math.m
 local math_type, tointeger = math.type, math.tointeger
 local concat, unpack = table.concat, table.unpack or unpack
 local co_running = coroutine.running
-local cmd1, cmd2, cmd3, cmd4, pack1, pack, read, is_err =
-      resp.cmd1, resp.cmd2, resp.cmd3, resp.cmd4, resp.pack1, resp.pack, resp.read, resp.is_err
+local cmd1, cmd2, cmd3, cmd4, cmd5, pack1, pack, read, is_err =
+      resp.cmd1, resp.cmd2, resp.cmd3, resp.cmd4, resp.cmd5, resp.pack1, resp.pack, resp.read, resp.is_err
 local Err = resp.Err
 
 local IN_NGX = rawget(_G, "ngx") ~= nil and socket.kind ~= nil
@@ -63,11 +63,14 @@ local DRIVER_MT = { __index = Driver, __name = "zeltkv.Driver", __metatable = fa
 -- __metatable hides the tables, so the checks compare a private field
 local STORE_TAG, DRIVER_TAG = {}, {}
 
-local function argerr(what, name, got)
-  error(("bad argument #1 to '%s' (%s expected, got %s)"):format(name, what, type(got)), 3)
+-- level: the user's call, as error() counts (argerr 1, check_* 2, the method 3, its caller 4)
+local function argerr(what, name, got, level)
+  error(("bad argument #1 to '%s' (%s expected, got %s)"):format(name, what, type(got)), level or 4)
 end
-local function check_store(self, name)
-  if type(self) ~= "table" or rawget(self, "_tag") ~= STORE_TAG then argerr("zeltkv.Store", name, self) end
+local function check_store(self, name, level)
+  if type(self) ~= "table" or rawget(self, "_tag") ~= STORE_TAG then
+    argerr("zeltkv.Store", name, self, level)
+  end
   local d = self.drv
   if d.closed then failed("closed", "closed") end
   return d
@@ -240,9 +243,11 @@ local function decode(s)
   if b == nil then return s end
   if b == 255 then return sub(s, 2) end
   if b <= 57 and (b >= 48 or b == 45) then
-    if find(s, "^%-?[1-9]%d*$") or s == "0" then
-      local n = tonumber(s)
-      if HAS_INT then return tointeger(n) or s end   -- beyond int64: keep the text
+    -- canonical decimal integers (what the driver and INCRBY write): tonumber and back
+    -- (cheaper than a pattern, and compiled by LuaJIT)
+    local n = tonumber(s)
+    if n and (HAS_INT and math_type(n) == "integer" or not HAS_INT and n == floor(n))
+       and fmt("%d", n) == s then
       return n
     end
     if find(s, "^%-?%d+%.%d+$") or find(s, "^%-?%d+%.?%d*[eE][-+]?%d+$") then
@@ -931,6 +936,15 @@ end
 ---------------------------------------------------------------------------------------------
 -- Store
 
+-- what every keyed method starts with: the driver, the full key, and the transaction of
+-- this coroutine (nil outside atomic)
+local function begin(self, name, key)
+  local d = check_store(self, name, 5)
+  local rk = self.kbase .. check_key(key)
+  if d.ntx > 0 then return d, rk, current_tx(d) end
+  return d, rk, nil
+end
+
 function Store.namespace(self, name)
   local d = check_store(self, "namespace")
   check_ns_name(name)
@@ -938,20 +952,16 @@ function Store.namespace(self, name)
 end
 
 function Store.get(self, key)
-  local d = check_store(self, "get")
-  local rk = self.kbase .. check_key(key)
-  if d.ntx > 0 then
-    local tx = current_tx(d)
-    if tx then
-      local e = tx_view(tx, self, rk)
-      return e and decode(e.text) or nil
-    end
+  local d, rk, tx = begin(self, "get", key)
+  if tx then
+    local e = tx_view(tx, self, rk)
+    return e and decode(e.text) or nil
   end
   local v = call(d, self.slot or slotlib.slot(rk), cmd1("GET", rk), 1)
   if v == false then return nil end
   if is_err(v) then
     if resp.err_kind(v) == "WRONGTYPE" then
-      failed("get: the key holds a Redis " .. "value of another type", "server")
+      failed("get: " .. v.msg, "server")
     end
     server_error(v, "get")
   end
@@ -959,16 +969,12 @@ function Store.get(self, key)
 end
 
 function Store.set(self, key, value, ttl)
-  local d = check_store(self, "set")
-  local rk = self.kbase .. check_key(key)
+  local d, rk, tx = begin(self, "set", key)
   local text = encode(value)
   local ms = opt_ttl(ttl)
-  if d.ntx > 0 then
-    local tx = current_tx(d)
-    if tx then
-      tx_put(tx, self, rk, { text = text, exp = ms and now_ms() + ms or false, vdirty = true })
-      return true
-    end
+  if tx then
+    tx_put(tx, self, rk, { text = text, exp = ms and now_ms() + ms or false, vdirty = true })
+    return true
   end
   local r
   if ms then r = call(d, self.slot or slotlib.slot(rk), cmd4("SET", rk, text, "PX", int_text(ms)), 1)
@@ -978,16 +984,12 @@ function Store.set(self, key, value, ttl)
 end
 
 function Store.del(self, key)
-  local d = check_store(self, "del")
-  local rk = self.kbase .. check_key(key)
-  if d.ntx > 0 then
-    local tx = current_tx(d)
-    if tx then
-      local e = tx_view(tx, self, rk)
-      if not e then return false end
-      tx_put(tx, self, rk, { text = false, exp = false, vdirty = true })
-      return true
-    end
+  local d, rk, tx = begin(self, "del", key)
+  if tx then
+    local e = tx_view(tx, self, rk)
+    if not e then return false end
+    tx_put(tx, self, rk, { text = false, exp = false, vdirty = true })
+    return true
   end
   local r = call(d, self.slot or slotlib.slot(rk), cmd1("UNLINK", rk), 1)
   if is_err(r) then server_error(r, "del") end
@@ -995,29 +997,21 @@ function Store.del(self, key)
 end
 
 function Store.has(self, key)
-  local d = check_store(self, "has")
-  local rk = self.kbase .. check_key(key)
-  if d.ntx > 0 then
-    local tx = current_tx(d)
-    if tx then return tx_view(tx, self, rk) ~= nil end
-  end
+  local d, rk, tx = begin(self, "has", key)
+  if tx then return tx_view(tx, self, rk) ~= nil end
   local r = call(d, self.slot or slotlib.slot(rk), cmd1("EXISTS", rk), 1)
   if is_err(r) then server_error(r, "has") end
   return r == 1
 end
 
 function Store.expire(self, key, ttl)
-  local d = check_store(self, "expire")
-  local rk = self.kbase .. check_key(key)
+  local d, rk, tx = begin(self, "expire", key)
   local ms = opt_ttl(ttl, true)
-  if d.ntx > 0 then
-    local tx = current_tx(d)
-    if tx then
-      local e = tx_view(tx, self, rk)
-      if not e then return false end
-      tx_put(tx, self, rk, { text = e.text, exp = now_ms() + ms, vdirty = e.vdirty })
-      return true
-    end
+  if tx then
+    local e = tx_view(tx, self, rk)
+    if not e then return false end
+    tx_put(tx, self, rk, { text = e.text, exp = now_ms() + ms, vdirty = e.vdirty })
+    return true
   end
   local r = call(d, self.slot or slotlib.slot(rk), cmd2("PEXPIRE", rk, int_text(ms)), 1)
   if is_err(r) then server_error(r, "expire") end
@@ -1030,16 +1024,12 @@ local function ttl_of_ms(p)
 end
 
 function Store.ttl(self, key)
-  local d = check_store(self, "ttl")
-  local rk = self.kbase .. check_key(key)
-  if d.ntx > 0 then
-    local tx = current_tx(d)
-    if tx then
-      local e = tx_view(tx, self, rk)
-      if not e then return nil end
-      if not e.exp then return huge end
-      return ttl_of_ms(e.exp - now_ms())
-    end
+  local d, rk, tx = begin(self, "ttl", key)
+  if tx then
+    local e = tx_view(tx, self, rk)
+    if not e then return nil end
+    if not e.exp then return huge end
+    return ttl_of_ms(e.exp - now_ms())
   end
   local r = call(d, self.slot or slotlib.slot(rk), cmd1("PTTL", rk), 1)
   if is_err(r) then server_error(r, "ttl") end
@@ -1060,36 +1050,32 @@ local function incr_result(d, slot, rk, by, r)
 end
 
 function Store.incr(self, key, by, ttl)
-  local d = check_store(self, "incr")
-  local rk = self.kbase .. check_key(key)
+  local d, rk, tx = begin(self, "incr", key)
   by = check_by(by)
   local ms = opt_ttl(ttl)
-  if d.ntx > 0 then
-    local tx = current_tx(d)
-    if tx then
-      local e = tx_view(tx, self, rk)
-      if not e then
-        tx_put(tx, self, rk, { text = int_text(by), exp = ms and now_ms() + ms or false, vdirty = true })
-        return by
-      end
-      local cur = int_of(e.text)
-      if cur == nil then raise("INVALID_VALUE", "incr: the stored value is not an integer") end
-      local n = cur + by
-      if HAS_INT then
-        if (by > 0 and n < cur) or (by < 0 and n > cur) then raise("INVALID_VALUE", "incr: result out of range") end
-      elseif n > LIMIT or n < -LIMIT then
-        raise("INVALID_VALUE", "incr: result out of range")
-      end
-      -- the ttl stays: the server's (KEEPTTL, exact) or the one fn gave
-      tx_put(tx, self, rk, { text = int_text(n), exp = e.exp, keep = e.server or e.keep, vdirty = true })
-      return n
+  if tx then
+    local e = tx_view(tx, self, rk)
+    if not e then
+      tx_put(tx, self, rk, { text = int_text(by), exp = ms and now_ms() + ms or false, vdirty = true })
+      return by
     end
+    local cur = int_of(e.text)
+    if cur == nil then raise("INVALID_VALUE", "incr: the stored value is not an integer") end
+    local n = cur + by
+    if HAS_INT then
+      if (by > 0 and n < cur) or (by < 0 and n > cur) then raise("INVALID_VALUE", "incr: result out of range") end
+    elseif n > LIMIT or n < -LIMIT then
+      raise("INVALID_VALUE", "incr: result out of range")
+    end
+    -- the ttl stays: the server's (KEEPTTL, exact) or the one fn gave
+    tx_put(tx, self, rk, { text = int_text(n), exp = e.exp, keep = e.server or e.keep, vdirty = true })
+    return n
   end
   local slot = self.slot or slotlib.slot(rk)
   if not ms then return incr_result(d, slot, rk, by, call(d, slot, cmd2("INCRBY", rk, int_text(by)), 1)) end
   -- one round trip: MULTI; SET k 0 PX ms NX (creates it with the ttl only if absent);
   -- INCRBY; EXEC.  INCRBY can fail only on an existing key, and then nothing changed.
-  local r = call(d, slot, MULTI .. pack1("SET", rk, "0", "PX", int_text(ms), "NX")
+  local r = call(d, slot, MULTI .. cmd5("SET", rk, "0", "PX", int_text(ms), "NX")
                            .. cmd2("INCRBY", rk, int_text(by)) .. EXEC, 4)
   local res = r[4]
   if type(res) ~= "table" then
@@ -1100,22 +1086,18 @@ function Store.incr(self, key, by, ttl)
 end
 
 function Store.setnx(self, key, value, ttl)
-  local d = check_store(self, "setnx")
-  local rk = self.kbase .. check_key(key)
+  local d, rk, tx = begin(self, "setnx", key)
   local text = encode(value)
   local ms = opt_ttl(ttl)
-  if d.ntx > 0 then
-    local tx = current_tx(d)
-    if tx then
-      if tx_view(tx, self, rk) then return false end
-      tx_put(tx, self, rk, { text = text, exp = ms and now_ms() + ms or false, vdirty = true })
-      return true
-    end
+  if tx then
+    if tx_view(tx, self, rk) then return false end
+    tx_put(tx, self, rk, { text = text, exp = ms and now_ms() + ms or false, vdirty = true })
+    return true
   end
   local slot = self.slot or slotlib.slot(rk)
   local r
   if ms then
-    r = call(d, slot, pack1("SET", rk, text, "NX", "PX", int_text(ms)), 1)
+    r = call(d, slot, cmd5("SET", rk, text, "NX", "PX", int_text(ms)), 1)
   else
     r = call(d, slot, cmd3("SET", rk, text, "NX"), 1)
   end

@@ -73,7 +73,7 @@ local function heads(n)
     return h
   end })
 end
-local H2, H3, H4, H5 = heads(2), heads(3), heads(4), heads(5)
+local H2, H3, H4, H5, H6 = heads(2), heads(3), heads(4), heads(5), heads(6)
 function M.cmd1(cmd, a)
   return H2[cmd] .. "$" .. #a .. "\r\n" .. a .. "\r\n"
 end
@@ -87,6 +87,11 @@ end
 function M.cmd4(cmd, a, b, c, d)
   return H5[cmd] .. "$" .. #a .. "\r\n" .. a .. "\r\n$" .. #b .. "\r\n" .. b
     .. "\r\n$" .. #c .. "\r\n" .. c .. "\r\n$" .. #d .. "\r\n" .. d .. "\r\n"
+end
+function M.cmd5(cmd, a, b, c, d, e)
+  return H6[cmd] .. "$" .. #a .. "\r\n" .. a .. "\r\n$" .. #b .. "\r\n" .. b
+    .. "\r\n$" .. #c .. "\r\n" .. c .. "\r\n$" .. #d .. "\r\n" .. d
+    .. "\r\n$" .. #e .. "\r\n" .. e .. "\r\n"
 end
 
 local read
