@@ -171,6 +171,8 @@ bench:
 	@echo
 	@$(MAKE) --no-print-directory -s $(B)/bench/snapshot && $(B)/bench/snapshot
 	@echo
+	@$(MAKE) --no-print-directory -s $(B)/bench/holds && $(B)/bench/holds
+	@echo
 	@$(MAKE) --no-print-directory LUA_VERSION=jit module
 	@bash bench/nginx/run.sh
 	@echo

@@ -123,10 +123,13 @@ typedef struct zkv_options {
   int evict;               /* enum zkv_evict. default ZKV_EVICT_NONE */
   unsigned mode;           /* shared: permission bits of a created segment. default 0600 */
   double lock_timeout;     /* shared: seconds to wait for the lock. default 5 */
-  unsigned flags;          /* ZKV_THREADSAFE (memory) */
+  unsigned flags;          /* ZKV_THREADSAFE (memory), ZKV_TIME_HOLDS */
 } zkv_options;
 
 #define ZKV_THREADSAFE 1u  /* memory store: guard the handle with a mutex */
+#define ZKV_TIME_HOLDS 2u  /* time every operation's lock hold in this process, in CPU
+                            * time of the holder (two clock reads an operation):
+                            * zkv_stats.max_lock_ns */
 
 /* zkv_options_init: fill *opts with the defaults. */
 ZKV_API void zkv_options_init(zkv_options *opts);
@@ -363,7 +366,9 @@ typedef struct zkv_stats {
   uint64_t gc_runs;        /* completed sweeps */
   uint64_t namespaces;     /* namespace records */
   uint64_t buckets;        /* hash index size */
-  uint64_t max_lock_ns;    /* longest single gc step while this handle held the lock */
+  uint64_t max_lock_ns;    /* this process on this store: the longest lock hold of a gc
+                            * step, or with ZKV_TIME_HOLDS of any operation (each step
+                            * of a stepped walk is one; a transaction is not timed) */
   uint64_t lock_recoveries;/* times a dead lock holder was recovered from */
 } zkv_stats;
 

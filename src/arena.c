@@ -88,6 +88,7 @@ int zkv_open_memory(const zkv_options *opts, zkv_db **out) {
   db->s = s;
   s->refs = 1;
   s->threadsafe = (opts->flags & ZKV_THREADSAFE) != 0;
+  s->time_holds = (opts->flags & ZKV_TIME_HOLDS) != 0;
   if (s->threadsafe) pthread_mutex_init(&s->tlock, NULL);
   s->rng = (uint64_t)(uintptr_t)s ^ (uint64_t)clock_ns();
   void *m = mmap(NULL, MEM_INITIAL, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -158,6 +159,10 @@ int arena_validate(const hdr *h, uint64_t file_size) {
     return ZKV_ECORRUPT;
   uint64_t b = (uint64_t)h->buckets * UNIT, nb = 1ull << (h->nb_log2 & 31);  /* nb_log2 <= 30 checked above */
   if (b < h->heap_start || b + BUCKETS_OFF + nb * 4 > h->top) return ZKV_ECORRUPT;
+  uint64_t ob = (uint64_t)h->obuckets * UNIT;   /* a growing index's old array: half the size */
+  if (h->obuckets && (h->nb_log2 == 0 || ob < h->heap_start || ob + BUCKETS_OFF + nb * 2 > h->top ||
+                      h->ocursor > nb / 2))
+    return ZKV_ECORRUPT;
   uint64_t r = (uint64_t)h->root_ns * UNIT;
   if (r < h->heap_start || r + NS_DATA_OFF + sizeof(nsdata) > h->top) return ZKV_ECORRUPT;
   return ZKV_OK;
@@ -262,6 +267,7 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
     s->next = registry;
     registry = s;
   }
+  if (opts->flags & ZKV_TIME_HOLDS) s->time_holds = 1;
   pthread_mutex_unlock(&registry_lock);
   close(fd);
   db->s = s;

@@ -27,7 +27,7 @@
 #include <stdint.h>
 
 #define ZKV_MAGIC "ZELTKV\0\1"
-#define ZKV_FORMAT 2u
+#define ZKV_FORMAT 3u
 #define UNIT 8u
 typedef uint32_t ref_t;
 
@@ -113,9 +113,12 @@ typedef struct hdr {
   uint64_t bytes_used;     /* bytes in allocated blocks */
   uint64_t class_bits[2];  /* non-empty free lists */
   ref_t free_heads[NCLASS];
-  /* index */
+  /* index: while it grows, `obuckets` is the old array (half the size), whose
+   * buckets [0, ocursor) have moved to the new one (index.c) */
   ref_t buckets;
   uint32_t nb_log2;
+  ref_t obuckets;          /* 0 when not growing */
+  uint32_t ocursor;
   uint64_t nentries;       /* entries in the index (keys + ns records) */
   uint64_t nkeys;
   ref_t root_ns;
@@ -126,8 +129,6 @@ typedef struct hdr {
   /* stats */
   uint64_t evictions, expired_freed, gc_runs, lock_recoveries;
   uint64_t lru_clock;      /* HINT (memory reads count without the log): write ops, the lru age unit */
-  uint32_t rebuild;        /* the index was regrown in this lock hold (not logged; 0 when committed) */
-  uint32_t pad4;
   /* sweep */
   uint32_t gc_active, gc_cursor;
   int64_t gc_next_ms;
@@ -172,7 +173,10 @@ _Static_assert(offsetof(hdr, log_used) / 64 == offsetof(hdr, seq) / 64,
                "seq and log_used share the holder's cache line");
 _Static_assert(offsetof(hdr, heap_start) >= offsetof(hdr, seq) + 64, "the allocator fields follow seq's line");
 _Static_assert(offsetof(hdr, nkeys) == offsetof(hdr, nentries) + 8, "nentries and nkeys are logged as one span");
-_Static_assert(offsetof(hdr, nb_log2) == offsetof(hdr, buckets) + 4, "buckets and nb_log2 are logged as one span");
+_Static_assert(offsetof(hdr, nb_log2) == offsetof(hdr, buckets) + 4 &&
+               offsetof(hdr, obuckets) == offsetof(hdr, nb_log2) + 4 &&
+               offsetof(hdr, ocursor) == offsetof(hdr, obuckets) + 4,
+               "buckets, nb_log2, obuckets and ocursor are logged as one span");
 _Static_assert(offsetof(hdr, gc_cursor) == offsetof(hdr, gc_active) + 4, "gc_active and gc_cursor are logged as one span");
 _Static_assert(offsetof(hdr, dead_bytes) == offsetof(hdr, ndead) + 8 &&
                offsetof(hdr, dead_next) == offsetof(hdr, dead_bytes) + 8,

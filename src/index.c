@@ -30,13 +30,9 @@ static ref_t *ring(seg *s);
 static ref_t *dead_slot(seg *s, ref_t r);
 
 static ref_t *bucket(seg *s, uint64_t h) {
-  hdr *hd = H(s);
-  uint64_t nb = nbuckets(s);
-  uint64_t off = (uint64_t)hd->buckets * UNIT;
-  if (UNLIKELY(!hd->buckets || off < hd->heap_start ||
-               off + BUCKETS_OFF + nb * 4 > hd->top))
-    FAIL(s, ZKV_ECORRUPT);
-  return (ref_t *)((char *)P(s, hd->buckets) + BUCKETS_OFF) + (h & (nb - 1));
+  ref_t *p = idx_slot(s, h);
+  if (UNLIKELY(!p)) FAIL(s, ZKV_ECORRUPT);
+  return p;
 }
 
 ref_t idx_find(seg *s, ref_t ns, const void *key, size_t klen, uint64_t h, int is_ns) {
@@ -317,77 +313,76 @@ int idx_bury(zkv_db *db, ref_t r) {
   return 1;
 }
 
-/* the index doubles when it holds more entries than buckets */
+/* ---- growth ---------------------------------------------------------------- */
+/* The index doubles when it holds more entries than buckets, a few buckets at
+ * a time (as Redis's dict does), so that no lock hold pays for relinking
+ * every key: the new array is allocated, and each op then moves the chains
+ * of the next few buckets of the old array (old bucket j splits into new
+ * buckets j and j + old size).  Meanwhile a lookup of hash h reads the
+ * old array if h's old bucket has not moved yet (idx_slot).  Every move is
+ * logged like any change, so a rollback or a crash half-way puts the index
+ * back exactly; the new array's slots are written only when their old bucket
+ * moves, so it needs no clearing (no lock hold of O(size) there either). */
+
 uint64_t idx_grow_units(seg *s) {
   hdr *h = H(s);
-  if (h->nb_log2 >= 30 || h->nentries < nbuckets(s)) return 0;
+  if (h->obuckets || h->nb_log2 >= 30 || h->nentries < nbuckets(s)) return 0;
   return (BUCKETS_OFF + (nbuckets(s) << 1) * 4 + UNIT - 1) / UNIT;
 }
 
-/* double the bucket array into nbk (a block of idx_grow_units) */
+/* start doubling into nbk (a block of idx_grow_units) */
 void idx_grow(zkv_db *db, ref_t nbk) {
   seg *s = db->s;
   hdr *h = H(s);
-  uint32_t lg = h->nb_log2 + 1;
-  uint64_t nb = 1ull << lg;
-  ref_t *nbv = (ref_t *)((char *)P(s, nbk) + BUCKETS_OFF);
-  memset(nbv, 0, nb * 4);
-  ref_t *old = bucket(s, 0);
-  uint64_t onb = nbuckets(s);
-  uint64_t guard = ent_limit(s);
-  /* Relinking every entry is not logged (that would log 24 bytes a key, more
-   * than the log of a big store holds).  Instead the `rebuild` mark says that
-   * after any undo in this lock hold the chains must be rebuilt from the
-   * namespace lists, which the log does restore. */
-  h->rebuild = 1;
-  for (uint64_t i = 0; i < onb; i++) {
-    ref_t r = old[i];
-    while (r) {
+  LOG_SPAN(s, h, buckets, ocursor);
+  h->obuckets = h->buckets;
+  h->ocursor = 0;
+  h->buckets = nbk;
+  h->nb_log2++;
+  LOGW(s, &h->gc_cursor, sizeof h->gc_cursor);
+  h->gc_cursor = 0;   /* a sweep in progress starts over on the new array */
+}
+
+void idx_rehash(zkv_db *db, unsigned n) {
+  seg *s = db->s;
+  hdr *h = H(s);
+  if (!h->obuckets) return;
+  uint64_t nb = nbuckets(s), onb = nb >> 1;
+  uint64_t ooff = (uint64_t)h->obuckets * UNIT, noff = (uint64_t)h->buckets * UNIT;
+  if (UNLIKELY(ooff < h->heap_start || ooff + BUCKETS_OFF + onb * 4 > h->top ||
+               noff < h->heap_start || noff + BUCKETS_OFF + nb * 4 > h->top || h->ocursor > onb))
+    FAIL(s, ZKV_ECORRUPT);
+  ref_t *ov = (ref_t *)(s->base + ooff + BUCKETS_OFF), *nv = (ref_t *)(s->base + noff + BUCKETS_OFF);
+  LOG_SPAN(s, h, obuckets, ocursor);
+  uint64_t j = h->ocursor, guard = ent_limit(s);
+  for (; n && j < onb; n--, j++) {
+    ref_t lo = 0, hi = 0;
+    for (ref_t r = ov[j]; r;) {
       ent *e = ent_at(s, r);
       ref_t nx = e->hnext;
       uint64_t hv = idx_hash(e->ns, ent_key(e), e->klen, e->type == T_NSREC);
-      e->hnext = nbv[hv & (nb - 1)];
-      nbv[hv & (nb - 1)] = r;
+      if (UNLIKELY((hv & (onb - 1)) != j || guard-- == 0)) FAIL(s, ZKV_ECORRUPT);
+      LOGW(s, &e->hnext, 4);
+      if (hv & onb) {
+        e->hnext = hi;
+        hi = r;
+      } else {
+        e->hnext = lo;
+        lo = r;
+      }
       r = nx;
-      if (UNLIKELY(guard-- == 0)) FAIL(s, ZKV_ECORRUPT);
     }
+    LOGW(s, &nv[j], 4);
+    nv[j] = lo;
+    LOGW(s, &nv[j + onb], 4);
+    nv[j + onb] = hi;
   }
-  ref_t oldref = h->buckets;
-  LOG_SPAN(s, h, buckets, nb_log2);
-  h->buckets = nbk;
-  h->nb_log2 = lg;
-  LOGW(s, &h->gc_cursor, sizeof h->gc_cursor);
-  h->gc_cursor = 0;   /* a sweep in progress starts over on the new array */
-  blk_free(s, oldref);
-}
-
-/* Rebuild every hash chain from the namespace tree and key lists (after an
- * undo that crossed an index growth).  Writes are not logged: the result
- * follows from state the log restores. */
-void idx_rebuild(seg *s) {
-  hdr *h = H(s);
-  uint64_t nb = nbuckets(s);
-  ref_t *bv = bucket(s, 0);
-  memset(bv, 0, nb * 4);
-  ref_t root = h->root_ns;
-  uint64_t guard = ent_limit(s), kguard = ent_limit(s);
-  for (ref_t cur = root; cur; cur = idx_ns_next(s, root, cur)) {
-    nsdata *d = idx_nsdata(s, cur);
-    if (cur != root) {
-      ent *n = E(s, cur);
-      uint64_t hv = idx_hash(n->ns, ent_key(n), n->klen, 1);
-      n->hnext = bv[hv & (nb - 1)];
-      bv[hv & (nb - 1)] = cur;
-    }
-    for (ref_t r = d->head; r;) {
-      ent *e = ent_at(s, r);
-      if (kguard-- == 0) FAIL(s, ZKV_ECORRUPT);
-      uint64_t hv = idx_hash(cur, ent_key(e), e->klen, 0);
-      e->hnext = bv[hv & (nb - 1)];
-      bv[hv & (nb - 1)] = r;
-      r = e->nnext;
-    }
-    if (guard-- == 0) FAIL(s, ZKV_ECORRUPT);
+  h->ocursor = (uint32_t)j;
+  if (j == onb) {   /* every bucket moved: the old array goes */
+    ref_t old = h->obuckets;
+    h->obuckets = 0;
+    h->ocursor = 0;
+    blk_free(s, old);
   }
 }
 
@@ -464,6 +459,8 @@ void idx_init(zkv_db *db) {
   memset((char *)P(s, b) + BUCKETS_OFF, 0, (1ull << lg) * 4);
   h->buckets = b;
   h->nb_log2 = lg;
+  h->obuckets = 0;
+  h->ocursor = 0;
   ref_t root = init_block(s, idx_ns_bytes(0));
   idx_new_ns(db, root, 0, "", 0, 0);
   H(s)->root_ns = root;
@@ -477,7 +474,22 @@ void idx_init(zkv_db *db) {
   }
 }
 
-ref_t idx_bucket_head(seg *s, uint64_t i) { return *bucket(s, i); }
+ref_t *idx_bucket_slot(seg *s, uint64_t i) {
+  hdr *h = H(s);
+  uint64_t nb = nbuckets(s);
+  if (UNLIKELY(i >= nb)) FAIL(s, ZKV_ECORRUPT);
+  if (h->obuckets) {
+    uint64_t onb = nb >> 1;
+    if ((i & (onb - 1)) >= h->ocursor && i >= onb) return NULL;   /* still in old bucket i - onb */
+  }
+  /* hash i's slot: old bucket i while it has not moved, else new bucket i */
+  return bucket(s, i);
+}
+
+ref_t idx_bucket_head(seg *s, uint64_t i) {
+  ref_t *p = idx_bucket_slot(s, i);
+  return p ? *p : 0;
+}
 
 ref_t idx_dead_at(seg *s, uint32_t slot) {
   if (slot >= NDEAD) return 0;

@@ -82,8 +82,10 @@ typedef struct seg {
   int threadsafe;
   int shared;
   void *jb;                /* sigjmp_buf: where FAIL goes during an op */
-  int64_t gc_t0;           /* ns: start of the gc step in this lock hold */
+  int64_t hold_t0;         /* ns: start of the timed part of this op: a gc step
+                            * (clock_ns), or with ZKV_TIME_HOLDS the op (clock_cpu_ns) */
   uint64_t max_lock_ns;
+  int time_holds;          /* ZKV_TIME_HOLDS: time every op's lock hold */
   uint64_t evicted;        /* live keys evicted so far (zkv_set_ex's forcible) */
   uint64_t rng;
   uint64_t seen_recoveries; /* lock_recoveries when the header was last checked */
@@ -120,6 +122,7 @@ static inline uint64_t seg_rand(seg *s) {
 int64_t clock_ms(void);          /* ms, monotonic, with the test offset */
 int64_t clock_coarse_ms(void);   /* the same, coarse (a few ms behind at most) */
 int64_t clock_ns(void);          /* ns, monotonic, no offset: for measuring */
+int64_t clock_cpu_ns(void);      /* ns of CPU time of this thread */
 
 /* ---- arena (arena.c) ---------------------------------------------------- */
 int arena_grow(seg *s, uint64_t need_bytes);         /* memory driver */
@@ -217,6 +220,9 @@ uint64_t blk_units_at(seg *s, uint64_t r, int *is_free);
 /* ---- the index (index.c) ------------------------------------------------ */
 uint64_t idx_hash(ref_t ns, const void *key, size_t klen, int is_ns);
 ref_t idx_find(seg *s, ref_t ns, const void *key, size_t klen, uint64_t h, int is_ns);
+/* bucket i of [0, nbuckets) as walks see it: the old array's bucket while it
+ * has not moved, NULL for the new array's upper half meanwhile */
+ref_t *idx_bucket_slot(seg *s, uint64_t i);
 ref_t idx_bucket_head(seg *s, uint64_t i);   /* first entry of bucket i */
 nsdata *idx_nsdata(seg *s, ref_t ns);
 void idx_link_new(zkv_db *db, ref_t ns, ref_t r, uint64_t h);
@@ -228,11 +234,15 @@ void idx_relocate(zkv_db *db, ref_t old, ref_t nw);
  * and the growth into that block */
 uint64_t idx_grow_units(seg *s);
 void idx_grow(zkv_db *db, ref_t block);
+/* move up to n buckets of a growing index to its new array (no-op when not
+ * growing); every op under the lock moves REHASH_STEP, so the old array has
+ * moved by the time the index is at most 1.5 times fuller than at the start */
+void idx_rehash(zkv_db *db, unsigned n);
+#define REHASH_STEP 2
 /* link the block r (of the size bytes the record needs) as namespace `name` under parent */
 void idx_new_ns(zkv_db *db, ref_t r, ref_t parent, const void *name, size_t len, uint64_t h);
 size_t idx_ns_bytes(size_t name_len);
 void idx_init(zkv_db *db);
-void idx_rebuild(seg *s);
 int idx_bury(zkv_db *db, ref_t r);
 void idx_move_to_tail(zkv_db *db, ref_t r);
 void idx_dead_forget(seg *s, ref_t r);
@@ -282,6 +292,30 @@ static inline uint64_t nbuckets(seg *s) {
   uint32_t lg = H(s)->nb_log2;
   if (UNLIKELY(lg > 30)) FAIL(s, ZKV_ECORRUPT);
   return 1ull << lg;
+}
+
+/* The bucket slot of hash h: in the new array, or while the index grows in
+ * the old one if h's old bucket has not moved yet.  NULL when the header
+ * says something impossible (a damaged segment, or a torn read without the
+ * lock).  Inline: it is on every lookup, locked or not. */
+static inline ref_t *idx_slot(seg *s, uint64_t h) {
+  hdr *hd = H(s);
+  uint32_t lg = hd->nb_log2;
+  if (UNLIKELY(lg > 30 || lg == 0)) return NULL;
+  uint64_t nb = 1ull << lg, i = h & (nb - 1);
+  ref_t t = hd->buckets;
+  if (UNLIKELY(hd->obuckets)) {
+    uint64_t j = h & ((nb >> 1) - 1);
+    if (j >= hd->ocursor) {
+      t = hd->obuckets;
+      nb >>= 1;
+      i = j;
+    }
+  }
+  uint64_t off = (uint64_t)t * UNIT;
+  if (UNLIKELY(off < hd->heap_start || off + BUCKETS_OFF + nb * 4 > hd->top || hd->top > s->mapped))
+    return NULL;
+  return (ref_t *)(s->base + off + BUCKETS_OFF) + i;
 }
 
 static inline size_t opt_bytes(unsigned f) {

@@ -65,9 +65,12 @@ const char *zkv_errclass_name(int cls) {
 
 /* ---- the op frame -------------------------------------------------------- */
 
-/* every 8th write op looks whether a sweep step is due (inline: it is on
- * every write, and the answer is nearly always no) */
+/* After every op under the lock: a growing index moves a few more buckets
+ * (so that its old array goes soon whatever the ops are), and every 8th op
+ * looks whether a sweep step is due.  Inline: it is on every write, and the
+ * answer is nearly always no. */
 static inline void maybe_gc(zkv_db *db) {
+  if (UNLIKELY(H(db->s)->obuckets)) idx_rehash(db, REHASH_STEP);
   if ((++db->opcount & 7) && !H(db->s)->gc_active) return;
   room_gc_step(db);
 }
@@ -82,15 +85,15 @@ static inline void maybe_gc(zkv_db *db) {
     sigjmp_buf jb_;                                                          \
     uint64_t mark_ = log_pos(s_);                                        \
     s_->jb = &jb_;                                                           \
-    s_->gc_t0 = 0;                                                           \
+    s_->hold_t0 = UNLIKELY(s_->time_holds) && s_->depth == 1 ? clock_cpu_ns() : 0; \
     if ((rc_ = sigsetjmp(jb_, 0)) == 0) {                                    \
       rc_ = (body);                                                          \
       if (rc_ >= 0) maybe_gc(db);                                            \
     }                                                                        \
     if (rc_ < 0 && s_->logging) log_undo_to(s_, mark_);                      \
     s_->jb = prevjb_;                                                        \
-    if (s_->gc_t0) {                                                         \
-      uint64_t d_ = (uint64_t)(clock_ns() - s_->gc_t0);                \
+    if (s_->hold_t0) {                                                       \
+      uint64_t d_ = (uint64_t)((s_->time_holds ? clock_cpu_ns() : clock_ns()) - s_->hold_t0); \
       if (d_ > s_->max_lock_ns) s_->max_lock_ns = d_;                        \
     }                                                                        \
     return op_leave(db, rc_);                                                \
@@ -223,10 +226,9 @@ static inline int get_nolock(zkv_db *db, zkv_ns nsid, const void *key, size_t kl
   if (!ns) return RETRY;
   uint64_t h = idx_hash(ns, key, klen, 0);
   int rc = ZKV_NOTFOUND;
-  uint64_t nb = 1ull << (hd->nb_log2 & 31);
-  uint64_t boff = (uint64_t)hd->buckets * UNIT;
-  if (boff < hd->heap_start || !arena_bounds(s, boff, BUCKETS_OFF + nb * 4)) return RETRY;
-  ref_t r = ((ref_t *)((char *)P(s, hd->buckets) + BUCKETS_OFF))[h & (nb - 1)];
+  ref_t *slot = idx_slot(s, h);
+  if (!slot) return RETRY;
+  ref_t r = *slot;
   for (int guard = 0; r; guard++) {
     if (guard > 100000 || !ent_ok(s, r)) return RETRY;
     ent *e = E(s, r);
@@ -1016,15 +1018,18 @@ static int do_verify(zkv_db *db, const char **why) {
     }
   }
   if (listed != nfree) BAD("free blocks and free lists disagree");
-  /* 3. the hash index */
+  /* 3. the hash index (both arrays while it grows: each entry must sit in the
+   *    chain its hash leads a lookup to) */
   uint64_t nb = nbuckets(s), indexed = 0;
-  ref_t *bv = (ref_t *)((char *)P(s, h->buckets) + BUCKETS_OFF);
+  if (h->obuckets && h->ocursor > nb / 2) BAD("index growth cursor is out of range");
   for (uint64_t i = 0; i < nb; i++) {
-    for (ref_t e = bv[i]; e; e = E(s, e)->hnext) {
+    ref_t *slot = idx_bucket_slot(s, i);
+    if (!slot) continue;
+    for (ref_t e = *slot; e; e = E(s, e)->hnext) {
       if (!ent_ok(s, e) || ++indexed > h->nentries) BAD("hash chain runs wild");
       ent *x = E(s, e);
-      uint64_t hv = idx_hash(x->ns, ent_key(x), x->klen, x->type == T_NSREC);
-      if ((hv & (nb - 1)) != i) BAD("key in the wrong bucket");
+      if (idx_slot(s, idx_hash(x->ns, ent_key(x), x->klen, x->type == T_NSREC)) != slot)
+        BAD("key in the wrong bucket");
     }
   }
   if (indexed != h->nentries) BAD("index count disagrees");

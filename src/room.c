@@ -174,7 +174,8 @@ static int block_kind(seg *s, uint64_t r, uint64_t *units, ref_t pin) {
   int is_free;
   *units = blk_units_at(s, r, &is_free);
   if (is_free) return B_FREE;
-  if (r == h->buckets || r == pin || r == h->root_ns || r == h->dead_ring) return B_PINNED;
+  if (r == h->buckets || r == h->obuckets || r == pin || r == h->root_ns || r == h->dead_ring)
+    return B_PINNED;
   if (!ent_ok(s, (ref_t)r) || E(s, r)->type == T_NSREC) return B_PINNED;
   return B_MOVABLE;
 }
@@ -324,10 +325,11 @@ ref_t room_alloc(zkv_db *db, uint64_t units, ref_t pin, unsigned how) {
 }
 
 /* A denser index only makes lookups a little longer: its growth takes free
- * room (kept deleted keys freed, a shared segment compacted), never keys. */
+ * room (kept deleted keys freed, a shared segment compacted), never keys.
+ * The buckets move after every op (REHASH_STEP, ops.c). */
 void room_grow_index(zkv_db *db) {
   uint64_t units = idx_grow_units(db->s);
-  if (!units) return;
+  if (LIKELY(!units)) return;
   ref_t r = room_try(db, units, 0, ROOM_NOEVICT | ROOM_NOSWEEP);
   if (r) idx_grow(db, r);
 }
@@ -368,7 +370,7 @@ void room_gc_step(zkv_db *db) {
     LOGW(s, &h->gc_next_ms, 8);
     h->gc_next_ms = clock_ms() + (db->gc_interval_ms > 0 ? db->gc_interval_ms : 60000);
   }
-  s->gc_t0 = t0;
+  if (!s->hold_t0) s->hold_t0 = t0;   /* timed from the op's start if ZKV_TIME_HOLDS */
 }
 
 /* Long walks (clear, flush, gc) run in steps of BATCH keys, each its own

@@ -108,22 +108,9 @@ static int undo(seg *s, uint64_t mark) {
   return 0;
 }
 
-/* after an undo that crossed an index growth, rebuild the chains */
-static int rebuild_if_needed(seg *s) {
-  if (!H(s)->rebuild) return 0;
-  sigjmp_buf jb;
-  void *prev = s->jb;
-  s->jb = &jb;
-  int rc = sigsetjmp(jb, 0);
-  if (rc == 0) idx_rebuild(s);
-  s->jb = prev;
-  return rc;
-}
-
 void log_undo_to(seg *s, uint64_t mark) {
   if (s->shared && !s->dirty) log_dirty(s);
   undo(s, mark);
-  rebuild_if_needed(s);
 }
 
 /* ---- lock --------------------------------------------------------------- */
@@ -134,9 +121,7 @@ static void recover(seg *s) {
   s->dirty = 0;
   log_dirty(s);
   if (undo(s, 0) != 0) H(s)->log_used = 0;
-  rebuild_if_needed(s);
   h->log_used = 0;
-  h->rebuild = 0;
   h->lock_recoveries++;
 }
 
@@ -312,14 +297,12 @@ static void release(seg *s) {
   if (s->shared) {
     hdr *h = H(s);
     h->log_used = 0;   /* the commit point */
-    h->rebuild = 0;
     uint64_t v = atomic_load_explicit(&h->seq, memory_order_relaxed);
     if (v & 1) atomic_store_explicit(&h->seq, v + 1, memory_order_release);
     s->dirty = 0;
     unlock_shared(h);
   } else {
     s->mlog_used = 0;
-    H(s)->rebuild = 0;
     if (s->threadsafe) pthread_mutex_unlock(&s->tlock);
   }
 }

@@ -246,7 +246,8 @@ local function decode(s)
     -- canonical decimal integers (what the driver and INCRBY write): tonumber and back
     -- (cheaper than a pattern, and compiled by LuaJIT)
     local n = tonumber(s)
-    if n and (HAS_INT and math_type(n) == "integer" or not HAS_INT and n == floor(n))
+    if n and (HAS_INT and math_type(n) == "integer"
+              or not HAS_INT and n == floor(n) and n >= -LIMIT and n <= LIMIT)
        and fmt("%d", n) == s then
       return n
     end
