@@ -121,11 +121,9 @@ int arena_grow(seg *s, uint64_t need) {
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static seg *registry;
 
-static int name_ok(const char *name) {
-  if (!name) return 0;
-  size_t n = strlen(name);
-  if (n == 0 || n > ZKV_MAX_NAME) return 0;
-  for (size_t i = 0; i < n; i++) {
+int zkv_segment_name_ok(const char *name, size_t len) {
+  if (!name || len == 0 || len > ZKV_MAX_NAME) return 0;
+  for (size_t i = 0; i < len; i++) {
     char c = name[i];
     if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
           c == '.' || c == '_' || c == '-'))
@@ -133,6 +131,8 @@ static int name_ok(const char *name) {
   }
   return 1;
 }
+
+static int name_ok(const char *name) { return name && zkv_segment_name_ok(name, strlen(name)); }
 
 static int seg_path(const char *name, char *buf, size_t cap, const char *prefix) {
   const char *dir = getenv("ZELTKV_SHM_DIR");
@@ -235,7 +235,7 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
     rc = create_segment(name, opts, path);
     if (rc != ZKV_OK && rc != ZKV_EXISTS) return rc;
   }
-  if (fd < 0) return errno == EACCES ? ZKV_EIO : ZKV_EIO;
+  if (fd < 0) return ZKV_EIO;
   struct stat st;
   if (fstat(fd, &st) != 0) { close(fd); return ZKV_EIO; }
   zkv_db *db = new_handle(opts);

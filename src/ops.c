@@ -57,6 +57,11 @@ int zkv_errclass(int rc) {
   }
 }
 
+int zkv_version(uint32_t *segment_format) {
+  if (segment_format) *segment_format = ZKV_FORMAT;
+  return ZKV_VERSION_NUMBER;
+}
+
 const char *zkv_errclass_name(int cls) {
   static const char *const names[] = {"", "INVALID_TTL", "EMPTY_NAMESPACE", "INVALID_VALUE",
                                       "INVALID_KEY", "STORE_OPERATION_FAILED"};
