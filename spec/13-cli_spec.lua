@@ -102,7 +102,11 @@ local function seeded(tag)
   return n, kv
 end
 
-local redis_ok = zeltkv.redis ~= nil and os.execute("command -v redis-server >/dev/null 2>&1")
+local function sh_ok(cmd)
+  local a = os.execute(cmd)
+  return a == true or a == 0
+end
+local redis_ok = zeltkv.redis ~= nil and pcall(require, "socket") and sh_ok("command -v redis-server >/dev/null 2>&1")
 
 teardown(function() os.execute("rm -rf " .. q(DIR)) end)
 
@@ -145,6 +149,7 @@ describe("zkv list / info / unlink", function()
     kv2:namespace("a"):set("k", "v")
     write(DIR .. "/zeltkv-" .. name("junk"), "not a segment")
     local before1, before2 = kv:stats(), kv2:stats()
+    local _, at1, mt1 = core._file_times(DIR .. "/zeltkv-" .. n)
     local o = expect(0, nil, nil, "list")
     local rows = lines(o)
     assert.matches("^NAME +SIZE +USED +KEYS +EVICT +LAST OPEN +PATH$", rows[1])
@@ -164,6 +169,15 @@ describe("zkv list / info / unlink", function()
     end
     assert.are.equal(8, js[n].keys)
     assert.are.equal(before1.bytes_used, js[n].used)
+    assert.are.equal(64 * 1048576, js[n].size)
+    assert.are.equal(1048576, js[small].size)
+    assert.matches(" 64%.0 MiB ", seen[n])
+    -- last open: when the test opened it (zkv's own opens do not count)
+    assert.is_true(math.abs(js[n].last_open - mt1) < 1, "last_open is the file's time")
+    assert.is_true(math.abs(js[n].last_open - os.time() * 1000) < 60000)
+    local _, at2, mt2 = core._file_times(DIR .. "/zeltkv-" .. n)
+    assert.are.equal(mt1, mt2)
+    assert.are.equal(at1, at2)
     assert.are.equal(1, js[small].keys)
     assert.are.equal("lru", js[small].evict)
     -- nothing changed: figures, size and policy
@@ -325,11 +339,11 @@ describe("zkv stats", function()
     local t = decode(expect(0, nil, nil, "stats", n, "--json"))
     assert.are.equal(8, t.keys)
     assert.are.equal(kv:stats().bytes_used, t.bytes_used)
-    if zeltkv.prometheus then
-      local p = expect(0, nil, nil, "stats", n, "--prometheus")
-      assert.matches("\nzeltkv_keys{[^}]*} 8\n", "\n" .. p)
-    else
-      expect(1, "", "no zeltkv.prometheus", "stats", n, "--prometheus")
+    local p = expect(0, nil, nil, "stats", n, "--prometheus")
+    assert.matches("\nzeltkv_keys{[^}]*} 8\n", "\n" .. p)
+    -- the text format: comments, or samples NAME{LABELS} NUMBER
+    for _, l in ipairs(lines(p)) do
+      assert.truthy(l:match("^# ") or l:match('^[%a_][%w_]*{[%a_][%w_]*="[^"]*"[^}]*} %-?[%d.e+-]+$'), l)
     end
     expect(2, "", "exclude each other", "stats", n, "--json", "--prometheus")
     expect(1, "", nil, "stats", name("none"))
@@ -385,45 +399,72 @@ describe("zkv dump / load", function()
 end)
 
 describe("zkv against a Redis URL", function()
-  local srv, sock, pid
+  local servers = {}
   local run = redis_ok and it or pending
+  local R
   setup(function()
     if not redis_ok then return end
-    sock = DIR .. "/redis.sock"
-    local f = assert(io.popen("redis-server --port 0 --unixsocket " .. sock ..
-      " --save '' --appendonly no --daemonize no >/dev/null 2>&1 & echo $!"))
-    pid = f:read("*l")
-    f:close()
-    for _ = 1, 100 do
-      if io.open(sock) then break end
-      os.execute("sleep 0.05")
-    end
-    srv = "unix://" .. sock
+    package.path = "spec/redis/?.lua;" .. package.path
+    R = require("lib")
+    -- one server on a unix socket, one on TCP (a free port of 127.0.0.1)
+    local sock = DIR .. "/redis.sock"
+    local unix = R.server("--port 0 --unixsocket " .. sock)
+    unix.addr = "unix:" .. sock
+    unix.url = "unix://" .. sock
+    unix.start()
+    local tcp = R.server()
+    tcp.start()
+    servers = { unix, tcp }
   end)
-  teardown(function() if pid then os.execute("kill " .. pid) end end)
+  teardown(function() for _, srv in ipairs(servers) do srv.cleanup() end end)
 
-  run("get, set, keys, ns, incr, ttl, del, stats, dump and load work on unix:// URLs", function()
-    local p = { "--prefix", "zkvcli" }
-    local function r(status, out, err, ...)
-      return expect(status, out, err, p[1], p[2], ...)
+  run("every subcommand on unix:// and redis:// URLs, good and bad", function()
+    for _, srv in ipairs(servers) do
+      local url = srv.url
+      local function r(status, out, err, ...)
+        return expect(status, out, err, "--prefix", "zkvcli", ...)
+      end
+      r(0, "", nil, "set", url, "cache", "user:1", '{"name":"ada"}')
+      r(0, '{"name":"ada"}\n', nil, "get", url, "cache", "user:1")
+      r(0, "", nil, "set", url, "cache/eu", "b", '"a\\udcffb"')
+      r(0, '"a\\udcffb"\n', nil, "get", url, "cache/eu", "b")
+      r(0, "", nil, "set", url, "odd%2Fna%25me", '"k\\u0000z"', "1.5", "--key-json")
+      r(0, "1.5\n", nil, "get", url, "odd%2Fna%25me", '"k\\u0000z"', "--key-json")
+      r(0, '"user:1"\n', nil, "keys", url, "cache")
+      r(0, '"k\\u0000z"\n', nil, "keys", url, "odd%2Fna%25me", "k?z")
+      r(0, "cache          1\nodd%2Fna%25me  1\n", nil, "ns", url)
+      r(0, "cache          1\ncache/eu       1\nodd%2Fna%25me  1\n", nil, "ns", url, "-r")
+      r(0, "3\n", nil, "incr", url, "cache", "n", "3")
+      r(0, "null\n", nil, "ttl", url, "cache", "n")
+      r(0, "", nil, "expire", url, "cache", "n", "100")
+      local t = tonumber((r(0, nil, nil, "ttl", url, "cache", "n")))
+      assert.is_true(t > 99 and t <= 100, tostring(t))
+      r(0, "", nil, "del", url, "cache", "n")
+      r(1, "", "no such key", "get", url, "cache", "n")
+      r(1, "", "no such key", "del", url, "cache", "n")
+      r(1, "", "exists", "set", url, "cache", "user:1", "1", "--nx")
+      r(1, "", nil, "incr", url, "cache/eu", "b")
+      r(2, "", "not JSON", "set", url, "cache", "k", "nope")
+      assert.matches("\nkeys: +3\n", "\n" .. r(0, nil, nil, "stats", url))
+      assert.are.equal(3, decode(r(0, nil, nil, "stats", url, "--json")).keys)
+      assert.matches("zeltkv_keys{store=\"" .. url:gsub("%p", "%%%0") .. "\"} 3\n",
+                     r(0, nil, nil, "stats", url, "--prometheus"))
+      assert.matches("\nkeys: +3\n", "\n" .. r(0, nil, nil, "info", url))
+      local o = r(0, nil, nil, "dump", url)
+      assert.are.equal('{"count":3}', lines(o)[#lines(o)])
+      r(0, "", nil, "del", url, "cache", "user:1")
+      r(0, "", nil, "load", url, { stdin = o })
+      r(0, '{"name":"ada"}\n', nil, "get", url, "cache", "user:1")
+      r(1, "", "line 1", "load", url, { stdin = "garbage\n" })
+      r(2, "", "not one", "unlink", url)
+      -- another prefix is another store
+      expect(0, "", nil, "--prefix", "other", "ns", url)
     end
-    r(0, "", nil, "set", srv, "cache", "user:1", '{"name":"ada"}')
-    r(0, '{"name":"ada"}\n', nil, "get", srv, "cache", "user:1")
-    r(0, "", nil, "set", srv, "cache/eu", "b", '"a\\udcffb"')
-    r(0, '"a\\udcffb"\n', nil, "get", srv, "cache/eu", "b")
-    r(0, '"user:1"\n', nil, "keys", srv, "cache")
-    r(0, "cache  1\n", nil, "ns", srv)
-    r(0, "3\n", nil, "incr", srv, "cache", "n", "3")
-    r(0, "null\n", nil, "ttl", srv, "cache", "n")
-    r(0, "", nil, "del", srv, "cache", "n")
-    r(1, "", "no such key", "get", srv, "cache", "n")
-    r(0, nil, nil, "stats", srv)
-    local o = r(0, nil, nil, "dump", srv)
-    assert.are.equal('{"count":2}', lines(o)[#lines(o)])
-    r(0, "", nil, "del", srv, "cache", "user:1")
-    r(0, "", nil, "load", srv, { stdin = o })
-    r(0, '{"name":"ada"}\n', nil, "get", srv, "cache", "user:1")
-    r(2, "", "not one", "unlink", srv)
+    -- servers that are not there: status 1, one line
     expect(1, "", nil, "get", "unix://" .. DIR .. "/no.sock", "cache", "k")
+    local closed = servers[2].port
+    servers[2].stop()
+    expect(1, "", nil, "get", "redis://127.0.0.1:" .. closed, "cache", "k")
+    expect(1, "", nil, "stats", "redis://127.0.0.1:" .. closed)
   end)
 end)

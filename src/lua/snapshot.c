@@ -20,6 +20,8 @@
  *                                  core._progress() ends it
  *   core._isatty(fd), core._wall_ms(), core._segments(dir) -> sorted names of the
  *                                  segments in dir
+ *   core._file_times(path) -> size, atime_ms, mtime_ms; core._set_file_times(path,
+ *                                  atime_ms, mtime_ms): a segment's last open (zkv list)
  *
  * The engine does the work (src/snapshot.c, src/dumpfile.c); this file turns
  * its results and errors into Lua ones.
@@ -27,9 +29,11 @@
 #define _GNU_SOURCE 1 /* first: clock_gettime, fileno, strdup beyond C11 */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>    /* AT_FDCWD */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -474,9 +478,7 @@ static int l_segments(lua_State *L) {
     const char *nm = e->d_name;
     if (strncmp(nm, "zeltkv-", 7)) continue;
     nm += 7;
-    size_t len = strlen(nm);
-    if (len == 0 || len > ZKV_MAX_NAME || strspn(nm, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != len)
-      continue;
+    if (!zkv_segment_name_ok(nm, strlen(nm))) continue;
     if (n == cap) {
       size_t nc = cap ? cap * 2 : 16;
       char **nn = realloc(names, nc * sizeof *nn);
@@ -502,6 +504,44 @@ static int l_segments(lua_State *L) {
   }
   free(names);
   if (oom) return lraise_failed(L, "memory", "segments: out of memory");
+  return 1;
+}
+
+/* core._file_times(path) -> size, atime_ms, mtime_ms (wall clock, ms since 1970),
+ * or nil, message.  A segment file's times say when a process last opened it
+ * (zkv_open_shared sets them); zkv list reads them before its own open ... */
+static int l_file_times(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(errno));
+    return 2;
+  }
+  zkv_pushinteger(L, (uint64_t)st.st_size);
+  lua_pushnumber(L, (double)st.st_atim.tv_sec * 1e3 + (double)(st.st_atim.tv_nsec / 1000000));
+  lua_pushnumber(L, (double)st.st_mtim.tv_sec * 1e3 + (double)(st.st_mtim.tv_nsec / 1000000));
+  return 3;
+}
+
+/* core._set_file_times(path, atime_ms, mtime_ms) -> true, or nil, message:
+ * ... and puts them back after it, so that looking at a segment is not
+ * counted as opening it. */
+static int l_set_file_times(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct timespec ts[2];
+  for (int i = 0; i < 2; i++) {
+    double ms = luaL_checknumber(L, 2 + i);
+    if (!(ms >= 0 && ms < 1e15)) return luaL_argerror(L, 2 + i, "a time in ms since 1970");
+    ts[i].tv_sec = (time_t)(ms / 1e3);
+    ts[i].tv_nsec = (long)((ms - (double)ts[i].tv_sec * 1e3) * 1e6);
+  }
+  if (utimensat(AT_FDCWD, path, ts, 0) != 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(errno));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
   return 1;
 }
 
@@ -534,7 +574,8 @@ void snapshot_init(lua_State *L, int module_idx) {
   static const luaL_Reg funcs[] = {
     {"_json", l_json}, {"_json_decode", l_json_decode}, {"_dump_writer", l_dump_writer},
     {"_dump_reader", l_dump_reader}, {"_progress", l_progress}, {"_isatty", l_isatty},
-    {"_segments", l_segments}, {"_wall_ms", l_wall_ms}, {NULL, NULL}};
+    {"_segments", l_segments}, {"_file_times", l_file_times},
+    {"_set_file_times", l_set_file_times}, {"_wall_ms", l_wall_ms}, {NULL, NULL}};
   for (const luaL_Reg *r = funcs; r->name; r++) {
     lua_pushcfunction(L, r->func);
     lua_setfield(L, module_idx, r->name);
