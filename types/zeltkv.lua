@@ -151,6 +151,11 @@ local Driver = {}
 ---@return zeltkv.Store
 function Driver:namespace(name) end
 
+---An iterator over the names of the namespaces at the top of this driver, as
+---Store:namespaces() is over a namespace's children.
+---@return fun(): string|nil
+function Driver:namespaces() end
+
 ---Calls fn(kv, ...) holding the store's lock; all of fn's writes are kept, or none if it
 ---raises (the error is raised again). Returns what fn returns.
 ---@generic R

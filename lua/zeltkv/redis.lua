@@ -1255,10 +1255,28 @@ function Store.count(self)
   return n
 end
 
+-- the names that follow `head` in the keys `it` yields (up to the pattern `stop`), each
+-- once: the child namespaces of a store, or the root namespaces of a driver
+local function child_names(it, head, stop)
+  local skip, seen = #head, {}
+  return function()
+    while true do
+      local k = it()
+      if not k then return nil end
+      if sub(k, 1, skip) == head then
+        local e = k:match(stop, skip + 1)
+        if e ~= "" and not seen[e] then
+          seen[e] = true
+          return unesc(e)
+        end
+      end
+    end
+  end
+end
+
 function Store.namespaces(self)
   local d = check_store(self, "namespaces")
   local base = self.base .. "/"
-  local skip, seen = #base, {}
   local it
   if d.ntx > 0 then
     local tx = current_tx(d)
@@ -1270,20 +1288,7 @@ function Store.namespaces(self)
       end
     end
   end
-  it = it or scan(d, self.slot, glob_quote(base) .. "*")
-  return function()
-    while true do
-      local k = it()
-      if not k then return nil end
-      if sub(k, 1, skip) == base then
-        local e = k:match("^[^:/]*", skip + 1)
-        if not seen[e] then
-          seen[e] = true
-          return unesc(e)
-        end
-      end
-    end
-  end
+  return child_names(it or scan(d, self.slot, glob_quote(base) .. "*"), base, "^[^:/]*")
 end
 
 -- delete the keys `it` yields, UNLINK in batches (one slot per batch in a cluster)
@@ -1588,20 +1593,7 @@ function Driver.namespaces(self)
   no_walk_in_tx(d, "namespaces")
   local open = d.shard == "key" and (d.prefix .. ":") or (d.prefix .. "{")
   local stop = d.shard == "key" and "^[^:/]*" or "^[^}]*"
-  local it, skip, seen = all_keys(d), #open, {}
-  return function()
-    while true do
-      local k = it()
-      if not k then return nil end
-      if sub(k, 1, skip) == open then
-        local e = k:match(stop, skip + 1)
-        if e ~= "" and not seen[e] then
-          seen[e] = true
-          return unesc(e)
-        end
-      end
-    end
-  end
+  return child_names(all_keys(d), open, stop)
 end
 
 -- kv:dump(path | file [, opts]), kv:load(path | file [, opts]): lua/zeltkv/snapshot.lua

@@ -216,53 +216,49 @@ static int raise_file(lua_State *L, int rc, const char *what, const char *path, 
 
 /* ---- kv:dump, kv:load ---------------------------------------------------------- */
 
-static int driver_dump(lua_State *L) {
+/* what kv:dump and kv:load begin with: self, the path or open file at 2, the
+ * options at 3, the handle (fetched last, see binding.h), and the bar started */
+typedef struct FileCall { zkv_db *db; const char *path; int fd; double t0; } FileCall;
+
+static FileCall file_call(lua_State *L, const char *what, int bytes) {
   Driver *d = (Driver *)check_self(L, DRIVER_MT);
-  int fd;
-  const char *path = path_or_file(L, 2, &fd, "dump");
-  int on = opt_progress(L, 3, "dump");
-  zkv_db *db = live_db(L, d);
+  FileCall c;
+  c.path = path_or_file(L, 2, &c.fd, what);
+  int on = opt_progress(L, 3, what);
+  c.db = live_db(L, d);
+  c.t0 = now_s();
+  bar_start(what, bytes, on);
+  return c;
+}
+
+static int driver_dump(lua_State *L) {
+  FileCall c = file_call(L, "dump", 0);
   zkv_dump_stats st;
-  double t0 = now_s();
-  bar_start("dump", 0, on);
-  int rc = zkv_dump(db, path, fd, bar_cb, NULL, &st);
+  int rc = zkv_dump(c.db, c.path, c.fd, bar_cb, NULL, &st);
   int err = errno;
   bar_end();
-  if (rc) return raise_file(L, rc, "dump", path, err, NULL);
+  if (rc) return raise_file(L, rc, "dump", c.path, err, NULL);
   zkv_pushinteger(L, st.keys);
   lua_createtable(L, 0, 3);
-  lua_pushnumber(L, (double)st.lock_ns / 1e6);
-  lua_setfield(L, -2, "lock_ms");
-  zkv_pushinteger(L, st.bytes);
-  lua_setfield(L, -2, "bytes");
-  lua_pushnumber(L, now_s() - t0);
-  lua_setfield(L, -2, "seconds");
+  SETNUM("lock_ms", (double)st.lock_ns / 1e6);
+  SETINT("bytes", st.bytes);
+  SETNUM("seconds", now_s() - c.t0);
   return 2;
 }
 
 static int driver_load(lua_State *L) {
-  Driver *d = (Driver *)check_self(L, DRIVER_MT);
-  int fd;
-  const char *path = path_or_file(L, 2, &fd, "load");
-  int on = opt_progress(L, 3, "load");
-  zkv_db *db = live_db(L, d);
+  FileCall c = file_call(L, "load", 1);
   zkv_load_stats st;
-  double t0 = now_s();
-  bar_start("load", 1, on);
-  int rc = zkv_load(db, path, fd, bar_cb, NULL, &st);
+  int rc = zkv_load(c.db, c.path, c.fd, bar_cb, NULL, &st);
   int err = errno;
   bar_end();
-  if (rc) return raise_file(L, rc, "load", path, err, st.why);
+  if (rc) return raise_file(L, rc, "load", c.path, err, st.why);
   zkv_pushinteger(L, st.loaded);
   lua_createtable(L, 0, 4);
-  zkv_pushinteger(L, st.expired);
-  lua_setfield(L, -2, "expired");
-  zkv_pushinteger(L, st.steps);
-  lua_setfield(L, -2, "steps");
-  lua_pushnumber(L, (double)st.max_lock_ns / 1e6);
-  lua_setfield(L, -2, "max_lock_ms");
-  lua_pushnumber(L, now_s() - t0);
-  lua_setfield(L, -2, "seconds");
+  SETINT("expired", st.expired);
+  SETINT("steps", st.steps);
+  SETNUM("max_lock_ms", (double)st.max_lock_ns / 1e6);
+  SETNUM("seconds", now_s() - c.t0);
   return 2;
 }
 
