@@ -57,6 +57,23 @@ static inline void cpu_relax(void) {
 /* A segment mapping, shared by every handle of this process on that segment,
  * so that lock ownership and transaction depth are per process-thread, not
  * per handle. */
+/* a write's request for room, from room_alloc (deep in the op) to the op
+ * frame, which then makes room in steps (room.c) and runs the op again: a
+ * local of the frame (RUN), reached through seg.room under the lock */
+typedef struct room_req {
+  uint64_t units;          /* the block the write needs */
+  ref_t pin;               /* the entry it replaces (0: none); checked before use */
+  ref_t ns;                /* the namespace it writes into: kept */
+  unsigned how;            /* ROOM_NOEVICT */
+  unsigned round;          /* times the op ran for this call */
+  int reserved;            /* room_res of this request may be set */
+  uint64_t evicted_bytes;  /* by this request's steps */
+  uint64_t cursor;         /* its expiry sweep */
+  int swept;               /* the sweep went once round */
+  uint64_t from;           /* its next reservation starts at a free block from here */
+  int wrapped;             /* its reservation went once round the heap */
+} room_req;
+
 #define EVICT_POOL 16
 typedef struct seg {
   struct seg *next;
@@ -80,6 +97,8 @@ typedef struct seg {
   int threadsafe;
   int shared;
   void *jb;                /* sigjmp_buf: where FAIL goes during an op */
+  room_req *room;          /* the op frame's request for room, when it can make
+                            * room in steps (outside a transaction), else NULL */
   int64_t hold_t0;         /* ns: start of the timed part of this op: a gc step
                             * (clock_ns), or with ZKV_TIME_HOLDS the op (clock_cpu_ns) */
   uint64_t max_lock_ns;
@@ -92,26 +111,9 @@ typedef struct seg {
   uint16_t pool_now;
 } seg;
 
-/* a write's request for room, from room_alloc (deep in the op) to the op
- * frame, which then makes room in steps (room.c) and runs the op again */
-typedef struct room_req {
-  uint64_t units;          /* the block the write needs */
-  ref_t pin;               /* the entry it replaces (0: none); checked before use */
-  ref_t ns;                /* the namespace it writes into: kept */
-  unsigned how;            /* ROOM_NOEVICT */
-  unsigned round;          /* times the op ran for this call */
-  int steps;               /* the frame can make room in steps (not inside a transaction) */
-  int reserved;            /* room_res of this request may be set */
-  uint64_t evicted_bytes;  /* by this request's steps */
-  uint64_t cursor;         /* its expiry sweep */
-  int swept;               /* the sweep went once round */
-  uint64_t from;           /* its next reservation starts at a free block from here */
-  int wrapped;             /* its reservation went once round the heap */
-} room_req;
 
 struct zkv_db {
   seg *s;
-  room_req room;
   int closed;
   int64_t gc_interval_ms;
   int64_t lock_timeout_ms;
@@ -319,12 +321,12 @@ ref_t idx_ns_next(seg *s, ref_t root, ref_t cur);
 #define ROOM_LOW 2u       /* a record that never moves: as low in the heap as it fits */
 ref_t room_alloc(zkv_db *db, uint64_t units, ref_t pin, ref_t ns, unsigned how);
 /* Outside a transaction room_alloc does not make room inside the op: it
- * FAILs with ROOM_AGAIN (db->room says what for), and the op frame runs
+ * FAILs with ROOM_AGAIN (s->room says what for), and the op frame runs
  * room_make (steps, each its own committed lock hold), then the op again;
  * room_done frees a reservation the op did not take. */
 #define ROOM_AGAIN (-100)
-int room_make(zkv_db *db);
-void room_done(zkv_db *db);
+int room_make(zkv_db *db, room_req *q);
+void room_done(zkv_db *db, room_req *q);
 /* grow the hash index when it is due, if free room allows (never evicting) */
 void room_grow_index(zkv_db *db);
 /* the sweep: visit at most `budget` buckets from *cursor and free the expired

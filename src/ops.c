@@ -86,34 +86,37 @@ static inline void maybe_gc(zkv_db *db) {
  * and the body runs again. */
 #define RUN(db, body)                                                        \
   do {                                                                       \
-    (db)->room.round = 0;                                                    \
+    room_req rq_;                                                            \
+    rq_.round = 0;                                                           \
+    rq_.reserved = 0;                                                        \
     for (;;) {                                                               \
       int rc_ = op_enter(db);                                                \
       if (rc_) return rc_;                                                   \
       seg *s_ = (db)->s;                                                     \
       void *prevjb_ = s_->jb;                                                \
+      room_req *prevrq_ = s_->room;                                          \
       sigjmp_buf jb_;                                                        \
       uint64_t mark_ = log_pos(s_);                                          \
       s_->jb = &jb_;                                                         \
+      s_->room = s_->depth == 1 && s_->txn_depth == 0 ? &rq_ : NULL;          \
       hold_begin(s_);                                                        \
-      (db)->room.steps = 1;                                                  \
       if ((rc_ = sigsetjmp(jb_, 0)) == 0) {                                  \
         rc_ = (body);                                                        \
         if (rc_ >= 0) maybe_gc(db);                                          \
       }                                                                      \
-      (db)->room.steps = 0;                                                  \
       if (rc_ < 0 && s_->logging) log_undo_to(s_, mark_);                    \
       s_->jb = prevjb_;                                                      \
+      s_->room = prevrq_;                                                    \
       hold_end(s_);                                                          \
       if (LIKELY(rc_ != ROOM_AGAIN)) {                                       \
         rc_ = op_leave(db, rc_);                                             \
-        if (UNLIKELY((db)->room.reserved)) room_done(db);                    \
+        if (UNLIKELY(rq_.reserved)) room_done(db, &rq_);                     \
         return rc_;                                                          \
       }                                                                      \
       op_leave(db, 0);                                                       \
-      (db)->room.round++;                                                    \
-      if ((rc_ = room_make(db)) != ZKV_OK) {                                 \
-        room_done(db);                                                       \
+      rq_.round++;                                                           \
+      if ((rc_ = room_make(db, &rq_)) != ZKV_OK) {                           \
+        room_done(db, &rq_);                                                 \
         return rc_;                                                          \
       }                                                                      \
     }                                                                        \

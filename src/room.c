@@ -235,15 +235,14 @@ static void reservation_set(seg *s, ref_t r) {
 }
 
 /* take this thread's reservation for a block of `units` (the rest freed) */
-static ref_t reservation_take(zkv_db *db, uint64_t units) {
-  seg *s = db->s;
+static ref_t reservation_take(seg *s, room_req *q, uint64_t units) {
   int mine;
   ref_t r = reservation(s, &mine);
   if (!r || !mine) return 0;
   uint64_t have = BLK_UNITS(*(uint32_t *)P(s, r));
   if (have < units) return 0;
   reservation_set(s, 0);
-  db->room.reserved = 0;
+  if (q) q->reserved = 0;
   return blk_split(s, r, units);
 }
 
@@ -482,28 +481,32 @@ static int make_room(zkv_db *db, room_req *q, int bounded, int *done) {
   return ZKV_OK;
 }
 
-static int room_step(zkv_db *db, void *arg) { return make_room(db, &db->room, 1, arg); }
+typedef struct { room_req *q; int done; } step_arg;
 
-int room_make(zkv_db *db) {
-  room_req *q = &db->room;
+static int room_step(zkv_db *db, void *arg) {
+  step_arg *a = arg;
+  return make_room(db, a->q, 1, &a->done);
+}
+
+int room_make(zkv_db *db, room_req *q) {
   q->evicted_bytes = 0;
   q->cursor = 0;
   q->swept = 0;
   q->from = 0;
   q->wrapped = 0;
   for (;;) {
-    int done = 0;
-    int rc = op_run(db, room_step, &done);
+    step_arg a = {q, 0};
+    int rc = op_run(db, room_step, &a);
     if (rc) {
       q->reserved = 1;   /* the failed step's undo may have brought one back */
       return rc;
     }
-    if (done) return ZKV_OK;
+    if (a.done) return ZKV_OK;
   }
 }
 
 static int drop_reservation(zkv_db *db, void *arg) {
-  (void)arg;
+  room_req *q = arg;
   seg *s = db->s;
   int mine;
   ref_t r = reservation(s, &mine);
@@ -511,25 +514,25 @@ static int drop_reservation(zkv_db *db, void *arg) {
     reservation_set(s, 0);
     blk_free_now(s, r);
   }
-  db->room.reserved = 0;
+  q->reserved = 0;
   return ZKV_OK;
 }
 
-void room_done(zkv_db *db) {
-  if (db->room.reserved) op_run(db, drop_reservation, NULL);
+void room_done(zkv_db *db, room_req *q) {
+  if (q->reserved) op_run(db, drop_reservation, q);
 }
 
 ref_t room_alloc(zkv_db *db, uint64_t units, ref_t pin, ref_t ns, unsigned how) {
   seg *s = db->s;
   if (units < 2) units = 2;
   if (units >= (1u << 30)) FAIL(s, ZKV_EFULL);
-  ref_t r;
-  r = UNLIKELY(how & ROOM_LOW) && s->shared ? blk_alloc_low(s, units) : blk_alloc(s, units);
+  int low = UNLIKELY(how & ROOM_LOW) && s->shared;
+  ref_t r = low ? blk_alloc_low(s, units) : blk_alloc(s, units);
   if (LIKELY(r)) return r;
-  if (s->shared && (r = reservation_take(db, units))) return r;
+  room_req *q = s->room;
+  if (s->shared && (r = reservation_take(s, q, units))) return r;
   if (!could_fit(s, units, pin)) FAIL(s, ZKV_EFULL);
-  room_req *q = &db->room;
-  if (q->steps && s->txn_depth == 0 && s->depth == 1 && q->round < ROOM_ROUNDS) {
+  if (q && q->round < ROOM_ROUNDS) {
     q->units = units;
     q->pin = pin;
     q->ns = ns;
@@ -545,7 +548,8 @@ ref_t room_alloc(zkv_db *db, uint64_t units, ref_t pin, ref_t ns, unsigned how) 
   t.how = how;
   int done = 0, rc = make_room(db, &t, 0, &done);
   if (rc == ZKV_OK && !done) rc = ZKV_EFULL;
-  if (rc == ZKV_OK && !(r = blk_alloc_low(s, units)) && !(r = reservation_take(db, units)))
+  if (rc == ZKV_OK && !(r = low ? blk_alloc_low(s, units) : blk_alloc(s, units)) &&
+      !(r = reservation_take(s, &t, units)))
     rc = ZKV_EFULL;
   if (rc) FAIL(s, rc);
   return r;

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define K(s) (s), (sizeof(s) - 1)
@@ -344,6 +345,64 @@ TEST(flushed_segment_takes_a_big_value) {
   const char *why = "";
   CHECK_RC(zkv_verify(db, &why), ZKV_OK);
   zkv_close(db);
+}
+
+/* Writers in several processes make room in one fragmented segment at the
+ * same time (one reservation at a time; the others wait between steps, and
+ * every process leaves its own reservation behind it): every write succeeds
+ * or finds the store full, the arena stays sound. */
+TEST(processes_make_room_together) {
+  char name[64];
+  snprintf(name, sizeof name, "room-%d-procs", (int)getpid());
+  zkv_unlink(name, NULL);
+  zkv_options o;
+  zkv_options_init(&o);
+  o.size = 256 << 10;
+  o.gc_interval = 0;
+  zkv_db *db = NULL;
+  REQUIRE_RC(zkv_open_shared(name, &o, &db), ZKV_OK);
+  enum { NPROC = 3 };
+  pid_t kids[NPROC];
+  for (int p = 0; p < NPROC; p++) {
+    kids[p] = fork();
+    REQUIRE(kids[p] >= 0);
+    if (kids[p] == 0) {
+      alarm(60);
+      zkv_db *c = NULL;
+      if (zkv_open_shared(name, &o, &c) != ZKV_OK) _exit(2);
+      rng_state = 100 + (unsigned long long)p;
+      static char val[16000];
+      memset(val, 'p', sizeof val);
+      int bad = 0;
+      for (int i = 0; i < 6000 && !bad; i++) {
+        char k[24];
+        int kn = snprintf(k, sizeof k, "p%dk%u", p, rnd() % 300);
+        if (rnd() % 3 == 0) {
+          int rc = zkv_del(c, ZKV_ROOT, k, (size_t)kn);
+          bad = rc != ZKV_OK && rc != ZKV_NOTFOUND;
+        } else {
+          zkv_value v = {.type = ZKV_T_STRING, .data = val, .len = value_len(sizeof val)};
+          int rc = zkv_set(c, ZKV_ROOT, k, (size_t)kn, &v, 0, 0);
+          bad = rc != ZKV_OK && rc != ZKV_EFULL;
+          if (bad) fprintf(stderr, "process %d: %s\n", p, zkv_strerror(rc));
+        }
+      }
+      zkv_close(c);
+      _exit(bad);
+    }
+  }
+  for (int p = 0; p < NPROC; p++) {
+    int st = 0;
+    CHECK(waitpid(kids[p], &st, 0) == kids[p]);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  }
+  const char *why = "";
+  int rc = zkv_verify(db, &why);
+  if (rc) fprintf(stderr, "verify: %s\n", why);
+  CHECK_RC(rc, ZKV_OK);
+  CHECK_EQ(H(db->s)->room_res, 0);   /* no reservation left behind */
+  zkv_close(db);
+  zkv_unlink(name, NULL);
 }
 
 /* segments go to a private directory, removed at exit */
