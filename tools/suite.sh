@@ -1,21 +1,29 @@
 #!/bin/bash
 # suite.sh NAME CMD... -- run one suite of `make test` and hold it to the rules:
 # a suite reports "N passed, N failed" as the last such line of each log it writes in
-# $RESULTS (default build/results). When CMD fails yet its logs report no failed test,
-# or CMD writes no summary at all, this adds a log of its own that counts one failure,
-# so that tools/summary.sh cannot add up to "0 failed" over a broken suite.
+# $RESULTS/NAME (RESULTS defaults to build/results; the Makefile gives CMD that directory
+# as its RESULTS, so that suites running at the same time keep their logs apart). When CMD
+# fails yet its logs report no failed test, or CMD writes no summary at all, this adds a log
+# of its own that counts one failure, so that tools/summary.sh cannot add up to "0 failed"
+# over a broken suite.
 # The suite's time goes to $RESULTS/times.txt: wall-clock seconds, and the CPU seconds (user
 # + system) of the processes it waited for, which a busy machine does not inflate.
 set -u
 name=$1; shift
 results=${RESULTS:-build/results}
-mkdir -p "$results"
+dir=$results/$name
+mkdir -p "$dir"
 stamp=$(mktemp "${TMPDIR:-/tmp}/zeltkv-suite.XXXXXX")
 trap 'rm -f "$stamp" "$stamp.times"' EXIT
 sleep 0.01                                   # logs written from now on are -newer
 start=$(date +%s)
+# SUITE_SYNC=1 (make test, suites side by side): the output goes to $dir/output.txt and is
+# printed whole at the end, under a lock, so that two suites' lines never mix
+if [ -n "${SUITE_SYNC:-}" ]; then
+  exec 3>&1 > "$dir/output.txt" 2>&1
+fi
 echo "==== $name"
-"$@"
+RESULTS=$dir "$@"
 rc=$?
 secs=$(( $(date +%s) - start ))
 # `times`, second line: the user and system time of this script's children, e.g. 1m2.345s
@@ -31,15 +39,19 @@ while IFS= read -r log; do
   counted=$((counted + 1))
   n=$(echo "$line" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+')
   failed=$((failed + n))
-done < <(find "$results" -maxdepth 1 -name '*.log' -newer "$stamp")
+done < <(find "$dir" -maxdepth 1 -name '*.log' -newer "$stamp")
 
 if [ "$counted" -eq 0 ]; then
   echo "$name: 0 passed, 1 failed (exit status $rc, and no log with a summary line)" \
-    | tee "$results/$name.suite.log"
+    | tee "$dir/$name.suite.log"
 elif [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
   echo "$name: 0 passed, 1 failed (exit status $rc, yet no failed test reported)" \
-    | tee "$results/$name.suite.log"
+    | tee "$dir/$name.suite.log"
 fi
 echo "$name $secs $cpu" >> "$results/times.txt"
 echo "---- $name: ${secs} s (CPU ${cpu} s), exit status $rc"
+if [ -n "${SUITE_SYNC:-}" ]; then
+  exec 1>&3 2>&1
+  flock "$results/.output.lock" cat "$dir/output.txt"
+fi
 exit 0
