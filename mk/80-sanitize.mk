@@ -23,11 +23,13 @@ sanitize:
 	  ASAN_OPTIONS=detect_leaks=0 ./spec/run.sh > $(RESULTS)/asan-spec.log 2>&1 || \
 	  { rc=1; tail -n 40 $(RESULTS)/asan-spec.log; }; tail -n 1 $(RESULTS)/asan-spec.log; exit $$rc
 
+# a mutation costs a fork and a whole store under valgrind: 50 random ones, not the light 200
+VALGRIND_LIGHT = $(if $(TEST_LIGHT),ZKV_MUTATIONS=50)
 valgrind: $(CTESTS)
 	$(call need,$(PKGS_valgrind))
 	@mkdir -p $(RESULTS)
 	@rc=0; for t in $(CTESTS); do echo "== valgrind $$t"; log=$(RESULTS)/vg-$$(basename $$t).log; \
-	  $(TEST_LIGHT) valgrind -q --error-exitcode=1 --leak-check=full $$t > $$log 2>&1 || rc=1; \
+	  $(TEST_LIGHT) $(VALGRIND_LIGHT) valgrind -q --error-exitcode=1 --leak-check=full $$t > $$log 2>&1 || rc=1; \
 	  tail -n 3 $$log; done; exit $$rc
 
 fuzz:

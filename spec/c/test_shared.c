@@ -1442,8 +1442,10 @@ TEST(shared_header_byte_flips_never_crash) {
   const uint64_t SZ = 256u << 10;
   int crashes = 0, seen_eversion = 0, seen_ecorrupt = 0;
   char ob[128];
-  /* every byte of the first 256 (the header, the lock, the allocator state) */
+  /* every byte of the first 256 (the header, the lock, the allocator state); light
+   * (valgrind, ASan, qemu): one byte in four, at every place in a word in turn */
   for (int off = 0; off < 256; off++) {
+    if (th_light() && off % 4 != (off / 4) % 4) continue;
     if (make_segment(name, SZ) != ZKV_OK) {
       CHECK(0);
       break;
