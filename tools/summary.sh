@@ -12,7 +12,7 @@ for f in "$dir"/*.log "$dir"/*/*.log; do
   [ -n "$line" ] || continue
   p=$(echo "$line" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+')
   q=$(echo "$line" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+')
-  printf '  %-34s %s\n' "${f#"$dir"/}" "$line"
+  printf '  %-40s %s\n' "${f#"$dir"/}" "$line"
   pass=$((pass + p)); fail=$((fail + q))
 done
 if [ -f "$dir/times.txt" ]; then
