@@ -217,6 +217,14 @@ ZKV_API int zkv_errclass(int rc);
  * and for a number that is no class. */
 ZKV_API const char *zkv_errclass_name(int cls);
 
+/* zkv_errdetail: the system call behind the last ZKV_EIO this thread got:
+ * the call, the path and the system's message, e.g. "open
+ * /dev/shm/zeltkv-app: Permission denied".
+ *  [out] err  its errno (may be NULL); 0 when there was none
+ * Returns "" when there was none.  The string belongs to the library and
+ * stays valid until the next failing call in this thread. */
+ZKV_API const char *zkv_errdetail(int *err);
+
 /* zkv_version: ZKV_VERSION_NUMBER of the library linked (which may be newer
  * than the header a program was compiled with).
  *  [out] segment_format  the segment format this library writes and reads
@@ -418,6 +426,18 @@ typedef int (*zkv_key_fn)(void *ud, const void *key, size_t klen);
  * Returns ZKV_OK, ZKV_EINVAL (cur or fn NULL), ZKV_ESTALE. */
 ZKV_API int zkv_keys(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, zkv_key_fn fn,
                      void *ud, size_t *n);
+
+/* zkv_namespaces: the next batch of up to max child namespaces of ns (not
+ * their own children): fn gets each one's name.  Newest first.  The same
+ * cursor rules and guarantees as zkv_keys: the lock is taken for one batch
+ * only; a child present throughout a walk is passed exactly once; children
+ * made after the walk began are not passed.
+ *  [in,out] cur  the walk position (zero it first); cur->done is set at the end
+ *  [out]    n    how many names were passed to fn (may be NULL)
+ * Returns ZKV_OK, ZKV_EINVAL (NULL cur or fn), ZKV_ESTALE, ZKV_ETIMEDOUT,
+ * ZKV_ECLOSED, ZKV_ECORRUPT.  The callback must not call into the same handle. */
+ZKV_API int zkv_namespaces(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, zkv_key_fn fn,
+                           void *ud, size_t *n);
 
 /* ------------------------------------------------------------------------ */
 /* Transactions                                                              */
