@@ -65,10 +65,10 @@ ENGINE_LIBS := -lpthread -lm
 DEPFLAGS     = -MMD -MP
 
 # ---- sources -------------------------------------------------------------------
-# The Lua binding is src/lua/*.c (and any src/l*.c, as Lua's own lapi.c); every other file
-# of src/ is the engine, which knows nothing of Lua.
-BINDING_SRC := $(sort $(wildcard src/lua/*.c src/l*.c))
-ENGINE_SRC  := $(filter-out $(BINDING_SRC),$(sort $(wildcard src/*.c)))
+# The Lua binding is src/lua/*.c; every file of src/ itself is the engine, which knows nothing
+# of Lua (an engine file may start with any letter: src/lock.c is the engine's).
+BINDING_SRC := $(sort $(wildcard src/lua/*.c))
+ENGINE_SRC  := $(sort $(wildcard src/*.c))
 ENGINE_OBJ  := $(patsubst src/%.c,$(B)/obj/%.o,$(ENGINE_SRC))
 BINDING_OBJ := $(patsubst src/%.c,$(B)/$(FLAVOUR)/obj/%.o,$(BINDING_SRC))
 HEADERS     := $(wildcard include/*.h src/*.h src/lua/*.h)
