@@ -2,7 +2,8 @@
 #
 #   make              the Lua module (LUA_VERSION, default 5.4) and the C libraries
 #   make test         install the missing Debian packages, then every suite of mk/;
-#                     ends with "N passed, N failed" (build/results/ has every log)
+#                     ends with "N passed, N failed" (build/results/SUITE/ has its logs);
+#                     TEST_JOBS suites at a time (default: the CPUs); LONG=1: long runs
 #   make demo         build and run the examples with readable output
 #   make bench        print the benchmark figures
 #   make install      the Lua module, its Lua files, the C header and libraries, zeltkv.pc
