@@ -169,7 +169,7 @@ deps:
 # 127.0.0.1 (SUITES_NET: nginx listens with reuseport, so two of them could share a port)
 # run one after the other. TEST_JOBS=1 runs them one by one.
 TEST_JOBS    ?= $(shell nproc 2>/dev/null || echo 1)
-SUITES_FIRST := valgrind sanitize spec-all redis-test check aarch64 clang
+SUITES_FIRST := valgrind sanitize spec-all redis-test check fuzz aarch64 clang
 TEST_ORDER    = $(foreach s,$(SUITES_FIRST),$(filter $(s),$(SUITES))) $(filter-out $(SUITES_FIRST),$(SUITES))
 NET_ORDER     = $(filter $(SUITES_NET),$(TEST_ORDER))
 # run-B waits for run-A when A comes just before B in NET_ORDER
