@@ -178,10 +178,14 @@ out:
  * slid below it (none: the key moves down, the reservation up, with the
  * bytes the move lands on logged first), until the write fits in it.  The
  * reservation survives the lock being released between steps, and the op
- * takes it when it runs again.  Blocks that cannot move (namespace records,
- * the entry the write replaces) stop it: it starts again above them.
- * Inside a transaction everything runs in the op, limited by the
- * undo log. */
+ * takes it when it runs again.  A namespace record in its way is freed if
+ * the namespace is empty; else (namespace records never move: keys name
+ * them by their place) the key just past it hops over it into the
+ * reservation, when it fits there, and the next reservation starts with
+ * what is left; a block too big to hop or to slide within the undo log
+ * stops it, and it starts again above.  Inside a transaction everything
+ * runs in the op, limited by the undo log: no slide past its free room, no
+ * freeing of namespaces or hops (the op may hold their ids and refs). */
 
 #define STEP_NS 200000   /* a step's lock hold */
 #define ROOM_ROUNDS 8    /* runs of an op that others keep taking the room from */
