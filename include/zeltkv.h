@@ -123,10 +123,15 @@ typedef struct zkv_options {
   int evict;               /* enum zkv_evict. default ZKV_EVICT_NONE */
   unsigned mode;           /* shared: permission bits of a created segment. default 0600 */
   double lock_timeout;     /* shared: seconds to wait for the lock. default 5 */
-  unsigned flags;          /* ZKV_THREADSAFE (memory) */
+  unsigned flags;          /* ZKV_THREADSAFE (memory), ZKV_OPEN_EXISTING (shared) */
+  const char *dir;         /* shared: directory of the segment file; NULL = $ZELTKV_SHM_DIR,
+                            * else /dev/shm.  Copied by the open call. */
 } zkv_options;
 
-#define ZKV_THREADSAFE 1u  /* memory store: guard the handle with a mutex */
+#define ZKV_THREADSAFE 1u     /* memory store: guard the handle with a mutex */
+#define ZKV_OPEN_EXISTING 2u  /* shared: open only an existing segment, never create one */
+
+#define ZKV_MAX_SEGMENT (1ull << 40)  /* largest shared segment: 1 TiB */
 
 /* zkv_options_init: fill *opts with the defaults. */
 ZKV_API void zkv_options_init(zkv_options *opts);
@@ -150,6 +155,14 @@ ZKV_API const char *zkv_errclass_name(int cls);
  * Returns ZKV_OK, ZKV_EINVAL (bad option), ZKV_ENOMEM. */
 ZKV_API int zkv_open_memory(const zkv_options *opts, zkv_db **out);
 
+/* zkv_last_error: what the last failed zkv_open_memory, zkv_open_shared,
+ * zkv_unlink or zkv_unlink_ex call of this thread was about, in English: the
+ * path, the system call and its errno text, or the room that was missing
+ * ("/dev/shm/zeltkv-x: no room for a segment of 100.0 GiB: 11.7 GiB free in its
+ * filesystem").  "" when the call gave no detail.  Never NULL; owned by the
+ * library, valid until this thread's next such call. */
+ZKV_API const char *zkv_last_error(void);
+
 /* zkv_open_shared: open the named shared segment, creating it if absent.
  * Every process and thread that opens the same name sees the same keys.  A
  * segment being created by another process is waited for; a half-made
@@ -160,17 +173,28 @@ ZKV_API int zkv_open_memory(const zkv_options *opts, zkv_db **out);
  *  [in]  opts  options (size, mode, evict, lock_timeout, gc_interval) or NULL;
  *              size and mode apply only when this call creates the segment
  *  [out] out   the new handle; NULL on failure
- * Returns ZKV_OK, ZKV_EINVAL_KEY (bad name), ZKV_EINVAL (bad option),
- * ZKV_ECORRUPT (not a zeltkv segment, truncated, damaged), ZKV_EVERSION,
- * ZKV_ETIMEDOUT (creator never finished), ZKV_EIO, ZKV_ENOMEM.
- * Segments live in $ZELTKV_SHM_DIR, default /dev/shm, as "zeltkv-NAME". */
+ * A segment this call creates has its whole size reserved in its filesystem
+ * (posix_fallocate) before anyone uses it: a size the filesystem cannot hold
+ * is refused here (ZKV_EIO, errno ENOSPC, zkv_last_error() names the path and
+ * the free room), never met later as a SIGBUS.  A creator killed half-way
+ * leaves no file behind (or, on a filesystem without O_TMPFILE, a hidden one
+ * that the next creator of the name removes).
+ * Returns ZKV_OK, ZKV_EINVAL_KEY (bad name), ZKV_EINVAL (bad option, or a size
+ * over ZKV_MAX_SEGMENT), ZKV_ECORRUPT (not a zeltkv segment, truncated,
+ * damaged), ZKV_EVERSION, ZKV_EIO (a system call failed, errno says which
+ * way: ENOENT for a missing segment with ZKV_OPEN_EXISTING, ENOSPC for no
+ * room), ZKV_ENOMEM.  zkv_last_error() tells more after any failure.
+ * Segments live in opts->dir, else $ZELTKV_SHM_DIR, else /dev/shm, as
+ * "zeltkv-NAME". */
 ZKV_API int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out);
 
 /* zkv_unlink: remove a named segment.  Processes that have it open keep
  * using their mapping; later opens create a new one.
  *  [out] existed  1 if the segment existed (may be NULL)
- * Returns ZKV_OK, ZKV_EINVAL_KEY (bad name), ZKV_EIO. */
+ * Returns ZKV_OK, ZKV_EINVAL_KEY (bad name), ZKV_EIO.  zkv_unlink_ex looks
+ * in opts->dir (as zkv_open_shared does; opts may be NULL). */
 ZKV_API int zkv_unlink(const char *name, int *existed);
+ZKV_API int zkv_unlink_ex(const char *name, const zkv_options *opts, int *existed);
 
 /* zkv_close: release a handle.  NULL is a no-op.  If the handle is inside a
  * transaction, the transaction is rolled back. */

@@ -6,10 +6,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -19,6 +23,41 @@
 _Static_assert(sizeof(hdr) + 4096 <= MEM_INITIAL, "MEM_INITIAL too small for the header");
 
 static uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+/* ---- what went wrong ------------------------------------------------------ */
+
+/* The detail of the last failed open or unlink of this thread (the path, the
+ * system call and its errno text, the room missing): a result code alone
+ * cannot say which of several files or which limit it was about. */
+static __thread char err_detail[768];
+
+const char *zkv_last_error(void) { return err_detail; }
+
+__attribute__((format(printf, 1, 2))) static void set_detail(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err_detail, sizeof err_detail, fmt, ap);
+  va_end(ap);
+}
+
+/* a failed system call on path: ZKV_EIO, errno kept */
+static int sys_fail(const char *call, const char *path) {
+  int e = errno;
+  set_detail("%s %s: %s", call, path, strerror(e));
+  errno = e;
+  return ZKV_EIO;
+}
+
+/* "64.0 MiB": sizes in messages */
+static const char *fmt_bytes(uint64_t n, char buf[32]) {
+  static const char *unit[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  double v = (double)n;
+  int u = 0;
+  while (v >= 1024 && u < 5) { v /= 1024; u++; }
+  if (u == 0) snprintf(buf, 32, "%llu bytes", (unsigned long long)n);
+  else snprintf(buf, 32, "%.1f %s", v, unit[u]);
+  return buf;
+}
 
 void zkv_options_init(zkv_options *o) {
   memset(o, 0, sizeof *o);
@@ -78,6 +117,7 @@ int zkv_open_memory(const zkv_options *opts, zkv_db **out) {
   zkv_options d;
   if (!out) return ZKV_EINVAL;
   *out = NULL;
+  err_detail[0] = '\0';
   if (!opts) { zkv_options_init(&d); opts = &d; }
   int rc = check_options(opts, 0);
   if (rc) return rc;
@@ -132,25 +172,36 @@ static int name_ok(const char *name) {
   return 1;
 }
 
-static int seg_path(const char *name, char *buf, size_t cap, const char *prefix) {
+/* the directory of a segment: the dir option, else $ZELTKV_SHM_DIR, else /dev/shm */
+static const char *seg_dir(const zkv_options *o) {
+  if (o && o->dir && *o->dir) return o->dir;
   const char *dir = getenv("ZELTKV_SHM_DIR");
-  if (!dir || !*dir) dir = "/dev/shm";
-  int n = snprintf(buf, cap, "%s/%szeltkv-%s", dir, prefix, name);
-  return n > 0 && (size_t)n < cap;
+  return dir && *dir ? dir : "/dev/shm";
 }
 
-/* the checks a segment passes before anything in it is followed */
+#define PATH_CAP 4200
+static int seg_path(const char *dir, const char *name, char *buf, size_t cap, const char *prefix) {
+  int n = snprintf(buf, cap, "%s/%szeltkv-%s", dir, prefix, name);
+  if (n > 0 && (size_t)n < cap) return 1;
+  set_detail("the segment path in directory %.200s... is too long", dir);
+  return 0;
+}
+
+/* the checks a segment passes before anything in it is followed; the file may
+ * be longer than the segment (a growth that died before it was recorded) */
 int zkv_validate(const hdr *h, uint64_t file_size) {
   if (file_size < sizeof(hdr)) return ZKV_ECORRUPT;
   if (memcmp(h->magic, ZKV_MAGIC, 8) != 0) return ZKV_ECORRUPT;
   if (h->format != ZKV_FORMAT) return ZKV_EVERSION;
-  if (h->hdr_bytes != sizeof(hdr) || h->size != file_size || !h->shared) return ZKV_ECORRUPT;
-  if (atomic_load(&h->ready) != 1) return ZKV_ECORRUPT;
-  if (h->log_off < sizeof(hdr) || h->log_cap > file_size || h->log_used > h->log_cap ||
-      h->log_off + h->log_cap != h->heap_start || h->heap_start > h->top ||
-      h->top > file_size || (h->top & 7) || (h->heap_start & 7) || (h->log_off & 7))
+  if (h->hdr_bytes != sizeof(hdr) || h->size > file_size || h->size < sizeof(hdr) || !h->shared)
     return ZKV_ECORRUPT;
-  if (h->evict > ZKV_EVICT_LRU || h->nb_log2 > 30 || h->bytes_used > file_size ||
+  if (atomic_load(&h->ready) != 1) return ZKV_ECORRUPT;
+  uint64_t size = h->size;
+  if (h->log_off < sizeof(hdr) || h->log_cap > size || h->log_used > h->log_cap ||
+      h->log_off + h->log_cap != h->heap_start || h->heap_start > h->top ||
+      h->top > size || (h->top & 7) || (h->heap_start & 7) || (h->log_off & 7))
+    return ZKV_ECORRUPT;
+  if (h->evict > ZKV_EVICT_LRU || h->nb_log2 > 30 || h->bytes_used > size ||
       h->dead_next >= NDEAD || h->dead_bytes > h->bytes_used ||
       (h->dead_ring && ((uint64_t)h->dead_ring * UNIT < h->heap_start ||
                         (uint64_t)h->dead_ring * UNIT + RING_OFF + NDEAD * 4 > h->top)))
@@ -162,19 +213,114 @@ int zkv_validate(const hdr *h, uint64_t file_size) {
   return ZKV_OK;
 }
 
-static int create_segment(const char *name, const zkv_options *o, const char *path) {
-  char tmp[4200];
-  char pfx[64];
-  snprintf(pfx, sizeof pfx, ".tmp%ld-%lx-", (long)getpid(), (unsigned long)zkv_now_ns_raw());
-  if (!seg_path(name, tmp, sizeof tmp, pfx)) return ZKV_EINVAL_KEY;
+/* Give the file fd `size` bytes of real room (tmpfs pages, disk blocks) now, so
+ * that a segment never meets a full filesystem later: writing a page the
+ * filesystem cannot back kills the process with SIGBUS.  `have` bytes of it
+ * are reserved already. */
+static int reserve_room(int fd, const char *path, uint64_t size, uint64_t have) {
+  char a[32], b[32];
+  struct statvfs v;
+  if (size > have && fstatvfs(fd, &v) == 0) {
+    uint64_t room = (uint64_t)v.f_bavail * v.f_frsize;
+    if (room < size - have) goto no_room;
+  }
+  int e = posix_fallocate(fd, 0, (off_t)size);
+  if (e == 0) return ZKV_OK;
+  if (e != ENOSPC && e != EFBIG) {
+    errno = e;
+    return sys_fail("posix_fallocate", path);
+  }
+no_room:
+  if (fstatvfs(fd, &v) != 0) memset(&v, 0, sizeof v);
+  set_detail("%s: no room for a segment of %s: %s free in its filesystem", path,
+             fmt_bytes(size, a), fmt_bytes((uint64_t)v.f_bavail * v.f_frsize, b));
+  errno = ENOSPC;
+  return ZKV_EIO;
+}
+
+/* Temporary files.  A segment is built where nobody can open it and linked
+ * under its name once complete.  Where the filesystem has O_TMPFILE the file
+ * has no name at all, so a creator killed half-way leaves nothing behind.
+ * Elsewhere it is ".tmpPID-STAMP-zeltkv-NAME" in the same directory (older
+ * versions always did that), and the next creator of NAME removes those whose
+ * process is gone. */
+static void remove_stale_temps(const char *dir, const char *name) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    const char *p = e->d_name;
+    if (strncmp(p, ".tmp", 4) != 0) continue;
+    char *end;
+    long pid = strtol(p + 4, &end, 10);
+    if (pid <= 0 || end == p + 4 || *end != '-') continue;
+    p = end + 1;
+    while ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')) p++;
+    if (strncmp(p, "-zeltkv-", 8) != 0 || strcmp(p + 8, name) != 0) continue;
+    /* a live process (or one we may not signal) may still be building it */
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+    unlinkat(dirfd(d), e->d_name, 0);
+  }
+  closedir(d);
+}
+
+void (*zkv_test_create_hook)(void);
+static _Atomic int no_tmpfile_link;   /* linking an O_TMPFILE failed here once: name them */
+
+/* an unnamed file in dir (fd), or -1 with errno when the filesystem has none */
+static int open_unnamed(const char *dir, unsigned mode) {
+  if (atomic_load_explicit(&no_tmpfile_link, memory_order_relaxed)) {
+    errno = EOPNOTSUPP;
+    return -1;
+  }
+  return open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, mode & 0777);
+}
+
+/* give the unnamed file fd the name path: 0, or -1 with errno */
+static int link_unnamed(int fd, const char *path) {
+  char proc[64];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+  if (linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0) return 0;
+  if (errno == EEXIST) return -1;
+  /* no /proc: linking the descriptor itself needs CAP_DAC_READ_SEARCH */
+  return linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH);
+}
+
+/* create the segment `path` (absent a moment ago): ZKV_OK, ZKV_EXISTS when
+ * another creator published one first, or an error */
+static int create_segment(const char *dir, const char *name, const zkv_options *o,
+                          const char *path) {
+  char tmp[PATH_CAP], a[32], b[32];
   uint64_t size = round_up(o->size, 4096);
   if (size < 65536) size = 65536;
-  int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, o->mode & 0777);
-  if (fd < 0) return ZKV_EIO;
-  int rc = ZKV_EIO;
-  if (fchmod(fd, o->mode & 07777) != 0 || ftruncate(fd, (off_t)size) != 0) goto fail;
+  if (o->size > ZKV_MAX_SEGMENT) {
+    set_detail("%s: a size of %s is more than the largest segment, %s", path,
+               fmt_bytes(o->size, a), fmt_bytes(ZKV_MAX_SEGMENT, b));
+    return ZKV_EINVAL;
+  }
+  remove_stale_temps(dir, name);
+  int fd = open_unnamed(dir, o->mode);
+  int named = fd < 0;
+  if (named) {
+    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) return sys_fail("open", dir);
+    char pfx[64];
+    snprintf(pfx, sizeof pfx, ".tmp%ld-%lx-", (long)getpid(), (unsigned long)zkv_now_ns_raw());
+    if (!seg_path(dir, name, tmp, sizeof tmp, pfx)) return ZKV_EINVAL_KEY;
+    fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, o->mode & 0777);
+    if (fd < 0) return sys_fail("open", tmp);
+  }
+  int rc;
+  if (fchmod(fd, o->mode & 07777) != 0) {
+    rc = sys_fail("fchmod", named ? tmp : path);
+    goto fail;
+  }
+  rc = reserve_room(fd, path, size, 0);
+  if (rc) goto fail;
   void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (m == MAP_FAILED) goto fail;
+  if (m == MAP_FAILED) {
+    rc = sys_fail("mmap", path);
+    goto fail;
+  }
   {
     zkv_db tmpdb;
     seg s;
@@ -194,44 +340,88 @@ static int create_segment(const char *name, const zkv_options *o, const char *pa
     atomic_store(&h->seq, 0);
     atomic_store(&h->ready, 1);
     munmap(m, size);
-    if (rc) goto fail;
+    if (rc) {
+      set_detail("%s: a size of %s cannot hold a store", path, fmt_bytes(size, a));
+      goto fail;
+    }
   }
-  close(fd);
+  if (zkv_test_create_hook) zkv_test_create_hook();
   /* publish the finished segment under its name in one step: nobody ever
    * opens a half-made one, and a racing creator that loses just opens ours */
-  if (link(tmp, path) != 0) {
-    int e = errno;
-    unlink(tmp);
-    return e == EEXIST ? ZKV_EXISTS : ZKV_EIO;
+  if (named ? link(tmp, path) != 0 : link_unnamed(fd, path) != 0) {
+    if (errno == EEXIST) {
+      rc = ZKV_EXISTS;
+    } else if (!named) {
+      /* this filesystem makes unnamed files it cannot link: name them */
+      atomic_store(&no_tmpfile_link, 1);
+      close(fd);
+      return create_segment(dir, name, o, path);
+    } else {
+      rc = sys_fail("link", path);
+    }
+    goto fail;
   }
-  unlink(tmp);
-  return ZKV_OK;
+  rc = ZKV_OK;
 fail:
   close(fd);
-  unlink(tmp);
+  if (named) unlink(tmp);
   return rc;
+}
+
+/* Map a segment file of file_size bytes.  The mapping reserves address space
+ * for the largest segment (the part past the end of the file is never
+ * touched): a segment that grows then only needs `mapped` raised, and its base
+ * address never changes under readers that hold no lock.  Where the address
+ * space is short (an rlimit, a 39-bit arm64 kernel, valgrind), less. */
+static void *map_segment(int fd, uint64_t file_size, uint64_t *reserved) {
+  for (uint64_t r = ZKV_MAX_SEGMENT;; r /= 8) {
+    if (r < file_size) r = file_size;
+    void *m = mmap(NULL, r, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m != MAP_FAILED) {
+      *reserved = r;
+      return m;
+    }
+    if (r == file_size) return m;
+  }
+}
+
+static const char *open_what(int rc) {
+  return rc == ZKV_EVERSION ? "a segment of another format version"
+                            : "not a zeltkv segment, or truncated or damaged";
 }
 
 int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
   zkv_options d;
-  char path[4200];
+  char path[PATH_CAP];
   if (!out) return ZKV_EINVAL;
   *out = NULL;
+  err_detail[0] = '\0';
   if (!name_ok(name)) return ZKV_EINVAL_KEY;
   if (!opts) { zkv_options_init(&d); opts = &d; }
   int rc = check_options(opts, 1);
   if (rc) return rc;
-  if (!seg_path(name, path, sizeof path, "")) return ZKV_EINVAL_KEY;
+  const char *dir = seg_dir(opts);
+  if (!seg_path(dir, name, path, sizeof path, "")) return ZKV_EINVAL_KEY;
   int fd = -1;
   for (int tries = 0; tries < 10 && fd < 0; tries++) {
     fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd >= 0 || errno != ENOENT) break;
-    rc = create_segment(name, opts, path);
+    if (fd >= 0) break;
+    if (errno != ENOENT) return sys_fail("open", path);
+    if (opts->flags & ZKV_OPEN_EXISTING) {
+      set_detail("%s: no such segment (and create is off)", path);
+      errno = ENOENT;
+      return ZKV_EIO;
+    }
+    rc = create_segment(dir, name, opts, path);
     if (rc != ZKV_OK && rc != ZKV_EXISTS) return rc;
   }
-  if (fd < 0) return errno == EACCES ? ZKV_EIO : ZKV_EIO;
+  if (fd < 0) return sys_fail("open", path);
   struct stat st;
-  if (fstat(fd, &st) != 0) { close(fd); return ZKV_EIO; }
+  if (fstat(fd, &st) != 0) {
+    rc = sys_fail("fstat", path);
+    close(fd);
+    return rc;
+  }
   zkv_db *db = new_handle(opts);
   if (!db) { close(fd); return ZKV_ENOMEM; }
   pthread_mutex_lock(&registry_lock);
@@ -240,19 +430,30 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
     if (s->dev == (unsigned long)st.st_dev && s->ino == (unsigned long)st.st_ino) break;
   if (s) {
     s->refs++;
+    close(fd);
   } else {
     rc = ZKV_ECORRUPT;
-    if ((uint64_t)st.st_size < sizeof(hdr)) goto bad;
-    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    rc = ZKV_EIO;
-    if (m == MAP_FAILED) goto bad;
-    rc = zkv_validate((hdr *)m, (uint64_t)st.st_size);
-    if (rc) { munmap(m, (size_t)st.st_size); goto bad; }
-    s = calloc(1, sizeof *s);
-    rc = ZKV_ENOMEM;
-    if (!s) { munmap(m, (size_t)st.st_size); goto bad; }
+    uint64_t fsize = (uint64_t)st.st_size, reserved = 0;
+    if (fsize < sizeof(hdr)) goto bad;
+    void *m = map_segment(fd, fsize, &reserved);
+    if (m == MAP_FAILED) {
+      rc = sys_fail("mmap", path);
+      goto bad;
+    }
+    rc = zkv_validate((hdr *)m, fsize);
+    s = rc ? NULL : calloc(1, sizeof *s);
+    char *p = s ? strdup(path) : NULL;
+    if (!p) {
+      if (!rc) rc = ZKV_ENOMEM;
+      free(s);
+      munmap(m, reserved);
+      goto bad;
+    }
     s->base = m;
-    s->mapped = (uint64_t)st.st_size;
+    s->mapped = ((hdr *)m)->size;
+    s->reserved = reserved;
+    s->fd = fd;
+    s->path = p;
     s->shared = 1;
     s->refs = 1;
     s->dev = (unsigned long)st.st_dev;
@@ -262,7 +463,6 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
     registry = s;
   }
   pthread_mutex_unlock(&registry_lock);
-  close(fd);
   db->s = s;
   *out = db;
   return ZKV_OK;
@@ -270,20 +470,26 @@ bad:
   pthread_mutex_unlock(&registry_lock);
   close(fd);
   free(db);
+  if (rc == ZKV_ECORRUPT || rc == ZKV_EVERSION) set_detail("%s: %s", path, open_what(rc));
   return rc;
 }
 
-int zkv_unlink(const char *name, int *existed) {
-  char path[4200];
+int zkv_unlink_ex(const char *name, const zkv_options *opts, int *existed) {
+  char path[PATH_CAP];
   if (existed) *existed = 0;
+  err_detail[0] = '\0';
   if (!name_ok(name)) return ZKV_EINVAL_KEY;
-  if (!seg_path(name, path, sizeof path, "")) return ZKV_EINVAL_KEY;
+  const char *dir = seg_dir(opts);
+  if (!seg_path(dir, name, path, sizeof path, "")) return ZKV_EINVAL_KEY;
+  remove_stale_temps(dir, name);
   if (unlink(path) == 0) {
     if (existed) *existed = 1;
     return ZKV_OK;
   }
-  return errno == ENOENT ? ZKV_OK : ZKV_EIO;
+  return errno == ENOENT ? ZKV_OK : sys_fail("unlink", path);
 }
+
+int zkv_unlink(const char *name, int *existed) { return zkv_unlink_ex(name, NULL, existed); }
 
 void zkv_close(zkv_db *db) {
   if (!db) return;
@@ -301,7 +507,9 @@ void zkv_close(zkv_db *db) {
         seg **pp = &registry;
         while (*pp && *pp != s) pp = &(*pp)->next;
         if (*pp) *pp = s->next;
-        munmap(s->base, s->mapped);
+        munmap(s->base, s->reserved);
+        close(s->fd);
+        free(s->path);
         free(s->pend);
         free(s->move);
         free(s->txn_marks);

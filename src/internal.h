@@ -154,7 +154,10 @@ typedef struct seg {
   unsigned long dev, ino;
   int refs;
   char *base;              /* mapping */
-  uint64_t mapped;         /* bytes mapped */
+  uint64_t mapped;         /* bytes of the arena in use (memory: mapped) */
+  uint64_t reserved;       /* shared: bytes of address space mapped (>= mapped) */
+  int fd;                  /* shared: the segment file */
+  char *path;              /* shared: its path */
   pthread_t owner;         /* thread holding the lock (depth > 0) */
   int depth;               /* lock depth: ops and transaction levels */
   int txn_depth;           /* open zkv_begin levels */
@@ -423,5 +426,8 @@ int op_leave(zkv_db *db, int rc);
 int zkv_grow(seg *s, uint64_t need_bytes);     /* memory driver */
 int zkv_validate(const hdr *h, uint64_t file_size); /* header checks, ZKV_OK or an error */
 int zkv_bounds(seg *s, uint64_t off, uint64_t len);
+/* tests (C tests link the static library): called when a segment being
+ * created is complete, just before it is published under its name */
+extern void (*zkv_test_create_hook)(void);
 
 #endif

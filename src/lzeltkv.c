@@ -73,6 +73,15 @@ static int raise_rc(lua_State *L, int rc, const char *what) {
   return raise(L, cls, "%s: %s", what, zkv_strerror(rc));
 }
 
+/* an open or unlink that failed: the engine's detail (path, errno text, free
+ * room) where it has one */
+static int raise_open(lua_State *L, int rc, const char *what) {
+  const char *d = zkv_last_error();
+  if (!*d) return raise_rc(L, rc, what);
+  int cls = zkv_errclass(rc);
+  return raise(L, cls == ZKV_CLASS_NONE ? C_FAILED : cls, "%s: %s", what, d);
+}
+
 static int error_tostring(lua_State *L) {
   lua_getfield(L, 1, "code");
   lua_getfield(L, 1, "message");
@@ -1544,7 +1553,17 @@ static void read_options(lua_State *L, int i, zkv_options *o, int shared) {
       o->mode = (unsigned)lua_tonumber(L, v);
     } else if (strcmp(k, "lock_timeout") == 0 && shared) {
       o->lock_timeout = opt_seconds(L, v, k);
-    } else if (strcmp(k, "size") == 0 || strcmp(k, "mode") == 0 || strcmp(k, "lock_timeout") == 0) {
+    } else if (strcmp(k, "dir") == 0 && shared) {
+      /* the string stays referenced by the options table until the open is done */
+      if (lua_type(L, v) != LUA_TSTRING || lua_rawlen(L, v) == 0 ||
+          strlen(lua_tostring(L, v)) != lua_rawlen(L, v))
+        raise(L, C_VALUE, "option 'dir' must be a directory path (a non-empty string)");
+      o->dir = lua_tostring(L, v);
+    } else if (strcmp(k, "create") == 0 && shared) {
+      if (lua_type(L, v) != LUA_TBOOLEAN) raise(L, C_VALUE, "option 'create' must be a boolean");
+      if (!lua_toboolean(L, v)) o->flags |= ZKV_OPEN_EXISTING;
+    } else if (strcmp(k, "size") == 0 || strcmp(k, "mode") == 0 || strcmp(k, "lock_timeout") == 0 ||
+               strcmp(k, "dir") == 0 || strcmp(k, "create") == 0) {
       raise(L, C_VALUE, "unknown option '%s' (it is an option of zeltkv.shared)", k);
     } else if (strcmp(k, "max_bytes") == 0) {
       raise(L, C_VALUE, "unknown option '%s' (it is an option of zeltkv.memory; a shared store's capacity is 'size')", k);
@@ -1568,7 +1587,7 @@ static int l_memory(lua_State *L) {
   read_options(L, 1, &o, 0);
   Driver *d = new_driver(L);
   int rc = zkv_open_memory(&o, &d->db);
-  if (rc) return raise_rc(L, rc, "memory");
+  if (rc) return raise_open(L, rc, "memory");
   return 1;
 }
 
@@ -1593,15 +1612,17 @@ static int l_shared(lua_State *L) {
   read_options(L, 2, &o, 1);
   Driver *d = new_driver(L);
   int rc = zkv_open_shared(name, &o, &d->db);
-  if (rc) return raise_rc(L, rc, "shared");
+  if (rc) return raise_open(L, rc, "shared");
   return 1;
 }
 
 static int l_unlink(lua_State *L) {
   const char *name = check_seg_name(L, 1);
+  zkv_options o;
+  read_options(L, 2, &o, 1);   /* only dir means anything here */
   int existed;
-  int rc = zkv_unlink(name, &existed);
-  if (rc) return raise_rc(L, rc, "unlink");
+  int rc = zkv_unlink_ex(name, &o, &existed);
+  if (rc) return raise_open(L, rc, "unlink");
   lua_pushboolean(L, existed);
   return 1;
 }

@@ -1,0 +1,283 @@
+/*
+ * test_segment_life.c -- a shared segment's life: its room reserved when it
+ * is created, a creator killed half-way, fork, growth in place, segments in
+ * a directory on disk.
+ *
+ * Segments live in a private temporary directory (ZELTKV_SHM_DIR), or in a
+ * small tmpfs a test mounts when it runs as root (skipped with a note
+ * otherwise).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+
+#include "zeltkv.h"
+#include "harness.h"
+
+#define K(s) (s), (sizeof(s) - 1)
+
+/* the library's test hook (src/internal.h) */
+extern void (*zkv_test_create_hook)(void);
+
+__attribute__((constructor)) static void shm_dir_setup(void) { th_shm_dir("zkvlife"); }
+
+static void seg_name(char *buf, size_t n, const char *tag) {
+  snprintf(buf, n, "life-%d-%s", (int)th_dir_pid, tag);
+}
+
+static int count_files(const char *dir) {
+  DIR *d = opendir(dir);
+  if (d == NULL) return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL)
+    if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) n++;
+  closedir(d);
+  return n;
+}
+
+static int set_val(zkv_db *db, const char *key, size_t vlen, int *rc_out) {
+  static char buf[1 << 16];
+  memset(buf, 'v', vlen);
+  zkv_value v;
+  memset(&v, 0, sizeof v);
+  v.type = ZKV_T_STRING;
+  v.data = buf;
+  v.len = vlen;
+  int rc = zkv_set(db, ZKV_ROOT, key, strlen(key), &v, 0, 0);
+  if (rc_out) *rc_out = rc;
+  return rc;
+}
+
+/* a tmpfs of `size` mounted on a fresh directory: its path, or NULL (not
+ * root, or no mount allowed here) */
+static char tmpfs_dir[600];
+static const char *mount_tmpfs(const char *size) {
+  snprintf(tmpfs_dir, sizeof tmpfs_dir, "%s/tmpfs-XXXXXX", th_dir);
+  if (mkdtemp(tmpfs_dir) == NULL) return NULL;
+  char opt[64];
+  snprintf(opt, sizeof opt, "size=%s,mode=0700", size);
+  if (geteuid() != 0 || mount("zkvtest", tmpfs_dir, "tmpfs", 0, opt) != 0) {
+    TH_NOTE("skipped: mounting a tmpfs needs root (%s)", strerror(errno));
+    rmdir(tmpfs_dir);
+    return NULL;
+  }
+  return tmpfs_dir;
+}
+
+static void umount_tmpfs(void) {
+  CHECK(umount(tmpfs_dir) == 0);
+  rmdir(tmpfs_dir);
+}
+
+static uint64_t free_room(const char *dir) {
+  struct statvfs v;
+  return statvfs(dir, &v) == 0 ? (uint64_t)v.f_bavail * v.f_frsize : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the whole size is reserved when a segment is created                      */
+
+/* a segment larger than its filesystem's free room is refused at once, with
+ * the path and the room in zkv_last_error(); nothing is left behind */
+TEST(create_refuses_a_size_the_filesystem_cannot_hold) {
+  char name[64];
+  seg_name(name, sizeof name, "toobig");
+  zkv_options o;
+  zkv_options_init(&o);
+  o.size = free_room(th_dir) + (1ull << 30);
+  zkv_db *db = (zkv_db *)&db;
+  errno = 0;
+  CHECK_RC(zkv_open_shared(name, &o, &db), ZKV_EIO);
+  CHECK_EQ(errno, ENOSPC);
+  CHECK(db == NULL);
+  const char *why = zkv_last_error();
+  CHECK(strstr(why, th_dir) != NULL);
+  CHECK(strstr(why, name) != NULL);
+  CHECK(strstr(why, "free") != NULL);
+  TH_NOTE("%s", why);
+  CHECK_EQ(count_files(th_dir), 0);
+
+  /* over the largest segment: a bad option */
+  o.size = ZKV_MAX_SEGMENT + 1;
+  CHECK_RC(zkv_open_shared(name, &o, &db), ZKV_EINVAL);
+  CHECK(strstr(zkv_last_error(), "largest") != NULL);
+  CHECK_EQ(count_files(th_dir), 0);
+  /* a success clears the detail */
+  o.size = 1 << 20;
+  CHECK_RC(zkv_open_shared(name, &o, &db), ZKV_OK);
+  CHECK_STR(zkv_last_error(), "");
+  zkv_close(db);
+  CHECK_RC(zkv_unlink(name, NULL), ZKV_OK);
+}
+
+/* Issue 9.4: on an 8 MiB tmpfs, a 16 MiB segment is refused when it is made,
+ * a 4 MiB one fills up with ZKV_EFULL (never a SIGBUS), and a second 6 MiB one
+ * no longer fits beside it. */
+TEST(small_tmpfs_reserves_or_refuses) {
+  const char *dir = mount_tmpfs("8m");
+  if (dir == NULL) return;
+  char name[64];
+  seg_name(name, sizeof name, "tmpfs");
+  zkv_options o;
+  zkv_options_init(&o);
+  o.dir = dir;
+  o.size = 16u << 20;
+  zkv_db *db = NULL;
+  CHECK_RC(zkv_open_shared(name, &o, &db), ZKV_EIO);
+  CHECK(strstr(zkv_last_error(), dir) != NULL && strstr(zkv_last_error(), "free") != NULL);
+  TH_NOTE("%s", zkv_last_error());
+  CHECK_EQ(count_files(dir), 0);
+
+  o.size = 4u << 20;
+  REQUIRE_RC(zkv_open_shared(name, &o, &db), ZKV_OK);
+  pid_t pid = fork();
+  if (pid == 0) {   /* a SIGBUS would end this child only */
+    int rc = ZKV_OK, n = 0;
+    char k[32];
+    while (rc == ZKV_OK && n < 100000) {
+      snprintf(k, sizeof k, "k%d", n++);
+      set_val(db, k, 4000, &rc);
+    }
+    _exit(rc == ZKV_EFULL && n > 500 ? 0 : 1);
+  }
+  int st = 0;
+  CHECK(waitpid(pid, &st, 0) == pid);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  if (WIFSIGNALED(st)) TH_NOTE("filler died of signal %d", WTERMSIG(st));
+
+  char name2[64];
+  seg_name(name2, sizeof name2, "tmpfs2");
+  o.size = 6u << 20;
+  zkv_db *db2 = NULL;
+  CHECK_RC(zkv_open_shared(name2, &o, &db2), ZKV_EIO);
+  CHECK_EQ(count_files(dir), 1);
+  zkv_close(db);
+  umount_tmpfs();
+}
+
+/* ------------------------------------------------------------------------ */
+/* a creator killed half-way                                                 */
+
+static void die_now(void) { raise(SIGKILL); }
+
+/* Issue 9.13: a process killed while it creates a segment leaves no file, and
+ * the next opener creates the segment as if nothing happened. */
+TEST(killed_creator_leaves_no_file) {
+  char name[64];
+  seg_name(name, sizeof name, "killed");
+  pid_t pid = fork();
+  if (pid == 0) {
+    zkv_test_create_hook = die_now;
+    zkv_db *db = NULL;
+    zkv_open_shared(name, NULL, &db);
+    _exit(3);   /* not reached */
+  }
+  int st = 0;
+  CHECK(waitpid(pid, &st, 0) == pid);
+  CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+  CHECK_EQ(count_files(th_dir), 0);
+  zkv_db *db = NULL;
+  REQUIRE_RC(zkv_open_shared(name, NULL, &db), ZKV_OK);
+  CHECK_RC(set_val(db, "k", 10, NULL), ZKV_OK);
+  CHECK_EQ(count_files(th_dir), 1);
+  zkv_close(db);
+  CHECK_RC(zkv_unlink(name, NULL), ZKV_OK);
+}
+
+/* where a temporary file had to be named (a filesystem without O_TMPFILE, or
+ * an older version), the next creator and zkv_unlink remove those of dead
+ * processes, and only those of that name */
+TEST(stale_named_temporaries_are_removed) {
+  char name[64], other[64], p[1024];
+  seg_name(name, sizeof name, "stale");
+  seg_name(other, sizeof other, "stale-other");
+  pid_t dead = fork();
+  if (dead == 0) _exit(0);
+  waitpid(dead, NULL, 0);
+  const char *files[4][2] = {{"dead", name}, {"live", name}, {"dead", other}, {"dead", name}};
+  for (int i = 0; i < 4; i++) {
+    snprintf(p, sizeof p, "%s/.tmp%d-%x-zeltkv-%s%s", th_dir,
+             strcmp(files[i][0], "dead") == 0 ? (int)dead : (int)getpid(), 0x1234abc + i,
+             files[i][1], i == 3 ? "x" : "");
+    int fd = open(p, O_CREAT | O_WRONLY, 0600);
+    CHECK(fd >= 0);
+    close(fd);
+  }
+  CHECK_EQ(count_files(th_dir), 4);
+  zkv_db *db = NULL;
+  REQUIRE_RC(zkv_open_shared(name, NULL, &db), ZKV_OK);
+  /* gone: the dead creator's of this name; kept: the live one's, another
+   * name's, and a name that only begins like this one */
+  CHECK_EQ(count_files(th_dir), 4);
+  snprintf(p, sizeof p, "%s/.tmp%d-%x-zeltkv-%s", th_dir, (int)dead, 0x1234abc, name);
+  CHECK(access(p, F_OK) != 0);
+  zkv_close(db);
+  int existed = 0;
+  CHECK_RC(zkv_unlink(other, &existed), ZKV_OK);
+  CHECK_EQ(existed, 0);
+  CHECK_RC(zkv_unlink(name, &existed), ZKV_OK);
+  CHECK_EQ(existed, 1);
+  CHECK_EQ(count_files(th_dir), 2);   /* the live one's, and "...x" */
+  DIR *d = opendir(th_dir);
+  struct dirent *e;
+  while (d != NULL && (e = readdir(d)) != NULL) {
+    if (e->d_name[0] != '.' || strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    snprintf(p, sizeof p, "%s/%s", th_dir, e->d_name);
+    unlink(p);
+  }
+  if (d != NULL) closedir(d);
+}
+
+/* ------------------------------------------------------------------------ */
+
+/* the directory option, the create flag */
+TEST(dir_option_and_open_existing) {
+  char name[64], sub[600], p[1200];
+  seg_name(name, sizeof name, "dir");
+  snprintf(sub, sizeof sub, "%s/sub", th_dir);
+  CHECK(mkdir(sub, 0700) == 0);
+  zkv_options o;
+  zkv_options_init(&o);
+  o.dir = sub;
+  o.flags = ZKV_OPEN_EXISTING;
+  zkv_db *db = NULL;
+  errno = 0;
+  CHECK_RC(zkv_open_shared(name, &o, &db), ZKV_EIO);
+  CHECK_EQ(errno, ENOENT);
+  CHECK(strstr(zkv_last_error(), sub) != NULL);
+  CHECK_EQ(count_files(sub), 0);
+  o.flags = 0;
+  o.size = 1 << 20;
+  REQUIRE_RC(zkv_open_shared(name, &o, &db), ZKV_OK);
+  snprintf(p, sizeof p, "%s/zeltkv-%s", sub, name);
+  CHECK(access(p, F_OK) == 0);
+  CHECK_RC(set_val(db, "k", 10, NULL), ZKV_OK);
+  zkv_close(db);
+  /* not in ZELTKV_SHM_DIR */
+  CHECK_RC(zkv_open_shared(name, &(zkv_options){.size = 1 << 20, .mode = 0600, .lock_timeout = 5,
+                                                 .flags = ZKV_OPEN_EXISTING},
+                           &db),
+           ZKV_EIO);
+  o.flags = ZKV_OPEN_EXISTING;
+  REQUIRE_RC(zkv_open_shared(name, &o, &db), ZKV_OK);
+  zkv_value v;
+  CHECK_RC(zkv_get(db, ZKV_ROOT, K("k"), &v), ZKV_OK);
+  zkv_close(db);
+  int existed = 0;
+  CHECK_RC(zkv_unlink(name, &existed), ZKV_OK);
+  CHECK_EQ(existed, 0);
+  CHECK_RC(zkv_unlink_ex(name, &o, &existed), ZKV_OK);
+  CHECK_EQ(existed, 1);
+  o.dir = "/nonexistent/zkv";
+  o.flags = 0;
+  CHECK_RC(zkv_open_shared(name, &o, &db), ZKV_EIO);
+  CHECK(strstr(zkv_last_error(), "/nonexistent/zkv") != NULL);
+  CHECK(rmdir(sub) == 0);
+}
+
+TEST(zz_no_leftover_files) { CHECK_EQ(count_files(th_dir), 0); }
+

@@ -1,0 +1,96 @@
+-- spec/segment_life_spec.lua: a shared segment's life seen from Lua (API.md: driver options
+-- size, create, dir; zeltkv.unlink): the room a segment needs is reserved when it is made,
+-- and every failure to open one names the path and what was missing.
+--
+-- Every segment here lives in a fresh temporary directory given as the `dir` option, so
+-- nothing reaches /dev/shm; the directory is removed at the end.
+
+local H = require("helpers")
+local zeltkv = require("zeltkv")
+
+local function capture(cmd)
+  local p = assert(io.popen(cmd, "r"))
+  local s = p:read("*a")
+  p:close()
+  return (s:gsub("%s+$", ""))
+end
+
+local DIR = capture("mktemp -d \"${TMPDIR:-/tmp}/zkv-segspec-XXXXXX\"")
+assert(DIR ~= "", "mktemp -d failed")
+local seq = 0
+local function fresh(tag)
+  seq = seq + 1
+  return "segspec-" .. tag .. "-" .. seq
+end
+
+-- bytes free in the filesystem of DIR
+local function free_bytes(dir)
+  local kb = capture("df -Pk " .. dir .. " | awk 'NR==2 {print $4}'")
+  return assert(tonumber(kb), "df gave no number") * 1024
+end
+
+local function files_in(dir)
+  local out = capture("ls -A " .. dir)
+  local t = {}
+  for f in out:gmatch("[^\n]+") do t[#t + 1] = f end
+  return t
+end
+
+describe("segment room", function()
+  teardown(function() os.execute("rm -rf " .. DIR) end)
+
+  it("refuses a size its filesystem cannot hold, naming the path and the free room", function()
+    local name = fresh("big")
+    local want = free_bytes(DIR) + 2 ^ 30
+    local err = H.assert_error_code("STORE_OPERATION_FAILED", zeltkv.shared, name,
+                                    { dir = DIR, size = want })
+    assert.truthy(err.message:find(DIR .. "/zeltkv-" .. name, 1, true), err.message)
+    assert.truthy(err.message:find("free", 1, true), err.message)
+    assert.are.same({}, files_in(DIR))
+  end)
+
+  it("refuses a size over the largest segment as a bad value", function()
+    local err = H.assert_error_code("INVALID_VALUE", zeltkv.shared, fresh("huge"),
+                                    { dir = DIR, size = "2000g" })
+    assert.truthy(err.message:find("largest", 1, true), err.message)
+    assert.are.same({}, files_in(DIR))
+  end)
+
+  it("create = false opens only an existing segment", function()
+    local name = fresh("nocreate")
+    local err = H.assert_error_code("STORE_OPERATION_FAILED", zeltkv.shared, name,
+                                    { dir = DIR, create = false })
+    assert.truthy(err.message:find(name, 1, true), err.message)
+    assert.are.same({}, files_in(DIR))
+    local kv = zeltkv.shared(name, { dir = DIR, size = "1m" })
+    kv:namespace("a"):set("k", "v")
+    kv:close()
+    local again = zeltkv.shared(name, { dir = DIR, create = false })
+    assert.are.equal("v", again:namespace("a"):get("k"))
+    again:close()
+    assert.is_true(zeltkv.unlink(name, { dir = DIR }))
+    assert.is_false(zeltkv.unlink(name, { dir = DIR }))
+  end)
+
+  it("dir places the segment file in that directory", function()
+    local name = fresh("dir")
+    local kv = zeltkv.shared(name, { dir = DIR, size = "1m" })
+    kv:close()
+    assert.are.same({ "zeltkv-" .. name }, files_in(DIR))
+    assert.is_true(zeltkv.unlink(name, { dir = DIR }))
+    local err = H.assert_error_code("STORE_OPERATION_FAILED", zeltkv.shared, name,
+                                    { dir = DIR .. "/missing" })
+    assert.truthy(err.message:find(DIR .. "/missing", 1, true), err.message)
+  end)
+
+  it("rejects bad dir and create values, and names them", function()
+    for _, bad in ipairs({ { dir = "" }, { dir = 5 }, { dir = "a\0b" }, { create = "no" },
+                           { create = 0 } }) do
+      local err = H.assert_error_code("INVALID_VALUE", zeltkv.shared, fresh("bad"), bad)
+      assert.truthy(err.message:find(next(bad), 1, true), err.message)
+    end
+    H.assert_error_code("INVALID_VALUE", zeltkv.memory, { dir = DIR })
+    H.assert_error_code("INVALID_VALUE", zeltkv.memory, { create = false })
+    assert.are.same({}, files_in(DIR))
+  end)
+end)
