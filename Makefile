@@ -45,11 +45,11 @@ LMOD_ENV = LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(B)/$(FLAVOUR)/?.so
 
 # Debian packages the build and the tests use (installed by `make deps`)
 PKGS_BUILD := gcc make pkg-config lua5.4 liblua5.4-dev lua-busted libcjson-dev libxxhash-dev luarocks
-PKGS_TEST  := $(PKGS_BUILD) valgrind clang libclang-rt-14-dev lua5.1 liblua5.1-0-dev \
+PKGS_TEST  := $(PKGS_BUILD) valgrind clang libclang-rt-14-dev lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev \
               luajit2 libluajit2-5.1-dev nginx libnginx-mod-http-lua curl
 PKGS_BENCH := redis-server redis-tools gnuplot-nox lua-cjson
 
-.PHONY: all deps deps-bench check spec spec-all examples sanitize valgrind rockcheck nginx-test shdict-diff fuzz \
+.PHONY: all deps deps-bench check spec spec-all spec-drivers examples sanitize valgrind rockcheck nginx-test shdict-diff fuzz \
         test demo bench install clean
 
 all: $(MODULE) $(LIBA)
@@ -90,9 +90,9 @@ spec: $(MODULE)
 	@ZELTKV_CPATH='$(B)/$(FLAVOUR)/?.so' LUA=$(LUA) ./spec/run.sh 2>&1 | tee $(RESULTS)/spec-$(FLAVOUR).log; \
 	  exit $${PIPESTATUS[0]}
 
-# the whole suite under each interpreter: Lua 5.4, Lua 5.1, LuaJIT
+# the whole suite under each interpreter: Lua 5.4, 5.3, 5.2, 5.1, LuaJIT
 spec-all:
-	@for v in 5.4 5.1 jit; do $(MAKE) --no-print-directory LUA_VERSION=$$v all spec || exit 1; done
+	@for v in 5.4 5.3 5.2 5.1 jit; do $(MAKE) --no-print-directory LUA_VERSION=$$v all spec || exit 1; done
 
 # luarocks builds and installs the rock from a clean checkout, offline, into a
 # private tree; the installed module then loads from another folder
@@ -116,6 +116,16 @@ shdict-diff:
 	@mkdir -p $(RESULTS)
 	@$(MAKE) --no-print-directory LUA_VERSION=jit all
 	@bash spec/shdict_diff/run.sh 2>&1 | tee $(RESULTS)/shdict-diff.log; exit $${PIPESTATUS[0]}
+
+# the contract specs (store, bad inputs, atomic) on each driver: ZELTKV_DRIVER picks it
+# (spec/helpers.lua H.driver); the memory leg is the plain `spec` run
+CONTRACT_SPECS := spec/02-store_spec.lua spec/03-bad_inputs_spec.lua spec/04-atomic_spec.lua
+spec-drivers: $(MODULE)
+	@mkdir -p $(RESULTS)
+	@ZELTKV_DRIVER=shared ZELTKV_CPATH='$(B)/$(FLAVOUR)/?.so' LUA=$(LUA) ./spec/run.sh $(CONTRACT_SPECS) \
+	  > $(RESULTS)/spec-driver-shared.log 2>&1; rc=$$?; \
+	  echo "shared driver: $$(tail -n 1 $(RESULTS)/spec-driver-shared.log)"; \
+	  [ $$rc -eq 0 ] || { grep -A3 '^not ok' $(RESULTS)/spec-driver-shared.log | head -40; exit 1; }
 
 examples: $(MODULE)
 	@mkdir -p $(RESULTS)
@@ -168,6 +178,7 @@ test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory check
 	@$(MAKE) --no-print-directory spec-all
+	@$(MAKE) --no-print-directory spec-drivers
 	@$(MAKE) --no-print-directory examples
 	@$(MAKE) --no-print-directory rockcheck
 	@$(MAKE) --no-print-directory nginx-test

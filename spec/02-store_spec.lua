@@ -9,7 +9,7 @@ describe("Store", function()
   local kv, s
 
   before_each(function()
-    kv = zeltkv.memory()
+    kv = H.driver()
     s = kv:namespace("store")
   end)
 
@@ -763,7 +763,9 @@ describe("Store", function()
       assert.are.equal("sibling", kv:namespace("wide2"):get("k"))
     end)
 
-    it("keys(), count() and clear() of a small namespace cost what it holds", function()
+    -- redis: SCAN walks the whole database (docs/redis.md, "keys, count, clear")
+    H.except("redis", "SCAN's cost grows with the database")(
+      "keys(), count() and clear() of a small namespace cost what it holds", function()
       local function small_ops(store)
         local t0 = os.clock()
         for i = 1, 300 do
@@ -777,7 +779,7 @@ describe("Store", function()
         end
         return os.clock() - t0
       end
-      local empty_kv = zeltkv.memory()
+      local empty_kv = H.driver()
       local base = small_ops(empty_kv)
       empty_kv:close()
       local big = kv:namespace("big")

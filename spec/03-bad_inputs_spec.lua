@@ -94,7 +94,7 @@ describe("bad inputs", function()
   local kv, stores, a, snap
 
   before_each(function()
-    kv = zeltkv.memory()
+    kv = H.driver()
     stores = H.seed(kv)
     a = stores[1]
     snap = H.snapshot(stores, kv)
@@ -329,7 +329,7 @@ describe("bad inputs", function()
     local victim, vs, iter
 
     before_each(function()
-      victim = zeltkv.memory()
+      victim = H.driver()
       vs = victim:namespace("v")
       vs:set("k", 1)
       vs:set("j", 2)

@@ -8,7 +8,7 @@ describe("atomic", function()
   local kv, stores, a, b, c, snap
 
   before_each(function()
-    kv = zeltkv.memory()
+    kv = H.driver()
     stores = H.seed(kv)
     a, b, c = stores[1], stores[2], stores[3]
     snap = H.snapshot(stores, kv)
@@ -158,7 +158,10 @@ describe("atomic", function()
       H.assert_unchanged(snap)
     end)
 
-    it("commits and undoes big transactions (200 000 writes)", function()
+    -- shared: a 64 MiB segment's undo log holds fewer writes; redis: clear() is refused
+    -- inside atomic (a SCAN pattern cannot be watched)
+    H.except({ "shared", "redis" }, "transaction size / clear inside atomic")(
+      "commits and undoes big transactions (200 000 writes)", function()
       kv:atomic(function()
         for i = 1, 200000 do c:set("big" .. i, "v" .. i) end
       end)

@@ -49,6 +49,30 @@ describe("store:shdict()", function()
     assert.matches("zeltkv.shdict", tostring(d))
   end)
 
+  it("shares one open metatable of methods among all dicts (mt.__index == mt), as ngx.shared.DICT", function()
+    local mt = getmetatable(d)
+    assert.are.equal("table", type(mt))
+    assert.are.equal(mt, mt.__index)
+    local d2 = kv:namespace("other"):shdict()
+    assert.are.equal(mt, getmetatable(d2))
+    assert.are.equal(mt.get, d.get)
+    -- wrapping a method there wraps it for every dict, and the original still works
+    local orig, calls = mt.flush_expired, 0
+    mt.flush_expired = function(self, ...)
+      calls = calls + 1
+      return orig(self, ...)
+    end
+    local ok, err = pcall(function()
+      assert.are.equal(0, d:flush_expired())
+      assert.are.equal(0, d2:flush_expired(5))
+      assert.are.equal(2, calls)
+    end)
+    mt.flush_expired = orig
+    assert(ok, err)
+    -- something else with the same fields is still not a dict
+    assert.has_error(function() orig({ s = s }) end, 'bad "zone" argument')
+  end)
+
   describe("set / get", function()
     it("stores strings, numbers, booleans; get returns value, and flags only when non-zero", function()
       same(res(true, nil, false), res(d:set("s", "str")))

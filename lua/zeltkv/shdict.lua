@@ -48,15 +48,19 @@ local MAX_MS = 4.0e15                   -- ~126,000 years: "forever", and no ove
 local NEG0 = -1 / huge                  -- -0.0 (a literal -0.0 is 0 in Lua 5.1)
 local NAN = 0 / 0
 
+-- The methods, in the metatable every dict shares, open as ngx.shared.DICT's is
+-- (getmetatable(dict).__index == getmetatable(dict)): code that wraps a method for every dict
+-- (`getmetatable(dict).flush_expired = function(self, ...) ... end`, as test suites and
+-- monitoring do) works unchanged.  A dict is a table { s = store } with this metatable.
 local Dict = {}
-local MT = { __index = Dict, __metatable = "zeltkv.shdict", __name = "zeltkv.shdict" }
+Dict.__index = Dict
 
 ---------------------------------------------------------------------------------------------
 -- helpers
 
 -- the object's fields, or the error shdict raises for a call on something else
 local function zone(self)
-  if type(self) ~= "table" or getmetatable(self) ~= "zeltkv.shdict" then
+  if type(self) ~= "table" or getmetatable(self) ~= Dict then
     error('bad "zone" argument', 3)
   end
   return self
@@ -214,7 +218,7 @@ function M.new(store)
   if type(store._rawget) ~= "function" then
     error("zeltkv.shdict.new: a zeltkv store expected (no raw access methods)", 2)
   end
-  return setmetatable({ s = store }, MT)
+  return setmetatable({ s = store }, Dict)
 end
 
 ---------------------------------------------------------------------------------------------
@@ -486,7 +490,7 @@ function Dict.free_space(self)
   return free or huge
 end
 
-function MT.__tostring(self)
+function Dict.__tostring(self)
   return "zeltkv.shdict (" .. tostring(self.s) .. ")"
 end
 

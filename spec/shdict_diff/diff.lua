@@ -3,7 +3,8 @@
 -- One seeded random script of calls runs against a real lua_shared_dict (ngx.shared.d) and
 -- against a zeltkv shdict over a zeltkv.shared() segment of the same size, in the same nginx
 -- worker; every call's results are compared, call by call.  The answer is a report whose
--- last line is `RESULT passed=N failed=N known=N` (N counts calls).
+-- last line is `RESULT passed=N failed=N known=N` (N counts calls).  Then the full-dict cases
+-- of pressure.lua run on a second, small pair (lua_shared_dict small 1m and a 1 MiB segment).
 --
 -- Time: nginx's clock (ngx_timeofday) stands still while a handler runs, zeltkv's does not.
 -- So the script runs in epochs: within an epoch no ttl runs out on either side (short ttls
@@ -25,6 +26,10 @@
 --                     zeltkv keeps it
 --   keys-order        get_keys(max) with fewer than all keys: another subset (shdict: least
 --                     recently used first; zeltkv: insertion order); counts compared
+--   evicts-until-it-fits  (pressure.lua) a write into a full dict: shdict gave up after 30
+--                     evictions or on fragmentation ("no memory"), zeltkv evicted until it fit
+--   nomem-changes-nothing (pressure.lua) a value larger than the dict: shdict evicted 30 items
+--                     for nothing (forcible true), zeltkv evicted none (forcible false)
 -- After a known difference that leaves the two dicts apart, the key is deleted on both.
 
 local M = {}
@@ -32,14 +37,17 @@ local M = {}
 local fmt, concat, sort = string.format, table.concat, table.sort
 local unpack = unpack or table.unpack
 
-local zd, zkv                          -- the zeltkv side, opened once per worker
+local zd, zsmall                       -- the zeltkv side, opened once per worker
 
 local function open_zeltkv(seg)
-  if zd then return zd end
+  if zd then return zd, zsmall end
   local zeltkv = require("zeltkv")
-  zkv = zeltkv.shared(seg, { size = "10m", evict = "lru", gc_interval = 0 })
-  zd = zkv:namespace("shdict-diff"):shdict()
-  return zd
+  local kv = zeltkv.shared(seg, { size = "10m", evict = "lru", gc_interval = 0 })
+  zd = kv:namespace("shdict-diff"):shdict()
+  -- the pair of small dicts of the full-dict cases (pressure.lua)
+  local small = zeltkv.shared(seg .. "-small", { size = "1m", evict = "lru", gc_interval = 0 })
+  zsmall = small:namespace("shdict-diff"):shdict()
+  return zd, zsmall
 end
 
 ---------------------------------------------------------------------------------------------
@@ -125,7 +133,7 @@ end
 
 function M.handle(seg)
   local nd = ngx.shared.d
-  local z = open_zeltkv(seg)
+  local z, zs = open_zeltkv(seg)
   local seed = tonumber(ngx.var.arg_seed) or 1
   local epochs = tonumber(ngx.var.arg_epochs) or 20
   local per = tonumber(ngx.var.arg_per) or 250
@@ -421,6 +429,16 @@ function M.handle(seg)
   else failed = failed + 1; say("FAIL get(big) after a failed set: shdict " .. show(a) .. ", zeltkv " .. show(b)) end
   call("safe_set", "big", huge_v); call("safe_add", "big2", huge_v)
   nd:delete("big"); z:delete("big")
+
+  -- the full-dict cases: recency, evicting many for one, the metatable
+  require("pressure").run({
+    pass = function() passed = passed + 1 end,
+    fail = function(what)
+      failed = failed + 1
+      if failed <= 40 then say("FAIL " .. what) end
+    end,
+    known = note_known, say = say, run = run, same = same, show = show,
+  }, ngx.shared.small, zs)
 
   say(fmt("time %.1f s (nginx clock), %d epochs x %d random calls, seed %d",
           ngx.now() - t0, epochs, per, seed))

@@ -67,6 +67,7 @@ events { worker_connections 64; }
 http {
 $NGX_HTTP_COMMON
   lua_shared_dict d 10m;
+  lua_shared_dict small 1m;
 
   server {
     listen 127.0.0.1:$1;
