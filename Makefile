@@ -160,6 +160,25 @@ sanitize: $(B)/asan/$(FLAVOUR)/zeltkv/core.so $(patsubst $(B)/test/%,$(B)/asan/t
 	  ASAN_OPTIONS=detect_leaks=0 ./spec/run.sh > $(RESULTS)/asan-spec.log 2>&1; rc=$$?; \
 	  tail -n 1 $(RESULTS)/asan-spec.log; [ $$rc -eq 0 ] || { tail -n 40 $(RESULTS)/asan-spec.log; exit 1; }
 
+# ThreadSanitizer (clang) over the C tests where threads share a store: every
+# field they touch is checked for access outside the lock, not only results
+TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer -Wno-unknown-warning-option
+$(B)/tsan/test/%: spec/c/%.c spec/c/harness.h $(ENGINE_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g $(TSAN_FLAGS) -Iinclude -Isrc -Ispec/c $< \
+	  $(ENGINE_SRC) -o $@ $(LIBS)
+
+TSAN_RUNS := test_threads: \
+             test_shared:shared_four_threads,shared_thread_dies,shared_two_handles,shared_nested_handles
+tsan: $(B)/tsan/test/test_threads $(B)/tsan/test/test_shared
+	@mkdir -p $(RESULTS)
+	@export TSAN_OPTIONS="suppressions=$(CURDIR)/spec/c/tsan.supp halt_on_error=1 exitcode=66" \
+	  ZKV_TEST_LIGHT=1; \
+	for r in $(TSAN_RUNS); do t=$${r%%:*}; sel=$$(echo $${r#*:} | tr , ' '); \
+	  echo "== tsan $$t $$sel"; log=$(RESULTS)/tsan-$$t.log; \
+	  $(B)/tsan/test/$$t $$sel > $$log 2>&1; rc=$$?; tail -n 1 $$log; \
+	  [ $$rc -eq 0 ] || { grep -A30 'WARNING: ThreadSanitizer' $$log | head -60; exit 1; }; done
+
 valgrind: $(CTESTS)
 	@mkdir -p $(RESULTS)
 	@for t in $(CTESTS); do echo "== valgrind $$t"; \
@@ -184,6 +203,7 @@ test: deps
 	@$(MAKE) --no-print-directory nginx-test
 	@$(MAKE) --no-print-directory shdict-diff
 	@$(MAKE) --no-print-directory sanitize
+	@$(MAKE) --no-print-directory tsan
 	@$(MAKE) --no-print-directory valgrind
 	@$(MAKE) --no-print-directory fuzz
 	@./tools/summary.sh $(RESULTS)

@@ -19,6 +19,18 @@
  *    store by each opening their own handle on the same shared segment (or, for
  *    a memory store, by passing ZKV_THREADSAFE and taking turns).
  *  - Times are in milliseconds; a ttl of 0 means "no expiry".
+ *
+ * fork(): a child process may go on using the handles it inherited.  A store
+ * that no thread of the parent held at the fork (no operation running, no
+ * transaction open) works in the child as in any other process: a shared
+ * segment is the same store, and the child takes its lock under its own
+ * identity, so no write of either is lost; a memory store is the child's own
+ * copy from then on.  A store that a thread of the parent held at the fork
+ * (inside zkv_begin, or a fork from a zkv_keys callback) belongs to that
+ * parent's transaction: in the child every call on its handles returns
+ * ZKV_EFORKED, nothing is written, and zkv_close only releases the child's
+ * mapping.  The child may open the segment anew, and then waits for the lock
+ * like any other process.
  */
 #ifndef ZELTKV_H
 #define ZELTKV_H
@@ -60,7 +72,8 @@ enum zkv_rc {
   ZKV_EIO = -16,          /* a system call failed (see errno) */
   ZKV_ETXN = -17,         /* transaction misuse, or undo log full */
   ZKV_EINVAL = -18,       /* a bad argument (NULL handle, bad option) */
-  ZKV_ESTALE = -19        /* the namespace id is not (or no longer) one of this store */
+  ZKV_ESTALE = -19,       /* the namespace id is not (or no longer) one of this store */
+  ZKV_EFORKED = -20       /* the handle came through fork() while its store was held */
 };
 
 /* The five error classes of the Lua API. */

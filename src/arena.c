@@ -111,6 +111,44 @@ static int init_arena(zkv_db *db, uint64_t size, uint64_t log_cap, const zkv_opt
   return rc;
 }
 
+/* ---- the stores of this process ------------------------------------------ */
+
+/* registry: the shared segments mapped (one seg per file, joined by every
+ * handle on it); all_segs: every store, memory ones too, for fork */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static seg *registry, *all_segs;
+
+/* fork: the registry is consistent in the child (no other thread was halfway
+ * through it), and each store is judged usable or not there (zkv_seg_forked) */
+static void fork_prepare(void) { pthread_mutex_lock(&registry_lock); }
+static void fork_parent(void) { pthread_mutex_unlock(&registry_lock); }
+static void fork_child(void) {
+  for (seg *s = all_segs; s; s = s->all_next) {
+    zkv_seg_forked(s);
+    if (!s->forked || !s->shared) continue;
+    /* a new open in the child maps the segment afresh instead of joining this */
+    seg **pp = &registry;
+    while (*pp && *pp != s) pp = &(*pp)->next;
+    if (*pp) *pp = s->next;
+    s->next = NULL;
+  }
+  pthread_mutex_unlock(&registry_lock);
+}
+static void fork_init(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+/* under registry_lock */
+static void track(seg *s) {
+  s->all_next = all_segs;
+  all_segs = s;
+}
+
+static void untrack(seg *s) {
+  seg **pp = &all_segs;
+  while (*pp && *pp != s) pp = &(*pp)->all_next;
+  if (*pp) *pp = s->all_next;
+}
+
 /* ---- memory driver ------------------------------------------------------- */
 
 int zkv_open_memory(const zkv_options *opts, zkv_db **out) {
@@ -133,6 +171,10 @@ int zkv_open_memory(const zkv_options *opts, zkv_db **out) {
   if (m == MAP_FAILED) { free(db); free(s); return ZKV_ENOMEM; }
   s->base = m;
   s->mapped = MEM_INITIAL;
+  pthread_once(&fork_once, fork_init);
+  pthread_mutex_lock(&registry_lock);
+  track(s);
+  pthread_mutex_unlock(&registry_lock);
   rc = init_arena(db, MEM_INITIAL, 0, opts);
   if (rc) { zkv_close(db); return rc == ZKV_EFULL ? ZKV_EFULL : ZKV_ENOMEM; }
   *out = db;
@@ -155,9 +197,6 @@ int zkv_grow(seg *s, uint64_t need) {
 }
 
 /* ---- shared driver ------------------------------------------------------- */
-
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
-static seg *registry;
 
 static int name_ok(const char *name) {
   if (!name) return 0;
@@ -424,6 +463,7 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
   }
   zkv_db *db = new_handle(opts);
   if (!db) { close(fd); return ZKV_ENOMEM; }
+  pthread_once(&fork_once, fork_init);
   pthread_mutex_lock(&registry_lock);
   seg *s;
   for (s = registry; s; s = s->next)
@@ -461,6 +501,7 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
     s->rng = (uint64_t)zkv_now_ns_raw() ^ ((uint64_t)getpid() << 32);
     s->next = registry;
     registry = s;
+    track(s);
   }
   pthread_mutex_unlock(&registry_lock);
   db->s = s;
@@ -501,30 +542,34 @@ void zkv_close(zkv_db *db) {
   }
   db->closed = 1;
   if (s) {
-    if (s->shared) {
-      pthread_mutex_lock(&registry_lock);
-      if (--s->refs == 0) {
+    pthread_mutex_lock(&registry_lock);
+    if (--s->refs == 0) {
+      if (s->shared) {
         seg **pp = &registry;
         while (*pp && *pp != s) pp = &(*pp)->next;
         if (*pp) *pp = s->next;
-        munmap(s->base, s->reserved);
-        close(s->fd);
-        free(s->path);
-        free(s->pend);
-        free(s->move);
-        free(s->txn_marks);
-        free(s);
       }
-      pthread_mutex_unlock(&registry_lock);
-    } else if (--s->refs == 0) {
+      untrack(s);
+    } else {
+      s = NULL;
+    }
+    pthread_mutex_unlock(&registry_lock);
+  }
+  if (s) {
+    if (s->shared) {
+      munmap(s->base, s->reserved);
+      close(s->fd);
+      free(s->path);
+    } else {
       munmap(s->base, s->mapped);
       free(s->mlog);
-      free(s->pend);
-      free(s->move);
-      free(s->txn_marks);
-      if (s->threadsafe) pthread_mutex_destroy(&s->tlock);
-      free(s);
+      /* a mutex held by a thread lost in a fork cannot be destroyed */
+      if (s->threadsafe && !s->forked) pthread_mutex_destroy(&s->tlock);
     }
+    free(s->pend);
+    free(s->move);
+    free(s->txn_marks);
+    free(s);
   }
   free(db->buf);
   free(db);

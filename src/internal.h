@@ -158,7 +158,11 @@ typedef struct seg {
   uint64_t reserved;       /* shared: bytes of address space mapped (>= mapped) */
   int fd;                  /* shared: the segment file */
   char *path;              /* shared: its path */
-  pthread_t owner;         /* thread holding the lock (depth > 0) */
+  /* The thread holding the lock (0: none).  Only that thread writes it with
+   * its own id, and clears it before it lets the lock go, so a thread reads
+   * its own id here only while it holds the lock; others read another id or
+   * 0.  depth and everything below it are touched by the holder only. */
+  _Atomic uintptr_t owner;
   int depth;               /* lock depth: ops and transaction levels */
   int txn_depth;           /* open zkv_begin levels */
   uint64_t *txn_marks;     /* log position at each level */
@@ -175,6 +179,8 @@ typedef struct seg {
   pthread_mutex_t tlock;   /* memory driver with ZKV_THREADSAFE */
   int threadsafe;
   int shared;
+  int forked;              /* inherited through fork() while held: ZKV_EFORKED (txn.c) */
+  struct seg *all_next;    /* every seg of this process (arena.c, for fork) */
   uint64_t max_map;        /* memory: largest mapping allowed (0 = none) */
   void *jb;                /* sigjmp_buf: where FAIL goes during an op */
   int64_t gc_t0;           /* ns: start of the gc step in this lock hold */
@@ -302,9 +308,24 @@ uint16_t zkv_lru_now(seg *s);
 int do_sweep(zkv_db *db, uint64_t *cursor, uint64_t budget, int all, uint64_t *freed, uint64_t max);
 ref_t *bucket_at(seg *s, uint64_t i);
 
-/* does this thread hold the store lock (inside an op or transaction)? */
+/* this thread's id for seg.owner: a number no other thread of the process
+ * ever had, not pthread_self() (a new thread may get the control block of one
+ * that ended holding the lock, and would then take its lock as its own).
+ * Initial-exec TLS: one load, no __tls_get_addr call. */
+extern __thread uintptr_t zkv_thread_token __attribute__((tls_model("initial-exec")));
+uintptr_t zkv_new_token(void);
+static inline uintptr_t zkv_self(void) {
+  uintptr_t t = zkv_thread_token;
+  return LIKELY(t != 0) ? t : zkv_new_token();
+}
+
+/* does this thread hold the store lock (inside an op or transaction)?  A
+ * private store has one thread; elsewhere the owner word tells, without a
+ * read of depth (the holder writes it: a data race for anyone else). */
 static inline int seg_owned(seg *s) {
-  return s->depth > 0 && ((!s->threadsafe && !s->shared) || pthread_equal(s->owner, pthread_self()));
+  if (!s->threadsafe && !s->shared) return s->depth > 0;
+  uintptr_t o = atomic_load_explicit(&s->owner, memory_order_relaxed);
+  return o != 0 && o == zkv_self();
 }
 
 /* Loop bounds that hold whatever a damaged segment says: no list or chain
@@ -421,6 +442,7 @@ static inline int ns_valid(seg *s, ref_t ns) {
 /* ops.c / txn.c */
 int op_enter(zkv_db *db);
 int op_leave(zkv_db *db, int rc);
+void zkv_seg_forked(seg *s);   /* in a child just forked: can it still be used? */
 
 /* arena.c */
 int zkv_grow(seg *s, uint64_t need_bytes);     /* memory driver */

@@ -38,6 +38,7 @@ const char *zkv_strerror(int rc) {
   case ZKV_ETXN: return "transaction too large or not open";
   case ZKV_EINVAL: return "invalid argument";
   case ZKV_ESTALE: return "namespace is gone (created in a rolled-back transaction)";
+  case ZKV_EFORKED: return "store inherited through fork() while its lock was held (inside atomic): unusable in the child";
   default: return "unknown error";
   }
 }
@@ -312,6 +313,7 @@ static inline int get_nolock(zkv_db *db, zkv_ns nsid, const void *key, size_t kl
 static inline int read_nolock(zkv_db *db, zkv_ns ns, const void *key, size_t klen,
                               zkv_value *out, int64_t *exp) {
   seg *s = db->s;
+  if (UNLIKELY(s->forked)) return RETRY;   /* op_enter refuses it */
   if (!s->shared) {
     if (!s->threadsafe && (++db->opcount & 63)) return get_nolock(db, ns, key, klen, out, 1, exp);
   } else if (!seg_owned(s)) {
@@ -796,7 +798,9 @@ static int do_clear_some(zkv_db *db, ref_t root, uint64_t budget, uint64_t *remo
  * some 500 bytes: links, counters, free-list tags; 1 KiB is the margin) */
 static uint64_t step_budget(zkv_db *db) {
   seg *s = db->s;
-  if (s->txn_depth > 0) return UINT64_MAX;   /* a transaction must be able to undo it all */
+  /* a transaction of this thread must be able to undo it all (another
+   * thread's levels are not ours to read: it holds the lock) */
+  if (seg_owned(s) && s->txn_depth > 0) return UINT64_MAX;
   if (!s->shared) return BATCH;
   uint64_t room = H(s)->log_cap / 1024;
   return room < 16 ? 16 : room < BATCH ? room : BATCH;
@@ -968,6 +972,20 @@ int zkv_flush_expired_ns(zkv_db *db, zkv_ns ns, uint64_t max, uint64_t *freed) {
 
 static int seq_after(uint32_t a, uint32_t b) { return (int32_t)(a - b) > 0; }
 
+/* Is the cursor's hint r still the entry it returned last (insertion number
+ * `seq` of namespace ns)?  Looking like it is not enough: a deleted key's
+ * header stays behind as stale bytes inside the free block its room merged
+ * into, or inside the value of whatever is allocated there next, with the old
+ * links.  An entry the index finds under its own key is a real one: the
+ * index links only entries. */
+static int cursor_still_listed(seg *s, ref_t ns, ref_t r, uint32_t seq) {
+  if (!ent_ok(s, r)) return 0;
+  ent *e = E(s, r);
+  if (e->type == T_NSREC || e->ns != ns || e->seq != seq) return 0;
+  const char *key = ent_key(e);
+  return do_find(s, ns, key, e->klen, zkv_hash(ns, key, e->klen, 0), 0) == r;
+}
+
 static int do_keys(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn fn, void *ud,
                    size_t *count) {
   seg *s = db->s;
@@ -979,8 +997,7 @@ static int do_keys(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn
     cur->started = 1;
     cur->end = d->next_seq;
     r = d->head;
-  } else if (ent_ok(s, cur->ref) && E(s, cur->ref)->type != T_NSREC &&
-             E(s, cur->ref)->ns == ns && E(s, cur->ref)->seq == last) {
+  } else if (cursor_still_listed(s, ns, cur->ref, last)) {
     r = E(s, cur->ref)->nnext;   /* the last key returned is still there */
   } else {
     /* it went away: the list is in seq order, so skip what was returned */

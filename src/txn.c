@@ -184,6 +184,15 @@ static void recover(seg *s) {
 #define LOCK_WAITERS 0x80000000u
 #define LOCK_TID 0x7fffffffu
 #define LOCK_CHECK_NS 20000000   /* a sleeping waiter looks at the holder this often */
+#define LOCK_SPIN_NS 50000       /* a waiter spins this long before it sleeps */
+
+__thread uintptr_t zkv_thread_token __attribute__((tls_model("initial-exec")));
+static _Atomic uintptr_t last_token;
+
+uintptr_t zkv_new_token(void) {
+  zkv_thread_token = atomic_fetch_add(&last_token, 1) + 1;
+  return zkv_thread_token;
+}
 
 static __thread uint32_t tid_cache;
 static pthread_once_t tid_once = PTHREAD_ONCE_INIT;
@@ -226,15 +235,18 @@ static int lock_slow(zkv_db *db, _Atomic uint32_t *w, uint32_t me) {
    * microsecond, and a waiter that sleeps costs both sides a futex system call
    * (the holder must wake it).  With exponential backoff: a waiter that looks
    * at the lock word less and less often leaves the holder its cache lines,
-   * so two processes hammering one key lose little to each other. */
-  for (int spin = 0, pause = 16; spin < 64; spin++) {
+   * so two processes hammering one key lose little to each other.  Bounded
+   * in time, not in pauses: in a virtual machine a pause may exit to the
+   * hypervisor and cost half a microsecond (64 rounds were 100 ms here). */
+  int64_t spin_end = zkv_now_ns_raw() + LOCK_SPIN_NS;
+  for (int pause = 16;; pause = pause < 4096 ? pause * 2 : pause) {
     for (int i = 0; i < pause; i++) __builtin_ia32_pause();
-    if (pause < 4096) pause *= 2;
     uint32_t z = 0;
     if (atomic_load_explicit(w, memory_order_relaxed) == 0 &&
         atomic_compare_exchange_strong_explicit(w, &z, me, memory_order_acquire,
                                                 memory_order_relaxed))
       return ZKV_OK;
+    if (zkv_now_ns_raw() >= spin_end) break;
   }
   int64_t now = zkv_now_ns_raw();
   int64_t deadline = now + db->lock_timeout_ms * 1000000;
@@ -309,6 +321,7 @@ int op_enter(zkv_db *db) {
     s->depth++;
     return ZKV_OK;
   }
+  if (UNLIKELY(s->forked)) return ZKV_EFORKED;
   if (s->shared) {
     int rc = lock_shared(db);
     if (rc) return rc;
@@ -332,15 +345,16 @@ int op_enter(zkv_db *db) {
     s->logging = s->txn_depth > 0;
     return ZKV_OK;
   }
-  s->owner = pthread_self();
   s->depth = 1;
   s->dirty = 0;
   s->logging = s->shared || s->txn_depth > 0;
+  atomic_store_explicit(&s->owner, zkv_self(), memory_order_relaxed);
   return ZKV_OK;
 }
 
 static void release(seg *s) {
   s->npend = 0;
+  atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
   if (s->shared) {
     hdr *h = H(s);
     h->log_used = 0;   /* the commit point */
@@ -363,6 +377,31 @@ int op_leave(zkv_db *db, int rc) {
     release(s);
   }
   return rc;
+}
+
+/* ---- fork ----------------------------------------------------------------- */
+
+/* Called in a child just forked (arena.c's atfork handler, before anything
+ * else runs in it), for every store of the process.  Only the thread that
+ * forked lives on here.  A store no thread held at the fork goes on working:
+ * its next operation takes the lock as this process, under this thread's own
+ * id.  A store some thread held (an operation, an atomic, a held mutex) is
+ * held forever here, and its undo log, transaction levels and uncommitted
+ * writes are the parent's (which carries on with them in a shared segment):
+ * every later call on it is refused with ZKV_EFORKED, and closing it touches
+ * nothing but this process's mapping. */
+void zkv_seg_forked(seg *s) {
+  int held = s->depth > 0 || s->txn_depth > 0 ||
+             atomic_load_explicit(&s->owner, memory_order_relaxed) != 0;
+  if (!held && s->threadsafe) {
+    if (pthread_mutex_trylock(&s->tlock) != 0) held = 1;
+    else pthread_mutex_unlock(&s->tlock);
+  }
+  atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
+  if (held) {
+    s->forked = 1;
+    s->depth = 0;
+  }
 }
 
 /* ---- transactions ------------------------------------------------------- */
@@ -392,6 +431,7 @@ static int txn_end(zkv_db *db, int undo_it) {
   if (!db) return ZKV_EINVAL;
   seg *s = db->s;
   if (db->closed) return ZKV_ECLOSED;
+  if (s->forked) return ZKV_EFORKED;
   if (s->txn_depth == 0 || !seg_owned(s)) return ZKV_ETXN;
   uint64_t mark = s->txn_marks[--s->txn_depth];
   if (db->txn_levels > 0) db->txn_levels--;

@@ -251,7 +251,7 @@ static const int all_codes[] = {
     ZKV_OK,        ZKV_NOTFOUND, ZKV_EXISTS,   ZKV_EINVAL_TTL, ZKV_EEMPTY_NS,  ZKV_EINVAL_VALUE,
     ZKV_EINVAL_KEY, ZKV_ETYPE,   ZKV_ERANGE,   ZKV_EFULL,      ZKV_ETIMEDOUT,  ZKV_ECLOSED,
     ZKV_ECORRUPT,  ZKV_EVERSION, ZKV_ENOMEM,   ZKV_EIO,        ZKV_ETXN,       ZKV_EINVAL,
-    ZKV_ESTALE};
+    ZKV_ESTALE,    ZKV_EFORKED};
 #define NCODES (sizeof all_codes / sizeof all_codes[0])
 
 TEST(strerror_every_code) {
@@ -296,6 +296,7 @@ TEST(errclass_every_code) {
   CHECK_EQ(zkv_errclass(ZKV_ENOMEM), ZKV_CLASS_STORE_OPERATION_FAILED);
   CHECK_EQ(zkv_errclass(ZKV_EIO), ZKV_CLASS_STORE_OPERATION_FAILED);
   CHECK_EQ(zkv_errclass(ZKV_ETXN), ZKV_CLASS_STORE_OPERATION_FAILED);
+  CHECK_EQ(zkv_errclass(ZKV_EFORKED), ZKV_CLASS_STORE_OPERATION_FAILED);
   /* ZKV_EINVAL: the header does not say which class; it must be an error class */
   int c = zkv_errclass(ZKV_EINVAL);
   CHECK(c >= ZKV_CLASS_INVALID_TTL && c <= ZKV_CLASS_STORE_OPERATION_FAILED);

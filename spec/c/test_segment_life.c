@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -278,6 +279,193 @@ TEST(dir_option_and_open_existing) {
   CHECK(strstr(zkv_last_error(), "/nonexistent/zkv") != NULL);
   CHECK(rmdir(sub) == 0);
 }
+
+/* ------------------------------------------------------------------------ */
+/* fork                                                                      */
+
+static int64_t get_int(zkv_db *db, const char *key) {
+  zkv_value v;
+  if (zkv_get(db, ZKV_ROOT, key, strlen(key), &v) != ZKV_OK || v.type != ZKV_T_INT) return -1;
+  return v.i;
+}
+
+static int wait_ok(pid_t pid) {
+  int st = 0;
+  if (waitpid(pid, &st, 0) != pid) return 0;
+  if (WIFSIGNALED(st)) TH_NOTE("child died of signal %d", WTERMSIG(st));
+  return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+/* Issue 9.8: a child that uses a driver it inherited outside any lock hold
+ * works as a process of its own: its own lock identity, no write lost while
+ * the parent writes too. */
+TEST(fork_child_uses_an_inherited_segment) {
+  char name[64];
+  seg_name(name, sizeof name, "fork");
+  zkv_options o;
+  zkv_options_init(&o);
+  o.size = 1 << 20;
+  zkv_db *db = NULL;
+  REQUIRE_RC(zkv_open_shared(name, &o, &db), ZKV_OK);
+  CHECK_RC(zkv_incr(db, ZKV_ROOT, K("n"), 1, 0, NULL), ZKV_OK);   /* the lock was used here */
+  const int N = th_light() ? 2000 : 20000;
+  pid_t pid = fork();
+  if (pid == 0) {
+    int bad = 0;
+    for (int i = 0; i < N; i++) bad += zkv_incr(db, ZKV_ROOT, K("n"), 1, 0, NULL) != ZKV_OK;
+    /* a transaction of the child's own */
+    bad += zkv_begin(db) != ZKV_OK;
+    bad += zkv_incr(db, ZKV_ROOT, K("c"), 5, 0, NULL) != ZKV_OK;
+    bad += zkv_commit(db) != ZKV_OK;
+    zkv_close(db);
+    _exit(bad ? 1 : 0);
+  }
+  int bad = 0;
+  for (int i = 0; i < N; i++) bad += zkv_incr(db, ZKV_ROOT, K("n"), 1, 0, NULL) != ZKV_OK;
+  CHECK_EQ(bad, 0);
+  CHECK(wait_ok(pid));
+  CHECK_EQ(get_int(db, "n"), 2 * N + 1);
+  CHECK_EQ(get_int(db, "c"), 5);
+  const char *why = NULL;
+  CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+  zkv_close(db);
+  CHECK_RC(zkv_unlink(name, NULL), ZKV_OK);
+}
+
+/* a memory store is copied by fork: the child's copy works, apart */
+TEST(fork_child_uses_a_copy_of_a_memory_store) {
+  zkv_db *db = NULL;
+  REQUIRE_RC(zkv_open_memory(NULL, &db), ZKV_OK);
+  CHECK_RC(zkv_incr(db, ZKV_ROOT, K("n"), 1, 0, NULL), ZKV_OK);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int bad = zkv_incr(db, ZKV_ROOT, K("n"), 10, 0, NULL) != ZKV_OK || get_int(db, "n") != 11;
+    zkv_close(db);
+    _exit(bad);
+  }
+  CHECK(wait_ok(pid));
+  CHECK_EQ(get_int(db, "n"), 1);
+  zkv_close(db);
+}
+
+/* Issue 9.8: fork inside a transaction.  The child is refused (ZKV_EFORKED)
+ * for every call, writes and reads alike, and writes nothing: before, its
+ * writes returned ZKV_OK, made without the lock, and were lost.  A fresh
+ * handle in the child waits for the lock like any other process. */
+static void fork_inside_txn(int shared) {
+  char name[64];
+  seg_name(name, sizeof name, "forktxn");
+  zkv_options o;
+  zkv_options_init(&o);
+  o.size = 1 << 20;
+  zkv_db *db = NULL;
+  if (shared) REQUIRE_RC(zkv_open_shared(name, &o, &db), ZKV_OK);
+  else REQUIRE_RC(zkv_open_memory(NULL, &db), ZKV_OK);
+  CHECK_RC(zkv_incr(db, ZKV_ROOT, K("n"), 1, 0, NULL), ZKV_OK);
+  REQUIRE_RC(zkv_begin(db), ZKV_OK);
+  CHECK_RC(zkv_incr(db, ZKV_ROOT, K("n"), 1, 0, NULL), ZKV_OK);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int bad = 0;
+    zkv_value v;
+    bad += zkv_incr(db, ZKV_ROOT, K("n"), 100, 0, NULL) != ZKV_EFORKED;
+    bad += zkv_incr(db, ZKV_ROOT, K("child"), 1, 0, NULL) != ZKV_EFORKED;
+    bad += zkv_get(db, ZKV_ROOT, K("n"), &v) != ZKV_EFORKED;
+    bad += zkv_begin(db) != ZKV_EFORKED;
+    bad += zkv_commit(db) != ZKV_EFORKED;
+    bad += zkv_rollback(db) != ZKV_EFORKED;
+    bad += zkv_txn_depth(db) != 0;
+    bad += zkv_errclass(ZKV_EFORKED) != ZKV_CLASS_STORE_OPERATION_FAILED;
+    zkv_close(db);   /* touches nothing of the parent's */
+    if (shared) {
+      zkv_db *fresh = NULL;
+      zkv_options_init(&o);
+      o.lock_timeout = 0.2;
+      bad += zkv_open_shared(name, &o, &fresh) != ZKV_OK;
+      /* the parent holds the lock: a write waits, and times out */
+      bad += zkv_incr(fresh, ZKV_ROOT, K("child"), 1, 0, NULL) != ZKV_ETIMEDOUT;
+      zkv_close(fresh);
+    }
+    _exit(bad);
+  }
+  CHECK(wait_ok(pid));
+  CHECK_EQ(zkv_txn_depth(db), 1);
+  CHECK_RC(zkv_commit(db), ZKV_OK);
+  CHECK_EQ(get_int(db, "n"), 2);
+  CHECK_EQ(get_int(db, "child"), -1);
+  const char *why = NULL;
+  CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+  zkv_close(db);
+  if (shared) CHECK_RC(zkv_unlink(name, NULL), ZKV_OK);
+}
+TEST(fork_inside_txn_shared) { fork_inside_txn(1); }
+TEST(fork_inside_txn_memory) { fork_inside_txn(0); }
+
+struct holder {
+  zkv_db *db;
+  int fd_in, fd_out;
+};
+
+/* holds the store (a transaction) until told to let go */
+static void *hold_store(void *arg) {
+  struct holder *h = arg;
+  char c = 0;
+  if (zkv_begin(h->db) != ZKV_OK) c = 'x';
+  zkv_incr(h->db, ZKV_ROOT, K("t"), 1, 0, NULL);
+  if (write(h->fd_out, &c, 1) != 1) return NULL;
+  if (read(h->fd_in, &c, 1) != 1) return NULL;
+  zkv_commit(h->db);
+  return NULL;
+}
+
+/* another thread holds a ZKV_THREADSAFE memory store (or a shared segment)
+ * at the fork: the child is refused instead of waiting forever for a mutex
+ * whose holder does not exist there */
+static void fork_while_thread_holds(int shared) {
+  char name[64];
+  seg_name(name, sizeof name, "forkthr");
+  zkv_options o;
+  zkv_options_init(&o);
+  o.flags = ZKV_THREADSAFE;
+  o.size = 1 << 20;
+  zkv_db *db = NULL, *db2 = NULL;
+  if (shared) {
+    REQUIRE_RC(zkv_open_shared(name, &o, &db), ZKV_OK);
+    REQUIRE_RC(zkv_open_shared(name, &o, &db2), ZKV_OK);
+  } else {
+    REQUIRE_RC(zkv_open_memory(&o, &db), ZKV_OK);
+    db2 = db;
+  }
+  int to_thr[2], from_thr[2];
+  REQUIRE(pipe(to_thr) == 0 && pipe(from_thr) == 0);
+  struct holder h = {db2, to_thr[0], from_thr[1]};
+  pthread_t th;
+  REQUIRE(pthread_create(&th, NULL, hold_store, &h) == 0);
+  char c = 'x';
+  CHECK(read(from_thr[0], &c, 1) == 1 && c == 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(20);
+    int bad = zkv_incr(db, ZKV_ROOT, K("n"), 1, 0, NULL) != ZKV_EFORKED;
+    zkv_close(db);
+    _exit(bad);
+  }
+  CHECK(wait_ok(pid));
+  CHECK(write(to_thr[1], &c, 1) == 1);
+  pthread_join(th, NULL);
+  CHECK_RC(zkv_incr(db, ZKV_ROOT, K("n"), 1, 0, NULL), ZKV_OK);
+  CHECK_EQ(get_int(db, "t"), 1);
+  CHECK_EQ(get_int(db, "n"), 1);
+  if (shared) zkv_close(db2);
+  zkv_close(db);
+  if (shared) CHECK_RC(zkv_unlink(name, NULL), ZKV_OK);
+  close(to_thr[0]);
+  close(to_thr[1]);
+  close(from_thr[0]);
+  close(from_thr[1]);
+}
+TEST(fork_while_a_thread_holds_memory) { fork_while_thread_holds(0); }
+TEST(fork_while_a_thread_holds_shared) { fork_while_thread_holds(1); }
 
 TEST(zz_no_leftover_files) { CHECK_EQ(count_files(th_dir), 0); }
 
