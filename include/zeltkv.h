@@ -421,6 +421,232 @@ ZKV_API int64_t zkv_now_ms(void);
  * process (0 restores real time). */
 ZKV_API void zkv_set_clock_offset(int64_t offset_ms);
 
+/* ------------------------------------------------------------------------ */
+/* Snapshots and dump files (src/snapshot.c, src/dumpfile.c)                 */
+/*
+ * A snapshot is a private copy of a store as it was at one instant: the
+ * lock is held only while the arena's bytes are copied (a memcpy of the used
+ * part), and the copy is then walked without the lock while other threads
+ * and processes go on writing.  A dump file holds a snapshot as JSON lines
+ * (docs/snapshots.md is the format's documentation):
+ *
+ *   {"format":"zeltkv-dump","version":1,"time":1733050000000}
+ *   {"ns":["cache"],"key":"user:1","expires":1733053600000,"value":{"name":"ada"}}
+ *   {"count":1}
+ *
+ * Byte strings (names, keys, string values, strings inside tables) are JSON
+ * strings; a byte that is not part of valid UTF-8 is written \udcXX (XX the
+ * byte, 80..ff), the mapping Python calls "surrogateescape", so that any
+ * bytes round-trip and every line stays valid JSON. */
+
+typedef struct zkv_snapshot zkv_snapshot;
+
+/* A byte string: data/len. */
+typedef struct zkv_bytes {
+  const void *data;
+  size_t len;
+} zkv_bytes;
+
+/* One key of a snapshot or of a dump file. */
+typedef struct zkv_item {
+  const zkv_bytes *path;   /* namespace names from the root: path[0..depth-1] */
+  size_t depth;            /* 0: the root namespace */
+  const void *key;
+  size_t klen;
+  zkv_value value;         /* type, user flags, bytes (or i / f) */
+  int64_t expires_ms;      /* wall clock, ms since 1970-01-01 UTC; 0 = never */
+} zkv_item;
+
+/* zkv_snapshot_take: copy the store as it is now.  Takes the lock once to
+ * learn the size, allocates (and touches) the copy without it, then takes
+ * it again for the copy alone.
+ *  [out] out  the snapshot, to free with zkv_snapshot_free; NULL on failure
+ * Returns ZKV_OK, ZKV_ETXN (called inside a transaction of this store: its
+ * writes are not committed, so no instant holds them), ZKV_ENOMEM,
+ * ZKV_ETIMEDOUT, ZKV_ECLOSED, ZKV_ECORRUPT. */
+ZKV_API int zkv_snapshot_take(zkv_db *db, zkv_snapshot **out);
+
+typedef struct zkv_snapshot_info {
+  uint64_t entries;        /* keys held when taken (expired ones not yet freed
+                            * included): an upper bound of what next() gives */
+  uint64_t bytes;          /* bytes copied under the lock */
+  uint64_t lock_ns;        /* how long the copy held the lock */
+  int64_t time_ms;         /* the instant, wall clock ms since 1970 */
+} zkv_snapshot_info;
+
+/* zkv_snapshot_info_get: figures of a snapshot. */
+ZKV_API void zkv_snapshot_info_get(const zkv_snapshot *snap, zkv_snapshot_info *out);
+
+/* zkv_snapshot_next: the next live key of the snapshot (keys expired at the
+ * instant are left out), namespace by namespace, each in insertion order.
+ *  [out] out  the key; every pointer in it points into the snapshot and is
+ *             valid until the next call
+ * Returns ZKV_OK, ZKV_NOTFOUND (no more keys), ZKV_ECORRUPT (the copy does
+ * not check out: the store is damaged), ZKV_ENOMEM, ZKV_EINVAL. */
+ZKV_API int zkv_snapshot_next(zkv_snapshot *snap, zkv_item *out);
+
+/* zkv_snapshot_free: release a snapshot.  NULL is a no-op. */
+ZKV_API void zkv_snapshot_free(zkv_snapshot *snap);
+
+/* A growable byte buffer the functions below append to.  Zero it before the
+ * first use; free(buf.data) when done. */
+typedef struct zkv_buf {
+  char *data;
+  size_t len, cap;
+} zkv_buf;
+
+/* zkv_value_to_json: append the JSON form of a value (as a dump file's
+ * "value" field writes it): a string as a JSON string (escaped as above), an
+ * integer as digits, a float with a '.' or an exponent (the shortest form
+ * that reads back the same double), a boolean, a table (ZKV_T_JSON) as its
+ * JSON with strings escaped as above.
+ * Returns ZKV_OK, ZKV_EINVAL_VALUE (the value has no such form: a type other
+ * than these, a float that is NaN or infinite, a ZKV_T_JSON text that is not
+ * an object or array zeltkv could have stored; out is unchanged), ZKV_ENOMEM. */
+ZKV_API int zkv_value_to_json(const zkv_value *v, zkv_buf *out);
+
+/* zkv_value_from_json: read a value from its JSON form (whitespace around
+ * it allowed): a JSON string is ZKV_T_STRING, a number without fraction or
+ * exponent ZKV_T_INT (int64 range), another number ZKV_T_FLOAT, true/false
+ * ZKV_T_BOOL, an object or array ZKV_T_JSON (a table, checked as the Lua
+ * API checks one: no null, no NUL inside strings or keys, integers within
+ * +-2^53, nesting at most 100 deep).
+ *  [out] out      the value; its bytes point into *scratch (whose old
+ *                 contents are dropped), valid until scratch changes
+ *  [out] why      a static description of what is wrong (may be NULL)
+ * Returns ZKV_OK, ZKV_EINVAL_VALUE, ZKV_ENOMEM. */
+ZKV_API int zkv_value_from_json(const char *text, size_t len, zkv_value *out, zkv_buf *scratch,
+                                const char **why);
+
+/* Called with how far a dump or load has come: done out of total (keys for
+ * a dump, bytes of the file read for a load; each of a load's two passes
+ * goes from 0 to the file's size). */
+typedef void (*zkv_progress_fn)(void *ud, uint64_t done, uint64_t total);
+
+/* A dump file being written.  zkv_dump does all of it; the writer is for
+ * hosts that produce the keys themselves (the Redis driver). */
+typedef struct zkv_dump_writer zkv_dump_writer;
+
+/* zkv_dump_writer_open: start a dump file at path, or on the open file
+ * descriptor fd when path is NULL.  A regular file (or a missing one) at
+ * path is written under a temporary name in the same directory (mode 0600)
+ * and renamed over path only by zkv_dump_writer_finish, so that a dump that
+ * fails never leaves a partial file in place of a good one; anything else at
+ * path (a pipe, /dev/null), and fd, are written in place (fd stays open: the
+ * writer writes through a duplicate of it).
+ *  [in]  time_ms  the instant the dump shows (wall clock ms), for the header
+ * Returns ZKV_OK, ZKV_EIO (errno set), ZKV_ENOMEM, ZKV_EINVAL. */
+ZKV_API int zkv_dump_writer_open(const char *path, int fd, int64_t time_ms, zkv_dump_writer **out);
+
+/* zkv_dump_writer_add: append a key.  Returns ZKV_OK, ZKV_EINVAL_KEY (an
+ * empty or too long key or name), ZKV_EINVAL_VALUE (a type no store can
+ * hold), ZKV_EIO, ZKV_ENOMEM. */
+ZKV_API int zkv_dump_writer_add(zkv_dump_writer *w, const zkv_item *it);
+
+/* zkv_dump_writer_finish: write the closing line, flush, fsync, rename into
+ * place, and free the writer (also on failure, after removing the temporary
+ * file).  [out] count  keys written (may be NULL)
+ * Returns ZKV_OK or ZKV_EIO (errno set). */
+ZKV_API int zkv_dump_writer_finish(zkv_dump_writer *w, uint64_t *count);
+
+/* zkv_dump_writer_abort: drop a dump being written (its temporary file is
+ * removed; path is left as it was) and free the writer.  NULL is a no-op. */
+ZKV_API void zkv_dump_writer_abort(zkv_dump_writer *w);
+
+/* A dump file being read. */
+typedef struct zkv_dump_reader zkv_dump_reader;
+
+/* zkv_dump_reader_open: open a dump file at path, or read the open file
+ * descriptor fd when path is NULL (fd stays open), and read its first line.
+ * Input that cannot seek (a pipe) is first copied to a temporary file, so
+ * that it can be read twice (zkv_dump_reader_rewind).
+ *  [out] out  the reader, to close with zkv_dump_reader_close: set on
+ *             ZKV_OK and on ZKV_EINVAL_VALUE (so that the error can be
+ *             read), NULL otherwise
+ * Returns ZKV_OK, ZKV_EINVAL_VALUE (the first line is not a dump header:
+ * zkv_dump_reader_error says why), ZKV_EIO (errno set), ZKV_ENOMEM. */
+ZKV_API int zkv_dump_reader_open(const char *path, int fd, zkv_dump_reader **out);
+
+/* zkv_dump_reader_next: the next key of the file.
+ *  [out] out  the key, pointing into the reader until the next call
+ * Returns ZKV_OK, ZKV_NOTFOUND (the closing line was read, its count matched
+ * and nothing follows it), ZKV_EINVAL_VALUE (a bad line, or a file that ends
+ * without its closing line: zkv_dump_reader_error says which line and why;
+ * every later call returns it again), ZKV_EIO, ZKV_ENOMEM. */
+ZKV_API int zkv_dump_reader_next(zkv_dump_reader *r, zkv_item *out);
+
+/* zkv_dump_reader_error: "line N: what is wrong" for the last
+ * ZKV_EINVAL_VALUE (else ""); valid until the reader is closed.
+ *  [out] line  that line number, counting from 1 (may be NULL) */
+ZKV_API const char *zkv_dump_reader_error(const zkv_dump_reader *r, uint64_t *line);
+
+/* zkv_dump_reader_time: the header's time (wall clock ms). */
+ZKV_API int64_t zkv_dump_reader_time(const zkv_dump_reader *r);
+
+/* zkv_dump_reader_position: the line last read (1 = the header), and bytes
+ * read so far out of the file's size. */
+ZKV_API void zkv_dump_reader_position(const zkv_dump_reader *r, uint64_t *line,
+                                      uint64_t *offset, uint64_t *size);
+
+/* zkv_dump_reader_rewind: go back to the first key.  Returns ZKV_OK, ZKV_EIO. */
+ZKV_API int zkv_dump_reader_rewind(zkv_dump_reader *r);
+
+/* zkv_dump_reader_seek: go back to a place zkv_dump_reader_position gave
+ * (line: the lines read by then, offset: the bytes read by then); reading
+ * goes on with the line after it.  Returns ZKV_OK, ZKV_EIO. */
+ZKV_API int zkv_dump_reader_seek(zkv_dump_reader *r, uint64_t offset, uint64_t line);
+
+/* zkv_dump_reader_close: close the reader (removing a temporary copy).
+ * NULL is a no-op. */
+ZKV_API void zkv_dump_reader_close(zkv_dump_reader *r);
+
+typedef struct zkv_dump_stats {
+  uint64_t keys;           /* keys written */
+  uint64_t bytes;          /* bytes of arena copied under the lock */
+  uint64_t lock_ns;        /* how long the copy held the lock */
+  int64_t time_ms;         /* the instant the dump shows (wall clock) */
+} zkv_dump_stats;
+
+/* zkv_dump: write the whole store to a dump file (path, or fd when path is
+ * NULL: see zkv_dump_writer_open), as it was at one instant
+ * (zkv_snapshot_take, then zkv_dump_writer_* without the lock).
+ *  [in]  progress  called every few thousand keys (may be NULL)
+ *  [out] st        figures (may be NULL)
+ * Returns ZKV_OK, or an error of zkv_snapshot_take, zkv_snapshot_next or the
+ * writer; the file at path is then left as it was. */
+ZKV_API int zkv_dump(zkv_db *db, const char *path, int fd, zkv_progress_fn progress, void *ud,
+                     zkv_dump_stats *st);
+
+typedef struct zkv_load_stats {
+  uint64_t loaded;         /* keys written */
+  uint64_t expired;        /* keys skipped: expired by the time of the load */
+  uint64_t line;           /* a failed load: the line that failed; else 0 */
+  uint64_t steps;          /* lock holds the writing took */
+  uint64_t max_lock_ns;    /* the longest of them */
+  char why[256];           /* a failed load: "line N: what" ("" if none) */
+} zkv_load_stats;
+
+/* zkv_load: add the keys of a dump file (path, or fd when path is NULL: see
+ * zkv_dump_reader_open), all or nothing.
+ * The file is read twice: first every line is checked (without the lock;
+ * a bad line fails the load before anything is written), then the keys
+ * are written in steps of about 1 ms of lock hold each, never evicting
+ * (ZKV_SET_NOEVICT).  A key replaced by the load first has its old value
+ * kept in this process's memory; if a write fails (a full store), that
+ * step is rolled back and the steps already committed are undone, newest
+ * first, each key put back unless another writer changed it since.  Other
+ * processes can see keys of a load that is still going on (or being
+ * undone); an empty namespace the load made may stay (namespaces are never
+ * removed).  Keys whose expiry has passed are skipped; the others keep
+ * their absolute expiry.  A key listed twice ends with its last value.
+ *  [in]  progress  called between steps (may be NULL)
+ *  [out] st        figures and, on failure, the line and reason (may be NULL)
+ * Returns ZKV_OK, ZKV_EINVAL_VALUE (a bad line, or a value the store cannot
+ * hold), ZKV_EFULL, ZKV_EIO, ZKV_ETXN (called inside a transaction),
+ * ZKV_ENOMEM, ZKV_ETIMEDOUT, ZKV_ECLOSED, ZKV_ECORRUPT. */
+ZKV_API int zkv_load(zkv_db *db, const char *path, int fd, zkv_progress_fn progress, void *ud,
+                     zkv_load_stats *st);
+
 #ifdef __cplusplus
 }
 #endif

@@ -73,6 +73,18 @@ describe("store:shdict()", function()
     assert.has_error(function() orig({ s = s }) end, 'bad "zone" argument')
   end)
 
+  it("zone() (ngx.shared.NAME in init_by_lua*) refuses to run outside nginx's init phase", function()
+    assert.has_error(function() shdict.zone("cache", "1m") end,
+                     "zeltkv.shdict.zone: runs inside nginx, in init_by_lua*")
+    -- a stand-in ngx in another phase (spec/shdict_diff/zone.sh runs the real thing)
+    local saved = rawget(_G, "ngx")
+    _G.ngx = { shared = {}, get_phase = function() return "init_worker" end }
+    local ok, err = pcall(shdict.zone, "cache", "1m")
+    _G.ngx = saved
+    assert.is_false(ok)
+    assert.matches("call it in init_by_lua* (here: init_worker)", err, 1, true)
+  end)
+
   describe("set / get", function()
     it("stores strings, numbers, booleans; get returns value, and flags only when non-zero", function()
       same(res(true, nil, false), res(d:set("s", "str")))

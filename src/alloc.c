@@ -8,6 +8,7 @@
  * changes is written to the undo log first, so a rolled-back transaction (or a
  * process that died holding the lock) restores the free lists exactly.
  */
+#define _GNU_SOURCE 1 /* first: the engine uses Linux and POSIX calls beyond C11 (internal.h) */
 #include <stdint.h>
 #include <stdlib.h>
 

@@ -3,6 +3,7 @@
  * and named shared-memory segments (shared driver); opening, checking,
  * creating without races, closing.
  */
+#define _GNU_SOURCE 1 /* first: the engine uses Linux and POSIX calls beyond C11 (internal.h) */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>

@@ -8,6 +8,7 @@
  * also keeps its keys on a doubly linked list in insertion order: keys(),
  * count() and clear() walk that list, so they cost what the namespace holds.
  */
+#define _GNU_SOURCE 1 /* first: the engine uses Linux and POSIX calls beyond C11 (internal.h) */
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 

@@ -14,6 +14,13 @@
 #ifndef ZKV_INTERNAL_H
 #define ZKV_INTERNAL_H
 
+/* The engine uses mremap, futexes, sigsetjmp and other calls beyond C11: every
+ * engine file defines _GNU_SOURCE on its first line, before any header (the
+ * build passes no -D flag, so this cannot be forgotten silently). */
+#ifndef _GNU_SOURCE
+#error "define _GNU_SOURCE on the first line of the .c file, before any #include"
+#endif
+
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdatomic.h>
@@ -29,6 +36,19 @@ typedef uint32_t ref_t;
 
 #define LIKELY(x) __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* cpu_relax(): the hint a spin-wait loop gives the CPU between two looks at a
+ * shared word (x86 PAUSE, Arm YIELD): it saves power and lets the other
+ * hyperthread, or the holder, run.  Elsewhere a compiler barrier only. */
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__) || (defined(__arm__) && __ARM_ARCH >= 7)
+  __asm__ __volatile__("yield" ::: "memory");
+#else
+  __asm__ __volatile__("" ::: "memory");
+#endif
+}
 
 /* ---- allocator ---------------------------------------------------------- */
 /* Every block starts with a u32 header: size in units << 2 | flags.  A free

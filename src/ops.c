@@ -5,6 +5,7 @@
  * the undo log puts back what the operation had changed, and the lock is
  * released.  Reads on a shared segment first try without the lock.
  */
+#define _GNU_SOURCE 1 /* first: the engine uses Linux and POSIX calls beyond C11 (internal.h) */
 #include <math.h>
 #include <stdlib.h>
 
@@ -13,7 +14,9 @@
 /* After a siglongjmp back into RUN, only the frame's own variables (s_,
  * prevjb_, mark_, db) are read, and none is modified after sigsetjmp, which
  * C11 7.13.2.1 makes well defined; gcc's -Wclobbered cannot see that. */
+#if defined(__GNUC__) && !defined(__clang__) /* clang has no -Wclobbered */
 #pragma GCC diagnostic ignored "-Wclobbered"
+#endif
 
 /* ---- error strings ------------------------------------------------------ */
 
@@ -320,7 +323,7 @@ static inline int read_nolock(zkv_db *db, zkv_ns ns, const void *key, size_t kle
     for (int i = 0; i < 16; i++) {
       int rc = get_nolock(db, ns, key, klen, out, 0, exp);
       if (rc != RETRY) return rc;
-      __builtin_ia32_pause();
+      cpu_relax();
     }
   }
   return RETRY;

@@ -14,6 +14,7 @@
  * Lock-free readers (shared driver) rely on `seq`: a writer makes it odd
  * before its first change and even again at commit.
  */
+#define _GNU_SOURCE 1 /* first: the engine uses Linux and POSIX calls beyond C11 (internal.h) */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -240,7 +241,7 @@ static int lock_slow(zkv_db *db, _Atomic uint32_t *w, uint32_t me) {
    * hypervisor and cost half a microsecond (64 rounds were 100 ms here). */
   int64_t spin_end = zkv_now_ns_raw() + LOCK_SPIN_NS;
   for (int pause = 16;; pause = pause < 4096 ? pause * 2 : pause) {
-    for (int i = 0; i < pause; i++) __builtin_ia32_pause();
+    for (int i = 0; i < pause; i++) cpu_relax();
     uint32_t z = 0;
     if (atomic_load_explicit(w, memory_order_relaxed) == 0 &&
         atomic_compare_exchange_strong_explicit(w, &z, me, memory_order_acquire,

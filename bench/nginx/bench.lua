@@ -311,32 +311,49 @@ local function prepare_dict(main, whole)
   for i = 1, NKEYS do assert(whole:set(WKEYS[i], VALUE)) end
 end
 
--- the pair: best of runs for each half (ns/op of the first body, of the second)
-local function measure_pair(fn, n, runs)
-  local c = fn(math.max(1, math.floor(n / 10)))
-  sink = sink + c
-  local ba, bb = math.huge, math.huge
+-- One drop-in row on every dict peer, side by side (as measure_side_by_side): each run times
+-- every peer once, in turn, so noise from the rest of the machine falls on all peers alike.
+-- fns[i](n) runs peer i's loop; a pair's loop returns c, ta, tb, done and gives two figures.
+-- Returns best ns/op per peer (and, for a pair, the second half's).
+local function measure_dict_row(fns, n, runs, pair)
+  local ba, bb = {}, {}
+  for i, fn in ipairs(fns) do
+    sink = sink + fn(math.max(1, math.floor(n / 10)))   -- warm-up: traces recorded here
+    ba[i], bb[i] = math.huge, math.huge
+  end
   for _ = 1, runs do
-    collectgarbage("step", 0)
-    local c2, ta, tb, done = fn(n)
-    sink = sink + c2
-    if ta / done < ba then ba = ta / done end
-    if tb / done < bb then bb = tb / done end
+    for i, fn in ipairs(fns) do
+      collectgarbage("step", 0)
+      if pair then
+        local c, ta, tb, done = fn(n)
+        sink = sink + c
+        if ta / done < ba[i] then ba[i] = ta / done end
+        if tb / done < bb[i] then bb[i] = tb / done end
+      else
+        local t0 = now_ns()
+        sink = sink + fn(n)
+        local dt = (now_ns() - t0) / n
+        if dt < ba[i] then ba[i] = dt end
+      end
+    end
   end
   return ba, bb
 end
 
--- flush_all: one call on the 1,000-key dict per run, refilled (untimed) before each
-local function measure_flush_all(whole, runs)
-  local best = math.huge
+-- flush_all: one call on the 1,000-key dict per run and peer, refilled (untimed) before each
+local function measure_flush_all(wholes, runs)
+  local best = {}
+  for i = 1, #wholes do best[i] = math.huge end
   for _ = 1, runs do
-    for i = 1, NKEYS do whole:set(WKEYS[i], VALUE) end
-    collectgarbage("step", 0)
-    local t0 = now_ns()
-    whole:flush_all()
-    local dt = now_ns() - t0
-    if dt < best then best = dt end
-    whole:flush_expired()
+    for i, whole in ipairs(wholes) do
+      for k = 1, NKEYS do whole:set(WKEYS[k], VALUE) end
+      collectgarbage("step", 0)
+      local t0 = now_ns()
+      whole:flush_all()
+      local dt = now_ns() - t0
+      if dt < best[i] then best[i] = dt end
+      whole:flush_expired()
+    end
   end
   return best
 end
@@ -356,29 +373,31 @@ local function run_dict_table(n, runs, out)
   local head = { "op", "label" }
   for _, p in ipairs(all) do head[#head + 1] = p.name end
   out[#out + 1] = table.concat(head, "\t")
-  for _, op in ipairs(DICT_OPS) do
-    if op.pair then
-      local ra = { op.pair[1].id, op.pair[1].label }
-      local rb = { op.pair[2].id, op.pair[2].label }
-      for _, p in ipairs(all) do
-        local ok, a, b = pcall(function()
-          return measure_pair(make_dict_loop(op, p.name, p.main), n, runs)
-        end)
-        ra[#ra + 1] = fmt_ns(ok, a, op.id .. " " .. p.name)
-        rb[#rb + 1] = fmt_ns(ok, b, op.id .. " " .. p.name)
-      end
-      out[#out + 1] = table.concat(ra, "\t")
-      out[#out + 1] = table.concat(rb, "\t")
-    else
-      local row = { op.id, op.label }
-      local m = math.max(1, math.floor(n / (op.div or 1)))
-      for _, p in ipairs(all) do
-        local d = op.dict == "whole" and p.whole or p.main
-        local ok, ns = pcall(function() return measure(make_dict_loop(op, p.name, d), m, runs) end)
-        row[#row + 1] = fmt_ns(ok, ns, op.id .. " " .. p.name)
-      end
+  local function cells(ok, res, what)
+    local row = {}
+    for i, p in ipairs(all) do row[i] = fmt_ns(ok, ok and res[i] or res, what .. " " .. p.name) end
+    return row
+  end
+  local only = {}                 -- ?rows=id,id: only those drop-in rows (while working on them)
+  for id in (ngx.var.arg_rows or ""):gmatch("[^,]+") do only[id] = true end
+  local function row_of(op)
+    jit.flush()   -- every row from an empty trace cache, as in the first table
+    local m = op.pair and n or math.max(1, math.floor(n / (op.div or 1)))
+    local fns = {}
+    for i, p in ipairs(all) do
+      fns[i] = make_dict_loop(op, p.name, op.dict == "whole" and p.whole or p.main)
+    end
+    local ok, a, b = pcall(measure_dict_row, fns, m, runs, op.pair ~= nil)
+    local rows = op.pair and { { op.pair[1].id, op.pair[1].label, res = a },
+                               { op.pair[2].id, op.pair[2].label, res = b } }
+                         or { { op.id, op.label, res = a } }
+    for _, row in ipairs(rows) do
+      for _, c in ipairs(cells(ok, ok and row.res or a, op.id)) do row[#row + 1] = c end
       out[#out + 1] = table.concat(row, "\t")
     end
+  end
+  for _, op in ipairs(DICT_OPS) do
+    if next(only) == nil or only[op.id] then row_of(op) end
   end
   -- the checks before flush_all empties the dicts: both sides hold the same
   local checks = {}
@@ -387,11 +406,15 @@ local function run_dict_table(n, runs, out)
       tostring(p.main:get(CKEYS[1])), tostring(p.main:llen(LKEYS[1])), #p.whole:get_keys(0),
       tostring(p.main:capacity()))
   end
-  local row = { "flush_all", "flush_all, 1,000 keys (one call per run)" }
-  for _, p in ipairs(all) do
-    local ok, ns = pcall(measure_flush_all, p.whole, 4 * runs)
-    row[#row + 1] = fmt_ns(ok, ns, "flush_all " .. p.name)
+  if next(only) ~= nil and not only.flush_all then
+    out[#out + 1] = "# dcheck: " .. table.concat(checks, "; ")
+    return
   end
+  local row = { "flush_all", "flush_all, 1,000 keys (one call per run)" }
+  local wholes = {}
+  for i, p in ipairs(all) do wholes[i] = p.whole end
+  local ok, best = pcall(measure_flush_all, wholes, 4 * runs)
+  for _, c in ipairs(cells(ok, best, "flush_all")) do row[#row + 1] = c end
   out[#out + 1] = table.concat(row, "\t")
   out[#out + 1] = "# dcheck: " .. table.concat(checks, "; ")
 end
@@ -414,7 +437,7 @@ function M.run()
   local head = { "op", "label" }
   for _, p in ipairs(all) do head[#head + 1] = p.name end
   out[#out + 1] = table.concat(head, "\t")
-  for _, op in ipairs(OPS) do
+  for _, op in ipairs(ngx.var.arg_rows and {} or OPS) do   -- ?rows=: the drop-in rows only
     local row = { op.id, op.label }
     local ok, res = pcall(measure_side_by_side, op, all, n, runs)
     for i, p in ipairs(all) do

@@ -13,6 +13,8 @@
 #
 # Usage:  bench/nginx/run.sh [REPO_ROOT]
 #   ZKV_BENCH_NGX_N=200000     iterations per run      ZKV_BENCH_NGX_RUNS=7   runs (best kept)
+#   ZKV_BENCH_NGX_ROWS=ttl,expire      only these rows of the drop-in table (ids of DICT_OPS in
+#                                      bench.lua, and flush_all), without the first table
 #   ZKV_BENCH_NGX_OUT=bench/results     where the .md and .png go (without the extension;
 #                                       the drop-in chart is $OUT-shdict.png)
 # Installs gnuplot-nox and lua-cjson with apt-get when missing (and says so).
@@ -77,7 +79,7 @@ if [ $up != 1 ]; then
 fi
 
 echo "# nginx bench: n=$N, best of $RUNS runs, one worker ($(ps -o pid= --ppid "$MASTER" | tr -d ' '))"
-if ! curl -sf -m 600 -o "$T/result.tsv" "http://127.0.0.1:$PORT/bench?n=$N&runs=$RUNS"; then
+if ! curl -sf -m 600 -o "$T/result.tsv" "http://127.0.0.1:$PORT/bench?n=$N&runs=$RUNS${ZKV_BENCH_NGX_ROWS:+&rows=$ZKV_BENCH_NGX_ROWS}"; then
   echo "nginx bench: the bench request failed"; grep -v '\[debug\]' "$T/logs/error.log" | tail -n 20 | sed 's/^/#   /'
   exit 1
 fi
@@ -133,6 +135,7 @@ if [ -s "$T/dict.tsv" ]; then
               printf "the real `ngx.shared.DICT` (`lua_shared_dict bench_dict 64m`), with the very same loop body on "
               printf "both sides: same keys (1,024 keys, a 31-byte string value), same loop shape, ns per operation, "
               printf "CPU time of the worker, best of %d runs of %d iterations after a warm-up ", runs, n
+              printf "(in every run each side is timed once, in turn; every row starts from an empty trace cache) "
               printf "(loop and key lookup included, about 1 ns, see the `loop` row above). "
               printf "Rows with a `+` time both calls together. List methods are timed in pairs, the two halves "
               printf "apart: a push on each of 1,024 lists of 8 items, then a pop on each, so the lists stay 8 or "

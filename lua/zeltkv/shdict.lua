@@ -314,8 +314,12 @@ function Dict.replace(self, key, value, exptime, flags)
   return store_op(self, SET_XX, key, value, exptime, flags)
 end
 
-function Dict.delete(self, key)
-  return store_op(self, 0, key, nil)
+function Dict.delete(self, key)   -- set(key, nil) without the checks of a value
+  local s = zone(self).s
+  local k, err = key_of(key)
+  if not k then return nil, err end
+  s:del(k)
+  return true, nil, false
 end
 
 function Dict.incr(self, key, value, init, init_ttl)
@@ -492,6 +496,178 @@ end
 
 function Dict.__tostring(self)
   return "zeltkv.shdict (" .. tostring(self.s) .. ")"
+end
+
+---------------------------------------------------------------------------------------------
+-- ngx.shared.NAME over zeltkv: one line per dict in init_by_lua*, for code that looks its
+-- dict up by name.  See examples/shdict/README.md, "One line per dict".
+--
+-- Lifecycle (keep = "reload", the default, as a lua_shared_dict): the dict is empty when
+-- nginx starts and keeps its keys across `nginx -s reload` (HUP) and binary upgrades (USR2).
+-- init_by_lua* runs in the process that becomes the master (before it daemonizes, at
+-- start), again in the master at each reload, in the new master of a binary upgrade while
+-- the old one still runs, and never for `nginx -t` or `nginx -s`.  To tell these apart,
+-- zone() keeps a shared flock(2) on a lock file beside the segment, on a descriptor that the
+-- master, its workers (fork) and a daemonized master (fork) all hold.  If zone() can take
+-- the lock exclusively, no process of this nginx runs any more: nginx is starting (after a
+-- stop or a crash), and the segment is removed and made anew, empty (a process outside
+-- nginx that still has the old one open keeps it to itself).  If it cannot, a live master
+-- or worker holds it: a reload, an upgrade, or a second nginx on the same configuration
+-- that will fail to bind: the keys stay.  keep = "restart" keeps the keys across restarts
+-- too.  The descriptor of this process is remembered in its environment, so that a reload
+-- (a new Lua state in the same master) does not open another one.
+--
+-- The segment's name is made from the nginx prefix and configuration file (read from
+-- ngx_argv, the arguments nginx saved at start, with LuaJIT's FFI) and the dict's name, so
+-- two nginx instances on one machine, or two test runs, never share a dict unless they
+-- name the same segment (opts.segment).
+
+local SEG_OK = "^[%w._-]+$"
+local O_RDWR, O_CREAT, O_CLOEXEC = 2, 64, 524288    -- Linux (x86-64, arm64, ...)
+local LOCK_SH, LOCK_EX, LOCK_NB, LOCK_UN = 1, 2, 4, 8
+
+local zffi                               -- LuaJIT's ffi, with the declarations below
+local function ffi_lib()
+  if zffi ~= nil then return zffi end
+  local ok, ffi = pcall(require, "ffi")
+  if not ok then zffi = false; return false end
+  for _, decl in ipairs({ "extern char **ngx_argv;", "extern int ngx_argc;",
+                          "int open(const char *path, int flags, int mode);",
+                          "int flock(int fd, int op);", "int close(int fd);",
+                          "int setenv(const char *name, const char *value, int overwrite);",
+                          "long readlink(const char *path, char *buf, unsigned long size);" }) do
+    pcall(ffi.cdef, decl)
+  end
+  zffi = ffi
+  return ffi
+end
+
+-- where zeltkv.shared() puts segment `seg` (the rule of src/arena.c, seg_path)
+local function segment_file(seg)
+  local dir = os.getenv("ZELTKV_SHM_DIR")
+  if not dir or dir == "" then dir = "/dev/shm" end
+  return dir .. "/zeltkv-" .. seg
+end
+
+-- Takes this process's shared lock on the segment's lock file.  Returns true when another
+-- process, or this one before a reload, already held it (this nginx runs), false when
+-- nobody did (nginx starts), or nil and why.
+local function hold_lock(seg)
+  local ffi = ffi_lib()
+  if not ffi then return nil, "no LuaJIT FFI" end
+  local C = ffi.C
+  local path = segment_file(seg) .. ".lock"
+  local var = "ZELTKV_SHDICT_LOCK_" .. ngx.md5(path):sub(1, 16)
+  local fd = tonumber(os.getenv(var) or "")
+  if fd then   -- this process took it before (a reload): is it still that file?
+    local buf = ffi.new("char[4096]")
+    local n = tonumber(C.readlink("/proc/self/fd/" .. fd, buf, 4096))
+    if n > 0 and ffi.string(buf, n) == path then return true end
+  end
+  fd = C.open(path, O_RDWR + O_CREAT + O_CLOEXEC, 384)   -- 0600
+  if fd < 0 then return nil, "cannot open " .. path .. " (errno " .. ffi.errno() .. ")" end
+  local fresh = C.flock(fd, LOCK_EX + LOCK_NB) == 0
+  if fresh then C.flock(fd, LOCK_UN) end
+  if C.flock(fd, LOCK_SH) ~= 0 then
+    C.close(fd)
+    return nil, "flock " .. path .. " (errno " .. ffi.errno() .. ")"
+  end
+  C.setenv(var, tostring(fd), 1)
+  return not fresh
+end
+
+-- the configuration file this nginx was started with (its -c, else the built-in path),
+-- absolute; nil and why when it cannot be told
+local function conf_path(prefix)
+  local ffi = ffi_lib()
+  if not ffi then return nil, "no LuaJIT FFI" end
+  local got, argv, argc = pcall(function() return ffi.C.ngx_argv, ffi.C.ngx_argc end)
+  if not got or argv == nil then return nil, "nginx's ngx_argv is not visible" end
+  local conf
+  local i = 1
+  while i < argc do               -- nginx's own option syntax: -c FILE, -cFILE, -tc FILE
+    local a = ffi.string(argv[i])
+    if a:sub(1, 1) == "-" then
+      for j = 2, #a do
+        local o = a:sub(j, j)
+        if o == "c" or o == "p" or o == "g" or o == "s" or o == "e" then
+          local v = a:sub(j + 1)
+          if v == "" and i + 1 < argc then i = i + 1; v = ffi.string(argv[i]) end
+          if o == "c" then conf = v end
+          break
+        end
+      end
+    end
+    i = i + 1
+  end
+  conf = conf or (ngx.config.nginx_configure():match("%-%-conf%-path=(%S+)")) or "conf/nginx.conf"
+  if conf:sub(1, 1) ~= "/" then conf = prefix .. conf end
+  return conf
+end
+
+local function segment_name(name)
+  local prefix = ngx.config.prefix()
+  local conf, why = conf_path(prefix)
+  if not conf then return nil, why end
+  local tag = ngx.md5(prefix .. "\0" .. conf):sub(1, 12)
+  if not (#name <= 100 and name:match(SEG_OK)) then name = "x" .. ngx.md5(name):sub(1, 16) end
+  return "ngx-" .. tag .. "-" .. name
+end
+
+local ZONE_OPTS = { keep = true, evict = true, segment = true, mode = true, lock_timeout = true,
+                    gc_interval = true }
+
+--- zone(name, size [, opts]) -> dict, in init_by_lua*: makes ngx.shared[name] a zeltkv dict
+-- over a shared segment of `size` (bytes or "10m"), as `lua_shared_dict name size;` would.
+-- opts: keep = "reload" (default: empty at each nginx start, kept across reloads and binary
+-- upgrades) or "restart" (kept across restarts too); evict = "lru" (default) or "none";
+-- segment = the segment's name (default: made from the nginx prefix, configuration file and
+-- `name`); mode, lock_timeout, gc_interval as for zeltkv.shared.
+function M.zone(name, size, opts)
+  if type(ngx) ~= "table" or type(ngx.shared) ~= "table" or type(ngx.get_phase) ~= "function" then
+    error("zeltkv.shdict.zone: runs inside nginx, in init_by_lua*", 2)
+  end
+  if ngx.get_phase() ~= "init" then
+    error("zeltkv.shdict.zone: call it in init_by_lua* (here: " .. ngx.get_phase() .. ")", 2)
+  end
+  if type(name) ~= "string" or name == "" then
+    error("zeltkv.shdict.zone: the dict's name must be a non-empty string", 2)
+  end
+  opts = opts or {}
+  if type(opts) ~= "table" then error("zeltkv.shdict.zone: opts must be a table", 2) end
+  for k in pairs(opts) do
+    if not ZONE_OPTS[k] then error("zeltkv.shdict.zone: unknown option '" .. tostring(k) .. "'", 2) end
+  end
+  local keep = opts.keep or "reload"
+  if keep ~= "reload" and keep ~= "restart" then
+    error('zeltkv.shdict.zone: keep must be "reload" or "restart"', 2)
+  end
+  local old = rawget(ngx.shared, name)
+  if old ~= nil and getmetatable(old) ~= Dict then
+    error("zeltkv.shdict.zone: ngx.shared." .. name .. " is a lua_shared_dict already", 2)
+  end
+  local seg, why = opts.segment, nil
+  if seg == nil then
+    seg, why = segment_name(name)
+    if not seg then error("zeltkv.shdict.zone: " .. why .. "; name the segment (opts.segment)", 2) end
+  end
+  local zeltkv = require("zeltkv")
+  local sopts = { size = size, evict = opts.evict or "lru", mode = opts.mode,
+                  lock_timeout = opts.lock_timeout, gc_interval = opts.gc_interval }
+  if keep == "reload" then
+    local running
+    running, why = hold_lock(seg)
+    if running == nil then
+      error("zeltkv.shdict.zone: cannot tell a restart from a reload (" .. why ..
+            '); keep = "restart" keeps the keys across restarts', 2)
+    end
+    -- no process of this nginx runs: it starts, and a lua_shared_dict starts empty
+    if not running then zeltkv.unlink(seg) end
+  end
+  local kv = zeltkv.shared(seg, sopts)
+  local dict = kv:namespace(name):shdict()
+  ngx.shared[name] = dict
+  return dict
 end
 
 return M

@@ -30,6 +30,7 @@
  * over the two phases.  ZKV_CRASH_DRY=1 runs the same load and checks without
  * killing anyone (to tell a crash-recovery bug from a plain one).
  */
+#define _GNU_SOURCE 1 /* first: fork, mkdtemp, syscall and other calls beyond C11 */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -5,6 +5,7 @@
  * header is the spec: where it leaves a choice open, the test accepts every
  * answer it allows (CHECK_RC2) and says so.
  */
+#define _GNU_SOURCE 1 /* first: fork, mkdtemp, syscall and other calls beyond C11 */
 #include <float.h>
 #include <math.h>
 #include <pthread.h>

@@ -2,6 +2,7 @@
  * test_keys_cursor.c -- zkv_keys walks that resume after the key they
  * returned last is gone and its block reused.
  */
+#define _GNU_SOURCE 1 /* first: fork, mkdtemp, mount and other calls beyond C11 */
 #include "zeltkv.h"
 #include "harness.h"
 

@@ -7,6 +7,7 @@
  * small tmpfs a test mounts when it runs as root (skipped with a note
  * otherwise).
  */
+#define _GNU_SOURCE 1 /* first: fork, mkdtemp, mount and other calls beyond C11 */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>

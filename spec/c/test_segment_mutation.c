@@ -11,6 +11,7 @@
  * ZKV_MUTATIONS sets the number of random mutations (default 3000, 200 when
  * ZKV_TEST_LIGHT is set); ZKV_MUTATION_SEED the seed (default 1).
  */
+#define _GNU_SOURCE 1 /* first: fork, mkdtemp, syscall and other calls beyond C11 */
 #include <dirent.h>
 
 #include "zeltkv.h"

@@ -6,6 +6,7 @@
  * what it made; the last test checks that nothing was left behind.  Children
  * forked by a test record their CHECKs in the harness's shared counters.
  */
+#define _GNU_SOURCE 1 /* first: fork, mkdtemp, syscall and other calls beyond C11 */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -6,6 +6,7 @@
  * every shared field is then checked for unguarded access, not only the end
  * results.  ZKV_TEST_LIGHT (valgrind, tsan) makes the runs shorter.
  */
+#define _GNU_SOURCE 1 /* first: fork, mkdtemp, mount and other calls beyond C11 */
 #include <errno.h>
 #include <pthread.h>
 

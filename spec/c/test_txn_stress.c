@@ -5,6 +5,7 @@
  * free lists, hash chains and namespace lists must stay consistent, and a
  * rollback must bring back exactly what was there.
  */
+#define _GNU_SOURCE 1 /* first: fork, mkdtemp, syscall and other calls beyond C11 */
 #include "zeltkv.h"
 #include "harness.h"
 

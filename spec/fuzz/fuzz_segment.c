@@ -11,6 +11,7 @@
  *
  *   spec/fuzz/run.sh    builds it into build/fuzz/ and runs it
  */
+#define _GNU_SOURCE 1 /* first: fork, mkdtemp, syscall and other calls beyond C11 */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -78,6 +78,8 @@ local RECENCY = {
     op = function(d) d:rpush("hot", 1); d:lpop("hot") end },
   { name = "ttl",           use = false, init = "s", op = function(d) d:ttl("hot") end },
   { name = "expire",        use = false, init = "s", op = function(d) d:expire("hot", 0) end },
+  { name = "get_keys",      use = false, init = "s", op = function(d) d:get_keys(1) end },
+  { name = "flush_expired", use = false, init = "s", op = function(d) d:flush_expired(1) end },
 }
 
 local function recency_one(d, case, n)

@@ -1,0 +1,9 @@
+# The C tests (spec/c/): the whole C API, shared segments with threads and processes,
+# random transactions, the crash soak, damaged-segment mutations.
+SUITES  += check
+PKGS_check :=
+
+check: $(CTESTS)
+	@mkdir -p $(RESULTS)
+	@rc=0; for t in $(CTESTS); do echo "== $$t"; log=$(RESULTS)/c-$$(basename $$t).log; \
+	  $$t > $$log 2>&1 || rc=1; tail -n 3 $$log; done; exit $$rc

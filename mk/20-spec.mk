@@ -1,0 +1,29 @@
+# The busted specs (spec/*_spec.lua) under every Lua: spec runs them under LUA_VERSION,
+# spec-all under each of LUA_VERSIONS.
+LUA_VERSIONS := 5.4 5.3 5.2 5.1 jit
+SUITES   += spec-all spec-drivers
+PKGS_spec := lua-busted
+PKGS_spec-drivers := lua-busted
+PKGS_spec-all := lua-busted $(foreach v,$(LUA_VERSIONS),$(PKGS_LUA_$(v)))
+
+.PHONY: spec spec-all spec-drivers
+spec: $(MODULE)
+	$(call need,$(PKGS_spec))
+	@mkdir -p $(RESULTS)
+	@ZELTKV_CPATH='$(B)/$(FLAVOUR)/?.so' LUA=$(LUA) ./spec/run.sh 2>&1 | tee $(RESULTS)/spec-$(FLAVOUR).log; \
+	  exit $${PIPESTATUS[0]}
+
+spec-all:
+	@rc=0; for v in $(LUA_VERSIONS); do \
+	  $(MAKE) --no-print-directory LUA_VERSION=$$v module spec || rc=1; done; exit $$rc
+
+# the contract specs (store, bad inputs, atomic) on each driver: ZELTKV_DRIVER picks it
+# (spec/helpers.lua H.driver); the memory leg is the plain `spec` run
+CONTRACT_SPECS := spec/02-store_spec.lua spec/03-bad_inputs_spec.lua spec/04-atomic_spec.lua
+spec-drivers: $(MODULE)
+	$(call need,$(PKGS_spec-drivers))
+	@mkdir -p $(RESULTS)
+	@ZELTKV_DRIVER=shared ZELTKV_CPATH='$(B)/$(FLAVOUR)/?.so' LUA=$(LUA) ./spec/run.sh $(CONTRACT_SPECS) \
+	  > $(RESULTS)/spec-driver-shared.log 2>&1; rc=$$?; \
+	  echo "shared driver: $$(tail -n 1 $(RESULTS)/spec-driver-shared.log)"; \
+	  [ $$rc -eq 0 ] || { grep -A3 '^not ok' $(RESULTS)/spec-driver-shared.log | head -40; exit 1; }

@@ -1,0 +1,351 @@
+---@meta zeltkv
+-- LuaLS / EmmyLua annotations of the zeltkv Lua API (docs/reference.md is the manual).
+-- Add this directory to `workspace.library` in .luarc.json. Not loaded at run time.
+-- spec/12-types_spec.lua checks that every public function, method, option and stats()
+-- field of the real module is annotated here, and nothing else.
+
+---A ttl: seconds (a finite number > 0, kept to the millisecond), or `{ ttl = seconds }`.
+---@alias zeltkv.TTL number|{ ttl: number }
+
+---What a store holds: strings (any bytes), booleans, numbers, and tables that are arrays
+---(keys exactly 1..n) or objects (string keys), nested up to 100 deep.
+---@alias zeltkv.Value string|number|boolean|table
+
+---A size in bytes, or a string such as "64k", "64m", "1g".
+---@alias zeltkv.Size integer|string
+
+---@class zeltkv.Options
+---Seconds between sweeps that free the memory of expired keys; 0: only `kv:gc()` (default 60).
+---@field gc_interval? number
+---"none": a write that does not fit fails; "lru": the least recently used keys are evicted
+---(default "none"; for a shared segment: when it is created).
+---@field evict? "none"|"lru"
+
+---@class zeltkv.MemoryOptions: zeltkv.Options
+---Cap on the store's memory (default unbounded).
+---@field max_bytes? zeltkv.Size
+
+---@class zeltkv.SharedOptions: zeltkv.Options
+---The segment's size when this call creates it (default "64m").
+---@field size? zeltkv.Size
+---Permission bits of the segment file when this call creates it (default 0600 = 384).
+---@field mode? integer
+---Seconds to wait for the lock before STORE_OPERATION_FAILED (default 5).
+---@field lock_timeout? number
+
+---The error codes, each value the code string itself.
+---@class zeltkv.errors
+---@field INVALID_TTL "INVALID_TTL"
+---@field EMPTY_NAMESPACE "EMPTY_NAMESPACE"
+---@field INVALID_VALUE "INVALID_VALUE"
+---@field INVALID_KEY "INVALID_KEY"
+---@field STORE_OPERATION_FAILED "STORE_OPERATION_FAILED"
+
+---@alias zeltkv.ErrorCode "INVALID_TTL"|"EMPTY_NAMESPACE"|"INVALID_VALUE"|"INVALID_KEY"|"STORE_OPERATION_FAILED"
+
+---What every failing call raises; `tostring(err)` is "zeltkv: CODE: message".
+---@class zeltkv.Error
+---@field code zeltkv.ErrorCode
+---@field message string
+
+---What `kv:stats()` returns (a fresh table).
+---@class zeltkv.Stats
+---@field driver "memory"|"shared"
+---Keys held: live ones, and expired ones not freed yet.
+---@field keys integer
+---Bytes of the store in use.
+---@field bytes_used integer
+---The most bytes the store may use; nil for an unbounded memory store.
+---@field capacity? integer
+---capacity - bytes_used; nil when capacity is.
+---@field free_bytes? integer
+---Bytes mapped now.
+---@field arena_bytes integer
+---Namespace records, the root included.
+---@field namespaces integer
+---Size of the hash index.
+---@field buckets integer
+---Keys evicted by evict = "lru".
+---@field evictions integer
+---Expired keys whose memory was freed.
+---@field expired_freed integer
+---Completed sweeps.
+---@field gc_runs integer
+---The longest sweep step this handle ran holding the lock, in nanoseconds.
+---@field max_lock_ns integer
+---Times a dead lock holder was recovered from.
+---@field lock_recoveries integer
+
+---@class zeltkv
+---The version of the module, such as "0.1.0".
+---@field version string
+---The error codes.
+---@field errors zeltkv.errors
+local zeltkv = {}
+
+---A driver for a store in this process.
+---@param opts? zeltkv.MemoryOptions
+---@return zeltkv.Driver
+function zeltkv.memory(opts) end
+
+---A driver for the store in the shared-memory segment `name` (created if absent), seen by
+---every process that opens the name.
+---@param name string 1 to 128 characters of A-Z a-z 0-9 . _ -
+---@param opts? zeltkv.SharedOptions
+---@return zeltkv.Driver
+function zeltkv.shared(name, opts) end
+
+---Removes the segment `name`; true if it existed.
+---@param name string
+---@return boolean existed
+function zeltkv.unlink(name) end
+
+---A driver: what zeltkv.memory() and zeltkv.shared() return.
+---@class zeltkv.Driver
+local Driver = {}
+
+---The store of the namespace `name` at the top of this driver.
+---@param name string
+---@return zeltkv.Store
+function Driver:namespace(name) end
+
+---Calls fn(kv, ...) holding the store's lock; all of fn's writes are kept, or none if it
+---raises (the error is raised again). Returns what fn returns.
+---@generic R
+---@param fn fun(kv: zeltkv.Driver, ...: any): R
+---@param ... any
+---@return R
+function Driver:atomic(fn, ...) end
+
+---Frees the memory of every expired key now; returns how many.
+---@return integer freed
+function Driver:gc() end
+
+---Counters of the store.
+---@return zeltkv.Stats
+function Driver:stats() end
+
+---Removes every key of every namespace; returns how many live keys it removed.
+---@return integer removed
+function Driver:flush() end
+
+---Releases the driver (idempotent; also on __gc and __close). Later use raises.
+function Driver:close() end
+
+---A store: one namespace of a driver.
+---@class zeltkv.Store
+local Store = {}
+
+---The value at key, or nil when absent or expired (tables: a fresh copy).
+---@param key string|integer
+---@return zeltkv.Value|nil
+function Store:get(key) end
+
+---Stores value at key; without a ttl the key never expires.
+---@param key string|integer
+---@param value zeltkv.Value
+---@param ttl? zeltkv.TTL
+---@return true
+function Store:set(key, value, ttl) end
+
+---Removes key; true if a live key was removed.
+---@param key string|integer
+---@return boolean
+function Store:del(key) end
+
+---True if a live key exists.
+---@param key string|integer
+---@return boolean
+function Store:has(key) end
+
+---Gives a live key a new ttl; false (and nothing created) when absent.
+---@param key string|integer
+---@param ttl zeltkv.TTL
+---@return boolean
+function Store:expire(key, ttl) end
+
+---Seconds left (a float > 0); math.huge without a ttl; nil when absent.
+---@param key string|integer
+---@return number|nil
+function Store:ttl(key) end
+
+---Adds by (default 1) to the integer at key and returns the new value; a missing key is
+---created holding by, with the ttl (which never extends an existing key).
+---@param key string|integer
+---@param by? integer
+---@param ttl? zeltkv.TTL
+---@return integer
+function Store:incr(key, by, ttl) end
+
+---Stores only if no live key exists; true if it stored.
+---@param key string|integer
+---@param value zeltkv.Value
+---@param ttl? zeltkv.TTL
+---@return boolean
+function Store:setnx(key, value, ttl) end
+
+---A child namespace.
+---@param name string
+---@return zeltkv.Store
+function Store:namespace(name) end
+
+---Calls fn(s, ...) holding the lock of the store's driver (see zeltkv.Driver.atomic).
+---@generic R
+---@param fn fun(s: zeltkv.Store, ...: any): R
+---@param ... any
+---@return R
+function Store:atomic(fn, ...) end
+
+---An iterator over the keys of this namespace (not its children).
+---@return fun(): string|nil
+function Store:keys() end
+
+---The number of live keys of this namespace (not its children).
+---@return integer
+function Store:count() end
+
+---Removes every key of this namespace and of its nested namespaces; returns how many.
+---@return integer
+function Store:clear() end
+
+---This store with the interface of ngx.shared.DICT.
+---@return zeltkv.ShDict
+function Store:shdict() end
+
+---The ngx.shared.DICT interface of a store (store:shdict()): shdict's arguments, results and
+---error strings. `exptime` is in seconds, 0 = never; `flags` a user number.
+---@class zeltkv.ShDict
+local ShDict = {}
+
+---@param key string|number
+---@return any value, integer|string|nil flags_or_err
+function ShDict:get(key) end
+
+---@param key string|number
+---@return any value, integer|string|nil flags_or_err, boolean? stale
+function ShDict:get_stale(key) end
+
+---@param key string|number
+---@param value any
+---@param exptime? number
+---@param flags? integer
+---@return boolean ok, string|nil err, boolean forcible
+function ShDict:set(key, value, exptime, flags) end
+
+---@param key string|number
+---@param value any
+---@param exptime? number
+---@param flags? integer
+---@return boolean ok, string|nil err
+function ShDict:safe_set(key, value, exptime, flags) end
+
+---@param key string|number
+---@param value any
+---@param exptime? number
+---@param flags? integer
+---@return boolean ok, string|nil err, boolean forcible
+function ShDict:add(key, value, exptime, flags) end
+
+---@param key string|number
+---@param value any
+---@param exptime? number
+---@param flags? integer
+---@return boolean ok, string|nil err
+function ShDict:safe_add(key, value, exptime, flags) end
+
+---@param key string|number
+---@param value any
+---@param exptime? number
+---@param flags? integer
+---@return boolean ok, string|nil err, boolean forcible
+function ShDict:replace(key, value, exptime, flags) end
+
+---@param key string|number
+---@return boolean ok, string|nil err
+function ShDict:delete(key) end
+
+---@param key string|number
+---@param value number
+---@param init? number
+---@param init_ttl? number
+---@return number|nil new_value, string|nil err, boolean? forcible
+function ShDict:incr(key, value, init, init_ttl) end
+
+---@param key string|number
+---@param value string|number
+---@return integer|nil length, string|nil err
+function ShDict:lpush(key, value) end
+
+---@param key string|number
+---@param value string|number
+---@return integer|nil length, string|nil err
+function ShDict:rpush(key, value) end
+
+---@param key string|number
+---@return string|number|nil value, string|nil err
+function ShDict:lpop(key) end
+
+---@param key string|number
+---@return string|number|nil value, string|nil err
+function ShDict:rpop(key) end
+
+---@param key string|number
+---@return integer|nil length, string|nil err
+function ShDict:llen(key) end
+
+---@param key string|number
+---@return number|nil ttl, string|nil err
+function ShDict:ttl(key) end
+
+---@param key string|number
+---@param exptime number
+---@return boolean|nil ok, string|nil err
+function ShDict:expire(key, exptime) end
+
+function ShDict:flush_all() end
+
+---@param max_count? integer
+---@return integer flushed
+function ShDict:flush_expired(max_count) end
+
+---@param max_count? integer 0 = all (default 1024)
+---@return string[]
+function ShDict:get_keys(max_count) end
+
+---@return number bytes
+function ShDict:capacity() end
+
+---@return number bytes
+function ShDict:free_space() end
+
+---The module `require("zeltkv.shdict")`: the ngx.shared.DICT drop-in.
+---@class zeltkv.shdict
+---@field _VERSION string
+local shdict = {}
+
+---The ngx.shared.DICT interface of a store (the same as store:shdict()).
+---@param store zeltkv.Store
+---@return zeltkv.ShDict
+function shdict.new(store) end
+
+---@class zeltkv.ZoneOptions
+---"reload" (default): empty at each nginx start, kept across reloads and binary upgrades;
+---"restart": kept across restarts too.
+---@field keep? "reload"|"restart"
+---"lru" (default) or "none".
+---@field evict? "none"|"lru"
+---The segment's name (default: made from the nginx prefix, configuration file and the name).
+---@field segment? string
+---@field mode? integer
+---@field lock_timeout? number
+---@field gc_interval? number
+
+---In init_by_lua*: makes ngx.shared[name] a zeltkv dict over a shared segment of `size`, as
+---`lua_shared_dict name size;` would, and returns it.
+---@param name string
+---@param size zeltkv.Size
+---@param opts? zeltkv.ZoneOptions
+---@return zeltkv.ShDict
+function shdict.zone(name, size, opts) end
+
+return zeltkv
