@@ -86,7 +86,7 @@ PKGS_LUA_5.4 := lua5.4 liblua5.4-dev
 PKGS_LUA_jit := luajit2 libluajit2-5.1-dev
 PKGS_BUILD   := gcc pkg-config libcjson-dev libxxhash-dev $(PKGS_LUA_$(LUA_VERSION))
 PKGS_BENCH   := $(PKGS_BUILD) $(PKGS_LUA_jit) nginx libnginx-mod-http-lua curl redis-server \
-                redis-tools gnuplot-nox lua-cjson
+                redis-tools gnuplot-nox lua-cjson lua-socket
 need = @./tools/deps.sh $(1)
 
 # ---- the build -------------------------------------------------------------------
@@ -125,7 +125,7 @@ $(MODULE): $(BINDING_OBJ) $(ENGINE_OBJ)
 # C tests: against the static library, at -O1 (faster to build, still optimised)
 $(B)/test/%: spec/c/%.c $(wildcard spec/c/*.h) $(HEADERS) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(ZKV_CPPFLAGS) -Ispec/c -std=c11 $(WARN) -O1 -g $< $(LIBA) -o $@ $(LDFLAGS) $(ENGINE_LIBS)
+	$(CC) $(ZKV_CPPFLAGS) -Isrc -Ispec/c -std=c11 $(WARN) -O1 -g $< $(LIBA) -o $@ $(LDFLAGS) $(ENGINE_LIBS)
 
 # C benchmarks (make bench): against the static library, optimised
 $(B)/bench/%: bench/%.c $(HEADERS) $(LIBA)
@@ -171,8 +171,12 @@ bench:
 	@echo
 	@$(MAKE) --no-print-directory -s $(B)/bench/snapshot && $(B)/bench/snapshot
 	@echo
+	@$(MAKE) --no-print-directory -s $(B)/bench/holds && $(B)/bench/holds
+	@echo
 	@$(MAKE) --no-print-directory LUA_VERSION=jit module
 	@bash bench/nginx/run.sh
+	@echo
+	@bash bench/redis-driver.sh
 
 # ---- install ---------------------------------------------------------------------
 # Lua files go where the interpreter of LUA_VERSION looks under PREFIX (LuaJIT: 5.1).

@@ -42,9 +42,14 @@ build = {
     ["zeltkv.shdict"] = "lua/zeltkv/shdict.lua",
     ["zeltkv.cli"] = "lua/zeltkv/cli.lua",
     ["zeltkv.snapshot"] = "lua/zeltkv/snapshot.lua",
+    -- the redis driver: plain Lua; needs LuaSocket (and LuaSec for TLS) only when used
+    ["zeltkv.redis"] = "lua/zeltkv/redis.lua",
+    ["zeltkv.resp"] = "lua/zeltkv/resp.lua",
+    ["zeltkv.socket"] = "lua/zeltkv/socket.lua",
+    ["zeltkv.slot"] = "lua/zeltkv/slot.lua",
     ["zeltkv.core"] = {
-      sources = { "src/alloc.c", "src/arena.c", "src/index.c", "src/ops.c", "src/txn.c",
-                  "src/snapshot.c", "src/dumpfile.c",
+      sources = { "src/alloc.c", "src/arena.c", "src/clock.c", "src/index.c", "src/ops.c",
+                  "src/room.c", "src/txn.c", "src/snapshot.c", "src/dumpfile.c",
                   "src/lzeltkv.c" },
       incdirs = { "include", "$(CJSON_INCDIR)", "$(XXHASH_INCDIR)" },
       libdirs = { "$(CJSON_LIBDIR)" },

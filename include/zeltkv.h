@@ -136,13 +136,16 @@ typedef struct zkv_options {
   int evict;               /* enum zkv_evict. default ZKV_EVICT_NONE */
   unsigned mode;           /* shared: permission bits of a created segment. default 0600 */
   double lock_timeout;     /* shared: seconds to wait for the lock. default 5 */
-  unsigned flags;          /* ZKV_THREADSAFE (memory), ZKV_OPEN_EXISTING (shared) */
+  unsigned flags;          /* ZKV_THREADSAFE (memory), ZKV_TIME_HOLDS, ZKV_OPEN_EXISTING (shared) */
   const char *dir;         /* shared: directory of the segment file; NULL = $ZELTKV_SHM_DIR,
                             * else /dev/shm.  Copied by the open call. */
 } zkv_options;
 
-#define ZKV_THREADSAFE 1u     /* memory store: guard the handle with a mutex */
-#define ZKV_OPEN_EXISTING 2u  /* shared: open only an existing segment, never create one */
+#define ZKV_THREADSAFE 1u  /* memory store: guard the handle with a mutex */
+#define ZKV_TIME_HOLDS 2u  /* time every operation's lock hold in this process, in CPU
+                            * time of the holder (two clock reads an operation):
+                            * zkv_stats.max_lock_ns */
+#define ZKV_OPEN_EXISTING 4u  /* shared: open only an existing segment, never create one */
 
 #define ZKV_MAX_SEGMENT (1ull << 40)  /* largest shared segment: 1 TiB */
 
@@ -400,7 +403,9 @@ typedef struct zkv_stats {
   uint64_t gc_runs;        /* completed sweeps */
   uint64_t namespaces;     /* namespace records */
   uint64_t buckets;        /* hash index size */
-  uint64_t max_lock_ns;    /* longest single gc step while this handle held the lock */
+  uint64_t max_lock_ns;    /* this process on this store: the longest lock hold of a gc
+                            * step, or with ZKV_TIME_HOLDS of any operation (each step
+                            * of a stepped walk is one; a transaction is not timed) */
   uint64_t lock_recoveries;/* times a dead lock holder was recovered from */
 } zkv_stats;
 

@@ -13,6 +13,9 @@ local core = require("zeltkv.core")
 -- C binding's Store methods before the FFI front end collects them, so both have it.
 core._Store.shdict = function(self) return require("zeltkv.shdict").new(self) end
 
+-- zeltkv.redis(opts): the redis driver (lua/zeltkv/redis.lua), loaded on first use
+core.redis = function(opts) return require("zeltkv.redis").redis(opts) end
+
 if rawget(_G, "jit") and os.getenv("ZELTKV_NO_FFI") ~= "1" then
   local ok, front = pcall(require, "zeltkv.ffi")
   if ok and type(front) == "table" and front.module then return front.module end

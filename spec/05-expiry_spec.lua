@@ -1,18 +1,19 @@
 -- spec/05-expiry_spec.lua: ttls and expiry (API.md "Store", ttl rules, kv:gc, gc_interval).
--- Time is moved with the test hook zeltkv._set_clock_offset(ms), never by sleeping.
+-- Time is moved with the test hook zeltkv._set_clock_offset(ms), never by sleeping (on
+-- redis, whose clock cannot move, H.advance sleeps through a 2.5x faster clock: helpers.lua).
 
 local H = require("helpers")
 local zeltkv = require("zeltkv")
 
-local function advance(ms) zeltkv._set_clock_offset(ms) end
+local advance = H.advance
 
 describe("expiry", function()
   local kv, s
 
   before_each(function()
-    H.reset_clock()
-    kv = zeltkv.memory()
+    kv = H.timed_driver()
     s = kv:namespace("exp")
+    H.reset_clock()
   end)
 
   after_each(function()
@@ -63,7 +64,8 @@ describe("expiry", function()
       assert.are.equal(1, kv:flush())
     end)
 
-    it("is absent whether or not its memory was freed (gc_interval = 0)", function()
+    H.except("redis", "gc_interval is a memory/shared option")(
+      "is absent whether or not its memory was freed (gc_interval = 0)", function()
       local kv0 = zeltkv.memory({ gc_interval = 0 })
       local s0 = kv0:namespace("exp")
       s0:set("k", "v", 1)
@@ -74,7 +76,8 @@ describe("expiry", function()
       kv0:close()
     end)
 
-    it("can be set again, with or without a ttl", function()
+    H.except("redis", "moves the clock 1000 s")(
+      "can be set again, with or without a ttl", function()
       s:set("k", "old", 1)
       advance(1500)
       s:set("k", "new")
@@ -100,7 +103,8 @@ describe("expiry", function()
       assert.is_nil(s:ttl("k"))
     end)
 
-    it("is math.huge for a key without ttl, at any time", function()
+    H.except("redis", "moves the clock 11 days")(
+      "is math.huge for a key without ttl, at any time", function()
       s:set("k", "v")
       advance(1e9)
       assert.are.equal(math.huge, s:ttl("k"))
@@ -124,7 +128,8 @@ describe("expiry", function()
       assert.is_nil(s:get("tiny"))
     end)
 
-    it("never turns a tiny ttl into \"no expiry\" (set, incr, setnx, expire)", function()
+    H.except("redis", "a millisecond of the server is 2.5 of the scaled clock")(
+      "never turns a tiny ttl into \"no expiry\" (set, incr, setnx, expire)", function()
       s:set("set", 1, 0.0001)
       s:incr("incr", 1, 1e-9)
       s:setnx("setnx", 1, { ttl = 0.0004 })
@@ -142,7 +147,8 @@ describe("expiry", function()
       end
     end)
 
-    it("accepts a huge finite ttl: the key lives on", function()
+    H.except("redis", "moves the clock 31 years")(
+      "accepts a huge finite ttl: the key lives on", function()
       s:set("huge", 1, 1e300)
       s:incr("huge_incr", 1, 1e18)
       if H.has_int then s:set("maxint", 1, math.maxinteger) end
@@ -251,7 +257,8 @@ describe("expiry", function()
 
   -------------------------------------------------------------------------
   describe("kv:gc", function()
-    it("frees the expired keys now and returns how many", function()
+    H.except("redis", "the server expires keys itself: gc() is 0")(
+      "frees the expired keys now and returns how many", function()
       for i = 1, 3 do s:set("e" .. i, i, 1) end
       s:namespace("child"):set("e", 1, 1)
       s:set("live1", 1)
@@ -289,7 +296,8 @@ describe("expiry", function()
       end
     end
 
-    it("sweeps expired keys from ordinary operations, without gc()", function()
+    H.except("redis", "gc_interval is a memory/shared option")(
+      "sweeps expired keys from ordinary operations, without gc()", function()
       local kvg = zeltkv.memory({ gc_interval = 1 })
       local sg = kvg:namespace("exp")
       fill(sg)
@@ -305,14 +313,16 @@ describe("expiry", function()
       kvg:close()
     end)
 
-    it("is 60 seconds by default: no sweep before that", function()
+    H.except("redis", "gc_interval is a memory/shared option")(
+      "is 60 seconds by default: no sweep before that", function()
       fill(s)
       busy(s, 1500, 500, 100)            -- up to 51.5 s
       assert.are.equal(0, kv:stats().expired_freed)
       assert.are.equal(N, kv:gc())
     end)
 
-    it("0 disables the automatic sweeps: only gc() frees", function()
+    H.except("redis", "gc_interval is a memory/shared option")(
+      "0 disables the automatic sweeps: only gc() frees", function()
       local kv0 = zeltkv.memory({ gc_interval = 0 })
       local s0 = kv0:namespace("exp")
       fill(s0)

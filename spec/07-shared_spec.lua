@@ -203,8 +203,8 @@ local function garbage(n, seed)
   return table.concat(t)
 end
 
--- the segment format number (ZKV_FORMAT in src/internal.h)
-local FORMAT = 2
+-- the segment format number (ZKV_FORMAT in src/format.h)
+local FORMAT = 3
 
 local function le32(v)
   return string.char(v % 256, math.floor(v / 256) % 256, math.floor(v / 65536) % 256,

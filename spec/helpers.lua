@@ -242,15 +242,17 @@ local prefix_counter = 0
 function H.redis_opts(opts)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
-  if H.is_cluster then
-    local nodes = {}
-    for n in (os.getenv("ZELTKV_REDIS_CLUSTER") or ""):gmatch("[^,%s]+") do nodes[#nodes + 1] = n end
-    assert(#nodes > 0, "ZELTKV_DRIVER=redis-cluster needs ZELTKV_REDIS_CLUSTER=host:port,...")
-    o.cluster = o.cluster or nodes
-  else
-    local url = os.getenv("ZELTKV_REDIS_URL")
-    assert(url and url ~= "", "ZELTKV_DRIVER=redis needs ZELTKV_REDIS_URL (unix:///path or redis://...)")
-    o.url = o.url or url
+  if o.url == nil and o.cluster == nil then
+    if H.is_cluster then
+      local nodes = {}
+      for n in (os.getenv("ZELTKV_REDIS_CLUSTER") or ""):gmatch("[^,%s]+") do nodes[#nodes + 1] = n end
+      assert(#nodes > 0, "ZELTKV_DRIVER=redis-cluster needs ZELTKV_REDIS_CLUSTER=host:port,...")
+      o.cluster = nodes
+    else
+      local url = os.getenv("ZELTKV_REDIS_URL")
+      assert(url and url ~= "", "ZELTKV_DRIVER=redis needs ZELTKV_REDIS_URL (unix:///path or redis://...)")
+      o.url = url
+    end
   end
   if o.prefix == nil then
     prefix_counter = prefix_counter + 1
@@ -258,6 +260,27 @@ function H.redis_opts(opts)
     o.prefix = ("spec-%d-%s-%d"):format(os.time() % 100000, addr, prefix_counter)
   end
   return o
+end
+
+-- the keys of the redis drivers made so far are removed when the next one is made (the
+-- tests close their drivers, and walks cost what the whole server holds)
+local redis_used = {}
+function H.redis_cleanup()
+  local keep = {}
+  for _, u in ipairs(redis_used) do
+    if u.kv.closed then
+      local o = u.opts
+      local ok, kv = pcall(zeltkv.redis, { url = o.url, cluster = o.cluster, prefix = o.prefix,
+                                           username = o.username, password = o.password, tls = o.tls })
+      if ok then
+        pcall(kv.flush, kv)
+        kv:close()
+      end
+    else
+      keep[#keep + 1] = u
+    end
+  end
+  redis_used = keep
 end
 
 -- H.driver([opts]): a fresh, empty driver of the kind under test.
@@ -269,7 +292,13 @@ function H.driver(opts)
     zeltkv.unlink(name)
     return kv
   end
-  if H.KIND == "redis" then return zeltkv.redis(H.redis_opts(opts)) end
+  if H.KIND == "redis" then
+    H.redis_cleanup()
+    local o = H.redis_opts(opts)
+    local kv = zeltkv.redis(o)
+    redis_used[#redis_used + 1] = { opts = o, kv = kv }
+    return kv
+  end
   error("unknown ZELTKV_DRIVER: " .. H.DRIVER)
 end
 
@@ -313,7 +342,32 @@ function H.only(...)
   return function(name) env.pending(name .. " [only on " .. kinds .. "]") end
 end
 
+-- Time.  The memory and shared drivers have a test clock (zeltkv._set_clock_offset); a
+-- redis server's cannot be moved, so specs that move time use H.timed_driver(), H.advance
+-- and H.reset_clock: on redis the driver is seen through a clock H.TIME_SCALE times faster
+-- (spec/support/scaled.lua: ttls are scaled, advance sleeps), so a 10 s ttl lasts 4 s
+-- (faster was flaky on a busy machine: some checks leave 0.05 s of test time, 20 ms real
+-- here, and a write or a sleep can come 10 ms late when the machine is loaded).
+H.TIME_SCALE = H.is_redis and 0.4 or 1
+local scaled_clock = H.is_redis and require("support.scaled").clock(H.TIME_SCALE) or nil
+
+function H.timed_driver(opts)
+  local kv = H.driver(opts)
+  if H.is_redis then
+    kv:namespace("warm-up"):get("k")      -- connected before the clock starts
+    return require("support.scaled").wrap(kv, H.TIME_SCALE, scaled_clock)
+  end
+  return kv
+end
+
+-- H.advance(ms): the clock is ms past the last reset
+function H.advance(ms)
+  if scaled_clock then return scaled_clock.advance(ms) end
+  zeltkv._set_clock_offset(ms)
+end
+
 function H.reset_clock()
+  if scaled_clock then scaled_clock.reset() end
   if zeltkv._set_clock_offset then zeltkv._set_clock_offset(0) end
 end
 

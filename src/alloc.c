@@ -7,6 +7,9 @@
  * top, so the used part of the arena stays compact.  Every byte the allocator
  * changes is written to the undo log first, so a rolled-back transaction (or a
  * process that died holding the lock) restores the free lists exactly.
+ *
+ * The allocator knows blocks only: what is in them, and what to free when
+ * there is no room, is decided above it (room.c).
  */
 #define _GNU_SOURCE 1 /* first: the engine uses Linux and POSIX calls beyond C11 (internal.h) */
 #include <stdint.h>
@@ -133,6 +136,7 @@ static ref_t take(seg *s, ref_t r, uint64_t have, uint64_t units) {
 }
 
 static void log_reused(seg *s, ref_t r, uint64_t units);
+static void note_freed(seg *s, ref_t r, uint64_t units);
 
 static ref_t from_lists(seg *s, uint64_t units) {
   hdr *h = H(s);
@@ -168,11 +172,10 @@ static ref_t from_lists(seg *s, uint64_t units) {
   return 0;
 }
 
-static ref_t from_top(zkv_db *db, uint64_t units) {
-  seg *s = db->s;
+static ref_t from_top(seg *s, uint64_t units) {
   uint64_t need = units * UNIT;
   if (H(s)->top + need > H(s)->size) {
-    if (s->shared || zkv_grow(s, H(s)->top + need) != ZKV_OK) return 0;
+    if (s->shared || arena_grow(s, H(s)->top + need) != ZKV_OK) return 0;
   }
   hdr *h = H(s);
   ref_t r = (ref_t)(h->top / UNIT);
@@ -183,220 +186,79 @@ static ref_t from_top(zkv_db *db, uint64_t units) {
   return r;
 }
 
-
-/* ---- compaction (shared segments) ---------------------------------------- */
-/* A shared segment cannot grow, so when no single free block is large enough
- * but the free space in total is, make one: pick the run of adjacent blocks
- * (free blocks and movable keys; never namespace records, the bucket array or
- * the key being replaced) that holds the fewest live bytes, move those keys
- * elsewhere, and hand out the run as one block.  Every step goes through the
- * undo log like any other change, so a failure or a crash half-way undoes it. */
-
-enum { B_FREE, B_MOVABLE, B_PINNED };
-
-static int block_kind(seg *s, uint64_t r, uint64_t *units) {
-  hdr *h = H(s);
-  uint32_t hd = blk(s, (ref_t)r)[0];
-  *units = BLK_UNITS(hd);
-  chk(s, r, *units);
-  if (hd & BLK_FREE) return B_FREE;
-  if (r == h->buckets || r == s->pin || r == h->root_ns || r == h->dead_ring) return B_PINNED;
-  if (!ent_ok(s, (ref_t)r) || E(s, r)->type == T_NSREC) return B_PINNED;
-  return B_MOVABLE;
-}
-
-/* the start of the run of blocks spanning `units` with the fewest live units,
- * or 0; *live_out gets those units */
-static uint64_t best_window(seg *s, uint64_t units, uint64_t *live_out) {
-  hdr *h = H(s);
-  uint64_t top = h->top / UNIT, limit = h->size / UNIT;
-  uint64_t best_a = 0, best_live = UINT64_MAX;
-  uint64_t a = h->heap_start / UNIT, b = a, live = 0;
-  while (a < top) {
-    uint64_t u;
-    int k = block_kind(s, a, &u);
-    if (k == B_PINNED) {
-      a += u;
-      b = a;
-      live = 0;
-      continue;
-    }
-    int blocked = 0;
-    while (b - a < units && b < top) {
-      uint64_t ub;
-      int kb = block_kind(s, b, &ub);
-      if (kb == B_PINNED) {
-        blocked = 1;
-        a = b + ub;   /* every window starting before b would hold it */
-        b = a;
-        live = 0;
-        break;
-      }
-      if (kb == B_MOVABLE) live += ub;
-      b += ub;
-    }
-    if (blocked) continue;
-    if (b - a < units && limit - a < units) break;   /* nothing further can fit */
-    if (live < best_live) {
-      best_live = live;
-      best_a = a;
-      if (live == 0) break;
-    }
-    if (k == B_MOVABLE) live -= u;
-    a += u;
-  }
-  *live_out = best_live;
-  return best_live == UINT64_MAX ? 0 : best_a;
-}
-
-static ref_t take_raw(zkv_db *db, uint64_t units);
-static void note_freed(seg *s, ref_t r, uint64_t units);
-static void log_reused(seg *s, ref_t r, uint64_t units);
-
-static ref_t compact_for(zkv_db *db, uint64_t units) {
-  seg *s = db->s;
-  hdr *h = H(s);
-  uint64_t live;
-  uint64_t wa = best_window(s, units, &live);
-  if (!wa) return 0;
-  uint64_t free_total = (h->size - h->heap_start) - h->bytes_used;
-  if (free_total < (units + live) * UNIT) return 0;   /* the moved keys need room too */
-  uint64_t top = h->top / UNIT;
-  uint32_t prevfree = blk(s, (ref_t)wa)[0] & BLK_PREVFREE;
-  uint64_t mark = zkv_log_pos(s);   /* shared segments always log */
-  /* 1. walk the window: its free blocks leave their lists (nothing may move
-   *    into the window) and count as used; note the keys to move */
-  /* the keys to move are noted in a buffer of the process's segment state,
-   * not a local allocation: a FAIL below unwinds past this frame */
-  size_t nmove = 0;
-  uint64_t wend = wa;
-  while (wend - wa < units && wend < top) {
-    uint64_t u;
-    int k = block_kind(s, wend, &u);
-    if (k == B_FREE) {
-      if (u >= 2) list_remove(s, (ref_t)wend, u);
-      log_tags(s, (ref_t)wend, u);
-      blk(s, (ref_t)wend)[0] = (uint32_t)(u << 2);
-      LOGW(s, &h->bytes_used, 8);
-      h->bytes_used += u * UNIT;
-    } else if (k == B_MOVABLE) {
-      if (nmove == s->cap_move) {
-        size_t cap = s->cap_move ? s->cap_move * 2 : 16;
-        ref_t *n = realloc(s->move, cap * sizeof *n);
-        if (!n) FAIL(s, ZKV_ENOMEM);
-        s->move = n;
-        s->cap_move = cap;
-      }
-      s->move[nmove++] = (ref_t)wend;
-    } else {
-      FAIL(s, ZKV_ECORRUPT);   /* best_window never spans a pinned block */
-    }
-    wend += u;
-  }
-  if (wend - wa < units) {   /* the window runs on into never-used space */
-    LOGW(s, &h->top, 8);
-    h->top = (wa + units) * UNIT;
-    LOGW(s, &h->bytes_used, 8);
-    h->bytes_used += (wa + units - wend) * UNIT;
-    wend = wa + units;
-  }
-  /* 2. move the keys out; their old blocks stay inside the window.  If the
-   *    room outside is too broken up to take them all, undo the lot: the
-   *    caller goes on to evict (lru) or reports the store full. */
-  ref_t *move = s->move;
-  for (size_t i = 0; i < nmove; i++) {
-    uint64_t u = BLK_UNITS(blk(s, move[i])[0]);
-    ref_t nr = take_raw(db, u);
-    if (!nr) {
-      zkv_undo_to(s, mark);
-      return 0;
-    }
-    h = H(s);
-    LOGW(s, &h->bytes_used, 8);
-    h->bytes_used += u * UNIT;
-    memcpy((char *)blk(s, nr) + 4, (char *)blk(s, move[i]) + 4, u * UNIT - 4);
-    do_relocate(db, move[i], nr);
-    /* its old bytes, inside the window, are what a rollback puts back */
-    note_freed(s, move[i], u);
-  }
-  /* 3. the window is one block: `units` for the caller, the rest free */
-  h = H(s);
-  LOGW(s, blk(s, (ref_t)wa), 4);
-  blk(s, (ref_t)wa)[0] = (uint32_t)(units << 2) | prevfree;
-  LOGW(s, &h->bytes_used, 8);
-  h->bytes_used -= (wend - wa) * UNIT;   /* do_alloc_try counts `units` again */
-  if (wend - wa > units) {
-    /* the rest becomes a block of its own, then free (coalescing onwards) */
-    ref_t rest = (ref_t)(wa + units);
-    LOGW(s, blk(s, rest), 4);
-    blk(s, rest)[0] = (uint32_t)((wend - wa - units) << 2);
-    h->bytes_used += (wend - wa - units) * UNIT;
-    do_free_now(s, rest);
-  } else {
-    set_prevfree(s, wend, 0);
-  }
-  return (ref_t)wa;
-}
-
-/* a block from the lists or from top, nothing else */
-static ref_t take_raw(zkv_db *db, uint64_t units) {
-  ref_t r = from_lists(db->s, units);
-  if (!r) r = from_top(db, units);
-  if (r) log_reused(db->s, r, units);
-  return r;
-}
-
-ref_t do_alloc_try(zkv_db *db, uint64_t units, int may_evict, int *rc) {
-  seg *s = db->s;
+ref_t blk_alloc(seg *s, uint64_t units) {
   if (units < 2) units = 2;
-  if (units >= (1u << 30)) { *rc = ZKV_EFULL; return 0; }
-  int reclaimed = 0;
-  for (;;) {
-    hdr *h = H(s);
-    int over = !s->shared && h->capacity && h->bytes_used + units * UNIT > h->capacity;
-    if (!over) {
-      ref_t r = take_raw(db, units);
-      /* a shared segment with room in total but not in one piece: compact */
-      if (!r && s->shared && (h->size - h->heap_start) - h->bytes_used >= units * UNIT) {
-        r = compact_for(db, units);
-        if (r) log_reused(s, r, units);
-      }
-      if (r) {
-        h = H(s);
-        LOGW(s, &h->bytes_used, 8);
-        h->bytes_used += units * UNIT;
-        return r;
-      }
-    }
-    /* deleted keys kept for reuse go first: freeing them loses nothing */
-    if (H(s)->ndead && do_dead_flush(db)) continue;
-    if (may_evict && !s->noevict && H(s)->evict == ZKV_EVICT_LRU && do_evict_one(db)) continue;
-    if (may_evict && reclaimed < 2 && H(s)->nkeys) {
-      /* full: first take back the room of keys that have expired, as many as
-       * the undo log has room for (a shared segment's log is fixed) */
-      uint64_t cursor = 0, freed = 0, max = 0;
-      if (s->shared) {
-        hdr *hh = H(s);
-        max = hh->log_used < hh->log_cap ? (hh->log_cap - hh->log_used) / 1024 : 0;
-        if (max == 0) max = 1;
-      }
-      reclaimed++;
-      do_sweep(db, &cursor, UINT64_MAX, 0, &freed, max);
-      if (freed) continue;
-    }
-    *rc = ZKV_EFULL;
-    return 0;
-  }
-}
-
-ref_t do_alloc(zkv_db *db, uint64_t units) {
-  int rc = ZKV_EFULL;
-  ref_t r = do_alloc_try(db, units, 1, &rc);
-  if (!r) FAIL(db->s, rc);
+  hdr *h = H(s);
+  if (units >= (1u << 30)) return 0;
+  /* a memory store's capacity bounds the bytes in blocks, not the mapping */
+  if (!s->shared && h->capacity && h->bytes_used + units * UNIT > h->capacity) return 0;
+  ref_t r = from_lists(s, units);
+  if (!r) r = from_top(s, units);
+  if (!r) return 0;
+  log_reused(s, r, units);
+  h = H(s);
+  LOGW(s, &h->bytes_used, 8);
+  h->bytes_used += units * UNIT;
   return r;
 }
 
-void do_free_now(seg *s, ref_t r) {
+uint64_t blk_units_at(seg *s, uint64_t r, int *is_free) {
+  uint32_t hd = blk(s, (ref_t)r)[0];
+  uint64_t units = BLK_UNITS(hd);
+  chk(s, r, units);
+  *is_free = (hd & BLK_FREE) != 0;
+  return units;
+}
+
+/* ---- for compaction (room.c) --------------------------------------------- */
+
+void blk_claim(seg *s, ref_t r) {
+  hdr *h = H(s);
+  uint32_t hd = blk(s, r)[0];
+  uint64_t u = BLK_UNITS(hd);
+  chk(s, r, u);
+  if (UNLIKELY(!(hd & BLK_FREE))) FAIL(s, ZKV_ECORRUPT);
+  if (u >= 2) list_remove(s, r, u);
+  log_tags(s, r, u);
+  blk(s, r)[0] = (uint32_t)(u << 2);   /* PREVFREE is 0: no two free blocks touch */
+  set_prevfree(s, r + u, 0);
+  LOGW(s, &h->bytes_used, 8);
+  h->bytes_used += u * UNIT;
+}
+
+ref_t blk_claim_top(seg *s, uint64_t end) {
+  hdr *h = H(s);
+  uint64_t r = h->top / UNIT;
+  if (UNLIKELY(end <= h->top || end > h->size || (end & (UNIT - 1)))) FAIL(s, ZKV_ECORRUPT);
+  LOGW(s, &h->top, 8);
+  h->top = end;
+  LOGW(s, blk(s, (ref_t)r), 4);
+  blk(s, (ref_t)r)[0] = (uint32_t)((end / UNIT - r) << 2);
+  LOGW(s, &h->bytes_used, 8);
+  h->bytes_used += end - r * UNIT;
+  return (ref_t)r;
+}
+
+void blk_note_freed(seg *s, ref_t r) { note_freed(s, r, BLK_UNITS(blk(s, r)[0])); }
+
+ref_t blk_merge(seg *s, ref_t a, ref_t end, uint64_t units) {
+  if (UNLIKELY(end < a + units)) FAIL(s, ZKV_ECORRUPT);
+  chk(s, a, end - a);
+  uint32_t prevfree = blk(s, a)[0] & BLK_PREVFREE;
+  LOGW(s, blk(s, a), 4);
+  blk(s, a)[0] = (uint32_t)(units << 2) | prevfree;
+  if (end > a + units) {
+    /* the rest becomes a block of its own, then free (coalescing onwards) */
+    ref_t rest = (ref_t)(a + units);
+    LOGW(s, blk(s, rest), 4);
+    blk(s, rest)[0] = (uint32_t)((end - a - units) << 2);
+    blk_free_now(s, rest);
+  }
+  log_reused(s, a, units);
+  return a;
+}
+
+void blk_free_now(seg *s, ref_t r) {
   hdr *h = H(s);
   uint32_t hd = blk(s, r)[0];
   uint64_t units = BLK_UNITS(hd);
@@ -465,9 +327,9 @@ static void note_freed(seg *s, ref_t r, uint64_t units) {
   s->pend[s->npend++] = (ref_t)units;
 }
 
-void do_free(seg *s, ref_t r) {
+void blk_free(seg *s, ref_t r) {
   note_freed(s, r, BLK_UNITS(blk(s, r)[0]));
-  do_free_now(s, r);
+  blk_free_now(s, r);
 }
 
 static void log_reused(seg *s, ref_t r, uint64_t units) {
@@ -488,7 +350,7 @@ static void log_reused(seg *s, ref_t r, uint64_t units) {
   }
 }
 
-void zkv_alloc_init(seg *s) {
+void blk_init(seg *s) {
   hdr *h = H(s);
   memset(h->free_heads, 0, sizeof h->free_heads);
   memset(h->class_bits, 0, sizeof h->class_bits);

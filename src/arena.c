@@ -102,12 +102,12 @@ static int init_arena(zkv_db *db, uint64_t size, uint64_t log_cap, const zkv_opt
   h->log_cap = log_cap;
   h->heap_start = h->log_off + log_cap;
   h->capacity = s->shared ? size : o->max_bytes;
-  h->gc_next_ms = zkv_now() + db->gc_interval_ms;
-  zkv_alloc_init(s);
+  h->gc_next_ms = clock_ms() + db->gc_interval_ms;
+  blk_init(s);
   sigjmp_buf jb;
   s->jb = &jb;
   int rc = sigsetjmp(jb, 0);
-  if (rc == 0) zkv_index_init(db);
+  if (rc == 0) idx_init(db);
   s->jb = NULL;
   return rc;
 }
@@ -120,12 +120,12 @@ static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static seg *registry, *all_segs;
 
 /* fork: the registry is consistent in the child (no other thread was halfway
- * through it), and each store is judged usable or not there (zkv_seg_forked) */
+ * through it), and each store is judged usable or not there (lock_forked) */
 static void fork_prepare(void) { pthread_mutex_lock(&registry_lock); }
 static void fork_parent(void) { pthread_mutex_unlock(&registry_lock); }
 static void fork_child(void) {
   for (seg *s = all_segs; s; s = s->all_next) {
-    zkv_seg_forked(s);
+    lock_forked(s);
     if (!s->forked || !s->shared) continue;
     /* a new open in the child maps the segment afresh instead of joining this */
     seg **pp = &registry;
@@ -166,8 +166,9 @@ int zkv_open_memory(const zkv_options *opts, zkv_db **out) {
   db->s = s;
   s->refs = 1;
   s->threadsafe = (opts->flags & ZKV_THREADSAFE) != 0;
+  s->time_holds = (opts->flags & ZKV_TIME_HOLDS) != 0;
   if (s->threadsafe) pthread_mutex_init(&s->tlock, NULL);
-  s->rng = (uint64_t)(uintptr_t)s ^ (uint64_t)zkv_now_ns_raw();
+  s->rng = (uint64_t)(uintptr_t)s ^ (uint64_t)clock_ns();
   void *m = mmap(NULL, MEM_INITIAL, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (m == MAP_FAILED) { free(db); free(s); return ZKV_ENOMEM; }
   s->base = m;
@@ -184,7 +185,7 @@ int zkv_open_memory(const zkv_options *opts, zkv_db **out) {
 
 /* grow a private arena to hold at least need bytes; offsets keep their meaning
  * wherever mremap puts it */
-int zkv_grow(seg *s, uint64_t need) {
+int arena_grow(seg *s, uint64_t need) {
   uint64_t n = s->mapped * 2;
   if (n < need) n = round_up(need, 4096);
   if (n > s->mapped * 2 + (64ull << 20) && need < s->mapped + (64ull << 20))
@@ -229,7 +230,7 @@ static int seg_path(const char *dir, const char *name, char *buf, size_t cap, co
 
 /* the checks a segment passes before anything in it is followed; the file may
  * be longer than the segment (a growth that died before it was recorded) */
-int zkv_validate(const hdr *h, uint64_t file_size) {
+int arena_validate(const hdr *h, uint64_t file_size) {
   if (file_size < sizeof(hdr)) return ZKV_ECORRUPT;
   if (memcmp(h->magic, ZKV_MAGIC, 8) != 0) return ZKV_ECORRUPT;
   if (h->format != ZKV_FORMAT) return ZKV_EVERSION;
@@ -248,6 +249,10 @@ int zkv_validate(const hdr *h, uint64_t file_size) {
     return ZKV_ECORRUPT;
   uint64_t b = (uint64_t)h->buckets * UNIT, nb = 1ull << (h->nb_log2 & 31);  /* nb_log2 <= 30 checked above */
   if (b < h->heap_start || b + BUCKETS_OFF + nb * 4 > h->top) return ZKV_ECORRUPT;
+  uint64_t ob = (uint64_t)h->obuckets * UNIT;   /* a growing index's old array: half the size */
+  if (h->obuckets && (h->nb_log2 == 0 || ob < h->heap_start || ob + BUCKETS_OFF + nb * 2 > h->top ||
+                      h->ocursor > nb / 2))
+    return ZKV_ECORRUPT;
   uint64_t r = (uint64_t)h->root_ns * UNIT;
   if (r < h->heap_start || r + NS_DATA_OFF + sizeof(nsdata) > h->top) return ZKV_ECORRUPT;
   return ZKV_OK;
@@ -304,7 +309,7 @@ static void remove_stale_temps(const char *dir, const char *name) {
   closedir(d);
 }
 
-void (*zkv_test_create_hook)(void);
+void (*arena_test_create_hook)(void);
 static _Atomic int no_tmpfile_link;   /* linking an O_TMPFILE failed here once: name them */
 
 /* an unnamed file in dir (fd), or -1 with errno when the filesystem has none */
@@ -344,7 +349,7 @@ static int create_segment(const char *dir, const char *name, const zkv_options *
   if (named) {
     if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) return sys_fail("open", dir);
     char pfx[64];
-    snprintf(pfx, sizeof pfx, ".tmp%ld-%lx-", (long)getpid(), (unsigned long)zkv_now_ns_raw());
+    snprintf(pfx, sizeof pfx, ".tmp%ld-%lx-", (long)getpid(), (unsigned long)clock_ns());
     if (!seg_path(dir, name, tmp, sizeof tmp, pfx)) return ZKV_EINVAL_KEY;
     fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, o->mode & 0777);
     if (fd < 0) return sys_fail("open", tmp);
@@ -385,7 +390,7 @@ static int create_segment(const char *dir, const char *name, const zkv_options *
       goto fail;
     }
   }
-  if (zkv_test_create_hook) zkv_test_create_hook();
+  if (arena_test_create_hook) arena_test_create_hook();
   /* publish the finished segment under its name in one step: nobody ever
    * opens a half-made one, and a racing creator that loses just opens ours */
   if (named ? link(tmp, path) != 0 : link_unnamed(fd, path) != 0) {
@@ -481,7 +486,7 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
       rc = sys_fail("mmap", path);
       goto bad;
     }
-    rc = zkv_validate((hdr *)m, fsize);
+    rc = arena_validate((hdr *)m, fsize);
     s = rc ? NULL : calloc(1, sizeof *s);
     char *p = s ? strdup(path) : NULL;
     if (!p) {
@@ -499,11 +504,12 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
     s->refs = 1;
     s->dev = (unsigned long)st.st_dev;
     s->ino = (unsigned long)st.st_ino;
-    s->rng = (uint64_t)zkv_now_ns_raw() ^ ((uint64_t)getpid() << 32);
+    s->rng = (uint64_t)clock_ns() ^ ((uint64_t)getpid() << 32);
     s->next = registry;
     registry = s;
     track(s);
   }
+  if (opts->flags & ZKV_TIME_HOLDS) s->time_holds = 1;
   pthread_mutex_unlock(&registry_lock);
   db->s = s;
   *out = db;
@@ -577,5 +583,3 @@ void zkv_close(zkv_db *db) {
 }
 
 int zkv_is_shared(const zkv_db *db) { return db && db->s && db->s->shared; }
-
-int zkv_bounds(seg *s, uint64_t off, uint64_t len) { return off <= s->mapped && len <= s->mapped - off; }

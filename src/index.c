@@ -1,5 +1,5 @@
 /*
- * index.c -- entries, the hash index, namespaces, eviction and expiry sweeps.
+ * index.c -- entries, the hash index, namespaces, the deleted-key ring.
  *
  * One chained hash index (refs in a bucket array) holds every key of every
  * namespace and every namespace record; the hash is XXH3 of the key seeded
@@ -12,37 +12,30 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include <stddef.h>
+
 #include "internal.h"
 
-uint64_t zkv_hash(ref_t ns, const void *key, size_t klen, int is_ns) {
+uint64_t idx_hash(ref_t ns, const void *key, size_t klen, int is_ns) {
   uint64_t seed = (uint64_t)ns * 0x9E3779B97F4A7C15ull + (is_ns ? 0x5bd1e995u : 0);
   return XXH3_64bits_withSeed(key, klen, seed);
 }
 
-static inline ent *ent_at(seg *s, ref_t r) {
-  if (UNLIKELY(!ent_ok(s, r))) FAIL(s, ZKV_ECORRUPT);
-  return E(s, r);
-}
-
-nsdata *ns_data(seg *s, ref_t ns) {
+nsdata *idx_nsdata(seg *s, ref_t ns) {
   if (UNLIKELY(!ns_valid(s, ns))) FAIL(s, ZKV_ECORRUPT);
-  return (nsdata *)((char *)P(s, ns) + NS_DATA_OFF);
+  return ns_data_raw(s, ns);
 }
 
 static ref_t *ring(seg *s);
 static ref_t *dead_slot(seg *s, ref_t r);
 
 static ref_t *bucket(seg *s, uint64_t h) {
-  hdr *hd = H(s);
-  uint64_t nb = nbuckets(s);
-  uint64_t off = (uint64_t)hd->buckets * UNIT;
-  if (UNLIKELY(!hd->buckets || off < hd->heap_start ||
-               off + BUCKETS_OFF + nb * 4 > hd->top))
-    FAIL(s, ZKV_ECORRUPT);
-  return (ref_t *)((char *)P(s, hd->buckets) + BUCKETS_OFF) + (h & (nb - 1));
+  ref_t *p = idx_slot(s, h);
+  if (UNLIKELY(!p)) FAIL(s, ZKV_ECORRUPT);
+  return p;
 }
 
-ref_t do_find(seg *s, ref_t ns, const void *key, size_t klen, uint64_t h, int is_ns) {
+ref_t idx_find(seg *s, ref_t ns, const void *key, size_t klen, uint64_t h, int is_ns) {
   ref_t r = *bucket(s, h);
   uint64_t guard = ent_limit(s);
   while (r) {
@@ -58,14 +51,21 @@ ref_t do_find(seg *s, ref_t ns, const void *key, size_t klen, uint64_t h, int is
 
 /* ---- linking ------------------------------------------------------------ */
 
-static void chain_remove(seg *s, ref_t r, uint64_t h) {
+/* the chain link that holds r (the bucket head or the hnext of the entry
+ * before it), checked */
+static ref_t *chain_slot(seg *s, ref_t r, uint64_t h) {
   ref_t *pp = bucket(s, h);
   uint64_t guard = ent_limit(s);
   while (*pp && *pp != r) {
-    pp = (ref_t *)((char *)ent_at(s, *pp) + 4);  /* &hnext: blocks are 8-aligned */
+    pp = (ref_t *)((char *)ent_at(s, *pp) + offsetof(ent, hnext));   /* 4-aligned: blocks are 8-aligned */
     if (UNLIKELY(guard-- == 0)) FAIL(s, ZKV_ECORRUPT);
   }
   if (UNLIKELY(!*pp)) FAIL(s, ZKV_ECORRUPT);
+  return pp;
+}
+
+static void chain_remove(seg *s, ref_t r, uint64_t h) {
+  ref_t *pp = chain_slot(s, r, h);
   LOGW(s, pp, 4);
   *pp = E(s, r)->hnext;
 }
@@ -75,7 +75,7 @@ static void chain_remove(seg *s, ref_t r, uint64_t h) {
 /* The three below change fields of the namespace record d (head, tail,
  * next_seq, nkeys, nttl: its first 32 bytes), which their callers log in one
  * record beforehand (LOG_NSDATA). */
-#define LOG_NSDATA(s, d) LOGW(s, d, 32)
+#define LOG_NSDATA(s, d) LOG_SPAN(s, d, head, nttl)
 
 static void list_append(seg *s, nsdata *d, ref_t r) {
   ent *e = E(s, r);
@@ -112,15 +112,15 @@ static void count_add(seg *s, nsdata *d, int has_ttl, int delta) {
   hdr *h = H(s);
   d->nkeys += (uint64_t)(int64_t)delta;
   if (has_ttl) d->nttl += (uint64_t)(int64_t)delta;
-  LOGW(s, &h->nentries, 16);
+  LOG_SPAN(s, h, nentries, nkeys);
   h->nentries += (uint64_t)(int64_t)delta;
   h->nkeys += (uint64_t)(int64_t)delta;
 }
 
 /* link a freshly built entry r (its header filled but for links and seq) */
-void do_link_new(zkv_db *db, ref_t ns, ref_t r, uint64_t h) {
+void idx_link_new(zkv_db *db, ref_t ns, ref_t r, uint64_t h) {
   seg *s = db->s;
-  nsdata *d = ns_data(s, ns);
+  nsdata *d = idx_nsdata(s, ns);
   ent *e = E(s, r);
   e->ns = ns;
   e->seq = d->next_seq;
@@ -134,38 +134,34 @@ void do_link_new(zkv_db *db, ref_t ns, ref_t r, uint64_t h) {
   count_add(s, d, ent_timed(e), +1);
 }
 
+static void replace_keep(zkv_db *db, ref_t old, ref_t nw, uint64_t h);
+
 /* put nw where old is (same chain place, same list place, same seq), free old */
-void do_replace(zkv_db *db, ref_t old, ref_t nw, uint64_t h) {
-  do_replace_keep(db, old, nw, h);
-  do_free(db->s, old);
+void idx_replace(zkv_db *db, ref_t old, ref_t nw, uint64_t h) {
+  replace_keep(db, old, nw, h);
+  blk_free(db->s, old);
 }
 
 /* move a key entry to a copy of it at nw (compaction); old is left as it is */
-void do_relocate(zkv_db *db, ref_t old, ref_t nw) {
+void idx_relocate(zkv_db *db, ref_t old, ref_t nw) {
   seg *s = db->s;
   ent *o = ent_at(s, old);
   if (o->type == T_NSREC) FAIL(s, ZKV_ECORRUPT);
-  do_replace_keep(db, old, nw, zkv_hash(o->ns, ent_key(o), o->klen, 0));
+  replace_keep(db, old, nw, idx_hash(o->ns, ent_key(o), o->klen, 0));
 }
 
 /* link nw in old's place; old stays allocated */
-void do_replace_keep(zkv_db *db, ref_t old, ref_t nw, uint64_t h) {
+static void replace_keep(zkv_db *db, ref_t old, ref_t nw, uint64_t h) {
   seg *s = db->s;
   ent *o = ent_at(s, old);
   ent *n = E(s, nw);
-  nsdata *d = ns_data(s, o->ns);
+  nsdata *d = idx_nsdata(s, o->ns);
   n->ns = o->ns;
   n->seq = o->seq;
   n->hnext = o->hnext;
   n->nprev = o->nprev;
   n->nnext = o->nnext;
-  ref_t *pp = bucket(s, h);
-  uint64_t guard = ent_limit(s);
-  while (*pp && *pp != old) {
-    pp = (ref_t *)((char *)ent_at(s, *pp) + 4);  /* &hnext: blocks are 8-aligned */
-    if (UNLIKELY(guard-- == 0)) FAIL(s, ZKV_ECORRUPT);
-  }
-  if (UNLIKELY(!*pp)) FAIL(s, ZKV_ECORRUPT);
+  ref_t *pp = chain_slot(s, old, h);
   LOGW(s, pp, 4);
   *pp = nw;
   if (o->nprev) {
@@ -190,7 +186,7 @@ void do_replace_keep(zkv_db *db, ref_t old, ref_t nw, uint64_t h) {
       LOGW(s, slot, 4);
       *slot = nw;
     } else {
-      do_dead_forget(s, old);
+      idx_dead_forget(s, old);
     }
   }
   int had = ent_timed(o), has = ent_timed(n);
@@ -201,21 +197,21 @@ void do_replace_keep(zkv_db *db, ref_t old, ref_t nw, uint64_t h) {
 }
 
 /* remove a key entry from its namespace and the index, and free it */
-void do_unlink_free(zkv_db *db, ref_t r, int expired) {
+void idx_unlink_free(zkv_db *db, ref_t r, int expired) {
   ent *e = ent_at(db->s, r);
-  do_unlink_free_h(db, r, expired, zkv_hash(e->ns, ent_key(e), e->klen, 0));
+  idx_unlink_free_h(db, r, expired, idx_hash(e->ns, ent_key(e), e->klen, 0));
 }
 
 /* the same, when the caller has the key's hash already */
-void do_unlink_free_h(zkv_db *db, ref_t r, int expired, uint64_t h) {
+void idx_unlink_free_h(zkv_db *db, ref_t r, int expired, uint64_t h) {
   seg *s = db->s;
   ent *e = ent_at(s, r);
   if (UNLIKELY(e->type == T_NSREC)) FAIL(s, ZKV_ECORRUPT);
   if (e->flags & EF_DELETED) {
-    do_dead_forget(s, r);
+    idx_dead_forget(s, r);
     expired = 0;   /* it was deleted, not expired */
   }
-  nsdata *d = ns_data(s, e->ns);
+  nsdata *d = idx_nsdata(s, e->ns);
   chain_remove(s, r, h);
   LOG_NSDATA(s, d);
   list_unlink(s, d, e);
@@ -225,25 +221,35 @@ void do_unlink_free_h(zkv_db *db, ref_t r, int expired, uint64_t h) {
     LOGW(s, &hd->expired_freed, 8);
     hd->expired_freed++;
   }
-  do_free(s, r);
+  blk_free(s, r);
 }
 
 /* a key written back in place after it was deleted or expired goes to the
  * end of its namespace's list with a new insertion number, as a new key
  * would (keys() lists in insertion order) */
-void do_move_to_tail(zkv_db *db, ref_t r) {
+void idx_move_to_tail(zkv_db *db, ref_t r) {
   seg *s = db->s;
   ent *e = ent_at(s, r);
   if (!e->nnext) return;   /* the last already */
-  nsdata *d = ns_data(s, e->ns);
+  nsdata *d = idx_nsdata(s, e->ns);
   LOG_NSDATA(s, d);
-  LOGW(s, &e->nprev, 16);   /* nprev, nnext, ns, seq */
+  LOG_SPAN(s, e, nprev, seq);
   list_unlink(s, d, e);
   list_append(s, d, r);
   e->seq = d->next_seq++;
 }
 
-/* ---- deleted keys (see internal.h) ---------------------------------------- */
+/* ---- deleted keys -------------------------------------------------------- */
+/* Deleting a small key does not unlink and free it: it is flagged EF_DELETED
+ * in place (one record of undo log instead of some thirty for the unlink and
+ * the free), and a set of the same key soon after (a lock released and taken
+ * again, shdict's add + delete) writes it back in place instead of
+ * allocating.  Such a key is absent for every function and not counted by
+ * stats; it keeps its place in the index and its namespace list (count()
+ * walks the list while any is kept).  At most NDEAD are kept, in a ring (a
+ * block of the arena): the key's atime holds its slot (recency means nothing
+ * for it).  When the ring is full the oldest is freed for real, and an
+ * allocation that finds no room frees them all first (room.c). */
 
 /* the ring's refs, checked (NULL for a store made without one) */
 static ref_t *ring(seg *s) {
@@ -269,12 +275,12 @@ static ref_t *dead_slot(seg *s, ref_t r) {
 }
 
 /* r, a deleted key, is freed or written back: it leaves the ring */
-void do_dead_forget(seg *s, ref_t r) {
+void idx_dead_forget(seg *s, ref_t r) {
   ref_t *slot = dead_slot(s, r);
   hdr *h = H(s);
   LOGW(s, slot, 4);
   *slot = 0;
-  LOGW(s, &h->ndead, 16);   /* ndead and dead_bytes */
+  LOG_SPAN(s, h, ndead, dead_bytes);
   h->ndead--;
   h->dead_bytes -= (uint64_t)BLK_UNITS(E(s, r)->blk) * UNIT;
 }
@@ -282,7 +288,7 @@ void do_dead_forget(seg *s, ref_t r) {
 /* delete the live key r by flagging it, keeping its block (the ring's
  * oldest is freed if the ring is full).  Returns 0, having changed nothing,
  * when the store has no ring: the caller frees r instead. */
-int do_bury(zkv_db *db, ref_t r) {
+int idx_bury(zkv_db *db, ref_t r) {
   seg *s = db->s;
   hdr *h = H(s);
   if (!h->dead_ring) return 0;   /* the store had no room for the ring when it was made */
@@ -291,138 +297,130 @@ int do_bury(zkv_db *db, ref_t r) {
   ref_t *rs = ring(s) + slot;
   if (*rs) {
     dead_slot(s, *rs);   /* checked before it is freed */
-    do_unlink_free(db, *rs, 0);
+    idx_unlink_free(db, *rs, 0);
     h = H(s);
   }
   ent *e = ent_at(s, r);
-  LOGW(s, &e->atime, 4);   /* atime, type, flags */
+  LOG_SPAN(s, e, atime, flags);
   e->atime = (uint16_t)slot;
   e->flags |= EF_DELETED;
   LOGW(s, rs, 4);
   *rs = r;
-  LOGW(s, &h->ndead, 20);   /* ndead, dead_bytes, dead_next */
+  LOG_SPAN(s, h, ndead, dead_next);
   h->ndead++;
   h->dead_bytes += (uint64_t)BLK_UNITS(e->blk) * UNIT;
   h->dead_next = (slot + 1) % NDEAD;
   return 1;
 }
 
-/* free the kept deleted keys (but the one pinned by the running op), as many
- * as a shared segment's undo log has room for; returns how many */
-int do_dead_flush(zkv_db *db) {
-  seg *s = db->s;
-  int n = 0;
-  for (uint32_t slot = 0; slot < NDEAD && H(s)->ndead; slot++) {
-    ref_t r = ring(s)[slot];
-    if (!r || r == s->pin) continue;
-    if (s->shared && H(s)->log_cap - H(s)->log_used < 4096) break;
-    dead_slot(s, r);
-    do_unlink_free(db, r, 0);
-    n++;
-  }
-  return n;
+/* ---- growth ---------------------------------------------------------------- */
+/* The index doubles when it holds more entries than buckets, a few buckets at
+ * a time (as Redis's dict does), so that no lock hold pays for relinking
+ * every key: the new array is allocated, and each op then moves the chains
+ * of the next few buckets of the old array (old bucket j splits into new
+ * buckets j and j + old size).  Meanwhile a lookup of hash h reads the
+ * old array if h's old bucket has not moved yet (idx_slot).  Every move is
+ * logged like any change, so a rollback or a crash half-way puts the index
+ * back exactly; the new array's slots are written only when their old bucket
+ * moves, so it needs no clearing (no lock hold of O(size) there either). */
+
+uint64_t idx_grow_units(seg *s) {
+  hdr *h = H(s);
+  if (h->obuckets || h->nb_log2 >= 30 || h->nentries < nbuckets(s)) return 0;
+  return (BUCKETS_OFF + (nbuckets(s) << 1) * 4 + UNIT - 1) / UNIT;
 }
 
-/* double the bucket array when the index is fuller than one entry a bucket;
- * a failed allocation only leaves the index denser, never loses anything */
-void do_maybe_grow(zkv_db *db) {
+/* start doubling into nbk (a block of idx_grow_units) */
+void idx_grow(zkv_db *db, ref_t nbk) {
   seg *s = db->s;
   hdr *h = H(s);
-  if (h->nb_log2 >= 30 || h->nentries < nbuckets(s)) return;
-  uint32_t lg = h->nb_log2 + 1;
-  uint64_t nb = 1ull << lg;
-  int rc;
-  /* never evict keys to make a bigger index */
-  ref_t nbk = do_alloc_try(db, (BUCKETS_OFF + nb * 4 + UNIT - 1) / UNIT, 0, &rc);
-  if (!nbk) return;
-  h = H(s);
-  ref_t *nbv = (ref_t *)((char *)P(s, nbk) + BUCKETS_OFF);
-  memset(nbv, 0, nb * 4);
-  ref_t *old = bucket(s, 0);
-  uint64_t onb = nbuckets(s);
-  uint64_t guard = ent_limit(s);
-  /* Relinking every entry is not logged (that would log 24 bytes a key, more
-   * than the log of a big store holds).  Instead the `rebuild` mark says that
-   * after any undo in this lock hold the chains must be rebuilt from the
-   * namespace lists, which the log does restore. */
-  h->rebuild = 1;
-  for (uint64_t i = 0; i < onb; i++) {
-    ref_t r = old[i];
-    while (r) {
+  LOG_SPAN(s, h, buckets, ocursor);
+  h->obuckets = h->buckets;
+  h->ocursor = 0;
+  h->buckets = nbk;
+  h->nb_log2++;
+  LOGW(s, &h->gc_cursor, sizeof h->gc_cursor);
+  h->gc_cursor = 0;   /* a sweep in progress starts over on the new array */
+}
+
+void idx_rehash(zkv_db *db, unsigned n) {
+  seg *s = db->s;
+  hdr *h = H(s);
+  if (!h->obuckets) return;
+  uint64_t nb = nbuckets(s), onb = nb >> 1;
+  uint64_t ooff = (uint64_t)h->obuckets * UNIT, noff = (uint64_t)h->buckets * UNIT;
+  if (UNLIKELY(ooff < h->heap_start || ooff + BUCKETS_OFF + onb * 4 > h->top ||
+               noff < h->heap_start || noff + BUCKETS_OFF + nb * 4 > h->top || h->ocursor > onb))
+    FAIL(s, ZKV_ECORRUPT);
+  ref_t *ov = (ref_t *)(s->base + ooff + BUCKETS_OFF), *nv = (ref_t *)(s->base + noff + BUCKETS_OFF);
+  LOG_SPAN(s, h, obuckets, ocursor);
+  uint64_t j = h->ocursor, guard = ent_limit(s);
+  for (; n && j < onb; n--, j++) {
+    ref_t lo = 0, hi = 0;
+    for (ref_t r = ov[j]; r;) {
       ent *e = ent_at(s, r);
       ref_t nx = e->hnext;
-      uint64_t hv = zkv_hash(e->ns, ent_key(e), e->klen, e->type == T_NSREC);
-      e->hnext = nbv[hv & (nb - 1)];
-      nbv[hv & (nb - 1)] = r;
+      uint64_t hv = idx_hash(e->ns, ent_key(e), e->klen, e->type == T_NSREC);
+      if (UNLIKELY((hv & (onb - 1)) != j || guard-- == 0)) FAIL(s, ZKV_ECORRUPT);
+      LOGW(s, &e->hnext, 4);
+      if (hv & onb) {
+        e->hnext = hi;
+        hi = r;
+      } else {
+        e->hnext = lo;
+        lo = r;
+      }
       r = nx;
-      if (UNLIKELY(guard-- == 0)) FAIL(s, ZKV_ECORRUPT);
     }
+    LOGW(s, &nv[j], 4);
+    nv[j] = lo;
+    LOGW(s, &nv[j + onb], 4);
+    nv[j + onb] = hi;
   }
-  ref_t oldref = h->buckets;
-  LOGW(s, &h->buckets, 8);
-  h->buckets = nbk;
-  h->nb_log2 = lg;
-  LOGW(s, &h->gc_cursor, 4);
-  h->gc_cursor = 0;   /* a sweep in progress starts over on the new array */
-  do_free(s, oldref);
+  h->ocursor = (uint32_t)j;
+  if (j == onb) {   /* every bucket moved: the old array goes */
+    ref_t old = h->obuckets;
+    h->obuckets = 0;
+    h->ocursor = 0;
+    blk_free(s, old);
+  }
 }
 
-/* Rebuild every hash chain from the namespace tree and key lists (after an
- * undo that crossed an index growth).  Writes are not logged: the result
- * follows from state the log restores. */
-void do_rebuild_index(seg *s) {
-  hdr *h = H(s);
-  uint64_t nb = nbuckets(s);
-  ref_t *bv = bucket(s, 0);
-  memset(bv, 0, nb * 4);
-  ref_t root = h->root_ns, cur = root;
-  uint64_t guard = ent_limit(s), kguard = ent_limit(s);
-  for (;;) {
-    nsdata *d = ns_data(s, cur);
-    if (cur != root) {
-      ent *n = E(s, cur);
-      uint64_t hv = zkv_hash(n->ns, ent_key(n), n->klen, 1);
-      n->hnext = bv[hv & (nb - 1)];
-      bv[hv & (nb - 1)] = cur;
-    }
-    for (ref_t r = d->head; r;) {
-      ent *e = ent_at(s, r);
-      if (kguard-- == 0) FAIL(s, ZKV_ECORRUPT);
-      uint64_t hv = zkv_hash(cur, ent_key(e), e->klen, 0);
-      e->hnext = bv[hv & (nb - 1)];
-      bv[hv & (nb - 1)] = r;
-      r = e->nnext;
-    }
-    if (guard-- == 0) FAIL(s, ZKV_ECORRUPT);
-    if (d->child) {
-      cur = d->child;
-      continue;
-    }
-    while (cur != root && !E(s, cur)->nnext) {
-      cur = E(s, cur)->ns;
-      if (!ns_valid(s, cur) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
-    }
-    if (cur == root) return;
-    cur = E(s, cur)->nnext;
-    if (!ns_valid(s, cur)) FAIL(s, ZKV_ECORRUPT);
+ref_t idx_ns_next(seg *s, ref_t root, ref_t cur) {
+  nsdata *d = idx_nsdata(s, cur);
+  if (d->child) {
+    if (UNLIKELY(!ns_valid(s, d->child))) FAIL(s, ZKV_ECORRUPT);
+    return d->child;
   }
+  uint64_t guard = ent_limit(s);
+  while (cur != root) {
+    ent *e = E(s, cur);
+    if (e->nnext) {
+      if (UNLIKELY(!ns_valid(s, e->nnext))) FAIL(s, ZKV_ECORRUPT);
+      return e->nnext;
+    }
+    cur = e->ns;
+    /* a record that is its own ancestor, or a parent that is none */
+    if (UNLIKELY(!ns_valid(s, cur) || guard-- == 0)) FAIL(s, ZKV_ECORRUPT);
+  }
+  return 0;
 }
 
 /* ---- namespaces --------------------------------------------------------- */
 
-ref_t do_new_ns(zkv_db *db, ref_t parent, const void *name, size_t len, uint64_t h) {
+size_t idx_ns_bytes(size_t name_len) { return NS_DATA_OFF + sizeof(nsdata) + name_len; }
+
+void idx_new_ns(zkv_db *db, ref_t r, ref_t parent, const void *name, size_t len, uint64_t h) {
   seg *s = db->s;
-  size_t bytes = NS_DATA_OFF + sizeof(nsdata) + len;
-  ref_t r = do_alloc(db, (bytes + UNIT - 1) / UNIT);
   ent *e = E(s, r);
   memset((char *)e + 4, 0, NS_DATA_OFF + sizeof(nsdata) - 4);
   e->klen = (uint16_t)len;
   e->type = T_NSREC;
   e->ns = parent;
-  ((nsdata *)((char *)e + NS_DATA_OFF))->tag = (uint32_t)(zkv_rand(s) >> 16) | 1u;
+  ns_data_raw(s, r)->tag = (uint32_t)(seg_rand(s) >> 16) | 1u;
   memcpy((char *)e + NS_DATA_OFF + sizeof(nsdata), name, len);
   if (parent) {
-    nsdata *pd = ns_data(s, parent);
+    nsdata *pd = idx_nsdata(s, parent);
     ref_t *b = bucket(s, h);
     e->hnext = *b;
     LOGW(s, b, 4);
@@ -443,166 +441,60 @@ ref_t do_new_ns(zkv_db *db, ref_t parent, const void *name, size_t len, uint64_t
   hdr *hd = H(s);
   LOGW(s, &hd->nns, 8);
   hd->nns++;
+}
+
+/* blocks for the store's own records, from an empty arena (FAILs if it is
+ * too small for them) */
+static ref_t init_block(seg *s, uint64_t bytes) {
+  ref_t r = blk_alloc(s, (bytes + UNIT - 1) / UNIT);
+  if (!r) FAIL(s, ZKV_EFULL);
   return r;
 }
 
-void zkv_index_init(zkv_db *db) {
+void idx_init(zkv_db *db) {
   seg *s = db->s;
-  hdr *h = H(s);
   uint32_t lg = 4;
-  ref_t b = do_alloc(db, (BUCKETS_OFF + (1ull << lg) * 4 + UNIT - 1) / UNIT);
-  h = H(s);
+  ref_t b = init_block(s, BUCKETS_OFF + (1ull << lg) * 4);
+  hdr *h = H(s);
   memset((char *)P(s, b) + BUCKETS_OFF, 0, (1ull << lg) * 4);
   h->buckets = b;
   h->nb_log2 = lg;
-  h->root_ns = do_new_ns(db, 0, "", 0, 0);
+  h->obuckets = 0;
+  h->ocursor = 0;
+  ref_t root = init_block(s, idx_ns_bytes(0));
+  idx_new_ns(db, root, 0, "", 0, 0);
+  H(s)->root_ns = root;
   /* the ring of kept deleted keys, made now so that it is part of an empty
    * store's bytes_used (a first delete does not make the store bigger); a
    * store too small for it frees deleted keys at once */
-  int rc;
-  ref_t rg = do_alloc_try(db, (RING_OFF + NDEAD * 4 + UNIT - 1) / UNIT, 0, &rc);
+  ref_t rg = blk_alloc(s, (RING_OFF + NDEAD * 4 + UNIT - 1) / UNIT);
   if (rg) {
     memset((char *)P(s, rg) + RING_OFF, 0, NDEAD * 4);
     H(s)->dead_ring = rg;
   }
 }
 
-/* ---- eviction: sampled LRU ---------------------------------------------- */
-/* Like Redis, sample a few keys and evict the one unused longest: no list to
- * update on every read, so a get writes at most two bytes, once a second. */
-uint64_t zkv_rand(seg *s) {
-  uint64_t x = s->rng ? s->rng : 0x2545F4914F6CDD1Dull;
-  x ^= x << 13;
-  x ^= x >> 7;
-  x ^= x << 17;
-  return s->rng = x;
-}
-
-uint16_t zkv_lru_now(seg *s) {
+ref_t *idx_bucket_slot(seg *s, uint64_t i) {
   hdr *h = H(s);
-  unsigned lg = h->nkeys ? 64u - (unsigned)__builtin_clzll(h->nkeys) : 0;
-  return (uint16_t)(h->lru_clock >> (lg > 10 ? lg - 10 : 0));
-}
-
-/* Candidates are kept between evictions in a small pool of the process (as
- * Redis does): each eviction samples a few more keys into it and takes the
- * one unused longest, so the choice gets close to true LRU at the cost of a
- * few random probes.  A pooled ref is checked before use: still a key, not
- * the one being replaced, and not used since it was pooled. */
-static int age_of(const ent *e, uint16_t now) {
-  return ent_alive(e) ? (uint16_t)(now - e->atime) : 1 << 20;   /* expired first */
-}
-
-static void pool_add(seg *s, ref_t r, uint16_t atime, int age) {
-  for (int i = 0; i < s->npool; i++)
-    if (s->pool[i].r == r) return;
-  if (s->npool < EVICT_POOL) {
-    s->pool[s->npool].r = r;
-    s->pool[s->npool].atime = atime;
-    s->npool++;
-    return;
-  }
-  /* full: replace the youngest if this one is older */
-  int young = 0, young_age = INT32_MAX;
-  uint16_t now = s->pool_now;
-  for (int i = 0; i < s->npool; i++) {
-    int a = (uint16_t)(now - s->pool[i].atime);
-    if (a < young_age) { young_age = a; young = i; }
-  }
-  if (age > young_age) {
-    s->pool[young].r = r;
-    s->pool[young].atime = atime;
-  }
-}
-
-/* is r still the start of a key in the index?  A pooled ref may be stale:
- * since it was pooled the key may have been freed (here, or by another
- * process, or by a rollback) and its bytes reused by anything, inside which
- * r may now point anywhere; only the index can tell. */
-static int pooled_key_ok(seg *s, ref_t r) {
-  if (!ent_ok(s, r)) return 0;
-  ent *e = E(s, r);
-  if (e->type == T_NSREC || !ns_valid(s, e->ns)) return 0;
-  return do_find(s, e->ns, ent_key(e), e->klen, zkv_hash(e->ns, ent_key(e), e->klen, 0), 0) == r;
-}
-
-int do_evict_one(zkv_db *db) {
-  seg *s = db->s;
-  hdr *h = H(s);
-  if (h->nkeys == 0) return 0;
   uint64_t nb = nbuckets(s);
-  uint16_t now = zkv_lru_now(s);
-  s->pool_now = now;
-  ref_t best = 0;
-  int best_age = -1, seen = 0;
-  ref_t *bv = bucket(s, 0);
-  for (uint64_t tries = 0; tries < nb * 2 && seen < 16; tries++) {
-    ref_t r = bv[zkv_rand(s) & (nb - 1)];
-    for (int depth = 0; r && depth < 8; depth++) {
-      ent *e = ent_at(s, r);
-      if (e->type != T_NSREC && r != s->pin) {
-        pool_add(s, r, e->atime, age_of(e, now));
-        seen++;
-      }
-      r = e->hnext;
-    }
+  if (UNLIKELY(i >= nb)) FAIL(s, ZKV_ECORRUPT);
+  if (h->obuckets) {
+    uint64_t onb = nb >> 1;
+    if ((i & (onb - 1)) >= h->ocursor && i >= onb) return NULL;   /* still in old bucket i - onb */
   }
-  int bi = -1;
-  for (int i = 0; i < s->npool; i++) {
-    ref_t r = s->pool[i].r;
-    if (r == s->pin || !pooled_key_ok(s, r) || E(s, r)->atime != s->pool[i].atime) {
-      s->pool[i--] = s->pool[--s->npool];   /* gone, or used since: drop it */
-      continue;
-    }
-    int a = age_of(E(s, r), now);
-    if (a > best_age) { best_age = a; best = r; bi = i; }
-  }
-  if (!best) return 0;
-  s->pool[bi] = s->pool[--s->npool];
-  int expired = best_age == (1 << 20);
-  do_unlink_free(db, best, expired);   /* a deleted one counts as neither */
-  if (!expired) {
-    h = H(s);
-    LOGW(s, &h->evictions, 8);
-    h->evictions++;
-    s->evicted++;
-  }
-  return 1;
+  /* hash i's slot: old bucket i while it has not moved, else new bucket i */
+  return bucket(s, i);
 }
 
-/* ---- expiry sweep -------------------------------------------------------- */
-ref_t *bucket_at(seg *s, uint64_t i) { return bucket(s, i); }
+ref_t idx_bucket_head(seg *s, uint64_t i) {
+  ref_t *p = idx_bucket_slot(s, i);
+  return p ? *p : 0;
+}
 
-/* Visit at most `budget` buckets from *cursor and free the expired keys found
- * there (every key when `all`), stopping once `max` (0 = no limit) were freed.
- * Returns 1 when the walk reached the end of the index. */
-int do_sweep(zkv_db *db, uint64_t *cursor, uint64_t budget, int all, uint64_t *freed,
-             uint64_t max) {
-  seg *s = db->s;
-  int64_t now = zkv_now();
-  uint64_t i = *cursor, n = 0;
-  for (; i < nbuckets(s) && budget; i++, budget--) {
-    ref_t r = *bucket(s, i);
-    uint64_t guard = ent_limit(s);
-    while (r) {
-      ent *e = ent_at(s, r);
-      ref_t nx = e->hnext;
-      /* the pinned entry is the one the running op replaces: not ours */
-      if (e->type != T_NSREC && r != s->pin) {
-        int live = ent_live(e, now);
-        if (all || !live) {
-          int dead = (e->flags & EF_DELETED) != 0;
-          do_unlink_free(db, r, !live);
-          if (!dead && (live || !all)) n++;
-          if (max && n >= max) { i++; goto out; }
-        }
-      }
-      r = nx;
-      if (UNLIKELY(guard-- == 0)) FAIL(s, ZKV_ECORRUPT);
-    }
-  }
-out:
-  *cursor = i;
-  if (freed) *freed += n;
-  return i >= nbuckets(s);
+ref_t idx_dead_at(seg *s, uint32_t slot) {
+  if (slot >= NDEAD) return 0;
+  ref_t *rg = ring(s);
+  if (!rg || !rg[slot]) return 0;
+  dead_slot(s, rg[slot]);   /* checked both ways */
+  return rg[slot];
 }

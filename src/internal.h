@@ -1,15 +1,22 @@
 /*
- * internal.h -- the layout of a zeltkv arena and the engine's private API.
+ * internal.h -- the engine's private API: the process-side state of a store,
+ * and the functions of each layer, lowest first.
  *
- * Everything a store holds lives in one arena: a private mapping (memory
- * driver) or a file in /dev/shm mapped by every process (shared driver).
- * Nothing inside the arena is a pointer: blocks refer to each other by "refs",
- * offsets in 8-byte units (0 = none), so the bytes mean the same at any
- * address, in any process, after mremap moves them.
+ *   ops.c     the public zkv_* key operations: checks, the op frame, lock-free reads
+ *   room.c    making room: kept deleted keys, expiry sweeps, eviction, compaction,
+ *             gc scheduling and step budgets                               (room_*)
+ *   index.c   entries, the hash index, namespaces, the deleted-key ring   (idx_*)
+ *   alloc.c   blocks: free lists, coalescing, the bump pointer            (blk_*)
+ *   txn.c     the lock, the op frame, the undo log, transactions, recovery (op_*, log_*)
+ *   arena.c   mappings: memory arenas and shared segments                 (arena_*)
+ *   clock.c   time                                                        (clock_*)
+ *   format.h  the bytes of a segment
  *
- * Locking discipline (as in memcached's items.c): functions named do_* assume
- * the caller holds the store lock and is inside op_enter/op_leave; the public
- * zkv_* functions in ops.c take it.
+ * A layer calls only the layers below it.  The public API (include/zeltkv.h)
+ * is the only thing named zkv_*.  Everything that reads or writes the arena
+ * runs under the store lock, inside an op (op_enter .. op_leave); an error
+ * deep inside raises FAIL, which unwinds to the op frame (RUN in ops.c), where
+ * the undo log puts back what the op had changed.
  */
 #ifndef ZKV_INTERNAL_H
 #define ZKV_INTERNAL_H
@@ -27,12 +34,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "format.h"
 #include "zeltkv.h"
-
-#define ZKV_MAGIC "ZELTKV\0\1"
-#define ZKV_FORMAT 2u
-#define UNIT 8u
-typedef uint32_t ref_t;
 
 #define LIKELY(x) __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -50,125 +53,11 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-/* ---- allocator ---------------------------------------------------------- */
-/* Every block starts with a u32 header: size in units << 2 | flags.  A free
- * block also keeps its size in its last u32 (footer), so that freeing its
- * right-hand neighbour can coalesce backwards, and (when 2 units or more) list
- * links.  Free blocks of 1 unit are on no list; coalescing reclaims them. */
-#define BLK_FREE 1u
-#define BLK_PREVFREE 2u
-#define BLK_UNITS(h) ((h) >> 2)
-#define NCLASS 96        /* 0..63 exact sizes in units, then log2 classes */
-
-/* ---- entries ------------------------------------------------------------ */
-/* An entry (a key, or a namespace record) is one allocated block:
- *   ent header (30 bytes) [int64 expires_ms if EF_EXP] [u32 uflags if EF_UFLAGS]
- *   key bytes, value bytes, slack (0..7 bytes, its size in flags)
- * Namespace records (type T_NSREC) hold a struct nsdata at byte 32 and their
- * name (as key) after it. */
-typedef struct ent {
-  uint32_t blk;       /* allocator header */
-  uint32_t hnext;     /* next in hash chain */
-  uint32_t nprev;     /* namespace key list (sibling list for ns records) */
-  uint32_t nnext;
-  uint32_t ns;        /* namespace record ref (the parent, for ns records) */
-  uint32_t seq;       /* insertion number in its namespace: keys() order */
-  uint16_t klen;
-  uint16_t atime;     /* coarse seconds of last use (lru sampling) */
-  uint8_t type;       /* enum zkv_type, or T_NSREC */
-  uint8_t flags;      /* EF_* | slack << 5 */
-} __attribute__((packed)) ent;
-
-#define ENT_HDR 30u
-#define EF_EXP 1u
-#define EF_UFLAGS 2u
-#define EF_FLUSHED 4u   /* expired now by zkv_expire_all, whatever its ttl said */
-#define EF_DELETED 8u   /* deleted, its block kept for a while: see "deleted keys" below */
-#define EF_SLACK(f) ((f) >> 5)
-#define T_NSREC 255u
-
-/* Deleted keys.  Deleting a small key does not unlink and free it: it is
- * flagged EF_DELETED in place (one record of undo log instead of some thirty
- * for the unlink and the free), and a set of the same key soon after (a lock
- * released and taken again, shdict's add + delete) writes it back in place
- * instead of allocating.  Such a key is absent for every function and not
- * counted by stats; it keeps its place in the index and its namespace list
- * (count() walks the list while any is kept).  At most
- * NDEAD are kept, in a ring (a block of the arena): the key's atime holds its slot
- * (recency means nothing for it).  When the ring is full the oldest is freed
- * for real, and an allocation that finds no room frees them all first. */
-#define NDEAD 2048u
-#define DEAD_MAX_BYTES 256u   /* larger blocks are freed at once */
-
-typedef struct nsdata {
-  uint32_t head, tail;   /* key list, in seq order */
-  uint32_t child;        /* first child namespace record */
-  uint32_t next_seq;
-  uint64_t nkeys;        /* entries in the list (live or expired) */
-  uint64_t nttl;         /* of which carry an expiry */
-  uint32_t tag;          /* random: tells a live record from a reused block */
-  uint32_t pad;
-} nsdata;
-#define NS_DATA_OFF 32u
-/* the bucket array is a block too: its refs start after the block header */
-#define BUCKETS_OFF 8u
-
-/* ---- arena header ------------------------------------------------------- */
-typedef struct hdr {
-  char magic[8];
-  uint32_t format;
-  uint32_t hdr_bytes;
-  uint64_t size;           /* bytes of the arena (the file size, for shared) */
-  uint64_t capacity;       /* data limit in bytes, 0 = unbounded */
-  _Atomic uint32_t ready;  /* 1 once the creator finished */
-  uint32_t evict;
-  uint32_t shared;
-  uint32_t pad0;
-  /* The lock has a cache line of its own: a waiter spinning on it must not
-   * pull away the line the holder keeps writing (seq, log_used). */
-  char pad1[16];
-  _Atomic uint32_t lock;   /* shared driver: 0, or the holder's thread id | LOCK_WAITERS (txn.c) */
-  char pad2[60];
-  _Atomic uint64_t seq;    /* odd while a writer is changing the arena */
-  uint64_t log_used;       /* bytes of undo log in use; 0 = committed */
-  char pad_seq[48];
-  /* allocator */
-  uint64_t heap_start;     /* bytes */
-  uint64_t top;            /* bytes: first byte never allocated */
-  uint64_t bytes_used;     /* bytes in allocated blocks */
-  uint64_t class_bits[2];  /* non-empty free lists */
-  ref_t free_heads[NCLASS];
-  /* index */
-  ref_t buckets;
-  uint32_t nb_log2;
-  uint64_t nentries;       /* entries in the index (keys + ns records) */
-  uint64_t nkeys;
-  ref_t root_ns;
-  uint32_t pad3;
-  uint64_t nns;
-  /* undo log (shared driver: in the arena) */
-  uint64_t log_off, log_cap;
-  /* stats */
-  uint64_t evictions, expired_freed, gc_runs, lock_recoveries;
-  uint64_t lru_clock;      /* write operations so far: the lru age unit */
-  uint32_t rebuild;        /* the index was regrown in this lock hold (not logged) */
-  uint32_t pad4;
-  /* sweep */
-  uint32_t gc_active, gc_cursor;
-  int64_t gc_next_ms;
-  /* deleted keys whose blocks are kept (index.c, do_bury) */
-  uint64_t ndead;          /* how many */
-  uint64_t dead_bytes;     /* their blocks' bytes (not counted as used by stats) */
-  uint32_t dead_next;      /* the ring slot the next one takes */
-  ref_t dead_ring;         /* block of NDEAD refs (after 8 bytes), made with the store;
-                            * a deleted key's slot is its atime */
-} hdr;
-#define RING_OFF 8u
-
 /* ---- process-side state ------------------------------------------------- */
 /* A segment mapping, shared by every handle of this process on that segment,
  * so that lock ownership and transaction depth are per process-thread, not
  * per handle. */
+#define EVICT_POOL 16
 typedef struct seg {
   struct seg *next;
   unsigned long dev, ino;
@@ -188,9 +77,9 @@ typedef struct seg {
   uint64_t *txn_marks;     /* log position at each level */
   int txn_cap;
   ref_t *pend;             /* (ref, units) pairs freed under the log in this lock hold */
+  size_t npend, cap_pend;
   ref_t *move;             /* compaction: keys to move */
   size_t cap_move;
-  size_t npend, cap_pend;
   int logging;             /* record undo for writes now */
   int dirty;               /* seq made odd in this lock hold */
   /* memory driver: private growable log */
@@ -201,22 +90,18 @@ typedef struct seg {
   int shared;
   int forked;              /* inherited through fork() while held: ZKV_EFORKED (txn.c) */
   struct seg *all_next;    /* every seg of this process (arena.c, for fork) */
-  uint64_t max_map;        /* memory: largest mapping allowed (0 = none) */
   void *jb;                /* sigjmp_buf: where FAIL goes during an op */
-  int64_t gc_t0;           /* ns: start of the gc step in this lock hold */
+  int64_t hold_t0;         /* ns: start of the timed part of this op: a gc step
+                            * (clock_ns), or with ZKV_TIME_HOLDS the op (clock_cpu_ns) */
   uint64_t max_lock_ns;
-  uint32_t pin;            /* entry that eviction must not take */
-  int noevict;             /* this op must not evict (ZKV_SET_NOEVICT) */
-  uint64_t evicted;        /* live keys evicted so far (for zkv_set_ex) */
+  int time_holds;          /* ZKV_TIME_HOLDS: time every op's lock hold */
+  uint64_t evicted;        /* live keys evicted so far (zkv_set_ex's forcible) */
   uint64_t rng;
   uint64_t seen_recoveries; /* lock_recoveries when the header was last checked */
-  struct { ref_t r; uint16_t atime; } pool[16]; /* lru eviction candidates */
+  struct { ref_t r; uint16_t atime; } pool[EVICT_POOL]; /* lru eviction candidates (room.c) */
   int npool;
   uint16_t pool_now;
 } seg;
-#define EVICT_POOL 16
-
-uint64_t zkv_rand(seg *s);
 
 struct zkv_db {
   seg *s;
@@ -229,26 +114,52 @@ struct zkv_db {
   size_t buf_cap;
 };
 
-/* ---- helpers ------------------------------------------------------------ */
 #define H(s) ((hdr *)(s)->base)
 #define P(s, ref) ((void *)((s)->base + (uint64_t)(ref) * UNIT))
 #define E(s, ref) ((ent *)P(s, ref))
 #define REF(s, ptr) ((ref_t)(((char *)(ptr) - (s)->base) / UNIT))
 
-/* raise an engine error from deep inside an op: rolls back to the op's start */
-_Noreturn void zkv_fail(seg *s, int rc);
-#define FAIL(s, rc) zkv_fail(s, rc)
+static inline uint64_t seg_rand(seg *s) {
+  uint64_t x = s->rng ? s->rng : 0x2545F4914F6CDD1Dull;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return s->rng = x;
+}
 
-/* undo log */
-void zkv_log(seg *s, const void *p, size_t len);
-#define REC_LEN_BITS 24
-#define REC_MAX ((1ull << REC_LEN_BITS) - 1)
+/* ---- clock (clock.c) ---------------------------------------------------- */
+int64_t clock_ms(void);          /* ms, monotonic, with the test offset */
+int64_t clock_coarse_ms(void);   /* the same, coarse (a few ms behind at most) */
+int64_t clock_ns(void);          /* ns, monotonic, no offset: for measuring */
+int64_t clock_cpu_ns(void);      /* ns of CPU time of this thread */
+
+/* ---- arena (arena.c) ---------------------------------------------------- */
+int arena_grow(seg *s, uint64_t need_bytes);         /* memory driver */
+int arena_validate(const hdr *h, uint64_t file_size); /* header checks, ZKV_OK or an error */
+static inline int arena_bounds(const seg *s, uint64_t off, uint64_t len) {
+  return off <= s->mapped && len <= s->mapped - off;
+}
+/* tests (C tests link the static library): called when a segment being
+ * created is complete, just before it is published under its name */
+extern void (*arena_test_create_hook)(void);
+
+/* ---- the op frame, the lock and the undo log (txn.c) --------------------- */
+int op_enter(zkv_db *db);
+int op_leave(zkv_db *db, int rc);
+void lock_forked(seg *s);   /* in a child just forked: can it still be used? */
+/* raise an engine error from deep inside an op: rolls back to the op's start */
+_Noreturn void op_fail(seg *s, int rc);
+#define FAIL(s, rc) op_fail(s, rc)
+
+void log_record(seg *s, const void *p, size_t len);
+void log_undo_to(seg *s, uint64_t mark);
+uint64_t log_pos(seg *s);
 
 /* Before the first change of a lock hold on a shared segment: make seq odd
  * (lock-free readers then retry).  Only the lock holder writes seq, so plain
  * stores do (no atomic read-modify-write); the release fence orders the odd
  * value before the changes that follow. */
-static inline void zkv_mark_dirty(seg *s) {
+static inline void log_dirty(seg *s) {
   hdr *h = (hdr *)s->base;
   uint64_t v = atomic_load_explicit(&h->seq, memory_order_relaxed);
   if (!(v & 1)) {
@@ -260,10 +171,10 @@ static inline void zkv_mark_dirty(seg *s) {
 
 /* Log the bytes at p before they change.  The common record (a field of a
  * shared segment) is written inline. */
-static inline void zkv_logw(seg *s, const void *p, size_t len) {
+static inline void log_write(seg *s, const void *p, size_t len) {
   if (len <= 64 && s->shared) {
     hdr *h = (hdr *)s->base;
-    if (UNLIKELY(!s->dirty)) zkv_mark_dirty(s);
+    if (UNLIKELY(!s->dirty)) log_dirty(s);
     uint64_t rec = ((len + 7) & ~(size_t)7) + 8;
     if (LIKELY(h->log_used + rec <= h->log_cap && h->log_off + h->log_cap <= s->mapped)) {
       char *dst = s->base + h->log_off + h->log_used;
@@ -286,57 +197,99 @@ static inline void zkv_logw(seg *s, const void *p, size_t len) {
       return;
     }
   }
-  zkv_log(s, p, len);
+  log_record(s, p, len);
 }
-#define LOGW(s, p, len) do { if ((s)->logging) zkv_logw(s, p, len); } while (0)
-void zkv_undo_to(seg *s, uint64_t mark);
-uint64_t zkv_log_pos(seg *s);
+#define LOGW(s, p, len) do { if ((s)->logging) log_write(s, p, len); } while (0)
+/* log the fields a..b (adjacent, in declaration order) of the struct at p as
+ * one record; the layout they rely on is asserted in format.h */
+#define LOG_SPAN(s, p, a, b) LOGW(s, &(p)->a, SPAN(__typeof__(*(p)), a, b))
 
-/* clock */
-int64_t zkv_now(void);          /* ms, monotonic, with the test offset */
-int64_t zkv_now_ns_raw(void);
-uint16_t zkv_coarse_sec(void);
+/* ---- blocks (alloc.c) --------------------------------------------------- */
+/* blk_alloc hands out a block of `units` (at least 2) from the free lists, or
+ * from never-used space (growing a memory arena up to its capacity); 0 when
+ * there is none.  It never frees, evicts or moves anything: that is room.c. */
+ref_t blk_alloc(seg *s, uint64_t units);
+void blk_free(seg *s, ref_t r);      /* its old bytes stay restorable by a rollback */
+void blk_free_now(seg *s, ref_t r);  /* a block whose bytes no rollback needs */
+void blk_init(seg *s);
+/* for compaction: take the free block r off its list, allocated (its bytes
+ * held nothing); make never-used space up to `end` (bytes) one allocated
+ * block; note that the allocated block r's bytes must be restorable by a
+ * rollback although it stays allocated */
+void blk_claim(seg *s, ref_t r);
+ref_t blk_claim_top(seg *s, uint64_t end);
+void blk_note_freed(seg *s, ref_t r);
+/* the allocated run of whole blocks [a, end) becomes one block of `units`
+ * at a, the rest free */
+ref_t blk_merge(seg *s, ref_t a, ref_t end, uint64_t units);
+/* the block at r: its units, and whether it is free (checked: a damaged heap FAILs) */
+uint64_t blk_units_at(seg *s, uint64_t r, int *is_free);
 
-/* allocator (alloc.c) */
-ref_t do_alloc(zkv_db *db, uint64_t units);    /* FAILs with ZKV_EFULL */
-ref_t do_alloc_try(zkv_db *db, uint64_t units, int may_evict, int *rc); /* 0 + rc on failure */
-void do_free(seg *s, ref_t r);
-void do_free_now(seg *s, ref_t r);
-void zkv_alloc_init(seg *s);
+/* ---- the index (index.c) ------------------------------------------------ */
+uint64_t idx_hash(ref_t ns, const void *key, size_t klen, int is_ns);
+ref_t idx_find(seg *s, ref_t ns, const void *key, size_t klen, uint64_t h, int is_ns);
+/* bucket i of [0, nbuckets) as walks see it: the old array's bucket while it
+ * has not moved, NULL for the new array's upper half meanwhile */
+ref_t *idx_bucket_slot(seg *s, uint64_t i);
+ref_t idx_bucket_head(seg *s, uint64_t i);   /* first entry of bucket i */
+nsdata *idx_nsdata(seg *s, ref_t ns);
+void idx_link_new(zkv_db *db, ref_t ns, ref_t r, uint64_t h);
+void idx_unlink_free(zkv_db *db, ref_t r, int expired);
+void idx_unlink_free_h(zkv_db *db, ref_t r, int expired, uint64_t h);
+void idx_replace(zkv_db *db, ref_t old, ref_t nw, uint64_t h);
+void idx_relocate(zkv_db *db, ref_t old, ref_t nw);
+/* the units of the bigger bucket array the index is due for (0: not due),
+ * and the growth into that block */
+uint64_t idx_grow_units(seg *s);
+void idx_grow(zkv_db *db, ref_t block);
+/* move up to n buckets of a growing index to its new array (no-op when not
+ * growing); every op under the lock moves REHASH_STEP, so the old array has
+ * moved by the time the index is at most 1.5 times fuller than at the start */
+void idx_rehash(zkv_db *db, unsigned n);
+#define REHASH_STEP 2
+/* link the block r (of the size bytes the record needs) as namespace `name` under parent */
+void idx_new_ns(zkv_db *db, ref_t r, ref_t parent, const void *name, size_t len, uint64_t h);
+size_t idx_ns_bytes(size_t name_len);
+void idx_init(zkv_db *db);
+int idx_bury(zkv_db *db, ref_t r);
+void idx_move_to_tail(zkv_db *db, ref_t r);
+void idx_dead_forget(seg *s, ref_t r);
+ref_t idx_dead_at(seg *s, uint32_t slot);    /* the deleted key in a ring slot, checked, or 0 */
+/* the pre-order walk of the namespace tree: the record after cur under root,
+ * or 0 at the end (checked: a damaged tree FAILs) */
+ref_t idx_ns_next(seg *s, ref_t root, ref_t cur);
 
-/* index (index.c) */
-uint64_t zkv_hash(ref_t ns, const void *key, size_t klen, int is_ns);
-ref_t do_find(seg *s, ref_t ns, const void *key, size_t klen, uint64_t h, int is_ns);
-nsdata *ns_data(seg *s, ref_t ns);
-int64_t zkv_now_coarse(void);  /* ms, coarse (a few ms), with the test offset */
-void do_unlink_free(zkv_db *db, ref_t r, int expired);
-void do_unlink_free_h(zkv_db *db, ref_t r, int expired, uint64_t h);
-void do_link_new(zkv_db *db, ref_t ns, ref_t r, uint64_t h);
-void do_replace(zkv_db *db, ref_t old, ref_t nw, uint64_t h);
-void do_replace_keep(zkv_db *db, ref_t old, ref_t nw, uint64_t h);
-void do_relocate(zkv_db *db, ref_t old, ref_t nw);
-void do_maybe_grow(zkv_db *db);
-ref_t do_new_ns(zkv_db *db, ref_t parent, const void *name, size_t len, uint64_t h);
-void zkv_index_init(zkv_db *db);
-void do_rebuild_index(seg *s);
-int do_evict_one(zkv_db *db);
-int do_bury(zkv_db *db, ref_t r);
-void do_move_to_tail(zkv_db *db, ref_t r);
-void do_dead_forget(seg *s, ref_t r);
-int do_dead_flush(zkv_db *db);
-uint16_t zkv_lru_now(seg *s);
-int do_sweep(zkv_db *db, uint64_t *cursor, uint64_t budget, int all, uint64_t *freed, uint64_t max);
-ref_t *bucket_at(seg *s, uint64_t i);
+/* ---- making room (room.c) ----------------------------------------------- */
+/* room_alloc: a block of `units` for a write, making room by the store's
+ * policy when none is free: kept deleted keys, then (lru, unless
+ * ROOM_NOEVICT) the least recently used keys, then expired keys (unless
+ * ROOM_NOSWEEP); a shared segment is compacted when its free room is enough
+ * but broken up.  `pin` (0: none) is the entry the write replaces: never
+ * evicted, swept or moved.  FAILs with ZKV_EFULL; room_try returns 0. */
+#define ROOM_NOEVICT 1u
+#define ROOM_NOSWEEP 2u
+ref_t room_alloc(zkv_db *db, uint64_t units, ref_t pin, unsigned how);
+ref_t room_try(zkv_db *db, uint64_t units, ref_t pin, unsigned how);
+/* grow the hash index when it is due, if free room allows (never evicting) */
+void room_grow_index(zkv_db *db);
+/* the sweep: visit at most `budget` buckets from *cursor and free the expired
+ * keys found there (every key when `all`), stopping once `max` (0 = no limit)
+ * were freed; returns 1 when the walk reached the end of the index */
+int room_sweep(zkv_db *db, uint64_t *cursor, uint64_t budget, int all, uint64_t *freed,
+               uint64_t max, ref_t pin);
+/* keys a step of a long walk (clear, flush, gc) may touch in one lock hold */
+uint64_t room_step_budget(zkv_db *db);
+void room_gc_step(zkv_db *db);
 
 /* this thread's id for seg.owner: a number no other thread of the process
  * ever had, not pthread_self() (a new thread may get the control block of one
  * that ended holding the lock, and would then take its lock as its own).
  * Initial-exec TLS: one load, no __tls_get_addr call. */
-extern __thread uintptr_t zkv_thread_token __attribute__((tls_model("initial-exec")));
-uintptr_t zkv_new_token(void);
-static inline uintptr_t zkv_self(void) {
-  uintptr_t t = zkv_thread_token;
-  return LIKELY(t != 0) ? t : zkv_new_token();
+extern __thread uintptr_t lock_thread_token __attribute__((tls_model("initial-exec")));
+uintptr_t lock_new_token(void);
+static inline uintptr_t lock_self(void) {
+  uintptr_t t = lock_thread_token;
+  return LIKELY(t != 0) ? t : lock_new_token();
 }
 
 /* does this thread hold the store lock (inside an op or transaction)?  A
@@ -345,8 +298,18 @@ static inline uintptr_t zkv_self(void) {
 static inline int seg_owned(seg *s) {
   if (!s->threadsafe && !s->shared) return s->depth > 0;
   uintptr_t o = atomic_load_explicit(&s->owner, memory_order_relaxed);
-  return o != 0 && o == zkv_self();
+  return o != 0 && o == lock_self();
 }
+
+/* the lru clock: write operations so far, coarser as the store grows, so
+ * that a 16-bit stamp spans the store's life between two uses */
+static inline uint16_t lru_now(seg *s) {
+  hdr *h = H(s);
+  unsigned lg = h->nkeys ? 64u - (unsigned)__builtin_clzll(h->nkeys) : 0;
+  return (uint16_t)(h->lru_clock >> (lg > 10 ? lg - 10 : 0));
+}
+
+/* ---- checks and entries (inline: they are on every lookup) --------------- */
 
 /* Loop bounds that hold whatever a damaged segment says: no list or chain
  * can hold more entries than fit in the arena (an entry takes >= 32 bytes). */
@@ -359,7 +322,30 @@ static inline uint64_t nbuckets(seg *s) {
   return 1ull << lg;
 }
 
-/* entries (inline: they are on every lookup) */
+/* The bucket slot of hash h: in the new array, or while the index grows in
+ * the old one if h's old bucket has not moved yet.  NULL when the header
+ * says something impossible (a damaged segment, or a torn read without the
+ * lock).  Inline: it is on every lookup, locked or not. */
+static inline ref_t *idx_slot(seg *s, uint64_t h) {
+  hdr *hd = H(s);
+  uint32_t lg = hd->nb_log2;
+  if (UNLIKELY(lg > 30 || lg == 0)) return NULL;
+  uint64_t nb = 1ull << lg, i = h & (nb - 1);
+  ref_t t = hd->buckets;
+  if (UNLIKELY(hd->obuckets)) {
+    uint64_t j = h & ((nb >> 1) - 1);
+    if (j >= hd->ocursor) {
+      t = hd->obuckets;
+      nb >>= 1;
+      i = j;
+    }
+  }
+  uint64_t off = (uint64_t)t * UNIT;
+  if (UNLIKELY(off < hd->heap_start || off + BUCKETS_OFF + nb * 4 > hd->top || hd->top > s->mapped))
+    return NULL;
+  return (ref_t *)(s->base + off + BUCKETS_OFF) + i;
+}
+
 static inline size_t opt_bytes(unsigned f) {
   return ((f & EF_EXP) ? 8u : 0u) + ((f & EF_UFLAGS) ? 4u : 0u);
 }
@@ -386,6 +372,12 @@ static inline int64_t ent_exp(const ent *e) {
   return x;
 }
 
+static inline uint32_t ent_uflags(const ent *e) {
+  uint32_t f = 0;
+  if (e->flags & EF_UFLAGS) memcpy(&f, (const char *)e + ENT_HDR + ((e->flags & EF_EXP) ? 8 : 0), 4);
+  return f;
+}
+
 static inline int ent_live(const ent *e, int64_t now) {
   if (!(e->flags & (EF_EXP | EF_FLUSHED | EF_DELETED))) return 1;
   if (e->flags & (EF_FLUSHED | EF_DELETED)) return 0;
@@ -399,9 +391,6 @@ static inline int ent_timed(const ent *e) {
   return (e->flags & EF_FLUSHED) || ent_exp(e) != 0;
 }
 
-/* validation: every ref read from the arena is checked */
-
-/* is r the start of an allocated entry block inside the heap? */
 /* ent_live at the current time; reads the clock only for keys with a ttl */
 static inline int ent_alive(const ent *e) {
   if (!(e->flags & (EF_EXP | EF_FLUSHED | EF_DELETED))) return 1;
@@ -410,8 +399,8 @@ static inline int ent_alive(const ent *e) {
   memcpy(&x, (const char *)e + ENT_HDR, 8);
   /* the coarse clock is at most one tick (<= 10 ms) behind: a key expiring
    * well after it is alive without reading the precise clock (~20 ns) */
-  if (x == 0 || x - zkv_now_coarse() > 25) return 1;
-  return zkv_now() < x;
+  if (x == 0 || x - clock_coarse_ms() > 25) return 1;
+  return clock_ms() < x;
 }
 
 /* a == b for n bytes; keys are short, and a call to memcmp costs more than
@@ -442,6 +431,9 @@ static inline int key_eq(const void *a, const void *b, size_t n) {
   return memcmp(x, y, n) == 0;
 }
 
+/* validation: every ref read from the arena is checked */
+
+/* is r the start of an allocated entry block inside the heap? */
 static inline int ent_ok(seg *s, ref_t r) {
   hdr *h = H(s);
   uint64_t off = (uint64_t)r * UNIT;
@@ -455,21 +447,18 @@ static inline int ent_ok(seg *s, ref_t r) {
   return need <= units * UNIT;
 }
 
+/* an entry whose ref was read from the arena: checked, a damaged one FAILs */
+static inline ent *ent_at(seg *s, ref_t r) {
+  if (UNLIKELY(!ent_ok(s, r))) FAIL(s, ZKV_ECORRUPT);
+  return E(s, r);
+}
+
 static inline int ns_valid(seg *s, ref_t ns) {
   return ent_ok(s, ns) && E(s, ns)->type == T_NSREC;
 }
 
-/* ops.c / txn.c */
-int op_enter(zkv_db *db);
-int op_leave(zkv_db *db, int rc);
-void zkv_seg_forked(seg *s);   /* in a child just forked: can it still be used? */
-
-/* arena.c */
-int zkv_grow(seg *s, uint64_t need_bytes);     /* memory driver */
-int zkv_validate(const hdr *h, uint64_t file_size); /* header checks, ZKV_OK or an error */
-int zkv_bounds(seg *s, uint64_t off, uint64_t len);
-/* tests (C tests link the static library): called when a segment being
- * created is complete, just before it is published under its name */
-extern void (*zkv_test_create_hook)(void);
+static inline nsdata *ns_data_raw(seg *s, ref_t ns) {
+  return (nsdata *)((char *)P(s, ns) + NS_DATA_OFF);
+}
 
 #endif

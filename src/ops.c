@@ -66,50 +66,14 @@ const char *zkv_errclass_name(int cls) {
 
 /* ---- the op frame -------------------------------------------------------- */
 
-static void gc_step(zkv_db *db);
-
-/* every 8th write op looks whether a sweep step is due (inline: it is on
- * every write, and the answer is nearly always no) */
+/* After every op under the lock: a growing index moves a few more buckets
+ * (so that its old array goes soon whatever the ops are), and every 8th op
+ * looks whether a sweep step is due.  Inline: it is on every write, and the
+ * answer is nearly always no. */
 static inline void maybe_gc(zkv_db *db) {
+  if (UNLIKELY(H(db->s)->obuckets)) idx_rehash(db, REHASH_STEP);
   if ((++db->opcount & 7) && !H(db->s)->gc_active) return;
-  gc_step(db);
-}
-
-static void gc_step(zkv_db *db) {
-  seg *s = db->s;
-  hdr *h = H(s);
-  if (s->txn_depth > 0 || s->depth != 1) return;   /* keep transactions short */
-  if (!h->gc_active) {
-    if (db->gc_interval_ms <= 0) return;
-    if (zkv_now_coarse() < h->gc_next_ms) return;
-    LOGW(s, &h->gc_active, 8);
-    h->gc_active = 1;
-    h->gc_cursor = 0;
-  }
-  /* a step visits at most 1024 buckets and stops early after 250 us, so
-   * that no operation holds the lock much longer than it needs */
-  int64_t t0 = zkv_now_ns_raw();
-  uint64_t cur = h->gc_cursor;
-  int done = 0;
-  for (int chunk = 0; chunk < 64 && !done; chunk++) {
-    /* on a shared segment, leave the undo log room for the operation's own
-     * records: a sweep must never make the caller's write fail */
-    if (s->shared && H(s)->log_used > H(s)->log_cap / 4) break;
-    done = do_sweep(db, &cur, 16, 0, NULL, 0);
-    if (zkv_now_ns_raw() - t0 > 250000) break;
-  }
-  h = H(s);
-  LOGW(s, &h->gc_active, 8);
-  h->gc_cursor = (uint32_t)cur;
-  if (done) {
-    h->gc_active = 0;
-    h->gc_cursor = 0;
-    LOGW(s, &h->gc_runs, 8);
-    h->gc_runs++;
-    LOGW(s, &h->gc_next_ms, 8);
-    h->gc_next_ms = zkv_now() + (db->gc_interval_ms > 0 ? db->gc_interval_ms : 60000);
-  }
-  s->gc_t0 = t0;
+  room_gc_step(db);
 }
 
 /* Run `body` (an expression giving a result code) as one operation. */
@@ -120,19 +84,17 @@ static void gc_step(zkv_db *db) {
     seg *s_ = (db)->s;                                                       \
     void *prevjb_ = s_->jb;                                                  \
     sigjmp_buf jb_;                                                          \
-    uint64_t mark_ = zkv_log_pos(s_);                                        \
+    uint64_t mark_ = log_pos(s_);                                        \
     s_->jb = &jb_;                                                           \
-    s_->gc_t0 = 0;                                                           \
+    s_->hold_t0 = UNLIKELY(s_->time_holds) && s_->depth == 1 ? clock_cpu_ns() : 0; \
     if ((rc_ = sigsetjmp(jb_, 0)) == 0) {                                    \
       rc_ = (body);                                                          \
       if (rc_ >= 0) maybe_gc(db);                                            \
     }                                                                        \
-    if (rc_ < 0 && s_->logging) zkv_undo_to(s_, mark_);                      \
-    s_->pin = 0;                                                             \
-    s_->noevict = 0;                                                         \
+    if (rc_ < 0 && s_->logging) log_undo_to(s_, mark_);                      \
     s_->jb = prevjb_;                                                        \
-    if (s_->gc_t0) {                                                         \
-      uint64_t d_ = (uint64_t)(zkv_now_ns_raw() - s_->gc_t0);                \
+    if (s_->hold_t0) {                                                       \
+      uint64_t d_ = (uint64_t)((s_->time_holds ? clock_cpu_ns() : clock_ns()) - s_->hold_t0); \
       if (d_ > s_->max_lock_ns) s_->max_lock_ns = d_;                        \
     }                                                                        \
     return op_leave(db, rc_);                                                \
@@ -141,27 +103,26 @@ static void gc_step(zkv_db *db) {
 #define CHECK_DB(db) do { if (!(db)) return ZKV_EINVAL; } while (0)
 #define CHECK_KEY(k, n) do { if (!(k) || (n) == 0 || (n) > ZKV_MAX_KEY) return ZKV_EINVAL_KEY; } while (0)
 
-/* the arena ref of a namespace id, checked: the id carries the record's tag */
+/* the arena ref of a namespace id, or 0 when it names no live record: the
+ * id is the record's ref and its tag (inline: on every lookup, also without
+ * the lock, where it must not FAIL) */
+static inline ref_t ns_of_id(seg *s, zkv_ns ns) {
+  ref_t r = ns == ZKV_ROOT ? H(s)->root_ns : (ref_t)ns;
+  if (UNLIKELY(!ns_valid(s, r))) return 0;
+  if (ns != ZKV_ROOT && UNLIKELY(ns_data_raw(s, r)->tag != (uint32_t)(ns >> 32))) return 0;
+  return r;
+}
+
+/* the same under the lock, checked: a bad root is a damaged segment, another
+ * id was made stale (or never was one) */
 static ref_t ns_ref(seg *s, zkv_ns ns) {
-  if (ns == ZKV_ROOT) {
-    if (UNLIKELY(!ns_valid(s, H(s)->root_ns))) FAIL(s, ZKV_ECORRUPT);
-    return H(s)->root_ns;
-  }
-  ref_t r = (ref_t)ns;
-  if (UNLIKELY(!ns_valid(s, r)) ||
-      UNLIKELY(((nsdata *)((char *)P(s, r) + NS_DATA_OFF))->tag != (uint32_t)(ns >> 32)))
-    FAIL(s, ZKV_ESTALE);
+  ref_t r = ns_of_id(s, ns);
+  if (UNLIKELY(!r)) FAIL(s, ns == ZKV_ROOT ? ZKV_ECORRUPT : ZKV_ESTALE);
   return r;
 }
 
 static zkv_ns ns_id(seg *s, ref_t r) {
-  return r == H(s)->root_ns ? ZKV_ROOT : ((uint64_t)ns_data(s, r)->tag << 32) | r;
-}
-
-/* a namespace record that does not check out: the root's means a damaged
- * segment; another's was made stale (or never was one) */
-static void check_ns(seg *s, ref_t ns) {
-  if (!ns_valid(s, ns)) FAIL(s, ns == H(s)->root_ns ? ZKV_ECORRUPT : ZKV_ESTALE);
+  return r == H(s)->root_ns ? ZKV_ROOT : ((uint64_t)idx_nsdata(s, r)->tag << 32) | r;
 }
 
 /* ---- namespaces ---------------------------------------------------------- */
@@ -169,11 +130,12 @@ static void check_ns(seg *s, ref_t ns) {
 static int do_namespace(zkv_db *db, zkv_ns parent, const void *name, size_t len, zkv_ns *out) {
   seg *s = db->s;
   ref_t p = ns_ref(s, parent);   /* checked */
-  uint64_t h = zkv_hash(p, name, len, 1);
-  ref_t r = do_find(s, p, name, len, h, 1);
+  uint64_t h = idx_hash(p, name, len, 1);
+  ref_t r = idx_find(s, p, name, len, h, 1);
   if (!r) {
-    do_maybe_grow(db);
-    r = do_new_ns(db, p, name, len, h);
+    room_grow_index(db);
+    r = room_alloc(db, (idx_ns_bytes(len) + UNIT - 1) / UNIT, 0, 0);
+    idx_new_ns(db, r, p, name, len, h);
   }
   *out = ns_id(s, r);
   return ZKV_OK;
@@ -190,8 +152,7 @@ int zkv_namespace(zkv_db *db, zkv_ns parent, const void *name, size_t len, zkv_n
 
 static void fill_value(zkv_value *out, ent *e, const char *v, size_t vlen) {
   out->type = e->type;
-  out->flags = 0;
-  if (e->flags & EF_UFLAGS) memcpy(&out->flags, (char *)e + ENT_HDR + ((e->flags & EF_EXP) ? 8 : 0), 4);
+  out->flags = ent_uflags(e);
   out->data = v;
   out->len = vlen;
   out->i = 0;
@@ -216,7 +177,7 @@ static int keep_copy(zkv_db *db, const char *v, size_t vlen, const char **res) {
 
 /* find a live key under the lock; ns was checked by ns_ref */
 static ent *find_live(seg *s, ref_t ns, const void *key, size_t klen, uint64_t h, ref_t *rr) {
-  ref_t r = do_find(s, ns, key, klen, h, 0);
+  ref_t r = idx_find(s, ns, key, klen, h, 0);
   if (rr) *rr = r;
   if (!r) return NULL;
   ent *e = E(s, r);
@@ -227,7 +188,7 @@ static int do_get(zkv_db *db, ref_t ns, const void *key, size_t klen, zkv_value 
                   unsigned flags, int *stale) {
   seg *s = db->s;
   ref_t r;
-  ent *e = find_live(s, ns, key, klen, zkv_hash(ns, key, klen, 0), &r);
+  ent *e = find_live(s, ns, key, klen, idx_hash(ns, key, klen, 0), &r);
   if (stale) *stale = 0;
   if (!e && r && (flags & ZKV_GET_STALE) && !(E(s, r)->flags & EF_DELETED)) {
     e = E(s, r);
@@ -238,7 +199,7 @@ static int do_get(zkv_db *db, ref_t ns, const void *key, size_t klen, zkv_value 
   const char *v = ent_val(e, &vlen);
   if (H(s)->evict == ZKV_EVICT_LRU) {
     /* recency is a hint: not logged, and written only when it changes */
-    uint16_t now = zkv_lru_now(s);
+    uint16_t now = lru_now(s);
     if (e->atime != now) e->atime = now;
     if (!s->shared) H(s)->lru_clock++;
   }
@@ -262,17 +223,13 @@ static inline int get_nolock(zkv_db *db, zkv_ns nsid, const void *key, size_t kl
   hdr *hd = H(s);
   uint64_t s1 = priv ? 0 : atomic_load_explicit(&hd->seq, memory_order_acquire);
   if (s1 & 1) return RETRY;
-  ref_t ns = nsid == ZKV_ROOT ? hd->root_ns : (ref_t)nsid;
-  if (!ns_valid(s, ns) ||
-      (nsid != ZKV_ROOT &&
-       ((nsdata *)((char *)P(s, ns) + NS_DATA_OFF))->tag != (uint32_t)(nsid >> 32)))
-    return RETRY;
-  uint64_t h = zkv_hash(ns, key, klen, 0);
+  ref_t ns = ns_of_id(s, nsid);
+  if (!ns) return RETRY;
+  uint64_t h = idx_hash(ns, key, klen, 0);
   int rc = ZKV_NOTFOUND;
-  uint64_t nb = 1ull << (hd->nb_log2 & 31);
-  uint64_t boff = (uint64_t)hd->buckets * UNIT;
-  if (boff < hd->heap_start || !zkv_bounds(s, boff, BUCKETS_OFF + nb * 4)) return RETRY;
-  ref_t r = ((ref_t *)((char *)P(s, hd->buckets) + BUCKETS_OFF))[h & (nb - 1)];
+  ref_t *slot = idx_slot(s, h);
+  if (!slot) return RETRY;
+  ref_t r = *slot;
   for (int guard = 0; r; guard++) {
     if (guard > 100000 || !ent_ok(s, r)) return RETRY;
     ent *e = E(s, r);
@@ -287,8 +244,8 @@ static inline int get_nolock(zkv_db *db, zkv_ns nsid, const void *key, size_t kl
       if (hd->evict == ZKV_EVICT_LRU) {
         if (priv) {
           hd->lru_clock++;
-          e->atime = zkv_lru_now(s);
-        } else if (e->atime != zkv_lru_now(s)) {
+          e->atime = lru_now(s);
+        } else if (e->atime != lru_now(s)) {
           return RETRY;   /* recency is due: the locked path writes it */
         }
       }
@@ -353,7 +310,7 @@ int zkv_get_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned fla
 }
 
 static int do_has(zkv_db *db, ref_t ns, const void *key, size_t klen) {
-  return find_live(db->s, ns, key, klen, zkv_hash(ns, key, klen, 0), NULL) ? ZKV_OK
+  return find_live(db->s, ns, key, klen, idx_hash(ns, key, klen, 0), NULL) ? ZKV_OK
                                                                            : ZKV_NOTFOUND;
 }
 
@@ -370,12 +327,12 @@ int zkv_has(zkv_db *db, zkv_ns ns, const void *key, size_t klen) {
 /* milliseconds left until the expiry x (at least 1: the key is alive), -1 for none */
 static int64_t ms_until(int64_t x) {
   if (!x) return -1;
-  int64_t left = x - zkv_now();
+  int64_t left = x - clock_ms();
   return left < 1 ? 1 : left;
 }
 
 static int do_ttl(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t *left) {
-  ent *e = find_live(db->s, ns, key, klen, zkv_hash(ns, key, klen, 0), NULL);
+  ent *e = find_live(db->s, ns, key, klen, idx_hash(ns, key, klen, 0), NULL);
   if (!e) return ZKV_NOTFOUND;
   if (left) *left = ms_until(ent_exp(e));
   return ZKV_OK;
@@ -415,7 +372,7 @@ static int value_bytes(const zkv_value *v, const void **p, size_t *n, char tmp[8
 
 /* the expiry time of a ttl from now, saturating: a huge ttl never wraps */
 static int64_t expiry_of(int64_t ttl_ms) {
-  int64_t now = zkv_now();
+  int64_t now = clock_ms();
   return ttl_ms > INT64_MAX - now ? INT64_MAX : now + ttl_ms;
 }
 
@@ -429,7 +386,7 @@ static void build(seg *s, ref_t r, const void *key, size_t klen, int type, uint3
   e->klen = (uint16_t)klen;
   e->type = (uint8_t)type;
   e->flags = (uint8_t)(f | ((total - used) << 5));
-  e->atime = zkv_lru_now(s);
+  e->atime = lru_now(s);
   char *p = (char *)e + ENT_HDR;
   if (exp) { memcpy(p, &exp, 8); p += 8; }
   if (uflags) { memcpy(p, &uflags, 4); p += 4; }
@@ -466,23 +423,23 @@ static int do_store_at(zkv_db *db, ref_t ns, const void *key, size_t klen, uint6
       uint8_t nflags = (uint8_t)(f | ((units * UNIT - used) << 5));
       char *p = (char *)e + ENT_HDR;
       if (!old) {
-        do_move_to_tail(db, r);   /* a new key, as far as anyone can tell */
+        idx_move_to_tail(db, r);   /* a new key, as far as anyone can tell */
         e = E(s, r);
       }
       if (e->flags & EF_DELETED) {
         /* a deleted key comes back: out of the ring; its atime held the
          * ring slot and is written below (logged with type and flags) */
-        do_dead_forget(s, r);
-        LOGW(s, &e->atime, 4);
+        idx_dead_forget(s, r);
+        LOG_SPAN(s, e, atime, flags);
         e->type = (uint8_t)type;
         e->flags = nflags;
       } else if ((e->flags & EF_FLUSHED) && !exp) {
-        nsdata *d = ns_data(s, ns);   /* it counted in nttl, and no longer does */
+        nsdata *d = idx_nsdata(s, ns);   /* it counted in nttl, and no longer does */
         LOGW(s, &d->nttl, 8);
         d->nttl--;
       }
       if (e->type != type || e->flags != nflags) {
-        LOGW(s, &e->type, 2);   /* type and flags are adjacent */
+        LOG_SPAN(s, e, type, flags);
         e->type = (uint8_t)type;
         e->flags = nflags;
       }
@@ -499,20 +456,19 @@ static int do_store_at(zkv_db *db, ref_t ns, const void *key, size_t klen, uint6
       p += klen;
       LOGW(s, p, vlen);
       if (vlen) memcpy(p, val, vlen);
-      e->atime = zkv_lru_now(s);
+      e->atime = lru_now(s);
       return ZKV_OK;
     }
-    s->pin = r;
   } else {
-    do_maybe_grow(db);
+    room_grow_index(db);
   }
-  ref_t nr = do_alloc(db, units);
+  ref_t nr = room_alloc(db, units, r, (flags & ZKV_SET_NOEVICT) ? ROOM_NOEVICT : 0);
   build(s, nr, key, klen, type, uflags, exp, val, vlen);
   if (r) {
-    do_replace(db, r, nr, h);
-    if (!old) do_move_to_tail(db, nr);
+    idx_replace(db, r, nr, h);
+    if (!old) idx_move_to_tail(db, nr);
   } else {
-    do_link_new(db, ns, nr, h);
+    idx_link_new(db, ns, nr, h);
   }
   return ZKV_OK;
 }
@@ -531,10 +487,8 @@ static int do_set(zkv_db *db, zkv_ns nsid, const void *key, size_t klen, int typ
   seg *s = db->s;
   ref_t ns = ns_ref(s, nsid);
   uint64_t ev = s->evicted;
-  s->noevict = (flags & ZKV_SET_NOEVICT) != 0;
-  int rc = do_store(db, ns, key, klen, zkv_hash(ns, key, klen, 0), type, uflags, val, vlen,
+  int rc = do_store(db, ns, key, klen, idx_hash(ns, key, klen, 0), type, uflags, val, vlen,
                     ttl_ms, flags);
-  s->noevict = 0;
   if (forcible) *forcible = s->evicted != ev;
   return rc;
 }
@@ -562,18 +516,16 @@ int zkv_set_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, const zkv_va
 
 static int do_del(zkv_db *db, ref_t ns, const void *key, size_t klen) {
   seg *s = db->s;   /* ns was checked by ns_ref */
-  uint64_t h = zkv_hash(ns, key, klen, 0);
-  ref_t r = do_find(s, ns, key, klen, h, 0);
+  uint64_t h = idx_hash(ns, key, klen, 0);
+  ref_t r = idx_find(s, ns, key, klen, h, 0);
   if (!r) return ZKV_NOTFOUND;
   ent *e = E(s, r);
   if (e->flags & EF_DELETED) return ZKV_NOTFOUND;
   int live = ent_alive(e);
-  /* kept a while: see "deleted keys" in internal.h (pinned: making the ring
-   * may compact a shared segment, which must not move r) */
-  s->pin = r;
-  if (live && (uint64_t)BLK_UNITS(e->blk) * UNIT <= DEAD_MAX_BYTES && do_bury(db, r))
+  /* kept a while: see "deleted keys" in index.c */
+  if (live && (uint64_t)BLK_UNITS(e->blk) * UNIT <= DEAD_MAX_BYTES && idx_bury(db, r))
     return ZKV_OK;
-  do_unlink_free_h(db, r, !live, h);
+  idx_unlink_free_h(db, r, !live, h);
   return live ? ZKV_OK : ZKV_NOTFOUND;
 }
 
@@ -589,7 +541,7 @@ static void set_expiry(zkv_db *db, ref_t r, const void *key, size_t klen, uint64
 
 static int do_expire(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t ttl_ms) {
   seg *s = db->s;
-  uint64_t h = zkv_hash(ns, key, klen, 0);
+  uint64_t h = idx_hash(ns, key, klen, 0);
   ref_t r;
   ent *e = find_live(s, ns, key, klen, h, &r);
   if (!e) return ZKV_NOTFOUND;
@@ -610,16 +562,14 @@ static void set_expiry(zkv_db *db, ref_t r, const void *key, size_t klen, uint64
   /* the expiry field comes or goes: rebuild the entry */
   size_t vlen;
   ent_val(e, &vlen);
-  uint32_t uf = 0;
-  if (e->flags & EF_UFLAGS) memcpy(&uf, (char *)e + ENT_HDR + ((e->flags & EF_EXP) ? 8 : 0), 4);
+  uint32_t uf = ent_uflags(e);
   unsigned f = (exp ? EF_EXP : 0) | (uf ? EF_UFLAGS : 0);
-  s->pin = r;
-  ref_t nr = do_alloc(db, ent_units(klen, vlen, f));
+  ref_t nr = room_alloc(db, ent_units(klen, vlen, f), r, 0);
   e = E(s, r);
   size_t vl2;
   const char *v = ent_val(e, &vl2);
   build(s, nr, key, klen, e->type, uf, exp, v, vlen);
-  do_replace(db, r, nr, h);
+  idx_replace(db, r, nr, h);
 }
 
 int zkv_expire(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t ttl_ms) {
@@ -633,7 +583,7 @@ int zkv_expire(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t ttl_
 static int do_incr(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t by, int64_t ttl_ms,
                    int64_t lo, int64_t hi, int64_t *result) {
   seg *s = db->s;
-  uint64_t h = zkv_hash(ns, key, klen, 0);
+  uint64_t h = idx_hash(ns, key, klen, 0);
   ref_t r;
   ent *e = find_live(s, ns, key, klen, h, &r);
   int64_t v;
@@ -672,7 +622,7 @@ int zkv_incr(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t by, in
 static int do_incr_num(zkv_db *db, ref_t ns, const void *key, size_t klen, double by, int create,
                        double init, int64_t init_ttl, double *result) {
   seg *s = db->s;
-  uint64_t h = zkv_hash(ns, key, klen, 0);
+  uint64_t h = idx_hash(ns, key, klen, 0);
   ref_t r;
   ent *e = find_live(s, ns, key, klen, h, &r);
   double x;
@@ -729,12 +679,12 @@ int zkv_incr_num(zkv_db *db, zkv_ns ns, const void *key, size_t klen, double by,
 
 static int do_count(zkv_db *db, ref_t ns, uint64_t *count) {
   seg *s = db->s;
-  nsdata *d = ns_data(s, ns);
+  nsdata *d = idx_nsdata(s, ns);
   if (d->nttl == 0 && H(s)->ndead == 0) {   /* every listed key is live */
     *count = d->nkeys;
     return ZKV_OK;
   }
-  int64_t now = zkv_now();
+  int64_t now = clock_ms();
   uint64_t n = 0, guard = ent_limit(s);
   for (ref_t r = d->head; r; r = E(s, r)->nnext) {
     if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
@@ -756,57 +706,22 @@ int zkv_count(zkv_db *db, zkv_ns ns, uint64_t *count) {
  * once the whole subtree is empty */
 static int do_clear_some(zkv_db *db, ref_t root, uint64_t budget, uint64_t *removed) {
   seg *s = db->s;
-  check_ns(s, root);
-  int64_t now = zkv_now();
-  ref_t cur = root;
+  int64_t now = clock_ms();
   uint64_t guard = ent_limit(s);
-  for (;;) {
-    nsdata *d = ns_data(s, cur);
+  for (ref_t cur = root; cur; cur = idx_ns_next(s, root, cur)) {
+    nsdata *d = idx_nsdata(s, cur);
     while (d->head) {
       if (budget-- == 0) return 0;
       ref_t r = d->head;
       if (!ent_ok(s, r)) FAIL(s, ZKV_ECORRUPT);
       int live = ent_live(E(s, r), now);
-      do_unlink_free(db, r, !live);
+      idx_unlink_free(db, r, !live);
       *removed += (uint64_t)live;
-      d = ns_data(s, cur);
+      d = idx_nsdata(s, cur);
     }
     if (guard-- == 0) FAIL(s, ZKV_ECORRUPT);
-    if (d->child) {
-      cur = d->child;
-      continue;
-    }
-    while (cur != root) {
-      ent *e = E(s, cur);
-      if (e->nnext) {
-        cur = e->nnext;
-        goto next;
-      }
-      cur = e->ns;
-      check_ns(s, cur);
-      if (guard-- == 0) FAIL(s, ZKV_ECORRUPT);   /* a record that is its own ancestor */
-    }
-    return 1;
-  next:;
   }
-}
-
-/* Long walks (clear, flush, gc) run in steps of BATCH keys, each its own
- * lock hold, so no one waits long behind them; inside a transaction they run
- * whole, since the transaction must be able to undo them. */
-#define BATCH 4096
-
-/* keys a step may touch: BATCH, or fewer when the undo log of a shared
- * segment could not hold BATCH keys' worth of records (freeing a key logs
- * some 500 bytes: links, counters, free-list tags; 1 KiB is the margin) */
-static uint64_t step_budget(zkv_db *db) {
-  seg *s = db->s;
-  /* a transaction of this thread must be able to undo it all (another
-   * thread's levels are not ours to read: it holds the lock) */
-  if (seg_owned(s) && s->txn_depth > 0) return UINT64_MAX;
-  if (!s->shared) return BATCH;
-  uint64_t room = H(s)->log_cap / 1024;
-  return room < 16 ? 16 : room < BATCH ? room : BATCH;
+  return 1;
 }
 
 static int step_clear(zkv_db *db, zkv_ns ns, uint64_t budget, uint64_t *removed, int *done) {
@@ -823,7 +738,7 @@ typedef int (*ns_step_fn)(zkv_db *db, zkv_ns ns, uint64_t budget, uint64_t *n, i
 
 /* run `step` until it says done, adding up what each step counted in *total */
 static int run_ns_steps(zkv_db *db, zkv_ns ns, ns_step_fn step, uint64_t *total) {
-  uint64_t budget = step_budget(db);
+  uint64_t budget = room_step_budget(db);
   int done = 0;
   while (!done) {
     uint64_t n = 0;
@@ -845,7 +760,7 @@ int zkv_clear(zkv_db *db, zkv_ns ns, uint64_t *removed) {
 
 static int step_sweep(zkv_db *db, uint64_t *cursor, uint64_t budget, int all, uint64_t *n,
                       uint64_t max, int *done) {
-  *done = do_sweep(db, cursor, budget, all, n, max);
+  *done = room_sweep(db, cursor, budget, all, n, max, 0);
   return ZKV_OK;
 }
 
@@ -861,7 +776,7 @@ static int sweep_all(zkv_db *db, int all, uint64_t max, uint64_t *count) {
   *count = 0;
   if (db->closed) return ZKV_ECLOSED;
   uint64_t cursor = 0;
-  uint64_t budget = step_budget(db) < 256 ? step_budget(db) : 256;   /* buckets */
+  uint64_t budget = room_step_budget(db) < 256 ? room_step_budget(db) : 256;   /* buckets */
   int done = 0;
   while (!done && !(max && *count >= max)) {
     uint64_t n = 0;
@@ -886,9 +801,9 @@ int zkv_flush_expired(zkv_db *db, uint64_t max, uint64_t *freed) {
 static int do_expire_some(zkv_db *db, zkv_ns nsid, uint64_t budget, uint64_t *count, int *done) {
   seg *s = db->s;
   ref_t ns = ns_ref(s, nsid);
-  int64_t now = zkv_now();
+  int64_t now = clock_ms();
   uint64_t n = 0, guard = ent_limit(s);
-  nsdata *d = ns_data(s, ns);
+  nsdata *d = idx_nsdata(s, ns);
   *done = 0;
   for (ref_t r = d->head; r; r = E(s, r)->nnext) {
     if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
@@ -930,9 +845,9 @@ static int do_flush_expired_ns(zkv_db *db, zkv_ns nsid, uint64_t budget, uint64_
                                int *done) {
   seg *s = db->s;
   ref_t ns = ns_ref(s, nsid);
-  int64_t now = zkv_now();
+  int64_t now = clock_ms();
   uint64_t n = 0, guard = ent_limit(s);
-  ref_t r = ns_data(s, ns)->head;
+  ref_t r = idx_nsdata(s, ns)->head;
   *done = 0;
   while (r) {
     if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
@@ -941,7 +856,7 @@ static int do_flush_expired_ns(zkv_db *db, zkv_ns nsid, uint64_t budget, uint64_
     if (!ent_live(e, now)) {
       if (n == budget) break;
       int dead = (e->flags & EF_DELETED) != 0;
-      do_unlink_free(db, r, 1);
+      idx_unlink_free(db, r, 1);
       n += !dead;   /* a deleted key was not expired */
     }
     r = next;
@@ -963,7 +878,7 @@ int zkv_flush_expired_ns(zkv_db *db, zkv_ns ns, uint64_t max, uint64_t *freed) {
   if (db->closed) return ZKV_ECLOSED;
   int done = 0;
   while (!done && !(max && *freed >= max)) {
-    uint64_t budget = step_budget(db);
+    uint64_t budget = room_step_budget(db);
     if (max && max - *freed < budget) budget = max - *freed;
     int rc = flush_expired_step_op(db, ns, budget, freed, &done);
     if (rc) return rc;
@@ -986,13 +901,13 @@ static int cursor_still_listed(seg *s, ref_t ns, ref_t r, uint32_t seq) {
   ent *e = E(s, r);
   if (e->type == T_NSREC || e->ns != ns || e->seq != seq) return 0;
   const char *key = ent_key(e);
-  return do_find(s, ns, key, e->klen, zkv_hash(ns, key, e->klen, 0), 0) == r;
+  return idx_find(s, ns, key, e->klen, idx_hash(ns, key, e->klen, 0), 0) == r;
 }
 
 static int do_keys(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn fn, void *ud,
                    size_t *count) {
   seg *s = db->s;
-  nsdata *d = ns_data(s, ns);
+  nsdata *d = idx_nsdata(s, ns);
   ref_t r;
   uint32_t last = cur->seq;
   if (cur->done) return ZKV_OK;
@@ -1010,7 +925,7 @@ static int do_keys(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn
       if (seq_after(E(s, r)->seq, last)) break;
     }
   }
-  int64_t now = zkv_now();
+  int64_t now = clock_ms();
   size_t n = 0;
   uint64_t guard = ent_limit(s);
   while (r && n < max) {
@@ -1075,6 +990,7 @@ int zkv_stats_get(zkv_db *db, zkv_stats *out) {
 
 static int do_verify(zkv_db *db, const char **why) {
   seg *s = db->s;
+  *why = "a walk met a damaged block";   /* what a FAIL from a checked walk leaves */
   hdr *h = H(s);
   uint64_t first = h->heap_start / UNIT, top = h->top / UNIT;
   if (h->top > s->mapped || h->heap_start > h->top) BAD("top is out of the arena");
@@ -1117,30 +1033,34 @@ static int do_verify(zkv_db *db, const char **why) {
     }
   }
   if (listed != nfree) BAD("free blocks and free lists disagree");
-  /* 3. the hash index */
+  /* 3. the hash index (both arrays while it grows: each entry must sit in the
+   *    chain its hash leads a lookup to) */
   uint64_t nb = nbuckets(s), indexed = 0;
-  ref_t *bv = (ref_t *)((char *)P(s, h->buckets) + BUCKETS_OFF);
+  if (h->obuckets && h->ocursor > nb / 2) BAD("index growth cursor is out of range");
   for (uint64_t i = 0; i < nb; i++) {
-    for (ref_t e = bv[i]; e; e = E(s, e)->hnext) {
+    ref_t *slot = idx_bucket_slot(s, i);
+    if (!slot) continue;
+    for (ref_t e = *slot; e; e = E(s, e)->hnext) {
       if (!ent_ok(s, e) || ++indexed > h->nentries) BAD("hash chain runs wild");
       ent *x = E(s, e);
-      uint64_t hv = zkv_hash(x->ns, ent_key(x), x->klen, x->type == T_NSREC);
-      if ((hv & (nb - 1)) != i) BAD("key in the wrong bucket");
+      if (idx_slot(s, idx_hash(x->ns, ent_key(x), x->klen, x->type == T_NSREC)) != slot)
+        BAD("key in the wrong bucket");
     }
   }
   if (indexed != h->nentries) BAD("index count disagrees");
   /* 4. namespaces and their key lists */
-  uint64_t keys = 0, nss = 0, ups = 0, ndead = 0, dbytes = 0;
+  uint64_t keys = 0, nss = 0, ndead = 0, dbytes = 0;
   ref_t *rg = NULL;
   if (h->dead_ring) {
     uint64_t off = (uint64_t)h->dead_ring * UNIT;
     if (off < h->heap_start || off + RING_OFF + NDEAD * 4 > h->top) BAD("deleted key ring is out of bounds");
     rg = (ref_t *)((char *)P(s, h->dead_ring) + RING_OFF);
   }
-  ref_t root = h->root_ns, cur = root;
-  for (;;) {
-    if (!ns_valid(s, cur) || ++nss > h->nns) BAD("namespace tree runs wild");
-    nsdata *d = (nsdata *)((char *)P(s, cur) + NS_DATA_OFF);
+  ref_t root = h->root_ns;
+  if (!ns_valid(s, root)) BAD("the root namespace record is damaged");
+  for (ref_t cur = root; cur; cur = idx_ns_next(s, root, cur)) {
+    if (++nss > h->nns) BAD("namespace tree runs wild");
+    nsdata *d = ns_data_raw(s, cur);
     uint64_t n = 0, nt = 0;
     ref_t pv = 0;
     for (ref_t e = d->head; e; e = E(s, e)->nnext) {
@@ -1148,7 +1068,7 @@ static int do_verify(zkv_db *db, const char **why) {
       ent *x = E(s, e);
       if (x->ns != cur || x->nprev != pv) BAD("key list links are wrong");
       if (pv && (int32_t)(x->seq - E(s, pv)->seq) <= 0) BAD("key list out of order");
-      if (do_find(s, cur, ent_key(x), x->klen, zkv_hash(cur, ent_key(x), x->klen, 0), 0) != e)
+      if (idx_find(s, cur, ent_key(x), x->klen, idx_hash(cur, ent_key(x), x->klen, 0), 0) != e)
         BAD("listed key not found in the index");
       n++;
       nt += ent_timed(x);
@@ -1162,16 +1082,6 @@ static int do_verify(zkv_db *db, const char **why) {
     if (d->tail != pv) BAD("key list tail is wrong");
     if (n != d->nkeys || nt != d->nttl) BAD("namespace counters are wrong");
     keys += n;
-    if (d->child) {
-      cur = d->child;
-      continue;
-    }
-    while (cur != root && !E(s, cur)->nnext) {
-      cur = E(s, cur)->ns;
-      if (!ns_valid(s, cur) || ++ups > ent_limit(s)) BAD("namespace tree runs wild");
-    }
-    if (cur == root) break;
-    cur = E(s, cur)->nnext;
   }
   if (keys != h->nkeys) BAD("key count disagrees");
   uint64_t ring = 0;

@@ -30,7 +30,7 @@
 static int64_t wall_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  int64_t offset = zkv_now() - zkv_now_ns_raw() / 1000000;
+  int64_t offset = clock_ms() - clock_ns() / 1000000;
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + offset;
 }
 
@@ -86,14 +86,14 @@ int zkv_snapshot_take(zkv_db *db, zkv_snapshot **out) {
       return ZKV_ECORRUPT;
     }
     if (h->top <= sn->map_bytes) {
-      int64_t t0 = zkv_now_ns_raw();
+      int64_t t0 = clock_ns();
       memcpy(sn->base, h, sizeof(hdr));
       memcpy(sn->base + h->heap_start, s->base + h->heap_start, h->top - h->heap_start);
-      sn->mono_ms = zkv_now();
+      sn->mono_ms = clock_ms();
       sn->info.time_ms = wall_ms();
       sn->info.entries = h->nkeys - h->ndead;
       sn->info.bytes = sizeof(hdr) + (h->top - h->heap_start);
-      sn->info.lock_ns = (uint64_t)(zkv_now_ns_raw() - t0);
+      sn->info.lock_ns = (uint64_t)(clock_ns() - t0);
       op_leave(db, 0);
       break;
     }
@@ -307,6 +307,7 @@ typedef struct loader {
   step_mark *steps;
   size_t nsteps, cap_steps;
   int64_t now;           /* wall clock ms, read at each look at the step's time */
+  int64_t step_t0;       /* when the open step began (ns) */
 } loader;
 
 static int same_path(loader *ld, const zkv_item *it) {
@@ -395,7 +396,7 @@ static int keep_before(loader *ld, zkv_ns ns, const zkv_item *it, uint64_t index
   before *b = &ld->bef[ld->nbef++];
   b->index = index;
   b->v = old;
-  b->exp = left > 0 ? zkv_now() + left : 0;
+  b->exp = left > 0 ? clock_ms() + left : 0;
   return ZKV_OK;
 }
 
@@ -419,7 +420,7 @@ static int undo_key(loader *ld, const zkv_item *it, const before *b) {
   if (rc == ZKV_NOTFOUND) return ZKV_OK;
   if (rc) return rc;
   if (!same_value(&cur, &it->value)) return ZKV_OK;
-  int64_t ttl = b && b->exp ? b->exp - zkv_now() : 0;
+  int64_t ttl = b && b->exp ? b->exp - clock_ms() : 0;
   if (!b || (b->exp && ttl <= 0)) {   /* it was absent (or has expired since) */
     rc = zkv_del(ld->db, ns, it->key, it->klen);
     return rc < 0 ? rc : ZKV_OK;
@@ -427,8 +428,10 @@ static int undo_key(loader *ld, const zkv_item *it, const before *b) {
   return zkv_set(ld->db, ns, it->key, it->klen, &b->v, ttl, ZKV_SET_NOEVICT);
 }
 
-/* Undo the committed steps, newest first: each is one transaction, its
- * keys read from the file again and undone newest first. */
+/* Undo the committed steps, newest first: each is read from the file again
+ * and its keys undone newest first, in one transaction, or in several when
+ * the undo log fills (undoing a key is idempotent: it is put back only while
+ * it still holds what the load wrote). */
 static int undo_steps(loader *ld, size_t nsteps) {
   uint64_t (*pos)[2] = NULL;   /* (offset, line) before each key line of a step */
   size_t cap = 0;
@@ -449,7 +452,7 @@ static int undo_steps(loader *ld, size_t nsteps) {
       rc = zkv_dump_reader_next(ld->r, &it);
     }
     if (rc || (rc = zkv_begin(ld->db))) break;
-    size_t bi = m->bef_end;
+    size_t bi = m->bef_end, in_txn = 0;
     for (size_t k = n; k-- > 0 && rc == ZKV_OK;) {
       if ((rc = zkv_dump_reader_seek(ld->r, pos[k][0], pos[k][1])) ||
           (rc = zkv_dump_reader_next(ld->r, &it)))
@@ -459,10 +462,16 @@ static int undo_steps(loader *ld, size_t nsteps) {
       while (bi > m->bef && ld->bef[bi - 1].index > index) bi--;
       if (bi > m->bef && ld->bef[bi - 1].index == index) b = &ld->bef[--bi];
       rc = undo_key(ld, &it, b);
+      if (rc == ZKV_ETXN && in_txn > 0) {   /* the undo log is full: keep what is done */
+        if ((rc = zkv_commit(ld->db)) || (rc = zkv_begin(ld->db))) break;
+        in_txn = 0;
+        rc = undo_key(ld, &it, b);
+      }
+      in_txn++;
     }
     if (rc) zkv_rollback(ld->db);
     else rc = zkv_commit(ld->db);
-    ld->path_ok = 0;   /* a rolled-back step may have taken namespaces with it */
+    ld->path_ok = 0;   /* a rolled-back transaction may have taken namespaces with it */
   }
   free(pos);
   return rc;
@@ -478,19 +487,8 @@ static void load_fail(loader *ld, const char *what) {
   snprintf(ld->st->why, sizeof ld->st->why, "line %llu: %s", (unsigned long long)line, what);
 }
 
-/* end the open step: commit it, and note where it ended for undo_steps */
-static int end_step(loader *ld, uint64_t index, int64_t t0) {
-  zkv_load_stats *st = ld->st;
-  int64_t held = zkv_now_ns_raw() - t0;
-  if ((uint64_t)held > st->max_lock_ns) st->max_lock_ns = (uint64_t)held;
-  st->steps++;
-  step_mark *m = &ld->steps[ld->nsteps - 1];
-  m->end = index;
-  m->bef_end = ld->nbef;
-  return zkv_commit(ld->db);
-}
-
-static int begin_step(loader *ld, uint64_t index) {
+/* open a step whose first key is `index`, its line at (line, offset) */
+static int begin_step(loader *ld, uint64_t index, uint64_t line, uint64_t offset) {
   if (ld->nsteps == ld->cap_steps) {
     size_t cap = ld->cap_steps ? ld->cap_steps * 2 : 64;
     step_mark *ns = realloc(ld->steps, cap * sizeof *ns);
@@ -501,13 +499,30 @@ static int begin_step(loader *ld, uint64_t index) {
   int rc = zkv_begin(ld->db);
   if (rc) return rc;
   step_mark *m = &ld->steps[ld->nsteps++];
-  zkv_dump_reader_position(ld->r, &m->line, &m->offset, NULL);
+  m->line = line;
+  m->offset = offset;
   m->index = m->end = index;
   m->bef = m->bef_end = ld->nbef;
+  ld->step_t0 = clock_ns();
+  ld->now = wall_ms();
   return ZKV_OK;
 }
 
-/* write one key (or skip it, expired); within an open step */
+/* commit the open step, its keys ending before `index`, and note where it
+ * ended for undo_steps */
+static int end_step(loader *ld, uint64_t index) {
+  zkv_load_stats *st = ld->st;
+  int64_t held = clock_ns() - ld->step_t0;
+  if ((uint64_t)held > st->max_lock_ns) st->max_lock_ns = (uint64_t)held;
+  st->steps++;
+  step_mark *m = &ld->steps[ld->nsteps - 1];
+  m->end = index;
+  m->bef_end = ld->nbef;
+  return zkv_commit(ld->db);
+}
+
+/* write one key (or skip it, expired); within an open step.  A write that
+ * fails leaves no before-image of its own behind. */
 static int load_key(loader *ld, const zkv_item *it, uint64_t index) {
   int64_t now = ld->now;
   if (it->expires_ms && it->expires_ms <= now) {
@@ -515,45 +530,55 @@ static int load_key(loader *ld, const zkv_item *it, uint64_t index) {
     return ZKV_OK;
   }
   zkv_ns ns;
+  size_t nbef = ld->nbef;
   int rc = resolve(ld, it, &ns);
   if (!rc) rc = keep_before(ld, ns, it, index);
   if (!rc) rc = zkv_set(ld->db, ns, it->key, it->klen, &it->value,
                         it->expires_ms ? it->expires_ms - now : 0, ZKV_SET_NOEVICT);
   if (!rc) ld->st->loaded++;
+  else free_befores(ld, nbef);
   return rc;
 }
 
 /* The write pass: ZKV_OK, or the error of the key that failed, once its
- * step is rolled back and the committed ones are undone. */
+ * step is rolled back and the committed ones are undone.  A step ends after
+ * STEP_NS of lock hold, or early when its undo log is full (ZKV_ETXN: the
+ * key is then written again in a step of its own). */
 static int write_pass(loader *ld, zkv_progress_fn progress, void *ud) {
   zkv_load_stats *st = ld->st;
-  uint64_t index = 0, n_in_step = 0;
+  uint64_t index = 0;
   int in_step = 0, rc;
-  int64_t t0 = 0;
   for (;;) {
-    if (!in_step) {
-      if ((rc = begin_step(ld, index))) break;
-      in_step = 1;
-      n_in_step = 0;
-      t0 = zkv_now_ns_raw();
-      ld->now = wall_ms();
-    }
+    uint64_t line, off;
+    zkv_dump_reader_position(ld->r, &line, &off, NULL);   /* where this key's line starts */
     zkv_item it;
     rc = zkv_dump_reader_next(ld->r, &it);
     if (rc == ZKV_NOTFOUND) {
+      rc = in_step ? end_step(ld, index) : ZKV_OK;
       in_step = 0;
-      rc = end_step(ld, index, t0);
       break;
     }
-    if (rc || (rc = load_key(ld, &it, index))) break;
+    if (rc) break;
+    if (!in_step) {
+      if ((rc = begin_step(ld, index, line, off))) break;
+      in_step = 1;
+    }
+    rc = load_key(ld, &it, index);
+    if (rc == ZKV_ETXN && ld->steps[ld->nsteps - 1].index < index) {
+      in_step = 0;
+      if ((rc = end_step(ld, index)) || (rc = begin_step(ld, index, line, off))) break;
+      in_step = 1;
+      rc = load_key(ld, &it, index);
+    }
+    if (rc) break;
     index++;
-    if (++n_in_step % STEP_CHECK != 0) continue;
+    if (index % STEP_CHECK != 0) continue;
     ld->now = wall_ms();   /* expiry is judged by a clock at most STEP_CHECK keys old */
-    if (zkv_now_ns_raw() - t0 < STEP_NS) continue;
+    if (clock_ns() - ld->step_t0 < STEP_NS) continue;
     in_step = 0;
-    if ((rc = end_step(ld, index, t0))) break;
+    if ((rc = end_step(ld, index))) break;
     if (progress) {
-      uint64_t off, size;
+      uint64_t size;
       zkv_dump_reader_position(ld->r, NULL, &off, &size);
       progress(ud, off, size);
     }

@@ -13,6 +13,8 @@
  *
  * Lock-free readers (shared driver) rely on `seq`: a writer makes it odd
  * before its first change and even again at commit.
+ *
+ * The record format is in format.h (crash recovery reads it from the segment).
  */
 #define _GNU_SOURCE 1 /* first: the engine uses Linux and POSIX calls beyond C11 (internal.h) */
 #include <errno.h>
@@ -28,49 +30,14 @@
 
 #include "internal.h"
 
-_Noreturn void zkv_fail(seg *s, int rc) { siglongjmp(*(sigjmp_buf *)s->jb, rc); }
-
-/* ---- clock -------------------------------------------------------------- */
-static _Atomic int64_t clock_offset_ms;
-
-void zkv_set_clock_offset(int64_t offset_ms) { clock_offset_ms = offset_ms; }
-
-int64_t zkv_now_ns_raw(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-int64_t zkv_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
-         atomic_load_explicit(&clock_offset_ms, memory_order_relaxed);
-}
-
-int64_t zkv_now_ms(void) { return zkv_now(); }
-
-int64_t zkv_now_coarse(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
-         atomic_load_explicit(&clock_offset_ms, memory_order_relaxed);
-}
-
-uint16_t zkv_coarse_sec(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return (uint16_t)(ts.tv_sec + atomic_load_explicit(&clock_offset_ms, memory_order_relaxed) / 1000);
-}
+_Noreturn void op_fail(seg *s, int rc) { siglongjmp(*(sigjmp_buf *)s->jb, rc); }
 
 /* ---- undo log ----------------------------------------------------------- */
-/* A record is the old bytes, padded to 8, followed by an 8-byte trailer
- * (offset << 24 | length), so the log can be walked backwards from its end. */
 
-void zkv_log(seg *s, const void *p, size_t len) {
+void log_record(seg *s, const void *p, size_t len) {
   /* a record holds at most REC_MAX bytes: longer ones are split */
   while (len > REC_MAX) {
-    zkv_log(s, p, REC_MAX);
+    log_record(s, p, REC_MAX);
     p = (const char *)p + REC_MAX;
     len -= REC_MAX;
   }
@@ -79,7 +46,7 @@ void zkv_log(seg *s, const void *p, size_t len) {
   uint64_t rec = padded + 8;
   char *dst;
   if (s->shared) {
-    if (!s->dirty) zkv_mark_dirty(s);
+    if (!s->dirty) log_dirty(s);
     hdr *h = H(s);
     if (UNLIKELY(h->log_used + rec > h->log_cap)) FAIL(s, ZKV_ETXN);
     if (UNLIKELY(h->log_off + h->log_cap > s->mapped)) FAIL(s, ZKV_ECORRUPT);
@@ -106,12 +73,12 @@ void zkv_log(seg *s, const void *p, size_t len) {
   atomic_signal_fence(memory_order_seq_cst);
 }
 
-uint64_t zkv_log_pos(seg *s) { return s->shared ? H(s)->log_used : s->mlog_used; }
+uint64_t log_pos(seg *s) { return s->shared ? H(s)->log_used : s->mlog_used; }
 
 /* apply the log backwards down to `mark`; returns 0, or -1 if the log is
  * damaged (then the rest is left alone) */
 static int undo(seg *s, uint64_t mark) {
-  uint64_t pos = zkv_log_pos(s);
+  uint64_t pos = log_pos(s);
   if (s->shared && (pos > H(s)->log_cap || H(s)->log_off > s->mapped ||
                     H(s)->log_cap > s->mapped - H(s)->log_off))
     return -1;
@@ -141,22 +108,9 @@ static int undo(seg *s, uint64_t mark) {
   return 0;
 }
 
-/* after an undo that crossed an index growth, rebuild the chains */
-static int rebuild_if_needed(seg *s) {
-  if (!H(s)->rebuild) return 0;
-  sigjmp_buf jb;
-  void *prev = s->jb;
-  s->jb = &jb;
-  int rc = sigsetjmp(jb, 0);
-  if (rc == 0) do_rebuild_index(s);
-  s->jb = prev;
-  return rc;
-}
-
-void zkv_undo_to(seg *s, uint64_t mark) {
-  if (s->shared && !s->dirty) zkv_mark_dirty(s);
+void log_undo_to(seg *s, uint64_t mark) {
+  if (s->shared && !s->dirty) log_dirty(s);
   undo(s, mark);
-  rebuild_if_needed(s);
 }
 
 /* ---- lock --------------------------------------------------------------- */
@@ -165,11 +119,9 @@ void zkv_undo_to(seg *s, uint64_t mark) {
 static void recover(seg *s) {
   hdr *h = H(s);
   s->dirty = 0;
-  zkv_mark_dirty(s);
+  log_dirty(s);
   if (undo(s, 0) != 0) H(s)->log_used = 0;
-  rebuild_if_needed(s);
   h->log_used = 0;
-  h->rebuild = 0;
   h->lock_recoveries++;
 }
 
@@ -187,12 +139,12 @@ static void recover(seg *s) {
 #define LOCK_CHECK_NS 20000000   /* a sleeping waiter looks at the holder this often */
 #define LOCK_SPIN_NS 50000       /* a waiter spins this long before it sleeps */
 
-__thread uintptr_t zkv_thread_token __attribute__((tls_model("initial-exec")));
+__thread uintptr_t lock_thread_token __attribute__((tls_model("initial-exec")));
 static _Atomic uintptr_t last_token;
 
-uintptr_t zkv_new_token(void) {
-  zkv_thread_token = atomic_fetch_add(&last_token, 1) + 1;
-  return zkv_thread_token;
+uintptr_t lock_new_token(void) {
+  lock_thread_token = atomic_fetch_add(&last_token, 1) + 1;
+  return lock_thread_token;
 }
 
 static __thread uint32_t tid_cache;
@@ -239,7 +191,7 @@ static int lock_slow(zkv_db *db, _Atomic uint32_t *w, uint32_t me) {
    * so two processes hammering one key lose little to each other.  Bounded
    * in time, not in pauses: in a virtual machine a pause may exit to the
    * hypervisor and cost half a microsecond (64 rounds were 100 ms here). */
-  int64_t spin_end = zkv_now_ns_raw() + LOCK_SPIN_NS;
+  int64_t spin_end = clock_ns() + LOCK_SPIN_NS;
   for (int pause = 16;; pause = pause < 4096 ? pause * 2 : pause) {
     for (int i = 0; i < pause; i++) cpu_relax();
     uint32_t z = 0;
@@ -247,9 +199,9 @@ static int lock_slow(zkv_db *db, _Atomic uint32_t *w, uint32_t me) {
         atomic_compare_exchange_strong_explicit(w, &z, me, memory_order_acquire,
                                                 memory_order_relaxed))
       return ZKV_OK;
-    if (zkv_now_ns_raw() >= spin_end) break;
+    if (clock_ns() >= spin_end) break;
   }
-  int64_t now = zkv_now_ns_raw();
+  int64_t now = clock_ns();
   int64_t deadline = now + db->lock_timeout_ms * 1000000;
   int64_t check_at = now;   /* look at the holder at once, then every LOCK_CHECK_NS */
   for (;;) {
@@ -261,7 +213,7 @@ static int lock_slow(zkv_db *db, _Atomic uint32_t *w, uint32_t me) {
         return ZKV_OK;
       continue;
     }
-    now = zkv_now_ns_raw();
+    now = clock_ns();
     /* our own id in the word, though we do not hold the lock (op_enter looked):
      * a dead holder's id given to this thread since, or a damaged word */
     if (now >= check_at || (v & LOCK_TID) == me) {
@@ -333,7 +285,7 @@ int op_enter(zkv_db *db) {
      * again before anything in it is followed */
     if (UNLIKELY(H(s)->lock_recoveries != s->seen_recoveries)) {
       s->seen_recoveries = H(s)->lock_recoveries;
-      if (zkv_validate(H(s), s->mapped) != ZKV_OK) {
+      if (arena_validate(H(s), s->mapped) != ZKV_OK) {
         unlock_shared(H(s));
         return ZKV_ECORRUPT;
       }
@@ -349,7 +301,7 @@ int op_enter(zkv_db *db) {
   s->depth = 1;
   s->dirty = 0;
   s->logging = s->shared || s->txn_depth > 0;
-  atomic_store_explicit(&s->owner, zkv_self(), memory_order_relaxed);
+  atomic_store_explicit(&s->owner, lock_self(), memory_order_relaxed);
   return ZKV_OK;
 }
 
@@ -359,14 +311,12 @@ static void release(seg *s) {
   if (s->shared) {
     hdr *h = H(s);
     h->log_used = 0;   /* the commit point */
-    h->rebuild = 0;
     uint64_t v = atomic_load_explicit(&h->seq, memory_order_relaxed);
     if (v & 1) atomic_store_explicit(&h->seq, v + 1, memory_order_release);
     s->dirty = 0;
     unlock_shared(h);
   } else {
     s->mlog_used = 0;
-    H(s)->rebuild = 0;
     if (s->threadsafe) pthread_mutex_unlock(&s->tlock);
   }
 }
@@ -391,7 +341,7 @@ int op_leave(zkv_db *db, int rc) {
  * writes are the parent's (which carries on with them in a shared segment):
  * every later call on it is refused with ZKV_EFORKED, and closing it touches
  * nothing but this process's mapping. */
-void zkv_seg_forked(seg *s) {
+void lock_forked(seg *s) {
   int held = s->depth > 0 || s->txn_depth > 0 ||
              atomic_load_explicit(&s->owner, memory_order_relaxed) != 0;
   if (!held && s->threadsafe) {
@@ -422,7 +372,7 @@ int zkv_begin(zkv_db *db) {
     s->txn_marks = n;
     s->txn_cap = cap;
   }
-  s->txn_marks[s->txn_depth++] = zkv_log_pos(s);
+  s->txn_marks[s->txn_depth++] = log_pos(s);
   s->logging = 1;
   db->txn_levels++;
   return ZKV_OK;
@@ -436,7 +386,7 @@ static int txn_end(zkv_db *db, int undo_it) {
   if (s->txn_depth == 0 || !seg_owned(s)) return ZKV_ETXN;
   uint64_t mark = s->txn_marks[--s->txn_depth];
   if (db->txn_levels > 0) db->txn_levels--;
-  if (undo_it) zkv_undo_to(s, mark);
+  if (undo_it) log_undo_to(s, mark);
   if (s->txn_depth == 0 && !s->shared) s->logging = 0;
   return op_leave(db, ZKV_OK);
 }

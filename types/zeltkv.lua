@@ -33,6 +33,35 @@
 ---Seconds to wait for the lock before STORE_OPERATION_FAILED (default 5).
 ---@field lock_timeout? number
 
+---Options of zeltkv.redis (docs/redis.md); the options of the other drivers are refused.
+---@class zeltkv.RedisOptions
+---"redis://[user:password@]host[:port][/db]", "rediss://..." (TLS) or "unix:///path/to/socket"
+---(default "redis://127.0.0.1:6379/0").
+---@field url? string
+---Seed nodes of a Redis Cluster, "host:port" each (instead of url).
+---@field cluster? string[]
+---AUTH: an ACL user (with password), or the password alone; they override the url's.
+---@field username? string
+---@field password? string
+---The database (standalone only; default 0).
+---@field db? integer
+---TLS: true, or { cafile?, capath?, verify? (false: no check), server_name?, cert?, key? }.
+---@field tls? boolean|{ cafile?: string, capath?: string, verify?: boolean, server_name?: string, cert?: string, key?: string }
+---The first part of every key: 1 to 64 characters of A-Z a-z 0-9 . _ - (default "zkv").
+---@field prefix? string
+---"root": the root namespace is the cluster hash tag; "key": every key its own slot (default "root").
+---@field shard? "root"|"key"
+---Seconds for connecting and for each reply (default 1).
+---@field timeout? number
+---Seconds atomic keeps running fn again after conflicts (default 5).
+---@field lock_timeout? number
+---Idle connections kept per node (plain Lua), or nginx's pool size per worker (default 32).
+---@field pool_size? integer
+---Seconds an idle cosocket stays in nginx's pool (default 60).
+---@field keepalive? number
+---nginx: connections that may wait for a pooled one.
+---@field backlog? integer
+
 ---The error codes, each value the code string itself.
 ---@class zeltkv.errors
 ---@field INVALID_TTL "INVALID_TTL"
@@ -94,6 +123,12 @@ function zeltkv.memory(opts) end
 ---@param opts? zeltkv.SharedOptions
 ---@return zeltkv.Driver
 function zeltkv.shared(name, opts) end
+
+---A driver for a store on a Redis (7.0+) or Valkey server, standalone or cluster, from plain
+---Lua (LuaSocket) and inside nginx (cosockets).  Connects on first use.
+---@param opts? zeltkv.RedisOptions
+---@return zeltkv.Driver
+function zeltkv.redis(opts) end
 
 ---Removes the segment `name`; true if it existed.
 ---@param name string

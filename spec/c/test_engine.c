@@ -2064,7 +2064,8 @@ TEST(gc_frees_expired) {
   char k[24];
   for (int i = 0; i < 100; i++) {
     snprintf(k, sizeof k, "t%d", i);
-    CHECK_RC(set_s(db, ZKV_ROOT, k, "expiring value", 100), ZKV_OK);
+    /* long enough that a slow run (valgrind) cannot see them expire early */
+    CHECK_RC(set_s(db, ZKV_ROOT, k, "expiring value", 30000), ZKV_OK);
   }
   for (int i = 0; i < 50; i++) {
     snprintf(k, sizeof k, "p%d", i);
@@ -2076,7 +2077,7 @@ TEST(gc_frees_expired) {
   CHECK_RC(zkv_gc(db, &freed), ZKV_OK);
   CHECK_EQ(freed, 0);
 
-  zkv_set_clock_offset(1000);
+  zkv_set_clock_offset(60000);
   zkv_stats st1 = stats_of(db);
   CHECK_EQ(st1.keys, 150); /* held until freed */
   freed = 0;
@@ -2098,7 +2099,7 @@ TEST(gc_frees_expired) {
     snprintf(k, sizeof k, "u%d", i);
     CHECK_RC(set_s(db, ZKV_ROOT, k, "x", 100), ZKV_OK);
   }
-  zkv_set_clock_offset(2000);
+  zkv_set_clock_offset(62000);
   freed = 0;
   CHECK_RC(zkv_flush_expired(db, 10, &freed), ZKV_OK);
   CHECK_EQ(freed, 10);

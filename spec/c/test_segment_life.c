@@ -22,7 +22,7 @@
 #define K(s) (s), (sizeof(s) - 1)
 
 /* the library's test hook (src/internal.h) */
-extern void (*zkv_test_create_hook)(void);
+extern void (*arena_test_create_hook)(void);
 
 __attribute__((constructor)) static void shm_dir_setup(void) { th_shm_dir("zkvlife"); }
 
@@ -173,7 +173,7 @@ TEST(killed_creator_leaves_no_file) {
   seg_name(name, sizeof name, "killed");
   pid_t pid = fork();
   if (pid == 0) {
-    zkv_test_create_hook = die_now;
+    arena_test_create_hook = die_now;
     zkv_db *db = NULL;
     zkv_open_shared(name, NULL, &db);
     _exit(3);   /* not reached */

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# bench/redis-nginx.sh URL: the redis driver inside nginx (1 worker, cosockets) against a
+# bare cosocket client doing the same commands on the same server, in one run.
+# Each figure is one request running N operations in its handler (time from ngx.now()),
+# best of 5, the sides in turns.  Two bare clients:
+#   kept     one cosocket for the whole request, the commands written out by hand
+#   pooled   per operation: ngx.socket.tcp, connect (from nginx's pool), the command,
+#            setkeepalive -- what the driver does for each call outside atomic
+set -u
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+URL=${1:?usage: bench/redis-nginx.sh redis://127.0.0.1:PORT}
+NGINX="${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}"
+N=${REDIS_BENCH_N:-20000}
+HOST=$(echo "$URL" | sed -n 's|^redis://\([^:/]*\):\([0-9]*\).*|\1|p')
+RPORT=$(echo "$URL" | sed -n 's|^redis://\([^:/]*\):\([0-9]*\).*|\2|p')
+
+# shellcheck source=spec/nginx/lib.sh
+. "$ROOT/spec/nginx/lib.sh"
+ngx_prefix zeltkv-redis-nginx-bench
+trap 'stop_nginx; rm -rf "$T"' EXIT
+
+write_conf() {
+  cat > "$T/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+master_process on;
+include /etc/nginx/modules-enabled/*.conf;
+$USER_LINE
+pid $T/run/nginx.pid;
+error_log $T/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+$NGX_HTTP_COMMON
+  init_by_lua_block {
+    zeltkv = require("zeltkv")
+    kv = zeltkv.redis({ url = "$URL", prefix = "nbench" })
+    local bare = require("redis_bare").ops("nbench")      -- bench/redis_bare.lua
+    BARE = bare
+    local s = kv:namespace("b")
+    DRV = {
+      get = function() return s:get("k") end,
+      set = function() return s:set("k", "hello") end,
+      incr_ttl = function() return s:incr("c", 1, 60) end,
+      setnx_ttl = function() return s:setnx("l", 1, 30) end,
+      atomic_rmw = function() return kv:atomic(function() s:set("rmw", (s:get("rmw") or 0) + 1) end) end,
+    }
+    function CONNECT()
+      local c = ngx.socket.tcp()
+      c:settimeouts(1000, 1000, 1000)
+      assert(c:connect("$HOST", $RPORT, { pool = "bare" }))
+      return c
+    end
+  }
+  server {
+    listen 127.0.0.1:$1;
+    location = /ping { content_by_lua_block { ngx.say("pong") } }
+    location = /run {
+      content_by_lua_block {
+        local op, n, side = ngx.var.arg_op, tonumber(ngx.var.arg_n), ngx.var.arg_side
+        ngx.update_time()
+        local t0 = ngx.now()
+        if side == "drv" then
+          local f = DRV[op]
+          for _ = 1, n do f() end
+        elseif side == "kept" then
+          local f, c = BARE[op], CONNECT()
+          for _ = 1, n do f(c) end
+          c:setkeepalive(60000, 32)
+        else
+          local f = BARE[op]
+          for _ = 1, n do local c = CONNECT(); f(c); c:setkeepalive(60000, 32) end
+        end
+        ngx.update_time()
+        ngx.say(string.format("%.0f", (ngx.now() - t0) / n * 1e9))
+      }
+    }
+  }
+}
+EOF
+}
+ready() { [ "$(curl -s -m 2 "http://127.0.0.1:$1/ping")" = pong ]; }
+ngx_start write_conf ready || { echo "nginx did not start: skipped"; cat "$T/logs/error.log"; exit 0; }
+U="http://127.0.0.1:$PORT"
+
+echo "inside nginx (1 worker, LuaJIT, cosockets), $URL, $N ops per request, best of 5:"
+printf '  %-26s %10s %10s %10s %9s %9s\n' operation "kept ns" "pooled ns" "driver ns" "/kept" "/pooled"
+for op in get set incr_ttl setnx_ttl atomic_rmw; do
+  for s in kept pooled drv; do curl -s -m 60 "$U/run?op=$op&n=200&side=$s" >/dev/null; done   # warm up
+  k=999999999; p=999999999; d=999999999
+  for _ in 1 2 3 4 5; do
+    v=$(curl -s -m 120 "$U/run?op=$op&n=$N&side=kept"); [ "$v" -lt "$k" ] 2>/dev/null && k=$v
+    v=$(curl -s -m 120 "$U/run?op=$op&n=$N&side=pooled"); [ "$v" -lt "$p" ] 2>/dev/null && p=$v
+    v=$(curl -s -m 120 "$U/run?op=$op&n=$N&side=drv"); [ "$v" -lt "$d" ] 2>/dev/null && d=$v
+  done
+  printf '  %-26s %10s %10s %10s %8.2fx %8.2fx\n' "$op" "$k" "$p" "$d" \
+    "$(awk -v a="$d" -v b="$k" 'BEGIN { print a / b }')" "$(awk -v a="$d" -v b="$p" 'BEGIN { print a / b }')"
+done
+if grep -q "\[error\]" "$T/logs/error.log"; then grep -m 5 "\[error\]" "$T/logs/error.log"; fi

@@ -1,0 +1,174 @@
+-- zeltkv.socket: one socket interface over two hosts, for the redis driver.
+--
+-- Inside nginx, in a phase with cosockets, a connection is an ngx.socket.tcp cosocket
+-- taken from (and given back to) nginx's connection pool: it never blocks the worker.
+-- Everywhere else it is a LuaSocket socket (TCP or unix, TLS through LuaSec), blocking,
+-- kept by the caller. nginx's init phase (init_by_lua) may block, so it gets LuaSocket;
+-- any other phase without cosockets (init_worker, set, log, header/body filter, ...) is
+-- refused with a clear error instead of blocking a worker.
+--
+-- Both kinds answer the same calls, with the cosocket's conventions:
+--   c:send(str)                 -> bytes | nil, err
+--   c:receive("*l") / (n)       -> data  | nil, err        ("*l": a line without CRLF)
+--   M.release(c, ok)            back to the pool (nginx) or nothing; `ok` false closes it
+--   c:close()
+-- connect() also reports whether the connection is new (AUTH/SELECT must be sent then).
+
+local M = {}
+
+local ngx = rawget(_G, "ngx")
+
+-- phases where ngx.socket.tcp works (lua-nginx-module's documentation)
+local COSOCKET_PHASES = {
+  rewrite = true, access = true, content = true, timer = true, ssl_cert = true,
+  ssl_session_fetch = true, ssl_client_hello = true, preread = true, balancer = false,
+}
+
+-- "cosocket", "luasocket", or nil and why this phase has neither
+function M.kind()
+  if ngx and ngx.get_phase then
+    local phase = ngx.get_phase()
+    if COSOCKET_PHASES[phase] then return "cosocket" end
+    if phase ~= "init" then
+      return nil, ("no cosocket in nginx's %s phase (the redis driver would block the worker); "
+                   .. "call it from rewrite/access/content or a timer (ngx.timer.at)"):format(phase)
+    end
+  end
+  return "luasocket"
+end
+
+---------------------------------------------------------------------------
+-- LuaSocket
+
+local luasocket, unix, ssl
+
+local function load_luasocket()
+  if not luasocket then
+    local ok, mod = pcall(require, "socket")
+    if not ok then return nil, "LuaSocket is not installed (Debian: lua-socket): " .. tostring(mod) end
+    luasocket = mod
+  end
+  return luasocket
+end
+
+-- TLS over a connected LuaSocket socket (LuaSec).  LuaSec checks the certificate chain
+-- against cafile/capath; it does not compare the certificate's names with the host.
+local function wrap_tls(sock, cfg)
+  if not ssl then
+    local ok, mod = pcall(require, "ssl")
+    if not ok then return nil, "TLS needs LuaSec (Debian: lua-sec): " .. tostring(mod) end
+    ssl = mod
+  end
+  local tls = cfg.tls
+  local params = {
+    mode = "client", protocol = "any", options = { "all", "no_sslv2", "no_sslv3", "no_tlsv1" },
+    verify = tls.verify == false and "none" or "peer",
+    cafile = tls.cafile, capath = tls.capath, certificate = tls.cert, key = tls.key,
+  }
+  if params.verify == "peer" and not params.cafile and not params.capath then
+    params.capath = "/etc/ssl/certs"
+  end
+  local s, err = ssl.wrap(sock, params)
+  if not s then return nil, "TLS: " .. tostring(err) end
+  s:settimeout(cfg.timeout)
+  local name = tls.server_name or (not cfg.path and cfg.host) or nil
+  if name and s.sni then s:sni(name) end
+  local ok, herr = s:dohandshake()
+  if not ok then s:close(); return nil, "TLS handshake: " .. tostring(herr) end
+  return s
+end
+
+local function connect_luasocket(cfg)
+  local sock_mod, err = load_luasocket()
+  if not sock_mod then return nil, err end
+  local sock
+  if cfg.path then
+    if not unix then
+      local ok, mod = pcall(require, "socket.unix")
+      if not ok then return nil, "LuaSocket has no unix sockets here: " .. tostring(mod) end
+      unix = mod
+    end
+    sock = (type(unix) == "table" and unix.stream or unix)()
+  else
+    sock = sock_mod.tcp()
+  end
+  if not sock then return nil, "cannot make a socket" end
+  sock:settimeout(cfg.timeout)
+  local ok, cerr
+  if cfg.path then ok, cerr = sock:connect(cfg.path) else ok, cerr = sock:connect(cfg.host, cfg.port) end
+  if not ok then
+    sock:close()
+    return nil, ("connect %s: %s"):format(cfg.name, tostring(cerr))
+  end
+  if not cfg.path then sock:setoption("tcp-nodelay", true) end
+  if cfg.tls then
+    local s, terr = wrap_tls(sock, cfg)
+    if not s then sock:close(); return nil, ("%s: %s"):format(cfg.name, terr) end
+    sock = s
+  end
+  return sock
+end
+
+---------------------------------------------------------------------------
+-- cosockets
+
+local function connect_cosocket(cfg)
+  local sock, err = ngx.socket.tcp()
+  if not sock then return nil, "ngx.socket.tcp: " .. tostring(err) end
+  local ms = cfg.timeout * 1000
+  sock:settimeouts(ms, ms, ms)
+  local ok, cerr
+  local popts = { pool = cfg.pool_name, pool_size = cfg.pool_size, backlog = cfg.backlog }
+  if cfg.path then ok, cerr = sock:connect("unix:" .. cfg.path, popts)
+  else ok, cerr = sock:connect(cfg.host, cfg.port, popts) end
+  if not ok then return nil, ("connect %s: %s"):format(cfg.name, tostring(cerr)) end
+  local fresh = sock:getreusedtimes() == 0
+  if fresh and cfg.tls then
+    local verify = cfg.tls.verify ~= false
+    local sok, serr = sock:sslhandshake(nil, cfg.tls.server_name or cfg.host, verify)
+    if not sok then sock:close(); return nil, ("%s: TLS handshake: %s"):format(cfg.name, tostring(serr)) end
+  end
+  return sock, fresh
+end
+
+---------------------------------------------------------------------------
+
+-- connect(cfg) -> conn, fresh | nil, err.  cfg: host, port or path, tls (table or nil),
+-- timeout (seconds), name (for messages), pool_name, pool_size, backlog (nginx).
+function M.connect(cfg)
+  local kind, why = M.kind()
+  if kind == "cosocket" then return connect_cosocket(cfg) end
+  if not kind then return nil, why, "phase" end
+  local c, err = connect_luasocket(cfg)
+  if not c then return nil, err end
+  return c, true                          -- a LuaSocket connection is always new here
+end
+
+-- keepalive(conn, cfg): a cosocket goes back to nginx's pool; LuaSocket connections are
+-- kept by the driver itself, so this is only called for cosockets.
+function M.keepalive(conn, cfg)
+  local ok = conn:setkeepalive(cfg.keepalive * 1000, cfg.pool_size)
+  if not ok then conn:close() end
+end
+
+-- sleep(seconds), yielding inside nginx
+function M.sleep(s)
+  if ngx and ngx.sleep and M.kind() == "cosocket" then return ngx.sleep(s) end
+  local sock_mod = load_luasocket()
+  if sock_mod then return sock_mod.sleep(s) end
+  local t = os.clock() + s
+  repeat until os.clock() >= t
+end
+
+-- now() in milliseconds (a float), for deadlines and backoff
+function M.now_ms()
+  if ngx and ngx.now then
+    ngx.update_time()
+    return ngx.now() * 1000
+  end
+  local sock_mod = load_luasocket()
+  if sock_mod then return sock_mod.gettime() * 1000 end
+  return os.time() * 1000
+end
+
+return M

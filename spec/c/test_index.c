@@ -1,0 +1,203 @@
+#define _GNU_SOURCE 1 /* first: internal.h wants it */
+/*
+ * test_index.c -- the hash index: incremental growth (no stop-the-world
+ * doubling), lookups through both arrays while it grows, lock-free readers
+ * of a shared segment finding every key during a growth, and a crash in the
+ * middle of one.
+ *
+ * It reads the header through src/internal.h to see a growth in progress.
+ */
+#include <sys/wait.h>
+
+#include "internal.h"
+#include "harness.h"
+
+static int set_int(zkv_db *db, zkv_ns ns, const char *k, int64_t v) {
+  zkv_value x = {.type = ZKV_T_INT, .i = v};
+  return zkv_set(db, ns, k, strlen(k), &x, 0, 0);
+}
+
+static int64_t get_int(zkv_db *db, zkv_ns ns, const char *k, int *rc) {
+  zkv_value v;
+  *rc = zkv_get(db, ns, k, strlen(k), &v);
+  return *rc == ZKV_OK ? v.i : -1;
+}
+
+static int growing(zkv_db *db) { return H(db->s)->obuckets != 0; }
+
+/* a growth takes many inserts: in the middle of one, every key is found,
+ * replaced, deleted and counted whichever array it is in */
+TEST(index_grows_in_steps) {
+  zkv_db *db;
+  REQUIRE_RC(zkv_open_memory(NULL, &db), ZKV_OK);
+  char k[32];
+  int seen_growing = 0, max_steps_growing = 0, run = 0;
+  for (int i = 0; i < 100000; i++) {
+    snprintf(k, sizeof k, "k%d", i);
+    REQUIRE_RC(set_int(db, ZKV_ROOT, k, i), ZKV_OK);
+    if (growing(db)) {
+      seen_growing++;
+      run++;
+      if (run > max_steps_growing) max_steps_growing = run;
+      /* mid-growth: an old key, the newest key, a replaced key */
+      if (i % 97 == 0) {
+        int rc;
+        char o[32];
+        snprintf(o, sizeof o, "k%d", i / 2);
+        CHECK_EQ(get_int(db, ZKV_ROOT, o, &rc), i / 2);
+        CHECK_EQ(get_int(db, ZKV_ROOT, k, &rc), i);
+        CHECK_RC(set_int(db, ZKV_ROOT, o, i / 2), ZKV_OK);
+        const char *why;
+        if (i % (97 * 20) == 0) CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+      }
+    } else {
+      run = 0;
+    }
+  }
+  /* growths happened, each spread over many inserts */
+  CHECK(seen_growing > 1000);
+  CHECK(max_steps_growing > 100);
+  zkv_stats st;
+  CHECK_RC(zkv_stats_get(db, &st), ZKV_OK);
+  CHECK(st.buckets >= 65536);
+  for (int i = 0; i < 100000; i += 7) {
+    snprintf(k, sizeof k, "k%d", i);
+    int rc;
+    CHECK_EQ(get_int(db, ZKV_ROOT, k, &rc), i);
+  }
+  /* deletes in the middle of a growth */
+  for (int i = 100000; i < 300000 && !growing(db); i++) {
+    snprintf(k, sizeof k, "k%d", i);
+    REQUIRE_RC(set_int(db, ZKV_ROOT, k, i), ZKV_OK);
+  }
+  REQUIRE(growing(db));
+  for (int i = 0; i < 100000; i += 3) {
+    snprintf(k, sizeof k, "k%d", i);
+    CHECK_RC(zkv_del(db, ZKV_ROOT, k, strlen(k)), ZKV_OK);
+  }
+  const char *why;
+  CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+  uint64_t n;
+  CHECK_RC(zkv_count(db, ZKV_ROOT, &n), ZKV_OK);
+  uint64_t expect = 0;
+  for (int i = 0; i < 100000; i++) expect += i % 3 != 0;
+  zkv_stats st2;
+  zkv_stats_get(db, &st2);
+  CHECK_EQ(n, st2.keys);
+  CHECK(n > expect);
+  zkv_close(db);
+}
+
+/* Lock-free readers of a shared segment find every key while another
+ * process grows the index under them. */
+TEST(index_lockfree_readers_during_growth) {
+  th_shm_dir("index");
+  zkv_options o;
+  zkv_options_init(&o);
+  o.size = 64 << 20;
+  zkv_db *db;
+  REQUIRE_RC(zkv_open_shared("grow", &o, &db), ZKV_OK);
+  char k[32];
+  for (int i = 0; i < 1000; i++) {
+    snprintf(k, sizeof k, "r%d", i);
+    REQUIRE_RC(set_int(db, ZKV_ROOT, k, i), ZKV_OK);
+  }
+  int pfd[2];
+  REQUIRE(pipe(pfd) == 0);
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {   /* the reader: read r0..r999 until the writer is done */
+    close(pfd[1]);
+    zkv_db *rd;
+    if (zkv_open_shared("grow", &o, &rd) != ZKV_OK) _exit(2);
+    long missing = 0, wrong = 0, reads = 0;
+    char buf;
+    for (;;) {
+      for (int i = 0; i < 1000; i++) {
+        char kk[32];
+        snprintf(kk, sizeof kk, "r%d", i);
+        int rc;
+        int64_t v = get_int(rd, ZKV_ROOT, kk, &rc);
+        reads++;
+        if (rc == ZKV_NOTFOUND) missing++;
+        else if (rc != ZKV_OK || v != i) wrong++;
+      }
+      struct timeval tv = {0, 0};
+      fd_set fs;
+      FD_ZERO(&fs);
+      FD_SET(pfd[0], &fs);
+      if (select(pfd[0] + 1, &fs, NULL, NULL, &tv) > 0 && read(pfd[0], &buf, 1) <= 1) break;
+    }
+    zkv_close(rd);
+    printf("    note: reader: %ld reads, %ld missing, %ld wrong\n", reads, missing, wrong);
+    _exit(missing == 0 && wrong == 0 && reads > 1000 ? 0 : 1);
+  }
+  close(pfd[0]);
+  uint32_t lg0 = H(db->s)->nb_log2;
+  for (int i = 0; i < 300000; i++) {
+    snprintf(k, sizeof k, "w%d", i);
+    if (set_int(db, ZKV_ROOT, k, i) != ZKV_OK) break;
+  }
+  CHECK(H(db->s)->nb_log2 >= lg0 + 4);   /* it grew several times meanwhile */
+  close(pfd[1]);
+  int st;
+  waitpid(pid, &st, 0);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  const char *why;
+  CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+  zkv_close(db);
+  zkv_unlink("grow", NULL);
+}
+
+/* A process killed in the middle of a growth, holding the lock: the next
+ * one undoes its half-done step and the index goes on growing. */
+TEST(index_crash_during_growth) {
+  th_shm_dir("index");
+  zkv_options o;
+  zkv_options_init(&o);
+  o.size = 16 << 20;
+  zkv_db *db;
+  REQUIRE_RC(zkv_open_shared("growc", &o, &db), ZKV_OK);
+  char k[32];
+  int i = 0;
+  while (!growing(db)) {
+    snprintf(k, sizeof k, "c%d", i);
+    REQUIRE_RC(set_int(db, ZKV_ROOT, k, i), ZKV_OK);
+    i++;
+  }
+  int before = i;
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    zkv_db *c;
+    if (zkv_open_shared("growc", &o, &c) != ZKV_OK) _exit(2);
+    zkv_begin(c);
+    for (int j = 0; j < 2000; j++) {
+      char kk[32];
+      snprintf(kk, sizeof kk, "x%d", j);
+      set_int(c, ZKV_ROOT, kk, j);
+    }
+    kill(getpid(), SIGKILL);   /* inside the transaction, holding the lock */
+    _exit(3);
+  }
+  int st;
+  waitpid(pid, &st, 0);
+  CHECK(WIFSIGNALED(st));
+  int rc;
+  CHECK_EQ(get_int(db, ZKV_ROOT, "x5", &rc), -1);
+  CHECK_RC(rc, ZKV_NOTFOUND);
+  const char *why;
+  CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+  for (int j = 0; j < before; j += 11) {
+    snprintf(k, sizeof k, "c%d", j);
+    CHECK_EQ(get_int(db, ZKV_ROOT, k, &rc), j);
+  }
+  for (int j = before; j < before + 50000; j++) {
+    snprintf(k, sizeof k, "c%d", j);
+    REQUIRE_RC(set_int(db, ZKV_ROOT, k, j), ZKV_OK);
+  }
+  CHECK(!growing(db) || H(db->s)->ocursor > 0);
+  CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+  zkv_close(db);
+  zkv_unlink("growc", NULL);
+}
