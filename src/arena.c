@@ -413,20 +413,27 @@ fail:
   return rc;
 }
 
-/* Map a segment file of file_size bytes.  The mapping reserves address space
- * for the largest segment (the part past the end of the file is never
- * touched): a segment that grows then only needs `mapped` raised, and its base
- * address never changes under readers that hold no lock.  Where the address
- * space is short (an rlimit, a 39-bit arm64 kernel, valgrind), less. */
+/* Map a segment file of file_size bytes.  Address space is reserved for the
+ * largest segment, so that a segment that grows only needs the file mapped
+ * further into the reservation (MAP_FIXED) and its base address never changes
+ * under readers that hold no lock.  The part past the end of the file is an
+ * inaccessible anonymous mapping, not the file: a stray access there is a
+ * SIGSEGV rather than a SIGBUS, and tools that read every readable page
+ * (valgrind's leak check, core dumps) do not fault on each word of it (a
+ * forked child under valgrind took hours to exit so).  Where the address space
+ * is short (an rlimit, a 39-bit arm64 kernel, valgrind), less is reserved. */
 static void *map_segment(int fd, uint64_t file_size, uint64_t *reserved) {
   for (uint64_t r = ZKV_MAX_SEGMENT;; r /= 8) {
     if (r < file_size) r = file_size;
-    void *m = mmap(NULL, r, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    void *m = mmap(NULL, r, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m != MAP_FAILED) {
-      *reserved = r;
-      return m;
+      if (mmap(m, file_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == m) {
+        *reserved = r;
+        return m;
+      }
+      munmap(m, r);
     }
-    if (r == file_size) return m;
+    if (r == file_size) return MAP_FAILED;
   }
 }
 
