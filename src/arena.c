@@ -200,11 +200,9 @@ int arena_grow(seg *s, uint64_t need) {
 
 /* ---- shared driver ------------------------------------------------------- */
 
-static int name_ok(const char *name) {
-  if (!name) return 0;
-  size_t n = strlen(name);
-  if (n == 0 || n > ZKV_MAX_NAME) return 0;
-  for (size_t i = 0; i < n; i++) {
+int zkv_segment_name_ok(const char *name, size_t len) {
+  if (!name || len == 0 || len > ZKV_MAX_NAME) return 0;
+  for (size_t i = 0; i < len; i++) {
     char c = name[i];
     if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
           c == '.' || c == '_' || c == '-'))
@@ -212,6 +210,8 @@ static int name_ok(const char *name) {
   }
   return 1;
 }
+
+static int name_ok(const char *name) { return name && zkv_segment_name_ok(name, strlen(name)); }
 
 /* the directory of a segment: the dir option, else $ZELTKV_SHM_DIR, else /dev/shm */
 static const char *seg_dir(const zkv_options *o) {
