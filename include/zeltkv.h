@@ -196,15 +196,20 @@ typedef uint64_t zkv_ns;
 
 typedef struct zkv_db zkv_db;
 
-enum zkv_evict { ZKV_EVICT_NONE = 0, ZKV_EVICT_LRU = 1 };
+/* ZKV_EVICT_DEFAULT: none for a store this call makes; an existing segment
+ * keeps its own policy (any other policy given is refused, ZKV_EINVAL). */
+enum zkv_evict { ZKV_EVICT_DEFAULT = -1, ZKV_EVICT_NONE = 0, ZKV_EVICT_LRU = 1 };
 
 /* Options for zkv_open_memory / zkv_open_shared.  Initialise with
  * zkv_options_init(); fields a driver does not use are ignored. */
 typedef struct zkv_options {
   double gc_interval;      /* seconds between expiry sweeps; 0 = only zkv_gc. default 60 */
-  uint64_t size;           /* shared: segment capacity in bytes when created. default 64 MiB */
+  uint64_t size;           /* shared: bytes of the segment (rounded up to 4 KiB, 64 KiB at
+                            * least).  0 (the default): ZKV_DEFAULT_SIZE when made, an
+                            * existing segment as it is.  Given for an existing segment:
+                            * larger grows it in place, smaller is refused (ZKV_EINVAL) */
   uint64_t max_bytes;      /* memory: cap on the arena in bytes; 0 = unbounded */
-  int evict;               /* enum zkv_evict. default ZKV_EVICT_NONE */
+  int evict;               /* enum zkv_evict. default ZKV_EVICT_DEFAULT */
   unsigned mode;           /* shared: permission bits of a created segment. default 0600 */
   double lock_timeout;     /* shared: seconds to wait for the lock. default 5 */
   unsigned flags;          /* ZKV_THREADSAFE (memory), ZKV_TIME_HOLDS, ZKV_OPEN_EXISTING (shared) */
@@ -219,6 +224,7 @@ typedef struct zkv_options {
 #define ZKV_OPEN_EXISTING 4u  /* shared: open only an existing segment, never create one */
 
 #define ZKV_MAX_SEGMENT (1ull << 40)  /* largest shared segment: 1 TiB */
+#define ZKV_DEFAULT_SIZE (64ull << 20) /* a segment made without a size: 64 MiB */
 
 /* zkv_options_init: fill *opts with the defaults. */
 ZKV_API void zkv_options_init(zkv_options *opts);
@@ -265,20 +271,32 @@ ZKV_API const char *zkv_last_error(void);
  * same mapping, so the lock is shared by both handles and never
  * self-deadlocks.
  *  [in]  name  1..128 characters of A-Z a-z 0-9 . _ -
- *  [in]  opts  options (size, mode, evict, lock_timeout, gc_interval) or NULL;
- *              size and mode apply only when this call creates the segment
+ *  [in]  opts  options (size, mode, evict, lock_timeout, gc_interval, dir,
+ *              flags) or NULL; mode applies only when this call creates the
+ *              segment, size and evict are checked against an existing one
  *  [out] out   the new handle; NULL on failure
  * A segment this call creates has its whole size reserved in its filesystem
  * (posix_fallocate) before anyone uses it: a size the filesystem cannot hold
- * is refused here (ZKV_EIO, errno ENOSPC, zkv_last_error() names the path and
+ * is refused here (ZKV_EIO, errno ENOSPC, zkv_errdetail() names the path and
  * the free room), never met later as a SIGBUS.  A creator killed half-way
  * leaves no file behind (or, on a filesystem without O_TMPFILE, a hidden one
  * that the next creator of the name removes).
- * Returns ZKV_OK, ZKV_EINVAL_KEY (a bad name, or a path that is
- * too long), ZKV_EINVAL (out NULL, a bad option, or a size over ZKV_MAX_SEGMENT), ZKV_ECORRUPT (not a zeltkv segment, truncated,
- * damaged), ZKV_EVERSION (another segment format), ZKV_EIO (a system call failed, errno says which
- * way: ENOENT for a missing segment with ZKV_OPEN_EXISTING, ENOSPC for no
- * room), ZKV_ENOMEM.  zkv_last_error() tells more after any failure.
+ * Growing in place: opening an existing segment with a larger size reserves
+ * the room, then grows it under the lock, keeping every key; every process
+ * that has it open maps the new part at its next locked call (reads that find
+ * a key past its old end take the lock).  A smaller size, or another evict
+ * than the segment's, is refused (ZKV_EINVAL) rather than ignored.
+ * ZKV_OPEN_EXISTING opens only an existing segment (a missing one is ZKV_EIO,
+ * errno ENOENT).
+ * Returns ZKV_OK, ZKV_EINVAL_KEY (a bad name, or a path that is too long),
+ * ZKV_EINVAL (out NULL, a bad option, a size over ZKV_MAX_SEGMENT, a smaller
+ * size or another evict than an existing segment's), ZKV_ECORRUPT (not a
+ * zeltkv segment, truncated, damaged), ZKV_EVERSION (another segment format),
+ * ZKV_EIO (a system call failed; errno ENOENT: a missing segment with
+ * ZKV_OPEN_EXISTING, ENOSPC: no room for its size), ZKV_ENOMEM (also: a
+ * growth past the address space this process reserved, where that is short,
+ * as under valgrind), ZKV_ETIMEDOUT (growing waited for the lock).
+ * zkv_errdetail() tells more after any failure of this call.
  * Segments live in opts->dir, else $ZELTKV_SHM_DIR, else /dev/shm, as
  * "zeltkv-NAME". */
 ZKV_API int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out);
@@ -522,6 +540,11 @@ typedef struct zkv_stats {
                             * step, or with ZKV_TIME_HOLDS of any operation (each step
                             * of a stepped walk is one; a transaction is not timed) */
   uint64_t lock_recoveries;/* times a dead lock holder was recovered from */
+  uint64_t size;           /* shared: bytes of the segment (its file, as grown); memory: 0 */
+  int evict;               /* the store's policy: ZKV_EVICT_NONE or ZKV_EVICT_LRU */
+  const char *path;        /* shared: the segment's file; NULL for a memory store */
+  const char *name;        /* shared: the segment's name (the end of path); NULL for memory.
+                            * path and name belong to the handle, valid until zkv_close */
 } zkv_stats;
 
 /* zkv_stats_get: counters of the store.  Returns ZKV_OK, ZKV_EINVAL (out NULL). */

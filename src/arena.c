@@ -63,9 +63,9 @@ static const char *fmt_bytes(uint64_t n, char buf[32]) {
 void zkv_options_init(zkv_options *o) {
   memset(o, 0, sizeof *o);
   o->gc_interval = 60;
-  o->size = 64ull << 20;
+  o->size = 0;   /* ZKV_DEFAULT_SIZE when made; an existing segment as it is */
   o->max_bytes = 0;
-  o->evict = ZKV_EVICT_NONE;
+  o->evict = ZKV_EVICT_DEFAULT;
   o->mode = 0600;
   o->lock_timeout = 5;
 }
@@ -73,7 +73,8 @@ void zkv_options_init(zkv_options *o) {
 /* fields a driver does not use are not checked (the header says ignored) */
 static int check_options(const zkv_options *o, int shared) {
   if (!isfinite(o->gc_interval) || o->gc_interval < 0) return ZKV_EINVAL;
-  if (o->evict != ZKV_EVICT_NONE && o->evict != ZKV_EVICT_LRU) return ZKV_EINVAL;
+  if (o->evict != ZKV_EVICT_DEFAULT && o->evict != ZKV_EVICT_NONE && o->evict != ZKV_EVICT_LRU)
+    return ZKV_EINVAL;
   if (shared && (!isfinite(o->lock_timeout) || o->lock_timeout < 0)) return ZKV_EINVAL;
   if (shared && o->mode > 07777) return ZKV_EINVAL;
   return ZKV_OK;
@@ -96,7 +97,7 @@ static int init_arena(zkv_db *db, uint64_t size, uint64_t log_cap, const zkv_opt
   h->format = ZKV_FORMAT;
   h->hdr_bytes = sizeof(hdr);
   h->size = size;
-  h->evict = (uint32_t)o->evict;
+  h->evict = o->evict == ZKV_EVICT_LRU ? ZKV_EVICT_LRU : ZKV_EVICT_NONE;
   h->shared = (uint32_t)s->shared;
   h->log_off = round_up(sizeof(hdr), 64);
   h->log_cap = log_cap;
@@ -222,7 +223,7 @@ static const char *seg_dir(const zkv_options *o) {
 
 #define PATH_CAP 4200
 static int seg_path(const char *dir, const char *name, char *buf, size_t cap, const char *prefix) {
-  int n = snprintf(buf, cap, "%s/%szeltkv-%s", dir, prefix, name);
+  int n = snprintf(buf, cap, "%s/%s" SEG_PREFIX "%s", dir, prefix, name);
   if (n > 0 && (size_t)n < cap) return 1;
   set_detail("the segment path in directory %.200s... is too long", dir);
   return 0;
@@ -283,6 +284,12 @@ no_room:
   return ZKV_EIO;
 }
 
+/* the bytes of a segment asked to hold `size`: whole 4 KiB pages, 64 KiB at least */
+static uint64_t seg_bytes(uint64_t size) {
+  uint64_t n = round_up(size, 4096);
+  return n < 65536 ? 65536 : n;
+}
+
 /* Temporary files.  A segment is built where nobody can open it and linked
  * under its name once complete.  Where the filesystem has O_TMPFILE the file
  * has no name at all, so a creator killed half-way leaves nothing behind.
@@ -301,7 +308,9 @@ static void remove_stale_temps(const char *dir, const char *name) {
     if (pid <= 0 || end == p + 4 || *end != '-') continue;
     p = end + 1;
     while ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')) p++;
-    if (strncmp(p, "-zeltkv-", 8) != 0 || strcmp(p + 8, name) != 0) continue;
+    if (*p != '-' || strncmp(p + 1, SEG_PREFIX, strlen(SEG_PREFIX)) != 0 ||
+        strcmp(p + 1 + strlen(SEG_PREFIX), name) != 0)
+      continue;
     /* a live process (or one we may not signal) may still be building it */
     if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
     unlinkat(dirfd(d), e->d_name, 0);
@@ -335,14 +344,8 @@ static int link_unnamed(int fd, const char *path) {
  * another creator published one first, or an error */
 static int create_segment(const char *dir, const char *name, const zkv_options *o,
                           const char *path) {
-  char tmp[PATH_CAP], a[32], b[32];
-  uint64_t size = round_up(o->size, 4096);
-  if (size < 65536) size = 65536;
-  if (o->size > ZKV_MAX_SEGMENT) {
-    set_detail("%s: a size of %s is more than the largest segment, %s", path,
-               fmt_bytes(o->size, a), fmt_bytes(ZKV_MAX_SEGMENT, b));
-    return ZKV_EINVAL;
-  }
+  char tmp[PATH_CAP], a[32];
+  uint64_t size = seg_bytes(o->size ? o->size : ZKV_DEFAULT_SIZE);
   remove_stale_temps(dir, name);
   int fd = open_unnamed(dir, o->mode);
   int named = fd < 0;
@@ -437,6 +440,77 @@ static void *map_segment(int fd, uint64_t file_size, uint64_t *reserved) {
   }
 }
 
+/* Follow a segment that another process (or handle) grew: map the file further
+ * into this process's reservation.  Called with the segment's lock held, before
+ * anything past the old end is followed (txn.c, lock_shared): the grower
+ * publishes the new size under the lock, after the file's room is reserved. */
+int arena_follow(seg *s) {
+  uint64_t size = H(s)->size;
+  struct stat st;
+  char a[32], b[32];
+  if (size < s->mapped || size > ZKV_MAX_SEGMENT || (size & 4095) || fstat(s->fd, &st) != 0 ||
+      (uint64_t)st.st_size < size)
+    return ZKV_ECORRUPT;
+  if (size > s->reserved) {
+    /* only where address space was short when it was mapped (valgrind, rlimit) */
+    set_detail("%s: the segment grew to %s, past the %s of address space this process "
+               "reserved for it: open it anew", s->path, fmt_bytes(size, a),
+               fmt_bytes(s->reserved, b));
+    return ZKV_ENOMEM;
+  }
+  /* from the page that holds the old end: offsets must be page-aligned, and
+   * pages may be larger than the 4 KiB sizes are rounded to */
+  uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+  uint64_t from = s->mapped / page * page;
+  if (mmap(s->base + from, size - from, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, s->fd,
+           (off_t)from) == MAP_FAILED)
+    return sys_fail("mmap", s->path);
+  s->mapped = size;
+  return ZKV_OK;
+}
+
+/* "size" and "evict" describe a segment when it is made; opening an existing
+ * one with them given checks them: a larger size grows it, a smaller one or
+ * another policy is refused (ZKV_EINVAL), never ignored */
+static int check_existing(zkv_db *db, const zkv_options *o) {
+  seg *s = db->s;
+  hdr *h = H(s);
+  char a[32], b[32];
+  static const char *const policy[] = {"none", "lru"};
+  if (o->evict >= 0 && (uint32_t)o->evict != h->evict) {
+    set_detail("%s: the segment was made with evict \"%s\": it cannot be opened with evict \"%s\"",
+               s->path, policy[h->evict & 1], policy[o->evict & 1]);
+    return ZKV_EINVAL;
+  }
+  if (o->size == 0) return ZKV_OK;
+  uint64_t want = seg_bytes(o->size), have = h->size;
+  if (want == have) return ZKV_OK;
+  if (want < have) {
+    set_detail("%s: the segment is %s: a size of %s is refused (a segment never shrinks)",
+               s->path, fmt_bytes(have, a), fmt_bytes(want, b));
+    return ZKV_EINVAL;
+  }
+  if (want > s->reserved) {
+    set_detail("%s: cannot grow the segment to %s in this process: %s of address space was "
+               "reserved for it", s->path, fmt_bytes(want, a), fmt_bytes(s->reserved, b));
+    return ZKV_ENOMEM;
+  }
+  /* the room first, without the lock (it can take a while for a large size):
+   * the file grows, nothing in it is used past the old end until the new
+   * size is published below */
+  int rc = reserve_room(s->fd, s->path, want, have);
+  if (rc) return rc;
+  rc = op_enter(db);
+  if (rc) return rc;
+  h = H(s);
+  if (h->size < want) {
+    h->size = want;
+    h->capacity = want;
+    rc = arena_follow(s);
+  }
+  return op_leave(db, rc);
+}
+
 static const char *open_what(int rc) {
   return rc == ZKV_EVERSION ? "a segment of another format version"
                             : "not a zeltkv segment, or truncated or damaged";
@@ -454,6 +528,12 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
   if (rc) return rc;
   const char *dir = seg_dir(opts);
   if (!seg_path(dir, name, path, sizeof path, "")) return ZKV_EINVAL_KEY;
+  if (opts->size > ZKV_MAX_SEGMENT) {
+    char a[32], b[32];
+    set_detail("%s: a size of %s is more than the largest segment, %s", path,
+               fmt_bytes(opts->size, a), fmt_bytes(ZKV_MAX_SEGMENT, b));
+    return ZKV_EINVAL;
+  }
   int fd = -1;
   for (int tries = 0; tries < 10 && fd < 0; tries++) {
     fd = open(path, O_RDWR | O_CLOEXEC);
@@ -519,6 +599,11 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
   if (opts->flags & ZKV_TIME_HOLDS) s->time_holds = 1;
   pthread_mutex_unlock(&registry_lock);
   db->s = s;
+  rc = check_existing(db, opts);
+  if (rc) {
+    zkv_close(db);
+    return rc;
+  }
   *out = db;
   return ZKV_OK;
 bad:

@@ -136,6 +136,8 @@ int64_t clock_cpu_ns(void);      /* ns of CPU time of this thread */
 /* ---- arena (arena.c) ---------------------------------------------------- */
 int arena_grow(seg *s, uint64_t need_bytes);         /* memory driver */
 int arena_validate(const hdr *h, uint64_t file_size); /* header checks, ZKV_OK or an error */
+int arena_follow(seg *s);   /* shared, lock held: map what another process grew */
+#define SEG_PREFIX "zeltkv-"   /* a segment's file is SEG_PREFIX NAME in its directory */
 static inline int arena_bounds(const seg *s, uint64_t off, uint64_t len) {
   return off <= s->mapped && len <= s->mapped - off;
 }

@@ -987,6 +987,13 @@ static int do_stats(zkv_db *db, zkv_stats *o) {
   o->buckets = nbuckets(s);
   o->max_lock_ns = s->max_lock_ns;
   o->lock_recoveries = h->lock_recoveries;
+  o->evict = h->evict == ZKV_EVICT_LRU ? ZKV_EVICT_LRU : ZKV_EVICT_NONE;
+  if (s->shared) {
+    o->size = h->size;
+    o->path = s->path;
+    const char *base = strrchr(s->path, '/');
+    o->name = (base ? base + 1 : s->path) + strlen(SEG_PREFIX);
+  }
   return ZKV_OK;
 }
 

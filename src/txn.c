@@ -252,6 +252,16 @@ static int lock_shared(zkv_db *db) {
   if (UNLIKELY(!atomic_compare_exchange_strong_explicit(&h->lock, &z, me, memory_order_acquire,
                                                         memory_order_relaxed)))
     rc = lock_slow(db, &h->lock, me);
+  if (rc != ZKV_OK && rc != 1) return rc;
+  /* another process grew the segment: map the rest before anything past the
+   * old end is followed (a dead holder's log included) */
+  if (UNLIKELY(h->size != s->mapped)) {
+    int f = arena_follow(s);
+    if (f) {
+      unlock_shared(h);   /* a dead holder's log stays for the next taker */
+      return f;
+    }
+  }
   if (rc == 1) {
     /* the holder died: put back what it had half-done, then carry on.  If it
      * was a thread of this process, its transaction levels are gone too. */

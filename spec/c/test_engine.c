@@ -172,9 +172,9 @@ TEST(options_init_defaults) {
   memset(&o, 0xA5, sizeof o);
   zkv_options_init(&o);
   CHECK_DBL(o.gc_interval, 60.0);
-  CHECK_EQ(o.size, 64ull * 1024 * 1024);
+  CHECK_EQ(o.size, 0);   /* ZKV_DEFAULT_SIZE when made, an existing segment as it is */
   CHECK_EQ(o.max_bytes, 0);
-  CHECK_EQ(o.evict, ZKV_EVICT_NONE);
+  CHECK_EQ(o.evict, ZKV_EVICT_DEFAULT);
   CHECK_EQ(o.mode, 0600);
   CHECK_DBL(o.lock_timeout, 5.0);
   CHECK_EQ(o.flags, 0);
@@ -220,7 +220,7 @@ TEST(open_memory_bad_options) {
   CHECK(db == NULL);
 
   zkv_options_init(&o);
-  o.evict = -1;
+  o.evict = -2;
   db = (zkv_db *)&db;
   CHECK_RC(zkv_open_memory(&o, &db), ZKV_EINVAL);
   CHECK(db == NULL);

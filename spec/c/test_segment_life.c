@@ -281,6 +281,173 @@ TEST(dir_option_and_open_existing) {
   CHECK(rmdir(sub) == 0);
 }
 
+static int64_t get_int(zkv_db *db, const char *key);
+static int wait_ok(pid_t pid);
+
+/* ------------------------------------------------------------------------ */
+/* growing in place (issue 13.4)                                             */
+
+static uint64_t file_size_of(const char *name) {
+  char p[1200];
+  struct stat sb;
+  snprintf(p, sizeof p, "%s/zeltkv-%s", th_dir, name);
+  return stat(p, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+}
+
+static zkv_db *open_sized(const char *name, uint64_t size, int evict, int *rc) {
+  zkv_options o;
+  zkv_options_init(&o);
+  o.size = size;
+  o.evict = evict;
+  zkv_db *db = NULL;
+  *rc = zkv_open_shared(name, &o, &db);
+  return db;
+}
+
+/* size and evict given for an existing segment are checked, never ignored */
+TEST(existing_segment_size_and_evict_checked) {
+  char name[64];
+  seg_name(name, sizeof name, "gcheck");
+  int rc;
+  zkv_db *db = open_sized(name, 256 << 10, ZKV_EVICT_LRU, &rc);
+  REQUIRE_RC(rc, ZKV_OK);
+  CHECK_RC(set_val(db, "k", 100, NULL), ZKV_OK);
+  zkv_db *x = open_sized(name, 128 << 10, ZKV_EVICT_DEFAULT, &rc);
+  CHECK_RC(rc, ZKV_EINVAL);
+  CHECK(x == NULL);
+  CHECK(strstr(zkv_last_error(), "never shrinks") != NULL && strstr(zkv_last_error(), name));
+  TH_NOTE("%s", zkv_last_error());
+  x = open_sized(name, 0, ZKV_EVICT_NONE, &rc);
+  CHECK_RC(rc, ZKV_EINVAL);
+  CHECK(strstr(zkv_last_error(), "evict \"lru\"") != NULL);
+  TH_NOTE("%s", zkv_last_error());
+  /* the same size (as rounded when made), the same policy, or neither: fine */
+  x = open_sized(name, (256 << 10) - 100, ZKV_EVICT_LRU, &rc);
+  CHECK_RC(rc, ZKV_OK);
+  zkv_close(x);
+  x = open_sized(name, 0, ZKV_EVICT_DEFAULT, &rc);
+  CHECK_RC(rc, ZKV_OK);
+  zkv_close(x);
+  CHECK_EQ(file_size_of(name), 256 << 10);
+  zkv_stats st;
+  CHECK_RC(zkv_stats_get(db, &st), ZKV_OK);
+  CHECK_EQ(st.size, 256 << 10);
+  CHECK_EQ(st.evict, ZKV_EVICT_LRU);
+  CHECK_STR(st.name, name);
+  zkv_db *m = NULL;
+  CHECK_RC(zkv_open_memory(NULL, &m), ZKV_OK);
+  CHECK_RC(zkv_stats_get(m, &st), ZKV_OK);
+  CHECK(st.size == 0 && st.path == NULL && st.name == NULL && st.evict == ZKV_EVICT_NONE);
+  zkv_close(m);
+  zkv_value v;
+  CHECK_RC(zkv_get(db, ZKV_ROOT, K("k"), &v), ZKV_OK);
+  zkv_close(db);
+  CHECK_RC(zkv_unlink(name, NULL), ZKV_OK);
+}
+
+/* write `n` keys "wI-J" (and incr "nI" with each), waiting out ZKV_EFULL
+ * until the segment grows; tells `fd` once when it first finds it full.
+ * Then reads every one back.  Returns the number of failures. */
+static int grow_writer(const char *name, int id, int n, int fd) {
+  int rc, bad = 0, told = 0;
+  zkv_db *db = open_sized(name, 0, ZKV_EVICT_DEFAULT, &rc);
+  if (!db) return 1;
+  char k[32];
+  double until = th_now() + 60;
+  for (int j = 0; j < n && th_now() < until; j++) {
+    snprintf(k, sizeof k, "w%d-%d", id, j);
+    if (zkv_begin(db) != ZKV_OK) return 1;
+    rc = set_val(db, k, 200, NULL);
+    if (rc == ZKV_OK) rc = zkv_incr(db, ZKV_ROOT, id ? "n1" : "n0", 2, 1, 0, NULL);
+    if (rc == ZKV_OK) {
+      if (zkv_commit(db) != ZKV_OK) bad++;
+      continue;
+    }
+    zkv_rollback(db);
+    if (rc != ZKV_EFULL) { bad++; break; }
+    if (!told && write(fd, "f", 1) == 1) told = 1;
+    usleep(2000);
+    j--;
+  }
+  zkv_value v;
+  for (int j = 0; j < n; j++) {
+    snprintf(k, sizeof k, "w%d-%d", id, j);
+    bad += zkv_get(db, ZKV_ROOT, k, strlen(k), &v) != ZKV_OK || v.len != 200;
+  }
+  zkv_close(db);
+  return bad;
+}
+
+/* Issue 13.4: two writer processes fill a 256 KiB segment; a third opens it
+ * with 4 MiB and it grows under them: no write lost, every key readable by a
+ * process that mapped it before (its reads past the old end take the lock
+ * and map the rest). */
+TEST(grow_under_two_writers) {
+  char name[64];
+  seg_name(name, sizeof name, "grow");
+  const int N = th_light() ? 800 : 2000;
+  int rc;
+  zkv_db *db = open_sized(name, 256 << 10, ZKV_EVICT_DEFAULT, &rc);
+  REQUIRE_RC(rc, ZKV_OK);
+  int full[2], go[2];
+  REQUIRE(pipe(full) == 0 && pipe(go) == 0);
+  pid_t w[2];
+  for (int i = 0; i < 2; i++) {
+    w[i] = fork();
+    if (w[i] == 0) _exit(grow_writer(name, i, N, full[1]));
+  }
+  /* a reader that maps the segment before it grows */
+  pid_t r = fork();
+  if (r == 0) {
+    int bad = 0;
+    zkv_db *rd = open_sized(name, 0, ZKV_EVICT_DEFAULT, &bad);
+    char c, k[32];
+    if (!rd || read(go[0], &c, 1) != 1) _exit(1);
+    zkv_value v;
+    for (int i = 0; i < 2; i++)
+      for (int j = 0; j < N; j++) {
+        snprintf(k, sizeof k, "w%d-%d", i, j);
+        bad += zkv_get(rd, ZKV_ROOT, k, strlen(k), &v) != ZKV_OK || v.len != 200;
+      }
+    bad += get_int(rd, "n0") != N || get_int(rd, "n1") != N;
+    zkv_close(rd);
+    _exit(bad ? 1 : 0);
+  }
+  char c;
+  CHECK(read(full[0], &c, 1) == 1);   /* one writer found it full */
+  zkv_db *g = open_sized(name, 4u << 20, ZKV_EVICT_DEFAULT, &rc);
+  CHECK_RC(rc, ZKV_OK);
+  CHECK_EQ(file_size_of(name), 4u << 20);
+  for (int i = 0; i < 2; i++) CHECK(wait_ok(w[i]));
+  CHECK(write(go[1], "g", 1) == 1);
+  CHECK(wait_ok(r));
+  zkv_stats st;
+  CHECK_RC(zkv_stats_get(db, &st), ZKV_OK);   /* a handle opened before the growth */
+  CHECK_EQ(st.keys, (uint64_t)(2 * N + 2));
+  CHECK(st.capacity > (3u << 20));
+  CHECK_EQ(st.size, 4u << 20);
+  CHECK_EQ(st.evict, ZKV_EVICT_NONE);
+  CHECK_STR(st.name, name);
+  CHECK(st.path != NULL && strstr(st.path, th_dir) == st.path && strstr(st.path, name) != NULL);
+  CHECK_EQ(get_int(db, "n0"), N);
+  CHECK_EQ(get_int(db, "n1"), N);
+  const char *why = NULL;
+  CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+  zkv_close(g);
+  zkv_close(db);
+  /* reopened from scratch: as grown */
+  db = open_sized(name, 0, ZKV_EVICT_DEFAULT, &rc);
+  REQUIRE_RC(rc, ZKV_OK);
+  CHECK_RC(zkv_stats_get(db, &st), ZKV_OK);
+  CHECK_EQ(st.keys, (uint64_t)(2 * N + 2));
+  zkv_close(db);
+  CHECK_RC(zkv_unlink(name, NULL), ZKV_OK);
+  close(full[0]);
+  close(full[1]);
+  close(go[0]);
+  close(go[1]);
+}
+
 /* ------------------------------------------------------------------------ */
 /* fork                                                                      */
 
