@@ -545,6 +545,20 @@ typedef struct zkv_stats {
   const char *path;        /* shared: the segment's file; NULL for a memory store */
   const char *name;        /* shared: the segment's name (the end of path); NULL for memory.
                             * path and name belong to the handle, valid until zkv_close */
+  /* Counters of the whole store since it was made, every process's (a
+   * shared segment's reads count in a slot of their handle, summed here; the
+   * rest in the segment, by the lock holder).  Writes count whether or not a
+   * transaction around them commits. */
+  uint64_t gets;           /* zkv_get and zkv_get_ex calls that found (hits) or not (misses) */
+  uint64_t hits, misses;
+  uint64_t sets;           /* writes that stored a value: zkv_set/_ex (ZKV_SET_NX ones that
+                            * set), zkv_incr/_limited/_num */
+  uint64_t deletes;        /* zkv_del calls that removed a key */
+  uint64_t commits;        /* outermost transactions committed (zkv_commit) */
+  uint64_t rollbacks;      /* outermost transactions rolled back (zkv_rollback, zkv_close) */
+  uint64_t lock_waits;     /* lock takings that had to wait for another holder */
+  uint64_t lock_wait_ns;   /* their waits in total (ns) */
+  uint64_t lock_wait_max_ns; /* the longest of them (ns) */
 } zkv_stats;
 
 /* zkv_stats_get: counters of the store.  Returns ZKV_OK, ZKV_EINVAL (out NULL). */

@@ -85,6 +85,7 @@ static zkv_db *new_handle(const zkv_options *o) {
   if (!db) return NULL;
   db->gc_interval_ms = (int64_t)(o->gc_interval * 1000.0);
   db->lock_timeout_ms = (int64_t)(o->lock_timeout * 1000.0);
+  db->ctr = &db->own;
   return db;
 }
 
@@ -99,7 +100,7 @@ static int init_arena(zkv_db *db, uint64_t size, uint64_t log_cap, const zkv_opt
   h->size = size;
   h->evict = o->evict == ZKV_EVICT_LRU ? ZKV_EVICT_LRU : ZKV_EVICT_NONE;
   h->shared = (uint32_t)s->shared;
-  h->log_off = round_up(sizeof(hdr), 64);
+  h->log_off = s->shared ? SLOTS_OFF + SLOTS_BYTES : round_up(sizeof(hdr), 64);
   h->log_cap = log_cap;
   h->heap_start = h->log_off + log_cap;
   h->capacity = s->shared ? size : o->max_bytes;
@@ -120,6 +121,81 @@ static int init_arena(zkv_db *db, uint64_t size, uint64_t log_cap, const zkv_opt
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static seg *registry, *all_segs;
 
+/* ---- counter slots (format.h) ------------------------------------------- */
+
+static ctr_slot *slots(seg *s) { return (ctr_slot *)(void *)(s->base + SLOTS_OFF); }
+
+/* give db a free slot of its own (no lock: one compare-and-swap); 0 if none */
+static int slot_take_free(zkv_db *db) {
+  ctr_slot *sl = slots(db->s);
+  uint32_t me = (uint32_t)getpid();
+  for (unsigned i = 1; i < NSLOTS; i++) {
+    uint32_t z = 0;
+    if (atomic_load_explicit(&sl[i].pid, memory_order_relaxed) == 0 &&
+        atomic_compare_exchange_strong(&sl[i].pid, &z, me)) {
+      db->ctr = &sl[i];
+      db->ctr_shared = 0;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* lock held: add a slot's counts to the retired ones and empty it */
+static void slot_fold(hdr *h, ctr_slot *c) {
+  h->retired_hits += atomic_exchange(&c->hits, 0);
+  h->retired_misses += atomic_exchange(&c->misses, 0);
+}
+
+/* a slot for a new handle: a free one, else one whose process died (folded
+ * under the lock), else slot 0, shared */
+static void slot_claim(zkv_db *db) {
+  if (slot_take_free(db)) return;
+  ctr_slot *sl = slots(db->s);
+  if (op_enter(db) == ZKV_OK) {
+    for (unsigned i = 1; i < NSLOTS && db->ctr == &db->own; i++) {
+      uint32_t pid = atomic_load(&sl[i].pid);
+      if (pid == 0 || pid == (uint32_t)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+        continue;
+      slot_fold(H(db->s), &sl[i]);
+      atomic_store(&sl[i].pid, (uint32_t)getpid());
+      db->ctr = &sl[i];
+    }
+    op_leave(db, ZKV_OK);
+  }
+  if (db->ctr == &db->own) {
+    db->ctr = &sl[0];
+    db->ctr_shared = 1;
+  }
+}
+
+/* at close: the counts stay in the segment, the slot is free again */
+static void slot_release(zkv_db *db) {
+  if (db->ctr == &db->own || db->ctr_shared) return;
+  if (op_enter(db) != ZKV_OK) return;   /* kept until this process is gone */
+  slot_fold(H(db->s), db->ctr);
+  atomic_store(&db->ctr->pid, 0);
+  op_leave(db, ZKV_OK);
+  db->ctr = &db->own;
+}
+
+void arena_count_reads(zkv_db *db, uint64_t *hits, uint64_t *misses) {
+  seg *s = db->s;
+  if (!s->shared) {
+    *hits = atomic_load_explicit(&db->own.hits, memory_order_relaxed);
+    *misses = atomic_load_explicit(&db->own.misses, memory_order_relaxed);
+    return;
+  }
+  uint64_t h = H(s)->retired_hits, m = H(s)->retired_misses;
+  ctr_slot *sl = slots(s);
+  for (unsigned i = 0; i < NSLOTS; i++) {
+    h += atomic_load_explicit(&sl[i].hits, memory_order_relaxed);
+    m += atomic_load_explicit(&sl[i].misses, memory_order_relaxed);
+  }
+  *hits = h;
+  *misses = m;
+}
+
 /* fork: the registry is consistent in the child (no other thread was halfway
  * through it), and each store is judged usable or not there (lock_forked) */
 static void fork_prepare(void) { pthread_mutex_lock(&registry_lock); }
@@ -127,6 +203,15 @@ static void fork_parent(void) { pthread_mutex_unlock(&registry_lock); }
 static void fork_child(void) {
   for (seg *s = all_segs; s; s = s->all_next) {
     lock_forked(s);
+    /* the parent's handles keep their slots; the child's copies count apart */
+    for (zkv_db *db = s->shared ? s->dbs : NULL; db; db = db->seg_next) {
+      db->ctr = &db->own;
+      db->ctr_shared = 0;
+      if (!s->forked && !slot_take_free(db)) {
+        db->ctr = &slots(s)[0];
+        db->ctr_shared = 1;
+      }
+    }
     if (!s->forked || !s->shared) continue;
     /* a new open in the child maps the segment afresh instead of joining this */
     seg **pp = &registry;
@@ -239,7 +324,7 @@ int arena_validate(const hdr *h, uint64_t file_size) {
     return ZKV_ECORRUPT;
   if (atomic_load(&h->ready) != 1) return ZKV_ECORRUPT;
   uint64_t size = h->size;
-  if (h->log_off < sizeof(hdr) || h->log_cap > size || h->log_used > h->log_cap ||
+  if (h->log_off < SLOTS_OFF + SLOTS_BYTES || h->log_cap > size || h->log_used > h->log_cap ||
       h->log_off + h->log_cap != h->heap_start || h->heap_start > h->top ||
       h->top > size || (h->top & 7) || (h->heap_start & 7) || (h->log_off & 7))
     return ZKV_ECORRUPT;
@@ -597,13 +682,16 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
     track(s);
   }
   if (opts->flags & ZKV_TIME_HOLDS) s->time_holds = 1;
-  pthread_mutex_unlock(&registry_lock);
   db->s = s;
+  db->seg_next = s->dbs;
+  s->dbs = db;
+  pthread_mutex_unlock(&registry_lock);
   rc = check_existing(db, opts);
   if (rc) {
     zkv_close(db);
     return rc;
   }
+  slot_claim(db);
   *out = db;
   return ZKV_OK;
 bad:
@@ -638,10 +726,14 @@ void zkv_close(zkv_db *db) {
     /* the transaction levels this handle opened and left open are rolled
      * back; levels of other handles on the same segment are theirs */
     while (db->txn_levels > 0 && s->txn_depth > 0 && seg_owned(s)) zkv_rollback(db);
+    if (s->shared) slot_release(db);
   }
   db->closed = 1;
   if (s) {
     pthread_mutex_lock(&registry_lock);
+    zkv_db **dp = &s->dbs;
+    while (*dp && *dp != db) dp = &(*dp)->seg_next;
+    if (*dp) *dp = db->seg_next;
     if (--s->refs == 0) {
       if (s->shared) {
         seg **pp = &registry;

@@ -90,6 +90,7 @@ typedef struct seg {
   int shared;
   int forked;              /* inherited through fork() while held: ZKV_EFORKED (txn.c) */
   struct seg *all_next;    /* every seg of this process (arena.c, for fork) */
+  struct zkv_db *dbs;      /* shared: its handles in this process (under registry_lock) */
   void *jb;                /* sigjmp_buf: where FAIL goes during an op */
   int64_t hold_t0;         /* ns: start of the timed part of this op: a gc step
                             * (clock_ns), or with ZKV_TIME_HOLDS the op (clock_cpu_ns) */
@@ -105,6 +106,13 @@ typedef struct seg {
 
 struct zkv_db {
   seg *s;
+  /* where reads count hits and misses (stats): a slot of its own in a shared
+   * segment, else `own`; ctr_shared when the slot is slot 0, which handles
+   * without one share (atomic adds) */
+  ctr_slot *ctr;
+  int ctr_shared;
+  ctr_slot own;
+  struct zkv_db *seg_next; /* shared: the handles of this process on s (arena.c, for fork) */
   int closed;
   int64_t gc_interval_ms;
   int64_t lock_timeout_ms;
@@ -118,6 +126,22 @@ struct zkv_db {
 #define P(s, ref) ((void *)((s)->base + (uint64_t)(ref) * UNIT))
 #define E(s, ref) ((ent *)P(s, ref))
 #define REF(s, ptr) ((ref_t)(((char *)(ptr) - (s)->base) / UNIT))
+
+/* count one read result in the handle's slot: a plain add on a line no other
+ * process writes (the lock-free read path stays free of shared writes) */
+static inline void ctr_inc(zkv_db *db, _Atomic uint64_t *c) {
+  if (__builtin_expect(db->ctr_shared, 0))
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+  else
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+static inline int ctr_get(zkv_db *db, int rc) {
+  if (rc == ZKV_OK) ctr_inc(db, &db->ctr->hits);
+  else if (rc == ZKV_NOTFOUND) ctr_inc(db, &db->ctr->misses);
+  return rc;
+}
+void arena_count_reads(zkv_db *db, uint64_t *hits, uint64_t *misses); /* lock held: the sums */
 
 static inline uint64_t seg_rand(seg *s) {
   uint64_t x = s->rng ? s->rng : 0x2545F4914F6CDD1Dull;

@@ -81,6 +81,17 @@ static inline void maybe_gc(zkv_db *db) {
   room_gc_step(db);
 }
 
+/* the holder's counters (stats): a write that stored a value, a delete that
+ * removed a key; written without the undo log, so a rollback keeps them */
+static inline int count_set(zkv_db *db, int rc) {
+  if (rc == ZKV_OK) H(db->s)->sets++;
+  return rc;
+}
+static inline int count_del(zkv_db *db, int rc) {
+  if (rc == ZKV_OK) H(db->s)->deletes++;
+  return rc;
+}
+
 /* Run `body` (an expression giving a result code) as one operation. */
 #define RUN(db, body)                                                        \
   do {                                                                       \
@@ -303,8 +314,8 @@ int zkv_get(zkv_db *db, zkv_ns ns, const void *key, size_t klen, zkv_value *out)
   if (!out) return ZKV_EINVAL;
   if (db->closed) return ZKV_ECLOSED;
   int rc = read_nolock(db, ns, key, klen, out, NULL);
-  if (rc != RETRY) return rc;
-  RUN(db, do_get(db, ns_ref(db->s, ns), key, klen, out, 0, NULL));
+  if (rc != RETRY) return ctr_get(db, rc);
+  RUN(db, ctr_get(db, do_get(db, ns_ref(db->s, ns), key, klen, out, 0, NULL)));
 }
 
 int zkv_get_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned flags,
@@ -317,7 +328,7 @@ int zkv_get_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned fla
   CHECK_KEY(key, klen);
   if (!out) return ZKV_EINVAL;
   if (db->closed) return ZKV_ECLOSED;
-  RUN(db, do_get(db, ns_ref(db->s, ns), key, klen, out, flags, stale));
+  RUN(db, ctr_get(db, do_get(db, ns_ref(db->s, ns), key, klen, out, flags, stale)));
 }
 
 static int do_has(zkv_db *db, ref_t ns, const void *key, size_t klen) {
@@ -522,7 +533,7 @@ int zkv_set_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, const zkv_va
   if (rc) return rc;
   if (db->closed) return ZKV_ECLOSED;
   if (forcible) *forcible = 0;
-  RUN(db, do_set(db, ns, key, klen, v->type, v->flags, p, n, ttl_ms, flags, forcible));
+  RUN(db, count_set(db, do_set(db, ns, key, klen, v->type, v->flags, p, n, ttl_ms, flags, forcible)));
 }
 
 static int do_del(zkv_db *db, ref_t ns, const void *key, size_t klen) {
@@ -544,7 +555,7 @@ int zkv_del(zkv_db *db, zkv_ns ns, const void *key, size_t klen) {
   CHECK_DB(db);
   CHECK_KEY(key, klen);
   if (db->closed) return ZKV_ECLOSED;
-  RUN(db, do_del(db, ns_ref(db->s, ns), key, klen));
+  RUN(db, count_del(db, do_del(db, ns_ref(db->s, ns), key, klen)));
 }
 
 /* give the live entry r (of key) the absolute expiry exp (0 = none) */
@@ -623,7 +634,7 @@ int zkv_incr_limited(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_
   CHECK_KEY(key, klen);
   if (ttl_ms < 0) return ZKV_EINVAL_TTL;
   if (db->closed) return ZKV_ECLOSED;
-  RUN(db, do_incr(db, ns_ref(db->s, ns), key, klen, by, ttl_ms, lo, hi, result));
+  RUN(db, count_set(db, do_incr(db, ns_ref(db->s, ns), key, klen, by, ttl_ms, lo, hi, result)));
 }
 
 int zkv_incr(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t by, int64_t ttl_ms,
@@ -685,7 +696,7 @@ int zkv_incr_num(zkv_db *db, zkv_ns ns, const void *key, size_t klen, double by,
   CHECK_KEY(key, klen);
   if (init_ttl_ms < 0) return ZKV_EINVAL_TTL;
   if (db->closed) return ZKV_ECLOSED;
-  RUN(db, do_incr_num(db, ns_ref(db->s, ns), key, klen, by, create, init, init_ttl_ms, result));
+  RUN(db, count_set(db, do_incr_num(db, ns_ref(db->s, ns), key, klen, by, create, init, init_ttl_ms, result)));
 }
 
 /* ---- namespace-wide ------------------------------------------------------ */
@@ -988,6 +999,15 @@ static int do_stats(zkv_db *db, zkv_stats *o) {
   o->max_lock_ns = s->max_lock_ns;
   o->lock_recoveries = h->lock_recoveries;
   o->evict = h->evict == ZKV_EVICT_LRU ? ZKV_EVICT_LRU : ZKV_EVICT_NONE;
+  arena_count_reads(db, &o->hits, &o->misses);
+  o->gets = o->hits + o->misses;
+  o->sets = h->sets;
+  o->deletes = h->deletes;
+  o->commits = h->commits;
+  o->rollbacks = h->rollbacks;
+  o->lock_waits = h->lock_waits;
+  o->lock_wait_ns = h->lock_wait_ns;
+  o->lock_wait_max_ns = h->lock_wait_max_ns;
   if (s->shared) {
     o->size = h->size;
     o->path = s->path;

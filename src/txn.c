@@ -239,6 +239,13 @@ static int lock_slow(zkv_db *db, _Atomic uint32_t *w, uint32_t me) {
   }
 }
 
+/* a wait for the lock, counted by the waiter once it holds it (stats) */
+static void count_wait(hdr *h, int64_t ns) {
+  h->lock_waits++;
+  h->lock_wait_ns += (uint64_t)ns;
+  if ((uint64_t)ns > h->lock_wait_max_ns) h->lock_wait_max_ns = (uint64_t)ns;
+}
+
 static void unlock_shared(hdr *h) {
   if (atomic_exchange_explicit(&h->lock, 0, memory_order_release) & LOCK_WAITERS)
     syscall(SYS_futex, (uint32_t *)&h->lock, FUTEX_WAKE, 1, NULL, NULL, 0);
@@ -250,9 +257,12 @@ static int lock_shared(zkv_db *db) {
   uint32_t me = my_tid(), z = 0;
   int rc = ZKV_OK;
   if (UNLIKELY(!atomic_compare_exchange_strong_explicit(&h->lock, &z, me, memory_order_acquire,
-                                                        memory_order_relaxed)))
+                                                        memory_order_relaxed))) {
+    int64_t t0 = clock_ns();
     rc = lock_slow(db, &h->lock, me);
-  if (rc != ZKV_OK && rc != 1) return rc;
+    if (rc != ZKV_OK && rc != 1) return rc;
+    count_wait(h, clock_ns() - t0);
+  }
   /* another process grew the segment: map the rest before anything past the
    * old end is followed (a dead holder's log included) */
   if (UNLIKELY(h->size != s->mapped)) {
@@ -301,7 +311,11 @@ int op_enter(zkv_db *db) {
       }
     }
   } else if (s->threadsafe) {
-    pthread_mutex_lock(&s->tlock);
+    if (pthread_mutex_trylock(&s->tlock) != 0) {
+      int64_t t0 = clock_ns();
+      pthread_mutex_lock(&s->tlock);
+      count_wait(H(s), clock_ns() - t0);
+    }
   } else {
     s->depth = 1;   /* a private store has one thread: no owner to note */
     s->dirty = 0;
@@ -397,7 +411,11 @@ static int txn_end(zkv_db *db, int undo_it) {
   uint64_t mark = s->txn_marks[--s->txn_depth];
   if (db->txn_levels > 0) db->txn_levels--;
   if (undo_it) log_undo_to(s, mark);
-  if (s->txn_depth == 0 && !s->shared) s->logging = 0;
+  if (s->txn_depth == 0) {
+    if (undo_it) H(s)->rollbacks++;   /* after the undo: the log does not cover it */
+    else H(s)->commits++;
+    if (!s->shared) s->logging = 0;
+  }
   return op_leave(db, ZKV_OK);
 }
 

@@ -449,6 +449,112 @@ TEST(grow_under_two_writers) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* counters (issue 13.6)                                                     */
+
+static void some_traffic(zkv_db *db, int hits, int misses) {
+  zkv_value v;
+  char k[32];
+  for (int i = 0; i < hits; i++) zkv_get(db, ZKV_ROOT, K("here"), &v);
+  for (int i = 0; i < misses; i++) {
+    snprintf(k, sizeof k, "absent%d", i);
+    zkv_get(db, ZKV_ROOT, k, strlen(k), &v);
+  }
+}
+
+/* every process's reads and writes, summed for the whole segment: slots of
+ * closed handles and of dead processes (folded when their slots are taken
+ * again) included; lock waits with their longest */
+TEST(counters_of_every_process) {
+  char name[64];
+  seg_name(name, sizeof name, "ctr");
+  int rc;
+  zkv_db *db = open_sized(name, 1 << 20, ZKV_EVICT_DEFAULT, &rc);
+  REQUIRE_RC(rc, ZKV_OK);
+  CHECK_RC(set_val(db, "here", 10, NULL), ZKV_OK);
+  CHECK_RC(zkv_incr(db, ZKV_ROOT, K("n"), 1, 0, NULL), ZKV_OK);
+  CHECK_RC(zkv_del(db, ZKV_ROOT, K("n")), ZKV_OK);
+  CHECK_RC(zkv_del(db, ZKV_ROOT, K("n")), ZKV_NOTFOUND);   /* removed nothing */
+  REQUIRE_RC(zkv_begin(db), ZKV_OK);
+  CHECK_RC(set_val(db, "t", 10, NULL), ZKV_OK);
+  CHECK_RC(zkv_commit(db), ZKV_OK);
+  REQUIRE_RC(zkv_begin(db), ZKV_OK);
+  REQUIRE_RC(zkv_begin(db), ZKV_OK);   /* a savepoint: not counted */
+  CHECK_RC(zkv_rollback(db), ZKV_OK);
+  CHECK_RC(zkv_rollback(db), ZKV_OK);
+  some_traffic(db, 3, 2);
+  /* a process that closes its handle, and 130 handles of one that dies
+   * without closing any (more than the slots: the rest share slot 0) */
+  pid_t p = fork();
+  if (p == 0) {
+    zkv_db *c = open_sized(name, 0, ZKV_EVICT_DEFAULT, &rc);
+    if (!c) _exit(1);
+    some_traffic(c, 5, 1);
+    zkv_close(c);
+    _exit(0);
+  }
+  CHECK(wait_ok(p));
+  p = fork();
+  if (p == 0) {
+    for (int i = 0; i < 130; i++) {
+      zkv_db *c = open_sized(name, 0, ZKV_EVICT_DEFAULT, &rc);
+      if (!c) _exit(1);
+      some_traffic(c, 1, 0);
+    }
+    _exit(0);
+  }
+  CHECK(wait_ok(p));
+  /* every slot is taken by the dead process: a new handle folds one in */
+  zkv_db *late = open_sized(name, 0, ZKV_EVICT_DEFAULT, &rc);
+  REQUIRE_RC(rc, ZKV_OK);
+  some_traffic(late, 1, 0);
+  zkv_stats st;
+  CHECK_RC(zkv_stats_get(db, &st), ZKV_OK);
+  CHECK_EQ(st.hits, 3 + 5 + 130 + 1);
+  CHECK_EQ(st.misses, 2 + 1);
+  CHECK_EQ(st.gets, st.hits + st.misses);
+  CHECK_EQ(st.sets, 3);
+  CHECK_EQ(st.deletes, 1);
+  CHECK_EQ(st.commits, 1);
+  CHECK_EQ(st.rollbacks, 1);
+  zkv_close(late);
+
+  /* a holder keeps the lock 100 ms: the write that waits counts it */
+  uint64_t waits0 = st.lock_waits;
+  int ready[2];
+  REQUIRE(pipe(ready) == 0);
+  p = fork();
+  if (p == 0) {
+    zkv_db *c = open_sized(name, 0, ZKV_EVICT_DEFAULT, &rc);
+    if (!c || zkv_begin(c) != ZKV_OK || write(ready[1], "r", 1) != 1) _exit(1);
+    usleep(100000);
+    zkv_commit(c);
+    zkv_close(c);
+    _exit(0);
+  }
+  char ch;
+  CHECK(read(ready[0], &ch, 1) == 1);
+  CHECK_RC(set_val(db, "w", 10, NULL), ZKV_OK);
+  CHECK(wait_ok(p));
+  CHECK_RC(zkv_stats_get(db, &st), ZKV_OK);
+  CHECK_EQ(st.lock_waits, waits0 + 1);
+  CHECK(st.lock_wait_max_ns >= 50000000ull && st.lock_wait_ns >= st.lock_wait_max_ns);
+  TH_NOTE("longest lock wait %.1f ms", (double)st.lock_wait_max_ns / 1e6);
+  close(ready[0]);
+  close(ready[1]);
+  zkv_close(db);
+  CHECK_RC(zkv_unlink(name, NULL), ZKV_OK);
+
+  /* a memory store counts the same */
+  zkv_db *m = NULL;
+  REQUIRE_RC(zkv_open_memory(NULL, &m), ZKV_OK);
+  CHECK_RC(set_val(m, "here", 10, NULL), ZKV_OK);
+  some_traffic(m, 4, 3);
+  CHECK_RC(zkv_stats_get(m, &st), ZKV_OK);
+  CHECK(st.hits == 4 && st.misses == 3 && st.sets == 1 && st.gets == 7);
+  zkv_close(m);
+}
+
+/* ------------------------------------------------------------------------ */
 /* fork                                                                      */
 
 static int64_t get_int(zkv_db *db, const char *key) {
