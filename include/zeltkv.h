@@ -240,6 +240,20 @@ ZKV_API int zkv_errclass(int rc);
  * and for a number that is no class. */
 ZKV_API const char *zkv_errclass_name(int cls);
 
+/* zkv_errdetail: what this thread's last failure that had a detail was
+ * about, in English: a failed system call (the call, the path and the
+ * system's message, e.g. "open /dev/shm/zeltkv-app: Permission denied"), or
+ * why zkv_open_shared refused (the path and the room missing, "no such
+ * segment", a size or evict that does not match the segment's).
+ * zkv_open_memory, zkv_open_shared, zkv_unlink and zkv_unlink_ex clear it
+ * when they start, so after one of them fails it is about that failure.
+ *  [out] err  the errno it stands for (may be NULL): that of the system
+ *             call, ENOSPC for no room, ENOENT for a missing segment; 0 for
+ *             none
+ * Returns "" when there was none.  The string belongs to the library and
+ * stays valid until the next failing call in this thread. */
+ZKV_API const char *zkv_errdetail(int *err);
+
 /* zkv_version: ZKV_VERSION_NUMBER of the library linked (which may be newer
  * than the header a program was compiled with).
  *  [out] segment_format  the segment format this library writes and reads
@@ -255,14 +269,6 @@ ZKV_API int zkv_version(uint32_t *segment_format);
  * Returns ZKV_OK, ZKV_EINVAL (out NULL, a bad option), ZKV_EFULL (max_bytes
  * too small for an empty store's own records), ZKV_ENOMEM. */
 ZKV_API int zkv_open_memory(const zkv_options *opts, zkv_db **out);
-
-/* zkv_last_error: what the last failed zkv_open_memory, zkv_open_shared,
- * zkv_unlink or zkv_unlink_ex call of this thread was about, in English: the
- * path, the system call and its errno text, or the room that was missing
- * ("/dev/shm/zeltkv-x: no room for a segment of 100.0 GiB: 11.7 GiB free in its
- * filesystem").  "" when the call gave no detail.  Never NULL; owned by the
- * library, valid until this thread's next such call. */
-ZKV_API const char *zkv_last_error(void);
 
 /* zkv_open_shared: open the named shared segment, creating it if absent.
  * Every process and thread that opens the same name sees the same keys.  A
@@ -471,6 +477,18 @@ typedef int (*zkv_key_fn)(void *ud, const void *key, size_t klen);
  * Returns ZKV_OK, ZKV_EINVAL (cur or fn NULL), ZKV_ESTALE. */
 ZKV_API int zkv_keys(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, zkv_key_fn fn,
                      void *ud, size_t *n);
+
+/* zkv_namespaces: the next batch of up to max child namespaces of ns (not
+ * their own children): fn gets each one's name.  Newest first.  The same
+ * cursor rules and guarantees as zkv_keys: the lock is taken for one batch
+ * only; a child present throughout a walk is passed exactly once; children
+ * made after the walk began are not passed.
+ *  [in,out] cur  the walk position (zero it first); cur->done is set at the end
+ *  [out]    n    how many names were passed to fn (may be NULL)
+ * Returns ZKV_OK, ZKV_EINVAL (NULL cur or fn), ZKV_ESTALE, ZKV_ETIMEDOUT,
+ * ZKV_ECLOSED, ZKV_ECORRUPT.  The callback must not call into the same handle. */
+ZKV_API int zkv_namespaces(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, zkv_key_fn fn,
+                           void *ud, size_t *n);
 
 /* ------------------------------------------------------------------------ */
 /* Transactions                                                              */

@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -27,24 +28,50 @@ static uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
 /* ---- what went wrong ------------------------------------------------------ */
 
-/* The detail of the last failed open or unlink of this thread (the path, the
- * system call and its errno text, the room missing): a result code alone
- * cannot say which of several files or which limit it was about. */
-static __thread char err_detail[768];
+/* The detail of this thread's last failure that had one, for zkv_errdetail: a
+ * system call (the call, the path, the system's message), or why an open was
+ * refused (the room missing, a missing segment, a size or policy that does
+ * not match): a result code alone cannot say which file or which limit it was
+ * about.  The open and unlink calls clear it when they start. */
+#define DETAIL_CAP 4400
+/* The buffer is allocated per thread when first needed: a large _Thread_local
+ * array would not fit the static TLS a dlopen()ed module gets (the module has
+ * initial-exec TLS for the lock's hot path, txn.c), and fails to load. */
+static _Thread_local char *sys_detail;
+static _Thread_local int sys_errno;
+static pthread_key_t detail_key;
+static pthread_once_t detail_once = PTHREAD_ONCE_INIT;
+static void detail_key_init(void) { pthread_key_create(&detail_key, free); }
 
-const char *zkv_last_error(void) { return err_detail; }
+const char *zkv_errdetail(int *err) {
+  if (err) *err = sys_errno;
+  return sys_detail ? sys_detail : "";
+}
 
-__attribute__((format(printf, 1, 2))) static void set_detail(const char *fmt, ...) {
+static void clear_detail(void) {
+  if (sys_detail) sys_detail[0] = '\0';
+  sys_errno = 0;
+}
+
+/* note the detail of a failure; err: the errno it stands for (0: none) */
+__attribute__((format(printf, 2, 3))) static void set_detail(int err, const char *fmt, ...) {
+  sys_errno = err;
+  if (!sys_detail) {
+    pthread_once(&detail_once, detail_key_init);
+    sys_detail = malloc(DETAIL_CAP);
+    if (!sys_detail) return;   /* no detail then, only the code */
+    pthread_setspecific(detail_key, sys_detail);   /* freed when the thread ends */
+  }
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(err_detail, sizeof err_detail, fmt, ap);
+  vsnprintf(sys_detail, DETAIL_CAP, fmt, ap);
   va_end(ap);
 }
 
-/* a failed system call on path: ZKV_EIO, errno kept */
+/* note that `call` on `path` failed (errno, kept); returns ZKV_EIO */
 static int sys_fail(const char *call, const char *path) {
   int e = errno;
-  set_detail("%s %s: %s", call, path, strerror(e));
+  set_detail(e, "%s %s: %s", call, path, strerror(e));
   errno = e;
   return ZKV_EIO;
 }
@@ -242,7 +269,7 @@ int zkv_open_memory(const zkv_options *opts, zkv_db **out) {
   zkv_options d;
   if (!out) return ZKV_EINVAL;
   *out = NULL;
-  err_detail[0] = '\0';
+  clear_detail();
   if (!opts) { zkv_options_init(&d); opts = &d; }
   int rc = check_options(opts, 0);
   if (rc) return rc;
@@ -310,7 +337,7 @@ static const char *seg_dir(const zkv_options *o) {
 static int seg_path(const char *dir, const char *name, char *buf, size_t cap, const char *prefix) {
   int n = snprintf(buf, cap, "%s/%s" SEG_PREFIX "%s", dir, prefix, name);
   if (n > 0 && (size_t)n < cap) return 1;
-  set_detail("the segment path in directory %.200s... is too long", dir);
+  set_detail(ENAMETOOLONG, "the segment path in directory %.200s... is too long", dir);
   return 0;
 }
 
@@ -363,7 +390,7 @@ static int reserve_room(int fd, const char *path, uint64_t size, uint64_t have) 
   }
 no_room:
   if (fstatvfs(fd, &v) != 0) memset(&v, 0, sizeof v);
-  set_detail("%s: no room for a segment of %s: %s free in its filesystem", path,
+  set_detail(ENOSPC, "%s: no room for a segment of %s: %s free in its filesystem", path,
              fmt_bytes(size, a), fmt_bytes((uint64_t)v.f_bavail * v.f_frsize, b));
   errno = ENOSPC;
   return ZKV_EIO;
@@ -474,7 +501,7 @@ static int create_segment(const char *dir, const char *name, const zkv_options *
     atomic_store(&h->ready, 1);
     munmap(m, size);
     if (rc) {
-      set_detail("%s: a size of %s cannot hold a store", path, fmt_bytes(size, a));
+      set_detail(0, "%s: a size of %s cannot hold a store", path, fmt_bytes(size, a));
       goto fail;
     }
   }
@@ -538,7 +565,7 @@ int arena_follow(seg *s) {
     return ZKV_ECORRUPT;
   if (size > s->reserved) {
     /* only where address space was short when it was mapped (valgrind, rlimit) */
-    set_detail("%s: the segment grew to %s, past the %s of address space this process "
+    set_detail(ENOMEM, "%s: the segment grew to %s, past the %s of address space this process "
                "reserved for it: open it anew", s->path, fmt_bytes(size, a),
                fmt_bytes(s->reserved, b));
     return ZKV_ENOMEM;
@@ -563,7 +590,7 @@ static int check_existing(zkv_db *db, const zkv_options *o) {
   char a[32], b[32];
   static const char *const policy[] = {"none", "lru"};
   if (o->evict >= 0 && (uint32_t)o->evict != h->evict) {
-    set_detail("%s: the segment was made with evict \"%s\": it cannot be opened with evict \"%s\"",
+    set_detail(0, "%s: the segment was made with evict \"%s\": it cannot be opened with evict \"%s\"",
                s->path, policy[h->evict & 1], policy[o->evict & 1]);
     return ZKV_EINVAL;
   }
@@ -571,12 +598,12 @@ static int check_existing(zkv_db *db, const zkv_options *o) {
   uint64_t want = seg_bytes(o->size), have = h->size;
   if (want == have) return ZKV_OK;
   if (want < have) {
-    set_detail("%s: the segment is %s: a size of %s is refused (a segment never shrinks)",
+    set_detail(0, "%s: the segment is %s: a size of %s is refused (a segment never shrinks)",
                s->path, fmt_bytes(have, a), fmt_bytes(want, b));
     return ZKV_EINVAL;
   }
   if (want > s->reserved) {
-    set_detail("%s: cannot grow the segment to %s in this process: %s of address space was "
+    set_detail(ENOMEM, "%s: cannot grow the segment to %s in this process: %s of address space was "
                "reserved for it", s->path, fmt_bytes(want, a), fmt_bytes(s->reserved, b));
     return ZKV_ENOMEM;
   }
@@ -606,7 +633,7 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
   char path[PATH_CAP];
   if (!out) return ZKV_EINVAL;
   *out = NULL;
-  err_detail[0] = '\0';
+  clear_detail();
   if (!name_ok(name)) return ZKV_EINVAL_KEY;
   if (!opts) { zkv_options_init(&d); opts = &d; }
   int rc = check_options(opts, 1);
@@ -615,7 +642,7 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
   if (!seg_path(dir, name, path, sizeof path, "")) return ZKV_EINVAL_KEY;
   if (opts->size > ZKV_MAX_SEGMENT) {
     char a[32], b[32];
-    set_detail("%s: a size of %s is more than the largest segment, %s", path,
+    set_detail(0, "%s: a size of %s is more than the largest segment, %s", path,
                fmt_bytes(opts->size, a), fmt_bytes(ZKV_MAX_SEGMENT, b));
     return ZKV_EINVAL;
   }
@@ -625,7 +652,7 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
     if (fd >= 0) break;
     if (errno != ENOENT) return sys_fail("open", path);
     if (opts->flags & ZKV_OPEN_EXISTING) {
-      set_detail("%s: no such segment (and create is off)", path);
+      set_detail(ENOENT, "%s: no such segment (and create is off)", path);
       errno = ENOENT;
       return ZKV_EIO;
     }
@@ -698,14 +725,14 @@ bad:
   pthread_mutex_unlock(&registry_lock);
   close(fd);
   free(db);
-  if (rc == ZKV_ECORRUPT || rc == ZKV_EVERSION) set_detail("%s: %s", path, open_what(rc));
+  if (rc == ZKV_ECORRUPT || rc == ZKV_EVERSION) set_detail(0, "%s: %s", path, open_what(rc));
   return rc;
 }
 
 int zkv_unlink_ex(const char *name, const zkv_options *opts, int *existed) {
   char path[PATH_CAP];
   if (existed) *existed = 0;
-  err_detail[0] = '\0';
+  clear_detail();
   if (!name_ok(name)) return ZKV_EINVAL_KEY;
   const char *dir = seg_dir(opts);
   if (!seg_path(dir, name, path, sizeof path, "")) return ZKV_EINVAL_KEY;

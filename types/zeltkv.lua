@@ -18,20 +18,29 @@
 ---Seconds between sweeps that free the memory of expired keys; 0: only `kv:gc()` (default 60).
 ---@field gc_interval? number
 ---"none": a write that does not fit fails; "lru": the least recently used keys are evicted
----(default "none"; for a shared segment: when it is created).
+---(default "none"; an existing segment keeps its own, and another one given is refused).
 ---@field evict? "none"|"lru"
+---Seconds an atomic() function may hold the lock before it is aborted and undone; 0: no limit
+---(default 1).
+---@field atomic_timeout? number
 
 ---@class zeltkv.MemoryOptions: zeltkv.Options
 ---Cap on the store's memory (default unbounded).
 ---@field max_bytes? zeltkv.Size
 
 ---@class zeltkv.SharedOptions: zeltkv.Options
----The segment's size when this call creates it (default "64m").
+---The segment's size (default "64m" when created); larger than an existing segment's grows
+---it in place, smaller is refused.
 ---@field size? zeltkv.Size
 ---Permission bits of the segment file when this call creates it (default 0600 = 384).
 ---@field mode? integer
 ---Seconds to wait for the lock before STORE_OPERATION_FAILED (default 5).
 ---@field lock_timeout? number
+---The directory of the segment file (default $ZELTKV_SHM_DIR, else /dev/shm); a directory on
+---disk keeps the segment across reboots (docs/segments.md).
+---@field dir? string
+---false: open only an existing segment; a missing one is STORE_OPERATION_FAILED (default true).
+---@field create? boolean
 
 ---Options of zeltkv.redis (docs/redis.md); the options of the other drivers are refused.
 ---@class zeltkv.RedisOptions
@@ -72,10 +81,14 @@
 
 ---@alias zeltkv.ErrorCode "INVALID_TTL"|"EMPTY_NAMESPACE"|"INVALID_VALUE"|"INVALID_KEY"|"STORE_OPERATION_FAILED"
 
----What every failing call raises; `tostring(err)` is "zeltkv: CODE: message".
+---What every failing call raises when a pcall or xpcall catches it (uncaught, it is the string
+---"FILE:LINE: zeltkv: CODE: message"); `tostring(err)` is "zeltkv: CODE: message".
 ---@class zeltkv.Error
 ---@field code zeltkv.ErrorCode
 ---@field message string
+---STORE_OPERATION_FAILED only: "full", "timeout", "closed", "damaged", "version", "permission",
+---"system", "memory", "transaction" (the Redis driver: "connection", "conflict").
+---@field reason? string
 
 ---What `kv:stats()` returns (a fresh table).
 ---@class zeltkv.Stats
@@ -104,6 +117,26 @@
 ---@field max_lock_ns integer
 ---Times a dead lock holder was recovered from.
 ---@field lock_recoveries integer
+---The store's eviction policy.
+---@field evict "none"|"lru"
+---Shared: the segment's name, its file, and its size in bytes (as grown).
+---@field name? string
+---@field path? string
+---@field size? integer
+---get() calls, those that found the key, and those that did not (every process's).
+---@field gets integer
+---@field hits integer
+---@field misses integer
+---Writes that stored a value (set, setnx that set, incr), deletes that removed a key.
+---@field sets integer
+---@field deletes integer
+---Outermost atomic() calls committed, and rolled back (fn raised, or ran out of time).
+---@field commits integer
+---@field rollbacks integer
+---Lock takings that waited for another holder, their waits in total and the longest (ns).
+---@field lock_waits integer
+---@field lock_wait_ns integer
+---@field lock_wait_max_ns integer
 
 ---@class zeltkv
 ---The version of the module, such as "0.1.0".
@@ -130,10 +163,11 @@ function zeltkv.shared(name, opts) end
 ---@return zeltkv.Driver
 function zeltkv.redis(opts) end
 
----Removes the segment `name`; true if it existed.
+---Removes the segment `name` (in opts.dir when given); true if it existed.
 ---@param name string
+---@param opts? { dir?: string }
 ---@return boolean existed
-function zeltkv.unlink(name) end
+function zeltkv.unlink(name, opts) end
 
 ---A driver: what zeltkv.memory() and zeltkv.shared() return.
 ---@class zeltkv.Driver
@@ -234,6 +268,10 @@ function Store:atomic(fn, ...) end
 ---An iterator over the keys of this namespace (not its children).
 ---@return fun(): string|nil
 function Store:keys() end
+
+---An iterator over the names of this namespace's child namespaces (not their children).
+---@return fun(): string|nil
+function Store:namespaces() end
 
 ---The number of live keys of this namespace (not its children).
 ---@return integer

@@ -24,7 +24,7 @@
 --     zeltkv.memory() store); forcible is true only for a store opened with evict = "lru";
 --   * a list op copies the list in C (O(length)), where shdict's lists are linked (O(1)).
 --
--- Built on the store's hidden raw methods (src/lzeltkv.c, "raw access"): _rawget, _rawset,
+-- Built on the store's hidden raw methods (src/lua/raw.c): _rawget, _rawset,
 -- _incr_num, _expire_ms, _flush_all, _flush_expired, _space, _list_push, _list_pop,
 -- _keys_list, and on ttl and del of the store.  Lists are values of type ZKV_T_LIST in the encoding below;
 -- C splices an item in or out in one transaction.
@@ -37,14 +37,17 @@ local fmt, sub = string.format, string.sub
 
 local M = { _VERSION = "0.1.0" }
 
--- enum zkv_type, enum zkv_rc and ZKV_SET_* of include/zeltkv.h
-local T_STRING, T_INT, T_FLOAT, T_BOOL, T_LIST = 1, 2, 3, 4, 6
-local OK, NOTFOUND, EXISTS, EFULL, ENOMEM = 0, 1, 2, -10, -15
-local SET_NX, SET_XX, SET_NOEVICT = 1, 2, 8
+-- enum zkv_type, enum zkv_rc and ZKV_SET_* of include/zeltkv.h, as the C binding exports them
+local K = require("zeltkv.core")._const
+require("zeltkv.core")._own()   -- a zeltkv error raised through here names the user's line
+local T_STRING, T_INT, T_FLOAT, T_BOOL, T_LIST = K.T_STRING, K.T_INT, K.T_FLOAT, K.T_BOOL, K.T_LIST
+local OK, NOTFOUND, EXISTS, EFULL, ENOMEM = K.OK, K.NOTFOUND, K.EXISTS, K.EFULL, K.ENOMEM
+local ETYPE, EINVAL_VALUE = K.ETYPE, K.EINVAL_VALUE
+local SET_NX, SET_XX, SET_NOEVICT = K.SET_NX, K.SET_XX, K.SET_NOEVICT
 
-local MAX_KEY = 65535
+local MAX_KEY = K.MAX_KEY
 local LIMIT = 9007199254740992          -- 2^53: integers exact in a double
-local MAX_MS = 4.0e15                   -- ~126,000 years: "forever", and no overflow
+local MAX_MS = K.MAX_TTL_MS             -- ~126,000 years: "forever", and no overflow
 local NEG0 = -1 / huge                  -- -0.0 (a literal -0.0 is 0 in Lua 5.1)
 local NAN = 0 / 0
 
@@ -353,7 +356,7 @@ function Dict.incr(self, key, value, init, init_ttl)
     return res, nil, false
   end
   if rc == NOTFOUND then return nil, "not found" end
-  if rc == -5 then return nil, "not a number" end          -- ZKV_ETYPE
+  if rc == ETYPE then return nil, "not a number" end
   if rc == EFULL or rc == ENOMEM then return nil, "no memory" end
   raise_rc(rc, "incr")
 end
@@ -361,9 +364,10 @@ end
 ---------------------------------------------------------------------------------------------
 -- lists
 
--- C splices the item in or out (s:_list_push / s:_list_pop, src/lzeltkv.c): one lock hold,
--- one transaction, and no Lua string of the whole list
-local ETYPE, LIST_DAMAGED = -5, 1000
+-- C splices the item in or out (s:_list_push / s:_list_pop, src/lua/raw.c): one lock hold,
+-- one transaction, and no Lua string of the whole list.  ETYPE: the value is not a list;
+-- EINVAL_VALUE: it is a list value that does not parse
+local LIST_DAMAGED = EINVAL_VALUE
 
 local function push(self, name, left, n, key, value)
   local s = zone(self).s

@@ -84,7 +84,7 @@ static uint64_t free_room(const char *dir) {
 /* the whole size is reserved when a segment is created                      */
 
 /* a segment larger than its filesystem's free room is refused at once, with
- * the path and the room in zkv_last_error(); nothing is left behind */
+ * the path and the room in zkv_errdetail(NULL); nothing is left behind */
 TEST(create_refuses_a_size_the_filesystem_cannot_hold) {
   char name[64];
   seg_name(name, sizeof name, "toobig");
@@ -96,7 +96,7 @@ TEST(create_refuses_a_size_the_filesystem_cannot_hold) {
   CHECK_RC(zkv_open_shared(name, &o, &db), ZKV_EIO);
   CHECK_EQ(errno, ENOSPC);
   CHECK(db == NULL);
-  const char *why = zkv_last_error();
+  const char *why = zkv_errdetail(NULL);
   CHECK(strstr(why, th_dir) != NULL);
   CHECK(strstr(why, name) != NULL);
   CHECK(strstr(why, "free") != NULL);
@@ -106,12 +106,12 @@ TEST(create_refuses_a_size_the_filesystem_cannot_hold) {
   /* over the largest segment: a bad option */
   o.size = ZKV_MAX_SEGMENT + 1;
   CHECK_RC(zkv_open_shared(name, &o, &db), ZKV_EINVAL);
-  CHECK(strstr(zkv_last_error(), "largest") != NULL);
+  CHECK(strstr(zkv_errdetail(NULL), "largest") != NULL);
   CHECK_EQ(count_files(th_dir), 0);
   /* a success clears the detail */
   o.size = 1 << 20;
   CHECK_RC(zkv_open_shared(name, &o, &db), ZKV_OK);
-  CHECK_STR(zkv_last_error(), "");
+  CHECK_STR(zkv_errdetail(NULL), "");
   zkv_close(db);
   CHECK_RC(zkv_unlink(name, NULL), ZKV_OK);
 }
@@ -130,8 +130,8 @@ TEST(small_tmpfs_reserves_or_refuses) {
   o.size = 16u << 20;
   zkv_db *db = NULL;
   CHECK_RC(zkv_open_shared(name, &o, &db), ZKV_EIO);
-  CHECK(strstr(zkv_last_error(), dir) != NULL && strstr(zkv_last_error(), "free") != NULL);
-  TH_NOTE("%s", zkv_last_error());
+  CHECK(strstr(zkv_errdetail(NULL), dir) != NULL && strstr(zkv_errdetail(NULL), "free") != NULL);
+  TH_NOTE("%s", zkv_errdetail(NULL));
   CHECK_EQ(count_files(dir), 0);
 
   o.size = 4u << 20;
@@ -250,7 +250,7 @@ TEST(dir_option_and_open_existing) {
   errno = 0;
   CHECK_RC(zkv_open_shared(name, &o, &db), ZKV_EIO);
   CHECK_EQ(errno, ENOENT);
-  CHECK(strstr(zkv_last_error(), sub) != NULL);
+  CHECK(strstr(zkv_errdetail(NULL), sub) != NULL);
   CHECK_EQ(count_files(sub), 0);
   o.flags = 0;
   o.size = 1 << 20;
@@ -277,7 +277,7 @@ TEST(dir_option_and_open_existing) {
   o.dir = "/nonexistent/zkv";
   o.flags = 0;
   CHECK_RC(zkv_open_shared(name, &o, &db), ZKV_EIO);
-  CHECK(strstr(zkv_last_error(), "/nonexistent/zkv") != NULL);
+  CHECK(strstr(zkv_errdetail(NULL), "/nonexistent/zkv") != NULL);
   CHECK(rmdir(sub) == 0);
 }
 
@@ -315,12 +315,12 @@ TEST(existing_segment_size_and_evict_checked) {
   zkv_db *x = open_sized(name, 128 << 10, ZKV_EVICT_DEFAULT, &rc);
   CHECK_RC(rc, ZKV_EINVAL);
   CHECK(x == NULL);
-  CHECK(strstr(zkv_last_error(), "never shrinks") != NULL && strstr(zkv_last_error(), name));
-  TH_NOTE("%s", zkv_last_error());
+  CHECK(strstr(zkv_errdetail(NULL), "never shrinks") != NULL && strstr(zkv_errdetail(NULL), name));
+  TH_NOTE("%s", zkv_errdetail(NULL));
   x = open_sized(name, 0, ZKV_EVICT_NONE, &rc);
   CHECK_RC(rc, ZKV_EINVAL);
-  CHECK(strstr(zkv_last_error(), "evict \"lru\"") != NULL);
-  TH_NOTE("%s", zkv_last_error());
+  CHECK(strstr(zkv_errdetail(NULL), "evict \"lru\"") != NULL);
+  TH_NOTE("%s", zkv_errdetail(NULL));
   /* the same size (as rounded when made), the same policy, or neither: fine */
   x = open_sized(name, (256 << 10) - 100, ZKV_EVICT_LRU, &rc);
   CHECK_RC(rc, ZKV_OK);
