@@ -95,6 +95,56 @@ describe("segment room", function()
   end)
 end)
 
+-- Issue 13.4: size and evict given for an existing segment are checked, a larger size grows
+-- it in place; stats() names the segment.  Issue 13.6: the counters.
+describe("an existing segment", function()
+  it("grows with a larger size, keeps its keys, and refuses a smaller one or another evict",
+     function()
+    local name = fresh("grow")
+    local kv = zeltkv.shared(name, { dir = DIR, size = "256k" })
+    local s = kv:namespace("a")
+    for i = 1, 100 do s:set("k" .. i, string.rep("x", 1000)) end
+    local st = kv:stats()
+    assert.are.equal(256 * 1024, st.size)
+    assert.are.equal(name, st.name)
+    assert.are.equal(DIR .. "/zeltkv-" .. name, st.path)
+    assert.are.equal("none", st.evict)
+    local big = zeltkv.shared(name, { dir = DIR, size = "2m" })
+    assert.are.equal(2 * 1024 * 1024, kv:stats().size)
+    for i = 101, 1500 do s:set("k" .. i, string.rep("x", 1000)) end
+    assert.are.equal(1500, big:stats().keys)
+    local err = H.assert_error_code("INVALID_VALUE", zeltkv.shared, name,
+                                    { dir = DIR, size = "1m" })
+    assert.truthy(err.message:find("never shrinks", 1, true), err.message)
+    err = H.assert_error_code("INVALID_VALUE", zeltkv.shared, name, { dir = DIR, evict = "lru" })
+    assert.truthy(err.message:find('evict "none"', 1, true), err.message)
+    assert.are.equal(2 * 1024 * 1024, zeltkv.shared(name, { dir = DIR }):stats().size)
+    big:close()
+    kv:close()
+    assert.is_true(zeltkv.unlink(name, { dir = DIR }))
+  end)
+
+  it("counts gets, hits, misses, sets, deletes, commits and rollbacks", function()
+    for _, kv in ipairs({ zeltkv.memory(), zeltkv.shared(fresh("ctr"), { dir = DIR, size = "1m" }) }) do
+      local s = kv:namespace("a")
+      s:set("k", 1)
+      s:incr("n", 1)
+      s:get("k"); s:get("k"); s:get("absent")
+      s:del("k"); s:del("k")
+      kv:atomic(function() s:set("t", 1) end)
+      pcall(kv.atomic, kv, function() s:set("u", 1); error("no") end)
+      local st = kv:stats()
+      assert.are.same({ 3, 2, 1, 4, 1, 1, 1 },
+                      { st.gets, st.hits, st.misses, st.sets, st.deletes, st.commits, st.rollbacks })
+      assert.are.equal(0, st.lock_waits)
+      if st.name then
+        kv:close()
+        zeltkv.unlink(st.name, { dir = DIR })
+      end
+    end
+  end)
+end)
+
 -- Issue 9.6: the keys() walk resumes after the key it returned last, though that key was
 -- deleted and its block merged into free room before it, and the room reused.
 describe("keys() across its batches", function()
