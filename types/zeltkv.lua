@@ -163,6 +163,13 @@ function zeltkv.shared(name, opts) end
 ---@return zeltkv.Driver
 function zeltkv.redis(opts) end
 
+---The driver's stats() in the Prometheus text format (a string ending in a newline); kv may
+---also be a list of { driver, labels } pairs, rendered as one exposition.
+---@param kv zeltkv.Driver|{ [1]: zeltkv.Driver, [2]?: table<string, string|number> }[]
+---@param labels? table<string, string|number> label names to values, on every sample
+---@return string text
+function zeltkv.prometheus(kv, labels) end
+
 ---Removes the segment `name` (in opts.dir when given); true if it existed.
 ---@param name string
 ---@param opts? { dir?: string }

@@ -14,6 +14,8 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include <sys/types.h>
 
 #include "zeltkv.h"
@@ -283,6 +285,79 @@ TEST(dir_option_and_open_existing) {
 
 static int64_t get_int(zkv_db *db, const char *key);
 static int wait_ok(pid_t pid);
+
+/* Issue 13.5: a segment in a directory on disk is kept by the page cache and
+ * written back by the kernel.  Every handle closed, the file written back and
+ * the page cache dropped (root only), it reopens from the disk with every key. */
+TEST(dir_on_disk_survives_a_dropped_page_cache) {
+  char dir[600], name[64];
+  const char *base = getenv("ZKV_DISK_DIR");
+  /* on the disk the tests run from (build/ when there), not in TMPDIR: a tmpfs often */
+  if (!base || !*base) base = access("build", W_OK) == 0 ? "build" : ".";
+  snprintf(dir, sizeof dir, "%s/zkvdisk-XXXXXX", base);
+  REQUIRE(mkdtemp(dir) != NULL);
+  struct statfs fs;
+  if (statfs(dir, &fs) == 0 && fs.f_type == TMPFS_MAGIC) {
+    TH_NOTE("skipped: %s is a tmpfs, not a disk (set ZKV_DISK_DIR)", dir);
+    rmdir(dir);
+    return;
+  }
+  seg_name(name, sizeof name, "disk");
+  zkv_options o;
+  zkv_options_init(&o);
+  o.dir = dir;
+  o.size = 2u << 20;
+  const int N = th_light() ? 300 : 3000;
+  zkv_db *db = NULL;
+  REQUIRE_RC(zkv_open_shared(name, &o, &db), ZKV_OK);
+  char k[32];
+  int bad = 0;
+  for (int i = 0; i < N; i++) {
+    snprintf(k, sizeof k, "k%d", i);
+    bad += set_val(db, k, 300 + i % 7, NULL) != ZKV_OK;
+  }
+  CHECK_EQ(bad, 0);
+  zkv_close(db);
+  char path[1200];
+  snprintf(path, sizeof path, "%s/zeltkv-%s", dir, name);
+  int fd = open(path, O_RDONLY);
+  CHECK(fd >= 0 && fsync(fd) == 0);   /* written back: a dirty page is never dropped */
+  int dropped = 0;
+  if (geteuid() == 0) {
+    int dc = open("/proc/sys/vm/drop_caches", O_WRONLY);
+    dropped = dc >= 0 && write(dc, "1", 1) == 1;
+    if (dc >= 0) close(dc);
+  }
+  if (!dropped) {
+    TH_NOTE("skipped the drop: writing /proc/sys/vm/drop_caches needs root (%s)", strerror(errno));
+  } else {
+    /* how much of the file the page cache still holds (mincore of a fresh map) */
+    void *m = mmap(NULL, o.size, PROT_READ, MAP_SHARED, fd, 0);
+    unsigned char vec[512];
+    int resident = 0;
+    if (m != MAP_FAILED && mincore(m, o.size, vec) == 0)
+      for (size_t i = 0; i < o.size / 4096 && i < sizeof vec; i++) resident += vec[i] & 1;
+    if (m != MAP_FAILED) munmap(m, o.size);
+    TH_NOTE("page cache dropped: %d of %u pages of the segment still resident", resident,
+            (unsigned)(o.size / 4096));
+  }
+  if (fd >= 0) close(fd);
+  o.flags = ZKV_OPEN_EXISTING;
+  o.size = 0;
+  REQUIRE_RC(zkv_open_shared(name, &o, &db), ZKV_OK);
+  zkv_value v;
+  bad = 0;
+  for (int i = 0; i < N; i++) {
+    snprintf(k, sizeof k, "k%d", i);
+    bad += zkv_get(db, ZKV_ROOT, k, strlen(k), &v) != ZKV_OK || v.len != (size_t)(300 + i % 7);
+  }
+  CHECK_EQ(bad, 0);
+  const char *why = NULL;
+  CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+  zkv_close(db);
+  CHECK_RC(zkv_unlink_ex(name, &o, NULL), ZKV_OK);
+  CHECK(rmdir(dir) == 0);
+}
 
 /* ------------------------------------------------------------------------ */
 /* growing in place (issue 13.4)                                             */
