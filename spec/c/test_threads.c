@@ -57,6 +57,22 @@ static void *incr_worker(void *p) {
   return NULL;
 }
 
+/* run 8 workers of `n` increments on db (or each on its own handle on name);
+ * the errors they met, or -1 when a thread could not start */
+static int run_8(zkv_db *db, const char *name, int n) {
+  struct worker w[8];
+  for (int i = 0; i < 8; i++) {
+    w[i] = (struct worker){.db = db, .name = name, .n = n};
+    if (pthread_create(&w[i].th, NULL, incr_worker, &w[i]) != 0) return -1;
+  }
+  int errors = 0;
+  for (int i = 0; i < 8; i++) {
+    pthread_join(w[i].th, NULL);
+    errors += w[i].errors;
+  }
+  return errors;
+}
+
 static int rounds(void) { return th_light() ? 2 : 10; }
 static int per_thread(void) { return th_light() ? 5000 : 50000; }
 
@@ -70,17 +86,7 @@ TEST(threadsafe_memory_store_8_threads) {
     o.flags = ZKV_THREADSAFE;
     zkv_db *db = NULL;
     REQUIRE_RC(zkv_open_memory(&o, &db), ZKV_OK);
-    struct worker w[8];
-    for (int i = 0; i < 8; i++) {
-      w[i] = (struct worker){.db = db, .n = per_thread()};
-      REQUIRE(pthread_create(&w[i].th, NULL, incr_worker, &w[i]) == 0);
-    }
-    int errors = 0;
-    for (int i = 0; i < 8; i++) {
-      pthread_join(w[i].th, NULL);
-      errors += w[i].errors;
-    }
-    CHECK_EQ(errors, 0);
+    CHECK_EQ(run_8(db, NULL, per_thread()), 0);
     CHECK_EQ(get_int(db, ZKV_ROOT, "n"), 8 * (int64_t)per_thread());
     CHECK_EQ(get_int(db, ZKV_ROOT, "t"), 8 * 2 * (int64_t)(per_thread() / 100));
     zkv_close(db);
@@ -95,17 +101,7 @@ TEST(shared_segment_8_threads) {
   for (int r = 0; r < rounds(); r++) {
     zkv_db *db = NULL;
     REQUIRE_RC(zkv_open_shared(name, NULL, &db), ZKV_OK);
-    struct worker w[8];
-    for (int i = 0; i < 8; i++) {
-      w[i] = (struct worker){.name = name, .n = per_thread() / 2};
-      REQUIRE(pthread_create(&w[i].th, NULL, incr_worker, &w[i]) == 0);
-    }
-    int errors = 0;
-    for (int i = 0; i < 8; i++) {
-      pthread_join(w[i].th, NULL);
-      errors += w[i].errors;
-    }
-    CHECK_EQ(errors, 0);
+    CHECK_EQ(run_8(NULL, name, per_thread() / 2), 0);
     CHECK_EQ(get_int(db, ZKV_ROOT, "n"), 8 * (int64_t)(per_thread() / 2));
     zkv_close(db);
     CHECK_RC(zkv_unlink(name, NULL), ZKV_OK);
