@@ -228,8 +228,9 @@ local function run(seed, iter, mod, label, closer)
     for j = 1, nargs0 do if rawequal(args[j], NIL) then args[j] = nil end end
     local nargs = (self ~= nil and 1 or 0) + n
     if fname == "dump" or fname == "load" then
+      -- a path of ours; never a file object (load(io.stdin) would wait for input)
       for j = 2, nargs do
-        if type(args[j]) == "string" then args[j] = TMP .. "/f" .. r(3) end
+        if type(args[j]) == "string" or io.type(args[j]) then args[j] = TMP .. "/f" .. r(3) end
       end
     end
     if fname == "_set_clock_offset" then args[1] = 0; nargs = 1 end   -- the engine's clock: not garbage
