@@ -46,6 +46,7 @@ local ffi_string, ffi_new = ffi.string, ffi.new
 local sformat = string.format
 
 local core = require("zeltkv.core")
+local core_decode = core._decode
 local K = core._const
 core._own()   -- an error raised through this file names the user's line
 
@@ -221,8 +222,13 @@ function StoreMethods.get(self, k)
     elseif t == T_BOOL then return OUT.num ~= 0
     end
     local n = OUT.len
-    if t ~= T_JSON and n >= 0 then return ffi_string(BUF, n) end
-    return (CM_STORE.get(cs, k))
+    if n >= 0 then
+      if t ~= T_JSON then return ffi_string(BUF, n) end
+      -- a table: decoded by the C binding's codec from this read (a second get through the
+      -- C method would count twice in stats())
+      return (core_decode(T_JSON, ffi_string(BUF, n)))
+    end
+    return (CM_STORE.get(cs, k))   -- bigger than BUF: C reads it (and stats() counts two)
   elseif rc == NOTFOUND then
     return nil
   elseif rc == ESTALE or rc == ECLOSED then

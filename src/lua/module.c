@@ -94,7 +94,17 @@ static void read_options(lua_State *L, int i, zkv_options *o, double *atomic_tim
       *atomic_timeout = opt_seconds(L, v, k);
     } else if (is_str(L, ki, "lock_timeout") && shared) {
       o->lock_timeout = opt_seconds(L, v, k);
-    } else if (is_str(L, ki, "size") || is_str(L, ki, "mode") || is_str(L, ki, "lock_timeout")) {
+    } else if (is_str(L, ki, "dir") && shared) {
+      /* the string stays referenced by the options table until the open is done */
+      if (lua_type(L, v) != LUA_TSTRING || lua_rawlen(L, v) == 0 ||
+          strlen(lua_tostring(L, v)) != lua_rawlen(L, v))
+        lraise(L, C_VALUE, "option 'dir' must be a directory path (a non-empty string)");
+      o->dir = lua_tostring(L, v);
+    } else if (is_str(L, ki, "create") && shared) {
+      if (lua_type(L, v) != LUA_TBOOLEAN) lraise(L, C_VALUE, "option 'create' must be a boolean");
+      if (!lua_toboolean(L, v)) o->flags |= ZKV_OPEN_EXISTING;
+    } else if (is_str(L, ki, "size") || is_str(L, ki, "mode") || is_str(L, ki, "lock_timeout") ||
+               is_str(L, ki, "dir") || is_str(L, ki, "create")) {
       lraise(L, C_VALUE, "unknown option '%s' (it is an option of zeltkv.shared)", k);
     } else if (is_str(L, ki, "max_bytes")) {
       lraise(L, C_VALUE, "unknown option '%s' (it is an option of zeltkv.memory; a shared store's capacity is 'size')", k);
@@ -122,7 +132,7 @@ static int l_memory(lua_State *L) {
   read_options(L, 1, &o, &at, 0);
   Driver *d = new_driver(L, at);
   int rc = zkv_open_memory(&o, &d->db);
-  if (rc) return raise_rc(L, rc, "memory");
+  if (rc) return raise_open(L, rc, "memory");
   return 1;
 }
 
@@ -133,15 +143,18 @@ static int l_shared(lua_State *L) {
   read_options(L, 2, &o, &at, 1);
   Driver *d = new_driver(L, at);
   int rc = zkv_open_shared(name, &o, &d->db);
-  if (rc) return raise_rc(L, rc, "shared");
+  if (rc) return raise_open(L, rc, "shared");
   return 1;
 }
 
 static int l_unlink(lua_State *L) {
   const char *name = check_seg_name(L, 1);
+  zkv_options o;
+  double at;
+  read_options(L, 2, &o, &at, 1);   /* only dir means anything here */
   int existed;
-  int rc = zkv_unlink(name, &existed);
-  if (rc) return raise_rc(L, rc, "unlink");
+  int rc = zkv_unlink_ex(name, &o, &existed);
+  if (rc) return raise_open(L, rc, "unlink");
   lua_pushboolean(L, existed);
   return 1;
 }
@@ -162,7 +175,7 @@ static int l_set_clock_offset(lua_State *L) {
 static const struct { const char *name; lua_Integer v; } CONSTS[] = {
   K(OK), K(NOTFOUND), K(EXISTS), K(EINVAL_TTL), K(EEMPTY_NS), K(EINVAL_VALUE),
   K(EINVAL_KEY), K(ETYPE), K(ERANGE), K(EFULL), K(ETIMEDOUT), K(ECLOSED), K(ECORRUPT),
-  K(EVERSION), K(ENOMEM), K(EIO), K(ETXN), K(EINVAL), K(ESTALE),
+  K(EVERSION), K(ENOMEM), K(EIO), K(ETXN), K(EINVAL), K(ESTALE), K(EFORKED),
   K(T_NONE), K(T_STRING), K(T_INT), K(T_FLOAT), K(T_BOOL), K(T_JSON), K(T_LIST), K(T_USER),
   K(SET_NX), K(SET_XX), K(SET_KEEPTTL), K(SET_NOEVICT), K(GET_STALE),
   K(MAX_KEY), K(MAX_NAME),
