@@ -232,6 +232,7 @@ static int store_list_push(lua_State *L) {
 static int store_list_pop(lua_State *L) {
   KEY_ARGS(L);
   int left = lua_toboolean(L, 3);
+  Owned *own = owned_push(L);   /* v's, while the item is pushed */
   zkv_db *db = live_db(L, s->drv);
   list_begin(L, db, s, k, kl);
   int rc;
@@ -240,6 +241,7 @@ static int store_list_pop(lua_State *L) {
   uint32_t count = 0, len = 0;
   size_t tag = 0, rest = 0, rest_len = 0;   /* offsets into v */
   rc = list_read(db, s, k, kl, &v, &n, &count);
+  own->p = v;
   if (rc == ZKV_OK) {
     if (left) {
       /* tag at 8, length at 9..16, payload at 17, the length again, the rest */
@@ -277,13 +279,14 @@ static int store_list_pop(lua_State *L) {
   }
   if (rc == ZKV_OK) zkv_commit(db);
   else zkv_rollback(db);
+  free(nw);
   lua_pushinteger(L, rc);
   if (rc == ZKV_OK) {
     lua_pushlstring(L, v + tag, 1);
     lua_pushlstring(L, v + tag + 9, len);
   }
+  own->p = NULL;
   free(v);
-  free(nw);
   return rc == ZKV_OK ? 3 : 1;
 }
 
@@ -310,6 +313,7 @@ static int store_keys_list(lua_State *L) {
   uint64_t max = (uint64_t)mx;
   zkv_cursor cur;
   memset(&cur, 0, sizeof cur);
+  Owned *own = owned_push(L);   /* b.buf's, while the keys are pushed */
   lua_newtable(L);
   lua_Integer n = 0;
   KeyBatch b = {NULL, 0, 0, 0};
@@ -321,17 +325,17 @@ static int store_keys_list(lua_State *L) {
     /* the handle anew each step: pushing the keys allocates */
     zkv_db *db = s->drv->db;
     int rc = db ? zkv_keys(db, s->ns, &cur, want, collect_key, &b, &got) : ZKV_ECLOSED;
+    own->p = b.buf;
     if (rc == ZKV_ESTALE && n == 0 && reresolve(L, 1, s) == ZKV_OK) {   /* made anew */
       memset(&cur, 0, sizeof cur);
       rc = zkv_keys(db, s->ns, &cur, want, collect_key, &b, &got);
     }
+    own->p = b.buf;
     if (rc == ZKV_ESTALE) break;   /* gone and not made again: an empty namespace */
-    if (rc) {
-      free(b.buf);
-      return raise_rc(L, rc, "keys");
-    }
+    if (rc) return raise_rc(L, rc, "keys");
     push_batch(L, &b, &n);
   }
+  own->p = NULL;
   free(b.buf);
   return 1;
 }
