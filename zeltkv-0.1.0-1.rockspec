@@ -42,6 +42,7 @@ build = {
     ["zeltkv.shdict"] = "lua/zeltkv/shdict.lua",
     ["zeltkv.cli"] = "lua/zeltkv/cli.lua",
     ["zeltkv.snapshot"] = "lua/zeltkv/snapshot.lua",
+    ["zeltkv.prometheus"] = "lua/zeltkv/prometheus.lua",
     -- the redis driver: plain Lua; needs LuaSocket (and LuaSec for TLS) only when used
     ["zeltkv.redis"] = "lua/zeltkv/redis.lua",
     ["zeltkv.resp"] = "lua/zeltkv/resp.lua",

@@ -293,7 +293,8 @@ ZKV_API int zkv_open_memory(const zkv_options *opts, zkv_db **out);
  * a key past its old end take the lock).  A smaller size, or another evict
  * than the segment's, is refused (ZKV_EINVAL) rather than ignored.
  * ZKV_OPEN_EXISTING opens only an existing segment (a missing one is ZKV_EIO,
- * errno ENOENT).
+ * errno ENOENT).  Every open sets the file's access and modification times to
+ * now: they tell when a process last opened the segment (zkv list).
  * Returns ZKV_OK, ZKV_EINVAL_KEY (a bad name, or a path that is too long),
  * ZKV_EINVAL (out NULL, a bad option, a size over ZKV_MAX_SEGMENT, a smaller
  * size or another evict than an existing segment's), ZKV_ECORRUPT (not a

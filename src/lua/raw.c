@@ -12,15 +12,6 @@
 
 #include "binding.h"
 
-/* s:_handle() -> lightuserdata zkv_db*, namespace id high 32 bits, low 32 bits */
-static int store_handle(lua_State *L) {
-  Store *s = (Store *)check_self(L, STORE_MT);
-  lua_pushlightuserdata(L, live_db(L, s->drv));
-  lua_pushnumber(L, (lua_Number)(uint32_t)(s->ns >> 32));
-  lua_pushnumber(L, (lua_Number)(uint32_t)s->ns);
-  return 3;
-}
-
 /* s:_rawget(key, stale) -> nil | type, value, flags, is_stale */
 static int store_rawget(lua_State *L) {
   KEY_ARGS(L);
@@ -93,7 +84,9 @@ static int store_incr_num(lua_State *L) {
 /* s:_expire_ms(key, ms) -> rc   (ms 0 = no expiry) */
 static int store_expire_ms(lua_State *L) {
   KEY_ARGS(L);
-  int64_t ms = (int64_t)luaL_checknumber(L, 3);
+  lua_Number n = luaL_checknumber(L, 3);
+  luaL_argcheck(L, n > -9.2e18 && n < 9.2e18, 3, "ttl out of range");   /* int64_t holds it */
+  int64_t ms = (int64_t)n;
   zkv_db *db = live_db(L, s->drv);
   int rc;
   CALL(rc, zkv_expire(db, s->ns, k, kl, ms));
@@ -239,6 +232,7 @@ static int store_list_push(lua_State *L) {
 static int store_list_pop(lua_State *L) {
   KEY_ARGS(L);
   int left = lua_toboolean(L, 3);
+  Owned *own = owned_push(L);   /* v's, while the item is pushed */
   zkv_db *db = live_db(L, s->drv);
   list_begin(L, db, s, k, kl);
   int rc;
@@ -247,6 +241,7 @@ static int store_list_pop(lua_State *L) {
   uint32_t count = 0, len = 0;
   size_t tag = 0, rest = 0, rest_len = 0;   /* offsets into v */
   rc = list_read(db, s, k, kl, &v, &n, &count);
+  own->p = v;
   if (rc == ZKV_OK) {
     if (left) {
       /* tag at 8, length at 9..16, payload at 17, the length again, the rest */
@@ -284,13 +279,14 @@ static int store_list_pop(lua_State *L) {
   }
   if (rc == ZKV_OK) zkv_commit(db);
   else zkv_rollback(db);
+  free(nw);
   lua_pushinteger(L, rc);
   if (rc == ZKV_OK) {
     lua_pushlstring(L, v + tag, 1);
     lua_pushlstring(L, v + tag + 9, len);
   }
+  own->p = NULL;
   free(v);
-  free(nw);
   return rc == ZKV_OK ? 3 : 1;
 }
 
@@ -317,6 +313,7 @@ static int store_keys_list(lua_State *L) {
   uint64_t max = (uint64_t)mx;
   zkv_cursor cur;
   memset(&cur, 0, sizeof cur);
+  Owned *own = owned_push(L);   /* b.buf's, while the keys are pushed */
   lua_newtable(L);
   lua_Integer n = 0;
   KeyBatch b = {NULL, 0, 0, 0};
@@ -328,23 +325,23 @@ static int store_keys_list(lua_State *L) {
     /* the handle anew each step: pushing the keys allocates */
     zkv_db *db = s->drv->db;
     int rc = db ? zkv_keys(db, s->ns, &cur, want, collect_key, &b, &got) : ZKV_ECLOSED;
+    own->p = b.buf;
     if (rc == ZKV_ESTALE && n == 0 && reresolve(L, 1, s) == ZKV_OK) {   /* made anew */
       memset(&cur, 0, sizeof cur);
       rc = zkv_keys(db, s->ns, &cur, want, collect_key, &b, &got);
     }
+    own->p = b.buf;
     if (rc == ZKV_ESTALE) break;   /* gone and not made again: an empty namespace */
-    if (rc) {
-      free(b.buf);
-      return raise_rc(L, rc, "keys");
-    }
+    if (rc) return raise_rc(L, rc, "keys");
     push_batch(L, &b, &n);
   }
+  own->p = NULL;
   free(b.buf);
   return 1;
 }
 
 const luaL_Reg zkv_raw_methods[] = {
-  {"_handle", store_handle}, {"_rawget", store_rawget}, {"_rawset", store_rawset},
+  {"_rawget", store_rawget}, {"_rawset", store_rawset},
   {"_incr_num", store_incr_num}, {"_expire_ms", store_expire_ms},
   {"_flush_all", store_flush_all}, {"_flush_expired", store_flush_expired},
   {"_space", store_space}, {"_list_push", store_list_push}, {"_list_pop", store_list_pop},
