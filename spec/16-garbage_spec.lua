@@ -153,6 +153,10 @@ local function run(seed, iter, mod, label, closer)
     world.shared = mod.shared(world.name, { size = "8m" })
     world.ms = world.mem:namespace("fz")
     world.ss = world.shared:namespace("fz"):namespace("\0")
+    for i = 1, 300 do
+      world.ms:set("seed" .. i, i)
+      world.ss:namespace("c" .. i % 7)
+    end
     local ok, d = pcall(world.ms.shdict, world.ms)
     world.dict = ok and d or nil
   end
@@ -184,9 +188,15 @@ local function run(seed, iter, mod, label, closer)
     else pcall(s.del, s, "k")
     end
   end
-  local function flagged(f, n, a)
+  local function flagged(f, n, a, walk)
     world.in_call = true
-    return f(unpack(a, 1, n))
+    local it = f(unpack(a, 1, n))
+    if walk and type(it) == "function" then   -- keys(), namespaces(): the walk itself
+      for _ = 1, 300 do
+        if it() == nil then break end
+      end
+    end
+    return it
   end
   local module_fns = {}
   for _, name in ipairs({ "memory", "shared", "unlink", "prometheus", "_raise", "_raise_rc",
@@ -261,7 +271,7 @@ local function run(seed, iter, mod, label, closer)
     local before = watch and state_of(watch)
     -- the flag is set inside the pcall and cleared before anything is allocated after it:
     -- a finalizer raises only into the call
-    local ok, err = pcall(flagged, f, nargs, args)
+    local ok, err = pcall(flagged, f, nargs, args, fname == "keys" or fname == "namespaces")
     world.in_call = false
     if not ok then
       local good = is_coded(err) or foreign(err)
