@@ -212,6 +212,8 @@ bench:
 	@echo
 	@$(MAKE) --no-print-directory -s $(B)/bench/holds && $(B)/bench/holds
 	@echo
+	@$(MAKE) --no-print-directory -s $(B)/bench/hotpath && ZELTKV_SHM_DIR=$${ZELTKV_SHM_DIR:-/dev/shm} $(B)/bench/hotpath
+	@echo
 	@$(MAKE) --no-print-directory LUA_VERSION=jit module
 	@bash bench/nginx/run.sh
 	@echo
