@@ -28,7 +28,7 @@
 #include <stdint.h>
 
 #define ZKV_MAGIC "ZELTKV\0\1"
-#define ZKV_FORMAT 5u
+#define ZKV_FORMAT 6u
 #define UNIT 8u
 typedef uint32_t ref_t;
 
@@ -151,6 +151,10 @@ typedef struct hdr {
   uint32_t dead_next;      /* the ring slot the next one takes */
   ref_t dead_ring;         /* block of NDEAD refs (after RING_OFF bytes), made with the store;
                             * a deleted key's slot is its atime */
+  /* making room in steps (room.c): an allocated block that grows until the
+   * write of the thread room_owner fits in it; 0 = none */
+  ref_t room_res;
+  uint32_t room_owner;     /* a thread id, as the lock word holds it */
 } hdr;
 
 /* ---- counter slots (shared driver, arena.c) -------------------------------- */
@@ -210,6 +214,8 @@ _Static_assert(offsetof(hdr, gc_cursor) == offsetof(hdr, gc_active) + 4, "gc_act
 _Static_assert(offsetof(hdr, dead_bytes) == offsetof(hdr, ndead) + 8 &&
                offsetof(hdr, dead_next) == offsetof(hdr, dead_bytes) + 8,
                "ndead, dead_bytes and dead_next are logged as one span");
+_Static_assert(offsetof(hdr, room_owner) == offsetof(hdr, room_res) + 4,
+               "room_res and room_owner are logged as one span");
 _Static_assert(sizeof(hdr) % UNIT == 0, "the header is a whole number of units");
 _Static_assert(sizeof(ctr_slot) == 64, "a counter slot is one cache line");
 _Static_assert(offsetof(hdr, lock_waits) / 64 == offsetof(hdr, lock) / 64 &&
