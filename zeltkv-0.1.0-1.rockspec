@@ -48,8 +48,8 @@ build = {
     ["zeltkv.socket"] = "lua/zeltkv/socket.lua",
     ["zeltkv.slot"] = "lua/zeltkv/slot.lua",
     ["zeltkv.core"] = {
-      sources = { "src/alloc.c", "src/arena.c", "src/clock.c", "src/index.c", "src/ops.c",
-                  "src/room.c", "src/txn.c", "src/snapshot.c", "src/dumpfile.c",
+      sources = { "src/alloc.c", "src/arena.c", "src/clock.c", "src/deque.c", "src/index.c",
+                  "src/ops.c", "src/room.c", "src/txn.c", "src/snapshot.c", "src/dumpfile.c",
                   "src/lzeltkv.c" },
       incdirs = { "include", "$(CJSON_INCDIR)", "$(XXHASH_INCDIR)" },
       libdirs = { "$(CJSON_LIBDIR)" },

@@ -189,6 +189,8 @@ static void replace_keep(zkv_db *db, ref_t old, ref_t nw, uint64_t h) {
       idx_dead_forget(s, old);
     }
   }
+  if (n->type == ZKV_T_LIST && !(n->flags & EF_DELETED))
+    list_owner_moved(db, n, nw);   /* a list's end items name their entry */
   int had = ent_timed(o), has = ent_timed(n);
   if (had != has) {
     LOGW(s, &d->nttl, 8);
@@ -210,6 +212,10 @@ void idx_unlink_free_h(zkv_db *db, ref_t r, int expired, uint64_t h) {
   if (e->flags & EF_DELETED) {
     idx_dead_forget(s, r);
     expired = 0;   /* it was deleted, not expired */
+  }
+  if (e->type == ZKV_T_LIST && !(e->flags & EF_DELETED)) {
+    list_drop(db, e);   /* its items first (deque.c) */
+    e = ent_at(s, r);
   }
   nsdata *d = idx_nsdata(s, e->ns);
   chain_remove(s, r, h);

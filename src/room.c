@@ -275,7 +275,8 @@ static ref_t compact_for(zkv_db *db, uint64_t units, ref_t pin) {
       return 0;
     }
     memcpy((char *)P(s, nr) + 4, (char *)P(s, old) + 4, u * UNIT - 4);
-    idx_relocate(db, old, nr);
+    if (E(s, nr)->type == T_LNODE) list_relocate(db, old, nr);   /* a list item */
+    else idx_relocate(db, old, nr);
     /* its old bytes, inside the window, are what a rollback puts back */
     blk_note_freed(s, old);
   }
@@ -298,8 +299,13 @@ ref_t room_try(zkv_db *db, uint64_t units, ref_t pin, unsigned how) {
     if (!r && s->shared && (h->size - h->heap_start) - h->bytes_used >= units * UNIT)
       r = compact_for(db, units, pin);
     if (r) return r;
-    /* deleted keys kept for reuse go first: freeing them loses nothing */
+    /* deleted keys kept for reuse go first: freeing them loses nothing; so
+     * do the items of lists that are gone, as many as the undo log has room
+     * for (a shared segment's log is fixed) */
     if (H(s)->ndead && flush_dead(db, pin)) continue;
+    if (H(s)->lgarb && !(s->shared && H(s)->log_used > H(s)->log_cap / 2) &&
+        list_reclaim(db, 16))
+      continue;
     if (may_evict && evict_one(db, pin)) continue;
     if (reclaimed < 2 && H(s)->nkeys) {
       /* full: take back the room of keys that have expired, as many as
@@ -352,6 +358,7 @@ void room_gc_step(zkv_db *db) {
   int64_t t0 = clock_ns();
   uint64_t cur = h->gc_cursor;
   int done = 0;
+  if (h->lgarb && !(s->shared && h->log_used > h->log_cap / 4)) list_reclaim(db, 256);
   for (int chunk = 0; chunk < 64 && !done; chunk++) {
     /* on a shared segment, leave the undo log room for the operation's own
      * records: a sweep must never make the caller's write fail */

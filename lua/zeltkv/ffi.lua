@@ -73,6 +73,11 @@ int zkv_set_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen,
                const zkv_value *v, int64_t ttl_ms, unsigned flags, int *forcible);
 int zkv_incr_num(zkv_db *db, zkv_ns ns, const void *key, size_t klen, double by,
                  int create, double init, int64_t init_ttl_ms, double *result);
+int zkv_list_push(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int left, int tag,
+                  const void *payload, size_t plen, uint64_t *count);
+int zkv_list_pop(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int left, zkv_value *out);
+int zkv_list_len(zkv_db *db, zkv_ns ns, const void *key, size_t klen, uint64_t *count);
+int zkv_space(zkv_db *db, uint64_t *capacity, uint64_t *free_bytes);
 /* the head of lzeltkv.c's private structs (see the comment at the top) */
 typedef struct zkv_lua_driver { zkv_db *db; } zkv_lua_driver;
 typedef struct zkv_lua_store { zkv_lua_driver *drv; zkv_ns ns; } zkv_lua_store;
@@ -132,6 +137,7 @@ if not C then return { disabled = why_not } end
 local VIN, VOUT, I64 = ffi_new("zkv_value"), ffi_new("zkv_value"), ffi_new("int64_t[1]")
 -- the raw methods' own (they set user flags, which VIN must keep at 0)
 local VRAW, INT1, DBL1 = ffi_new("zkv_value"), ffi_new("int[1]"), ffi_new("double[1]")
+local U64 = ffi_new("uint64_t[1]")
 -- the C binding's error metatable
 local ERR_MT = getmetatable(select(2, pcall(core.unlink, "")))
 
@@ -424,6 +430,58 @@ function StoreMethods._expire_ms(self, k, ms)
   return rc
 end
 
+-- s:_list_push(key, left, tag, payload) -> rc, count;  s:_list_pop(key, left) -> rc[, tag,
+-- payload];  s:_list_len(key) -> rc, count
+local sbyte = string.byte
+function StoreMethods._list_push(self, k, left, tag, p)
+  local sp = type(self) == "table" and rawget(self, SP)
+  if not sp then return pass(CM_STORE._list_push(unwrap(self), k, left, tag, p)) end
+  local db, key = sp.drv.db, key_of(k)
+  if db == nil or key == nil or type(tag) ~= "string" or #tag ~= 1 or type(p) ~= "string" then
+    return pass(CM_STORE._list_push(rawget(self, CS), k, left, tag, p))
+  end
+  U64[0] = 0
+  local rc = C.zkv_list_push(db, sp.ns, key, #key, left and 1 or 0, sbyte(tag), p, #p, U64)
+  if rc == ESTALE then return pass(CM_STORE._list_push(rawget(self, CS), k, left, tag, p)) end
+  return rc, tonumber(U64[0])
+end
+
+function StoreMethods._list_pop(self, k, left)
+  local sp = type(self) == "table" and rawget(self, SP)
+  if not sp then return pass(CM_STORE._list_pop(unwrap(self), k, left)) end
+  local db, key = sp.drv.db, key_of(k)
+  if db == nil or key == nil then return pass(CM_STORE._list_pop(rawget(self, CS), k, left)) end
+  local rc = C.zkv_list_pop(db, sp.ns, key, #key, left and 1 or 0, VOUT)
+  if rc == OK then
+    local p = ffi_cast("const char *", VOUT.data)
+    return rc, ffi_string(p, 1), ffi_string(p + 1, VOUT.len - 1)
+  end
+  if rc == ESTALE then return pass(CM_STORE._list_pop(rawget(self, CS), k, left)) end
+  return rc
+end
+
+function StoreMethods._list_len(self, k)
+  local sp = type(self) == "table" and rawget(self, SP)
+  if not sp then return pass(CM_STORE._list_len(unwrap(self), k)) end
+  local db, key = sp.drv.db, key_of(k)
+  if db == nil or key == nil then return pass(CM_STORE._list_len(rawget(self, CS), k)) end
+  U64[0] = 0
+  local rc = C.zkv_list_len(db, sp.ns, key, #key, U64)
+  if rc == ESTALE then return pass(CM_STORE._list_len(rawget(self, CS), k)) end
+  return rc, tonumber(U64[0])
+end
+
+-- s:_space() -> capacity, free bytes (nothing when unbounded)
+local U64B = ffi_new("uint64_t[1]")
+function StoreMethods._space(self)
+  local sp = type(self) == "table" and rawget(self, SP)
+  if not sp or sp.drv.db == nil then return pass(CM_STORE._space(unwrap(self))) end
+  local rc = C.zkv_space(sp.drv.db, U64, U64B)
+  if rc ~= OK then return pass(CM_STORE._space(rawget(self, CS))) end
+  if U64[0] == 0 then return end
+  return tonumber(U64[0]), tonumber(U64B[0])
+end
+
 -- the ngx.shared.DICT face over this object, so that its calls take the paths above
 function StoreMethods.shdict(self)
   return require("zeltkv.shdict").new(self)
@@ -474,7 +532,7 @@ end
 
 local STORE_NAMES = { "get", "set", "del", "has", "expire", "ttl", "incr", "setnx", "namespace",
                       "atomic", "keys", "count", "clear", "_handle", "_rawget", "_rawset",
-                      "_incr_num", "_expire_ms" }
+                      "_incr_num", "_expire_ms", "_list_push", "_list_pop", "_list_len", "_space" }
 local DRIVER_NAMES = { "namespace", "atomic", "gc", "stats", "flush", "close" }
 
 -- every C method we do not implement is forwarded as it is

@@ -1492,10 +1492,14 @@ function Store._keys_list(self, max)
   return list
 end
 
-function Store._list_push(self, key, left, item)
+-- an item (tag, payload) as a Redis list element: shdict.lua's item encoding (the tag, 8 hex
+-- digits of payload length, the payload, the 8 digits again), which _list_pop reads
+function Store._list_push(self, key, left, tag, payload)
   local d = check_store(self, "_list_push")
   local rk = self.kbase .. check_key(key)
-  local r = call(d, self.slot or slotlib.slot(rk), cmd2(left and "LPUSH" or "RPUSH", rk, item), 1)
+  local h = fmt("%08x", #payload)
+  local r = call(d, self.slot or slotlib.slot(rk),
+                 cmd2(left and "LPUSH" or "RPUSH", rk, tag .. h .. payload .. h), 1)
   if is_err(r) then
     if resp.err_kind(r) == "WRONGTYPE" then return RC_ETYPE end
     server_error(r, "push")
@@ -1513,6 +1517,18 @@ function Store._list_pop(self, key, left)
     server_error(r, "pop")
   end
   return RC_OK, sub(r, 1, 1), sub(r, 10, -9)
+end
+
+function Store._list_len(self, key)
+  local d = check_store(self, "_list_len")
+  local rk = self.kbase .. check_key(key)
+  local r = call(d, self.slot or slotlib.slot(rk), cmd1("LLEN", rk), 1)
+  if is_err(r) then
+    if resp.err_kind(r) == "WRONGTYPE" then return RC_ETYPE end
+    server_error(r, "llen")
+  end
+  if r == 0 then return RC_NOTFOUND, 0 end
+  return RC_OK, r
 end
 
 STORE_MT.__tostring = function(self)
