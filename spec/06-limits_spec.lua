@@ -270,6 +270,80 @@ describe("max_bytes", function()
       assert.are.equal(800 + 1 - s:count(), st.evictions)
     end)
 
+    -- issue 9.5: below max_bytes, but above what an empty store has room for (its
+    -- index, the ring of deleted keys and its namespace records stay)
+    it("refuses a value that cannot fit even in an empty store before evicting anything",
+       function()
+      local name = H.segment_name("nofit")
+      local stores = {
+        { zeltkv.memory({ max_bytes = 65536, evict = "lru" }), 60000 },
+        { zeltkv.shared(name, { size = "64k", evict = "lru" }), 30000 },
+      }
+      for _, st in ipairs(stores) do
+        local d, big = st[1], st[2]
+        local ns = d:namespace("n")
+        for i = 1, 100 do assert.is_true(ns:set("k" .. i, "v" .. i)) end
+        local snap = H.snapshot({ ns }, d)
+        local ev = d:stats().evictions
+        H.assert_error_code("STORE_OPERATION_FAILED", ns.set, ns, "big", string.rep("x", big))
+        H.assert_unchanged(snap)
+        assert.are.equal(ev, d:stats().evictions)
+        assert.are.equal(100, ns:count())
+        d:close()
+      end
+      zeltkv.unlink(name)
+    end)
+
+    -- issue 11.A: a call that reads or writes a key it finds is a use of it, as
+    -- ngx.shared.DICT's lookup moves a key it finds to the front; has, ttl and expire
+    -- only look (shdict's peek)
+    it("counts get, set, incr and setnx as uses, not has, ttl or expire", function()
+      local name = H.segment_name("recency")
+      for _, mk in ipairs({
+        function() return zeltkv.memory({ max_bytes = 65536, evict = "lru" }) end,
+        function() return zeltkv.shared(name, { size = "64k", evict = "lru" }) end,
+      }) do
+        local uses = {
+          incr = function(ns, k) ns:incr(k, 1) end,
+          setnx = function(ns, k) assert.is_false(ns:setnx(k, 1)) end,
+          get = function(ns, k) assert.is_not_nil(ns:get(k)) end,
+          set = function(ns, k) ns:set(k, 7) end,
+        }
+        for what, use in pairs(uses) do
+          local d = mk()
+          local ns = d:namespace(what)
+          ns:set("hot", 0)
+          for i = 1, 100 do
+            use(ns, "hot")
+            ns:set("k" .. i, string.rep(".", 1024))
+          end
+          assert.is_true(d:stats().evictions > 20, what)
+          assert.is_not_nil(ns:get("hot"), what .. " did not keep the key from eviction")
+          d:close()
+          zeltkv.unlink(name)
+        end
+        -- looking is not using: the key ages, and goes
+        local looks = {
+          has = function(ns, k) return ns:has(k) end,
+          ttl = function(ns, k) return ns:ttl(k) ~= nil end,
+          expire = function(ns, k) return ns:expire(k, 3600) end,
+        }
+        for what, look in pairs(looks) do
+          local d = mk()
+          local ns = d:namespace(what)
+          ns:set("cold", 0)
+          assert.is_true(look(ns, "cold"))
+          for i = 1, 100 do
+            look(ns, "cold")
+            ns:set("k" .. i, string.rep(".", 1024))
+          end
+          assert.is_nil(ns:get("cold"), what .. " kept the key from eviction")
+          d:close()
+          zeltkv.unlink(name)
+        end
+      end
+    end)
+
     it("refuses a value larger than max_bytes, evicting nothing", function()
       for i = 1, 100 do s:set("k" .. i, value_for(i)) end
       local snap = H.snapshot({ s }, kv)

@@ -121,6 +121,9 @@ typedef struct hdr {
   uint64_t heap_start;     /* bytes */
   uint64_t top;            /* bytes: first byte never allocated */
   uint64_t bytes_used;     /* bytes in allocated blocks */
+  uint64_t fixed_bytes;    /* of which blocks that are not keys: the index arrays, the
+                            * deleted-key ring, namespace records (room.c: what no
+                            * eviction can give back) */
   uint64_t class_bits[2];  /* non-empty free lists */
   ref_t free_heads[NCLASS];
   /* index: while it grows, `obuckets` is the old array (half the size), whose

@@ -337,8 +337,17 @@ uint64_t idx_grow_units(seg *s) {
 }
 
 /* start doubling into nbk (a block of idx_grow_units) */
+/* the blocks of the store's own records count as fixed (see format.h) */
+static void fixed_add(seg *s, ref_t r, int sign) {
+  hdr *h = H(s);
+  uint64_t b = (uint64_t)BLK_UNITS(*(uint32_t *)P(s, r)) * UNIT;
+  LOGW(s, &h->fixed_bytes, 8);
+  h->fixed_bytes = sign > 0 ? h->fixed_bytes + b : h->fixed_bytes - b;
+}
+
 void idx_grow(zkv_db *db, ref_t nbk) {
   seg *s = db->s;
+  fixed_add(s, nbk, +1);
   hdr *h = H(s);
   LOG_SPAN(s, h, buckets, ocursor);
   h->obuckets = h->buckets;
@@ -388,6 +397,7 @@ void idx_rehash(zkv_db *db, unsigned n) {
     ref_t old = h->obuckets;
     h->obuckets = 0;
     h->ocursor = 0;
+    fixed_add(s, old, -1);
     blk_free(s, old);
   }
 }
@@ -418,6 +428,7 @@ size_t idx_ns_bytes(size_t name_len) { return NS_DATA_OFF + sizeof(nsdata) + nam
 
 void idx_new_ns(zkv_db *db, ref_t r, ref_t parent, const void *name, size_t len, uint64_t h) {
   seg *s = db->s;
+  fixed_add(s, r, +1);
   ent *e = E(s, r);
   memset((char *)e + 4, 0, NS_DATA_OFF + sizeof(nsdata) - 4);
   e->klen = (uint16_t)len;
@@ -461,6 +472,7 @@ void idx_init(zkv_db *db) {
   seg *s = db->s;
   uint32_t lg = 4;
   ref_t b = init_block(s, BUCKETS_OFF + (1ull << lg) * 4);
+  fixed_add(s, b, +1);
   hdr *h = H(s);
   memset((char *)P(s, b) + BUCKETS_OFF, 0, (1ull << lg) * 4);
   h->buckets = b;
@@ -475,6 +487,7 @@ void idx_init(zkv_db *db) {
    * store too small for it frees deleted keys at once */
   ref_t rg = blk_alloc(s, (RING_OFF + NDEAD * 4 + UNIT - 1) / UNIT);
   if (rg) {
+    fixed_add(s, rg, +1);
     memset((char *)P(s, rg) + RING_OFF, 0, NDEAD * 4);
     H(s)->dead_ring = rg;
   }

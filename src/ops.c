@@ -196,6 +196,20 @@ static ent *find_live(seg *s, ref_t ns, const void *key, size_t klen, uint64_t h
   return ent_alive(e) ? e : NULL;
 }
 
+/* A use of the key e, for lru eviction: the calls that read or write a key
+ * they find (get, set, setnx that finds it, incr), as ngx.shared.DICT's
+ * lookup moves a key it finds to the front; has, ttl, expire, keys and count
+ * only look at it, as shdict's peek does.  The stamp is a hint: not logged, and written only when it
+ * changes; a memory store's clock ticks with every use, a shared segment's
+ * with writes only (`tick`), so that reads do not write shared memory. */
+static inline void lru_use(seg *s, ent *e, int tick) {
+  hdr *h = H(s);
+  if (h->evict != ZKV_EVICT_LRU) return;
+  if (tick || !s->shared) h->lru_clock++;
+  uint16_t now = lru_now(s);
+  if (e->atime != now) e->atime = now;
+}
+
 static int do_get(zkv_db *db, ref_t ns, const void *key, size_t klen, zkv_value *out,
                   unsigned flags, int *stale) {
   seg *s = db->s;
@@ -214,12 +228,7 @@ static int do_get(zkv_db *db, ref_t ns, const void *key, size_t klen, zkv_value 
     if (rc) return rc;
     v = db->buf;
   }
-  if (H(s)->evict == ZKV_EVICT_LRU) {
-    /* recency is a hint: not logged, and written only when it changes */
-    uint16_t now = lru_now(s);
-    if (e->atime != now) e->atime = now;
-    if (!s->shared) H(s)->lru_clock++;
-  }
+  lru_use(s, e, 0);
   if (s->shared && e->type != ZKV_T_LIST) {
     int rc = keep_copy(db, v, vlen, &v);
     if (rc) return rc;
@@ -260,12 +269,8 @@ static inline int get_nolock(zkv_db *db, zkv_ns nsid, const void *key, size_t kl
       }
       if (e->type == ZKV_T_LIST) return RETRY;   /* its encoding is made under the lock */
       if (hd->evict == ZKV_EVICT_LRU) {
-        if (priv) {
-          hd->lru_clock++;
-          e->atime = lru_now(s);
-        } else if (e->atime != lru_now(s)) {
-          return RETRY;   /* recency is due: the locked path writes it */
-        }
+        if (priv) lru_use(s, e, 0);
+        else if (e->atime != lru_now(s)) return RETRY;   /* recency is due: the locked path writes it */
       }
       size_t vlen;
       const char *v = ent_val(e, &vlen);
@@ -292,7 +297,8 @@ static inline int read_nolock(zkv_db *db, zkv_ns ns, const void *key, size_t kle
                               zkv_value *out, int64_t *exp) {
   seg *s = db->s;
   if (!s->shared) {
-    if (!s->threadsafe && (++db->opcount & 63)) return get_nolock(db, ns, key, klen, out, 1, exp);
+    if (!s->threadsafe && (++db->opcount & 63))
+      return get_nolock(db, ns, key, klen, out, 1, exp);
   } else if (!seg_owned(s)) {
     for (int i = 0; i < 16; i++) {
       int rc = get_nolock(db, ns, key, klen, out, 0, exp);
@@ -417,7 +423,10 @@ static int do_store_at(zkv_db *db, ref_t ns, const void *key, size_t klen, uint6
                        ent *old, int type, uint32_t uflags, const void *val, size_t vlen,
                        int64_t ttl_ms, unsigned flags) {
   seg *s = db->s;
-  if ((flags & ZKV_SET_NX) && old) return ZKV_EXISTS;
+  if ((flags & ZKV_SET_NX) && old) {
+    lru_use(s, old, 1);   /* found: a use, as shdict's add that finds the key */
+    return ZKV_EXISTS;
+  }
   if ((flags & ZKV_SET_XX) && !old) return ZKV_NOTFOUND;
   int64_t exp = 0;
   if (flags & ZKV_SET_KEEPTTL) exp = old ? ent_exp(old) : 0;
@@ -426,10 +435,7 @@ static int do_store_at(zkv_db *db, ref_t ns, const void *key, size_t klen, uint6
   uint64_t units = ent_units(klen, vlen, f);
   hdr *hd = H(s);
   if (units >= (1u << 30) || (hd->capacity && units * UNIT > hd->capacity)) return ZKV_EFULL;
-  if (hd->evict == ZKV_EVICT_LRU) {
-    LOGW(s, &hd->lru_clock, 8);
-    hd->lru_clock++;
-  }
+  if (hd->evict == ZKV_EVICT_LRU) hd->lru_clock++;   /* a hint: not logged */
   if (UNLIKELY(hd->lgarb)) list_reclaim(db, 2);   /* a write frees a little of the garbage */
   /* a list (live or not) replaced by any value: its items go, once nothing
    * below can fail (a private store outside a transaction has no undo) */
@@ -550,7 +556,7 @@ static int list_push(zkv_db *db, ref_t ns, const void *key, size_t klen, int lef
   ref_t nr = item_new(db, tag, payload, plen, r);
   list_link_end(s, r, nr, left);
   e = E(s, r);
-  if (H(s)->evict == ZKV_EVICT_LRU) e->atime = lru_now(s);   /* a use, as in shdict */
+  lru_use(s, e, 1);   /* a use, as in shdict */
   *count = list_head(s, e)->count;
   return ZKV_OK;
 }
@@ -578,7 +584,7 @@ static int list_pop(zkv_db *db, ref_t ns, const void *key, size_t klen, int left
     return ZKV_OK;
   }
   ref_t nr = list_take_end(s, r, left);
-  if (H(s)->evict == ZKV_EVICT_LRU) E(s, r)->atime = lru_now(s);
+  lru_use(s, E(s, r), 1);
   blk_free(s, nr);
   return ZKV_OK;
 }
@@ -725,6 +731,7 @@ static int do_incr(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t b
   ent *e = find_live(s, ns, key, klen, h, &r);
   int64_t v;
   if (e) {
+    lru_use(s, e, 1);
     size_t vlen;
     char *p = ent_val(e, &vlen);
     if (e->type != ZKV_T_INT || vlen != 8) return ZKV_ETYPE;
@@ -764,6 +771,7 @@ static int do_incr_num(zkv_db *db, ref_t ns, const void *key, size_t klen, doubl
   ent *e = find_live(s, ns, key, klen, h, &r);
   double x;
   if (e) {
+    lru_use(s, e, 1);
     size_t vlen;
     char *p = ent_val(e, &vlen);
     if (vlen != 8 || (e->type != ZKV_T_INT && e->type != ZKV_T_FLOAT)) return ZKV_ETYPE;
@@ -851,7 +859,7 @@ static int do_list_len(zkv_db *db, ref_t ns, const void *key, size_t klen, uint6
   if (!e) return ZKV_NOTFOUND;
   if (e->type != ZKV_T_LIST) return ZKV_ETYPE;
   *count = list_head(s, e)->count;
-  if (H(s)->evict == ZKV_EVICT_LRU) e->atime = lru_now(s);   /* a use, as in shdict */
+  lru_use(s, e, 0);   /* a use, as in shdict */
   return ZKV_OK;
 }
 
@@ -1212,7 +1220,7 @@ static int do_verify(zkv_db *db, const char **why) {
   uint64_t first = h->heap_start / UNIT, top = h->top / UNIT;
   if (h->top > s->mapped || h->heap_start > h->top) BAD("top is out of the arena");
   /* 1. the heap, block by block */
-  uint64_t used = 0, nfree = 0, r = first;
+  uint64_t used = 0, fixed = 0, nfree = 0, r = first;
   int prev_free = 0;
   while (r < top) {
     uint32_t hd = ((uint32_t *)P(s, r))[0];
@@ -1227,12 +1235,16 @@ static int do_verify(zkv_db *db, const char **why) {
       prev_free = 1;
     } else {
       used += u;
+      if (r == h->buckets || r == h->obuckets || r == h->dead_ring ||
+          (ent_ok(s, (ref_t)r) && E(s, r)->type == T_NSREC))
+        fixed += u;
       prev_free = 0;
     }
     r += u;
   }
   if (prev_free) BAD("a free block touches top");
   if (used * UNIT != h->bytes_used) BAD("bytes_used disagrees with the blocks");
+  if (fixed * UNIT != h->fixed_bytes) BAD("fixed_bytes disagrees with the blocks");
   /* 2. free lists */
   uint64_t listed = 0;
   for (unsigned c = 0; c < NCLASS; c++) {

@@ -286,14 +286,28 @@ static ref_t compact_for(zkv_db *db, uint64_t units, ref_t pin) {
 
 /* ---- room for a write ---------------------------------------------------- */
 
+/* Could a block of `units` fit at all, were every key gone but pin?  The
+ * store's own records (index, ring, namespaces: fixed_bytes) and pin stay.
+ * A write that cannot fails before anything is freed or evicted for it. */
+static int could_fit(seg *s, uint64_t units, ref_t pin) {
+  hdr *h = H(s);
+  uint64_t room = s->shared ? h->size - h->heap_start : h->capacity;
+  if (!room) return 1;   /* an unbounded memory store */
+  uint64_t keep = h->fixed_bytes;
+  if (pin) keep += (uint64_t)BLK_UNITS(ent_at(s, pin)->blk) * UNIT;
+  return keep <= room && units * UNIT <= room - keep;
+}
+
 ref_t room_try(zkv_db *db, uint64_t units, ref_t pin, unsigned how) {
   seg *s = db->s;
   if (units < 2) units = 2;
   if (units >= (1u << 30)) return 0;
   int may_evict = !(how & ROOM_NOEVICT) && H(s)->evict == ZKV_EVICT_LRU;
   int reclaimed = (how & ROOM_NOSWEEP) ? 2 : 0;
-  for (;;) {
-    ref_t r = blk_alloc(s, units);
+  ref_t r = blk_alloc(s, units);
+  if (r) return r;
+  if (!could_fit(s, units, pin)) return 0;
+  for (;; r = blk_alloc(s, units)) {
     /* a shared segment with room in total but not in one piece: compact */
     hdr *h = H(s);
     if (!r && s->shared && (h->size - h->heap_start) - h->bytes_used >= units * UNIT)

@@ -11,7 +11,7 @@ name=$1; shift
 results=${RESULTS:-build/results}
 mkdir -p "$results"
 stamp=$(mktemp "${TMPDIR:-/tmp}/zeltkv-suite.XXXXXX")
-trap 'rm -f "$stamp"' EXIT
+trap 'rm -f "$stamp" "$stamp.times"' EXIT
 sleep 0.01                                   # logs written from now on are -newer
 start=$(date +%s)
 echo "==== $name"
@@ -19,7 +19,8 @@ echo "==== $name"
 rc=$?
 secs=$(( $(date +%s) - start ))
 # `times`, second line: the user and system time of this script's children, e.g. 1m2.345s
-cpu=$(times | sed -n 2p | awk '{ s = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] }
+times > "$stamp.times"          # in this shell: a subshell would count its own children only
+cpu=$(sed -n 2p "$stamp.times" | awk '{ s = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] }
                                   printf "%d", s + 0.5 }')
 
 re='[0-9]+ passed, [0-9]+ failed'

@@ -26,7 +26,6 @@ local FILL = rep("f", 1000)
 -- forcible).  A pending case that still fails is listed, not counted; one that passes is
 -- counted as a failure, so that it is taken off this list the day its fix lands.
 local PENDING = {
-  ["recency:incr"] = "11.A: incr does not count as a use",
   ["full:set:16384"] = "11.B: the undo log overflows while evicting",
   ["full:set:65536"] = "11.B: the undo log overflows while evicting",
   ["full:set:262144"] = "11.B: the undo log overflows while evicting",
