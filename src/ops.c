@@ -875,10 +875,15 @@ int zkv_list_len(zkv_db *db, zkv_ns ns, const void *key, size_t klen, uint64_t *
 
 /* ---- namespace-wide ------------------------------------------------------ */
 
+/* is every key listed in d live?  So when none carries an expiry (or was
+ * flushed) and no deleted key is kept anywhere: then no walk is needed to
+ * count them, nor to find the expired ones */
+static int ns_all_live(seg *s, const nsdata *d) { return d->nttl == 0 && H(s)->ndead == 0; }
+
 static int do_count(zkv_db *db, ref_t ns, uint64_t *count) {
   seg *s = db->s;
   nsdata *d = idx_nsdata(s, ns);
-  if (d->nttl == 0 && H(s)->ndead == 0) {   /* every listed key is live */
+  if (ns_all_live(s, d)) {
     *count = d->nkeys;
     return ZKV_OK;
   }
@@ -1044,7 +1049,8 @@ static int do_flush_expired_ns(zkv_db *db, zkv_ns nsid, uint64_t budget, uint64_
   ref_t ns = ns_ref(s, nsid);
   int64_t now = clock_ms();
   uint64_t n = 0, guard = ent_limit(s);
-  ref_t r = idx_nsdata(s, ns)->head;
+  nsdata *d = idx_nsdata(s, ns);
+  ref_t r = ns_all_live(s, d) ? 0 : d->head;   /* nothing to free: no walk */
   *done = 0;
   while (r) {
     if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
