@@ -2,7 +2,8 @@
 --
 -- Prints figures only; a benchmark never asserts timings.  Sections:
 --   1. ns/op of get, set, incr, setnx and an atomic read-modify-write, each next
---      to a Lua table doing the same in the same loop shape (best of RUNS runs)
+--      to a Lua table doing the same in the same loop shape (best of RUNS runs);
+--      1b. get and set next to the floor of a C-function store (bench/floor.c)
 --   2. bytes per entry for 500k entries, as resident memory, one process each
 --   3. the longest lock hold of one gc step while 1M expired keys are swept
 --   4. keys()/count()/clear() of a 100-key namespace, 1M-key store vs 1k-key store
@@ -183,6 +184,50 @@ do
   print(("  empty loop with the key lookup: %s ns/op; setnx mostly finds the key held"):format(
     fmt_ns(empty)))
   kv:close()
+end
+collectgarbage("collect")
+
+---------------------------------------------------------------------------
+-- 1b. get and set next to the floor of any C-function store (bench/floor.c)
+---------------------------------------------------------------------------
+do
+  local path = os.getenv("ZELTKV_FLOOR")
+  local open = path and package.loadlib(path, "luaopen_zkvfloor")
+  if not open then
+    print()
+    print("1b. (the C-function floor was not built: make bench builds it; ZELTKV_FLOOR=path)")
+  else
+    local floor = open().new()
+    local kv = zeltkv.memory()
+    local s = kv:namespace("data")
+    for i = 1, MASK + 1 do s:set(KEYS[i], VALUE) end
+    floor:set(KEYS[1], VALUE)
+    local function get_loop(st)
+      return function(n)
+        local ks, t0 = KEYS, clock()
+        for i = 1, n do local v = st:get(ks[(i & MASK) + 1]) end
+        return clock() - t0
+      end
+    end
+    local function set_loop(st)
+      return function(n)
+        local ks, v, t0 = KEYS, VALUE, clock()
+        for i = 1, n do st:set(ks[(i & MASK) + 1], v) end
+        return clock() - t0
+      end
+    end
+    local rows = { { "operation", "zeltkv ns/op", "floor ns/op", "ratio", "goal" } }
+    for _, c in ipairs({ { "get", get_loop, "<= 1.2x" }, { "set", set_loop, "<= 2x" } }) do
+      local z = best(c[2](s), N)
+      local f = best(c[2](floor), N)
+      rows[#rows + 1] = { c[1], fmt_ns(z), fmt_ns(f), ("%.2fx"):format(z / f), c[3] }
+    end
+    print()
+    print("1b. the memory driver next to the floor of any C-function store: a method that checks")
+    print("    self and its arguments and returns a fresh copy of a stored 31-byte value, nothing else")
+    print_table(rows)
+    kv:close()
+  end
 end
 collectgarbage("collect")
 

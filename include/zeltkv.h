@@ -1,24 +1,89 @@
 /*
- * zeltkv.h -- the public C API of the zeltkv engine.
+ * zeltkv.h -- the public C API of the zeltkv engine, and its manual.
  *
  * zeltkv is an embedded key-value store: one arena (a private mapping, or a
  * named shared-memory segment) holds every byte of a store, addressed by
  * offsets, guarded by one lock, with an undo log that gives both rollback of
- * transactions and recovery after a process dies holding the lock.
+ * transactions and recovery after a process dies holding the lock.  The Lua
+ * module is a layer over this API; this header is the spec for C hosts.
  *
- * This header is the spec for C hosts.  The Lua module is a thin layer over it.
+ * OVERVIEW
  *
- * Conventions (they hold for every function below unless it says otherwise):
+ * Life cycle.  zkv_open_memory makes a store in a private mapping of this
+ * process; zkv_open_shared opens (or creates) a named segment that every
+ * process opening the name shares.  Both give a handle (zkv_db); zkv_close
+ * releases it.  A shared segment outlives its processes until zkv_unlink or
+ * a reboot.  Keys live in namespaces (zkv_namespace), nested under ZKV_ROOT.
+ *
+ * Threads and processes.  A handle is used by one thread at a time.  Threads
+ * share a shared segment by each opening their own handle (handles of one
+ * process on one segment share its mapping and its lock state), or share a
+ * memory store opened with ZKV_THREADSAFE, taking turns on its mutex.
+ * Processes share a store only through a shared segment.
+ *
+ * Transactions and the lock.  Every call takes the store's lock for as long
+ * as it runs (reads of a shared segment, and of a memory store used by one
+ * thread, first try without it).  zkv_begin takes it and keeps it: the
+ * calls until the matching zkv_commit or zkv_rollback are one transaction,
+ * seen by no one else until the outermost level ends; nested levels are
+ * savepoints.  A shared segment's waiters wait up to lock_timeout, then get
+ * ZKV_ETIMEDOUT.  A process that dies holding the lock leaves an undo log
+ * in the segment: the next process to take the lock undoes what it had
+ * half-done, so a store never holds half of an operation or transaction.
+ *
+ * Expiry.  A key may have a ttl (ms).  An expired key is absent for every
+ * function at once; its memory is freed later: by a sweep that normal
+ * operations run in small steps every gc_interval seconds, by zkv_gc and
+ * zkv_flush_expired, or when a write needs the room.
+ *
+ * Memory.  A memory store grows its mapping as it fills, up to max_bytes of
+ * data when given; a shared segment has the fixed size it was created with.
+ * A write that finds no room makes it, in this order: blocks of deleted keys
+ * kept for reuse, then (evict = ZKV_EVICT_LRU) keys chosen by sampled LRU
+ * (an expired one before any live one among those sampled), then expired
+ * keys; a shared segment whose free room is enough but broken up is
+ * compacted (keys are moved).  A write that could not fit even if every key
+ * were gone fails at once, evicting nothing.  When that is not enough the write fails
+ * with ZKV_EFULL.  Recency is kept by the calls that read or write a key
+ * they find (zkv_get, zkv_get_ex, zkv_set that replaces, zkv_set with
+ * ZKV_SET_NX that finds the key, zkv_incr, zkv_incr_num); zkv_has, zkv_ttl,
+ * zkv_expire, zkv_keys and zkv_count only look, as ngx.shared.DICT's do.
+ *
+ * CONVENTIONS (they hold for every function below unless it says otherwise)
  *  - Every function returns an int result code from enum zkv_rc.  ZKV_OK (0)
  *    is success; ZKV_NOTFOUND and ZKV_EXISTS are ordinary outcomes, not
- *    errors; negative codes are errors.  A call that returns an error changed
- *    nothing in the store.
+ *    errors; negative codes are errors.
+ *  - A call that returns an error changed nothing in the store, except the
+ *    stepped walks (zkv_clear, zkv_flush, zkv_gc, zkv_flush_expired,
+ *    zkv_flush_expired_ns, zkv_expire_all): outside a transaction they run
+ *    as a series of short lock holds, each committed, so an error in one
+ *    step leaves the earlier steps done (inside a transaction the whole walk
+ *    is undone with the transaction, as any write).
+ *  - Every function that takes a handle returns ZKV_EINVAL for a NULL one,
+ *    and ZKV_ECLOSED once it was closed; every function that takes the lock
+ *    may return ZKV_ETIMEDOUT (shared) and ZKV_ECORRUPT (a damaged segment,
+ *    found when followed; every offset read from the arena is checked).  The
+ *    Returns lists below name the other codes.
  *  - Handles (zkv_db) are opaque and created through out-parameters.
  *  - Keys and values are binary-safe: a pointer plus a length.
- *  - A zkv_db handle is used by one thread at a time.  Several threads share a
- *    store by each opening their own handle on the same shared segment (or, for
- *    a memory store, by passing ZKV_THREADSAFE and taking turns).
  *  - Times are in milliseconds; a ttl of 0 means "no expiry".
+ *
+ * CAVEATS
+ *  - Linux only: shared segments are files under /dev/shm (or
+ *    $ZELTKV_SHM_DIR) locked with futexes, and a dead lock holder is found by
+ *    its thread id.  All the processes that use one segment must therefore
+ *    live in one PID namespace (two containers sharing a /dev/shm mount but
+ *    not their PIDs would take each other's holders for dead).
+ *  - fork: a child must not use a handle while the parent was inside a
+ *    transaction or a call on it at the moment of the fork (the child would
+ *    think it holds the lock).  Open handles after fork where you can.
+ *  - The zkv_keys callback runs with the lock held: it must return normally
+ *    (no longjmp, no C++ exception, no Lua error across it) and must not call
+ *    into the same store.
+ *  - A zkv_value returned by a read points into memory the handle owns,
+ *    valid until the next call on that handle.
+ *  - Segment files hold the format this library writes (zkv_version); a
+ *    segment of another format is refused (ZKV_EVERSION), never read.
  */
 #ifndef ZELTKV_H
 #define ZELTKV_H
@@ -36,7 +101,14 @@ extern "C" {
 #define ZKV_API
 #endif
 
+/* The library's version: ZKV_VERSION is the string, the other three its
+ * numbers; ZKV_VERSION_NUMBER is MAJOR * 10000 + MINOR * 100 + PATCH, to
+ * compare with what zkv_version() says of the library a program runs with. */
 #define ZKV_VERSION "0.1.0"
+#define ZKV_VERSION_MAJOR 0
+#define ZKV_VERSION_MINOR 1
+#define ZKV_VERSION_PATCH 0
+#define ZKV_VERSION_NUMBER (ZKV_VERSION_MAJOR * 10000 + ZKV_VERSION_MINOR * 100 + ZKV_VERSION_PATCH)
 
 /* Result codes.  zkv_errclass() maps each error to one of the five error
  * codes of the Lua API (INVALID_TTL, EMPTY_NAMESPACE, INVALID_VALUE,
@@ -45,20 +117,20 @@ enum zkv_rc {
   ZKV_OK = 0,
   ZKV_NOTFOUND = 1,       /* the key is absent (or expired) */
   ZKV_EXISTS = 2,         /* ZKV_SET_NX found a live key */
-  ZKV_EINVAL_TTL = -1,    /* ttl <= 0 where one is required */
+  ZKV_EINVAL_TTL = -1,    /* a ttl < 0 */
   ZKV_EEMPTY_NS = -2,     /* a namespace name of length 0 */
   ZKV_EINVAL_VALUE = -3,  /* a value, type or option that cannot be used */
   ZKV_EINVAL_KEY = -4,    /* a key or name of length 0 or > ZKV_MAX_KEY */
   ZKV_ETYPE = -5,         /* incr on a value that is not an integer */
-  ZKV_ERANGE = -6,        /* incr result outside the int64 range */
-  ZKV_EFULL = -10,        /* the store is full (max_bytes / size, evict "none") */
+  ZKV_ERANGE = -6,        /* incr result outside the int64 range or the limits asked */
+  ZKV_EFULL = -10,        /* no room for the write (max_bytes / size; see "Memory") */
   ZKV_ETIMEDOUT = -11,    /* the lock was not had within lock_timeout */
   ZKV_ECLOSED = -12,      /* the handle was closed */
   ZKV_ECORRUPT = -13,     /* the segment is damaged, truncated or not zeltkv */
   ZKV_EVERSION = -14,     /* the segment has another format version */
   ZKV_ENOMEM = -15,       /* the process ran out of memory */
   ZKV_EIO = -16,          /* a system call failed (see errno) */
-  ZKV_ETXN = -17,         /* transaction misuse, or undo log full */
+  ZKV_ETXN = -17,         /* no transaction open, or a shared segment's undo log full */
   ZKV_EINVAL = -18,       /* a bad argument (NULL handle, bad option) */
   ZKV_ESTALE = -19        /* the namespace id is not (or no longer) one of this store */
 };
@@ -77,7 +149,7 @@ enum zkv_errclass {
 #define ZKV_MAX_NAME 128u      /* longest shared segment name */
 
 /* Value types.  The engine stores a type tag and bytes; it interprets only
- * ZKV_T_INT (for incr) and ZKV_T_NUMBER (for zkv_incr_num). */
+ * ZKV_T_INT (zkv_incr) and ZKV_T_INT / ZKV_T_FLOAT (zkv_incr_num). */
 enum zkv_type {
   ZKV_T_NONE = 0,
   ZKV_T_STRING = 1,   /* bytes */
@@ -103,10 +175,10 @@ typedef struct zkv_value {
 } zkv_value;
 
 /* A namespace: an opaque id, stable for the life of the store (namespaces are
- * never deleted; clearing one removes its keys), except that a namespace first
+ * not deleted; clearing one removes its keys), except that a namespace first
  * created inside a transaction that is rolled back is gone with it: its id
  * then gives ZKV_ESTALE, and zkv_namespace makes it anew.  ZKV_ROOT is the
- * root. */
+ * root.  An id is valid for the store it came from only. */
 typedef uint64_t zkv_ns;
 #define ZKV_ROOT ((zkv_ns)0)
 
@@ -141,8 +213,23 @@ ZKV_API const char *zkv_strerror(int rc);
  * ZKV_OK, ZKV_NOTFOUND and ZKV_EXISTS). */
 ZKV_API int zkv_errclass(int rc);
 
-/* zkv_errclass_name: "INVALID_TTL", ... for a class; "" for ZKV_CLASS_NONE. */
+/* zkv_errclass_name: "INVALID_TTL", ... for a class; "" for ZKV_CLASS_NONE
+ * and for a number that is no class. */
 ZKV_API const char *zkv_errclass_name(int cls);
+
+/* zkv_errdetail: the system call behind the last ZKV_EIO this thread got:
+ * the call, the path and the system's message, e.g. "open
+ * /dev/shm/zeltkv-app: Permission denied".
+ *  [out] err  its errno (may be NULL); 0 when there was none
+ * Returns "" when there was none.  The string belongs to the library and
+ * stays valid until the next failing call in this thread. */
+ZKV_API const char *zkv_errdetail(int *err);
+
+/* zkv_version: ZKV_VERSION_NUMBER of the library linked (which may be newer
+ * than the header a program was compiled with).
+ *  [out] segment_format  the segment format this library writes and reads
+ *                        (a segment of any other is ZKV_EVERSION); may be NULL */
+ZKV_API int zkv_version(uint32_t *segment_format);
 
 /* ------------------------------------------------------------------------ */
 /* Opening and closing                                                       */
@@ -150,36 +237,42 @@ ZKV_API const char *zkv_errclass_name(int cls);
 /* zkv_open_memory: create a store in a private mapping of this process.
  *  [in]  opts  options, or NULL for the defaults
  *  [out] out   the new handle; set to NULL on failure
- * Returns ZKV_OK, ZKV_EINVAL (bad option), ZKV_ENOMEM. */
+ * Returns ZKV_OK, ZKV_EINVAL (out NULL, a bad option), ZKV_EFULL (max_bytes
+ * too small for an empty store's own records), ZKV_ENOMEM. */
 ZKV_API int zkv_open_memory(const zkv_options *opts, zkv_db **out);
 
 /* zkv_open_shared: open the named shared segment, creating it if absent.
  * Every process and thread that opens the same name sees the same keys.  A
- * segment being created by another process is waited for; a half-made
- * segment is never visible (it is built under a temporary name and linked
- * into place).  Opening a name already open in this process joins the same
- * mapping, so the lock is shared by both handles and never self-deadlocks.
+ * half-made segment is never visible: it is built under a temporary name and
+ * linked into place.  Opening a name already open in this process joins the
+ * same mapping, so the lock is shared by both handles and never
+ * self-deadlocks.
  *  [in]  name  1..128 characters of A-Z a-z 0-9 . _ -
  *  [in]  opts  options (size, mode, evict, lock_timeout, gc_interval) or NULL;
  *              size and mode apply only when this call creates the segment
  *  [out] out   the new handle; NULL on failure
- * Returns ZKV_OK, ZKV_EINVAL_KEY (bad name), ZKV_EINVAL (bad option),
- * ZKV_ECORRUPT (not a zeltkv segment, truncated, damaged), ZKV_EVERSION,
- * ZKV_ETIMEDOUT (creator never finished), ZKV_EIO, ZKV_ENOMEM.
+ * Returns ZKV_OK, ZKV_EINVAL_KEY (a bad name, or a path that is too long),
+ * ZKV_EINVAL (out NULL, a bad option), ZKV_ECORRUPT (not a zeltkv segment,
+ * truncated, damaged), ZKV_EVERSION (another segment format), ZKV_EIO (errno
+ * set: the directory cannot be read or written), ZKV_ENOMEM.
  * Segments live in $ZELTKV_SHM_DIR, default /dev/shm, as "zeltkv-NAME". */
 ZKV_API int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out);
+
+/* zkv_segment_name_ok: 1 if name[0..len) is a segment name zkv_open_shared
+ * takes (1..ZKV_MAX_NAME characters of A-Z a-z 0-9 . _ -, so no NUL), else 0. */
+ZKV_API int zkv_segment_name_ok(const char *name, size_t len);
 
 /* zkv_unlink: remove a named segment.  Processes that have it open keep
  * using their mapping; later opens create a new one.
  *  [out] existed  1 if the segment existed (may be NULL)
- * Returns ZKV_OK, ZKV_EINVAL_KEY (bad name), ZKV_EIO. */
+ * Returns ZKV_OK (also when there was none), ZKV_EINVAL_KEY (bad name), ZKV_EIO. */
 ZKV_API int zkv_unlink(const char *name, int *existed);
 
-/* zkv_close: release a handle.  NULL is a no-op.  If the handle is inside a
- * transaction, the transaction is rolled back. */
+/* zkv_close: release a handle.  NULL is a no-op.  The transaction levels this
+ * handle opened and left open are rolled back. */
 ZKV_API void zkv_close(zkv_db *db);
 
-/* zkv_is_shared: 1 for a shared-segment handle, 0 for a memory store. */
+/* zkv_is_shared: 1 for a shared-segment handle, 0 for a memory store (or NULL). */
 ZKV_API int zkv_is_shared(const zkv_db *db);
 
 /* ------------------------------------------------------------------------ */
@@ -188,29 +281,38 @@ ZKV_API int zkv_is_shared(const zkv_db *db);
 /* zkv_namespace: find or create the namespace `name` under `parent`.
  *  [in]  parent  ZKV_ROOT or an id from an earlier call on this store
  *  [out] out     the namespace id
- * Returns ZKV_OK, ZKV_EEMPTY_NS (len 0), ZKV_EINVAL_KEY (len > ZKV_MAX_KEY or
- * bad parent), ZKV_EFULL, ZKV_ETIMEDOUT, ZKV_ECLOSED, ZKV_ECORRUPT. */
+ * Returns ZKV_OK, ZKV_EEMPTY_NS (len 0), ZKV_EINVAL_KEY (name or out NULL,
+ * len > ZKV_MAX_KEY), ZKV_ESTALE (parent is no namespace of this store), and
+ * when it creates one ZKV_EFULL, ZKV_ETXN, ZKV_ENOMEM (see "Writes" below). */
 ZKV_API int zkv_namespace(zkv_db *db, zkv_ns parent, const void *name, size_t len,
                           zkv_ns *out);
 
 /* ------------------------------------------------------------------------ */
 /* Keys                                                                      */
 
-/* Every key function takes the namespace id and a key of 1..ZKV_MAX_KEY bytes
- * (else ZKV_EINVAL_KEY), and may return ZKV_ETIMEDOUT, ZKV_ECLOSED,
- * ZKV_ECORRUPT.  An expired key is absent for every function. */
+/* Every key function takes a namespace id (ZKV_ESTALE when it is no
+ * namespace of this store) and a key of 1..ZKV_MAX_KEY bytes (ZKV_EINVAL_KEY
+ * for a NULL or empty key, or a longer one).  An expired key is absent for
+ * every function.
+ *
+ * Writes (zkv_set*, zkv_del, zkv_expire, zkv_incr*, and zkv_namespace when
+ * it creates) may also return ZKV_EFULL (no room: see "Memory" above),
+ * ZKV_ETXN (the undo log of a shared segment is full: a transaction too big
+ * for it) and ZKV_ENOMEM (this process is out of memory for the undo log of
+ * a memory store's transaction, or for its own bookkeeping). */
 
 /* zkv_get: read a key.
  *  [out] out  the value; out->data points into handle-owned memory that stays
  *             valid until the next call on this handle
- * Returns ZKV_OK or ZKV_NOTFOUND. */
+ * Returns ZKV_OK, ZKV_NOTFOUND, ZKV_EINVAL (out NULL), ZKV_ENOMEM (a shared
+ * segment's value is copied out for the caller). */
 ZKV_API int zkv_get(zkv_db *db, zkv_ns ns, const void *key, size_t klen, zkv_value *out);
 
 /* zkv_get_ex: zkv_get with options.
  *  [in]  flags  ZKV_GET_STALE: also return a key that has expired but whose
  *               memory was not freed yet (ngx.shared.DICT's get_stale)
  *  [out] stale  1 if the value returned has expired (may be NULL)
- * Returns ZKV_OK or ZKV_NOTFOUND. */
+ * Returns as zkv_get. */
 #define ZKV_GET_STALE 1u
 ZKV_API int zkv_get_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned flags,
                        zkv_value *out, int *stale);
@@ -225,39 +327,46 @@ ZKV_API int zkv_get_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsi
  *  [in] v       the value (copied)
  *  [in] ttl_ms  milliseconds to live, 0 = never expires (a previous ttl is dropped)
  *  [in] flags   ZKV_SET_* bits
- * Returns ZKV_OK, ZKV_EXISTS (NX), ZKV_NOTFOUND (XX), ZKV_EINVAL_VALUE (bad
- * type), ZKV_EINVAL_TTL (ttl_ms < 0), ZKV_EFULL, ZKV_ENOMEM. */
+ * Returns ZKV_OK, ZKV_EXISTS (NX found a live key), ZKV_NOTFOUND (XX found
+ * none), ZKV_EINVAL_VALUE (v NULL, a type outside enum zkv_type's ranges,
+ * data NULL with len > 0), ZKV_EINVAL_TTL (ttl_ms < 0), and the codes of
+ * writes. */
 ZKV_API int zkv_set(zkv_db *db, zkv_ns ns, const void *key, size_t klen,
                     const zkv_value *v, int64_t ttl_ms, unsigned flags);
 
 /* zkv_set_ex: zkv_set that also tells whether live keys were evicted (lru)
- * to make room.  [out] forcible  1 if so (may be NULL) */
+ * to make room.  [out] forcible  1 if so (may be NULL).  Returns as zkv_set. */
 ZKV_API int zkv_set_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen,
                        const zkv_value *v, int64_t ttl_ms, unsigned flags, int *forcible);
 
-/* zkv_del: remove a key.  Returns ZKV_OK if a live key was removed, else
- * ZKV_NOTFOUND.  A small key's block may be kept a while for a later set of
- * the same key (absent for every function meanwhile; not counted by
- * zkv_stats_get; freed first when the store needs room). */
+/* zkv_del: remove a key.  A small key's block may be kept a while for a
+ * later set of the same key (absent for every function meanwhile; not
+ * counted by zkv_stats_get; freed first when the store needs room).
+ * Returns ZKV_OK if a live key was removed, ZKV_NOTFOUND, and the codes of
+ * writes. */
 ZKV_API int zkv_del(zkv_db *db, zkv_ns ns, const void *key, size_t klen);
 
-/* zkv_has: ZKV_OK if a live key exists, else ZKV_NOTFOUND. */
+/* zkv_has: ZKV_OK if a live key exists, else ZKV_NOTFOUND.  Not a use of the
+ * key for lru. */
 ZKV_API int zkv_has(zkv_db *db, zkv_ns ns, const void *key, size_t klen);
 
-/* zkv_expire: set a new ttl on a live key; ttl_ms == 0 removes its ttl.
- * Returns ZKV_OK, ZKV_NOTFOUND, ZKV_EINVAL_TTL (ttl_ms < 0). */
+/* zkv_expire: set a new ttl on a live key; ttl_ms == 0 removes its ttl.  Not
+ * a use of the key for lru.
+ * Returns ZKV_OK, ZKV_NOTFOUND, ZKV_EINVAL_TTL (ttl_ms < 0), and the codes of
+ * writes (a key given its first ttl, or losing its last, is rewritten). */
 ZKV_API int zkv_expire(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t ttl_ms);
 
-/* zkv_ttl: milliseconds left.
- *  [out] ms_left  > 0, or -1 for a key without ttl
+/* zkv_ttl: milliseconds left.  Not a use of the key for lru.
+ *  [out] ms_left  > 0, or -1 for a key without ttl (may be NULL)
  * Returns ZKV_OK or ZKV_NOTFOUND. */
 ZKV_API int zkv_ttl(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t *ms_left);
 
 /* zkv_incr: add `by` to an integer value; a missing key is created holding
  * `by` with ttl_ms (0 = none).  The ttl never changes an existing key.
  *  [out] result  the new value (may be NULL)
- * Returns ZKV_OK, ZKV_ETYPE (the value is not ZKV_T_INT), ZKV_ERANGE (result
- * outside [limit_lo, limit_hi]: the value is unchanged), ZKV_EINVAL_TTL, ZKV_EFULL.
+ * Returns ZKV_OK, ZKV_ETYPE (the value is not ZKV_T_INT), ZKV_ERANGE (the
+ * result would overflow int64 or lie outside [limit_lo, limit_hi]: the value
+ * is unchanged), ZKV_EINVAL_TTL (ttl_ms < 0), and the codes of writes.
  * zkv_incr uses the int64 range; zkv_incr_limited lets a host whose numbers
  * are doubles (LuaJIT) ask for +-2^53. */
 ZKV_API int zkv_incr(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t by,
@@ -271,7 +380,9 @@ ZKV_API int zkv_incr_limited(zkv_db *db, zkv_ns ns, const void *key, size_t klen
  * integer in +-2^53, else ZKV_T_FLOAT.  A missing key is created holding
  * init + by with init_ttl_ms when `create` is non-zero, else ZKV_NOTFOUND.
  * The stored user flags and ttl are kept.
- * Returns ZKV_OK, ZKV_NOTFOUND, ZKV_ETYPE, ZKV_EFULL. */
+ *  [out] result  the new value (may be NULL)
+ * Returns ZKV_OK, ZKV_NOTFOUND, ZKV_ETYPE (neither ZKV_T_INT nor
+ * ZKV_T_FLOAT), ZKV_EINVAL_TTL (init_ttl_ms < 0), and the codes of writes. */
 ZKV_API int zkv_incr_num(zkv_db *db, zkv_ns ns, const void *key, size_t klen, double by,
                          int create, double init, int64_t init_ttl_ms, double *result);
 
@@ -310,11 +421,15 @@ ZKV_API int zkv_list_len(zkv_db *db, zkv_ns ns, const void *key, size_t klen, ui
 /* Namespace-wide operations                                                 */
 
 /* zkv_count: number of live keys in ns (not in its children).  Costs what the
- * namespace holds. */
+ * namespace holds.  [out] count (may be NULL)
+ * Returns ZKV_OK, ZKV_ESTALE. */
 ZKV_API int zkv_count(zkv_db *db, zkv_ns ns, uint64_t *count);
 
-/* zkv_clear: remove every key of ns and of the namespaces nested in it.
- *  [out] removed  how many live keys were removed (may be NULL) */
+/* zkv_clear: remove every key of ns and of the namespaces nested in it.  A
+ * stepped walk (see the conventions): an error leaves the steps before it
+ * done.  [out] removed  how many live keys were removed (may be NULL; on an
+ * error, by the steps done)
+ * Returns ZKV_OK, ZKV_ESTALE, ZKV_ETXN, ZKV_ENOMEM. */
 ZKV_API int zkv_clear(zkv_db *db, zkv_ns ns, uint64_t *removed);
 
 /* A cursor for zkv_keys.  Zero it (ZKV_CURSOR_INIT) before the first call.
@@ -328,7 +443,9 @@ typedef struct zkv_cursor {
 #define ZKV_CURSOR_INIT {0, 0, 0, 0, 0}
 
 /* Called by zkv_keys for each key; the key bytes are valid during the call
- * only.  Return 0 to go on, non-zero to stop early. */
+ * only.  Return 0 to go on, non-zero to stop early.  It runs holding the
+ * store's lock: it must return (no longjmp or exception across it) and must
+ * not call into the same store. */
 typedef int (*zkv_key_fn)(void *ud, const void *key, size_t klen);
 
 /* zkv_keys: the next batch of up to max live keys of ns, in insertion order
@@ -337,9 +454,21 @@ typedef int (*zkv_key_fn)(void *ud, const void *key, size_t klen);
  * added after the walk began are not returned, so a walk always ends.
  *  [in,out] cur  the walk position; cur->done is set at the end
  *  [out]    n    how many keys were passed to fn (may be NULL)
- * The callback must not call into the same handle. */
+ * Returns ZKV_OK, ZKV_EINVAL (cur or fn NULL), ZKV_ESTALE. */
 ZKV_API int zkv_keys(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, zkv_key_fn fn,
                      void *ud, size_t *n);
+
+/* zkv_namespaces: the next batch of up to max child namespaces of ns (not
+ * their own children): fn gets each one's name.  Newest first.  The same
+ * cursor rules and guarantees as zkv_keys: the lock is taken for one batch
+ * only; a child present throughout a walk is passed exactly once; children
+ * made after the walk began are not passed.
+ *  [in,out] cur  the walk position (zero it first); cur->done is set at the end
+ *  [out]    n    how many names were passed to fn (may be NULL)
+ * Returns ZKV_OK, ZKV_EINVAL (NULL cur or fn), ZKV_ESTALE, ZKV_ETIMEDOUT,
+ * ZKV_ECLOSED, ZKV_ECORRUPT.  The callback must not call into the same handle. */
+ZKV_API int zkv_namespaces(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, zkv_key_fn fn,
+                           void *ud, size_t *n);
 
 /* ------------------------------------------------------------------------ */
 /* Transactions                                                              */
@@ -347,42 +476,50 @@ ZKV_API int zkv_keys(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, zkv_key
 /* zkv_begin: take the store's lock and open a (possibly nested) transaction.
  * Nested calls on handles of the same store in the same thread join it: the
  * inner level is a savepoint.  Until the outermost zkv_commit, no other
- * thread or process sees the writes or writes itself.
- * Returns ZKV_OK, ZKV_ETIMEDOUT, ZKV_ECLOSED. */
+ * thread or process sees the writes or writes itself.  The stepped walks run
+ * whole inside a transaction (one lock hold), so that it can undo them.
+ * Returns ZKV_OK, ZKV_ENOMEM. */
 ZKV_API int zkv_begin(zkv_db *db);
 
 /* zkv_commit: end the innermost level, keeping its writes (they become
- * visible to others when the outermost level ends).  Returns ZKV_OK or
- * ZKV_ETXN (no open level). */
+ * visible to others when the outermost level ends).
+ * Returns ZKV_OK or ZKV_ETXN (no level open in this thread). */
 ZKV_API int zkv_commit(zkv_db *db);
 
 /* zkv_rollback: end the innermost level, undoing every write made in it.
- * Returns ZKV_OK or ZKV_ETXN (no open level). */
+ * Returns ZKV_OK or ZKV_ETXN (no level open in this thread). */
 ZKV_API int zkv_rollback(zkv_db *db);
 
 /* zkv_txn_depth: how many levels are open on this handle's store by this
- * thread (0 outside a transaction). */
+ * thread (0 outside a transaction, and for NULL or a closed handle). */
 ZKV_API int zkv_txn_depth(const zkv_db *db);
 
 /* ------------------------------------------------------------------------ */
 /* Whole store                                                               */
 
+/* The four below and zkv_expire_all are stepped walks (see the conventions):
+ * each step holds the lock for a bounded number of keys, so an error (a lock
+ * timeout, a damaged segment) leaves the steps before it done, and the count
+ * out-parameter says how many they did.  They return ZKV_OK, ZKV_ETXN and
+ * ZKV_ENOMEM (see "Writes" above). */
+
 /* zkv_gc: free every expired key now.  [out] freed (may be NULL) */
 ZKV_API int zkv_gc(zkv_db *db, uint64_t *freed);
 
-/* zkv_flush: remove every key.  [out] removed (may be NULL) */
+/* zkv_flush: remove every key.  [out] removed  live keys removed (may be NULL) */
 ZKV_API int zkv_flush(zkv_db *db, uint64_t *removed);
 
-/* zkv_flush_expired: free up to max expired keys (0 = all). [out] freed */
+/* zkv_flush_expired: free up to max expired keys (0 = all). [out] freed (may be NULL) */
 ZKV_API int zkv_flush_expired(zkv_db *db, uint64_t max, uint64_t *freed);
 
 /* zkv_flush_expired_ns: the same for the keys of one namespace (not its
- * children).  [out] freed (may be NULL) */
+ * children).  [out] freed (may be NULL).  Also returns ZKV_ESTALE. */
 ZKV_API int zkv_flush_expired_ns(zkv_db *db, zkv_ns ns, uint64_t max, uint64_t *freed);
 
 /* zkv_expire_all: make every live key of ns (not its children) expire now;
  * their memory stays until a sweep, so ZKV_GET_STALE still reads them
- * (ngx.shared.DICT's flush_all).  [out] n  how many (may be NULL) */
+ * (ngx.shared.DICT's flush_all).  [out] n  how many (may be NULL).  Also
+ * returns ZKV_ESTALE. */
 ZKV_API int zkv_expire_all(zkv_db *db, zkv_ns ns, uint64_t *n);
 
 typedef struct zkv_stats {
@@ -403,7 +540,7 @@ typedef struct zkv_stats {
   uint64_t lock_recoveries;/* times a dead lock holder was recovered from */
 } zkv_stats;
 
-/* zkv_stats: counters of the store. */
+/* zkv_stats_get: counters of the store.  Returns ZKV_OK, ZKV_EINVAL (out NULL). */
 ZKV_API int zkv_stats_get(zkv_db *db, zkv_stats *out);
 
 /* zkv_space: the capacity and free bytes of zkv_stats_get, alone and cheaper
@@ -416,14 +553,14 @@ ZKV_API int zkv_space(zkv_db *db, uint64_t *capacity, uint64_t *free_bytes);
  * list, hash chain, namespace list and counter).  Costs a walk of the whole
  * store under the lock: for tests and diagnosis.
  * Returns ZKV_OK, or ZKV_ECORRUPT with a static description in *why (may be
- * NULL). */
+ * NULL; "ok" on success). */
 ZKV_API int zkv_verify(zkv_db *db, const char **why);
 
 /* zkv_now_ms: the monotonic clock the engine uses, in milliseconds. */
 ZKV_API int64_t zkv_now_ms(void);
 
-/* zkv_set_clock: tests only: add offset_ms to the engine's clock in this
- * process (0 restores real time). */
+/* zkv_set_clock_offset: tests only: add offset_ms to the engine's clock in
+ * this process (0 restores real time). */
 ZKV_API void zkv_set_clock_offset(int64_t offset_ms);
 
 /* ------------------------------------------------------------------------ */

@@ -8,6 +8,7 @@
 -- front end that cannot check its assumptions at load, gives the plain C binding
 -- (zeltkv._ffi is then nil, and zeltkv._ffi_disabled says why when it was tried).
 local core = require("zeltkv.core")
+core._own()   -- an error names the user's line, not this file's
 
 -- store:shdict(): the ngx.shared.DICT face of a store (lua/zeltkv/shdict.lua).  Added to the
 -- C binding's Store methods before the FFI front end collects them, so both have it.

@@ -23,6 +23,8 @@ clang:
 
 # The cross compiler does not search /usr/include: xxhash.h (header only) is given alone.
 AARCH64_B  := $(B)/aarch64
+# which C tests run under qemu (all by default; `make aarch64 AARCH64_TESTS=test_shared` for one)
+AARCH64_TESTS ?= $(notdir $(CTESTS))
 AARCH64_CC ?= aarch64-linux-gnu-gcc
 QEMU_AARCH64 ?= qemu-aarch64
 aarch64:
@@ -32,7 +34,7 @@ aarch64:
 	  $(AARCH64_B)/inc/xxhash.h
 	@$(MAKE) --no-print-directory B=$(AARCH64_B) CC=$(AARCH64_CC) WERROR=1 \
 	  CPPFLAGS='-I$(AARCH64_B)/inc $(CPPFLAGS)' LDFLAGS='-static $(LDFLAGS)' ctests
-	@rc=0; for t in $(patsubst $(B)/%,$(AARCH64_B)/%,$(CTESTS)); do echo "== qemu-aarch64 $$t"; \
+	@rc=0; for t in $(addprefix $(AARCH64_B)/test/,$(AARCH64_TESTS)); do echo "== qemu-aarch64 $$t"; \
 	  readelf -h $$t | grep -q AArch64 || { echo "$$t is not an aarch64 binary"; rc=1; }; \
 	  log=$(RESULTS)/aarch64-$$(basename $$t).log; ZKV_TEST_LIGHT=1 $(QEMU_AARCH64) $$t > $$log 2>&1 || rc=1; \
 	  tail -n 1 $$log; done; exit $$rc

@@ -214,6 +214,35 @@ function H.interpreter()
   return (rawget(_G, "jit") and "luajit") or ("lua" .. _VERSION:match("%d+%.%d+"))
 end
 
+-- A string quoted for the shell.
+function H.shq(s)
+  return "'" .. (tostring(s):gsub("'", "'\\''")) .. "'"
+end
+
+-- Runs a shell command; returns its output (stdout and stderr) and whether it exited 0.
+function H.run(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1; echo \"exit=$?\"", "r"))
+  local out = p:read("*a")
+  p:close()
+  local status = out:match("exit=(%d+)%s*$")
+  return (out:gsub("exit=%d+%s*$", "")), status == "0"
+end
+
+-- Runs the Lua source `code` in a child process of this interpreter, with this
+-- package.path / package.cpath and the environment assignments in env (a string).
+-- Returns its output and whether it exited 0.
+function H.run_lua(code, env)
+  local file = os.tmpname()
+  local f = assert(io.open(file, "wb"))
+  f:write(code)
+  f:close()
+  local out, ok = H.run(("%s LUA_PATH=%s LUA_CPATH=%s %s %s"):format(
+    "env " .. (env or ""), H.shq(package.path), H.shq(package.cpath), H.interpreter(),
+    H.shq(file)))
+  os.remove(file)
+  return out, ok, file
+end
+
 ---------------------------------------------------------------------------
 -- The driver under test: one contract spec for every driver
 --

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,6 +21,23 @@
 _Static_assert(sizeof(hdr) + 4096 <= MEM_INITIAL, "MEM_INITIAL too small for the header");
 
 static uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+/* the last failed system call of this thread, for zkv_errdetail */
+static _Thread_local char sys_detail[4400];
+static _Thread_local int sys_errno;
+
+/* note that `call` on `path` failed (errno); returns ZKV_EIO */
+static int sys_fail(const char *call, const char *path) {
+  int e = errno;
+  snprintf(sys_detail, sizeof sys_detail, "%s %s: %s", call, path, strerror(e));
+  sys_errno = e;
+  return ZKV_EIO;
+}
+
+const char *zkv_errdetail(int *err) {
+  if (err) *err = sys_errno;
+  return sys_detail;
+}
 
 void zkv_options_init(zkv_options *o) {
   memset(o, 0, sizeof *o);
@@ -121,11 +139,9 @@ int arena_grow(seg *s, uint64_t need) {
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static seg *registry;
 
-static int name_ok(const char *name) {
-  if (!name) return 0;
-  size_t n = strlen(name);
-  if (n == 0 || n > ZKV_MAX_NAME) return 0;
-  for (size_t i = 0; i < n; i++) {
+int zkv_segment_name_ok(const char *name, size_t len) {
+  if (!name || len == 0 || len > ZKV_MAX_NAME) return 0;
+  for (size_t i = 0; i < len; i++) {
     char c = name[i];
     if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
           c == '.' || c == '_' || c == '-'))
@@ -133,6 +149,8 @@ static int name_ok(const char *name) {
   }
   return 1;
 }
+
+static int name_ok(const char *name) { return name && zkv_segment_name_ok(name, strlen(name)); }
 
 static int seg_path(const char *name, char *buf, size_t cap, const char *prefix) {
   const char *dir = getenv("ZELTKV_SHM_DIR");
@@ -177,11 +195,12 @@ static int create_segment(const char *name, const zkv_options *o, const char *pa
   uint64_t size = round_up(o->size, 4096);
   if (size < 65536) size = 65536;
   int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, o->mode & 0777);
-  if (fd < 0) return ZKV_EIO;
-  int rc = ZKV_EIO;
-  if (fchmod(fd, o->mode & 07777) != 0 || ftruncate(fd, (off_t)size) != 0) goto fail;
+  if (fd < 0) return sys_fail("create", tmp);
+  int rc;
+  if (fchmod(fd, o->mode & 07777) != 0) { rc = sys_fail("fchmod", tmp); goto fail; }
+  if (ftruncate(fd, (off_t)size) != 0) { rc = sys_fail("ftruncate", tmp); goto fail; }
   void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (m == MAP_FAILED) goto fail;
+  if (m == MAP_FAILED) { rc = sys_fail("mmap", tmp); goto fail; }
   {
     zkv_db tmpdb;
     seg s;
@@ -207,9 +226,9 @@ static int create_segment(const char *name, const zkv_options *o, const char *pa
   /* publish the finished segment under its name in one step: nobody ever
    * opens a half-made one, and a racing creator that loses just opens ours */
   if (link(tmp, path) != 0) {
-    int e = errno;
+    rc = errno == EEXIST ? ZKV_EXISTS : sys_fail("link", path);
     unlink(tmp);
-    return e == EEXIST ? ZKV_EXISTS : ZKV_EIO;
+    return rc;
   }
   unlink(tmp);
   return ZKV_OK;
@@ -236,9 +255,13 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
     rc = create_segment(name, opts, path);
     if (rc != ZKV_OK && rc != ZKV_EXISTS) return rc;
   }
-  if (fd < 0) return errno == EACCES ? ZKV_EIO : ZKV_EIO;
+  if (fd < 0) return sys_fail("open", path);
   struct stat st;
-  if (fstat(fd, &st) != 0) { close(fd); return ZKV_EIO; }
+  if (fstat(fd, &st) != 0) {
+    rc = sys_fail("fstat", path);
+    close(fd);
+    return rc;
+  }
   zkv_db *db = new_handle(opts);
   if (!db) { close(fd); return ZKV_ENOMEM; }
   pthread_mutex_lock(&registry_lock);
@@ -251,8 +274,10 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
     rc = ZKV_ECORRUPT;
     if ((uint64_t)st.st_size < sizeof(hdr)) goto bad;
     void *m = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    rc = ZKV_EIO;
-    if (m == MAP_FAILED) goto bad;
+    if (m == MAP_FAILED) {
+      rc = sys_fail("mmap", path);
+      goto bad;
+    }
     rc = arena_validate((hdr *)m, (uint64_t)st.st_size);
     if (rc) { munmap(m, (size_t)st.st_size); goto bad; }
     s = calloc(1, sizeof *s);
@@ -290,7 +315,7 @@ int zkv_unlink(const char *name, int *existed) {
     if (existed) *existed = 1;
     return ZKV_OK;
   }
-  return errno == ENOENT ? ZKV_OK : ZKV_EIO;
+  return errno == ENOENT ? ZKV_OK : sys_fail("unlink", path);
 }
 
 void zkv_close(zkv_db *db) {

@@ -442,15 +442,18 @@ void idx_new_ns(zkv_db *db, ref_t r, ref_t parent, const void *name, size_t len,
     e->hnext = *b;
     LOGW(s, b, 4);
     *b = r;
-    /* children hang off the parent's `child` as a list through nprev/nnext */
+    /* children hang off the parent's `child` as a list through nprev/nnext,
+     * the newest first; a child takes its insertion number from the parent's
+     * counter, as a key does (zkv_namespaces walks the list by it) */
     e->nnext = pd->child;
     if (pd->child) {
       ent *c = ent_at(s, pd->child);
       LOGW(s, &c->nprev, 4);
       c->nprev = r;
     }
-    LOGW(s, &pd->child, 4);
+    LOG_SPAN(s, pd, child, next_seq);
     pd->child = r;
+    e->seq = pd->next_seq++;
     hdr *hd = H(s);
     LOGW(s, &hd->nentries, 8);
     hd->nentries++;

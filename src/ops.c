@@ -57,6 +57,11 @@ int zkv_errclass(int rc) {
   }
 }
 
+int zkv_version(uint32_t *segment_format) {
+  if (segment_format) *segment_format = ZKV_FORMAT;
+  return ZKV_VERSION_NUMBER;
+}
+
 const char *zkv_errclass_name(int cls) {
   static const char *const names[] = {"", "INVALID_TTL", "EMPTY_NAMESPACE", "INVALID_VALUE",
                                       "INVALID_KEY", "STORE_OPERATION_FAILED"};
@@ -1093,8 +1098,14 @@ int zkv_flush_expired_ns(zkv_db *db, zkv_ns ns, uint64_t max, uint64_t *freed) {
 
 static int seq_after(uint32_t a, uint32_t b) { return (int32_t)(a - b) > 0; }
 
-static int do_keys(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn fn, void *ud,
-                   size_t *count) {
+/* keys() walks a namespace's key list, which runs in insertion order; the
+ * child walk (children = 1) its list of child namespaces, which runs from the
+ * newest.  Either way the cursor holds the insertion number of the last one
+ * passed: when that one is gone, the walk finds its place by number again;
+ * those made after the walk began are not passed (at the key list's end: the
+ * walk ends there; at the child list's head: passed over). */
+static int do_walk(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn fn, void *ud,
+                   size_t *count, int children) {
   seg *s = db->s;
   nsdata *d = idx_nsdata(s, ns);
   ref_t r;
@@ -1103,16 +1114,16 @@ static int do_keys(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn
   if (!cur->started) {
     cur->started = 1;
     cur->end = d->next_seq;
-    r = d->head;
-  } else if (ent_ok(s, cur->ref) && E(s, cur->ref)->type != T_NSREC &&
+    r = children ? d->child : d->head;
+  } else if (ent_ok(s, cur->ref) && (E(s, cur->ref)->type == T_NSREC) == children &&
              E(s, cur->ref)->ns == ns && E(s, cur->ref)->seq == last) {
-    r = E(s, cur->ref)->nnext;   /* the last key returned is still there */
+    r = E(s, cur->ref)->nnext;   /* the last one passed is still there */
   } else {
-    /* it went away: the list is in seq order, so skip what was returned */
+    /* it went away: skip what was passed */
     uint64_t guard = ent_limit(s);
-    for (r = d->head; r; r = E(s, r)->nnext) {
+    for (r = children ? d->child : d->head; r; r = E(s, r)->nnext) {
       if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
-      if (seq_after(E(s, r)->seq, last)) break;
+      if (children ? seq_after(last, E(s, r)->seq) : seq_after(E(s, r)->seq, last)) break;
     }
   }
   int64_t now = clock_ms();
@@ -1121,10 +1132,15 @@ static int do_keys(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn
   while (r && n < max) {
     if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
     ent *e = E(s, r);
-    if (!seq_after(cur->end, e->seq)) { r = 0; break; }   /* added after the walk began */
+    if (UNLIKELY(children && e->type != T_NSREC)) FAIL(s, ZKV_ECORRUPT);
+    if (!seq_after(cur->end, e->seq)) {   /* made after the walk began */
+      if (!children) { r = 0; break; }
+      r = e->nnext;
+      continue;
+    }
     cur->ref = r;
     cur->seq = e->seq;
-    if (ent_live(e, now)) {
+    if (children || ent_live(e, now)) {
       n++;
       if (fn(ud, ent_key(e), e->klen)) { r = e->nnext; break; }
     }
@@ -1135,13 +1151,23 @@ static int do_keys(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn
   return ZKV_OK;
 }
 
-int zkv_keys(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, zkv_key_fn fn, void *ud,
-             size_t *n) {
+static int walk(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, zkv_key_fn fn, void *ud,
+                size_t *n, int children) {
   CHECK_DB(db);
   if (!cur || !fn) return ZKV_EINVAL;
   if (n) *n = 0;
   if (db->closed) return ZKV_ECLOSED;
-  RUN(db, do_keys(db, ns_ref(db->s, ns), cur, max, fn, ud, n));
+  RUN(db, do_walk(db, ns_ref(db->s, ns), cur, max, fn, ud, n, children));
+}
+
+int zkv_keys(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, zkv_key_fn fn, void *ud,
+             size_t *n) {
+  return walk(db, ns, cur, max, fn, ud, n, 0);
+}
+
+int zkv_namespaces(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, zkv_key_fn fn, void *ud,
+                   size_t *n) {
+  return walk(db, ns, cur, max, fn, ud, n, 1);
 }
 
 /* ---- stats --------------------------------------------------------------- */

@@ -5,7 +5,8 @@
 #                       tree under the directory the rockspec's source.url names, zipped;
 #                       `luarocks install` builds it without fetching anything.
 # Refuses when the version is not the same everywhere it appears: ZKV_VERSION in
-# include/zeltkv.h, the rockspec's file name, version and source.tag, CHANGELOG.md.
+# include/zeltkv.h (and its ZKV_VERSION_MAJOR/MINOR/PATCH), the rockspec's file name, version
+# and source.tag, CHANGELOG.md.
 set -euo pipefail
 out=$1; rockspec=$2
 cd "$(dirname "$0")/.."
@@ -15,6 +16,8 @@ ver=$(sed -n 's/^#define ZKV_VERSION "\(.*\)"/\1/p' include/zeltkv.h)
 rver=$(sed -n 's/^version = "\(.*\)"/\1/p' "$rockspec")
 tag=$(sed -n 's/^ *tag = "\(.*\)",*/\1/p' "$rockspec")
 url=$(sed -n 's/^ *url = "\(.*\)",*/\1/p' "$rockspec")
+num=$(for p in MAJOR MINOR PATCH; do sed -n "s/^#define ZKV_VERSION_$p \([0-9]*\)/\1/p" include/zeltkv.h; done | paste -sd.)
+[ -z "$num" ] || [ "$num" = "$ver" ] || die "ZKV_VERSION $ver is not ZKV_VERSION_MAJOR.MINOR.PATCH $num"
 [ "${rver%-*}" = "$ver" ] || die "rockspec version $rver is not ZKV_VERSION $ver"
 [ "$(basename "$rockspec")" = "zeltkv-$rver.rockspec" ] || die "$rockspec should be named zeltkv-$rver.rockspec"
 [ "$tag" = "v$ver" ] || die "rockspec source.tag $tag is not v$ver"

@@ -20,6 +20,9 @@
 ---"none": a write that does not fit fails; "lru": the least recently used keys are evicted
 ---(default "none"; for a shared segment: when it is created).
 ---@field evict? "none"|"lru"
+---Seconds an atomic() function may hold the lock before it is aborted and undone; 0: no limit
+---(default 1).
+---@field atomic_timeout? number
 
 ---@class zeltkv.MemoryOptions: zeltkv.Options
 ---Cap on the store's memory (default unbounded).
@@ -72,10 +75,14 @@
 
 ---@alias zeltkv.ErrorCode "INVALID_TTL"|"EMPTY_NAMESPACE"|"INVALID_VALUE"|"INVALID_KEY"|"STORE_OPERATION_FAILED"
 
----What every failing call raises; `tostring(err)` is "zeltkv: CODE: message".
+---What every failing call raises when a pcall or xpcall catches it (uncaught, it is the string
+---"FILE:LINE: zeltkv: CODE: message"); `tostring(err)` is "zeltkv: CODE: message".
 ---@class zeltkv.Error
 ---@field code zeltkv.ErrorCode
 ---@field message string
+---STORE_OPERATION_FAILED only: "full", "timeout", "closed", "damaged", "version", "permission",
+---"system", "memory", "transaction" (the Redis driver: "connection", "conflict").
+---@field reason? string
 
 ---What `kv:stats()` returns (a fresh table).
 ---@class zeltkv.Stats
@@ -234,6 +241,10 @@ function Store:atomic(fn, ...) end
 ---An iterator over the keys of this namespace (not its children).
 ---@return fun(): string|nil
 function Store:keys() end
+
+---An iterator over the names of this namespace's child namespaces (not their children).
+---@return fun(): string|nil
+function Store:namespaces() end
 
 ---The number of live keys of this namespace (not its children).
 ---@return integer

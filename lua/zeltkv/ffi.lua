@@ -6,7 +6,7 @@
 -- the FFI, which the JIT compiles into the loop.
 --
 -- One implementation of the semantics: everything else, and every argument or result the
--- fast path does not handle, goes to the C binding's own method (src/lzeltkv.c) with the same
+-- fast path does not handle, goes to the C binding's own method (src/lua/) with the same
 -- arguments, so it raises exactly the same errors:
 --   * drivers stay the C binding's (namespace, atomic, gc, stats, flush, close run in C);
 --     the driver and store objects handed out here are thin Lua tables that hold the C
@@ -18,16 +18,17 @@
 --     number > 0 or { ttl = <such a number> }, a bad `by`, a stored table (ZKV_T_JSON), a
 --     namespace gone with a rolled-back atomic() (ZKV_ESTALE: C finds it anew) and incr on a
 --     non-integer or out of range: the C method does the whole call;
---   * other engine errors (full, lock timeout, ...) are raised here as raise_rc() in
---     lzeltkv.c does ("<method>: <zkv_strerror>", class from zkv_errclass, the C error
---     metatable), without calling the engine a second time (a lock timeout is not waited
---     for twice).
+--   * other engine errors (full, lock timeout, ...) are raised by the C binding's own
+--     core._raise_rc (the message, class and reason of the C methods), without calling the
+--     engine a second time (a lock timeout is not waited for twice).
 -- The closed state and the namespace id are read live from the C binding's own Store and
--- Driver userdata (struct Store { Driver *drv; zkv_ns ns; }, struct Driver { zkv_db *db; ...}
--- in lzeltkv.c): a closed driver (kv:close(), __gc) has db == NULL and every fast path then
+-- Driver userdata, through the declaration of their first fields that the binding exports
+-- (core._const.LAYOUT, from src/lua/binding.h, where static assertions tie it to the
+-- structs): a closed driver (kv:close(), __gc) has db == NULL and every fast path then
 -- lets the C method raise "closed"; a namespace the C side re-resolved is seen at once.
--- That layout, the library instance and the transaction joining are checked once at load
--- (probe()); if any check fails the module is the plain C binding.
+-- The declarations of include/zeltkv.h copied below are compared with the header by
+-- spec/10-binding_spec.lua.  The layout, the library instance and the transaction joining
+-- are checked once at load (probe()); if any check fails the module is the plain C binding.
 --
 -- Numbers are doubles here (as in the C binding built for LuaJIT): integers are exact to
 -- 2^53, incr results beyond +-2^53 are INVALID_VALUE.
@@ -41,7 +42,10 @@ local ffi_string, ffi_cast, ffi_new = ffi.string, ffi.cast, ffi.new
 local sformat = string.format
 
 local core = require("zeltkv.core")
+local K = core._const
+core._own()   -- an error raised through this file names the user's line
 
+-- copies of include/zeltkv.h (spec/10-binding_spec.lua checks them against it)
 local CDEF = [[
 typedef struct zkv_db zkv_db;
 typedef uint64_t zkv_ns;
@@ -75,21 +79,19 @@ int zkv_incr_num(zkv_db *db, zkv_ns ns, const void *key, size_t klen, double by,
                  int create, double init, int64_t init_ttl_ms, double *result);
 int zkv_list_push(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int left, int tag,
                   const void *payload, size_t plen, uint64_t *count);
-int zkv_list_pop(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int left, zkv_value *out);
+int zkv_list_pop(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int left,
+                 zkv_value *out);
 int zkv_list_len(zkv_db *db, zkv_ns ns, const void *key, size_t klen, uint64_t *count);
 int zkv_space(zkv_db *db, uint64_t *capacity, uint64_t *free_bytes);
-/* the head of lzeltkv.c's private structs (see the comment at the top) */
-typedef struct zkv_lua_driver { zkv_db *db; } zkv_lua_driver;
-typedef struct zkv_lua_store { zkv_lua_driver *drv; zkv_ns ns; } zkv_lua_store;
 ]]
 
--- the engine's codes (include/zeltkv.h)
-local OK, NOTFOUND, EXISTS = 0, 1, 2
-local T_INT, T_FLOAT, T_BOOL, T_JSON, T_STRING = 2, 3, 4, 5, 1
-local ETYPE, ERANGE, ESTALE = -5, -6, -19
-local SET_NX = 1
-local MAX_KEY = 65535
-local LIMIT = 9007199254740992 -- 2^53
+-- the engine's codes (include/zeltkv.h, exported by the C binding)
+local OK, NOTFOUND, EXISTS = K.OK, K.NOTFOUND, K.EXISTS
+local T_INT, T_FLOAT, T_BOOL, T_JSON, T_STRING = K.T_INT, K.T_FLOAT, K.T_BOOL, K.T_JSON, K.T_STRING
+local ETYPE, ERANGE, ESTALE = K.ETYPE, K.ERANGE, K.ESTALE
+local SET_NX, GET_STALE = K.SET_NX, K.GET_STALE
+local MAX_KEY, MAX_MS = K.MAX_KEY, K.MAX_TTL_MS
+local LIMIT = 9007199254740992 -- 2^53: integers exact in a double
 
 -- Keys of the private fields of the objects handed out: the C store, the C store's struct,
 -- the C driver. Strings (a table key would cost the JIT a hash lookup per call) that no
@@ -124,7 +126,7 @@ local function load_lib()
   local path, why = core_path()
   if not path then return nil, why end
   local ok, lib = pcall(function()
-    if not pcall(ffi.typeof, "zkv_lua_store") then ffi.cdef(CDEF) end
+    if not pcall(ffi.typeof, "zkv_lua_store") then ffi.cdef(CDEF .. K.LAYOUT) end
     return ffi.load(path)
   end)
   if not ok then return nil, tostring(lib) end
@@ -138,7 +140,7 @@ local VIN, VOUT, I64 = ffi_new("zkv_value"), ffi_new("zkv_value"), ffi_new("int6
 -- the raw methods' own (they set user flags, which VIN must keep at 0)
 local VRAW, INT1, DBL1 = ffi_new("zkv_value"), ffi_new("int[1]"), ffi_new("double[1]")
 local U64 = ffi_new("uint64_t[1]")
--- the C binding's error metatable
+-- the C binding's error metatable (probe() checks that errors raised here have it)
 local ERR_MT = getmetatable(select(2, pcall(core.unlink, "")))
 
 -- the C object behind one of ours, or the value itself (so that a wrong self gets the
@@ -151,19 +153,17 @@ local function unwrap(x)
   return x
 end
 
-local function raise_rc(rc, what)
-  local cls = C.zkv_errclass(rc)
-  if cls == 0 then cls = 5 end
-  error(setmetatable({ code = ffi_string(C.zkv_errclass_name(cls)),
-                       message = what .. ": " .. ffi_string(C.zkv_strerror(rc)) }, ERR_MT), 0)
-end
+local raise_rc = core._raise_rc
 
--- key -> string of 1..65535 bytes, or nil (let C take the call). As check_key in lzeltkv.c:
+-- whole and within +-2^53, so exact as a double (double_is_whole53 in src/lua/check.c)
+local function whole53(x) return x == floor(x) and x <= LIMIT and x >= -LIMIT end
+
+-- key -> string of 1..65535 bytes, or nil (let C take the call). As check_key in src/lua/:
 -- an integral number within 2^53 is its decimal string.
 local function key_of(k)
   local kt = type(k)
   if kt == "number" then
-    if k ~= floor(k) or k > LIMIT or k < -LIMIT then return nil end
+    if not whole53(k) then return nil end
     return sformat("%d", k)
   elseif kt ~= "string" then
     return nil
@@ -176,7 +176,7 @@ end
 local function ms_of(n)
   if type(n) ~= "number" or not (n > 0) or n == huge then return nil end
   local ms = floor(n * 1000.0 + 0.5)
-  if ms < 1 then ms = 1 elseif ms > 4.0e15 then ms = 4.0e15 end
+  if ms < 1 then ms = 1 elseif ms > MAX_MS then ms = MAX_MS end
   return ms
 end
 
@@ -201,7 +201,7 @@ local function fill(v)
     if v ~= v or v == huge or v == -huge then return false end
     VIN.data = nil
     VIN.len = 0
-    if v == floor(v) and v <= LIMIT and v >= -LIMIT and not (v == 0 and 1 / v < 0) then
+    if whole53(v) and not (v == 0 and 1 / v < 0) then   -- -0 stays a float
       VIN.type = T_INT
       VIN.i = v
     else
@@ -326,7 +326,7 @@ function StoreMethods.incr(self, k, by, ttl)
   local n = by
   if n == nil then
     n = 1
-  elseif type(n) ~= "number" or n ~= floor(n) or n > LIMIT or n < -LIMIT then
+  elseif type(n) ~= "number" or not whole53(n) then
     n = nil
   end
   if db == nil or key == nil or ms == nil or n == nil then
@@ -342,10 +342,8 @@ function StoreMethods.incr(self, k, by, ttl)
 end
 
 -- The raw methods the ngx.shared.DICT face (lua/zeltkv/shdict.lua) is built on, with the C
--- binding's results (src/lzeltkv.c, "raw access"); the fast paths take a key key_of() accepts
--- and the argument types the drop-in passes, C takes everything else.
-
-local GET_STALE = 1
+-- binding's results (src/lua/raw.c); the fast paths take a key key_of() accepts and the
+-- argument types the drop-in passes, C takes everything else.
 
 -- s:_rawget(key, stale) -> nil | type, value, flags, is_stale
 function StoreMethods._rawget(self, k, stale)
@@ -375,13 +373,14 @@ function StoreMethods._rawset(self, k, t, v, fl, ms, sf)
   local db, key = sp.drv.db, key_of(k)
   local ok = db ~= nil and key ~= nil
     and type(fl) == "number" and fl >= 0 and fl <= 4294967295 and fl == floor(fl)
-    and type(ms) == "number" and ms >= 0 and ms <= 4.0e15
+    and type(ms) == "number" and ms >= 0 and ms <= MAX_MS
     and type(sf) == "number" and sf >= 0 and sf < 256 and sf == floor(sf)
   if ok then
     VRAW.data, VRAW.len = nil, 0
     if t == T_STRING and type(v) == "string" then
       VRAW.data, VRAW.len = v, #v
-    elseif t == T_INT and type(v) == "number" and v == floor(v) and v < 9.2e18 and v > -9.2e18 then
+    elseif t == T_INT and type(v) == "number" and v == floor(v)
+           and v >= -9223372036854775808 and v < 9223372036854775808 then   -- num_to_int64
       VRAW.i = v
     elseif t == T_FLOAT and type(v) == "number" then
       VRAW.f = v
@@ -408,7 +407,7 @@ function StoreMethods._incr_num(self, k, by, create, init, ms)
   if i == nil then i = 0 end
   if m == nil then m = 0 end
   if db == nil or key == nil or type(by) ~= "number" or type(i) ~= "number"
-     or type(m) ~= "number" or not (m >= 0 and m <= 4.0e15) then
+     or type(m) ~= "number" or not (m >= 0 and m <= MAX_MS) then
     return pass(CM_STORE._incr_num(rawget(self, CS), k, by, create, init, ms))
   end
   DBL1[0] = 0
@@ -493,12 +492,11 @@ function StoreMethods.namespace(self, name)
   return wrap_store((CM_STORE.namespace(unwrap(self), name)))
 end
 
+-- fn(s, ...) with the object the user called it on (the C _atomic_as: the same atomic())
 function StoreMethods.atomic(self, fn, ...)
   local cs = unwrap(self)
-  if cs == self or type(fn) ~= "function" then return pass(CM_STORE.atomic(cs, fn, ...)) end
-  -- fn(s, ...) with the object the user called it on; a raise or a yield inside fn
-  -- reaches the C atomic() as it would without this closure
-  return pass(CM_STORE.atomic(cs, function(_, ...) return fn(self, ...) end, ...))
+  if cs == self then return pass(CM_STORE.atomic(cs, fn, ...)) end
+  return pass(CM_STORE._atomic_as(cs, self, fn, ...))
 end
 
 StoreMT.__tostring = function(self) return tostring(rawget(self, CS)) end
@@ -517,8 +515,8 @@ end
 
 function DriverMethods.atomic(self, fn, ...)
   local cd = unwrap(self)
-  if cd == self or type(fn) ~= "function" then return pass(CM_DRIVER.atomic(cd, fn, ...)) end
-  return pass(CM_DRIVER.atomic(cd, function(_, ...) return fn(self, ...) end, ...))
+  if cd == self then return pass(CM_DRIVER.atomic(cd, fn, ...)) end
+  return pass(CM_DRIVER._atomic_as(cd, self, fn, ...))
 end
 
 DriverMT.__tostring = function(self) return tostring(rawget(self, CD)) end
@@ -531,8 +529,9 @@ end
 -- Loading
 
 local STORE_NAMES = { "get", "set", "del", "has", "expire", "ttl", "incr", "setnx", "namespace",
-                      "atomic", "keys", "count", "clear", "_handle", "_rawget", "_rawset",
-                      "_incr_num", "_expire_ms", "_list_push", "_list_pop", "_list_len", "_space" }
+                      "atomic", "keys", "namespaces", "count", "clear", "_handle", "_rawget",
+                      "_rawset", "_incr_num", "_expire_ms", "_list_push", "_list_pop", "_list_len",
+                      "_space" }
 local DRIVER_NAMES = { "namespace", "atomic", "gc", "stats", "flush", "close" }
 
 -- every C method we do not implement is forwarded as it is
@@ -545,13 +544,19 @@ end
 
 local function collect(obj, names, into)
   for _, name in ipairs(names) do into[name] = obj[name] end
-  -- methods the binding may have gained since this list was written
+  -- methods the binding may have gained since this list was written, and the raw methods
+  -- (registered apart: behind the public method table, as its own __index)
   local dgm = debug and debug.getmetatable
-  local mt = dgm and dgm(obj)
-  if type(mt) == "table" and type(mt.__index) == "table" then
-    for name, f in pairs(mt.__index) do
-      if type(name) == "string" and type(f) == "function" then into[name] = f end
+  local methods = dgm and dgm(obj)
+  for _ = 1, 2 do
+    methods = type(methods) == "table" and rawget(methods, "__index")
+    if type(methods) ~= "table" then break end
+    for name, f in pairs(methods) do
+      if type(name) == "string" and type(f) == "function" and into[name] == nil then
+        into[name] = f
+      end
     end
+    methods = dgm(methods)
   end
 end
 

@@ -1327,7 +1327,7 @@ end
 
 ---------------------------------------------------------------------------------------------
 -- raw access for store:shdict() (lua/zeltkv/shdict.lua builds ngx.shared.DICT on these;
--- their contract is the C binding's, src/lzeltkv.c "raw access").  Items keep the value
+-- their contract is the C binding's, src/lua/raw.c).  Items keep the value
 -- forms above, so the Store API and the dict read each other's values; an item with user
 -- flags is 0xFE <flags> ":" <value form>; a list is a Redis list of shdict's item
 -- encoding.  These calls are not part of an atomic() (each is one command, or its own).

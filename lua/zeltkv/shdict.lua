@@ -23,7 +23,7 @@
 --   * capacity() and free_space() are the store's bytes (math.huge for an unbounded
 --     zeltkv.memory() store); forcible is true only for a store opened with evict = "lru".
 --
--- Built on the store's hidden raw methods (src/lzeltkv.c, "raw access"): _rawget, _rawset,
+-- Built on the store's hidden raw methods (src/lua/raw.c): _rawget, _rawset,
 -- _incr_num, _expire_ms, _flush_all, _flush_expired, _space, _list_push, _list_pop,
 -- _list_len, _keys_list, and on ttl and del of the store.  Lists are values of type
 -- ZKV_T_LIST whose items the engine links (src/deque.c): a push or a pop costs the same at any
@@ -33,18 +33,21 @@ local type, tostring, tonumber, select, error, setmetatable, getmetatable, rawge
   type, tostring, tonumber, select, error, setmetatable, getmetatable, rawget
 local floor, ceil, huge = math.floor, math.ceil, math.huge
 local math_type, tointeger = math.type, math.tointeger
-local fmt, sub = string.format, string.sub
+local fmt = string.format
 
 local M = { _VERSION = "0.1.0" }
 
--- enum zkv_type, enum zkv_rc and ZKV_SET_* of include/zeltkv.h
-local T_STRING, T_INT, T_FLOAT, T_BOOL, T_LIST = 1, 2, 3, 4, 6
-local OK, NOTFOUND, EXISTS, EFULL, ENOMEM = 0, 1, 2, -10, -15
-local SET_NX, SET_XX, SET_NOEVICT = 1, 2, 8
+-- enum zkv_type, enum zkv_rc and ZKV_SET_* of include/zeltkv.h, as the C binding exports them
+local K = require("zeltkv.core")._const
+require("zeltkv.core")._own()   -- a zeltkv error raised through here names the user's line
+local T_STRING, T_INT, T_FLOAT, T_BOOL, T_LIST = K.T_STRING, K.T_INT, K.T_FLOAT, K.T_BOOL, K.T_LIST
+local OK, NOTFOUND, EXISTS, EFULL, ENOMEM = K.OK, K.NOTFOUND, K.EXISTS, K.EFULL, K.ENOMEM
+local ETYPE = K.ETYPE
+local SET_NX, SET_XX, SET_NOEVICT = K.SET_NX, K.SET_XX, K.SET_NOEVICT
 
-local MAX_KEY = 65535
+local MAX_KEY = K.MAX_KEY
 local LIMIT = 9007199254740992          -- 2^53: integers exact in a double
-local MAX_MS = 4.0e15                   -- ~126,000 years: "forever", and no overflow
+local MAX_MS = K.MAX_TTL_MS             -- ~126,000 years: "forever", and no overflow
 local NEG0 = -1 / huge                  -- -0.0 (a literal -0.0 is 0 in Lua 5.1)
 local NAN = 0 / 0
 
@@ -333,7 +336,7 @@ function Dict.incr(self, key, value, init, init_ttl)
     return res, nil, false
   end
   if rc == NOTFOUND then return nil, "not found" end
-  if rc == -5 then return nil, "not a number" end          -- ZKV_ETYPE
+  if rc == ETYPE then return nil, "not a number" end
   if rc == EFULL or rc == ENOMEM then return nil, "no memory" end
   raise_rc(rc, "incr")
 end
@@ -342,8 +345,7 @@ end
 -- lists
 
 -- the engine links the item in or takes it out (zkv_list_push / zkv_list_pop, src/deque.c):
--- one lock hold, whatever the list's length
-local ETYPE = -5
+-- one lock hold, whatever the list's length.  ETYPE: the value is not a list
 
 local function push(self, name, left, n, key, value)
   local s = zone(self).s

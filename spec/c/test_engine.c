@@ -138,6 +138,35 @@ static zkv_ns ns_of(zkv_db *db, zkv_ns parent, const char *name) {
 /* ------------------------------------------------------------------------ */
 /* options, open, close, errors                                              */
 
+/* the version macros agree with each other and with the library; the format
+ * zkv_version reports is the one a segment made by this library carries (a
+ * u32 after the 8-byte magic) */
+TEST(version_numbers_and_segment_format) {
+  char v[32];
+  snprintf(v, sizeof v, "%d.%d.%d", ZKV_VERSION_MAJOR, ZKV_VERSION_MINOR, ZKV_VERSION_PATCH);
+  CHECK_STR(v, ZKV_VERSION);
+  CHECK_EQ(ZKV_VERSION_NUMBER, ZKV_VERSION_MAJOR * 10000 + ZKV_VERSION_MINOR * 100 + ZKV_VERSION_PATCH);
+  uint32_t format = 0;
+  CHECK_EQ(zkv_version(&format), ZKV_VERSION_NUMBER);
+  CHECK_EQ(zkv_version(NULL), ZKV_VERSION_NUMBER);
+  th_shm_dir("version");
+  zkv_db *db;
+  REQUIRE_RC(zkv_open_shared("ver", NULL, &db), ZKV_OK);
+  zkv_close(db);
+  char path[600];
+  snprintf(path, sizeof path, "%s/zeltkv-ver", getenv("ZELTKV_SHM_DIR"));
+  FILE *f = fopen(path, "rb");
+  REQUIRE(f != NULL);
+  unsigned char head[12];
+  REQUIRE(fread(head, 1, 12, f) == 12);
+  fclose(f);
+  uint32_t written = (uint32_t)head[8] | (uint32_t)head[9] << 8 | (uint32_t)head[10] << 16 |
+                     (uint32_t)head[11] << 24;
+  CHECK_EQ(written, format);
+  CHECK(format > 0);
+  zkv_unlink("ver", NULL);
+}
+
 TEST(options_init_defaults) {
   zkv_options o;
   memset(&o, 0xA5, sizeof o);

@@ -3,6 +3,8 @@
 --   "m"  opened once in init_by_lua (the master), inherited by every worker at fork
 --   "w"  opened by each worker in init_worker_by_lua
 -- Every endpoint takes ?s=m|w (default m) and answers one line of "key=value" words.
+-- A third store, "t", opened in init_by_lua with the default atomic_timeout, serves the
+-- runaway-atomic check (h).
 
 local zeltkv = require("zeltkv")
 
@@ -10,7 +12,8 @@ local M = {}
 local cfg = {}          -- segment, tmp, lock_timeout (set by init_master)
 local drivers = {}      -- "m" / "w" -> driver
 
-local OPTS = { size = "16m", lock_timeout = 3, gc_interval = 0 }
+-- no atomic_timeout: check (d) holds the lock on purpose until it is killed
+local OPTS = { size = "16m", lock_timeout = 3, gc_interval = 0, atomic_timeout = 0 }
 
 -- init_by_lua: open the master's store (and wipe what an earlier run left)
 function M.init_master(segment, tmp)
@@ -18,6 +21,8 @@ function M.init_master(segment, tmp)
   zeltkv.unlink(segment .. "-m")
   zeltkv.unlink(segment .. "-w")
   drivers.m = zeltkv.shared(segment .. "-m", OPTS)
+  zeltkv.unlink(segment .. "-t")
+  drivers.t = zeltkv.shared(segment .. "-t", { size = "4m", gc_interval = 0 })
 end
 
 -- init_worker_by_lua: every worker opens the "w" store itself
@@ -122,6 +127,33 @@ function H.yield()
     tostring(s:get("y2")), tostring(after), msg)
 end
 
+-- (h) an atomic function that never returns: aborted at atomic_timeout (default), undone
+function H.runaway()
+  local kv = drivers.t
+  local s = kv:namespace("t")
+  ngx.update_time()
+  local t0 = ngx.now()
+  local ok, err = pcall(kv.atomic, kv, function()
+    s:set("runaway", "written inside")
+    local x = 0
+    while true do x = x + 1 end
+  end)
+  ngx.update_time()
+  say("ok=%s code=%s reason=%s secs=%.3f written=%s", tostring(ok), tostring(err.code),
+    tostring(err.reason), ngx.now() - t0, tostring(s:get("runaway")))
+end
+
+-- (h) a write to the same store, meanwhile
+function H.tincr()
+  say("n=%d", drivers.t:namespace("t"):incr("n"))
+end
+
+-- (g) a zeltkv error nobody catches: nginx logs it (M.handle calls this one unprotected)
+function H.uncaught()
+  local s = drivers.t:namespace("t")
+  s:set("k", print) -- (g) uncaught
+end
+
 function H.info()
   say("front=%s version=%s", zeltkv._ffi and "ffi" or "c", tostring(zeltkv.version))
 end
@@ -136,6 +168,7 @@ function M.handle()
   local name = ngx.var.uri:match("^/(%w+)$")
   local h = name and H[name]
   if not h then return ngx.exit(404) end
+  if name == "uncaught" then return h() end
   local ok, err = pcall(h)
   if not ok then
     ngx.log(ngx.ERR, "zkv test handler ", name, ": ", tostring(err))

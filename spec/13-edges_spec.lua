@@ -1,0 +1,176 @@
+-- spec/13-edges_spec.lua: the binding at the edges of issue 9 (each repro of the issue, as a
+-- test that failed before the fix): finalizers that use or close a driver while a method
+-- runs (9.1, 9.2), `<close>` inside atomic (9.3), keys() after a rolled-back namespace
+-- (9.7), and the small items of 9.13.  Runs on every interpreter; the memory and the shared
+-- driver where both apply.
+
+local H = require("helpers")
+local zeltkv = H.zeltkv
+
+-- an object whose finalizer calls f (tables take __gc from 5.2 on, userdata everywhere)
+local newproxy = newproxy   -- Lua 5.1, LuaJIT (nil from 5.2 on)
+local function on_gc(f)
+  if newproxy then
+    local p = newproxy(true)
+    getmetatable(p).__gc = f
+    return p
+  end
+  return setmetatable({}, { __gc = f })
+end
+
+local function drivers()
+  local name = H.segment_name("edges")
+  local shared = zeltkv.shared(name, { size = "32m" })
+  zeltkv.unlink(name)
+  return { memory = zeltkv.memory(), shared = shared }
+end
+
+describe("finalizers inside a method (issue 9.1, 9.2)", function()
+  for _, kind in ipairs({ "memory", "shared" }) do
+    it("[" .. kind .. "] a finalizer that writes while get() decodes a stored table", function()
+      local kv = drivers()[kind]
+      local s = kv:namespace("a")
+      local t = {}
+      for i = 1, 20000 do t[i] = { i, "item" .. i } end
+      s:set("k", t)
+      local filler = string.rep("x", 200000)
+      -- (a finalizer must not raise: the pending ones run after kv:close() too)
+      local function gc() for i = 1, 8 do pcall(s.set, s, "f" .. i, filler) end end
+      for _ = 1, 12 do
+        for _ = 1, 100 do on_gc(gc) end
+        local got = s:get("k")
+        assert.are.equal(20000, #got)
+        assert.are.same({ 20000, "item20000" }, got[20000])
+      end
+      kv:close()
+    end)
+  end
+
+  it("a finalizer that closes the driver while set() and stats() run", function()
+    for _ = 1, 600 do
+      local kv = zeltkv.memory()
+      local s = kv:namespace("a")
+      local closed = false
+      on_gc(function() closed = true; kv:close() end)
+      local i = 0
+      while not closed do
+        i = i + 1
+        assert(i < 2000000, "the finalizer never ran")
+        local ok, err = pcall(s.set, s, i, "v")     -- an integer key allocates its string
+        if not ok then assert.are.equal("closed", err.reason) end
+        if i % 7 == 0 then pcall(kv.stats, kv) end
+        if i % 11 == 0 then pcall(s.get, s, i) end
+      end
+      local err = H.assert_error_code("STORE_OPERATION_FAILED", s.set, s, "k", "v")
+      assert.are.equal("closed", err.reason)
+    end
+  end)
+end)
+
+describe("atomic and close (issue 9.3)", function()
+  it("kv:close() inside kv:atomic(fn) is refused; the driver works on", function()
+    local kv = zeltkv.memory()
+    local s = kv:namespace("a")
+    local err = H.assert_error_code("STORE_OPERATION_FAILED", kv.atomic, kv, function()
+      s:set("k", 1)
+      kv:close()
+    end)
+    assert.are.equal("closed", err.reason)
+    assert.is_nil(s:get("k"))
+    assert.is_true(s:set("k", 2))
+    kv:close()
+  end)
+
+  it("local k <close> = kv inside kv:atomic(fn) is refused as close() is (Lua 5.4)", function()
+    if not _VERSION:find("5%.4") then pending("<close> is Lua 5.4 syntax") return end
+    local kv = zeltkv.memory()
+    local s = kv:namespace("a")
+    local fn = assert(load([[
+      local kv, s = ...
+      return function()
+        local k <close> = kv
+        s:set("k", 1)
+      end
+    ]]))(kv, s)
+    local err = H.assert_error_code("STORE_OPERATION_FAILED", kv.atomic, kv, fn)
+    assert.are.equal("closed", err.reason)
+    assert.is_nil(s:get("k"))              -- undone, and the driver is still open
+    assert.is_true(s:set("k", 2))
+    -- outside atomic, <close> closes
+    assert(load("local kv = ... do local k <close> = kv end"))(kv)
+    H.assert_error_code("STORE_OPERATION_FAILED", s.get, s, "k")
+  end)
+end)
+
+describe("keys() of a namespace made again (issue 9.7)", function()
+  for _, kind in ipairs({ "memory", "shared" }) do
+    it("[" .. kind .. "] a handle made in a rolled-back atomic sees the keys made since", function()
+      local kv = drivers()[kind]
+      local s
+      pcall(kv.atomic, kv, function()
+        s = kv:namespace("fresh")
+        s:set("gone", 1)
+        error("roll back")
+      end)
+      local again = kv:namespace("fresh")    -- made again, by another handle
+      again:set("k1", 1)
+      again:set("k2", 2)
+      -- keys() first: the old handle's id is stale until a call finds the namespace anew
+      local seen = {}
+      for k in s:keys() do seen[#seen + 1] = k end
+      table.sort(seen)
+      assert.are.same({ "k1", "k2" }, seen)
+      assert.are.equal(2, s:count())
+      -- the drop-in's key list takes the same way
+      local s2
+      pcall(kv.atomic, kv, function() s2 = kv:namespace("fresh2"); error("roll back") end)
+      kv:namespace("fresh2"):set("k", 1)
+      assert.are.same({ "k" }, s2:_keys_list(0))
+      kv:close()
+    end)
+  end
+end)
+
+describe("small items (issue 9.13)", function()
+  it("incr takes by = -2^63 as a float where integers are 64-bit", function()
+    local s = zeltkv.memory():namespace("a")
+    if not H.has_int then
+      H.assert_error_code("INVALID_VALUE", s.incr, s, "k", -2 ^ 63)   -- beyond 2^53
+      return
+    end
+    assert.are.equal(math.mininteger, s:incr("k", -2 ^ 63))
+    assert.are.equal(math.mininteger, s:get("k"))
+    H.assert_error_code("INVALID_VALUE", s.incr, s, "k", -1)           -- below the range
+    assert.are.equal(math.mininteger + 1, s:incr("k", 1.0))
+    H.assert_error_code("INVALID_VALUE", s.incr, s, "j", 2 ^ 63)        -- one past the top
+  end)
+
+  it("a ttl table with an unknown field is INVALID_VALUE whatever the order or the ttl", function()
+    local s = zeltkv.memory():namespace("a")
+    for i = 1, 40 do
+      -- tables built in different orders and sizes, so that their traversal order differs
+      local t = {}
+      for j = 1, i % 7 do t["pad" .. j .. "_" .. i] = true end
+      if i % 2 == 0 then t.ttl = -1; t.bogus = 1 else t.bogus = 1; t.ttl = "x" end
+      local err = H.assert_error_code("INVALID_VALUE", s.set, s, "k", 1, t)
+      -- the option named is the same every time: the first unknown name in byte order
+      local first = "bogus"
+      for k in pairs(t) do if k ~= "ttl" and k < first then first = k end end
+      assert.are.equal("unknown option '" .. first .. "'", err.message)
+    end
+    H.assert_error_code("INVALID_TTL", s.set, s, "k", 1, { ttl = -1 })
+    H.assert_error_code("INVALID_VALUE", s.set, s, "k", 1, { [1] = 5, ttl = -1 })
+    assert.is_nil(s:get("k"))
+  end)
+
+  it("atomic with a non-function raises an error object", function()
+    local kv = zeltkv.memory()
+    local s = kv:namespace("a")
+    for _, v in ipairs({ 42, "fn", {}, true }) do
+      H.assert_error_code("INVALID_VALUE", kv.atomic, kv, v)
+      H.assert_error_code("INVALID_VALUE", s.atomic, s, v)
+    end
+    H.assert_error_code("INVALID_VALUE", kv.atomic, kv)
+    assert.is_true(kv:atomic(function() return true end))   -- the lock was never taken
+  end)
+end)

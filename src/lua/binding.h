@@ -1,0 +1,228 @@
+/*
+ * binding.h -- private to the Lua binding (src/lua/ *.c); nothing else
+ * includes it.  The binding is split by concern:
+ *
+ *   check.c   errors (the error objects, their reasons), self / key / ttl /
+ *             number / name checks shared by every method
+ *   value.c   Lua values <-> stored bytes: the JSON encoder and decoder, and
+ *             the codec exported to pure-Lua drivers (core._encode/_decode)
+ *   store.c   the public Store and Driver methods, keys(), namespaces(),
+ *             atomic() and its time limit
+ *   raw.c     the raw methods the ngx.shared.DICT face (lua/zeltkv/shdict.lua)
+ *             and the LuaJIT front end (lua/zeltkv/ffi.lua) are built on
+ *   module.c  the module table, the classes, driver options, constants
+ *
+ * The engine knows nothing of Lua; the binding knows nothing of hash tables.
+ *
+ * Finalizers (__gc) may run inside any Lua allocation, and may use or close
+ * any driver.  So a method never keeps, across a Lua allocation, a pointer
+ * into memory that Lua code can free or move: the zkv_db handle is fetched
+ * after the arguments are checked (an integer key is turned into a Lua
+ * string, which allocates), and the engine's value bytes (they point into the
+ * arena or the handle's read buffer) are copied into a Lua string before
+ * anything else is allocated.
+ */
+#ifndef ZKV_BINDING_H
+#define ZKV_BINDING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../compat.h"
+#include "zeltkv.h"
+
+#define DRIVER_MT "zeltkv.Driver"
+#define STORE_MT "zeltkv.Store"
+#define ERROR_MT "zeltkv.Error"
+
+#define LIKELY_(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY_(x) __builtin_expect(!!(x), 0)
+
+/* ---- the layout lua/zeltkv/ffi.lua reads ---------------------------------
+ * The LuaJIT front end reads a driver's handle and a store's namespace id
+ * straight from these userdata.  It gets this text from core._const.LAYOUT
+ * (ffi.cdef), so the declaration below is the only copy; the assertions
+ * under Driver and Store tie it to the structs the binding uses. */
+#define ZKV_LUA_LAYOUT                                     \
+  typedef struct zkv_lua_driver { zkv_db *db; } zkv_lua_driver; \
+  typedef struct zkv_lua_store { zkv_lua_driver *drv; zkv_ns ns; } zkv_lua_store;
+ZKV_LUA_LAYOUT
+#define ZKV_STR_(x) #x
+#define ZKV_STR(x) ZKV_STR_(x)
+
+/* atomic_timeout's default, in seconds: an atomic() function that holds the
+ * lock longer is aborted.  Shorter than lock_timeout's 5 s, so that the
+ * processes waiting for the lock get it back before they give up; long
+ * enough for any read-modify-write (they take microseconds). */
+#define ZKV_ATOMIC_TIMEOUT 1.0
+
+/* a growable byte buffer (the encoder's output) */
+typedef struct Scratch { char *buf; size_t len, cap; } Scratch;
+
+typedef struct Driver {
+  zkv_db *db;            /* NULL once closed; first (ffi.lua reads it) */
+  int atomic_depth;      /* atomic() frames running on this driver */
+  double atomic_timeout; /* seconds an atomic() may hold the lock; 0 = no limit */
+  Scratch enc;           /* the encoder's buffer for tables */
+} Driver;
+
+typedef struct Store {
+  Driver *drv;          /* kept alive by the store's user value */
+  zkv_ns ns;
+} Store;
+
+_Static_assert(offsetof(Driver, db) == offsetof(zkv_lua_driver, db) &&
+                   sizeof(((Driver *)0)->db) == sizeof(((zkv_lua_driver *)0)->db),
+               "ffi.lua reads Driver.db through zkv_lua_driver");
+_Static_assert(offsetof(Store, drv) == offsetof(zkv_lua_store, drv) &&
+                   offsetof(Store, ns) == offsetof(zkv_lua_store, ns) &&
+                   sizeof(((Store *)0)->ns) == sizeof(((zkv_lua_store *)0)->ns),
+               "ffi.lua reads Store.drv and Store.ns through zkv_lua_store");
+
+/* ---- errors (check.c) ------------------------------------------------------ */
+
+/* error classes: the codes of zeltkv.errors (enum zkv_errclass) */
+enum { C_TTL = ZKV_CLASS_INVALID_TTL, C_EMPTY_NS = ZKV_CLASS_EMPTY_NAMESPACE,
+       C_VALUE = ZKV_CLASS_INVALID_VALUE, C_KEY = ZKV_CLASS_INVALID_KEY,
+       C_FAILED = ZKV_CLASS_STORE_OPERATION_FAILED };
+
+/* raise the error of class cls (reason may be NULL); never returns */
+int zkv_l_raise(lua_State *L, int cls, const char *reason, const char *fmt, ...);
+#define lraise(L, cls, ...) zkv_l_raise(L, cls, NULL, __VA_ARGS__)
+/* raise STORE_OPERATION_FAILED with a reason */
+#define lraise_failed(L, reason, ...) zkv_l_raise(L, C_FAILED, reason, __VA_ARGS__)
+/* the same from a hook: the stack is looked at from the hooked function */
+int zkv_l_raise_here(lua_State *L, int cls, const char *reason, const char *fmt, ...);
+/* raise the error of an engine result code: "<what>: <zkv_strerror>" */
+int raise_rc(lua_State *L, int rc, const char *what);
+/* the reason word of an engine result code ("full", "timeout", ...), or NULL */
+const char *rc_reason(int rc);
+/* module.c registers these */
+int error_tostring(lua_State *L);
+int l_raise(lua_State *L);
+int l_raise_rc(lua_State *L);
+int l_own(lua_State *L);
+/* the error metatable and the registry tables raising uses */
+void errors_init(lua_State *L);
+
+/* ---- checks (check.c) ------------------------------------------------------ */
+
+/* methods get their class metatable as upvalue 1: self is checked by
+ * comparing metatables, without a registry lookup by name */
+static inline void *check_self(lua_State *L, const char *tname) {
+  void *p = lua_touserdata(L, 1);
+  if (LIKELY_(p && lua_getmetatable(L, 1))) {
+    int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (LIKELY_(ok)) return p;
+  }
+  luaL_typeerror(L, 1, tname);
+  return NULL;
+}
+
+/* the handle of a live driver, or "closed".  Fetch it after the arguments
+ * are checked, right before the engine call (see the banner). */
+static inline zkv_db *live_db(lua_State *L, Driver *d) {
+  if (UNLIKELY_(!d->db)) lraise_failed(L, "closed", "closed");
+  return d->db;
+}
+
+const char *check_key_slow(lua_State *L, int i, size_t *len);
+/* the key at i: a string of 1..ZKV_MAX_KEY bytes, or an integer (replaced on
+ * the stack by its decimal string: that allocates) */
+static inline const char *check_key(lua_State *L, int i, size_t *len) {
+  if (LIKELY_(lua_type(L, i) == LUA_TSTRING)) {
+    const char *k = lua_tolstring(L, i, len);
+    if (LIKELY_(*len - 1 < ZKV_MAX_KEY)) return k;   /* 1..65535 (0 wraps) */
+  }
+  return check_key_slow(L, i, len);
+}
+
+/* self (a Store) and the key at 2: the prologue of every key method */
+static inline Store *key_args(lua_State *L, const char **k, size_t *kl) {
+  Store *s = (Store *)check_self(L, STORE_MT);
+  *k = check_key(L, 2, kl);
+  return s;
+}
+/* ... declaring them: Store *s, the key k of kl bytes */
+#define KEY_ARGS(L)  \
+  const char *k;     \
+  size_t kl;         \
+  Store *s = key_args(L, &k, &kl)
+
+/* an integral number that an int64_t holds exactly: 1 and *out, else 0
+ * (Lua integers are always integral; a float must be whole and in range) */
+int num_to_int64(lua_State *L, int i, int64_t *out);
+/* a double that is whole and within +-2^53 (so exact as an integer) */
+int double_is_whole53(double x);
+/* the same, and not -0 (which would come back as 0): a number stored as an
+ * integer (ZKV_T_INT) */
+int double_is_exact_int(double x);
+
+int64_t opt_ttl_slow(lua_State *L, int i, int required);
+/* the optional ttl at i: nil, seconds, or { ttl = seconds } -> milliseconds,
+ * 0 for none; required turns none into INVALID_TTL */
+static inline int64_t opt_ttl(lua_State *L, int i, int required) {
+  if (LIKELY_(lua_type(L, i) <= LUA_TNIL && !required)) return 0;   /* none or nil */
+  return opt_ttl_slow(L, i, required);
+}
+
+/* a namespace name at i (1..ZKV_MAX_KEY bytes) */
+const char *check_ns_name(lua_State *L, int i, size_t *len);
+/* a segment name at i */
+const char *check_seg_name(lua_State *L, int i);
+
+/* grow *buf (capacity *cap, first size first) to hold at least need bytes;
+ * 0 on success, -1 when out of memory (the buffer is then unchanged) */
+int buf_reserve(char **buf, size_t *cap, size_t need, size_t first);
+
+/* ---- values (value.c) -------------------------------------------------- */
+
+/* turn the Lua value at idx into a zkv_value; the bytes stay valid while the
+ * value is on the stack (strings) or until the next encoding on this driver
+ * (tables, in d->buf).  Raises INVALID_VALUE saying where. */
+void to_value(lua_State *L, Driver *d, int idx, zkv_value *v);
+/* push a value read from the engine; v->data is read before anything is
+ * allocated on the Lua heap (see the banner) */
+int push_value(lua_State *L, const zkv_value *v);
+/* push a double: a Lua integer when it is one exactly (Lua 5.3+) */
+void push_double(lua_State *L, double x);
+int l_encode(lua_State *L);
+int l_decode(lua_State *L);
+int scratch_gc(lua_State *L);
+
+/* ---- stores and drivers (store.c) ------------------------------------------ */
+
+/* a namespace made inside a rolled-back atomic() is gone: make it anew, retry
+ * (the store is at stack index si) */
+int reresolve(lua_State *L, int si, Store *s);
+#define CALL_AT(si, rc, call)                                               \
+  do {                                                                      \
+    rc = (call);                                                            \
+    if (UNLIKELY_(rc == ZKV_ESTALE) && reresolve(L, si, s) == ZKV_OK) rc = (call); \
+  } while (0)
+#define CALL(rc, call) CALL_AT(1, rc, call)
+
+Store *new_store(lua_State *L, int drv_idx, int parent_idx, int name_idx, Driver *d,
+                 zkv_ns ns);
+/* the result of a call that finds a key or not: true / false, or the error */
+int push_found(lua_State *L, int rc, const char *what);
+/* the result of a call that counts: n, or the error */
+int push_count(lua_State *L, int rc, uint64_t n, const char *what);
+
+extern const luaL_Reg zkv_store_methods[], zkv_driver_methods[], zkv_raw_methods[],
+    zkv_driver_raw_methods[];
+int store_atomic_as(lua_State *L);
+int store_tostring(lua_State *L);
+int driver_tostring(lua_State *L);
+int driver_gcmeta(lua_State *L);
+int driver_closemeta(lua_State *L);
+
+/* a collector of keys for zkv_keys: length-prefixed keys in one buffer */
+typedef struct KeyBatch { char *buf; size_t len, cap; size_t n; } KeyBatch;
+int collect_key(void *ud, const void *key, size_t klen);
+/* append the keys of b to the table on top of the stack, after index *n */
+void push_batch(lua_State *L, const KeyBatch *b, lua_Integer *n);
+#define KEYS_BATCH 256
+
+#endif

@@ -1,0 +1,229 @@
+/*
+ * raw.c -- the raw methods of zeltkv.Store that lua/zeltkv/shdict.lua (the
+ * ngx.shared.DICT face) and lua/zeltkv/ffi.lua (the LuaJIT front end) are
+ * built on.  Not part of the public Lua API, and registered apart from it
+ * (zkv_raw_methods, reached through the public method table's own __index):
+ * type codes are enum zkv_type, results are the engine's codes (core._const
+ * names them all), ttls are milliseconds.  Bad arguments still raise.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "binding.h"
+
+/* s:_handle() -> lightuserdata zkv_db*, namespace id high 32 bits, low 32 bits */
+static int store_handle(lua_State *L) {
+  Store *s = (Store *)check_self(L, STORE_MT);
+  lua_pushlightuserdata(L, live_db(L, s->drv));
+  lua_pushnumber(L, (lua_Number)(uint32_t)(s->ns >> 32));
+  lua_pushnumber(L, (lua_Number)(uint32_t)s->ns);
+  return 3;
+}
+
+/* s:_rawget(key, stale) -> nil | type, value, flags, is_stale */
+static int store_rawget(lua_State *L) {
+  KEY_ARGS(L);
+  unsigned f = lua_toboolean(L, 3) ? ZKV_GET_STALE : 0;
+  zkv_db *db = live_db(L, s->drv);
+  zkv_value v;
+  int stale = 0, rc;
+  CALL(rc, zkv_get_ex(db, s->ns, k, kl, f, &v, &stale));
+  if (rc == ZKV_NOTFOUND) return 0;
+  if (rc < 0) return raise_rc(L, rc, "get");
+  /* the bytes first: v.data may move once anything else is allocated */
+  switch (v.type) {
+  case ZKV_T_INT: zkv_pushinteger(L, v.i); break;
+  case ZKV_T_FLOAT: lua_pushnumber(L, v.f); break;
+  case ZKV_T_BOOL: lua_pushboolean(L, (int)v.i); break;
+  default: lua_pushlstring(L, (const char *)v.data, v.len); break;
+  }
+  lua_pushinteger(L, v.type);
+  lua_insert(L, -2);
+  zkv_pushinteger(L, v.flags);
+  lua_pushboolean(L, stale);
+  return 4;
+}
+
+/* s:_rawset(key, type, value, flags, ttl_ms, setflags) -> rc, forcible */
+static int store_rawset(lua_State *L) {
+  KEY_ARGS(L);
+  zkv_value v;
+  memset(&v, 0, sizeof v);
+  v.type = (int)luaL_checkinteger(L, 3);
+  switch (v.type) {
+  case ZKV_T_INT:
+    luaL_checknumber(L, 4);
+    luaL_argcheck(L, num_to_int64(L, 4, &v.i), 4, "integer expected");
+    break;
+  case ZKV_T_FLOAT: v.f = luaL_checknumber(L, 4); break;
+  case ZKV_T_BOOL: v.i = lua_toboolean(L, 4); break;
+  default: v.data = luaL_checklstring(L, 4, &v.len); break;
+  }
+  lua_Number fl = luaL_optnumber(L, 5, 0), ms = luaL_optnumber(L, 6, 0);
+  luaL_argcheck(L, fl >= 0 && fl <= 4294967295.0 && fl == floor(fl), 5, "flags out of range");
+  luaL_argcheck(L, ms >= 0 && ms <= 4.0e15, 6, "ttl out of range");
+  v.flags = (uint32_t)fl;
+  int64_t ttl = (int64_t)ms;
+  unsigned sf = (unsigned)luaL_optinteger(L, 7, 0);
+  zkv_db *db = live_db(L, s->drv);
+  int forcible = 0, rc;
+  CALL(rc, zkv_set_ex(db, s->ns, k, kl, &v, ttl, sf, &forcible));
+  lua_pushinteger(L, rc);
+  lua_pushboolean(L, forcible);
+  return 2;
+}
+
+/* s:_incr_num(key, by, create, init, init_ttl_ms) -> rc, result */
+static int store_incr_num(lua_State *L) {
+  KEY_ARGS(L);
+  double by = luaL_checknumber(L, 3), res = 0;
+  int create = lua_toboolean(L, 4);
+  double init = luaL_optnumber(L, 5, 0);
+  lua_Number ms = luaL_optnumber(L, 6, 0);
+  luaL_argcheck(L, ms >= 0 && ms <= 4.0e15, 6, "ttl out of range");
+  zkv_db *db = live_db(L, s->drv);
+  int rc;
+  CALL(rc, zkv_incr_num(db, s->ns, k, kl, by, create, init, (int64_t)ms, &res));
+  lua_pushinteger(L, rc);
+  push_double(L, res);
+  return 2;
+}
+
+/* s:_expire_ms(key, ms) -> rc   (ms 0 = no expiry) */
+static int store_expire_ms(lua_State *L) {
+  KEY_ARGS(L);
+  int64_t ms = (int64_t)luaL_checknumber(L, 3);
+  zkv_db *db = live_db(L, s->drv);
+  int rc;
+  CALL(rc, zkv_expire(db, s->ns, k, kl, ms));
+  lua_pushinteger(L, rc);
+  return 1;
+}
+
+/* s:_flush_all() -> how many live keys of this namespace now count as expired */
+static int store_flush_all(lua_State *L) {
+  Store *s = (Store *)check_self(L, STORE_MT);
+  zkv_db *db = live_db(L, s->drv);
+  uint64_t n = 0;
+  int rc;
+  CALL(rc, zkv_expire_all(db, s->ns, &n));
+  return push_count(L, rc, n, "flush_all");
+}
+
+/* s:_flush_expired(max) -> how many expired keys of this namespace were freed */
+static int store_flush_expired(lua_State *L) {
+  Store *s = (Store *)check_self(L, STORE_MT);
+  lua_Number max = luaL_optnumber(L, 2, 0);
+  luaL_argcheck(L, max >= 0 && max <= 1e15, 2, "max out of range");
+  zkv_db *db = live_db(L, s->drv);
+  uint64_t n = 0;
+  int rc;
+  CALL(rc, zkv_flush_expired_ns(db, s->ns, (uint64_t)max, &n));
+  return push_count(L, rc, n, "flush_expired");
+}
+
+/* ---- lists of the ngx.shared.DICT face (lua/zeltkv/shdict.lua) -----------
+ * The engine links a list's items (zkv_list_*, src/deque.c); an item is a tag
+ * byte and its payload, which shdict.lua makes and reads. */
+
+/* s:_list_push(key, left, tag, payload) -> rc, count */
+static int store_list_push(lua_State *L) {
+  KEY_ARGS(L);
+  size_t tl, pl;
+  int left = lua_toboolean(L, 3);
+  const char *tag = luaL_checklstring(L, 4, &tl);
+  const char *payload = luaL_checklstring(L, 5, &pl);
+  luaL_argcheck(L, tl == 1, 4, "a one-byte tag expected");
+  zkv_db *db = live_db(L, s->drv);
+  uint64_t count = 0;
+  int rc;
+  CALL(rc, zkv_list_push(db, s->ns, k, kl, left, (unsigned char)tag[0], payload, pl, &count));
+  lua_pushinteger(L, rc);
+  lua_pushinteger(L, (lua_Integer)count);
+  return 2;
+}
+
+/* s:_list_pop(key, left) -> rc[, tag, payload] */
+static int store_list_pop(lua_State *L) {
+  KEY_ARGS(L);
+  int left = lua_toboolean(L, 3);
+  zkv_db *db = live_db(L, s->drv);
+  zkv_value v;
+  int rc;
+  CALL(rc, zkv_list_pop(db, s->ns, k, kl, left, &v));
+  lua_pushinteger(L, rc);
+  if (rc != ZKV_OK) return 1;
+  lua_pushlstring(L, (const char *)v.data, 1);
+  lua_pushlstring(L, (const char *)v.data + 1, v.len - 1);
+  return 3;
+}
+
+/* s:_list_len(key) -> rc, count */
+static int store_list_len(lua_State *L) {
+  KEY_ARGS(L);
+  zkv_db *db = live_db(L, s->drv);
+  uint64_t count = 0;
+  int rc;
+  CALL(rc, zkv_list_len(db, s->ns, k, kl, &count));
+  lua_pushinteger(L, rc);
+  lua_pushinteger(L, (lua_Integer)count);
+  return 2;
+}
+
+/* s:_space() -> capacity, free bytes (nil, nil when unbounded): stats without the table */
+static int store_space(lua_State *L) {
+  Store *s = (Store *)check_self(L, STORE_MT);
+  uint64_t cap = 0, fr = 0;
+  int rc = zkv_space(live_db(L, s->drv), &cap, &fr);
+  if (rc) return raise_rc(L, rc, "stats");
+  if (!cap) return 0;
+  zkv_pushinteger(L, cap);
+  zkv_pushinteger(L, fr);
+  return 2;
+}
+
+
+
+/* s:_keys_list(max) -> a table of up to max live keys (0 = all), in steps of
+ * at most KEYS_BATCH keys a lock hold (ngx.shared.DICT's get_keys) */
+static int store_keys_list(lua_State *L) {
+  Store *s = (Store *)check_self(L, STORE_MT);
+  lua_Number mx = luaL_optnumber(L, 2, 0);
+  luaL_argcheck(L, mx >= 0 && mx <= 1e15, 2, "max out of range");
+  uint64_t max = (uint64_t)mx;
+  zkv_cursor cur;
+  memset(&cur, 0, sizeof cur);
+  lua_newtable(L);
+  lua_Integer n = 0;
+  KeyBatch b = {NULL, 0, 0, 0};
+  while (!cur.done && (max == 0 || (uint64_t)n < max)) {
+    size_t want = KEYS_BATCH, got = 0;
+    if (max && max - (uint64_t)n < want) want = (size_t)(max - (uint64_t)n);
+    b.len = 0;
+    b.n = 0;
+    /* the handle anew each step: pushing the keys allocates */
+    zkv_db *db = s->drv->db;
+    int rc = db ? zkv_keys(db, s->ns, &cur, want, collect_key, &b, &got) : ZKV_ECLOSED;
+    if (rc == ZKV_ESTALE && n == 0 && reresolve(L, 1, s) == ZKV_OK) {   /* made anew */
+      memset(&cur, 0, sizeof cur);
+      rc = zkv_keys(db, s->ns, &cur, want, collect_key, &b, &got);
+    }
+    if (rc == ZKV_ESTALE) break;   /* gone and not made again: an empty namespace */
+    if (rc) {
+      free(b.buf);
+      return raise_rc(L, rc, "keys");
+    }
+    push_batch(L, &b, &n);
+  }
+  free(b.buf);
+  return 1;
+}
+
+const luaL_Reg zkv_raw_methods[] = {
+  {"_handle", store_handle}, {"_rawget", store_rawget}, {"_rawset", store_rawset},
+  {"_incr_num", store_incr_num}, {"_expire_ms", store_expire_ms},
+  {"_flush_all", store_flush_all}, {"_flush_expired", store_flush_expired},
+  {"_space", store_space}, {"_list_push", store_list_push}, {"_list_pop", store_list_pop},
+  {"_list_len", store_list_len}, {"_keys_list", store_keys_list}, {"_atomic_as", store_atomic_as},
+  {NULL, NULL}};
