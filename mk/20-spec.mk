@@ -17,11 +17,11 @@ spec-all:
 	@rc=0; for v in $(LUA_VERSIONS); do \
 	  $(MAKE) --no-print-directory LUA_VERSION=$$v module spec || rc=1; done; exit $$rc
 
-# the contract specs (store, bad inputs, atomic, expiry) on each driver: ZELTKV_DRIVER picks
-# it (spec/helpers.lua H.driver); the memory leg is the plain `spec` run, the redis legs
-# are in mk/70-redis.mk
+# the contract specs (store, bad inputs, atomic, expiry, dump and load) on each driver:
+# ZELTKV_DRIVER picks it (spec/helpers.lua H.driver); the memory leg is the plain `spec`
+# run, the redis legs are in mk/70-redis.mk
 CONTRACT_SPECS := spec/02-store_spec.lua spec/03-bad_inputs_spec.lua spec/04-atomic_spec.lua \
-                  spec/05-expiry_spec.lua
+                  spec/05-expiry_spec.lua spec/13-snapshot_spec.lua
 spec-drivers: $(MODULE)
 	$(call need,$(PKGS_spec-drivers))
 	@mkdir -p $(RESULTS)

@@ -151,6 +151,11 @@ local Driver = {}
 ---@return zeltkv.Store
 function Driver:namespace(name) end
 
+---An iterator over the names of the namespaces at the top of this driver, as
+---Store:namespaces() is over a namespace's children.
+---@return fun(): string|nil
+function Driver:namespaces() end
+
 ---Calls fn(kv, ...) holding the store's lock; all of fn's writes are kept, or none if it
 ---raises (the error is raised again). Returns what fn returns.
 ---@generic R
@@ -170,6 +175,23 @@ function Driver:stats() end
 ---Removes every key of every namespace; returns how many live keys it removed.
 ---@return integer removed
 function Driver:flush() end
+
+---Writes the whole store to a dump file (JSON lines, docs/snapshots.md) as it was at one
+---instant; the lock is held only to copy the store. A progress bar is drawn on stderr when
+---it is a terminal, unless opts.progress is false.
+---@param dst string|file* a path (a regular file is replaced only when complete), or an open file
+---@param opts? { progress?: boolean }
+---@return integer keys
+---@return { lock_ms: number, bytes: integer, seconds: number } info
+function Driver:dump(dst, opts) end
+
+---Adds the keys of a dump file, all or nothing: a bad line or a full store changes nothing
+---and the error names the line. Keys already expired are skipped.
+---@param src string|file* a path, or an open file
+---@param opts? { progress?: boolean }
+---@return integer loaded
+---@return { expired: integer, steps: integer, max_lock_ms: number, seconds: number } info
+function Driver:load(src, opts) end
 
 ---Releases the driver (idempotent; also on __gc and __close). Later use raises.
 function Driver:close() end

@@ -272,16 +272,37 @@ local function segment_dir()
   return G.dir or os.getenv("ZELTKV_SHM_DIR") or "/dev/shm"
 end
 
+local function segment_path(name) return segment_dir() .. "/zeltkv-" .. name end
+
+-- A segment file's times say when a process last opened it (zkv_open_shared sets
+-- them); zkv's own opens do not count: done() puts back the times read before.
+local file_times = setmetatable({}, { __mode = "k" })   -- kv -> { path, size, atime, mtime }
+
+-- open the segment name (never creating it): kv, or nil and the error
+local function open_segment(name)
+  local path = segment_path(name)
+  local size, atime, mtime = core._file_times(path)
+  local ok, kv = pcall(zeltkv.shared, name, { create = false, gc_interval = 0, dir = G.dir })
+  if not ok then return nil, kv end
+  file_times[kv] = { path = path, size = size, atime = atime, mtime = mtime }
+  return kv
+end
+
+local function done(kv)
+  kv:close()
+  local f = file_times[kv]
+  if f and f.mtime then core._set_file_times(f.path, f.atime, f.mtime) end
+end
+
 local function open(name)
   check_name(name)
   if is_url(name) then
     if not zeltkv.redis then fail("this zeltkv has no Redis driver") end
     return try(zeltkv.redis, { url = name, prefix = G.prefix })
   end
-  local opts = { create = false, gc_interval = 0, dir = G.dir }
-  local ok, kv = pcall(zeltkv.shared, name, opts)
-  if ok then return kv end
-  fail(fmt("segment %s: %s", name, message(kv)))
+  local kv, err = open_segment(name)
+  if kv then return kv end
+  fail(fmt("segment %s: %s", name, message(err)))
 end
 
 -- the store of a namespace path; the root ({}) is the driver itself, which has
@@ -310,15 +331,17 @@ local function command(name, def)
   order[#order + 1] = name
 end
 
-local function stats_row(name, st)
+-- what zkv list shows of a segment: its file's size and last open, and its stats()
+local function stats_row(name, st, kv)
+  local f = file_times[kv] or {}
   return {
-    name = st.name or name,
-    path = st.path or (segment_dir() .. "/zeltkv-" .. name),
-    size = st.size or st.capacity,   -- size: the segment's, once stats() gives it
+    name = name,
+    path = f.path or segment_path(name),
+    size = f.size,
     used = st.bytes_used,
     keys = st.keys,
-    evict = st.evict or st.policy,
-    last_open = st.last_open or st.last_opened or st.opened_at,
+    evict = st.evict,
+    last_open = f.mtime,
   }
 end
 
@@ -337,16 +360,16 @@ a readable zeltkv segment is listed with the reason in place of its figures.
     local names = try(core._segments, dir)
     local rows = { { "NAME", "SIZE", "USED", "KEYS", "EVICT", "LAST OPEN", "PATH" } }
     for _, name in ipairs(names) do
-      local ok, kv = pcall(zeltkv.shared, name, { create = false, gc_interval = 0, dir = G.dir })
+      local kv, err = open_segment(name)
       local r
-      if ok then
+      if kv then
         local sok, st = pcall(kv.stats, kv)
-        kv:close()
-        if sok then r = stats_row(name, st) else r = { name = name, error = message(st) } end
+        if sok then r = stats_row(name, st, kv) else r = { name = name, error = message(st) } end
+        done(kv)
       else
-        r = { name = name, error = message(kv) }
+        r = { name = name, error = message(err) }
       end
-      r.path = r.path or (dir .. "/zeltkv-" .. name)
+      r.path = r.path or segment_path(name)
       if opts.json then
         say(json(r))
       elseif r.error then
@@ -386,9 +409,9 @@ its stats(), one "name: value" per line (--json: one JSON object).]],
     local t = {}
     for k, v in pairs(st) do t[k] = v end
     if not is_url(args[1]) then
-      for k, v in pairs(stats_row(args[1], st)) do if t[k] == nil then t[k] = v end end
+      for k, v in pairs(stats_row(args[1], st, kv)) do if t[k] == nil then t[k] = v end end
     end
-    kv:close()
+    done(kv)
     print_table(t, opts.json)
   end,
 })
@@ -444,7 +467,7 @@ written %25 and %2F.  --json: {"path":...,"ns":[names],"keys":N} per line.]],
       else rows[#rows + 1] = { encode_path(p), fmt("%d", n) } end
     end)
     if not opts.json then columns(rows) end
-    kv:close()
+    done(kv)
   end,
 })
 
@@ -467,7 +490,7 @@ GLOB keeps those that match it: * any bytes, ? one byte, [abc], [a-z], [!a-z],
         if opts.raw then say(k) else say(json(k)) end
       end
     end
-    kv:close()
+    done(kv)
   end,
 })
 
@@ -486,7 +509,7 @@ local function key_command(name, def)
     local prepared = def.prepare and def.prepare(args, opts)
     local kv = open(args[1])
     def.key(store_at(kv, names), key, prepared, opts)
-    kv:close()
+    done(kv)
   end
   command(name, def)
 end
@@ -598,24 +621,54 @@ prints the result.  A missing key is created holding BY, with the --ttl given
   end,
 })
 
+-- a Prometheus label value: \\, " and newline escaped
+local function label_value(v)
+  return (tostring(v):gsub("[\\\"\n]", { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))
+end
+
+-- stats() in the Prometheus text format, for a zeltkv without zeltkv.prometheus
+-- (which knows each figure's type and meaning): every number as an untyped sample
+-- zeltkv_<field>{store="NAME"}, and the fields that are text as the labels of
+-- zeltkv_info{store="NAME",...} 1
+local function prometheus_text(st, store)
+  local fields, info = {}, { ("store=\"%s\""):format(label_value(store)) }
+  for k in pairs(st) do fields[#fields + 1] = k end
+  table.sort(fields)
+  local lines = {}
+  for _, k in ipairs(fields) do
+    local v = st[k]
+    local metric = "zeltkv_" .. k:gsub("[^%w_]", "_")
+    if type(v) == "number" then
+      lines[#lines + 1] = ("# TYPE %s untyped\n%s{store=\"%s\"} %s\n"):format(metric, metric,
+        label_value(store), v == math.floor(v) and fmt("%.0f", v) or fmt("%.17g", v))
+    elseif type(v) == "string" or type(v) == "boolean" then
+      info[#info + 1] = ("%s=\"%s\""):format(k:gsub("[^%w_]", "_"), label_value(v))
+    end
+  end
+  lines[#lines + 1] = ("# TYPE zeltkv_info gauge\nzeltkv_info{%s} 1\n"):format(concat(info, ","))
+  return concat(lines)
+end
+
 command("stats", {
   synopsis = "zkv stats NAME [--json|--prometheus]",
   summary = "a store's stats()",
   help = [[
 Prints the store's stats(), one "name: value" per line; --json as one JSON
-object; --prometheus in the Prometheus text format (zeltkv.prometheus), to
-serve from a cron job or a node exporter's textfile directory.]],
+object; --prometheus in the Prometheus text format (zeltkv.prometheus where this
+zeltkv has it, else every number of stats() as zeltkv_FIELD{store="NAME"}), for
+a cron job to write into a node exporter's textfile directory.]],
   min = 1, max = 1, opts = { json = true, prometheus = true },
   run = function(args, opts)
     if opts.json and opts.prometheus then usage("--json and --prometheus exclude each other") end
     local kv = open(args[1])
-    if opts.prometheus then
-      if not zeltkv.prometheus then fail("this zeltkv has no zeltkv.prometheus") end
+    if opts.prometheus and zeltkv.prometheus then
       out:write(try(zeltkv.prometheus, kv))
+    elseif opts.prometheus then
+      out:write(prometheus_text(try(kv.stats, kv), args[1]))
     else
       print_table(try(kv.stats, kv), opts.json)
     end
-    kv:close()
+    done(kv)
   end,
 })
 
@@ -644,7 +697,7 @@ dump is complete.  A progress bar is drawn on stderr when it is a terminal.]],
       io.stderr:write(fmt("zkv: dumped %d keys%s\n", n,
         info and info.lock_ms and fmt(" (the lock was held %.1f ms)", info.lock_ms) or ""))
     end
-    kv:close()
+    done(kv)
   end,
 })
 
@@ -667,7 +720,7 @@ are skipped.  A progress bar is drawn on stderr when it is a terminal.]],
       io.stderr:write(fmt("zkv: loaded %d keys%s\n", n,
         info and info.expired and info.expired > 0 and fmt(" (%d expired ones skipped)", info.expired) or ""))
     end
-    kv:close()
+    done(kv)
   end,
 })
 

@@ -1255,10 +1255,28 @@ function Store.count(self)
   return n
 end
 
+-- the names that follow `head` in the keys `it` yields (up to the pattern `stop`), each
+-- once: the child namespaces of a store, or the root namespaces of a driver
+local function child_names(it, head, stop)
+  local skip, seen = #head, {}
+  return function()
+    while true do
+      local k = it()
+      if not k then return nil end
+      if sub(k, 1, skip) == head then
+        local e = k:match(stop, skip + 1)
+        if e ~= "" and not seen[e] then
+          seen[e] = true
+          return unesc(e)
+        end
+      end
+    end
+  end
+end
+
 function Store.namespaces(self)
   local d = check_store(self, "namespaces")
   local base = self.base .. "/"
-  local skip, seen = #base, {}
   local it
   if d.ntx > 0 then
     local tx = current_tx(d)
@@ -1270,20 +1288,7 @@ function Store.namespaces(self)
       end
     end
   end
-  it = it or scan(d, self.slot, glob_quote(base) .. "*")
-  return function()
-    while true do
-      local k = it()
-      if not k then return nil end
-      if sub(k, 1, skip) == base then
-        local e = k:match("^[^:/]*", skip + 1)
-        if not seen[e] then
-          seen[e] = true
-          return unesc(e)
-        end
-      end
-    end
-  end
+  return child_names(it or scan(d, self.slot, glob_quote(base) .. "*"), base, "^[^:/]*")
 end
 
 -- delete the keys `it` yields, UNLINK in batches (one slot per batch in a cluster)
@@ -1595,6 +1600,30 @@ function Driver.stats(self)
     -- atomic attempts, and attempts that EXEC refused (a watched key changed)
     round_trips = d.round_trips, atomic_attempts = d.attempts, atomic_conflicts = d.conflicts,
   }
+end
+
+-- kv:namespaces(): the names of the root namespaces under this driver's prefix, as
+-- s:namespaces() gives a store's children (walks every master with SCAN)
+function Driver.namespaces(self)
+  local d = check_driver(self, "namespaces")
+  no_walk_in_tx(d, "namespaces")
+  local open = d.shard == "key" and (d.prefix .. ":") or (d.prefix .. "{")
+  local stop = d.shard == "key" and "^[^:/]*" or "^[^}]*"
+  return child_names(all_keys(d), open, stop)
+end
+
+-- kv:dump(path | file [, opts]), kv:load(path | file [, opts]): lua/zeltkv/snapshot.lua
+-- (docs/snapshots.md: the file format, and how a Lua driver's dump and load work)
+function Driver.dump(self, dst, opts)
+  local d = check_driver(self, "dump")
+  no_walk_in_tx(d, "dump")
+  return require("zeltkv.snapshot").dump(self, dst, opts)
+end
+
+function Driver.load(self, src, opts)
+  local d = check_driver(self, "load")
+  no_walk_in_tx(d, "load")
+  return require("zeltkv.snapshot").load(self, src, opts)
 end
 
 function Driver.close(self)

@@ -67,7 +67,8 @@ leg() {
   fi
 }
 
-CONTRACT="spec/02-store_spec.lua spec/03-bad_inputs_spec.lua spec/04-atomic_spec.lua spec/05-expiry_spec.lua"
+CONTRACT="spec/02-store_spec.lua spec/03-bad_inputs_spec.lua spec/04-atomic_spec.lua spec/05-expiry_spec.lua
+          spec/13-snapshot_spec.lua"
 for l in $LEGS; do
   case $l in
     contract)

@@ -191,6 +191,10 @@ int l_encode(lua_State *L);
 int l_decode(lua_State *L);
 int scratch_gc(lua_State *L);
 
+/* t[name] = v for the table on top of the stack (stats and the like); L in scope */
+#define SETINT(name, v) (zkv_pushinteger(L, (v)), lua_setfield(L, -2, name))
+#define SETNUM(name, v) (lua_pushnumber(L, (lua_Number)(v)), lua_setfield(L, -2, name))
+
 /* ---- stores and drivers (store.c) ------------------------------------------ */
 
 /* a namespace made inside a rolled-back atomic() is gone: make it anew, retry
@@ -224,5 +228,14 @@ int collect_key(void *ud, const void *key, size_t klen);
 /* append the keys of b to the table on top of the stack, after index *n */
 void push_batch(lua_State *L, const KeyBatch *b, lua_Integer *n);
 #define KEYS_BATCH 256
+
+/* ---- dump and load (snapshot.c) -------------------------------------------- */
+
+/* kv:dump and kv:load, methods of every C driver */
+extern const luaL_Reg zkv_snapshot_driver_methods[];
+/* the dump file classes, and the module's _json, _json_decode, _dump_writer,
+ * _dump_reader, _progress, _isatty, _segments and _wall_ms into the table at
+ * module_idx */
+void snapshot_init(lua_State *L, int module_idx);
 
 #endif

@@ -244,6 +244,12 @@ int luaopen_zeltkv_core(lua_State *L) {
   new_class(L, STORE_MT, zkv_store_methods, zkv_raw_methods, store_tostring, NULL, NULL);
   new_class(L, DRIVER_MT, zkv_driver_methods, zkv_driver_raw_methods, driver_tostring, driver_gcmeta,
             driver_closemeta);
+  /* kv:dump and kv:load (snapshot.c) beside the driver's own methods */
+  luaL_getmetatable(L, DRIVER_MT);     /* mt */
+  lua_getfield(L, -1, "__index");      /* mt, methods */
+  lua_pushvalue(L, -2);                /* mt, methods, mt */
+  set_methods(L, zkv_snapshot_driver_methods);
+  lua_pop(L, 3);
   errors_init(L);
 
   static const luaL_Reg funcs[] = {
@@ -256,6 +262,7 @@ int luaopen_zeltkv_core(lua_State *L) {
     lua_pushcfunction(L, r->func);
     lua_setfield(L, -2, r->name);
   }
+  snapshot_init(L, lua_gettop(L));
   /* core._encode keeps its encoding buffer as an upvalue (freed by __gc) */
   lua_newuserdatauv(L, sizeof(Scratch), 0);
   memset(lua_touserdata(L, -1), 0, sizeof(Scratch));

@@ -284,8 +284,8 @@ static int walk_iter(lua_State *L) {
   return walk_iter(L);
 }
 
-static int store_walk(lua_State *L, int which) {
-  Store *s = (Store *)check_self(L, STORE_MT);
+/* the iterator of a walk of the store s at 1 */
+static int walk_start(lua_State *L, Store *s, int which) {
   live_db(L, s->drv);
   lua_settop(L, 1);
   zkv_cursor *cur = (zkv_cursor *)lua_newuserdatauv(L, sizeof(zkv_cursor), 0);
@@ -296,6 +296,10 @@ static int store_walk(lua_State *L, int which) {
   lua_pushinteger(L, which);
   lua_pushcclosure(L, walk_iter, 6);
   return 1;
+}
+
+static int store_walk(lua_State *L, int which) {
+  return walk_start(L, (Store *)check_self(L, STORE_MT), which);
 }
 
 /* s:keys(): an iterator over the live keys of this namespace */
@@ -462,6 +466,19 @@ static int driver_namespace(lua_State *L) {
   return 1;
 }
 
+/* kv:namespaces(): an iterator over the root namespaces, as s:namespaces() is
+ * over a store's children (zkv ns lists them).  The root is no Store in the Lua
+ * API: the walk runs on a hidden one, which keeps the driver alive. */
+static int driver_namespaces(lua_State *L) {
+  Driver *d = (Driver *)check_self(L, DRIVER_MT);
+  live_db(L, d);
+  lua_settop(L, 1);
+  lua_pushliteral(L, "");   /* its name: never used, the root is never stale */
+  Store *root = new_store(L, 1, 0, 2, d, ZKV_ROOT);
+  lua_replace(L, 1);
+  return walk_start(L, root, 1);
+}
+
 static int driver_atomic(lua_State *L) {
   return do_atomic(L, (Driver *)check_self(L, DRIVER_MT), 2, 1);
 }
@@ -476,8 +493,6 @@ static int driver_count_op(lua_State *L, int (*op)(zkv_db *, uint64_t *), const 
 
 static int driver_gc(lua_State *L) { return driver_count_op(L, zkv_gc, "gc"); }
 static int driver_flush(lua_State *L) { return driver_count_op(L, zkv_flush, "flush"); }
-
-#define SETINT(name, v) (zkv_pushinteger(L, (v)), lua_setfield(L, -2, name))
 
 static int driver_stats(lua_State *L) {
   Driver *d = (Driver *)check_self(L, DRIVER_MT);
@@ -558,5 +573,6 @@ const luaL_Reg zkv_store_methods[] = {
 const luaL_Reg zkv_driver_raw_methods[] = {{"_atomic_as", driver_atomic_as}, {NULL, NULL}};
 
 const luaL_Reg zkv_driver_methods[] = {
-  {"namespace", driver_namespace}, {"atomic", driver_atomic}, {"gc", driver_gc},
+  {"namespace", driver_namespace}, {"namespaces", driver_namespaces},
+  {"atomic", driver_atomic}, {"gc", driver_gc},
   {"stats", driver_stats}, {"flush", driver_flush}, {"close", driver_close}, {NULL, NULL}};
