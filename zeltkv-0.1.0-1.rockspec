@@ -51,7 +51,7 @@ build = {
       sources = { "src/alloc.c", "src/arena.c", "src/clock.c", "src/deque.c", "src/index.c",
                   "src/ops.c", "src/room.c", "src/txn.c", "src/snapshot.c", "src/dumpfile.c",
                   "src/lua/check.c", "src/lua/value.c", "src/lua/store.c", "src/lua/raw.c",
-                  "src/lua/module.c" },
+                  "src/lua/module.c", "src/lua/snapshot.c" },
       incdirs = { "include", "$(CJSON_INCDIR)", "$(XXHASH_INCDIR)" },
       libdirs = { "$(CJSON_LIBDIR)" },
       libraries = { "cjson", "pthread", "m" },
