@@ -2,7 +2,8 @@
 #
 #   make              the Lua module (LUA_VERSION, default 5.4) and the C libraries
 #   make test         install the missing Debian packages, then every suite of mk/;
-#                     ends with "N passed, N failed" (build/results/ has every log)
+#                     ends with "N passed, N failed" (build/results/SUITE/ has its logs);
+#                     TEST_JOBS suites at a time (default: the CPUs); LONG=1: long runs
 #   make demo         build and run the examples with readable output
 #   make bench        print the benchmark figures
 #   make install      the Lua module, its Lua files, the C header and libraries, zeltkv.pc
@@ -56,16 +57,19 @@ ifneq ($(filter true 1 yes,$(CI) $(WERROR)),)
 WARN        += -Werror
 endif
 ZKV_CPPFLAGS = -Iinclude $(CPPFLAGS)
-ZKV_CFLAGS   = -std=c11 $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden
+ZKV_CFLAGS   = -std=c11 $(WARN) $(CFLAGS) $(SANFLAGS) -fPIC -fvisibility=hidden
+# SANFLAGS: instrumentation compiled into every object and test and linked into every binary
+# (mk/80-sanitize.mk builds the tree once with ASan+UBSan in $(B)/asan)
+SANFLAGS    ?=
 CJSON_LIBS  ?= $(or $(shell pkg-config --libs libcjson 2>/dev/null),-lcjson)
 ENGINE_LIBS := -lpthread -lm
 DEPFLAGS     = -MMD -MP
 
 # ---- sources -------------------------------------------------------------------
-# The Lua binding is src/lua/*.c (and any src/l*.c, as Lua's own lapi.c); every other file
-# of src/ is the engine, which knows nothing of Lua.
-BINDING_SRC := $(sort $(wildcard src/lua/*.c src/l*.c))
-ENGINE_SRC  := $(filter-out $(BINDING_SRC),$(sort $(wildcard src/*.c)))
+# The Lua binding is src/lua/*.c; every file of src/ itself is the engine, which knows nothing
+# of Lua (an engine file may start with any letter: src/lock.c is the engine's).
+BINDING_SRC := $(sort $(wildcard src/lua/*.c))
+ENGINE_SRC  := $(sort $(wildcard src/*.c))
 ENGINE_OBJ  := $(patsubst src/%.c,$(B)/obj/%.o,$(ENGINE_SRC))
 BINDING_OBJ := $(patsubst src/%.c,$(B)/$(FLAVOUR)/obj/%.o,$(BINDING_SRC))
 HEADERS     := $(wildcard include/*.h src/*.h src/lua/*.h)
@@ -113,19 +117,19 @@ $(LIBA): $(ENGINE_OBJ)
 	$(AR) rcs $@ $^
 
 $(LIBSO): $(ENGINE_OBJ)
-	$(CC) -shared -Wl,-soname,libzeltkv.so.$(SOMAJOR) $(LDFLAGS) $^ -o $@ $(ENGINE_LIBS)
+	$(CC) -shared -Wl,-soname,libzeltkv.so.$(SOMAJOR) $(SANFLAGS) $(LDFLAGS) $^ -o $@ $(ENGINE_LIBS)
 	ln -sf $(notdir $@) $(B)/libzeltkv.so.$(SOMAJOR)
 	ln -sf libzeltkv.so.$(SOMAJOR) $(B)/libzeltkv.so
 
 # the module holds the engine (no dependency on libzeltkv.so at run time)
 $(MODULE): $(BINDING_OBJ) $(ENGINE_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) -shared $(LDFLAGS) $^ -o $@ $(CJSON_LIBS) $(ENGINE_LIBS)
+	$(CC) -shared $(SANFLAGS) $(LDFLAGS) $^ -o $@ $(CJSON_LIBS) $(ENGINE_LIBS)
 
 # C tests: against the static library, at -O1 (faster to build, still optimised)
 $(B)/test/%: spec/c/%.c $(wildcard spec/c/*.h) $(HEADERS) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(ZKV_CPPFLAGS) -Isrc -Ispec/c -std=c11 $(WARN) -O1 -g $< $(LIBA) -o $@ $(LDFLAGS) $(ENGINE_LIBS)
+	$(CC) $(ZKV_CPPFLAGS) -Isrc -Ispec/c -std=c11 $(WARN) -O1 -g $(SANFLAGS) $< $(LIBA) -o $@ $(LDFLAGS) $(ENGINE_LIBS)
 
 # the floor of a C-function store (bench/floor.c), a Lua module of its own
 $(B)/bench/$(FLAVOUR)/zkvfloor.so: bench/floor.c
@@ -145,17 +149,44 @@ $(B)/bench/%: bench/%.c $(HEADERS) $(LIBA)
 # in $(RESULTS). `make test` runs every suite (a failed one does not stop the others)
 # through tools/suite.sh, which counts a suite that fails without reporting a failed
 # test, or reports no test at all, as one failure.
+# The C tests' randomized and stress loops (kills, mutations, rounds) run at their full count
+# natively (make check). Under ASan, valgrind, clang, qemu and TSan they run light
+# (ZKV_TEST_LIGHT=1: the same tests and checks, fewer rounds); LONG=1 (make test LONG=1,
+# make valgrind LONG=1, ...) runs them at full count there too, many times longer.
+LONG        ?=
+TEST_LIGHT   = $(if $(filter-out 0 no,$(LONG)),,ZKV_TEST_LIGHT=1)
 SUITES :=
+SUITES_NET :=
 include $(sort $(wildcard mk/*.mk))
 
 deps:
 	$(call need,$(sort $(PKGS_BUILD) $(foreach s,$(SUITES),$(PKGS_$(s)))))
 
+# make test builds what several suites share first (every module of LUA_VERSIONS, the C
+# libraries and tests), then runs TEST_JOBS suites at a time (default: the CPUs), each through
+# tools/suite.sh with its logs in $(RESULTS)/<suite>/ and its output printed whole when it
+# ends (SUITE_SYNC). The longest start first (SUITES_FIRST); the suites that start servers on
+# 127.0.0.1 (SUITES_NET: nginx listens with reuseport, so two of them could share a port)
+# run one after the other. TEST_JOBS=1 runs them one by one.
+TEST_JOBS    ?= $(shell nproc 2>/dev/null || echo 1)
+SUITES_FIRST := valgrind sanitize spec-all redis-test check fuzz aarch64 clang
+TEST_ORDER    = $(foreach s,$(SUITES_FIRST),$(filter $(s),$(SUITES))) $(filter-out $(SUITES_FIRST),$(SUITES))
+NET_ORDER     = $(filter $(SUITES_NET),$(TEST_ORDER))
+# run-B waits for run-A when A comes just before B in NET_ORDER
+net_chain = $(if $(word 2,$(1)),$(eval run-$(word 2,$(1)): | run-$(word 1,$(1)))$(call net_chain,$(wordlist 2,$(words $(1)),$(1))))
+
 test: deps
 	@rm -rf $(RESULTS); mkdir -p $(RESULTS)
-	@$(MAKE) --no-print-directory all
-	@for s in $(SUITES); do RESULTS=$(RESULTS) ./tools/suite.sh $$s $(MAKE) --no-print-directory $$s; done; \
-	  ./tools/summary.sh $(RESULTS)
+	@for v in $(LUA_VERSIONS); do $(MAKE) --no-print-directory -j$(TEST_JOBS) LUA_VERSION=$$v module || exit 1; done
+	@$(MAKE) --no-print-directory -j$(TEST_JOBS) all ctests
+	@start=$$(date +%s); $(if $(filter-out 1,$(TEST_JOBS)),SUITE_SYNC=1) \
+	  $(MAKE) --no-print-directory -j$(TEST_JOBS) $(addprefix run-,$(TEST_ORDER)); \
+	  ./tools/summary.sh $(RESULTS) $$(( $$(date +%s) - start ))
+
+.PHONY: $(addprefix run-,$(SUITES))
+$(addprefix run-,$(SUITES)): run-%:
+	@RESULTS=$(RESULTS) ./tools/suite.sh $* $(MAKE) --no-print-directory RESULTS=$(RESULTS)/$* $*
+$(call net_chain,$(NET_ORDER))
 
 list-suites:
 	@$(foreach s,$(SUITES),echo "$(s): $(strip $(PKGS_$(s)))";)

@@ -35,7 +35,7 @@ external_dependencies = {
 }
 build = {
   type = "builtin",
-  -- every file of src/: the engine, and the Lua binding (l*.c); a spec checks this list
+  -- every file of src/: the engine, and the Lua binding (src/lua/); a spec checks this list
   modules = {
     ["zeltkv"] = "lua/zeltkv.lua",
     ["zeltkv.ffi"] = "lua/zeltkv/ffi.lua",

@@ -1,6 +1,7 @@
 # The documentation: every Lua and C code block of README.md and docs/*.md runs, and every link
 # resolves (spec/docs/doccheck.lua; the rules are in docs/contributing.md).
 SUITES += docs
+SUITES_NET += docs
 # nginx for the `lua nginx` and `nginx get=` blocks; a Redis server and LuaSocket for `lua redis`
 PKGS_docs := $(PKGS_LUA_5.4) $(PKGS_LUA_jit) nginx libnginx-mod-http-lua curl redis-server redis-tools lua-socket
 

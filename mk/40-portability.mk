@@ -15,7 +15,7 @@ clang:
 	@mkdir -p $(RESULTS)
 	@$(MAKE) --no-print-directory B=$(CLANG_B) CC=clang WERROR=1 all ctests
 	@rc=0; for t in $(patsubst $(B)/%,$(CLANG_B)/%,$(CTESTS)); do echo "== clang $$t"; \
-	  log=$(RESULTS)/clang-$$(basename $$t).log; ZKV_TEST_LIGHT=1 $$t > $$log 2>&1 || rc=1; \
+	  log=$(RESULTS)/clang-$$(basename $$t).log; $(TEST_LIGHT) $$t > $$log 2>&1 || rc=1; \
 	  tail -n 1 $$log; done; \
 	  ZELTKV_CPATH='$(CLANG_B)/$(FLAVOUR)/?.so' LUA=$(LUA) ./spec/run.sh > $(RESULTS)/clang-spec.log 2>&1 || \
 	  { rc=1; grep -v '^ok ' $(RESULTS)/clang-spec.log | tail -n 40; }; \
@@ -36,5 +36,5 @@ aarch64:
 	  CPPFLAGS='-I$(AARCH64_B)/inc $(CPPFLAGS)' LDFLAGS='-static $(LDFLAGS)' ctests
 	@rc=0; for t in $(addprefix $(AARCH64_B)/test/,$(AARCH64_TESTS)); do echo "== qemu-aarch64 $$t"; \
 	  readelf -h $$t | grep -q AArch64 || { echo "$$t is not an aarch64 binary"; rc=1; }; \
-	  log=$(RESULTS)/aarch64-$$(basename $$t).log; ZKV_TEST_LIGHT=1 $(QEMU_AARCH64) $$t > $$log 2>&1 || rc=1; \
+	  log=$(RESULTS)/aarch64-$$(basename $$t).log; $(TEST_LIGHT) $(QEMU_AARCH64) $$t > $$log 2>&1 || rc=1; \
 	  tail -n 1 $$log; done; exit $$rc

@@ -3,6 +3,7 @@
 # across reload, upgrade, restart.
 PKGS_NGINX := nginx libnginx-mod-http-lua curl $(PKGS_LUA_jit)
 SUITES += nginx-test shdict-diff shdict-zone
+SUITES_NET += nginx-test shdict-diff shdict-zone
 PKGS_nginx-test := $(PKGS_NGINX)
 PKGS_shdict-diff := $(PKGS_NGINX)
 PKGS_shdict-zone := $(PKGS_NGINX)

@@ -4,6 +4,7 @@
 # (cosockets).  spec/redis/run.sh; `make redis-test LEGS="contract own"` runs some legs.
 PKGS_REDIS := redis-server redis-tools lua-socket lua-sec openssl lua-busted
 SUITES += redis-test
+SUITES_NET += redis-test
 PKGS_redis-test := $(PKGS_REDIS) $(PKGS_LUA_5.1) $(PKGS_LUA_5.2) $(PKGS_LUA_jit) nginx libnginx-mod-http-lua curl
 
 .PHONY: redis-test

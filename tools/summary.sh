@@ -1,17 +1,18 @@
 #!/bin/sh
-# summary.sh DIR -- add up the "N passed, N failed" lines that each suite wrote as the
-# last such line of each of its logs in DIR, print one line per log, the time of each
-# suite (DIR/times.txt, written by tools/suite.sh) and the total; fail unless the total
-# has no failure and at least one pass.
+# summary.sh DIR [SECONDS] -- add up the "N passed, N failed" lines that each suite wrote as
+# the last such line of each of its logs in DIR or DIR/<suite>/, print one line per log, the
+# time of each suite (DIR/times.txt, written by tools/suite.sh), what they add up to and,
+# given, the SECONDS the whole run took (suites run side by side); fail unless the total has
+# no failure and at least one pass.
 dir=${1:-build/results}
 pass=0; fail=0
-for f in "$dir"/*.log; do
+for f in "$dir"/*.log "$dir"/*/*.log; do
   [ -f "$f" ] || continue
   line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$f" | tail -n 1)
   [ -n "$line" ] || continue
   p=$(echo "$line" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+')
   q=$(echo "$line" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+')
-  printf '  %-28s %s\n' "$(basename "$f" .log)" "$line"
+  printf '  %-40s %s\n' "${f#"$dir"/}" "$line"
   pass=$((pass + p)); fail=$((fail + q))
 done
 if [ -f "$dir/times.txt" ]; then
@@ -20,7 +21,10 @@ if [ -f "$dir/times.txt" ]; then
   while read -r s t c; do
     printf ' %s %s/%s' "$s" "$t" "${c:-?}"; total=$((total + t)); ctotal=$((ctotal + ${c:-0}))
   done < "$dir/times.txt"
-  printf '; total %sm%02ds, CPU %sm%02ds\n' $((total / 60)) $((total % 60)) $((ctotal / 60)) $((ctotal % 60))
+  printf '; the suites add up to %sm%02ds, CPU %sm%02ds' $((total / 60)) $((total % 60)) \
+    $((ctotal / 60)) $((ctotal % 60))
+  [ -n "${2:-}" ] && printf '; they took %sm%02ds side by side' $(($2 / 60)) $(($2 % 60))
+  printf '\n'
 fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]

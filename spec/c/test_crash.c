@@ -802,7 +802,8 @@ TEST(crash_inside_big_transaction) {
     double t = th_now();
     uint64_t n = 0;
     CHECK_RC(zkv_count(db, ZKV_ROOT, &n), ZKV_OK);
-    CHECK(th_now() - t < 1.0);   /* recovered at once, not after the lock timeout */
+    /* recovered at once, not after the 2 s lock timeout (light: valgrind, ASan, qemu) */
+    CHECK(th_now() - t < (th_light() ? 1.8 : 1.0));
     CHECK_EQ(n, 50);
     for (int i = 0; i < 50; i++) {
       char k[16];

@@ -982,24 +982,30 @@ TEST(shared_cross_process_lock_timeout) {
   REQUIRE(db != NULL);
   CHECK_RC(set_s(db, ZKV_ROOT, "k", "orig"), ZKV_OK);
   zkv_close(db); /* no mapping in this process while the child holds the lock */
-  int pfd[2];
+  /* pfd: the child holds the lock; gfd: the parent is done, the child may commit (a
+   * sleep instead let a slow run, under valgrind on a busy machine, see the commit) */
+  int pfd[2], gfd[2];
   REQUIRE(pipe(pfd) == 0);
+  REQUIRE(pipe(gfd) == 0);
   fflush(stdout);
   pid_t pid = fork();
   if (pid == 0) {
     alarm(30);
     close(pfd[0]);
+    close(gfd[1]);
     zkv_db *cd = NULL;
     if (zkv_open_shared(name, NULL, &cd) != ZKV_OK) child_exit(3);
     if (zkv_begin(cd) != ZKV_OK) child_exit(4);
     if (set_s(cd, ZKV_ROOT, "k", "child") != ZKV_OK) child_exit(5);
     if (write(pfd[1], "L", 1) != 1) child_exit(6);
-    sleep_ms(2500);
+    char go;
+    if (read(gfd[0], &go, 1) != 1) child_exit(8);
     if (zkv_commit(cd) != ZKV_OK) child_exit(7);
     zkv_close(cd);
     child_exit(0);
   }
   close(pfd[1]);
+  close(gfd[0]);
   char ch = 0;
   CHECK(read(pfd[0], &ch, 1) == 1);
   close(pfd[0]);
@@ -1008,12 +1014,14 @@ TEST(shared_cross_process_lock_timeout) {
     double t0 = now_s();
     CHECK_RC(set_s(db, ZKV_ROOT, "k", "parent"), ZKV_ETIMEDOUT);
     double el = now_s() - t0;
-    CHECK(el >= 0.4 && el < 2.4);
+    CHECK(el >= 0.4 && el < (th_light() ? 5.0 : 2.4));   /* light: valgrind, ASan, qemu */
     zkv_value out;
     int rc = zkv_get(db, ZKV_ROOT, K("k"), &out);
     CHECK(rc == ZKV_OK || rc == ZKV_ETIMEDOUT);
     if (rc == ZKV_OK) CHECK_MEM(out.data, out.len, "orig", 4); /* never the uncommitted value */
   }
+  CHECK(write(gfd[1], "G", 1) == 1);
+  close(gfd[1]);
   CHECK_EQ(wait_child(pid), 0);
   if (db != NULL) {
     CHECK_GET_STR(db, ZKV_ROOT, "k", "child");
@@ -1417,7 +1425,7 @@ TEST(shared_lock_word_names_no_holder) {
     REQUIRE(db != NULL);
     double t0 = now_s();
     CHECK_RC(set_s(db, ZKV_ROOT, "k", "after"), ZKV_OK);
-    CHECK(now_s() - t0 < 1.0);
+    CHECK(now_s() - t0 < (th_light() ? 3.0 : 1.0));   /* at once, not after the 5 s timeout */
     CHECK_GET_STR(db, ZKV_ROOT, "k", "after");
     zkv_close(db);
     read_at(path, 64, &w, 4);
@@ -1442,8 +1450,10 @@ TEST(shared_header_byte_flips_never_crash) {
   const uint64_t SZ = 256u << 10;
   int crashes = 0, seen_eversion = 0, seen_ecorrupt = 0;
   char ob[128];
-  /* every byte of the first 256 (the header, the lock, the allocator state) */
+  /* every byte of the first 256 (the header, the lock, the allocator state); light
+   * (valgrind, ASan, qemu): one byte in four, at every place in a word in turn */
   for (int off = 0; off < 256; off++) {
+    if (th_light() && off % 4 != (off / 4) % 4) continue;
     if (make_segment(name, SZ) != ZKV_OK) {
       CHECK(0);
       break;
