@@ -49,6 +49,18 @@
  * ZKV_SET_NX that finds the key, zkv_incr, zkv_incr_num); zkv_has, zkv_ttl,
  * zkv_expire, zkv_keys and zkv_count only look, as ngx.shared.DICT's do.
  *
+ * Fork.  A child process may go on using the handles it inherited.  A store
+ * that no thread of the parent held at the fork (no operation running, no
+ * transaction open) works in the child as in any other process: a shared
+ * segment is the same store, and the child takes its lock under its own
+ * identity, so no write of either is lost; a memory store is the child's own
+ * copy from then on.  A store that a thread of the parent held at the fork
+ * (inside zkv_begin, or a fork from a zkv_keys callback) belongs to that
+ * parent's transaction: in the child every call on its handles returns
+ * ZKV_EFORKED, nothing is written, and zkv_close only releases the child's
+ * mapping.  The child may open the segment anew, and then waits for the lock
+ * like any other process.
+ *
  * CONVENTIONS (they hold for every function below unless it says otherwise)
  *  - Every function returns an int result code from enum zkv_rc.  ZKV_OK (0)
  *    is success; ZKV_NOTFOUND and ZKV_EXISTS are ordinary outcomes, not
@@ -74,9 +86,8 @@
  *    its thread id.  All the processes that use one segment must therefore
  *    live in one PID namespace (two containers sharing a /dev/shm mount but
  *    not their PIDs would take each other's holders for dead).
- *  - fork: a child must not use a handle while the parent was inside a
- *    transaction or a call on it at the moment of the fork (the child would
- *    think it holds the lock).  Open handles after fork where you can.
+ *  - fork: see "Fork" above (a store held at the fork is ZKV_EFORKED in the
+ *    child).
  *  - The zkv_keys callback runs with the lock held: it must return normally
  *    (no longjmp, no C++ exception, no Lua error across it) and must not call
  *    into the same store.
@@ -132,7 +143,8 @@ enum zkv_rc {
   ZKV_EIO = -16,          /* a system call failed (see errno) */
   ZKV_ETXN = -17,         /* no transaction open, or a shared segment's undo log full */
   ZKV_EINVAL = -18,       /* a bad argument (NULL handle, bad option) */
-  ZKV_ESTALE = -19        /* the namespace id is not (or no longer) one of this store */
+  ZKV_ESTALE = -19,       /* the namespace id is not (or no longer) one of this store */
+  ZKV_EFORKED = -20       /* the handle came through fork() while its store was held */
 };
 
 /* The five error classes of the Lua API. */
@@ -184,24 +196,35 @@ typedef uint64_t zkv_ns;
 
 typedef struct zkv_db zkv_db;
 
-enum zkv_evict { ZKV_EVICT_NONE = 0, ZKV_EVICT_LRU = 1 };
+/* ZKV_EVICT_DEFAULT: none for a store this call makes; an existing segment
+ * keeps its own policy (any other policy given is refused, ZKV_EINVAL). */
+enum zkv_evict { ZKV_EVICT_DEFAULT = -1, ZKV_EVICT_NONE = 0, ZKV_EVICT_LRU = 1 };
 
 /* Options for zkv_open_memory / zkv_open_shared.  Initialise with
  * zkv_options_init(); fields a driver does not use are ignored. */
 typedef struct zkv_options {
   double gc_interval;      /* seconds between expiry sweeps; 0 = only zkv_gc. default 60 */
-  uint64_t size;           /* shared: segment capacity in bytes when created. default 64 MiB */
+  uint64_t size;           /* shared: bytes of the segment (rounded up to 4 KiB, 64 KiB at
+                            * least).  0 (the default): ZKV_DEFAULT_SIZE when made, an
+                            * existing segment as it is.  Given for an existing segment:
+                            * larger grows it in place, smaller is refused (ZKV_EINVAL) */
   uint64_t max_bytes;      /* memory: cap on the arena in bytes; 0 = unbounded */
-  int evict;               /* enum zkv_evict. default ZKV_EVICT_NONE */
+  int evict;               /* enum zkv_evict. default ZKV_EVICT_DEFAULT */
   unsigned mode;           /* shared: permission bits of a created segment. default 0600 */
   double lock_timeout;     /* shared: seconds to wait for the lock. default 5 */
-  unsigned flags;          /* ZKV_THREADSAFE (memory), ZKV_TIME_HOLDS */
+  unsigned flags;          /* ZKV_THREADSAFE (memory), ZKV_TIME_HOLDS, ZKV_OPEN_EXISTING (shared) */
+  const char *dir;         /* shared: directory of the segment file; NULL = $ZELTKV_SHM_DIR,
+                            * else /dev/shm.  Copied by the open call. */
 } zkv_options;
 
 #define ZKV_THREADSAFE 1u  /* memory store: guard the handle with a mutex */
 #define ZKV_TIME_HOLDS 2u  /* time every operation's lock hold in this process, in CPU
                             * time of the holder (two clock reads an operation):
                             * zkv_stats.max_lock_ns */
+#define ZKV_OPEN_EXISTING 4u  /* shared: open only an existing segment, never create one */
+
+#define ZKV_MAX_SEGMENT (1ull << 40)  /* largest shared segment: 1 TiB */
+#define ZKV_DEFAULT_SIZE (64ull << 20) /* a segment made without a size: 64 MiB */
 
 /* zkv_options_init: fill *opts with the defaults. */
 ZKV_API void zkv_options_init(zkv_options *opts);
@@ -217,10 +240,16 @@ ZKV_API int zkv_errclass(int rc);
  * and for a number that is no class. */
 ZKV_API const char *zkv_errclass_name(int cls);
 
-/* zkv_errdetail: the system call behind the last ZKV_EIO this thread got:
- * the call, the path and the system's message, e.g. "open
- * /dev/shm/zeltkv-app: Permission denied".
- *  [out] err  its errno (may be NULL); 0 when there was none
+/* zkv_errdetail: what this thread's last failure that had a detail was
+ * about, in English: a failed system call (the call, the path and the
+ * system's message, e.g. "open /dev/shm/zeltkv-app: Permission denied"), or
+ * why zkv_open_shared refused (the path and the room missing, "no such
+ * segment", a size or evict that does not match the segment's).
+ * zkv_open_memory, zkv_open_shared, zkv_unlink and zkv_unlink_ex clear it
+ * when they start, so after one of them fails it is about that failure.
+ *  [out] err  the errno it stands for (may be NULL): that of the system
+ *             call, ENOSPC for no room, ENOENT for a missing segment; 0 for
+ *             none
  * Returns "" when there was none.  The string belongs to the library and
  * stays valid until the next failing call in this thread. */
 ZKV_API const char *zkv_errdetail(int *err);
@@ -248,14 +277,34 @@ ZKV_API int zkv_open_memory(const zkv_options *opts, zkv_db **out);
  * same mapping, so the lock is shared by both handles and never
  * self-deadlocks.
  *  [in]  name  1..128 characters of A-Z a-z 0-9 . _ -
- *  [in]  opts  options (size, mode, evict, lock_timeout, gc_interval) or NULL;
- *              size and mode apply only when this call creates the segment
+ *  [in]  opts  options (size, mode, evict, lock_timeout, gc_interval, dir,
+ *              flags) or NULL; mode applies only when this call creates the
+ *              segment, size and evict are checked against an existing one
  *  [out] out   the new handle; NULL on failure
+ * A segment this call creates has its whole size reserved in its filesystem
+ * (posix_fallocate) before anyone uses it: a size the filesystem cannot hold
+ * is refused here (ZKV_EIO, errno ENOSPC, zkv_errdetail() names the path and
+ * the free room), never met later as a SIGBUS.  A creator killed half-way
+ * leaves no file behind (or, on a filesystem without O_TMPFILE, a hidden one
+ * that the next creator of the name removes).
+ * Growing in place: opening an existing segment with a larger size reserves
+ * the room, then grows it under the lock, keeping every key; every process
+ * that has it open maps the new part at its next locked call (reads that find
+ * a key past its old end take the lock).  A smaller size, or another evict
+ * than the segment's, is refused (ZKV_EINVAL) rather than ignored.
+ * ZKV_OPEN_EXISTING opens only an existing segment (a missing one is ZKV_EIO,
+ * errno ENOENT).
  * Returns ZKV_OK, ZKV_EINVAL_KEY (a bad name, or a path that is too long),
- * ZKV_EINVAL (out NULL, a bad option), ZKV_ECORRUPT (not a zeltkv segment,
- * truncated, damaged), ZKV_EVERSION (another segment format), ZKV_EIO (errno
- * set: the directory cannot be read or written), ZKV_ENOMEM.
- * Segments live in $ZELTKV_SHM_DIR, default /dev/shm, as "zeltkv-NAME". */
+ * ZKV_EINVAL (out NULL, a bad option, a size over ZKV_MAX_SEGMENT, a smaller
+ * size or another evict than an existing segment's), ZKV_ECORRUPT (not a
+ * zeltkv segment, truncated, damaged), ZKV_EVERSION (another segment format),
+ * ZKV_EIO (a system call failed; errno ENOENT: a missing segment with
+ * ZKV_OPEN_EXISTING, ENOSPC: no room for its size), ZKV_ENOMEM (also: a
+ * growth past the address space this process reserved, where that is short,
+ * as under valgrind), ZKV_ETIMEDOUT (growing waited for the lock).
+ * zkv_errdetail() tells more after any failure of this call.
+ * Segments live in opts->dir, else $ZELTKV_SHM_DIR, else /dev/shm, as
+ * "zeltkv-NAME". */
 ZKV_API int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out);
 
 /* zkv_segment_name_ok: 1 if name[0..len) is a segment name zkv_open_shared
@@ -265,8 +314,10 @@ ZKV_API int zkv_segment_name_ok(const char *name, size_t len);
 /* zkv_unlink: remove a named segment.  Processes that have it open keep
  * using their mapping; later opens create a new one.
  *  [out] existed  1 if the segment existed (may be NULL)
- * Returns ZKV_OK (also when there was none), ZKV_EINVAL_KEY (bad name), ZKV_EIO. */
+ * Returns ZKV_OK (also when there was none), ZKV_EINVAL_KEY (bad name), ZKV_EIO.
+ * zkv_unlink_ex looks in opts->dir (as zkv_open_shared does; opts may be NULL). */
 ZKV_API int zkv_unlink(const char *name, int *existed);
+ZKV_API int zkv_unlink_ex(const char *name, const zkv_options *opts, int *existed);
 
 /* zkv_close: release a handle.  NULL is a no-op.  The transaction levels this
  * handle opened and left open are rolled back. */
@@ -538,6 +589,25 @@ typedef struct zkv_stats {
                             * step, or with ZKV_TIME_HOLDS of any operation (each step
                             * of a stepped walk is one; a transaction is not timed) */
   uint64_t lock_recoveries;/* times a dead lock holder was recovered from */
+  uint64_t size;           /* shared: bytes of the segment (its file, as grown); memory: 0 */
+  int evict;               /* the store's policy: ZKV_EVICT_NONE or ZKV_EVICT_LRU */
+  const char *path;        /* shared: the segment's file; NULL for a memory store */
+  const char *name;        /* shared: the segment's name (the end of path); NULL for memory.
+                            * path and name belong to the handle, valid until zkv_close */
+  /* Counters of the whole store since it was made, every process's (a
+   * shared segment's reads count in a slot of their handle, summed here; the
+   * rest in the segment, by the lock holder).  Writes count whether or not a
+   * transaction around them commits. */
+  uint64_t gets;           /* zkv_get and zkv_get_ex calls that found (hits) or not (misses) */
+  uint64_t hits, misses;
+  uint64_t sets;           /* writes that stored a value: zkv_set/_ex (ZKV_SET_NX ones that
+                            * set), zkv_incr/_limited/_num */
+  uint64_t deletes;        /* zkv_del calls that removed a key */
+  uint64_t commits;        /* outermost transactions committed (zkv_commit) */
+  uint64_t rollbacks;      /* outermost transactions rolled back (zkv_rollback, zkv_close) */
+  uint64_t lock_waits;     /* lock takings that had to wait for another holder */
+  uint64_t lock_wait_ns;   /* their waits in total (ns) */
+  uint64_t lock_wait_max_ns; /* the longest of them (ns) */
 } zkv_stats;
 
 /* zkv_stats_get: counters of the store.  Returns ZKV_OK, ZKV_EINVAL (out NULL). */

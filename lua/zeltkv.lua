@@ -17,6 +17,9 @@ core._Store.shdict = function(self) return require("zeltkv.shdict").new(self) en
 -- zeltkv.redis(opts): the redis driver (lua/zeltkv/redis.lua), loaded on first use
 core.redis = function(opts) return require("zeltkv.redis").redis(opts) end
 
+-- zeltkv.prometheus(kv [, labels]): stats() as Prometheus text (lua/zeltkv/prometheus.lua)
+core.prometheus = function(kv, labels) return require("zeltkv.prometheus").render(kv, labels) end
+
 if rawget(_G, "jit") and os.getenv("ZELTKV_NO_FFI") ~= "1" then
   local ok, front = pcall(require, "zeltkv.ffi")
   if ok and type(front) == "table" and front.module then return front.module end

@@ -7,11 +7,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -22,29 +26,73 @@ _Static_assert(sizeof(hdr) + 4096 <= MEM_INITIAL, "MEM_INITIAL too small for the
 
 static uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
-/* the last failed system call of this thread, for zkv_errdetail */
-static _Thread_local char sys_detail[4400];
-static _Thread_local int sys_errno;
+/* ---- what went wrong ------------------------------------------------------ */
 
-/* note that `call` on `path` failed (errno); returns ZKV_EIO */
-static int sys_fail(const char *call, const char *path) {
-  int e = errno;
-  snprintf(sys_detail, sizeof sys_detail, "%s %s: %s", call, path, strerror(e));
-  sys_errno = e;
-  return ZKV_EIO;
-}
+/* The detail of this thread's last failure that had one, for zkv_errdetail: a
+ * system call (the call, the path, the system's message), or why an open was
+ * refused (the room missing, a missing segment, a size or policy that does
+ * not match): a result code alone cannot say which file or which limit it was
+ * about.  The open and unlink calls clear it when they start. */
+#define DETAIL_CAP 4400
+/* The buffer is allocated per thread when first needed: a large _Thread_local
+ * array would not fit the static TLS a dlopen()ed module gets (the module has
+ * initial-exec TLS for the lock's hot path, txn.c), and fails to load. */
+static _Thread_local char *sys_detail;
+static _Thread_local int sys_errno;
+static pthread_key_t detail_key;
+static pthread_once_t detail_once = PTHREAD_ONCE_INIT;
+static void detail_key_init(void) { pthread_key_create(&detail_key, free); }
 
 const char *zkv_errdetail(int *err) {
   if (err) *err = sys_errno;
-  return sys_detail;
+  return sys_detail ? sys_detail : "";
+}
+
+static void clear_detail(void) {
+  if (sys_detail) sys_detail[0] = '\0';
+  sys_errno = 0;
+}
+
+/* note the detail of a failure; err: the errno it stands for (0: none) */
+__attribute__((format(printf, 2, 3))) static void set_detail(int err, const char *fmt, ...) {
+  sys_errno = err;
+  if (!sys_detail) {
+    pthread_once(&detail_once, detail_key_init);
+    sys_detail = malloc(DETAIL_CAP);
+    if (!sys_detail) return;   /* no detail then, only the code */
+    pthread_setspecific(detail_key, sys_detail);   /* freed when the thread ends */
+  }
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(sys_detail, DETAIL_CAP, fmt, ap);
+  va_end(ap);
+}
+
+/* note that `call` on `path` failed (errno, kept); returns ZKV_EIO */
+static int sys_fail(const char *call, const char *path) {
+  int e = errno;
+  set_detail(e, "%s %s: %s", call, path, strerror(e));
+  errno = e;
+  return ZKV_EIO;
+}
+
+/* "64.0 MiB": sizes in messages */
+static const char *fmt_bytes(uint64_t n, char buf[32]) {
+  static const char *unit[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  double v = (double)n;
+  int u = 0;
+  while (v >= 1024 && u < 5) { v /= 1024; u++; }
+  if (u == 0) snprintf(buf, 32, "%llu bytes", (unsigned long long)n);
+  else snprintf(buf, 32, "%.1f %s", v, unit[u]);
+  return buf;
 }
 
 void zkv_options_init(zkv_options *o) {
   memset(o, 0, sizeof *o);
   o->gc_interval = 60;
-  o->size = 64ull << 20;
+  o->size = 0;   /* ZKV_DEFAULT_SIZE when made; an existing segment as it is */
   o->max_bytes = 0;
-  o->evict = ZKV_EVICT_NONE;
+  o->evict = ZKV_EVICT_DEFAULT;
   o->mode = 0600;
   o->lock_timeout = 5;
 }
@@ -52,7 +100,8 @@ void zkv_options_init(zkv_options *o) {
 /* fields a driver does not use are not checked (the header says ignored) */
 static int check_options(const zkv_options *o, int shared) {
   if (!isfinite(o->gc_interval) || o->gc_interval < 0) return ZKV_EINVAL;
-  if (o->evict != ZKV_EVICT_NONE && o->evict != ZKV_EVICT_LRU) return ZKV_EINVAL;
+  if (o->evict != ZKV_EVICT_DEFAULT && o->evict != ZKV_EVICT_NONE && o->evict != ZKV_EVICT_LRU)
+    return ZKV_EINVAL;
   if (shared && (!isfinite(o->lock_timeout) || o->lock_timeout < 0)) return ZKV_EINVAL;
   if (shared && o->mode > 07777) return ZKV_EINVAL;
   return ZKV_OK;
@@ -63,6 +112,7 @@ static zkv_db *new_handle(const zkv_options *o) {
   if (!db) return NULL;
   db->gc_interval_ms = (int64_t)(o->gc_interval * 1000.0);
   db->lock_timeout_ms = (int64_t)(o->lock_timeout * 1000.0);
+  db->ctr = &db->own;
   return db;
 }
 
@@ -75,9 +125,9 @@ static int init_arena(zkv_db *db, uint64_t size, uint64_t log_cap, const zkv_opt
   h->format = ZKV_FORMAT;
   h->hdr_bytes = sizeof(hdr);
   h->size = size;
-  h->evict = (uint32_t)o->evict;
+  h->evict = o->evict == ZKV_EVICT_LRU ? ZKV_EVICT_LRU : ZKV_EVICT_NONE;
   h->shared = (uint32_t)s->shared;
-  h->log_off = round_up(sizeof(hdr), 64);
+  h->log_off = s->shared ? SLOTS_OFF + SLOTS_BYTES : round_up(sizeof(hdr), 64);
   h->log_cap = log_cap;
   h->heap_start = h->log_off + log_cap;
   h->capacity = s->shared ? size : o->max_bytes;
@@ -91,12 +141,135 @@ static int init_arena(zkv_db *db, uint64_t size, uint64_t log_cap, const zkv_opt
   return rc;
 }
 
+/* ---- the stores of this process ------------------------------------------ */
+
+/* registry: the shared segments mapped (one seg per file, joined by every
+ * handle on it); all_segs: every store, memory ones too, for fork */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static seg *registry, *all_segs;
+
+/* ---- counter slots (format.h) ------------------------------------------- */
+
+static ctr_slot *slots(seg *s) { return (ctr_slot *)(void *)(s->base + SLOTS_OFF); }
+
+/* give db a free slot of its own (no lock: one compare-and-swap); 0 if none */
+static int slot_take_free(zkv_db *db) {
+  ctr_slot *sl = slots(db->s);
+  uint32_t me = (uint32_t)getpid();
+  for (unsigned i = 1; i < NSLOTS; i++) {
+    uint32_t z = 0;
+    if (atomic_load_explicit(&sl[i].pid, memory_order_relaxed) == 0 &&
+        atomic_compare_exchange_strong(&sl[i].pid, &z, me)) {
+      db->ctr = &sl[i];
+      db->ctr_shared = 0;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* lock held: add a slot's counts to the retired ones and empty it */
+static void slot_fold(hdr *h, ctr_slot *c) {
+  h->retired_hits += atomic_exchange(&c->hits, 0);
+  h->retired_misses += atomic_exchange(&c->misses, 0);
+}
+
+/* a slot for a new handle: a free one, else one whose process died (folded
+ * under the lock), else slot 0, shared */
+static void slot_claim(zkv_db *db) {
+  if (slot_take_free(db)) return;
+  ctr_slot *sl = slots(db->s);
+  if (op_enter(db) == ZKV_OK) {
+    for (unsigned i = 1; i < NSLOTS && db->ctr == &db->own; i++) {
+      uint32_t pid = atomic_load(&sl[i].pid);
+      if (pid == 0 || pid == (uint32_t)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+        continue;
+      slot_fold(H(db->s), &sl[i]);
+      atomic_store(&sl[i].pid, (uint32_t)getpid());
+      db->ctr = &sl[i];
+    }
+    op_leave(db, ZKV_OK);
+  }
+  if (db->ctr == &db->own) {
+    db->ctr = &sl[0];
+    db->ctr_shared = 1;
+  }
+}
+
+/* at close: the counts stay in the segment, the slot is free again */
+static void slot_release(zkv_db *db) {
+  if (db->ctr == &db->own || db->ctr_shared) return;
+  if (op_enter(db) != ZKV_OK) return;   /* kept until this process is gone */
+  slot_fold(H(db->s), db->ctr);
+  atomic_store(&db->ctr->pid, 0);
+  op_leave(db, ZKV_OK);
+  db->ctr = &db->own;
+}
+
+void arena_count_reads(zkv_db *db, uint64_t *hits, uint64_t *misses) {
+  seg *s = db->s;
+  if (!s->shared) {
+    *hits = atomic_load_explicit(&db->own.hits, memory_order_relaxed);
+    *misses = atomic_load_explicit(&db->own.misses, memory_order_relaxed);
+    return;
+  }
+  uint64_t h = H(s)->retired_hits, m = H(s)->retired_misses;
+  ctr_slot *sl = slots(s);
+  for (unsigned i = 0; i < NSLOTS; i++) {
+    h += atomic_load_explicit(&sl[i].hits, memory_order_relaxed);
+    m += atomic_load_explicit(&sl[i].misses, memory_order_relaxed);
+  }
+  *hits = h;
+  *misses = m;
+}
+
+/* fork: the registry is consistent in the child (no other thread was halfway
+ * through it), and each store is judged usable or not there (lock_forked) */
+static void fork_prepare(void) { pthread_mutex_lock(&registry_lock); }
+static void fork_parent(void) { pthread_mutex_unlock(&registry_lock); }
+static void fork_child(void) {
+  for (seg *s = all_segs; s; s = s->all_next) {
+    lock_forked(s);
+    /* the parent's handles keep their slots; the child's copies count apart */
+    for (zkv_db *db = s->shared ? s->dbs : NULL; db; db = db->seg_next) {
+      db->ctr = &db->own;
+      db->ctr_shared = 0;
+      if (!s->forked && !slot_take_free(db)) {
+        db->ctr = &slots(s)[0];
+        db->ctr_shared = 1;
+      }
+    }
+    if (!s->forked || !s->shared) continue;
+    /* a new open in the child maps the segment afresh instead of joining this */
+    seg **pp = &registry;
+    while (*pp && *pp != s) pp = &(*pp)->next;
+    if (*pp) *pp = s->next;
+    s->next = NULL;
+  }
+  pthread_mutex_unlock(&registry_lock);
+}
+static void fork_init(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+/* under registry_lock */
+static void track(seg *s) {
+  s->all_next = all_segs;
+  all_segs = s;
+}
+
+static void untrack(seg *s) {
+  seg **pp = &all_segs;
+  while (*pp && *pp != s) pp = &(*pp)->all_next;
+  if (*pp) *pp = s->all_next;
+}
+
 /* ---- memory driver ------------------------------------------------------- */
 
 int zkv_open_memory(const zkv_options *opts, zkv_db **out) {
   zkv_options d;
   if (!out) return ZKV_EINVAL;
   *out = NULL;
+  clear_detail();
   if (!opts) { zkv_options_init(&d); opts = &d; }
   int rc = check_options(opts, 0);
   if (rc) return rc;
@@ -113,6 +286,10 @@ int zkv_open_memory(const zkv_options *opts, zkv_db **out) {
   if (m == MAP_FAILED) { free(db); free(s); return ZKV_ENOMEM; }
   s->base = m;
   s->mapped = MEM_INITIAL;
+  pthread_once(&fork_once, fork_init);
+  pthread_mutex_lock(&registry_lock);
+  track(s);
+  pthread_mutex_unlock(&registry_lock);
   rc = init_arena(db, MEM_INITIAL, 0, opts);
   if (rc) { zkv_close(db); return rc == ZKV_EFULL ? ZKV_EFULL : ZKV_ENOMEM; }
   *out = db;
@@ -136,9 +313,6 @@ int arena_grow(seg *s, uint64_t need) {
 
 /* ---- shared driver ------------------------------------------------------- */
 
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
-static seg *registry;
-
 int zkv_segment_name_ok(const char *name, size_t len) {
   if (!name || len == 0 || len > ZKV_MAX_NAME) return 0;
   for (size_t i = 0; i < len; i++) {
@@ -152,25 +326,36 @@ int zkv_segment_name_ok(const char *name, size_t len) {
 
 static int name_ok(const char *name) { return name && zkv_segment_name_ok(name, strlen(name)); }
 
-static int seg_path(const char *name, char *buf, size_t cap, const char *prefix) {
+/* the directory of a segment: the dir option, else $ZELTKV_SHM_DIR, else /dev/shm */
+static const char *seg_dir(const zkv_options *o) {
+  if (o && o->dir && *o->dir) return o->dir;
   const char *dir = getenv("ZELTKV_SHM_DIR");
-  if (!dir || !*dir) dir = "/dev/shm";
-  int n = snprintf(buf, cap, "%s/%szeltkv-%s", dir, prefix, name);
-  return n > 0 && (size_t)n < cap;
+  return dir && *dir ? dir : "/dev/shm";
 }
 
-/* the checks a segment passes before anything in it is followed */
+#define PATH_CAP 4200
+static int seg_path(const char *dir, const char *name, char *buf, size_t cap, const char *prefix) {
+  int n = snprintf(buf, cap, "%s/%s" SEG_PREFIX "%s", dir, prefix, name);
+  if (n > 0 && (size_t)n < cap) return 1;
+  set_detail(ENAMETOOLONG, "the segment path in directory %.200s... is too long", dir);
+  return 0;
+}
+
+/* the checks a segment passes before anything in it is followed; the file may
+ * be longer than the segment (a growth that died before it was recorded) */
 int arena_validate(const hdr *h, uint64_t file_size) {
   if (file_size < sizeof(hdr)) return ZKV_ECORRUPT;
   if (memcmp(h->magic, ZKV_MAGIC, 8) != 0) return ZKV_ECORRUPT;
   if (h->format != ZKV_FORMAT) return ZKV_EVERSION;
-  if (h->hdr_bytes != sizeof(hdr) || h->size != file_size || !h->shared) return ZKV_ECORRUPT;
-  if (atomic_load(&h->ready) != 1) return ZKV_ECORRUPT;
-  if (h->log_off < sizeof(hdr) || h->log_cap > file_size || h->log_used > h->log_cap ||
-      h->log_off + h->log_cap != h->heap_start || h->heap_start > h->top ||
-      h->top > file_size || (h->top & 7) || (h->heap_start & 7) || (h->log_off & 7))
+  if (h->hdr_bytes != sizeof(hdr) || h->size > file_size || h->size < sizeof(hdr) || !h->shared)
     return ZKV_ECORRUPT;
-  if (h->evict > ZKV_EVICT_LRU || h->nb_log2 > 30 || h->bytes_used > file_size ||
+  if (atomic_load(&h->ready) != 1) return ZKV_ECORRUPT;
+  uint64_t size = h->size;
+  if (h->log_off < SLOTS_OFF + SLOTS_BYTES || h->log_cap > size || h->log_used > h->log_cap ||
+      h->log_off + h->log_cap != h->heap_start || h->heap_start > h->top ||
+      h->top > size || (h->top & 7) || (h->heap_start & 7) || (h->log_off & 7))
+    return ZKV_ECORRUPT;
+  if (h->evict > ZKV_EVICT_LRU || h->nb_log2 > 30 || h->bytes_used > size ||
       h->dead_next >= NDEAD || h->dead_bytes > h->bytes_used ||
       h->lgarb_units > h->bytes_used / UNIT || h->dead_bytes + h->lgarb_units * UNIT > h->bytes_used ||
       (h->dead_ring && ((uint64_t)h->dead_ring * UNIT < h->heap_start ||
@@ -187,20 +372,116 @@ int arena_validate(const hdr *h, uint64_t file_size) {
   return ZKV_OK;
 }
 
-static int create_segment(const char *name, const zkv_options *o, const char *path) {
-  char tmp[4200];
-  char pfx[64];
-  snprintf(pfx, sizeof pfx, ".tmp%ld-%lx-", (long)getpid(), (unsigned long)clock_ns());
-  if (!seg_path(name, tmp, sizeof tmp, pfx)) return ZKV_EINVAL_KEY;
-  uint64_t size = round_up(o->size, 4096);
-  if (size < 65536) size = 65536;
-  int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, o->mode & 0777);
-  if (fd < 0) return sys_fail("create", tmp);
+/* Give the file fd `size` bytes of real room (tmpfs pages, disk blocks) now, so
+ * that a segment never meets a full filesystem later: writing a page the
+ * filesystem cannot back kills the process with SIGBUS.  `have` bytes of it
+ * are reserved already. */
+static int reserve_room(int fd, const char *path, uint64_t size, uint64_t have) {
+  char a[32], b[32];
+  struct statvfs v;
+  if (size > have && fstatvfs(fd, &v) == 0) {
+    uint64_t room = (uint64_t)v.f_bavail * v.f_frsize;
+    if (room < size - have) goto no_room;
+  }
+  int e = posix_fallocate(fd, 0, (off_t)size);
+  if (e == 0) return ZKV_OK;
+  if (e != ENOSPC && e != EFBIG) {
+    errno = e;
+    return sys_fail("posix_fallocate", path);
+  }
+no_room:
+  if (fstatvfs(fd, &v) != 0) memset(&v, 0, sizeof v);
+  set_detail(ENOSPC, "%s: no room for a segment of %s: %s free in its filesystem", path,
+             fmt_bytes(size, a), fmt_bytes((uint64_t)v.f_bavail * v.f_frsize, b));
+  errno = ENOSPC;
+  return ZKV_EIO;
+}
+
+/* the bytes of a segment asked to hold `size`: whole 4 KiB pages, 64 KiB at least */
+static uint64_t seg_bytes(uint64_t size) {
+  uint64_t n = round_up(size, 4096);
+  return n < 65536 ? 65536 : n;
+}
+
+/* Temporary files.  A segment is built where nobody can open it and linked
+ * under its name once complete.  Where the filesystem has O_TMPFILE the file
+ * has no name at all, so a creator killed half-way leaves nothing behind.
+ * Elsewhere it is ".tmpPID-STAMP-zeltkv-NAME" in the same directory (older
+ * versions always did that), and the next creator of NAME removes those whose
+ * process is gone. */
+static void remove_stale_temps(const char *dir, const char *name) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    const char *p = e->d_name;
+    if (strncmp(p, ".tmp", 4) != 0) continue;
+    char *end;
+    long pid = strtol(p + 4, &end, 10);
+    if (pid <= 0 || end == p + 4 || *end != '-') continue;
+    p = end + 1;
+    while ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')) p++;
+    if (*p != '-' || strncmp(p + 1, SEG_PREFIX, strlen(SEG_PREFIX)) != 0 ||
+        strcmp(p + 1 + strlen(SEG_PREFIX), name) != 0)
+      continue;
+    /* a live process (or one we may not signal) may still be building it */
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+    unlinkat(dirfd(d), e->d_name, 0);
+  }
+  closedir(d);
+}
+
+void (*arena_test_create_hook)(void);
+static _Atomic int no_tmpfile_link;   /* linking an O_TMPFILE failed here once: name them */
+
+/* an unnamed file in dir (fd), or -1 with errno when the filesystem has none */
+static int open_unnamed(const char *dir, unsigned mode) {
+  if (atomic_load_explicit(&no_tmpfile_link, memory_order_relaxed)) {
+    errno = EOPNOTSUPP;
+    return -1;
+  }
+  return open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, mode & 0777);
+}
+
+/* give the unnamed file fd the name path: 0, or -1 with errno */
+static int link_unnamed(int fd, const char *path) {
+  char proc[64];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+  if (linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0) return 0;
+  if (errno == EEXIST) return -1;
+  /* no /proc: linking the descriptor itself needs CAP_DAC_READ_SEARCH */
+  return linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH);
+}
+
+/* create the segment `path` (absent a moment ago): ZKV_OK, ZKV_EXISTS when
+ * another creator published one first, or an error */
+static int create_segment(const char *dir, const char *name, const zkv_options *o,
+                          const char *path) {
+  char tmp[PATH_CAP], a[32];
+  uint64_t size = seg_bytes(o->size ? o->size : ZKV_DEFAULT_SIZE);
+  remove_stale_temps(dir, name);
+  int fd = open_unnamed(dir, o->mode);
+  int named = fd < 0;
+  if (named) {
+    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) return sys_fail("open", dir);
+    char pfx[64];
+    snprintf(pfx, sizeof pfx, ".tmp%ld-%lx-", (long)getpid(), (unsigned long)clock_ns());
+    if (!seg_path(dir, name, tmp, sizeof tmp, pfx)) return ZKV_EINVAL_KEY;
+    fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, o->mode & 0777);
+    if (fd < 0) return sys_fail("open", tmp);
+  }
   int rc;
-  if (fchmod(fd, o->mode & 07777) != 0) { rc = sys_fail("fchmod", tmp); goto fail; }
-  if (ftruncate(fd, (off_t)size) != 0) { rc = sys_fail("ftruncate", tmp); goto fail; }
+  if (fchmod(fd, o->mode & 07777) != 0) {
+    rc = sys_fail("fchmod", named ? tmp : path);
+    goto fail;
+  }
+  rc = reserve_room(fd, path, size, 0);
+  if (rc) goto fail;
   void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (m == MAP_FAILED) { rc = sys_fail("mmap", tmp); goto fail; }
+  if (m == MAP_FAILED) {
+    rc = sys_fail("mmap", path);
+    goto fail;
+  }
   {
     zkv_db tmpdb;
     seg s;
@@ -220,39 +501,163 @@ static int create_segment(const char *name, const zkv_options *o, const char *pa
     atomic_store(&h->seq, 0);
     atomic_store(&h->ready, 1);
     munmap(m, size);
-    if (rc) goto fail;
+    if (rc) {
+      set_detail(0, "%s: a size of %s cannot hold a store", path, fmt_bytes(size, a));
+      goto fail;
+    }
   }
-  close(fd);
+  if (arena_test_create_hook) arena_test_create_hook();
   /* publish the finished segment under its name in one step: nobody ever
    * opens a half-made one, and a racing creator that loses just opens ours */
-  if (link(tmp, path) != 0) {
-    rc = errno == EEXIST ? ZKV_EXISTS : sys_fail("link", path);
-    unlink(tmp);
-    return rc;
+  if (named ? link(tmp, path) != 0 : link_unnamed(fd, path) != 0) {
+    if (errno == EEXIST) {
+      rc = ZKV_EXISTS;
+    } else if (!named) {
+      /* this filesystem makes unnamed files it cannot link: name them */
+      atomic_store(&no_tmpfile_link, 1);
+      close(fd);
+      return create_segment(dir, name, o, path);
+    } else {
+      rc = sys_fail("link", path);
+    }
+    goto fail;
   }
-  unlink(tmp);
-  return ZKV_OK;
+  rc = ZKV_OK;
 fail:
   close(fd);
-  unlink(tmp);
+  if (named) unlink(tmp);
   return rc;
+}
+
+/* Map a segment file of file_size bytes.  Address space is reserved for the
+ * largest segment, so that a segment that grows only needs the file mapped
+ * further into the reservation (MAP_FIXED) and its base address never changes
+ * under readers that hold no lock.  The part past the end of the file is an
+ * inaccessible anonymous mapping, not the file: a stray access there is a
+ * SIGSEGV rather than a SIGBUS, and tools that read every readable page
+ * (valgrind's leak check, core dumps) do not fault on each word of it (a
+ * forked child under valgrind took hours to exit so).  Where the address space
+ * is short (an rlimit, a 39-bit arm64 kernel, valgrind), less is reserved. */
+static void *map_segment(int fd, uint64_t file_size, uint64_t *reserved) {
+  for (uint64_t r = ZKV_MAX_SEGMENT;; r /= 8) {
+    if (r < file_size) r = file_size;
+    void *m = mmap(NULL, r, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m != MAP_FAILED) {
+      if (mmap(m, file_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == m) {
+        *reserved = r;
+        return m;
+      }
+      munmap(m, r);
+    }
+    if (r == file_size) return MAP_FAILED;
+  }
+}
+
+/* Follow a segment that another process (or handle) grew: map the file further
+ * into this process's reservation.  Called with the segment's lock held, before
+ * anything past the old end is followed (txn.c, lock_shared): the grower
+ * publishes the new size under the lock, after the file's room is reserved. */
+int arena_follow(seg *s) {
+  uint64_t size = H(s)->size;
+  struct stat st;
+  char a[32], b[32];
+  if (size < s->mapped || size > ZKV_MAX_SEGMENT || (size & 4095) || fstat(s->fd, &st) != 0 ||
+      (uint64_t)st.st_size < size)
+    return ZKV_ECORRUPT;
+  if (size > s->reserved) {
+    /* only where address space was short when it was mapped (valgrind, rlimit) */
+    set_detail(ENOMEM, "%s: the segment grew to %s, past the %s of address space this process "
+               "reserved for it: open it anew", s->path, fmt_bytes(size, a),
+               fmt_bytes(s->reserved, b));
+    return ZKV_ENOMEM;
+  }
+  /* from the page that holds the old end: offsets must be page-aligned, and
+   * pages may be larger than the 4 KiB sizes are rounded to */
+  uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+  uint64_t from = s->mapped / page * page;
+  if (mmap(s->base + from, size - from, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, s->fd,
+           (off_t)from) == MAP_FAILED)
+    return sys_fail("mmap", s->path);
+  s->mapped = size;
+  return ZKV_OK;
+}
+
+/* "size" and "evict" describe a segment when it is made; opening an existing
+ * one with them given checks them: a larger size grows it, a smaller one or
+ * another policy is refused (ZKV_EINVAL), never ignored */
+static int check_existing(zkv_db *db, const zkv_options *o) {
+  seg *s = db->s;
+  hdr *h = H(s);
+  char a[32], b[32];
+  static const char *const policy[] = {"none", "lru"};
+  if (o->evict >= 0 && (uint32_t)o->evict != h->evict) {
+    set_detail(0, "%s: the segment was made with evict \"%s\": it cannot be opened with evict \"%s\"",
+               s->path, policy[h->evict & 1], policy[o->evict & 1]);
+    return ZKV_EINVAL;
+  }
+  if (o->size == 0) return ZKV_OK;
+  uint64_t want = seg_bytes(o->size), have = h->size;
+  if (want == have) return ZKV_OK;
+  if (want < have) {
+    set_detail(0, "%s: the segment is %s: a size of %s is refused (a segment never shrinks)",
+               s->path, fmt_bytes(have, a), fmt_bytes(want, b));
+    return ZKV_EINVAL;
+  }
+  if (want > s->reserved) {
+    set_detail(ENOMEM, "%s: cannot grow the segment to %s in this process: %s of address space was "
+               "reserved for it", s->path, fmt_bytes(want, a), fmt_bytes(s->reserved, b));
+    return ZKV_ENOMEM;
+  }
+  /* the room first, without the lock (it can take a while for a large size):
+   * the file grows, nothing in it is used past the old end until the new
+   * size is published below */
+  int rc = reserve_room(s->fd, s->path, want, have);
+  if (rc) return rc;
+  rc = op_enter(db);
+  if (rc) return rc;
+  h = H(s);
+  if (h->size < want) {
+    h->size = want;
+    h->capacity = want;
+    rc = arena_follow(s);
+  }
+  return op_leave(db, rc);
+}
+
+static const char *open_what(int rc) {
+  return rc == ZKV_EVERSION ? "a segment of another format version"
+                            : "not a zeltkv segment, or truncated or damaged";
 }
 
 int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
   zkv_options d;
-  char path[4200];
+  char path[PATH_CAP];
   if (!out) return ZKV_EINVAL;
   *out = NULL;
+  clear_detail();
   if (!name_ok(name)) return ZKV_EINVAL_KEY;
   if (!opts) { zkv_options_init(&d); opts = &d; }
   int rc = check_options(opts, 1);
   if (rc) return rc;
-  if (!seg_path(name, path, sizeof path, "")) return ZKV_EINVAL_KEY;
+  const char *dir = seg_dir(opts);
+  if (!seg_path(dir, name, path, sizeof path, "")) return ZKV_EINVAL_KEY;
+  if (opts->size > ZKV_MAX_SEGMENT) {
+    char a[32], b[32];
+    set_detail(0, "%s: a size of %s is more than the largest segment, %s", path,
+               fmt_bytes(opts->size, a), fmt_bytes(ZKV_MAX_SEGMENT, b));
+    return ZKV_EINVAL;
+  }
   int fd = -1;
   for (int tries = 0; tries < 10 && fd < 0; tries++) {
     fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd >= 0 || errno != ENOENT) break;
-    rc = create_segment(name, opts, path);
+    if (fd >= 0) break;
+    if (errno != ENOENT) return sys_fail("open", path);
+    if (opts->flags & ZKV_OPEN_EXISTING) {
+      set_detail(ENOENT, "%s: no such segment (and create is off)", path);
+      errno = ENOENT;
+      return ZKV_EIO;
+    }
+    rc = create_segment(dir, name, opts, path);
     if (rc != ZKV_OK && rc != ZKV_EXISTS) return rc;
   }
   if (fd < 0) return sys_fail("open", path);
@@ -264,27 +669,37 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
   }
   zkv_db *db = new_handle(opts);
   if (!db) { close(fd); return ZKV_ENOMEM; }
+  pthread_once(&fork_once, fork_init);
   pthread_mutex_lock(&registry_lock);
   seg *s;
   for (s = registry; s; s = s->next)
     if (s->dev == (unsigned long)st.st_dev && s->ino == (unsigned long)st.st_ino) break;
   if (s) {
     s->refs++;
+    close(fd);
   } else {
     rc = ZKV_ECORRUPT;
-    if ((uint64_t)st.st_size < sizeof(hdr)) goto bad;
-    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    uint64_t fsize = (uint64_t)st.st_size, reserved = 0;
+    if (fsize < sizeof(hdr)) goto bad;
+    void *m = map_segment(fd, fsize, &reserved);
     if (m == MAP_FAILED) {
       rc = sys_fail("mmap", path);
       goto bad;
     }
-    rc = arena_validate((hdr *)m, (uint64_t)st.st_size);
-    if (rc) { munmap(m, (size_t)st.st_size); goto bad; }
-    s = calloc(1, sizeof *s);
-    rc = ZKV_ENOMEM;
-    if (!s) { munmap(m, (size_t)st.st_size); goto bad; }
+    rc = arena_validate((hdr *)m, fsize);
+    s = rc ? NULL : calloc(1, sizeof *s);
+    char *p = s ? strdup(path) : NULL;
+    if (!p) {
+      if (!rc) rc = ZKV_ENOMEM;
+      free(s);
+      munmap(m, reserved);
+      goto bad;
+    }
     s->base = m;
-    s->mapped = (uint64_t)st.st_size;
+    s->mapped = ((hdr *)m)->size;
+    s->reserved = reserved;
+    s->fd = fd;
+    s->path = p;
     s->shared = 1;
     s->refs = 1;
     s->dev = (unsigned long)st.st_dev;
@@ -292,31 +707,45 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
     s->rng = (uint64_t)clock_ns() ^ ((uint64_t)getpid() << 32);
     s->next = registry;
     registry = s;
+    track(s);
   }
   if (opts->flags & ZKV_TIME_HOLDS) s->time_holds = 1;
-  pthread_mutex_unlock(&registry_lock);
-  close(fd);
   db->s = s;
+  db->seg_next = s->dbs;
+  s->dbs = db;
+  pthread_mutex_unlock(&registry_lock);
+  rc = check_existing(db, opts);
+  if (rc) {
+    zkv_close(db);
+    return rc;
+  }
+  slot_claim(db);
   *out = db;
   return ZKV_OK;
 bad:
   pthread_mutex_unlock(&registry_lock);
   close(fd);
   free(db);
+  if (rc == ZKV_ECORRUPT || rc == ZKV_EVERSION) set_detail(0, "%s: %s", path, open_what(rc));
   return rc;
 }
 
-int zkv_unlink(const char *name, int *existed) {
-  char path[4200];
+int zkv_unlink_ex(const char *name, const zkv_options *opts, int *existed) {
+  char path[PATH_CAP];
   if (existed) *existed = 0;
+  clear_detail();
   if (!name_ok(name)) return ZKV_EINVAL_KEY;
-  if (!seg_path(name, path, sizeof path, "")) return ZKV_EINVAL_KEY;
+  const char *dir = seg_dir(opts);
+  if (!seg_path(dir, name, path, sizeof path, "")) return ZKV_EINVAL_KEY;
+  remove_stale_temps(dir, name);
   if (unlink(path) == 0) {
     if (existed) *existed = 1;
     return ZKV_OK;
   }
   return errno == ENOENT ? ZKV_OK : sys_fail("unlink", path);
 }
+
+int zkv_unlink(const char *name, int *existed) { return zkv_unlink_ex(name, NULL, existed); }
 
 void zkv_close(zkv_db *db) {
   if (!db) return;
@@ -325,31 +754,41 @@ void zkv_close(zkv_db *db) {
     /* the transaction levels this handle opened and left open are rolled
      * back; levels of other handles on the same segment are theirs */
     while (db->txn_levels > 0 && s->txn_depth > 0 && seg_owned(s)) zkv_rollback(db);
+    if (s->shared) slot_release(db);
   }
   db->closed = 1;
   if (s) {
-    if (s->shared) {
-      pthread_mutex_lock(&registry_lock);
-      if (--s->refs == 0) {
+    pthread_mutex_lock(&registry_lock);
+    zkv_db **dp = &s->dbs;
+    while (*dp && *dp != db) dp = &(*dp)->seg_next;
+    if (*dp) *dp = db->seg_next;
+    if (--s->refs == 0) {
+      if (s->shared) {
         seg **pp = &registry;
         while (*pp && *pp != s) pp = &(*pp)->next;
         if (*pp) *pp = s->next;
-        munmap(s->base, s->mapped);
-        free(s->pend);
-        free(s->move);
-        free(s->txn_marks);
-        free(s);
       }
-      pthread_mutex_unlock(&registry_lock);
-    } else if (--s->refs == 0) {
+      untrack(s);
+    } else {
+      s = NULL;
+    }
+    pthread_mutex_unlock(&registry_lock);
+  }
+  if (s) {
+    if (s->shared) {
+      munmap(s->base, s->reserved);
+      close(s->fd);
+      free(s->path);
+    } else {
       munmap(s->base, s->mapped);
       free(s->mlog);
-      free(s->pend);
-      free(s->move);
-      free(s->txn_marks);
-      if (s->threadsafe) pthread_mutex_destroy(&s->tlock);
-      free(s);
+      /* a mutex held by a thread lost in a fork cannot be destroyed */
+      if (s->threadsafe && !s->forked) pthread_mutex_destroy(&s->tlock);
     }
+    free(s->pend);
+    free(s->move);
+    free(s->txn_marks);
+    free(s);
   }
   free(db->buf);
   free(db);

@@ -12,7 +12,8 @@
  * offsets in 8-byte units (0 = none), so the bytes mean the same at any
  * address, in any process, after mremap moves them.
  *
- *   [hdr] [undo log region: log_cap bytes] [heap: blocks ... top) [never used)
+ *   [hdr] [counter slots (shared)] [undo log region: log_cap bytes]
+ *   [heap: blocks ... top) [never used)
  *
  * Fields marked HINT are not restored by a rollback or by crash recovery
  * (they are written without the undo log, and nothing relies on their exact
@@ -27,7 +28,7 @@
 #include <stdint.h>
 
 #define ZKV_MAGIC "ZELTKV\0\1"
-#define ZKV_FORMAT 4u
+#define ZKV_FORMAT 5u
 #define UNIT 8u
 typedef uint32_t ref_t;
 
@@ -113,10 +114,19 @@ typedef struct hdr {
    * pull away the line the holder keeps writing (seq, log_used). */
   char pad1[16];
   _Atomic uint32_t lock;   /* shared driver: 0, or the holder's thread id | LOCK_WAITERS (txn.c) */
-  char pad2[60];
+  uint32_t pad2a;
+  /* HINT counters a holder writes just after taking the lock (its line is the
+   * holder's then): waits that found it taken, their ns in total and the
+   * longest (txn.c) */
+  uint64_t lock_waits, lock_wait_ns, lock_wait_max_ns;
+  char pad2[28];
   _Atomic uint64_t seq;    /* odd while a writer is changing the arena (seqlock) */
   uint64_t log_used;       /* bytes of undo log in use; 0 = committed */
-  char pad_seq[48];
+  /* HINT counters of the holder, on the line it writes anyway (ops.c, txn.c):
+   * writes that stored a value, deletes that removed a key, outermost
+   * transaction ends; and the reads counted in slots since released */
+  uint64_t sets, deletes, commits, rollbacks;
+  uint64_t retired_hits, retired_misses;
   /* allocator */
   uint64_t heap_start;     /* bytes */
   uint64_t top;            /* bytes: first byte never allocated */
@@ -156,6 +166,22 @@ typedef struct hdr {
   uint32_t pad5;
   uint64_t lgarb_n, lgarb_units;
 } hdr;
+
+/* ---- counter slots (shared driver, arena.c) -------------------------------- */
+/* Reads that take no lock count into a slot of their handle, a cache line no
+ * other process writes; stats() sums the slots.  A handle takes a free slot
+ * (pid 0, one compare-and-swap); slots of processes that died are folded into
+ * retired_hits/misses under the lock and taken again.  Slot 0 is shared by the
+ * handles that found none: they add atomically. */
+#define NSLOTS 128u
+typedef struct ctr_slot {
+  _Atomic uint32_t pid;    /* the owner's process id; 0 = free */
+  uint32_t pad;
+  _Atomic uint64_t hits, misses;
+  char pad2[40];
+} ctr_slot;
+#define SLOTS_OFF ((sizeof(hdr) + 63) / 64 * 64)
+#define SLOTS_BYTES (NSLOTS * sizeof(ctr_slot))
 
 /* ---- undo log records (txn.c) ---------------------------------------------- */
 /* A record is the old bytes, padded to 8, followed by an 8-byte trailer
@@ -203,6 +229,12 @@ _Static_assert(offsetof(hdr, lgarb_units) == offsetof(hdr, lgarb_n) + 8 &&
                offsetof(hdr, lgarb_n) == offsetof(hdr, lgarb) + 8,
                "lgarb, lgarb_n and lgarb_units are logged as one span");
 _Static_assert(sizeof(hdr) % UNIT == 0, "the header is a whole number of units");
+_Static_assert(sizeof(ctr_slot) == 64, "a counter slot is one cache line");
+_Static_assert(offsetof(hdr, lock_waits) / 64 == offsetof(hdr, lock) / 64 &&
+               offsetof(hdr, lock_wait_max_ns) / 64 == offsetof(hdr, lock) / 64,
+               "the lock-wait counters share the lock's line");
+_Static_assert(offsetof(hdr, retired_misses) / 64 == offsetof(hdr, seq) / 64,
+               "the holder's counters share seq's line");
 _Static_assert(REC_LEN_BITS + 40 <= 64, "a log trailer holds a 40-bit offset");
 
 #endif

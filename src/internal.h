@@ -63,8 +63,15 @@ typedef struct seg {
   unsigned long dev, ino;
   int refs;
   char *base;              /* mapping */
-  uint64_t mapped;         /* bytes mapped */
-  pthread_t owner;         /* thread holding the lock (depth > 0) */
+  uint64_t mapped;         /* bytes of the arena in use (memory: mapped) */
+  uint64_t reserved;       /* shared: bytes of address space mapped (>= mapped) */
+  int fd;                  /* shared: the segment file */
+  char *path;              /* shared: its path */
+  /* The thread holding the lock (0: none).  Only that thread writes it with
+   * its own id, and clears it before it lets the lock go, so a thread reads
+   * its own id here only while it holds the lock; others read another id or
+   * 0.  depth and everything below it are touched by the holder only. */
+  _Atomic uintptr_t owner;
   int depth;               /* lock depth: ops and transaction levels */
   int txn_depth;           /* open zkv_begin levels */
   uint64_t *txn_marks;     /* log position at each level */
@@ -81,6 +88,9 @@ typedef struct seg {
   pthread_mutex_t tlock;   /* memory driver with ZKV_THREADSAFE */
   int threadsafe;
   int shared;
+  int forked;              /* inherited through fork() while held: ZKV_EFORKED (txn.c) */
+  struct seg *all_next;    /* every seg of this process (arena.c, for fork) */
+  struct zkv_db *dbs;      /* shared: its handles in this process (under registry_lock) */
   void *jb;                /* sigjmp_buf: where FAIL goes during an op */
   int64_t hold_t0;         /* ns: start of the timed part of this op: a gc step
                             * (clock_ns), or with ZKV_TIME_HOLDS the op (clock_cpu_ns) */
@@ -96,6 +106,13 @@ typedef struct seg {
 
 struct zkv_db {
   seg *s;
+  /* where reads count hits and misses (stats): a slot of its own in a shared
+   * segment, else `own`; ctr_shared when the slot is slot 0, which handles
+   * without one share (atomic adds) */
+  ctr_slot *ctr;
+  int ctr_shared;
+  ctr_slot own;
+  struct zkv_db *seg_next; /* shared: the handles of this process on s (arena.c, for fork) */
   int closed;
   int64_t gc_interval_ms;
   int64_t lock_timeout_ms;
@@ -109,6 +126,22 @@ struct zkv_db {
 #define P(s, ref) ((void *)((s)->base + (uint64_t)(ref) * UNIT))
 #define E(s, ref) ((ent *)P(s, ref))
 #define REF(s, ptr) ((ref_t)(((char *)(ptr) - (s)->base) / UNIT))
+
+/* count one read result in the handle's slot: a plain add on a line no other
+ * process writes (the lock-free read path stays free of shared writes) */
+static inline void ctr_inc(zkv_db *db, _Atomic uint64_t *c) {
+  if (__builtin_expect(db->ctr_shared, 0))
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+  else
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+static inline int ctr_get(zkv_db *db, int rc) {
+  if (rc == ZKV_OK) ctr_inc(db, &db->ctr->hits);
+  else if (rc == ZKV_NOTFOUND) ctr_inc(db, &db->ctr->misses);
+  return rc;
+}
+void arena_count_reads(zkv_db *db, uint64_t *hits, uint64_t *misses); /* lock held: the sums */
 
 static inline uint64_t seg_rand(seg *s) {
   uint64_t x = s->rng ? s->rng : 0x2545F4914F6CDD1Dull;
@@ -127,21 +160,22 @@ int64_t clock_cpu_ns(void);      /* ns of CPU time of this thread */
 /* ---- arena (arena.c) ---------------------------------------------------- */
 int arena_grow(seg *s, uint64_t need_bytes);         /* memory driver */
 int arena_validate(const hdr *h, uint64_t file_size); /* header checks, ZKV_OK or an error */
+int arena_follow(seg *s);   /* shared, lock held: map what another process grew */
+#define SEG_PREFIX "zeltkv-"   /* a segment's file is SEG_PREFIX NAME in its directory */
 static inline int arena_bounds(const seg *s, uint64_t off, uint64_t len) {
   return off <= s->mapped && len <= s->mapped - off;
 }
+/* tests (C tests link the static library): called when a segment being
+ * created is complete, just before it is published under its name */
+extern void (*arena_test_create_hook)(void);
 
 /* ---- the op frame, the lock and the undo log (txn.c) --------------------- */
 int op_enter(zkv_db *db);
 int op_leave(zkv_db *db, int rc);
+void lock_forked(seg *s);   /* in a child just forked: can it still be used? */
 /* raise an engine error from deep inside an op: rolls back to the op's start */
 _Noreturn void op_fail(seg *s, int rc);
 #define FAIL(s, rc) op_fail(s, rc)
-
-/* does this thread hold the store lock (inside an op or transaction)? */
-static inline int seg_owned(seg *s) {
-  return s->depth > 0 && ((!s->threadsafe && !s->shared) || pthread_equal(s->owner, pthread_self()));
-}
 
 void log_record(seg *s, const void *p, size_t len);
 void log_undo_to(seg *s, uint64_t mark);
@@ -272,6 +306,26 @@ int room_sweep(zkv_db *db, uint64_t *cursor, uint64_t budget, int all, uint64_t 
 /* keys a step of a long walk (clear, flush, gc) may touch in one lock hold */
 uint64_t room_step_budget(zkv_db *db);
 void room_gc_step(zkv_db *db);
+
+/* this thread's id for seg.owner: a number no other thread of the process
+ * ever had, not pthread_self() (a new thread may get the control block of one
+ * that ended holding the lock, and would then take its lock as its own).
+ * Initial-exec TLS: one load, no __tls_get_addr call. */
+extern __thread uintptr_t lock_thread_token __attribute__((tls_model("initial-exec")));
+uintptr_t lock_new_token(void);
+static inline uintptr_t lock_self(void) {
+  uintptr_t t = lock_thread_token;
+  return LIKELY(t != 0) ? t : lock_new_token();
+}
+
+/* does this thread hold the store lock (inside an op or transaction)?  A
+ * private store has one thread; elsewhere the owner word tells, without a
+ * read of depth (the holder writes it: a data race for anyone else). */
+static inline int seg_owned(seg *s) {
+  if (!s->threadsafe && !s->shared) return s->depth > 0;
+  uintptr_t o = atomic_load_explicit(&s->owner, memory_order_relaxed);
+  return o != 0 && o == lock_self();
+}
 
 /* the lru clock: write operations so far, coarser as the store grows, so
  * that a 16-bit stamp spans the store's life between two uses */

@@ -41,6 +41,7 @@ const char *zkv_strerror(int rc) {
   case ZKV_ETXN: return "transaction too large or not open";
   case ZKV_EINVAL: return "invalid argument";
   case ZKV_ESTALE: return "namespace is gone (created in a rolled-back transaction)";
+  case ZKV_EFORKED: return "store inherited through fork() while its lock was held (inside atomic): unusable in the child";
   default: return "unknown error";
   }
 }
@@ -78,6 +79,17 @@ static inline void maybe_gc(zkv_db *db) {
   if (UNLIKELY(H(db->s)->obuckets)) idx_rehash(db, REHASH_STEP);
   if ((++db->opcount & 7) && !H(db->s)->gc_active) return;
   room_gc_step(db);
+}
+
+/* the holder's counters (stats): a write that stored a value, a delete that
+ * removed a key; written without the undo log, so a rollback keeps them */
+static inline int count_set(zkv_db *db, int rc) {
+  if (rc == ZKV_OK) H(db->s)->sets++;
+  return rc;
+}
+static inline int count_del(zkv_db *db, int rc) {
+  if (rc == ZKV_OK) H(db->s)->deletes++;
+  return rc;
 }
 
 /* Run `body` (an expression giving a result code) as one operation. */
@@ -301,6 +313,7 @@ static inline int get_nolock(zkv_db *db, zkv_ns nsid, const void *key, size_t kl
 static inline int read_nolock(zkv_db *db, zkv_ns ns, const void *key, size_t klen,
                               zkv_value *out, int64_t *exp) {
   seg *s = db->s;
+  if (UNLIKELY(s->forked)) return RETRY;   /* op_enter refuses it */
   if (!s->shared) {
     if (!s->threadsafe && (++db->opcount & 63))
       return get_nolock(db, ns, key, klen, out, 1, exp);
@@ -320,8 +333,8 @@ int zkv_get(zkv_db *db, zkv_ns ns, const void *key, size_t klen, zkv_value *out)
   if (!out) return ZKV_EINVAL;
   if (db->closed) return ZKV_ECLOSED;
   int rc = read_nolock(db, ns, key, klen, out, NULL);
-  if (rc != RETRY) return rc;
-  RUN(db, do_get(db, ns_ref(db->s, ns), key, klen, out, 0, NULL));
+  if (rc != RETRY) return ctr_get(db, rc);
+  RUN(db, ctr_get(db, do_get(db, ns_ref(db->s, ns), key, klen, out, 0, NULL)));
 }
 
 int zkv_get_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned flags,
@@ -334,7 +347,7 @@ int zkv_get_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned fla
   CHECK_KEY(key, klen);
   if (!out) return ZKV_EINVAL;
   if (db->closed) return ZKV_ECLOSED;
-  RUN(db, do_get(db, ns_ref(db->s, ns), key, klen, out, flags, stale));
+  RUN(db, ctr_get(db, do_get(db, ns_ref(db->s, ns), key, klen, out, flags, stale)));
 }
 
 static int do_has(zkv_db *db, ref_t ns, const void *key, size_t klen) {
@@ -636,7 +649,8 @@ static int do_set(zkv_db *db, zkv_ns nsid, const void *key, size_t klen, int typ
 
 static int set_op(zkv_db *db, zkv_ns ns, const void *key, size_t klen, const zkv_value *v,
                   const void *p, size_t n, int64_t ttl_ms, unsigned flags, int *forcible) {
-  RUN(db, do_set(db, ns, key, klen, v->type, v->flags, p, n, ttl_ms, flags, forcible));
+  RUN(db, count_set(db, do_set(db, ns, key, klen, v->type, v->flags, p, n, ttl_ms, flags,
+                               forcible)));
 }
 
 int zkv_set(zkv_db *db, zkv_ns ns, const void *key, size_t klen, const zkv_value *v,
@@ -681,7 +695,7 @@ int zkv_del(zkv_db *db, zkv_ns ns, const void *key, size_t klen) {
   CHECK_DB(db);
   CHECK_KEY(key, klen);
   if (db->closed) return ZKV_ECLOSED;
-  RUN(db, do_del(db, ns_ref(db->s, ns), key, klen));
+  RUN(db, count_del(db, do_del(db, ns_ref(db->s, ns), key, klen)));
 }
 
 /* give the live entry r (of key) the absolute expiry exp (0 = none) */
@@ -760,7 +774,7 @@ int zkv_incr_limited(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_
   CHECK_KEY(key, klen);
   if (ttl_ms < 0) return ZKV_EINVAL_TTL;
   if (db->closed) return ZKV_ECLOSED;
-  RUN(db, do_incr(db, ns_ref(db->s, ns), key, klen, by, ttl_ms, lo, hi, result));
+  RUN(db, count_set(db, do_incr(db, ns_ref(db->s, ns), key, klen, by, ttl_ms, lo, hi, result)));
 }
 
 int zkv_incr(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t by, int64_t ttl_ms,
@@ -822,7 +836,7 @@ int zkv_incr_num(zkv_db *db, zkv_ns ns, const void *key, size_t klen, double by,
   CHECK_KEY(key, klen);
   if (init_ttl_ms < 0) return ZKV_EINVAL_TTL;
   if (db->closed) return ZKV_ECLOSED;
-  RUN(db, do_incr_num(db, ns_ref(db->s, ns), key, klen, by, create, init, init_ttl_ms, result));
+  RUN(db, count_set(db, do_incr_num(db, ns_ref(db->s, ns), key, klen, by, create, init, init_ttl_ms, result)));
 }
 
 /* ---- lists: the public functions --------------------------------------------- */
@@ -1098,6 +1112,21 @@ int zkv_flush_expired_ns(zkv_db *db, zkv_ns ns, uint64_t max, uint64_t *freed) {
 
 static int seq_after(uint32_t a, uint32_t b) { return (int32_t)(a - b) > 0; }
 
+/* Is the cursor's hint r still the entry it passed last (insertion number
+ * `seq`: a key of namespace ns, or with `children` a child namespace's
+ * record)?  Looking like it is not enough: a deleted key's header stays
+ * behind as stale bytes inside the free block its room merged into, or
+ * inside the value of whatever is allocated there next, with the old links.
+ * An entry the index finds under its own key is a real one: the index links
+ * only entries. */
+static int cursor_still_listed(seg *s, ref_t ns, ref_t r, uint32_t seq, int children) {
+  if (!ent_ok(s, r)) return 0;
+  ent *e = E(s, r);
+  if ((e->type == T_NSREC) != children || e->ns != ns || e->seq != seq) return 0;
+  const char *key = ent_key(e);
+  return idx_find(s, ns, key, e->klen, idx_hash(ns, key, e->klen, children), children) == r;
+}
+
 /* keys() walks a namespace's key list, which runs in insertion order; the
  * child walk (children = 1) its list of child namespaces, which runs from the
  * newest.  Either way the cursor holds the insertion number of the last one
@@ -1115,8 +1144,7 @@ static int do_walk(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn
     cur->started = 1;
     cur->end = d->next_seq;
     r = children ? d->child : d->head;
-  } else if (ent_ok(s, cur->ref) && (E(s, cur->ref)->type == T_NSREC) == children &&
-             E(s, cur->ref)->ns == ns && E(s, cur->ref)->seq == last) {
+  } else if (cursor_still_listed(s, ns, cur->ref, last, children)) {
     r = E(s, cur->ref)->nnext;   /* the last one passed is still there */
   } else {
     /* it went away: skip what was passed */
@@ -1190,6 +1218,22 @@ static int do_stats(zkv_db *db, zkv_stats *o) {
   o->buckets = nbuckets(s);
   o->max_lock_ns = s->max_lock_ns;
   o->lock_recoveries = h->lock_recoveries;
+  o->evict = h->evict == ZKV_EVICT_LRU ? ZKV_EVICT_LRU : ZKV_EVICT_NONE;
+  arena_count_reads(db, &o->hits, &o->misses);
+  o->gets = o->hits + o->misses;
+  o->sets = h->sets;
+  o->deletes = h->deletes;
+  o->commits = h->commits;
+  o->rollbacks = h->rollbacks;
+  o->lock_waits = h->lock_waits;
+  o->lock_wait_ns = h->lock_wait_ns;
+  o->lock_wait_max_ns = h->lock_wait_max_ns;
+  if (s->shared) {
+    o->size = h->size;
+    o->path = s->path;
+    const char *base = strrchr(s->path, '/');
+    o->name = (base ? base + 1 : s->path) + strlen(SEG_PREFIX);
+  }
   return ZKV_OK;
 }
 

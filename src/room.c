@@ -404,7 +404,9 @@ void room_gc_step(zkv_db *db) {
  * counters, free-list tags; 1 KiB is the margin) */
 uint64_t room_step_budget(zkv_db *db) {
   seg *s = db->s;
-  if (s->txn_depth > 0) return UINT64_MAX;   /* a transaction must be able to undo it all */
+  /* a transaction of this thread must be able to undo it all (another
+   * thread's levels are not ours to read: it holds the lock) */
+  if (seg_owned(s) && s->txn_depth > 0) return UINT64_MAX;
   if (!s->shared) return BATCH;
   uint64_t room = H(s)->log_cap / 1024;
   return room < 16 ? 16 : room < BATCH ? room : BATCH;

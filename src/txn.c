@@ -137,6 +137,15 @@ static void recover(seg *s) {
 #define LOCK_WAITERS 0x80000000u
 #define LOCK_TID 0x7fffffffu
 #define LOCK_CHECK_NS 20000000   /* a sleeping waiter looks at the holder this often */
+#define LOCK_SPIN_NS 50000       /* a waiter spins this long before it sleeps */
+
+__thread uintptr_t lock_thread_token __attribute__((tls_model("initial-exec")));
+static _Atomic uintptr_t last_token;
+
+uintptr_t lock_new_token(void) {
+  lock_thread_token = atomic_fetch_add(&last_token, 1) + 1;
+  return lock_thread_token;
+}
 
 static __thread uint32_t tid_cache;
 static pthread_once_t tid_once = PTHREAD_ONCE_INIT;
@@ -179,15 +188,18 @@ static int lock_slow(zkv_db *db, _Atomic uint32_t *w, uint32_t me) {
    * microsecond, and a waiter that sleeps costs both sides a futex system call
    * (the holder must wake it).  With exponential backoff: a waiter that looks
    * at the lock word less and less often leaves the holder its cache lines,
-   * so two processes hammering one key lose little to each other. */
-  for (int spin = 0, pause = 16; spin < 64; spin++) {
+   * so two processes hammering one key lose little to each other.  Bounded
+   * in time, not in pauses: in a virtual machine a pause may exit to the
+   * hypervisor and cost half a microsecond (64 rounds were 100 ms here). */
+  int64_t spin_end = clock_ns() + LOCK_SPIN_NS;
+  for (int pause = 16;; pause = pause < 4096 ? pause * 2 : pause) {
     for (int i = 0; i < pause; i++) cpu_relax();
-    if (pause < 4096) pause *= 2;
     uint32_t z = 0;
     if (atomic_load_explicit(w, memory_order_relaxed) == 0 &&
         atomic_compare_exchange_strong_explicit(w, &z, me, memory_order_acquire,
                                                 memory_order_relaxed))
       return ZKV_OK;
+    if (clock_ns() >= spin_end) break;
   }
   int64_t now = clock_ns();
   int64_t deadline = now + db->lock_timeout_ms * 1000000;
@@ -227,6 +239,13 @@ static int lock_slow(zkv_db *db, _Atomic uint32_t *w, uint32_t me) {
   }
 }
 
+/* a wait for the lock, counted by the waiter once it holds it (stats) */
+static void count_wait(hdr *h, int64_t ns) {
+  h->lock_waits++;
+  h->lock_wait_ns += (uint64_t)ns;
+  if ((uint64_t)ns > h->lock_wait_max_ns) h->lock_wait_max_ns = (uint64_t)ns;
+}
+
 static void unlock_shared(hdr *h) {
   if (atomic_exchange_explicit(&h->lock, 0, memory_order_release) & LOCK_WAITERS)
     syscall(SYS_futex, (uint32_t *)&h->lock, FUTEX_WAKE, 1, NULL, NULL, 0);
@@ -238,8 +257,21 @@ static int lock_shared(zkv_db *db) {
   uint32_t me = my_tid(), z = 0;
   int rc = ZKV_OK;
   if (UNLIKELY(!atomic_compare_exchange_strong_explicit(&h->lock, &z, me, memory_order_acquire,
-                                                        memory_order_relaxed)))
+                                                        memory_order_relaxed))) {
+    int64_t t0 = clock_ns();
     rc = lock_slow(db, &h->lock, me);
+    if (rc != ZKV_OK && rc != 1) return rc;
+    count_wait(h, clock_ns() - t0);
+  }
+  /* another process grew the segment: map the rest before anything past the
+   * old end is followed (a dead holder's log included) */
+  if (UNLIKELY(h->size != s->mapped)) {
+    int f = arena_follow(s);
+    if (f) {
+      unlock_shared(h);   /* a dead holder's log stays for the next taker */
+      return f;
+    }
+  }
   if (rc == 1) {
     /* the holder died: put back what it had half-done, then carry on.  If it
      * was a thread of this process, its transaction levels are gone too. */
@@ -262,6 +294,7 @@ int op_enter(zkv_db *db) {
     s->depth++;
     return ZKV_OK;
   }
+  if (UNLIKELY(s->forked)) return ZKV_EFORKED;
   if (s->shared) {
     int rc = lock_shared(db);
     if (rc) return rc;
@@ -278,22 +311,27 @@ int op_enter(zkv_db *db) {
       }
     }
   } else if (s->threadsafe) {
-    pthread_mutex_lock(&s->tlock);
+    if (pthread_mutex_trylock(&s->tlock) != 0) {
+      int64_t t0 = clock_ns();
+      pthread_mutex_lock(&s->tlock);
+      count_wait(H(s), clock_ns() - t0);
+    }
   } else {
     s->depth = 1;   /* a private store has one thread: no owner to note */
     s->dirty = 0;
     s->logging = s->txn_depth > 0;
     return ZKV_OK;
   }
-  s->owner = pthread_self();
   s->depth = 1;
   s->dirty = 0;
   s->logging = s->shared || s->txn_depth > 0;
+  atomic_store_explicit(&s->owner, lock_self(), memory_order_relaxed);
   return ZKV_OK;
 }
 
 static void release(seg *s) {
   s->npend = 0;
+  atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
   if (s->shared) {
     hdr *h = H(s);
     h->log_used = 0;   /* the commit point */
@@ -314,6 +352,31 @@ int op_leave(zkv_db *db, int rc) {
     release(s);
   }
   return rc;
+}
+
+/* ---- fork ----------------------------------------------------------------- */
+
+/* Called in a child just forked (arena.c's atfork handler, before anything
+ * else runs in it), for every store of the process.  Only the thread that
+ * forked lives on here.  A store no thread held at the fork goes on working:
+ * its next operation takes the lock as this process, under this thread's own
+ * id.  A store some thread held (an operation, an atomic, a held mutex) is
+ * held forever here, and its undo log, transaction levels and uncommitted
+ * writes are the parent's (which carries on with them in a shared segment):
+ * every later call on it is refused with ZKV_EFORKED, and closing it touches
+ * nothing but this process's mapping. */
+void lock_forked(seg *s) {
+  int held = s->depth > 0 || s->txn_depth > 0 ||
+             atomic_load_explicit(&s->owner, memory_order_relaxed) != 0;
+  if (!held && s->threadsafe) {
+    if (pthread_mutex_trylock(&s->tlock) != 0) held = 1;
+    else pthread_mutex_unlock(&s->tlock);
+  }
+  atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
+  if (held) {
+    s->forked = 1;
+    s->depth = 0;
+  }
 }
 
 /* ---- transactions ------------------------------------------------------- */
@@ -343,11 +406,16 @@ static int txn_end(zkv_db *db, int undo_it) {
   if (!db) return ZKV_EINVAL;
   seg *s = db->s;
   if (db->closed) return ZKV_ECLOSED;
+  if (s->forked) return ZKV_EFORKED;
   if (s->txn_depth == 0 || !seg_owned(s)) return ZKV_ETXN;
   uint64_t mark = s->txn_marks[--s->txn_depth];
   if (db->txn_levels > 0) db->txn_levels--;
   if (undo_it) log_undo_to(s, mark);
-  if (s->txn_depth == 0 && !s->shared) s->logging = 0;
+  if (s->txn_depth == 0) {
+    if (undo_it) H(s)->rollbacks++;   /* after the undo: the log does not cover it */
+    else H(s)->commits++;
+    if (!s->shared) s->logging = 0;
+  }
   return op_leave(db, ZKV_OK);
 }
 

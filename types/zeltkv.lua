@@ -18,7 +18,7 @@
 ---Seconds between sweeps that free the memory of expired keys; 0: only `kv:gc()` (default 60).
 ---@field gc_interval? number
 ---"none": a write that does not fit fails; "lru": the least recently used keys are evicted
----(default "none"; for a shared segment: when it is created).
+---(default "none"; an existing segment keeps its own, and another one given is refused).
 ---@field evict? "none"|"lru"
 ---Seconds an atomic() function may hold the lock before it is aborted and undone; 0: no limit
 ---(default 1).
@@ -29,12 +29,18 @@
 ---@field max_bytes? zeltkv.Size
 
 ---@class zeltkv.SharedOptions: zeltkv.Options
----The segment's size when this call creates it (default "64m").
+---The segment's size (default "64m" when created); larger than an existing segment's grows
+---it in place, smaller is refused.
 ---@field size? zeltkv.Size
 ---Permission bits of the segment file when this call creates it (default 0600 = 384).
 ---@field mode? integer
 ---Seconds to wait for the lock before STORE_OPERATION_FAILED (default 5).
 ---@field lock_timeout? number
+---The directory of the segment file (default $ZELTKV_SHM_DIR, else /dev/shm); a directory on
+---disk keeps the segment across reboots (docs/segments.md).
+---@field dir? string
+---false: open only an existing segment; a missing one is STORE_OPERATION_FAILED (default true).
+---@field create? boolean
 
 ---Options of zeltkv.redis (docs/redis.md); the options of the other drivers are refused.
 ---@class zeltkv.RedisOptions
@@ -111,6 +117,26 @@
 ---@field max_lock_ns integer
 ---Times a dead lock holder was recovered from.
 ---@field lock_recoveries integer
+---The store's eviction policy.
+---@field evict "none"|"lru"
+---Shared: the segment's name, its file, and its size in bytes (as grown).
+---@field name? string
+---@field path? string
+---@field size? integer
+---get() calls, those that found the key, and those that did not (every process's).
+---@field gets integer
+---@field hits integer
+---@field misses integer
+---Writes that stored a value (set, setnx that set, incr), deletes that removed a key.
+---@field sets integer
+---@field deletes integer
+---Outermost atomic() calls committed, and rolled back (fn raised, or ran out of time).
+---@field commits integer
+---@field rollbacks integer
+---Lock takings that waited for another holder, their waits in total and the longest (ns).
+---@field lock_waits integer
+---@field lock_wait_ns integer
+---@field lock_wait_max_ns integer
 
 ---@class zeltkv
 ---The version of the module, such as "0.1.0".
@@ -137,10 +163,18 @@ function zeltkv.shared(name, opts) end
 ---@return zeltkv.Driver
 function zeltkv.redis(opts) end
 
----Removes the segment `name`; true if it existed.
+---The driver's stats() in the Prometheus text format (a string ending in a newline); kv may
+---also be a list of { driver, labels } pairs, rendered as one exposition.
+---@param kv zeltkv.Driver|{ [1]: zeltkv.Driver, [2]?: table<string, string|number> }[]
+---@param labels? table<string, string|number> label names to values, on every sample
+---@return string text
+function zeltkv.prometheus(kv, labels) end
+
+---Removes the segment `name` (in opts.dir when given); true if it existed.
 ---@param name string
+---@param opts? { dir?: string }
 ---@return boolean existed
-function zeltkv.unlink(name) end
+function zeltkv.unlink(name, opts) end
 
 ---A driver: what zeltkv.memory() and zeltkv.shared() return.
 ---@class zeltkv.Driver

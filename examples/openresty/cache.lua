@@ -65,6 +65,9 @@ function M.user(id)
   ngx.say(cjson.encode(user))
 end
 
+-- the driver, for /metrics
+function M.driver() return kv end
+
 function M.stats()
   local st = kv:stats()
   return { users = users:count(), keys = st.keys, bytes_used = st.bytes_used,

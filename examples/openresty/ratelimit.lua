@@ -12,14 +12,17 @@
 local zeltkv = require("zeltkv")
 
 local M = {}
-local hits            -- the "hits" namespace of the store
+local kv, hits        -- the store, and its "hits" namespace
 
 function M.init()
   -- evict = "none": a full store refuses new counters (we then let the request
   -- through) rather than silently forgetting some clients' counts
-  local kv = zeltkv.shared("zkv-example-ratelimit", { size = "16m", evict = "none" })
+  kv = zeltkv.shared("zkv-example-ratelimit", { size = "16m", evict = "none" })
   hits = kv:namespace("hits")
 end
+
+-- the driver, for /metrics
+function M.driver() return kv end
 
 function M.access()
   local limit = tonumber(ngx.var.ratelimit_limit) or 10

@@ -42,6 +42,7 @@ local ffi_string, ffi_cast, ffi_new = ffi.string, ffi.cast, ffi.new
 local sformat = string.format
 
 local core = require("zeltkv.core")
+local core_decode = core._decode
 local K = core._const
 core._own()   -- an error raised through this file names the user's line
 
@@ -239,7 +240,9 @@ function StoreMethods.get(self, k)
     if t == T_INT then return tonumber(VOUT.i)
     elseif t == T_FLOAT then return VOUT.f
     elseif t == T_BOOL then return tonumber(ffi_cast("int32_t", VOUT.i)) ~= 0
-    elseif t == T_JSON then return (CM_STORE.get(rawget(self, CS), k))
+    -- a table: decoded by the C binding's codec from this read (a second get through the
+    -- C method would count twice in stats())
+    elseif t == T_JSON then return (core_decode(T_JSON, ffi_string(VOUT.data, VOUT.len)))
     end
     return ffi_string(VOUT.data, VOUT.len)
   elseif rc == NOTFOUND then

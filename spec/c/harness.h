@@ -8,7 +8,8 @@
  * returns from the test when it fails.
  *
  * Each test runs in a fork()ed child by default, so a crash or a hang (alarm,
- * ZKV_TEST_TIMEOUT seconds, default 300) fails that test only and the rest still
+ * ZKV_TEST_TIMEOUT seconds, default 300; past it and 10 s more the harness kills
+ * the child and every process it forked) fails that test only and the rest still
  * run.  The check counters live in a MAP_SHARED mapping, so CHECKs made in
  * processes a test forks itself are counted too.  ZKV_TEST_NOFORK=1 runs every
  * test in the main process (for gdb).  Arguments select tests whose name
@@ -22,6 +23,7 @@
 #define ZKV_TEST_HARNESS_H
 
 #include <dirent.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -274,13 +276,32 @@ int main(int argc, char **argv) {
       if (pid < 0) {
         th_fail(__FILE__, __LINE__, "fork failed");
       } else if (pid == 0) {
+        setpgid(0, 0); /* its own group: a timeout ends the processes it forks too */
         alarm(timeout);
         t->fn();
         fflush(stdout);
         exit(0);
       } else {
         int st = 0;
-        while (waitpid(pid, &st, 0) < 0) {
+        setpgid(pid, pid); /* whichever of the two runs first */
+        /* The child's alarm is not enough: a process under valgrind can go
+         * for hours without taking a signal (valgrind blocks them in its own
+         * loops), and a grandchild may be the one that hangs.  The harness
+         * waits `timeout` seconds and 10 more, then kills the whole group. */
+        double deadline = th_now() + timeout + 10.0;
+        useconds_t nap = 200;
+        pid_t got;
+        while ((got = waitpid(pid, &st, WNOHANG)) == 0 || (got < 0 && errno == EINTR)) {
+          if (th_now() > deadline) {
+            kill(-pid, SIGKILL);
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+            }
+            st = SIGALRM; /* reported as a timeout below */
+            break;
+          }
+          usleep(nap);
+          if (nap < 20000) nap *= 2;
         }
         if (WIFSIGNALED(st)) {
           th_fail(__FILE__, __LINE__, "test %s died of signal %d (%s)%s", t->name, WTERMSIG(st),

@@ -172,9 +172,9 @@ TEST(options_init_defaults) {
   memset(&o, 0xA5, sizeof o);
   zkv_options_init(&o);
   CHECK_DBL(o.gc_interval, 60.0);
-  CHECK_EQ(o.size, 64ull * 1024 * 1024);
+  CHECK_EQ(o.size, 0);   /* ZKV_DEFAULT_SIZE when made, an existing segment as it is */
   CHECK_EQ(o.max_bytes, 0);
-  CHECK_EQ(o.evict, ZKV_EVICT_NONE);
+  CHECK_EQ(o.evict, ZKV_EVICT_DEFAULT);
   CHECK_EQ(o.mode, 0600);
   CHECK_DBL(o.lock_timeout, 5.0);
   CHECK_EQ(o.flags, 0);
@@ -220,7 +220,7 @@ TEST(open_memory_bad_options) {
   CHECK(db == NULL);
 
   zkv_options_init(&o);
-  o.evict = -1;
+  o.evict = -2;
   db = (zkv_db *)&db;
   CHECK_RC(zkv_open_memory(&o, &db), ZKV_EINVAL);
   CHECK(db == NULL);
@@ -281,7 +281,7 @@ static const int all_codes[] = {
     ZKV_OK,        ZKV_NOTFOUND, ZKV_EXISTS,   ZKV_EINVAL_TTL, ZKV_EEMPTY_NS,  ZKV_EINVAL_VALUE,
     ZKV_EINVAL_KEY, ZKV_ETYPE,   ZKV_ERANGE,   ZKV_EFULL,      ZKV_ETIMEDOUT,  ZKV_ECLOSED,
     ZKV_ECORRUPT,  ZKV_EVERSION, ZKV_ENOMEM,   ZKV_EIO,        ZKV_ETXN,       ZKV_EINVAL,
-    ZKV_ESTALE};
+    ZKV_ESTALE,    ZKV_EFORKED};
 #define NCODES (sizeof all_codes / sizeof all_codes[0])
 
 TEST(strerror_every_code) {
@@ -326,6 +326,7 @@ TEST(errclass_every_code) {
   CHECK_EQ(zkv_errclass(ZKV_ENOMEM), ZKV_CLASS_STORE_OPERATION_FAILED);
   CHECK_EQ(zkv_errclass(ZKV_EIO), ZKV_CLASS_STORE_OPERATION_FAILED);
   CHECK_EQ(zkv_errclass(ZKV_ETXN), ZKV_CLASS_STORE_OPERATION_FAILED);
+  CHECK_EQ(zkv_errclass(ZKV_EFORKED), ZKV_CLASS_STORE_OPERATION_FAILED);
   /* ZKV_EINVAL: the header does not say which class; it must be an error class */
   int c = zkv_errclass(ZKV_EINVAL);
   CHECK(c >= ZKV_CLASS_INVALID_TTL && c <= ZKV_CLASS_STORE_OPERATION_FAILED);

@@ -41,6 +41,10 @@ static void take(zkv_db *db, snap *sn) {
 /* the header with its hints made equal */
 static void hdr_norm(hdr *h) {
   h->lru_clock = 0;
+  /* the counters are hints too (stats; a rollback counts, it does not undo) */
+  h->lock_waits = h->lock_wait_ns = h->lock_wait_max_ns = 0;
+  h->sets = h->deletes = h->commits = h->rollbacks = 0;
+  h->retired_hits = h->retired_misses = 0;
   atomic_store(&h->seq, 0);
   atomic_store(&h->lock, 0);
   h->size = 0;   /* memory: the mapping may have grown; shared: checked apart */

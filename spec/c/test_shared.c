@@ -335,11 +335,11 @@ TEST(shared_mode_and_size_options) {
   CHECK(st.capacity > 0 && st.capacity <= (1u << 20));
   uint64_t cap = st.capacity;
 
-  /* size and mode apply only when the segment is created */
+  /* mode applies only when the segment is created; no size given opens it as
+   * it is (a larger one grows it: test_segment_life) */
   zkv_options o2;
   zkv_options_init(&o2);
   o2.mode = 0666;
-  o2.size = 32u << 20;
   zkv_db *db2 = open_sh(name, &o2);
   REQUIRE(db2 != NULL);
   CHECK_RC(zkv_stats_get(db2, &st), ZKV_OK);

@@ -318,7 +318,7 @@ h_check
 
 # ---- (f) the OpenResty example (examples/openresty/run.sh) ---------------------------
 f_check() {
-  local ep shm m1 m2 codes i ex
+  local ep shm m1 m2 codes i ex metrics
   if [ -n "${ZKV_NGX_PASS:-}" ]; then return; fi      # once is enough
   ep="$(pick_port)"; shm="$T/shm-example"; mkdir -p "$shm"; chmod 1777 "$shm"
   ZELTKV_SHM_DIR="$shm" "$ROOT/examples/openresty/run.sh" "$ep" >"$T/logs/example.log" 2>&1 &
@@ -332,11 +332,22 @@ f_check() {
   m2="$(curl -s -m 5 -D - -o /dev/null "http://127.0.0.1:$ep/users/7" | tr -d '\r' | sed -n 's/^X-Cache: //p')"
   codes=""
   for i in $(seq 1 12); do codes="$codes$(curl -s -m 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ep/api/ping") "; done
+  # /metrics, read back by a strict parser of the Prometheus text format: the cache's hit and
+  # miss, the rate limiter's 14 counts (2 user requests, 12 pings), whichever worker answers
+  metrics="$(curl -s -m 5 "http://127.0.0.1:$ep/metrics" | luajit -e '
+    package.path = "'"$ROOT"'/spec/support/?.lua;" .. package.path
+    local P = require("promtext")
+    local ok, fams = pcall(P.parse, io.read("*a"))
+    if not ok then print("unparsable: " .. fams) return end
+    io.write(P.value(fams, "zeltkv_hits_total", { store = "cache" }) or "-", " ",
+             P.value(fams, "zeltkv_misses_total", { store = "cache" }) or "-", " ",
+             P.value(fams, "zeltkv_sets_total", { store = "ratelimit" }) or "-")' 2>&1)"
   ex="$EXAMPLE"; MASTER_SAVE="$MASTER"; MASTER="$EXAMPLE"; stop_nginx; MASTER="$MASTER_SAVE"; EXAMPLE=""
-  if [ "$m1" = MISS ] && [ "$m2" = HIT ] && [ "$codes" = "200 200 200 200 200 200 200 200 200 200 429 429 " ]; then
-    ok "f  examples/openresty/run.sh $ep: cache MISS then HIT, rate limit 10x200 then 429"
+  if [ "$m1" = MISS ] && [ "$m2" = HIT ] && [ "$codes" = "200 200 200 200 200 200 200 200 200 200 429 429 " ] &&
+     [ "$metrics" = "1 1 14" ]; then
+    ok "f  examples/openresty/run.sh $ep: cache MISS then HIT, rate limit 10x200 then 429, /metrics parsed"
   else
-    bad "f  examples/openresty: cache '$m1' then '$m2', /api/ping codes: $codes"
+    bad "f  examples/openresty: cache '$m1' then '$m2', /api/ping codes: $codes, /metrics hits misses sets: $metrics"
     sed 's/^/#   /' "$T/logs/example.log" | tail -n 15
   fi
 }

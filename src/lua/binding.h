@@ -95,6 +95,10 @@ int zkv_l_raise(lua_State *L, int cls, const char *reason, const char *fmt, ...)
 int zkv_l_raise_here(lua_State *L, int cls, const char *reason, const char *fmt, ...);
 /* raise the error of an engine result code: "<what>: <zkv_strerror>" */
 int raise_rc(lua_State *L, int rc, const char *what);
+/* the same for an open or unlink that failed: the engine cleared its detail
+ * (zkv_errdetail) when the call began, so a detail there is this failure's,
+ * whatever the code (a size that does not match, a missing segment, no room) */
+int raise_open(lua_State *L, int rc, const char *what);
 /* the reason word of an engine result code ("full", "timeout", ...), or NULL */
 const char *rc_reason(int rc);
 /* module.c registers these */

@@ -165,6 +165,13 @@ const char *rc_reason(int rc) {
   }
 }
 
+/* the reason word of a failure the engine detailed, by its errno */
+static const char *errno_reason(int rc, int e) {
+  if (e == EACCES || e == EPERM || e == EROFS) return "permission";
+  if (e == ENOSPC) return "full";
+  return rc == ZKV_EIO ? "system" : rc_reason(rc);
+}
+
 int raise_rc(lua_State *L, int rc, const char *what) {
   int cls = zkv_errclass(rc);
   if (cls == ZKV_CLASS_NONE) cls = C_FAILED;
@@ -172,11 +179,18 @@ int raise_rc(lua_State *L, int rc, const char *what) {
     /* a system call: name it, its path and the system's message */
     int e;
     const char *detail = zkv_errdetail(&e);
-    if (*detail)
-      return zkv_l_raise(L, cls, e == EACCES || e == EPERM || e == EROFS ? "permission" : "system",
-                         "%s: %s", what, detail);
+    if (*detail) return zkv_l_raise(L, cls, errno_reason(rc, e), "%s: %s", what, detail);
   }
   return zkv_l_raise(L, cls, rc_reason(rc), "%s: %s", what, zkv_strerror(rc));
+}
+
+int raise_open(lua_State *L, int rc, const char *what) {
+  int e;
+  const char *detail = zkv_errdetail(&e);
+  if (!*detail) return raise_rc(L, rc, what);
+  int cls = zkv_errclass(rc);
+  if (cls == ZKV_CLASS_NONE) cls = C_FAILED;
+  return zkv_l_raise(L, cls, cls == C_FAILED ? errno_reason(rc, e) : NULL, "%s: %s", what, detail);
 }
 
 int error_tostring(lua_State *L) {

@@ -86,7 +86,17 @@ static void read_options(lua_State *L, int i, zkv_options *o, double *atomic_tim
       *atomic_timeout = opt_seconds(L, v, k);
     } else if (strcmp(k, "lock_timeout") == 0 && shared) {
       o->lock_timeout = opt_seconds(L, v, k);
-    } else if (strcmp(k, "size") == 0 || strcmp(k, "mode") == 0 || strcmp(k, "lock_timeout") == 0) {
+    } else if (strcmp(k, "dir") == 0 && shared) {
+      /* the string stays referenced by the options table until the open is done */
+      if (lua_type(L, v) != LUA_TSTRING || lua_rawlen(L, v) == 0 ||
+          strlen(lua_tostring(L, v)) != lua_rawlen(L, v))
+        lraise(L, C_VALUE, "option 'dir' must be a directory path (a non-empty string)");
+      o->dir = lua_tostring(L, v);
+    } else if (strcmp(k, "create") == 0 && shared) {
+      if (lua_type(L, v) != LUA_TBOOLEAN) lraise(L, C_VALUE, "option 'create' must be a boolean");
+      if (!lua_toboolean(L, v)) o->flags |= ZKV_OPEN_EXISTING;
+    } else if (strcmp(k, "size") == 0 || strcmp(k, "mode") == 0 || strcmp(k, "lock_timeout") == 0 ||
+               strcmp(k, "dir") == 0 || strcmp(k, "create") == 0) {
       lraise(L, C_VALUE, "unknown option '%s' (it is an option of zeltkv.shared)", k);
     } else if (strcmp(k, "max_bytes") == 0) {
       lraise(L, C_VALUE, "unknown option '%s' (it is an option of zeltkv.memory; a shared store's capacity is 'size')", k);
@@ -112,7 +122,7 @@ static int l_memory(lua_State *L) {
   read_options(L, 1, &o, &at, 0);
   Driver *d = new_driver(L, at);
   int rc = zkv_open_memory(&o, &d->db);
-  if (rc) return raise_rc(L, rc, "memory");
+  if (rc) return raise_open(L, rc, "memory");
   return 1;
 }
 
@@ -123,15 +133,18 @@ static int l_shared(lua_State *L) {
   read_options(L, 2, &o, &at, 1);
   Driver *d = new_driver(L, at);
   int rc = zkv_open_shared(name, &o, &d->db);
-  if (rc) return raise_rc(L, rc, "shared");
+  if (rc) return raise_open(L, rc, "shared");
   return 1;
 }
 
 static int l_unlink(lua_State *L) {
   const char *name = check_seg_name(L, 1);
+  zkv_options o;
+  double at;
+  read_options(L, 2, &o, &at, 1);   /* only dir means anything here */
   int existed;
-  int rc = zkv_unlink(name, &existed);
-  if (rc) return raise_rc(L, rc, "unlink");
+  int rc = zkv_unlink_ex(name, &o, &existed);
+  if (rc) return raise_open(L, rc, "unlink");
   lua_pushboolean(L, existed);
   return 1;
 }
@@ -150,7 +163,7 @@ static int l_set_clock_offset(lua_State *L) {
 static const struct { const char *name; lua_Integer v; } CONSTS[] = {
   K(OK), K(NOTFOUND), K(EXISTS), K(EINVAL_TTL), K(EEMPTY_NS), K(EINVAL_VALUE),
   K(EINVAL_KEY), K(ETYPE), K(ERANGE), K(EFULL), K(ETIMEDOUT), K(ECLOSED), K(ECORRUPT),
-  K(EVERSION), K(ENOMEM), K(EIO), K(ETXN), K(EINVAL), K(ESTALE),
+  K(EVERSION), K(ENOMEM), K(EIO), K(ETXN), K(EINVAL), K(ESTALE), K(EFORKED),
   K(T_NONE), K(T_STRING), K(T_INT), K(T_FLOAT), K(T_BOOL), K(T_JSON), K(T_LIST), K(T_USER),
   K(SET_NX), K(SET_XX), K(SET_KEEPTTL), K(SET_NOEVICT), K(GET_STALE),
   K(MAX_KEY), K(MAX_NAME),

@@ -503,7 +503,11 @@ static int driver_stats(lua_State *L) {
   /* db is not used past this point: the table's allocations may run a
    * finalizer that closes this driver */
   const char *kind = zkv_is_shared(db) ? "shared" : "memory";
-  lua_createtable(L, 0, 12);
+  /* the name and path belong to the handle: copied before anything allocates */
+  char path[4400], name[ZKV_MAX_NAME + 1];
+  snprintf(path, sizeof path, "%s", st.path ? st.path : "");
+  snprintf(name, sizeof name, "%s", st.name ? st.name : "");
+  lua_createtable(L, 0, 28);
   SETINT("keys", st.keys);
   SETINT("bytes_used", st.bytes_used);
   if (st.capacity) {
@@ -518,6 +522,25 @@ static int driver_stats(lua_State *L) {
   SETINT("buckets", st.buckets);
   SETINT("max_lock_ns", st.max_lock_ns);
   SETINT("lock_recoveries", st.lock_recoveries);
+  SETINT("gets", st.gets);
+  SETINT("hits", st.hits);
+  SETINT("misses", st.misses);
+  SETINT("sets", st.sets);
+  SETINT("deletes", st.deletes);
+  SETINT("commits", st.commits);
+  SETINT("rollbacks", st.rollbacks);
+  SETINT("lock_waits", st.lock_waits);
+  SETINT("lock_wait_ns", st.lock_wait_ns);
+  SETINT("lock_wait_max_ns", st.lock_wait_max_ns);
+  lua_pushstring(L, st.evict == ZKV_EVICT_LRU ? "lru" : "none");
+  lua_setfield(L, -2, "evict");
+  if (*path) {
+    SETINT("size", st.size);
+    lua_pushstring(L, path);
+    lua_setfield(L, -2, "path");
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "name");
+  }
   lua_pushstring(L, kind);
   lua_setfield(L, -2, "driver");
   return 1;
