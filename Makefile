@@ -163,30 +163,32 @@ deps:
 	$(call need,$(sort $(PKGS_BUILD) $(foreach s,$(SUITES),$(PKGS_$(s)))))
 
 # make test builds what several suites share first (every module of LUA_VERSIONS, the C
-# libraries and tests), then runs TEST_JOBS suites at a time (default: the CPUs), each through
-# tools/suite.sh with its logs in $(RESULTS)/<suite>/ and its output printed whole when it
-# ends (SUITE_SYNC). The longest start first (SUITES_FIRST); the suites that start servers on
-# 127.0.0.1 (SUITES_NET: nginx listens with reuseport, so two of them could share a port)
-# run one after the other. TEST_JOBS=1 runs them one by one.
+# libraries and tests), then runs the suites side by side, each through tools/suite.sh with its
+# logs in $(RESULTS)/<suite>/ and its output printed whole when it ends (SUITE_SYNC): TEST_JOBS
+# at a time (default: the CPUs), the longest first (SUITES_FIRST), and beside them, in a lane
+# of their own, one after the other, the suites that start servers on 127.0.0.1 (SUITES_NET:
+# nginx listens with reuseport, so two of them could share a port; they mostly wait on
+# sockets and sleeps, not the CPU). TEST_JOBS=1 runs every suite one by one.
 TEST_JOBS    ?= $(shell nproc 2>/dev/null || echo 1)
 SUITES_FIRST := valgrind sanitize spec-all redis-test check fuzz aarch64 clang
 TEST_ORDER    = $(foreach s,$(SUITES_FIRST),$(filter $(s),$(SUITES))) $(filter-out $(SUITES_FIRST),$(SUITES))
-NET_ORDER     = $(filter $(SUITES_NET),$(TEST_ORDER))
-# run-B waits for run-A when A comes just before B in NET_ORDER
-net_chain = $(if $(word 2,$(1)),$(eval run-$(word 2,$(1)): | run-$(word 1,$(1)))$(call net_chain,$(wordlist 2,$(words $(1)),$(1))))
+TEST_SIDE     = $(filter-out 1,$(TEST_JOBS))
+TEST_NET      = $(addprefix run-,$(filter $(SUITES_NET),$(TEST_ORDER)))
+TEST_CPU      = $(addprefix run-,$(if $(TEST_SIDE),$(filter-out $(SUITES_NET),$(TEST_ORDER)),$(TEST_ORDER)))
 
 test: deps
 	@rm -rf $(RESULTS); mkdir -p $(RESULTS)
 	@for v in $(LUA_VERSIONS); do $(MAKE) --no-print-directory -j$(TEST_JOBS) LUA_VERSION=$$v module || exit 1; done
 	@$(MAKE) --no-print-directory -j$(TEST_JOBS) all ctests
-	@start=$$(date +%s); $(if $(filter-out 1,$(TEST_JOBS)),SUITE_SYNC=1) \
-	  $(MAKE) --no-print-directory -j$(TEST_JOBS) $(addprefix run-,$(TEST_ORDER)); \
+	@start=$$(date +%s); export SUITE_SYNC=$(if $(TEST_SIDE),1); net=; \
+	  $(if $(TEST_SIDE),$(if $(TEST_NET),$(MAKE) --no-print-directory -j1 $(TEST_NET) & net=$$!;)) \
+	  $(MAKE) --no-print-directory -j$(TEST_JOBS) $(TEST_CPU); \
+	  [ -z "$$net" ] || wait $$net; \
 	  ./tools/summary.sh $(RESULTS) $$(( $$(date +%s) - start ))
 
 .PHONY: $(addprefix run-,$(SUITES))
 $(addprefix run-,$(SUITES)): run-%:
 	@RESULTS=$(RESULTS) ./tools/suite.sh $* $(MAKE) --no-print-directory RESULTS=$(RESULTS)/$* $*
-$(call net_chain,$(NET_ORDER))
 
 list-suites:
 	@$(foreach s,$(SUITES),echo "$(s): $(strip $(PKGS_$(s)))";)

@@ -192,3 +192,72 @@ describe("small items (issue 9.13)", function()
     assert.is_true(kv:atomic(function() return true end))   -- the lock was never taken
   end)
 end)
+
+-- Found in session 2 by spec/15-model_spec.lua and spec/16-garbage_spec.lua.
+describe("bytes, options and numbers (found by the model and the garbage fuzz)", function()
+  it("an error message keeps the NUL bytes of a key or a name it quotes", function()
+    local kv = zeltkv.memory()
+    local s = kv:namespace("a")
+    local err = H.assert_error_code("INVALID_VALUE", s.set, s, "k", { ["a\0b"] = 1 })
+    assert.are.equal('value["a\0b"]: keys inside tables cannot hold NUL bytes', err.message)
+    assert.are.equal("zeltkv: INVALID_VALUE: " .. err.message, tostring(err))
+    err = H.assert_error_code("INVALID_VALUE", s.set, s, "k", 1, { ["x\0y"] = 1 })
+    assert.are.equal("unknown option 'x\0y'", err.message)
+    err = H.assert_error_code("INVALID_VALUE", zeltkv.memory, { ["no\0such"] = 1 })
+    assert.are.equal("unknown option 'no\0such'", err.message)
+    -- uncaught (no pcall on this coroutine's stack): the string form has all of it too
+    local co = coroutine.create(function() s:set("k", { ["a\0b"] = 1 }) end)
+    local ok, msg = coroutine.resume(co)
+    assert.is_false(ok)
+    assert.truthy(msg:find('INVALID_VALUE: value["a\0b"]: keys inside', 1, true), msg)
+    kv:close()
+  end)
+
+  it("an option name or value holding a NUL byte is not the option", function()
+    H.assert_error_code("INVALID_VALUE", zeltkv.memory, { ["gc_interval\0x"] = 1 })
+    H.assert_error_code("INVALID_VALUE", zeltkv.memory, { evict = "lru\0x" })
+    H.assert_error_code("INVALID_VALUE", zeltkv.memory, { max_bytes = "1m\0x" })
+    local name = H.segment_name("nul")
+    H.assert_error_code("INVALID_VALUE", zeltkv.shared, name, { size = "1m\0x" })
+    assert.is_false(zeltkv.unlink(name))
+  end)
+
+  it("numbers no integer holds are refused before they are converted", function()
+    local core = require("zeltkv.core")
+    for _, x in ipairs({ 0 / 0, math.huge, -math.huge, 1e300 }) do
+      H.assert_arg_error(core._set_clock_offset, x)
+    end
+    core._set_clock_offset(0)
+    local kv = zeltkv.memory()
+    local s = kv:namespace("a")
+    s:set("k", 1)
+    for _, x in ipairs({ 0 / 0, 1e300, -1e300 }) do H.assert_arg_error(s._expire_ms, s, "k", x) end
+    -- a table key far beyond any integer (where numbers are doubles it is classified as one)
+    H.assert_error_code("INVALID_VALUE", s.set, s, "k", { [1e300] = 1 })
+    H.assert_error_code("INVALID_VALUE", s.set, s, "k", { [-1e300] = 1, 2 })
+    assert.are.equal(1, s:get("k"))
+    kv:close()
+  end)
+end)
+
+describe("LuaJIT's own values", function()
+  local ok_ffi, ffi = pcall(require, "ffi")
+  if rawget(_G, "jit") and ok_ffi then
+    -- LuaJIT has a type more than the binding knew (cdata): it was taken as a table and
+    -- lua_next() on it crashed
+    it("a cdata value is INVALID_VALUE, at the top and inside a table, on both bindings", function()
+      local core = require("zeltkv.core")
+      for _, mod in ipairs({ zeltkv, core }) do
+        local kv = mod.memory()
+        local s = kv:namespace("a")
+        for _, v in ipairs({ ffi.new("int[1]"), { ffi.new("int") }, { a = ffi.new("char[4]") } }) do
+          H.assert_error_code("INVALID_VALUE", s.set, s, "k", v)
+          H.assert_error_code("INVALID_VALUE", s.setnx, s, "k", v)
+        end
+        H.assert_error_code("INVALID_VALUE", core._encode, ffi.new("int"))
+        assert.is_nil(s:get("k"))
+        kv:close()
+      end
+    end)
+  end
+end)

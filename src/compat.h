@@ -23,7 +23,8 @@
 static inline int zkv_isinteger(lua_State *L, int i) {
   if (lua_type(L, i) != LUA_TNUMBER) return 0;
   lua_Number n = lua_tonumber(L, i);
-  return n == (lua_Number)(long long)n && n >= -9007199254740992.0 && n <= 9007199254740992.0;
+  /* the range first: converting a double beyond long long (or NaN) is undefined */
+  return n >= -9007199254740992.0 && n <= 9007199254740992.0 && n == (lua_Number)(long long)n;
 }
 #define zkv_tointeger(L, i) ((long long)lua_tonumber(L, (i)))
 #define zkv_pushinteger(L, v) lua_pushnumber(L, (lua_Number)(v))

@@ -430,6 +430,12 @@ void idx_new_ns(zkv_db *db, ref_t r, ref_t parent, const void *name, size_t len,
   seg *s = db->s;
   fixed_add(s, r, +1);
   ent *e = E(s, r);
+  /* the tag's old bytes are logged, so that a rollback takes the tag away
+   * again: the record's block goes back into a free block whose inside is not
+   * restored otherwise, and a handle still holding this id would pass
+   * ns_of_id's checks there (the old header still reads as this record) and
+   * use a namespace that is gone */
+  LOGW(s, &ns_data_raw(s, r)->tag, 4);
   memset((char *)e + 4, 0, NS_DATA_OFF + sizeof(nsdata) - 4);
   e->klen = (uint16_t)len;
   e->type = T_NSREC;

@@ -21,14 +21,18 @@
 --   * other engine errors (full, lock timeout, ...) are raised by the C binding's own
 --     core._raise_rc (the message, class and reason of the C methods), without calling the
 --     engine a second time (a lock timeout is not waited for twice).
--- The closed state and the namespace id are read live from the C binding's own Store and
--- Driver userdata, through the declaration of their first fields that the binding exports
--- (core._const.LAYOUT, from src/lua/binding.h, where static assertions tie it to the
--- structs): a closed driver (kv:close(), __gc) has db == NULL and every fast path then
--- lets the C method raise "closed"; a namespace the C side re-resolved is seen at once.
--- The declarations of include/zeltkv.h copied below are compared with the header by
--- spec/10-binding_spec.lua.  The layout, the library instance and the transaction joining
--- are checked once at load (probe()); if any check fails the module is the plain C binding.
+-- The engine is called through the binding's own entry points (src/lua/ffi.c, declared in
+-- core._const.FFI from src/lua/binding.h), given the C store's userdata: they read its
+-- handle and namespace id at the call. Lua code here never holds a zkv_db * or a pointer
+-- to a value: a finalizer can run at any allocation (also the box of a pointer or an int64
+-- read through the FFI) and close the driver or free the value. So results come back as
+-- numbers and as bytes copied into BUF, and what the fast paths set up (VIN, the key) is
+-- ready before the call with nothing allocated in between. A closed driver (kv:close(),
+-- __gc) is ECLOSED there, and the C method raises "closed"; a namespace the C side
+-- re-resolved is seen at once. The declarations of include/zeltkv.h copied below are
+-- compared with the header by spec/10-binding_spec.lua. The library instance and the
+-- transaction joining are checked once at load (probe()); if any check fails the module is
+-- the plain C binding.
 --
 -- Numbers are doubles here (as in the C binding built for LuaJIT): integers are exact to
 -- 2^53, incr results beyond +-2^53 are INVALID_VALUE.
@@ -38,7 +42,7 @@ local ffi = require("ffi")
 local type, rawget, tonumber, select, error, setmetatable, pcall, tostring, next =
   type, rawget, tonumber, select, error, setmetatable, pcall, tostring, next
 local floor, huge = math.floor, math.huge
-local ffi_string, ffi_cast, ffi_new = ffi.string, ffi.cast, ffi.new
+local ffi_string, ffi_new = ffi.string, ffi.new
 local sformat = string.format
 
 local core = require("zeltkv.core")
@@ -58,46 +62,19 @@ typedef struct zkv_value {
   int64_t i;
   double f;
 } zkv_value;
-const char *zkv_strerror(int rc);
-int zkv_errclass(int rc);
-const char *zkv_errclass_name(int cls);
-int zkv_get(zkv_db *db, zkv_ns ns, const void *key, size_t klen, zkv_value *out);
-int zkv_set(zkv_db *db, zkv_ns ns, const void *key, size_t klen,
-            const zkv_value *v, int64_t ttl_ms, unsigned flags);
-int zkv_del(zkv_db *db, zkv_ns ns, const void *key, size_t klen);
-int zkv_has(zkv_db *db, zkv_ns ns, const void *key, size_t klen);
-int zkv_ttl(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t *ms_left);
-int zkv_incr_limited(zkv_db *db, zkv_ns ns, const void *key, size_t klen,
-                     int64_t by, int64_t ttl_ms, int64_t limit_lo,
-                     int64_t limit_hi, int64_t *result);
-int zkv_txn_depth(const zkv_db *db);
-int zkv_expire(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t ttl_ms);
-int zkv_get_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned flags,
-               zkv_value *out, int *stale);
-int zkv_set_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen,
-               const zkv_value *v, int64_t ttl_ms, unsigned flags, int *forcible);
-int zkv_incr_num(zkv_db *db, zkv_ns ns, const void *key, size_t klen, double by,
-                 int create, double init, int64_t init_ttl_ms, double *result);
-int zkv_list_push(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int left, int tag,
-                  const void *payload, size_t plen, uint64_t *count);
-int zkv_list_pop(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int left,
-                 zkv_value *out);
-int zkv_list_len(zkv_db *db, zkv_ns ns, const void *key, size_t klen, uint64_t *count);
-int zkv_space(zkv_db *db, uint64_t *capacity, uint64_t *free_bytes);
 ]]
 
 -- the engine's codes (include/zeltkv.h, exported by the C binding)
 local OK, NOTFOUND, EXISTS = K.OK, K.NOTFOUND, K.EXISTS
 local T_INT, T_FLOAT, T_BOOL, T_JSON, T_STRING = K.T_INT, K.T_FLOAT, K.T_BOOL, K.T_JSON, K.T_STRING
-local ETYPE, ERANGE, ESTALE = K.ETYPE, K.ERANGE, K.ESTALE
+local ETYPE, ERANGE, ESTALE, ECLOSED = K.ETYPE, K.ERANGE, K.ESTALE, K.ECLOSED
 local SET_NX, GET_STALE = K.SET_NX, K.GET_STALE
 local MAX_KEY, MAX_MS = K.MAX_KEY, K.MAX_TTL_MS
 local LIMIT = 9007199254740992 -- 2^53: integers exact in a double
 
--- Keys of the private fields of the objects handed out: the C store, the C store's struct,
--- the C driver. Strings (a table key would cost the JIT a hash lookup per call) that no
--- table gets by accident.
-local CS, SP, CD = "\0zeltkv.cstore", "\0zeltkv.store", "\0zeltkv.cdriver"
+-- Keys of the private fields of the objects handed out: the C store, the C driver. Strings
+-- (a table key would cost the JIT a hash lookup per call) that no table gets by accident.
+local CS, CD = "\0zeltkv.cstore", "\0zeltkv.cdriver"
 
 -- the C binding's methods, filled by probe()
 local CM_STORE, CM_DRIVER = {}, {}
@@ -127,7 +104,7 @@ local function load_lib()
   local path, why = core_path()
   if not path then return nil, why end
   local ok, lib = pcall(function()
-    if not pcall(ffi.typeof, "zkv_lua_store") then ffi.cdef(CDEF .. K.LAYOUT) end
+    if not pcall(ffi.typeof, "zkv_lua_out") then ffi.cdef(CDEF .. K.FFI) end
     return ffi.load(path)
   end)
   if not ok then return nil, tostring(lib) end
@@ -136,11 +113,18 @@ end
 
 local C, why_not = load_lib()  -- the ffi.load()ed core.so
 if not C then return { disabled = why_not } end
--- scratch (one Lua state is one thread; nothing yields between filling and using them)
-local VIN, VOUT, I64 = ffi_new("zkv_value"), ffi_new("zkv_value"), ffi_new("int64_t[1]")
+local lua_get, lua_set, lua_del, lua_has, lua_ttl, lua_incr, lua_incr_num, lua_expire =
+  C.zkv_lua_get, C.zkv_lua_set, C.zkv_lua_del, C.zkv_lua_has, C.zkv_lua_ttl, C.zkv_lua_incr,
+  C.zkv_lua_incr_num, C.zkv_lua_expire
+local lua_list_push, lua_list_pop, lua_list_len, lua_space =
+  C.zkv_lua_list_push, C.zkv_lua_list_pop, C.zkv_lua_list_len, C.zkv_lua_space
+-- scratch (one Lua state is one thread; nothing yields, and nothing allocates, between
+-- filling and using them)
+local VIN, OUT, DBL1 = ffi_new("zkv_value"), ffi_new("zkv_lua_out"), ffi_new("double[1]")
+local BUFCAP = 65536   -- a value up to this size is copied here; a bigger one read by C
+local BUF = ffi_new("char[?]", BUFCAP)
 -- the raw methods' own (they set user flags, which VIN must keep at 0)
-local VRAW, INT1, DBL1 = ffi_new("zkv_value"), ffi_new("int[1]"), ffi_new("double[1]")
-local U64 = ffi_new("uint64_t[1]")
+local VRAW, INT1, DBL2 = ffi_new("zkv_value"), ffi_new("int[1]"), ffi_new("double[1]")
 -- the C binding's error metatable (probe() checks that errors raised here have it)
 local ERR_MT = getmetatable(select(2, pcall(core.unlink, "")))
 
@@ -229,43 +213,43 @@ local function pass(...) return ... end
 -- The fast paths: self must be one of ours (else the C method raises the argument error).
 
 function StoreMethods.get(self, k)
-  local sp = type(self) == "table" and rawget(self, SP)
-  if not sp then return (CM_STORE.get(unwrap(self), k)) end
-  local db = sp.drv.db
+  local cs = type(self) == "table" and rawget(self, CS)
+  if not cs then return (CM_STORE.get(unwrap(self), k)) end
   local key = key_of(k)
-  if db == nil or key == nil then return (CM_STORE.get(rawget(self, CS), k)) end
-  local rc = C.zkv_get(db, sp.ns, key, #key, VOUT)
+  if key == nil then return (CM_STORE.get(cs, k)) end
+  local rc = lua_get(cs, key, #key, 0, OUT, BUF, BUFCAP)
   if rc == OK then
-    local t = VOUT.type
-    if t == T_INT then return tonumber(VOUT.i)
-    elseif t == T_FLOAT then return VOUT.f
-    elseif t == T_BOOL then return tonumber(ffi_cast("int32_t", VOUT.i)) ~= 0
-    -- a table: decoded by the C binding's codec from this read (a second get through the
-    -- C method would count twice in stats())
-    elseif t == T_JSON then return (core_decode(T_JSON, ffi_string(VOUT.data, VOUT.len)))
+    local t = OUT.type
+    if t == T_INT or t == T_FLOAT then return OUT.num
+    elseif t == T_BOOL then return OUT.num ~= 0
     end
-    return ffi_string(VOUT.data, VOUT.len)
+    local n = OUT.len
+    if n >= 0 then
+      if t ~= T_JSON then return ffi_string(BUF, n) end
+      -- a table: decoded by the C binding's codec from this read (a second get through the
+      -- C method would count twice in stats())
+      return (core_decode(T_JSON, ffi_string(BUF, n)))
+    end
+    return (CM_STORE.get(cs, k))   -- bigger than BUF: C reads it (and stats() counts two)
   elseif rc == NOTFOUND then
     return nil
-  elseif rc == ESTALE then
-    return (CM_STORE.get(rawget(self, CS), k))
+  elseif rc == ESTALE or rc == ECLOSED then
+    return (CM_STORE.get(cs, k))
   end
   return raise_rc(rc, "get")
 end
 
 local function set_impl(self, k, v, ttl, flags, cm, what)
-  local sp = type(self) == "table" and rawget(self, SP)
-  if not sp then return (cm(unwrap(self), k, v, ttl)) end
-  local db = sp.drv.db
+  local cs = type(self) == "table" and rawget(self, CS)
+  if not cs then return (cm(unwrap(self), k, v, ttl)) end
   local key = key_of(k)
   local ms = ttl_of(ttl)
-  if db == nil or key == nil or ms == nil or not fill(v) then
-    return (cm(rawget(self, CS), k, v, ttl))
-  end
-  local rc = C.zkv_set(db, sp.ns, key, #key, VIN, ms, flags)
+  -- fill() last: VIN must hold v when the call is made
+  if key == nil or ms == nil or not fill(v) then return (cm(cs, k, v, ttl)) end
+  local rc = lua_set(cs, key, #key, VIN, ms, flags, nil)
   if rc == OK then return true
   elseif rc == EXISTS then return false
-  elseif rc == ESTALE then return (cm(rawget(self, CS), k, v, ttl))
+  elseif rc == ESTALE or rc == ECLOSED then return (cm(cs, k, v, ttl))
   end
   return raise_rc(rc, what)
 end
@@ -279,16 +263,15 @@ function StoreMethods.setnx(self, k, v, ttl)
 end
 
 local function bool_impl(self, k, is_del, cm, what)
-  local sp = type(self) == "table" and rawget(self, SP)
-  if not sp then return (cm(unwrap(self), k)) end
-  local db = sp.drv.db
+  local cs = type(self) == "table" and rawget(self, CS)
+  if not cs then return (cm(unwrap(self), k)) end
   local key = key_of(k)
-  if db == nil or key == nil then return (cm(rawget(self, CS), k)) end
+  if key == nil then return (cm(cs, k)) end
   local rc
-  if is_del then rc = C.zkv_del(db, sp.ns, key, #key) else rc = C.zkv_has(db, sp.ns, key, #key) end
+  if is_del then rc = lua_del(cs, key, #key) else rc = lua_has(cs, key, #key) end
   if rc == OK then return true
   elseif rc == NOTFOUND then return false
-  elseif rc == ESTALE then return (cm(rawget(self, CS), k))
+  elseif rc == ESTALE or rc == ECLOSED then return (cm(cs, k))
   end
   return raise_rc(rc, what)
 end
@@ -302,28 +285,26 @@ function StoreMethods.has(self, k)
 end
 
 function StoreMethods.ttl(self, k)
-  local sp = type(self) == "table" and rawget(self, SP)
-  if not sp then return (CM_STORE.ttl(unwrap(self), k)) end
-  local db = sp.drv.db
+  local cs = type(self) == "table" and rawget(self, CS)
+  if not cs then return (CM_STORE.ttl(unwrap(self), k)) end
   local key = key_of(k)
-  if db == nil or key == nil then return (CM_STORE.ttl(rawget(self, CS), k)) end
-  local rc = C.zkv_ttl(db, sp.ns, key, #key, I64)
+  if key == nil then return (CM_STORE.ttl(cs, k)) end
+  local rc = lua_ttl(cs, key, #key, DBL1)
   if rc == OK then
-    local left = I64[0]
+    local left = DBL1[0]
     if left < 0 then return huge end
-    return tonumber(left) / 1000.0
+    return left / 1000.0
   elseif rc == NOTFOUND then
     return nil
-  elseif rc == ESTALE then
-    return (CM_STORE.ttl(rawget(self, CS), k))
+  elseif rc == ESTALE or rc == ECLOSED then
+    return (CM_STORE.ttl(cs, k))
   end
   return raise_rc(rc, "ttl")
 end
 
 function StoreMethods.incr(self, k, by, ttl)
-  local sp = type(self) == "table" and rawget(self, SP)
-  if not sp then return (CM_STORE.incr(unwrap(self), k, by, ttl)) end
-  local db = sp.drv.db
+  local cs = type(self) == "table" and rawget(self, CS)
+  if not cs then return (CM_STORE.incr(unwrap(self), k, by, ttl)) end
   local key = key_of(k)
   local ms = ttl_of(ttl)
   local n = by
@@ -332,14 +313,12 @@ function StoreMethods.incr(self, k, by, ttl)
   elseif type(n) ~= "number" or not whole53(n) then
     n = nil
   end
-  if db == nil or key == nil or ms == nil or n == nil then
-    return (CM_STORE.incr(rawget(self, CS), k, by, ttl))
-  end
-  local rc = C.zkv_incr_limited(db, sp.ns, key, #key, n, ms, -LIMIT, LIMIT, I64)
-  if rc == OK then return tonumber(I64[0]) end
-  if rc == ETYPE or rc == ERANGE or rc == ESTALE then
+  if key == nil or ms == nil or n == nil then return (CM_STORE.incr(cs, k, by, ttl)) end
+  local rc = lua_incr(cs, key, #key, n, ms, DBL1)
+  if rc == OK then return DBL1[0] end
+  if rc == ETYPE or rc == ERANGE or rc == ESTALE or rc == ECLOSED then
     -- C raises its own messages for these (or finds the namespace anew and does the call)
-    return (CM_STORE.incr(rawget(self, CS), k, by, ttl))
+    return (CM_STORE.incr(cs, k, by, ttl))
   end
   return raise_rc(rc, "incr")
 end
@@ -350,31 +329,34 @@ end
 
 -- s:_rawget(key, stale) -> nil | type, value, flags, is_stale
 function StoreMethods._rawget(self, k, stale)
-  local sp = type(self) == "table" and rawget(self, SP)
-  if not sp then return pass(CM_STORE._rawget(unwrap(self), k, stale)) end
-  local db, key = sp.drv.db, key_of(k)
-  if db == nil or key == nil then return pass(CM_STORE._rawget(rawget(self, CS), k, stale)) end
-  local rc = C.zkv_get_ex(db, sp.ns, key, #key, stale and GET_STALE or 0, VOUT, INT1)
+  local cs = type(self) == "table" and rawget(self, CS)
+  if not cs then return pass(CM_STORE._rawget(unwrap(self), k, stale)) end
+  local key = key_of(k)
+  if key == nil then return pass(CM_STORE._rawget(cs, k, stale)) end
+  local rc = lua_get(cs, key, #key, stale and GET_STALE or 0, OUT, BUF, BUFCAP)
   if rc == NOTFOUND then return end
   if rc ~= OK then
-    if rc == ESTALE then return pass(CM_STORE._rawget(rawget(self, CS), k, stale)) end
+    if rc == ESTALE or rc == ECLOSED then return pass(CM_STORE._rawget(cs, k, stale)) end
     return raise_rc(rc, "get")
   end
-  local t, v = VOUT.type, nil
-  if t == T_INT then v = tonumber(VOUT.i)
-  elseif t == T_FLOAT then v = VOUT.f
-  elseif t == T_BOOL then v = tonumber(ffi_cast("int32_t", VOUT.i)) ~= 0
-  else v = ffi_string(VOUT.data, VOUT.len)
+  -- everything read from OUT before ffi.string allocates
+  local t, fl, st, v = OUT.type, OUT.flags, OUT.stale ~= 0, nil
+  if t == T_INT or t == T_FLOAT then v = OUT.num
+  elseif t == T_BOOL then v = OUT.num ~= 0
+  else
+    local n = OUT.len
+    if n < 0 then return pass(CM_STORE._rawget(cs, k, stale)) end
+    v = ffi_string(BUF, n)
   end
-  return t, v, tonumber(VOUT.flags), INT1[0] ~= 0
+  return t, v, fl, st
 end
 
 -- s:_rawset(key, type, value, flags, ttl_ms, setflags) -> rc, forcible
 function StoreMethods._rawset(self, k, t, v, fl, ms, sf)
-  local sp = type(self) == "table" and rawget(self, SP)
-  if not sp then return pass(CM_STORE._rawset(unwrap(self), k, t, v, fl, ms, sf)) end
-  local db, key = sp.drv.db, key_of(k)
-  local ok = db ~= nil and key ~= nil
+  local cs = type(self) == "table" and rawget(self, CS)
+  if not cs then return pass(CM_STORE._rawset(unwrap(self), k, t, v, fl, ms, sf)) end
+  local key = key_of(k)
+  local ok = key ~= nil
     and type(fl) == "number" and fl >= 0 and fl <= 4294967295 and fl == floor(fl)
     and type(ms) == "number" and ms >= 0 and ms <= MAX_MS
     and type(sf) == "number" and sf >= 0 and sf < 256 and sf == floor(sf)
@@ -393,42 +375,44 @@ function StoreMethods._rawset(self, k, t, v, fl, ms, sf)
       ok = false
     end
   end
-  if not ok then return pass(CM_STORE._rawset(rawget(self, CS), k, t, v, fl, ms, sf)) end
+  if not ok then return pass(CM_STORE._rawset(cs, k, t, v, fl, ms, sf)) end
   VRAW.type, VRAW.flags = t, fl
   INT1[0] = 0
-  local rc = C.zkv_set_ex(db, sp.ns, key, #key, VRAW, floor(ms), sf, INT1)
-  if rc == ESTALE then return pass(CM_STORE._rawset(rawget(self, CS), k, t, v, fl, ms, sf)) end
+  local rc = lua_set(cs, key, #key, VRAW, floor(ms), sf, INT1)
+  if rc == ESTALE or rc == ECLOSED then return pass(CM_STORE._rawset(cs, k, t, v, fl, ms, sf)) end
   return rc, INT1[0] ~= 0
 end
 
 -- s:_incr_num(key, by, create, init, init_ttl_ms) -> rc, result
 function StoreMethods._incr_num(self, k, by, create, init, ms)
-  local sp = type(self) == "table" and rawget(self, SP)
-  if not sp then return pass(CM_STORE._incr_num(unwrap(self), k, by, create, init, ms)) end
-  local db, key = sp.drv.db, key_of(k)
+  local cs = type(self) == "table" and rawget(self, CS)
+  if not cs then return pass(CM_STORE._incr_num(unwrap(self), k, by, create, init, ms)) end
+  local key = key_of(k)
   local i, m = init, ms
   if i == nil then i = 0 end
   if m == nil then m = 0 end
-  if db == nil or key == nil or type(by) ~= "number" or type(i) ~= "number"
+  if key == nil or type(by) ~= "number" or type(i) ~= "number"
      or type(m) ~= "number" or not (m >= 0 and m <= MAX_MS) then
-    return pass(CM_STORE._incr_num(rawget(self, CS), k, by, create, init, ms))
+    return pass(CM_STORE._incr_num(cs, k, by, create, init, ms))
   end
   DBL1[0] = 0
-  local rc = C.zkv_incr_num(db, sp.ns, key, #key, by, create and 1 or 0, i, floor(m), DBL1)
-  if rc == ESTALE then return pass(CM_STORE._incr_num(rawget(self, CS), k, by, create, init, ms)) end
+  local rc = lua_incr_num(cs, key, #key, by, create and 1 or 0, i, floor(m), DBL1)
+  if rc == ESTALE or rc == ECLOSED then
+    return pass(CM_STORE._incr_num(cs, k, by, create, init, ms))
+  end
   return rc, DBL1[0]
 end
 
 -- s:_expire_ms(key, ms) -> rc   (ms 0 = no expiry)
 function StoreMethods._expire_ms(self, k, ms)
-  local sp = type(self) == "table" and rawget(self, SP)
-  if not sp then return pass(CM_STORE._expire_ms(unwrap(self), k, ms)) end
-  local db, key = sp.drv.db, key_of(k)
-  if db == nil or key == nil or type(ms) ~= "number" or not (ms > -9.2e18 and ms < 9.2e18) then
-    return pass(CM_STORE._expire_ms(rawget(self, CS), k, ms))
+  local cs = type(self) == "table" and rawget(self, CS)
+  if not cs then return pass(CM_STORE._expire_ms(unwrap(self), k, ms)) end
+  local key = key_of(k)
+  if key == nil or type(ms) ~= "number" or not (ms > -9.2e18 and ms < 9.2e18) then
+    return pass(CM_STORE._expire_ms(cs, k, ms))
   end
-  local rc = C.zkv_expire(db, sp.ns, key, #key, ms)   -- truncated to int64_t, as C does
-  if rc == ESTALE then return pass(CM_STORE._expire_ms(rawget(self, CS), k, ms)) end
+  local rc = lua_expire(cs, key, #key, ms)   -- truncated to int64_t, as C does
+  if rc == ESTALE or rc == ECLOSED then return pass(CM_STORE._expire_ms(cs, k, ms)) end
   return rc
 end
 
@@ -436,52 +420,50 @@ end
 -- payload];  s:_list_len(key) -> rc, count
 local sbyte = string.byte
 function StoreMethods._list_push(self, k, left, tag, p)
-  local sp = type(self) == "table" and rawget(self, SP)
-  if not sp then return pass(CM_STORE._list_push(unwrap(self), k, left, tag, p)) end
-  local db, key = sp.drv.db, key_of(k)
-  if db == nil or key == nil or type(tag) ~= "string" or #tag ~= 1 or type(p) ~= "string" then
-    return pass(CM_STORE._list_push(rawget(self, CS), k, left, tag, p))
+  local cs = type(self) == "table" and rawget(self, CS)
+  if not cs then return pass(CM_STORE._list_push(unwrap(self), k, left, tag, p)) end
+  local key = key_of(k)
+  if key == nil or type(tag) ~= "string" or #tag ~= 1 or type(p) ~= "string" then
+    return pass(CM_STORE._list_push(cs, k, left, tag, p))
   end
-  U64[0] = 0
-  local rc = C.zkv_list_push(db, sp.ns, key, #key, left and 1 or 0, sbyte(tag), p, #p, U64)
-  if rc == ESTALE then return pass(CM_STORE._list_push(rawget(self, CS), k, left, tag, p)) end
-  return rc, tonumber(U64[0])
+  DBL1[0] = 0
+  local rc = lua_list_push(cs, key, #key, left and 1 or 0, sbyte(tag), p, #p, DBL1)
+  if rc == ESTALE or rc == ECLOSED then return pass(CM_STORE._list_push(cs, k, left, tag, p)) end
+  return rc, DBL1[0]
 end
 
 function StoreMethods._list_pop(self, k, left)
-  local sp = type(self) == "table" and rawget(self, SP)
-  if not sp then return pass(CM_STORE._list_pop(unwrap(self), k, left)) end
-  local db, key = sp.drv.db, key_of(k)
-  if db == nil or key == nil then return pass(CM_STORE._list_pop(rawget(self, CS), k, left)) end
-  local rc = C.zkv_list_pop(db, sp.ns, key, #key, left and 1 or 0, VOUT)
-  if rc == OK then
-    local p = ffi_cast("const char *", VOUT.data)
-    return rc, ffi_string(p, 1), ffi_string(p + 1, VOUT.len - 1)
-  end
-  if rc == ESTALE then return pass(CM_STORE._list_pop(rawget(self, CS), k, left)) end
-  return rc
+  local cs = type(self) == "table" and rawget(self, CS)
+  if not cs then return pass(CM_STORE._list_pop(unwrap(self), k, left)) end
+  local key = key_of(k)
+  if key == nil then return pass(CM_STORE._list_pop(cs, k, left)) end
+  local rc = lua_list_pop(cs, key, #key, left and 1 or 0, OUT, BUF, BUFCAP)
+  if rc == ESTALE or rc == ECLOSED then return pass(CM_STORE._list_pop(cs, k, left)) end
+  if rc ~= OK then return rc end
+  local n = OUT.len
+  if n < 1 then return pass(CM_STORE._list_pop(cs, k, left)) end   -- bigger than BUF: C pops it
+  return rc, ffi_string(BUF, 1), ffi_string(BUF + 1, n - 1)
 end
 
 function StoreMethods._list_len(self, k)
-  local sp = type(self) == "table" and rawget(self, SP)
-  if not sp then return pass(CM_STORE._list_len(unwrap(self), k)) end
-  local db, key = sp.drv.db, key_of(k)
-  if db == nil or key == nil then return pass(CM_STORE._list_len(rawget(self, CS), k)) end
-  U64[0] = 0
-  local rc = C.zkv_list_len(db, sp.ns, key, #key, U64)
-  if rc == ESTALE then return pass(CM_STORE._list_len(rawget(self, CS), k)) end
-  return rc, tonumber(U64[0])
+  local cs = type(self) == "table" and rawget(self, CS)
+  if not cs then return pass(CM_STORE._list_len(unwrap(self), k)) end
+  local key = key_of(k)
+  if key == nil then return pass(CM_STORE._list_len(cs, k)) end
+  DBL1[0] = 0
+  local rc = lua_list_len(cs, key, #key, DBL1)
+  if rc == ESTALE or rc == ECLOSED then return pass(CM_STORE._list_len(cs, k)) end
+  return rc, DBL1[0]
 end
 
 -- s:_space() -> capacity, free bytes (nothing when unbounded)
-local U64B = ffi_new("uint64_t[1]")
 function StoreMethods._space(self)
-  local sp = type(self) == "table" and rawget(self, SP)
-  if not sp or sp.drv.db == nil then return pass(CM_STORE._space(unwrap(self))) end
-  local rc = C.zkv_space(sp.drv.db, U64, U64B)
-  if rc ~= OK then return pass(CM_STORE._space(rawget(self, CS))) end
-  if U64[0] == 0 then return end
-  return tonumber(U64[0]), tonumber(U64B[0])
+  local cs = type(self) == "table" and rawget(self, CS)
+  if not cs then return pass(CM_STORE._space(unwrap(self))) end
+  local rc = lua_space(cs, DBL1, DBL2)
+  if rc ~= OK then return pass(CM_STORE._space(cs)) end
+  if DBL1[0] == 0 then return end
+  return DBL1[0], DBL2[0]
 end
 
 -- the ngx.shared.DICT face over this object, so that its calls take the paths above
@@ -506,7 +488,7 @@ StoreMT.__tostring = function(self) return tostring(rawget(self, CS)) end
 
 -- a C store -> one of ours
 wrap_store = function(cs)
-  return setmetatable({ [CS] = cs, [SP] = ffi_cast("zkv_lua_store *", cs) }, StoreMT)
+  return setmetatable({ [CS] = cs }, StoreMT)
 end
 
 ---------------------------------------------------------------------------
@@ -532,9 +514,8 @@ end
 -- Loading
 
 local STORE_NAMES = { "get", "set", "del", "has", "expire", "ttl", "incr", "setnx", "namespace",
-                      "atomic", "keys", "namespaces", "count", "clear", "_handle", "_rawget",
-                      "_rawset", "_incr_num", "_expire_ms", "_list_push", "_list_pop", "_list_len",
-                      "_space" }
+                      "atomic", "keys", "namespaces", "count", "clear", "_rawget", "_rawset",
+                      "_incr_num", "_expire_ms", "_list_push", "_list_pop", "_list_len", "_space" }
 local DRIVER_NAMES = { "namespace", "atomic", "gc", "stats", "flush", "close" }
 
 -- every C method we do not implement is forwarded as it is
@@ -568,25 +549,21 @@ end
 local function probe()
   local kv = core.memory({ gc_interval = 0 })
   local s = kv:namespace("zeltkv.ffi.probe")
-  local h, hi, lo = s:_handle()
-  local sp = ffi_cast("zkv_lua_store *", s)
-  local db = sp.drv.db
-  if db ~= ffi_cast("zkv_db *", h) then kv:close(); return false, "Driver layout" end
-  if sp.ns ~= ffi_cast("uint64_t", hi) * 4294967296ULL + lo then
-    kv:close(); return false, "Store layout"
-  end
   -- our writes and the C reads meet, and join the C atomic(): same instance, same store
   VIN.type, VIN.data, VIN.len = T_STRING, "v", 1
-  if C.zkv_set(db, sp.ns, "k", 1, VIN, 0, 0) ~= OK or s:get("k") ~= "v" then
+  if lua_set(s, "k", 1, VIN, 0, 0, nil) ~= OK or s:get("k") ~= "v" then
     kv:close(); return false, "set/get"
   end
-  local depth
+  s:set("c", "w")
+  if lua_get(s, "c", 1, 0, OUT, BUF, BUFCAP) ~= OK or OUT.type ~= T_STRING
+     or ffi_string(BUF, OUT.len) ~= "w" then
+    kv:close(); return false, "get"
+  end
   pcall(kv.atomic, kv, function()
-    depth = C.zkv_txn_depth(db)
-    C.zkv_set(db, sp.ns, "k2", 2, VIN, 0, 0)
+    lua_set(s, "k2", 2, VIN, 0, 0, nil)
     error("rollback")
   end)
-  if depth ~= 1 or s:get("k2") ~= nil then kv:close(); return false, "atomic" end
+  if s:get("k2") ~= nil then kv:close(); return false, "atomic" end
   -- the error metatable
   local ok, err = pcall(s.get, s, "")
   if ok or getmetatable(err) ~= ERR_MT or ERR_MT == nil then
@@ -595,7 +572,7 @@ local function probe()
   collect(kv, DRIVER_NAMES, CM_DRIVER)
   collect(s, STORE_NAMES, CM_STORE)
   kv:close()
-  if sp.drv.db ~= nil then return false, "close" end
+  if lua_has(s, "k", 1) ~= ECLOSED then return false, "close" end
   return true
 end
 

@@ -11,6 +11,7 @@
  *   raw.c     the raw methods the ngx.shared.DICT face (lua/zeltkv/shdict.lua)
  *             and the LuaJIT front end (lua/zeltkv/ffi.lua) are built on
  *   module.c  the module table, the classes, driver options, constants
+ *   ffi.c     the entry points of the LuaJIT front end (lua/zeltkv/ffi.lua)
  *
  * The engine knows nothing of Lua; the binding knows nothing of hash tables.
  *
@@ -38,17 +39,46 @@
 #define LIKELY_(x) __builtin_expect(!!(x), 1)
 #define UNLIKELY_(x) __builtin_expect(!!(x), 0)
 
-/* ---- the layout lua/zeltkv/ffi.lua reads ---------------------------------
- * The LuaJIT front end reads a driver's handle and a store's namespace id
- * straight from these userdata.  It gets this text from core._const.LAYOUT
- * (ffi.cdef), so the declaration below is the only copy; the assertions
- * under Driver and Store tie it to the structs the binding uses. */
-#define ZKV_LUA_LAYOUT                                     \
-  typedef struct zkv_lua_driver { zkv_db *db; } zkv_lua_driver; \
-  typedef struct zkv_lua_store { zkv_lua_driver *drv; zkv_ns ns; } zkv_lua_store;
-ZKV_LUA_LAYOUT
-#define ZKV_STR_(x) #x
-#define ZKV_STR(x) ZKV_STR_(x)
+/* ---- the entry points lua/zeltkv/ffi.lua calls (ffi.c) ---------------------
+ * The LuaJIT front end calls these through the FFI, passing a store's
+ * userdata as void * (LuaJIT passes its payload: a Store).  The handle and
+ * the namespace id are read here, at the call, never by Lua code: a
+ * finalizer may run at any allocation of Lua code and close the driver, so
+ * Lua must not hold a zkv_db * across one.  Results come back as numbers and
+ * as bytes copied into the caller's buffer: reading a pointer or an int64
+ * through the FFI boxes it (an allocation, where a finalizer may run and
+ * free or move what it points to).  A closed driver is ZKV_ECLOSED, and
+ * ffi.lua lets the C method raise the error.  ffi.lua gets this text from
+ * core._const.FFI (ffi.cdef), so the declaration below is the only copy.
+ *
+ * zkv_lua_out: type (ZKV_T_*), stale (GET_STALE read an expired value), the
+ * user flags, len (the value's bytes copied into buf; -1: more than cap, the
+ * C method reads it) and num (an integer, float or boolean as a double:
+ * LuaJIT's numbers). */
+#define ZKV_LUA_FFI                                                                        \
+  typedef struct zkv_lua_out { int type; int stale; uint32_t flags; int32_t len; double num; } \
+      zkv_lua_out;                                                                         \
+  int zkv_lua_get(void *store, const void *key, size_t klen, unsigned flags, zkv_lua_out *out, \
+                  char *buf, size_t cap);                                                  \
+  int zkv_lua_set(void *store, const void *key, size_t klen, const zkv_value *v,           \
+                  int64_t ttl_ms, unsigned flags, int *forcible);                          \
+  int zkv_lua_del(void *store, const void *key, size_t klen);                              \
+  int zkv_lua_has(void *store, const void *key, size_t klen);                              \
+  int zkv_lua_ttl(void *store, const void *key, size_t klen, double *ms_left);             \
+  int zkv_lua_incr(void *store, const void *key, size_t klen, int64_t by, int64_t ttl_ms,  \
+                   double *result);                                                        \
+  int zkv_lua_incr_num(void *store, const void *key, size_t klen, double by, int create,   \
+                       double init, int64_t init_ttl_ms, double *result);                  \
+  int zkv_lua_expire(void *store, const void *key, size_t klen, int64_t ttl_ms);            \
+  int zkv_lua_list_push(void *store, const void *key, size_t klen, int left, int tag,      \
+                        const void *payload, size_t plen, double *count);                  \
+  int zkv_lua_list_pop(void *store, const void *key, size_t klen, int left, zkv_lua_out *out, \
+                       char *buf, size_t cap);                                             \
+  int zkv_lua_list_len(void *store, const void *key, size_t klen, double *count);          \
+  int zkv_lua_space(void *store, double *capacity, double *free_bytes);
+ZKV_LUA_FFI
+#define ZKV_STR_(...) #__VA_ARGS__   /* the text holds commas */
+#define ZKV_STR(...) ZKV_STR_(__VA_ARGS__)
 
 /* atomic_timeout's default, in seconds: an atomic() function that holds the
  * lock longer is aborted.  Shorter than lock_timeout's 5 s, so that the
@@ -60,7 +90,7 @@ ZKV_LUA_LAYOUT
 typedef struct Scratch { char *buf; size_t len, cap; } Scratch;
 
 typedef struct Driver {
-  zkv_db *db;            /* NULL once closed; first (ffi.lua reads it) */
+  zkv_db *db;            /* NULL once closed */
   int atomic_depth;      /* atomic() frames running on this driver */
   double atomic_timeout; /* seconds an atomic() may hold the lock; 0 = no limit */
   Scratch enc;           /* the encoder's buffer for tables */
@@ -70,14 +100,6 @@ typedef struct Store {
   Driver *drv;          /* kept alive by the store's user value */
   zkv_ns ns;
 } Store;
-
-_Static_assert(offsetof(Driver, db) == offsetof(zkv_lua_driver, db) &&
-                   sizeof(((Driver *)0)->db) == sizeof(((zkv_lua_driver *)0)->db),
-               "ffi.lua reads Driver.db through zkv_lua_driver");
-_Static_assert(offsetof(Store, drv) == offsetof(zkv_lua_store, drv) &&
-                   offsetof(Store, ns) == offsetof(zkv_lua_store, ns) &&
-                   sizeof(((Store *)0)->ns) == sizeof(((zkv_lua_store *)0)->ns),
-               "ffi.lua reads Store.drv and Store.ns through zkv_lua_store");
 
 /* ---- errors (check.c) ------------------------------------------------------ */
 
@@ -91,6 +113,10 @@ int zkv_l_raise(lua_State *L, int cls, const char *reason, const char *fmt, ...)
 #define lraise(L, cls, ...) zkv_l_raise(L, cls, NULL, __VA_ARGS__)
 /* raise STORE_OPERATION_FAILED with a reason */
 #define lraise_failed(L, reason, ...) zkv_l_raise(L, C_FAILED, reason, __VA_ARGS__)
+/* raise the error of class cls whose message is the string on top */
+int zkv_l_raise_top(lua_State *L, int cls, const char *reason);
+/* raise INVALID_VALUE "unknown option 'NAME'<suffix>"; NAME is len bytes, any bytes */
+int raise_unknown_option(lua_State *L, const char *name, size_t len, const char *suffix);
 /* the same from a hook: the stack is looked at from the hooked function */
 int zkv_l_raise_here(lua_State *L, int cls, const char *reason, const char *fmt, ...);
 /* raise the error of an engine result code: "<what>: <zkv_strerror>" */

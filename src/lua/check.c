@@ -83,12 +83,15 @@ static int raise_msg(lua_State *L, int cls, const char *reason, int from) {
   if (will_be_caught(L, from, &user, &have_user)) {
     push_error(L, cls, reason, lua_gettop(L));
   } else {
-    const char *msg = lua_tostring(L, -1);
+    /* the message may hold NUL bytes (a key or a name): concatenated, not %s */
+    int mi = lua_gettop(L);
     if (have_user)
-      lua_pushfstring(L, "%s:%d: zeltkv: %s: %s", user.short_src, user.currentline,
-                      zkv_errclass_name(cls), msg);
+      lua_pushfstring(L, "%s:%d: zeltkv: %s: ", user.short_src, user.currentline,
+                      zkv_errclass_name(cls));
     else
-      lua_pushfstring(L, "zeltkv: %s: %s", zkv_errclass_name(cls), msg);
+      lua_pushfstring(L, "zeltkv: %s: ", zkv_errclass_name(cls));
+    lua_pushvalue(L, mi);
+    lua_concat(L, 2);
   }
   return lua_error(L);
 }
@@ -107,6 +110,20 @@ int zkv_l_raise_here(lua_State *L, int cls, const char *reason, const char *fmt,
   lua_pushvfstring(L, fmt, ap);
   va_end(ap);
   return raise_msg(L, cls, reason, 0);
+}
+
+/* raise the error whose message is the string on top of the stack (it may
+ * hold any bytes: a %s of lua_pushfstring would stop at a NUL) */
+int zkv_l_raise_top(lua_State *L, int cls, const char *reason) {
+  return raise_msg(L, cls, reason, 1);
+}
+
+int raise_unknown_option(lua_State *L, const char *name, size_t len, const char *suffix) {
+  lua_pushliteral(L, "unknown option '");
+  lua_pushlstring(L, name, len);
+  lua_pushfstring(L, "'%s", suffix);
+  lua_concat(L, 3);
+  return raise_msg(L, C_VALUE, NULL, 1);
 }
 
 /* registry[name]: a table, made when absent (the module may be opened again
@@ -194,9 +211,14 @@ int raise_open(lua_State *L, int rc, const char *what) {
 }
 
 int error_tostring(lua_State *L) {
+  lua_settop(L, 1);
   lua_getfield(L, 1, "code");
   lua_getfield(L, 1, "message");
-  lua_pushfstring(L, "zeltkv: %s: %s", luaL_optstring(L, -2, "?"), luaL_optstring(L, -1, "?"));
+  size_t n;
+  const char *msg = luaL_optlstring(L, 3, "?", &n);
+  lua_pushfstring(L, "zeltkv: %s: ", luaL_optstring(L, 2, "?"));
+  lua_pushlstring(L, msg, n);   /* all of it: a message may hold NUL bytes */
+  lua_concat(L, 2);
   return 1;
 }
 
@@ -302,33 +324,40 @@ int64_t opt_ttl_slow(lua_State *L, int i, int required) {
   /* { ttl = seconds }.  An unknown field is INVALID_VALUE whatever the ttl
    * is (the table is wrong as a whole), and the field named is the same on
    * every run: the first unknown string key in byte order, else a non-string
-   * key.  Only then is the ttl itself checked. */
+   * key.  Only then is the ttl itself checked.  The ttl field's value is
+   * taken by the walk, not looked up by name: pushing the name "ttl" would
+   * allocate, and a finalizer run then could re-encode into the buffer that
+   * set()'s value already lies in. */
   const char *unknown = NULL;
   size_t ulen = 0;
   int other = LUA_TNONE;
+  lua_pushnil(L);   /* the ttl field's value */
+  int vi = lua_gettop(L);
   lua_pushnil(L);
   while (lua_next(L, i)) {
-    lua_pop(L, 1);
-    if (lua_type(L, -1) != LUA_TSTRING) {
-      if (other == LUA_TNONE) other = lua_type(L, -1);
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      if (other == LUA_TNONE) other = lua_type(L, -2);
+      lua_pop(L, 1);
       continue;
     }
     size_t n;
-    const char *k = lua_tolstring(L, -1, &n);
-    if (n == 3 && memcmp(k, "ttl", 3) == 0) continue;
+    const char *k = lua_tolstring(L, -2, &n);
+    if (n == 3 && memcmp(k, "ttl", 3) == 0) {
+      lua_replace(L, vi);
+      continue;
+    }
+    lua_pop(L, 1);
     int c = unknown ? memcmp(k, unknown, n < ulen ? n : ulen) : -1;
     if (c < 0 || (c == 0 && n < ulen)) {
       unknown = k;   /* stays valid: the key is in the table */
       ulen = n;
     }
   }
-  if (unknown) lraise(L, C_VALUE, "unknown option '%s'", unknown);
+  if (unknown) raise_unknown_option(L, unknown, ulen, "");
   if (other != LUA_TNONE) lraise(L, C_VALUE, "unknown option (a %s key)", lua_typename(L, other));
-  lua_pushliteral(L, "ttl");
-  lua_rawget(L, i);
-  if (lua_isnil(L, -1)) lraise(L, C_TTL, "ttl missing: the table has no 'ttl' field");
-  int64_t ms = ttl_ms_of(L, lua_gettop(L));
-  lua_pop(L, 1);
+  if (lua_isnil(L, vi)) lraise(L, C_TTL, "ttl missing: the table has no 'ttl' field");
+  int64_t ms = ttl_ms_of(L, vi);
+  lua_settop(L, vi - 1);
   return ms;
 }
 

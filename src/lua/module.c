@@ -35,7 +35,8 @@ static uint64_t opt_bytes(lua_State *L, int i, const char *name) {
   if (lua_type(L, i) == LUA_TNUMBER) {
     lua_Number x = lua_tonumber(L, i);
     if (x >= 1 && x <= 1.0e15 && x == floor(x)) return (uint64_t)x;
-  } else if (lua_type(L, i) == LUA_TSTRING && parse_size(lua_tostring(L, i), &n)) {
+  } else if (lua_type(L, i) == LUA_TSTRING && strlen(lua_tostring(L, i)) == lua_rawlen(L, i) &&
+             parse_size(lua_tostring(L, i), &n)) {
     return n;
   }
   lraise(L, C_VALUE, "option '%s' must be a positive number of bytes or a size such as \"64m\"",
@@ -52,6 +53,13 @@ static double opt_seconds(lua_State *L, int i, const char *name) {
   return 0;
 }
 
+/* the string at i is exactly name (a string holding a NUL byte never is) */
+static int is_str(lua_State *L, int i, const char *name) {
+  size_t n;
+  const char *s = lua_tolstring(L, i, &n);
+  return n == strlen(name) && memcmp(s, name, n) == 0;
+}
+
 /* read the driver options table at i into o and *atomic_timeout (the
  * binding's own option); shared says which driver */
 static void read_options(lua_State *L, int i, zkv_options *o, double *atomic_timeout,
@@ -65,43 +73,45 @@ static void read_options(lua_State *L, int i, zkv_options *o, double *atomic_tim
   while (lua_next(L, i)) {
     int v = lua_gettop(L);
     if (lua_type(L, -2) != LUA_TSTRING) lraise(L, C_VALUE, "unknown option (a %s key)", luaL_typename(L, -2));
-    const char *k = lua_tostring(L, -2);
-    if (strcmp(k, "gc_interval") == 0) {
+    int ki = v - 1;
+    const char *k = lua_tostring(L, ki);   /* known names hold no NUL: %s is whole for them */
+    if (is_str(L, ki, "gc_interval")) {
       o->gc_interval = opt_seconds(L, v, k);
-    } else if (strcmp(k, "evict") == 0) {
-      const char *e = lua_type(L, v) == LUA_TSTRING ? lua_tostring(L, v) : "";
-      if (strcmp(e, "none") == 0) o->evict = ZKV_EVICT_NONE;
-      else if (strcmp(e, "lru") == 0) o->evict = ZKV_EVICT_LRU;
+    } else if (is_str(L, ki, "evict")) {
+      if (lua_type(L, v) == LUA_TSTRING && is_str(L, v, "none")) o->evict = ZKV_EVICT_NONE;
+      else if (lua_type(L, v) == LUA_TSTRING && is_str(L, v, "lru")) o->evict = ZKV_EVICT_LRU;
       else lraise(L, C_VALUE, "option 'evict' must be \"none\" or \"lru\"");
-    } else if (strcmp(k, "size") == 0 && shared) {
+    } else if (is_str(L, ki, "size") && shared) {
       o->size = opt_bytes(L, v, k);
-    } else if (strcmp(k, "max_bytes") == 0 && !shared) {
+    } else if (is_str(L, ki, "max_bytes") && !shared) {
       o->max_bytes = opt_bytes(L, v, k);
-    } else if (strcmp(k, "mode") == 0 && shared) {
+    } else if (is_str(L, ki, "mode") && shared) {
       if (lua_type(L, v) != LUA_TNUMBER || lua_tonumber(L, v) < 0 || lua_tonumber(L, v) > 0777 ||
           lua_tonumber(L, v) != floor(lua_tonumber(L, v)))
         lraise(L, C_VALUE, "option 'mode' must be permission bits such as 384 (0600)");
       o->mode = (unsigned)lua_tonumber(L, v);
-    } else if (strcmp(k, "atomic_timeout") == 0) {
+    } else if (is_str(L, ki, "atomic_timeout")) {
       *atomic_timeout = opt_seconds(L, v, k);
-    } else if (strcmp(k, "lock_timeout") == 0 && shared) {
+    } else if (is_str(L, ki, "lock_timeout") && shared) {
       o->lock_timeout = opt_seconds(L, v, k);
-    } else if (strcmp(k, "dir") == 0 && shared) {
+    } else if (is_str(L, ki, "dir") && shared) {
       /* the string stays referenced by the options table until the open is done */
       if (lua_type(L, v) != LUA_TSTRING || lua_rawlen(L, v) == 0 ||
           strlen(lua_tostring(L, v)) != lua_rawlen(L, v))
         lraise(L, C_VALUE, "option 'dir' must be a directory path (a non-empty string)");
       o->dir = lua_tostring(L, v);
-    } else if (strcmp(k, "create") == 0 && shared) {
+    } else if (is_str(L, ki, "create") && shared) {
       if (lua_type(L, v) != LUA_TBOOLEAN) lraise(L, C_VALUE, "option 'create' must be a boolean");
       if (!lua_toboolean(L, v)) o->flags |= ZKV_OPEN_EXISTING;
-    } else if (strcmp(k, "size") == 0 || strcmp(k, "mode") == 0 || strcmp(k, "lock_timeout") == 0 ||
-               strcmp(k, "dir") == 0 || strcmp(k, "create") == 0) {
+    } else if (is_str(L, ki, "size") || is_str(L, ki, "mode") || is_str(L, ki, "lock_timeout") ||
+               is_str(L, ki, "dir") || is_str(L, ki, "create")) {
       lraise(L, C_VALUE, "unknown option '%s' (it is an option of zeltkv.shared)", k);
-    } else if (strcmp(k, "max_bytes") == 0) {
+    } else if (is_str(L, ki, "max_bytes")) {
       lraise(L, C_VALUE, "unknown option '%s' (it is an option of zeltkv.memory; a shared store's capacity is 'size')", k);
     } else {
-      lraise(L, C_VALUE, "unknown option '%s'", k);
+      size_t kl;
+      k = lua_tolstring(L, ki, &kl);
+      raise_unknown_option(L, k, kl, "");
     }
     lua_pop(L, 1);
   }
@@ -150,15 +160,17 @@ static int l_unlink(lua_State *L) {
 }
 
 static int l_set_clock_offset(lua_State *L) {
-  zkv_set_clock_offset((int64_t)luaL_checknumber(L, 1));
+  lua_Number ms = luaL_checknumber(L, 1);
+  luaL_argcheck(L, ms > -9.2e18 && ms < 9.2e18, 1, "offset out of range");   /* int64_t holds it */
+  zkv_set_clock_offset((int64_t)ms);
   return 0;
 }
 
 /* ---- constants ------------------------------------------------------------
  * core._const: the result codes, value types and flags of include/zeltkv.h
  * under their names without ZKV_, for the binding's Lua parts (ffi.lua,
- * shdict.lua) to read at load instead of copying numbers; LAYOUT is the
- * declaration of the userdata heads ffi.lua reads (binding.h). */
+ * shdict.lua) to read at load instead of copying numbers; FFI is the
+ * declaration of the entry points ffi.lua calls (binding.h). */
 #define K(name) {#name, ZKV_##name}
 static const struct { const char *name; lua_Integer v; } CONSTS[] = {
   K(OK), K(NOTFOUND), K(EXISTS), K(EINVAL_TTL), K(EEMPTY_NS), K(EINVAL_VALUE),
@@ -182,8 +194,8 @@ static void push_consts(lua_State *L) {
   /* the longest ttl, in ms: more is the same as forever */
   lua_pushnumber(L, 4.0e15);
   lua_setfield(L, -2, "MAX_TTL_MS");
-  lua_pushstring(L, ZKV_STR(ZKV_LUA_LAYOUT));
-  lua_setfield(L, -2, "LAYOUT");
+  lua_pushstring(L, ZKV_STR(ZKV_LUA_FFI));
+  lua_setfield(L, -2, "FFI");
 }
 
 #define NOJIT "zeltkv.nojit"

@@ -12,15 +12,6 @@
 
 #include "binding.h"
 
-/* s:_handle() -> lightuserdata zkv_db*, namespace id high 32 bits, low 32 bits */
-static int store_handle(lua_State *L) {
-  Store *s = (Store *)check_self(L, STORE_MT);
-  lua_pushlightuserdata(L, live_db(L, s->drv));
-  lua_pushnumber(L, (lua_Number)(uint32_t)(s->ns >> 32));
-  lua_pushnumber(L, (lua_Number)(uint32_t)s->ns);
-  return 3;
-}
-
 /* s:_rawget(key, stale) -> nil | type, value, flags, is_stale */
 static int store_rawget(lua_State *L) {
   KEY_ARGS(L);
@@ -93,7 +84,9 @@ static int store_incr_num(lua_State *L) {
 /* s:_expire_ms(key, ms) -> rc   (ms 0 = no expiry) */
 static int store_expire_ms(lua_State *L) {
   KEY_ARGS(L);
-  int64_t ms = (int64_t)luaL_checknumber(L, 3);
+  lua_Number n = luaL_checknumber(L, 3);
+  luaL_argcheck(L, n > -9.2e18 && n < 9.2e18, 3, "ttl out of range");   /* int64_t holds it */
+  int64_t ms = (int64_t)n;
   zkv_db *db = live_db(L, s->drv);
   int rc;
   CALL(rc, zkv_expire(db, s->ns, k, kl, ms));
@@ -221,7 +214,7 @@ static int store_keys_list(lua_State *L) {
 }
 
 const luaL_Reg zkv_raw_methods[] = {
-  {"_handle", store_handle}, {"_rawget", store_rawget}, {"_rawset", store_rawset},
+  {"_rawget", store_rawget}, {"_rawset", store_rawset},
   {"_incr_num", store_incr_num}, {"_expire_ms", store_expire_ms},
   {"_flush_all", store_flush_all}, {"_flush_expired", store_flush_expired},
   {"_space", store_space}, {"_list_push", store_list_push}, {"_list_pop", store_list_pop},

@@ -69,7 +69,7 @@ static int enc_fail(Enc *e, const char *what) {
   luaL_addstring(&b, ": ");
   luaL_addstring(&b, what);
   luaL_pushresult(&b);
-  return lraise(L, C_VALUE, "%s", lua_tostring(L, -1));
+  return zkv_l_raise_top(L, C_VALUE, NULL);   /* the path may hold NUL bytes */
 }
 
 static void enc_string(Enc *e, const char *s, size_t n) {
@@ -231,13 +231,16 @@ static void enc_value(Enc *e, int idx) {
   case LUA_TFUNCTION: enc_fail(e, "functions cannot be stored"); break;
   case LUA_TUSERDATA: case LUA_TLIGHTUSERDATA: enc_fail(e, "userdata cannot be stored"); break;
   case LUA_TTHREAD: enc_fail(e, "threads cannot be stored"); break;
-  default: enc_fail(e, "nil cannot be stored"); break;
+  case LUA_TNIL: enc_fail(e, "nil cannot be stored"); break;
+  default: enc_fail(e, "values of this type cannot be stored"); break;   /* LuaJIT's cdata */
   }
 }
 
-/* the message of a top-level value that cannot be stored, or NULL */
+/* the message of a top-level value that cannot be stored, or NULL (every
+ * type but these, and a table, is refused: LuaJIT has one more, cdata) */
 static const char *scalar_refusal(lua_State *L, int idx) {
   switch (lua_type(L, idx)) {
+  case LUA_TSTRING: case LUA_TBOOLEAN: case LUA_TTABLE: return NULL;
   case LUA_TNONE: case LUA_TNIL: return "value: nil cannot be stored";
   case LUA_TFUNCTION: return "value: functions cannot be stored";
   case LUA_TTHREAD: return "value: threads cannot be stored";
@@ -248,7 +251,7 @@ static const char *scalar_refusal(lua_State *L, int idx) {
     if (!isfinite(x)) return "value: infinity cannot be stored";
     return NULL;
   }
-  default: return NULL;
+  default: return "value: values of this type cannot be stored";
   }
 }
 

@@ -1,0 +1,147 @@
+/*
+ * ffi.c -- the entry points lua/zeltkv/ffi.lua calls through the FFI (the
+ * declarations and why they look so are in binding.h, ZKV_LUA_FFI).  Each
+ * reads the store's handle and namespace id at the call and makes one engine
+ * call; results that would need an allocation to be read from Lua (int64s,
+ * pointers) come back as doubles and as copied bytes.  A namespace gone with
+ * a rolled-back atomic() is ZKV_ESTALE as from the engine: ffi.lua then lets
+ * the C method find it anew.
+ */
+#include <string.h>
+
+#include "binding.h"
+
+/* the handle of the store s, or NULL once its driver is closed */
+static zkv_db *db_of(void *store) { return ((Store *)store)->drv->db; }
+#define DB_OR_CLOSED(db, store)        \
+  zkv_db *db = db_of(store);           \
+  if (UNLIKELY_(!db)) return ZKV_ECLOSED
+
+ZKV_API int zkv_lua_get(void *store, const void *key, size_t klen, unsigned flags,
+                        zkv_lua_out *out, char *buf, size_t cap) {
+  DB_OR_CLOSED(db, store);
+  zkv_value v;
+  int stale = 0;
+  int rc = flags ? zkv_get_ex(db, ((Store *)store)->ns, key, klen, flags, &v, &stale)
+                 : zkv_get(db, ((Store *)store)->ns, key, klen, &v);
+  if (rc != ZKV_OK) return rc;
+  out->type = v.type;
+  out->stale = stale;
+  out->flags = v.flags;
+  out->len = 0;
+  out->num = 0;
+  switch (v.type) {
+  case ZKV_T_INT: out->num = (double)v.i; break;
+  case ZKV_T_FLOAT: out->num = v.f; break;
+  case ZKV_T_BOOL: out->num = v.i != 0; break;
+  default:
+    if (v.len > cap || v.len > INT32_MAX) {
+      out->len = -1;
+    } else {
+      if (v.len) memcpy(buf, v.data, v.len);
+      out->len = (int32_t)v.len;
+    }
+  }
+  return ZKV_OK;
+}
+
+ZKV_API int zkv_lua_set(void *store, const void *key, size_t klen, const zkv_value *v,
+                        int64_t ttl_ms, unsigned flags, int *forcible) {
+  DB_OR_CLOSED(db, store);
+  zkv_ns ns = ((Store *)store)->ns;
+  if (forcible) return zkv_set_ex(db, ns, key, klen, v, ttl_ms, flags, forcible);
+  return zkv_set(db, ns, key, klen, v, ttl_ms, flags);
+}
+
+ZKV_API int zkv_lua_del(void *store, const void *key, size_t klen) {
+  DB_OR_CLOSED(db, store);
+  return zkv_del(db, ((Store *)store)->ns, key, klen);
+}
+
+ZKV_API int zkv_lua_has(void *store, const void *key, size_t klen) {
+  DB_OR_CLOSED(db, store);
+  return zkv_has(db, ((Store *)store)->ns, key, klen);
+}
+
+/* *ms_left: the milliseconds left, -1 for a key without ttl */
+ZKV_API int zkv_lua_ttl(void *store, const void *key, size_t klen, double *ms_left) {
+  DB_OR_CLOSED(db, store);
+  int64_t left = 0;
+  int rc = zkv_ttl(db, ((Store *)store)->ns, key, klen, &left);
+  if (rc == ZKV_OK) *ms_left = left < 0 ? -1.0 : (double)left;
+  return rc;
+}
+
+/* s:incr() within the range numbers that are doubles hold exactly */
+ZKV_API int zkv_lua_incr(void *store, const void *key, size_t klen, int64_t by, int64_t ttl_ms,
+                         double *result) {
+  DB_OR_CLOSED(db, store);
+  const int64_t lim = ZKV_INT_LIMIT ? ZKV_INT_LIMIT : INT64_MAX;
+  int64_t res = 0;
+  int rc = zkv_incr_limited(db, ((Store *)store)->ns, key, klen, by, ttl_ms, -lim, lim, &res);
+  if (rc == ZKV_OK) *result = (double)res;
+  return rc;
+}
+
+ZKV_API int zkv_lua_incr_num(void *store, const void *key, size_t klen, double by, int create,
+                             double init, int64_t init_ttl_ms, double *result) {
+  DB_OR_CLOSED(db, store);
+  return zkv_incr_num(db, ((Store *)store)->ns, key, klen, by, create, init, init_ttl_ms, result);
+}
+
+ZKV_API int zkv_lua_expire(void *store, const void *key, size_t klen, int64_t ttl_ms) {
+  DB_OR_CLOSED(db, store);
+  return zkv_expire(db, ((Store *)store)->ns, key, klen, ttl_ms);
+}
+
+/* the lists of the drop-in (zkv_list_*): counts as doubles */
+ZKV_API int zkv_lua_list_push(void *store, const void *key, size_t klen, int left, int tag,
+                              const void *payload, size_t plen, double *count) {
+  DB_OR_CLOSED(db, store);
+  uint64_t n = 0;
+  int rc = zkv_list_push(db, ((Store *)store)->ns, key, klen, left, tag, payload, plen, &n);
+  *count = (double)n;
+  return rc;
+}
+
+/* the item taken (tag and payload) copied into buf, out->len its bytes.  The
+ * pop runs as a transaction: an item bigger than cap is put back (rolled
+ * back; out->len -1) and the C method pops it. */
+ZKV_API int zkv_lua_list_pop(void *store, const void *key, size_t klen, int left,
+                             zkv_lua_out *out, char *buf, size_t cap) {
+  DB_OR_CLOSED(db, store);
+  int rc = zkv_begin(db);
+  if (rc) return rc;
+  zkv_value v;
+  out->len = -1;
+  rc = zkv_list_pop(db, ((Store *)store)->ns, key, klen, left, &v);
+  if (rc == ZKV_OK && v.len <= cap && v.len <= INT32_MAX) {
+    memcpy(buf, v.data, v.len);
+    out->len = (int32_t)v.len;
+  }
+  if (rc == ZKV_OK && out->len >= 0) {
+    rc = zkv_commit(db);
+  } else {
+    int rb = zkv_rollback(db);
+    if (rc == ZKV_OK) rc = rb;
+  }
+  return rc;
+}
+
+ZKV_API int zkv_lua_list_len(void *store, const void *key, size_t klen, double *count) {
+  DB_OR_CLOSED(db, store);
+  uint64_t n = 0;
+  int rc = zkv_list_len(db, ((Store *)store)->ns, key, klen, &n);
+  *count = (double)n;
+  return rc;
+}
+
+/* capacity and free bytes (0, 0 when unbounded) */
+ZKV_API int zkv_lua_space(void *store, double *capacity, double *free_bytes) {
+  DB_OR_CLOSED(db, store);
+  uint64_t cap = 0, fr = 0;
+  int rc = zkv_space(db, &cap, &fr);
+  *capacity = (double)cap;
+  *free_bytes = (double)fr;
+  return rc;
+}
