@@ -431,11 +431,14 @@ ZKV_API int zkv_incr_limited(zkv_db *db, zkv_ns ns, const void *key, size_t klen
  * integer in +-2^53, else ZKV_T_FLOAT.  A missing key is created holding
  * init + by with init_ttl_ms when `create` is non-zero, else ZKV_NOTFOUND.
  * The stored user flags and ttl are kept.
- *  [out] result  the new value (may be NULL)
+ *  [out] result    the new value (may be NULL)
+ *  [out] forcible  (may be NULL) 1 when making room for the created key
+ *                  evicted live keys (as zkv_set_ex), else 0
  * Returns ZKV_OK, ZKV_NOTFOUND, ZKV_ETYPE (neither ZKV_T_INT nor
  * ZKV_T_FLOAT), ZKV_EINVAL_TTL (init_ttl_ms < 0), and the codes of writes. */
 ZKV_API int zkv_incr_num(zkv_db *db, zkv_ns ns, const void *key, size_t klen, double by,
-                         int create, double init, int64_t init_ttl_ms, double *result);
+                         int create, double init, int64_t init_ttl_ms, double *result,
+                         int *forcible);
 
 /* Lists (ZKV_T_LIST: ngx.shared.DICT's lists).  A list holds items, each a
  * tag byte ('s' string, 'i' integer in decimal, 'f' float as text) and its

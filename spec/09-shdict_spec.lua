@@ -278,6 +278,23 @@ describe("store:shdict()", function()
       same(res(1, nil, false), res(d:incr("m", 1, "0")))
     end)
 
+    it("with init on a full dict: forcible is true when making room evicted live keys", function()
+      local kv2 = zeltkv.memory({ gc_interval = 0, max_bytes = "256k", evict = "lru" })
+      local d2 = kv2:namespace("x"):shdict()
+      local v = string.rep("v", 1000)
+      for i = 1, 300 do assert.is_true((d2:set("k" .. i, v))) end
+      local forced = 0
+      for i = 1, 2000 do
+        local n, err, forcible = d2:incr("c" .. i, 1, 0)
+        assert.are.equal(1, n, err)
+        if forcible then forced = forced + 1 end
+      end
+      assert.is_true(forced > 0)
+      -- an existing key makes no room: never forcible
+      same(res(2, nil, false), res(d2:incr("c2000", 1, 0)))
+      kv2:close()
+    end)
+
     it("init_ttl applies to a key incr creates, never to an existing one", function()
       d:incr("w", 1, 0, 2)
       assert.is_true(d:ttl("w") > 1.9)

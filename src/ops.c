@@ -783,7 +783,7 @@ int zkv_incr(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t by, in
 }
 
 static int do_incr_num(zkv_db *db, ref_t ns, const void *key, size_t klen, double by, int create,
-                       double init, int64_t init_ttl, double *result) {
+                       double init, int64_t init_ttl, double *result, int *forcible) {
   seg *s = db->s;
   uint64_t h = idx_hash(ns, key, klen, 0);
   ref_t r;
@@ -823,20 +823,24 @@ static int do_incr_num(zkv_db *db, ref_t ns, const void *key, size_t klen, doubl
     LOGW(s, p, 8);
     memcpy(p, bytes, 8);
   } else {
+    uint64_t ev = s->evicted;
     int rc = do_store_at(db, ns, key, klen, h, r, NULL, type, 0, bytes, 8, init_ttl, 0);
     if (rc) return rc;
+    if (forcible) *forcible = s->evicted != ev;
   }
   if (result) *result = x;
   return ZKV_OK;
 }
 
 int zkv_incr_num(zkv_db *db, zkv_ns ns, const void *key, size_t klen, double by, int create,
-                 double init, int64_t init_ttl_ms, double *result) {
+                 double init, int64_t init_ttl_ms, double *result, int *forcible) {
+  if (forcible) *forcible = 0;
   CHECK_DB(db);
   CHECK_KEY(key, klen);
   if (init_ttl_ms < 0) return ZKV_EINVAL_TTL;
   if (db->closed) return ZKV_ECLOSED;
-  RUN(db, count_set(db, do_incr_num(db, ns_ref(db->s, ns), key, klen, by, create, init, init_ttl_ms, result)));
+  RUN(db, count_set(db, do_incr_num(db, ns_ref(db->s, ns), key, klen, by, create, init,
+                                    init_ttl_ms, result, forcible)));
 }
 
 /* ---- lists: the public functions --------------------------------------------- */

@@ -383,7 +383,7 @@ function StoreMethods._rawset(self, k, t, v, fl, ms, sf)
   return rc, INT1[0] ~= 0
 end
 
--- s:_incr_num(key, by, create, init, init_ttl_ms) -> rc, result
+-- s:_incr_num(key, by, create, init, init_ttl_ms) -> rc, result, forcible
 function StoreMethods._incr_num(self, k, by, create, init, ms)
   local cs = type(self) == "table" and rawget(self, CS)
   if not cs then return pass(CM_STORE._incr_num(unwrap(self), k, by, create, init, ms)) end
@@ -396,11 +396,11 @@ function StoreMethods._incr_num(self, k, by, create, init, ms)
     return pass(CM_STORE._incr_num(cs, k, by, create, init, ms))
   end
   DBL1[0] = 0
-  local rc = lua_incr_num(cs, key, #key, by, create and 1 or 0, i, floor(m), DBL1)
+  local rc = lua_incr_num(cs, key, #key, by, create and 1 or 0, i, floor(m), DBL1, INT1)
   if rc == ESTALE or rc == ECLOSED then
     return pass(CM_STORE._incr_num(cs, k, by, create, init, ms))
   end
-  return rc, DBL1[0]
+  return rc, DBL1[0], INT1[0] ~= 0
 end
 
 -- s:_expire_ms(key, ms) -> rc   (ms 0 = no expiry)

@@ -329,11 +329,12 @@ function Dict.incr(self, key, value, init, init_ttl)
   else
     init_ttl = 0
   end
-  local rc, res = s:_incr_num(k, value, init and true or false, init or 0, ms_of(init_ttl))
+  local rc, res, forcible = s:_incr_num(k, value, init and true or false, init or 0,
+                                        ms_of(init_ttl))
   if rc == OK then
     if res == floor(res) and res >= -LIMIT and res <= LIMIT then res = int(res) end
     if not init then return res end
-    return res, nil, false
+    return res, nil, forcible == true
   end
   if rc == NOTFOUND then return nil, "not found" end
   if rc == ETYPE then return nil, "not a number" end

@@ -68,7 +68,7 @@
   int zkv_lua_incr(void *store, const void *key, size_t klen, int64_t by, int64_t ttl_ms,  \
                    double *result);                                                        \
   int zkv_lua_incr_num(void *store, const void *key, size_t klen, double by, int create,   \
-                       double init, int64_t init_ttl_ms, double *result);                  \
+                       double init, int64_t init_ttl_ms, double *result, int *forcible);   \
   int zkv_lua_expire(void *store, const void *key, size_t klen, int64_t ttl_ms);            \
   int zkv_lua_list_push(void *store, const void *key, size_t klen, int left, int tag,      \
                         const void *payload, size_t plen, double *count);                  \

@@ -84,9 +84,10 @@ ZKV_API int zkv_lua_incr(void *store, const void *key, size_t klen, int64_t by, 
 }
 
 ZKV_API int zkv_lua_incr_num(void *store, const void *key, size_t klen, double by, int create,
-                             double init, int64_t init_ttl_ms, double *result) {
+                             double init, int64_t init_ttl_ms, double *result, int *forcible) {
   DB_OR_CLOSED(db, store);
-  return zkv_incr_num(db, ((Store *)store)->ns, key, klen, by, create, init, init_ttl_ms, result);
+  return zkv_incr_num(db, ((Store *)store)->ns, key, klen, by, create, init, init_ttl_ms, result,
+                      forcible);
 }
 
 ZKV_API int zkv_lua_expire(void *store, const void *key, size_t klen, int64_t ttl_ms) {

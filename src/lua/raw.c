@@ -65,7 +65,7 @@ static int store_rawset(lua_State *L) {
   return 2;
 }
 
-/* s:_incr_num(key, by, create, init, init_ttl_ms) -> rc, result */
+/* s:_incr_num(key, by, create, init, init_ttl_ms) -> rc, result, forcible */
 static int store_incr_num(lua_State *L) {
   KEY_ARGS(L);
   double by = luaL_checknumber(L, 3), res = 0;
@@ -75,10 +75,12 @@ static int store_incr_num(lua_State *L) {
   luaL_argcheck(L, ms >= 0 && ms <= 4.0e15, 6, "ttl out of range");
   zkv_db *db = live_db(L, s->drv);
   int rc;
-  CALL(rc, zkv_incr_num(db, s->ns, k, kl, by, create, init, (int64_t)ms, &res));
+  int forcible = 0;
+  CALL(rc, zkv_incr_num(db, s->ns, k, kl, by, create, init, (int64_t)ms, &res, &forcible));
   lua_pushinteger(L, rc);
   push_double(L, res);
-  return 2;
+  lua_pushboolean(L, forcible);
+  return 3;
 }
 
 /* s:_expire_ms(key, ms) -> rc   (ms 0 = no expiry) */
@@ -187,8 +189,8 @@ static int store_keys_list(lua_State *L) {
   uint64_t max = (uint64_t)mx;
   zkv_cursor cur;
   memset(&cur, 0, sizeof cur);
-  lua_newtable(L);
   lua_Integer n = 0;
+  int made = 0;   /* the table is made the size of the first batch (no regrowth) */
   KeyBatch b = {NULL, 0, 0, 0};
   while (!cur.done && (max == 0 || (uint64_t)n < max)) {
     size_t want = KEYS_BATCH, got = 0;
@@ -207,9 +209,12 @@ static int store_keys_list(lua_State *L) {
       free(b.buf);
       return raise_rc(L, rc, "keys");
     }
+    if (!made) lua_createtable(L, (int)b.n, 0);
+    made = 1;
     push_batch(L, &b, &n);
   }
   free(b.buf);
+  if (!made) lua_newtable(L);
   return 1;
 }
 
