@@ -212,6 +212,8 @@ bench:
 	@echo
 	@$(MAKE) --no-print-directory -s $(B)/bench/holds && $(B)/bench/holds
 	@echo
+	@$(MAKE) --no-print-directory -s $(B)/bench/hotpath && ZELTKV_SHM_DIR=$${ZELTKV_SHM_DIR:-/dev/shm} $(B)/bench/hotpath
+	@echo
 	@$(MAKE) --no-print-directory LUA_VERSION=jit module
 	@bash bench/nginx/run.sh
 	@echo
@@ -264,6 +266,15 @@ uninstall:
 
 # ---- dist --------------------------------------------------------------------------
 ROCKSPEC := $(firstword $(wildcard zeltkv-*.rockspec))
+# The rockspec lists the sources again (LuaRocks' builtin build needs them): say so at once
+# when a file of src/ is missing there or gone from src/ (the rockcheck suite fails on it)
+ROCK_SRC := $(if $(ROCKSPEC),$(shell grep -o '"src/[^"]*\.c"' $(ROCKSPEC) | tr -d '"'))
+ROCK_DIFF := $(filter-out $(ROCK_SRC),$(ENGINE_SRC) $(BINDING_SRC)) $(filter-out $(ENGINE_SRC) $(BINDING_SRC),$(ROCK_SRC))
+ifneq ($(strip $(if $(ROCKSPEC),$(ROCK_DIFF))),)
+ifeq ($(MAKELEVEL),0)
+$(warning $(ROCKSPEC) and src/ differ in $(strip $(ROCK_DIFF)): update the rockspec's zeltkv.core sources)
+endif
+endif
 dist:
 	@./tools/dist.sh $(B)/dist $(ROCKSPEC)
 

@@ -42,6 +42,7 @@ build = {
     ["zeltkv.shdict"] = "lua/zeltkv/shdict.lua",
     ["zeltkv.cli"] = "lua/zeltkv/cli.lua",
     ["zeltkv.snapshot"] = "lua/zeltkv/snapshot.lua",
+    ["zeltkv.prometheus"] = "lua/zeltkv/prometheus.lua",
     -- the redis driver: plain Lua; needs LuaSocket (and LuaSec for TLS) only when used
     ["zeltkv.redis"] = "lua/zeltkv/redis.lua",
     ["zeltkv.resp"] = "lua/zeltkv/resp.lua",
@@ -50,7 +51,8 @@ build = {
     ["zeltkv.core"] = {
       sources = { "src/alloc.c", "src/arena.c", "src/clock.c", "src/deque.c", "src/index.c",
                   "src/ops.c", "src/room.c", "src/txn.c", "src/snapshot.c", "src/dumpfile.c",
-                  "src/lua/check.c", "src/lua/value.c", "src/lua/store.c", "src/lua/raw.c",
+                  "src/lua/check.c", "src/lua/ffi.c", "src/lua/value.c", "src/lua/store.c",
+                  "src/lua/raw.c",
                   "src/lua/module.c", "src/lua/snapshot.c" },
       incdirs = { "include", "$(CJSON_INCDIR)", "$(XXHASH_INCDIR)" },
       libdirs = { "$(CJSON_LIBDIR)" },

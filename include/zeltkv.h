@@ -42,9 +42,17 @@
  * kept for reuse, then (evict = ZKV_EVICT_LRU) keys chosen by sampled LRU
  * (an expired one before any live one among those sampled), then expired
  * keys; a shared segment whose free room is enough but broken up is
- * compacted (keys are moved).  A write that could not fit even if every key
- * were gone fails at once, evicting nothing.  When that is not enough the write fails
- * with ZKV_EFULL.  Recency is kept by the calls that read or write a key
+ * compacted (keys are moved down, one block after another, and the records
+ * of empty namespaces in the way are freed).  Outside a transaction this
+ * runs in steps, each a short lock hold of its own that stays done whatever
+ * happens to the write after (as in Redis, which evicts before it runs a
+ * command), so no write that fits fails for the size of the undo log or of
+ * the eviction it needs; inside one it runs within the transaction, bounded
+ * by a shared segment's undo log.  A write that could not fit even if every
+ * key were gone fails at once, evicting nothing.  When that is not enough
+ * the write fails with ZKV_EFULL.  Free room can still be lost to pieces
+ * held between namespace records (which never move) and blocks larger than
+ * a shared segment's undo log (1/16 of it), which are not moved.  Recency is kept by the calls that read or write a key
  * they find (zkv_get, zkv_get_ex, zkv_set that replaces, zkv_set with
  * ZKV_SET_NX that finds the key, zkv_incr, zkv_incr_num); zkv_has, zkv_ttl,
  * zkv_expire, zkv_keys and zkv_count only look, as ngx.shared.DICT's do.
@@ -188,8 +196,11 @@ typedef struct zkv_value {
 
 /* A namespace: an opaque id, stable for the life of the store (namespaces are
  * not deleted; clearing one removes its keys), except that a namespace first
- * created inside a transaction that is rolled back is gone with it: its id
- * then gives ZKV_ESTALE, and zkv_namespace makes it anew.  ZKV_ROOT is the
+ * created inside a transaction that is rolled back is gone with it, and that
+ * the record of an empty namespace (no keys, no child namespaces) of a
+ * shared segment may be freed to make room for a write into another one:
+ * its id then gives ZKV_ESTALE, and zkv_namespace makes it anew (the Lua
+ * binding does so by itself).  ZKV_ROOT is the
  * root.  An id is valid for the store it came from only. */
 typedef uint64_t zkv_ns;
 #define ZKV_ROOT ((zkv_ns)0)
@@ -293,7 +304,8 @@ ZKV_API int zkv_open_memory(const zkv_options *opts, zkv_db **out);
  * a key past its old end take the lock).  A smaller size, or another evict
  * than the segment's, is refused (ZKV_EINVAL) rather than ignored.
  * ZKV_OPEN_EXISTING opens only an existing segment (a missing one is ZKV_EIO,
- * errno ENOENT).
+ * errno ENOENT).  Every open sets the file's access and modification times to
+ * now: they tell when a process last opened the segment (zkv list).
  * Returns ZKV_OK, ZKV_EINVAL_KEY (a bad name, or a path that is too long),
  * ZKV_EINVAL (out NULL, a bad option, a size over ZKV_MAX_SEGMENT, a smaller
  * size or another evict than an existing segment's), ZKV_ECORRUPT (not a
@@ -349,7 +361,7 @@ ZKV_API int zkv_namespace(zkv_db *db, zkv_ns parent, const void *name, size_t le
  * Writes (zkv_set*, zkv_del, zkv_expire, zkv_incr*, and zkv_namespace when
  * it creates) may also return ZKV_EFULL (no room: see "Memory" above),
  * ZKV_ETXN (the undo log of a shared segment is full: a transaction too big
- * for it) and ZKV_ENOMEM (this process is out of memory for the undo log of
+ * for it, or for the keys its write must move to make room) and ZKV_ENOMEM (this process is out of memory for the undo log of
  * a memory store's transaction, or for its own bookkeeping). */
 
 /* zkv_get: read a key.

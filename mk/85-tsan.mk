@@ -19,7 +19,7 @@ tsan: $(foreach r,$(TSAN_RUNS),$(B)/tsan/test/$(firstword $(subst :, ,$(r))))
 	$(call need,$(PKGS_tsan))
 	@mkdir -p $(RESULTS)
 	@export TSAN_OPTIONS="suppressions=$(CURDIR)/spec/c/tsan.supp halt_on_error=1 exitcode=66" \
-	  ZKV_TEST_LIGHT=1; rc=0; \
+	  $(TEST_LIGHT); rc=0; \
 	for r in $(TSAN_RUNS); do t=$${r%%:*}; sel=$$(echo $${r#*:} | tr , ' '); \
 	  echo "== tsan $$t $$sel"; log=$(RESULTS)/tsan-$$t.log; \
 	  $(B)/tsan/test/$$t $$sel > $$log 2>&1 || { rc=1; grep -A30 'WARNING: ThreadSanitizer' $$log | head -60; }; \

@@ -3,8 +3,8 @@
 --
 -- The round trip holds 20,000 keys of every kind in make test (a few seconds on each
 -- driver and interpreter; on Redis 5,000); ZELTKV_SNAPSHOT_KEYS sets the count, e.g.
--- ZELTKV_SNAPSHOT_KEYS=1000000 for the long run docs/snapshots.md quotes (the shared
--- driver's segment is then sized for the keys).
+-- ZELTKV_SNAPSHOT_KEYS=1000000 (what make spec LONG=1 gives) for the long run
+-- docs/snapshots.md quotes (the shared driver's segment is then sized for the keys).
 local zeltkv = require("zeltkv")
 local H = require("helpers")
 

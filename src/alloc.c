@@ -138,7 +138,8 @@ static ref_t take(seg *s, ref_t r, uint64_t have, uint64_t units) {
 static void log_reused(seg *s, ref_t r, uint64_t units);
 static void note_freed(seg *s, ref_t r, uint64_t units);
 
-static ref_t from_lists(seg *s, uint64_t units) {
+/* a free block of at least `units` from the lists (0: none); *have gets its size */
+static ref_t find_free(seg *s, uint64_t units, uint64_t *have) {
   hdr *h = H(s);
   unsigned c = cls_of(units);
   if (c < 64) {
@@ -147,7 +148,8 @@ static ref_t from_lists(seg *s, uint64_t units) {
       unsigned k = (unsigned)__builtin_ctzll(m);
       ref_t r = h->free_heads[k];
       chk(s, r, k);
-      return take(s, r, k, units);
+      *have = k;
+      return r;
     }
     c = 64;
   }
@@ -162,14 +164,23 @@ static ref_t from_lists(seg *s, uint64_t units) {
     for (int n = 0; r && n < 64; n++) {
       chk(s, r, 2);
       uint32_t hd = blk(s, r)[0];
-      uint64_t have = BLK_UNITS(hd);
+      uint64_t n_units = BLK_UNITS(hd);
       if (UNLIKELY(!(hd & BLK_FREE))) FAIL(s, ZKV_ECORRUPT);
-      chk(s, r, have);
-      if (have >= units) return take(s, r, have, units);
+      chk(s, r, n_units);
+      if (n_units >= units) {
+        *have = n_units;
+        return r;
+      }
       r = blk(s, r)[1];
     }
   }
   return 0;
+}
+
+static ref_t from_lists(seg *s, uint64_t units) {
+  uint64_t have;
+  ref_t r = find_free(s, units, &have);
+  return r ? take(s, r, have, units) : 0;
 }
 
 static ref_t from_top(seg *s, uint64_t units) {
@@ -202,6 +213,16 @@ ref_t blk_alloc(seg *s, uint64_t units) {
   return r;
 }
 
+int blk_fits(seg *s, uint64_t units) {
+  hdr *h = H(s);
+  if (units < 2) units = 2;
+  if (units >= (1u << 30)) return 0;
+  if (!s->shared && h->capacity && h->bytes_used + units * UNIT > h->capacity) return 0;
+  uint64_t have;
+  if (find_free(s, units, &have)) return 1;
+  return !s->shared || h->top + units * UNIT <= h->size;   /* a memory arena grows */
+}
+
 uint64_t blk_units_at(seg *s, uint64_t r, int *is_free) {
   uint32_t hd = blk(s, (ref_t)r)[0];
   uint64_t units = BLK_UNITS(hd);
@@ -210,7 +231,7 @@ uint64_t blk_units_at(seg *s, uint64_t r, int *is_free) {
   return units;
 }
 
-/* ---- for compaction (room.c) --------------------------------------------- */
+/* ---- for making room (room.c) -------------------------------------------- */
 
 void blk_claim(seg *s, ref_t r) {
   hdr *h = H(s);
@@ -226,44 +247,150 @@ void blk_claim(seg *s, ref_t r) {
   h->bytes_used += u * UNIT;
 }
 
-ref_t blk_claim_top(seg *s, uint64_t end) {
-  hdr *h = H(s);
-  uint64_t r = h->top / UNIT;
-  if (UNLIKELY(end <= h->top || end > h->size || (end & (UNIT - 1)))) FAIL(s, ZKV_ECORRUPT);
-  LOGW(s, &h->top, 8);
-  h->top = end;
-  LOGW(s, blk(s, (ref_t)r), 4);
-  blk(s, (ref_t)r)[0] = (uint32_t)((end / UNIT - r) << 2);
-  LOGW(s, &h->bytes_used, 8);
-  h->bytes_used += end - r * UNIT;
-  return (ref_t)r;
+/* the units of the allocated block r, *hd its header (checked: a free one,
+ * or one past top, is a damaged heap) */
+static uint64_t used_units(seg *s, ref_t r, uint32_t *hd) {
+  *hd = blk(s, r)[0];
+  uint64_t units = BLK_UNITS(*hd);
+  chk(s, r, units);
+  if (UNLIKELY(*hd & BLK_FREE)) FAIL(s, ZKV_ECORRUPT);
+  return units;
 }
 
-void blk_note_freed(seg *s, ref_t r) { note_freed(s, r, BLK_UNITS(blk(s, r)[0])); }
+uint64_t blk_grow(seg *s, ref_t r) {
+  hdr *h = H(s);
+  uint32_t rh;
+  uint64_t ru = used_units(s, r, &rh);
+  uint64_t x = r + ru;
+  if (x * UNIT >= h->top) {
+    FAIL(s, ZKV_ECORRUPT);   /* the caller grows into never-used space with blk_grow_top */
+  }
+  uint32_t xh = blk(s, (ref_t)x)[0];
+  uint64_t xu = BLK_UNITS(xh);
+  chk(s, x, xu);
+  if (xh & BLK_FREE) {
+    if (xu >= 2) list_remove(s, (ref_t)x, xu);
+    log_tags(s, (ref_t)x, xu);
+    set_prevfree(s, x + xu, 0);
+    LOGW(s, &h->bytes_used, 8);
+    h->bytes_used += xu * UNIT;
+  } else {
+    note_freed(s, (ref_t)x, xu);   /* its bytes are what a rollback restores */
+  }
+  LOGW(s, blk(s, r), 4);
+  blk(s, r)[0] = (uint32_t)((ru + xu) << 2) | (rh & BLK_PREVFREE);
+  return ru + xu;
+}
 
-ref_t blk_merge(seg *s, ref_t a, ref_t end, uint64_t units) {
-  if (UNLIKELY(end < a + units)) FAIL(s, ZKV_ECORRUPT);
-  chk(s, a, end - a);
-  uint32_t prevfree = blk(s, a)[0] & BLK_PREVFREE;
-  LOGW(s, blk(s, a), 4);
-  blk(s, a)[0] = (uint32_t)(units << 2) | prevfree;
-  if (end > a + units) {
+void blk_grow_top(seg *s, ref_t r, uint64_t units) {
+  hdr *h = H(s);
+  uint32_t rh;
+  uint64_t ru = used_units(s, r, &rh);
+  if (UNLIKELY((r + ru) * UNIT != h->top || units < ru || (r + units) * UNIT > h->size))
+    FAIL(s, ZKV_ECORRUPT);
+  LOGW(s, &h->top, 8);
+  h->top = (r + units) * UNIT;
+  LOGW(s, &h->bytes_used, 8);
+  h->bytes_used += (units - ru) * UNIT;
+  LOGW(s, blk(s, r), 4);
+  blk(s, r)[0] = (uint32_t)(units << 2) | (rh & BLK_PREVFREE);
+}
+
+ref_t blk_slide(seg *s, ref_t r) {
+  uint32_t rh, nh;
+  uint64_t f = used_units(s, r, &rh);
+  ref_t n = (ref_t)(r + f);
+  uint64_t u = used_units(s, n, &nh);
+  /* what the copy overwrites and a rollback needs: the bytes of the block
+   * that moves which it lands on, and whatever of r's own was freed in this
+   * lock hold (an evicted key r took in) */
+  if (u > f) LOGW(s, P(s, n), (u - f) * UNIT);
+  LOGW(s, blk(s, r), 4);
+  log_reused(s, r, u < f ? u : f);
+  ref_t nr = (ref_t)(r + u);
+  LOGW(s, blk(s, nr), 4);   /* r's header goes there: a byte of n's, or of r's */
+  memmove(P(s, r), P(s, n), u * UNIT);
+  blk(s, r)[0] = (uint32_t)(u << 2) | (rh & BLK_PREVFREE);
+  blk(s, nr)[0] = (uint32_t)(f << 2);
+  /* the moved block's old bytes, now inside r, are what a rollback puts back:
+   * whatever overwrites them later in this lock hold logs them first */
+  note_freed(s, n, u);
+  return nr;
+}
+
+/* the free block (on a list) lowest in the heap of at least `units` (0:
+ * none); *have gets its units */
+static ref_t lowest(seg *s, uint64_t units, uint64_t *have) {
+  hdr *h = H(s);
+  ref_t best = 0;
+  uint64_t guard = ent_limit(s);
+  for (unsigned c = cls_of(units < 2 ? 2 : units); c < NCLASS; c++) {
+    for (ref_t r = h->free_heads[c]; r; r = blk(s, r)[1]) {
+      chk(s, r, 2);
+      uint64_t u = BLK_UNITS(blk(s, r)[0]);
+      if (u >= units && (!best || r < best)) {
+        best = r;
+        *have = u;
+      }
+      if (UNLIKELY(guard-- == 0)) FAIL(s, ZKV_ECORRUPT);
+    }
+  }
+  return best;
+}
+
+ref_t blk_next_free(seg *s, uint64_t *from, unsigned budget, int *at_top) {
+  hdr *h = H(s);
+  uint64_t r = *from, top = h->top / UNIT;
+  if (r < h->heap_start / UNIT) r = h->heap_start / UNIT;
+  *at_top = 0;
+  for (; r < top && budget; budget--) {
+    int is_free;
+    uint64_t u = blk_units_at(s, r, &is_free);
+    if (is_free) {
+      *from = r;
+      return (ref_t)r;
+    }
+    r += u;
+  }
+  *from = r;
+  *at_top = r >= top;
+  return 0;
+}
+
+ref_t blk_alloc_low(seg *s, uint64_t units) {
+  if (units < 2) units = 2;
+  uint64_t have;
+  ref_t r = lowest(s, units, &have);
+  if (!r) return blk_alloc(s, units);
+  take(s, r, have, units);
+  log_reused(s, r, units);
+  hdr *h = H(s);
+  LOGW(s, &h->bytes_used, 8);
+  h->bytes_used += units * UNIT;
+  return r;
+}
+
+ref_t blk_split(seg *s, ref_t r, uint64_t units) {
+  uint32_t rh;
+  uint64_t have = used_units(s, r, &rh);
+  if (UNLIKELY(have < units)) FAIL(s, ZKV_ECORRUPT);
+  if (have > units) {
+    LOGW(s, blk(s, r), 4);
+    blk(s, r)[0] = (uint32_t)(units << 2) | (rh & BLK_PREVFREE);
     /* the rest becomes a block of its own, then free (coalescing onwards) */
-    ref_t rest = (ref_t)(a + units);
+    ref_t rest = (ref_t)(r + units);
     LOGW(s, blk(s, rest), 4);
-    blk(s, rest)[0] = (uint32_t)((end - a - units) << 2);
+    blk(s, rest)[0] = (uint32_t)((have - units) << 2);
     blk_free_now(s, rest);
   }
-  log_reused(s, a, units);
-  return a;
+  log_reused(s, r, units);
+  return r;
 }
 
 void blk_free_now(seg *s, ref_t r) {
   hdr *h = H(s);
-  uint32_t hd = blk(s, r)[0];
-  uint64_t units = BLK_UNITS(hd);
-  chk(s, r, units);
-  if (UNLIKELY(hd & BLK_FREE)) FAIL(s, ZKV_ECORRUPT);
+  uint32_t hd;
+  uint64_t units = used_units(s, r, &hd);
   LOGW(s, &h->bytes_used, 8);
   h->bytes_used -= units * UNIT;
   uint64_t start = r, n = units;

@@ -363,6 +363,9 @@ int arena_validate(const hdr *h, uint64_t file_size) {
     return ZKV_ECORRUPT;
   uint64_t b = (uint64_t)h->buckets * UNIT, nb = 1ull << (h->nb_log2 & 31);  /* nb_log2 <= 30 checked above */
   if (b < h->heap_start || b + BUCKETS_OFF + nb * 4 > h->top) return ZKV_ECORRUPT;
+  if (h->room_res && ((uint64_t)h->room_res * UNIT < h->heap_start ||
+                      (uint64_t)h->room_res * UNIT + 8 > h->top))
+    return ZKV_ECORRUPT;
   uint64_t ob = (uint64_t)h->obuckets * UNIT;   /* a growing index's old array: half the size */
   if (h->obuckets && (h->nb_log2 == 0 || ob < h->heap_start || ob + BUCKETS_OFF + nb * 2 > h->top ||
                       h->ocursor > nb / 2))
@@ -667,6 +670,9 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
     close(fd);
     return rc;
   }
+  /* the file's times say when a process last opened the segment (zkv list shows
+   * it); nothing else sets them on tmpfs.  Best effort: a failure changes nothing. */
+  (void)futimens(fd, NULL);
   zkv_db *db = new_handle(opts);
   if (!db) { close(fd); return ZKV_ENOMEM; }
   pthread_once(&fork_once, fork_init);
@@ -786,7 +792,6 @@ void zkv_close(zkv_db *db) {
       if (s->threadsafe && !s->forked) pthread_mutex_destroy(&s->tlock);
     }
     free(s->pend);
-    free(s->move);
     free(s->txn_marks);
     free(s);
   }

@@ -28,7 +28,7 @@
 #include <stdint.h>
 
 #define ZKV_MAGIC "ZELTKV\0\1"
-#define ZKV_FORMAT 5u
+#define ZKV_FORMAT 7u
 #define UNIT 8u
 typedef uint32_t ref_t;
 
@@ -165,6 +165,10 @@ typedef struct hdr {
   ref_t lgarb;
   uint32_t pad5;
   uint64_t lgarb_n, lgarb_units;
+  /* making room in steps (room.c): an allocated block that grows until the
+   * write of the thread room_owner fits in it; 0 = none */
+  ref_t room_res;
+  uint32_t room_owner;     /* a thread id, as the lock word holds it */
 } hdr;
 
 /* ---- counter slots (shared driver, arena.c) -------------------------------- */
@@ -228,6 +232,8 @@ _Static_assert(offsetof(hdr, dead_bytes) == offsetof(hdr, ndead) + 8 &&
 _Static_assert(offsetof(hdr, lgarb_units) == offsetof(hdr, lgarb_n) + 8 &&
                offsetof(hdr, lgarb_n) == offsetof(hdr, lgarb) + 8,
                "lgarb, lgarb_n and lgarb_units are logged as one span");
+_Static_assert(offsetof(hdr, room_owner) == offsetof(hdr, room_res) + 4,
+               "room_res and room_owner are logged as one span");
 _Static_assert(sizeof(hdr) % UNIT == 0, "the header is a whole number of units");
 _Static_assert(sizeof(ctr_slot) == 64, "a counter slot is one cache line");
 _Static_assert(offsetof(hdr, lock_waits) / 64 == offsetof(hdr, lock) / 64 &&

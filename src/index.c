@@ -150,6 +150,31 @@ void idx_relocate(zkv_db *db, ref_t old, ref_t nw) {
   replace_keep(db, old, nw, idx_hash(o->ns, ent_key(o), o->klen, 0));
 }
 
+/* what pointed at old (its hash chain slot, its neighbours in the
+ * namespace's list or the list's ends) points at nw; e holds old's links
+ * (old itself, or a copy of it) */
+static void relink(seg *s, nsdata *d, ref_t old, ref_t nw, const ent *e, uint64_t h) {
+  ref_t *pp = chain_slot(s, old, h);
+  LOGW(s, pp, 4);
+  *pp = nw;
+  if (e->nprev) {
+    ent *p = ent_at(s, e->nprev);
+    LOGW(s, &p->nnext, 4);
+    p->nnext = nw;
+  } else {
+    LOGW(s, &d->head, 4);
+    d->head = nw;
+  }
+  if (e->nnext) {
+    ent *x = ent_at(s, e->nnext);
+    LOGW(s, &x->nprev, 4);
+    x->nprev = nw;
+  } else {
+    LOGW(s, &d->tail, 4);
+    d->tail = nw;
+  }
+}
+
 /* link nw in old's place; old stays allocated */
 static void replace_keep(zkv_db *db, ref_t old, ref_t nw, uint64_t h) {
   seg *s = db->s;
@@ -161,25 +186,7 @@ static void replace_keep(zkv_db *db, ref_t old, ref_t nw, uint64_t h) {
   n->hnext = o->hnext;
   n->nprev = o->nprev;
   n->nnext = o->nnext;
-  ref_t *pp = chain_slot(s, old, h);
-  LOGW(s, pp, 4);
-  *pp = nw;
-  if (o->nprev) {
-    ent *p = ent_at(s, o->nprev);
-    LOGW(s, &p->nnext, 4);
-    p->nnext = nw;
-  } else {
-    LOGW(s, &d->head, 4);
-    d->head = nw;
-  }
-  if (o->nnext) {
-    ent *x = ent_at(s, o->nnext);
-    LOGW(s, &x->nprev, 4);
-    x->nprev = nw;
-  } else {
-    LOGW(s, &d->tail, 4);
-    d->tail = nw;
-  }
+  relink(s, d, old, nw, o, h);
   if (o->flags & EF_DELETED) {
     if (n->flags & EF_DELETED) {   /* relocated (a copy): its ring slot follows it */
       ref_t *slot = dead_slot(s, old);
@@ -206,6 +213,11 @@ void idx_unlink_free(zkv_db *db, ref_t r, int expired) {
 
 /* the same, when the caller has the key's hash already */
 void idx_unlink_free_h(zkv_db *db, ref_t r, int expired, uint64_t h) {
+  idx_unlink_keep(db, r, expired, h);
+  blk_free(db->s, r);
+}
+
+void idx_unlink_keep(zkv_db *db, ref_t r, int expired, uint64_t h) {
   seg *s = db->s;
   ent *e = ent_at(s, r);
   if (UNLIKELY(e->type == T_NSREC)) FAIL(s, ZKV_ECORRUPT);
@@ -227,7 +239,22 @@ void idx_unlink_free_h(zkv_db *db, ref_t r, int expired, uint64_t h) {
     LOGW(s, &hd->expired_freed, 8);
     hd->expired_freed++;
   }
-  blk_free(s, r);
+}
+
+void idx_moved(zkv_db *db, ref_t old, ref_t nw) {
+  seg *s = db->s;
+  ent *n = ent_at(s, nw);
+  if (UNLIKELY(n->type == T_NSREC)) FAIL(s, ZKV_ECORRUPT);
+  relink(s, idx_nsdata(s, n->ns), old, nw, n, idx_hash(n->ns, ent_key(n), n->klen, 0));
+  if (n->type == ZKV_T_LIST && !(n->flags & EF_DELETED))
+    list_owner_moved(db, n, nw);   /* a list's end items name their entry */
+  if (n->flags & EF_DELETED) {
+    ref_t *rg = ring(s);
+    uint32_t slot = n->atime;
+    if (UNLIKELY(!rg || slot >= NDEAD || rg[slot] != old)) FAIL(s, ZKV_ECORRUPT);
+    LOGW(s, &rg[slot], 4);
+    rg[slot] = nw;
+  }
 }
 
 /* a key written back in place after it was deleted or expired goes to the
@@ -467,6 +494,48 @@ void idx_new_ns(zkv_db *db, ref_t r, ref_t parent, const void *name, size_t len,
   hdr *hd = H(s);
   LOGW(s, &hd->nns, 8);
   hd->nns++;
+}
+
+int idx_ns_freeable(seg *s, ref_t r) {
+  ent *e = ent_at(s, r);
+  if (e->type != T_NSREC || r == H(s)->root_ns || !e->ns) return 0;
+  nsdata *d = idx_nsdata(s, r);
+  return d->nkeys == 0 && d->child == 0 && !d->head;
+}
+
+void idx_free_ns(zkv_db *db, ref_t r) {
+  seg *s = db->s;
+  if (UNLIKELY(!idx_ns_freeable(s, r))) FAIL(s, ZKV_ECORRUPT);
+  ent *e = E(s, r);
+  ref_t parent = e->ns;
+  chain_remove(s, r, idx_hash(parent, ent_key(e), e->klen, 1));
+  /* off the parent's list of children (through nprev/nnext) */
+  nsdata *pd = idx_nsdata(s, parent);
+  if (e->nprev) {
+    ent *p = ent_at(s, e->nprev);
+    LOGW(s, &p->nnext, 4);
+    p->nnext = e->nnext;
+  } else {
+    if (UNLIKELY(pd->child != r)) FAIL(s, ZKV_ECORRUPT);
+    LOGW(s, &pd->child, 4);
+    pd->child = e->nnext;
+  }
+  if (e->nnext) {
+    ent *n = ent_at(s, e->nnext);
+    LOGW(s, &n->nprev, 4);
+    n->nprev = e->nprev;
+  }
+  /* its ids go stale at once, whatever takes the block next */
+  nsdata *d = idx_nsdata(s, r);
+  LOGW(s, &d->tag, 4);
+  d->tag = 0;
+  hdr *hd = H(s);
+  LOGW(s, &hd->nentries, 8);
+  hd->nentries--;
+  LOGW(s, &hd->nns, 8);
+  hd->nns--;
+  fixed_add(s, r, -1);
+  blk_free(s, r);
 }
 
 /* blocks for the store's own records, from an empty arena (FAILs if it is

@@ -57,6 +57,23 @@ static inline void cpu_relax(void) {
 /* A segment mapping, shared by every handle of this process on that segment,
  * so that lock ownership and transaction depth are per process-thread, not
  * per handle. */
+/* a write's request for room, from room_alloc (deep in the op) to the op
+ * frame, which then makes room in steps (room.c) and runs the op again: a
+ * local of the frame (RUN), reached through seg.room under the lock */
+typedef struct room_req {
+  uint64_t units;          /* the block the write needs */
+  ref_t pin;               /* the entry it replaces (0: none); checked before use */
+  ref_t ns;                /* the namespace it writes into: kept */
+  unsigned how;            /* ROOM_NOEVICT */
+  unsigned round;          /* times the op ran for this call */
+  int reserved;            /* room_res of this request may be set */
+  uint64_t evicted_bytes;  /* by this request's steps */
+  uint64_t cursor;         /* its expiry sweep */
+  int swept;               /* the sweep went once round */
+  uint64_t from;           /* its next reservation starts at a free block from here */
+  int wrapped;             /* its reservation went once round the heap */
+} room_req;
+
 #define EVICT_POOL 16
 typedef struct seg {
   struct seg *next;
@@ -78,8 +95,6 @@ typedef struct seg {
   int txn_cap;
   ref_t *pend;             /* (ref, units) pairs freed under the log in this lock hold */
   size_t npend, cap_pend;
-  ref_t *move;             /* compaction: keys to move */
-  size_t cap_move;
   int logging;             /* record undo for writes now */
   int dirty;               /* seq made odd in this lock hold */
   /* memory driver: private growable log */
@@ -92,6 +107,8 @@ typedef struct seg {
   struct seg *all_next;    /* every seg of this process (arena.c, for fork) */
   struct zkv_db *dbs;      /* shared: its handles in this process (under registry_lock) */
   void *jb;                /* sigjmp_buf: where FAIL goes during an op */
+  room_req *room;          /* the op frame's request for room, when it can make
+                            * room in steps (outside a transaction), else NULL */
   int64_t hold_t0;         /* ns: start of the timed part of this op: a gc step
                             * (clock_ns), or with ZKV_TIME_HOLDS the op (clock_cpu_ns) */
   uint64_t max_lock_ns;
@@ -103,6 +120,7 @@ typedef struct seg {
   int npool;
   uint16_t pool_now;
 } seg;
+
 
 struct zkv_db {
   seg *s;
@@ -157,6 +175,17 @@ int64_t clock_coarse_ms(void);   /* the same, coarse (a few ms behind at most) *
 int64_t clock_ns(void);          /* ns, monotonic, no offset: for measuring */
 int64_t clock_cpu_ns(void);      /* ns of CPU time of this thread */
 
+/* the timing of an op's lock hold (max_lock_ns): from the start of its body
+ * (with ZKV_TIME_HOLDS, in CPU time) to its end; a gc step may start it */
+static inline void hold_begin(seg *s) {
+  s->hold_t0 = UNLIKELY(s->time_holds) && s->depth == 1 ? clock_cpu_ns() : 0;
+}
+static inline void hold_end(seg *s) {
+  if (!s->hold_t0) return;
+  uint64_t d = (uint64_t)((s->time_holds ? clock_cpu_ns() : clock_ns()) - s->hold_t0);
+  if (d > s->max_lock_ns) s->max_lock_ns = d;
+}
+
 /* ---- arena (arena.c) ---------------------------------------------------- */
 int arena_grow(seg *s, uint64_t need_bytes);         /* memory driver */
 int arena_validate(const hdr *h, uint64_t file_size); /* header checks, ZKV_OK or an error */
@@ -172,6 +201,9 @@ extern void (*arena_test_create_hook)(void);
 /* ---- the op frame, the lock and the undo log (txn.c) --------------------- */
 int op_enter(zkv_db *db);
 int op_leave(zkv_db *db, int rc);
+int op_run(zkv_db *db, int (*fn)(zkv_db *, void *), void *arg);
+uint32_t lock_tid(void);
+int lock_tid_dead(uint32_t tid);
 void lock_forked(seg *s);   /* in a child just forked: can it still be used? */
 /* raise an engine error from deep inside an op: rolls back to the op's start */
 _Noreturn void op_fail(seg *s, int rc);
@@ -238,18 +270,32 @@ ref_t blk_alloc(seg *s, uint64_t units);
 void blk_free(seg *s, ref_t r);      /* its old bytes stay restorable by a rollback */
 void blk_free_now(seg *s, ref_t r);  /* a block whose bytes no rollback needs */
 void blk_init(seg *s);
-/* for compaction: take the free block r off its list, allocated (its bytes
- * held nothing); make never-used space up to `end` (bytes) one allocated
- * block; note that the allocated block r's bytes must be restorable by a
- * rollback although it stays allocated */
+/* take the free block r off its list, allocated (its bytes held nothing) */
 void blk_claim(seg *s, ref_t r);
-ref_t blk_claim_top(seg *s, uint64_t end);
-void blk_note_freed(seg *s, ref_t r);
-/* the allocated run of whole blocks [a, end) becomes one block of `units`
- * at a, the rest free */
-ref_t blk_merge(seg *s, ref_t a, ref_t end, uint64_t units);
+/* the allocated block r keeps `units`, the rest of it is freed */
+ref_t blk_split(seg *s, ref_t r, uint64_t units);
 /* the block at r: its units, and whether it is free (checked: a damaged heap FAILs) */
 uint64_t blk_units_at(seg *s, uint64_t r, int *is_free);
+/* would blk_alloc(units) find a block now?  (changes nothing) */
+int blk_fits(seg *s, uint64_t units);
+/* For a reservation block r that room.c grows until a write fits in it:
+ * blk_grow: r takes in the block after it (a free one, or an allocated one
+ * whose contents are no longer needed, e.g. an evicted key); returns r's
+ * new units.  blk_grow_top: r, which ends at top, grows into never-used
+ * space to `units`.  blk_slide: the block after r moves down to r's start
+ * (the bytes it lands on logged first), r goes after it; returns r's new
+ * ref, the moved block now starting at the old one.  blk_next_free: the
+ * first free block (any size) at or after *from (0: the heap's start),
+ * looking at `budget` blocks at most; 0 when none was found, *from then
+ * where to look on, *at_top set when the walk reached top. */
+uint64_t blk_grow(seg *s, ref_t r);
+void blk_grow_top(seg *s, ref_t r, uint64_t units);
+ref_t blk_slide(seg *s, ref_t r);
+ref_t blk_next_free(seg *s, uint64_t *from, unsigned budget, int *at_top);
+/* blk_alloc from the free block lowest in the heap that fits (a slow walk
+ * of every free list: for the records that never move, which then split
+ * the free room as little as they can) */
+ref_t blk_alloc_low(seg *s, uint64_t units);
 
 /* ---- the index (index.c) ------------------------------------------------ */
 uint64_t idx_hash(ref_t ns, const void *key, size_t klen, int is_ns);
@@ -262,6 +308,16 @@ nsdata *idx_nsdata(seg *s, ref_t ns);
 void idx_link_new(zkv_db *db, ref_t ns, ref_t r, uint64_t h);
 void idx_unlink_free(zkv_db *db, ref_t r, int expired);
 void idx_unlink_free_h(zkv_db *db, ref_t r, int expired, uint64_t h);
+/* unlink a key from its namespace and the index, its block left allocated */
+void idx_unlink_keep(zkv_db *db, ref_t r, int expired, uint64_t h);
+/* the key whose bytes were at old is now at nw (a copy; old may be
+ * overwritten already): its chain, list and ring links follow it */
+void idx_moved(zkv_db *db, ref_t old, ref_t nw);
+/* an empty namespace (no keys, no children, not the root) whose record may
+ * be freed to make room: its ids then give ZKV_ESTALE (zkv_namespace makes
+ * it anew; the Lua binding does so by itself) */
+int idx_ns_freeable(seg *s, ref_t r);
+void idx_free_ns(zkv_db *db, ref_t r);
 void idx_replace(zkv_db *db, ref_t old, ref_t nw, uint64_t h);
 void idx_relocate(zkv_db *db, ref_t old, ref_t nw);
 /* the units of the bigger bucket array the index is due for (0: not due),
@@ -288,14 +344,23 @@ ref_t idx_ns_next(seg *s, ref_t root, ref_t cur);
 /* ---- making room (room.c) ----------------------------------------------- */
 /* room_alloc: a block of `units` for a write, making room by the store's
  * policy when none is free: kept deleted keys, then (lru, unless
- * ROOM_NOEVICT) the least recently used keys, then expired keys (unless
- * ROOM_NOSWEEP); a shared segment is compacted when its free room is enough
- * but broken up.  `pin` (0: none) is the entry the write replaces: never
- * evicted, swept or moved.  FAILs with ZKV_EFULL; room_try returns 0. */
+ * ROOM_NOEVICT) the least recently used keys, then expired keys; a shared
+ * segment is compacted when its free room is enough but broken up.  `pin`
+ * (0: none) is the entry the write replaces: never evicted, swept or moved
+ * (a step may move it); `ns` is the namespace the write goes into: its
+ * record is never freed for it.
+ * FAILs with ZKV_EFULL (or, in a transaction on a shared segment whose undo
+ * log cannot take the moves, ZKV_ETXN when the transaction held much). */
 #define ROOM_NOEVICT 1u
-#define ROOM_NOSWEEP 2u
-ref_t room_alloc(zkv_db *db, uint64_t units, ref_t pin, unsigned how);
-ref_t room_try(zkv_db *db, uint64_t units, ref_t pin, unsigned how);
+#define ROOM_LOW 2u       /* a record that never moves: as low in the heap as it fits */
+ref_t room_alloc(zkv_db *db, uint64_t units, ref_t pin, ref_t ns, unsigned how);
+/* Outside a transaction room_alloc does not make room inside the op: it
+ * FAILs with ROOM_AGAIN (s->room says what for), and the op frame runs
+ * room_make (steps, each its own committed lock hold), then the op again;
+ * room_done frees a reservation the op did not take. */
+#define ROOM_AGAIN (-100)
+int room_make(zkv_db *db, room_req *q);
+void room_done(zkv_db *db, room_req *q);
 /* grow the hash index when it is due, if free room allows (never evicting) */
 void room_grow_index(zkv_db *db);
 /* the sweep: visit at most `budget` buckets from *cursor and free the expired

@@ -92,28 +92,46 @@ static inline int count_del(zkv_db *db, int rc) {
   return rc;
 }
 
-/* Run `body` (an expression giving a result code) as one operation. */
+/* Run `body` (an expression giving a result code) as one operation.  A
+ * write that needs room it cannot find at once asks for it (ROOM_AGAIN: its
+ * changes are undone): the room is made in steps of their own (room_make),
+ * and the body runs again. */
 #define RUN(db, body)                                                        \
   do {                                                                       \
-    int rc_ = op_enter(db);                                                  \
-    if (rc_) return rc_;                                                     \
-    seg *s_ = (db)->s;                                                       \
-    void *prevjb_ = s_->jb;                                                  \
-    sigjmp_buf jb_;                                                          \
-    uint64_t mark_ = log_pos(s_);                                        \
-    s_->jb = &jb_;                                                           \
-    s_->hold_t0 = UNLIKELY(s_->time_holds) && s_->depth == 1 ? clock_cpu_ns() : 0; \
-    if ((rc_ = sigsetjmp(jb_, 0)) == 0) {                                    \
-      rc_ = (body);                                                          \
-      if (rc_ >= 0) maybe_gc(db);                                            \
+    room_req rq_;                                                            \
+    rq_.round = 0;                                                           \
+    rq_.reserved = 0;                                                        \
+    for (;;) {                                                               \
+      int rc_ = op_enter(db);                                                \
+      if (rc_) return rc_;                                                   \
+      seg *s_ = (db)->s;                                                     \
+      void *prevjb_ = s_->jb;                                                \
+      room_req *prevrq_ = s_->room;                                          \
+      sigjmp_buf jb_;                                                        \
+      uint64_t mark_ = log_pos(s_);                                          \
+      s_->jb = &jb_;                                                         \
+      s_->room = s_->depth == 1 && s_->txn_depth == 0 ? &rq_ : NULL;          \
+      hold_begin(s_);                                                        \
+      if ((rc_ = sigsetjmp(jb_, 0)) == 0) {                                  \
+        rc_ = (body);                                                        \
+        if (rc_ >= 0) maybe_gc(db);                                          \
+      }                                                                      \
+      if (rc_ < 0 && s_->logging) log_undo_to(s_, mark_);                    \
+      s_->jb = prevjb_;                                                      \
+      s_->room = prevrq_;                                                    \
+      hold_end(s_);                                                          \
+      if (LIKELY(rc_ != ROOM_AGAIN)) {                                       \
+        rc_ = op_leave(db, rc_);                                             \
+        if (UNLIKELY(rq_.reserved)) room_done(db, &rq_);                     \
+        return rc_;                                                          \
+      }                                                                      \
+      op_leave(db, 0);                                                       \
+      rq_.round++;                                                           \
+      if ((rc_ = room_make(db, &rq_)) != ZKV_OK) {                           \
+        room_done(db, &rq_);                                                 \
+        return rc_;                                                          \
+      }                                                                      \
     }                                                                        \
-    if (rc_ < 0 && s_->logging) log_undo_to(s_, mark_);                      \
-    s_->jb = prevjb_;                                                        \
-    if (s_->hold_t0) {                                                       \
-      uint64_t d_ = (uint64_t)((s_->time_holds ? clock_cpu_ns() : clock_ns()) - s_->hold_t0); \
-      if (d_ > s_->max_lock_ns) s_->max_lock_ns = d_;                        \
-    }                                                                        \
-    return op_leave(db, rc_);                                                \
   } while (0)
 
 /* A private store logs only inside a transaction; a list op that fails half
@@ -162,9 +180,9 @@ static int do_namespace(zkv_db *db, zkv_ns parent, const void *name, size_t len,
   uint64_t h = idx_hash(p, name, len, 1);
   ref_t r = idx_find(s, p, name, len, h, 1);
   if (!r) {
-    room_grow_index(db);
-    r = room_alloc(db, (idx_ns_bytes(len) + UNIT - 1) / UNIT, 0, 0);
+    r = room_alloc(db, (idx_ns_bytes(len) + UNIT - 1) / UNIT, 0, p, ROOM_LOW);
     idx_new_ns(db, r, p, name, len, h);
+    room_grow_index(db);
   }
   *out = ns_id(s, r);
   return ZKV_OK;
@@ -505,17 +523,21 @@ static int do_store_at(zkv_db *db, ref_t ns, const void *key, size_t klen, uint6
       e->atime = lru_now(s);
       return ZKV_OK;
     }
-  } else {
-    room_grow_index(db);
+    if (!old) {
+      /* a deleted or expired key of another shape: its block goes first (a
+       * write that fits only with its room must not fail), the key is new */
+      idx_unlink_free_h(db, r, 0, h);
+      r = 0;
+    }
   }
-  ref_t nr = room_alloc(db, units, r, (flags & ZKV_SET_NOEVICT) ? ROOM_NOEVICT : 0);
-  if (was_list) list_drop(db, E(s, r));
+  ref_t nr = room_alloc(db, units, r, ns, (flags & ZKV_SET_NOEVICT) ? ROOM_NOEVICT : 0);
+  if (was_list && r) list_drop(db, E(s, r));
   build(s, nr, key, klen, type, uflags, exp, val, vlen);
   if (r) {
     idx_replace(db, r, nr, h);
-    if (!old) idx_move_to_tail(db, nr);
   } else {
     idx_link_new(db, ns, nr, h);
+    room_grow_index(db);   /* after the write: it takes only what is left free */
   }
   return ZKV_OK;
 }
@@ -540,7 +562,7 @@ static ref_t item_new(zkv_db *db, int tag, const void *payload, size_t plen, ref
   uint64_t units = list_node_units(plen);
   if (units >= (1u << 30) || (H(s)->capacity && units * UNIT > H(s)->capacity))
     FAIL(s, ZKV_EFULL);
-  ref_t r = room_alloc(db, units, pin, ROOM_NOEVICT);
+  ref_t r = room_alloc(db, units, pin, E(s, pin)->ns, ROOM_NOEVICT);
   list_node_init(s, r, tag, payload, plen);
   return r;
 }
@@ -633,24 +655,26 @@ static int store_list(zkv_db *db, ref_t ns, const void *key, size_t klen, uint64
   return ZKV_OK;
 }
 
+/* ev0: this process's evictions when the call began (room may have been made
+ * between runs of the op: those count too) */
 static int do_set(zkv_db *db, zkv_ns nsid, const void *key, size_t klen, int type,
                   uint32_t uflags, const void *val, size_t vlen, int64_t ttl_ms, unsigned flags,
-                  int *forcible) {
+                  int *forcible, uint64_t ev0) {
   seg *s = db->s;
   ref_t ns = ns_ref(s, nsid);
-  uint64_t ev = s->evicted;
   uint64_t h = idx_hash(ns, key, klen, 0);
   int rc = type == ZKV_T_LIST
              ? store_list(db, ns, key, klen, h, uflags, val, vlen, ttl_ms, flags)
              : do_store(db, ns, key, klen, h, type, uflags, val, vlen, ttl_ms, flags);
-  if (forcible) *forcible = s->evicted != ev;
+  if (forcible) *forcible = s->evicted != ev0;
   return rc;
 }
 
 static int set_op(zkv_db *db, zkv_ns ns, const void *key, size_t klen, const zkv_value *v,
-                  const void *p, size_t n, int64_t ttl_ms, unsigned flags, int *forcible) {
+                  const void *p, size_t n, int64_t ttl_ms, unsigned flags, int *forcible,
+                  uint64_t ev0) {
   RUN(db, count_set(db, do_set(db, ns, key, klen, v->type, v->flags, p, n, ttl_ms, flags,
-                               forcible)));
+                               forcible, ev0)));
 }
 
 int zkv_set(zkv_db *db, zkv_ns ns, const void *key, size_t klen, const zkv_value *v,
@@ -671,8 +695,10 @@ int zkv_set_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, const zkv_va
   if (rc) return rc;
   if (db->closed) return ZKV_ECLOSED;
   if (forcible) *forcible = 0;
-  if (v->type == ZKV_T_LIST) LOGGED(db, set_op(db, ns, key, klen, v, p, n, ttl_ms, flags, forcible));
-  return set_op(db, ns, key, klen, v, p, n, ttl_ms, flags, forcible);
+  uint64_t ev0 = db->s->evicted;
+  if (v->type == ZKV_T_LIST)
+    LOGGED(db, set_op(db, ns, key, klen, v, p, n, ttl_ms, flags, forcible, ev0));
+  return set_op(db, ns, key, klen, v, p, n, ttl_ms, flags, forcible, ev0);
 }
 
 static int do_del(zkv_db *db, ref_t ns, const void *key, size_t klen) {
@@ -726,7 +752,7 @@ static void set_expiry(zkv_db *db, ref_t r, const void *key, size_t klen, uint64
   ent_val(e, &vlen);
   uint32_t uf = ent_uflags(e);
   unsigned f = (exp ? EF_EXP : 0) | (uf ? EF_UFLAGS : 0);
-  ref_t nr = room_alloc(db, ent_units(klen, vlen, f), r, 0);
+  ref_t nr = room_alloc(db, ent_units(klen, vlen, f), r, e->ns, 0);
   e = E(s, r);
   size_t vl2;
   const char *v = ent_val(e, &vl2);
@@ -782,8 +808,10 @@ int zkv_incr(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t by, in
   return zkv_incr_limited(db, ns, key, klen, by, ttl_ms, INT64_MIN, INT64_MAX, result);
 }
 
+/* ev0: as do_set's */
 static int do_incr_num(zkv_db *db, ref_t ns, const void *key, size_t klen, double by, int create,
-                       double init, int64_t init_ttl, double *result, int *forcible) {
+                       double init, int64_t init_ttl, double *result, int *forcible,
+                       uint64_t ev0) {
   seg *s = db->s;
   uint64_t h = idx_hash(ns, key, klen, 0);
   ref_t r;
@@ -823,10 +851,9 @@ static int do_incr_num(zkv_db *db, ref_t ns, const void *key, size_t klen, doubl
     LOGW(s, p, 8);
     memcpy(p, bytes, 8);
   } else {
-    uint64_t ev = s->evicted;
     int rc = do_store_at(db, ns, key, klen, h, r, NULL, type, 0, bytes, 8, init_ttl, 0);
     if (rc) return rc;
-    if (forcible) *forcible = s->evicted != ev;
+    if (forcible) *forcible = s->evicted != ev0;
   }
   if (result) *result = x;
   return ZKV_OK;
@@ -839,8 +866,9 @@ int zkv_incr_num(zkv_db *db, zkv_ns ns, const void *key, size_t klen, double by,
   CHECK_KEY(key, klen);
   if (init_ttl_ms < 0) return ZKV_EINVAL_TTL;
   if (db->closed) return ZKV_ECLOSED;
+  uint64_t ev0 = db->s->evicted;
   RUN(db, count_set(db, do_incr_num(db, ns_ref(db->s, ns), key, klen, by, create, init,
-                                    init_ttl_ms, result, forcible)));
+                                    init_ttl_ms, result, forcible, ev0)));
 }
 
 /* ---- lists: the public functions --------------------------------------------- */

@@ -82,8 +82,9 @@ static int pooled_key_ok(seg *s, ref_t r) {
   return idx_find(s, e->ns, ent_key(e), e->klen, idx_hash(e->ns, ent_key(e), e->klen, 0), 0) == r;
 }
 
-/* evict the key unused longest (an expired one first), never pin; 0 if none */
-static int evict_one(zkv_db *db, ref_t pin) {
+/* evict the key unused longest (an expired one first), never pin; returns
+ * the bytes of its block, 0 if none */
+static uint64_t evict_one(zkv_db *db, ref_t pin) {
   seg *s = db->s;
   hdr *h = H(s);
   if (h->nkeys == 0) return 0;
@@ -116,6 +117,7 @@ static int evict_one(zkv_db *db, ref_t pin) {
   if (!best) return 0;
   s->pool[bi] = s->pool[--s->npool];
   int expired = best_age == (1 << 20);
+  uint64_t bytes = (uint64_t)BLK_UNITS(E(s, best)->blk) * UNIT;
   idx_unlink_free(db, best, expired);   /* a deleted one counts as neither */
   if (!expired) {
     h = H(s);
@@ -123,7 +125,7 @@ static int evict_one(zkv_db *db, ref_t pin) {
     h->evictions++;
     s->evicted++;
   }
-  return 1;
+  return bytes;
 }
 
 /* ---- expiry sweep -------------------------------------------------------- */
@@ -159,132 +161,36 @@ out:
   return i >= nbuckets(s);
 }
 
-/* ---- compaction (shared segments) ---------------------------------------- */
-/* A shared segment cannot grow, so when no single free block is large enough
- * but the free space in total is, make one: pick the run of adjacent blocks
- * (free blocks and movable keys; never namespace records, the bucket array or
- * the key being replaced) that holds the fewest live bytes, move those keys
- * elsewhere, and hand out the run as one block.  Every step goes through the
- * undo log like any other change, so a failure or a crash half-way undoes it. */
-
-enum { B_FREE, B_MOVABLE, B_PINNED };
-
-static int block_kind(seg *s, uint64_t r, uint64_t *units, ref_t pin) {
-  hdr *h = H(s);
-  int is_free;
-  *units = blk_units_at(s, r, &is_free);
-  if (is_free) return B_FREE;
-  if (r == h->buckets || r == h->obuckets || r == pin || r == h->root_ns || r == h->dead_ring)
-    return B_PINNED;
-  if (!ent_ok(s, (ref_t)r) || E(s, r)->type == T_NSREC) return B_PINNED;
-  return B_MOVABLE;
-}
-
-/* the start of the run of blocks spanning `units` with the fewest live units,
- * or 0; *live_out gets those units */
-static uint64_t best_window(seg *s, uint64_t units, uint64_t *live_out, ref_t pin) {
-  hdr *h = H(s);
-  uint64_t top = h->top / UNIT, limit = h->size / UNIT;
-  uint64_t best_a = 0, best_live = UINT64_MAX;
-  uint64_t a = h->heap_start / UNIT, b = a, live = 0;
-  while (a < top) {
-    uint64_t u;
-    int k = block_kind(s, a, &u, pin);
-    if (k == B_PINNED) {
-      a += u;
-      b = a;
-      live = 0;
-      continue;
-    }
-    int blocked = 0;
-    while (b - a < units && b < top) {
-      uint64_t ub;
-      int kb = block_kind(s, b, &ub, pin);
-      if (kb == B_PINNED) {
-        blocked = 1;
-        a = b + ub;   /* every window starting before b would hold it */
-        b = a;
-        live = 0;
-        break;
-      }
-      if (kb == B_MOVABLE) live += ub;
-      b += ub;
-    }
-    if (blocked) continue;
-    if (b - a < units && limit - a < units) break;   /* nothing further can fit */
-    if (live < best_live) {
-      best_live = live;
-      best_a = a;
-      if (live == 0) break;
-    }
-    if (k == B_MOVABLE) live -= u;
-    a += u;
-  }
-  *live_out = best_live;
-  return best_live == UINT64_MAX ? 0 : best_a;
-}
-
-static ref_t compact_for(zkv_db *db, uint64_t units, ref_t pin) {
-  seg *s = db->s;
-  hdr *h = H(s);
-  uint64_t live;
-  uint64_t wa = best_window(s, units, &live, pin);
-  if (!wa) return 0;
-  uint64_t free_total = (h->size - h->heap_start) - h->bytes_used;
-  if (free_total < (units + live) * UNIT) return 0;   /* the moved keys need room too */
-  uint64_t top = h->top / UNIT;
-  uint64_t mark = log_pos(s);   /* shared segments always log */
-  /* 1. walk the window: its free blocks leave their lists (nothing may move
-   *    into the window) and count as used; note the keys to move, in a
-   *    buffer of the process's segment state, not a local allocation: a
-   *    FAIL below unwinds past this frame */
-  size_t nmove = 0;
-  uint64_t wend = wa;
-  while (wend - wa < units && wend < top) {
-    uint64_t u;
-    int k = block_kind(s, wend, &u, pin);
-    if (k == B_FREE) {
-      blk_claim(s, (ref_t)wend);
-    } else if (k == B_MOVABLE) {
-      if (nmove == s->cap_move) {
-        size_t cap = s->cap_move ? s->cap_move * 2 : 16;
-        ref_t *n = realloc(s->move, cap * sizeof *n);
-        if (!n) FAIL(s, ZKV_ENOMEM);
-        s->move = n;
-        s->cap_move = cap;
-      }
-      s->move[nmove++] = (ref_t)wend;
-    } else {
-      FAIL(s, ZKV_ECORRUPT);   /* best_window never spans a pinned block */
-    }
-    wend += u;
-  }
-  if (wend - wa < units) {   /* the window runs on into never-used space */
-    blk_claim_top(s, (wa + units) * UNIT);
-    wend = wa + units;
-  }
-  /* 2. move the keys out; their old blocks stay inside the window.  If the
-   *    room outside is too broken up to take them all, undo the lot: the
-   *    caller goes on to evict (lru) or reports the store full. */
-  for (size_t i = 0; i < nmove; i++) {
-    ref_t old = s->move[i];
-    uint64_t u = BLK_UNITS(E(s, old)->blk);
-    ref_t nr = blk_alloc(s, u);
-    if (!nr) {
-      log_undo_to(s, mark);
-      return 0;
-    }
-    memcpy((char *)P(s, nr) + 4, (char *)P(s, old) + 4, u * UNIT - 4);
-    if (E(s, nr)->type == T_LNODE) list_relocate(db, old, nr);   /* a list item */
-    else idx_relocate(db, old, nr);
-    /* its old bytes, inside the window, are what a rollback puts back */
-    blk_note_freed(s, old);
-  }
-  /* 3. the window is one block: `units` for the caller, the rest free */
-  return blk_merge(s, (ref_t)wa, (ref_t)wend, units);
-}
-
 /* ---- room for a write ---------------------------------------------------- */
+/* Outside a transaction a write never makes room inside its own op: when no
+ * block is free, room_alloc asks for room (ROOM_AGAIN, which undoes the op
+ * so far) and the op frame runs room_make: steps of at most STEP_NS each,
+ * each its own lock hold, each committed, then the op again.  So no lock
+ * hold is long however much must go, no undo log fills up (a step logs only
+ * its own changes), and what was evicted stays evicted whatever happens to
+ * the write after (as in Redis, which evicts before it runs a command).
+ *
+ * A shared segment cannot grow: when the free room is enough in total but
+ * in pieces, a step grows a reservation, an allocated block recorded in the
+ * header (room_res, with the owner's thread id, so that another process
+ * frees it if the owner died), from the lowest free block upwards: a free
+ * block after it is taken in, a key after it is evicted into it (lru) or
+ * slid below it (none: the key moves down, the reservation up, with the
+ * bytes the move lands on logged first), until the write fits in it.  The
+ * reservation survives the lock being released between steps, and the op
+ * takes it when it runs again.  A namespace record in its way is freed if
+ * the namespace is empty; else (namespace records never move: keys name
+ * them by their place) the key just past it hops over it into the
+ * reservation, when it fits there, and the next reservation starts with
+ * what is left; a block too big to hop or to slide within the undo log
+ * stops it, and it starts again above.  Inside a transaction everything
+ * runs in the op, limited by the undo log: no slide past its free room, no
+ * freeing of namespaces or hops (the op may hold their ids and refs). */
+
+#define STEP_NS 200000   /* a step's lock hold */
+#define ROOM_ROUNDS 8    /* runs of an op that others keep taking the room from */
+#define ROOM_LOG_MARGIN 8192   /* undo log a transaction's next move may need */
+#define SLIDE_LOG_SLACK 1024   /* undo log a slide needs beyond the bytes it lands on */
 
 /* Could a block of `units` fit at all, were every key gone but pin?  The
  * store's own records (index, ring, namespaces: fixed_bytes) and pin stay.
@@ -298,59 +204,378 @@ static int could_fit(seg *s, uint64_t units, ref_t pin) {
   return keep <= room && units * UNIT <= room - keep;
 }
 
-ref_t room_try(zkv_db *db, uint64_t units, ref_t pin, unsigned how) {
+static uint64_t free_total(seg *s) {
+  hdr *h = H(s);
+  return (h->size - h->heap_start) - h->bytes_used;
+}
+
+/* the reservation, checked: 0 when there is none; one whose owner thread is
+ * gone is freed (a process that died between two steps) */
+static ref_t reservation(seg *s, int *mine) {
+  hdr *h = H(s);
+  *mine = 0;
+  if (!h->room_res) return 0;
+  int is_free;
+  blk_units_at(s, h->room_res, &is_free);
+  if (UNLIKELY(is_free)) FAIL(s, ZKV_ECORRUPT);
+  if (h->room_owner == lock_tid()) {
+    *mine = 1;
+    return h->room_res;
+  }
+  if (!lock_tid_dead(h->room_owner)) return h->room_res;   /* another writer's, in use */
+  ref_t r = h->room_res;
+  LOG_SPAN(s, h, room_res, room_owner);
+  h->room_res = 0;
+  h->room_owner = 0;
+  blk_free_now(s, r);
+  return 0;
+}
+
+static void reservation_set(seg *s, ref_t r) {
+  hdr *h = H(s);
+  LOG_SPAN(s, h, room_res, room_owner);
+  h->room_res = r;
+  h->room_owner = r ? lock_tid() : 0;
+}
+
+/* take this thread's reservation for a block of `units` (the rest freed) */
+static ref_t reservation_take(seg *s, room_req *q, uint64_t units) {
+  int mine;
+  ref_t r = reservation(s, &mine);
+  if (!r || !mine) return 0;
+  uint64_t have = BLK_UNITS(*(uint32_t *)P(s, r));
+  if (have < units) return 0;
+  reservation_set(s, 0);
+  if (q) q->reserved = 0;
+  return blk_split(s, r, units);
+}
+
+/* the pin of a request, if it still is the start of a key (a step runs in a
+ * later lock hold than the op that asked: the key may be gone) */
+static ref_t live_pin(seg *s, ref_t pin) {
+  return pin && ent_ok(s, pin) && E(s, pin)->type != T_NSREC ? pin : 0;
+}
+
+enum { GROW_DONE, GROW_MORE, GROW_STUCK, GROW_NEXT_STEP };
+
+/* Can a move of a block of `units` be logged now?  A slide or a hop logs at
+ * most the bytes it lands on, and a little more.  If not, *later says
+ * whether it could in a step of its own (an empty log). */
+static int log_fits(seg *s, uint64_t units, int *later) {
+  hdr *h = H(s);
+  uint64_t need = units * UNIT + SLIDE_LOG_SLACK;
+  *later = 0;
+  if (need <= h->log_cap - h->log_used) return 1;
+  *later = need <= h->log_cap && h->log_used > 0;
+  return 0;
+}
+
+/* the block at `from` now starts at `to` (a copy): whatever refers to it follows */
+static void block_moved(zkv_db *db, room_req *q, uint64_t from, ref_t to) {
   seg *s = db->s;
-  if (units < 2) units = 2;
-  if (units >= (1u << 30)) return 0;
-  int may_evict = !(how & ROOM_NOEVICT) && H(s)->evict == ZKV_EVICT_LRU;
-  int reclaimed = (how & ROOM_NOSWEEP) ? 2 : 0;
-  ref_t r = blk_alloc(s, units);
-  if (r) return r;
-  if (!could_fit(s, units, pin)) return 0;
-  for (;; r = blk_alloc(s, units)) {
-    /* a shared segment with room in total but not in one piece: compact */
-    hdr *h = H(s);
-    if (!r && s->shared && (h->size - h->heap_start) - h->bytes_used >= units * UNIT)
-      r = compact_for(db, units, pin);
-    if (r) return r;
-    /* deleted keys kept for reuse go first: freeing them loses nothing; so
-     * do the items of lists that are gone, as many as the undo log has room
-     * for (a shared segment's log is fixed) */
+  hdr *h = H(s);
+  if (from == h->buckets) {
+    LOGW(s, &h->buckets, 4);
+    h->buckets = to;
+  } else if (from == h->obuckets) {
+    LOGW(s, &h->obuckets, 4);
+    h->obuckets = to;
+  } else if (from == h->dead_ring) {
+    LOGW(s, &h->dead_ring, 4);
+    h->dead_ring = to;
+  } else if (E(s, to)->type == T_LNODE) {
+    list_relocate(db, (ref_t)from, to);   /* an item of a list (deque.c) */
+  } else {
+    idx_moved(db, (ref_t)from, to);
+    if (from == q->pin) q->pin = to;
+  }
+}
+
+/* The reservation r (have units) is stuck below a record that never moves
+ * (x, xu units): copy the first key above that record (past one free block)
+ * into the start of r, the rest of r freed.  Free room so hops over the
+ * record, a key at a time, to where the reservation can grow on.  Only in a
+ * step of its own (nothing holds the key).  Returns 1 when a key hopped,
+ * 2 when it must wait for a step of its own (the undo log), else 0. */
+static int hop_over(zkv_db *db, room_req *q, ref_t r, uint64_t have, uint64_t x, uint64_t xu) {
+  seg *s = db->s;
+  hdr *h = H(s);
+  uint64_t y = x + xu, yu;
+  int is_free;
+  if (y * UNIT >= h->top) return 0;
+  yu = blk_units_at(s, y, &is_free);
+  if (is_free) {
+    y += yu;
+    if (y * UNIT >= h->top) return 0;
+    yu = blk_units_at(s, y, &is_free);
+    if (UNLIKELY(is_free)) FAIL(s, ZKV_ECORRUPT);   /* free blocks never touch */
+  }
+  if (yu > have) return 0;
+  int is_array = y == h->buckets || y == h->obuckets || y == h->dead_ring;
+  if (!is_array && (!ent_ok(s, (ref_t)y) || E(s, y)->type == T_NSREC)) return 0;
+  int later;
+  if (!log_fits(s, yu, &later)) return later ? 2 : 0;
+  reservation_set(s, 0);
+  q->reserved = 0;
+  blk_split(s, r, yu);   /* r keeps yu units (its bytes logged where a rollback needs them) */
+  memcpy((char *)P(s, r) + 4, (char *)P(s, y) + 4, yu * UNIT - 4);
+  block_moved(db, q, y, r);
+  blk_free(s, (ref_t)y);   /* its bytes stay restorable */
+  q->from = r;             /* the next reservation starts with the rest of r */
+  return 1;
+}
+
+/* grow the reservation r by the block after it; GROW_STUCK when that block
+ * cannot go (r is then freed and the next starts above it).  The entry
+ * the write replaces (pin) is never evicted; in a step of its own (bounded)
+ * it may move, as no op holds it then (q->pin follows it). */
+static int grow_once(zkv_db *db, room_req *q, ref_t *rp, ref_t pin, int may_evict, int bounded) {
+  seg *s = db->s;
+  hdr *h = H(s);
+  ref_t r = *rp;
+  uint64_t units = q->units;
+  uint64_t have = BLK_UNITS(*(uint32_t *)P(s, r));
+  if (have >= units) return GROW_DONE;
+  uint64_t x = r + have;
+  if (x * UNIT >= h->top) {   /* r ends at top: never-used space, if there is enough */
+    if ((r + units) * UNIT > h->size) goto stuck;
+    blk_grow_top(s, r, units);
+    return GROW_DONE;
+  }
+  int is_free;
+  uint64_t xu = blk_units_at(s, x, &is_free);
+  if (is_free) {
+    blk_grow(s, r);
+    return GROW_MORE;
+  }
+  int is_array = x == h->buckets || x == h->obuckets || x == h->dead_ring;
+  if (!is_array && !ent_ok(s, (ref_t)x)) goto stuck;
+  if (!is_array && E(s, x)->type == T_NSREC) {
+    /* an empty namespace's record goes, in a step of its own (no op holds
+     * its id then), unless the write goes into it */
+    if (!bounded || x == q->ns || !idx_ns_freeable(s, (ref_t)x)) goto hop;
+    idx_free_ns(db, (ref_t)x);
+    return GROW_MORE;   /* a free block now: the next turn takes it in */
+  }
+  if (x == pin && !bounded) goto stuck;
+  /* an item of a list is not a key: it slides (below) */
+  if (may_evict && !is_array && x != pin && E(s, x)->type != T_LNODE) {
+    ent *e = E(s, x);
+    int live = ent_alive(e), dead = (e->flags & EF_DELETED) != 0;
+    idx_unlink_keep(db, (ref_t)x, !live, idx_hash(e->ns, ent_key(e), e->klen, 0));
+    blk_grow(s, r);
+    if (live && !dead) {
+      h = H(s);
+      LOGW(s, &h->evictions, 8);
+      h->evictions++;
+      s->evicted++;
+      q->evicted_bytes += xu * UNIT;
+    }
+    return GROW_MORE;
+  }
+  /* slide the block below r; what the move lands on of itself is logged
+   * first, so it must fit in the undo log with room to spare: in a step, a
+   * big one waits for a step of its own (an empty log) */
+  int later;
+  if (!log_fits(s, xu, &later)) {
+    if (bounded && later) return GROW_NEXT_STEP;
+    goto stuck;
+  }
+  ref_t nr = blk_slide(s, r);
+  block_moved(db, q, x, r);
+  reservation_set(s, nr);
+  *rp = nr;
+  return GROW_MORE;
+hop:
+  if (bounded) {
+    int hv = hop_over(db, q, r, have, x, xu);
+    if (hv == 2) return GROW_NEXT_STEP;
+    if (hv == 1) {
+      *rp = 0;
+      return GROW_STUCK;   /* the next reservation starts with the rest of r */
+    }
+  }
+stuck:
+  reservation_set(s, 0);
+  blk_free_now(s, r);
+  q->reserved = 0;
+  q->from = x;
+  return GROW_STUCK;
+}
+
+/* Make room for q: returns ZKV_OK (*done set once the write can run: a block
+ * fits, or this thread's reservation holds it), or ZKV_EFULL.  `bounded`: a
+ * step, which stops (not done) after STEP_NS or half the undo log; else all
+ * of it in this op (inside a transaction). */
+static int make_room(zkv_db *db, room_req *q, int bounded, int *done) {
+  seg *s = db->s;
+  uint64_t units = q->units;
+  ref_t pin = live_pin(s, q->pin);
+  int64_t t0 = clock_ns();
+  int may_evict = !(q->how & ROOM_NOEVICT) && H(s)->evict == ZKV_EVICT_LRU;
+  uint64_t log0 = s->shared ? H(s)->log_used : 0;
+  *done = 0;
+  int mine;
+  ref_t r = reservation(s, &mine);
+  if (!mine) r = 0;   /* another writer's: this step only frees and evicts */
+  for (;;) {
+    if (r ? BLK_UNITS(*(uint32_t *)P(s, r)) >= units : blk_fits(s, units)) break;
+    if (!could_fit(s, units, pin)) return ZKV_EFULL;
+    if (bounded && (clock_ns() - t0 > STEP_NS ||
+                    (s->shared && H(s)->log_used > H(s)->log_cap / 2)))
+      return ZKV_OK;   /* the next step goes on */
+    /* in a transaction a shared segment's fixed undo log bounds what can be
+     * done: the transaction is too large if it held much before, else the
+     * room cannot be made at all */
+    if (!bounded && s->shared && H(s)->log_cap - H(s)->log_used < ROOM_LOG_MARGIN)
+      return log0 > H(s)->log_cap / 4 ? ZKV_ETXN : ZKV_EFULL;
+    /* what loses nothing first: deleted keys kept for reuse, and the items
+     * of lists that are gone, as many as the undo log has room for */
     if (H(s)->ndead && flush_dead(db, pin)) continue;
     if (H(s)->lgarb && !(s->shared && H(s)->log_used > H(s)->log_cap / 2) &&
         list_reclaim(db, 16))
       continue;
-    if (may_evict && evict_one(db, pin)) continue;
-    if (reclaimed < 2 && H(s)->nkeys) {
-      /* full: take back the room of keys that have expired, as many as
-       * the undo log has room for (a shared segment's log is fixed) */
-      uint64_t cursor = 0, freed = 0, max = 0;
-      if (s->shared) {
-        hdr *hh = H(s);
-        max = hh->log_used < hh->log_cap ? (hh->log_cap - hh->log_used) / 1024 : 0;
-        if (max == 0) max = 1;
+    /* then the least recently used keys (an expired one first), as many
+     * bytes as the write needs */
+    if (may_evict && q->evicted_bytes < units * UNIT) {
+      uint64_t b = evict_one(db, pin);
+      if (b) {
+        q->evicted_bytes += b;
+        continue;
       }
-      reclaimed++;
-      room_sweep(db, &cursor, UINT64_MAX, 0, &freed, max, pin);
-      if (freed) continue;
     }
-    return 0;
+    /* then expired keys, the whole index once (without eviction, or when
+     * what was evicted is enough in total but in pieces) */
+    if (!q->swept && H(s)->nkeys) {
+      uint64_t freed = 0;
+      q->swept = room_sweep(db, &q->cursor, 64, 0, &freed, 0, pin);
+      continue;
+    }
+    /* a memory store grows its mapping: only its capacity bounds it */
+    if (!s->shared) {
+      if (may_evict && evict_one(db, pin)) continue;
+      return ZKV_EFULL;
+    }
+    uint64_t have = r ? (uint64_t)BLK_UNITS(*(uint32_t *)P(s, r)) * UNIT : 0;
+    if (free_total(s) + have < units * UNIT) {   /* a reservation of its own counts */
+      if (may_evict && evict_one(db, pin)) continue;
+      return ZKV_EFULL;
+    }
+    /* enough room in pieces: grow a reservation from the lowest free block */
+    if (!r) {
+      int other;
+      if (reservation(s, &other)) {   /* another writer's is growing: wait for it */
+        if (!bounded) return ZKV_EFULL;
+        return ZKV_OK;
+      }
+      /* the lowest free block (of any size) from q->from on, a few blocks
+       * at a time: the walk of a big heap spans steps */
+      int at_top = 0;
+      r = blk_next_free(s, &q->from, 256, &at_top);
+      if (!r) {
+        if (!at_top) continue;
+        /* once round the heap, then once more (between steps others may have
+         * freed blocks below where this pass went) */
+        if (!q->wrapped++) { q->from = 0; continue; }
+        return ZKV_EFULL;
+      }
+      blk_claim(s, r);
+      reservation_set(s, r);
+      q->reserved = 1;
+    }
+    int g = grow_once(db, q, &r, pin, may_evict, bounded);
+    pin = live_pin(s, q->pin);
+    if (g == GROW_STUCK) r = 0;
+    if (g == GROW_NEXT_STEP) return ZKV_OK;
+  }
+  *done = 1;
+  return ZKV_OK;
+}
+
+typedef struct { room_req *q; int done; } step_arg;
+
+static int room_step(zkv_db *db, void *arg) {
+  step_arg *a = arg;
+  return make_room(db, a->q, 1, &a->done);
+}
+
+int room_make(zkv_db *db, room_req *q) {
+  q->evicted_bytes = 0;
+  q->cursor = 0;
+  q->swept = 0;
+  q->from = 0;
+  q->wrapped = 0;
+  for (;;) {
+    step_arg a = {q, 0};
+    int rc = op_run(db, room_step, &a);
+    if (rc) {
+      q->reserved = 1;   /* the failed step's undo may have brought one back */
+      return rc;
+    }
+    if (a.done) return ZKV_OK;
   }
 }
 
-ref_t room_alloc(zkv_db *db, uint64_t units, ref_t pin, unsigned how) {
-  ref_t r = room_try(db, units, pin, how);
-  if (!r) FAIL(db->s, ZKV_EFULL);
+static int drop_reservation(zkv_db *db, void *arg) {
+  room_req *q = arg;
+  seg *s = db->s;
+  int mine;
+  ref_t r = reservation(s, &mine);
+  if (r && mine) {
+    reservation_set(s, 0);
+    blk_free_now(s, r);
+  }
+  q->reserved = 0;
+  return ZKV_OK;
+}
+
+void room_done(zkv_db *db, room_req *q) {
+  if (q->reserved) op_run(db, drop_reservation, q);
+}
+
+ref_t room_alloc(zkv_db *db, uint64_t units, ref_t pin, ref_t ns, unsigned how) {
+  seg *s = db->s;
+  if (units < 2) units = 2;
+  if (units >= (1u << 30)) FAIL(s, ZKV_EFULL);
+  int low = UNLIKELY(how & ROOM_LOW) && s->shared;
+  ref_t r = low ? blk_alloc_low(s, units) : blk_alloc(s, units);
+  if (LIKELY(r)) return r;
+  room_req *q = s->room;
+  if (s->shared && (r = reservation_take(s, q, units))) return r;
+  if (!could_fit(s, units, pin)) FAIL(s, ZKV_EFULL);
+  if (q && q->round < ROOM_ROUNDS) {
+    q->units = units;
+    q->pin = pin;
+    q->ns = ns;
+    q->how = how;
+    FAIL(s, ROOM_AGAIN);
+  }
+  /* in a transaction: all of it in this op */
+  room_req t;
+  memset(&t, 0, sizeof t);
+  t.units = units;
+  t.pin = pin;
+  t.ns = ns;
+  t.how = how;
+  int done = 0, rc = make_room(db, &t, 0, &done);
+  if (rc == ZKV_OK && !done) rc = ZKV_EFULL;
+  if (rc == ZKV_OK && !(r = low ? blk_alloc_low(s, units) : blk_alloc(s, units)) &&
+      !(r = reservation_take(s, &t, units)))
+    rc = ZKV_EFULL;
+  if (rc) FAIL(s, rc);
   return r;
 }
 
 /* A denser index only makes lookups a little longer: its growth takes free
  * room (kept deleted keys freed, a shared segment compacted), never keys.
- * The buckets move after every op (REHASH_STEP, ops.c). */
+ * The buckets move after every op (REHASH_STEP, ops.c).  Nothing is moved or
+ * evicted for it: free blocks, and the deleted keys kept for reuse. */
 void room_grow_index(zkv_db *db) {
-  uint64_t units = idx_grow_units(db->s);
+  seg *s = db->s;
+  uint64_t units = idx_grow_units(s);
   if (LIKELY(!units)) return;
-  ref_t r = room_try(db, units, 0, ROOM_NOEVICT | ROOM_NOSWEEP);
+  ref_t r = blk_alloc(s, units);
+  if (!r && H(s)->ndead && flush_dead(db, 0)) r = blk_alloc(s, units);
   if (r) idx_grow(db, r);
 }
 

@@ -354,6 +354,34 @@ int op_leave(zkv_db *db, int rc) {
   return rc;
 }
 
+/* fn(db, arg) as one op: the lock, a frame for FAIL, its changes undone when
+ * it fails (the ops of ops.c use the RUN macro, the same inline) */
+#pragma GCC diagnostic push
+#if defined(__GNUC__) && !defined(__clang__) /* clang has no -Wclobbered */
+#pragma GCC diagnostic ignored "-Wclobbered"
+#endif
+int op_run(zkv_db *db, int (*fn)(zkv_db *, void *), void *arg) {
+  int rc = op_enter(db);
+  if (rc) return rc;
+  seg *s = db->s;
+  void *prev = s->jb;
+  sigjmp_buf jb;
+  uint64_t mark = log_pos(s);
+  s->jb = &jb;
+  hold_begin(s);
+  if ((rc = sigsetjmp(jb, 0)) == 0) rc = fn(db, arg);
+  if (rc < 0 && s->logging) log_undo_to(s, mark);
+  s->jb = prev;
+  hold_end(s);
+  return op_leave(db, rc);
+}
+#pragma GCC diagnostic pop
+
+/* this thread's id as the lock word holds it, and whether the thread of an
+ * id is gone (room.c: a reservation whose owner died is freed) */
+uint32_t lock_tid(void) { return my_tid(); }
+int lock_tid_dead(uint32_t tid) { return holder_dead(tid); }
+
 /* ---- fork ----------------------------------------------------------------- */
 
 /* Called in a child just forked (arena.c's atfork handler, before anything

@@ -282,9 +282,13 @@ local file_times = setmetatable({}, { __mode = "k" })   -- kv -> { path, size, a
 local function open_segment(name)
   local path = segment_path(name)
   local size, atime, mtime = core._file_times(path)
+  local f = { path = path, size = size, atime = atime, mtime = mtime }
   local ok, kv = pcall(zeltkv.shared, name, { create = false, gc_interval = 0, dir = G.dir })
-  if not ok then return nil, kv end
-  file_times[kv] = { path = path, size = size, atime = atime, mtime = mtime }
+  if not ok then
+    if mtime then core._set_file_times(path, atime, mtime) end   -- a file that is no segment
+    return nil, kv
+  end
+  file_times[kv] = f
   return kv
 end
 
@@ -331,13 +335,14 @@ local function command(name, def)
   order[#order + 1] = name
 end
 
--- what zkv list shows of a segment: its file's size and last open, and its stats()
+-- what zkv list shows of a segment: its stats() (name, path, size, evict policy,
+-- figures) and its file's last open
 local function stats_row(name, st, kv)
   local f = file_times[kv] or {}
   return {
-    name = name,
-    path = f.path or segment_path(name),
-    size = f.size,
+    name = st.name or name,
+    path = st.path or f.path or segment_path(name),
+    size = st.size or f.size,
     used = st.bytes_used,
     keys = st.keys,
     evict = st.evict,
@@ -621,50 +626,19 @@ prints the result.  A missing key is created holding BY, with the --ttl given
   end,
 })
 
--- a Prometheus label value: \\, " and newline escaped
-local function label_value(v)
-  return (tostring(v):gsub("[\\\"\n]", { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))
-end
-
--- stats() in the Prometheus text format, for a zeltkv without zeltkv.prometheus
--- (which knows each figure's type and meaning): every number as an untyped sample
--- zeltkv_<field>{store="NAME"}, and the fields that are text as the labels of
--- zeltkv_info{store="NAME",...} 1
-local function prometheus_text(st, store)
-  local fields, info = {}, { ("store=\"%s\""):format(label_value(store)) }
-  for k in pairs(st) do fields[#fields + 1] = k end
-  table.sort(fields)
-  local lines = {}
-  for _, k in ipairs(fields) do
-    local v = st[k]
-    local metric = "zeltkv_" .. k:gsub("[^%w_]", "_")
-    if type(v) == "number" then
-      lines[#lines + 1] = ("# TYPE %s untyped\n%s{store=\"%s\"} %s\n"):format(metric, metric,
-        label_value(store), v == math.floor(v) and fmt("%.0f", v) or fmt("%.17g", v))
-    elseif type(v) == "string" or type(v) == "boolean" then
-      info[#info + 1] = ("%s=\"%s\""):format(k:gsub("[^%w_]", "_"), label_value(v))
-    end
-  end
-  lines[#lines + 1] = ("# TYPE zeltkv_info gauge\nzeltkv_info{%s} 1\n"):format(concat(info, ","))
-  return concat(lines)
-end
-
 command("stats", {
   synopsis = "zkv stats NAME [--json|--prometheus]",
   summary = "a store's stats()",
   help = [[
 Prints the store's stats(), one "name: value" per line; --json as one JSON
-object; --prometheus in the Prometheus text format (zeltkv.prometheus where this
-zeltkv has it, else every number of stats() as zeltkv_FIELD{store="NAME"}), for
-a cron job to write into a node exporter's textfile directory.]],
+object; --prometheus in the Prometheus text format (zeltkv.prometheus), for a
+cron job to write into a node exporter's textfile directory.]],
   min = 1, max = 1, opts = { json = true, prometheus = true },
   run = function(args, opts)
     if opts.json and opts.prometheus then usage("--json and --prometheus exclude each other") end
     local kv = open(args[1])
-    if opts.prometheus and zeltkv.prometheus then
+    if opts.prometheus then
       out:write(try(zeltkv.prometheus, kv))
-    elseif opts.prometheus then
-      out:write(prometheus_text(try(kv.stats, kv), args[1]))
     else
       print_table(try(kv.stats, kv), opts.json)
     end

@@ -278,7 +278,7 @@ static int zseg_exercise(const char *name, int *open_rc) {
   ZR(zkv_has(db, c, "float", 5));
   ZR(zkv_ttl(db, ZKV_ROOT, "k0", 2, &i64));
   ZR(zkv_incr(db, c, "int", 3, 7, 0, &i64));
-  ZR(zkv_incr_num(db, c, "float", 5, 0.5, 1, 0, 0, &d));
+  ZR(zkv_incr_num(db, c, "float", 5, 0.5, 1, 0, 0, &d, NULL));
   ZR(zkv_incr(db, ZKV_ROOT, "fresh", 5, 1, 100, &i64));
   ZR(zkv_expire(db, ZKV_ROOT, "k0", 2, 5000));
   for (int i = 0; i < 6; i++) {   /* lists: their items and the garbage chain */

@@ -202,6 +202,16 @@ const char *check_ns_name(lua_State *L, int i, size_t *len);
 /* a segment name at i */
 const char *check_seg_name(lua_State *L, int i);
 
+/* A malloc'ed thing held while Lua allocates: its owner is a userdata pushed
+ * on the stack before the thing is made, so that an error raised at one of
+ * those allocations (out of memory; on Lua 5.1-5.3 and LuaJIT the error of a
+ * finalizer they run, which Lua passes on from there) frees it at the owner's
+ * __gc instead of leaking it.  Set p (and release, free() when NULL) once
+ * it is made; give it up (p = NULL) when it is freed by the function. */
+typedef struct Owned { void *p; void (*release)(void *); } Owned;
+Owned *owned_push(lua_State *L);
+void owned_init(lua_State *L);
+
 /* grow *buf (capacity *cap, first size first) to hold at least need bytes;
  * 0 on success, -1 when out of memory (the buffer is then unchanged) */
 int buf_reserve(char **buf, size_t *cap, size_t need, size_t first);

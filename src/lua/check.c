@@ -387,6 +387,31 @@ const char *check_seg_name(lua_State *L, int i) {
 
 /* ---- buffers -------------------------------------------------------------- */
 
+#define OWNED_MT "zeltkv.Owned"
+
+static int owned_gc(lua_State *L) {
+  Owned *o = (Owned *)lua_touserdata(L, 1);
+  if (o->p) (o->release ? o->release : free)(o->p);
+  o->p = NULL;
+  return 0;
+}
+
+void owned_init(lua_State *L) {
+  luaL_newmetatable(L, OWNED_MT);
+  lua_pushcfunction(L, owned_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+}
+
+Owned *owned_push(lua_State *L) {
+  Owned *o = (Owned *)lua_newuserdatauv(L, sizeof(Owned), 0);
+  o->p = NULL;
+  o->release = NULL;
+  luaL_getmetatable(L, OWNED_MT);
+  lua_setmetatable(L, -2);
+  return o;
+}
+
 int buf_reserve(char **buf, size_t *cap, size_t need, size_t first) {
   if (need <= *cap) return 0;
   size_t c = *cap ? *cap : first;

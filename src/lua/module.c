@@ -276,6 +276,7 @@ int luaopen_zeltkv_core(lua_State *L) {
   set_methods(L, zkv_snapshot_driver_methods);
   lua_pop(L, 3);
   errors_init(L);
+  owned_init(L);
 
   static const luaL_Reg funcs[] = {
     {"memory", l_memory}, {"shared", l_shared}, {"unlink", l_unlink},

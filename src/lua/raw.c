@@ -149,8 +149,14 @@ static int store_list_pop(lua_State *L) {
   CALL(rc, zkv_list_pop(db, s->ns, k, kl, left, &v));
   lua_pushinteger(L, rc);
   if (rc != ZKV_OK) return 1;
-  lua_pushlstring(L, (const char *)v.data, 1);
-  lua_pushlstring(L, (const char *)v.data + 1, v.len - 1);
+  /* the item in one copy first: the handle's memory at v.data may be reused
+   * by a finalizer that the next allocation runs */
+  lua_pushlstring(L, (const char *)v.data, v.len);
+  size_t n;
+  const char *item = lua_tolstring(L, -1, &n);
+  lua_pushlstring(L, item, 1);
+  lua_pushlstring(L, item + 1, n - 1);
+  lua_remove(L, -3);
   return 3;
 }
 
@@ -189,6 +195,7 @@ static int store_keys_list(lua_State *L) {
   uint64_t max = (uint64_t)mx;
   zkv_cursor cur;
   memset(&cur, 0, sizeof cur);
+  Owned *own = owned_push(L);   /* b.buf's, while the keys are pushed */
   lua_Integer n = 0;
   int made = 0;   /* the table is made the size of the first batch (no regrowth) */
   KeyBatch b = {NULL, 0, 0, 0};
@@ -200,19 +207,19 @@ static int store_keys_list(lua_State *L) {
     /* the handle anew each step: pushing the keys allocates */
     zkv_db *db = s->drv->db;
     int rc = db ? zkv_keys(db, s->ns, &cur, want, collect_key, &b, &got) : ZKV_ECLOSED;
+    own->p = b.buf;
     if (rc == ZKV_ESTALE && n == 0 && reresolve(L, 1, s) == ZKV_OK) {   /* made anew */
       memset(&cur, 0, sizeof cur);
       rc = zkv_keys(db, s->ns, &cur, want, collect_key, &b, &got);
     }
+    own->p = b.buf;
     if (rc == ZKV_ESTALE) break;   /* gone and not made again: an empty namespace */
-    if (rc) {
-      free(b.buf);
-      return raise_rc(L, rc, "keys");
-    }
+    if (rc) return raise_rc(L, rc, "keys");
     if (!made) lua_createtable(L, (int)b.n, 0);
     made = 1;
     push_batch(L, &b, &n);
   }
+  own->p = NULL;
   free(b.buf);
   if (!made) lua_newtable(L);
   return 1;

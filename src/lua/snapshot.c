@@ -487,7 +487,7 @@ static int l_segments(lua_State *L) {
   }
   closedir(dh);
   if (!oom) {
-    qsort(names, n, sizeof *names, cmp_str);
+    if (n) qsort(names, n, sizeof *names, cmp_str);   /* names is NULL when n is 0 */
     lua_createtable(L, (int)n, 0);
   }
   /* freed before anything that can raise */

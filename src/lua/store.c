@@ -222,7 +222,7 @@ void push_batch(lua_State *L, const KeyBatch *b, lua_Integer *n) {
   for (size_t i = 0; i < b->n; i++) {
     uint32_t l;
     memcpy(&l, b->buf + off, 4);
-    lua_pushlstring(L, b->buf + off + 4, l);   /* may raise: b->buf leaks only on OOM */
+    lua_pushlstring(L, b->buf + off + 4, l);   /* may raise: b->buf has an owner (Owned) */
     lua_rawseti(L, -2, (int)++*n);
     off += 4 + l;
   }
@@ -247,6 +247,7 @@ static int walk_iter(lua_State *L) {
     return 1;
   }
   if (cur->done) return 0;
+  Owned *own = owned_push(L);   /* b.buf's, while the keys are pushed */
   zkv_db *db = live_db(L, s->drv);
   KeyBatch b = {NULL, 0, 0, 0};
   size_t got = 0;
@@ -255,26 +256,25 @@ static int walk_iter(lua_State *L) {
   int si = lua_gettop(L);
   do {
     rc = walk(db, s->ns, cur, KEYS_BATCH, collect_key, &b, &got);
+    own->p = b.buf;
     if (rc == ZKV_ESTALE && reresolve(L, si, s) == ZKV_OK) {
       /* made anew: a walk of the new namespace (nothing of it was returned) */
       memset(cur, 0, sizeof *cur);
       rc = walk(db, s->ns, cur, KEYS_BATCH, collect_key, &b, &got);
+      own->p = b.buf;
     }
   } while (rc == ZKV_OK && b.n == 0 && !cur->done);
   lua_pop(L, 1);
   if (rc == ZKV_ESTALE) {   /* gone and not made again: an empty namespace */
-    free(b.buf);
     cur->done = 1;
-    return 0;
+    return 0;   /* the owner frees b.buf */
   }
-  if (rc) {
-    free(b.buf);
-    return raise_rc(L, rc, walk == zkv_keys ? "keys" : "namespaces");
-  }
-  if (!lua_checkstack(L, 4)) { free(b.buf); return lraise_failed(L, "memory", "stack overflow"); }
+  if (rc) return raise_rc(L, rc, walk == zkv_keys ? "keys" : "namespaces");
+  if (!lua_checkstack(L, 4)) return lraise_failed(L, "memory", "stack overflow");
   lua_createtable(L, (int)b.n, 0);
   lua_Integer pushed = 0;
   push_batch(L, &b, &pushed);
+  own->p = NULL;
   free(b.buf);
   lua_replace(L, lua_upvalueindex(3));
   lua_pushnumber(L, 0);

@@ -455,16 +455,16 @@ static void push_json_text(lua_State *L, const char *s, size_t n) {
   int top = lua_gettop(L);
   if (dec_value(L, s, s + n, 0) == s + n) return;
   lua_settop(L, top);   /* not our own dialect: let cJSON read it */
+  if (!lua_checkstack(L, 2 * MAX_DEPTH + 8)) lraise_failed(L, "memory", "stack overflow");
+  Owned *own = owned_push(L);   /* push_json allocates while the tree is held */
   cJSON *j = cJSON_ParseWithLength(s, n);
   if (!j) lraise_failed(L, "damaged", "stored table is damaged");
-  /* push_json allocates: check the stack first, so that nothing raises
-   * while the tree (malloc'ed) is held */
-  if (!lua_checkstack(L, 2 * MAX_DEPTH + 8)) {
-    cJSON_Delete(j);
-    lraise_failed(L, "memory", "stack overflow");
-  }
+  own->p = j;
+  own->release = (void (*)(void *))cJSON_Delete;
   push_json(L, j, 0);
+  own->p = NULL;
   cJSON_Delete(j);
+  lua_remove(L, -2);   /* the owner */
 }
 
 void push_double(lua_State *L, double x) {

@@ -1,0 +1,409 @@
+/*
+ * test_room.c -- every write that fits succeeds (issue 9.10, 11.B).
+ *
+ * Random fills and frees of small stores with values of mixed sizes in
+ * namespaces that are emptied, freed and made anew: a write may fail for
+ * room only when it does not fit in the free room (free_bytes of zkv_stats,
+ * before the write; less TRAPPED on a shared segment), whatever the
+ * fragmentation, the eviction it needs or the undo log's size.
+ * A model of the keys checks what is stored; zkv_verify checks the arena.
+ * ZKV_ROOM_OPS sets the operations of each random run (100000).
+ */
+#define _GNU_SOURCE 1 /* first: mkdtemp and other calls beyond C11 */
+#include "zeltkv.h"
+#include "internal.h"
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define K(s) (s), (sizeof(s) - 1)
+
+static unsigned long long rng_state;
+static unsigned rnd(void) {
+  rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+  return (unsigned)(rng_state >> 33);
+}
+
+static long room_ops(void) {
+  const char *e = getenv("ZKV_ROOM_OPS");
+  long n = e ? atol(e) : 0;
+  return n > 0 ? n : th_light() ? 20000 : 100000;
+}
+
+/* a value's length: mostly small, some medium, a few large (up to `big`) */
+static size_t value_len(size_t big) {
+  unsigned p = rnd() % 100;
+  if (p < 70) return 1 + rnd() % 100;
+  if (p < 95) return 100 + rnd() % 1900;
+  return 2000 + rnd() % (unsigned)(big - 2000);
+}
+
+#define NNS 12      /* namespace names n0..n11 */
+/* free room in pieces smaller than any block, between records that never
+ * move (namespace records), is lost: a write may fail that needs all but
+ * this much of the free room */
+#define TRAPPED 64
+#define NKEYS 400   /* keys k0..k399 in each */
+
+typedef struct {
+  zkv_db *db;
+  int lru;
+  zkv_ns ns[NNS];          /* 0: not resolved */
+  int32_t len[NNS][NKEYS]; /* the model: a key's value length, -1 when absent */
+  char fill[NNS][NKEYS];   /* and its fill byte */
+  long sets, fits_failed, full_ok, stale;
+} world;
+
+static uint64_t free_now(zkv_db *db) {
+  zkv_stats st;
+  CHECK_RC(zkv_stats_get(db, &st), ZKV_OK);
+  return st.free_bytes;
+}
+
+/* the namespace of name i, made (again) when needed: as the Lua binding, a
+ * handle whose namespace was freed (empty, to make room) finds it anew */
+static int ns_of(world *w, int i, zkv_ns *out) {
+  if (!w->ns[i]) {
+    char name[8];
+    int n = snprintf(name, sizeof name, "n%d", i);
+    uint64_t need = (idx_ns_bytes((size_t)n) + UNIT - 1) / UNIT * UNIT;
+    uint64_t fr = free_now(w->db);
+    int rc = zkv_namespace(w->db, ZKV_ROOT, name, (size_t)n, &w->ns[i]);
+    if (rc == ZKV_EFULL && (w->lru || need + TRAPPED > fr)) return rc;
+    if (rc != ZKV_OK) {
+      fprintf(stderr, "namespace n%d: %s with %llu bytes free for %llu\n", i, zkv_strerror(rc),
+              (unsigned long long)fr, (unsigned long long)need);
+      CHECK_RC(rc, ZKV_OK);
+      w->fits_failed++;
+      return rc;
+    }
+  }
+  *out = w->ns[i];
+  return ZKV_OK;
+}
+
+static void random_run(world *w, size_t big, long ops) {
+  static char val[1 << 16];
+  zkv_db *db = w->db;
+  for (long op = 0; op < ops && w->fits_failed < 5; op++) {
+    int i = (int)(rnd() % NNS), k = (int)(rnd() % NKEYS);
+    char key[16];
+    int kn = snprintf(key, sizeof key, "k%d", k);
+    zkv_ns ns;
+    unsigned what = rnd() % 100;
+    int rc = ns_of(w, i, &ns);
+    if (rc) continue;
+    if (what < 60) {   /* set */
+      size_t vlen = value_len(big);
+      char c = (char)('a' + rnd() % 26);
+      memset(val, c, vlen);
+      zkv_value v = {.type = ZKV_T_STRING, .data = val, .len = vlen};
+      uint64_t need = ent_units((size_t)kn, vlen, 0) * UNIT;
+      uint64_t fr = free_now(db);
+      rc = zkv_set(db, ns, key, (size_t)kn, &v, 0, 0);
+      if (rc == ZKV_ESTALE) {   /* its namespace went to make room */
+        w->stale++;
+        w->ns[i] = 0;
+        continue;
+      }
+      w->sets++;
+      if (rc == ZKV_OK) {
+        w->len[i][k] = (int32_t)vlen;
+        w->fill[i][k] = c;
+      } else if (rc == ZKV_EFULL && !w->lru && need + TRAPPED > fr) {
+        w->full_ok++;   /* it did not fit: the store as it was */
+      } else {
+        fprintf(stderr, "op %ld: set of %zu bytes (%llu in blocks): %s with %llu bytes free\n", op,
+                vlen, (unsigned long long)need, zkv_strerror(rc), (unsigned long long)fr);
+        CHECK_RC(rc, ZKV_OK);
+        w->fits_failed++;
+      }
+      if (w->lru) {
+        /* evicted keys are gone from the model: read them back below */
+        continue;
+      }
+    } else if (what < 95) {   /* delete */
+      rc = zkv_del(db, ns, key, (size_t)kn);
+      if (rc == ZKV_ESTALE) { w->ns[i] = 0; w->stale++; continue; }
+      if (!w->lru) CHECK_RC(rc, w->len[i][k] >= 0 ? ZKV_OK : ZKV_NOTFOUND);
+      w->len[i][k] = -1;
+    } else if (what < 99) {   /* a namespace emptied: its record may go */
+      rc = zkv_clear(db, ns, NULL);
+      if (rc == ZKV_ESTALE) { w->ns[i] = 0; w->stale++; continue; }
+      CHECK_RC(rc, ZKV_OK);
+      for (int j = 0; j < NKEYS; j++) w->len[i][j] = -1;
+    } else {
+      const char *why = "";
+      CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+    }
+  }
+  const char *why = "";
+  int rc = zkv_verify(db, &why);
+  if (rc) fprintf(stderr, "verify: %s\n", why);
+  CHECK_RC(rc, ZKV_OK);
+  /* the model: every key written and not deleted is there (lru: or evicted) */
+  long missing = 0, wrong = 0;
+  for (int i = 0; i < NNS; i++) {
+    zkv_ns ns;
+    if (ns_of(w, i, &ns)) continue;
+    for (int k = 0; k < NKEYS; k++) {
+      char key[16];
+      int kn = snprintf(key, sizeof key, "k%d", k);
+      zkv_value v;
+      rc = zkv_get(db, ns, key, (size_t)kn, &v);
+      if (rc == ZKV_ESTALE) { w->ns[i] = 0; rc = ZKV_NOTFOUND; }
+      if (w->len[i][k] < 0) {
+        if (rc != ZKV_NOTFOUND) wrong++;
+      } else if (rc == ZKV_NOTFOUND) {
+        if (!w->lru) missing++;
+      } else if (rc != ZKV_OK || v.len != (size_t)w->len[i][k] ||
+                 (v.len && ((const char *)v.data)[0] != w->fill[i][k])) {
+        wrong++;
+      }
+    }
+  }
+  CHECK_EQ(missing, 0);
+  CHECK_EQ(wrong, 0);
+  CHECK_EQ(w->fits_failed, 0);
+  printf("  %ld sets, %ld did not fit, %ld namespace ids gone stale\n", w->sets, w->full_ok,
+         w->stale);
+}
+
+static world *new_world(zkv_db *db, int lru) {
+  world *w = calloc(1, sizeof *w);
+  w->db = db;
+  w->lru = lru;
+  memset(w->len, 0xff, sizeof w->len);
+  return w;
+}
+
+static zkv_db *open_shared(const char *tag, uint64_t size, int evict) {
+  char name[64];
+  snprintf(name, sizeof name, "room-%d-%s", (int)getpid(), tag);
+  zkv_unlink(name, NULL);
+  zkv_options o;
+  zkv_options_init(&o);
+  o.size = size;
+  o.evict = evict;
+  o.gc_interval = 0;
+  zkv_db *db = NULL;
+  if (zkv_open_shared(name, &o, &db) != ZKV_OK) return NULL;
+  zkv_unlink(name, NULL);   /* the mapping stays */
+  return db;
+}
+
+TEST(random_fill_shared) {
+  rng_state = 11;
+  zkv_db *db = open_shared("fill", 256 << 10, ZKV_EVICT_NONE);
+  REQUIRE(db != NULL);
+  world *w = new_world(db, 0);
+  /* namespaces made before the keys (they are emptied, freed and made anew
+   * as it runs); ones made amid a full heap would split the free room */
+  for (int i = 0; i < NNS; i++) {
+    zkv_ns x;
+    REQUIRE_RC(ns_of(w, i, &x), ZKV_OK);
+  }
+  random_run(w, 24000, room_ops());
+  CHECK(w->full_ok > 0);   /* the store did fill up */
+  free(w);
+  zkv_close(db);
+}
+
+TEST(random_fill_shared_lru) {
+  rng_state = 12;
+  zkv_db *db = open_shared("lru", 256 << 10, ZKV_EVICT_LRU);
+  REQUIRE(db != NULL);
+  world *w = new_world(db, 1);
+  random_run(w, 24000, room_ops() / 2);
+  zkv_stats st;
+  CHECK_RC(zkv_stats_get(db, &st), ZKV_OK);
+  CHECK(st.evictions > 0);
+  free(w);
+  zkv_close(db);
+}
+
+TEST(random_fill_memory) {
+  rng_state = 13;
+  zkv_options o;
+  zkv_options_init(&o);
+  o.max_bytes = 256 << 10;
+  o.gc_interval = 0;
+  zkv_db *db = NULL;
+  REQUIRE_RC(zkv_open_memory(&o, &db), ZKV_OK);
+  world *w = new_world(db, 0);
+  random_run(w, 24000, room_ops() / 2);
+  CHECK(w->full_ok > 0);
+  free(w);
+  zkv_close(db);
+}
+
+/* 9.10: with half of a 1 MiB segment free in pieces, values of 10-40% of
+ * the free room fit (compaction used to log every key it moved) */
+TEST(fragmented_half_free_takes_big_values) {
+  zkv_db *db = open_shared("half", 1 << 20, ZKV_EVICT_NONE);
+  REQUIRE(db != NULL);
+  static char val[1 << 18];
+  memset(val, 'h', sizeof val);
+  zkv_value small = {.type = ZKV_T_STRING, .data = val, .len = 200};
+  int n = 0;
+  for (;; n++) {
+    char k[16];
+    int kn = snprintf(k, sizeof k, "s%d", n);
+    if (zkv_set(db, ZKV_ROOT, k, (size_t)kn, &small, 0, 0) != ZKV_OK) break;
+  }
+  for (int i = 0; i < n; i += 2) {   /* every other key: the free room in pieces */
+    char k[16];
+    int kn = snprintf(k, sizeof k, "s%d", i);
+    CHECK_RC(zkv_del(db, ZKV_ROOT, k, (size_t)kn), ZKV_OK);
+  }
+  uint64_t fr = free_now(db);
+  const int pct[] = {10, 20, 40};
+  for (int j = 0; j < 3; j++) {
+    zkv_value big = {.type = ZKV_T_STRING, .data = val, .len = (size_t)(fr * (uint64_t)pct[j] / 100)};
+    char k[16];
+    int kn = snprintf(k, sizeof k, "big%d", j);
+    CHECK_RC(zkv_set(db, ZKV_ROOT, k, (size_t)kn, &big, 0, 0), ZKV_OK);
+  }
+  uint64_t left = free_now(db);
+  CHECK(left < fr / 3);
+  const char *why = "";
+  CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+  for (int i = 1; i < n; i += 2) {   /* every key kept is there */
+    char k[16];
+    int kn = snprintf(k, sizeof k, "s%d", i);
+    zkv_value v;
+    CHECK_RC(zkv_get(db, ZKV_ROOT, k, (size_t)kn, &v), ZKV_OK);
+  }
+  zkv_close(db);
+}
+
+/* 11.B: a write that must evict many small keys (the drop-in's repro: a
+ * 1 MiB lru segment full of 4-byte values, then 16 KiB and 256 KiB) */
+TEST(evicting_many_small_keys) {
+  zkv_db *db = open_shared("many", 1 << 20, ZKV_EVICT_LRU);
+  REQUIRE(db != NULL);
+  zkv_value v = {.type = ZKV_T_STRING, .data = "aaaa", .len = 4};
+  int forcible = 0;
+  long i = 0;
+  while (!forcible) {
+    char k[24];
+    int kn = snprintf(k, sizeof k, "%ld", ++i);
+    REQUIRE_RC(zkv_set_ex(db, ZKV_ROOT, k, (size_t)kn, &v, 0, 0, &forcible), ZKV_OK);
+  }
+  static char big[256 << 10];
+  memset(big, 'a', sizeof big);
+  const size_t sizes[] = {16 << 10, 256 << 10};
+  for (int j = 0; j < 2; j++) {
+    zkv_value b = {.type = ZKV_T_STRING, .data = big, .len = sizes[j]};
+    forcible = 0;
+    CHECK_RC(zkv_set_ex(db, ZKV_ROOT, K("big"), &b, 0, 0, &forcible), ZKV_OK);
+    CHECK(forcible);
+    zkv_value got;
+    CHECK_RC(zkv_get(db, ZKV_ROOT, K("big"), &got), ZKV_OK);
+    CHECK_EQ(got.len, sizes[j]);
+  }
+  const char *why = "";
+  CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+  zkv_close(db);
+}
+
+/* 9.10: namespaces opened over time, then a flush: the empty 1 MiB segment
+ * takes a 100 KB value (namespace records used to stay in the heap for
+ * good); a handle of a namespace that went is stale, made anew by name */
+TEST(flushed_segment_takes_a_big_value) {
+  zkv_db *db = open_shared("nsrec", 1 << 20, ZKV_EVICT_NONE);
+  REQUIRE(db != NULL);
+  static char val[100000];
+  memset(val, 'n', sizeof val);
+  zkv_value v = {.type = ZKV_T_STRING, .data = val, .len = 3000};
+  zkv_ns first = 0;
+  for (int round = 0; round < 300; round++) {
+    char name[16];
+    int nn = snprintf(name, sizeof name, "ns%d", round);
+    zkv_ns ns;
+    REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, name, (size_t)nn, &ns), ZKV_OK);
+    if (!first) first = ns;
+    char k[16];
+    int kn = snprintf(k, sizeof k, "k%d", round);
+    int rc = zkv_set(db, ns, k, (size_t)kn, &v, 0, 0);
+    if (rc == ZKV_EFULL) CHECK_RC(zkv_del(db, ns, k, (size_t)kn), ZKV_NOTFOUND);
+    else CHECK_RC(rc, ZKV_OK);
+  }
+  CHECK_RC(zkv_flush(db, NULL), ZKV_OK);
+  zkv_value big = {.type = ZKV_T_STRING, .data = val, .len = sizeof val};
+  CHECK_RC(zkv_set(db, ZKV_ROOT, K("big"), &big, 0, 0), ZKV_OK);
+  zkv_value got;
+  int rc = zkv_get(db, first, K("k0"), &got);
+  CHECK(rc == ZKV_NOTFOUND || rc == ZKV_ESTALE);
+  zkv_ns again;
+  CHECK_RC(zkv_namespace(db, ZKV_ROOT, K("ns0"), &again), ZKV_OK);
+  CHECK_RC(zkv_set(db, again, K("k0"), &v, 0, 0), ZKV_OK);
+  const char *why = "";
+  CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+  zkv_close(db);
+}
+
+/* Writers in several processes make room in one fragmented segment at the
+ * same time (one reservation at a time; the others wait between steps, and
+ * every process leaves its own reservation behind it): every write succeeds
+ * or finds the store full, the arena stays sound. */
+TEST(processes_make_room_together) {
+  char name[64];
+  snprintf(name, sizeof name, "room-%d-procs", (int)getpid());
+  zkv_unlink(name, NULL);
+  zkv_options o;
+  zkv_options_init(&o);
+  o.size = 256 << 10;
+  o.gc_interval = 0;
+  zkv_db *db = NULL;
+  REQUIRE_RC(zkv_open_shared(name, &o, &db), ZKV_OK);
+  enum { NPROC = 3 };
+  pid_t kids[NPROC];
+  for (int p = 0; p < NPROC; p++) {
+    kids[p] = fork();
+    REQUIRE(kids[p] >= 0);
+    if (kids[p] == 0) {
+      alarm(60);
+      zkv_db *c = NULL;
+      if (zkv_open_shared(name, &o, &c) != ZKV_OK) _exit(2);
+      rng_state = 100 + (unsigned long long)p;
+      static char val[16000];
+      memset(val, 'p', sizeof val);
+      int bad = 0;
+      for (int i = 0; i < 6000 && !bad; i++) {
+        char k[24];
+        int kn = snprintf(k, sizeof k, "p%dk%u", p, rnd() % 300);
+        if (rnd() % 3 == 0) {
+          int rc = zkv_del(c, ZKV_ROOT, k, (size_t)kn);
+          bad = rc != ZKV_OK && rc != ZKV_NOTFOUND;
+        } else {
+          zkv_value v = {.type = ZKV_T_STRING, .data = val, .len = value_len(sizeof val)};
+          int rc = zkv_set(c, ZKV_ROOT, k, (size_t)kn, &v, 0, 0);
+          bad = rc != ZKV_OK && rc != ZKV_EFULL;
+          if (bad) fprintf(stderr, "process %d: %s\n", p, zkv_strerror(rc));
+        }
+      }
+      zkv_close(c);
+      _exit(bad);
+    }
+  }
+  for (int p = 0; p < NPROC; p++) {
+    int st = 0;
+    CHECK(waitpid(kids[p], &st, 0) == kids[p]);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  }
+  const char *why = "";
+  int rc = zkv_verify(db, &why);
+  if (rc) fprintf(stderr, "verify: %s\n", why);
+  CHECK_RC(rc, ZKV_OK);
+  CHECK_EQ(H(db->s)->room_res, 0);   /* no reservation left behind */
+  zkv_close(db);
+  zkv_unlink(name, NULL);
+}
+
+/* segments go to a private directory, removed at exit */
+__attribute__((constructor)) static void setup_dir(void) { th_shm_dir("zkv-room"); }
