@@ -7,16 +7,7 @@
 local H = require("helpers")
 local zeltkv = H.zeltkv
 
--- an object whose finalizer calls f (tables take __gc from 5.2 on, userdata everywhere)
-local newproxy = newproxy   -- Lua 5.1, LuaJIT (nil from 5.2 on)
-local function on_gc(f)
-  if newproxy then
-    local p = newproxy(true)
-    getmetatable(p).__gc = f
-    return p
-  end
-  return setmetatable({}, { __gc = f })
-end
+local on_gc = H.on_gc
 
 local function drivers()
   local name = H.segment_name("edges")

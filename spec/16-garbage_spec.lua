@@ -41,14 +41,7 @@ local FIN_ERR = "raised by a finalizer"      -- what the finalizers and the garb
 local GARBAGE_ERR = "raised by the garbage"
 
 local newproxy = newproxy
-local function on_gc(f)
-  if newproxy then
-    local p = newproxy(true)
-    getmetatable(p).__gc = f
-    return p
-  end
-  return setmetatable({}, { __gc = f })
-end
+local on_gc = H.on_gc
 
 local function raiser() error(GARBAGE_ERR, 0) end
 local function yielder() return coroutine.yield(1) end

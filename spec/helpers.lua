@@ -123,6 +123,18 @@ function H.assert_round_trip(expected, got, what)
   end
 end
 
+-- on_gc(f): an object whose finalizer calls f (tables take __gc from 5.2 on, userdata
+-- everywhere; newproxy is Lua 5.1's and LuaJIT's)
+function H.on_gc(f)
+  local newproxy = rawget(_G, "newproxy")
+  if newproxy then
+    local p = newproxy(true)
+    getmetatable(p).__gc = f
+    return p
+  end
+  return setmetatable({}, { __gc = f })
+end
+
 -- nest(n): n tables nested in each other ({} is 1, {{}} is 2, ...).
 function H.nest(n)
   local t = {}
