@@ -2,9 +2,11 @@
 # spec-all under each of LUA_VERSIONS.
 LUA_VERSIONS := 5.4 5.3 5.2 5.1 jit
 SUITES   += spec-all spec-drivers
-PKGS_spec := lua-busted
+# redis-server and lua-socket: spec/13-cli_spec.lua runs zkv against redis:// URLs (pending
+# without them)
+PKGS_spec := lua-busted redis-server lua-socket
 PKGS_spec-drivers := lua-busted
-PKGS_spec-all := lua-busted $(foreach v,$(LUA_VERSIONS),$(PKGS_LUA_$(v)))
+PKGS_spec-all := $(PKGS_spec) $(foreach v,$(LUA_VERSIONS),$(PKGS_LUA_$(v)))
 
 # LONG=1: the dump/load round trip of spec/13-snapshot_spec.lua with 1,000,000 keys (about
 # 25 CPU s per run) instead of 20,000

@@ -41,7 +41,12 @@ static _Thread_local char *sys_detail;
 static _Thread_local int sys_errno;
 static pthread_key_t detail_key;
 static pthread_once_t detail_once = PTHREAD_ONCE_INIT;
-static void detail_key_init(void) { pthread_key_create(&detail_key, free); }
+/* at the thread's end; a later destructor that fails a call makes a new one */
+static void detail_free(void *p) {
+  free(p);
+  sys_detail = NULL;
+}
+static void detail_key_init(void) { pthread_key_create(&detail_key, detail_free); }
 
 const char *zkv_errdetail(int *err) {
   if (err) *err = sys_errno;

@@ -415,6 +415,8 @@ its stats(), one "name: value" per line (--json: one JSON object).]],
     for k, v in pairs(st) do t[k] = v end
     if not is_url(args[1]) then
       for k, v in pairs(stats_row(args[1], st, kv)) do if t[k] == nil then t[k] = v end end
+      -- as zkv list shows it (--json: ms since 1970)
+      if not opts.json and t.last_open then t.last_open = human_time(t.last_open) end
     end
     done(kv)
     print_table(t, opts.json)

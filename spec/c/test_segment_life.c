@@ -359,6 +359,29 @@ TEST(dir_on_disk_survives_a_dropped_page_cache) {
   CHECK(rmdir(dir) == 0);
 }
 
+/* the detail of a failed open is per thread, and freed when its thread ends
+ * (valgrind's leak check fails this test otherwise) */
+static void *fail_an_open(void *arg) {
+  zkv_options o;
+  zkv_options_init(&o);
+  o.dir = "/nonexistent/zkv-thread";
+  zkv_db *db = NULL;
+  int e = 0;
+  int ok = zkv_open_shared("thr", &o, &db) == ZKV_EIO &&
+           strstr(zkv_errdetail(&e), "/nonexistent/zkv-thread") != NULL && e == ENOENT;
+  *(int *)arg = ok;
+  return NULL;
+}
+TEST(failure_detail_is_per_thread) {
+  CHECK_RC(zkv_unlink("ok-name", NULL), ZKV_OK);   /* clears this thread's detail */
+  int ok = 0;
+  pthread_t th;
+  REQUIRE(pthread_create(&th, NULL, fail_an_open, &ok) == 0);
+  pthread_join(th, NULL);
+  CHECK(ok);
+  CHECK_STR(zkv_errdetail(NULL), "");   /* the other thread's failure is not ours */
+}
+
 /* ------------------------------------------------------------------------ */
 /* growing in place (issue 13.4)                                             */
 

@@ -66,9 +66,14 @@ local function sh(cmd)
 end
 R.sh = sh
 
+-- The candidates start at a place of this process's own (the time and an address): under
+-- Lua 5.1 and LuaJIT math.random gives every process the same sequence, and make test runs
+-- suites side by side (spec-all and redis-test both start servers here).
+local port_base = (os.time() + (tonumber((tostring({}):match("0x(%x+)")) or "0", 16) or 0)) % 9000
 local function free_port()
-  for _ = 1, 50 do
-    local p = math.random(23000, 32000)        -- below the ephemeral ports (32768+)
+  for i = 1, 50 do
+    port_base = (port_base + 7919 * i) % 9000
+    local p = 23000 + port_base                -- below the ephemeral ports (32768+)
     local c = socket.tcp()
     c:settimeout(0.2)
     local busy = c:connect("127.0.0.1", p)
