@@ -443,11 +443,45 @@ ZKV_API int zkv_incr_limited(zkv_db *db, zkv_ns ns, const void *key, size_t klen
  * integer in +-2^53, else ZKV_T_FLOAT.  A missing key is created holding
  * init + by with init_ttl_ms when `create` is non-zero, else ZKV_NOTFOUND.
  * The stored user flags and ttl are kept.
- *  [out] result  the new value (may be NULL)
+ *  [out] result    the new value (may be NULL)
+ *  [out] forcible  (may be NULL) 1 when making room for the created key
+ *                  evicted live keys (as zkv_set_ex), else 0
  * Returns ZKV_OK, ZKV_NOTFOUND, ZKV_ETYPE (neither ZKV_T_INT nor
  * ZKV_T_FLOAT), ZKV_EINVAL_TTL (init_ttl_ms < 0), and the codes of writes. */
 ZKV_API int zkv_incr_num(zkv_db *db, zkv_ns ns, const void *key, size_t klen, double by,
-                         int create, double init, int64_t init_ttl_ms, double *result);
+                         int create, double init, int64_t init_ttl_ms, double *result,
+                         int *forcible);
+
+/* Lists (ZKV_T_LIST: ngx.shared.DICT's lists).  A list holds items, each a
+ * tag byte ('s' string, 'i' integer in decimal, 'f' float as text) and its
+ * payload; an item costs the same to push or pop whatever the list's length.
+ * zkv_get of a list returns its encoding: 8 hex digits of item count, then
+ * each item as its tag, 8 hex digits of payload length, the payload and the
+ * same 8 digits again; zkv_set of a ZKV_T_LIST value in that encoding makes
+ * the list (ZKV_EINVAL_VALUE if it does not parse).  A list has at least one
+ * item: the last pop removes the key. */
+
+/* zkv_list_push: add the item (tag, and plen bytes of payload, copied) at the
+ * head (left != 0) or the tail of the list under key.  A missing (or expired)
+ * key becomes a list without ttl; a list keeps its ttl.  Pushes never evict
+ * other keys.
+ *  [out] count  the list's items after the push (may be NULL)
+ * Returns ZKV_OK, ZKV_ETYPE (the key holds another type), ZKV_EINVAL_VALUE
+ * (a tag other than 's', 'i', 'f'; payload NULL with plen > 0), ZKV_EFULL,
+ * ZKV_ERANGE (2^32 - 1 items already). */
+ZKV_API int zkv_list_push(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int left, int tag,
+                          const void *payload, size_t plen, uint64_t *count);
+
+/* zkv_list_pop: remove the head (left != 0) or tail item of the list under
+ * key.  out->type is ZKV_T_LIST and out->data / out->len the item (tag +
+ * payload), in memory owned by the handle until its next call.
+ * Returns ZKV_OK, ZKV_NOTFOUND, ZKV_ETYPE. */
+ZKV_API int zkv_list_pop(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int left,
+                         zkv_value *out);
+
+/* zkv_list_len: the number of items of the list under key.
+ * Returns ZKV_OK, ZKV_NOTFOUND (count 0), ZKV_ETYPE. */
+ZKV_API int zkv_list_len(zkv_db *db, zkv_ns ns, const void *key, size_t klen, uint64_t *count);
 
 /* ------------------------------------------------------------------------ */
 /* Namespace-wide operations                                                 */
@@ -593,6 +627,12 @@ typedef struct zkv_stats {
 
 /* zkv_stats_get: counters of the store.  Returns ZKV_OK, ZKV_EINVAL (out NULL). */
 ZKV_API int zkv_stats_get(zkv_db *db, zkv_stats *out);
+
+/* zkv_space: the capacity and free bytes of zkv_stats_get, alone and cheaper
+ * (read without the lock where zkv_get reads without it).  Both are 0 for an
+ * unbounded memory store.
+ * Returns ZKV_OK, ZKV_EINVAL (a NULL out), ZKV_ECLOSED, ZKV_ETIMEDOUT. */
+ZKV_API int zkv_space(zkv_db *db, uint64_t *capacity, uint64_t *free_bytes);
 
 /* zkv_verify: check the store's internal consistency (every block, free
  * list, hash chain, namespace list and counter).  Costs a walk of the whole

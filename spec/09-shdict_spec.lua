@@ -278,6 +278,23 @@ describe("store:shdict()", function()
       same(res(1, nil, false), res(d:incr("m", 1, "0")))
     end)
 
+    it("with init on a full dict: forcible is true when making room evicted live keys", function()
+      local kv2 = zeltkv.memory({ gc_interval = 0, max_bytes = "256k", evict = "lru" })
+      local d2 = kv2:namespace("x"):shdict()
+      local v = string.rep("v", 1000)
+      for i = 1, 300 do assert.is_true((d2:set("k" .. i, v))) end
+      local forced = 0
+      for i = 1, 2000 do
+        local n, err, forcible = d2:incr("c" .. i, 1, 0)
+        assert.are.equal(1, n, err)
+        if forcible then forced = forced + 1 end
+      end
+      assert.is_true(forced > 0)
+      -- an existing key makes no room: never forcible
+      same(res(2, nil, false), res(d2:incr("c2000", 1, 0)))
+      kv2:close()
+    end)
+
     it("init_ttl applies to a key incr creates, never to an existing one", function()
       d:incr("w", 1, 0, 2)
       assert.is_true(d:ttl("w") > 1.9)
@@ -432,20 +449,52 @@ describe("store:shdict()", function()
       assert.are.equal(0, d:llen("n"))
     end)
 
-    it("a damaged list value raises, and changes nothing", function()
-      s:_rawset("bad", 6, "zzzzzzzz-not-a-list", 0, 0, 0)
-      for _, op in ipairs({ "lpop", "rpop" }) do
-        local ok, err = pcall(d[op], d, "bad")
-        assert.is_false(ok)
-        assert.truthy(tostring(err):find("damaged list", 1, true))
+    it("a list reads as its encoding, a set of that encoding makes the list, a bad one is refused", function()
+      d:rpush("l", "a"); d:rpush("l", 2); d:lpush("l", 1.5)
+      local t, v = s:_rawget("l", false)
+      assert.are.equal(6, t)   -- ZKV_T_LIST
+      assert.are.equal("00000003" .. "f000000031.500000003" .. "s00000001a00000001" ..
+                       "i00000001200000001", v)
+      same(res(0, false), res(s:_rawset("copy", 6, v, 0, 0, 0)))
+      assert.are.equal(3, d:llen("copy"))
+      same(res(1.5), res(d:lpop("copy")))
+      same(res(2), res(d:rpop("copy")))
+      same(res("a"), res(d:rpop("copy")))
+      assert.is_false(s:has("copy"))
+      for _, bad in ipairs({ "zzzzzzzz-not-a-list", "00000002s", "00000000", "00000001x0000000000000000",
+                             "00000001s00000001a00000002" }) do
+        local rc = s:_rawset("bad", 6, bad, 0, 0, 0)
+        assert.are.equal(-3, rc, bad)   -- ZKV_EINVAL_VALUE: nothing stored
+        assert.is_false(s:has("bad"))
       end
-      assert.has_error(function() d:lpush("bad", 1) end)
-      s:_rawset("short", 6, "00000002s", 0, 0, 0)   -- says 2 items, holds a broken one
-      assert.has_error(function() d:lpop("short") end)
-      assert.has_error(function() d:rpop("short") end)
-      local t, v = s:_rawget("short", false)
-      assert.are.equal(6, t)
-      assert.are.equal("00000002s", v)
+      -- a value that is not a list is no list to push on or pop from
+      d:set("str", "x")
+      same(res(nil, "value not a list"), res(d:lpush("str", 1)))
+      same(res(nil, "value not a list"), res(d:rpop("str")))
+      same(res(nil, "value not a list"), res(d:llen("str")))
+    end)
+
+    it("a list of 20,000 items: pushes and pops cost the same at any length, and free what they took", function()
+      local kv2 = zeltkv.memory({ gc_interval = 0 })
+      finally(function() kv2:close() end)
+      local s = kv2:namespace("big")
+      local d = s:shdict()
+      local before = kv2:stats().bytes_used
+      for i = 1, 20000 do d:rpush("big", i) end
+      assert.are.equal(20000, d:llen("big"))
+      for i = 1, 10000 do
+        assert.are.equal(i, d:lpop("big"))
+        assert.are.equal(20001 - i, d:rpop("big"))
+      end
+      assert.are.equal(0, d:llen("big"))
+      assert.are.equal(before, kv2:stats().bytes_used)
+      for i = 1, 1000 do d:lpush("big", "v" .. i) end
+      d:delete("big")                                -- a delete frees every item
+      assert.are.equal(before, kv2:stats().bytes_used)
+      for i = 1, 1000 do d:lpush("big", "v" .. i) end
+      d:set("big", "now a string")                   -- so does a set over it
+      d:delete("big")
+      assert.are.equal(before, kv2:stats().bytes_used)
     end)
   end)
 

@@ -362,6 +362,7 @@ int arena_validate(const hdr *h, uint64_t file_size) {
     return ZKV_ECORRUPT;
   if (h->evict > ZKV_EVICT_LRU || h->nb_log2 > 30 || h->bytes_used > size ||
       h->dead_next >= NDEAD || h->dead_bytes > h->bytes_used ||
+      h->lgarb_units > h->bytes_used / UNIT || h->dead_bytes + h->lgarb_units * UNIT > h->bytes_used ||
       (h->dead_ring && ((uint64_t)h->dead_ring * UNIT < h->heap_start ||
                         (uint64_t)h->dead_ring * UNIT + RING_OFF + NDEAD * 4 > h->top)))
     return ZKV_ECORRUPT;

@@ -28,7 +28,7 @@
 #include <stdint.h>
 
 #define ZKV_MAGIC "ZELTKV\0\1"
-#define ZKV_FORMAT 6u
+#define ZKV_FORMAT 7u
 #define UNIT 8u
 typedef uint32_t ref_t;
 
@@ -69,6 +69,16 @@ typedef struct ent {
 #define EF_DELETED 8u   /* deleted, its block kept for a while (index.c, "deleted keys") */
 #define EF_SLACK(f) ((f) >> 5)
 #define T_NSREC 255u
+#define T_LNODE 254u    /* an item of a list (deque.c): in no hash chain and no key list */
+
+/* the value of a ZKV_T_LIST entry: its items are nodes (blocks laid out as an
+ * entry header of type T_LNODE whose value is a tag byte and the payload),
+ * linked through nprev / nnext (deque.c) */
+typedef struct lhead {
+  uint32_t count;        /* items, >= 1 (a list without items is no key) */
+  ref_t first, last;
+  uint32_t units;        /* of its nodes' blocks */
+} __attribute__((packed)) lhead;   /* a value: at any offset of its entry */
 
 /* the ring of kept deleted keys: a block of NDEAD refs after RING_OFF bytes */
 #define NDEAD 2048u
@@ -151,6 +161,10 @@ typedef struct hdr {
   uint32_t dead_next;      /* the ring slot the next one takes */
   ref_t dead_ring;         /* block of NDEAD refs (after RING_OFF bytes), made with the store;
                             * a deleted key's slot is its atime */
+  /* items of lists that are gone, linked through nnext, freed in steps (deque.c) */
+  ref_t lgarb;
+  uint32_t pad5;
+  uint64_t lgarb_n, lgarb_units;
   /* making room in steps (room.c): an allocated block that grows until the
    * write of the thread room_owner fits in it; 0 = none */
   ref_t room_res;
@@ -196,6 +210,7 @@ _Static_assert(offsetof(ent, type) == offsetof(ent, atime) + 2 &&
                offsetof(ent, flags) == offsetof(ent, type) + 1,
                "atime, type and flags are logged as one span");
 _Static_assert(NS_DATA_OFF >= ENT_HDR && NS_DATA_OFF % 8 == 0, "nsdata follows the ent header, aligned");
+_Static_assert(sizeof(lhead) == 16, "lhead layout");
 _Static_assert(sizeof(nsdata) == 40 && offsetof(nsdata, nttl) == 24, "nsdata layout");
 _Static_assert(UNIT == 8 && BUCKETS_OFF >= 4 && RING_OFF >= 4, "refs are 8-byte units after a block header");
 _Static_assert(NDEAD <= 65536, "a deleted key's ring slot fits in its 16-bit atime");
@@ -214,6 +229,9 @@ _Static_assert(offsetof(hdr, gc_cursor) == offsetof(hdr, gc_active) + 4, "gc_act
 _Static_assert(offsetof(hdr, dead_bytes) == offsetof(hdr, ndead) + 8 &&
                offsetof(hdr, dead_next) == offsetof(hdr, dead_bytes) + 8,
                "ndead, dead_bytes and dead_next are logged as one span");
+_Static_assert(offsetof(hdr, lgarb_units) == offsetof(hdr, lgarb_n) + 8 &&
+               offsetof(hdr, lgarb_n) == offsetof(hdr, lgarb) + 8,
+               "lgarb, lgarb_n and lgarb_units are logged as one span");
 _Static_assert(offsetof(hdr, room_owner) == offsetof(hdr, room_res) + 4,
                "room_res and room_owner are logged as one span");
 _Static_assert(sizeof(hdr) % UNIT == 0, "the header is a whole number of units");

@@ -196,6 +196,8 @@ static void replace_keep(zkv_db *db, ref_t old, ref_t nw, uint64_t h) {
       idx_dead_forget(s, old);
     }
   }
+  if (n->type == ZKV_T_LIST && !(n->flags & EF_DELETED))
+    list_owner_moved(db, n, nw);   /* a list's end items name their entry */
   int had = ent_timed(o), has = ent_timed(n);
   if (had != has) {
     LOGW(s, &d->nttl, 8);
@@ -223,6 +225,10 @@ void idx_unlink_keep(zkv_db *db, ref_t r, int expired, uint64_t h) {
     idx_dead_forget(s, r);
     expired = 0;   /* it was deleted, not expired */
   }
+  if (e->type == ZKV_T_LIST && !(e->flags & EF_DELETED)) {
+    list_drop(db, e);   /* its items first (deque.c) */
+    e = ent_at(s, r);
+  }
   nsdata *d = idx_nsdata(s, e->ns);
   chain_remove(s, r, h);
   LOG_NSDATA(s, d);
@@ -240,6 +246,8 @@ void idx_moved(zkv_db *db, ref_t old, ref_t nw) {
   ent *n = ent_at(s, nw);
   if (UNLIKELY(n->type == T_NSREC)) FAIL(s, ZKV_ECORRUPT);
   relink(s, idx_nsdata(s, n->ns), old, nw, n, idx_hash(n->ns, ent_key(n), n->klen, 0));
+  if (n->type == ZKV_T_LIST && !(n->flags & EF_DELETED))
+    list_owner_moved(db, n, nw);   /* a list's end items name their entry */
   if (n->flags & EF_DELETED) {
     ref_t *rg = ring(s);
     uint32_t slot = n->atime;

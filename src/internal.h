@@ -393,6 +393,25 @@ static inline int seg_owned(seg *s) {
 
 /* the lru clock: write operations so far, coarser as the store grows, so
  * that a 16-bit stamp spans the store's life between two uses */
+/* lists: their items as linked blocks (deque.c: entries and blocks only; the
+ * operations are in ops.c).  Inside an op unless said otherwise. */
+lhead *list_head(seg *s, ent *e);              /* a list entry's head, checked */
+uint64_t list_node_units(size_t plen);         /* the block size of an item */
+void list_node_init(seg *s, ref_t r, int tag, const void *payload, size_t plen);
+void list_link_end(seg *s, ref_t r, ref_t nr, int left);   /* item nr at one end of list r */
+ref_t list_take_end(seg *s, ref_t r, int left); /* unlinks an end item of a list of >= 2 */
+const char *list_end_item(seg *s, ent *e, int left, size_t *len);   /* tag + payload */
+void list_drop(zkv_db *db, ent *e);            /* a list's items to the garbage chain */
+uint64_t list_reclaim(zkv_db *db, uint64_t max);   /* frees up to max garbage items */
+void list_owner_moved(zkv_db *db, ent *e, ref_t nw);   /* its entry is now at nw */
+void list_relocate(zkv_db *db, ref_t old, ref_t nw);   /* an item copied to nw */
+typedef void (*list_item_fn)(void *ud, const char *tag, const char *payload, uint32_t len);
+int list_decode(const char *p, size_t n, uint32_t *count, list_item_fn each, void *ud);
+int list_check_encoding(const void *p, size_t n);
+int list_encode(seg *s, ent *e, char **buf, size_t *cap, size_t *len);   /* never FAILs */
+const char *list_verify(seg *s, ref_t er);
+const char *list_verify_garbage(seg *s);
+
 static inline uint16_t lru_now(seg *s) {
   hdr *h = H(s);
   unsigned lg = h->nkeys ? 64u - (unsigned)__builtin_clzll(h->nkeys) : 0;

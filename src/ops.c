@@ -134,6 +134,19 @@ static inline int count_del(zkv_db *db, int rc) {
     }                                                                        \
   } while (0)
 
+/* A private store logs only inside a transaction; a list op that fails half
+ * way (a new list made, no room for its item) must change nothing, so there
+ * it runs in one. */
+#define LOGGED(db, call)                                                     \
+  do {                                                                       \
+    if ((db)->s->shared) return (call);                                      \
+    int rc__ = zkv_begin(db);                                                \
+    if (rc__) return rc__;                                                   \
+    rc__ = (call);                                                           \
+    if (rc__ < 0) zkv_rollback(db); else zkv_commit(db);                     \
+    return rc__;                                                             \
+  } while (0)
+
 #define CHECK_DB(db) do { if (!(db)) return ZKV_EINVAL; } while (0)
 #define CHECK_KEY(k, n) do { if (!(k) || (n) == 0 || (n) > ZKV_MAX_KEY) return ZKV_EINVAL_KEY; } while (0)
 
@@ -245,8 +258,13 @@ static int do_get(zkv_db *db, ref_t ns, const void *key, size_t klen, zkv_value 
   if (!e) return ZKV_NOTFOUND;
   size_t vlen;
   const char *v = ent_val(e, &vlen);
+  if (e->type == ZKV_T_LIST) {
+    int rc = list_encode(s, e, &db->buf, &db->buf_cap, &vlen);
+    if (rc) return rc;
+    v = db->buf;
+  }
   lru_use(s, e, 0);
-  if (s->shared) {
+  if (s->shared && e->type != ZKV_T_LIST) {
     int rc = keep_copy(db, v, vlen, &v);
     if (rc) return rc;
   }
@@ -284,6 +302,7 @@ static inline int get_nolock(zkv_db *db, zkv_ns nsid, const void *key, size_t kl
         rc = ZKV_OK;
         break;
       }
+      if (e->type == ZKV_T_LIST) return RETRY;   /* its encoding is made under the lock */
       if (hd->evict == ZKV_EVICT_LRU) {
         if (priv) lru_use(s, e, 0);
         else if (e->atime != lru_now(s)) return RETRY;   /* recency is due: the locked path writes it */
@@ -411,10 +430,10 @@ static int value_bytes(const zkv_value *v, const void **p, size_t *n, char tmp[8
 }
 
 /* the expiry time of a ttl from now, saturating: a huge ttl never wraps */
-static int64_t expiry_of(int64_t ttl_ms) {
-  int64_t now = clock_ms();
+static int64_t expiry_at(int64_t now, int64_t ttl_ms) {
   return ttl_ms > INT64_MAX - now ? INT64_MAX : now + ttl_ms;
 }
+static int64_t expiry_of(int64_t ttl_ms) { return expiry_at(clock_ms(), ttl_ms); }
 
 /* build an entry into a fresh block r */
 static void build(seg *s, ref_t r, const void *key, size_t klen, int type, uint32_t uflags,
@@ -453,12 +472,17 @@ static int do_store_at(zkv_db *db, ref_t ns, const void *key, size_t klen, uint6
   hdr *hd = H(s);
   if (units >= (1u << 30) || (hd->capacity && units * UNIT > hd->capacity)) return ZKV_EFULL;
   if (hd->evict == ZKV_EVICT_LRU) hd->lru_clock++;   /* a hint: not logged */
+  if (UNLIKELY(hd->lgarb)) list_reclaim(db, 2);   /* a write frees a little of the garbage */
+  /* a list (live or not) replaced by any value: its items go, once nothing
+   * below can fail (a private store outside a transaction has no undo) */
+  int was_list = r && E(s, r)->type == ZKV_T_LIST && !(E(s, r)->flags & EF_DELETED);
   if (r) {
     ent *e = E(s, r);
     if (BLK_UNITS(e->blk) == units && (e->flags & (EF_EXP | EF_UFLAGS)) == f &&
         (!s->logging || vlen <= 256)) {
       /* same shape (and so the same key, options and value offset): write
        * only what changes, in place, keeping links, seq and place */
+      if (was_list) list_drop(db, e);
       size_t used = ENT_HDR + (exp ? 8 : 0) + (uflags ? 4 : 0) + klen + vlen;
       uint8_t nflags = (uint8_t)(f | ((units * UNIT - used) << 5));
       char *p = (char *)e + ENT_HDR;
@@ -507,6 +531,7 @@ static int do_store_at(zkv_db *db, ref_t ns, const void *key, size_t klen, uint6
     }
   }
   ref_t nr = room_alloc(db, units, r, ns, (flags & ZKV_SET_NOEVICT) ? ROOM_NOEVICT : 0);
+  if (was_list && r) list_drop(db, E(s, r));
   build(s, nr, key, klen, type, uflags, exp, val, vlen);
   if (r) {
     idx_replace(db, r, nr, h);
@@ -525,6 +550,111 @@ static int do_store(zkv_db *db, ref_t ns, const void *key, size_t klen, uint64_t
   return do_store_at(db, ns, key, klen, h, r, old, type, uflags, val, vlen, ttl_ms, flags);
 }
 
+/* ---- lists (their items: deque.c) ------------------------------------------- */
+
+/* items a list operation frees of the garbage chain on its way */
+#define RECLAIM_PER_OP 8
+
+/* a new item, linked to nothing yet; `pin` (its list's entry) is neither
+ * evicted nor moved to make room; pushes never evict (shdict's way) */
+static ref_t item_new(zkv_db *db, int tag, const void *payload, size_t plen, ref_t pin) {
+  seg *s = db->s;
+  uint64_t units = list_node_units(plen);
+  if (units >= (1u << 30) || (H(s)->capacity && units * UNIT > H(s)->capacity))
+    FAIL(s, ZKV_EFULL);
+  ref_t r = room_alloc(db, units, pin, E(s, pin)->ns, ROOM_NOEVICT);
+  list_node_init(s, r, tag, payload, plen);
+  return r;
+}
+
+/* the live entry of a list under key, made empty when there is none */
+static ref_t list_entry(zkv_db *db, ref_t ns, const void *key, size_t klen, uint64_t h,
+                        uint32_t uflags, int64_t ttl_ms, unsigned flags, int *rc) {
+  seg *s = db->s;
+  lhead empty;
+  memset(&empty, 0, sizeof empty);
+  *rc = do_store(db, ns, key, klen, h, ZKV_T_LIST, uflags, &empty, sizeof empty, ttl_ms, flags);
+  if (*rc) return 0;
+  ref_t r = idx_find(s, ns, key, klen, h, 0);
+  if (!r) FAIL(s, ZKV_ECORRUPT);
+  return r;
+}
+
+static int list_push(zkv_db *db, ref_t ns, const void *key, size_t klen, int left, int tag,
+                     const void *payload, size_t plen, uint64_t *count) {
+  seg *s = db->s;
+  if (UNLIKELY(H(s)->lgarb)) list_reclaim(db, RECLAIM_PER_OP);
+  uint64_t h = idx_hash(ns, key, klen, 0);
+  ref_t r;
+  ent *e = find_live(s, ns, key, klen, h, &r);
+  if (e && e->type != ZKV_T_LIST) return ZKV_ETYPE;
+  if (!e) {   /* a new list: no ttl, and never evicting for it */
+    int rc;
+    r = list_entry(db, ns, key, klen, h, 0, 0, ZKV_SET_NOEVICT, &rc);
+    if (rc) return rc;
+  }
+  ref_t nr = item_new(db, tag, payload, plen, r);
+  list_link_end(s, r, nr, left);
+  e = E(s, r);
+  lru_use(s, e, 1);   /* a use, as in shdict */
+  *count = list_head(s, e)->count;
+  return ZKV_OK;
+}
+
+static int list_pop(zkv_db *db, ref_t ns, const void *key, size_t klen, int left,
+                    zkv_value *out) {
+  seg *s = db->s;
+  if (UNLIKELY(H(s)->lgarb)) list_reclaim(db, RECLAIM_PER_OP);
+  uint64_t h = idx_hash(ns, key, klen, 0);
+  ref_t r;
+  ent *e = find_live(s, ns, key, klen, h, &r);
+  if (!e) return ZKV_NOTFOUND;
+  if (e->type != ZKV_T_LIST) return ZKV_ETYPE;
+  size_t il;
+  const char *it = list_end_item(s, e, left, &il);
+  const char *copy;
+  int rc = keep_copy(db, it, il, &copy);
+  if (rc) return rc;
+  memset(out, 0, sizeof *out);
+  out->type = ZKV_T_LIST;
+  out->data = copy;
+  out->len = il;
+  if (list_head(s, e)->count == 1) {
+    idx_unlink_free_h(db, r, 0, h);   /* the last item takes the key with it */
+    return ZKV_OK;
+  }
+  ref_t nr = list_take_end(s, r, left);
+  lru_use(s, E(s, r), 1);
+  blk_free(s, nr);
+  return ZKV_OK;
+}
+
+typedef struct builder {
+  zkv_db *db;
+  ref_t r;
+} builder;
+
+static void build_one(void *ud, const char *tag, const char *payload, uint32_t len) {
+  builder *b = ud;
+  ref_t nr = item_new(b->db, *tag, payload, len, b->r);
+  list_link_end(b->db->s, b->r, nr, 0);
+}
+
+/* a list given in its encoding: an empty list entry, then its items */
+static int store_list(zkv_db *db, ref_t ns, const void *key, size_t klen, uint64_t h,
+                      uint32_t uflags, const void *val, size_t vlen, int64_t ttl_ms,
+                      unsigned flags) {
+  int rc = list_check_encoding(val, vlen);
+  if (rc) return rc;
+  ref_t r = list_entry(db, ns, key, klen, h, uflags, ttl_ms, flags, &rc);
+  if (rc) return rc;
+  builder b = {db, r};
+  uint32_t count;
+  rc = list_decode(val, vlen, &count, build_one, &b);
+  if (rc) FAIL(db->s, rc);
+  return ZKV_OK;
+}
+
 /* ev0: this process's evictions when the call began (room may have been made
  * between runs of the op: those count too) */
 static int do_set(zkv_db *db, zkv_ns nsid, const void *key, size_t klen, int type,
@@ -532,10 +662,19 @@ static int do_set(zkv_db *db, zkv_ns nsid, const void *key, size_t klen, int typ
                   int *forcible, uint64_t ev0) {
   seg *s = db->s;
   ref_t ns = ns_ref(s, nsid);
-  int rc = do_store(db, ns, key, klen, idx_hash(ns, key, klen, 0), type, uflags, val, vlen,
-                    ttl_ms, flags);
+  uint64_t h = idx_hash(ns, key, klen, 0);
+  int rc = type == ZKV_T_LIST
+             ? store_list(db, ns, key, klen, h, uflags, val, vlen, ttl_ms, flags)
+             : do_store(db, ns, key, klen, h, type, uflags, val, vlen, ttl_ms, flags);
   if (forcible) *forcible = s->evicted != ev0;
   return rc;
+}
+
+static int set_op(zkv_db *db, zkv_ns ns, const void *key, size_t klen, const zkv_value *v,
+                  const void *p, size_t n, int64_t ttl_ms, unsigned flags, int *forcible,
+                  uint64_t ev0) {
+  RUN(db, count_set(db, do_set(db, ns, key, klen, v->type, v->flags, p, n, ttl_ms, flags,
+                               forcible, ev0)));
 }
 
 int zkv_set(zkv_db *db, zkv_ns ns, const void *key, size_t klen, const zkv_value *v,
@@ -557,8 +696,9 @@ int zkv_set_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, const zkv_va
   if (db->closed) return ZKV_ECLOSED;
   if (forcible) *forcible = 0;
   uint64_t ev0 = db->s->evicted;
-  RUN(db, count_set(db, do_set(db, ns, key, klen, v->type, v->flags, p, n, ttl_ms, flags,
-                               forcible, ev0)));
+  if (v->type == ZKV_T_LIST)
+    LOGGED(db, set_op(db, ns, key, klen, v, p, n, ttl_ms, flags, forcible, ev0));
+  return set_op(db, ns, key, klen, v, p, n, ttl_ms, flags, forcible, ev0);
 }
 
 static int do_del(zkv_db *db, ref_t ns, const void *key, size_t klen) {
@@ -570,7 +710,8 @@ static int do_del(zkv_db *db, ref_t ns, const void *key, size_t klen) {
   if (e->flags & EF_DELETED) return ZKV_NOTFOUND;
   int live = ent_alive(e);
   /* kept a while: see "deleted keys" in index.c */
-  if (live && (uint64_t)BLK_UNITS(e->blk) * UNIT <= DEAD_MAX_BYTES && idx_bury(db, r))
+  if (live && e->type != ZKV_T_LIST && (uint64_t)BLK_UNITS(e->blk) * UNIT <= DEAD_MAX_BYTES &&
+      idx_bury(db, r))
     return ZKV_OK;
   idx_unlink_free_h(db, r, !live, h);
   return live ? ZKV_OK : ZKV_NOTFOUND;
@@ -589,10 +730,14 @@ static void set_expiry(zkv_db *db, ref_t r, const void *key, size_t klen, uint64
 static int do_expire(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t ttl_ms) {
   seg *s = db->s;
   uint64_t h = idx_hash(ns, key, klen, 0);
-  ref_t r;
-  ent *e = find_live(s, ns, key, klen, h, &r);
-  if (!e) return ZKV_NOTFOUND;
-  set_expiry(db, r, key, klen, h, ttl_ms > 0 ? expiry_of(ttl_ms) : 0);
+  ref_t r = idx_find(s, ns, key, klen, h, 0);
+  if (!r) return ZKV_NOTFOUND;
+  ent *e = E(s, r);
+  /* one clock read for both: is it live, and the new expiry (a clock read
+   * costs about as much as the rest of the lookup) */
+  int64_t now = ttl_ms > 0 || (e->flags & EF_EXP) ? clock_ms() : 0;
+  if (!ent_live(e, now)) return ZKV_NOTFOUND;
+  set_expiry(db, r, key, klen, h, ttl_ms > 0 ? expiry_at(now, ttl_ms) : 0);
   return ZKV_OK;
 }
 
@@ -667,8 +812,10 @@ int zkv_incr(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t by, in
   return zkv_incr_limited(db, ns, key, klen, by, ttl_ms, INT64_MIN, INT64_MAX, result);
 }
 
+/* ev0: as do_set's */
 static int do_incr_num(zkv_db *db, ref_t ns, const void *key, size_t klen, double by, int create,
-                       double init, int64_t init_ttl, double *result) {
+                       double init, int64_t init_ttl, double *result, int *forcible,
+                       uint64_t ev0) {
   seg *s = db->s;
   uint64_t h = idx_hash(ns, key, klen, 0);
   ref_t r;
@@ -710,26 +857,88 @@ static int do_incr_num(zkv_db *db, ref_t ns, const void *key, size_t klen, doubl
   } else {
     int rc = do_store_at(db, ns, key, klen, h, r, NULL, type, 0, bytes, 8, init_ttl, 0);
     if (rc) return rc;
+    if (forcible) *forcible = s->evicted != ev0;
   }
   if (result) *result = x;
   return ZKV_OK;
 }
 
 int zkv_incr_num(zkv_db *db, zkv_ns ns, const void *key, size_t klen, double by, int create,
-                 double init, int64_t init_ttl_ms, double *result) {
+                 double init, int64_t init_ttl_ms, double *result, int *forcible) {
+  if (forcible) *forcible = 0;
   CHECK_DB(db);
   CHECK_KEY(key, klen);
   if (init_ttl_ms < 0) return ZKV_EINVAL_TTL;
   if (db->closed) return ZKV_ECLOSED;
-  RUN(db, count_set(db, do_incr_num(db, ns_ref(db->s, ns), key, klen, by, create, init, init_ttl_ms, result)));
+  uint64_t ev0 = db->s->evicted;
+  RUN(db, count_set(db, do_incr_num(db, ns_ref(db->s, ns), key, klen, by, create, init,
+                                    init_ttl_ms, result, forcible, ev0)));
+}
+
+/* ---- lists: the public functions --------------------------------------------- */
+
+static int list_push_op(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int left, int tag,
+                        const void *payload, size_t plen, uint64_t *count) {
+  RUN(db, list_push(db, ns_ref(db->s, ns), key, klen, left, tag, payload, plen, count));
+}
+
+static int list_pop_op(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int left,
+                       zkv_value *out) {
+  RUN(db, list_pop(db, ns_ref(db->s, ns), key, klen, left, out));
+}
+
+int zkv_list_push(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int left, int tag,
+                  const void *payload, size_t plen, uint64_t *count) {
+  CHECK_DB(db);
+  CHECK_KEY(key, klen);
+  uint64_t tmp;
+  if (!count) count = &tmp;
+  *count = 0;
+  if ((tag != 's' && tag != 'i' && tag != 'f') || (!payload && plen) || plen >= UINT32_MAX)
+    return ZKV_EINVAL_VALUE;
+  if (db->closed) return ZKV_ECLOSED;
+  LOGGED(db, list_push_op(db, ns, key, klen, left, tag, payload, plen, count));
+}
+
+int zkv_list_pop(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int left, zkv_value *out) {
+  CHECK_DB(db);
+  CHECK_KEY(key, klen);
+  if (!out) return ZKV_EINVAL;
+  if (db->closed) return ZKV_ECLOSED;
+  LOGGED(db, list_pop_op(db, ns, key, klen, left, out));
+}
+
+static int do_list_len(zkv_db *db, ref_t ns, const void *key, size_t klen, uint64_t *count) {
+  seg *s = db->s;
+  ent *e = find_live(s, ns, key, klen, idx_hash(ns, key, klen, 0), NULL);
+  if (!e) return ZKV_NOTFOUND;
+  if (e->type != ZKV_T_LIST) return ZKV_ETYPE;
+  *count = list_head(s, e)->count;
+  lru_use(s, e, 0);   /* a use, as in shdict */
+  return ZKV_OK;
+}
+
+int zkv_list_len(zkv_db *db, zkv_ns ns, const void *key, size_t klen, uint64_t *count) {
+  CHECK_DB(db);
+  CHECK_KEY(key, klen);
+  uint64_t tmp;
+  if (!count) count = &tmp;
+  *count = 0;
+  if (db->closed) return ZKV_ECLOSED;
+  RUN(db, do_list_len(db, ns_ref(db->s, ns), key, klen, count));
 }
 
 /* ---- namespace-wide ------------------------------------------------------ */
 
+/* is every key listed in d live?  So when none carries an expiry (or was
+ * flushed) and no deleted key is kept anywhere: then no walk is needed to
+ * count them, nor to find the expired ones */
+static int ns_all_live(seg *s, const nsdata *d) { return d->nttl == 0 && H(s)->ndead == 0; }
+
 static int do_count(zkv_db *db, ref_t ns, uint64_t *count) {
   seg *s = db->s;
   nsdata *d = idx_nsdata(s, ns);
-  if (d->nttl == 0 && H(s)->ndead == 0) {   /* every listed key is live */
+  if (ns_all_live(s, d)) {
     *count = d->nkeys;
     return ZKV_OK;
   }
@@ -851,27 +1060,26 @@ static int do_expire_some(zkv_db *db, zkv_ns nsid, uint64_t budget, uint64_t *co
   seg *s = db->s;
   ref_t ns = ns_ref(s, nsid);
   int64_t now = clock_ms();
-  uint64_t n = 0, guard = ent_limit(s);
+  uint64_t n = 0, untimed = 0, guard = ent_limit(s);
   nsdata *d = idx_nsdata(s, ns);
   *done = 0;
-  for (ref_t r = d->head; r; r = E(s, r)->nnext) {
+  ref_t r;
+  for (r = d->head; r; r = E(s, r)->nnext) {
     if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
     ent *e = E(s, r);
     if (!ent_live(e, now)) continue;
-    if (n == budget) {
-      *count += n;
-      return ZKV_OK;
-    }
-    if (!ent_timed(e)) {
-      LOGW(s, &d->nttl, 8);   /* a few bytes of log: fine once per key */
-      d->nttl++;
-    }
+    if (n == budget) break;
+    untimed += !ent_timed(e);
     LOGW(s, &e->flags, 1);
     e->flags |= EF_FLUSHED;
     n++;
   }
+  if (untimed) {   /* they count among the expiring now: one record for them all */
+    LOGW(s, &d->nttl, 8);
+    d->nttl += untimed;
+  }
   *count += n;
-  *done = 1;
+  *done = r == 0;
   return ZKV_OK;
 }
 
@@ -896,7 +1104,8 @@ static int do_flush_expired_ns(zkv_db *db, zkv_ns nsid, uint64_t budget, uint64_
   ref_t ns = ns_ref(s, nsid);
   int64_t now = clock_ms();
   uint64_t n = 0, guard = ent_limit(s);
-  ref_t r = idx_nsdata(s, ns)->head;
+  nsdata *d = idx_nsdata(s, ns);
+  ref_t r = ns_all_live(s, d) ? 0 : d->head;   /* nothing to free: no walk */
   *done = 0;
   while (r) {
     if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
@@ -1034,7 +1243,7 @@ static int do_stats(zkv_db *db, zkv_stats *o) {
   /* deleted keys kept for reuse are neither keys nor used bytes: any
    * allocation that needs their room frees them first */
   o->keys = h->nkeys - h->ndead;
-  o->bytes_used = h->bytes_used - h->dead_bytes;
+  o->bytes_used = h->bytes_used - h->dead_bytes - h->lgarb_units * UNIT;   /* both are free room */
   o->capacity = s->shared ? h->size - h->heap_start : h->capacity;
   o->arena_bytes = s->mapped;
   if (o->capacity) o->free_bytes = o->capacity > o->bytes_used ? o->capacity - o->bytes_used : 0;
@@ -1069,6 +1278,47 @@ int zkv_stats_get(zkv_db *db, zkv_stats *out) {
   if (!out) return ZKV_EINVAL;
   if (db->closed) return ZKV_ECLOSED;
   RUN(db, do_stats(db, out));
+}
+
+/* capacity and free bytes as do_stats counts them (0, 0 when unbounded) */
+static void space_of(seg *s, uint64_t *capacity, uint64_t *free_bytes) {
+  hdr *h = H(s);
+  uint64_t cap = s->shared ? h->size - h->heap_start : h->capacity;
+  uint64_t used = h->bytes_used - h->dead_bytes - h->lgarb_units * UNIT;
+  *capacity = cap;
+  *free_bytes = cap > used ? cap - used : 0;
+}
+
+static int do_space(zkv_db *db, uint64_t *capacity, uint64_t *free_bytes) {
+  space_of(db->s, capacity, free_bytes);
+  return ZKV_OK;
+}
+
+int zkv_space(zkv_db *db, uint64_t *capacity, uint64_t *free_bytes) {
+  CHECK_DB(db);
+  if (!capacity || !free_bytes) return ZKV_EINVAL;
+  if (db->closed) return ZKV_ECLOSED;
+  seg *s = db->s;
+  /* without the lock where get reads without it: a few header words, read
+   * between two equal even values of seq (a shared segment), or by the one
+   * thread of a private store */
+  if (!s->shared && !s->threadsafe) {
+    space_of(s, capacity, free_bytes);
+    return ZKV_OK;
+  }
+  if (s->shared && !seg_owned(s)) {
+    hdr *h = H(s);
+    for (int i = 0; i < 16; i++) {
+      uint64_t s1 = atomic_load_explicit(&h->seq, memory_order_acquire);
+      if (!(s1 & 1)) {
+        space_of(s, capacity, free_bytes);
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&h->seq, memory_order_relaxed) == s1) return ZKV_OK;
+      }
+      cpu_relax();
+    }
+  }
+  RUN(db, do_space(db, capacity, free_bytes));
 }
 
 /* ---- verify -------------------------------------------------------------- */
@@ -1161,6 +1411,10 @@ static int do_verify(zkv_db *db, const char **why) {
       if (pv && (int32_t)(x->seq - E(s, pv)->seq) <= 0) BAD("key list out of order");
       if (idx_find(s, cur, ent_key(x), x->klen, idx_hash(cur, ent_key(x), x->klen, 0), 0) != e)
         BAD("listed key not found in the index");
+      if (x->type == ZKV_T_LIST && !(x->flags & EF_DELETED)) {
+        const char *bad = list_verify(s, e);
+        if (bad) BAD(bad);
+      }
       n++;
       nt += ent_timed(x);
       if (x->flags & EF_DELETED) {
@@ -1180,6 +1434,8 @@ static int do_verify(zkv_db *db, const char **why) {
   if (ndead != h->ndead || ring != ndead || dbytes != h->dead_bytes || h->dead_next >= NDEAD)
     BAD("deleted key ring disagrees");
   if (nss != h->nns) BAD("namespace count disagrees");
+  const char *gbad = list_verify_garbage(s);
+  if (gbad) BAD(gbad);
   if (h->nentries != keys + nss - 1) BAD("index holds something else");
   *why = "ok";
   return ZKV_OK;

@@ -283,6 +283,8 @@ static void block_moved(zkv_db *db, room_req *q, uint64_t from, ref_t to) {
   } else if (from == h->dead_ring) {
     LOGW(s, &h->dead_ring, 4);
     h->dead_ring = to;
+  } else if (E(s, to)->type == T_LNODE) {
+    list_relocate(db, (ref_t)from, to);   /* an item of a list (deque.c) */
   } else {
     idx_moved(db, (ref_t)from, to);
     if (from == q->pin) q->pin = to;
@@ -356,7 +358,8 @@ static int grow_once(zkv_db *db, room_req *q, ref_t *rp, ref_t pin, int may_evic
     return GROW_MORE;   /* a free block now: the next turn takes it in */
   }
   if (x == pin && !bounded) goto stuck;
-  if (may_evict && !is_array && x != pin) {
+  /* an item of a list is not a key: it slides (below) */
+  if (may_evict && !is_array && x != pin && E(s, x)->type != T_LNODE) {
     ent *e = E(s, x);
     int live = ent_alive(e), dead = (e->flags & EF_DELETED) != 0;
     idx_unlink_keep(db, (ref_t)x, !live, idx_hash(e->ns, ent_key(e), e->klen, 0));
@@ -426,8 +429,12 @@ static int make_room(zkv_db *db, room_req *q, int bounded, int *done) {
      * room cannot be made at all */
     if (!bounded && s->shared && H(s)->log_cap - H(s)->log_used < ROOM_LOG_MARGIN)
       return log0 > H(s)->log_cap / 4 ? ZKV_ETXN : ZKV_EFULL;
-    /* what loses nothing first: deleted keys kept for reuse */
+    /* what loses nothing first: deleted keys kept for reuse, and the items
+     * of lists that are gone, as many as the undo log has room for */
     if (H(s)->ndead && flush_dead(db, pin)) continue;
+    if (H(s)->lgarb && !(s->shared && H(s)->log_used > H(s)->log_cap / 2) &&
+        list_reclaim(db, 16))
+      continue;
     /* then the least recently used keys (an expired one first), as many
      * bytes as the write needs */
     if (may_evict && q->evicted_bytes < units * UNIT) {
@@ -590,6 +597,7 @@ void room_gc_step(zkv_db *db) {
   int64_t t0 = clock_ns();
   uint64_t cur = h->gc_cursor;
   int done = 0;
+  if (h->lgarb && !(s->shared && h->log_used > h->log_cap / 4)) list_reclaim(db, 256);
   for (int chunk = 0; chunk < 64 && !done; chunk++) {
     /* on a shared segment, leave the undo log room for the operation's own
      * records: a sweep must never make the caller's write fail */

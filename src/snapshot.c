@@ -49,6 +49,8 @@ struct zkv_snapshot {
   ref_t next_key;
   uint64_t guard;        /* steps left before the walk must have ended */
   int started, done;
+  char *lbuf;            /* the encoding of the last list item returned (deque.c) */
+  size_t lcap;
 };
 
 static void *map_copy(size_t n) {
@@ -161,7 +163,11 @@ static int fill_item(zkv_snapshot *sn, ent *e, zkv_item *it) {
   if (e->flags & EF_UFLAGS) memcpy(&val->flags, (char *)e + ENT_HDR + ((e->flags & EF_EXP) ? 8 : 0), 4);
   val->data = v;
   val->len = vlen;
-  if (e->type == ZKV_T_INT || e->type == ZKV_T_FLOAT) {
+  if (e->type == ZKV_T_LIST) {   /* its items, in the list encoding */
+    int rc = list_encode(&sn->view, e, &sn->lbuf, &sn->lcap, &val->len);
+    if (rc) return rc;
+    val->data = sn->lbuf;
+  } else if (e->type == ZKV_T_INT || e->type == ZKV_T_FLOAT) {
     if (vlen != 8) return ZKV_ECORRUPT;
     if (e->type == ZKV_T_INT) memcpy(&val->i, v, 8);
     else memcpy(&val->f, v, 8);
@@ -230,6 +236,7 @@ void zkv_snapshot_free(zkv_snapshot *sn) {
   if (sn->base) munmap(sn->base, sn->map_bytes);
   free(sn->stack);
   free(sn->names);
+  free(sn->lbuf);
   free(sn);
 }
 

@@ -116,13 +116,15 @@ if not C then return { disabled = why_not } end
 local lua_get, lua_set, lua_del, lua_has, lua_ttl, lua_incr, lua_incr_num, lua_expire =
   C.zkv_lua_get, C.zkv_lua_set, C.zkv_lua_del, C.zkv_lua_has, C.zkv_lua_ttl, C.zkv_lua_incr,
   C.zkv_lua_incr_num, C.zkv_lua_expire
+local lua_list_push, lua_list_pop, lua_list_len, lua_space =
+  C.zkv_lua_list_push, C.zkv_lua_list_pop, C.zkv_lua_list_len, C.zkv_lua_space
 -- scratch (one Lua state is one thread; nothing yields, and nothing allocates, between
 -- filling and using them)
 local VIN, OUT, DBL1 = ffi_new("zkv_value"), ffi_new("zkv_lua_out"), ffi_new("double[1]")
 local BUFCAP = 65536   -- a value up to this size is copied here; a bigger one read by C
 local BUF = ffi_new("char[?]", BUFCAP)
 -- the raw methods' own (they set user flags, which VIN must keep at 0)
-local VRAW, INT1 = ffi_new("zkv_value"), ffi_new("int[1]")
+local VRAW, INT1, DBL2 = ffi_new("zkv_value"), ffi_new("int[1]"), ffi_new("double[1]")
 -- the C binding's error metatable (probe() checks that errors raised here have it)
 local ERR_MT = getmetatable(select(2, pcall(core.unlink, "")))
 
@@ -381,7 +383,7 @@ function StoreMethods._rawset(self, k, t, v, fl, ms, sf)
   return rc, INT1[0] ~= 0
 end
 
--- s:_incr_num(key, by, create, init, init_ttl_ms) -> rc, result
+-- s:_incr_num(key, by, create, init, init_ttl_ms) -> rc, result, forcible
 function StoreMethods._incr_num(self, k, by, create, init, ms)
   local cs = type(self) == "table" and rawget(self, CS)
   if not cs then return pass(CM_STORE._incr_num(unwrap(self), k, by, create, init, ms)) end
@@ -394,11 +396,11 @@ function StoreMethods._incr_num(self, k, by, create, init, ms)
     return pass(CM_STORE._incr_num(cs, k, by, create, init, ms))
   end
   DBL1[0] = 0
-  local rc = lua_incr_num(cs, key, #key, by, create and 1 or 0, i, floor(m), DBL1)
+  local rc = lua_incr_num(cs, key, #key, by, create and 1 or 0, i, floor(m), DBL1, INT1)
   if rc == ESTALE or rc == ECLOSED then
     return pass(CM_STORE._incr_num(cs, k, by, create, init, ms))
   end
-  return rc, DBL1[0]
+  return rc, DBL1[0], INT1[0] ~= 0
 end
 
 -- s:_expire_ms(key, ms) -> rc   (ms 0 = no expiry)
@@ -412,6 +414,56 @@ function StoreMethods._expire_ms(self, k, ms)
   local rc = lua_expire(cs, key, #key, ms)   -- truncated to int64_t, as C does
   if rc == ESTALE or rc == ECLOSED then return pass(CM_STORE._expire_ms(cs, k, ms)) end
   return rc
+end
+
+-- s:_list_push(key, left, tag, payload) -> rc, count;  s:_list_pop(key, left) -> rc[, tag,
+-- payload];  s:_list_len(key) -> rc, count
+local sbyte = string.byte
+function StoreMethods._list_push(self, k, left, tag, p)
+  local cs = type(self) == "table" and rawget(self, CS)
+  if not cs then return pass(CM_STORE._list_push(unwrap(self), k, left, tag, p)) end
+  local key = key_of(k)
+  if key == nil or type(tag) ~= "string" or #tag ~= 1 or type(p) ~= "string" then
+    return pass(CM_STORE._list_push(cs, k, left, tag, p))
+  end
+  DBL1[0] = 0
+  local rc = lua_list_push(cs, key, #key, left and 1 or 0, sbyte(tag), p, #p, DBL1)
+  if rc == ESTALE or rc == ECLOSED then return pass(CM_STORE._list_push(cs, k, left, tag, p)) end
+  return rc, DBL1[0]
+end
+
+function StoreMethods._list_pop(self, k, left)
+  local cs = type(self) == "table" and rawget(self, CS)
+  if not cs then return pass(CM_STORE._list_pop(unwrap(self), k, left)) end
+  local key = key_of(k)
+  if key == nil then return pass(CM_STORE._list_pop(cs, k, left)) end
+  local rc = lua_list_pop(cs, key, #key, left and 1 or 0, OUT, BUF, BUFCAP)
+  if rc == ESTALE or rc == ECLOSED then return pass(CM_STORE._list_pop(cs, k, left)) end
+  if rc ~= OK then return rc end
+  local n = OUT.len
+  if n < 1 then return pass(CM_STORE._list_pop(cs, k, left)) end   -- bigger than BUF: C pops it
+  return rc, ffi_string(BUF, 1), ffi_string(BUF + 1, n - 1)
+end
+
+function StoreMethods._list_len(self, k)
+  local cs = type(self) == "table" and rawget(self, CS)
+  if not cs then return pass(CM_STORE._list_len(unwrap(self), k)) end
+  local key = key_of(k)
+  if key == nil then return pass(CM_STORE._list_len(cs, k)) end
+  DBL1[0] = 0
+  local rc = lua_list_len(cs, key, #key, DBL1)
+  if rc == ESTALE or rc == ECLOSED then return pass(CM_STORE._list_len(cs, k)) end
+  return rc, DBL1[0]
+end
+
+-- s:_space() -> capacity, free bytes (nothing when unbounded)
+function StoreMethods._space(self)
+  local cs = type(self) == "table" and rawget(self, CS)
+  if not cs then return pass(CM_STORE._space(unwrap(self))) end
+  local rc = lua_space(cs, DBL1, DBL2)
+  if rc ~= OK then return pass(CM_STORE._space(cs)) end
+  if DBL1[0] == 0 then return end
+  return DBL1[0], DBL2[0]
 end
 
 -- the ngx.shared.DICT face over this object, so that its calls take the paths above
@@ -463,7 +515,7 @@ end
 
 local STORE_NAMES = { "get", "set", "del", "has", "expire", "ttl", "incr", "setnx", "namespace",
                       "atomic", "keys", "namespaces", "count", "clear", "_rawget", "_rawset",
-                      "_incr_num", "_expire_ms" }
+                      "_incr_num", "_expire_ms", "_list_push", "_list_pop", "_list_len", "_space" }
 local DRIVER_NAMES = { "namespace", "atomic", "gc", "stats", "flush", "close" }
 
 -- every C method we do not implement is forwarded as it is

@@ -1332,7 +1332,7 @@ end
 
 ---------------------------------------------------------------------------------------------
 -- raw access for store:shdict() (lua/zeltkv/shdict.lua builds ngx.shared.DICT on these;
--- their contract is the C binding's, src/lzeltkv.c "raw access").  Items keep the value
+-- their contract is the C binding's, src/lua/raw.c).  Items keep the value
 -- forms above, so the Store API and the dict read each other's values; an item with user
 -- flags is 0xFE <flags> ":" <value form>; a list is a Redis list of shdict's item
 -- encoding.  These calls are not part of an atomic() (each is one command, or its own).
@@ -1497,10 +1497,14 @@ function Store._keys_list(self, max)
   return list
 end
 
-function Store._list_push(self, key, left, item)
+-- an item (tag, payload) as a Redis list element: shdict.lua's item encoding (the tag, 8 hex
+-- digits of payload length, the payload, the 8 digits again), which _list_pop reads
+function Store._list_push(self, key, left, tag, payload)
   local d = check_store(self, "_list_push")
   local rk = self.kbase .. check_key(key)
-  local r = call(d, self.slot or slotlib.slot(rk), cmd2(left and "LPUSH" or "RPUSH", rk, item), 1)
+  local h = fmt("%08x", #payload)
+  local r = call(d, self.slot or slotlib.slot(rk),
+                 cmd2(left and "LPUSH" or "RPUSH", rk, tag .. h .. payload .. h), 1)
   if is_err(r) then
     if resp.err_kind(r) == "WRONGTYPE" then return RC_ETYPE end
     server_error(r, "push")
@@ -1518,6 +1522,18 @@ function Store._list_pop(self, key, left)
     server_error(r, "pop")
   end
   return RC_OK, sub(r, 1, 1), sub(r, 10, -9)
+end
+
+function Store._list_len(self, key)
+  local d = check_store(self, "_list_len")
+  local rk = self.kbase .. check_key(key)
+  local r = call(d, self.slot or slotlib.slot(rk), cmd1("LLEN", rk), 1)
+  if is_err(r) then
+    if resp.err_kind(r) == "WRONGTYPE" then return RC_ETYPE end
+    server_error(r, "llen")
+  end
+  if r == 0 then return RC_NOTFOUND, 0 end
+  return RC_OK, r
 end
 
 STORE_MT.__tostring = function(self)

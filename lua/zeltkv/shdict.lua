@@ -21,19 +21,19 @@
 --     it already when the new value had another size);
 --   * get_keys() lists keys in insertion order (shdict: least recently used first);
 --   * capacity() and free_space() are the store's bytes (math.huge for an unbounded
---     zeltkv.memory() store); forcible is true only for a store opened with evict = "lru";
---   * a list op copies the list in C (O(length)), where shdict's lists are linked (O(1)).
+--     zeltkv.memory() store); forcible is true only for a store opened with evict = "lru".
 --
 -- Built on the store's hidden raw methods (src/lua/raw.c): _rawget, _rawset,
 -- _incr_num, _expire_ms, _flush_all, _flush_expired, _space, _list_push, _list_pop,
--- _keys_list, and on ttl and del of the store.  Lists are values of type ZKV_T_LIST in the encoding below;
--- C splices an item in or out in one transaction.
+-- _list_len, _keys_list, and on ttl and del of the store.  Lists are values of type
+-- ZKV_T_LIST whose items the engine links (src/deque.c): a push or a pop costs the same at any
+-- length, as in shdict.
 
 local type, tostring, tonumber, select, error, setmetatable, getmetatable, rawget =
   type, tostring, tonumber, select, error, setmetatable, getmetatable, rawget
 local floor, ceil, huge = math.floor, math.ceil, math.huge
 local math_type, tointeger = math.type, math.tointeger
-local fmt, sub = string.format, string.sub
+local fmt = string.format
 
 local M = { _VERSION = "0.1.0" }
 
@@ -42,7 +42,7 @@ local K = require("zeltkv.core")._const
 require("zeltkv.core")._own()   -- a zeltkv error raised through here names the user's line
 local T_STRING, T_INT, T_FLOAT, T_BOOL, T_LIST = K.T_STRING, K.T_INT, K.T_FLOAT, K.T_BOOL, K.T_LIST
 local OK, NOTFOUND, EXISTS, EFULL, ENOMEM = K.OK, K.NOTFOUND, K.EXISTS, K.EFULL, K.ENOMEM
-local ETYPE, EINVAL_VALUE = K.ETYPE, K.EINVAL_VALUE
+local ETYPE = K.ETYPE
 local SET_NX, SET_XX, SET_NOEVICT = K.SET_NX, K.SET_XX, K.SET_NOEVICT
 
 local MAX_KEY = K.MAX_KEY
@@ -158,14 +158,10 @@ local function raise_rc(rc, what)
 end
 
 ---------------------------------------------------------------------------------------------
--- the list encoding (the bytes of a ZKV_T_LIST value):
---   8 hex digits: the number of items, then each item as
---   tag (1 byte: s string, i integer in decimal, f float in %.17g / nan / inf / -inf)
---   8 hex digits: payload length, the payload, the same 8 hex digits again
--- so that both ends can be read without walking the list.  Host independent: a list pushed
--- by LuaJIT in nginx pops the same in Lua 5.4.
-
-local function hex8(n) return fmt("%08x", n) end
+-- list items: the engine links a list's items (zkv_list_push / _pop / _len); an item is a
+-- tag byte (s string, i integer in decimal, f float in %.17g / nan / inf / -inf) and its
+-- payload, the tags of the list encoding of include/zeltkv.h.  Host independent: a list
+-- pushed by LuaJIT in nginx pops the same in Lua 5.4.
 
 local function float_str(x)
   if x ~= x then return "nan" end
@@ -174,17 +170,11 @@ local function float_str(x)
   return fmt("%.17g", x)
 end
 
+-- a value -> its tag and payload
 local function encode_item(v)
-  local tag, p
-  if type(v) == "string" then
-    tag, p = "s", v
-  elseif num_type(v) == T_INT then
-    tag, p = "i", fmt("%d", v)
-  else
-    tag, p = "f", float_str(v)
-  end
-  local h = hex8(#p)
-  return tag .. h .. p .. h
+  if type(v) == "string" then return "s", v end
+  if num_type(v) == T_INT then return "i", fmt("%d", v) end
+  return "f", float_str(v)
 end
 
 local function decode_item(tag, p)
@@ -196,16 +186,6 @@ local function decode_item(tag, p)
   if p == "-0" then return NEG0 end
   local n = tonumber(p)
   if math_type and math_type(n) == "integer" then n = n + 0.0 end
-  return n
-end
-
-local function damaged(key)
-  error(fmt("zeltkv.shdict: damaged list value for key %q", key), 0)
-end
-
-local function list_count(v, key)
-  local n = tonumber(sub(v, 1, 8), 16)
-  if not n or n < 1 then damaged(key) end
   return n
 end
 
@@ -349,11 +329,12 @@ function Dict.incr(self, key, value, init, init_ttl)
   else
     init_ttl = 0
   end
-  local rc, res = s:_incr_num(k, value, init and true or false, init or 0, ms_of(init_ttl))
+  local rc, res, forcible = s:_incr_num(k, value, init and true or false, init or 0,
+                                        ms_of(init_ttl))
   if rc == OK then
     if res == floor(res) and res >= -LIMIT and res <= LIMIT then res = int(res) end
     if not init then return res end
-    return res, nil, false
+    return res, nil, forcible == true
   end
   if rc == NOTFOUND then return nil, "not found" end
   if rc == ETYPE then return nil, "not a number" end
@@ -364,10 +345,8 @@ end
 ---------------------------------------------------------------------------------------------
 -- lists
 
--- C splices the item in or out (s:_list_push / s:_list_pop, src/lua/raw.c): one lock hold,
--- one transaction, and no Lua string of the whole list.  ETYPE: the value is not a list;
--- EINVAL_VALUE: it is a list value that does not parse
-local LIST_DAMAGED = EINVAL_VALUE
+-- the engine links the item in or takes it out (zkv_list_push / zkv_list_pop, src/deque.c):
+-- one lock hold, whatever the list's length.  ETYPE: the value is not a list
 
 local function push(self, name, left, n, key, value)
   local s = zone(self).s
@@ -376,11 +355,11 @@ local function push(self, name, left, n, key, value)
   if not k then return nil, err end
   local vt = type(value)
   if vt ~= "string" and vt ~= "number" then return nil, "bad value type" end
-  local rc, count = s:_list_push(k, left, encode_item(value))
+  local tag, payload = encode_item(value)
+  local rc, count = s:_list_push(k, left, tag, payload)
   if rc == OK then return int(count) end
   if rc == ETYPE then return nil, "value not a list" end
   if rc == EFULL or rc == ENOMEM then return false, "no memory" end
-  if rc == LIST_DAMAGED then damaged(k) end
   raise_rc(rc, name)
 end
 
@@ -394,7 +373,6 @@ local function pop(self, name, left, n, key)
   if rc == NOTFOUND then return nil end
   if rc == ETYPE then return nil, "value not a list" end
   if rc == EFULL or rc == ENOMEM then return nil, "no memory" end
-  if rc == LIST_DAMAGED then damaged(k) end
   raise_rc(rc, name)
 end
 
@@ -408,10 +386,11 @@ function Dict.llen(self, ...)
   arity(select("#", ...), 1, "llen")
   local k, err = ckey_of((...), "llen")
   if not k then return nil, err end
-  local t, v = s:_rawget(k, false)
-  if t == nil then return 0 end
-  if t ~= T_LIST then return nil, "value not a list" end
-  return list_count(v, k)
+  local rc, count = s:_list_len(k)
+  if rc == OK then return int(count) end
+  if rc == NOTFOUND then return 0 end
+  if rc == ETYPE then return nil, "value not a list" end
+  raise_rc(rc, "llen")
 end
 
 ---------------------------------------------------------------------------------------------

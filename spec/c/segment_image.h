@@ -109,8 +109,15 @@ static void zseg_fill(zkv_db *db) {
   zkv_set(db, c, "float", 5, &vf, 0, 0);
   zkv_value vb = {.type = ZKV_T_BOOL, .i = 1};
   zkv_set(db, c, "bool", 4, &vb, 0, 0);
-  zkv_value vl = {.type = ZKV_T_LIST, .data = "\x01\x02\x03", .len = 3};
+  zkv_value vl = {.type = ZKV_T_LIST, .data = "00000001s00000001a00000001", .len = 26};
   zkv_set(db, c, "list", 4, &vl, 0, 0);
+  /* lists of linked items, and the items of a dropped one in the garbage chain */
+  for (int i = 0; i < 12; i++) {
+    zkv_list_push(db, c, "l1", 2, i & 1, 's', "0123456789", 10, NULL);
+    zkv_list_push(db, c, "l2", 2, 0, 'i', "42", 2, NULL);
+    zkv_list_push(db, c, "gone", 4, 1, 'f', "2.5", 3, NULL);
+  }
+  zkv_del(db, c, "gone", 4);
   /* keys that expire at once: expired entries stay in the image */
   for (int i = 0; i < 6; i++) {
     char k[16];
@@ -271,9 +278,17 @@ static int zseg_exercise(const char *name, int *open_rc) {
   ZR(zkv_has(db, c, "float", 5));
   ZR(zkv_ttl(db, ZKV_ROOT, "k0", 2, &i64));
   ZR(zkv_incr(db, c, "int", 3, 7, 0, &i64));
-  ZR(zkv_incr_num(db, c, "float", 5, 0.5, 1, 0, 0, &d));
+  ZR(zkv_incr_num(db, c, "float", 5, 0.5, 1, 0, 0, &d, NULL));
   ZR(zkv_incr(db, ZKV_ROOT, "fresh", 5, 1, 100, &i64));
   ZR(zkv_expire(db, ZKV_ROOT, "k0", 2, 5000));
+  for (int i = 0; i < 6; i++) {   /* lists: their items and the garbage chain */
+    ZR(zkv_list_len(db, c, "l1", 2, &u));
+    ZR(zkv_list_pop(db, c, i & 1 ? "l1" : "l2", 2, i & 2, &v));
+    ZR(zkv_list_push(db, c, "l1", 2, i & 1, 's', "new", 3, &u));
+    ZR(zkv_get(db, c, "l2", 2, &v));
+  }
+  ZR(zkv_expire(db, c, "l2", 2, 5000));
+  ZR(zkv_del(db, c, "l1", 2));
   ZR(zkv_expire(db, ZKV_ROOT, "k5", 2, 0));
   zkv_ns nss[5] = {ZKV_ROOT, a, ab, c, 0};
   for (int j = 0; j < 4; j++) {

@@ -224,7 +224,7 @@ static void pair_txn(zkv_db *db, const struct ids *ids, int slot, int lru, uint6
 static int do_incr1(zkv_db *db, zkv_ns ns, const char *key, int lru) {
   if (!lru) return zkv_incr(db, ns, key, strlen(key), 1, 0, NULL);
   /* lru: never create a key that was evicted (the checker re-seeds) */
-  return zkv_incr_num(db, ns, key, strlen(key), 1, 0, 0, 0, NULL);
+  return zkv_incr_num(db, ns, key, strlen(key), 1, 0, 0, 0, NULL, NULL);
 }
 
 static void incr_txn(zkv_db *db, const struct ids *ids, int slot, int lru) {

@@ -132,7 +132,7 @@ static void random_op(zkv_db *db) {
     zkv_expire(db, ns, key, klen, (int64_t)(rnd() % 3) * 1000);
   } else if (op < 85) {
     double r;
-    zkv_incr_num(db, ns, key, klen, 0.5, 1, 1.0, 0, &r);
+    zkv_incr_num(db, ns, key, klen, 0.5, 1, 1.0, 0, &r, NULL);
   } else if (op < 88) {
     if (nns < 8) {
       char name[16];

@@ -89,6 +89,10 @@ end
 
 -- call d[name](d, args...) and capture: { raised = msg } or { n = count, ... }
 local function run(d, name, args)
+  -- shdict reads nginx's cached clock, zeltkv the system's: the cache brought up to date
+  -- before every call, so that a loaded machine (a worker that waited for a core) does not
+  -- put the two clocks apart
+  ngx.update_time()
   local r = { pcall(d[name], d, unpack(args, 1, args.n)) }
   if not r[1] then return { raised = tostring(r[2]) } end
   local out = { n = 0 }
@@ -112,7 +116,7 @@ local function same(name, a, b)
   for i = 1, a.n do
     local x, y = a[i], b[i]
     if name == "ttl" and type(x) == "number" and type(y) == "number" and x > 0 and y > 0 then
-      if math.abs(x - y) > 0.1 then return false end
+      if math.abs(x - y) > 0.25 then return false end   -- the calls' own time, under load
     elseif (name == "capacity" or name == "free_space") and type(x) == "number" then
       if type(y) ~= "number" then return false end
     elseif canon(x) ~= canon(y) then

@@ -21,16 +21,11 @@ local fmt, rep = string.format, string.rep
 
 local FILL = rep("f", 1000)
 
--- Cases that fail until the engine's fixes of issue 11 land (A: incr counts as a use for
--- LRU; B: making room for a write never fails for the size of the undo log; incr reports
--- forcible).  A pending case that still fails is listed, not counted; one that passes is
--- counted as a failure, so that it is taken off this list the day its fix lands.
-local PENDING = {
-  ["full:set:16384"] = "11.B: the undo log overflows while evicting",
-  ["full:set:65536"] = "11.B: the undo log overflows while evicting",
-  ["full:set:262144"] = "11.B: the undo log overflows while evicting",
-  ["full:incr"] = "11.B: incr does not report forcible",
-}
+-- Cases that fail until a fix lands elsewhere: a pending case that still fails is listed,
+-- not counted; one that passes is counted as a failure, so that it is taken off this list
+-- the day its fix lands.  None is left: issue 11's A (incr counts as a use for LRU), B
+-- (making room never fails for the size of the undo log) and incr's forcible landed.
+local PENDING = {}
 
 -- the verdict of one case: ok (true, or a known difference's kind), its id and description
 local function verdict(R, id, ok, what)

@@ -68,8 +68,14 @@
   int zkv_lua_incr(void *store, const void *key, size_t klen, int64_t by, int64_t ttl_ms,  \
                    double *result);                                                        \
   int zkv_lua_incr_num(void *store, const void *key, size_t klen, double by, int create,   \
-                       double init, int64_t init_ttl_ms, double *result);                  \
-  int zkv_lua_expire(void *store, const void *key, size_t klen, int64_t ttl_ms);
+                       double init, int64_t init_ttl_ms, double *result, int *forcible);   \
+  int zkv_lua_expire(void *store, const void *key, size_t klen, int64_t ttl_ms);            \
+  int zkv_lua_list_push(void *store, const void *key, size_t klen, int left, int tag,      \
+                        const void *payload, size_t plen, double *count);                  \
+  int zkv_lua_list_pop(void *store, const void *key, size_t klen, int left, zkv_lua_out *out, \
+                       char *buf, size_t cap);                                             \
+  int zkv_lua_list_len(void *store, const void *key, size_t klen, double *count);          \
+  int zkv_lua_space(void *store, double *capacity, double *free_bytes);
 ZKV_LUA_FFI
 #define ZKV_STR_(...) #__VA_ARGS__   /* the text holds commas */
 #define ZKV_STR(...) ZKV_STR_(__VA_ARGS__)

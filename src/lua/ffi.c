@@ -84,12 +84,65 @@ ZKV_API int zkv_lua_incr(void *store, const void *key, size_t klen, int64_t by, 
 }
 
 ZKV_API int zkv_lua_incr_num(void *store, const void *key, size_t klen, double by, int create,
-                             double init, int64_t init_ttl_ms, double *result) {
+                             double init, int64_t init_ttl_ms, double *result, int *forcible) {
   DB_OR_CLOSED(db, store);
-  return zkv_incr_num(db, ((Store *)store)->ns, key, klen, by, create, init, init_ttl_ms, result);
+  return zkv_incr_num(db, ((Store *)store)->ns, key, klen, by, create, init, init_ttl_ms, result,
+                      forcible);
 }
 
 ZKV_API int zkv_lua_expire(void *store, const void *key, size_t klen, int64_t ttl_ms) {
   DB_OR_CLOSED(db, store);
   return zkv_expire(db, ((Store *)store)->ns, key, klen, ttl_ms);
+}
+
+/* the lists of the drop-in (zkv_list_*): counts as doubles */
+ZKV_API int zkv_lua_list_push(void *store, const void *key, size_t klen, int left, int tag,
+                              const void *payload, size_t plen, double *count) {
+  DB_OR_CLOSED(db, store);
+  uint64_t n = 0;
+  int rc = zkv_list_push(db, ((Store *)store)->ns, key, klen, left, tag, payload, plen, &n);
+  *count = (double)n;
+  return rc;
+}
+
+/* the item taken (tag and payload) copied into buf, out->len its bytes.  The
+ * pop runs as a transaction: an item bigger than cap is put back (rolled
+ * back; out->len -1) and the C method pops it. */
+ZKV_API int zkv_lua_list_pop(void *store, const void *key, size_t klen, int left,
+                             zkv_lua_out *out, char *buf, size_t cap) {
+  DB_OR_CLOSED(db, store);
+  int rc = zkv_begin(db);
+  if (rc) return rc;
+  zkv_value v;
+  out->len = -1;
+  rc = zkv_list_pop(db, ((Store *)store)->ns, key, klen, left, &v);
+  if (rc == ZKV_OK && v.len <= cap && v.len <= INT32_MAX) {
+    memcpy(buf, v.data, v.len);
+    out->len = (int32_t)v.len;
+  }
+  if (rc == ZKV_OK && out->len >= 0) {
+    rc = zkv_commit(db);
+  } else {
+    int rb = zkv_rollback(db);
+    if (rc == ZKV_OK) rc = rb;
+  }
+  return rc;
+}
+
+ZKV_API int zkv_lua_list_len(void *store, const void *key, size_t klen, double *count) {
+  DB_OR_CLOSED(db, store);
+  uint64_t n = 0;
+  int rc = zkv_list_len(db, ((Store *)store)->ns, key, klen, &n);
+  *count = (double)n;
+  return rc;
+}
+
+/* capacity and free bytes (0, 0 when unbounded) */
+ZKV_API int zkv_lua_space(void *store, double *capacity, double *free_bytes) {
+  DB_OR_CLOSED(db, store);
+  uint64_t cap = 0, fr = 0;
+  int rc = zkv_space(db, &cap, &fr);
+  *capacity = (double)cap;
+  *free_bytes = (double)fr;
+  return rc;
 }

@@ -207,7 +207,8 @@ static int store_clear(lua_State *L) { return store_count_op(L, zkv_clear, "clea
 
 int collect_key(void *ud, const void *key, size_t klen) {
   KeyBatch *b = ud;
-  if (buf_reserve(&b->buf, &b->cap, b->len + klen + 4, 4096)) return 1;
+  size_t need = b->len + klen + 4;
+  if (UNLIKELY_(need > b->cap) && buf_reserve(&b->buf, &b->cap, need, 4096)) return 1;
   uint32_t l = (uint32_t)klen;
   memcpy(b->buf + b->len, &l, 4);
   memcpy(b->buf + b->len + 4, key, klen);
