@@ -343,6 +343,25 @@ ref_t blk_lowest_free(seg *s, uint64_t above) {
   return lowest(s, above, 2, &have);
 }
 
+ref_t blk_next_free(seg *s, uint64_t *from, unsigned budget, int *at_top) {
+  hdr *h = H(s);
+  uint64_t r = *from, top = h->top / UNIT;
+  if (r < h->heap_start / UNIT) r = h->heap_start / UNIT;
+  *at_top = 0;
+  for (; r < top && budget; budget--) {
+    int is_free;
+    uint64_t u = blk_units_at(s, r, &is_free);
+    if (is_free) {
+      *from = r;
+      return (ref_t)r;
+    }
+    r += u;
+  }
+  *from = r;
+  *at_top = r >= top;
+  return 0;
+}
+
 ref_t blk_alloc_low(seg *s, uint64_t units) {
   if (units < 2) units = 2;
   uint64_t have;

@@ -468,12 +468,20 @@ static int make_room(zkv_db *db, room_req *q, int bounded, int *done) {
         if (!bounded) return ZKV_EFULL;
         return ZKV_OK;
       }
-      /* the lowest free block on the lists above q->from (found through
-       * the lists, never by reading the heap at q->from: between steps
-       * other processes change the heap, and q->from may then be inside
-       * a block) */
-      r = blk_lowest_free(s, q->from);
+      /* the lowest free block (of any size) from q->from on, walking the
+       * heap a few blocks at a time (the walk of a big heap spans steps);
+       * when another process wrote since the last step, q->from may lie
+       * inside a block: the lists (slower: all of them) find the next one */
+      int at_top = 0;
+      if (q->from_stale) {
+        q->from_stale = 0;
+        r = blk_lowest_free(s, q->from);
+        at_top = !r;
+      } else {
+        r = blk_next_free(s, &q->from, 256, &at_top);
+      }
       if (!r) {
+        if (!at_top) continue;
         /* once round the heap, then once more (between steps others may have
          * freed blocks below where this pass went) */
         if (!q->wrapped++) { q->from = 0; continue; }
@@ -496,7 +504,13 @@ typedef struct { room_req *q; int done; } step_arg;
 
 static int room_step(zkv_db *db, void *arg) {
   step_arg *a = arg;
-  return make_room(db, a->q, 1, &a->done);
+  seg *s = db->s;
+  room_req *q = a->q;
+  if (s->shared && q->from && H(s)->seq != q->seq_next) q->from_stale = 1;
+  int rc = make_room(db, q, 1, &a->done);
+  uint64_t v = H(s)->seq;   /* odd if this step wrote: its release makes it even */
+  q->seq_next = v + (v & 1);
+  return rc;
 }
 
 int room_make(zkv_db *db, room_req *q) {
@@ -504,6 +518,7 @@ int room_make(zkv_db *db, room_req *q) {
   q->cursor = 0;
   q->swept = 0;
   q->from = 0;
+  q->from_stale = 0;
   q->wrapped = 0;
   for (;;) {
     step_arg a = {q, 0};
