@@ -318,9 +318,9 @@ ref_t blk_slide(seg *s, ref_t r) {
   return nr;
 }
 
-/* the free block (on a list) lowest in the heap of at least `units` (0:
- * none); *have gets its units */
-static ref_t lowest(seg *s, uint64_t units, uint64_t *have) {
+/* the free block (on a list) lowest in the heap above `above` of at least
+ * `units` (0: none); *have gets its units */
+static ref_t lowest(seg *s, uint64_t above, uint64_t units, uint64_t *have) {
   hdr *h = H(s);
   ref_t best = 0;
   uint64_t guard = ent_limit(s);
@@ -328,7 +328,7 @@ static ref_t lowest(seg *s, uint64_t units, uint64_t *have) {
     for (ref_t r = h->free_heads[c]; r; r = blk(s, r)[1]) {
       chk(s, r, 2);
       uint64_t u = BLK_UNITS(blk(s, r)[0]);
-      if (u >= units && (!best || r < best)) {
+      if (r > above && u >= units && (!best || r < best)) {
         best = r;
         *have = u;
       }
@@ -338,29 +338,15 @@ static ref_t lowest(seg *s, uint64_t units, uint64_t *have) {
   return best;
 }
 
-ref_t blk_next_free(seg *s, uint64_t *from, unsigned budget, int *at_top) {
-  hdr *h = H(s);
-  uint64_t r = *from, top = h->top / UNIT;
-  if (r < h->heap_start / UNIT) r = h->heap_start / UNIT;
-  *at_top = 0;
-  for (; r < top && budget; budget--) {
-    int is_free;
-    uint64_t u = blk_units_at(s, r, &is_free);
-    if (is_free) {
-      *from = r;
-      return (ref_t)r;
-    }
-    r += u;
-  }
-  *from = r;
-  *at_top = r >= top;
-  return 0;
+ref_t blk_lowest_free(seg *s, uint64_t above) {
+  uint64_t have;
+  return lowest(s, above, 2, &have);
 }
 
 ref_t blk_alloc_low(seg *s, uint64_t units) {
   if (units < 2) units = 2;
   uint64_t have;
-  ref_t r = lowest(s, units, &have);
+  ref_t r = lowest(s, 0, units, &have);
   if (!r) return blk_alloc(s, units);
   take(s, r, have, units);
   log_reused(s, r, units);

@@ -70,7 +70,7 @@ typedef struct room_req {
   uint64_t evicted_bytes;  /* by this request's steps */
   uint64_t cursor;         /* its expiry sweep */
   int swept;               /* the sweep went once round */
-  uint64_t from;           /* its next reservation starts at a free block from here */
+  uint64_t from;           /* its next reservation starts at a free block above this */
   int wrapped;             /* its reservation went once round the heap */
 } room_req;
 
@@ -284,14 +284,13 @@ int blk_fits(seg *s, uint64_t units);
  * new units.  blk_grow_top: r, which ends at top, grows into never-used
  * space to `units`.  blk_slide: the block after r moves down to r's start
  * (the bytes it lands on logged first), r goes after it; returns r's new
- * ref, the moved block now starting at the old one.  blk_next_free: the
- * first free block (any size) at or after *from (0: the heap's start),
- * looking at `budget` blocks at most; 0 when none was found, *from then
- * where to look on, *at_top set when the walk reached top. */
+ * ref, the moved block now starting at the old one.  blk_lowest_free: the
+ * free block on a list with the lowest address above `above`, or 0 (a walk
+ * of every list: blocks of one unit are on none). */
 uint64_t blk_grow(seg *s, ref_t r);
 void blk_grow_top(seg *s, ref_t r, uint64_t units);
 ref_t blk_slide(seg *s, ref_t r);
-ref_t blk_next_free(seg *s, uint64_t *from, unsigned budget, int *at_top);
+ref_t blk_lowest_free(seg *s, uint64_t above);
 /* blk_alloc from the free block lowest in the heap that fits (a slow walk
  * of every free list: for the records that never move, which then split
  * the free room as little as they can) */

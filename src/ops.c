@@ -430,10 +430,10 @@ static int value_bytes(const zkv_value *v, const void **p, size_t *n, char tmp[8
 }
 
 /* the expiry time of a ttl from now, saturating: a huge ttl never wraps */
-static int64_t expiry_of(int64_t ttl_ms) {
-  int64_t now = clock_ms();
+static int64_t expiry_at(int64_t now, int64_t ttl_ms) {
   return ttl_ms > INT64_MAX - now ? INT64_MAX : now + ttl_ms;
 }
+static int64_t expiry_of(int64_t ttl_ms) { return expiry_at(clock_ms(), ttl_ms); }
 
 /* build an entry into a fresh block r */
 static void build(seg *s, ref_t r, const void *key, size_t klen, int type, uint32_t uflags,
@@ -730,10 +730,14 @@ static void set_expiry(zkv_db *db, ref_t r, const void *key, size_t klen, uint64
 static int do_expire(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t ttl_ms) {
   seg *s = db->s;
   uint64_t h = idx_hash(ns, key, klen, 0);
-  ref_t r;
-  ent *e = find_live(s, ns, key, klen, h, &r);
-  if (!e) return ZKV_NOTFOUND;
-  set_expiry(db, r, key, klen, h, ttl_ms > 0 ? expiry_of(ttl_ms) : 0);
+  ref_t r = idx_find(s, ns, key, klen, h, 0);
+  if (!r) return ZKV_NOTFOUND;
+  ent *e = E(s, r);
+  /* one clock read for both: is it live, and the new expiry (a clock read
+   * costs about as much as the rest of the lookup) */
+  int64_t now = ttl_ms > 0 || (e->flags & EF_EXP) ? clock_ms() : 0;
+  if (!ent_live(e, now)) return ZKV_NOTFOUND;
+  set_expiry(db, r, key, klen, h, ttl_ms > 0 ? expiry_at(now, ttl_ms) : 0);
   return ZKV_OK;
 }
 

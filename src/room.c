@@ -468,12 +468,12 @@ static int make_room(zkv_db *db, room_req *q, int bounded, int *done) {
         if (!bounded) return ZKV_EFULL;
         return ZKV_OK;
       }
-      /* the lowest free block (of any size) from q->from on, a few blocks
-       * at a time: the walk of a big heap spans steps */
-      int at_top = 0;
-      r = blk_next_free(s, &q->from, 256, &at_top);
+      /* the lowest free block on the lists above q->from (found through
+       * the lists, never by reading the heap at q->from: between steps
+       * other processes change the heap, and q->from may then be inside
+       * a block) */
+      r = blk_lowest_free(s, q->from);
       if (!r) {
-        if (!at_top) continue;
         /* once round the heap, then once more (between steps others may have
          * freed blocks below where this pass went) */
         if (!q->wrapped++) { q->from = 0; continue; }

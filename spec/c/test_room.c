@@ -43,10 +43,11 @@ static size_t value_len(size_t big) {
 }
 
 #define NNS 12      /* namespace names n0..n11 */
-/* free room in pieces smaller than any block, between records that never
- * move (namespace records), is lost: a write may fail that needs all but
- * this much of the free room */
-#define TRAPPED 64
+/* free room in pieces smaller than the smallest entry (4 units), next to
+ * records that never move (the namespace records) or below the first free
+ * block on a list, is lost: a write may fail that needs all but this much
+ * of the free room */
+#define TRAPPED (32 * (NNS + 1))
 #define NKEYS 400   /* keys k0..k399 in each */
 
 typedef struct {
