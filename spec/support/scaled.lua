@@ -90,13 +90,17 @@ function M.wrap(kv, f, clock)
   end
   function Store.ttl(self, k)
     local real, m = arg_of(self, "ttl")
-    -- the reading comes after the clock's current instant (by `slack` at least), which
-    -- errs short; it errs long by how late the write was applied past that slack (taken
-    -- off here) and by the server's whole milliseconds (up to 1 ms, taken off too)
+    -- the reading is read as of the clock's current instant, as on the memory driver's test
+    -- clock: how far the real clock is past that instant when the reading is asked for
+    -- (clock.late(): a busy machine's delays since the last advance) is given back; it errs
+    -- long by how late the server applied the write (at most the write's round trip, taken
+    -- off) and by the server's whole milliseconds (up to 1 ms, taken off too)
+    local late = clock and clock.past() or 0
     local r = m(real, k)
     if type(r) == "number" and r < huge then
-      local w = math.max((took[key_id(real, k)] or 0) - (clock and clock.slack or 0), 0)
-      return math.max(r - w - 0.001, 0.0001) / f
+      local w = clock and (took[key_id(real, k)] or 0)
+                or math.max((took[key_id(real, k)] or 0) - 0.003, 0)
+      return math.max(r + late - w - 0.001, 0.0001) / f
     end
     return r
   end
@@ -143,6 +147,10 @@ function M.clock(f, slack)
   function c.late()
     if not started then t0, started = socket.gettime(), true end
     return socket.gettime() - (t0 + at * f / 1000)
+  end
+  -- late() without starting the clock: 0 before the first write with a ttl
+  function c.past()
+    return started and math.max(socket.gettime() - (t0 + at * f / 1000), 0) or 0
   end
   function c.advance(ms)
     if ms <= 0 then return c.reset() end
