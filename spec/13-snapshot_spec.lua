@@ -214,6 +214,23 @@ describe("kv:dump / kv:load", function()
     assert.are.equal("STORE_OPERATION_FAILED", err.code)
   end)
 
+  it("the dump file's reader and writer refuse positions and times that are not whole numbers", function()
+    local core = require("zeltkv.core")
+    local kv = zeltkv.memory()
+    kv:namespace("a"):set("k", 1)
+    local p = path("whole")
+    kv:dump(p)
+    local r = core._dump_reader(p)
+    for _, bad in ipairs({ 0 / 0, -1, 1.5, 1e300, -1e300 }) do
+      H.assert_error_code("INVALID_VALUE", r.seek, r, bad, 0)
+      H.assert_error_code("INVALID_VALUE", r.seek, r, 1, bad)
+    end
+    r:close()
+    for _, bad in ipairs({ 0 / 0, 0.5, 1e300 }) do
+      H.assert_error_code("INVALID_VALUE", core._dump_writer, path("w"), bad)
+    end
+  end)
+
   it("dump to and load from an open file", function()
     local kv = H.driver()
     kv:namespace("a"):set("k", { 1, 2 })

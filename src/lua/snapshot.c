@@ -323,10 +323,19 @@ static void *check_ud(lua_State *L, const char *mt, const char *what) {
   return p;
 }
 
+/* argument i as a whole number in [lo, 2^63): a NaN, a fraction or one out of range is
+ * INVALID_VALUE (a cast of such a double to an integer is undefined behaviour) */
+static int64_t check_whole(lua_State *L, int i, int64_t lo, const char *what) {
+  int64_t v;
+  if (!num_to_int64(L, i, &v) || v < lo)
+    return lraise(L, C_VALUE, "%s: argument #%d must be a whole number", what, i), 0;
+  return v;
+}
+
 static int l_dump_writer(lua_State *L) {
   int fd;
   const char *path = path_or_file(L, 1, &fd, "dump");
-  int64_t t = (int64_t)luaL_checknumber(L, 2);
+  int64_t t = check_whole(L, 2, INT64_MIN, "dump");
   Writer *w = (Writer *)lua_newuserdatauv(L, sizeof(Writer), 0);
   w->w = NULL;
   luaL_getmetatable(L, WRITER_MT);
@@ -443,7 +452,8 @@ static int reader_position(lua_State *L) {
 
 static int reader_seek(lua_State *L) {
   Reader *r = (Reader *)check_ud(L, READER_MT, "load");
-  int rc = zkv_dump_reader_seek(r->r, (uint64_t)luaL_checknumber(L, 2), (uint64_t)luaL_checknumber(L, 3));
+  uint64_t line = (uint64_t)check_whole(L, 2, 0, "load"), off = (uint64_t)check_whole(L, 3, 0, "load");
+  int rc = zkv_dump_reader_seek(r->r, line, off);
   if (rc) return raise_file(L, rc, "load", NULL, errno, NULL);
   return 0;
 }
