@@ -12,7 +12,7 @@
 #include "binding.h"
 
 /* the handle of the store s, or NULL once its driver is closed */
-static zkv_db *db_of(void *store) { return ((Store *)store)->drv->db; }
+static zkv_db *db_of(void *store) { return drv_db(((Store *)store)->drv); }
 #define DB_OR_CLOSED(db, store)        \
   zkv_db *db = db_of(store);           \
   if (UNLIKELY_(!db)) return ZKV_ECLOSED

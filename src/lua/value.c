@@ -477,7 +477,36 @@ void push_double(lua_State *L, double x) {
   lua_pushnumber(L, x);
 }
 
-int push_value(lua_State *L, const zkv_value *v) {
+#if LUA_VERSION_NUM < 503
+/* Lua 5.1, 5.2 and LuaJIT: the bytes are copied before anything is allocated
+ * on the Lua heap: a small value onto the C stack, a big one into a userdata
+ * (its allocation may run finalizers: if one called into the engine through d
+ * meanwhile, the bytes are read again) */
+int push_read(lua_State *L, Driver *d, const void *p, size_t n) {
+  if (!d) {   /* bytes no call on a driver can change */
+    lua_pushlstring(L, (const char *)p, n);
+    return 1;
+  }
+  if (n <= READ_ON_STACK) {
+    char tmp[READ_ON_STACK];
+    memcpy(tmp, p, n);
+    lua_pushlstring(L, tmp, n);
+    return 1;
+  }
+  unsigned epoch = d->epoch;
+  void *copy = lua_newuserdata(L, n);
+  if (d->epoch != epoch) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  memcpy(copy, p, n);
+  lua_pushlstring(L, (const char *)copy, n);
+  lua_remove(L, -2);
+  return 1;
+}
+#endif
+
+int push_value(lua_State *L, Driver *d, const zkv_value *v) {
   switch (v->type) {
   case ZKV_T_INT: zkv_pushinteger(L, v->i); return 1;
   case ZKV_T_FLOAT: lua_pushnumber(L, v->f); return 1;
@@ -485,15 +514,15 @@ int push_value(lua_State *L, const zkv_value *v) {
   case ZKV_T_JSON: {
     /* v->data points into the arena or the handle's read buffer, which a
      * finalizer run by the decoder's allocations may move or free: copy it
-     * into a Lua string first (lua_pushlstring copies before it collects) */
+     * into a Lua string first */
     size_t n;
-    lua_pushlstring(L, (const char *)v->data, v->len);
+    if (!push_read(L, d, v->data, v->len)) return 0;
     const char *s = lua_tolstring(L, -1, &n);
     push_json_text(L, s, n);
     lua_remove(L, -2);
     return 1;
   }
-  default: lua_pushlstring(L, (const char *)v->data, v->len); return 1;
+  default: return push_read(L, d, v->data, v->len);
   }
 }
 
