@@ -344,8 +344,8 @@ local function conn_failed(node, err)
   failed(("%s: %s"):format(node.name, tostring(err)), "connection")
 end
 
-local function open(d, node)
-  local c, fresh, why = socket.connect(node)
+local function open(d, node, cos)
+  local c, fresh, why = socket.connect(node, cos)
   if not c then
     if why == "phase" then failed(fresh, "phase") end
     conn_failed(node, fresh)
@@ -367,14 +367,14 @@ local function open(d, node)
     end
     if not ok then c:close(); conn_failed(node, err) end
   end
-  return c
+  return c, fresh
 end
 
 -- acquire(d, node, cos) -> conn, reused.  cos: this call runs where cosockets work.
 local function acquire(d, node, cos)
   if cos then
-    local c = open(d, node)
-    return c, c:getreusedtimes() > 0
+    local c, fresh = open(d, node, true)
+    return c, not fresh
   end
   if IN_NGX then
     local kind, why = socket.kind()
