@@ -985,11 +985,12 @@ function Store.get(self, key)
   local d, rk, tx = begin(self, "get", key)
   if tx then
     local e = tx_view(tx, self, rk)
-    return e and decode(e.text) or nil
+    if e then return decode(e.text) end      -- (which may be false: a stored false)
+    return nil
   end
   local v = call(d, self.slot or slotlib.slot(rk), cmd1("GET", rk), 1)
   if v == false then return nil end
-  if is_err(v) then
+  if getmetatable(v) == Err then              -- is_err(v), without a call
     if resp.err_kind(v) == "WRONGTYPE" then
       failed("get: " .. v.msg, "server")
     end
