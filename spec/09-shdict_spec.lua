@@ -672,6 +672,45 @@ describe("store:shdict()", function()
     assert.is_nil(d:get("k"))
   end)
 
+  -- issue 11.1: as shdict's lookup, a list call that finds its key moves it to the front
+  -- even when it then fails ("value not a list", or "no memory" for a push into a full dict:
+  -- pushes never evict); a call that does not find it creates nothing here, so "hot" must
+  -- be there before each call (a push would bring an evicted list back)
+  it("list calls that find their key count as a use for LRU eviction, even when they fail", function()
+    local fill = string.rep("f", 1000)
+    local cases = {
+      { "lpush", "list", function(dd) dd:lpush("hot", 1) end },
+      { "rpush", "list", function(dd) dd:rpush("hot", 1) end },
+      { "lpop", "long list", function(dd) dd:lpop("hot") end },
+      { "rpop", "long list", function(dd) dd:rpop("hot") end },
+      { "rpush (not a list)", "string", function(dd) dd:rpush("hot", 1) end },
+      { "lpop (not a list)", "string", function(dd) dd:lpop("hot") end },
+      { "llen (not a list)", "string", function(dd) dd:llen("hot") end },
+    }
+    local name = H.segment_name("shdict-recency")
+    for _, drv in ipairs({ "memory", "shared" }) do
+      for _, c in ipairs(cases) do
+        local kv2 = drv == "memory" and zeltkv.memory({ gc_interval = 0, max_bytes = "256k", evict = "lru" })
+                    or zeltkv.shared(name, { size = "256k", evict = "lru" })
+        local dd = kv2:namespace("x"):shdict()
+        local n = math.floor(3 * 256 * 1024 / #fill)
+        if c[2] == "string" then dd:set("hot", "h")
+        elseif c[2] == "list" then dd:rpush("hot", 1)
+        else for _ = 1, n + 1 do dd:rpush("hot", 1) end end
+        local lost
+        for i = 1, n do
+          dd:set("f" .. i, fill)
+          if not dd:ttl("hot") then lost = i; break end   -- ttl only peeks
+          c[3](dd)
+        end
+        kv2:close()
+        zeltkv.unlink(name)
+        assert.is_nil(lost, ("%s, %s on a %s: the key was evicted after %s writes"):format(
+          drv, c[1], c[2], tostring(lost)))
+      end
+    end
+  end)
+
   describe("on a full shared segment", function()
     it("flush_all works whatever the number of keys (in place, in steps)", function()
       local name = ("spec-shdict-flush-%d-%d"):format(os.time(), math.random(1e6))

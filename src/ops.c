@@ -587,6 +587,10 @@ static int list_push(zkv_db *db, ref_t ns, const void *key, size_t klen, int lef
   uint64_t h = idx_hash(ns, key, klen, 0);
   ref_t r;
   ent *e = find_live(s, ns, key, klen, h, &r);
+  /* a key found is a use even if the push then fails (not a list, no room for the
+   * item), as shdict's lookup moves it to the front before anything can fail; the
+   * stamp is not logged, so an undone op keeps it */
+  if (e) lru_use(s, e, 1);
   if (e && e->type != ZKV_T_LIST) return ZKV_ETYPE;
   if (!e) {   /* a new list: no ttl, and never evicting for it */
     int rc;
@@ -595,8 +599,8 @@ static int list_push(zkv_db *db, ref_t ns, const void *key, size_t klen, int lef
   }
   ref_t nr = item_new(db, tag, payload, plen, r);
   list_link_end(s, r, nr, left);
+  if (!e) lru_use(s, E(s, r), 1);   /* a new list: a use too */
   e = E(s, r);
-  lru_use(s, e, 1);   /* a use, as in shdict */
   *count = list_head(s, e)->count;
   return ZKV_OK;
 }
@@ -609,6 +613,7 @@ static int list_pop(zkv_db *db, ref_t ns, const void *key, size_t klen, int left
   ref_t r;
   ent *e = find_live(s, ns, key, klen, h, &r);
   if (!e) return ZKV_NOTFOUND;
+  lru_use(s, e, 1);   /* a use even if not a list, as list_push's */
   if (e->type != ZKV_T_LIST) return ZKV_ETYPE;
   size_t il;
   const char *it = list_end_item(s, e, left, &il);
@@ -624,7 +629,6 @@ static int list_pop(zkv_db *db, ref_t ns, const void *key, size_t klen, int left
     return ZKV_OK;
   }
   ref_t nr = list_take_end(s, r, left);
-  lru_use(s, E(s, r), 1);
   blk_free(s, nr);
   return ZKV_OK;
 }
@@ -936,9 +940,9 @@ static int do_list_len(zkv_db *db, ref_t ns, const void *key, size_t klen, uint6
   seg *s = db->s;
   ent *e = find_live(s, ns, key, klen, idx_hash(ns, key, klen, 0), NULL);
   if (!e) return ZKV_NOTFOUND;
+  lru_use(s, e, 0);   /* a use even if not a list, as list_push's */
   if (e->type != ZKV_T_LIST) return ZKV_ETYPE;
   *count = list_head(s, e)->count;
-  lru_use(s, e, 0);   /* a use, as in shdict */
   return ZKV_OK;
 }
 

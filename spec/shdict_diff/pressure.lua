@@ -54,7 +54,8 @@ end
 
 -- One recency case per call that may or may not count as a use: the key "hot" is written,
 -- then after each of enough 1000-byte writes to fill the dict three times over, the call is
--- made on "hot".  A call that counts as a use keeps "hot"; any other lets it be evicted.
+-- made on "hot".  A call that counts as a use keeps "hot" all along; any other lets it be
+-- evicted.
 -- shdict's own behaviour (ngx_http_lua_shdict_lookup vs _peek) is in `use`.
 local RECENCY = {
   { name = "nothing",       use = false, init = "s", op = function() end },
@@ -70,6 +71,19 @@ local RECENCY = {
   { name = "rpush",         use = true,  init = "l", op = function(d) d:rpush("hot", 1) end },
   { name = "rpush + lpop",  use = true,  init = "l",
     op = function(d) d:rpush("hot", 1); d:lpop("hot") end },
+  { name = "lpush",         use = true,  init = "l", op = function(d) d:lpush("hot", 1) end },
+  -- "L": a list of one item more than the pops, so that none empties it
+  { name = "lpop",          use = true,  init = "L", op = function(d) d:lpop("hot") end },
+  { name = "rpop",          use = true,  init = "L", op = function(d) d:rpop("hot") end },
+  { name = "safe_add (exists)", use = true, init = "s", op = function(d) d:safe_add("hot", "h") end },
+  -- a lookup that finds the key is a use in shdict even when the call then fails on its type
+  { name = "get (a list: \"value is a list\")", use = true, init = "l",
+    op = function(d) d:get("hot") end },
+  { name = "incr (\"not a number\")", use = true, init = "s", op = function(d) d:incr("hot", 1) end },
+  { name = "rpush (\"value not a list\")", use = true, init = "s",
+    op = function(d) d:rpush("hot", 1) end },
+  { name = "lpop (\"value not a list\")", use = true, init = "s", op = function(d) d:lpop("hot") end },
+  { name = "llen (\"value not a list\")", use = true, init = "s", op = function(d) d:llen("hot") end },
   { name = "ttl",           use = false, init = "s", op = function(d) d:ttl("hot") end },
   { name = "expire",        use = false, init = "s", op = function(d) d:expire("hot", 0) end },
   { name = "get_keys",      use = false, init = "s", op = function(d) d:get_keys(1) end },
@@ -80,9 +94,14 @@ local function recency_one(d, case, n)
   flush(d)
   if case.init == "s" then d:set("hot", "h")
   elseif case.init == "n" then d:set("hot", 0)
+  elseif case.init == "L" then for _ = 1, n + 1 do d:rpush("hot", 1) end
   else d:rpush("hot", 1) end
+  -- "hot" must be there before every call: a call that creates a missing key (set, add,
+  -- incr with init, a push) would otherwise bring it back after an eviction, and the case
+  -- could not fail
   for i = 1, n do
     d:set("f" .. i, FILL)
+    if not present(d, "hot") then return false end
     case.op(d)
   end
   return present(d, "hot")
