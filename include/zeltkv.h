@@ -80,10 +80,14 @@
  *    step leaves the earlier steps done (inside a transaction the whole walk
  *    is undone with the transaction, as any write).
  *  - Every function that takes a handle returns ZKV_EINVAL for a NULL one,
- *    and ZKV_ECLOSED once it was closed; every function that takes the lock
- *    may return ZKV_ETIMEDOUT (shared) and ZKV_ECORRUPT (a damaged segment,
- *    found when followed; every offset read from the arena is checked).  The
- *    Returns lists below name the other codes.
+ *    ZKV_ECLOSED once it was closed, and ZKV_EFORKED in a child forked while
+ *    the store was held (see "Fork"); every function that takes the lock
+ *    may return ZKV_ETIMEDOUT (shared), ZKV_ECORRUPT (a damaged segment,
+ *    found when followed; every offset read from the arena is checked), and
+ *    on a shared segment that another process grew (zkv_open_shared with a
+ *    larger size) ZKV_ENOMEM or ZKV_EIO when this process cannot map the new
+ *    part (zkv_errdetail says why).  The Returns lists below name the other
+ *    codes.
  *  - Handles (zkv_db) are opaque and created through out-parameters.
  *  - Keys and values are binary-safe: a pointer plus a length.
  *  - Times are in milliseconds; a ttl of 0 means "no expiry".

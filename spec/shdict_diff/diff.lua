@@ -496,7 +496,7 @@ function M.handle(seg)
       if failed <= 40 then say("FAIL " .. what) end
     end,
     known = note_known, say = say, run = run, same = same, show = show,
-  }, ngx.shared.small, zs)
+  }, ngx.shared.small, zs, nd, z)
 
   say(fmt("time %.1f s (nginx clock), %d epochs x %d random calls, seed %d",
           ngx.now() - t0, epochs, per, seed))

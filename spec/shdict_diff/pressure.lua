@@ -11,7 +11,8 @@
 -- head of the LRU queue, ttl and expire only peek), so a scenario that does not exercise what
 -- it claims fails instead of passing on both sides.
 --
--- pressure.run(R, A, B): A the shdict, B the zeltkv dict; R the report (R.pass(), R.fail(what),
+-- pressure.run(R, A, B, A2, B2): A the shdict, B the zeltkv dict, A2 and B2 another dict of
+-- each kind (the metatable case); R the report (R.pass(), R.fail(what),
 -- R.known(kind, what), R.say(line), R.run(d, name, args) -> captured results, R.same(name, a, b),
 -- R.show(r)).
 
@@ -183,12 +184,14 @@ local function big_writes(R, A, B)
   flush(A); flush(B)
 end
 
--- a method wrapped through the metatable, for every dict at once
-local function metatable(R, A, B)
-  local function probe(d)
+-- a method wrapped through the metatable, for every dict at once: wrapped through d's, it
+-- runs for `other` (another dict of the same kind) too
+local function metatable(R, A, B, A2, B2)
+  local function probe(d, other)
     local mt = getmetatable(d)
     if type(mt) ~= "table" then return "metatable is a " .. type(mt) end
     if mt.__index ~= mt then return "mt.__index ~= mt" end
+    if getmetatable(other) ~= mt then return "another dict has another metatable" end
     local orig, calls = mt.flush_expired, 0
     mt.flush_expired = function(self, ...)
       calls = calls + 1
@@ -196,16 +199,18 @@ local function metatable(R, A, B)
     end
     local ok, r1 = pcall(d.flush_expired, d)
     local ok2, r2 = pcall(function() return d:flush_expired(3) end)
+    local ok3 = pcall(function() return other:flush_expired(0) end)
     mt.flush_expired = orig
-    return fmt("calls=%d ok=%s,%s results=%s,%s restored=%s", calls, tostring(ok), tostring(ok2),
-               tostring(r1), tostring(r2), tostring(d.flush_expired == orig))
+    return fmt("calls=%d ok=%s,%s,%s results=%s,%s restored=%s", calls, tostring(ok),
+               tostring(ok2), tostring(ok3), tostring(r1), tostring(r2),
+               tostring(d.flush_expired == orig and other.flush_expired == orig))
   end
-  local a, b = probe(A), probe(B)
+  local a, b = probe(A, A2), probe(B, B2)
   if a == b then R.pass() else R.fail(fmt("metatable wrap: shdict %s, zeltkv %s", a, b)) end
 end
 
-function M.run(R, A, B)
-  metatable(R, A, B)
+function M.run(R, A, B, A2, B2)
+  metatable(R, A, B, A2, B2)
   recency(R, A, B)
   big_writes(R, A, B)
 end

@@ -14,11 +14,12 @@
 # started on the same configuration while the first runs (it fails to bind) takes nothing
 # from the first; after the master is killed (SIGKILL, a crash) and nginx starts again,
 # "cache" is empty; a second instance (another prefix, the same ZELTKV_SHM_DIR) never sees the
-# first one's keys.  Everything it starts is stopped and the prefixes removed (trap).
+# first one's keys, and its binary upgrade without `env ZELTKV_SHM_DIR;` in nginx.conf is
+# warned about in the log (the new master looks in /dev/shm: what it makes there is removed).  Everything it starts is stopped and the prefixes removed (trap).
 #
 # Prints one line per check, then last
 #     shdict-zone: N passed, N failed
-# Runs in about 15 s.  Needs build/luajit/zeltkv/core.so (built when missing).
+# Runs in about 20 s.  Needs build/luajit/zeltkv/core.so (built when missing).
 
 set -u
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -63,11 +64,21 @@ stop_master() {
   # shellcheck disable=SC2086
   kill -KILL "$m" $kids 2>/dev/null
 }
+# the segments the upgraded second instance made in /dev/shm: named as zone() names them
+# (lua/zeltkv/shdict.lua, segment_name: md5 of the prefix, a NUL and the configuration file)
+rm_devshm_segments() {
+  local tag
+  tag="$(printf '%s/\0%s' "$T2" "$T2/nginx.conf" | md5sum | cut -c1-12)"
+  rm -f "/dev/shm/zeltkv-ngx-$tag-cache" "/dev/shm/zeltkv-ngx-$tag-cache.lock" \
+        "/dev/shm/zeltkv-ngx-$tag-kept"
+}
 cleanup() {
   local rc=$?
-  for m in "$MASTER" "$MASTER2" "$(cat "$T1/run/nginx.pid.oldbin" 2>/dev/null)"; do
+  for m in "$MASTER" "$MASTER2" "$(cat "$T1/run/nginx.pid.oldbin" 2>/dev/null)" \
+           "$(cat "$T2/run/nginx.pid.oldbin" 2>/dev/null)"; do
     stop_master "$m"
   done
+  rm_devshm_segments
   rm -rf "$T1" "$T2"
   exit $rc
 }
@@ -87,7 +98,7 @@ worker_processes 2;
 $USER_LINE
 pid $t/run/nginx.pid;
 error_log $t/logs/error.log warn;
-env ZELTKV_SHM_DIR;
+${NOENV:-env ZELTKV_SHM_DIR;}
 
 events { worker_connections 64; }
 
@@ -247,7 +258,9 @@ expect "  (real, as a lua_shared_dict, is empty)" "/r?dict=real&k=a" "4 nil"
 get "/w?dict=cache&k=c&v=3" >/dev/null
 
 # ---- a second instance: another prefix, the same segment folder -------------------------
-if start_inst "$T2"; then
+# (its nginx.conf has no `env ZELTKV_SHM_DIR;`: its master has the variable from its start,
+# but nginx starts a new binary with the env variables of nginx.conf only: see its upgrade)
+if NOENV="# no env line" start_inst "$T2"; then
   PORT2="$P"
   MASTER2="$M"
   expect "a second instance (another prefix) does not see the first one's keys (cache)" \
@@ -258,7 +271,27 @@ if start_inst "$T2"; then
   segs="$(find "$SHM" -maxdepth 1 -name '*ngx-*' ! -name '*.lock' | wc -l)"
   [ "$segs" = 4 ] && ok "two instances x two dicts: 4 segments" ||
     bad "segments: $(ls "$SHM")"
+  # a binary upgrade without `env ZELTKV_SHM_DIR;`: the new binary's master looks in /dev/shm
+  # and finds no dict there; zone() says so in the log (the dicts start empty)
+  kill -USR2 "$MASTER2"
+  NEW2=""
+  for _ in $(seq 1 100); do
+    NEW2="$(cat "$T2/run/nginx.pid" 2>/dev/null)"
+    [ -n "$NEW2" ] && [ "$NEW2" != "$MASTER2" ] && [ -f "$T2/run/nginx.pid.oldbin" ] && break
+    sleep 0.1
+  done
+  if [ -n "$NEW2" ] && [ "$NEW2" != "$MASTER2" ]; then
+    stop_master "$MASTER2"; MASTER2="$NEW2"
+    w="$(grep -c 'a binary upgrade, but' "$T2/logs/error.log")"
+    grep -q 'zone: cache: a binary upgrade, but no running nginx holds its lock' "$T2/logs/error.log" &&
+      grep -q 'zone: kept: a binary upgrade, but its segment does not exist' "$T2/logs/error.log" &&
+      ok "an upgrade without env ZELTKV_SHM_DIR: zone() warns ($w lines) that the dicts start empty" ||
+      bad "upgrade without env ZELTKV_SHM_DIR: no warning ($(tail -n 2 "$T2/logs/error.log"))"
+  else
+    bad "binary upgrade of the second instance: no new master ($(tail -n 2 "$T2/logs/error.log"))"
+  fi
   stop_master "$MASTER2"; MASTER2=""
+  rm_devshm_segments
 else
   bad "the second instance did not start: $(tail -n 3 "$T2/logs/error.log")"
 fi
