@@ -628,6 +628,10 @@ static int list_push(zkv_db *db, ref_t ns, const void *key, size_t klen, int lef
   uint64_t h = idx_hash(ns, key, klen, 0);
   ref_t r;
   ent *e = find_live(s, ns, key, klen, h, &r);
+  /* a key found is a use even if the push then fails (not a list, no room for the
+   * item), as shdict's lookup moves it to the front before anything can fail; the
+   * stamp is not logged, so an undone op keeps it */
+  if (e) lru_use(s, e, 1);
   if (e && e->type != ZKV_T_LIST) return ZKV_ETYPE;
   if (!e) {   /* a new list: no ttl, and never evicting for it */
     int rc;
@@ -636,8 +640,8 @@ static int list_push(zkv_db *db, ref_t ns, const void *key, size_t klen, int lef
   }
   ref_t nr = item_new(db, tag, payload, plen, r);
   list_link_end(s, r, nr, left);
+  if (!e) lru_use(s, E(s, r), 1);   /* a new list: a use too */
   e = E(s, r);
-  lru_use(s, e, 1);   /* a use, as in shdict */
   *count = list_head(s, e)->count;
   return ZKV_OK;
 }
@@ -650,6 +654,7 @@ static int list_pop(zkv_db *db, ref_t ns, const void *key, size_t klen, int left
   ref_t r;
   ent *e = find_live(s, ns, key, klen, h, &r);
   if (!e) return ZKV_NOTFOUND;
+  lru_use(s, e, 1);   /* a use even if not a list, as list_push's */
   if (e->type != ZKV_T_LIST) return ZKV_ETYPE;
   size_t il;
   const char *it = list_end_item(s, e, left, &il);
@@ -665,7 +670,6 @@ static int list_pop(zkv_db *db, ref_t ns, const void *key, size_t klen, int left
     return ZKV_OK;
   }
   ref_t nr = list_take_end(s, r, left);
-  lru_use(s, E(s, r), 1);
   blk_free(s, nr);
   return ZKV_OK;
 }
@@ -768,16 +772,27 @@ int zkv_del(zkv_db *db, zkv_ns ns, const void *key, size_t klen) {
 /* give the live entry r (of key) the absolute expiry exp (0 = none) */
 static void set_expiry(zkv_db *db, ref_t r, const void *key, size_t klen, uint64_t h, int64_t exp);
 
-static int do_expire(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t ttl_ms) {
+static int do_expire(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t ttl_ms,
+                     unsigned flags) {
   seg *s = db->s;
   uint64_t h = idx_hash(ns, key, klen, 0);
   ref_t r = idx_find(s, ns, key, klen, h, 0);
   if (!r) return ZKV_NOTFOUND;
   ent *e = E(s, r);
-  /* one clock read for both: is it live, and the new expiry (a clock read
-   * costs about as much as the rest of the lookup) */
-  int64_t now = ttl_ms > 0 || (e->flags & EF_EXP) ? clock_ms() : 0;
-  if (!ent_live(e, now)) return ZKV_NOTFOUND;
+  int64_t now;
+  if (flags & ZKV_EXPIRE_COARSE) {
+    /* the coarse clock for both; the precise one only for a key whose
+     * expiry is within its error, to tell whether it is live */
+    now = ttl_ms > 0 || (e->flags & EF_EXP) ? clock_coarse_ms() : 0;
+    if (!ent_live(e, now)) return ZKV_NOTFOUND;
+    int64_t x = ent_exp(e);
+    if (x && x - now <= 25 && !ent_live(e, clock_ms())) return ZKV_NOTFOUND;
+  } else {
+    /* one clock read for both: is it live, and the new expiry (a clock read
+     * costs about as much as the rest of the lookup) */
+    now = ttl_ms > 0 || (e->flags & EF_EXP) ? clock_ms() : 0;
+    if (!ent_live(e, now)) return ZKV_NOTFOUND;
+  }
   set_expiry(db, r, key, klen, h, ttl_ms > 0 ? expiry_at(now, ttl_ms) : 0);
   return ZKV_OK;
 }
@@ -805,12 +820,23 @@ static void set_expiry(zkv_db *db, ref_t r, const void *key, size_t klen, uint64
   idx_replace(db, r, nr, h);
 }
 
-int zkv_expire(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t ttl_ms) {
+static inline int expire_op(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t ttl_ms,
+                            unsigned flags) {
   CHECK_DB(db);
   CHECK_KEY(key, klen);
   if (ttl_ms < 0) return ZKV_EINVAL_TTL;
+  if (flags & ~ZKV_EXPIRE_COARSE) return ZKV_EINVAL;
   if (db->closed) return ZKV_ECLOSED;
-  RUN(db, do_expire(db, ns_ref(db->s, ns), key, klen, ttl_ms));
+  RUN(db, do_expire(db, ns_ref(db->s, ns), key, klen, ttl_ms, flags));
+}
+
+int zkv_expire(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t ttl_ms) {
+  return expire_op(db, ns, key, klen, ttl_ms, 0);
+}
+
+int zkv_expire_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t ttl_ms,
+                  unsigned flags) {
+  return expire_op(db, ns, key, klen, ttl_ms, flags);
 }
 
 static int do_incr(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t by, int64_t ttl_ms,
@@ -946,16 +972,18 @@ int zkv_list_pop(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int left, 
   CHECK_KEY(key, klen);
   if (!out) return ZKV_EINVAL;
   if (db->closed) return ZKV_ECLOSED;
-  LOGGED(db, list_pop_op(db, ns, key, klen, left, out));
+  /* not LOGGED: a pop changes nothing before its last failure point (the
+   * copy of the item), so a private store needs no transaction for it */
+  return list_pop_op(db, ns, key, klen, left, out);
 }
 
 static int do_list_len(zkv_db *db, ref_t ns, const void *key, size_t klen, uint64_t *count) {
   seg *s = db->s;
   ent *e = find_live(s, ns, key, klen, idx_hash(ns, key, klen, 0), NULL);
   if (!e) return ZKV_NOTFOUND;
+  lru_use(s, e, 0);   /* a use even if not a list, as list_push's */
   if (e->type != ZKV_T_LIST) return ZKV_ETYPE;
   *count = list_head(s, e)->count;
-  lru_use(s, e, 0);   /* a use, as in shdict */
   return ZKV_OK;
 }
 

@@ -262,6 +262,7 @@ TEST(null_handle_is_einval) {
   CHECK_RC(zkv_del(NULL, ZKV_ROOT, K("k")), ZKV_EINVAL);
   CHECK_RC(zkv_has(NULL, ZKV_ROOT, K("k")), ZKV_EINVAL);
   CHECK_RC(zkv_expire(NULL, ZKV_ROOT, K("k"), 5), ZKV_EINVAL);
+  CHECK_RC(zkv_expire_ex(NULL, ZKV_ROOT, K("k"), 5, 0), ZKV_EINVAL);
   CHECK_RC(zkv_ttl(NULL, ZKV_ROOT, K("k"), &i), ZKV_EINVAL);
   CHECK_RC(zkv_incr(NULL, ZKV_ROOT, K("k"), 1, 0, &i), ZKV_EINVAL);
   CHECK_RC(zkv_namespace(NULL, ZKV_ROOT, K("a"), &ns), ZKV_EINVAL);
@@ -908,6 +909,39 @@ TEST(expire_and_ttl) {
   CHECK_RC(set_s(db, ZKV_ROOT, "one", "v", 1), ZKV_OK);
   zkv_set_clock_offset(2);
   CHECK_ABSENT(db, ZKV_ROOT, "one");
+  zkv_set_clock_offset(0);
+  zkv_close(db);
+}
+
+/* zkv_expire_ex: ZKV_EXPIRE_COARSE counts the new ttl from the coarse clock
+ * (a few ms behind at most), and still tells an expired key precisely */
+TEST(expire_ex_coarse) {
+  zkv_db *db = open_mem();
+  REQUIRE(db != NULL);
+  int64_t ms = 0;
+  CHECK_RC(set_s(db, ZKV_ROOT, "k", "v", 0), ZKV_OK);
+  CHECK_RC(zkv_expire_ex(db, ZKV_ROOT, K("k"), 10000, ZKV_EXPIRE_COARSE), ZKV_OK);
+  CHECK_RC(zkv_ttl(db, ZKV_ROOT, K("k"), &ms), ZKV_OK);
+  CHECK(ms > 10000 - 50 && ms <= 10000);
+  CHECK_RC(zkv_expire_ex(db, ZKV_ROOT, K("k"), 0, ZKV_EXPIRE_COARSE), ZKV_OK);
+  CHECK_RC(zkv_ttl(db, ZKV_ROOT, K("k"), &ms), ZKV_OK);
+  CHECK_EQ(ms, -1);
+  CHECK_RC(zkv_expire_ex(db, ZKV_ROOT, K("k"), 5000, 0), ZKV_OK);   /* flags 0: zkv_expire */
+  /* bad inputs change nothing */
+  CHECK_RC(zkv_expire_ex(db, ZKV_ROOT, K("k"), 50, 2), ZKV_EINVAL);
+  CHECK_RC(zkv_expire_ex(db, ZKV_ROOT, K("k"), -1, ZKV_EXPIRE_COARSE), ZKV_EINVAL_TTL);
+  CHECK_RC(zkv_expire_ex(db, ZKV_ROOT, NULL, 0, 50, ZKV_EXPIRE_COARSE), ZKV_EINVAL_KEY);
+  CHECK_RC(zkv_expire_ex(NULL, ZKV_ROOT, K("k"), 50, ZKV_EXPIRE_COARSE), ZKV_EINVAL);
+  CHECK_RC(zkv_ttl(db, ZKV_ROOT, K("k"), &ms), ZKV_OK);
+  CHECK(ms > 4000 && ms <= 5000);
+  CHECK_RC(zkv_expire_ex(db, ZKV_ROOT, K("absent"), 10, ZKV_EXPIRE_COARSE), ZKV_NOTFOUND);
+  /* keys that ran out 1 ms ago, which the coarse clock alone may see live */
+  for (int i = 0; i < 20; i++) {
+    zkv_set_clock_offset(3 * i);
+    CHECK_RC(set_s(db, ZKV_ROOT, "r", "v", 2), ZKV_OK);
+    zkv_set_clock_offset(3 * i + 3);
+    CHECK_RC(zkv_expire_ex(db, ZKV_ROOT, K("r"), 10000, ZKV_EXPIRE_COARSE), ZKV_NOTFOUND);
+  }
   zkv_set_clock_offset(0);
   zkv_close(db);
 }

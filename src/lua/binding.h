@@ -73,8 +73,13 @@
   int zkv_lua_list_push(void *store, const void *key, size_t klen, int left, int tag,      \
                         const void *payload, size_t plen, double *count);                  \
   int zkv_lua_list_pop(void *store, const void *key, size_t klen, int left, zkv_lua_out *out, \
-                       char *buf, size_t cap);                                             \
+                       char *buf, size_t cap, char **big);                                 \
+  void zkv_lua_free(void *p);                                                              \
   int zkv_lua_list_len(void *store, const void *key, size_t klen, double *count);          \
+  int zkv_lua_keys(void *store, zkv_cursor *cur, size_t max, char *buf, size_t cap,         \
+                   int32_t *lens, double *n);                                              \
+  int zkv_lua_flush_all(void *store, double *n);                                           \
+  int zkv_lua_flush_expired(void *store, double max, double *n);                           \
   int zkv_lua_space(void *store, double *capacity, double *free_bytes);
 ZKV_LUA_FFI
 #define ZKV_STR_(...) #__VA_ARGS__   /* the text holds commas */
