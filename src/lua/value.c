@@ -506,7 +506,7 @@ int push_read(lua_State *L, Driver *d, const void *p, size_t n) {
 }
 #endif
 
-int push_value(lua_State *L, Driver *d, const zkv_value *v) {
+int push_value_slow(lua_State *L, Driver *d, const zkv_value *v) {
   switch (v->type) {
   case ZKV_T_INT: zkv_pushinteger(L, v->i); return 1;
   case ZKV_T_FLOAT: lua_pushnumber(L, v->f); return 1;
