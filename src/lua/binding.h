@@ -96,8 +96,6 @@ typedef struct Scratch { char *buf; size_t len, cap; } Scratch;
 
 typedef struct Driver {
   zkv_db *db;            /* NULL once closed */
-  unsigned epoch;        /* calls into the engine through it (drv_db), and closes:
-                          * push_read tells by it that bytes it was given went stale */
   int atomic_depth;      /* atomic() frames running on this driver */
   double atomic_timeout; /* seconds an atomic() may hold the lock; 0 = no limit */
   Scratch enc;           /* the encoder's buffer for tables */
@@ -159,19 +157,9 @@ static inline void *check_self(lua_State *L, const char *tname) {
 
 /* the handle of a live driver, or "closed".  Fetch it after the arguments
  * are checked, right before the engine call (see the banner). */
-/* the handle of d for a call into the engine (NULL once closed), counted in
- * d->epoch where push_read needs it (Lua 5.1, 5.2, LuaJIT): a call may move or
- * free what an earlier one returned */
-static inline zkv_db *drv_db(Driver *d) {
-#if LUA_VERSION_NUM < 503
-  d->epoch++;
-#endif
-  return d->db;
-}
 static inline zkv_db *live_db(lua_State *L, Driver *d) {
-  zkv_db *db = drv_db(d);
-  if (UNLIKELY_(!db)) lraise_failed(L, "closed", "closed");
-  return db;
+  if (UNLIKELY_(!d->db)) lraise_failed(L, "closed", "closed");
+  return d->db;
 }
 
 const char *check_key_slow(lua_State *L, int i, size_t *len);
@@ -239,29 +227,30 @@ int buf_reserve(char **buf, size_t *cap, size_t need, size_t first);
  * value is on the stack (strings) or until the next encoding on this driver
  * (tables, in d->buf).  Raises INVALID_VALUE saying where. */
 void to_value(lua_State *L, Driver *d, int idx, zkv_value *v);
-/* push the n bytes at p, which a call on d just returned (the arena, or the
- * handle's buffer), as a string; 0 (nothing pushed) when they went stale
- * before they could be copied: the caller reads again.  Lua 5.3 and 5.4 copy
- * in lua_pushlstring before they collect; Lua 5.1, 5.2 and LuaJIT collect
- * first, and a finalizer run there may write through d (the arena grows and
- * moves, the block is reused) or close it (the buffer is freed). */
+/* push the n bytes at p, which a call into the engine just returned (the
+ * arena, or the handle's buffer), as a string, copied before anything can
+ * run on the Lua heap.  Lua 5.3 and 5.4 copy in lua_pushlstring before they
+ * collect; Lua 5.1, 5.2 and LuaJIT collect first, and a finalizer run there
+ * may write to the store (the arena grows and moves, the block is reused) or
+ * close the driver (the buffer is freed): there push_read copies first. */
 #if LUA_VERSION_NUM >= 503
-static inline int push_read(lua_State *L, Driver *d, const void *p, size_t n) {
-  (void)d;
+static inline void push_read(lua_State *L, const void *p, size_t n) {
   lua_pushlstring(L, (const char *)p, n);
-  return 1;
 }
 #else
-#define READ_ON_STACK 4096   /* bytes push_read copies onto the C stack */
-int push_read(lua_State *L, Driver *d, const void *p, size_t n);
+void push_read(lua_State *L, const void *p, size_t n);
 #endif
-/* push a value that a call on d just read (d NULL: bytes of the caller's own,
- * which no finalizer reaches); 0 as push_read.  A string is pushed here
- * (inline: get's common case), every other type by push_value_slow. */
-int push_value_slow(lua_State *L, Driver *d, const zkv_value *v);
-static inline int push_value(lua_State *L, Driver *d, const zkv_value *v) {
-  if (LIKELY_(v->type == ZKV_T_STRING)) return push_read(L, d, v->data, v->len);
-  return push_value_slow(L, d, v);
+/* push a value read from the engine; v->data is read before anything is
+ * allocated on the Lua heap (see the banner, and push_read).  A string is
+ * pushed here (inline: get's common case), every other type by
+ * push_value_slow. */
+int push_value_slow(lua_State *L, const zkv_value *v);
+static inline int push_value(lua_State *L, const zkv_value *v) {
+  if (LIKELY_(v->type == ZKV_T_STRING)) {
+    push_read(L, v->data, v->len);
+    return 1;
+  }
+  return push_value_slow(L, v);
 }
 /* push a double: a Lua integer when it is one exactly (Lua 5.3+) */
 void push_double(lua_State *L, double x);

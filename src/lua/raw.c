@@ -16,10 +16,9 @@
 static int store_rawget(lua_State *L) {
   KEY_ARGS(L);
   unsigned f = lua_toboolean(L, 3) ? ZKV_GET_STALE : 0;
+  zkv_db *db = live_db(L, s->drv);
   zkv_value v;
   int stale = 0, rc;
-again:;
-  zkv_db *db = live_db(L, s->drv);
   CALL(rc, zkv_get_ex(db, s->ns, k, kl, f, &v, &stale));
   if (rc == ZKV_NOTFOUND) return 0;
   if (rc < 0) return raise_rc(L, rc, "get");
@@ -28,9 +27,7 @@ again:;
   case ZKV_T_INT: zkv_pushinteger(L, v.i); break;
   case ZKV_T_FLOAT: lua_pushnumber(L, v.f); break;
   case ZKV_T_BOOL: lua_pushboolean(L, (int)v.i); break;
-  default:
-    if (!push_read(L, s->drv, v.data, v.len)) goto again;   /* went stale: read again */
-    break;
+  default: push_read(L, v.data, v.len); break;
   }
   lua_pushinteger(L, v.type);
   lua_insert(L, -2);
@@ -146,12 +143,6 @@ static int store_list_push(lua_State *L) {
 static int store_list_pop(lua_State *L) {
   KEY_ARGS(L);
   int left = lua_toboolean(L, 3);
-#if LUA_VERSION_NUM < 503
-  /* the item cannot be read again once popped: a big one is copied into this
-   * call's own memory before anything is allocated on the Lua heap (a small
-   * one onto the stack, by push_read); see push_read */
-  Owned *own = owned_push(L);
-#endif
   zkv_db *db = live_db(L, s->drv);
   zkv_value v;
   int rc;
@@ -159,18 +150,8 @@ static int store_list_pop(lua_State *L) {
   lua_pushinteger(L, rc);
   if (rc != ZKV_OK) return 1;
   /* the item in one copy first: the handle's memory at v.data may be reused
-   * by a finalizer that the next allocation runs */
-#if LUA_VERSION_NUM < 503
-  if (v.len > READ_ON_STACK) {
-    if (!(own->p = malloc(v.len))) return lraise_failed(L, "memory", "out of memory");
-    memcpy(own->p, v.data, v.len);
-    lua_pushlstring(L, (const char *)own->p, v.len);
-  } else {
-    push_read(L, s->drv, v.data, v.len);   /* onto the stack first: never stale */
-  }
-#else
-  lua_pushlstring(L, (const char *)v.data, v.len);
-#endif
+   * by a finalizer that the next allocation runs (push_read) */
+  push_read(L, v.data, v.len);
   size_t n;
   const char *item = lua_tolstring(L, -1, &n);
   lua_pushlstring(L, item, 1);
@@ -224,7 +205,7 @@ static int store_keys_list(lua_State *L) {
     b.len = 0;
     b.n = 0;
     /* the handle anew each step: pushing the keys allocates */
-    zkv_db *db = drv_db(s->drv);
+    zkv_db *db = s->drv->db;
     int rc = db ? zkv_keys(db, s->ns, &cur, want, collect_key, &b, &got) : ZKV_ECLOSED;
     own->p = b.buf;
     if (rc == ZKV_ESTALE && n == 0 && reresolve(L, 1, s) == ZKV_OK) {   /* made anew */

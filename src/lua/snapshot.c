@@ -302,8 +302,8 @@ static int l_json_decode(lua_State *L) {
   const char *why;
   int rc = zkv_value_from_json(t, n, &v, &b, &why);
   if (rc == ZKV_OK) {
-    /* bytes of this call's own (no driver: never stale) */
-    push_value(L, NULL, &v);
+    /* push_value copies the bytes before it allocates anything else */
+    push_value(L, &v);
     free(b.data);
     return 1;
   }
@@ -426,7 +426,7 @@ static int reader_next(lua_State *L) {
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   lua_pushlstring(L, (const char *)it.key, it.klen);
-  push_value(L, NULL, &it.value);   /* the reader's bytes: never stale */
+  push_value(L, &it.value);
   if (it.expires_ms) lua_pushnumber(L, (double)it.expires_ms);
   else lua_pushnil(L);
   zkv_pushinteger(L, it.value.flags);

@@ -57,7 +57,7 @@ Store *new_store(lua_State *L, int drv_idx, int parent_idx, int name_idx, Driver
 int reresolve(lua_State *L, int si, Store *s) {
   int rc;
   zkv_ns parent = ZKV_ROOT;
-  if (!drv_db(s->drv)) return ZKV_ECLOSED;
+  if (!s->drv->db) return ZKV_ECLOSED;
   luaL_checkstack(L, 4, "namespace too deep");
   zkv_getuservalue(L, si);
   int t = lua_gettop(L);
@@ -80,15 +80,11 @@ int reresolve(lua_State *L, int si, Store *s) {
 
 static int store_get(lua_State *L) {
   KEY_ARGS(L);
+  zkv_db *db = live_db(L, s->drv);
   zkv_value v;
   int rc;
-again:;
-  zkv_db *db = live_db(L, s->drv);
   CALL(rc, zkv_get(db, s->ns, k, kl, &v));
-  if (LIKELY_(rc == ZKV_OK)) {
-    if (LIKELY_(push_value(L, s->drv, &v))) return 1;
-    goto again;   /* a finalizer used the driver before the value was copied */
-  }
+  if (LIKELY_(rc == ZKV_OK)) return push_value(L, &v);
   if (rc == ZKV_NOTFOUND) {
     lua_pushnil(L);
     return 1;
@@ -426,7 +422,7 @@ static int do_atomic(lua_State *L, Driver *d, int fn_idx, int self_idx) {
   d->atomic_depth--;
   /* fn cannot close this driver (close() is refused inside it), but nothing
    * here trusts the handle fetched before fn ran */
-  db = drv_db(d);
+  db = d->db;
   if (st != LUA_OK) {
     if (db) zkv_rollback(db);
     return lua_error(L);   /* the same error value, unchanged */
@@ -553,7 +549,6 @@ static int driver_stats(lua_State *L) {
 }
 
 static void close_driver(Driver *d) {
-  d->epoch++;
   if (d->db) {
     zkv_close(d->db);
     d->db = NULL;
