@@ -436,7 +436,7 @@ local function exchange(d, node, payload, n)
         r, err = read(c)
         if r ~= nil then got = 1 end
       else
-        r = {}
+        r = resp.list(n)
         for i = 1, n do
           local v
           v, err = read(c)
