@@ -23,8 +23,8 @@ ZKV_API int zkv_lua_get(void *store, const void *key, size_t klen, unsigned flag
   DB_OR_CLOSED(db, store);
   zkv_value v;
   int stale = 0;
-  int rc = flags ? zkv_get_ex(db, ((Store *)store)->ns, key, klen, flags, &v, &stale)
-                 : zkv_get(db, ((Store *)store)->ns, key, klen, &v);
+  /* the bytes go straight into buf: no second copy from the handle's buffer */
+  int rc = zkv_get_into(db, ((Store *)store)->ns, key, klen, flags, buf, cap, &v, &stale);
   if (rc != ZKV_OK) return rc;
   out->type = v.type;
   out->stale = stale;
@@ -35,13 +35,7 @@ ZKV_API int zkv_lua_get(void *store, const void *key, size_t klen, unsigned flag
   case ZKV_T_INT: out->num = (double)v.i; break;
   case ZKV_T_FLOAT: out->num = v.f; break;
   case ZKV_T_BOOL: out->num = v.i != 0; break;
-  default:
-    if (v.len > cap || v.len > INT32_MAX) {
-      out->len = -1;
-    } else {
-      if (v.len) memcpy(buf, v.data, v.len);
-      out->len = (int32_t)v.len;
-    }
+  default: out->len = v.len <= cap && v.len <= INT32_MAX ? (int32_t)v.len : -1;
   }
   return ZKV_OK;
 }
