@@ -160,13 +160,19 @@ static int key_into_buf(void *ud, const void *key, size_t klen) {
   }
   char *dst = b->buf + b->used;
   const char *src = key;
-  if (klen >= 8 && klen <= 16) {   /* most keys: two overlapping 8-byte moves, no call */
+  if (klen >= 8 && klen <= 16) {   /* short keys: two overlapping moves, no call */
     uint64_t x0, x1;
     memcpy(&x0, src, 8);
     memcpy(&x1, src + klen - 8, 8);
     memcpy(dst, &x0, 8);
     memcpy(dst + klen - 8, &x1, 8);
-  } else if (klen < 8) {
+  } else if (klen >= 4 && klen < 8) {
+    uint32_t x0, x1;
+    memcpy(&x0, src, 4);
+    memcpy(&x1, src + klen - 4, 4);
+    memcpy(dst, &x0, 4);
+    memcpy(dst + klen - 4, &x1, 4);
+  } else if (klen < 4) {
     for (size_t i = 0; i < klen; i++) dst[i] = src[i];
   } else {
     memcpy(dst, src, klen);
