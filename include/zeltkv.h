@@ -439,10 +439,11 @@ ZKV_API int zkv_has(zkv_db *db, zkv_ns ns, const void *key, size_t klen);
 ZKV_API int zkv_expire(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t ttl_ms);
 
 /* zkv_expire_ex: zkv_expire with flags.  ZKV_EXPIRE_COARSE counts the new
- * ttl from the coarse clock (at most a few ms behind the precise one, so the
- * key may expire that much early), as ngx.shared.DICT counts it from nginx's
- * cached time: it spares the precise clock read, the larger part of the
- * call.  Whether the key is live is told as precisely as by zkv_expire.
+ * ttl from the coarse clock (behind the precise one by up to a kernel tick,
+ * a few ms, or more on an overloaded machine: the key may expire that much
+ * early), as ngx.shared.DICT counts it from nginx's cached time: it spares
+ * the precise clock read, about a third of the call.  Whether the key is
+ * live is told as precisely as by zkv_expire.
  * Returns the codes of zkv_expire, and ZKV_EINVAL for an unknown flag. */
 #define ZKV_EXPIRE_COARSE 1u
 ZKV_API int zkv_expire_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t ttl_ms,

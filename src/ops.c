@@ -781,12 +781,10 @@ static int do_expire(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t
   ent *e = E(s, r);
   int64_t now;
   if (flags & ZKV_EXPIRE_COARSE) {
-    /* the coarse clock for both; the precise one only for a key whose
-     * expiry is within its error, to tell whether it is live */
-    now = ttl_ms > 0 || (e->flags & EF_EXP) ? clock_coarse_ms() : 0;
-    if (!ent_live(e, now)) return ZKV_NOTFOUND;
-    int64_t x = ent_exp(e);
-    if (x && x - now <= 25 && !ent_live(e, clock_ms())) return ZKV_NOTFOUND;
+    /* live as told by ent_alive (the precise clock only for a key near its
+     * end); the new expiry from the coarse clock */
+    if (!ent_alive(e)) return ZKV_NOTFOUND;
+    now = ttl_ms > 0 ? clock_coarse_ms() : 0;
   } else {
     /* one clock read for both: is it live, and the new expiry (a clock read
      * costs about as much as the rest of the lookup) */
@@ -1259,26 +1257,32 @@ static int do_walk(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn
       if (children ? seq_after(last, E(s, r)->seq) : seq_after(E(s, r)->seq, last)) break;
     }
   }
-  int64_t now = clock_ms();
   size_t n = 0;
   uint64_t guard = ent_limit(s);
+  /* the position in locals, stored once at the end: fn may not look at the
+   * cursor (it must not call into the store), and the stores would otherwise
+   * be redone, and cur->end reloaded, around every call of fn */
+  uint32_t end = cur->end, at_seq = cur->seq;
+  ref_t at_ref = cur->ref;
   while (r && n < max) {
     if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
     ent *e = E(s, r);
     if (UNLIKELY(children && e->type != T_NSREC)) FAIL(s, ZKV_ECORRUPT);
-    if (!seq_after(cur->end, e->seq)) {   /* made after the walk began */
+    if (!seq_after(end, e->seq)) {   /* made after the walk began */
       if (!children) { r = 0; break; }
       r = e->nnext;
       continue;
     }
-    cur->ref = r;
-    cur->seq = e->seq;
-    if (children || ent_live(e, now)) {
+    at_ref = r;
+    at_seq = e->seq;
+    if (children || ent_alive(e)) {   /* the precise clock only for keys near their end */
       n++;
       if (fn(ud, ent_key(e), e->klen)) { r = e->nnext; break; }
     }
     r = e->nnext;
   }
+  cur->ref = at_ref;
+  cur->seq = at_seq;
   if (!r) cur->done = 1;
   if (count) *count = n;
   return ZKV_OK;
