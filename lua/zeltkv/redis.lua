@@ -436,7 +436,7 @@ local function exchange(d, node, payload, n)
         r, err = read(c)
         if r ~= nil then got = 1 end
       else
-        r = {}
+        r = resp.list(n)
         for i = 1, n do
           local v
           v, err = read(c)
@@ -1002,7 +1002,8 @@ end
 function Store.set(self, key, value, ttl)
   local d, rk, tx = begin(self, "set", key)
   local text = encode(value)
-  local ms, mst = opt_ttl(ttl)
+  local ms, mst
+  if ttl ~= nil then ms, mst = opt_ttl(ttl) end
   if tx then
     tx_put(tx, self, rk, { text = text, exp = ms and now_ms() + ms or false, vdirty = true })
     return true
@@ -1073,8 +1074,8 @@ end
 -- its text (it would not be exact): such a result is taken back (DECRBY) and refused, so
 -- the range is that of the other drivers there.
 local function incr_result(d, slot, rk, by, r)
-  if is_err(r) then server_error(r, "incr") end
   if type(r) == "number" then return r end
+  if is_err(r) then server_error(r, "incr") end
   local back = call(d, slot, cmd2("DECRBY", rk, int_text(by)), 1)
   if is_err(back) then server_error(back, "incr") end
   raise("INVALID_VALUE", "incr: result out of range")
@@ -1083,7 +1084,8 @@ end
 function Store.incr(self, key, by, ttl)
   local d, rk, tx = begin(self, "incr", key)
   by = check_by(by)
-  local ms, mst = opt_ttl(ttl)
+  local ms, mst
+  if ttl ~= nil then ms, mst = opt_ttl(ttl) end
   if tx then
     local e = tx_view(tx, self, rk)
     if not e then
@@ -1119,7 +1121,8 @@ end
 function Store.setnx(self, key, value, ttl)
   local d, rk, tx = begin(self, "setnx", key)
   local text = encode(value)
-  local ms, mst = opt_ttl(ttl)
+  local ms, mst
+  if ttl ~= nil then ms, mst = opt_ttl(ttl) end
   if tx then
     if tx_view(tx, self, rk) then return false end
     tx_put(tx, self, rk, { text = text, exp = ms and now_ms() + ms or false, vdirty = true })
@@ -1132,8 +1135,9 @@ function Store.setnx(self, key, value, ttl)
   else
     r = call(d, slot, cmd3("SET", rk, text, "NX"), 1)
   end
-  if is_err(r) then server_error(r, "setnx") end
-  return r == "OK"
+  if r == "OK" then return true end
+  if getmetatable(r) == Err then server_error(r, "setnx") end
+  return false
 end
 
 function Store.atomic(self, fn, ...)

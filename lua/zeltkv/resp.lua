@@ -100,6 +100,26 @@ function M.cmd5(cmd, a, b, c, d, e)
     .. "\r\n" .. (LEN[#e] or len(#e)) .. e .. "\r\n"
 end
 
+-- list(n): an empty table with room for n values, n <= 8 (Lua grows a table one power of
+-- two at a time, a good part of reading a pipeline's or an array's few replies); its
+-- slots hold false until they are filled
+local LISTS = {
+  function() return { false } end,
+  function() return { false, false } end,
+  function() return { false, false, false } end,
+  function() return { false, false, false, false } end,
+  function() return { false, false, false, false, false } end,
+  function() return { false, false, false, false, false, false } end,
+  function() return { false, false, false, false, false, false, false } end,
+  function() return { false, false, false, false, false, false, false, false } end,
+}
+local function list(n)
+  local f = LISTS[n]
+  if f then return f() end
+  return {}
+end
+M.list = list
+
 local read
 read = function(conn)
   local line, err = conn:receive("*l")
@@ -134,7 +154,7 @@ read = function(conn)
     local n = tonumber(sub(line, 2))
     if not n then return nil, "protocol error: bad array length" end
     if n < 0 then return false end
-    local arr = {}
+    local arr = list(n)
     for i = 1, n do
       local v, e = read(conn)
       if v == nil then return nil, e end
