@@ -113,6 +113,7 @@ static inline int count_del(zkv_db *db, int rc) {
       s_->room = s_->depth == 1 && s_->txn_depth == 0 ? &rq_ : NULL;          \
       hold_begin(s_);                                                        \
       if ((rc_ = sigsetjmp(jb_, 0)) == 0) {                                  \
+        LOG_AHEAD(s_, LOG_OP_ROOM);                                          \
         rc_ = (body);                                                        \
         if (rc_ >= 0) maybe_gc(db);                                          \
       }                                                                      \
@@ -1069,6 +1070,7 @@ static int do_expire_some(zkv_db *db, zkv_ns nsid, uint64_t budget, uint64_t *co
     ent *e = E(s, r);
     if (!ent_live(e, now)) continue;
     if (n == budget) break;
+    LOG_AHEAD(s, LOG_KEY_ROOM);
     untimed += !ent_timed(e);
     LOGW(s, &e->flags, 1);
     e->flags |= EF_FLUSHED;
