@@ -200,6 +200,8 @@ static inline int arena_bounds(const seg *s, uint64_t off, uint64_t len) {
 /* tests (C tests link the static library): called when a segment being
  * created is complete, just before it is published under its name */
 extern void (*arena_test_create_hook)(void);
+/* tests: called before each record crash recovery applies (txn.c) */
+extern void (*txn_test_recover_hook)(void);
 
 /* ---- the op frame, the lock and the undo log (txn.c) --------------------- */
 int op_enter(zkv_db *db);

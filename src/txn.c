@@ -82,7 +82,7 @@ static uint64_t window_start(seg *s) {
  * itself may log. */
 #define LOG_CHUNK_MIN (16u << 10)
 #define LOG_CHUNK_MAX (16u << 20)
-#define LOG_CHUNK_FLOOR 2048u
+#define LOG_CHUNK_FLOOR 1024u
 #define GROW_LOG_BYTES 1024u
 
 /* the log bytes a chunk holds, less what a record split at its end wastes */
@@ -121,6 +121,7 @@ int log_room_grow(seg *s, uint64_t need) {
     }
     if (!c) return 0;
     h = H(s);
+    uint64_t cost = h->log_used;
     log_chunk *k = (log_chunk *)P(s, c);   /* its bytes are free room's: not logged */
     k->prev = 0;
     k->magic = LOG_CHUNK_MAGIC;
@@ -131,9 +132,10 @@ int log_room_grow(seg *s, uint64_t need) {
     atomic_signal_fence(memory_order_seq_cst);
     h->log_ahead = c;
     avail += chunk_room(k);
-    /* the records of the allocation came out of avail */
-    h = H(s);
-    avail -= avail > GROW_LOG_BYTES ? GROW_LOG_BYTES : avail;
+    /* the records of the allocation came out of avail (no more than the
+     * log so far: its records were written before cost was read) */
+    (void)cost;
+    avail -= avail > GROW_LOG_BYTES / 2 ? GROW_LOG_BYTES / 2 : avail;
   }
   return 1;
 }
@@ -245,6 +247,11 @@ static int rec_check(seg *s, uint64_t t, uint64_t pos, uint64_t lo, uint64_t *at
  * log at once, and a chunk left behind is dropped from the chain before the
  * records under it (its own allocation among them) are applied: a process
  * killed while it undoes leaves a log the next one undoes on from there. */
+/* tests: called before each record crash recovery applies (test_crash.c
+ * kills the recovering process there) */
+void (*txn_test_recover_hook)(void);
+static __thread int recovering;
+
 static int undo(seg *s, uint64_t mark) {
   if (!s->shared) {
     uint64_t pos = s->mlog_used;
@@ -262,10 +269,11 @@ static int undo(seg *s, uint64_t mark) {
   hdr *h = H(s);
   for (;;) {
     uint64_t pos = h->log_used;
-    if (pos <= mark) return 0;
     uint64_t lo = window_start(s);
     if (pos == lo && h->log_chunk) {
-      /* the window's chunk is done with: the window before it goes on */
+      /* the window's chunk is done with (its first record, undone, put it
+       * back ahead): the window before it goes on.  Also when the mark is
+       * here: a chunk is never both the window and ahead. */
       log_chunk *k = chunk_at(s, h->log_chunk);
       if (!k) return -1;
       h->log_chunk = k->prev;
@@ -273,6 +281,7 @@ static int undo(seg *s, uint64_t mark) {
       if (log_window(s)) return -1;
       continue;
     }
+    if (pos <= mark) return 0;
     if (lo < mark) lo = mark;
     uint64_t base_end = h->log_bias + h->log_end;   /* the window's end in the arena */
     if (pos > h->log_end || pos < lo + 8 || base_end > s->mapped) return -1;
@@ -287,6 +296,7 @@ static int undo(seg *s, uint64_t mark) {
     if ((at < h->log_off + h->log_cap && at + len > h->log_off) || (at < c1 && at + len > c0) ||
         (at < offsetof(hdr, lock) + sizeof(uint32_t) && at + len > offsetof(hdr, lock)))
       return -1;
+    if (UNLIKELY(recovering) && txn_test_recover_hook) txn_test_recover_hook();
     pos -= 8 + ((len + 7) & ~(uint64_t)7);
     memmove(s->base + at, s->base + (h->log_bias + pos), len);
     atomic_signal_fence(memory_order_seq_cst);
@@ -368,7 +378,10 @@ static void recover(seg *s) {
   log_dirty(s);
   /* the window as log_chunk says (the dead holder may have died between the
    * two), unless the log was committed: then its chunks are spare */
-  if (h->log_used && (log_window(s) != 0 || undo(s, 0) != 0)) {
+  recovering = 1;
+  int bad = h->log_used && (log_window(s) != 0 || undo(s, 0) != 0);
+  recovering = 0;
+  if (bad) {
     h->log_chunk = 0;   /* damaged: what the chains hold stays allocated */
     h->log_spare = 0;
     h->log_ahead = 0;
