@@ -495,7 +495,7 @@ ref_t blk_alloc_clean(seg *s, uint64_t units) {
   if (units < 2) units = 2;
   if (units >= (1u << 30)) return 0;
   /* as high in the heap as it finds: never-used space first, else the
-   * highest of a few dozen free blocks that fit (each check walks the freed
+   * highest of the first free blocks that fit (each check walks the freed
    * ranges), so that a compaction, which works upwards from the lowest free
    * block, meets it late */
   uint64_t t = h->top / UNIT;
@@ -505,7 +505,7 @@ ref_t blk_alloc_clean(seg *s, uint64_t units) {
     goto taken;
   ref_t best = 0;
   uint64_t have = 0;
-  int budget = 256;
+  int budget = s->npend > 8192 ? 32 : 256;   /* fewer when the freed ranges are many */
   for (unsigned c = cls_of(units); c < NCLASS && budget > 0; c++) {
     if (!(h->class_bits[c >> 6] & (1ull << (c & 63)))) continue;
     for (ref_t x = h->free_heads[c]; x && budget > 0; budget--) {

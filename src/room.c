@@ -184,8 +184,8 @@ out:
  * reservation, when it fits there, and the next reservation starts with
  * what is left; a block too big to hop or to slide within the undo log
  * stops it, and it starts again above.  Inside a transaction everything
- * runs in the op, limited by the undo log: no slide past its free room, no
- * freeing of namespaces or hops (the op may hold their ids and refs). */
+ * runs in the op, limited by the free room its undo log can grow into (txn.c),
+ * and no key hops (the op may hold it). */
 
 #define STEP_NS 200000   /* a step's lock hold */
 #define ROOM_ROUNDS 8    /* runs of an op that others keep taking the room from */
@@ -352,9 +352,10 @@ static int grow_once(zkv_db *db, room_req *q, ref_t *rp, ref_t pin, int may_evic
   if (!is_array && !ent_ok(s, (ref_t)x)) goto stuck;
   if (!bounded && UNLIKELY(log_chunk_is(s, (ref_t)x))) goto stuck;   /* the log's: never moves */
   if (!is_array && E(s, x)->type == T_NSREC) {
-    /* an empty namespace's record goes, in a step of its own (no op holds
-     * its id then), unless the write goes into it */
-    if (!bounded || x == q->ns || !idx_ns_freeable(s, (ref_t)x)) goto hop;
+    /* an empty namespace's record goes (an op holds no namespace's ref
+     * but its own, q->ns; inside a transaction too: the log brings it back
+     * if the transaction rolls back), unless the write goes into it */
+    if (x == q->ns || !idx_ns_freeable(s, (ref_t)x)) goto hop;
     idx_free_ns(db, (ref_t)x);
     return GROW_MORE;   /* a free block now: the next turn takes it in */
   }
