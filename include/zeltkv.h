@@ -86,10 +86,14 @@
  *    step leaves the earlier steps done (inside a transaction the whole walk
  *    is undone with the transaction, as any write).
  *  - Every function that takes a handle returns ZKV_EINVAL for a NULL one,
- *    and ZKV_ECLOSED once it was closed; every function that takes the lock
- *    may return ZKV_ETIMEDOUT (shared) and ZKV_ECORRUPT (a damaged segment,
- *    found when followed; every offset read from the arena is checked).  The
- *    Returns lists below name the other codes.
+ *    ZKV_ECLOSED once it was closed, and ZKV_EFORKED in a child forked while
+ *    the store was held (see "Fork"); every function that takes the lock
+ *    may return ZKV_ETIMEDOUT (shared), ZKV_ECORRUPT (a damaged segment,
+ *    found when followed; every offset read from the arena is checked), and
+ *    on a shared segment that another process grew (zkv_open_shared with a
+ *    larger size) ZKV_ENOMEM or ZKV_EIO when this process cannot map the new
+ *    part (zkv_errdetail says why).  The Returns lists below name the other
+ *    codes.
  *  - Handles (zkv_db) are opaque and created through out-parameters.
  *  - Keys and values are binary-safe: a pointer plus a length.
  *  - Times are in milliseconds; a ttl of 0 means "no expiry".
@@ -388,6 +392,21 @@ ZKV_API int zkv_get(zkv_db *db, zkv_ns ns, const void *key, size_t klen, zkv_val
 ZKV_API int zkv_get_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned flags,
                        zkv_value *out, int *stale);
 
+/* zkv_get_into: zkv_get_ex with the value's bytes copied into the caller's
+ * buffer instead of handle-owned memory (a shared segment's value is copied
+ * once, straight from the segment, the copy checked against writers as
+ * zkv_get's own copy is).
+ *  [in]  flags     as zkv_get_ex
+ *  [in]  buf, cap  where the bytes go (buf may be NULL when cap is 0)
+ *  [out] out       the value as zkv_get gives it (type, flags, len, i, f),
+ *                  but out->data is buf when out->len <= cap, and NULL when
+ *                  the value is longer (nothing copied: call again with a
+ *                  larger buffer, or zkv_get)
+ *  [out] stale     as zkv_get_ex (may be NULL)
+ * Returns as zkv_get; ZKV_EINVAL also for buf NULL with cap > 0. */
+ZKV_API int zkv_get_into(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned flags,
+                         void *buf, size_t cap, zkv_value *out, int *stale);
+
 /* Flags for zkv_set. */
 #define ZKV_SET_NX 1u       /* store only if no live key exists (else ZKV_EXISTS) */
 #define ZKV_SET_XX 2u       /* store only if a live key exists (else ZKV_NOTFOUND) */
@@ -426,6 +445,17 @@ ZKV_API int zkv_has(zkv_db *db, zkv_ns ns, const void *key, size_t klen);
  * Returns ZKV_OK, ZKV_NOTFOUND, ZKV_EINVAL_TTL (ttl_ms < 0), and the codes of
  * writes (a key given its first ttl, or losing its last, is rewritten). */
 ZKV_API int zkv_expire(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t ttl_ms);
+
+/* zkv_expire_ex: zkv_expire with flags.  ZKV_EXPIRE_COARSE counts the new
+ * ttl from the coarse clock (behind the precise one by up to a kernel tick,
+ * a few ms, or more on an overloaded machine: the key may expire that much
+ * early), as ngx.shared.DICT counts it from nginx's cached time: it spares
+ * the precise clock read, about a third of the call.  Whether the key is
+ * live is told as precisely as by zkv_expire.
+ * Returns the codes of zkv_expire, and ZKV_EINVAL for an unknown flag. */
+#define ZKV_EXPIRE_COARSE 1u
+ZKV_API int zkv_expire_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t ttl_ms,
+                          unsigned flags);
 
 /* zkv_ttl: milliseconds left.  Not a use of the key for lru.
  *  [out] ms_left  > 0, or -1 for a key without ttl (may be NULL)

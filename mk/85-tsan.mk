@@ -6,9 +6,12 @@ PKGS_tsan := clang libclang-rt-14-dev
 
 .PHONY: tsan
 TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer -Wno-unknown-warning-option
-# test:selection (comma-separated test names; none = every test of the file)
+# test:selection (comma-separated test names, or parts of them; none = every test of the
+# file): every C test that starts threads on a store
 TSAN_RUNS := test_threads: \
-             test_shared:shared_four_threads,shared_thread_dies,shared_two_handles,shared_nested_handles
+             test_shared:shared_four_threads,shared_thread_dies,shared_two_handles,shared_nested_handles,shared_txn_isolation \
+             test_engine:threadsafe_memory_store \
+             test_segment_life:failure_detail_is_per_thread,fork_while_a_thread_holds
 
 $(B)/tsan/test/%: spec/c/%.c spec/c/harness.h $(ENGINE_SRC) $(HEADERS)
 	@mkdir -p $(dir $@)

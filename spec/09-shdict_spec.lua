@@ -369,6 +369,20 @@ describe("store:shdict()", function()
       assert.is_nil(d:get_stale("l"))
     end)
 
+    it("pops items bigger than the FFI's 64 KiB buffer from either end, once", function()
+      local b1, b2 = string.rep("b", 70000), string.rep("c", 200000)
+      d:rpush("l", "s"); d:rpush("l", b1); d:lpush("l", b2); d:rpush("l", 7)
+      assert.are.equal(b2, d:lpop("l"))
+      assert.are.equal(7, d:rpop("l"))
+      assert.are.equal(b1, d:rpop("l"))
+      assert.are.equal(1, d:llen("l"))
+      assert.are.equal("s", d:lpop("l"))
+      d:rpush("l", b2)
+      assert.are.equal(b2, d:rpop("l"))                 -- the last item takes the key with it
+      assert.is_nil(d:get("l"))
+      assert.are.equal(0, d:llen("l"))
+    end)
+
     it("holds any bytes and numbers exactly", function()
       local items = { "a\0b", string.rep("x", 70000), 0 / 0, math.huge, -math.huge,
                       -1 / math.huge, 2 ^ 53, 0.1, -7, "" }
@@ -530,6 +544,24 @@ describe("store:shdict()", function()
       same(res(nil, "not found"), res(d:expire("e", 100)))   -- shdict revives it
       assert.is_nil(d:get("e"))
     end)
+
+    it("expire counts from the coarse clock, but tells a key that ran out a ms ago precisely", function()
+      -- the coarse clock is a few ms behind: taken alone, it would still see these live
+      for i = 1, 20 do
+        d:set("e" .. i, 1, 0.002)
+        advance(0.003)
+        same(res(nil, "not found"), res(d:expire("e" .. i, 100)))
+      end
+      d:set("k", 1, 0.02)
+      same(res(true), res(d:expire("k", 10)))            -- close to its end, still live
+      local t = d:ttl("k")
+      assert.is_true(t > 9.9 and t <= 10, tostring(t))
+      same(res(true), res(d:expire("k", 0.5)))
+      t = d:ttl("k")
+      assert.is_true(t > 0.4 and t <= 0.5, tostring(t))
+      advance(0.6)
+      same(res(nil, "not found"), res(d:expire("k", 10)))
+    end)
   end)
 
   describe("flush_all / flush_expired / get_keys", function()
@@ -556,6 +588,35 @@ describe("store:shdict()", function()
       assert.is_nil(d:get_stale("a"))
       assert.are.equal(0, d:llen("l"))
       assert.are.same({}, d:get_keys(0))
+    end)
+
+    it("get_keys: batches of 256 keys, and keys too long for one batch's buffer", function()
+      for _, n in ipairs({ 255, 256, 257, 513 }) do
+        d:flush_all(); d:flush_expired()
+        local want = {}
+        for i = 1, n do d:set("k" .. i, i); want[i] = "k" .. i end
+        assert.are.same(want, d:get_keys(0))          -- insertion order
+        assert.are.equal(math.min(n, 256), #d:get_keys(256))
+        assert.are.equal(math.min(n, 257), #d:get_keys(257))
+      end
+      d:flush_all(); d:flush_expired()
+      local want = {}
+      for i = 1, 200 do want[i] = string.rep("k", 390) .. i; d:set(want[i], i) end   -- ~78 KiB
+      want[201] = string.rep("L", 65535)
+      d:set(want[201], 1)
+      assert.are.same(want, d:get_keys(0))
+      assert.are.equal(100, #d:get_keys(100))
+    end)
+
+    it("flush_all counts nothing as freed: free_space grows with flush_expired only", function()
+      for i = 1, 300 do d:set("k" .. i, string.rep("v", 100)) end
+      local before = d:free_space()
+      assert.is_nil(d:flush_all())
+      assert.are.equal(before, d:free_space())
+      assert.are.same({}, d:get_keys(0))
+      assert.is_nil(d:flush_all())                      -- again: nothing left to mark
+      assert.are.equal(300, d:flush_expired())
+      assert.is_true(d:free_space() > before)
     end)
 
     it("get_keys: live keys, at most 1024 by default, 0 = all", function()
@@ -609,6 +670,45 @@ describe("store:shdict()", function()
     assert.is_false(ok)
     assert.are.equal(0, d:llen("l"))
     assert.is_nil(d:get("k"))
+  end)
+
+  -- issue 11.1: as shdict's lookup, a list call that finds its key moves it to the front
+  -- even when it then fails ("value not a list", or "no memory" for a push into a full dict:
+  -- pushes never evict); a call that does not find it creates nothing here, so "hot" must
+  -- be there before each call (a push would bring an evicted list back)
+  it("list calls that find their key count as a use for LRU eviction, even when they fail", function()
+    local fill = string.rep("f", 1000)
+    local cases = {
+      { "lpush", "list", function(dd) dd:lpush("hot", 1) end },
+      { "rpush", "list", function(dd) dd:rpush("hot", 1) end },
+      { "lpop", "long list", function(dd) dd:lpop("hot") end },
+      { "rpop", "long list", function(dd) dd:rpop("hot") end },
+      { "rpush (not a list)", "string", function(dd) dd:rpush("hot", 1) end },
+      { "lpop (not a list)", "string", function(dd) dd:lpop("hot") end },
+      { "llen (not a list)", "string", function(dd) dd:llen("hot") end },
+    }
+    local name = H.segment_name("shdict-recency")
+    for _, drv in ipairs({ "memory", "shared" }) do
+      for _, c in ipairs(cases) do
+        local kv2 = drv == "memory" and zeltkv.memory({ gc_interval = 0, max_bytes = "256k", evict = "lru" })
+                    or zeltkv.shared(name, { size = "256k", evict = "lru" })
+        local dd = kv2:namespace("x"):shdict()
+        local n = math.floor(3 * 256 * 1024 / #fill)
+        if c[2] == "string" then dd:set("hot", "h")
+        elseif c[2] == "list" then dd:rpush("hot", 1)
+        else for _ = 1, n + 1 do dd:rpush("hot", 1) end end
+        local lost
+        for i = 1, n do
+          dd:set("f" .. i, fill)
+          if not dd:ttl("hot") then lost = i; break end   -- ttl only peeks
+          c[3](dd)
+        end
+        kv2:close()
+        zeltkv.unlink(name)
+        assert.is_nil(lost, ("%s, %s on a %s: the key was evicted after %s writes"):format(
+          drv, c[1], c[2], tostring(lost)))
+      end
+    end
   end)
 
   describe("on a full shared segment", function()

@@ -1,7 +1,7 @@
 -- spec/13-edges_spec.lua: the binding at the edges of issue 9 (each repro of the issue, as a
 -- test that failed before the fix): finalizers that use or close a driver while a method
 -- runs (9.1, 9.2), `<close>` inside atomic (9.3), keys() after a rolled-back namespace
--- (9.7), and the small items of 9.13.  Runs on every interpreter; the memory and the shared
+-- (9.7), a runaway atomic stopped at atomic_timeout (9.12), and the small items of 9.13.  Runs on every interpreter; the memory and the shared
 -- driver where both apply.
 
 local H = require("helpers")
@@ -108,6 +108,118 @@ describe("atomic and close (issue 9.3)", function()
     -- outside atomic, <close> closes
     assert(load("local kv = ... do local k <close> = kv end"))(kv)
     H.assert_error_code("STORE_OPERATION_FAILED", s.get, s, "k")
+  end)
+end)
+
+-- Issue 9.12 (what 9.6 must show): an atomic fn that runs past atomic_timeout is aborted by
+-- the binding's count hook, its writes undone, the lock released, STORE_OPERATION_FAILED
+-- "timeout" raised.  Each spin gives up by itself after SPIN seconds, so a hook that never
+-- fires fails the test (fn returns) instead of hanging it.  The loops are hot (os.clock
+-- once every 2^20 rounds) so that LuaJIT compiles them unless fn is kept out of the JIT.
+describe("atomic_timeout (issue 9.12)", function()
+  local SPIN = 20
+  local function spin()
+    local t0, n = os.clock(), 0
+    while true do
+      n = n + 1
+      if n % 1048576 == 0 and os.clock() - t0 > SPIN then return "spun " .. SPIN .. " s" end
+    end
+  end
+  local function open(kind, opts)
+    if kind == "memory" then return zeltkv.memory(opts) end
+    local name = H.segment_name("atimeout")
+    opts.size = "1m"
+    return zeltkv.shared(name, opts), name
+  end
+
+  for _, kind in ipairs({ "memory", "shared" }) do
+    it("[" .. kind .. "] aborts a runaway fn, undoes its writes and releases the lock", function()
+      local kv, name = open(kind, { atomic_timeout = 0.1 })
+      local s = kv:namespace("a")
+      s:set("k", "kept")
+      -- a loop written in fn, and one in a function defined inside fn; each fn runs first
+      -- outside atomic (a few rounds, no writes), so that LuaJIT has compiled its loop.  The
+      -- loops have no exit a hook could run at: compiled, 1e10 rounds take seconds (a fail),
+      -- interpreted on any Lua minutes, unless the hook stops them
+      local rounds, write = 1e5, false
+      local fns = {
+        function()
+          if write then s:set("k", "never kept"); s:set("new", 1) end
+          local acc = 0
+          for j = 1, rounds do acc = acc + j end
+          return acc
+        end,
+        function()
+          if write then s:set("k", "never kept"); s:set("new", 1) end
+          local function inner()
+            local acc = 0
+            for j = 1, rounds do acc = acc + j end
+            return acc
+          end
+          return inner()
+        end,
+      }
+      for i, fn in ipairs(fns) do
+        rounds, write = 1e5, false
+        for _ = 1, 3 do assert.are.equal(1e5 * (1e5 + 1) / 2, fn()) end
+        rounds, write = 1e10, true
+        local ok, err = pcall(kv.atomic, kv, fn)
+        assert(not ok, "fn " .. i .. " was not aborted: it returned " .. tostring(err))
+        H.check_error("STORE_OPERATION_FAILED", err)
+        assert.are.equal("timeout", err.reason)
+        assert.truthy(err.message:find("atomic_timeout (0.1 s)", 1, true), err.message)
+        assert.are.equal("kept", s:get("k"))
+        assert.is_nil(s:get("new"))
+        assert.are.equal(1, s:count())
+      end
+      -- the lock is free: another process writes at once (lock_timeout 0.5 s), and so does
+      -- this driver, inside and outside atomic
+      if name then
+        local out, ok = H.run_lua(([[
+          local kv = require("zeltkv").shared(%q, { lock_timeout = 0.5 })
+          kv:namespace("a"):set("child", 1)
+          print("written")
+        ]]):format(name))
+        assert(ok and out:find("written"), out)
+        assert.are.equal(1, s:get("child"))
+        zeltkv.unlink(name)
+      end
+      assert.is_true(kv:atomic(function() return s:set("k", "later") end))
+      assert.are.equal("later", s:get("k"))
+      kv:close()
+    end)
+  end
+
+  it("is 1 s by default, and 0 is no limit", function()
+    local kv = zeltkv.memory()
+    local s = kv:namespace("a")
+    local ok, err = pcall(kv.atomic, kv, function() s:set("k", 1); return spin() end)
+    assert(not ok, "not aborted: " .. tostring(err))
+    assert.are.equal("timeout", err.reason)
+    assert.truthy(err.message:find("atomic_timeout (1 s)", 1, true), err.message)
+    assert.is_nil(s:get("k"))
+    kv:close()
+    -- no limit: a fn that runs a while (well under the 1 s default's reach) returns
+    local free = zeltkv.memory({ atomic_timeout = 0 })
+    local fs = free:namespace("a")
+    local SHORT = 0.3
+    assert.is_true(free:atomic(function()
+      fs:set("k", 1)
+      local t0 = os.clock()
+      while os.clock() - t0 < SHORT do end
+      return true
+    end))
+    assert.are.equal(1, fs:get("k"))
+    free:close()
+  end)
+
+  it("refuses a bad atomic_timeout with INVALID_VALUE", function()
+    for _, v in ipairs({ -1, 0 / 0, "x", {}, true }) do
+      H.assert_error_code("INVALID_VALUE", zeltkv.memory, { atomic_timeout = v })
+      local name = H.segment_name("atbad")
+      H.assert_error_code("INVALID_VALUE", zeltkv.shared, name, { atomic_timeout = v })
+      assert.is_false(zeltkv.unlink(name))
+    end
   end)
 end)
 

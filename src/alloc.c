@@ -74,7 +74,7 @@ static void make_free(seg *s, ref_t r, uint64_t units) {
   if (units >= 2) {
     unsigned c = cls_of(units);
     ref_t head = h->free_heads[c];
-    LOGW(s, b, 12);
+    LOGW(s, b, FREE_TAGS_BYTES);
     LOGW(s, foot, 4);
     b[0] = (uint32_t)(units << 2) | BLK_FREE;
     b[1] = head;
@@ -89,7 +89,7 @@ static void make_free(seg *s, ref_t r, uint64_t units) {
     h->free_heads[c] = r;
     set_bit(s, c, 1);
   } else {
-    LOGW(s, b, 8);
+    LOGW(s, b, FREE1_TAGS_BYTES);
     b[0] = (1u << 2) | BLK_FREE;
     b[1] = 1;
   }
@@ -102,10 +102,10 @@ static void log_tags(seg *s, ref_t r, uint64_t units) {
   if (!s->logging) return;
   uint32_t *b = blk(s, r);
   if (units >= 2) {
-    LOGW(s, b, 12);
+    LOGW(s, b, FREE_TAGS_BYTES);
     LOGW(s, (char *)b + units * UNIT - 4, 4);
   } else {
-    LOGW(s, b, 8);
+    LOGW(s, b, FREE1_TAGS_BYTES);
   }
 }
 
@@ -123,7 +123,7 @@ static void set_prevfree(seg *s, uint64_t r, int on) {
 static ref_t take(seg *s, ref_t r, uint64_t have, uint64_t units) {
   uint32_t *b = blk(s, r);
   list_remove(s, r, have);
-  LOGW(s, b, 12);
+  LOGW(s, b, FREE_TAGS_BYTES);
   LOGW(s, (char *)b + have * UNIT - 4, 4);
   if (have > units) {
     make_free(s, (ref_t)(r + units), have - units);   /* next block keeps PREVFREE */

@@ -45,6 +45,11 @@ typedef uint32_t ref_t;
  * no list; coalescing reclaims them. */
 #define BLK_FREE 1u
 #define BLK_PREVFREE 2u
+/* the tags a free block keeps at its start, logged as one record when they
+ * change: the header and the two links (2 units or more), or the whole block
+ * (1 unit) */
+#define FREE_TAGS_BYTES (3 * sizeof(uint32_t))
+#define FREE1_TAGS_BYTES UNIT
 #define BLK_UNITS(h) ((h) >> 2)
 #define NCLASS 96        /* free lists: 0..63 exact sizes in units, then log2 classes */
 
@@ -236,6 +241,8 @@ typedef struct log_chunk {
  * adjacent fields (LOG_SPAN in internal.h), never a length counted by hand */
 #define SPAN(T, a, b) (offsetof(T, b) + sizeof(((T *)0)->b) - offsetof(T, a))
 
+_Static_assert(FREE_TAGS_BYTES + sizeof(uint32_t) <= 2 * UNIT && FREE1_TAGS_BYTES == UNIT,
+               "a free block of 2 units holds its tags and its footer");
 _Static_assert(sizeof(ent) == ENT_HDR, "ent is packed to ENT_HDR bytes");
 _Static_assert(offsetof(ent, blk) == 0, "an entry starts with its block header");
 _Static_assert(offsetof(ent, hnext) == 4, "hash chains are followed through byte 4 of a block");

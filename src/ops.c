@@ -201,7 +201,8 @@ int zkv_namespace(zkv_db *db, zkv_ns parent, const void *name, size_t len, zkv_n
 
 /* ---- reading ------------------------------------------------------------- */
 
-static void fill_value(zkv_value *out, ent *e, const char *v, size_t vlen) {
+/* inline: on every read, the lock-free one included */
+static inline __attribute__((always_inline)) void fill_value(zkv_value *out, ent *e, const char *v, size_t vlen) {
   out->type = e->type;
   out->flags = ent_uflags(e);
   out->data = v;
@@ -213,7 +214,7 @@ static void fill_value(zkv_value *out, ent *e, const char *v, size_t vlen) {
   else if (e->type == ZKV_T_BOOL && vlen == 1) out->i = v[0] != 0;
 }
 
-static int keep_copy(zkv_db *db, const char *v, size_t vlen, const char **res) {
+static int keep_copy(zkv_db *db, const char *v, size_t vlen, const void **res) {
   if (vlen > db->buf_cap) {
     size_t cap = vlen < 256 ? 256 : vlen + vlen / 4;
     char *n = realloc(db->buf, cap);
@@ -224,6 +225,19 @@ static int keep_copy(zkv_db *db, const char *v, size_t vlen, const char **res) {
   if (vlen) memcpy(db->buf, v, vlen);
   *res = db->buf;
   return ZKV_OK;
+}
+
+/* The caller's buffer of zkv_get_into (NULL for zkv_get: the bytes stay
+ * where they are, or in the handle's buffer for a shared segment). */
+typedef struct dstbuf { void *buf; size_t cap; } dstbuf;
+
+/* the value's bytes copied into d: d->buf, or NULL when they do not fit
+ * (nothing copied).  Without the lock a torn copy is thrown away by the
+ * sequence check that follows it. */
+static inline const char *copy_out(const dstbuf *d, const char *v, size_t vlen) {
+  if (vlen > d->cap) return NULL;
+  if (vlen) memcpy(d->buf, v, vlen);
+  return d->buf;
 }
 
 /* find a live key under the lock; ns was checked by ns_ref */
@@ -250,7 +264,7 @@ static inline void lru_use(seg *s, ent *e, int tick) {
 }
 
 static int do_get(zkv_db *db, ref_t ns, const void *key, size_t klen, zkv_value *out,
-                  unsigned flags, int *stale) {
+                  unsigned flags, int *stale, const dstbuf *dst) {
   seg *s = db->s;
   ref_t r;
   ent *e = find_live(s, ns, key, klen, idx_hash(ns, key, klen, 0), &r);
@@ -268,11 +282,13 @@ static int do_get(zkv_db *db, ref_t ns, const void *key, size_t klen, zkv_value 
     v = db->buf;
   }
   lru_use(s, e, 0);
-  if (s->shared && e->type != ZKV_T_LIST) {
-    int rc = keep_copy(db, v, vlen, &v);
+  fill_value(out, e, v, vlen);
+  if (dst) {
+    out->data = copy_out(dst, v, vlen);
+  } else if (s->shared && e->type != ZKV_T_LIST) {
+    int rc = keep_copy(db, v, vlen, &out->data);
     if (rc) return rc;
   }
-  fill_value(out, e, v, vlen);
   return ZKV_OK;
 }
 
@@ -281,9 +297,12 @@ static int do_get(zkv_db *db, ref_t ns, const void *key, size_t klen, zkv_value 
  * failed its check, or lru recency is due for an update. */
 #define RETRY 99
 /* `priv`: a private memory store used by one thread, read in place: no
- * sequence check, no copy, and lru recency written directly. */
-static inline int get_nolock(zkv_db *db, zkv_ns nsid, const void *key, size_t klen,
-                             zkv_value *out, int priv, int64_t *exp) {
+ * sequence check, no copy, and lru recency written directly.  `dst`: the
+ * bytes go to the caller's buffer (else a shared segment's to the handle's). */
+static inline __attribute__((always_inline)) int get_nolock(zkv_db *db, zkv_ns nsid,
+                                                           const void *key, size_t klen,
+                             zkv_value *out, int priv, int64_t *exp,
+                             const dstbuf *dst) {
   seg *s = db->s;
   hdr *hd = H(s);
   uint64_t s1 = priv ? 0 : atomic_load_explicit(&hd->seq, memory_order_acquire);
@@ -314,8 +333,9 @@ static inline int get_nolock(zkv_db *db, zkv_ns nsid, const void *key, size_t kl
       size_t vlen;
       const char *v = ent_val(e, &vlen);
       if (vlen > s->mapped) return RETRY;
-      if (!priv && keep_copy(db, v, vlen, &v) != ZKV_OK) return RETRY;
-      fill_value(out, e, v, vlen);
+      fill_value(out, e, v, vlen);   /* numbers read here: checked by the sequence below */
+      if (dst) out->data = copy_out(dst, v, vlen);
+      else if (!priv && keep_copy(db, v, vlen, &out->data) != ZKV_OK) return RETRY;
       rc = ZKV_OK;
       break;
     }
@@ -333,15 +353,15 @@ static inline int get_nolock(zkv_db *db, zkv_ns nsid, const void *key, size_t kl
  * which runs the expiry sweep), or a shared segment this thread does not hold
  * (tried again a few times while a writer is active).  RETRY: take the lock. */
 static inline int read_nolock(zkv_db *db, zkv_ns ns, const void *key, size_t klen,
-                              zkv_value *out, int64_t *exp) {
+                              zkv_value *out, int64_t *exp, const dstbuf *dst) {
   seg *s = db->s;
   if (UNLIKELY(s->forked)) return RETRY;   /* op_enter refuses it */
   if (!s->shared) {
     if (!s->threadsafe && (++db->opcount & 63))
-      return get_nolock(db, ns, key, klen, out, 1, exp);
+      return get_nolock(db, ns, key, klen, out, 1, exp, dst);
   } else if (!seg_owned(s)) {
     for (int i = 0; i < 16; i++) {
-      int rc = get_nolock(db, ns, key, klen, out, 0, exp);
+      int rc = get_nolock(db, ns, key, klen, out, 0, exp, dst);
       if (rc != RETRY) return rc;
       cpu_relax();
     }
@@ -349,27 +369,48 @@ static inline int read_nolock(zkv_db *db, zkv_ns ns, const void *key, size_t kle
   return RETRY;
 }
 
-int zkv_get(zkv_db *db, zkv_ns ns, const void *key, size_t klen, zkv_value *out) {
+/* The read under the lock (the op frame's sigsetjmp): a shared segment this
+ * thread holds or whose writer kept it busy, a list, a stale read, and a
+ * private store's one read in 64.  Apart from get_any so that its lock-free
+ * path runs without that frame (no spills of every argument to the stack). */
+static __attribute__((noinline)) int get_locked(zkv_db *db, zkv_ns ns, const void *key,
+                                                size_t klen, zkv_value *out, unsigned flags,
+                                                int *stale, const dstbuf *dst) {
+  RUN(db, ctr_get(db, do_get(db, ns_ref(db->s, ns), key, klen, out, flags, stale, dst)));
+}
+
+/* zkv_get, zkv_get_ex and zkv_get_into: inline in each, as their lock-free
+ * read is the hot path */
+static inline __attribute__((always_inline)) int get_any(zkv_db *db, zkv_ns ns, const void *key,
+                                                         size_t klen, unsigned flags,
+                                                         zkv_value *out, int *stale,
+                                                         const dstbuf *dst) {
+  if (stale) *stale = 0;
   CHECK_DB(db);
   CHECK_KEY(key, klen);
   if (!out) return ZKV_EINVAL;
   if (db->closed) return ZKV_ECLOSED;
-  int rc = read_nolock(db, ns, key, klen, out, NULL);
-  if (rc != RETRY) return ctr_get(db, rc);
-  RUN(db, ctr_get(db, do_get(db, ns_ref(db->s, ns), key, klen, out, 0, NULL)));
+  if (!(flags & ZKV_GET_STALE)) {   /* a stale value is found under the lock */
+    int rc = read_nolock(db, ns, key, klen, out, NULL, dst);
+    if (LIKELY(rc != RETRY)) return ctr_get(db, rc);
+  }
+  return get_locked(db, ns, key, klen, out, flags, stale, dst);
+}
+
+int zkv_get(zkv_db *db, zkv_ns ns, const void *key, size_t klen, zkv_value *out) {
+  return get_any(db, ns, key, klen, 0, out, NULL, NULL);
 }
 
 int zkv_get_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned flags,
                zkv_value *out, int *stale) {
-  if (!(flags & ZKV_GET_STALE)) {
-    if (stale) *stale = 0;
-    return zkv_get(db, ns, key, klen, out);
-  }
-  CHECK_DB(db);
-  CHECK_KEY(key, klen);
-  if (!out) return ZKV_EINVAL;
-  if (db->closed) return ZKV_ECLOSED;
-  RUN(db, ctr_get(db, do_get(db, ns_ref(db->s, ns), key, klen, out, flags, stale)));
+  return get_any(db, ns, key, klen, flags, out, stale, NULL);
+}
+
+int zkv_get_into(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned flags,
+                 void *buf, size_t cap, zkv_value *out, int *stale) {
+  if (!buf && cap) return ZKV_EINVAL;
+  dstbuf d = {buf, cap};
+  return get_any(db, ns, key, klen, flags, out, stale, &d);
 }
 
 static int do_has(zkv_db *db, ref_t ns, const void *key, size_t klen) {
@@ -382,7 +423,7 @@ int zkv_has(zkv_db *db, zkv_ns ns, const void *key, size_t klen) {
   CHECK_KEY(key, klen);
   if (db->closed) return ZKV_ECLOSED;
   int64_t x;
-  int rc = read_nolock(db, ns, key, klen, NULL, &x);
+  int rc = read_nolock(db, ns, key, klen, NULL, &x, NULL);
   if (rc != RETRY) return rc;
   RUN(db, do_has(db, ns_ref(db->s, ns), key, klen));
 }
@@ -406,7 +447,7 @@ int zkv_ttl(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t *ms_lef
   CHECK_KEY(key, klen);
   if (db->closed) return ZKV_ECLOSED;
   int64_t x;
-  int rc = read_nolock(db, ns, key, klen, NULL, &x);
+  int rc = read_nolock(db, ns, key, klen, NULL, &x, NULL);
   if (rc == ZKV_OK) {
     if (ms_left) *ms_left = ms_until(x);
     return ZKV_OK;
@@ -591,6 +632,10 @@ static int list_push(zkv_db *db, ref_t ns, const void *key, size_t klen, int lef
   uint64_t h = idx_hash(ns, key, klen, 0);
   ref_t r;
   ent *e = find_live(s, ns, key, klen, h, &r);
+  /* a key found is a use even if the push then fails (not a list, no room for the
+   * item), as shdict's lookup moves it to the front before anything can fail; the
+   * stamp is not logged, so an undone op keeps it */
+  if (e) lru_use(s, e, 1);
   if (e && e->type != ZKV_T_LIST) return ZKV_ETYPE;
   if (!e) {   /* a new list: no ttl, and never evicting for it */
     int rc;
@@ -599,8 +644,8 @@ static int list_push(zkv_db *db, ref_t ns, const void *key, size_t klen, int lef
   }
   ref_t nr = item_new(db, tag, payload, plen, r);
   list_link_end(s, r, nr, left);
+  if (!e) lru_use(s, E(s, r), 1);   /* a new list: a use too */
   e = E(s, r);
-  lru_use(s, e, 1);   /* a use, as in shdict */
   *count = list_head(s, e)->count;
   return ZKV_OK;
 }
@@ -613,10 +658,11 @@ static int list_pop(zkv_db *db, ref_t ns, const void *key, size_t klen, int left
   ref_t r;
   ent *e = find_live(s, ns, key, klen, h, &r);
   if (!e) return ZKV_NOTFOUND;
+  lru_use(s, e, 1);   /* a use even if not a list, as list_push's */
   if (e->type != ZKV_T_LIST) return ZKV_ETYPE;
   size_t il;
   const char *it = list_end_item(s, e, left, &il);
-  const char *copy;
+  const void *copy;
   int rc = keep_copy(db, it, il, &copy);
   if (rc) return rc;
   memset(out, 0, sizeof *out);
@@ -628,7 +674,6 @@ static int list_pop(zkv_db *db, ref_t ns, const void *key, size_t klen, int left
     return ZKV_OK;
   }
   ref_t nr = list_take_end(s, r, left);
-  lru_use(s, E(s, r), 1);
   blk_free(s, nr);
   return ZKV_OK;
 }
@@ -731,16 +776,25 @@ int zkv_del(zkv_db *db, zkv_ns ns, const void *key, size_t klen) {
 /* give the live entry r (of key) the absolute expiry exp (0 = none) */
 static void set_expiry(zkv_db *db, ref_t r, const void *key, size_t klen, uint64_t h, int64_t exp);
 
-static int do_expire(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t ttl_ms) {
+static int do_expire(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t ttl_ms,
+                     unsigned flags) {
   seg *s = db->s;
   uint64_t h = idx_hash(ns, key, klen, 0);
   ref_t r = idx_find(s, ns, key, klen, h, 0);
   if (!r) return ZKV_NOTFOUND;
   ent *e = E(s, r);
-  /* one clock read for both: is it live, and the new expiry (a clock read
-   * costs about as much as the rest of the lookup) */
-  int64_t now = ttl_ms > 0 || (e->flags & EF_EXP) ? clock_ms() : 0;
-  if (!ent_live(e, now)) return ZKV_NOTFOUND;
+  int64_t now;
+  if (flags & ZKV_EXPIRE_COARSE) {
+    /* live as told by ent_alive (the precise clock only for a key near its
+     * end); the new expiry from the coarse clock */
+    if (!ent_alive(e)) return ZKV_NOTFOUND;
+    now = ttl_ms > 0 ? clock_coarse_ms() : 0;
+  } else {
+    /* one clock read for both: is it live, and the new expiry (a clock read
+     * costs about as much as the rest of the lookup) */
+    now = ttl_ms > 0 || (e->flags & EF_EXP) ? clock_ms() : 0;
+    if (!ent_live(e, now)) return ZKV_NOTFOUND;
+  }
   set_expiry(db, r, key, klen, h, ttl_ms > 0 ? expiry_at(now, ttl_ms) : 0);
   return ZKV_OK;
 }
@@ -768,12 +822,23 @@ static void set_expiry(zkv_db *db, ref_t r, const void *key, size_t klen, uint64
   idx_replace(db, r, nr, h);
 }
 
-int zkv_expire(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t ttl_ms) {
+static inline int expire_op(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t ttl_ms,
+                            unsigned flags) {
   CHECK_DB(db);
   CHECK_KEY(key, klen);
   if (ttl_ms < 0) return ZKV_EINVAL_TTL;
+  if (flags & ~ZKV_EXPIRE_COARSE) return ZKV_EINVAL;
   if (db->closed) return ZKV_ECLOSED;
-  RUN(db, do_expire(db, ns_ref(db->s, ns), key, klen, ttl_ms));
+  RUN(db, do_expire(db, ns_ref(db->s, ns), key, klen, ttl_ms, flags));
+}
+
+int zkv_expire(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t ttl_ms) {
+  return expire_op(db, ns, key, klen, ttl_ms, 0);
+}
+
+int zkv_expire_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t ttl_ms,
+                  unsigned flags) {
+  return expire_op(db, ns, key, klen, ttl_ms, flags);
 }
 
 static int do_incr(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t by, int64_t ttl_ms,
@@ -909,16 +974,18 @@ int zkv_list_pop(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int left, 
   CHECK_KEY(key, klen);
   if (!out) return ZKV_EINVAL;
   if (db->closed) return ZKV_ECLOSED;
-  LOGGED(db, list_pop_op(db, ns, key, klen, left, out));
+  /* not LOGGED: a pop changes nothing before its last failure point (the
+   * copy of the item), so a private store needs no transaction for it */
+  return list_pop_op(db, ns, key, klen, left, out);
 }
 
 static int do_list_len(zkv_db *db, ref_t ns, const void *key, size_t klen, uint64_t *count) {
   seg *s = db->s;
   ent *e = find_live(s, ns, key, klen, idx_hash(ns, key, klen, 0), NULL);
   if (!e) return ZKV_NOTFOUND;
+  lru_use(s, e, 0);   /* a use even if not a list, as list_push's */
   if (e->type != ZKV_T_LIST) return ZKV_ETYPE;
   *count = list_head(s, e)->count;
-  lru_use(s, e, 0);   /* a use, as in shdict */
   return ZKV_OK;
 }
 
@@ -1195,26 +1262,32 @@ static int do_walk(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn
       if (children ? seq_after(last, E(s, r)->seq) : seq_after(E(s, r)->seq, last)) break;
     }
   }
-  int64_t now = clock_ms();
   size_t n = 0;
   uint64_t guard = ent_limit(s);
+  /* the position in locals, stored once at the end: fn may not look at the
+   * cursor (it must not call into the store), and the stores would otherwise
+   * be redone, and cur->end reloaded, around every call of fn */
+  uint32_t end = cur->end, at_seq = cur->seq;
+  ref_t at_ref = cur->ref;
   while (r && n < max) {
     if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
     ent *e = E(s, r);
     if (UNLIKELY(children && e->type != T_NSREC)) FAIL(s, ZKV_ECORRUPT);
-    if (!seq_after(cur->end, e->seq)) {   /* made after the walk began */
+    if (!seq_after(end, e->seq)) {   /* made after the walk began */
       if (!children) { r = 0; break; }
       r = e->nnext;
       continue;
     }
-    cur->ref = r;
-    cur->seq = e->seq;
-    if (children || ent_live(e, now)) {
+    at_ref = r;
+    at_seq = e->seq;
+    if (children || ent_alive(e)) {   /* the precise clock only for keys near their end */
       n++;
       if (fn(ud, ent_key(e), e->klen)) { r = e->nnext; break; }
     }
     r = e->nnext;
   }
+  cur->ref = at_ref;
+  cur->seq = at_seq;
   if (!r) cur->done = 1;
   if (count) *count = n;
   return ZKV_OK;

@@ -44,6 +44,8 @@ local type, rawget, tonumber, select, error, setmetatable, pcall, tostring, next
 local floor, huge = math.floor, math.huge
 local ffi_string, ffi_new = ffi.string, ffi.new
 local sformat = string.format
+local new_tab = select(2, pcall(require, "table.new"))
+if type(new_tab) ~= "function" then new_tab = function() return {} end end
 
 local core = require("zeltkv.core")
 local core_decode = core._decode
@@ -62,6 +64,12 @@ typedef struct zkv_value {
   int64_t i;
   double f;
 } zkv_value;
+typedef struct zkv_cursor {
+  uint32_t seq;
+  uint32_t end;
+  uint32_t ref;
+  uint16_t started, done;
+} zkv_cursor;
 ]]
 
 -- the engine's codes (include/zeltkv.h, exported by the C binding)
@@ -118,6 +126,8 @@ local lua_get, lua_set, lua_del, lua_has, lua_ttl, lua_incr, lua_incr_num, lua_e
   C.zkv_lua_incr_num, C.zkv_lua_expire
 local lua_list_push, lua_list_pop, lua_list_len, lua_space =
   C.zkv_lua_list_push, C.zkv_lua_list_pop, C.zkv_lua_list_len, C.zkv_lua_space
+local lua_free, lua_keys = C.zkv_lua_free, C.zkv_lua_keys
+local lua_flush_all, lua_flush_expired = C.zkv_lua_flush_all, C.zkv_lua_flush_expired
 -- scratch (one Lua state is one thread; nothing yields, and nothing allocates, between
 -- filling and using them)
 local VIN, OUT, DBL1 = ffi_new("zkv_value"), ffi_new("zkv_lua_out"), ffi_new("double[1]")
@@ -125,6 +135,10 @@ local BUFCAP = 65536   -- a value up to this size is copied here; a bigger one r
 local BUF = ffi_new("char[?]", BUFCAP)
 -- the raw methods' own (they set user flags, which VIN must keep at 0)
 local VRAW, INT1, DBL2 = ffi_new("zkv_value"), ffi_new("int[1]"), ffi_new("double[1]")
+local BIGP = ffi_new("char *[1]")   -- _list_pop: an item bigger than BUF
+-- _keys_list: the walk's cursor, and the lengths of a batch's keys (their bytes go to BUF)
+local KEYS_BATCH = 256   -- as src/lua/binding.h: keys a lock hold
+local CUR, LENS = ffi_new("zkv_cursor"), ffi_new("int32_t[?]", KEYS_BATCH)
 -- the C binding's error metatable (probe() checks that errors raised here have it)
 local ERR_MT = getmetatable(select(2, pcall(core.unlink, "")))
 
@@ -432,16 +446,25 @@ function StoreMethods._list_push(self, k, left, tag, p)
   return rc, DBL1[0]
 end
 
+-- an item bigger than BUF, popped into a block of its own (BIGP[0], n bytes): read, then freed
+local function big_item(n)
+  local p = BIGP[0]
+  local ok, tag, payload = pcall(function() return ffi_string(p, 1), ffi_string(p + 1, n - 1) end)
+  lua_free(p)
+  if not ok then error(tag, 0) end
+  return OK, tag, payload
+end
+
 function StoreMethods._list_pop(self, k, left)
   local cs = type(self) == "table" and rawget(self, CS)
   if not cs then return pass(CM_STORE._list_pop(unwrap(self), k, left)) end
   local key = key_of(k)
   if key == nil then return pass(CM_STORE._list_pop(cs, k, left)) end
-  local rc = lua_list_pop(cs, key, #key, left and 1 or 0, OUT, BUF, BUFCAP)
+  local rc = lua_list_pop(cs, key, #key, left and 1 or 0, OUT, BUF, BUFCAP, BIGP)
   if rc == ESTALE or rc == ECLOSED then return pass(CM_STORE._list_pop(cs, k, left)) end
   if rc ~= OK then return rc end
   local n = OUT.len
-  if n < 1 then return pass(CM_STORE._list_pop(cs, k, left)) end   -- bigger than BUF: C pops it
+  if n < 0 then return big_item(OUT.num) end
   return rc, ffi_string(BUF, 1), ffi_string(BUF + 1, n - 1)
 end
 
@@ -454,6 +477,58 @@ function StoreMethods._list_len(self, k)
   local rc = lua_list_len(cs, key, #key, DBL1)
   if rc == ESTALE or rc == ECLOSED then return pass(CM_STORE._list_len(cs, k)) end
   return rc, DBL1[0]
+end
+
+-- s:_flush_all() -> how many live keys now count as expired;  s:_flush_expired(max) -> how
+-- many expired keys were freed (max 0 = all)
+function StoreMethods._flush_all(self)
+  local cs = type(self) == "table" and rawget(self, CS)
+  if not cs then return pass(CM_STORE._flush_all(unwrap(self))) end
+  local rc = lua_flush_all(cs, DBL1)
+  if rc ~= OK then return pass(CM_STORE._flush_all(cs)) end
+  return DBL1[0]
+end
+
+function StoreMethods._flush_expired(self, max)
+  local cs = type(self) == "table" and rawget(self, CS)
+  if not cs then return pass(CM_STORE._flush_expired(unwrap(self), max)) end
+  if max == nil then max = 0 end
+  if type(max) ~= "number" or not (max >= 0 and max <= 1e15) then
+    return pass(CM_STORE._flush_expired(cs, max))
+  end
+  local rc = lua_flush_expired(cs, max, DBL1)
+  if rc ~= OK then return pass(CM_STORE._flush_expired(cs, max)) end
+  return DBL1[0]
+end
+
+-- s:_keys_list(max) -> a table of up to max live keys (0 = all), KEYS_BATCH keys a lock hold
+-- (ngx.shared.DICT's get_keys).  A batch whose keys do not fit in BUF: the C method makes it all.
+function StoreMethods._keys_list(self, max)
+  local cs = type(self) == "table" and rawget(self, CS)
+  if not cs then return pass(CM_STORE._keys_list(unwrap(self), max)) end
+  if max == nil then max = 0 end
+  if type(max) ~= "number" or not (max >= 0 and max <= 1e15) then
+    return pass(CM_STORE._keys_list(cs, max))
+  end
+  max = floor(max)
+  CUR.seq, CUR["end"], CUR.ref, CUR.started, CUR.done = 0, 0, 0, 0, 0
+  local t, n = nil, 0
+  repeat
+    local want = KEYS_BATCH
+    if max > 0 and max - n < want then want = max - n end
+    local rc = lua_keys(cs, CUR, want, BUF, BUFCAP, LENS, DBL1)
+    local got = DBL1[0]
+    if rc ~= OK or got < 0 then return pass(CM_STORE._keys_list(cs, max)) end
+    if t == nil then t = new_tab(got, 0) end
+    local off = 0
+    for i = 0, got - 1 do
+      local l = LENS[i]
+      n = n + 1
+      t[n] = ffi_string(BUF + off, l)
+      off = off + l
+    end
+  until CUR.done ~= 0 or (max > 0 and n >= max)
+  return t
 end
 
 -- s:_space() -> capacity, free bytes (nothing when unbounded)
@@ -515,7 +590,8 @@ end
 
 local STORE_NAMES = { "get", "set", "del", "has", "expire", "ttl", "incr", "setnx", "namespace",
                       "atomic", "keys", "namespaces", "count", "clear", "_rawget", "_rawset",
-                      "_incr_num", "_expire_ms", "_list_push", "_list_pop", "_list_len", "_space" }
+                      "_incr_num", "_expire_ms", "_list_push", "_list_pop", "_list_len", "_space",
+                      "_keys_list", "_flush_all", "_flush_expired" }
 local DRIVER_NAMES = { "namespace", "atomic", "gc", "stats", "flush", "close" }
 
 -- every C method we do not implement is forwarded as it is

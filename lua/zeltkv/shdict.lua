@@ -597,6 +597,18 @@ local function segment_name(name)
   return "ngx-" .. tag .. "-" .. name
 end
 
+-- The new master of a binary upgrade (nginx gives it the listening sockets in $NGINX) has
+-- only the `env` variables of nginx.conf: without `env ZELTKV_SHM_DIR;` it looks for the
+-- dicts in /dev/shm while the old master has them elsewhere, and they start empty.  It
+-- cannot tell that from a dict the old configuration did not have: it says so in the log.
+local function upgrade_check(name, seg, what)
+  if os.getenv("NGINX") then
+    ngx.log(ngx.WARN, "zeltkv.shdict.zone: ", name, ": a binary upgrade, but ", what, " (",
+            segment_file(seg), "): the dict starts empty (if the old master had ",
+            "ZELTKV_SHM_DIR, nginx.conf needs `env ZELTKV_SHM_DIR;`)")
+  end
+end
+
 local ZONE_OPTS = { keep = true, evict = true, segment = true, mode = true, lock_timeout = true,
                     gc_interval = true }
 
@@ -645,7 +657,13 @@ function M.zone(name, size, opts)
             '); keep = "restart" keeps the keys across restarts', 2)
     end
     -- no process of this nginx runs: it starts, and a lua_shared_dict starts empty
-    if not running then zeltkv.unlink(seg) end
+    if not running then
+      upgrade_check(name, seg, "no running nginx holds its lock")
+      zeltkv.unlink(seg)
+    end
+  elseif os.getenv("NGINX") then
+    local f = io.open(segment_file(seg), "rb")
+    if f then f:close() else upgrade_check(name, seg, "its segment does not exist") end
   end
   local kv = zeltkv.shared(seg, sopts)
   local dict = kv:namespace(name):shdict()

@@ -11,7 +11,8 @@
 -- head of the LRU queue, ttl and expire only peek), so a scenario that does not exercise what
 -- it claims fails instead of passing on both sides.
 --
--- pressure.run(R, A, B): A the shdict, B the zeltkv dict; R the report (R.pass(), R.fail(what),
+-- pressure.run(R, A, B, A2, B2): A the shdict, B the zeltkv dict, A2 and B2 another dict of
+-- each kind (the metatable case); R the report (R.pass(), R.fail(what),
 -- R.known(kind, what), R.say(line), R.run(d, name, args) -> captured results, R.same(name, a, b),
 -- R.show(r)).
 
@@ -54,7 +55,8 @@ end
 
 -- One recency case per call that may or may not count as a use: the key "hot" is written,
 -- then after each of enough 1000-byte writes to fill the dict three times over, the call is
--- made on "hot".  A call that counts as a use keeps "hot"; any other lets it be evicted.
+-- made on "hot".  A call that counts as a use keeps "hot" all along; any other lets it be
+-- evicted.
 -- shdict's own behaviour (ngx_http_lua_shdict_lookup vs _peek) is in `use`.
 local RECENCY = {
   { name = "nothing",       use = false, init = "s", op = function() end },
@@ -70,6 +72,19 @@ local RECENCY = {
   { name = "rpush",         use = true,  init = "l", op = function(d) d:rpush("hot", 1) end },
   { name = "rpush + lpop",  use = true,  init = "l",
     op = function(d) d:rpush("hot", 1); d:lpop("hot") end },
+  { name = "lpush",         use = true,  init = "l", op = function(d) d:lpush("hot", 1) end },
+  -- "L": a list of one item more than the pops, so that none empties it
+  { name = "lpop",          use = true,  init = "L", op = function(d) d:lpop("hot") end },
+  { name = "rpop",          use = true,  init = "L", op = function(d) d:rpop("hot") end },
+  { name = "safe_add (exists)", use = true, init = "s", op = function(d) d:safe_add("hot", "h") end },
+  -- a lookup that finds the key is a use in shdict even when the call then fails on its type
+  { name = "get (a list: \"value is a list\")", use = true, init = "l",
+    op = function(d) d:get("hot") end },
+  { name = "incr (\"not a number\")", use = true, init = "s", op = function(d) d:incr("hot", 1) end },
+  { name = "rpush (\"value not a list\")", use = true, init = "s",
+    op = function(d) d:rpush("hot", 1) end },
+  { name = "lpop (\"value not a list\")", use = true, init = "s", op = function(d) d:lpop("hot") end },
+  { name = "llen (\"value not a list\")", use = true, init = "s", op = function(d) d:llen("hot") end },
   { name = "ttl",           use = false, init = "s", op = function(d) d:ttl("hot") end },
   { name = "expire",        use = false, init = "s", op = function(d) d:expire("hot", 0) end },
   { name = "get_keys",      use = false, init = "s", op = function(d) d:get_keys(1) end },
@@ -80,9 +95,14 @@ local function recency_one(d, case, n)
   flush(d)
   if case.init == "s" then d:set("hot", "h")
   elseif case.init == "n" then d:set("hot", 0)
+  elseif case.init == "L" then for _ = 1, n + 1 do d:rpush("hot", 1) end
   else d:rpush("hot", 1) end
+  -- "hot" must be there before every call: a call that creates a missing key (set, add,
+  -- incr with init, a push) would otherwise bring it back after an eviction, and the case
+  -- could not fail
   for i = 1, n do
     d:set("f" .. i, FILL)
+    if not present(d, "hot") then return false end
     case.op(d)
   end
   return present(d, "hot")
@@ -164,12 +184,14 @@ local function big_writes(R, A, B)
   flush(A); flush(B)
 end
 
--- a method wrapped through the metatable, for every dict at once
-local function metatable(R, A, B)
-  local function probe(d)
+-- a method wrapped through the metatable, for every dict at once: wrapped through d's, it
+-- runs for `other` (another dict of the same kind) too
+local function metatable(R, A, B, A2, B2)
+  local function probe(d, other)
     local mt = getmetatable(d)
     if type(mt) ~= "table" then return "metatable is a " .. type(mt) end
     if mt.__index ~= mt then return "mt.__index ~= mt" end
+    if getmetatable(other) ~= mt then return "another dict has another metatable" end
     local orig, calls = mt.flush_expired, 0
     mt.flush_expired = function(self, ...)
       calls = calls + 1
@@ -177,16 +199,18 @@ local function metatable(R, A, B)
     end
     local ok, r1 = pcall(d.flush_expired, d)
     local ok2, r2 = pcall(function() return d:flush_expired(3) end)
+    local ok3 = pcall(function() return other:flush_expired(0) end)
     mt.flush_expired = orig
-    return fmt("calls=%d ok=%s,%s results=%s,%s restored=%s", calls, tostring(ok), tostring(ok2),
-               tostring(r1), tostring(r2), tostring(d.flush_expired == orig))
+    return fmt("calls=%d ok=%s,%s,%s results=%s,%s restored=%s", calls, tostring(ok),
+               tostring(ok2), tostring(ok3), tostring(r1), tostring(r2),
+               tostring(d.flush_expired == orig and other.flush_expired == orig))
   end
-  local a, b = probe(A), probe(B)
+  local a, b = probe(A, A2), probe(B, B2)
   if a == b then R.pass() else R.fail(fmt("metatable wrap: shdict %s, zeltkv %s", a, b)) end
 end
 
-function M.run(R, A, B)
-  metatable(R, A, B)
+function M.run(R, A, B, A2, B2)
+  metatable(R, A, B, A2, B2)
   recency(R, A, B)
   big_writes(R, A, B)
 end

@@ -7,18 +7,22 @@
 #   kept    zone("kept", "1m", { keep = "restart" })
 #   real    lua_shared_dict real 1m                      beside them, untouched
 #
-# Checks: a key written is read by both workers; it is still there after `nginx -s reload`
+# Checks: a key written is read by both workers; a lock library's pattern (add, ngx.sleep
+# between tries, delete) gives exact read-modify-writes from both workers, and a limit-count
+# limiter keeps limiting while other writes fill its dict (each on cache and real); the key
+# is still there after `nginx -s reload`
 # (HUP, init_by_lua runs again in the same master), after a worker is SIGKILLed (its
 # respawned successor has the dict too), and after a binary upgrade (USR2 + QUIT of
 # the old master); after stop and start "cache" is empty and "kept" is not; a second nginx
 # started on the same configuration while the first runs (it fails to bind) takes nothing
 # from the first; after the master is killed (SIGKILL, a crash) and nginx starts again,
 # "cache" is empty; a second instance (another prefix, the same ZELTKV_SHM_DIR) never sees the
-# first one's keys.  Everything it starts is stopped and the prefixes removed (trap).
+# first one's keys, and its binary upgrade without `env ZELTKV_SHM_DIR;` in nginx.conf is
+# warned about in the log (the new master looks in /dev/shm: what it makes there is removed).  Everything it starts is stopped and the prefixes removed (trap).
 #
 # Prints one line per check, then last
 #     shdict-zone: N passed, N failed
-# Runs in about 15 s.  Needs build/luajit/zeltkv/core.so (built when missing).
+# Runs in about 25 s.  Needs build/luajit/zeltkv/core.so (built when missing).
 
 set -u
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -63,11 +67,21 @@ stop_master() {
   # shellcheck disable=SC2086
   kill -KILL "$m" $kids 2>/dev/null
 }
+# the segments the upgraded second instance made in /dev/shm: named as zone() names them
+# (lua/zeltkv/shdict.lua, segment_name: md5 of the prefix, a NUL and the configuration file)
+rm_devshm_segments() {
+  local tag
+  tag="$(printf '%s/\0%s' "$T2" "$T2/nginx.conf" | md5sum | cut -c1-12)"
+  rm -f "/dev/shm/zeltkv-ngx-$tag-cache" "/dev/shm/zeltkv-ngx-$tag-cache.lock" \
+        "/dev/shm/zeltkv-ngx-$tag-kept"
+}
 cleanup() {
   local rc=$?
-  for m in "$MASTER" "$MASTER2" "$(cat "$T1/run/nginx.pid.oldbin" 2>/dev/null)"; do
+  for m in "$MASTER" "$MASTER2" "$(cat "$T1/run/nginx.pid.oldbin" 2>/dev/null)" \
+           "$(cat "$T2/run/nginx.pid.oldbin" 2>/dev/null)"; do
     stop_master "$m"
   done
+  rm_devshm_segments
   rm -rf "$T1" "$T2"
   exit $rc
 }
@@ -87,7 +101,7 @@ worker_processes 2;
 $USER_LINE
 pid $t/run/nginx.pid;
 error_log $t/logs/error.log warn;
-env ZELTKV_SHM_DIR;
+${NOENV:-env ZELTKV_SHM_DIR;}
 
 events { worker_connections 64; }
 
@@ -109,6 +123,8 @@ $(sed "s#$T1#$t#g" <<<"$NGX_HTTP_COMMON")
     location = /lock { content_by_lua_block { require("zone_app").lock() } }
     location = /limit { content_by_lua_block { require("zone_app").limit() } }
     location = /kind { content_by_lua_block { require("zone_app").kind() } }
+    location = /locked { content_by_lua_block { require("zone_app").locked() } }
+    location = /limit_full { content_by_lua_block { require("zone_app").limit_full() } }
   }
 }
 CONF
@@ -178,6 +194,26 @@ expect "a lock taken and released through ngx.shared[name] (add + delete)" \
 n1="$(get "/limit?dict=cache&k=hits")"; n2="$(get "/limit?dict=cache&k=hits")"
 [ "$n1" = 1 ] && [ "$n2" = 2 ] && ok "a counter kept with incr(key, 1, 0, window)" ||
   bad "incr counter: $n1, $n2 (want 1, 2)"
+# a lock library's pattern over both workers: 40 requests, 10 at a time, each a
+# read-modify-write under the lock held across a yield; exact only if the lock excludes
+t0=$SECONDS
+for d in cache real; do
+  res="$(seq 1 40 | xargs -P 10 -I{} curl -s -m 20 "http://127.0.0.1:$PORT/locked?dict=$d" |
+         sort | uniq -c | tr -s ' ')"
+  n="$(get "/r?dict=$d&k=n" | cut -d' ' -f2)"
+  [ "$res" = " 40 ok" ] && [ "$n" = 40 ] &&
+    ok "a lock held across a yield by 40 requests on both workers: exact count ($d)" ||
+    bad "locked read-modify-writes on $d: answers '$res', count $n (want 40)"
+done
+# a limiter's pattern in a full dict: its counter, used before each write, is never evicted
+for d in cache real; do
+  r="$(get "/limit_full?dict=$d")"
+  [ "$r" = "accepted 10" ] && ok "a limit-count limiter keeps limiting while its dict fills ($d)" ||
+    bad "limit_full on $d: $r (want accepted 10)"
+done
+echo "# lock + limiter patterns: $((SECONDS - t0)) s"
+get "/w?dict=cache&k=a&v=1" >/dev/null     # the limiter's writes evicted it: write it again
+get "/w?dict=real&k=a&v=1" >/dev/null
 
 # ---- reload (HUP): init_by_lua runs again in the same master ----------------------------
 GEN=2
@@ -247,7 +283,9 @@ expect "  (real, as a lua_shared_dict, is empty)" "/r?dict=real&k=a" "4 nil"
 get "/w?dict=cache&k=c&v=3" >/dev/null
 
 # ---- a second instance: another prefix, the same segment folder -------------------------
-if start_inst "$T2"; then
+# (its nginx.conf has no `env ZELTKV_SHM_DIR;`: its master has the variable from its start,
+# but nginx starts a new binary with the env variables of nginx.conf only: see its upgrade)
+if NOENV="# no env line" start_inst "$T2"; then
   PORT2="$P"
   MASTER2="$M"
   expect "a second instance (another prefix) does not see the first one's keys (cache)" \
@@ -258,7 +296,27 @@ if start_inst "$T2"; then
   segs="$(find "$SHM" -maxdepth 1 -name '*ngx-*' ! -name '*.lock' | wc -l)"
   [ "$segs" = 4 ] && ok "two instances x two dicts: 4 segments" ||
     bad "segments: $(ls "$SHM")"
+  # a binary upgrade without `env ZELTKV_SHM_DIR;`: the new binary's master looks in /dev/shm
+  # and finds no dict there; zone() says so in the log (the dicts start empty)
+  kill -USR2 "$MASTER2"
+  NEW2=""
+  for _ in $(seq 1 100); do
+    NEW2="$(cat "$T2/run/nginx.pid" 2>/dev/null)"
+    [ -n "$NEW2" ] && [ "$NEW2" != "$MASTER2" ] && [ -f "$T2/run/nginx.pid.oldbin" ] && break
+    sleep 0.1
+  done
+  if [ -n "$NEW2" ] && [ "$NEW2" != "$MASTER2" ]; then
+    stop_master "$MASTER2"; MASTER2="$NEW2"
+    w="$(grep -c 'a binary upgrade, but' "$T2/logs/error.log")"
+    grep -q 'zone: cache: a binary upgrade, but no running nginx holds its lock' "$T2/logs/error.log" &&
+      grep -q 'zone: kept: a binary upgrade, but its segment does not exist' "$T2/logs/error.log" &&
+      ok "an upgrade without env ZELTKV_SHM_DIR: zone() warns ($w lines) that the dicts start empty" ||
+      bad "upgrade without env ZELTKV_SHM_DIR: no warning ($(tail -n 2 "$T2/logs/error.log"))"
+  else
+    bad "binary upgrade of the second instance: no new master ($(tail -n 2 "$T2/logs/error.log"))"
+  fi
   stop_master "$MASTER2"; MASTER2=""
+  rm_devshm_segments
 else
   bad "the second instance did not start: $(tail -n 3 "$T2/logs/error.log")"
 fi

@@ -11,6 +11,12 @@
 --   GET /limit?dict=NAME&k=KEY       a counter as lua-resty-limit-traffic's limit-count keeps
 --                                    it: incr(key, 1, 0, window)             -> the count
 --   GET /kind?dict=NAME              "zeltkv" or "shdict": what ngx.shared[NAME] is
+--   GET /locked?dict=NAME            a read-modify-write of the key "n" under such a lock,
+--                                    waited for as lua-resty-lock does (ngx.sleep between tries),
+--                                    the lock held across a yield             -> "ok"
+--   GET /limit_full?dict=NAME        a limit-count limiter (incr(key, -1, 10, 60)) asked 50
+--                                    times while other writes fill the dict 3 times over
+--                                    -> "accepted N"
 
 local M = {}
 
@@ -50,6 +56,37 @@ end
 function M.limit()
   local n, err = dict():incr(ngx.var.arg_k, 1, 0, 60)
   ngx.say(tostring(n or err))
+end
+
+function M.locked()
+  local d = dict()
+  local step, waited = 0.001, 0
+  while true do
+    local ok, err = d:add("lk", true, 10)
+    if ok then break end
+    if err ~= "exists" or waited > 10 then ngx.say("failed: ", tostring(err)); return end
+    ngx.sleep(step)
+    waited = waited + step
+    step = math.min(step * 2, 0.01)
+  end
+  local n = d:get("n") or 0
+  ngx.sleep(0.001)                         -- another request runs here, and finds it locked
+  d:set("n", n + 1)
+  d:delete("lk")
+  ngx.say("ok")
+end
+
+function M.limit_full()
+  local d = dict()
+  local filler = string.rep(".", 1024)
+  local per = math.ceil(3 * d:capacity() / #filler / 50)
+  local accepted, j = 0, 0
+  for _ = 1, 50 do
+    local remaining = d:incr("client", -1, 10, 60)
+    if remaining and remaining >= 0 then accepted = accepted + 1 end
+    for _ = 1, per do j = j + 1; d:set("noise" .. j, filler) end
+  end
+  ngx.say("accepted ", accepted)
 end
 
 function M.kind()

@@ -73,8 +73,13 @@
   int zkv_lua_list_push(void *store, const void *key, size_t klen, int left, int tag,      \
                         const void *payload, size_t plen, double *count);                  \
   int zkv_lua_list_pop(void *store, const void *key, size_t klen, int left, zkv_lua_out *out, \
-                       char *buf, size_t cap);                                             \
+                       char *buf, size_t cap, char **big);                                 \
+  void zkv_lua_free(void *p);                                                              \
   int zkv_lua_list_len(void *store, const void *key, size_t klen, double *count);          \
+  int zkv_lua_keys(void *store, zkv_cursor *cur, size_t max, char *buf, size_t cap,         \
+                   int32_t *lens, double *n);                                              \
+  int zkv_lua_flush_all(void *store, double *n);                                           \
+  int zkv_lua_flush_expired(void *store, double max, double *n);                           \
   int zkv_lua_space(void *store, double *capacity, double *free_bytes);
 ZKV_LUA_FFI
 #define ZKV_STR_(...) #__VA_ARGS__   /* the text holds commas */
@@ -223,8 +228,16 @@ int buf_reserve(char **buf, size_t *cap, size_t need, size_t first);
  * (tables, in d->buf).  Raises INVALID_VALUE saying where. */
 void to_value(lua_State *L, Driver *d, int idx, zkv_value *v);
 /* push a value read from the engine; v->data is read before anything is
- * allocated on the Lua heap (see the banner) */
-int push_value(lua_State *L, const zkv_value *v);
+ * allocated on the Lua heap (see the banner).  A string is pushed here
+ * (inline: get's common case), every other type by push_value_slow. */
+int push_value_slow(lua_State *L, const zkv_value *v);
+static inline int push_value(lua_State *L, const zkv_value *v) {
+  if (LIKELY_(v->type == ZKV_T_STRING)) {
+    lua_pushlstring(L, (const char *)v->data, v->len);
+    return 1;
+  }
+  return push_value_slow(L, v);
+}
 /* push a double: a Lua integer when it is one exactly (Lua 5.3+) */
 void push_double(lua_State *L, double x);
 int l_encode(lua_State *L);

@@ -7,6 +7,7 @@
  * a rolled-back atomic() is ZKV_ESTALE as from the engine: ffi.lua then lets
  * the C method find it anew.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "binding.h"
@@ -22,8 +23,8 @@ ZKV_API int zkv_lua_get(void *store, const void *key, size_t klen, unsigned flag
   DB_OR_CLOSED(db, store);
   zkv_value v;
   int stale = 0;
-  int rc = flags ? zkv_get_ex(db, ((Store *)store)->ns, key, klen, flags, &v, &stale)
-                 : zkv_get(db, ((Store *)store)->ns, key, klen, &v);
+  /* the bytes go straight into buf: no second copy from the handle's buffer */
+  int rc = zkv_get_into(db, ((Store *)store)->ns, key, klen, flags, buf, cap, &v, &stale);
   if (rc != ZKV_OK) return rc;
   out->type = v.type;
   out->stale = stale;
@@ -34,13 +35,7 @@ ZKV_API int zkv_lua_get(void *store, const void *key, size_t klen, unsigned flag
   case ZKV_T_INT: out->num = (double)v.i; break;
   case ZKV_T_FLOAT: out->num = v.f; break;
   case ZKV_T_BOOL: out->num = v.i != 0; break;
-  default:
-    if (v.len > cap || v.len > INT32_MAX) {
-      out->len = -1;
-    } else {
-      if (v.len) memcpy(buf, v.data, v.len);
-      out->len = (int32_t)v.len;
-    }
+  default: out->len = v.len <= cap && v.len <= INT32_MAX ? (int32_t)v.len : -1;
   }
   return ZKV_OK;
 }
@@ -92,7 +87,9 @@ ZKV_API int zkv_lua_incr_num(void *store, const void *key, size_t klen, double b
 
 ZKV_API int zkv_lua_expire(void *store, const void *key, size_t klen, int64_t ttl_ms) {
   DB_OR_CLOSED(db, store);
-  return zkv_expire(db, ((Store *)store)->ns, key, klen, ttl_ms);
+  /* the drop-in's expire (its only caller): counted from the coarse clock, as
+   * shdict counts from nginx's cached time */
+  return zkv_expire_ex(db, ((Store *)store)->ns, key, klen, ttl_ms, ZKV_EXPIRE_COARSE);
 }
 
 /* the lists of the drop-in (zkv_list_*): counts as doubles */
@@ -105,35 +102,110 @@ ZKV_API int zkv_lua_list_push(void *store, const void *key, size_t klen, int lef
   return rc;
 }
 
-/* the item taken (tag and payload) copied into buf, out->len its bytes.  The
- * pop runs as a transaction: an item bigger than cap is put back (rolled
- * back; out->len -1) and the C method pops it. */
+/* the item taken (tag and payload) copied into buf, out->len its bytes: one
+ * engine call, no transaction.  An item bigger than cap is copied into a
+ * block of its own at *big (out->len -1, out->num its bytes), which the
+ * caller frees with zkv_lua_free.  As for the C method (whose Lua string can
+ * fail to be made after the pop), an allocation that fails after the pop
+ * loses the item: ZKV_ENOMEM. */
 ZKV_API int zkv_lua_list_pop(void *store, const void *key, size_t klen, int left,
-                             zkv_lua_out *out, char *buf, size_t cap) {
+                             zkv_lua_out *out, char *buf, size_t cap, char **big) {
   DB_OR_CLOSED(db, store);
-  int rc = zkv_begin(db);
-  if (rc) return rc;
   zkv_value v;
   out->len = -1;
-  rc = zkv_list_pop(db, ((Store *)store)->ns, key, klen, left, &v);
-  if (rc == ZKV_OK && v.len <= cap && v.len <= INT32_MAX) {
+  out->num = 0;
+  *big = NULL;
+  int rc = zkv_list_pop(db, ((Store *)store)->ns, key, klen, left, &v);
+  if (rc != ZKV_OK) return rc;
+  if (v.len <= cap && v.len <= INT32_MAX) {
     memcpy(buf, v.data, v.len);
     out->len = (int32_t)v.len;
+    return ZKV_OK;
   }
-  if (rc == ZKV_OK && out->len >= 0) {
-    rc = zkv_commit(db);
-  } else {
-    int rb = zkv_rollback(db);
-    if (rc == ZKV_OK) rc = rb;
-  }
-  return rc;
+  *big = malloc(v.len);
+  if (!*big) return ZKV_ENOMEM;
+  memcpy(*big, v.data, v.len);
+  out->num = (double)v.len;
+  return ZKV_OK;
 }
+
+ZKV_API void zkv_lua_free(void *p) { free(p); }
 
 ZKV_API int zkv_lua_list_len(void *store, const void *key, size_t klen, double *count) {
   DB_OR_CLOSED(db, store);
   uint64_t n = 0;
   int rc = zkv_list_len(db, ((Store *)store)->ns, key, klen, &n);
   *count = (double)n;
+  return rc;
+}
+
+/* get_keys of the drop-in: the next batch of up to max live keys of the
+ * namespace (zkv_keys, one lock hold), copied back to back into buf, their
+ * lengths in lens[0..*n-1].  A batch that does not fit in cap bytes stops
+ * at the key that does not fit, which the walk has passed already: *n is -1,
+ * and ffi.lua lets the C method make the whole list. */
+typedef struct key_buf {
+  char *buf;
+  size_t cap, used;
+  int32_t *lens;
+  size_t n;
+  int over;
+} key_buf;
+
+static int key_into_buf(void *ud, const void *key, size_t klen) {
+  key_buf *b = ud;
+  if (UNLIKELY_(klen > b->cap - b->used)) {
+    b->over = 1;
+    return 1;
+  }
+  char *dst = b->buf + b->used;
+  const char *src = key;
+  if (klen >= 8 && klen <= 16) {   /* short keys: two overlapping moves, no call */
+    uint64_t x0, x1;
+    memcpy(&x0, src, 8);
+    memcpy(&x1, src + klen - 8, 8);
+    memcpy(dst, &x0, 8);
+    memcpy(dst + klen - 8, &x1, 8);
+  } else if (klen >= 4 && klen < 8) {
+    uint32_t x0, x1;
+    memcpy(&x0, src, 4);
+    memcpy(&x1, src + klen - 4, 4);
+    memcpy(dst, &x0, 4);
+    memcpy(dst + klen - 4, &x1, 4);
+  } else if (klen < 4) {
+    for (size_t i = 0; i < klen; i++) dst[i] = src[i];
+  } else {
+    memcpy(dst, src, klen);
+  }
+  b->used += klen;
+  b->lens[b->n++] = (int32_t)klen;
+  return 0;
+}
+
+ZKV_API int zkv_lua_keys(void *store, zkv_cursor *cur, size_t max, char *buf, size_t cap,
+                         int32_t *lens, double *n) {
+  DB_OR_CLOSED(db, store);
+  key_buf b = {buf, cap, 0, lens, 0, 0};
+  int rc = zkv_keys(db, ((Store *)store)->ns, cur, max, key_into_buf, &b, NULL);
+  *n = b.over ? -1.0 : (double)b.n;
+  return rc;
+}
+
+/* the drop-in's flush_all (zkv_expire_all: stepped) and flush_expired
+ * (zkv_flush_expired_ns, up to max keys, 0 = all): *n how many keys */
+ZKV_API int zkv_lua_flush_all(void *store, double *n) {
+  DB_OR_CLOSED(db, store);
+  uint64_t c = 0;
+  int rc = zkv_expire_all(db, ((Store *)store)->ns, &c);
+  *n = (double)c;
+  return rc;
+}
+
+ZKV_API int zkv_lua_flush_expired(void *store, double max, double *n) {
+  DB_OR_CLOSED(db, store);
+  uint64_t c = 0;
+  int rc = zkv_flush_expired_ns(db, ((Store *)store)->ns, (uint64_t)max, &c);
+  *n = (double)c;
   return rc;
 }
 

@@ -83,7 +83,7 @@ static int store_incr_num(lua_State *L) {
   return 3;
 }
 
-/* s:_expire_ms(key, ms) -> rc   (ms 0 = no expiry) */
+/* s:_expire_ms(key, ms) -> rc   (ms 0 = no expiry; counted from the coarse clock) */
 static int store_expire_ms(lua_State *L) {
   KEY_ARGS(L);
   lua_Number n = luaL_checknumber(L, 3);
@@ -91,7 +91,7 @@ static int store_expire_ms(lua_State *L) {
   int64_t ms = (int64_t)n;
   zkv_db *db = live_db(L, s->drv);
   int rc;
-  CALL(rc, zkv_expire(db, s->ns, k, kl, ms));
+  CALL(rc, zkv_expire_ex(db, s->ns, k, kl, ms, ZKV_EXPIRE_COARSE));   /* as zkv_lua_expire */
   lua_pushinteger(L, rc);
   return 1;
 }

@@ -361,7 +361,8 @@ static void atomic_hook(lua_State *L, lua_Debug *ar) {
  * the JIT (luaJIT_setmode, found when the host is LuaJIT: a weak reference,
  * NULL under PUC Lua) */
 extern int luaJIT_setmode(lua_State *L, int idx, int mode) __attribute__((weak));
-#define ZKV_LUAJIT_MODE_ALLFUNC_OFF 2   /* LUAJIT_MODE_ALLFUNC | LUAJIT_MODE_OFF (luajit.h) */
+#define ZKV_LUAJIT_MODE_ALLFUNC_OFF 3   /* LUAJIT_MODE_ALLFUNC (3) | LUAJIT_MODE_OFF (0), luajit.h; 2 is
+                                        * LUAJIT_MODE_FUNC: fn alone, not the functions it defines */
 
 /* fn at i and the functions it defines out of the JIT, once per function
  * (setting the mode flushes its traces: hundreds of ns).  The functions done
