@@ -2,17 +2,23 @@
  * internal.h -- the engine's private API: the process-side state of a store,
  * and the functions of each layer, lowest first.
  *
+ *   snapshot.c snapshots, dump and load (calls the key operations); dumpfile.c,
+ *             the dump file's format, knows no store
  *   ops.c     the public zkv_* key operations: checks, the op frame, lock-free reads
  *   room.c    making room: kept deleted keys, expiry sweeps, eviction, compaction,
  *             gc scheduling and step budgets                               (room_*)
  *   index.c   entries, the hash index, namespaces, the deleted-key ring   (idx_*)
+ *   deque.c   the items of lists                                          (list_*)
  *   alloc.c   blocks: free lists, coalescing, the bump pointer            (blk_*)
  *   txn.c     the lock, the op frame, the undo log, transactions, recovery (op_*, log_*)
  *   arena.c   mappings: memory arenas and shared segments                 (arena_*)
  *   clock.c   time                                                        (clock_*)
  *   format.h  the bytes of a segment
  *
- * A layer calls only the layers below it.  The public API (include/zeltkv.h)
+ * A layer calls only the layers below it, but for one exception that is not
+ * split out yet: arena.c's opening and closing of stores (zkv_open_*,
+ * zkv_close, counter slots, fork) calls up, into alloc.c, index.c and txn.c
+ * (docs/inside.md).  The public API (include/zeltkv.h)
  * is the only thing named zkv_*.  Everything that reads or writes the arena
  * runs under the store lock, inside an op (op_enter .. op_leave); an error
  * deep inside raises FAIL, which unwinds to the op frame (RUN in ops.c), where
