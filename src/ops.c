@@ -781,10 +781,12 @@ static int do_expire(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t
   ent *e = E(s, r);
   int64_t now;
   if (flags & ZKV_EXPIRE_COARSE) {
-    /* live as told by ent_alive (the precise clock only for a key near its
-     * end); the new expiry from the coarse clock */
-    if (!ent_alive(e)) return ZKV_NOTFOUND;
-    now = ttl_ms > 0 ? clock_coarse_ms() : 0;
+    /* one coarse clock read for both (it is never ahead of the precise
+     * one); the precise clock only for a key near its end, as ent_alive */
+    now = ttl_ms > 0 || (e->flags & EF_EXP) ? clock_coarse_ms() : 0;
+    if (!ent_live(e, now)) return ZKV_NOTFOUND;
+    int64_t x = ent_exp(e);
+    if (x && x - now <= 25 && !ent_live(e, clock_ms())) return ZKV_NOTFOUND;
   } else {
     /* one clock read for both: is it live, and the new expiry (a clock read
      * costs about as much as the rest of the lookup) */

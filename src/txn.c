@@ -147,7 +147,9 @@ uintptr_t lock_new_token(void) {
   return lock_thread_token;
 }
 
-static __thread uint32_t tid_cache;
+/* initial-exec, as lock_thread_token: read by every locked op, and the
+ * default model of a shared object calls __tls_get_addr for each read */
+static __thread uint32_t tid_cache __attribute__((tls_model("initial-exec")));
 static pthread_once_t tid_once = PTHREAD_ONCE_INIT;
 static void tid_forget(void) { tid_cache = 0; }   /* a forked child has its own id */
 static void tid_init(void) { pthread_atfork(NULL, NULL, tid_forget); }
