@@ -5,20 +5,20 @@
  *   snapshot.c snapshots, dump and load (calls the key operations); dumpfile.c,
  *             the dump file's format, knows no store
  *   ops.c     the public zkv_* key operations: checks, the op frame, lock-free reads
+ *   open.c    opening and closing stores: options, a new store's layout, the
+ *             registry, counter slots, fork handlers            (zkv_open_*, zkv_close)
  *   room.c    making room: kept deleted keys, expiry sweeps, eviction, compaction,
  *             gc scheduling and step budgets                               (room_*)
  *   index.c   entries, the hash index, namespaces, the deleted-key ring   (idx_*)
  *   deque.c   the items of lists                                          (list_*)
  *   alloc.c   blocks: free lists, coalescing, the bump pointer            (blk_*)
  *   txn.c     the lock, the op frame, the undo log, transactions, recovery (op_*, log_*)
- *   arena.c   mappings: memory arenas and shared segments                 (arena_*)
+ *   arena.c   mappings: memory arenas and shared segments, their files    (arena_*)
  *   clock.c   time                                                        (clock_*)
  *   format.h  the bytes of a segment
  *
- * A layer calls only the layers below it, but for one exception that is not
- * split out yet: arena.c's opening and closing of stores (zkv_open_*,
- * zkv_close, counter slots, fork) calls up, into alloc.c, index.c and txn.c
- * (docs/inside.md).  The public API (include/zeltkv.h)
+ * A layer calls only the layers below it (tools/layers.sh checks the objects;
+ * docs/inside.md).  The public API (include/zeltkv.h)
  * is the only thing named zkv_*.  Everything that reads or writes the arena
  * runs under the store lock, inside an op (op_enter .. op_leave); an error
  * deep inside raises FAIL, which unwinds to the op frame (RUN in ops.c), where
@@ -171,7 +171,7 @@ static inline int ctr_get(zkv_db *db, int rc) {
   else if (rc == ZKV_NOTFOUND) ctr_inc(db, &db->ctr->misses);
   return rc;
 }
-void arena_count_reads(zkv_db *db, uint64_t *hits, uint64_t *misses); /* lock held: the sums */
+void open_count_reads(zkv_db *db, uint64_t *hits, uint64_t *misses); /* lock held: the sums (open.c) */
 
 static inline uint64_t seg_rand(seg *s) {
   uint64_t x = s->rng ? s->rng : 0x2545F4914F6CDD1Dull;
@@ -202,6 +202,19 @@ static inline void hold_end(seg *s) {
 int arena_grow(seg *s, uint64_t need_bytes);         /* memory driver */
 int arena_validate(const hdr *h, uint64_t file_size); /* header checks, ZKV_OK or an error */
 int arena_follow(seg *s);   /* shared, lock held: map what another process grew */
+int arena_map_memory(seg *s);   /* a new private arena in s, ZKV_OK or ZKV_ENOMEM */
+/* lays out an empty store in db->s's arena of size bytes, undo log of log_cap (open.c) */
+typedef int arena_layout_fn(zkv_db *db, uint64_t size, uint64_t log_cap, const zkv_options *o);
+#define PATH_CAP 4200   /* the bytes of a segment's path */
+struct stat;
+int arena_open_file(const char *name, const zkv_options *opts, arena_layout_fn *layout,
+                    char *path, int *fd, struct stat *st);
+int arena_map_shared(seg *s, int fd, uint64_t file_size, const char *path);
+int arena_reserve(seg *s, uint64_t size, uint64_t *want);   /* room to grow to size */
+void arena_unmap(seg *s);
+/* the detail of this thread's last failure, for zkv_errdetail (err: its errno, 0 none) */
+__attribute__((format(printf, 2, 3))) void arena_detail(int err, const char *fmt, ...);
+void arena_detail_clear(void);
 #define SEG_PREFIX "zeltkv-"   /* a segment's file is SEG_PREFIX NAME in its directory */
 static inline int arena_bounds(const seg *s, uint64_t off, uint64_t len) {
   return off <= s->mapped && len <= s->mapped - off;

@@ -1335,7 +1335,7 @@ static int do_stats(zkv_db *db, zkv_stats *o) {
   o->max_lock_ns = s->max_lock_ns;
   o->lock_recoveries = h->lock_recoveries;
   o->evict = h->evict == ZKV_EVICT_LRU ? ZKV_EVICT_LRU : ZKV_EVICT_NONE;
-  arena_count_reads(db, &o->hits, &o->misses);
+  open_count_reads(db, &o->hits, &o->misses);
   o->gets = o->hits + o->misses;
   o->sets = h->sets;
   o->deletes = h->deletes;
