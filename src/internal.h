@@ -12,7 +12,9 @@
  *   index.c   entries, the hash index, namespaces, the deleted-key ring   (idx_*)
  *   deque.c   the items of lists                                          (list_*)
  *   alloc.c   blocks: free lists, coalescing, the bump pointer            (blk_*)
- *   txn.c     the lock, the op frame, the undo log, transactions, recovery (op_*, log_*)
+ *   txn.c     the lock, the op frame, the log's chunks, transactions, recovery
+ *                                                                   (op_*, lock_*)
+ *   log.c     the undo log's records: write, undo, FAIL     (log_*, op_fail)
  *   arena.c   mappings: memory arenas and shared segments, their files    (arena_*)
  *   clock.c   time                                                        (clock_*)
  *   format.h  the bytes of a segment
@@ -222,16 +224,10 @@ static inline int arena_bounds(const seg *s, uint64_t off, uint64_t len) {
 /* tests (C tests link the static library): called when a segment being
  * created is complete, just before it is published under its name */
 extern void (*arena_test_create_hook)(void);
-/* tests: called before each record crash recovery applies (txn.c) */
+/* tests: called before each record crash recovery applies (log.c) */
 extern void (*txn_test_recover_hook)(void);
 
-/* ---- the op frame, the lock and the undo log (txn.c) --------------------- */
-int op_enter(zkv_db *db);
-int op_leave(zkv_db *db, int rc);
-int op_run(zkv_db *db, int (*fn)(zkv_db *, void *), void *arg);
-uint32_t lock_tid(void);
-int lock_tid_dead(uint32_t tid);
-void lock_forked(seg *s);   /* in a child just forked: can it still be used? */
+/* ---- the undo log's records (log.c) --------------------------------------- */
 /* raise an engine error from deep inside an op: rolls back to the op's start */
 _Noreturn void op_fail(seg *s, int rc);
 #define FAIL(s, rc) op_fail(s, rc)
@@ -239,6 +235,22 @@ _Noreturn void op_fail(seg *s, int rc);
 void log_record(seg *s, const void *p, size_t len);
 void log_undo_to(seg *s, uint64_t mark);
 uint64_t log_pos(seg *s);
+/* is the allocated block r one of the log's chunks (in a transaction: a
+ * compaction must not take it for an entry and move it)? */
+int log_chunk_is(seg *s, ref_t r);
+log_chunk *log_chunk_at(seg *s, ref_t c);   /* the chunk at c, checked; 0 if damaged */
+int log_window(seg *s);   /* the window from log_chunk; -1 if that chunk is damaged */
+/* apply the log backwards down to mark; 0, or -1 if damaged (recovering: the
+ * crash-recovery test hook runs) */
+int log_undo(seg *s, uint64_t mark, int recovering);
+
+/* ---- the op frame, the lock and the log's chunks (txn.c) ------------------ */
+int op_enter(zkv_db *db);
+int op_leave(zkv_db *db, int rc);
+int op_run(zkv_db *db, int (*fn)(zkv_db *, void *), void *arg);
+uint32_t lock_tid(void);
+int lock_tid_dead(uint32_t tid);
+void lock_forked(seg *s);   /* in a child just forked: can it still be used? */
 /* Can the undo log take `need` more bytes now?  Inside a transaction on a
  * shared segment it grows into the heap's free room for them (a log chunk,
  * format.h) if it must: call it only where the heap is whole and no free
@@ -253,9 +265,6 @@ static inline int log_room(seg *s, uint64_t need) {
   if (LIKELY(h->log_end - h->log_used >= need && h->log_used <= h->log_end)) return 1;
   return log_room_grow(s, need);
 }
-/* is the allocated block r one of the log's chunks (in a transaction: a
- * compaction must not take it for an entry and move it)? */
-int log_chunk_is(seg *s, ref_t r);
 /* what one step of a loop over keys (a key freed, flagged or evicted) may
  * log at most, and what an op may log outside such loops and its value's
  * bytes: the room a transaction's log keeps ahead of each */
