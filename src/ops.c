@@ -76,7 +76,10 @@ const char *zkv_errclass_name(int cls) {
  * looks whether a sweep step is due.  Inline: it is on every write, and the
  * answer is nearly always no. */
 static inline void maybe_gc(zkv_db *db) {
-  if (UNLIKELY(H(db->s)->obuckets)) idx_rehash(db, REHASH_STEP);
+  /* (in a transaction, when its undo log can take the moves: it is not
+   * the op's own work, and must not make it fail) */
+  if (UNLIKELY(H(db->s)->obuckets) && (!db->s->txn_depth || log_room(db->s, LOG_KEY_ROOM)))
+    idx_rehash(db, REHASH_STEP);
   if ((++db->opcount & 7) && !H(db->s)->gc_active) return;
   room_gc_step(db);
 }
@@ -113,6 +116,7 @@ static inline int count_del(zkv_db *db, int rc) {
       s_->room = s_->depth == 1 && s_->txn_depth == 0 ? &rq_ : NULL;          \
       hold_begin(s_);                                                        \
       if ((rc_ = sigsetjmp(jb_, 0)) == 0) {                                  \
+        LOG_AHEAD(s_, LOG_OP_ROOM);                                          \
         rc_ = (body);                                                        \
         if (rc_ >= 0) maybe_gc(db);                                          \
       }                                                                      \
@@ -1138,6 +1142,7 @@ static int do_expire_some(zkv_db *db, zkv_ns nsid, uint64_t budget, uint64_t *co
     ent *e = E(s, r);
     if (!ent_live(e, now)) continue;
     if (n == budget) break;
+    LOG_AHEAD(s, LOG_KEY_ROOM);
     untimed += !ent_timed(e);
     LOGW(s, &e->flags, 1);
     e->flags |= EF_FLUSHED;
