@@ -325,6 +325,56 @@ static int hop_over(zkv_db *db, room_req *q, ref_t r, uint64_t have, uint64_t x,
   return 1;
 }
 
+/* The store's own arrays (the index's buckets, its old buckets while it
+ * grows, the deleted-key ring) are blocks like any other, but the index's
+ * can be far bigger than the undo log (a 1 MiB segment's index of 32,768
+ * buckets is 128 KiB, its log 64 KiB): a slide, which logs the bytes of
+ * itself it lands on, cannot move it, and a reservation stuck below it would
+ * split the free room in two for good (the index, grown late, sits anywhere).
+ * So an array moves by a copy to a block it does not overlap: its old bytes
+ * stay as they were (freed, noted: what a rollback or a crash brings back),
+ * and only the bytes of the new place freed in this lock hold are logged,
+ * besides the ref in the header (block_moved).  Where to:
+ *   - the start of the reservation r when r is big enough (the array goes
+ *     down; the rest of r and the array's old place become one free block,
+ *     where the next reservation starts): MOVED_DOWN;
+ *   - else any free block that fits, above or below (first fit): MOVED_AWAY,
+ *     r then grows into the array's old place; when the reservation reaches
+ *     the new place with room enough, that is the first case.
+ * Only in a step of its own (no op holds a bucket's address then), with the
+ * log room for it: MOVE_LATER when a step of its own would have it.  One
+ * memcpy of the array: the biggest index a 1 GiB segment can hold (2^25
+ * buckets, 128 MiB, with the old array of 64 MiB beside it while it grows)
+ * moves in one lock hold of about 30 ms (docs/inside.md); the index moves at
+ * most twice per write that needs room, and only when it is in the way. */
+enum { MOVE_NONE, MOVED_DOWN, MOVED_AWAY, MOVE_LATER };
+
+static int move_array(zkv_db *db, room_req *q, ref_t r, uint64_t have, uint64_t x, uint64_t xu) {
+  seg *s = db->s;
+  hdr *h = H(s);
+  uint64_t logged = blk_freed_bytes(s);
+  if (logged > xu * UNIT) logged = xu * UNIT;
+  uint64_t need = logged + SLIDE_LOG_SLACK;
+  if (need > h->log_cap - h->log_used) return h->log_used > 0 ? MOVE_LATER : MOVE_NONE;
+  ref_t to;
+  int how;
+  if (have >= xu) {
+    reservation_set(s, 0);
+    q->reserved = 0;
+    to = blk_split(s, r, xu);   /* the rest of r freed (logged where a rollback needs it) */
+    how = MOVED_DOWN;
+  } else {
+    to = blk_alloc(s, xu);
+    if (!to) return MOVE_NONE;
+    how = MOVED_AWAY;
+  }
+  memcpy((char *)P(s, to) + 4, (char *)P(s, x) + 4, xu * UNIT - 4);
+  block_moved(db, q, x, to);
+  blk_free(s, (ref_t)x);   /* its bytes stay restorable */
+  if (how == MOVED_DOWN) q->from = to;   /* the next reservation: just above it */
+  return how;
+}
+
 /* grow the reservation r by the block after it; GROW_STUCK when that block
  * cannot go (r is then freed and the next starts above it).  The entry
  * the write replaces (pin) is never evicted; in a step of its own (bounded)
@@ -372,6 +422,19 @@ static int grow_once(zkv_db *db, room_req *q, ref_t *rp, ref_t pin, int may_evic
       q->evicted_bytes += xu * UNIT;
     }
     return GROW_MORE;
+  }
+  /* one of the store's arrays: by a copy, which logs least (move_array);
+   * when it has nowhere to go, the keys above it hop over it as over a
+   * namespace record */
+  if (is_array && bounded && (have >= xu || xu * UNIT + SLIDE_LOG_SLACK > h->log_cap)) {
+    int mv = move_array(db, q, r, have, x, xu);
+    if (mv == MOVE_LATER) return GROW_NEXT_STEP;
+    if (mv == MOVED_AWAY) return GROW_MORE;   /* a free block now: the next turn takes it in */
+    if (mv == MOVED_DOWN) {
+      *rp = 0;
+      return GROW_STUCK;   /* the next reservation starts just above it */
+    }
+    goto hop;
   }
   /* slide the block below r; what the move lands on of itself is logged
    * first, so it must fit in the undo log with room to spare: in a step, a
