@@ -291,28 +291,32 @@ static void block_moved(zkv_db *db, room_req *q, uint64_t from, ref_t to) {
   }
 }
 
-/* The reservation r (have units) is stuck below a record that never moves
- * (x, xu units): copy the first key above that record (past one free block)
- * into the start of r, the rest of r freed.  Free room so hops over the
- * record, a key at a time, to where the reservation can grow on.  Only in a
- * step of its own (nothing holds the key).  Returns 1 when a key hopped,
- * 2 when it must wait for a step of its own (the undo log), else 0. */
+/* The reservation r (have units) is stuck below a block that stays (x, xu
+ * units: a namespace record, or an array that has nowhere to go): copy a key
+ * of the few blocks just above it into the start of r, the rest of r freed:
+ * the first that fits in r (one too big for r is passed over: the room it
+ * leaves above it is joined by the next reservations, which start above).
+ * Free room so hops over what stays, a key at a time, to where the
+ * reservation can grow on.  Only in a step of its own (nothing holds the
+ * key).  Returns 1 when a key hopped, 2 when it must wait for a step of its
+ * own (the undo log), else 0. */
+#define HOP_LOOK 64   /* blocks above x looked at for one that fits */
+
 static int hop_over(zkv_db *db, room_req *q, ref_t r, uint64_t have, uint64_t x, uint64_t xu) {
   seg *s = db->s;
   hdr *h = H(s);
-  uint64_t y = x + xu, yu;
-  int is_free;
-  if (y * UNIT >= h->top) return 0;
-  yu = blk_units_at(s, y, &is_free);
-  if (is_free) {
-    y += yu;
-    if (y * UNIT >= h->top) return 0;
+  uint64_t y = x + xu, yu = 0;
+  int found = 0;
+  for (int n = 0; n < HOP_LOOK && y * UNIT < h->top; n++, y += yu) {
+    int is_free;
     yu = blk_units_at(s, y, &is_free);
-    if (UNLIKELY(is_free)) FAIL(s, ZKV_ECORRUPT);   /* free blocks never touch */
+    if (is_free || yu > have) continue;
+    int is_array = y == h->buckets || y == h->obuckets || y == h->dead_ring;
+    if (!is_array && (!ent_ok(s, (ref_t)y) || E(s, y)->type == T_NSREC)) continue;
+    found = 1;
+    break;
   }
-  if (yu > have) return 0;
-  int is_array = y == h->buckets || y == h->obuckets || y == h->dead_ring;
-  if (!is_array && (!ent_ok(s, (ref_t)y) || E(s, y)->type == T_NSREC)) return 0;
+  if (!found) return 0;
   int later;
   if (!log_fits(s, yu, &later)) return later ? 2 : 0;
   reservation_set(s, 0);
