@@ -9,7 +9,8 @@
 --   4. keys()/count()/clear() of a 100-key namespace, 1M-key store vs 1k-key store
 --   5. Redis on loopback (bench/redis.sh), when it is installed
 -- Environment: ZELTKV_BENCH_N (iterations, default 1e6), ZELTKV_BENCH_RUNS
--- (default 3), ZELTKV_BENCH_REDIS=0 skips section 5.
+-- (default 3), ZELTKV_BENCH_REDIS=0 skips section 5, ZELTKV_BENCH_ONLY=1,1b runs only
+-- the sections listed (comma-separated; 5 also needs 1).
 -- See bench/README.md for what each figure means.
 
 local zeltkv = require("zeltkv")
@@ -17,6 +18,15 @@ local zeltkv = require("zeltkv")
 local clock = os.clock
 local N = math.tointeger(tonumber(os.getenv("ZELTKV_BENCH_N") or "1000000"))
 local RUNS = math.tointeger(tonumber(os.getenv("ZELTKV_BENCH_RUNS") or "3"))
+-- want(sec): section sec is to run (ZELTKV_BENCH_ONLY lists them; all by default)
+local ONLY = os.getenv("ZELTKV_BENCH_ONLY")
+local function want(sec)
+  if not ONLY or ONLY == "" then return true end
+  for name in ONLY:gmatch("[^,%s]+") do
+    if name == sec then return true end
+  end
+  return false
+end
 local HERE = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 
 -- The interpreter running us, to run helper scripts with the same one.
@@ -80,7 +90,7 @@ print(("zeltkv %s on %s, %d iterations, best of %d runs, os.clock (CPU time)"):f
 -- 1. Operations next to a Lua table
 ---------------------------------------------------------------------------
 local results = {}
-do
+if want("1") then
   local kv = zeltkv.memory()
   local data, counters, locks, rmw = kv:namespace("data"), kv:namespace("counters"),
     kv:namespace("locks"), kv:namespace("rmw")
@@ -190,7 +200,7 @@ collectgarbage("collect")
 ---------------------------------------------------------------------------
 -- 1b. get and set next to the floor of any C-function store (bench/floor.c)
 ---------------------------------------------------------------------------
-do
+if want("1b") then
   local path = os.getenv("ZELTKV_FLOOR")
   local open = path and package.loadlib(path, "luaopen_zkvfloor")
   if not open then
@@ -234,7 +244,7 @@ collectgarbage("collect")
 ---------------------------------------------------------------------------
 -- 2. Bytes per entry, as resident memory, one process per measurement
 ---------------------------------------------------------------------------
-do
+if want("2") then
   local ENTRIES = 500000
   local rows = { { "store", "RSS growth", "bytes/entry", "engine bytes/entry", "target" } }
   local labels = {
@@ -269,7 +279,7 @@ collectgarbage("collect")
 ---------------------------------------------------------------------------
 -- 3. Longest lock hold while 1M expired keys are swept
 ---------------------------------------------------------------------------
-do
+if want("3") then
   local M = 1000000
   local GC_INTERVAL = 0.01
   local kv = zeltkv.memory({ gc_interval = GC_INTERVAL })
@@ -331,7 +341,7 @@ collectgarbage("collect")
 ---------------------------------------------------------------------------
 -- 4. Namespace-wide operations: cost follows the namespace, not the store
 ---------------------------------------------------------------------------
-do
+if want("4") then
   local NS_KEYS = 100
   local nskeys = {}
   for i = 1, NS_KEYS do nskeys[i] = "item:" .. i end
@@ -396,7 +406,7 @@ collectgarbage("collect")
 ---------------------------------------------------------------------------
 -- 5. Redis on loopback
 ---------------------------------------------------------------------------
-if os.getenv("ZELTKV_BENCH_REDIS") ~= "0" then
+if want("5") and want("1") and os.getenv("ZELTKV_BENCH_REDIS") ~= "0" then
   local p = assert(io.popen("bash " .. shq(HERE .. "/redis.sh") .. " --raw 2>&1", "r"))
   local out = p:read("a")
   p:close()

@@ -384,6 +384,21 @@ ZKV_API int zkv_get(zkv_db *db, zkv_ns ns, const void *key, size_t klen, zkv_val
 ZKV_API int zkv_get_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned flags,
                        zkv_value *out, int *stale);
 
+/* zkv_get_into: zkv_get_ex with the value's bytes copied into the caller's
+ * buffer instead of handle-owned memory (a shared segment's value is copied
+ * once, straight from the segment, the copy checked against writers as
+ * zkv_get's own copy is).
+ *  [in]  flags     as zkv_get_ex
+ *  [in]  buf, cap  where the bytes go (buf may be NULL when cap is 0)
+ *  [out] out       the value as zkv_get gives it (type, flags, len, i, f),
+ *                  but out->data is buf when out->len <= cap, and NULL when
+ *                  the value is longer (nothing copied: call again with a
+ *                  larger buffer, or zkv_get)
+ *  [out] stale     as zkv_get_ex (may be NULL)
+ * Returns as zkv_get; ZKV_EINVAL also for buf NULL with cap > 0. */
+ZKV_API int zkv_get_into(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned flags,
+                         void *buf, size_t cap, zkv_value *out, int *stale);
+
 /* Flags for zkv_set. */
 #define ZKV_SET_NX 1u       /* store only if no live key exists (else ZKV_EXISTS) */
 #define ZKV_SET_XX 2u       /* store only if a live key exists (else ZKV_NOTFOUND) */
@@ -424,10 +439,11 @@ ZKV_API int zkv_has(zkv_db *db, zkv_ns ns, const void *key, size_t klen);
 ZKV_API int zkv_expire(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t ttl_ms);
 
 /* zkv_expire_ex: zkv_expire with flags.  ZKV_EXPIRE_COARSE counts the new
- * ttl from the coarse clock (at most a few ms behind the precise one, so the
- * key may expire that much early), as ngx.shared.DICT counts it from nginx's
- * cached time: it spares the precise clock read, the larger part of the
- * call.  Whether the key is live is told as precisely as by zkv_expire.
+ * ttl from the coarse clock (behind the precise one by up to a kernel tick,
+ * a few ms, or more on an overloaded machine: the key may expire that much
+ * early), as ngx.shared.DICT counts it from nginx's cached time: it spares
+ * the precise clock read, about a third of the call.  Whether the key is
+ * live is told as precisely as by zkv_expire.
  * Returns the codes of zkv_expire, and ZKV_EINVAL for an unknown flag. */
 #define ZKV_EXPIRE_COARSE 1u
 ZKV_API int zkv_expire_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t ttl_ms,

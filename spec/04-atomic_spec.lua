@@ -46,6 +46,19 @@ describe("atomic", function()
       assert.are.equal(t, kv:atomic(function() return t end))
     end)
 
+    it("reads a stored false as false inside fn, the server's and fn's own", function()
+      a:set("f", false)
+      local before, own
+      kv:atomic(function()
+        before = a:get("f")
+        a:set("g", false)
+        own = a:get("g")
+      end)
+      assert.is_false(before)
+      assert.is_false(own)
+      assert.is_false(a:get("g"))
+    end)
+
     it("calls fn(kv, ...) with every argument, nils included", function()
       local got_self, n, args
       kv:atomic(function(self, ...)

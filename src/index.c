@@ -9,17 +9,9 @@
  * count() and clear() walk that list, so they cost what the namespace holds.
  */
 #define _GNU_SOURCE 1 /* first: the engine uses Linux and POSIX calls beyond C11 (internal.h) */
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
 #include <stddef.h>
 
 #include "internal.h"
-
-uint64_t idx_hash(ref_t ns, const void *key, size_t klen, int is_ns) {
-  uint64_t seed = (uint64_t)ns * 0x9E3779B97F4A7C15ull + (is_ns ? 0x5bd1e995u : 0);
-  return XXH3_64bits_withSeed(key, klen, seed);
-}
 
 nsdata *idx_nsdata(seg *s, ref_t ns) {
   if (UNLIKELY(!ns_valid(s, ns))) FAIL(s, ZKV_ECORRUPT);

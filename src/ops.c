@@ -197,7 +197,8 @@ int zkv_namespace(zkv_db *db, zkv_ns parent, const void *name, size_t len, zkv_n
 
 /* ---- reading ------------------------------------------------------------- */
 
-static void fill_value(zkv_value *out, ent *e, const char *v, size_t vlen) {
+/* inline: on every read, the lock-free one included */
+static inline __attribute__((always_inline)) void fill_value(zkv_value *out, ent *e, const char *v, size_t vlen) {
   out->type = e->type;
   out->flags = ent_uflags(e);
   out->data = v;
@@ -209,7 +210,7 @@ static void fill_value(zkv_value *out, ent *e, const char *v, size_t vlen) {
   else if (e->type == ZKV_T_BOOL && vlen == 1) out->i = v[0] != 0;
 }
 
-static int keep_copy(zkv_db *db, const char *v, size_t vlen, const char **res) {
+static int keep_copy(zkv_db *db, const char *v, size_t vlen, const void **res) {
   if (vlen > db->buf_cap) {
     size_t cap = vlen < 256 ? 256 : vlen + vlen / 4;
     char *n = realloc(db->buf, cap);
@@ -220,6 +221,19 @@ static int keep_copy(zkv_db *db, const char *v, size_t vlen, const char **res) {
   if (vlen) memcpy(db->buf, v, vlen);
   *res = db->buf;
   return ZKV_OK;
+}
+
+/* The caller's buffer of zkv_get_into (NULL for zkv_get: the bytes stay
+ * where they are, or in the handle's buffer for a shared segment). */
+typedef struct dstbuf { void *buf; size_t cap; } dstbuf;
+
+/* the value's bytes copied into d: d->buf, or NULL when they do not fit
+ * (nothing copied).  Without the lock a torn copy is thrown away by the
+ * sequence check that follows it. */
+static inline const char *copy_out(const dstbuf *d, const char *v, size_t vlen) {
+  if (vlen > d->cap) return NULL;
+  if (vlen) memcpy(d->buf, v, vlen);
+  return d->buf;
 }
 
 /* find a live key under the lock; ns was checked by ns_ref */
@@ -246,7 +260,7 @@ static inline void lru_use(seg *s, ent *e, int tick) {
 }
 
 static int do_get(zkv_db *db, ref_t ns, const void *key, size_t klen, zkv_value *out,
-                  unsigned flags, int *stale) {
+                  unsigned flags, int *stale, const dstbuf *dst) {
   seg *s = db->s;
   ref_t r;
   ent *e = find_live(s, ns, key, klen, idx_hash(ns, key, klen, 0), &r);
@@ -264,11 +278,13 @@ static int do_get(zkv_db *db, ref_t ns, const void *key, size_t klen, zkv_value 
     v = db->buf;
   }
   lru_use(s, e, 0);
-  if (s->shared && e->type != ZKV_T_LIST) {
-    int rc = keep_copy(db, v, vlen, &v);
+  fill_value(out, e, v, vlen);
+  if (dst) {
+    out->data = copy_out(dst, v, vlen);
+  } else if (s->shared && e->type != ZKV_T_LIST) {
+    int rc = keep_copy(db, v, vlen, &out->data);
     if (rc) return rc;
   }
-  fill_value(out, e, v, vlen);
   return ZKV_OK;
 }
 
@@ -277,9 +293,12 @@ static int do_get(zkv_db *db, ref_t ns, const void *key, size_t klen, zkv_value 
  * failed its check, or lru recency is due for an update. */
 #define RETRY 99
 /* `priv`: a private memory store used by one thread, read in place: no
- * sequence check, no copy, and lru recency written directly. */
-static inline int get_nolock(zkv_db *db, zkv_ns nsid, const void *key, size_t klen,
-                             zkv_value *out, int priv, int64_t *exp) {
+ * sequence check, no copy, and lru recency written directly.  `dst`: the
+ * bytes go to the caller's buffer (else a shared segment's to the handle's). */
+static inline __attribute__((always_inline)) int get_nolock(zkv_db *db, zkv_ns nsid,
+                                                           const void *key, size_t klen,
+                             zkv_value *out, int priv, int64_t *exp,
+                             const dstbuf *dst) {
   seg *s = db->s;
   hdr *hd = H(s);
   uint64_t s1 = priv ? 0 : atomic_load_explicit(&hd->seq, memory_order_acquire);
@@ -310,8 +329,9 @@ static inline int get_nolock(zkv_db *db, zkv_ns nsid, const void *key, size_t kl
       size_t vlen;
       const char *v = ent_val(e, &vlen);
       if (vlen > s->mapped) return RETRY;
-      if (!priv && keep_copy(db, v, vlen, &v) != ZKV_OK) return RETRY;
-      fill_value(out, e, v, vlen);
+      fill_value(out, e, v, vlen);   /* numbers read here: checked by the sequence below */
+      if (dst) out->data = copy_out(dst, v, vlen);
+      else if (!priv && keep_copy(db, v, vlen, &out->data) != ZKV_OK) return RETRY;
       rc = ZKV_OK;
       break;
     }
@@ -329,15 +349,15 @@ static inline int get_nolock(zkv_db *db, zkv_ns nsid, const void *key, size_t kl
  * which runs the expiry sweep), or a shared segment this thread does not hold
  * (tried again a few times while a writer is active).  RETRY: take the lock. */
 static inline int read_nolock(zkv_db *db, zkv_ns ns, const void *key, size_t klen,
-                              zkv_value *out, int64_t *exp) {
+                              zkv_value *out, int64_t *exp, const dstbuf *dst) {
   seg *s = db->s;
   if (UNLIKELY(s->forked)) return RETRY;   /* op_enter refuses it */
   if (!s->shared) {
     if (!s->threadsafe && (++db->opcount & 63))
-      return get_nolock(db, ns, key, klen, out, 1, exp);
+      return get_nolock(db, ns, key, klen, out, 1, exp, dst);
   } else if (!seg_owned(s)) {
     for (int i = 0; i < 16; i++) {
-      int rc = get_nolock(db, ns, key, klen, out, 0, exp);
+      int rc = get_nolock(db, ns, key, klen, out, 0, exp, dst);
       if (rc != RETRY) return rc;
       cpu_relax();
     }
@@ -345,27 +365,48 @@ static inline int read_nolock(zkv_db *db, zkv_ns ns, const void *key, size_t kle
   return RETRY;
 }
 
-int zkv_get(zkv_db *db, zkv_ns ns, const void *key, size_t klen, zkv_value *out) {
+/* The read under the lock (the op frame's sigsetjmp): a shared segment this
+ * thread holds or whose writer kept it busy, a list, a stale read, and a
+ * private store's one read in 64.  Apart from get_any so that its lock-free
+ * path runs without that frame (no spills of every argument to the stack). */
+static __attribute__((noinline)) int get_locked(zkv_db *db, zkv_ns ns, const void *key,
+                                                size_t klen, zkv_value *out, unsigned flags,
+                                                int *stale, const dstbuf *dst) {
+  RUN(db, ctr_get(db, do_get(db, ns_ref(db->s, ns), key, klen, out, flags, stale, dst)));
+}
+
+/* zkv_get, zkv_get_ex and zkv_get_into: inline in each, as their lock-free
+ * read is the hot path */
+static inline __attribute__((always_inline)) int get_any(zkv_db *db, zkv_ns ns, const void *key,
+                                                         size_t klen, unsigned flags,
+                                                         zkv_value *out, int *stale,
+                                                         const dstbuf *dst) {
+  if (stale) *stale = 0;
   CHECK_DB(db);
   CHECK_KEY(key, klen);
   if (!out) return ZKV_EINVAL;
   if (db->closed) return ZKV_ECLOSED;
-  int rc = read_nolock(db, ns, key, klen, out, NULL);
-  if (rc != RETRY) return ctr_get(db, rc);
-  RUN(db, ctr_get(db, do_get(db, ns_ref(db->s, ns), key, klen, out, 0, NULL)));
+  if (!(flags & ZKV_GET_STALE)) {   /* a stale value is found under the lock */
+    int rc = read_nolock(db, ns, key, klen, out, NULL, dst);
+    if (LIKELY(rc != RETRY)) return ctr_get(db, rc);
+  }
+  return get_locked(db, ns, key, klen, out, flags, stale, dst);
+}
+
+int zkv_get(zkv_db *db, zkv_ns ns, const void *key, size_t klen, zkv_value *out) {
+  return get_any(db, ns, key, klen, 0, out, NULL, NULL);
 }
 
 int zkv_get_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned flags,
                zkv_value *out, int *stale) {
-  if (!(flags & ZKV_GET_STALE)) {
-    if (stale) *stale = 0;
-    return zkv_get(db, ns, key, klen, out);
-  }
-  CHECK_DB(db);
-  CHECK_KEY(key, klen);
-  if (!out) return ZKV_EINVAL;
-  if (db->closed) return ZKV_ECLOSED;
-  RUN(db, ctr_get(db, do_get(db, ns_ref(db->s, ns), key, klen, out, flags, stale)));
+  return get_any(db, ns, key, klen, flags, out, stale, NULL);
+}
+
+int zkv_get_into(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned flags,
+                 void *buf, size_t cap, zkv_value *out, int *stale) {
+  if (!buf && cap) return ZKV_EINVAL;
+  dstbuf d = {buf, cap};
+  return get_any(db, ns, key, klen, flags, out, stale, &d);
 }
 
 static int do_has(zkv_db *db, ref_t ns, const void *key, size_t klen) {
@@ -378,7 +419,7 @@ int zkv_has(zkv_db *db, zkv_ns ns, const void *key, size_t klen) {
   CHECK_KEY(key, klen);
   if (db->closed) return ZKV_ECLOSED;
   int64_t x;
-  int rc = read_nolock(db, ns, key, klen, NULL, &x);
+  int rc = read_nolock(db, ns, key, klen, NULL, &x, NULL);
   if (rc != RETRY) return rc;
   RUN(db, do_has(db, ns_ref(db->s, ns), key, klen));
 }
@@ -402,7 +443,7 @@ int zkv_ttl(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t *ms_lef
   CHECK_KEY(key, klen);
   if (db->closed) return ZKV_ECLOSED;
   int64_t x;
-  int rc = read_nolock(db, ns, key, klen, NULL, &x);
+  int rc = read_nolock(db, ns, key, klen, NULL, &x, NULL);
   if (rc == ZKV_OK) {
     if (ms_left) *ms_left = ms_until(x);
     return ZKV_OK;
@@ -617,7 +658,7 @@ static int list_pop(zkv_db *db, ref_t ns, const void *key, size_t klen, int left
   if (e->type != ZKV_T_LIST) return ZKV_ETYPE;
   size_t il;
   const char *it = list_end_item(s, e, left, &il);
-  const char *copy;
+  const void *copy;
   int rc = keep_copy(db, it, il, &copy);
   if (rc) return rc;
   memset(out, 0, sizeof *out);
@@ -740,12 +781,10 @@ static int do_expire(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t
   ent *e = E(s, r);
   int64_t now;
   if (flags & ZKV_EXPIRE_COARSE) {
-    /* the coarse clock for both; the precise one only for a key whose
-     * expiry is within its error, to tell whether it is live */
-    now = ttl_ms > 0 || (e->flags & EF_EXP) ? clock_coarse_ms() : 0;
-    if (!ent_live(e, now)) return ZKV_NOTFOUND;
-    int64_t x = ent_exp(e);
-    if (x && x - now <= 25 && !ent_live(e, clock_ms())) return ZKV_NOTFOUND;
+    /* live as told by ent_alive (the precise clock only for a key near its
+     * end); the new expiry from the coarse clock */
+    if (!ent_alive(e)) return ZKV_NOTFOUND;
+    now = ttl_ms > 0 ? clock_coarse_ms() : 0;
   } else {
     /* one clock read for both: is it live, and the new expiry (a clock read
      * costs about as much as the rest of the lookup) */
@@ -1218,26 +1257,32 @@ static int do_walk(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn
       if (children ? seq_after(last, E(s, r)->seq) : seq_after(E(s, r)->seq, last)) break;
     }
   }
-  int64_t now = clock_ms();
   size_t n = 0;
   uint64_t guard = ent_limit(s);
+  /* the position in locals, stored once at the end: fn may not look at the
+   * cursor (it must not call into the store), and the stores would otherwise
+   * be redone, and cur->end reloaded, around every call of fn */
+  uint32_t end = cur->end, at_seq = cur->seq;
+  ref_t at_ref = cur->ref;
   while (r && n < max) {
     if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
     ent *e = E(s, r);
     if (UNLIKELY(children && e->type != T_NSREC)) FAIL(s, ZKV_ECORRUPT);
-    if (!seq_after(cur->end, e->seq)) {   /* made after the walk began */
+    if (!seq_after(end, e->seq)) {   /* made after the walk began */
       if (!children) { r = 0; break; }
       r = e->nnext;
       continue;
     }
-    cur->ref = r;
-    cur->seq = e->seq;
-    if (children || ent_live(e, now)) {
+    at_ref = r;
+    at_seq = e->seq;
+    if (children || ent_alive(e)) {   /* the precise clock only for keys near their end */
       n++;
       if (fn(ud, ent_key(e), e->klen)) { r = e->nnext; break; }
     }
     r = e->nnext;
   }
+  cur->ref = at_ref;
+  cur->seq = at_seq;
   if (!r) cur->done = 1;
   if (count) *count = n;
   return ZKV_OK;

@@ -2615,6 +2615,79 @@ TEST(get_ex_stale) {
   zkv_close(db);
 }
 
+/* zkv_get_into on one store: the bytes in the caller's buffer (lock-free,
+ * under the lock, stale), nothing copied when they do not fit, bad inputs */
+static void get_into_on(zkv_db *db) {
+  const char *val = "0123456789abcdefghijklmnopqrstu";   /* 31 bytes */
+  zkv_value v = vstr(val), out;
+  char buf[64];
+  int stale = -1;
+  CHECK_RC(zkv_set(db, ZKV_ROOT, K("k"), &v, 0, 0), ZKV_OK);
+  memset(buf, 0, sizeof buf);
+  CHECK_RC(zkv_get_into(db, ZKV_ROOT, K("k"), 0, buf, sizeof buf, &out, &stale), ZKV_OK);
+  CHECK(out.data == buf);
+  CHECK_EQ(stale, 0);
+  CHECK_EQ(out.type, ZKV_T_STRING);
+  CHECK_MEM(buf, out.len, val, 31);
+  /* one byte short: nothing copied, the length told */
+  memset(buf, 'x', sizeof buf);
+  CHECK_RC(zkv_get_into(db, ZKV_ROOT, K("k"), 0, buf, 30, &out, NULL), ZKV_OK);
+  CHECK(out.data == NULL);
+  CHECK_EQ(out.len, 31);
+  CHECK_EQ(buf[0], 'x');
+  CHECK_RC(zkv_get_into(db, ZKV_ROOT, K("k"), 0, buf, 31, &out, NULL), ZKV_OK);
+  CHECK(out.data == buf);
+  CHECK_MEM(buf, out.len, val, 31);
+  /* under the lock (a transaction holds it) and on the stale path */
+  CHECK_RC(zkv_begin(db), ZKV_OK);
+  memset(buf, 0, sizeof buf);
+  CHECK_RC(zkv_get_into(db, ZKV_ROOT, K("k"), 0, buf, sizeof buf, &out, NULL), ZKV_OK);
+  CHECK(out.data == buf);
+  CHECK_MEM(buf, out.len, val, 31);
+  CHECK_RC(zkv_get_into(db, ZKV_ROOT, K("k"), 0, buf, 30, &out, NULL), ZKV_OK);
+  CHECK(out.data == NULL);
+  CHECK_RC(zkv_commit(db), ZKV_OK);
+  memset(buf, 0, sizeof buf);
+  stale = -1;
+  CHECK_RC(zkv_get_into(db, ZKV_ROOT, K("k"), ZKV_GET_STALE, buf, sizeof buf, &out, &stale),
+           ZKV_OK);
+  CHECK_EQ(stale, 0);
+  CHECK(out.data == buf);
+  CHECK_MEM(buf, out.len, val, 31);
+  /* a number comes back in i whether its bytes fit or not */
+  zkv_value n = vint(-42);
+  CHECK_RC(zkv_set(db, ZKV_ROOT, K("n"), &n, 0, 0), ZKV_OK);
+  CHECK_RC(zkv_get_into(db, ZKV_ROOT, K("n"), 0, NULL, 0, &out, NULL), ZKV_OK);
+  CHECK_EQ(out.type, ZKV_T_INT);
+  CHECK_EQ(out.i, -42);
+  CHECK(out.data == NULL);
+  /* the handle's buffer is not used: a zkv_get value read before stays */
+  zkv_value first;
+  CHECK_RC(zkv_get(db, ZKV_ROOT, K("k"), &first), ZKV_OK);
+  CHECK_RC(zkv_get_into(db, ZKV_ROOT, K("n"), 0, buf, sizeof buf, &out, NULL), ZKV_OK);
+  CHECK_MEM(first.data, first.len, val, 31);
+  /* misses and bad inputs */
+  CHECK_RC(zkv_get_into(db, ZKV_ROOT, K("none"), 0, buf, sizeof buf, &out, NULL), ZKV_NOTFOUND);
+  CHECK_RC(zkv_get_into(db, ZKV_ROOT, K("k"), 0, NULL, 8, &out, NULL), ZKV_EINVAL);
+  CHECK_RC(zkv_get_into(db, ZKV_ROOT, K("k"), 0, buf, sizeof buf, NULL, NULL), ZKV_EINVAL);
+  CHECK_RC(zkv_get_into(db, ZKV_ROOT, "", 0, 0, buf, sizeof buf, &out, NULL), ZKV_EINVAL_KEY);
+  CHECK_RC(zkv_get_into(NULL, ZKV_ROOT, K("k"), 0, buf, sizeof buf, &out, NULL), ZKV_EINVAL);
+  CHECK_RC(zkv_get_into(db, (zkv_ns)0x7FFFFFF0u, K("k"), 0, buf, sizeof buf, &out, NULL),
+           ZKV_ESTALE);
+}
+
+TEST(get_into) {
+  zkv_db *db = open_mem();
+  REQUIRE(db != NULL);
+  get_into_on(db);
+  zkv_close(db);
+  th_shm_dir("get-into");
+  REQUIRE_RC(zkv_open_shared("get-into", NULL, &db), ZKV_OK);
+  get_into_on(db);
+  zkv_close(db);
+  zkv_unlink("get-into", NULL);
+}
+
 /* ------------------------------------------------------------------------ */
 /* big values, many keys, threads                                            */
 

@@ -228,8 +228,16 @@ int buf_reserve(char **buf, size_t *cap, size_t need, size_t first);
  * (tables, in d->buf).  Raises INVALID_VALUE saying where. */
 void to_value(lua_State *L, Driver *d, int idx, zkv_value *v);
 /* push a value read from the engine; v->data is read before anything is
- * allocated on the Lua heap (see the banner) */
-int push_value(lua_State *L, const zkv_value *v);
+ * allocated on the Lua heap (see the banner).  A string is pushed here
+ * (inline: get's common case), every other type by push_value_slow. */
+int push_value_slow(lua_State *L, const zkv_value *v);
+static inline int push_value(lua_State *L, const zkv_value *v) {
+  if (LIKELY_(v->type == ZKV_T_STRING)) {
+    lua_pushlstring(L, (const char *)v->data, v->len);
+    return 1;
+  }
+  return push_value_slow(L, v);
+}
 /* push a double: a Lua integer when it is one exactly (Lua 5.3+) */
 void push_double(lua_State *L, double x);
 int l_encode(lua_State *L);

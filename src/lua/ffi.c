@@ -23,8 +23,8 @@ ZKV_API int zkv_lua_get(void *store, const void *key, size_t klen, unsigned flag
   DB_OR_CLOSED(db, store);
   zkv_value v;
   int stale = 0;
-  int rc = flags ? zkv_get_ex(db, ((Store *)store)->ns, key, klen, flags, &v, &stale)
-                 : zkv_get(db, ((Store *)store)->ns, key, klen, &v);
+  /* the bytes go straight into buf: no second copy from the handle's buffer */
+  int rc = zkv_get_into(db, ((Store *)store)->ns, key, klen, flags, buf, cap, &v, &stale);
   if (rc != ZKV_OK) return rc;
   out->type = v.type;
   out->stale = stale;
@@ -35,13 +35,7 @@ ZKV_API int zkv_lua_get(void *store, const void *key, size_t klen, unsigned flag
   case ZKV_T_INT: out->num = (double)v.i; break;
   case ZKV_T_FLOAT: out->num = v.f; break;
   case ZKV_T_BOOL: out->num = v.i != 0; break;
-  default:
-    if (v.len > cap || v.len > INT32_MAX) {
-      out->len = -1;
-    } else {
-      if (v.len) memcpy(buf, v.data, v.len);
-      out->len = (int32_t)v.len;
-    }
+  default: out->len = v.len <= cap && v.len <= INT32_MAX ? (int32_t)v.len : -1;
   }
   return ZKV_OK;
 }
@@ -166,13 +160,19 @@ static int key_into_buf(void *ud, const void *key, size_t klen) {
   }
   char *dst = b->buf + b->used;
   const char *src = key;
-  if (klen >= 8 && klen <= 16) {   /* most keys: two overlapping 8-byte moves, no call */
+  if (klen >= 8 && klen <= 16) {   /* short keys: two overlapping moves, no call */
     uint64_t x0, x1;
     memcpy(&x0, src, 8);
     memcpy(&x1, src + klen - 8, 8);
     memcpy(dst, &x0, 8);
     memcpy(dst + klen - 8, &x1, 8);
-  } else if (klen < 8) {
+  } else if (klen >= 4 && klen < 8) {
+    uint32_t x0, x1;
+    memcpy(&x0, src, 4);
+    memcpy(&x1, src + klen - 4, 4);
+    memcpy(dst, &x0, 4);
+    memcpy(dst + klen - 4, &x1, 4);
+  } else if (klen < 4) {
     for (size_t i = 0; i < klen; i++) dst[i] = src[i];
   } else {
     memcpy(dst, src, klen);

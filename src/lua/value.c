@@ -477,7 +477,7 @@ void push_double(lua_State *L, double x) {
   lua_pushnumber(L, x);
 }
 
-int push_value(lua_State *L, const zkv_value *v) {
+int push_value_slow(lua_State *L, const zkv_value *v) {
   switch (v->type) {
   case ZKV_T_INT: zkv_pushinteger(L, v->i); return 1;
   case ZKV_T_FLOAT: lua_pushnumber(L, v->f); return 1;
