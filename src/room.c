@@ -346,7 +346,9 @@ static int hop_over(zkv_db *db, room_req *q, ref_t r, uint64_t have, uint64_t x,
  *     where the next reservation starts): MOVED_DOWN;
  *   - else any free block that fits, above or below (first fit): MOVED_AWAY,
  *     r then grows into the array's old place; when the reservation reaches
- *     the new place with room enough, that is the first case.
+ *     the new place with room enough, that is the first case;
+ *   - else (MOVE_NONE) grow_once slides it down by r's size when the part of
+ *     itself it lands on fits in the log, or keys past it hop over it.
  * Only in a step of its own (no op holds a bucket's address then), with the
  * log room for it: MOVE_LATER when a step of its own would have it.  One
  * memcpy of the array, in one lock hold: 3 us for a 1 MiB segment's index,
@@ -440,6 +442,13 @@ static int grow_once(zkv_db *db, room_req *q, ref_t *rp, ref_t pin, int may_evic
       *rp = 0;
       return GROW_STUCK;   /* the next reservation starts just above it */
     }
+    /* nowhere to go whole: a slide down by r's size logs only the part of
+     * itself it lands on (and of r what was freed in this lock hold) */
+    uint64_t freed = blk_freed_bytes(s);
+    uint64_t need = (have < xu ? (xu - have) * UNIT : 0) + SLIDE_LOG_SLACK;
+    need += freed < have * UNIT ? freed : have * UNIT;
+    if (need <= h->log_cap - h->log_used) goto slide;
+    if (need <= h->log_cap && h->log_used > 0) return GROW_NEXT_STEP;
     goto hop;
   }
   /* slide the block below r; what the move lands on of itself is logged
@@ -450,6 +459,7 @@ static int grow_once(zkv_db *db, room_req *q, ref_t *rp, ref_t pin, int may_evic
     if (bounded && later) return GROW_NEXT_STEP;
     goto stuck;
   }
+slide:;
   ref_t nr = blk_slide(s, r);
   block_moved(db, q, x, r);
   reservation_set(s, nr);
