@@ -47,8 +47,14 @@
  * runs in steps, each a short lock hold of its own that stays done whatever
  * happens to the write after (as in Redis, which evicts before it runs a
  * command), so no write that fits fails for the size of the undo log or of
- * the eviction it needs; inside one it runs within the transaction, bounded
- * by a shared segment's undo log.  A write that could not fit even if every
+ * the eviction it needs; inside one it runs within the transaction, whose
+ * undo log needs room too: a shared segment's log starts in a fixed region
+ * (1/16 of the segment) and grows into the free room (in blocks of 1 KiB
+ * or more that held nothing when the transaction began), a memory store's
+ * is the process heap.  So a transaction is as big as the free room, not
+ * as a fixed log: what it writes, what it evicts and what its compaction
+ * moves are all undone by a log that takes about as many bytes as they
+ * do, and room it frees stays with the keys a rollback brings back.  A write that could not fit even if every
  * key were gone fails at once, evicting nothing.  When that is not enough
  * the write fails with ZKV_EFULL.  Free room can still be lost to pieces
  * held between namespace records (which never move) and blocks larger than
@@ -153,7 +159,7 @@ enum zkv_rc {
   ZKV_EVERSION = -14,     /* the segment has another format version */
   ZKV_ENOMEM = -15,       /* the process ran out of memory */
   ZKV_EIO = -16,          /* a system call failed (see errno) */
-  ZKV_ETXN = -17,         /* no transaction open, or a shared segment's undo log full */
+  ZKV_ETXN = -17,         /* no transaction open (or, outside one, an op's undo log over its fixed region) */
   ZKV_EINVAL = -18,       /* a bad argument (NULL handle, bad option) */
   ZKV_ESTALE = -19,       /* the namespace id is not (or no longer) one of this store */
   ZKV_EFORKED = -20       /* the handle came through fork() while its store was held */
@@ -363,10 +369,12 @@ ZKV_API int zkv_namespace(zkv_db *db, zkv_ns parent, const void *name, size_t le
  * every function.
  *
  * Writes (zkv_set*, zkv_del, zkv_expire, zkv_incr*, and zkv_namespace when
- * it creates) may also return ZKV_EFULL (no room: see "Memory" above),
- * ZKV_ETXN (the undo log of a shared segment is full: a transaction too big
- * for it, or for the keys its write must move to make room) and ZKV_ENOMEM (this process is out of memory for the undo log of
- * a memory store's transaction, or for its own bookkeeping). */
+ * it creates) may also return ZKV_EFULL (no room: see "Memory" above; in a
+ * transaction on a shared segment also when its undo log cannot grow into
+ * the free room for the write: the store is full for it, and the failed
+ * write changed nothing) and ZKV_ENOMEM (this process is out of memory for
+ * the undo log of a memory store's transaction, or for its own
+ * bookkeeping). */
 
 /* zkv_get: read a key.
  *  [out] out  the value; out->data points into handle-owned memory that stays

@@ -76,7 +76,10 @@ const char *zkv_errclass_name(int cls) {
  * looks whether a sweep step is due.  Inline: it is on every write, and the
  * answer is nearly always no. */
 static inline void maybe_gc(zkv_db *db) {
-  if (UNLIKELY(H(db->s)->obuckets)) idx_rehash(db, REHASH_STEP);
+  /* (in a transaction, when its undo log can take the moves: it is not
+   * the op's own work, and must not make it fail) */
+  if (UNLIKELY(H(db->s)->obuckets) && (!db->s->txn_depth || log_room(db->s, LOG_KEY_ROOM)))
+    idx_rehash(db, REHASH_STEP);
   if ((++db->opcount & 7) && !H(db->s)->gc_active) return;
   room_gc_step(db);
 }
@@ -113,6 +116,7 @@ static inline int count_del(zkv_db *db, int rc) {
       s_->room = s_->depth == 1 && s_->txn_depth == 0 ? &rq_ : NULL;          \
       hold_begin(s_);                                                        \
       if ((rc_ = sigsetjmp(jb_, 0)) == 0) {                                  \
+        LOG_AHEAD(s_, LOG_OP_ROOM);                                          \
         rc_ = (body);                                                        \
         if (rc_ >= 0) maybe_gc(db);                                          \
       }                                                                      \
@@ -781,10 +785,12 @@ static int do_expire(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t
   ent *e = E(s, r);
   int64_t now;
   if (flags & ZKV_EXPIRE_COARSE) {
-    /* live as told by ent_alive (the precise clock only for a key near its
-     * end); the new expiry from the coarse clock */
-    if (!ent_alive(e)) return ZKV_NOTFOUND;
-    now = ttl_ms > 0 ? clock_coarse_ms() : 0;
+    /* one coarse clock read for both (it is never ahead of the precise
+     * one); the precise clock only for a key near its end, as ent_alive */
+    now = ttl_ms > 0 || (e->flags & EF_EXP) ? clock_coarse_ms() : 0;
+    if (!ent_live(e, now)) return ZKV_NOTFOUND;
+    int64_t x = ent_exp(e);
+    if (x && x - now <= 25 && !ent_live(e, clock_ms())) return ZKV_NOTFOUND;
   } else {
     /* one clock read for both: is it live, and the new expiry (a clock read
      * costs about as much as the rest of the lookup) */
@@ -1136,6 +1142,7 @@ static int do_expire_some(zkv_db *db, zkv_ns nsid, uint64_t budget, uint64_t *co
     ent *e = E(s, r);
     if (!ent_live(e, now)) continue;
     if (n == budget) break;
+    LOG_AHEAD(s, LOG_KEY_ROOM);
     untimed += !ent_timed(e);
     LOGW(s, &e->flags, 1);
     e->flags |= EF_FLUSHED;

@@ -29,7 +29,7 @@ static int flush_dead(zkv_db *db, ref_t pin) {
   for (uint32_t slot = 0; slot < NDEAD && H(s)->ndead; slot++) {
     ref_t r = idx_dead_at(s, slot);
     if (!r || r == pin) continue;
-    if (s->shared && H(s)->log_cap - H(s)->log_used < 4096) break;
+    if (!log_room(s, LOG_KEY_ROOM)) break;
     idx_unlink_free(db, r, 0);
     n++;
   }
@@ -185,13 +185,13 @@ out:
  * with what is left.  The store's arrays (index, ring) move by a copy
  * (move_array), or are hopped over when they have nowhere to go; a key too
  * big to hop or to slide within the undo log stops it, and it starts again
- * above.  Inside a transaction everything
- * runs in the op, limited by the undo log: no slide past its free room, no
- * freeing of namespaces or hops (the op may hold their ids and refs). */
+ * above.  Inside a transaction everything runs in the op, limited by the
+ * free room its undo log can grow into (txn.c), and no key hops nor array
+ * moves by a copy (the op may hold them). */
 
 #define STEP_NS 200000   /* a step's lock hold */
 #define ROOM_ROUNDS 8    /* runs of an op that others keep taking the room from */
-#define ROOM_LOG_MARGIN 8192   /* undo log a transaction's next move may need */
+#define ROOM_LOG_MARGIN 4096   /* undo log a transaction's next step may need (a slide asks for its own) */
 #define SLIDE_LOG_SLACK 1024   /* undo log a slide needs beyond the bytes it lands on */
 
 /* Could a block of `units` fit at all, were every key gone but pin?  The
@@ -267,7 +267,7 @@ static int log_fits(seg *s, uint64_t units, int *later) {
   hdr *h = H(s);
   uint64_t need = units * UNIT + SLIDE_LOG_SLACK;
   *later = 0;
-  if (need <= h->log_cap - h->log_used) return 1;
+  if (log_room(s, need)) return 1;   /* in a transaction it grows */
   *later = need <= h->log_cap && h->log_used > 0;
   return 0;
 }
@@ -408,10 +408,12 @@ static int grow_once(zkv_db *db, room_req *q, ref_t *rp, ref_t pin, int may_evic
   }
   int is_array = x == h->buckets || x == h->obuckets || x == h->dead_ring;
   if (!is_array && !ent_ok(s, (ref_t)x)) goto stuck;
+  if (!bounded && UNLIKELY(log_chunk_is(s, (ref_t)x))) goto stuck;   /* the log's: never moves */
   if (!is_array && E(s, x)->type == T_NSREC) {
-    /* an empty namespace's record goes, in a step of its own (no op holds
-     * its id then), unless the write goes into it */
-    if (!bounded || x == q->ns || !idx_ns_freeable(s, (ref_t)x)) goto hop;
+    /* an empty namespace's record goes (an op holds no namespace's ref
+     * but its own, q->ns; inside a transaction too: the log brings it back
+     * if the transaction rolls back), unless the write goes into it */
+    if (x == q->ns || !idx_ns_freeable(s, (ref_t)x)) goto hop;
     idx_free_ns(db, (ref_t)x);
     return GROW_MORE;   /* a free block now: the next turn takes it in */
   }
@@ -492,7 +494,6 @@ static int make_room(zkv_db *db, room_req *q, int bounded, int *done) {
   ref_t pin = live_pin(s, q->pin);
   int64_t t0 = clock_ns();
   int may_evict = !(q->how & ROOM_NOEVICT) && H(s)->evict == ZKV_EVICT_LRU;
-  uint64_t log0 = s->shared ? H(s)->log_used : 0;
   *done = 0;
   int mine;
   ref_t r = reservation(s, &mine);
@@ -503,15 +504,14 @@ static int make_room(zkv_db *db, room_req *q, int bounded, int *done) {
     if (bounded && (clock_ns() - t0 > STEP_NS ||
                     (s->shared && H(s)->log_used > H(s)->log_cap / 2)))
       return ZKV_OK;   /* the next step goes on */
-    /* in a transaction a shared segment's fixed undo log bounds what can be
-     * done: the transaction is too large if it held much before, else the
-     * room cannot be made at all */
-    if (!bounded && s->shared && H(s)->log_cap - H(s)->log_used < ROOM_LOG_MARGIN)
-      return log0 > H(s)->log_cap / 4 ? ZKV_ETXN : ZKV_EFULL;
+    /* in a transaction a shared segment's undo log grows into the free
+     * room: when it cannot take the next move, the store is full */
+    if (!bounded && !log_room(s, ROOM_LOG_MARGIN)) return ZKV_EFULL;
     /* what loses nothing first: deleted keys kept for reuse, and the items
      * of lists that are gone, as many as the undo log has room for */
     if (H(s)->ndead && flush_dead(db, pin)) continue;
-    if (H(s)->lgarb && !(s->shared && H(s)->log_used > H(s)->log_cap / 2) &&
+    if (H(s)->lgarb && (bounded ? !(s->shared && H(s)->log_used > H(s)->log_cap / 2)
+                                : log_room(s, ROOM_LOG_MARGIN)) &&
         list_reclaim(db, 16))
       continue;
     /* then the least recently used keys (an expired one first), as many
@@ -631,6 +631,8 @@ ref_t room_alloc(zkv_db *db, uint64_t units, ref_t pin, ref_t ns, unsigned how) 
   seg *s = db->s;
   if (units < 2) units = 2;
   if (units >= (1u << 30)) FAIL(s, ZKV_EFULL);
+  /* a block that this lock hold freed is logged whole when it is reused */
+  LOG_AHEAD(s, (s->npend ? units * UNIT : 0) + LOG_OP_ROOM);
   int low = UNLIKELY(how & ROOM_LOW) && s->shared;
   ref_t r = low ? blk_alloc_low(s, units) : blk_alloc(s, units);
   if (LIKELY(r)) return r;
@@ -653,6 +655,8 @@ ref_t room_alloc(zkv_db *db, uint64_t units, ref_t pin, ref_t ns, unsigned how) 
   t.how = how;
   int done = 0, rc = make_room(db, &t, 0, &done);
   if (rc == ZKV_OK && !done) rc = ZKV_EFULL;
+  /* the block it takes holds bytes this op freed or moved: logged whole */
+  if (rc == ZKV_OK) LOG_AHEAD(s, units * UNIT + LOG_OP_ROOM);
   if (rc == ZKV_OK && !(r = low ? blk_alloc_low(s, units) : blk_alloc(s, units)) &&
       !(r = reservation_take(s, &t, units)))
     rc = ZKV_EFULL;
@@ -668,6 +672,7 @@ void room_grow_index(zkv_db *db) {
   seg *s = db->s;
   uint64_t units = idx_grow_units(s);
   if (LIKELY(!units)) return;
+  LOG_AHEAD(s, (s->npend ? units * UNIT : 0) + LOG_OP_ROOM);
   ref_t r = blk_alloc(s, units);
   if (!r && H(s)->ndead && flush_dead(db, 0)) r = blk_alloc(s, units);
   if (r) idx_grow(db, r);

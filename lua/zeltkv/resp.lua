@@ -123,7 +123,9 @@ M.list = list
 local read
 read = function(conn)
   local line, err = conn:receive("*l")
-  if line == "+OK" then return "OK" end             -- the most common reply, without a call
+  -- the most common replies (and each command inside MULTI's), without a call
+  if line == "+OK" then return "OK" end
+  if line == "+QUEUED" then return "QUEUED" end
   if not line then return nil, err end
   local t = byte(line, 1)
   if t == 36 then                                   -- $ bulk

@@ -58,7 +58,44 @@ typedef struct {
   char fill[NNS][NKEYS];   /* and its fill byte */
   long sets, fits_failed, full_ok, stale, bursts;
   int rare_clears;         /* a namespace emptied 16 times less often: the store fills */
+  int bursts_on;           /* bursts of small keys (burst()), and no transactions */
+  /* ZKV_ROOM_TXN: some runs of operations are transactions (committed, or
+   * rolled back: the model goes back to its copy) */
+  int txn_left, txn_undo;
+  long txns, txn_ops;
+  uint64_t txn_clean0, txn_bytes;   /* room for undo log at the start, bytes written since */
+  int txn_nops;
+  zkv_ns saved_ns[NNS];
+  int32_t saved_len[NNS][NKEYS];
+  char saved_fill[NNS][NKEYS];
 } world;
+
+/* Inside a transaction a write also needs undo log, which grows into the
+ * free room that held nothing when the transaction began, in chunks of
+ * 1 KiB or more (up to an eighth of it at a time); room the transaction
+ * freed holds what a rollback brings back, and a block of it used again is
+ * logged whole.  So a write there may fail for room once about four times what it (a compaction logs what it moves) and twice what
+ * and the transaction's writes before it need, and some 512 bytes of log an
+ * op, reach the room for log at the start (clean_room). */
+static uint64_t txn_slack(const world *w, uint64_t need, uint64_t fr) {
+  if (!w->txn_left) return 0;
+  uint64_t used = 4 * need + 2 * w->txn_bytes + 512 * (uint64_t)w->txn_nops + w->txn_clean0 / 8 +
+                  (16u << 10);
+  return used > w->txn_clean0 ? fr : 0;
+}
+
+/* the free room in blocks of 1 KiB or more (a log chunk's least): walks the
+ * free lists of the store's allocator */
+static uint64_t clean_room(zkv_db *db) {
+  seg *s = db->s;
+  if (!s->shared) return UINT64_MAX / 4;
+  hdr *h = H(s);
+  uint64_t sum = 0;
+  for (unsigned c = 64 + 1; c < NCLASS; c++)   /* classes of 128 units and up */
+    for (ref_t r = h->free_heads[c]; r; r = ((uint32_t *)P(s, r))[1])
+      sum += (uint64_t)BLK_UNITS(*(uint32_t *)P(s, r)) * UNIT;
+  return sum + h->log_cap / 2;   /* and some of the fixed log region */
+}
 
 static uint64_t free_now(zkv_db *db) {
   zkv_stats st;
@@ -75,7 +112,7 @@ static int ns_of(world *w, int i, zkv_ns *out) {
     uint64_t need = (idx_ns_bytes((size_t)n) + UNIT - 1) / UNIT * UNIT;
     uint64_t fr = free_now(w->db);
     int rc = zkv_namespace(w->db, ZKV_ROOT, name, (size_t)n, &w->ns[i]);
-    if (rc == ZKV_EFULL && (w->lru || need + TRAPPED > fr)) return rc;
+    if (rc == ZKV_EFULL && (w->lru || need + TRAPPED + txn_slack(w, need, fr) > fr)) return rc;
     if (rc != ZKV_OK) {
       fprintf(stderr, "namespace n%d: %s with %llu bytes free for %llu\n", i, zkv_strerror(rc),
               (unsigned long long)fr, (unsigned long long)need);
@@ -155,7 +192,30 @@ static void random_run(world *w, size_t big, long ops) {
   static char val[1 << 16];
   zkv_db *db = w->db;
   for (long op = 0; op < ops && w->fits_failed < 5; op++) {
-    if (op % (ops / 4 + 1) == 0) burst(w);   /* the first in an empty store */
+    if (w->bursts_on && op % (ops / 4 + 1) == 0) burst(w);   /* the first in an empty store */
+    if (w->txn_left && --w->txn_left == 0) {   /* the transaction ends */
+      if (w->txn_undo) {
+        CHECK_RC(zkv_rollback(db), ZKV_OK);
+        memcpy(w->ns, w->saved_ns, sizeof w->ns);
+        memcpy(w->len, w->saved_len, sizeof w->len);
+        memcpy(w->fill, w->saved_fill, sizeof w->fill);
+      } else {
+        CHECK_RC(zkv_commit(db), ZKV_OK);
+      }
+    } else if (!w->txn_left && !w->bursts_on && rnd() % 200 == 0) {   /* one of up to 300 operations */
+      CHECK_RC(zkv_begin(db), ZKV_OK);
+      w->txn_left = 2 + (int)(rnd() % 300);
+      w->txn_undo = rnd() % 3 == 0;
+      w->txns++;
+      w->txn_clean0 = clean_room(db);
+      w->txn_bytes = 0;
+      w->txn_nops = 0;
+      memcpy(w->saved_ns, w->ns, sizeof w->ns);
+      memcpy(w->saved_len, w->len, sizeof w->len);
+      memcpy(w->saved_fill, w->fill, sizeof w->fill);
+    }
+    w->txn_ops += w->txn_left > 0;
+    w->txn_nops += w->txn_left > 0;
     int i = (int)(rnd() % NNS), k = (int)(rnd() % NKEYS);
     char key[16];
     int kn = snprintf(key, sizeof key, "k%d", k);
@@ -178,13 +238,15 @@ static void random_run(world *w, size_t big, long ops) {
       }
       w->sets++;
       if (rc == ZKV_OK) {
+        if (w->txn_left) w->txn_bytes += need;
         w->len[i][k] = (int32_t)vlen;
         w->fill[i][k] = c;
-      } else if (rc == ZKV_EFULL && !w->lru && need + TRAPPED > fr) {
+      } else if (rc == ZKV_EFULL && (!w->lru || w->txn_left) &&
+                 need + TRAPPED + txn_slack(w, need, fr) > fr) {
         w->full_ok++;   /* it did not fit: the store as it was */
       } else {
-        fprintf(stderr, "op %ld: set of %zu bytes (%llu in blocks): %s with %llu bytes free\n", op,
-                vlen, (unsigned long long)need, zkv_strerror(rc), (unsigned long long)fr);
+        fprintf(stderr, "op %ld: set of %zu bytes (%llu in blocks)%s: %s with %llu bytes free\n", op,
+                vlen, (unsigned long long)need, w->txn_left ? " in a transaction" : "", zkv_strerror(rc), (unsigned long long)fr);
         CHECK_RC(rc, ZKV_OK);
         w->fits_failed++;
         if (getenv("ZKV_ROOM_DEBUG")) heap_dump(db);
@@ -196,18 +258,27 @@ static void random_run(world *w, size_t big, long ops) {
     } else if (what < 95) {   /* delete */
       rc = zkv_del(db, ns, key, (size_t)kn);
       if (rc == ZKV_ESTALE) { w->ns[i] = 0; w->stale++; continue; }
+      /* a delete logs too: in a transaction out of room for log, nothing changed */
+      if (rc == ZKV_EFULL && w->txn_left && txn_slack(w, 512, 1)) continue;
       if (!w->lru) CHECK_RC(rc, w->len[i][k] >= 0 ? ZKV_OK : ZKV_NOTFOUND);
       w->len[i][k] = -1;
     } else if (what < 99) {   /* a namespace emptied: its record may go */
       if (w->rare_clears && rnd() % 16) continue;
       rc = zkv_clear(db, ns, NULL);
       if (rc == ZKV_ESTALE) { w->ns[i] = 0; w->stale++; continue; }
+      /* in a transaction its undo log (some 500 bytes a key) may not fit in
+       * the room left: then it changed nothing */
+      if (rc == ZKV_EFULL && w->txn_left && 512u * NKEYS + 4096 > clean_room(db)) continue;
       CHECK_RC(rc, ZKV_OK);
       for (int j = 0; j < NKEYS; j++) w->len[i][j] = -1;
     } else {
       const char *why = "";
       CHECK_RC(zkv_verify(db, &why), ZKV_OK);
     }
+  }
+  if (w->txn_left) {
+    CHECK_RC(zkv_commit(db), ZKV_OK);
+    w->txn_left = 0;
   }
   const char *why = "";
   int rc = zkv_verify(db, &why);
@@ -237,9 +308,9 @@ static void random_run(world *w, size_t big, long ops) {
   CHECK_EQ(missing, 0);
   CHECK_EQ(wrong, 0);
   CHECK_EQ(w->fits_failed, 0);
-  CHECK(w->lru || w->bursts >= 1);
-  printf("  %ld sets, %ld did not fit, %ld namespace ids gone stale, %ld bursts\n", w->sets,
-         w->full_ok, w->stale, w->bursts);
+  CHECK(!w->bursts_on || w->bursts >= 1);
+  printf("  %ld sets, %ld did not fit, %ld namespace ids gone stale; %ld transactions of %ld ops; "
+         "%ld bursts\n", w->sets, w->full_ok, w->stale, w->txns, w->txn_ops, w->bursts);
 }
 
 static world *new_world(zkv_db *db, int lru) {
@@ -290,6 +361,7 @@ TEST(random_fill_shared_grown_index) {
   REQUIRE(db != NULL);
   world *w = new_world(db, 0);
   w->rare_clears = 1;
+  w->bursts_on = 1;
   for (int i = 0; i < NNS; i++) {
     zkv_ns x;
     REQUIRE_RC(ns_of(w, i, &x), ZKV_OK);
