@@ -8,6 +8,14 @@
  * fragmentation, the eviction it needs or the undo log's size.
  * A model of the keys checks what is stored; zkv_verify checks the arena.
  * ZKV_ROOM_OPS sets the operations of each random run (100000).
+ *
+ * The mixed values alone keep a few hundred keys live, so the index never
+ * grew past the undo log's size and the random runs could not meet an index
+ * too big to slide (issue 9.4: a 1 MiB segment that had held many small
+ * keys took 360,487 bytes with 769,040 free).  So one run (1 MiB) adds
+ * bursts of small keys that grow it to 32,768 buckets (128 KiB, its log
+ * 64 KiB), then emptied: a value of all the free room but TRAPPED must fit;
+ * and grown_index_* fill, empty or keep full with lru, on both drivers.
  */
 #define _GNU_SOURCE 1 /* first: mkdtemp and other calls beyond C11 */
 #include "zeltkv.h"
