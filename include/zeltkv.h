@@ -562,6 +562,18 @@ typedef int (*zkv_key_fn)(void *ud, const void *key, size_t klen);
 ZKV_API int zkv_keys(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, zkv_key_fn fn,
                      void *ud, size_t *n);
 
+/* zkv_keys_into: zkv_keys with the keys copied, not passed to a callback:
+ * the next batch of up to max live keys, back to back into buf, the length
+ * of the i-th into lens[i] (lens holds max).  A key that does not fit in
+ * what is left of buf ends the batch and is the first of the next one; cap
+ * is at least ZKV_MAX_KEY, so that a batch holds at least one key.
+ *  [in,out] cur  the walk position, as for zkv_keys
+ *  [out]    n    how many keys were copied (may be NULL)
+ * Returns ZKV_OK, ZKV_EINVAL (cur, buf or lens NULL, cap < ZKV_MAX_KEY),
+ * ZKV_ESTALE, ZKV_ETIMEDOUT, ZKV_ECLOSED, ZKV_ECORRUPT. */
+ZKV_API int zkv_keys_into(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, char *buf,
+                          size_t cap, uint32_t *lens, size_t *n);
+
 /* zkv_namespaces: the next batch of up to max child namespaces of ns (not
  * their own children): fn gets each one's name.  Newest first.  The same
  * cursor rules and guarantees as zkv_keys: the lock is taken for one batch

@@ -458,6 +458,14 @@ static void note_freed(seg *s, ref_t r, uint64_t units) {
   s->pend[s->npend++] = (ref_t)units;
 }
 
+uint64_t blk_freed_bytes(seg *s) {
+  if (!s->logging) return 0;
+  if (s->pend_whole) return UINT64_MAX;
+  uint64_t n = 0;
+  for (size_t i = 1; i < s->npend; i += 2) n += (uint64_t)s->pend[i] * UNIT;
+  return n;
+}
+
 void blk_free(seg *s, ref_t r) {
   note_freed(s, r, BLK_UNITS(blk(s, r)[0]));
   blk_free_now(s, r);

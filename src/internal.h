@@ -358,6 +358,10 @@ void blk_grow_top(seg *s, ref_t r, uint64_t units);
 ref_t blk_slide(seg *s, ref_t r);
 ref_t blk_lowest_free(seg *s, uint64_t above);
 ref_t blk_next_free(seg *s, uint64_t *from, unsigned budget, int *at_top);
+/* the most bytes an allocation could have to log now (log_reused): those
+ * freed under the log in this lock hold, UINT64_MAX once too many ranges were
+ * freed to track (every allocation is then logged whole) */
+uint64_t blk_freed_bytes(seg *s);
 /* blk_alloc from the free block lowest in the heap that fits (a slow walk
  * of every free list: for the records that never move, which then split
  * the free room as little as they can) */

@@ -1243,8 +1243,39 @@ static int cursor_still_listed(seg *s, ref_t ns, ref_t r, uint32_t seq, int chil
  * passed: when that one is gone, the walk finds its place by number again;
  * those made after the walk began are not passed (at the key list's end: the
  * walk ends there; at the child list's head: passed over). */
-static int do_walk(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn fn, void *ud,
-                   size_t *count, int children) {
+/* where zkv_keys_into copies the keys (do_walk's fn is NULL then) */
+typedef struct key_sink {
+  char *buf;
+  size_t cap, used;
+  uint32_t *lens;
+} key_sink;
+
+/* one key into the sink, or 0 when it does not fit */
+static inline int sink_put(key_sink *k, size_t n, const char *key, size_t klen) {
+  if (klen > k->cap - k->used) return 0;
+  char *dst = k->buf + k->used;
+  if (klen >= 8 && klen <= 16) {   /* short keys: two overlapping moves, no call */
+    uint64_t x0, x1;
+    memcpy(&x0, key, 8);
+    memcpy(&x1, key + klen - 8, 8);
+    memcpy(dst, &x0, 8);
+    memcpy(dst + klen - 8, &x1, 8);
+  } else if (klen >= 4 && klen < 8) {
+    uint32_t x0, x1;
+    memcpy(&x0, key, 4);
+    memcpy(&x1, key + klen - 4, 4);
+    memcpy(dst, &x0, 4);
+    memcpy(dst + klen - 4, &x1, 4);
+  } else {
+    memcpy(dst, key, klen);
+  }
+  k->used += klen;
+  k->lens[n] = (uint32_t)klen;
+  return 1;
+}
+
+static inline int do_walk(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn fn,
+                          void *ud, size_t *count, int children) {
   seg *s = db->s;
   nsdata *d = idx_nsdata(s, ns);
   ref_t r;
@@ -1280,12 +1311,17 @@ static int do_walk(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn
       r = e->nnext;
       continue;
     }
+    if (children || ent_alive(e)) {   /* the precise clock only for keys near their end */
+      if (!fn) {   /* zkv_keys_into: a key that does not fit is the next batch's first */
+        if (!sink_put(ud, n, ent_key(e), e->klen)) break;
+        n++;
+      } else {
+        n++;
+        if (fn(ud, ent_key(e), e->klen)) { at_ref = r; at_seq = e->seq; r = e->nnext; break; }
+      }
+    }
     at_ref = r;
     at_seq = e->seq;
-    if (children || ent_alive(e)) {   /* the precise clock only for keys near their end */
-      n++;
-      if (fn(ud, ent_key(e), e->klen)) { r = e->nnext; break; }
-    }
     r = e->nnext;
   }
   cur->ref = at_ref;
@@ -1302,6 +1338,16 @@ static int walk(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, zkv_key_fn f
   if (n) *n = 0;
   if (db->closed) return ZKV_ECLOSED;
   RUN(db, do_walk(db, ns_ref(db->s, ns), cur, max, fn, ud, n, children));
+}
+
+int zkv_keys_into(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, char *buf, size_t cap,
+                  uint32_t *lens, size_t *n) {
+  CHECK_DB(db);
+  if (n) *n = 0;
+  if (!cur || !buf || !lens || cap < ZKV_MAX_KEY) return ZKV_EINVAL;
+  if (db->closed) return ZKV_ECLOSED;
+  key_sink k = {buf, cap, 0, lens};
+  RUN(db, do_walk(db, ns_ref(db->s, ns), cur, max, NULL, &k, n, 0));
 }
 
 int zkv_keys(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, zkv_key_fn fn, void *ud,

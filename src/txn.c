@@ -382,13 +382,15 @@ static void release(seg *s) {
     /* the window is the fixed region again before the commit point, so that
      * a committed log (log_used 0) always has it (log_chunk still names the
      * chunks, for recovery if this process dies before it frees them) */
-    if (UNLIKELY(h->log_chunk)) {
+    if (LIKELY(!(h->log_chunk | h->log_ahead | h->log_spare))) {
+      h->log_used = 0;   /* the commit point */
+    } else {
       h->log_bias = h->log_off;
       h->log_end = h->log_cap;
       atomic_signal_fence(memory_order_seq_cst);
+      h->log_used = 0;   /* the commit point */
+      free_chunks(s);
     }
-    h->log_used = 0;   /* the commit point */
-    if (UNLIKELY(h->log_chunk | h->log_ahead | h->log_spare)) free_chunks(s);
     uint64_t v = atomic_load_explicit(&h->seq, memory_order_relaxed);
     if (v & 1) atomic_store_explicit(&h->seq, v + 1, memory_order_release);
     s->dirty = 0;

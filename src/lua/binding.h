@@ -77,7 +77,7 @@
   void zkv_lua_free(void *p);                                                              \
   int zkv_lua_list_len(void *store, const void *key, size_t klen, double *count);          \
   int zkv_lua_keys(void *store, zkv_cursor *cur, size_t max, char *buf, size_t cap,         \
-                   int32_t *lens, double *n);                                              \
+                   uint32_t *lens, double *n);                                             \
   int zkv_lua_flush_all(void *store, double *n);                                           \
   int zkv_lua_flush_expired(void *store, double max, double *n);                           \
   int zkv_lua_space(void *store, double *capacity, double *free_bytes);
