@@ -46,6 +46,7 @@
 #include <xxhash.h>
 
 #include "format.h"
+#include "util.h"
 #include "zeltkv.h"
 
 #define LIKELY(x) __builtin_expect(!!(x), 1)

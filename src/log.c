@@ -114,9 +114,8 @@ void log_record(seg *s, const void *p, size_t len) {
   uint64_t rec = ((len + 7) & ~(uint64_t)7) + 8;
   if (!s->shared) {
     if (s->mlog_used + rec > s->mlog_cap) {
-      uint64_t cap = s->mlog_cap ? s->mlog_cap * 2 : 4096;
-      while (cap < s->mlog_used + rec) cap *= 2;
-      char *n = realloc(s->mlog, cap);
+      size_t cap = (size_t)s->mlog_cap;
+      char *n = grow_array(s->mlog, &cap, (size_t)(s->mlog_used + rec), 1, 4096);
       if (!n) FAIL(s, ZKV_ENOMEM);
       s->mlog = n;
       s->mlog_cap = cap;

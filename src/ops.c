@@ -911,7 +911,7 @@ static int do_incr_num(zkv_db *db, ref_t ns, const void *key, size_t klen, doubl
   }
   int type = ZKV_T_FLOAT;
   char bytes[8];
-  if (x == floor(x) && fabs(x) <= 9007199254740992.0 && !(x == 0 && signbit(x))) {
+  if (double_is_exact_int(x)) {
     int64_t i = (int64_t)x;
     memcpy(bytes, &i, 8);
     type = ZKV_T_INT;

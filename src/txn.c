@@ -474,14 +474,14 @@ int zkv_begin(zkv_db *db) {
   if (rc) return rc;
   seg *s = db->s;
   if (s->txn_depth == s->txn_cap) {
-    int cap = s->txn_cap ? s->txn_cap * 2 : 16;
-    uint64_t *n = realloc(s->txn_marks, (size_t)cap * sizeof *n);
+    size_t cap = (size_t)s->txn_cap;
+    uint64_t *n = grow_array(s->txn_marks, &cap, cap + 1, sizeof *n, 16);
     if (!n) {
       op_leave(db, 0);
       return ZKV_ENOMEM;
     }
     s->txn_marks = n;
-    s->txn_cap = cap;
+    s->txn_cap = (int)cap;
   }
   s->txn_marks[s->txn_depth++] = log_pos(s);
   s->logging = 1;
