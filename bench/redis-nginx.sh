@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # bench/redis-nginx.sh URL: the redis driver inside nginx (1 worker, cosockets) against a
 # bare cosocket client doing the same commands on the same server, in one run.
-# Each figure is one request running N operations in its handler (time from ngx.now()),
-# best of 5, the sides in turns.  Two bare clients:
+# Each figure is the median over requests that each run CHUNK operations in their handler
+# (timed with clock_gettime), the sides in turns (kept, pooled, driver, then the reverse), and
+# each ratio the median of the ratios within one turn: a burst of load on the shared
+# machine falls on all three sides of a turn.  Two bare clients:
 #   kept     one cosocket for the whole request, the commands written out by hand
 #   pooled   per operation: ngx.socket.tcp, connect (from nginx's pool), the command,
 #            setkeepalive -- what the driver does for each call outside atomic
@@ -45,6 +47,14 @@ $NGX_HTTP_COMMON
       setnx_ttl = function() return s:setnx("l", 1, 30) end,
       atomic_rmw = function() return kv:atomic(function() s:set("rmw", (s:get("rmw") or 0) + 1) end) end,
     }
+    -- a monotonic clock in nanoseconds (ngx.now() counts milliseconds only)
+    local ffi = require("ffi")
+    ffi.cdef("typedef struct { long tv_sec; long tv_nsec; } zkv_bench_ts; int clock_gettime(int, zkv_bench_ts *);")
+    local ts = ffi.new("zkv_bench_ts")
+    function NOW_NS()
+      ffi.C.clock_gettime(1, ts)                          -- CLOCK_MONOTONIC
+      return tonumber(ts.tv_sec) * 1e9 + tonumber(ts.tv_nsec)
+    end
     function CONNECT()
       local c = ngx.socket.tcp()
       c:settimeouts(1000, 1000, 1000)
@@ -58,8 +68,7 @@ $NGX_HTTP_COMMON
     location = /run {
       content_by_lua_block {
         local op, n, side = ngx.var.arg_op, tonumber(ngx.var.arg_n), ngx.var.arg_side
-        ngx.update_time()
-        local t0 = ngx.now()
+        local t0 = NOW_NS()
         if side == "drv" then
           local f = DRV[op]
           for _ = 1, n do f() end
@@ -71,8 +80,7 @@ $NGX_HTTP_COMMON
           local f = BARE[op]
           for _ = 1, n do local c = CONNECT(); f(c); c:setkeepalive(60000, 32) end
         end
-        ngx.update_time()
-        ngx.say(string.format("%.0f", (ngx.now() - t0) / n * 1e9))
+        ngx.say(string.format("%.0f", (NOW_NS() - t0) / n))
       }
     }
   }
@@ -83,17 +91,25 @@ ready() { [ "$(curl -s -m 2 "http://127.0.0.1:$1/ping")" = pong ]; }
 ngx_start write_conf ready || { echo "nginx did not start: skipped"; cat "$T/logs/error.log"; exit 0; }
 U="http://127.0.0.1:$PORT"
 
-echo "inside nginx (1 worker, LuaJIT, cosockets), $URL, $N ops per request, best of 5:"
+CHUNK=500
+TURNS=$(( N / CHUNK )); [ "$TURNS" -ge 8 ] || TURNS=8
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+echo "inside nginx (1 worker, LuaJIT, cosockets), $URL, $TURNS turns of $CHUNK ops per request, medians:"
 printf '  %-26s %10s %10s %10s %9s %9s\n' operation "kept ns" "pooled ns" "driver ns" "/kept" "/pooled"
 for op in get set incr_ttl setnx_ttl atomic_rmw; do
   for s in kept pooled drv; do curl -s -m 60 "$U/run?op=$op&n=200&side=$s" >/dev/null; done   # warm up
-  k=999999999; p=999999999; d=999999999
-  for _ in 1 2 3 4 5; do
-    v=$(curl -s -m 120 "$U/run?op=$op&n=$N&side=kept"); [ "$v" -lt "$k" ] 2>/dev/null && k=$v
-    v=$(curl -s -m 120 "$U/run?op=$op&n=$N&side=pooled"); [ "$v" -lt "$p" ] 2>/dev/null && p=$v
-    v=$(curl -s -m 120 "$U/run?op=$op&n=$N&side=drv"); [ "$v" -lt "$d" ] 2>/dev/null && d=$v
+  : > "$T/k"; : > "$T/p"; : > "$T/d"; : > "$T/rk"; : > "$T/rp"
+  for i in $(seq 1 "$TURNS"); do
+    if [ $((i % 2)) = 1 ]; then order="kept pooled drv"; else order="drv pooled kept"; fi
+    for s in $order; do
+      v=$(curl -s -m 120 "$U/run?op=$op&n=$CHUNK&side=$s")
+      case $s in kept) k=$v ;; pooled) p=$v ;; drv) d=$v ;; esac
+    done
+    echo "$k" >> "$T/k"; echo "$p" >> "$T/p"; echo "$d" >> "$T/d"
+    awk -v a="$d" -v b="$k" 'BEGIN { print a / b }' >> "$T/rk"
+    awk -v a="$d" -v b="$p" 'BEGIN { print a / b }' >> "$T/rp"
   done
-  printf '  %-26s %10s %10s %10s %8.2fx %8.2fx\n' "$op" "$k" "$p" "$d" \
-    "$(awk -v a="$d" -v b="$k" 'BEGIN { print a / b }')" "$(awk -v a="$d" -v b="$p" 'BEGIN { print a / b }')"
+  printf '  %-26s %10.0f %10.0f %10.0f %8.2fx %8.2fx\n' "$op" "$(median < "$T/k")" "$(median < "$T/p")" \
+    "$(median < "$T/d")" "$(median < "$T/rk")" "$(median < "$T/rp")"
 done
 if grep -q "\[error\]" "$T/logs/error.log"; then grep -m 5 "\[error\]" "$T/logs/error.log"; fi

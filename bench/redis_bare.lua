@@ -9,7 +9,9 @@ local M = {}
 local function bulk(s) return "$" .. #s .. "\r\n" .. s .. "\r\n" end
 M.bulk = bulk
 
--- one reply of the kinds these commands get: status, integer, bulk, array of those
+-- one reply of the kinds these commands get: status, integer, bulk, array of those.  What a
+-- caller needs and no more: a bulk's bytes, an integer as a number (incr's result), a
+-- status or an error as its line (the caller compares it with "+OK").
 local function reply(c)
   local line = assert(c:receive("*l"))
   local t = line:byte(1)
@@ -17,6 +19,8 @@ local function reply(c)
     local n = tonumber(line:sub(2))
     if n < 0 then return nil end
     return c:receive(n + 2):sub(1, n)
+  elseif t == 58 then
+    return tonumber(line:sub(2))
   elseif t == 42 then
     local a = {}
     for i = 1, tonumber(line:sub(2)) do a[i] = reply(c) end

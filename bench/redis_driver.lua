@@ -7,14 +7,18 @@
 -- then receive("*l") and receive(n) for the reply, the commands written out by hand)
 -- against zeltkv.redis doing the same commands: get, set, incr with a ttl, setnx with a
 -- ttl, and an uncontended atomic read-modify-write (bare: WATCH+GET, then MULTI/SET/EXEC).
--- Prints ns/op of both, the ratio, and the driver's round trips per op.  The two sides run
--- in turns (5 rounds each, the best round kept), so noise falls on both alike.
+-- Prints ns/op of both, the ratio, and the driver's round trips per op.  The machine is
+-- shared and its load moves within a second, so the two sides run in short turns (chunks
+-- of CHUNK ops, bare then driver, then driver then bare, ...); each side's figure is the
+-- median of its chunks, and the ratio the median of the ratios of neighbouring chunks:
+-- a burst of load falls on both sides of a pair, and a few such pairs move no median.
 package.path = "lua/?.lua;lua/?/init.lua;bench/?.lua;" .. package.path
 local socket = require("socket")
 local zeltkv = require("zeltkv")
 
 local N = tonumber(os.getenv("REDIS_BENCH_N") or "") or 20000
-local ROUNDS = 5
+local CHUNK = 250
+local PAIRS = math.max(8, math.floor(N / CHUNK))
 
 local function connect(addr)
   local path = addr:match("^unix://(.+)$")
@@ -99,26 +103,36 @@ local function fake_conn()
   return c
 end
 
+local function median(t)
+  table.sort(t)
+  local n = #t
+  local h = math.floor(n / 2)
+  return n % 2 == 1 and t[h + 1] or (t[h] + t[h + 1]) / 2
+end
+
 for _, addr in ipairs(arg) do
   local pfx = "bench" .. math.random(1, 1e9)
   local c = connect(addr)
   local bare = bare_ops(c, pfx)
   local kv = zeltkv.redis({ url = addr, prefix = pfx })
   local drv = driver_ops(kv)
-  print(("%s (%s, %d ops per round, best of %d rounds)"):format(addr,
-    rawget(_G, "jit") and jit.version or _VERSION, N, ROUNDS))
+  print(("%s (%s, %d pairs of %d-op chunks, medians)"):format(addr,
+    rawget(_G, "jit") and jit.version or _VERSION, PAIRS, CHUNK))
   print(("  %-26s %12s %12s %8s %12s"):format("operation", "bare ns/op", "driver ns/op", "ratio",
                                                "round trips"))
   for _, op in ipairs(OPS) do
-    bare[op](); drv[op]()                              -- warm up
-    local b, d = math.huge, math.huge
+    for _ = 1, CHUNK do bare[op](); drv[op]() end      -- warm up
+    local bs, ds, rs = {}, {}, {}
     local rt0 = kv.round_trips
-    for _ = 1, ROUNDS do
-      b = math.min(b, time(bare[op], N))
-      d = math.min(d, time(drv[op], N))
+    for i = 1, PAIRS do
+      local b, d
+      if i % 2 == 1 then b = time(bare[op], CHUNK); d = time(drv[op], CHUNK)
+      else d = time(drv[op], CHUNK); b = time(bare[op], CHUNK) end
+      bs[i], ds[i], rs[i] = b, d, d / b
     end
-    local rts = (kv.round_trips - rt0) / (N * ROUNDS)
-    print(("  %-26s %12.0f %12.0f %7.2fx %12.2f"):format(LABEL[op], b, d, d / b, rts))
+    local rts = (kv.round_trips - rt0) / (CHUNK * PAIRS)
+    print(("  %-26s %12.0f %12.0f %7.2fx %12.2f"):format(LABEL[op], median(bs), median(ds),
+                                                         median(rs), rts))
   end
   kv:flush()
   kv:close()

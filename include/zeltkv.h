@@ -47,8 +47,14 @@
  * runs in steps, each a short lock hold of its own that stays done whatever
  * happens to the write after (as in Redis, which evicts before it runs a
  * command), so no write that fits fails for the size of the undo log or of
- * the eviction it needs; inside one it runs within the transaction, bounded
- * by a shared segment's undo log.  A write that could not fit even if every
+ * the eviction it needs; inside one it runs within the transaction, whose
+ * undo log needs room too: a shared segment's log starts in a fixed region
+ * (1/16 of the segment) and grows into the free room (in blocks of 1 KiB
+ * or more that held nothing when the transaction began), a memory store's
+ * is the process heap.  So a transaction is as big as the free room, not
+ * as a fixed log: what it writes, what it evicts and what its compaction
+ * moves are all undone by a log that takes about as many bytes as they
+ * do, and room it frees stays with the keys a rollback brings back.  A write that could not fit even if every
  * key were gone fails at once, evicting nothing.  When that is not enough
  * the write fails with ZKV_EFULL.  Free room can still be lost to pieces
  * held between namespace records (which never move) and blocks larger than
@@ -153,7 +159,7 @@ enum zkv_rc {
   ZKV_EVERSION = -14,     /* the segment has another format version */
   ZKV_ENOMEM = -15,       /* the process ran out of memory */
   ZKV_EIO = -16,          /* a system call failed (see errno) */
-  ZKV_ETXN = -17,         /* no transaction open, or a shared segment's undo log full */
+  ZKV_ETXN = -17,         /* no transaction open (or, outside one, an op's undo log over its fixed region) */
   ZKV_EINVAL = -18,       /* a bad argument (NULL handle, bad option) */
   ZKV_ESTALE = -19,       /* the namespace id is not (or no longer) one of this store */
   ZKV_EFORKED = -20       /* the handle came through fork() while its store was held */
@@ -363,10 +369,12 @@ ZKV_API int zkv_namespace(zkv_db *db, zkv_ns parent, const void *name, size_t le
  * every function.
  *
  * Writes (zkv_set*, zkv_del, zkv_expire, zkv_incr*, and zkv_namespace when
- * it creates) may also return ZKV_EFULL (no room: see "Memory" above),
- * ZKV_ETXN (the undo log of a shared segment is full: a transaction too big
- * for it, or for the keys its write must move to make room) and ZKV_ENOMEM (this process is out of memory for the undo log of
- * a memory store's transaction, or for its own bookkeeping). */
+ * it creates) may also return ZKV_EFULL (no room: see "Memory" above; in a
+ * transaction on a shared segment also when its undo log cannot grow into
+ * the free room for the write: the store is full for it, and the failed
+ * write changed nothing) and ZKV_ENOMEM (this process is out of memory for
+ * the undo log of a memory store's transaction, or for its own
+ * bookkeeping). */
 
 /* zkv_get: read a key.
  *  [out] out  the value; out->data points into handle-owned memory that stays
@@ -437,10 +445,11 @@ ZKV_API int zkv_has(zkv_db *db, zkv_ns ns, const void *key, size_t klen);
 ZKV_API int zkv_expire(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t ttl_ms);
 
 /* zkv_expire_ex: zkv_expire with flags.  ZKV_EXPIRE_COARSE counts the new
- * ttl from the coarse clock (at most a few ms behind the precise one, so the
- * key may expire that much early), as ngx.shared.DICT counts it from nginx's
- * cached time: it spares the precise clock read, the larger part of the
- * call.  Whether the key is live is told as precisely as by zkv_expire.
+ * ttl from the coarse clock (behind the precise one by up to a kernel tick,
+ * a few ms, or more on an overloaded machine: the key may expire that much
+ * early), as ngx.shared.DICT counts it from nginx's cached time: it spares
+ * the precise clock read, about a third of the call.  Whether the key is
+ * live is told as precisely as by zkv_expire.
  * Returns the codes of zkv_expire, and ZKV_EINVAL for an unknown flag. */
 #define ZKV_EXPIRE_COARSE 1u
 ZKV_API int zkv_expire_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t ttl_ms,
@@ -550,6 +559,18 @@ typedef int (*zkv_key_fn)(void *ud, const void *key, size_t klen);
  * Returns ZKV_OK, ZKV_EINVAL (cur or fn NULL), ZKV_ESTALE. */
 ZKV_API int zkv_keys(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, zkv_key_fn fn,
                      void *ud, size_t *n);
+
+/* zkv_keys_into: zkv_keys with the keys copied, not passed to a callback:
+ * the next batch of up to max live keys, back to back into buf, the length
+ * of the i-th into lens[i] (lens holds max).  A key that does not fit in
+ * what is left of buf ends the batch and is the first of the next one; cap
+ * is at least ZKV_MAX_KEY, so that a batch holds at least one key.
+ *  [in,out] cur  the walk position, as for zkv_keys
+ *  [out]    n    how many keys were copied (may be NULL)
+ * Returns ZKV_OK, ZKV_EINVAL (cur, buf or lens NULL, cap < ZKV_MAX_KEY),
+ * ZKV_ESTALE, ZKV_ETIMEDOUT, ZKV_ECLOSED, ZKV_ECORRUPT. */
+ZKV_API int zkv_keys_into(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, char *buf,
+                          size_t cap, uint32_t *lens, size_t *n);
 
 /* zkv_namespaces: the next batch of up to max child namespaces of ns (not
  * their own children): fn gets each one's name.  Newest first.  The same

@@ -1,7 +1,8 @@
-# ASan+UBSan (the C tests and the specs of LUA_VERSION), valgrind (the C tests, light),
-# and the libFuzzer target that mutates segment files (clang, bounded in time).
+# ASan+UBSan (the C tests, the specs of LUA_VERSION, the edges spec on 5.1 and LuaJIT),
+# valgrind (the C tests, light), and the libFuzzer target that mutates segment files (clang,
+# bounded in time).
 SUITES += sanitize valgrind fuzz
-PKGS_sanitize := lua-busted
+PKGS_sanitize := lua-busted $(PKGS_LUA_5.1) $(PKGS_LUA_jit)
 PKGS_valgrind := valgrind
 PKGS_fuzz     := clang libclang-rt-14-dev
 
@@ -10,6 +11,9 @@ ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 # the whole tree built once with them in $(ASAN_B): engine objects, module and C tests
 ASAN_B      := $(B)/asan
 ASAN_CTESTS := $(patsubst $(B)/test/%,$(ASAN_B)/test/%,$(CTESTS))
+# the edges spec (issue 9's finalizer repros) also under the Luas whose lua_pushlstring
+# collects before it copies (src/lua/binding.h, push_read): about 5 CPU s each and a build
+ASAN_EDGES_LUAS := 5.1 jit
 
 sanitize:
 	$(call need,$(PKGS_sanitize))
@@ -21,7 +25,15 @@ sanitize:
 	  ZELTKV_CPATH='$(ASAN_B)/$(FLAVOUR)/?.so' LUA=$(LUA) \
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0 ./spec/run.sh > $(RESULTS)/asan-spec.log 2>&1 || \
-	  { rc=1; tail -n 40 $(RESULTS)/asan-spec.log; }; tail -n 1 $(RESULTS)/asan-spec.log; exit $$rc
+	  { rc=1; tail -n 40 $(RESULTS)/asan-spec.log; }; tail -n 1 $(RESULTS)/asan-spec.log; \
+	  for v in $(ASAN_EDGES_LUAS); do \
+	    $(MAKE) --no-print-directory B=$(ASAN_B) CFLAGS='-O1 -g' SANFLAGS='$(ASAN_FLAGS)' LUA_VERSION=$$v module || rc=1; \
+	    d=$$([ $$v = jit ] && echo luajit || echo lua$$v); echo "== asan edges ($$d)"; \
+	    ZELTKV_CPATH="$(ASAN_B)/$$d/?.so" LUA=$$d \
+	    LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	    ASAN_OPTIONS=detect_leaks=0 ./spec/run.sh spec/13-edges_spec.lua > $(RESULTS)/asan-edges-$$d.log 2>&1 || \
+	    { rc=1; tail -n 40 $(RESULTS)/asan-edges-$$d.log; }; tail -n 1 $(RESULTS)/asan-edges-$$d.log; done; \
+	  exit $$rc
 
 # a mutation costs a fork and a whole store under valgrind: 50 random ones, not the light 200
 VALGRIND_LIGHT = $(if $(TEST_LIGHT),ZKV_MUTATIONS=50)

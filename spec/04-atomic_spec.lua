@@ -46,6 +46,19 @@ describe("atomic", function()
       assert.are.equal(t, kv:atomic(function() return t end))
     end)
 
+    it("reads a stored false as false inside fn, the server's and fn's own", function()
+      a:set("f", false)
+      local before, own
+      kv:atomic(function()
+        before = a:get("f")
+        a:set("g", false)
+        own = a:get("g")
+      end)
+      assert.is_false(before)
+      assert.is_false(own)
+      assert.is_false(a:get("g"))
+    end)
+
     it("calls fn(kv, ...) with every argument, nils included", function()
       local got_self, n, args
       kv:atomic(function(self, ...)
@@ -160,7 +173,8 @@ describe("atomic", function()
       H.assert_unchanged(snap)
     end)
 
-    -- shared: a 64 MiB segment's undo log holds fewer writes; redis: clear() is refused
+    -- shared: 200 000 writes with their undo log (which grows into the free room, some
+    -- 300 bytes a write) need more than a 64 MiB segment's free room; redis: clear() is refused
     -- inside atomic (a SCAN pattern cannot be watched)
     H.except({ "shared", "redis" }, "transaction size / clear inside atomic")(
       "commits and undoes big transactions (200 000 writes)", function()
@@ -180,6 +194,48 @@ describe("atomic", function()
         error("undo it")
       end)
       H.assert_unchanged(snap2)
+      big:close()
+    end)
+
+    -- issue 9.4: a transaction is as big as the free room (a shared segment's undo log
+    -- grows out of its fixed region, 1/16 of the segment, into the free room)
+    H.only("memory", "shared")(
+      "takes 70% of the free room in one atomic, undoes it all, fails cleanly past it", function()
+      local big = H.driver(H.KIND == "shared" and { size = "16m", atomic_timeout = 0 }
+                           or { max_bytes = "16m", atomic_timeout = 0 })
+      local ba, bc = big:namespace("a"), big:namespace("c")
+      for i = 1, 300 do bc:set("old" .. i, string.rep("o", i)) end
+      local v = string.rep("v", 1000)
+      local target = math.floor(big:stats().free_bytes * 0.7)
+      local function fill(limit)
+        local f0, n = big:stats().free_bytes, 0
+        while f0 - big:stats().free_bytes < limit do
+          n = n + 1
+          ;(n % 3 == 0 and bc or ba):set("t" .. n, v)
+          if n % 5 == 0 then bc:del("old" .. (n % 300 + 1)) end
+        end
+        return n
+      end
+      local snap2 = H.snapshot({ ba, bc }, big)
+      local used0 = big:stats().bytes_used
+      local n
+      local err = H.catch(big.atomic, big, function()
+        n = fill(target)
+        error("undo it")
+      end)
+      assert.are.equal("undo it", err:match("undo it"))
+      assert.is_true(n > 8000)
+      H.assert_unchanged(snap2)
+      assert.are.equal(used0, big:stats().bytes_used)
+      -- past the free room: STORE_OPERATION_FAILED, and the store as it was
+      err = H.catch(big.atomic, big, function() fill(math.huge) end)
+      H.check_error("STORE_OPERATION_FAILED", err)
+      H.assert_unchanged(snap2)
+      assert.are.equal(used0, big:stats().bytes_used)
+      -- and committed, all of it
+      big:atomic(function() n = fill(target) end)
+      assert.are.equal(n - math.floor(n / 3), ba:count())
+      assert.are.equal(v, bc:get("t" .. (n - n % 3)))
       big:close()
     end)
 

@@ -438,16 +438,15 @@ void blk_free_now(seg *s, ref_t r) {
  * crash, must bring back) overwritten by new data that is not logged.  So the
  * ranges freed under the log are remembered until the lock is released, and
  * an allocation that overlaps one logs those bytes first.  Past FREED_MAX
- * ranges every allocation is logged whole: slower, never wrong. */
+ * ranges every allocation is logged whole (slower, never wrong); the ranges
+ * are still kept, for the log's own chunks (blk_alloc_clean), which must
+ * never take one. */
 #define FREED_MAX 256
 
 /* remember that [r, r+units) held data a rollback needs, in this lock hold */
 static void note_freed(seg *s, ref_t r, uint64_t units) {
-  if (!s->logging || s->npend == SIZE_MAX) return;
-  if (s->npend >= 2 * FREED_MAX) {
-    s->npend = SIZE_MAX;   /* overflowed: log every allocation whole */
-    return;
-  }
+  if (!s->logging) return;
+  if (s->npend >= 2 * FREED_MAX) s->pend_whole = 1;   /* log every allocation whole */
   if (s->npend + 2 > s->cap_pend) {
     size_t cap = s->cap_pend ? s->cap_pend * 2 : 32;
     ref_t *n = realloc(s->pend, cap * sizeof *n);
@@ -459,6 +458,14 @@ static void note_freed(seg *s, ref_t r, uint64_t units) {
   s->pend[s->npend++] = (ref_t)units;
 }
 
+uint64_t blk_freed_bytes(seg *s) {
+  if (!s->logging) return 0;
+  if (s->pend_whole) return UINT64_MAX;
+  uint64_t n = 0;
+  for (size_t i = 1; i < s->npend; i += 2) n += (uint64_t)s->pend[i] * UNIT;
+  return n;
+}
+
 void blk_free(seg *s, ref_t r) {
   note_freed(s, r, BLK_UNITS(blk(s, r)[0]));
   blk_free_now(s, r);
@@ -466,7 +473,7 @@ void blk_free(seg *s, ref_t r) {
 
 static void log_reused(seg *s, ref_t r, uint64_t units) {
   if (!s->logging || s->npend == 0) return;
-  if (s->npend == SIZE_MAX) {
+  if (s->pend_whole) {
     LOGW(s, (char *)blk(s, r) + 4, units * UNIT - 4);
     return;
   }
@@ -480,6 +487,66 @@ static void log_reused(seg *s, ref_t r, uint64_t units) {
       LOGW(s, s->base + off, hi * UNIT - off);
     }
   }
+}
+
+/* does [a, b) (units) overlap a range freed under the log in this lock hold? */
+static int overlaps_freed(const seg *s, uint64_t a, uint64_t b) {
+  for (size_t i = 0; i < s->npend; i += 2) {
+    uint64_t fa = s->pend[i], fb = fa + s->pend[i + 1];
+    if (fa < b && a < fb) return 1;
+  }
+  return 0;
+}
+
+ref_t blk_alloc_clean(seg *s, uint64_t units) {
+  hdr *h = H(s);
+  if (units < 2) units = 2;
+  if (units >= (1u << 30)) return 0;
+  /* as high in the heap as it finds: never-used space first, else the
+   * highest of the first free blocks that fit (each check walks the freed
+   * ranges), so that a compaction, which works upwards from the lowest free
+   * block, meets it late */
+  uint64_t t = h->top / UNIT;
+  ref_t r = 0;
+  if (h->top + units * UNIT <= h->size && !overlaps_freed(s, t, t + units) &&
+      (r = from_top(s, units)) != 0)
+    goto taken;
+  ref_t best = 0;
+  uint64_t have = 0;
+  int budget = s->npend > 8192 ? 32 : 256;   /* fewer when the freed ranges are many */
+  for (unsigned c = cls_of(units); c < NCLASS && budget > 0; c++) {
+    if (!(h->class_bits[c >> 6] & (1ull << (c & 63)))) continue;
+    for (ref_t x = h->free_heads[c]; x && budget > 0; budget--) {
+      chk(s, x, 2);
+      uint32_t hd = blk(s, x)[0];
+      uint64_t u = BLK_UNITS(hd);
+      if (UNLIKELY(!(hd & BLK_FREE))) FAIL(s, ZKV_ECORRUPT);
+      chk(s, x, u);
+      /* the chunk would be its upper end: the rest stays a free block below */
+      if (u >= units && x + u > (uint64_t)best + have && !overlaps_freed(s, x + u - units, x + u)) {
+        best = x;
+        have = u;
+      }
+      x = blk(s, x)[1];
+    }
+  }
+  if (!best) return 0;
+  if (have == units) {
+    r = take(s, best, have, units);
+  } else {
+    list_remove(s, best, have);
+    LOGW(s, (char *)blk(s, best) + have * UNIT - 4, 4);   /* its footer, a tag to restore */
+    make_free(s, best, have - units);
+    r = (ref_t)(best + have - units);
+    LOGW(s, blk(s, r), 4);
+    blk(s, r)[0] = (uint32_t)(units << 2) | BLK_PREVFREE;
+    set_prevfree(s, r + units, 0);
+  }
+taken:
+  h = H(s);
+  LOGW(s, &h->bytes_used, 8);
+  h->bytes_used += units * UNIT;
+  return r;
 }
 
 void blk_init(seg *s) {

@@ -134,6 +134,8 @@ static int init_arena(zkv_db *db, uint64_t size, uint64_t log_cap, const zkv_opt
   h->shared = (uint32_t)s->shared;
   h->log_off = s->shared ? SLOTS_OFF + SLOTS_BYTES : round_up(sizeof(hdr), 64);
   h->log_cap = log_cap;
+  h->log_bias = h->log_off;   /* the window: the fixed region (format.h) */
+  h->log_end = log_cap;
   h->heap_start = h->log_off + log_cap;
   h->capacity = s->shared ? size : o->max_bytes;
   h->gc_next_ms = clock_ms() + db->gc_interval_ms;
@@ -356,9 +358,21 @@ int arena_validate(const hdr *h, uint64_t file_size) {
     return ZKV_ECORRUPT;
   if (atomic_load(&h->ready) != 1) return ZKV_ECORRUPT;
   uint64_t size = h->size;
-  if (h->log_off < SLOTS_OFF + SLOTS_BYTES || h->log_cap > size || h->log_used > h->log_cap ||
+  /* a log that spilled into chunks may be longer than the fixed region (a
+   * dead holder's: recovery checks each chunk before it reads it); a
+   * committed log's window is the fixed region (txn.c, release) */
+  if (h->log_off < SLOTS_OFF + SLOTS_BYTES || h->log_cap > size ||
+      (!h->log_chunk && h->log_used > h->log_cap) ||
+      (!h->log_used && (h->log_bias != h->log_off || h->log_end != h->log_cap)) ||
       h->log_off + h->log_cap != h->heap_start || h->heap_start > h->top ||
       h->top > size || (h->top & 7) || (h->heap_start & 7) || (h->log_off & 7))
+    return ZKV_ECORRUPT;
+  if ((h->log_chunk && ((uint64_t)h->log_chunk * UNIT < h->heap_start ||
+                        (uint64_t)h->log_chunk * UNIT + LOG_CHUNK_HDR > h->top)) ||
+      (h->log_spare && ((uint64_t)h->log_spare * UNIT < h->heap_start ||
+                        (uint64_t)h->log_spare * UNIT + LOG_CHUNK_HDR > h->top)) ||
+      (h->log_ahead && ((uint64_t)h->log_ahead * UNIT < h->heap_start ||
+                        (uint64_t)h->log_ahead * UNIT + LOG_CHUNK_HDR > h->top)))
     return ZKV_ECORRUPT;
   if (h->evict > ZKV_EVICT_LRU || h->nb_log2 > 30 || h->bytes_used > size ||
       h->dead_next >= NDEAD || h->dead_bytes > h->bytes_used ||

@@ -15,6 +15,11 @@
  *   [hdr] [counter slots (shared)] [undo log region: log_cap bytes]
  *   [heap: blocks ... top) [never used)
  *
+ * The undo log of a shared segment starts in its fixed region and, inside a
+ * transaction, goes on in log chunks: heap blocks taken from the free room
+ * (struct log_chunk below), chained from the header (log_chunk), freed when
+ * the transaction ends; so a transaction is as big as the free room allows.
+ *
  * Fields marked HINT are not restored by a rollback or by crash recovery
  * (they are written without the undo log, and nothing relies on their exact
  * value); everything else in the header and in allocated blocks is, byte for
@@ -28,7 +33,7 @@
 #include <stdint.h>
 
 #define ZKV_MAGIC "ZELTKV\0\1"
-#define ZKV_FORMAT 7u
+#define ZKV_FORMAT 8u
 #define UNIT 8u
 typedef uint32_t ref_t;
 
@@ -152,8 +157,20 @@ typedef struct hdr {
   ref_t root_ns;
   uint32_t pad3;
   uint64_t nns;
-  /* undo log (shared driver: in the arena) */
-  uint64_t log_off, log_cap;
+  /* undo log (shared driver: in the arena).  Log positions (log_used, the
+   * marks of txn.c) count bytes from the start of the log; the window is
+   * the part the next record goes into: position p lies at arena byte
+   * log_bias + p for p < log_end (modulo 2^64: a chunk may lie lower in the
+   * arena than its positions).  The window is the fixed region
+   * [log_off, log_off + log_cap) when log_chunk is 0, else that chunk; it is
+   * derived from log_chunk (txn.c, log_window) and rewritten from it by
+   * crash recovery, never trusted alone. */
+  uint64_t log_bias, log_end;
+  ref_t log_chunk;         /* the last chunk of the log in use (0: none) */
+  ref_t log_ahead;         /* chunks allocated ahead, not yet in use (linked by next) */
+  ref_t log_spare;         /* chunks of a log already committed, still to free */
+  uint32_t pad4;
+  uint64_t log_off, log_cap;   /* the fixed region */
   /* stats */
   uint64_t evictions, expired_freed, gc_runs, lock_recoveries;
   uint64_t lru_clock;      /* HINT (memory reads count without the log): write ops, the lru age unit */
@@ -198,6 +215,26 @@ typedef struct ctr_slot {
  * end; crash recovery reads it from the segment. */
 #define REC_LEN_BITS 24
 #define REC_MAX ((1ull << REC_LEN_BITS) - 1)
+
+/* A log chunk: an allocated heap block whose bytes after this header hold
+ * the log positions [vbase, vbase + its bytes - LOG_CHUNK_HDR).  No record
+ * spans two chunks (a long one is split; a chunk starts where the records
+ * before it end).  Chunks are allocated ahead, where the heap is whole
+ * (txn.c, log_room): the allocation and the push on the log_ahead list are
+ * logged, so undoing the log past them gives the block back.  A record that
+ * finds its window full moves the window to the first chunk ahead (header
+ * stores only: safe anywhere), logging the list's change as the new window's
+ * first record.  A chunk's own bytes are never logged: it is taken only from
+ * free room that holds nothing a rollback needs. */
+typedef struct log_chunk {
+  uint32_t blk;            /* allocator header */
+  ref_t prev;              /* in use: the chunk before (0: the fixed region) */
+  ref_t next;              /* ahead: the next chunk ahead */
+  uint32_t magic;          /* LOG_CHUNK_MAGIC: tells a chunk from a damaged ref */
+  uint64_t vbase;          /* in use: its first log position */
+} log_chunk;
+#define LOG_CHUNK_HDR 24u
+#define LOG_CHUNK_MAGIC 0x474f4c5au   /* "ZLOG" */
 
 /* ---- what the code relies on ----------------------------------------------- */
 /* bytes from field a to the end of field b of a struct: one undo record for
@@ -248,6 +285,11 @@ _Static_assert(offsetof(hdr, lock_waits) / 64 == offsetof(hdr, lock) / 64 &&
                "the lock-wait counters share the lock's line");
 _Static_assert(offsetof(hdr, retired_misses) / 64 == offsetof(hdr, seq) / 64,
                "the holder's counters share seq's line");
+_Static_assert(sizeof(log_chunk) == LOG_CHUNK_HDR && LOG_CHUNK_HDR % UNIT == 0,
+               "a chunk's records start after its header, aligned");
+_Static_assert(offsetof(hdr, log_chunk) / 64 == offsetof(hdr, log_end) / 64 &&
+               offsetof(hdr, log_bias) / 64 == offsetof(hdr, log_end) / 64,
+               "the window and the chunk refs share a line (log_write, release)");
 _Static_assert(REC_LEN_BITS + 40 <= 64, "a log trailer holds a 40-bit offset");
 
 #endif

@@ -211,6 +211,7 @@ void idx_unlink_free_h(zkv_db *db, ref_t r, int expired, uint64_t h) {
 
 void idx_unlink_keep(zkv_db *db, ref_t r, int expired, uint64_t h) {
   seg *s = db->s;
+  LOG_AHEAD(s, LOG_KEY_ROOM);   /* loops of these (clear, sweep, evict) in a transaction */
   ent *e = ent_at(s, r);
   if (UNLIKELY(e->type == T_NSREC)) FAIL(s, ZKV_ECORRUPT);
   if (e->flags & EF_DELETED) {

@@ -2,17 +2,23 @@
  * internal.h -- the engine's private API: the process-side state of a store,
  * and the functions of each layer, lowest first.
  *
+ *   snapshot.c snapshots, dump and load (calls the key operations); dumpfile.c,
+ *             the dump file's format, knows no store
  *   ops.c     the public zkv_* key operations: checks, the op frame, lock-free reads
  *   room.c    making room: kept deleted keys, expiry sweeps, eviction, compaction,
  *             gc scheduling and step budgets                               (room_*)
  *   index.c   entries, the hash index, namespaces, the deleted-key ring   (idx_*)
+ *   deque.c   the items of lists                                          (list_*)
  *   alloc.c   blocks: free lists, coalescing, the bump pointer            (blk_*)
  *   txn.c     the lock, the op frame, the undo log, transactions, recovery (op_*, log_*)
  *   arena.c   mappings: memory arenas and shared segments                 (arena_*)
  *   clock.c   time                                                        (clock_*)
  *   format.h  the bytes of a segment
  *
- * A layer calls only the layers below it.  The public API (include/zeltkv.h)
+ * A layer calls only the layers below it, but for one exception that is not
+ * split out yet: arena.c's opening and closing of stores (zkv_open_*,
+ * zkv_close, counter slots, fork) calls up, into alloc.c, index.c and txn.c
+ * (docs/inside.md).  The public API (include/zeltkv.h)
  * is the only thing named zkv_*.  Everything that reads or writes the arena
  * runs under the store lock, inside an op (op_enter .. op_leave); an error
  * deep inside raises FAIL, which unwinds to the op frame (RUN in ops.c), where
@@ -100,6 +106,7 @@ typedef struct seg {
   int txn_cap;
   ref_t *pend;             /* (ref, units) pairs freed under the log in this lock hold */
   size_t npend, cap_pend;
+  int pend_whole;          /* past FREED_MAX pairs: every allocation is logged whole (alloc.c) */
   int logging;             /* record undo for writes now */
   int dirty;               /* seq made odd in this lock hold */
   /* memory driver: private growable log */
@@ -202,6 +209,8 @@ static inline int arena_bounds(const seg *s, uint64_t off, uint64_t len) {
 /* tests (C tests link the static library): called when a segment being
  * created is complete, just before it is published under its name */
 extern void (*arena_test_create_hook)(void);
+/* tests: called before each record crash recovery applies (txn.c) */
+extern void (*txn_test_recover_hook)(void);
 
 /* ---- the op frame, the lock and the undo log (txn.c) --------------------- */
 int op_enter(zkv_db *db);
@@ -217,6 +226,32 @@ _Noreturn void op_fail(seg *s, int rc);
 void log_record(seg *s, const void *p, size_t len);
 void log_undo_to(seg *s, uint64_t mark);
 uint64_t log_pos(seg *s);
+/* Can the undo log take `need` more bytes now?  Inside a transaction on a
+ * shared segment it grows into the heap's free room for them (a log chunk,
+ * format.h) if it must: call it only where the heap is whole and no free
+ * block is held for later use (between the steps of an op, never inside
+ * the allocator).  Outside a transaction the fixed region is all there is
+ * (ops there work in bounded steps); a private store's log is the process
+ * heap (always 1). */
+int log_room_grow(seg *s, uint64_t need);
+static inline int log_room(seg *s, uint64_t need) {
+  if (!s->shared) return 1;
+  hdr *h = (hdr *)s->base;
+  if (LIKELY(h->log_end - h->log_used >= need && h->log_used <= h->log_end)) return 1;
+  return log_room_grow(s, need);
+}
+/* is the allocated block r one of the log's chunks (in a transaction: a
+ * compaction must not take it for an entry and move it)? */
+int log_chunk_is(seg *s, ref_t r);
+/* what one step of a loop over keys (a key freed, flagged or evicted) may
+ * log at most, and what an op may log outside such loops and its value's
+ * bytes: the room a transaction's log keeps ahead of each */
+#define LOG_KEY_ROOM 2048u
+#define LOG_OP_ROOM 4096u
+/* in a transaction, before a step that logs up to `need`: grow the log now
+ * if it must (see log_room) */
+#define LOG_AHEAD(s, need) \
+  do { if (UNLIKELY((s)->txn_depth > 0) && (s)->shared) (void)log_room(s, need); } while (0)
 
 /* Before the first change of a lock hold on a shared segment: make seq odd
  * (lock-free readers then retry).  Only the lock holder writes seq, so plain
@@ -239,8 +274,9 @@ static inline void log_write(seg *s, const void *p, size_t len) {
     hdr *h = (hdr *)s->base;
     if (UNLIKELY(!s->dirty)) log_dirty(s);
     uint64_t rec = ((len + 7) & ~(size_t)7) + 8;
-    if (LIKELY(h->log_used + rec <= h->log_cap && h->log_off + h->log_cap <= s->mapped)) {
-      char *dst = s->base + h->log_off + h->log_used;
+    uint64_t used = h->log_used, at = h->log_bias + used;   /* the window: format.h */
+    if (LIKELY(used + rec <= h->log_end && at <= s->mapped - rec)) {
+      char *dst = s->base + at;
       uint64_t tr = (uint64_t)((const char *)p - s->base) << REC_LEN_BITS | len;
       switch (len) {   /* constant sizes: the copies compile to a move or two */
       case 1: memcpy(dst, p, 1); break;
@@ -300,10 +336,18 @@ void blk_grow_top(seg *s, ref_t r, uint64_t units);
 ref_t blk_slide(seg *s, ref_t r);
 ref_t blk_lowest_free(seg *s, uint64_t above);
 ref_t blk_next_free(seg *s, uint64_t *from, unsigned budget, int *at_top);
+/* the most bytes an allocation could have to log now (log_reused): those
+ * freed under the log in this lock hold, UINT64_MAX once too many ranges were
+ * freed to track (every allocation is then logged whole) */
+uint64_t blk_freed_bytes(seg *s);
 /* blk_alloc from the free block lowest in the heap that fits (a slow walk
  * of every free list: for the records that never move, which then split
  * the free room as little as they can) */
 ref_t blk_alloc_low(seg *s, uint64_t units);
+/* blk_alloc for the undo log's own chunks (shared segment, txn.c): only from
+ * free room that holds nothing a rollback needs (no block this lock hold
+ * freed), so its old bytes are not logged; 0 when there is none */
+ref_t blk_alloc_clean(seg *s, uint64_t units);
 
 /* ---- the index (index.c) ------------------------------------------------ */
 /* the index hash: XXH3 of the key seeded with the namespace ref (and the
@@ -363,8 +407,8 @@ ref_t idx_ns_next(seg *s, ref_t root, ref_t cur);
  * (0: none) is the entry the write replaces: never evicted, swept or moved
  * (a step may move it); `ns` is the namespace the write goes into: its
  * record is never freed for it.
- * FAILs with ZKV_EFULL (or, in a transaction on a shared segment whose undo
- * log cannot take the moves, ZKV_ETXN when the transaction held much). */
+ * FAILs with ZKV_EFULL (also when, in a transaction, the undo log cannot
+ * grow into the free room for what the room needs). */
 #define ROOM_NOEVICT 1u
 #define ROOM_LOW 2u       /* a record that never moves: as low in the heap as it fits */
 ref_t room_alloc(zkv_db *db, uint64_t units, ref_t pin, ref_t ns, unsigned how);

@@ -76,7 +76,10 @@ const char *zkv_errclass_name(int cls) {
  * looks whether a sweep step is due.  Inline: it is on every write, and the
  * answer is nearly always no. */
 static inline void maybe_gc(zkv_db *db) {
-  if (UNLIKELY(H(db->s)->obuckets)) idx_rehash(db, REHASH_STEP);
+  /* (in a transaction, when its undo log can take the moves: it is not
+   * the op's own work, and must not make it fail) */
+  if (UNLIKELY(H(db->s)->obuckets) && (!db->s->txn_depth || log_room(db->s, LOG_KEY_ROOM)))
+    idx_rehash(db, REHASH_STEP);
   if ((++db->opcount & 7) && !H(db->s)->gc_active) return;
   room_gc_step(db);
 }
@@ -113,6 +116,7 @@ static inline int count_del(zkv_db *db, int rc) {
       s_->room = s_->depth == 1 && s_->txn_depth == 0 ? &rq_ : NULL;          \
       hold_begin(s_);                                                        \
       if ((rc_ = sigsetjmp(jb_, 0)) == 0) {                                  \
+        LOG_AHEAD(s_, LOG_OP_ROOM);                                          \
         rc_ = (body);                                                        \
         if (rc_ >= 0) maybe_gc(db);                                          \
       }                                                                      \
@@ -782,8 +786,8 @@ static int do_expire(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t
   ent *e = E(s, r);
   int64_t now;
   if (flags & ZKV_EXPIRE_COARSE) {
-    /* the coarse clock for both; the precise one only for a key whose
-     * expiry is within its error, to tell whether it is live */
+    /* one coarse clock read for both (it is never ahead of the precise
+     * one); the precise clock only for a key near its end, as ent_alive */
     now = ttl_ms > 0 || (e->flags & EF_EXP) ? clock_coarse_ms() : 0;
     if (!ent_live(e, now)) return ZKV_NOTFOUND;
     int64_t x = ent_exp(e);
@@ -1139,6 +1143,7 @@ static int do_expire_some(zkv_db *db, zkv_ns nsid, uint64_t budget, uint64_t *co
     ent *e = E(s, r);
     if (!ent_live(e, now)) continue;
     if (n == budget) break;
+    LOG_AHEAD(s, LOG_KEY_ROOM);
     untimed += !ent_timed(e);
     LOGW(s, &e->flags, 1);
     e->flags |= EF_FLUSHED;
@@ -1239,8 +1244,39 @@ static int cursor_still_listed(seg *s, ref_t ns, ref_t r, uint32_t seq, int chil
  * passed: when that one is gone, the walk finds its place by number again;
  * those made after the walk began are not passed (at the key list's end: the
  * walk ends there; at the child list's head: passed over). */
-static int do_walk(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn fn, void *ud,
-                   size_t *count, int children) {
+/* where zkv_keys_into copies the keys (do_walk's fn is NULL then) */
+typedef struct key_sink {
+  char *buf;
+  size_t cap, used;
+  uint32_t *lens;
+} key_sink;
+
+/* one key into the sink, or 0 when it does not fit */
+static inline int sink_put(key_sink *k, size_t n, const char *key, size_t klen) {
+  if (klen > k->cap - k->used) return 0;
+  char *dst = k->buf + k->used;
+  if (klen >= 8 && klen <= 16) {   /* short keys: two overlapping moves, no call */
+    uint64_t x0, x1;
+    memcpy(&x0, key, 8);
+    memcpy(&x1, key + klen - 8, 8);
+    memcpy(dst, &x0, 8);
+    memcpy(dst + klen - 8, &x1, 8);
+  } else if (klen >= 4 && klen < 8) {
+    uint32_t x0, x1;
+    memcpy(&x0, key, 4);
+    memcpy(&x1, key + klen - 4, 4);
+    memcpy(dst, &x0, 4);
+    memcpy(dst + klen - 4, &x1, 4);
+  } else {
+    memcpy(dst, key, klen);
+  }
+  k->used += klen;
+  k->lens[n] = (uint32_t)klen;
+  return 1;
+}
+
+static inline int do_walk(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn fn,
+                          void *ud, size_t *count, int children) {
   seg *s = db->s;
   nsdata *d = idx_nsdata(s, ns);
   ref_t r;
@@ -1260,26 +1296,37 @@ static int do_walk(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn
       if (children ? seq_after(last, E(s, r)->seq) : seq_after(E(s, r)->seq, last)) break;
     }
   }
-  int64_t now = clock_ms();
   size_t n = 0;
   uint64_t guard = ent_limit(s);
+  /* the position in locals, stored once at the end: fn may not look at the
+   * cursor (it must not call into the store), and the stores would otherwise
+   * be redone, and cur->end reloaded, around every call of fn */
+  uint32_t end = cur->end, at_seq = cur->seq;
+  ref_t at_ref = cur->ref;
   while (r && n < max) {
     if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
     ent *e = E(s, r);
     if (UNLIKELY(children && e->type != T_NSREC)) FAIL(s, ZKV_ECORRUPT);
-    if (!seq_after(cur->end, e->seq)) {   /* made after the walk began */
+    if (!seq_after(end, e->seq)) {   /* made after the walk began */
       if (!children) { r = 0; break; }
       r = e->nnext;
       continue;
     }
-    cur->ref = r;
-    cur->seq = e->seq;
-    if (children || ent_live(e, now)) {
-      n++;
-      if (fn(ud, ent_key(e), e->klen)) { r = e->nnext; break; }
+    if (children || ent_alive(e)) {   /* the precise clock only for keys near their end */
+      if (!fn) {   /* zkv_keys_into: a key that does not fit is the next batch's first */
+        if (!sink_put(ud, n, ent_key(e), e->klen)) break;
+        n++;
+      } else {
+        n++;
+        if (fn(ud, ent_key(e), e->klen)) { at_ref = r; at_seq = e->seq; r = e->nnext; break; }
+      }
     }
+    at_ref = r;
+    at_seq = e->seq;
     r = e->nnext;
   }
+  cur->ref = at_ref;
+  cur->seq = at_seq;
   if (!r) cur->done = 1;
   if (count) *count = n;
   return ZKV_OK;
@@ -1292,6 +1339,16 @@ static int walk(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, zkv_key_fn f
   if (n) *n = 0;
   if (db->closed) return ZKV_ECLOSED;
   RUN(db, do_walk(db, ns_ref(db->s, ns), cur, max, fn, ud, n, children));
+}
+
+int zkv_keys_into(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, char *buf, size_t cap,
+                  uint32_t *lens, size_t *n) {
+  CHECK_DB(db);
+  if (n) *n = 0;
+  if (!cur || !buf || !lens || cap < ZKV_MAX_KEY) return ZKV_EINVAL;
+  if (db->closed) return ZKV_ECLOSED;
+  key_sink k = {buf, cap, 0, lens};
+  RUN(db, do_walk(db, ns_ref(db->s, ns), cur, max, NULL, &k, n, 0));
 }
 
 int zkv_keys(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, zkv_key_fn fn, void *ud,

@@ -29,7 +29,7 @@ static int flush_dead(zkv_db *db, ref_t pin) {
   for (uint32_t slot = 0; slot < NDEAD && H(s)->ndead; slot++) {
     ref_t r = idx_dead_at(s, slot);
     if (!r || r == pin) continue;
-    if (s->shared && H(s)->log_cap - H(s)->log_used < 4096) break;
+    if (!log_room(s, LOG_KEY_ROOM)) break;
     idx_unlink_free(db, r, 0);
     n++;
   }
@@ -180,16 +180,18 @@ out:
  * reservation survives the lock being released between steps, and the op
  * takes it when it runs again.  A namespace record in its way is freed if
  * the namespace is empty; else (namespace records never move: keys name
- * them by their place) the key just past it hops over it into the
- * reservation, when it fits there, and the next reservation starts with
- * what is left; a block too big to hop or to slide within the undo log
- * stops it, and it starts again above.  Inside a transaction everything
- * runs in the op, limited by the undo log: no slide past its free room, no
- * freeing of namespaces or hops (the op may hold their ids and refs). */
+ * them by their place) a key of the few just past it hops over it into the
+ * reservation, the first that fits there, and the next reservation starts
+ * with what is left.  The store's arrays (index, ring) move by a copy
+ * (move_array), or are hopped over when they have nowhere to go; a key too
+ * big to hop or to slide within the undo log stops it, and it starts again
+ * above.  Inside a transaction everything runs in the op, limited by the
+ * free room its undo log can grow into (txn.c), and no key hops nor array
+ * moves by a copy (the op may hold them). */
 
 #define STEP_NS 200000   /* a step's lock hold */
 #define ROOM_ROUNDS 8    /* runs of an op that others keep taking the room from */
-#define ROOM_LOG_MARGIN 8192   /* undo log a transaction's next move may need */
+#define ROOM_LOG_MARGIN 4096   /* undo log a transaction's next step may need (a slide asks for its own) */
 #define SLIDE_LOG_SLACK 1024   /* undo log a slide needs beyond the bytes it lands on */
 
 /* Could a block of `units` fit at all, were every key gone but pin?  The
@@ -265,7 +267,7 @@ static int log_fits(seg *s, uint64_t units, int *later) {
   hdr *h = H(s);
   uint64_t need = units * UNIT + SLIDE_LOG_SLACK;
   *later = 0;
-  if (need <= h->log_cap - h->log_used) return 1;
+  if (log_room(s, need)) return 1;   /* in a transaction it grows */
   *later = need <= h->log_cap && h->log_used > 0;
   return 0;
 }
@@ -291,28 +293,32 @@ static void block_moved(zkv_db *db, room_req *q, uint64_t from, ref_t to) {
   }
 }
 
-/* The reservation r (have units) is stuck below a record that never moves
- * (x, xu units): copy the first key above that record (past one free block)
- * into the start of r, the rest of r freed.  Free room so hops over the
- * record, a key at a time, to where the reservation can grow on.  Only in a
- * step of its own (nothing holds the key).  Returns 1 when a key hopped,
- * 2 when it must wait for a step of its own (the undo log), else 0. */
+/* The reservation r (have units) is stuck below a block that stays (x, xu
+ * units: a namespace record, or an array that has nowhere to go): copy a key
+ * of the few blocks just above it into the start of r, the rest of r freed:
+ * the first that fits in r (one too big for r is passed over: the room it
+ * leaves above it is joined by the next reservations, which start above).
+ * Free room so hops over what stays, a key at a time, to where the
+ * reservation can grow on.  Only in a step of its own (nothing holds the
+ * key).  Returns 1 when a key hopped, 2 when it must wait for a step of its
+ * own (the undo log), else 0. */
+#define HOP_LOOK 64   /* blocks above x looked at for one that fits */
+
 static int hop_over(zkv_db *db, room_req *q, ref_t r, uint64_t have, uint64_t x, uint64_t xu) {
   seg *s = db->s;
   hdr *h = H(s);
-  uint64_t y = x + xu, yu;
-  int is_free;
-  if (y * UNIT >= h->top) return 0;
-  yu = blk_units_at(s, y, &is_free);
-  if (is_free) {
-    y += yu;
-    if (y * UNIT >= h->top) return 0;
+  uint64_t y = x + xu, yu = 0;
+  int found = 0;
+  for (int n = 0; n < HOP_LOOK && y * UNIT < h->top; n++, y += yu) {
+    int is_free;
     yu = blk_units_at(s, y, &is_free);
-    if (UNLIKELY(is_free)) FAIL(s, ZKV_ECORRUPT);   /* free blocks never touch */
+    if (is_free || yu > have) continue;
+    int is_array = y == h->buckets || y == h->obuckets || y == h->dead_ring;
+    if (!is_array && (!ent_ok(s, (ref_t)y) || E(s, y)->type == T_NSREC)) continue;
+    found = 1;
+    break;
   }
-  if (yu > have) return 0;
-  int is_array = y == h->buckets || y == h->obuckets || y == h->dead_ring;
-  if (!is_array && (!ent_ok(s, (ref_t)y) || E(s, y)->type == T_NSREC)) return 0;
+  if (!found) return 0;
   int later;
   if (!log_fits(s, yu, &later)) return later ? 2 : 0;
   reservation_set(s, 0);
@@ -323,6 +329,58 @@ static int hop_over(zkv_db *db, room_req *q, ref_t r, uint64_t have, uint64_t x,
   blk_free(s, (ref_t)y);   /* its bytes stay restorable */
   q->from = r;             /* the next reservation starts with the rest of r */
   return 1;
+}
+
+/* The store's own arrays (the index's buckets, its old buckets while it
+ * grows, the deleted-key ring) are blocks like any other, but the index's
+ * can be far bigger than the undo log (a 1 MiB segment's index of 32,768
+ * buckets is 128 KiB, its log 64 KiB): a slide, which logs the bytes of
+ * itself it lands on, cannot move it, and a reservation stuck below it would
+ * split the free room in two for good (the index, grown late, sits anywhere).
+ * So an array moves by a copy to a block it does not overlap: its old bytes
+ * stay as they were (freed, noted: what a rollback or a crash brings back),
+ * and only the bytes of the new place freed in this lock hold are logged,
+ * besides the ref in the header (block_moved).  Where to:
+ *   - the start of the reservation r when r is big enough (the array goes
+ *     down; the rest of r and the array's old place become one free block,
+ *     where the next reservation starts): MOVED_DOWN;
+ *   - else any free block that fits, above or below (first fit): MOVED_AWAY,
+ *     r then grows into the array's old place; when the reservation reaches
+ *     the new place with room enough, that is the first case;
+ *   - else (MOVE_NONE) grow_once slides it down by r's size when the part of
+ *     itself it lands on fits in the log, or keys past it hop over it.
+ * Only in a step of its own (no op holds a bucket's address then), with the
+ * log room for it: MOVE_LATER when a step of its own would have it.  One
+ * memcpy of the array, in one lock hold: 3 us for a 1 MiB segment's index,
+ * about 1 ms for 64 MiB's, 70-130 ms for the biggest a 1 GiB segment can
+ * hold (2^25 buckets, 128 MiB; docs/inside.md); the index moves at most
+ * twice per write that needs room, and only when it is in its way. */
+enum { MOVE_NONE, MOVED_DOWN, MOVED_AWAY, MOVE_LATER };
+
+static int move_array(zkv_db *db, room_req *q, ref_t r, uint64_t have, uint64_t x, uint64_t xu) {
+  seg *s = db->s;
+  hdr *h = H(s);
+  uint64_t logged = blk_freed_bytes(s);
+  if (logged > xu * UNIT) logged = xu * UNIT;
+  uint64_t need = logged + SLIDE_LOG_SLACK;
+  if (need > h->log_cap - h->log_used) return h->log_used > 0 ? MOVE_LATER : MOVE_NONE;
+  ref_t to;
+  int how;
+  if (have >= xu) {
+    reservation_set(s, 0);
+    q->reserved = 0;
+    to = blk_split(s, r, xu);   /* the rest of r freed (logged where a rollback needs it) */
+    how = MOVED_DOWN;
+  } else {
+    to = blk_alloc(s, xu);
+    if (!to) return MOVE_NONE;
+    how = MOVED_AWAY;
+  }
+  memcpy((char *)P(s, to) + 4, (char *)P(s, x) + 4, xu * UNIT - 4);
+  block_moved(db, q, x, to);
+  blk_free(s, (ref_t)x);   /* its bytes stay restorable */
+  if (how == MOVED_DOWN) q->from = to;   /* the next reservation: just above it */
+  return how;
 }
 
 /* grow the reservation r by the block after it; GROW_STUCK when that block
@@ -350,10 +408,12 @@ static int grow_once(zkv_db *db, room_req *q, ref_t *rp, ref_t pin, int may_evic
   }
   int is_array = x == h->buckets || x == h->obuckets || x == h->dead_ring;
   if (!is_array && !ent_ok(s, (ref_t)x)) goto stuck;
+  if (!bounded && UNLIKELY(log_chunk_is(s, (ref_t)x))) goto stuck;   /* the log's: never moves */
   if (!is_array && E(s, x)->type == T_NSREC) {
-    /* an empty namespace's record goes, in a step of its own (no op holds
-     * its id then), unless the write goes into it */
-    if (!bounded || x == q->ns || !idx_ns_freeable(s, (ref_t)x)) goto hop;
+    /* an empty namespace's record goes (an op holds no namespace's ref
+     * but its own, q->ns; inside a transaction too: the log brings it back
+     * if the transaction rolls back), unless the write goes into it */
+    if (x == q->ns || !idx_ns_freeable(s, (ref_t)x)) goto hop;
     idx_free_ns(db, (ref_t)x);
     return GROW_MORE;   /* a free block now: the next turn takes it in */
   }
@@ -373,6 +433,26 @@ static int grow_once(zkv_db *db, room_req *q, ref_t *rp, ref_t pin, int may_evic
     }
     return GROW_MORE;
   }
+  /* one of the store's arrays: by a copy, which logs least (move_array);
+   * when it has nowhere to go, the keys above it hop over it as over a
+   * namespace record */
+  if (is_array && bounded && (have >= xu || xu * UNIT + SLIDE_LOG_SLACK > h->log_cap)) {
+    int mv = move_array(db, q, r, have, x, xu);
+    if (mv == MOVE_LATER) return GROW_NEXT_STEP;
+    if (mv == MOVED_AWAY) return GROW_MORE;   /* a free block now: the next turn takes it in */
+    if (mv == MOVED_DOWN) {
+      *rp = 0;
+      return GROW_STUCK;   /* the next reservation starts just above it */
+    }
+    /* nowhere to go whole: a slide down by r's size logs only the part of
+     * itself it lands on (and of r what was freed in this lock hold) */
+    uint64_t freed = blk_freed_bytes(s);
+    uint64_t need = (have < xu ? (xu - have) * UNIT : 0) + SLIDE_LOG_SLACK;
+    need += freed < have * UNIT ? freed : have * UNIT;
+    if (need <= h->log_cap - h->log_used) goto slide;
+    if (need <= h->log_cap && h->log_used > 0) return GROW_NEXT_STEP;
+    goto hop;
+  }
   /* slide the block below r; what the move lands on of itself is logged
    * first, so it must fit in the undo log with room to spare: in a step, a
    * big one waits for a step of its own (an empty log) */
@@ -381,6 +461,7 @@ static int grow_once(zkv_db *db, room_req *q, ref_t *rp, ref_t pin, int may_evic
     if (bounded && later) return GROW_NEXT_STEP;
     goto stuck;
   }
+slide:;
   ref_t nr = blk_slide(s, r);
   block_moved(db, q, x, r);
   reservation_set(s, nr);
@@ -413,7 +494,6 @@ static int make_room(zkv_db *db, room_req *q, int bounded, int *done) {
   ref_t pin = live_pin(s, q->pin);
   int64_t t0 = clock_ns();
   int may_evict = !(q->how & ROOM_NOEVICT) && H(s)->evict == ZKV_EVICT_LRU;
-  uint64_t log0 = s->shared ? H(s)->log_used : 0;
   *done = 0;
   int mine;
   ref_t r = reservation(s, &mine);
@@ -424,15 +504,14 @@ static int make_room(zkv_db *db, room_req *q, int bounded, int *done) {
     if (bounded && (clock_ns() - t0 > STEP_NS ||
                     (s->shared && H(s)->log_used > H(s)->log_cap / 2)))
       return ZKV_OK;   /* the next step goes on */
-    /* in a transaction a shared segment's fixed undo log bounds what can be
-     * done: the transaction is too large if it held much before, else the
-     * room cannot be made at all */
-    if (!bounded && s->shared && H(s)->log_cap - H(s)->log_used < ROOM_LOG_MARGIN)
-      return log0 > H(s)->log_cap / 4 ? ZKV_ETXN : ZKV_EFULL;
+    /* in a transaction a shared segment's undo log grows into the free
+     * room: when it cannot take the next move, the store is full */
+    if (!bounded && !log_room(s, ROOM_LOG_MARGIN)) return ZKV_EFULL;
     /* what loses nothing first: deleted keys kept for reuse, and the items
      * of lists that are gone, as many as the undo log has room for */
     if (H(s)->ndead && flush_dead(db, pin)) continue;
-    if (H(s)->lgarb && !(s->shared && H(s)->log_used > H(s)->log_cap / 2) &&
+    if (H(s)->lgarb && (bounded ? !(s->shared && H(s)->log_used > H(s)->log_cap / 2)
+                                : log_room(s, ROOM_LOG_MARGIN)) &&
         list_reclaim(db, 16))
       continue;
     /* then the least recently used keys (an expired one first), as many
@@ -552,6 +631,8 @@ ref_t room_alloc(zkv_db *db, uint64_t units, ref_t pin, ref_t ns, unsigned how) 
   seg *s = db->s;
   if (units < 2) units = 2;
   if (units >= (1u << 30)) FAIL(s, ZKV_EFULL);
+  /* a block that this lock hold freed is logged whole when it is reused */
+  LOG_AHEAD(s, (s->npend ? units * UNIT : 0) + LOG_OP_ROOM);
   int low = UNLIKELY(how & ROOM_LOW) && s->shared;
   ref_t r = low ? blk_alloc_low(s, units) : blk_alloc(s, units);
   if (LIKELY(r)) return r;
@@ -574,6 +655,8 @@ ref_t room_alloc(zkv_db *db, uint64_t units, ref_t pin, ref_t ns, unsigned how) 
   t.how = how;
   int done = 0, rc = make_room(db, &t, 0, &done);
   if (rc == ZKV_OK && !done) rc = ZKV_EFULL;
+  /* the block it takes holds bytes this op freed or moved: logged whole */
+  if (rc == ZKV_OK) LOG_AHEAD(s, units * UNIT + LOG_OP_ROOM);
   if (rc == ZKV_OK && !(r = low ? blk_alloc_low(s, units) : blk_alloc(s, units)) &&
       !(r = reservation_take(s, &t, units)))
     rc = ZKV_EFULL;
@@ -589,6 +672,7 @@ void room_grow_index(zkv_db *db) {
   seg *s = db->s;
   uint64_t units = idx_grow_units(s);
   if (LIKELY(!units)) return;
+  LOG_AHEAD(s, (s->npend ? units * UNIT : 0) + LOG_OP_ROOM);
   ref_t r = blk_alloc(s, units);
   if (!r && H(s)->ndead && flush_dead(db, 0)) r = blk_alloc(s, units);
   if (r) idx_grow(db, r);

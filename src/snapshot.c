@@ -469,7 +469,9 @@ static int undo_steps(loader *ld, size_t nsteps) {
       while (bi > m->bef && ld->bef[bi - 1].index > index) bi--;
       if (bi > m->bef && ld->bef[bi - 1].index == index) b = &ld->bef[--bi];
       rc = undo_key(ld, &it, b);
-      if (rc == ZKV_ETXN && in_txn > 0) {   /* the undo log is full: keep what is done */
+      /* the undo log is full (it grows into the free room: that may be what
+       * is full): keep what is done, and go on in a transaction of its own */
+      if ((rc == ZKV_ETXN || rc == ZKV_EFULL) && in_txn > 0) {
         if ((rc = zkv_commit(ld->db)) || (rc = zkv_begin(ld->db))) break;
         in_txn = 0;
         rc = undo_key(ld, &it, b);
@@ -549,8 +551,9 @@ static int load_key(loader *ld, const zkv_item *it, uint64_t index) {
 
 /* The write pass: ZKV_OK, or the error of the key that failed, once its
  * step is rolled back and the committed ones are undone.  A step ends after
- * STEP_NS of lock hold, or early when its undo log is full (ZKV_ETXN: the
- * key is then written again in a step of its own). */
+ * STEP_NS of lock hold, or early when its undo log is full (ZKV_ETXN, or
+ * ZKV_EFULL once the log has grown into all the free room: the key is then
+ * written again in a step of its own, which fails alone if the store is). */
 static int write_pass(loader *ld, zkv_progress_fn progress, void *ud) {
   zkv_load_stats *st = ld->st;
   uint64_t index = 0;
@@ -571,7 +574,7 @@ static int write_pass(loader *ld, zkv_progress_fn progress, void *ud) {
       in_step = 1;
     }
     rc = load_key(ld, &it, index);
-    if (rc == ZKV_ETXN && ld->steps[ld->nsteps - 1].index < index) {
+    if ((rc == ZKV_ETXN || rc == ZKV_EFULL) && ld->steps[ld->nsteps - 1].index < index) {
       in_step = 0;
       if ((rc = end_step(ld, index)) || (rc = begin_step(ld, index, line, off))) break;
       in_step = 1;

@@ -34,32 +34,145 @@ _Noreturn void op_fail(seg *s, int rc) { siglongjmp(*(sigjmp_buf *)s->jb, rc); }
 
 /* ---- undo log ----------------------------------------------------------- */
 
-void log_record(seg *s, const void *p, size_t len) {
-  /* a record holds at most REC_MAX bytes: longer ones are split */
-  while (len > REC_MAX) {
-    log_record(s, p, REC_MAX);
-    p = (const char *)p + REC_MAX;
-    len -= REC_MAX;
+/* A shared segment's log is its fixed region, then (inside a transaction
+ * only) log chunks taken from the heap's free room as it fills: see format.h.
+ * The header's window (log_bias, log_end) is derived from log_chunk here. */
+
+/* the chunk at ref c, checked (0 when it is not one: a damaged ref) */
+static log_chunk *chunk_at(seg *s, ref_t c) {
+  hdr *h = H(s);
+  uint64_t off = (uint64_t)c * UNIT;
+  if (off < h->heap_start || off + LOG_CHUNK_HDR > h->top || h->top > s->mapped) return NULL;
+  log_chunk *k = (log_chunk *)(s->base + off);
+  uint64_t bytes = (uint64_t)BLK_UNITS(k->blk) * UNIT;
+  if ((k->blk & BLK_FREE) || k->magic != LOG_CHUNK_MAGIC || bytes <= LOG_CHUNK_HDR ||
+      bytes > h->top - off)
+    return NULL;
+  return k;
+}
+
+/* set the window from log_chunk; -1 if the chunk is damaged */
+static int log_window(seg *s) {
+  hdr *h = H(s);
+  if (!h->log_chunk) {
+    h->log_bias = h->log_off;
+    h->log_end = h->log_cap;
+    return 0;
   }
+  log_chunk *k = chunk_at(s, h->log_chunk);
+  if (!k) return -1;
+  h->log_bias = (uint64_t)h->log_chunk * UNIT + LOG_CHUNK_HDR - k->vbase;
+  h->log_end = k->vbase + (uint64_t)BLK_UNITS(k->blk) * UNIT - LOG_CHUNK_HDR;
+  return 0;
+}
+
+static void put_record(seg *s, const void *p, size_t len);
+
+/* the first log position of the window */
+static uint64_t window_start(seg *s) {
+  hdr *h = H(s);
+  return h->log_chunk ? ((log_chunk *)P(s, h->log_chunk))->vbase : 0;
+}
+
+/* A chunk is an eighth of the log so far, at least LOG_CHUNK_MIN, at most
+ * LOG_CHUNK_MAX and an eighth of the free room (few chunks for a big
+ * transaction, none that takes much of the room its writes need), more if
+ * one block can give what is asked at once; down to LOG_CHUNK_FLOOR when the
+ * free room is in pieces.  GROW_LOG_BYTES is what a chunk's allocation
+ * itself may log. */
+#define LOG_CHUNK_MIN (16u << 10)
+#define LOG_CHUNK_MAX (16u << 20)
+#define LOG_CHUNK_FLOOR 1024u
+#define GROW_LOG_BYTES 1024u
+
+/* the log bytes a chunk holds, less what a record split at its end wastes */
+static uint64_t chunk_room(const log_chunk *k) {
+  return (uint64_t)BLK_UNITS(k->blk) * UNIT - LOG_CHUNK_HDR - 16;
+}
+
+int log_room_grow(seg *s, uint64_t need) {
+  hdr *h = H(s);
+  if (h->log_used > h->log_end) return 0;
+  uint64_t avail = h->log_end - h->log_used;
+  for (ref_t c = h->log_ahead; c && avail < need;) {
+    log_chunk *k = chunk_at(s, c);
+    if (!k) FAIL(s, ZKV_ECORRUPT);
+    avail += chunk_room(k);
+    c = k->next;
+  }
+  if (avail >= need) return 1;
+  if (s->txn_depth == 0 || !s->logging) return 0;
+  /* the allocations are logged: in the window, or in a chunk ahead */
+  if (h->log_end - h->log_used < GROW_LOG_BYTES && !h->log_ahead) return 0;
+  uint64_t heap = h->size - h->heap_start;
+  uint64_t free_room = heap > h->bytes_used ? heap - h->bytes_used : 0;
+  while (avail < need) {
+    uint64_t want = h->log_used / 8;
+    if (want < LOG_CHUNK_MIN) want = LOG_CHUNK_MIN;
+    if (want > LOG_CHUNK_MAX) want = LOG_CHUNK_MAX;
+    if (want > free_room / 8) want = free_room / 8;
+    if (want < need - avail + GROW_LOG_BYTES) want = need - avail + GROW_LOG_BYTES;
+    uint64_t u = (want + LOG_CHUNK_HDR + 16 + UNIT - 1) / UNIT, floor = LOG_CHUNK_FLOOR / UNIT;
+    ref_t c = 0;
+    for (;;) {
+      c = blk_alloc_clean(s, u);
+      if (c || u <= floor) break;
+      u = u / 2 > floor ? u / 2 : floor;
+    }
+    if (!c) return 0;
+    h = H(s);
+    uint64_t cost = h->log_used;
+    log_chunk *k = (log_chunk *)P(s, c);   /* its bytes are free room's: not logged */
+    k->prev = 0;
+    k->magic = LOG_CHUNK_MAGIC;
+    k->vbase = 0;
+    LOGW(s, &h->log_ahead, 4);   /* (may move the window to a chunk ahead first) */
+    h = H(s);
+    k->next = h->log_ahead;
+    atomic_signal_fence(memory_order_seq_cst);
+    h->log_ahead = c;
+    avail += chunk_room(k);
+    /* the records of the allocation came out of avail (no more than the
+     * log so far: its records were written before cost was read) */
+    (void)cost;
+    avail -= avail > GROW_LOG_BYTES / 2 ? GROW_LOG_BYTES / 2 : avail;
+  }
+  return 1;
+}
+
+/* The window is full: the first chunk ahead becomes the window, its first
+ * record the change of log_ahead.  Only header and chunk stores: safe in
+ * the middle of any change (no allocation).  A process that dies in between
+ * leaves log_chunk naming it with no record in it yet, which undo steps
+ * over (the chunk is still first ahead). */
+static int window_next(seg *s) {
+  hdr *h = H(s);
+  ref_t c = h->log_ahead;
+  if (!c) return 0;
+  log_chunk *k = chunk_at(s, c);
+  if (!k) FAIL(s, ZKV_ECORRUPT);
+  k->prev = h->log_chunk;
+  k->vbase = h->log_used;
+  atomic_signal_fence(memory_order_seq_cst);
+  h->log_chunk = c;
+  atomic_signal_fence(memory_order_seq_cst);
+  if (log_window(s)) FAIL(s, ZKV_ECORRUPT);
+  put_record(s, &h->log_ahead, 4);
+  h->log_ahead = k->next;
+  return 1;
+}
+
+/* write one record that fits in the window (shared) or the private log */
+static void put_record(seg *s, const void *p, size_t len) {
   uint64_t off = (uint64_t)((const char *)p - s->base);
   uint64_t padded = (len + 7) & ~(uint64_t)7;
-  uint64_t rec = padded + 8;
   char *dst;
   if (s->shared) {
-    if (!s->dirty) log_dirty(s);
     hdr *h = H(s);
-    if (UNLIKELY(h->log_used + rec > h->log_cap)) FAIL(s, ZKV_ETXN);
-    if (UNLIKELY(h->log_off + h->log_cap > s->mapped)) FAIL(s, ZKV_ECORRUPT);
-    dst = s->base + h->log_off + h->log_used;
+    uint64_t at = h->log_bias + h->log_used;
+    if (UNLIKELY(at > s->mapped || padded + 8 > s->mapped - at)) FAIL(s, ZKV_ECORRUPT);
+    dst = s->base + at;
   } else {
-    if (s->mlog_used + rec > s->mlog_cap) {
-      uint64_t cap = s->mlog_cap ? s->mlog_cap * 2 : 4096;
-      while (cap < s->mlog_used + rec) cap *= 2;
-      char *n = realloc(s->mlog, cap);
-      if (!n) FAIL(s, ZKV_ENOMEM);
-      s->mlog = n;
-      s->mlog_cap = cap;
-    }
     dst = s->mlog + s->mlog_used;
   }
   memcpy(dst, p, len);
@@ -68,49 +181,192 @@ void log_record(seg *s, const void *p, size_t len) {
   /* the record must be complete before it counts, and count before the change
    * it protects is made: a process may die between any two stores */
   atomic_signal_fence(memory_order_seq_cst);
-  if (s->shared) H(s)->log_used += rec;
-  else s->mlog_used += rec;
+  if (s->shared) H(s)->log_used += padded + 8;
+  else s->mlog_used += padded + 8;
   atomic_signal_fence(memory_order_seq_cst);
+}
+
+void log_record(seg *s, const void *p, size_t len) {
+  /* a record holds at most REC_MAX bytes: longer ones are split */
+  while (len > REC_MAX) {
+    log_record(s, p, REC_MAX);
+    p = (const char *)p + REC_MAX;
+    len -= REC_MAX;
+  }
+  uint64_t rec = ((len + 7) & ~(uint64_t)7) + 8;
+  if (!s->shared) {
+    if (s->mlog_used + rec > s->mlog_cap) {
+      uint64_t cap = s->mlog_cap ? s->mlog_cap * 2 : 4096;
+      while (cap < s->mlog_used + rec) cap *= 2;
+      char *n = realloc(s->mlog, cap);
+      if (!n) FAIL(s, ZKV_ENOMEM);
+      s->mlog = n;
+      s->mlog_cap = cap;
+    }
+    put_record(s, p, len);
+    return;
+  }
+  if (!s->dirty) log_dirty(s);
+  hdr *h = H(s);
+  for (;;) {
+    uint64_t room = h->log_used <= h->log_end ? h->log_end - h->log_used : 0;
+    if (rec <= room) break;
+    if (!h->log_ahead) {
+      /* the window is full and nothing is ahead: in a transaction the log
+       * grew as far as the free room allowed (log_room), so the store is
+       * full; outside one an op logged more than the fixed region holds */
+      FAIL(s, s->txn_depth > 0 ? ZKV_EFULL : ZKV_ETXN);
+    }
+    if (room >= 24 && len > 8) {   /* the window's rest takes a piece of it */
+      size_t piece = (size_t)((room - 8) & ~(uint64_t)7);
+      put_record(s, p, piece);
+      p = (const char *)p + piece;
+      len -= piece;
+      rec = ((len + 7) & ~(uint64_t)7) + 8;
+    }
+    window_next(s);
+    h = H(s);
+  }
+  put_record(s, p, len);
 }
 
 uint64_t log_pos(seg *s) { return s->shared ? H(s)->log_used : s->mlog_used; }
 
-/* apply the log backwards down to `mark`; returns 0, or -1 if the log is
- * damaged (then the rest is left alone) */
-static int undo(seg *s, uint64_t mark) {
-  uint64_t pos = log_pos(s);
-  if (s->shared && (pos > H(s)->log_cap || H(s)->log_off > s->mapped ||
-                    H(s)->log_cap > s->mapped - H(s)->log_off))
-    return -1;
-  char *log = s->shared ? s->base + H(s)->log_off : s->mlog;
-  while (pos > mark) {
-    if (pos < mark + 8) return -1;
-    uint64_t t, tr[2];
-    memcpy(&t, log + pos - 8, 8);
-    tr[0] = t >> REC_LEN_BITS;
-    tr[1] = t & REC_MAX;
-    uint64_t padded = (tr[1] + 7) & ~(uint64_t)7;
-    if (tr[1] > pos || padded + 8 > pos - mark || tr[0] > s->mapped || tr[1] > s->mapped - tr[0])
-      return -1;
-    /* a record never restores bytes of the log itself or of the lock (none is
-     * ever written; a damaged log might say so, and the lock must stay ours) */
-    if (s->shared && tr[0] < H(s)->log_off + H(s)->log_cap && tr[0] + tr[1] > H(s)->log_off)
-      return -1;
-    if (s->shared && tr[0] < offsetof(hdr, lock) + sizeof(uint32_t) &&
-        tr[0] + tr[1] > offsetof(hdr, lock))
-      return -1;
-    pos -= 8 + padded;
-    memmove(s->base + tr[0], log + pos, tr[1]);
-    atomic_signal_fence(memory_order_seq_cst);
-    if (s->shared) H(s)->log_used = pos;
-    else s->mlog_used = pos;
-  }
+/* Check a record's trailer `t` found at a log position ending at pos, whose
+ * record must lie in [lo, pos): returns its offset and length, or -1 */
+static int rec_check(seg *s, uint64_t t, uint64_t pos, uint64_t lo, uint64_t *at, uint64_t *len) {
+  *at = t >> REC_LEN_BITS;
+  *len = t & REC_MAX;
+  uint64_t padded = (*len + 7) & ~(uint64_t)7;
+  if (padded + 8 > pos - lo || *at > s->mapped || *len > s->mapped - *at) return -1;
   return 0;
+}
+
+/* apply the log backwards down to `mark`; returns 0, or -1 if the log is
+ * damaged (then the rest is left alone).  Each record applied shortens the
+ * log at once, and a chunk left behind is dropped from the chain before the
+ * records under it (its own allocation among them) are applied: a process
+ * killed while it undoes leaves a log the next one undoes on from there. */
+/* tests: called before each record crash recovery applies (test_crash.c
+ * kills the recovering process there) */
+void (*txn_test_recover_hook)(void);
+static __thread int recovering;
+
+static int undo(seg *s, uint64_t mark) {
+  if (!s->shared) {
+    uint64_t pos = s->mlog_used;
+    while (pos > mark) {
+      uint64_t t, at, len;
+      if (pos < mark + 8) return -1;
+      memcpy(&t, s->mlog + pos - 8, 8);
+      if (rec_check(s, t, pos, mark, &at, &len)) return -1;
+      pos -= 8 + ((len + 7) & ~(uint64_t)7);
+      memmove(s->base + at, s->mlog + pos, len);
+      s->mlog_used = pos;
+    }
+    return 0;
+  }
+  hdr *h = H(s);
+  for (;;) {
+    uint64_t pos = h->log_used;
+    uint64_t lo = window_start(s);
+    if (pos == lo && h->log_chunk) {
+      /* the window's chunk is done with (its first record, undone, put it
+       * back ahead): the window before it goes on.  Also when the mark is
+       * here: a chunk is never both the window and ahead. */
+      log_chunk *k = chunk_at(s, h->log_chunk);
+      if (!k) return -1;
+      h->log_chunk = k->prev;
+      atomic_signal_fence(memory_order_seq_cst);
+      if (log_window(s)) return -1;
+      continue;
+    }
+    if (pos <= mark) return 0;
+    if (lo < mark) lo = mark;
+    uint64_t base_end = h->log_bias + h->log_end;   /* the window's end in the arena */
+    if (pos > h->log_end || pos < lo + 8 || base_end > s->mapped) return -1;
+    uint64_t t, at, len;
+    memcpy(&t, s->base + (h->log_bias + pos - 8), 8);
+    if (rec_check(s, t, pos, lo, &at, &len)) return -1;
+    /* a record never restores bytes of the log itself (the fixed region, the
+     * window's chunk past its allocator header, whose PREVFREE bit a free of
+     * the block before changes) or of the lock (none is ever written; a
+     * damaged log might say so, and the lock must stay ours) */
+    uint64_t c0 = (uint64_t)h->log_chunk * UNIT + 4, c1 = h->log_chunk ? base_end : 0;
+    if ((at < h->log_off + h->log_cap && at + len > h->log_off) || (at < c1 && at + len > c0) ||
+        (at < offsetof(hdr, lock) + sizeof(uint32_t) && at + len > offsetof(hdr, lock)))
+      return -1;
+    if (UNLIKELY(recovering) && txn_test_recover_hook) txn_test_recover_hook();
+    pos -= 8 + ((len + 7) & ~(uint64_t)7);
+    memmove(s->base + at, s->base + (h->log_bias + pos), len);
+    atomic_signal_fence(memory_order_seq_cst);
+    h->log_used = pos;
+  }
 }
 
 void log_undo_to(seg *s, uint64_t mark) {
   if (s->shared && !s->dirty) log_dirty(s);
   undo(s, mark);
+}
+
+/* After the commit point (log_used 0): free the chunks of the log just
+ * committed (or of one a dead holder committed), each free a small logged
+ * change of its own in the fixed region, committed at once; a process killed
+ * in between leaves log_spare for the next holder (recover). */
+static void free_chunks(seg *s) {
+  hdr *h = H(s);
+  if (h->log_chunk) {
+    if (!h->log_spare) h->log_spare = h->log_chunk;
+    atomic_signal_fence(memory_order_seq_cst);
+    h->log_chunk = 0;
+  }
+  log_window(s);
+  int logging = s->logging;
+  void *prevjb = s->jb;
+  sigjmp_buf jb;
+  s->jb = &jb;
+  s->logging = 1;
+  if (!s->dirty) log_dirty(s);
+  if (sigsetjmp(jb, 0) == 0) {
+    /* the chain of the log (linked by prev), then the chunks ahead (by next) */
+    for (ref_t *head = &h->log_spare;; head = &h->log_ahead) {
+      while (*head) {
+        ref_t c = *head;
+        log_chunk *k = chunk_at(s, c);
+        if (!k) FAIL(s, ZKV_ECORRUPT);
+        LOGW(s, head, 4);
+        *head = head == &h->log_spare ? k->prev : k->next;
+        blk_free_now(s, c);
+        atomic_signal_fence(memory_order_seq_cst);
+        h->log_used = 0;
+      }
+      if (head == &h->log_ahead) break;
+    }
+  } else {
+    /* a damaged chain: what it still holds stays allocated (lost room, never
+     * a block freed twice) */
+    undo(s, 0);
+    h->log_used = 0;
+    h->log_spare = 0;
+    h->log_ahead = 0;
+  }
+  s->jb = prevjb;
+  s->logging = logging;
+}
+
+int log_chunk_is(seg *s, ref_t r) {
+  hdr *h = H(s);
+  if (!(h->log_chunk | h->log_ahead) || !chunk_at(s, r)) return 0;
+  for (int ahead = 0; ahead < 2; ahead++) {
+    uint64_t guard = h->top / UNIT;
+    for (ref_t c = ahead ? h->log_ahead : h->log_chunk; c && guard--;) {
+      log_chunk *k = chunk_at(s, c);
+      if (!k) return 0;
+      if (c == r) return 1;
+      c = ahead ? k->next : k->prev;
+    }
+  }
+  return 0;
 }
 
 /* ---- lock --------------------------------------------------------------- */
@@ -120,8 +376,19 @@ static void recover(seg *s) {
   hdr *h = H(s);
   s->dirty = 0;
   log_dirty(s);
-  if (undo(s, 0) != 0) H(s)->log_used = 0;
+  /* the window as log_chunk says (the dead holder may have died between the
+   * two), unless the log was committed: then its chunks are spare */
+  recovering = 1;
+  int bad = h->log_used && (log_window(s) != 0 || undo(s, 0) != 0);
+  recovering = 0;
+  if (bad) {
+    h->log_chunk = 0;   /* damaged: what the chains hold stays allocated */
+    h->log_spare = 0;
+    h->log_ahead = 0;
+  }
   h->log_used = 0;
+  if (h->log_chunk || h->log_spare || h->log_ahead) free_chunks(s);
+  log_window(s);
   h->lock_recoveries++;
 }
 
@@ -147,7 +414,9 @@ uintptr_t lock_new_token(void) {
   return lock_thread_token;
 }
 
-static __thread uint32_t tid_cache;
+/* initial-exec, as lock_thread_token: read by every locked op, and the
+ * default model of a shared object calls __tls_get_addr for each read */
+static __thread uint32_t tid_cache __attribute__((tls_model("initial-exec")));
 static pthread_once_t tid_once = PTHREAD_ONCE_INIT;
 static void tid_forget(void) { tid_cache = 0; }   /* a forked child has its own id */
 static void tid_init(void) { pthread_atfork(NULL, NULL, tid_forget); }
@@ -331,10 +600,22 @@ int op_enter(zkv_db *db) {
 
 static void release(seg *s) {
   s->npend = 0;
+  s->pend_whole = 0;
   atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
   if (s->shared) {
     hdr *h = H(s);
-    h->log_used = 0;   /* the commit point */
+    /* the window is the fixed region again before the commit point, so that
+     * a committed log (log_used 0) always has it (log_chunk still names the
+     * chunks, for recovery if this process dies before it frees them) */
+    if (LIKELY(!(h->log_chunk | h->log_ahead | h->log_spare))) {
+      h->log_used = 0;   /* the commit point */
+    } else {
+      h->log_bias = h->log_off;
+      h->log_end = h->log_cap;
+      atomic_signal_fence(memory_order_seq_cst);
+      h->log_used = 0;   /* the commit point */
+      free_chunks(s);
+    }
     uint64_t v = atomic_load_explicit(&h->seq, memory_order_relaxed);
     if (v & 1) atomic_store_explicit(&h->seq, v + 1, memory_order_release);
     s->dirty = 0;
@@ -369,7 +650,10 @@ int op_run(zkv_db *db, int (*fn)(zkv_db *, void *), void *arg) {
   uint64_t mark = log_pos(s);
   s->jb = &jb;
   hold_begin(s);
-  if ((rc = sigsetjmp(jb, 0)) == 0) rc = fn(db, arg);
+  if ((rc = sigsetjmp(jb, 0)) == 0) {
+    LOG_AHEAD(s, LOG_OP_ROOM);
+    rc = fn(db, arg);
+  }
   if (rc < 0 && s->logging) log_undo_to(s, mark);
   s->jb = prev;
   hold_end(s);

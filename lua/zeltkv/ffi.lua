@@ -138,7 +138,7 @@ local VRAW, INT1, DBL2 = ffi_new("zkv_value"), ffi_new("int[1]"), ffi_new("doubl
 local BIGP = ffi_new("char *[1]")   -- _list_pop: an item bigger than BUF
 -- _keys_list: the walk's cursor, and the lengths of a batch's keys (their bytes go to BUF)
 local KEYS_BATCH = 256   -- as src/lua/binding.h: keys a lock hold
-local CUR, LENS = ffi_new("zkv_cursor"), ffi_new("int32_t[?]", KEYS_BATCH)
+local CUR, LENS = ffi_new("zkv_cursor"), ffi_new("uint32_t[?]", KEYS_BATCH)
 -- the C binding's error metatable (probe() checks that errors raised here have it)
 local ERR_MT = getmetatable(select(2, pcall(core.unlink, "")))
 
@@ -502,7 +502,8 @@ function StoreMethods._flush_expired(self, max)
 end
 
 -- s:_keys_list(max) -> a table of up to max live keys (0 = all), KEYS_BATCH keys a lock hold
--- (ngx.shared.DICT's get_keys).  A batch whose keys do not fit in BUF: the C method makes it all.
+-- (ngx.shared.DICT's get_keys), each batch copied into BUF (zkv_keys_into: a key that does not
+-- fit there starts the next batch)
 function StoreMethods._keys_list(self, max)
   local cs = type(self) == "table" and rawget(self, CS)
   if not cs then return pass(CM_STORE._keys_list(unwrap(self), max)) end
@@ -518,7 +519,7 @@ function StoreMethods._keys_list(self, max)
     if max > 0 and max - n < want then want = max - n end
     local rc = lua_keys(cs, CUR, want, BUF, BUFCAP, LENS, DBL1)
     local got = DBL1[0]
-    if rc ~= OK or got < 0 then return pass(CM_STORE._keys_list(cs, max)) end
+    if rc ~= OK or (got == 0 and CUR.done == 0) then return pass(CM_STORE._keys_list(cs, max)) end
     if t == nil then t = new_tab(got, 0) end
     local off = 0
     for i = 0, got - 1 do

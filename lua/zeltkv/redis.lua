@@ -60,17 +60,17 @@ local function failed(msg, reason) raise("STORE_OPERATION_FAILED", msg, reason) 
 local Store, Driver = {}, {}
 local STORE_MT = { __index = Store, __name = "zeltkv.Store", __metatable = false }
 local DRIVER_MT = { __index = Driver, __name = "zeltkv.Driver", __metatable = false }
--- __metatable hides the tables, so the checks compare a private field
-local STORE_TAG, DRIVER_TAG = {}, {}
+-- __metatable hides the tables, so the checks look a value up in a private set of the
+-- stores made here (a table index: no C call on the hot path) or compare a private field
+local STORES = setmetatable({}, { __mode = "k" })
+local DRIVER_TAG = {}
 
 -- level: the user's call, as error() counts (argerr 1, check_* 2, the method 3, its caller 4)
 local function argerr(what, name, got, level)
   error(("bad argument #1 to '%s' (%s expected, got %s)"):format(name, what, type(got)), level or 4)
 end
 local function check_store(self, name, level)
-  if type(self) ~= "table" or rawget(self, "_tag") ~= STORE_TAG then
-    argerr("zeltkv.Store", name, self, level)
-  end
+  if not STORES[self] then argerr("zeltkv.Store", name, self, level) end
   local d = self.drv
   if d.closed then failed("closed", "closed") end
   return d
@@ -106,14 +106,19 @@ local function ms_of(n)
   return ms
 end
 
--- the optional ttl argument: nil, seconds or { ttl = seconds } -> milliseconds or nil
+-- the optional ttl argument: nil, seconds or { ttl = seconds } -> milliseconds and their
+-- text, or nil.  The results for the last numbers given are kept (256 at most, emptied
+-- when full): a program uses a few ttls, and checking one and making its text (snprintf
+-- on Lua 5.4) is a good part of a short command's CPU.
+local ttl_ms, ttl_text, ttl_n = {}, {}, 0
 local function opt_ttl(t, required)
+  local ms = ttl_ms[t]                          -- (nil or a table: never kept)
+  if ms then return ms, ttl_text[t] end
   if t == nil then
     if required then raise("INVALID_TTL", "ttl missing") end
     return nil
   end
   if type(t) == "table" then
-    local ms
     for k, v in pairs(t) do
       if k ~= "ttl" then
         if type(k) == "string" then raise("INVALID_VALUE", "unknown option '" .. k .. "'") end
@@ -122,16 +127,25 @@ local function opt_ttl(t, required)
       ms = ms_of(v)
     end
     if not ms then raise("INVALID_TTL", "ttl missing: the table has no 'ttl' field") end
-    return ms
+    return ms, fmt("%d", ms)
   end
-  return ms_of(t)
+  ms = ms_of(t)
+  local text = fmt("%d", ms)
+  if ttl_n >= 256 then ttl_ms, ttl_text, ttl_n = {}, {}, 0 end
+  ttl_n = ttl_n + 1
+  ttl_ms[t], ttl_text[t] = ms, text
+  return ms, text
 end
 
--- an integer argument as Redis wants it (never "1500.0")
-local function int_text(n) return fmt("%d", n) end
+-- an integer as text, the way Redis wants it (never "1500.0").  Lua 5.4 makes the text
+-- with snprintf, a good part of a short command's CPU: the texts of 0..1023 (incr steps,
+-- flags, small values) are made once.
+local SMALL = {}
+for i = 0, 1023 do SMALL[i] = fmt("%d", i) end
+local function int_text(n) return SMALL[n] or fmt("%d", n) end
 
 local function check_by(by)
-  if by == nil then return 1 end
+  if by == nil or by == 1 then return 1 end      -- the default and most common step
   if type(by) ~= "number" then
     raise("INVALID_VALUE", "incr: by must be an integer, got " .. type(by))
   end
@@ -216,9 +230,9 @@ local function encode(v)
     return v
   elseif t == "number" then
     if HAS_INT then
-      if math_type(v) == "integer" then return fmt("%d", v) end
+      if math_type(v) == "integer" then return SMALL[v] or fmt("%d", v) end
     elseif v == floor(v) and v >= -LIMIT and v <= LIMIT and not (v == 0 and 1 / v < 0) then
-      return fmt("%d", v)
+      return SMALL[v] or fmt("%d", v)
     end
     if v ~= v then raise("INVALID_VALUE", "value: NaN cannot be stored") end
     if v == huge or v == -huge then raise("INVALID_VALUE", "value: infinity cannot be stored") end
@@ -248,7 +262,7 @@ local function decode(s)
     local n = tonumber(s)
     if n and (HAS_INT and math_type(n) == "integer"
               or not HAS_INT and n == floor(n) and n >= -LIMIT and n <= LIMIT)
-       and fmt("%d", n) == s then
+       and (SMALL[n] or fmt("%d", n)) == s then
       return n
     end
     if find(s, "^%-?%d+%.%d+$") or find(s, "^%-?%d+%.?%d*[eE][-+]?%d+$") then
@@ -299,8 +313,10 @@ local function check_ns_name(name)
 end
 
 local function new_store(d, base, slot, root)
-  return setmetatable({ _tag = STORE_TAG, drv = d, base = base, kbase = base .. ":",
-                        slot = slot, root = root }, STORE_MT)
+  local s = setmetatable({ drv = d, base = base, kbase = base .. ":", slot = slot, root = root },
+                         STORE_MT)
+  STORES[s] = true
+  return s
 end
 
 local function root_store(d, name)
@@ -328,8 +344,8 @@ local function conn_failed(node, err)
   failed(("%s: %s"):format(node.name, tostring(err)), "connection")
 end
 
-local function open(d, node)
-  local c, fresh, why = socket.connect(node)
+local function open(d, node, cos)
+  local c, fresh, why = socket.connect(node, cos)
   if not c then
     if why == "phase" then failed(fresh, "phase") end
     conn_failed(node, fresh)
@@ -351,14 +367,14 @@ local function open(d, node)
     end
     if not ok then c:close(); conn_failed(node, err) end
   end
-  return c
+  return c, fresh
 end
 
 -- acquire(d, node, cos) -> conn, reused.  cos: this call runs where cosockets work.
 local function acquire(d, node, cos)
   if cos then
-    local c = open(d, node)
-    return c, c:getreusedtimes() > 0
+    local c, fresh = open(d, node, true)
+    return c, not fresh
   end
   if IN_NGX then
     local kind, why = socket.kind()
@@ -396,10 +412,16 @@ end
 -- or nil, err, sent (err: a zeltkv error or a socket message; sent: the payload may
 -- have reached the server)
 local function exchange(d, node, payload, n)
-  local cos = use_cosockets()
+  local cos = IN_NGX and socket.kind() == "cosocket"
   for try = 1, 2 do
     local c, reused
-    if d.cluster then                       -- a node that cannot be reached: call() decides
+    local idle = node.idle
+    local k = #idle
+    if k > 0 and not cos then
+      -- an idle LuaSocket connection (never one inside nginx: release() keeps none there)
+      c, reused = idle[k], true
+      idle[k] = nil
+    elseif d.cluster then                   -- a node that cannot be reached: call() decides
       local ok
       ok, c, reused = pcall(acquire, d, node, cos)
       if not ok then return nil, c, false end
@@ -414,7 +436,7 @@ local function exchange(d, node, payload, n)
         r, err = read(c)
         if r ~= nil then got = 1 end
       else
-        r = {}
+        r = resp.list(n)
         for i = 1, n do
           local v
           v, err = read(c)
@@ -425,7 +447,9 @@ local function exchange(d, node, payload, n)
       end
     end
     if got == n then
-      release(d, node, c, cos)
+      if cos then socket.keepalive(c, node)
+      elseif d.closed or IN_NGX or #idle >= node.pool_size then c:close()
+      else idle[#idle + 1] = c end
       return r
     end
     c:close()
@@ -940,8 +964,13 @@ end
 -- what every keyed method starts with: the driver, the full key, and the transaction of
 -- this coroutine (nil outside atomic)
 local function begin(self, name, key)
-  local d = check_store(self, name, 5)
-  local rk = self.kbase .. check_key(key)
+  if not STORES[self] then argerr("zeltkv.Store", name, self, 4) end
+  local d = self.drv
+  if d.closed then failed("closed", "closed") end
+  -- the common key (a string of 1 to 65535 bytes) without a call; check_key for the rest
+  local rk
+  if type(key) == "string" and key ~= "" and #key <= MAX_KEY then rk = self.kbase .. key
+  else rk = self.kbase .. check_key(key) end
   if d.ntx > 0 then return d, rk, current_tx(d) end
   return d, rk, nil
 end
@@ -956,11 +985,12 @@ function Store.get(self, key)
   local d, rk, tx = begin(self, "get", key)
   if tx then
     local e = tx_view(tx, self, rk)
-    return e and decode(e.text) or nil
+    if e then return decode(e.text) end      -- (which may be false: a stored false)
+    return nil
   end
   local v = call(d, self.slot or slotlib.slot(rk), cmd1("GET", rk), 1)
   if v == false then return nil end
-  if is_err(v) then
+  if getmetatable(v) == Err then              -- is_err(v), without a call
     if resp.err_kind(v) == "WRONGTYPE" then
       failed("get: " .. v.msg, "server")
     end
@@ -972,13 +1002,14 @@ end
 function Store.set(self, key, value, ttl)
   local d, rk, tx = begin(self, "set", key)
   local text = encode(value)
-  local ms = opt_ttl(ttl)
+  local ms, mst
+  if ttl ~= nil then ms, mst = opt_ttl(ttl) end
   if tx then
     tx_put(tx, self, rk, { text = text, exp = ms and now_ms() + ms or false, vdirty = true })
     return true
   end
   local r
-  if ms then r = call(d, self.slot or slotlib.slot(rk), cmd4("SET", rk, text, "PX", int_text(ms)), 1)
+  if ms then r = call(d, self.slot or slotlib.slot(rk), cmd4("SET", rk, text, "PX", mst), 1)
   else r = call(d, self.slot or slotlib.slot(rk), cmd2("SET", rk, text), 1) end
   if r ~= "OK" then server_error(is_err(r) and r or setmetatable({ msg = tostring(r) }, Err), "set") end
   return true
@@ -1007,14 +1038,14 @@ end
 
 function Store.expire(self, key, ttl)
   local d, rk, tx = begin(self, "expire", key)
-  local ms = opt_ttl(ttl, true)
+  local ms, mst = opt_ttl(ttl, true)
   if tx then
     local e = tx_view(tx, self, rk)
     if not e then return false end
     tx_put(tx, self, rk, { text = e.text, exp = now_ms() + ms, vdirty = e.vdirty })
     return true
   end
-  local r = call(d, self.slot or slotlib.slot(rk), cmd2("PEXPIRE", rk, int_text(ms)), 1)
+  local r = call(d, self.slot or slotlib.slot(rk), cmd2("PEXPIRE", rk, mst), 1)
   if is_err(r) then server_error(r, "expire") end
   return r == 1
 end
@@ -1043,8 +1074,8 @@ end
 -- its text (it would not be exact): such a result is taken back (DECRBY) and refused, so
 -- the range is that of the other drivers there.
 local function incr_result(d, slot, rk, by, r)
-  if is_err(r) then server_error(r, "incr") end
   if type(r) == "number" then return r end
+  if is_err(r) then server_error(r, "incr") end
   local back = call(d, slot, cmd2("DECRBY", rk, int_text(by)), 1)
   if is_err(back) then server_error(back, "incr") end
   raise("INVALID_VALUE", "incr: result out of range")
@@ -1053,7 +1084,8 @@ end
 function Store.incr(self, key, by, ttl)
   local d, rk, tx = begin(self, "incr", key)
   by = check_by(by)
-  local ms = opt_ttl(ttl)
+  local ms, mst
+  if ttl ~= nil then ms, mst = opt_ttl(ttl) end
   if tx then
     local e = tx_view(tx, self, rk)
     if not e then
@@ -1076,7 +1108,7 @@ function Store.incr(self, key, by, ttl)
   if not ms then return incr_result(d, slot, rk, by, call(d, slot, cmd2("INCRBY", rk, int_text(by)), 1)) end
   -- one round trip: MULTI; SET k 0 PX ms NX (creates it with the ttl only if absent);
   -- INCRBY; EXEC.  INCRBY can fail only on an existing key, and then nothing changed.
-  local r = call(d, slot, MULTI .. cmd5("SET", rk, "0", "PX", int_text(ms), "NX")
+  local r = call(d, slot, MULTI .. cmd5("SET", rk, "0", "PX", mst, "NX")
                            .. cmd2("INCRBY", rk, int_text(by)) .. EXEC, 4)
   local res = r[4]
   if type(res) ~= "table" then
@@ -1089,7 +1121,8 @@ end
 function Store.setnx(self, key, value, ttl)
   local d, rk, tx = begin(self, "setnx", key)
   local text = encode(value)
-  local ms = opt_ttl(ttl)
+  local ms, mst
+  if ttl ~= nil then ms, mst = opt_ttl(ttl) end
   if tx then
     if tx_view(tx, self, rk) then return false end
     tx_put(tx, self, rk, { text = text, exp = ms and now_ms() + ms or false, vdirty = true })
@@ -1098,12 +1131,13 @@ function Store.setnx(self, key, value, ttl)
   local slot = self.slot or slotlib.slot(rk)
   local r
   if ms then
-    r = call(d, slot, cmd5("SET", rk, text, "NX", "PX", int_text(ms)), 1)
+    r = call(d, slot, cmd5("SET", rk, text, "NX", "PX", mst), 1)
   else
     r = call(d, slot, cmd3("SET", rk, text, "NX"), 1)
   end
-  if is_err(r) then server_error(r, "setnx") end
-  return r == "OK"
+  if r == "OK" then return true end
+  if getmetatable(r) == Err then server_error(r, "setnx") end
+  return false
 end
 
 function Store.atomic(self, fn, ...)

@@ -31,11 +31,17 @@ function M.err_kind(e)
   return sp and sub(msg, 1, sp - 1) or msg
 end
 
+-- "$<n>\r\n", the head of a bulk argument of n bytes: made once for the lengths most
+-- arguments have (Lua 5.4 turns a number into text with snprintf, the bulk of packing a
+-- short command otherwise)
+local LEN = {}
+for n = 0, 1023 do LEN[n] = "$" .. n .. "\r\n" end
+local function len(n) return LEN[n] or "$" .. n .. "\r\n" end
+
 -- bulk(s): one argument in RESP form
-local function bulk(s)
-  return "$" .. #s .. "\r\n" .. s .. "\r\n"
+function M.bulk(s)
+  return len(#s) .. s .. "\r\n"
 end
-M.bulk = bulk
 
 -- pack1(...): one command from its arguments (strings; numbers must be formatted first)
 function M.pack1(...)
@@ -43,7 +49,7 @@ function M.pack1(...)
   local parts = { "*" .. n .. "\r\n" }
   for i = 1, n do
     local a = select(i, ...)
-    parts[i + 1] = "$" .. #a .. "\r\n" .. a .. "\r\n"
+    parts[i + 1] = len(#a) .. a .. "\r\n"
   end
   return concat(parts)
 end
@@ -58,7 +64,7 @@ function M.pack(cmds)
     for i = 1, #cmd do
       local a = cmd[i]
       p = p + 1
-      parts[p] = "$" .. #a .. "\r\n" .. a .. "\r\n"
+      parts[p] = len(#a) .. a .. "\r\n"
     end
   end
   return concat(parts)
@@ -75,28 +81,51 @@ local function heads(n)
 end
 local H2, H3, H4, H5, H6 = heads(2), heads(3), heads(4), heads(5), heads(6)
 function M.cmd1(cmd, a)
-  return H2[cmd] .. "$" .. #a .. "\r\n" .. a .. "\r\n"
+  return H2[cmd] .. (LEN[#a] or len(#a)) .. a .. "\r\n"
 end
 function M.cmd2(cmd, a, b)
-  return H3[cmd] .. "$" .. #a .. "\r\n" .. a .. "\r\n$" .. #b .. "\r\n" .. b .. "\r\n"
+  return H3[cmd] .. (LEN[#a] or len(#a)) .. a .. "\r\n" .. (LEN[#b] or len(#b)) .. b .. "\r\n"
 end
 function M.cmd3(cmd, a, b, c)
-  return H4[cmd] .. "$" .. #a .. "\r\n" .. a .. "\r\n$" .. #b .. "\r\n" .. b
-    .. "\r\n$" .. #c .. "\r\n" .. c .. "\r\n"
+  return H4[cmd] .. (LEN[#a] or len(#a)) .. a .. "\r\n" .. (LEN[#b] or len(#b)) .. b
+    .. "\r\n" .. (LEN[#c] or len(#c)) .. c .. "\r\n"
 end
 function M.cmd4(cmd, a, b, c, d)
-  return H5[cmd] .. "$" .. #a .. "\r\n" .. a .. "\r\n$" .. #b .. "\r\n" .. b
-    .. "\r\n$" .. #c .. "\r\n" .. c .. "\r\n$" .. #d .. "\r\n" .. d .. "\r\n"
+  return H5[cmd] .. (LEN[#a] or len(#a)) .. a .. "\r\n" .. (LEN[#b] or len(#b)) .. b
+    .. "\r\n" .. (LEN[#c] or len(#c)) .. c .. "\r\n" .. (LEN[#d] or len(#d)) .. d .. "\r\n"
 end
 function M.cmd5(cmd, a, b, c, d, e)
-  return H6[cmd] .. "$" .. #a .. "\r\n" .. a .. "\r\n$" .. #b .. "\r\n" .. b
-    .. "\r\n$" .. #c .. "\r\n" .. c .. "\r\n$" .. #d .. "\r\n" .. d
-    .. "\r\n$" .. #e .. "\r\n" .. e .. "\r\n"
+  return H6[cmd] .. (LEN[#a] or len(#a)) .. a .. "\r\n" .. (LEN[#b] or len(#b)) .. b
+    .. "\r\n" .. (LEN[#c] or len(#c)) .. c .. "\r\n" .. (LEN[#d] or len(#d)) .. d
+    .. "\r\n" .. (LEN[#e] or len(#e)) .. e .. "\r\n"
 end
+
+-- list(n): an empty table with room for n values, n <= 8 (Lua grows a table one power of
+-- two at a time, a good part of reading a pipeline's or an array's few replies); its
+-- slots hold false until they are filled
+local LISTS = {
+  function() return { false } end,
+  function() return { false, false } end,
+  function() return { false, false, false } end,
+  function() return { false, false, false, false } end,
+  function() return { false, false, false, false, false } end,
+  function() return { false, false, false, false, false, false } end,
+  function() return { false, false, false, false, false, false, false } end,
+  function() return { false, false, false, false, false, false, false, false } end,
+}
+local function list(n)
+  local f = LISTS[n]
+  if f then return f() end
+  return {}
+end
+M.list = list
 
 local read
 read = function(conn)
   local line, err = conn:receive("*l")
+  -- the most common replies (and each command inside MULTI's), without a call
+  if line == "+OK" then return "OK" end
+  if line == "+QUEUED" then return "QUEUED" end
   if not line then return nil, err end
   local t = byte(line, 1)
   if t == 36 then                                   -- $ bulk
@@ -127,7 +156,7 @@ read = function(conn)
     local n = tonumber(sub(line, 2))
     if not n then return nil, "protocol error: bad array length" end
     if n < 0 then return false end
-    local arr = {}
+    local arr = list(n)
     for i = 1, n do
       local v, e = read(conn)
       if v == nil then return nil, e end

@@ -118,7 +118,11 @@ local function connect_cosocket(cfg)
   local ms = cfg.timeout * 1000
   sock:settimeouts(ms, ms, ms)
   local ok, cerr
-  local popts = { pool = cfg.pool_name, pool_size = cfg.pool_size, backlog = cfg.backlog }
+  local popts = cfg.popts                 -- made once per node, not per call
+  if not popts then
+    popts = { pool = cfg.pool_name, pool_size = cfg.pool_size, backlog = cfg.backlog }
+    cfg.popts = popts
+  end
   if cfg.path then ok, cerr = sock:connect("unix:" .. cfg.path, popts)
   else ok, cerr = sock:connect(cfg.host, cfg.port, popts) end
   if not ok then return nil, ("connect %s: %s"):format(cfg.name, tostring(cerr)) end
@@ -133,9 +137,11 @@ end
 
 ---------------------------------------------------------------------------
 
--- connect(cfg) -> conn, fresh | nil, err.  cfg: host, port or path, tls (table or nil),
+-- connect(cfg, cos) -> conn, fresh | nil, err.  cfg: host, port or path, tls (table or nil),
 -- timeout (seconds), name (for messages), pool_name, pool_size, backlog (nginx).
-function M.connect(cfg)
+-- cos: the caller knows this phase has cosockets (M.kind() said so)
+function M.connect(cfg, cos)
+  if cos then return connect_cosocket(cfg) end
   local kind, why = M.kind()
   if kind == "cosocket" then return connect_cosocket(cfg) end
   if not kind then return nil, why, "phase" end

@@ -2824,3 +2824,71 @@ TEST(threadsafe_memory_store) {
   CHECK_GET_INT(db, ZKV_ROOT, "ctr", 4 * (int64_t)args[0].n);
   zkv_close(db);
 }
+
+/* zkv_keys_into: zkv_keys copied into a buffer; a key that does not fit in
+ * what is left starts the next batch (none lost, none twice) */
+TEST(keys_into_batches) {
+  zkv_db *db = open_mem();
+  REQUIRE(db != NULL);
+  static char buf[ZKV_MAX_KEY + 1];
+  uint32_t lens[256];
+  char k[32];
+  for (int i = 0; i < 300; i++) {
+    snprintf(k, sizeof k, "k%d", i);
+    CHECK_RC(set_s(db, ZKV_ROOT, k, "v", i == 7 ? 1 : 0), ZKV_OK);   /* k7 expires */
+  }
+  zkv_set_clock_offset(5);
+  zkv_cursor cur = ZKV_CURSOR_INIT;
+  int seen = 0, batches = 0;
+  while (!cur.done) {
+    size_t n = 0;
+    CHECK_RC(zkv_keys_into(db, ZKV_ROOT, &cur, 256, buf, sizeof buf, lens, &n), ZKV_OK);
+    size_t off = 0;
+    for (size_t j = 0; j < n; j++) {
+      if (seen == 7) seen++;                       /* expired: not listed */
+      snprintf(k, sizeof k, "k%d", seen++);
+      CHECK(lens[j] == strlen(k) && memcmp(buf + off, k, lens[j]) == 0);
+      off += lens[j];
+    }
+    batches++;
+    REQUIRE(batches < 10);
+  }
+  CHECK_EQ(seen, 300);
+  CHECK_EQ(batches, 2);
+  zkv_set_clock_offset(0);
+  /* keys of 30,000 bytes: two fit in a buffer of ZKV_MAX_KEY bytes, the third starts
+   * the next batch */
+  zkv_ns ns;
+  CHECK_RC(zkv_namespace(db, ZKV_ROOT, "long", 4, &ns), ZKV_OK);
+  static char key[30000];
+  zkv_value v = vbytes(ZKV_T_STRING, "v", 1);
+  for (int i = 0; i < 5; i++) {
+    memset(key, 'a' + i, sizeof key);
+    CHECK_RC(zkv_set(db, ns, key, sizeof key, &v, 0, 0), ZKV_OK);
+  }
+  memset(&cur, 0, sizeof cur);
+  int got = 0;
+  batches = 0;
+  while (!cur.done) {
+    size_t n = 0;
+    CHECK_RC(zkv_keys_into(db, ns, &cur, 256, buf, ZKV_MAX_KEY, lens, &n), ZKV_OK);
+    CHECK(n <= 2);
+    for (size_t j = 0; j < n; j++) {
+      CHECK(lens[j] == sizeof key && buf[j * sizeof key] == 'a' + got);
+      got++;
+    }
+    REQUIRE(++batches < 10);
+  }
+  CHECK_EQ(got, 5);
+  /* bad inputs */
+  memset(&cur, 0, sizeof cur);
+  size_t n = 9;
+  CHECK_RC(zkv_keys_into(NULL, ZKV_ROOT, &cur, 1, buf, sizeof buf, lens, &n), ZKV_EINVAL);
+  CHECK_RC(zkv_keys_into(db, ZKV_ROOT, NULL, 1, buf, sizeof buf, lens, &n), ZKV_EINVAL);
+  CHECK_RC(zkv_keys_into(db, ZKV_ROOT, &cur, 1, NULL, sizeof buf, lens, &n), ZKV_EINVAL);
+  CHECK_RC(zkv_keys_into(db, ZKV_ROOT, &cur, 1, buf, sizeof buf, NULL, &n), ZKV_EINVAL);
+  CHECK_RC(zkv_keys_into(db, ZKV_ROOT, &cur, 1, buf, ZKV_MAX_KEY - 1, lens, &n), ZKV_EINVAL);
+  CHECK_EQ(n, 0);
+  CHECK(!cur.started);
+  zkv_close(db);
+}

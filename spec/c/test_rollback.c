@@ -177,9 +177,16 @@ static void fill(zkv_db *db, int n) {
 
 static int rounds(void) { return th_light() ? 30 : 300; }
 
-static void run(zkv_db *db, int ops_per_txn) {
+/* rounds whose undo log spilled out of a shared segment's fixed region into
+ * chunks of its free room (format.h) */
+static int spills;
+
+static void run_n(zkv_db *db, int ops_per_txn, int nrounds);
+static void run(zkv_db *db, int ops_per_txn) { run_n(db, ops_per_txn, rounds()); }
+
+static void run_n(zkv_db *db, int ops_per_txn, int nrounds) {
   int bad = 0;
-  for (int round = 0; round < rounds() && !bad; round++) {
+  for (int round = 0; round < nrounds && !bad; round++) {
     REQUIRE_RC(zkv_begin(db), ZKV_OK);
     snap sn;
     take(db, &sn);
@@ -187,6 +194,7 @@ static void run(zkv_db *db, int ops_per_txn) {
     int n = 1 + (int)(rnd() % (uint64_t)ops_per_txn);
     for (int i = 0; i < n; i++) random_op(db);
     nns = saved;   /* namespaces made in the round are gone with it */
+    if (db->s->shared && H(db->s)->log_chunk) spills++;
     CHECK_RC(zkv_rollback(db), ZKV_OK);
     CHECK_EQ(zkv_txn_depth(db), 0);
     const char *what = "";
@@ -249,6 +257,25 @@ TEST(rollback_shared_lru_bytes) {
   run(db, 60);
   zkv_close(db);
   zkv_unlink("rbl", NULL);
+}
+
+/* transactions of up to 1500 operations on a 1 MiB segment, whose fixed
+ * undo log (64 KiB) they overflow: the log goes on in chunks of the free
+ * room, which the rollback gives back with everything else */
+TEST(rollback_shared_spilled_log_bytes) {
+  th_shm_dir("rollback");
+  zkv_options o;
+  zkv_options_init(&o);
+  o.size = 1 << 20;
+  zkv_db *db;
+  REQUIRE_RC(zkv_open_shared("rbs", &o, &db), ZKV_OK);
+  fill(db, 1000);
+  spills = 0;
+  run_n(db, 1500, rounds() / 6);
+  TH_NOTE("%d of %d rounds spilled", spills, rounds() / 6);
+  CHECK(spills > rounds() / 30);
+  zkv_close(db);
+  zkv_unlink("rbs", NULL);
 }
 
 /* a growth of the hash index inside the transaction */

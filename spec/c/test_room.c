@@ -8,6 +8,14 @@
  * fragmentation, the eviction it needs or the undo log's size.
  * A model of the keys checks what is stored; zkv_verify checks the arena.
  * ZKV_ROOM_OPS sets the operations of each random run (100000).
+ *
+ * The mixed values alone keep a few hundred keys live, so the index never
+ * grew past the undo log's size and the random runs could not meet an index
+ * too big to slide (issue 9.4: a 1 MiB segment that had held many small
+ * keys took 360,487 bytes with 769,040 free).  So one run (1 MiB) adds
+ * bursts of small keys that grow it to 32,768 buckets (128 KiB, its log
+ * 64 KiB), then emptied: a value of all the free room but TRAPPED must fit;
+ * and grown_index_* fill, empty or keep full with lru, on both drivers.
  */
 #define _GNU_SOURCE 1 /* first: mkdtemp and other calls beyond C11 */
 #include "zeltkv.h"
@@ -56,8 +64,46 @@ typedef struct {
   zkv_ns ns[NNS];          /* 0: not resolved */
   int32_t len[NNS][NKEYS]; /* the model: a key's value length, -1 when absent */
   char fill[NNS][NKEYS];   /* and its fill byte */
-  long sets, fits_failed, full_ok, stale;
+  long sets, fits_failed, full_ok, stale, bursts;
+  int rare_clears;         /* a namespace emptied 16 times less often: the store fills */
+  int bursts_on;           /* bursts of small keys (burst()), and no transactions */
+  /* ZKV_ROOM_TXN: some runs of operations are transactions (committed, or
+   * rolled back: the model goes back to its copy) */
+  int txn_left, txn_undo;
+  long txns, txn_ops;
+  uint64_t txn_clean0, txn_bytes;   /* room for undo log at the start, bytes written since */
+  int txn_nops;
+  zkv_ns saved_ns[NNS];
+  int32_t saved_len[NNS][NKEYS];
+  char saved_fill[NNS][NKEYS];
 } world;
+
+/* Inside a transaction a write also needs undo log, which grows into the
+ * free room that held nothing when the transaction began, in chunks of
+ * 1 KiB or more (up to an eighth of it at a time); room the transaction
+ * freed holds what a rollback brings back, and a block of it used again is
+ * logged whole.  So a write there may fail for room once about four times what it (a compaction logs what it moves) and twice what
+ * and the transaction's writes before it need, and some 512 bytes of log an
+ * op, reach the room for log at the start (clean_room). */
+static uint64_t txn_slack(const world *w, uint64_t need, uint64_t fr) {
+  if (!w->txn_left) return 0;
+  uint64_t used = 4 * need + 2 * w->txn_bytes + 512 * (uint64_t)w->txn_nops + w->txn_clean0 / 8 +
+                  (16u << 10);
+  return used > w->txn_clean0 ? fr : 0;
+}
+
+/* the free room in blocks of 1 KiB or more (a log chunk's least): walks the
+ * free lists of the store's allocator */
+static uint64_t clean_room(zkv_db *db) {
+  seg *s = db->s;
+  if (!s->shared) return UINT64_MAX / 4;
+  hdr *h = H(s);
+  uint64_t sum = 0;
+  for (unsigned c = 64 + 1; c < NCLASS; c++)   /* classes of 128 units and up */
+    for (ref_t r = h->free_heads[c]; r; r = ((uint32_t *)P(s, r))[1])
+      sum += (uint64_t)BLK_UNITS(*(uint32_t *)P(s, r)) * UNIT;
+  return sum + h->log_cap / 2;   /* and some of the fixed log region */
+}
 
 static uint64_t free_now(zkv_db *db) {
   zkv_stats st;
@@ -74,7 +120,7 @@ static int ns_of(world *w, int i, zkv_ns *out) {
     uint64_t need = (idx_ns_bytes((size_t)n) + UNIT - 1) / UNIT * UNIT;
     uint64_t fr = free_now(w->db);
     int rc = zkv_namespace(w->db, ZKV_ROOT, name, (size_t)n, &w->ns[i]);
-    if (rc == ZKV_EFULL && (w->lru || need + TRAPPED > fr)) return rc;
+    if (rc == ZKV_EFULL && (w->lru || need + TRAPPED + txn_slack(w, need, fr) > fr)) return rc;
     if (rc != ZKV_OK) {
       fprintf(stderr, "namespace n%d: %s with %llu bytes free for %llu\n", i, zkv_strerror(rc),
               (unsigned long long)fr, (unsigned long long)need);
@@ -87,10 +133,97 @@ static int ns_of(world *w, int i, zkv_ns *out) {
   return ZKV_OK;
 }
 
+/* A burst of small keys in a namespace of its own, until the store is full
+ * or evicts, then cleared: the index grows past the undo log's size (its
+ * arrays land amid the keys), which the mixed values alone never make it do
+ * (a few hundred keys live at a time); then a value of all the free room but
+ * TRAPPED must fit. */
+static size_t value_for(uint64_t room, uint64_t slack);
+
+static void heap_dump(zkv_db *db) {
+  seg *s = db->s;
+  hdr *h = H(s);
+  fprintf(stderr, "log_cap %llu heap_start %llu top %llu size %llu buckets %u obuckets %u ring %u\n",
+          (unsigned long long)h->log_cap, (unsigned long long)h->heap_start,
+          (unsigned long long)h->top, (unsigned long long)h->size, h->buckets, h->obuckets,
+          h->dead_ring);
+  for (uint64_t r = h->heap_start / UNIT; r * UNIT < h->top;) {
+    int is_free;
+    uint64_t u = blk_units_at(s, r, &is_free);
+    if (is_free || u * UNIT >= 512 || E(s, r)->type == T_NSREC)
+      fprintf(stderr, "  %8llu %s %llu%s\n", (unsigned long long)r, is_free ? "free" : "used",
+              (unsigned long long)(u * UNIT), !is_free && E(s, r)->type == T_NSREC ? " ns" : "");
+    r += u;
+  }
+}
+
+static void burst(world *w) {
+  static char val[256 << 10];
+  zkv_db *db = w->db;
+  zkv_ns b;
+  REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("burst"), &b), ZKV_OK);
+  zkv_value v = {.type = ZKV_T_STRING, .data = "b", .len = 1};
+  for (long i = 0; i < 40000; i++) {
+    char k[16];
+    int kn = snprintf(k, sizeof k, "b%ld", i), forcible = 0;
+    int rc = zkv_set_ex(db, b, k, (size_t)kn, &v, 0, 0, &forcible);
+    if (rc == ZKV_EFULL || forcible) break;
+    if (!th_check_rc(rc, ZKV_OK, __FILE__, __LINE__, "burst set")) return;
+  }
+  CHECK_RC(zkv_clear(db, b, NULL), ZKV_OK);
+  /* lru: the model's namespaces, freed when empty and made anew amid the
+   * keys, are records that never move; with a key too big to hop next to
+   * one, the room below it stays apart (a limit of namespace records, not
+   * of the index): the room is checked where they are made first */
+  if (w->lru) return;
+  uint64_t fr = free_now(db);
+  size_t vlen = value_for(fr, TRAPPED + 64);
+  if (vlen > sizeof val) vlen = sizeof val;
+  if (vlen < 64) return;   /* the model's keys fill it (no room to speak of) */
+  memset(val, 'B', vlen);
+  zkv_value big = {.type = ZKV_T_STRING, .data = val, .len = vlen};
+  /* at the root: the burst's record, made amid the heap, may go (empty)
+   * where a write into it would keep it in the way */
+  int rc = zkv_set(db, ZKV_ROOT, K("big"), &big, 0, 0);
+  if (rc) {
+    fprintf(stderr, "burst: %zu bytes with %llu free: %s\n", vlen, (unsigned long long)fr,
+            zkv_strerror(rc));
+    w->fits_failed++;
+    if (getenv("ZKV_ROOM_DEBUG")) heap_dump(db);
+  }
+  CHECK_RC(rc, ZKV_OK);
+  zkv_del(db, ZKV_ROOT, K("big"));
+  w->bursts++;
+}
+
 static void random_run(world *w, size_t big, long ops) {
   static char val[1 << 16];
   zkv_db *db = w->db;
   for (long op = 0; op < ops && w->fits_failed < 5; op++) {
+    if (w->bursts_on && op % (ops / 4 + 1) == 0) burst(w);   /* the first in an empty store */
+    if (w->txn_left && --w->txn_left == 0) {   /* the transaction ends */
+      if (w->txn_undo) {
+        CHECK_RC(zkv_rollback(db), ZKV_OK);
+        memcpy(w->ns, w->saved_ns, sizeof w->ns);
+        memcpy(w->len, w->saved_len, sizeof w->len);
+        memcpy(w->fill, w->saved_fill, sizeof w->fill);
+      } else {
+        CHECK_RC(zkv_commit(db), ZKV_OK);
+      }
+    } else if (!w->txn_left && !w->bursts_on && rnd() % 200 == 0) {   /* one of up to 300 operations */
+      CHECK_RC(zkv_begin(db), ZKV_OK);
+      w->txn_left = 2 + (int)(rnd() % 300);
+      w->txn_undo = rnd() % 3 == 0;
+      w->txns++;
+      w->txn_clean0 = clean_room(db);
+      w->txn_bytes = 0;
+      w->txn_nops = 0;
+      memcpy(w->saved_ns, w->ns, sizeof w->ns);
+      memcpy(w->saved_len, w->len, sizeof w->len);
+      memcpy(w->saved_fill, w->fill, sizeof w->fill);
+    }
+    w->txn_ops += w->txn_left > 0;
+    w->txn_nops += w->txn_left > 0;
     int i = (int)(rnd() % NNS), k = (int)(rnd() % NKEYS);
     char key[16];
     int kn = snprintf(key, sizeof key, "k%d", k);
@@ -113,15 +246,18 @@ static void random_run(world *w, size_t big, long ops) {
       }
       w->sets++;
       if (rc == ZKV_OK) {
+        if (w->txn_left) w->txn_bytes += need;
         w->len[i][k] = (int32_t)vlen;
         w->fill[i][k] = c;
-      } else if (rc == ZKV_EFULL && !w->lru && need + TRAPPED > fr) {
+      } else if (rc == ZKV_EFULL && (!w->lru || w->txn_left) &&
+                 need + TRAPPED + txn_slack(w, need, fr) > fr) {
         w->full_ok++;   /* it did not fit: the store as it was */
       } else {
-        fprintf(stderr, "op %ld: set of %zu bytes (%llu in blocks): %s with %llu bytes free\n", op,
-                vlen, (unsigned long long)need, zkv_strerror(rc), (unsigned long long)fr);
+        fprintf(stderr, "op %ld: set of %zu bytes (%llu in blocks)%s: %s with %llu bytes free\n", op,
+                vlen, (unsigned long long)need, w->txn_left ? " in a transaction" : "", zkv_strerror(rc), (unsigned long long)fr);
         CHECK_RC(rc, ZKV_OK);
         w->fits_failed++;
+        if (getenv("ZKV_ROOM_DEBUG")) heap_dump(db);
       }
       if (w->lru) {
         /* evicted keys are gone from the model: read them back below */
@@ -130,17 +266,27 @@ static void random_run(world *w, size_t big, long ops) {
     } else if (what < 95) {   /* delete */
       rc = zkv_del(db, ns, key, (size_t)kn);
       if (rc == ZKV_ESTALE) { w->ns[i] = 0; w->stale++; continue; }
+      /* a delete logs too: in a transaction out of room for log, nothing changed */
+      if (rc == ZKV_EFULL && w->txn_left && txn_slack(w, 512, 1)) continue;
       if (!w->lru) CHECK_RC(rc, w->len[i][k] >= 0 ? ZKV_OK : ZKV_NOTFOUND);
       w->len[i][k] = -1;
     } else if (what < 99) {   /* a namespace emptied: its record may go */
+      if (w->rare_clears && rnd() % 16) continue;
       rc = zkv_clear(db, ns, NULL);
       if (rc == ZKV_ESTALE) { w->ns[i] = 0; w->stale++; continue; }
+      /* in a transaction its undo log (some 500 bytes a key) may not fit in
+       * the room left: then it changed nothing */
+      if (rc == ZKV_EFULL && w->txn_left && 512u * NKEYS + 4096 > clean_room(db)) continue;
       CHECK_RC(rc, ZKV_OK);
       for (int j = 0; j < NKEYS; j++) w->len[i][j] = -1;
     } else {
       const char *why = "";
       CHECK_RC(zkv_verify(db, &why), ZKV_OK);
     }
+  }
+  if (w->txn_left) {
+    CHECK_RC(zkv_commit(db), ZKV_OK);
+    w->txn_left = 0;
   }
   const char *why = "";
   int rc = zkv_verify(db, &why);
@@ -170,8 +316,9 @@ static void random_run(world *w, size_t big, long ops) {
   CHECK_EQ(missing, 0);
   CHECK_EQ(wrong, 0);
   CHECK_EQ(w->fits_failed, 0);
-  printf("  %ld sets, %ld did not fit, %ld namespace ids gone stale\n", w->sets, w->full_ok,
-         w->stale);
+  CHECK(!w->bursts_on || w->bursts >= 1);
+  printf("  %ld sets, %ld did not fit, %ld namespace ids gone stale; %ld transactions of %ld ops; "
+         "%ld bursts\n", w->sets, w->full_ok, w->stale, w->txns, w->txn_ops, w->bursts);
 }
 
 static world *new_world(zkv_db *db, int lru) {
@@ -210,6 +357,26 @@ TEST(random_fill_shared) {
   }
   random_run(w, 24000, room_ops());
   CHECK(w->full_ok > 0);   /* the store did fill up */
+  free(w);
+  zkv_close(db);
+}
+
+/* 1 MiB: its undo log (64 KiB) is smaller than the index a burst grows
+ * (32,768 buckets, 128 KiB), which then must move by a copy */
+TEST(random_fill_shared_grown_index) {
+  rng_state = 14;
+  zkv_db *db = open_shared("fill1m", 1 << 20, ZKV_EVICT_NONE);
+  REQUIRE(db != NULL);
+  world *w = new_world(db, 0);
+  w->rare_clears = 1;
+  w->bursts_on = 1;
+  for (int i = 0; i < NNS; i++) {
+    zkv_ns x;
+    REQUIRE_RC(ns_of(w, i, &x), ZKV_OK);
+  }
+  random_run(w, 24000, room_ops() / 2);
+  CHECK(w->full_ok > 0);
+  CHECK(H(db->s)->nb_log2 >= 15);   /* the bursts grew the index that far */
   free(w);
   zkv_close(db);
 }
@@ -346,6 +513,105 @@ TEST(flushed_segment_takes_a_big_value) {
   const char *why = "";
   CHECK_RC(zkv_verify(db, &why), ZKV_OK);
   zkv_close(db);
+}
+
+/* The largest value a write of key "big" takes with `room` bytes of room
+ * for its block, less `slack`. */
+static size_t value_for(uint64_t room, uint64_t slack) {
+  size_t v = room > slack ? (size_t)(room - slack) : 0;
+  while (v && ent_units(3, v, 0) * UNIT > room - slack) v -= v > 64 ? 64 : 1;
+  return v;
+}
+
+/* Fill with 4-byte values until the store is full (none) or evicts (lru):
+ * the index has grown many times on the way, its last arrays anywhere in the
+ * heap (bigger than a shared segment's undo log from 512 KiB on).  Returns
+ * the keys set. */
+static long fill_small(zkv_db *db, zkv_ns ns) {
+  zkv_value v = {.type = ZKV_T_STRING, .data = "aaaa", .len = 4};
+  for (long i = 1;; i++) {
+    char k[24];
+    int kn = snprintf(k, sizeof k, "%ld", i), forcible = 0;
+    int rc = zkv_set_ex(db, ns, k, (size_t)kn, &v, 0, 0, &forcible);
+    if (rc == ZKV_EFULL || forcible || !th_check_rc(rc, ZKV_OK, __FILE__, __LINE__, "zkv_set_ex")) return i;
+  }
+}
+
+/* the room a key's block can have: the capacity less the store's own records */
+static uint64_t room_of(zkv_db *db) {
+  zkv_stats st;
+  CHECK_RC(zkv_stats_get(db, &st), ZKV_OK);
+  return st.capacity - H(db->s)->fixed_bytes;
+}
+
+/* 9.4: a store that has held many small keys takes, emptied or kept full
+ * with lru, a value of all its free room but a little: the index grown on
+ * the way (and the old arrays it freed) used to split the free room of a
+ * shared segment in two for good (a 1 MiB segment took 360,487 bytes of
+ * 769,040 free), as compaction could not move an array bigger than its
+ * undo log.  Shared and memory, 1 MiB. */
+static void grown_index_case(zkv_db *db, int lru, const char *what) {
+  static char val[1 << 20];
+  memset(val, 'g', sizeof val);
+  zkv_ns ns;
+  REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("d"), &ns), ZKV_OK);
+  long n = fill_small(db, ns);
+  zkv_stats st;
+  CHECK_RC(zkv_stats_get(db, &st), ZKV_OK);
+  CHECK(st.buckets >= 16384);   /* grown several times */
+  if (!lru) CHECK_RC(zkv_clear(db, ns, NULL), ZKV_OK);
+  /* the room: what is free once emptied, or (lru, kept full) the capacity
+   * less the store's own records and the namespace record */
+  uint64_t room = lru ? room_of(db) : free_now(db);
+  size_t vlen = value_for(room, 512);
+  REQUIRE(vlen <= sizeof val);
+  zkv_value big = {.type = ZKV_T_STRING, .data = val, .len = vlen};
+  int rc = zkv_set(db, ns, K("big"), &big, 0, 0);
+  if (rc) fprintf(stderr, "%s: after %ld keys (%llu buckets), %zu bytes with %llu of room: %s\n",
+                  what, n, (unsigned long long)st.buckets, vlen, (unsigned long long)room,
+                  zkv_strerror(rc));
+  CHECK_RC(rc, ZKV_OK);
+  zkv_value got;
+  CHECK_RC(zkv_get(db, ns, K("big"), &got), ZKV_OK);
+  CHECK_EQ(got.len, vlen);
+  const char *why = "";
+  rc = zkv_verify(db, &why);
+  if (rc) fprintf(stderr, "verify: %s\n", why);
+  CHECK_RC(rc, ZKV_OK);
+  /* and again, the store full of small keys anew (the index where its last
+   * move left it) */
+  if (th_light()) return;
+  CHECK_RC(zkv_del(db, ns, K("big")), ZKV_OK);
+  fill_small(db, ns);
+  if (!lru) CHECK_RC(zkv_clear(db, ns, NULL), ZKV_OK);
+  room = lru ? room_of(db) : free_now(db);
+  big.len = value_for(room, 512);
+  CHECK_RC(zkv_set(db, ns, K("big"), &big, 0, 0), ZKV_OK);
+  CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+}
+
+TEST(grown_index_leaves_room_shared) {
+  for (int lru = 0; lru < 2; lru++) {
+    zkv_db *db = open_shared(lru ? "grown-lru" : "grown", 1 << 20,
+                             lru ? ZKV_EVICT_LRU : ZKV_EVICT_NONE);
+    REQUIRE(db != NULL);
+    grown_index_case(db, lru, lru ? "shared lru" : "shared");
+    zkv_close(db);
+  }
+}
+
+TEST(grown_index_leaves_room_memory) {
+  for (int lru = 0; lru < 2; lru++) {
+    zkv_options o;
+    zkv_options_init(&o);
+    o.max_bytes = 1 << 20;
+    o.evict = lru ? ZKV_EVICT_LRU : ZKV_EVICT_NONE;
+    o.gc_interval = 0;
+    zkv_db *db = NULL;
+    REQUIRE_RC(zkv_open_memory(&o, &db), ZKV_OK);
+    grown_index_case(db, lru, lru ? "memory lru" : "memory");
+    zkv_close(db);
+  }
 }
 
 /* Writers in several processes make room in one fragmented segment at the

@@ -5,7 +5,7 @@
 # 3-master cluster, and a cluster with replicas for the failover test), runs
 #   * the contract specs (spec/02-04) with ZELTKV_DRIVER=redis over the unix socket and
 #     over TCP, and ZELTKV_DRIVER=redis-cluster on the cluster (Lua 5.4),
-#   * spec/redis/redis_spec.lua (the driver's own) under Lua 5.4, 5.2, 5.1 and LuaJIT,
+#   * spec/redis/redis_spec.lua (the driver's own) under Lua 5.4, 5.3, 5.2, 5.1 and LuaJIT,
 #   * spec/redis/failover_spec.lua against the cluster with replicas,
 #   * the rate limiter and lock examples on the redis driver,
 # writes one log per leg into RESULTS (each ends with "N passed, N failed"), and stops
@@ -80,7 +80,7 @@ for l in $LEGS; do
         env ZELTKV_DRIVER=redis-cluster ./spec/run.sh $CONTRACT
       ;;
     own)
-      for lua in lua5.4 lua5.2 lua5.1 luajit; do
+      for lua in lua5.4 lua5.3 lua5.2 lua5.1 luajit; do
         leg "driver spec ($lua)" "redis-own-$lua.log" env LUA=$lua ./spec/run.sh spec/redis/redis_spec.lua
       done
       ;;

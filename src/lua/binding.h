@@ -77,7 +77,7 @@
   void zkv_lua_free(void *p);                                                              \
   int zkv_lua_list_len(void *store, const void *key, size_t klen, double *count);          \
   int zkv_lua_keys(void *store, zkv_cursor *cur, size_t max, char *buf, size_t cap,         \
-                   int32_t *lens, double *n);                                              \
+                   uint32_t *lens, double *n);                                             \
   int zkv_lua_flush_all(void *store, double *n);                                           \
   int zkv_lua_flush_expired(void *store, double max, double *n);                           \
   int zkv_lua_space(void *store, double *capacity, double *free_bytes);
@@ -227,13 +227,27 @@ int buf_reserve(char **buf, size_t *cap, size_t need, size_t first);
  * value is on the stack (strings) or until the next encoding on this driver
  * (tables, in d->buf).  Raises INVALID_VALUE saying where. */
 void to_value(lua_State *L, Driver *d, int idx, zkv_value *v);
+/* push the n bytes at p, which a call into the engine just returned (the
+ * arena, or the handle's buffer), as a string, copied before anything can
+ * run on the Lua heap.  Lua 5.3 and 5.4 copy in lua_pushlstring before they
+ * collect; Lua 5.1, 5.2 and LuaJIT collect first, and a finalizer run there
+ * may write to the store (the arena grows and moves, the block is reused) or
+ * close the driver (the buffer is freed): there push_read copies first. */
+#if LUA_VERSION_NUM >= 503
+static inline void push_read(lua_State *L, const void *p, size_t n) {
+  lua_pushlstring(L, (const char *)p, n);
+}
+#else
+void push_read(lua_State *L, const void *p, size_t n);
+#endif
 /* push a value read from the engine; v->data is read before anything is
- * allocated on the Lua heap (see the banner).  A string is pushed here
- * (inline: get's common case), every other type by push_value_slow. */
+ * allocated on the Lua heap (see the banner, and push_read).  A string is
+ * pushed here (inline: get's common case), every other type by
+ * push_value_slow. */
 int push_value_slow(lua_State *L, const zkv_value *v);
 static inline int push_value(lua_State *L, const zkv_value *v) {
   if (LIKELY_(v->type == ZKV_T_STRING)) {
-    lua_pushlstring(L, (const char *)v->data, v->len);
+    push_read(L, v->data, v->len);
     return 1;
   }
   return push_value_slow(L, v);

@@ -375,13 +375,9 @@ const char *check_seg_name(lua_State *L, int i) {
     lraise(L, C_KEY, "segment name must be a string, got %s", luaL_typename(L, i));
   size_t n;
   const char *s = lua_tolstring(L, i, &n);
-  int ok = n >= 1 && n <= ZKV_MAX_NAME && strlen(s) == n;
-  for (size_t j = 0; ok && j < n; j++) {
-    char c = s[j];
-    ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-         c == '_' || c == '-';
-  }
-  if (!ok) lraise(L, C_KEY, "segment name must be 1 to 128 characters of A-Z a-z 0-9 . _ -");
+  /* the engine's own rule (no NUL among those characters) */
+  if (!zkv_segment_name_ok(s, n))
+    lraise(L, C_KEY, "segment name must be 1 to %d characters of A-Z a-z 0-9 . _ -", (int)ZKV_MAX_NAME);
   return s;
 }
 

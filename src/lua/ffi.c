@@ -149,48 +149,14 @@ ZKV_API int zkv_lua_list_len(void *store, const void *key, size_t klen, double *
 }
 
 /* get_keys of the drop-in: the next batch of up to max live keys of the
- * namespace (zkv_keys, one lock hold), copied back to back into buf, their
- * lengths in lens[0..*n-1].  A batch that does not fit in cap bytes stops
- * at the key that does not fit, which the walk has passed already: *n is -1,
- * and ffi.lua lets the C method make the whole list. */
-typedef struct key_buf {
-  char *buf;
-  size_t cap, used;
-  int32_t *lens;
-  size_t n;
-  int over;
-} key_buf;
-
-static int key_into_buf(void *ud, const void *key, size_t klen) {
-  key_buf *b = ud;
-  if (UNLIKELY_(klen > b->cap - b->used)) {
-    b->over = 1;
-    return 1;
-  }
-  char *dst = b->buf + b->used;
-  const char *src = key;
-  if (klen >= 8 && klen <= 16) {   /* most keys: two overlapping 8-byte moves, no call */
-    uint64_t x0, x1;
-    memcpy(&x0, src, 8);
-    memcpy(&x1, src + klen - 8, 8);
-    memcpy(dst, &x0, 8);
-    memcpy(dst + klen - 8, &x1, 8);
-  } else if (klen < 8) {
-    for (size_t i = 0; i < klen; i++) dst[i] = src[i];
-  } else {
-    memcpy(dst, src, klen);
-  }
-  b->used += klen;
-  b->lens[b->n++] = (int32_t)klen;
-  return 0;
-}
-
+ * namespace (zkv_keys_into, one lock hold), copied back to back into buf,
+ * their lengths in lens[0..*n-1] */
 ZKV_API int zkv_lua_keys(void *store, zkv_cursor *cur, size_t max, char *buf, size_t cap,
-                         int32_t *lens, double *n) {
+                         uint32_t *lens, double *n) {
   DB_OR_CLOSED(db, store);
-  key_buf b = {buf, cap, 0, lens, 0, 0};
-  int rc = zkv_keys(db, ((Store *)store)->ns, cur, max, key_into_buf, &b, NULL);
-  *n = b.over ? -1.0 : (double)b.n;
+  size_t got = 0;
+  int rc = zkv_keys_into(db, ((Store *)store)->ns, cur, max, buf, cap, lens, &got);
+  *n = (double)got;
   return rc;
 }
 

@@ -27,7 +27,7 @@ static int store_rawget(lua_State *L) {
   case ZKV_T_INT: zkv_pushinteger(L, v.i); break;
   case ZKV_T_FLOAT: lua_pushnumber(L, v.f); break;
   case ZKV_T_BOOL: lua_pushboolean(L, (int)v.i); break;
-  default: lua_pushlstring(L, (const char *)v.data, v.len); break;
+  default: push_read(L, v.data, v.len); break;
   }
   lua_pushinteger(L, v.type);
   lua_insert(L, -2);
@@ -150,8 +150,8 @@ static int store_list_pop(lua_State *L) {
   lua_pushinteger(L, rc);
   if (rc != ZKV_OK) return 1;
   /* the item in one copy first: the handle's memory at v.data may be reused
-   * by a finalizer that the next allocation runs */
-  lua_pushlstring(L, (const char *)v.data, v.len);
+   * by a finalizer that the next allocation runs (push_read) */
+  push_read(L, v.data, v.len);
   size_t n;
   const char *item = lua_tolstring(L, -1, &n);
   lua_pushlstring(L, item, 1);

@@ -485,17 +485,65 @@ int push_value_slow(lua_State *L, const zkv_value *v) {
   case ZKV_T_JSON: {
     /* v->data points into the arena or the handle's read buffer, which a
      * finalizer run by the decoder's allocations may move or free: copy it
-     * into a Lua string first (lua_pushlstring copies before it collects) */
+     * into a Lua string first */
     size_t n;
-    lua_pushlstring(L, (const char *)v->data, v->len);
+    push_read(L, v->data, v->len);
     const char *s = lua_tolstring(L, -1, &n);
     push_json_text(L, s, n);
     lua_remove(L, -2);
     return 1;
   }
-  default: lua_pushlstring(L, (const char *)v->data, v->len); return 1;
+  default: push_read(L, v->data, v->len); return 1;
   }
 }
+
+#if LUA_VERSION_NUM < 503
+/* Lua 5.1, 5.2 and LuaJIT (see binding.h): a value up to READ_ON_STACK bytes
+ * is copied onto the C stack, a bigger one into a malloc'ed block, then pushed
+ * from there in a protected call, so that an error raised by a finalizer the
+ * push runs (or out of memory) frees the block before it goes on. */
+#define READ_ON_STACK 4096
+#define READ_SLOT "zeltkv.read"   /* where lua_cpcall's function leaves the string */
+
+typedef struct { const char *p; size_t n; } Bytes;
+
+static int push_bytes(lua_State *L) {
+  Bytes *b = (Bytes *)lua_touserdata(L, 1);
+  lua_pushlstring(L, b->p, b->n);
+#if LUA_VERSION_NUM == 501
+  lua_setfield(L, LUA_REGISTRYINDEX, READ_SLOT);   /* lua_cpcall drops the results */
+  return 0;
+#else
+  return 1;
+#endif
+}
+
+void push_read(lua_State *L, const void *p, size_t n) {
+  if (n <= READ_ON_STACK) {
+    char tmp[READ_ON_STACK];
+    memcpy(tmp, p, n);
+    lua_pushlstring(L, tmp, n);
+    return;
+  }
+  Bytes b = {malloc(n), n};
+  if (!b.p) lraise_failed(L, "memory", "out of memory");
+  memcpy((char *)b.p, p, n);
+#if LUA_VERSION_NUM == 501
+  int st = lua_cpcall(L, push_bytes, &b);   /* allocates its function inside the protection */
+#else
+  lua_pushcfunction(L, push_bytes);         /* a light C function: nothing allocated */
+  lua_pushlightuserdata(L, &b);
+  int st = lua_pcall(L, 1, 1, 0);
+#endif
+  free((void *)b.p);
+  if (st != 0) lua_error(L);   /* the same error, on */
+#if LUA_VERSION_NUM == 501
+  lua_getfield(L, LUA_REGISTRYINDEX, READ_SLOT);
+  lua_pushnil(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, READ_SLOT);
+#endif
+}
+#endif
 
 /* ---- the codec for pure-Lua drivers -----------------------------------------
  * core._encode(value) -> type, text
