@@ -791,7 +791,7 @@ static int do_expire(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t
     now = ttl_ms > 0 || (e->flags & EF_EXP) ? clock_coarse_ms() : 0;
     if (!ent_live(e, now)) return ZKV_NOTFOUND;
     int64_t x = ent_exp(e);
-    if (x && x - now <= 25 && !ent_live(e, clock_ms())) return ZKV_NOTFOUND;
+    if (x && x - now <= CLOCK_COARSE_SLACK_MS && !ent_live(e, clock_ms())) return ZKV_NOTFOUND;
   } else {
     /* one clock read for both: is it live, and the new expiry (a clock read
      * costs about as much as the rest of the lookup) */
