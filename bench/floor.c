@@ -9,6 +9,7 @@
  *   local s = floor.new()
  *   s:set(key, value)   -- checks self, key and value; copies value (<= 64 bytes)
  *   s:get(key)          -- checks self and key; returns a new string of the value
+ *   s:get_uv(key)       -- the same, self checked against a metatable upvalue
  */
 #include <lauxlib.h>
 #include <lua.h>
@@ -25,6 +26,19 @@ static Floor *check(lua_State *L) { return (Floor *)luaL_checkudata(L, 1, FLOOR_
 
 static int floor_get(lua_State *L) {
   Floor *f = check(L);
+  size_t kl;
+  luaL_checklstring(L, 2, &kl);
+  lua_pushlstring(L, f->value, f->len);
+  return 1;
+}
+
+/* the same get with self checked as zeltkv's methods check it: the class
+ * metatable is upvalue 1, compared with self's (no registry lookup by name) */
+static int floor_get_uv(lua_State *L) {
+  Floor *f = (Floor *)lua_touserdata(L, 1);
+  if (!f || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
+    return luaL_typeerror(L, 1, FLOOR_MT);
+  lua_pop(L, 1);
   size_t kl;
   luaL_checklstring(L, 2, &kl);
   lua_pushlstring(L, f->value, f->len);
@@ -55,6 +69,9 @@ int luaopen_zkvfloor(lua_State *L) {
   static const luaL_Reg methods[] = {{"get", floor_get}, {"set", floor_set}, {NULL, NULL}};
   luaL_newmetatable(L, FLOOR_MT);
   luaL_newlib(L, methods);
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, floor_get_uv, 1);
+  lua_setfield(L, -2, "get_uv");
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   lua_newtable(L);

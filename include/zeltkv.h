@@ -392,20 +392,18 @@ ZKV_API int zkv_get(zkv_db *db, zkv_ns ns, const void *key, size_t klen, zkv_val
 ZKV_API int zkv_get_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned flags,
                        zkv_value *out, int *stale);
 
-/* zkv_get_into: zkv_get_ex with the value's bytes copied into the caller's
+/* zkv_get_into: zkv_get with the value's bytes copied into the caller's
  * buffer instead of handle-owned memory (a shared segment's value is copied
  * once, straight from the segment, the copy checked against writers as
  * zkv_get's own copy is).
- *  [in]  flags     as zkv_get_ex
  *  [in]  buf, cap  where the bytes go (buf may be NULL when cap is 0)
  *  [out] out       the value as zkv_get gives it (type, flags, len, i, f),
  *                  but out->data is buf when out->len <= cap, and NULL when
  *                  the value is longer (nothing copied: call again with a
  *                  larger buffer, or zkv_get)
- *  [out] stale     as zkv_get_ex (may be NULL)
  * Returns as zkv_get; ZKV_EINVAL also for buf NULL with cap > 0. */
-ZKV_API int zkv_get_into(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned flags,
-                         void *buf, size_t cap, zkv_value *out, int *stale);
+ZKV_API int zkv_get_into(zkv_db *db, zkv_ns ns, const void *key, size_t klen, void *buf,
+                         size_t cap, zkv_value *out);
 
 /* Flags for zkv_set. */
 #define ZKV_SET_NX 1u       /* store only if no live key exists (else ZKV_EXISTS) */

@@ -352,7 +352,8 @@ static inline __attribute__((always_inline)) int get_nolock(zkv_db *db, zkv_ns n
  * thread (no lock, no unwinding frame; one read in 64 takes the full path,
  * which runs the expiry sweep), or a shared segment this thread does not hold
  * (tried again a few times while a writer is active).  RETRY: take the lock. */
-static inline int read_nolock(zkv_db *db, zkv_ns ns, const void *key, size_t klen,
+static inline __attribute__((always_inline)) int read_nolock(zkv_db *db, zkv_ns ns,
+                                                            const void *key, size_t klen,
                               zkv_value *out, int64_t *exp, const dstbuf *dst) {
   seg *s = db->s;
   if (UNLIKELY(s->forked)) return RETRY;   /* op_enter refuses it */
@@ -406,11 +407,11 @@ int zkv_get_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned fla
   return get_any(db, ns, key, klen, flags, out, stale, NULL);
 }
 
-int zkv_get_into(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned flags,
-                 void *buf, size_t cap, zkv_value *out, int *stale) {
+int zkv_get_into(zkv_db *db, zkv_ns ns, const void *key, size_t klen, void *buf, size_t cap,
+                 zkv_value *out) {
   if (!buf && cap) return ZKV_EINVAL;
   dstbuf d = {buf, cap};
-  return get_any(db, ns, key, klen, flags, out, stale, &d);
+  return get_any(db, ns, key, klen, 0, out, NULL, &d);
 }
 
 static int do_has(zkv_db *db, ref_t ns, const void *key, size_t klen) {
@@ -790,7 +791,7 @@ static int do_expire(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t
     now = ttl_ms > 0 || (e->flags & EF_EXP) ? clock_coarse_ms() : 0;
     if (!ent_live(e, now)) return ZKV_NOTFOUND;
     int64_t x = ent_exp(e);
-    if (x && x - now <= 25 && !ent_live(e, clock_ms())) return ZKV_NOTFOUND;
+    if (x && x - now <= CLOCK_COARSE_SLACK_MS && !ent_live(e, clock_ms())) return ZKV_NOTFOUND;
   } else {
     /* one clock read for both: is it live, and the new expiry (a clock read
      * costs about as much as the rest of the lookup) */

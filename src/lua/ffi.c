@@ -23,8 +23,17 @@ ZKV_API int zkv_lua_get(void *store, const void *key, size_t klen, unsigned flag
   DB_OR_CLOSED(db, store);
   zkv_value v;
   int stale = 0;
-  /* the bytes go straight into buf: no second copy from the handle's buffer */
-  int rc = zkv_get_into(db, ((Store *)store)->ns, key, klen, flags, buf, cap, &v, &stale);
+  zkv_ns ns = ((Store *)store)->ns;
+  int rc;
+  if (LIKELY_(!flags)) {
+    /* the bytes go straight into buf: no second copy from the handle's buffer */
+    rc = zkv_get_into(db, ns, key, klen, buf, cap, &v);
+  } else {
+    rc = zkv_get_ex(db, ns, key, klen, flags, &v, &stale);
+    if (rc == ZKV_OK && v.len <= cap) {
+      if (v.len) memcpy(buf, v.data, v.len);
+    }
+  }
   if (rc != ZKV_OK) return rc;
   out->type = v.type;
   out->stale = stale;
