@@ -17,6 +17,8 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "util.h" /* EXACT_INT_LIMIT */
+
 #if LUA_VERSION_NUM < 503
 /* ---- numbers are doubles: Lua 5.1, LuaJIT, Lua 5.2 ---- */
 #define ZKV_LUA51 1
@@ -24,11 +26,12 @@ static inline int zl_isinteger(lua_State *L, int i) {
   if (lua_type(L, i) != LUA_TNUMBER) return 0;
   lua_Number n = lua_tonumber(L, i);
   /* the range first: converting a double beyond long long (or NaN) is undefined */
-  return n >= -9007199254740992.0 && n <= 9007199254740992.0 && n == (lua_Number)(long long)n;
+  return n >= -(lua_Number)EXACT_INT_LIMIT && n <= (lua_Number)EXACT_INT_LIMIT &&
+         n == (lua_Number)(long long)n;
 }
 #define zl_tointeger(L, i) ((long long)lua_tonumber(L, (i)))
 #define zl_pushinteger(L, v) lua_pushnumber(L, (lua_Number)(v))
-#define ZKV_INT_LIMIT 9007199254740992LL /* numbers are doubles: exact to 2^53 */
+#define ZKV_INT_LIMIT EXACT_INT_LIMIT /* numbers are doubles: exact to 2^53 */
 #else
 /* ---- 64-bit integer subtype: Lua 5.3, 5.4 ---- */
 #define zl_isinteger(L, i) lua_isinteger(L, (i))
