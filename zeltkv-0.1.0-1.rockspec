@@ -49,7 +49,7 @@ build = {
     ["zeltkv.socket"] = "lua/zeltkv/socket.lua",
     ["zeltkv.slot"] = "lua/zeltkv/slot.lua",
     ["zeltkv.core"] = {
-      sources = { "src/alloc.c", "src/arena.c", "src/clock.c", "src/deque.c", "src/index.c",
+      sources = { "src/alloc.c", "src/arena.c", "src/clock.c", "src/deque.c", "src/index.c", "src/log.c", "src/open.c",
                   "src/ops.c", "src/room.c", "src/txn.c", "src/snapshot.c", "src/dumpfile.c",
                   "src/lua/check.c", "src/lua/ffi.c", "src/lua/value.c", "src/lua/store.c",
                   "src/lua/raw.c",

@@ -447,13 +447,9 @@ void blk_free_now(seg *s, ref_t r) {
 static void note_freed(seg *s, ref_t r, uint64_t units) {
   if (!s->logging) return;
   if (s->npend >= 2 * FREED_MAX) s->pend_whole = 1;   /* log every allocation whole */
-  if (s->npend + 2 > s->cap_pend) {
-    size_t cap = s->cap_pend ? s->cap_pend * 2 : 32;
-    ref_t *n = realloc(s->pend, cap * sizeof *n);
-    if (!n) FAIL(s, ZKV_ENOMEM);
-    s->pend = n;
-    s->cap_pend = cap;
-  }
+  ref_t *n = grow_array(s->pend, &s->cap_pend, s->npend + 2, sizeof *n, 32);
+  if (!n) FAIL(s, ZKV_ENOMEM);
+  s->pend = n;
   s->pend[s->npend++] = r;
   s->pend[s->npend++] = (ref_t)units;
 }

@@ -1,7 +1,8 @@
 /*
  * arena.c -- where a store lives: private growable mappings (memory driver)
- * and named shared-memory segments (shared driver); opening, checking,
- * creating without races, closing.
+ * and named shared-memory segments (shared driver): their files, mapping,
+ * checking, creating without races, growing, unmapping.  It calls nothing of
+ * the engine but the clock: the store inside is open.c's.
  */
 #define _GNU_SOURCE 1 /* first: the engine uses Linux and POSIX calls beyond C11 (internal.h) */
 #include <errno.h>
@@ -53,13 +54,13 @@ const char *zkv_errdetail(int *err) {
   return sys_detail ? sys_detail : "";
 }
 
-static void clear_detail(void) {
+void arena_detail_clear(void) {
   if (sys_detail) sys_detail[0] = '\0';
   sys_errno = 0;
 }
 
 /* note the detail of a failure; err: the errno it stands for (0: none) */
-__attribute__((format(printf, 2, 3))) static void set_detail(int err, const char *fmt, ...) {
+void arena_detail(int err, const char *fmt, ...) {
   sys_errno = err;
   if (!sys_detail) {
     pthread_once(&detail_once, detail_key_init);
@@ -76,7 +77,7 @@ __attribute__((format(printf, 2, 3))) static void set_detail(int err, const char
 /* note that `call` on `path` failed (errno, kept); returns ZKV_EIO */
 static int sys_fail(const char *call, const char *path) {
   int e = errno;
-  set_detail(e, "%s %s: %s", call, path, strerror(e));
+  arena_detail(e, "%s %s: %s", call, path, strerror(e));
   errno = e;
   return ZKV_EIO;
 }
@@ -92,214 +93,12 @@ static const char *fmt_bytes(uint64_t n, char buf[32]) {
   return buf;
 }
 
-void zkv_options_init(zkv_options *o) {
-  memset(o, 0, sizeof *o);
-  o->gc_interval = 60;
-  o->size = 0;   /* ZKV_DEFAULT_SIZE when made; an existing segment as it is */
-  o->max_bytes = 0;
-  o->evict = ZKV_EVICT_DEFAULT;
-  o->mode = 0600;
-  o->lock_timeout = 5;
-}
-
-/* fields a driver does not use are not checked (the header says ignored) */
-static int check_options(const zkv_options *o, int shared) {
-  if (!isfinite(o->gc_interval) || o->gc_interval < 0) return ZKV_EINVAL;
-  if (o->evict != ZKV_EVICT_DEFAULT && o->evict != ZKV_EVICT_NONE && o->evict != ZKV_EVICT_LRU)
-    return ZKV_EINVAL;
-  if (shared && (!isfinite(o->lock_timeout) || o->lock_timeout < 0)) return ZKV_EINVAL;
-  if (shared && o->mode > 07777) return ZKV_EINVAL;
-  return ZKV_OK;
-}
-
-static zkv_db *new_handle(const zkv_options *o) {
-  zkv_db *db = calloc(1, sizeof *db);
-  if (!db) return NULL;
-  db->gc_interval_ms = (int64_t)(o->gc_interval * 1000.0);
-  db->lock_timeout_ms = (int64_t)(o->lock_timeout * 1000.0);
-  db->ctr = &db->own;
-  return db;
-}
-
-/* lay out an empty store in s->base (size bytes), log region of log_cap */
-static int init_arena(zkv_db *db, uint64_t size, uint64_t log_cap, const zkv_options *o) {
-  seg *s = db->s;
-  hdr *h = H(s);
-  memset(h, 0, sizeof *h);
-  memcpy(h->magic, ZKV_MAGIC, 8);
-  h->format = ZKV_FORMAT;
-  h->hdr_bytes = sizeof(hdr);
-  h->size = size;
-  h->evict = o->evict == ZKV_EVICT_LRU ? ZKV_EVICT_LRU : ZKV_EVICT_NONE;
-  h->shared = (uint32_t)s->shared;
-  h->log_off = s->shared ? SLOTS_OFF + SLOTS_BYTES : round_up(sizeof(hdr), 64);
-  h->log_cap = log_cap;
-  h->log_bias = h->log_off;   /* the window: the fixed region (format.h) */
-  h->log_end = log_cap;
-  h->heap_start = h->log_off + log_cap;
-  h->capacity = s->shared ? size : o->max_bytes;
-  h->gc_next_ms = clock_ms() + db->gc_interval_ms;
-  blk_init(s);
-  sigjmp_buf jb;
-  s->jb = &jb;
-  int rc = sigsetjmp(jb, 0);
-  if (rc == 0) idx_init(db);
-  s->jb = NULL;
-  return rc;
-}
-
-/* ---- the stores of this process ------------------------------------------ */
-
-/* registry: the shared segments mapped (one seg per file, joined by every
- * handle on it); all_segs: every store, memory ones too, for fork */
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
-static seg *registry, *all_segs;
-
-/* ---- counter slots (format.h) ------------------------------------------- */
-
-static ctr_slot *slots(seg *s) { return (ctr_slot *)(void *)(s->base + SLOTS_OFF); }
-
-/* give db a free slot of its own (no lock: one compare-and-swap); 0 if none */
-static int slot_take_free(zkv_db *db) {
-  ctr_slot *sl = slots(db->s);
-  uint32_t me = (uint32_t)getpid();
-  for (unsigned i = 1; i < NSLOTS; i++) {
-    uint32_t z = 0;
-    if (atomic_load_explicit(&sl[i].pid, memory_order_relaxed) == 0 &&
-        atomic_compare_exchange_strong(&sl[i].pid, &z, me)) {
-      db->ctr = &sl[i];
-      db->ctr_shared = 0;
-      return 1;
-    }
-  }
-  return 0;
-}
-
-/* lock held: add a slot's counts to the retired ones and empty it */
-static void slot_fold(hdr *h, ctr_slot *c) {
-  h->retired_hits += atomic_exchange(&c->hits, 0);
-  h->retired_misses += atomic_exchange(&c->misses, 0);
-}
-
-/* a slot for a new handle: a free one, else one whose process died (folded
- * under the lock), else slot 0, shared */
-static void slot_claim(zkv_db *db) {
-  if (slot_take_free(db)) return;
-  ctr_slot *sl = slots(db->s);
-  if (op_enter(db) == ZKV_OK) {
-    for (unsigned i = 1; i < NSLOTS && db->ctr == &db->own; i++) {
-      uint32_t pid = atomic_load(&sl[i].pid);
-      if (pid == 0 || pid == (uint32_t)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-        continue;
-      slot_fold(H(db->s), &sl[i]);
-      atomic_store(&sl[i].pid, (uint32_t)getpid());
-      db->ctr = &sl[i];
-    }
-    op_leave(db, ZKV_OK);
-  }
-  if (db->ctr == &db->own) {
-    db->ctr = &sl[0];
-    db->ctr_shared = 1;
-  }
-}
-
-/* at close: the counts stay in the segment, the slot is free again */
-static void slot_release(zkv_db *db) {
-  if (db->ctr == &db->own || db->ctr_shared) return;
-  if (op_enter(db) != ZKV_OK) return;   /* kept until this process is gone */
-  slot_fold(H(db->s), db->ctr);
-  atomic_store(&db->ctr->pid, 0);
-  op_leave(db, ZKV_OK);
-  db->ctr = &db->own;
-}
-
-void arena_count_reads(zkv_db *db, uint64_t *hits, uint64_t *misses) {
-  seg *s = db->s;
-  if (!s->shared) {
-    *hits = atomic_load_explicit(&db->own.hits, memory_order_relaxed);
-    *misses = atomic_load_explicit(&db->own.misses, memory_order_relaxed);
-    return;
-  }
-  uint64_t h = H(s)->retired_hits, m = H(s)->retired_misses;
-  ctr_slot *sl = slots(s);
-  for (unsigned i = 0; i < NSLOTS; i++) {
-    h += atomic_load_explicit(&sl[i].hits, memory_order_relaxed);
-    m += atomic_load_explicit(&sl[i].misses, memory_order_relaxed);
-  }
-  *hits = h;
-  *misses = m;
-}
-
-/* fork: the registry is consistent in the child (no other thread was halfway
- * through it), and each store is judged usable or not there (lock_forked) */
-static void fork_prepare(void) { pthread_mutex_lock(&registry_lock); }
-static void fork_parent(void) { pthread_mutex_unlock(&registry_lock); }
-static void fork_child(void) {
-  for (seg *s = all_segs; s; s = s->all_next) {
-    lock_forked(s);
-    /* the parent's handles keep their slots; the child's copies count apart */
-    for (zkv_db *db = s->shared ? s->dbs : NULL; db; db = db->seg_next) {
-      db->ctr = &db->own;
-      db->ctr_shared = 0;
-      if (!s->forked && !slot_take_free(db)) {
-        db->ctr = &slots(s)[0];
-        db->ctr_shared = 1;
-      }
-    }
-    if (!s->forked || !s->shared) continue;
-    /* a new open in the child maps the segment afresh instead of joining this */
-    seg **pp = &registry;
-    while (*pp && *pp != s) pp = &(*pp)->next;
-    if (*pp) *pp = s->next;
-    s->next = NULL;
-  }
-  pthread_mutex_unlock(&registry_lock);
-}
-static void fork_init(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
-static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
-
-/* under registry_lock */
-static void track(seg *s) {
-  s->all_next = all_segs;
-  all_segs = s;
-}
-
-static void untrack(seg *s) {
-  seg **pp = &all_segs;
-  while (*pp && *pp != s) pp = &(*pp)->all_next;
-  if (*pp) *pp = s->all_next;
-}
-
-/* ---- memory driver ------------------------------------------------------- */
-
-int zkv_open_memory(const zkv_options *opts, zkv_db **out) {
-  zkv_options d;
-  if (!out) return ZKV_EINVAL;
-  *out = NULL;
-  clear_detail();
-  if (!opts) { zkv_options_init(&d); opts = &d; }
-  int rc = check_options(opts, 0);
-  if (rc) return rc;
-  zkv_db *db = new_handle(opts);
-  seg *s = calloc(1, sizeof *s);
-  if (!db || !s) { free(db); free(s); return ZKV_ENOMEM; }
-  db->s = s;
-  s->refs = 1;
-  s->threadsafe = (opts->flags & ZKV_THREADSAFE) != 0;
-  s->time_holds = (opts->flags & ZKV_TIME_HOLDS) != 0;
-  if (s->threadsafe) pthread_mutex_init(&s->tlock, NULL);
-  s->rng = (uint64_t)(uintptr_t)s ^ (uint64_t)clock_ns();
+/* a new private arena of MEM_INITIAL bytes in s */
+int arena_map_memory(seg *s) {
   void *m = mmap(NULL, MEM_INITIAL, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (m == MAP_FAILED) { free(db); free(s); return ZKV_ENOMEM; }
+  if (m == MAP_FAILED) return ZKV_ENOMEM;
   s->base = m;
   s->mapped = MEM_INITIAL;
-  pthread_once(&fork_once, fork_init);
-  pthread_mutex_lock(&registry_lock);
-  track(s);
-  pthread_mutex_unlock(&registry_lock);
-  rc = init_arena(db, MEM_INITIAL, 0, opts);
-  if (rc) { zkv_close(db); return rc == ZKV_EFULL ? ZKV_EFULL : ZKV_ENOMEM; }
-  *out = db;
   return ZKV_OK;
 }
 
@@ -340,11 +139,10 @@ static const char *seg_dir(const zkv_options *o) {
   return dir && *dir ? dir : "/dev/shm";
 }
 
-#define PATH_CAP 4200
 static int seg_path(const char *dir, const char *name, char *buf, size_t cap, const char *prefix) {
   int n = snprintf(buf, cap, "%s/%s" SEG_PREFIX "%s", dir, prefix, name);
   if (n > 0 && (size_t)n < cap) return 1;
-  set_detail(ENAMETOOLONG, "the segment path in directory %.200s... is too long", dir);
+  arena_detail(ENAMETOOLONG, "the segment path in directory %.200s... is too long", dir);
   return 0;
 }
 
@@ -413,7 +211,7 @@ static int reserve_room(int fd, const char *path, uint64_t size, uint64_t have) 
   }
 no_room:
   if (fstatvfs(fd, &v) != 0) memset(&v, 0, sizeof v);
-  set_detail(ENOSPC, "%s: no room for a segment of %s: %s free in its filesystem", path,
+  arena_detail(ENOSPC, "%s: no room for a segment of %s: %s free in its filesystem", path,
              fmt_bytes(size, a), fmt_bytes((uint64_t)v.f_bavail * v.f_frsize, b));
   errno = ENOSPC;
   return ZKV_EIO;
@@ -478,7 +276,7 @@ static int link_unnamed(int fd, const char *path) {
 /* create the segment `path` (absent a moment ago): ZKV_OK, ZKV_EXISTS when
  * another creator published one first, or an error */
 static int create_segment(const char *dir, const char *name, const zkv_options *o,
-                          const char *path) {
+                          const char *path, arena_layout_fn *layout) {
   char tmp[PATH_CAP], a[32];
   uint64_t size = seg_bytes(o->size ? o->size : ZKV_DEFAULT_SIZE);
   remove_stale_temps(dir, name);
@@ -517,14 +315,14 @@ static int create_segment(const char *dir, const char *name, const zkv_options *
     uint64_t log_cap = round_up(size / 16, 8);
     if (log_cap < 32768) log_cap = 32768;
     if (log_cap > (64ull << 20)) log_cap = 64ull << 20;
-    rc = init_arena(&tmpdb, size, log_cap, o);
+    rc = layout(&tmpdb, size, log_cap, o);
     hdr *h = (hdr *)m;
     atomic_store(&h->lock, 0);
     atomic_store(&h->seq, 0);
     atomic_store(&h->ready, 1);
     munmap(m, size);
     if (rc) {
-      set_detail(0, "%s: a size of %s cannot hold a store", path, fmt_bytes(size, a));
+      arena_detail(0, "%s: a size of %s cannot hold a store", path, fmt_bytes(size, a));
       goto fail;
     }
   }
@@ -538,7 +336,7 @@ static int create_segment(const char *dir, const char *name, const zkv_options *
       /* this filesystem makes unnamed files it cannot link: name them */
       atomic_store(&no_tmpfile_link, 1);
       close(fd);
-      return create_segment(dir, name, o, path);
+      return create_segment(dir, name, o, path, layout);
     } else {
       rc = sys_fail("link", path);
     }
@@ -588,7 +386,7 @@ int arena_follow(seg *s) {
     return ZKV_ECORRUPT;
   if (size > s->reserved) {
     /* only where address space was short when it was mapped (valgrind, rlimit) */
-    set_detail(ENOMEM, "%s: the segment grew to %s, past the %s of address space this process "
+    arena_detail(ENOMEM, "%s: the segment grew to %s, past the %s of address space this process "
                "reserved for it: open it anew", s->path, fmt_bytes(size, a),
                fmt_bytes(s->reserved, b));
     return ZKV_ENOMEM;
@@ -603,88 +401,39 @@ int arena_follow(seg *s) {
   s->mapped = size;
   return ZKV_OK;
 }
-
-/* "size" and "evict" describe a segment when it is made; opening an existing
- * one with them given checks them: a larger size grows it, a smaller one or
- * another policy is refused (ZKV_EINVAL), never ignored */
-static int check_existing(zkv_db *db, const zkv_options *o) {
-  seg *s = db->s;
-  hdr *h = H(s);
-  char a[32], b[32];
-  static const char *const policy[] = {"none", "lru"};
-  if (o->evict >= 0 && (uint32_t)o->evict != h->evict) {
-    set_detail(0, "%s: the segment was made with evict \"%s\": it cannot be opened with evict \"%s\"",
-               s->path, policy[h->evict & 1], policy[o->evict & 1]);
-    return ZKV_EINVAL;
-  }
-  if (o->size == 0) return ZKV_OK;
-  uint64_t want = seg_bytes(o->size), have = h->size;
-  if (want == have) return ZKV_OK;
-  if (want < have) {
-    set_detail(0, "%s: the segment is %s: a size of %s is refused (a segment never shrinks)",
-               s->path, fmt_bytes(have, a), fmt_bytes(want, b));
-    return ZKV_EINVAL;
-  }
-  if (want > s->reserved) {
-    set_detail(ENOMEM, "%s: cannot grow the segment to %s in this process: %s of address space was "
-               "reserved for it", s->path, fmt_bytes(want, a), fmt_bytes(s->reserved, b));
-    return ZKV_ENOMEM;
-  }
-  /* the room first, without the lock (it can take a while for a large size):
-   * the file grows, nothing in it is used past the old end until the new
-   * size is published below */
-  int rc = reserve_room(s->fd, s->path, want, have);
-  if (rc) return rc;
-  rc = op_enter(db);
-  if (rc) return rc;
-  h = H(s);
-  if (h->size < want) {
-    h->size = want;
-    h->capacity = want;
-    rc = arena_follow(s);
-  }
-  return op_leave(db, rc);
-}
-
 static const char *open_what(int rc) {
   return rc == ZKV_EVERSION ? "a segment of another format version"
                             : "not a zeltkv segment, or truncated or damaged";
 }
 
-int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
-  zkv_options d;
-  char path[PATH_CAP];
-  if (!out) return ZKV_EINVAL;
-  *out = NULL;
-  clear_detail();
-  if (!name_ok(name)) return ZKV_EINVAL_KEY;
-  if (!opts) { zkv_options_init(&d); opts = &d; }
-  int rc = check_options(opts, 1);
-  if (rc) return rc;
+/* Open the file of segment `name` (a valid name), creating it when absent
+ * (unless ZKV_OPEN_EXISTING), a new one's store laid out by `layout`: its
+ * descriptor in *fd, its status in *st, its path in path (PATH_CAP bytes). */
+int arena_open_file(const char *name, const zkv_options *opts, arena_layout_fn *layout,
+                    char *path, int *fd_out, struct stat *st) {
   const char *dir = seg_dir(opts);
-  if (!seg_path(dir, name, path, sizeof path, "")) return ZKV_EINVAL_KEY;
+  if (!seg_path(dir, name, path, PATH_CAP, "")) return ZKV_EINVAL_KEY;
   if (opts->size > ZKV_MAX_SEGMENT) {
     char a[32], b[32];
-    set_detail(0, "%s: a size of %s is more than the largest segment, %s", path,
-               fmt_bytes(opts->size, a), fmt_bytes(ZKV_MAX_SEGMENT, b));
+    arena_detail(0, "%s: a size of %s is more than the largest segment, %s", path,
+                 fmt_bytes(opts->size, a), fmt_bytes(ZKV_MAX_SEGMENT, b));
     return ZKV_EINVAL;
   }
-  int fd = -1;
+  int fd = -1, rc;
   for (int tries = 0; tries < 10 && fd < 0; tries++) {
     fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd >= 0) break;
     if (errno != ENOENT) return sys_fail("open", path);
     if (opts->flags & ZKV_OPEN_EXISTING) {
-      set_detail(ENOENT, "%s: no such segment (and create is off)", path);
+      arena_detail(ENOENT, "%s: no such segment (and create is off)", path);
       errno = ENOENT;
       return ZKV_EIO;
     }
-    rc = create_segment(dir, name, opts, path);
+    rc = create_segment(dir, name, opts, path, layout);
     if (rc != ZKV_OK && rc != ZKV_EXISTS) return rc;
   }
   if (fd < 0) return sys_fail("open", path);
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
+  if (fstat(fd, st) != 0) {
     rc = sys_fail("fstat", path);
     close(fd);
     return rc;
@@ -692,73 +441,65 @@ int zkv_open_shared(const char *name, const zkv_options *opts, zkv_db **out) {
   /* the file's times say when a process last opened the segment (zkv list shows
    * it); nothing else sets them on tmpfs.  Best effort: a failure changes nothing. */
   (void)futimens(fd, NULL);
-  zkv_db *db = new_handle(opts);
-  if (!db) { close(fd); return ZKV_ENOMEM; }
-  pthread_once(&fork_once, fork_init);
-  pthread_mutex_lock(&registry_lock);
-  seg *s;
-  for (s = registry; s; s = s->next)
-    if (s->dev == (unsigned long)st.st_dev && s->ino == (unsigned long)st.st_ino) break;
-  if (s) {
-    s->refs++;
-    close(fd);
-  } else {
-    rc = ZKV_ECORRUPT;
-    uint64_t fsize = (uint64_t)st.st_size, reserved = 0;
-    if (fsize < sizeof(hdr)) goto bad;
-    void *m = map_segment(fd, fsize, &reserved);
-    if (m == MAP_FAILED) {
-      rc = sys_fail("mmap", path);
-      goto bad;
-    }
-    rc = arena_validate((hdr *)m, fsize);
-    s = rc ? NULL : calloc(1, sizeof *s);
-    char *p = s ? strdup(path) : NULL;
-    if (!p) {
-      if (!rc) rc = ZKV_ENOMEM;
-      free(s);
-      munmap(m, reserved);
-      goto bad;
-    }
-    s->base = m;
-    s->mapped = ((hdr *)m)->size;
-    s->reserved = reserved;
-    s->fd = fd;
-    s->path = p;
-    s->shared = 1;
-    s->refs = 1;
-    s->dev = (unsigned long)st.st_dev;
-    s->ino = (unsigned long)st.st_ino;
-    s->rng = (uint64_t)clock_ns() ^ ((uint64_t)getpid() << 32);
-    s->next = registry;
-    registry = s;
-    track(s);
-  }
-  if (opts->flags & ZKV_TIME_HOLDS) s->time_holds = 1;
-  db->s = s;
-  db->seg_next = s->dbs;
-  s->dbs = db;
-  pthread_mutex_unlock(&registry_lock);
-  rc = check_existing(db, opts);
-  if (rc) {
-    zkv_close(db);
-    return rc;
-  }
-  slot_claim(db);
-  *out = db;
+  *fd_out = fd;
   return ZKV_OK;
-bad:
-  pthread_mutex_unlock(&registry_lock);
-  close(fd);
-  free(db);
-  if (rc == ZKV_ECORRUPT || rc == ZKV_EVERSION) set_detail(0, "%s: %s", path, open_what(rc));
+}
+
+/* map the segment file fd (file_size bytes, at path) into s and check it */
+int arena_map_shared(seg *s, int fd, uint64_t file_size, const char *path) {
+  int rc = ZKV_ECORRUPT;
+  uint64_t reserved = 0;
+  if (file_size >= sizeof(hdr)) {
+    void *m = map_segment(fd, file_size, &reserved);
+    if (m == MAP_FAILED) return sys_fail("mmap", path);
+    rc = arena_validate((hdr *)m, file_size);
+    if (rc) {
+      munmap(m, reserved);
+    } else {
+      s->base = m;
+      s->mapped = ((hdr *)m)->size;
+      s->reserved = reserved;
+      s->shared = 1;
+    }
+  }
+  if (rc == ZKV_ECORRUPT || rc == ZKV_EVERSION) arena_detail(0, "%s: %s", path, open_what(rc));
   return rc;
 }
+
+/* Room for an existing segment opened with the size option `size` (0: as it
+ * is): *want is the size it must grow to (0: none), its file's room reserved
+ * already.  A smaller size is refused (ZKV_EINVAL), never ignored. */
+int arena_reserve(seg *s, uint64_t size, uint64_t *want) {
+  char a[32], b[32];
+  *want = 0;
+  if (size == 0) return ZKV_OK;
+  uint64_t w = seg_bytes(size), have = H(s)->size;
+  if (w == have) return ZKV_OK;
+  if (w < have) {
+    arena_detail(0, "%s: the segment is %s: a size of %s is refused (a segment never shrinks)",
+                 s->path, fmt_bytes(have, a), fmt_bytes(w, b));
+    return ZKV_EINVAL;
+  }
+  if (w > s->reserved) {
+    arena_detail(ENOMEM, "%s: cannot grow the segment to %s in this process: %s of address space was "
+                 "reserved for it", s->path, fmt_bytes(w, a), fmt_bytes(s->reserved, b));
+    return ZKV_ENOMEM;
+  }
+  /* the room first, without the lock (it can take a while for a large size):
+   * the file grows, nothing in it is used past the old end until the new
+   * size is published (open.c) */
+  int rc = reserve_room(s->fd, s->path, w, have);
+  if (!rc) *want = w;
+  return rc;
+}
+
+/* unmap s's arena (the descriptor and path stay the caller's) */
+void arena_unmap(seg *s) { munmap(s->base, s->shared ? s->reserved : s->mapped); }
 
 int zkv_unlink_ex(const char *name, const zkv_options *opts, int *existed) {
   char path[PATH_CAP];
   if (existed) *existed = 0;
-  clear_detail();
+  arena_detail_clear();
   if (!name_ok(name)) return ZKV_EINVAL_KEY;
   const char *dir = seg_dir(opts);
   if (!seg_path(dir, name, path, sizeof path, "")) return ZKV_EINVAL_KEY;
@@ -771,51 +512,3 @@ int zkv_unlink_ex(const char *name, const zkv_options *opts, int *existed) {
 }
 
 int zkv_unlink(const char *name, int *existed) { return zkv_unlink_ex(name, NULL, existed); }
-
-void zkv_close(zkv_db *db) {
-  if (!db) return;
-  seg *s = db->s;
-  if (!db->closed && s) {
-    /* the transaction levels this handle opened and left open are rolled
-     * back; levels of other handles on the same segment are theirs */
-    while (db->txn_levels > 0 && s->txn_depth > 0 && seg_owned(s)) zkv_rollback(db);
-    if (s->shared) slot_release(db);
-  }
-  db->closed = 1;
-  if (s) {
-    pthread_mutex_lock(&registry_lock);
-    zkv_db **dp = &s->dbs;
-    while (*dp && *dp != db) dp = &(*dp)->seg_next;
-    if (*dp) *dp = db->seg_next;
-    if (--s->refs == 0) {
-      if (s->shared) {
-        seg **pp = &registry;
-        while (*pp && *pp != s) pp = &(*pp)->next;
-        if (*pp) *pp = s->next;
-      }
-      untrack(s);
-    } else {
-      s = NULL;
-    }
-    pthread_mutex_unlock(&registry_lock);
-  }
-  if (s) {
-    if (s->shared) {
-      munmap(s->base, s->reserved);
-      close(s->fd);
-      free(s->path);
-    } else {
-      munmap(s->base, s->mapped);
-      free(s->mlog);
-      /* a mutex held by a thread lost in a fork cannot be destroyed */
-      if (s->threadsafe && !s->forked) pthread_mutex_destroy(&s->tlock);
-    }
-    free(s->pend);
-    free(s->txn_marks);
-    free(s);
-  }
-  free(db->buf);
-  free(db);
-}
-
-int zkv_is_shared(const zkv_db *db) { return db && db->s && db->s->shared; }

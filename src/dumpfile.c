@@ -29,11 +29,11 @@
 #include <unistd.h>
 
 #include "zeltkv.h"
+#include "util.h"
 
 #define DUMP_FORMAT "zeltkv-dump"
 #define DUMP_VERSION 1
 #define TABLE_DEPTH 100                   /* as the Lua API: nesting deeper than this is refused */
-#define EXACT_INT 9007199254740992LL      /* 2^53: integers inside tables beyond it are refused */
 
 /* ---- output buffer ------------------------------------------------------- */
 /* Appends never fail on the spot: the first allocation failure marks the
@@ -47,15 +47,12 @@ typedef struct ob {
 static void ob_reserve(ob *o, size_t n) {
   zkv_buf *b = o->b;
   if (o->oom || b->len + n <= b->cap) return;
-  size_t cap = b->cap ? b->cap : 256;
-  while (cap < b->len + n) cap *= 2;
-  char *d = realloc(b->data, cap);
+  char *d = grow_array(b->data, &b->cap, b->len + n, 1, 256);
   if (!d) {
     o->oom = 1;
     return;
   }
   b->data = d;
-  b->cap = cap;
 }
 
 static void ob_put(ob *o, const void *p, size_t n) {
@@ -377,7 +374,7 @@ static int conv(jp *j, ob *o, ob *tmp, enum dialect from, int depth) {
     if (scan_number(j, &is_int)) return -1;
     size_t n = (size_t)(j->p - s);
     long long i;
-    if (is_int ? num_int64(s, n, &i) || i > EXACT_INT || i < -EXACT_INT
+    if (is_int ? num_int64(s, n, &i) || i > EXACT_INT_LIMIT || i < -EXACT_INT_LIMIT
                : !isfinite(num_double(s, n)))
       return jfail(j, is_int ? "integers beyond 2^53 inside tables cannot be stored exactly"
                              : "numbers inside tables must be finite");
@@ -971,13 +968,9 @@ static int key_line(zkv_dump_reader *r, jp span[NF], zkv_item *it) {
     s->p++;
   } else {
     for (;;) {
-      if (depth == r->path_cap) {
-        size_t cap = r->path_cap ? r->path_cap * 2 : 8;
-        zkv_bytes *np = realloc(r->path, cap * sizeof *np);
-        if (!np) return ZKV_ENOMEM;
-        r->path = np;
-        r->path_cap = cap;
-      }
+      zkv_bytes *np = grow_array(r->path, &r->path_cap, depth + 1, sizeof *np, 8);
+      if (!np) return ZKV_ENOMEM;
+      r->path = np;
       size_t off, len;
       ws(s);
       if (bytes_field(r, s, &o, F_NS, &off, &len)) return ZKV_EINVAL_VALUE;

@@ -163,7 +163,7 @@ typedef struct hdr {
    * log_bias + p for p < log_end (modulo 2^64: a chunk may lie lower in the
    * arena than its positions).  The window is the fixed region
    * [log_off, log_off + log_cap) when log_chunk is 0, else that chunk; it is
-   * derived from log_chunk (txn.c, log_window) and rewritten from it by
+   * derived from log_chunk (log.c, log_window) and rewritten from it by
    * crash recovery, never trusted alone. */
   uint64_t log_bias, log_end;
   ref_t log_chunk;         /* the last chunk of the log in use (0: none) */
@@ -209,7 +209,7 @@ typedef struct ctr_slot {
 #define SLOTS_OFF ((sizeof(hdr) + 63) / 64 * 64)
 #define SLOTS_BYTES (NSLOTS * sizeof(ctr_slot))
 
-/* ---- undo log records (txn.c) ---------------------------------------------- */
+/* ---- undo log records (log.c) ---------------------------------------------- */
 /* A record is the old bytes, padded to 8, followed by an 8-byte trailer
  * (offset << REC_LEN_BITS | length), so the log is walked backwards from its
  * end; crash recovery reads it from the segment. */

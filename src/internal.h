@@ -5,20 +5,22 @@
  *   snapshot.c snapshots, dump and load (calls the key operations); dumpfile.c,
  *             the dump file's format, knows no store
  *   ops.c     the public zkv_* key operations: checks, the op frame, lock-free reads
+ *   open.c    opening and closing stores: options, a new store's layout, the
+ *             registry, counter slots, fork handlers            (zkv_open_*, zkv_close)
  *   room.c    making room: kept deleted keys, expiry sweeps, eviction, compaction,
  *             gc scheduling and step budgets                               (room_*)
  *   index.c   entries, the hash index, namespaces, the deleted-key ring   (idx_*)
  *   deque.c   the items of lists                                          (list_*)
  *   alloc.c   blocks: free lists, coalescing, the bump pointer            (blk_*)
- *   txn.c     the lock, the op frame, the undo log, transactions, recovery (op_*, log_*)
- *   arena.c   mappings: memory arenas and shared segments                 (arena_*)
+ *   txn.c     the lock, the op frame, the log's chunks, transactions, recovery
+ *                                                                   (op_*, lock_*)
+ *   log.c     the undo log's records: write, undo, FAIL     (log_*, op_fail)
+ *   arena.c   mappings: memory arenas and shared segments, their files    (arena_*)
  *   clock.c   time                                                        (clock_*)
  *   format.h  the bytes of a segment
  *
- * A layer calls only the layers below it, but for one exception that is not
- * split out yet: arena.c's opening and closing of stores (zkv_open_*,
- * zkv_close, counter slots, fork) calls up, into alloc.c, index.c and txn.c
- * (docs/inside.md).  The public API (include/zeltkv.h)
+ * A layer calls only the layers below it (tools/layers.sh checks the objects;
+ * docs/inside.md).  The public API (include/zeltkv.h)
  * is the only thing named zkv_*.  Everything that reads or writes the arena
  * runs under the store lock, inside an op (op_enter .. op_leave); an error
  * deep inside raises FAIL, which unwinds to the op frame (RUN in ops.c), where
@@ -44,6 +46,7 @@
 #include <xxhash.h>
 
 #include "format.h"
+#include "util.h"
 #include "zeltkv.h"
 
 #define LIKELY(x) __builtin_expect(!!(x), 1)
@@ -171,7 +174,7 @@ static inline int ctr_get(zkv_db *db, int rc) {
   else if (rc == ZKV_NOTFOUND) ctr_inc(db, &db->ctr->misses);
   return rc;
 }
-void arena_count_reads(zkv_db *db, uint64_t *hits, uint64_t *misses); /* lock held: the sums */
+void open_count_reads(zkv_db *db, uint64_t *hits, uint64_t *misses); /* lock held: the sums (open.c) */
 
 static inline uint64_t seg_rand(seg *s) {
   uint64_t x = s->rng ? s->rng : 0x2545F4914F6CDD1Dull;
@@ -208,6 +211,19 @@ static inline void hold_end(seg *s) {
 int arena_grow(seg *s, uint64_t need_bytes);         /* memory driver */
 int arena_validate(const hdr *h, uint64_t file_size); /* header checks, ZKV_OK or an error */
 int arena_follow(seg *s);   /* shared, lock held: map what another process grew */
+int arena_map_memory(seg *s);   /* a new private arena in s, ZKV_OK or ZKV_ENOMEM */
+/* lays out an empty store in db->s's arena of size bytes, undo log of log_cap (open.c) */
+typedef int arena_layout_fn(zkv_db *db, uint64_t size, uint64_t log_cap, const zkv_options *o);
+#define PATH_CAP 4200   /* the bytes of a segment's path */
+struct stat;
+int arena_open_file(const char *name, const zkv_options *opts, arena_layout_fn *layout,
+                    char *path, int *fd, struct stat *st);
+int arena_map_shared(seg *s, int fd, uint64_t file_size, const char *path);
+int arena_reserve(seg *s, uint64_t size, uint64_t *want);   /* room to grow to size */
+void arena_unmap(seg *s);
+/* the detail of this thread's last failure, for zkv_errdetail (err: its errno, 0 none) */
+__attribute__((format(printf, 2, 3))) void arena_detail(int err, const char *fmt, ...);
+void arena_detail_clear(void);
 #define SEG_PREFIX "zeltkv-"   /* a segment's file is SEG_PREFIX NAME in its directory */
 static inline int arena_bounds(const seg *s, uint64_t off, uint64_t len) {
   return off <= s->mapped && len <= s->mapped - off;
@@ -215,16 +231,10 @@ static inline int arena_bounds(const seg *s, uint64_t off, uint64_t len) {
 /* tests (C tests link the static library): called when a segment being
  * created is complete, just before it is published under its name */
 extern void (*arena_test_create_hook)(void);
-/* tests: called before each record crash recovery applies (txn.c) */
+/* tests: called before each record crash recovery applies (log.c) */
 extern void (*txn_test_recover_hook)(void);
 
-/* ---- the op frame, the lock and the undo log (txn.c) --------------------- */
-int op_enter(zkv_db *db);
-int op_leave(zkv_db *db, int rc);
-int op_run(zkv_db *db, int (*fn)(zkv_db *, void *), void *arg);
-uint32_t lock_tid(void);
-int lock_tid_dead(uint32_t tid);
-void lock_forked(seg *s);   /* in a child just forked: can it still be used? */
+/* ---- the undo log's records (log.c) --------------------------------------- */
 /* raise an engine error from deep inside an op: rolls back to the op's start */
 _Noreturn void op_fail(seg *s, int rc);
 #define FAIL(s, rc) op_fail(s, rc)
@@ -232,6 +242,22 @@ _Noreturn void op_fail(seg *s, int rc);
 void log_record(seg *s, const void *p, size_t len);
 void log_undo_to(seg *s, uint64_t mark);
 uint64_t log_pos(seg *s);
+/* is the allocated block r one of the log's chunks (in a transaction: a
+ * compaction must not take it for an entry and move it)? */
+int log_chunk_is(seg *s, ref_t r);
+log_chunk *log_chunk_at(seg *s, ref_t c);   /* the chunk at c, checked; 0 if damaged */
+int log_window(seg *s);   /* the window from log_chunk; -1 if that chunk is damaged */
+/* apply the log backwards down to mark; 0, or -1 if damaged (recovering: the
+ * crash-recovery test hook runs) */
+int log_undo(seg *s, uint64_t mark, int recovering);
+
+/* ---- the op frame, the lock and the log's chunks (txn.c) ------------------ */
+int op_enter(zkv_db *db);
+int op_leave(zkv_db *db, int rc);
+int op_run(zkv_db *db, int (*fn)(zkv_db *, void *), void *arg);
+uint32_t lock_tid(void);
+int lock_tid_dead(uint32_t tid);
+void lock_forked(seg *s);   /* in a child just forked: can it still be used? */
 /* Can the undo log take `need` more bytes now?  Inside a transaction on a
  * shared segment it grows into the heap's free room for them (a log chunk,
  * format.h) if it must: call it only where the heap is whole and no free
@@ -246,9 +272,6 @@ static inline int log_room(seg *s, uint64_t need) {
   if (LIKELY(h->log_end - h->log_used >= need && h->log_used <= h->log_end)) return 1;
   return log_room_grow(s, need);
 }
-/* is the allocated block r one of the log's chunks (in a transaction: a
- * compaction must not take it for an entry and move it)? */
-int log_chunk_is(seg *s, ref_t r);
 /* what one step of a loop over keys (a key freed, flagged or evicted) may
  * log at most, and what an op may log outside such loops and its value's
  * bytes: the room a transaction's log keeps ahead of each */

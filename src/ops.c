@@ -912,7 +912,7 @@ static int do_incr_num(zkv_db *db, ref_t ns, const void *key, size_t klen, doubl
   }
   int type = ZKV_T_FLOAT;
   char bytes[8];
-  if (x == floor(x) && fabs(x) <= 9007199254740992.0 && !(x == 0 && signbit(x))) {
+  if (double_is_exact_int(x)) {
     int64_t i = (int64_t)x;
     memcpy(bytes, &i, 8);
     type = ZKV_T_INT;
@@ -1382,7 +1382,7 @@ static int do_stats(zkv_db *db, zkv_stats *o) {
   o->max_lock_ns = s->max_lock_ns;
   o->lock_recoveries = h->lock_recoveries;
   o->evict = h->evict == ZKV_EVICT_LRU ? ZKV_EVICT_LRU : ZKV_EVICT_NONE;
-  arena_count_reads(db, &o->hits, &o->misses);
+  open_count_reads(db, &o->hits, &o->misses);
   o->gets = o->hits + o->misses;
   o->sets = h->sets;
   o->deletes = h->deletes;

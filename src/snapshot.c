@@ -127,12 +127,13 @@ void zkv_snapshot_info_get(const zkv_snapshot *sn, zkv_snapshot_info *out) {
 static int push_ns(zkv_snapshot *sn, ref_t r) {
   seg *v = &sn->view;
   if (!ns_valid(v, r)) return ZKV_ECORRUPT;
-  if (sn->depth == sn->cap) {
-    size_t cap = sn->cap ? sn->cap * 2 : 16;
-    ref_t *st = realloc(sn->stack, cap * sizeof *st);
+  if (sn->depth == sn->cap) {   /* two arrays of one capacity */
+    size_t cap = sn->cap;
+    ref_t *st = grow_array(sn->stack, &cap, sn->depth + 1, sizeof *st, 16);
     if (!st) return ZKV_ENOMEM;
     sn->stack = st;
-    zkv_bytes *nm = realloc(sn->names, cap * sizeof *nm);
+    cap = sn->cap;
+    zkv_bytes *nm = grow_array(sn->names, &cap, sn->depth + 1, sizeof *nm, 16);
     if (!nm) return ZKV_ENOMEM;
     sn->names = nm;
     sn->cap = cap;
@@ -334,12 +335,13 @@ static int resolve(loader *ld, const zkv_item *it, zkv_ns *out) {
     return ZKV_OK;
   }
   ld->path_ok = 0;
-  if (it->depth > ld->path_cap) {
-    size_t cap = it->depth * 2;
-    size_t *nl = realloc(ld->path_len, cap * sizeof *nl);
+  if (it->depth > ld->path_cap) {   /* two arrays of one capacity */
+    size_t cap = ld->path_cap;
+    size_t *nl = grow_array(ld->path_len, &cap, it->depth, sizeof *nl, 8);
     if (!nl) return ZKV_ENOMEM;
     ld->path_len = nl;
-    zkv_ns *ni = realloc(ld->path_ids, cap * sizeof *ni);
+    cap = ld->path_cap;
+    zkv_ns *ni = grow_array(ld->path_ids, &cap, it->depth, sizeof *ni, 8);
     if (!ni) return ZKV_ENOMEM;
     ld->path_ids = ni;
     ld->path_cap = cap;
@@ -386,15 +388,10 @@ static int keep_before(loader *ld, zkv_ns ns, const zkv_item *it, uint64_t index
   old.data = copy;
   int64_t left = 0;
   rc = zkv_ttl(ld->db, ns, it->key, it->klen, &left);
-  if (rc == ZKV_OK && ld->nbef == ld->cap_bef) {
-    size_t cap = ld->cap_bef ? ld->cap_bef * 2 : 64;
-    before *nb = realloc(ld->bef, cap * sizeof *nb);
-    if (nb) {
-      ld->bef = nb;
-      ld->cap_bef = cap;
-    } else {
-      rc = ZKV_ENOMEM;
-    }
+  if (rc == ZKV_OK) {
+    before *nb = grow_array(ld->bef, &ld->cap_bef, ld->nbef + 1, sizeof *nb, 64);
+    if (nb) ld->bef = nb;
+    else rc = ZKV_ENOMEM;
   }
   if (rc != ZKV_OK) {
     free(copy);
@@ -498,13 +495,9 @@ static void load_fail(loader *ld, const char *what) {
 
 /* open a step whose first key is `index`, its line at (line, offset) */
 static int begin_step(loader *ld, uint64_t index, uint64_t line, uint64_t offset) {
-  if (ld->nsteps == ld->cap_steps) {
-    size_t cap = ld->cap_steps ? ld->cap_steps * 2 : 64;
-    step_mark *ns = realloc(ld->steps, cap * sizeof *ns);
-    if (!ns) return ZKV_ENOMEM;
-    ld->steps = ns;
-    ld->cap_steps = cap;
-  }
+  step_mark *ns = grow_array(ld->steps, &ld->cap_steps, ld->nsteps + 1, sizeof *ns, 64);
+  if (!ns) return ZKV_ENOMEM;
+  ld->steps = ns;
   int rc = zkv_begin(ld->db);
   if (rc) return rc;
   step_mark *m = &ld->steps[ld->nsteps++];

@@ -154,7 +154,7 @@ end
 
 local raise_rc = core._raise_rc
 
--- whole and within +-2^53, so exact as a double (double_is_whole53 in src/lua/check.c)
+-- whole and within +-2^53, so exact as a double (double_is_whole53 in src/util.h)
 local function whole53(x) return x == floor(x) and x <= LIMIT and x >= -LIMIT end
 
 -- key -> string of 1..65535 bytes, or nil (let C take the call). As check_key in src/lua/:

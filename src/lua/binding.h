@@ -31,6 +31,7 @@
 
 #include "../compat.h"
 #include "zeltkv.h"
+#include "../util.h" /* double_is_exact_int, double_is_whole53, grow_array */
 
 #define DRIVER_MT "zeltkv.Driver"
 #define STORE_MT "zeltkv.Store"
@@ -188,11 +189,6 @@ static inline Store *key_args(lua_State *L, const char **k, size_t *kl) {
 /* an integral number that an int64_t holds exactly: 1 and *out, else 0
  * (Lua integers are always integral; a float must be whole and in range) */
 int num_to_int64(lua_State *L, int i, int64_t *out);
-/* a double that is whole and within +-2^53 (so exact as an integer) */
-int double_is_whole53(double x);
-/* the same, and not -0 (which would come back as 0): a number stored as an
- * integer (ZKV_T_INT) */
-int double_is_exact_int(double x);
 
 int64_t opt_ttl_slow(lua_State *L, int i, int required);
 /* the optional ttl at i: nil, seconds, or { ttl = seconds } -> milliseconds,

@@ -252,9 +252,6 @@ int l_raise_rc(lua_State *L) {
 
 /* ---- numbers ------------------------------------------------------------- */
 
-int double_is_whole53(double x) { return x == floor(x) && fabs(x) <= 9007199254740992.0; }
-
-int double_is_exact_int(double x) { return double_is_whole53(x) && !(x == 0 && signbit(x)); }
 
 int num_to_int64(lua_State *L, int i, int64_t *out) {
   if (lua_type(L, i) != LUA_TNUMBER) return 0;
@@ -409,12 +406,8 @@ Owned *owned_push(lua_State *L) {
 }
 
 int buf_reserve(char **buf, size_t *cap, size_t need, size_t first) {
-  if (need <= *cap) return 0;
-  size_t c = *cap ? *cap : first;
-  while (c < need) c *= 2;
-  char *b = realloc(*buf, c);
+  char *b = grow_array(*buf, cap, need, 1, first);
   if (!b) return -1;
   *buf = b;
-  *cap = c;
   return 0;
 }

@@ -485,13 +485,9 @@ static int l_segments(lua_State *L) {
     if (strncmp(nm, "zeltkv-", 7)) continue;
     nm += 7;
     if (!zkv_segment_name_ok(nm, strlen(nm))) continue;
-    if (n == cap) {
-      size_t nc = cap ? cap * 2 : 16;
-      char **nn = realloc(names, nc * sizeof *nn);
-      if (!nn) { oom = 1; break; }
-      names = nn;
-      cap = nc;
-    }
+    char **nn = grow_array(names, &cap, n + 1, sizeof *nn, 16);
+    if (!nn) { oom = 1; break; }
+    names = nn;
     if (!(names[n] = strdup(nm))) oom = 1;
     else n++;
   }

@@ -111,7 +111,7 @@ static void enc_number(Enc *e, int idx) {
 #ifndef ZKV_LUA51
   if (lua_isinteger(e->L, idx)) {
     long long v = (long long)lua_tointeger(e->L, idx);
-    if (v > 9007199254740992LL || v < -9007199254740992LL)
+    if (v > EXACT_INT_LIMIT || v < -EXACT_INT_LIMIT)
       enc_fail(e, "integers beyond 2^53 inside tables cannot be stored exactly");
     size_t n = fmt_int(tmp, v, &q);
     put(e, q, n);
