@@ -20,47 +20,47 @@
 #if LUA_VERSION_NUM < 503
 /* ---- numbers are doubles: Lua 5.1, LuaJIT, Lua 5.2 ---- */
 #define ZKV_LUA51 1
-static inline int zkv_isinteger(lua_State *L, int i) {
+static inline int zl_isinteger(lua_State *L, int i) {
   if (lua_type(L, i) != LUA_TNUMBER) return 0;
   lua_Number n = lua_tonumber(L, i);
   /* the range first: converting a double beyond long long (or NaN) is undefined */
   return n >= -9007199254740992.0 && n <= 9007199254740992.0 && n == (lua_Number)(long long)n;
 }
-#define zkv_tointeger(L, i) ((long long)lua_tonumber(L, (i)))
-#define zkv_pushinteger(L, v) lua_pushnumber(L, (lua_Number)(v))
+#define zl_tointeger(L, i) ((long long)lua_tonumber(L, (i)))
+#define zl_pushinteger(L, v) lua_pushnumber(L, (lua_Number)(v))
 #define ZKV_INT_LIMIT 9007199254740992LL /* numbers are doubles: exact to 2^53 */
 #else
 /* ---- 64-bit integer subtype: Lua 5.3, 5.4 ---- */
-#define zkv_isinteger(L, i) lua_isinteger(L, (i))
-#define zkv_tointeger(L, i) ((long long)lua_tointeger(L, (i)))
-#define zkv_pushinteger(L, v) lua_pushinteger(L, (lua_Integer)(v))
+#define zl_isinteger(L, i) lua_isinteger(L, (i))
+#define zl_tointeger(L, i) ((long long)lua_tointeger(L, (i)))
+#define zl_pushinteger(L, v) lua_pushinteger(L, (lua_Integer)(v))
 #define ZKV_INT_LIMIT 0 /* the full int64 range */
 #endif
 
 #if LUA_VERSION_NUM < 502
 /* ---- Lua 5.1 and LuaJIT only ---- */
 #define lua_rawlen(L, i) lua_objlen(L, (i))
-#define zkv_setuservalue(L, i) lua_setfenv(L, (i))
-#define zkv_getuservalue(L, i) lua_getfenv(L, (i))
+#define zl_setuservalue(L, i) lua_setfenv(L, (i))
+#define zl_getuservalue(L, i) lua_getfenv(L, (i))
 #define LUA_OK 0
 #elif LUA_VERSION_NUM < 504
 /* ---- Lua 5.2 and 5.3: one user value (5.2 accepts only a table: it is one) ---- */
-#define zkv_setuservalue(L, i) lua_setuservalue(L, (i))
-#define zkv_getuservalue(L, i) ((void)lua_getuservalue(L, (i)))
+#define zl_setuservalue(L, i) lua_setuservalue(L, (i))
+#define zl_getuservalue(L, i) ((void)lua_getuservalue(L, (i)))
 #else
-#define zkv_setuservalue(L, i) lua_setiuservalue(L, (i), 1)
-#define zkv_getuservalue(L, i) ((void)lua_getiuservalue(L, (i), 1))
+#define zl_setuservalue(L, i) lua_setiuservalue(L, (i), 1)
+#define zl_getuservalue(L, i) ((void)lua_getiuservalue(L, (i), 1))
 #endif
 
 #if LUA_VERSION_NUM < 504
 #define lua_newuserdatauv(L, sz, n) lua_newuserdata(L, (sz))
 /* luaL_typeerror is new in 5.4; 5.1 had luaL_typerror, 5.2 and 5.3 neither.
  * The message is 5.4's. */
-static inline int zkv_typeerror(lua_State *L, int arg, const char *tname) {
+static inline int zl_typeerror(lua_State *L, int arg, const char *tname) {
   const char *msg = lua_pushfstring(L, "%s expected, got %s", tname, luaL_typename(L, arg));
   return luaL_argerror(L, arg, msg);
 }
-#define luaL_typeerror(L, a, t) zkv_typeerror(L, (a), (t))
+#define luaL_typeerror(L, a, t) zl_typeerror(L, (a), (t))
 #endif
 
 #endif

@@ -115,16 +115,16 @@ enum { C_TTL = ZKV_CLASS_INVALID_TTL, C_EMPTY_NS = ZKV_CLASS_EMPTY_NAMESPACE,
        C_FAILED = ZKV_CLASS_STORE_OPERATION_FAILED };
 
 /* raise the error of class cls (reason may be NULL); never returns */
-int zkv_l_raise(lua_State *L, int cls, const char *reason, const char *fmt, ...);
-#define lraise(L, cls, ...) zkv_l_raise(L, cls, NULL, __VA_ARGS__)
+int zl_raise(lua_State *L, int cls, const char *reason, const char *fmt, ...);
+#define lraise(L, cls, ...) zl_raise(L, cls, NULL, __VA_ARGS__)
 /* raise STORE_OPERATION_FAILED with a reason */
-#define lraise_failed(L, reason, ...) zkv_l_raise(L, C_FAILED, reason, __VA_ARGS__)
+#define lraise_failed(L, reason, ...) zl_raise(L, C_FAILED, reason, __VA_ARGS__)
 /* raise the error of class cls whose message is the string on top */
-int zkv_l_raise_top(lua_State *L, int cls, const char *reason);
+int zl_raise_top(lua_State *L, int cls, const char *reason);
 /* raise INVALID_VALUE "unknown option 'NAME'<suffix>"; NAME is len bytes, any bytes */
 int raise_unknown_option(lua_State *L, const char *name, size_t len, const char *suffix);
 /* the same from a hook: the stack is looked at from the hooked function */
-int zkv_l_raise_here(lua_State *L, int cls, const char *reason, const char *fmt, ...);
+int zl_raise_here(lua_State *L, int cls, const char *reason, const char *fmt, ...);
 /* raise the error of an engine result code: "<what>: <zkv_strerror>" */
 int raise_rc(lua_State *L, int rc, const char *what);
 /* the same for an open or unlink that failed: the engine cleared its detail
@@ -255,7 +255,7 @@ int l_decode(lua_State *L);
 int scratch_gc(lua_State *L);
 
 /* t[name] = v for the table on top of the stack (stats and the like); L in scope */
-#define SETINT(name, v) (zkv_pushinteger(L, (v)), lua_setfield(L, -2, name))
+#define SETINT(name, v) (zl_pushinteger(L, (v)), lua_setfield(L, -2, name))
 #define SETNUM(name, v) (lua_pushnumber(L, (lua_Number)(v)), lua_setfield(L, -2, name))
 
 /* ---- stores and drivers (store.c) ------------------------------------------ */
@@ -277,8 +277,8 @@ int push_found(lua_State *L, int rc, const char *what);
 /* the result of a call that counts: n, or the error */
 int push_count(lua_State *L, int rc, uint64_t n, const char *what);
 
-extern const luaL_Reg zkv_store_methods[], zkv_driver_methods[], zkv_raw_methods[],
-    zkv_driver_raw_methods[];
+extern const luaL_Reg zl_store_methods[], zl_driver_methods[], zl_raw_methods[],
+    zl_driver_raw_methods[];
 int store_atomic_as(lua_State *L);
 int store_tostring(lua_State *L);
 int driver_tostring(lua_State *L);
@@ -295,7 +295,7 @@ void push_batch(lua_State *L, const KeyBatch *b, lua_Integer *n);
 /* ---- dump and load (snapshot.c) -------------------------------------------- */
 
 /* kv:dump and kv:load, methods of every C driver */
-extern const luaL_Reg zkv_snapshot_driver_methods[];
+extern const luaL_Reg zl_snapshot_driver_methods[];
 /* the dump file classes, and the module's _json, _json_decode, _dump_writer,
  * _dump_reader, _progress, _isatty, _segments and _wall_ms into the table at
  * module_idx */

@@ -96,7 +96,7 @@ static int raise_msg(lua_State *L, int cls, const char *reason, int from) {
   return lua_error(L);
 }
 
-int zkv_l_raise(lua_State *L, int cls, const char *reason, const char *fmt, ...) {
+int zl_raise(lua_State *L, int cls, const char *reason, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   lua_pushvfstring(L, fmt, ap);
@@ -104,7 +104,7 @@ int zkv_l_raise(lua_State *L, int cls, const char *reason, const char *fmt, ...)
   return raise_msg(L, cls, reason, 1);
 }
 
-int zkv_l_raise_here(lua_State *L, int cls, const char *reason, const char *fmt, ...) {
+int zl_raise_here(lua_State *L, int cls, const char *reason, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   lua_pushvfstring(L, fmt, ap);
@@ -114,7 +114,7 @@ int zkv_l_raise_here(lua_State *L, int cls, const char *reason, const char *fmt,
 
 /* raise the error whose message is the string on top of the stack (it may
  * hold any bytes: a %s of lua_pushfstring would stop at a NUL) */
-int zkv_l_raise_top(lua_State *L, int cls, const char *reason) {
+int zl_raise_top(lua_State *L, int cls, const char *reason) {
   return raise_msg(L, cls, reason, 1);
 }
 
@@ -196,9 +196,9 @@ int raise_rc(lua_State *L, int rc, const char *what) {
     /* a system call: name it, its path and the system's message */
     int e;
     const char *detail = zkv_errdetail(&e);
-    if (*detail) return zkv_l_raise(L, cls, errno_reason(rc, e), "%s: %s", what, detail);
+    if (*detail) return zl_raise(L, cls, errno_reason(rc, e), "%s: %s", what, detail);
   }
-  return zkv_l_raise(L, cls, rc_reason(rc), "%s: %s", what, zkv_strerror(rc));
+  return zl_raise(L, cls, rc_reason(rc), "%s: %s", what, zkv_strerror(rc));
 }
 
 int raise_open(lua_State *L, int rc, const char *what) {
@@ -207,7 +207,7 @@ int raise_open(lua_State *L, int rc, const char *what) {
   if (!*detail) return raise_rc(L, rc, what);
   int cls = zkv_errclass(rc);
   if (cls == ZKV_CLASS_NONE) cls = C_FAILED;
-  return zkv_l_raise(L, cls, cls == C_FAILED ? errno_reason(rc, e) : NULL, "%s: %s", what, detail);
+  return zl_raise(L, cls, cls == C_FAILED ? errno_reason(rc, e) : NULL, "%s: %s", what, detail);
 }
 
 int error_tostring(lua_State *L) {

@@ -266,14 +266,14 @@ int luaopen_zeltkv_core(lua_State *L) {
     lua_setfield(L, LUA_REGISTRYINDEX, NOJIT);
   }
   lua_pop(L, 1);
-  new_class(L, STORE_MT, zkv_store_methods, zkv_raw_methods, store_tostring, NULL, NULL);
-  new_class(L, DRIVER_MT, zkv_driver_methods, zkv_driver_raw_methods, driver_tostring, driver_gcmeta,
+  new_class(L, STORE_MT, zl_store_methods, zl_raw_methods, store_tostring, NULL, NULL);
+  new_class(L, DRIVER_MT, zl_driver_methods, zl_driver_raw_methods, driver_tostring, driver_gcmeta,
             driver_closemeta);
   /* kv:dump and kv:load (snapshot.c) beside the driver's own methods */
   luaL_getmetatable(L, DRIVER_MT);     /* mt */
   lua_getfield(L, -1, "__index");      /* mt, methods */
   lua_pushvalue(L, -2);                /* mt, methods, mt */
-  set_methods(L, zkv_snapshot_driver_methods);
+  set_methods(L, zl_snapshot_driver_methods);
   lua_pop(L, 3);
   errors_init(L);
   owned_init(L);

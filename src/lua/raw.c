@@ -2,7 +2,7 @@
  * raw.c -- the raw methods of zeltkv.Store that lua/zeltkv/shdict.lua (the
  * ngx.shared.DICT face) and lua/zeltkv/ffi.lua (the LuaJIT front end) are
  * built on.  Not part of the public Lua API, and registered apart from it
- * (zkv_raw_methods, reached through the public method table's own __index):
+ * (zl_raw_methods, reached through the public method table's own __index):
  * type codes are enum zkv_type, results are the engine's codes (core._const
  * names them all), ttls are milliseconds.  Bad arguments still raise.
  */
@@ -24,14 +24,14 @@ static int store_rawget(lua_State *L) {
   if (rc < 0) return raise_rc(L, rc, "get");
   /* the bytes first: v.data may move once anything else is allocated */
   switch (v.type) {
-  case ZKV_T_INT: zkv_pushinteger(L, v.i); break;
+  case ZKV_T_INT: zl_pushinteger(L, v.i); break;
   case ZKV_T_FLOAT: lua_pushnumber(L, v.f); break;
   case ZKV_T_BOOL: lua_pushboolean(L, (int)v.i); break;
   default: push_read(L, v.data, v.len); break;
   }
   lua_pushinteger(L, v.type);
   lua_insert(L, -2);
-  zkv_pushinteger(L, v.flags);
+  zl_pushinteger(L, v.flags);
   lua_pushboolean(L, stale);
   return 4;
 }
@@ -179,8 +179,8 @@ static int store_space(lua_State *L) {
   int rc = zkv_space(live_db(L, s->drv), &cap, &fr);
   if (rc) return raise_rc(L, rc, "stats");
   if (!cap) return 0;
-  zkv_pushinteger(L, cap);
-  zkv_pushinteger(L, fr);
+  zl_pushinteger(L, cap);
+  zl_pushinteger(L, fr);
   return 2;
 }
 
@@ -225,7 +225,7 @@ static int store_keys_list(lua_State *L) {
   return 1;
 }
 
-const luaL_Reg zkv_raw_methods[] = {
+const luaL_Reg zl_raw_methods[] = {
   {"_rawget", store_rawget}, {"_rawset", store_rawset},
   {"_incr_num", store_incr_num}, {"_expire_ms", store_expire_ms},
   {"_flush_all", store_flush_all}, {"_flush_expired", store_flush_expired},

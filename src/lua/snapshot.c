@@ -207,10 +207,10 @@ static int raise_file(lua_State *L, int rc, const char *what, const char *path, 
                       const char *why) {
   if (why && *why) {
     if (rc == ZKV_EINVAL_VALUE) return lraise(L, C_VALUE, "%s: %s", what, why);
-    return zkv_l_raise(L, C_FAILED, rc_reason(rc), "%s: %s", what, why);
+    return zl_raise(L, C_FAILED, rc_reason(rc), "%s: %s", what, why);
   }
   if (rc == ZKV_EIO)
-    return zkv_l_raise(L, C_FAILED, "io", "%s: %s: %s", what, path ? path : "(file)", strerror(err));
+    return zl_raise(L, C_FAILED, "io", "%s: %s: %s", what, path ? path : "(file)", strerror(err));
   return raise_rc(L, rc, what);
 }
 
@@ -238,7 +238,7 @@ static int driver_dump(lua_State *L) {
   int err = errno;
   bar_end();
   if (rc) return raise_file(L, rc, "dump", c.path, err, NULL);
-  zkv_pushinteger(L, st.keys);
+  zl_pushinteger(L, st.keys);
   lua_createtable(L, 0, 3);
   SETNUM("lock_ms", (double)st.lock_ns / 1e6);
   SETINT("bytes", st.bytes);
@@ -253,7 +253,7 @@ static int driver_load(lua_State *L) {
   int err = errno;
   bar_end();
   if (rc) return raise_file(L, rc, "load", c.path, err, st.why);
-  zkv_pushinteger(L, st.loaded);
+  zl_pushinteger(L, st.loaded);
   lua_createtable(L, 0, 4);
   SETINT("expired", st.expired);
   SETINT("steps", st.steps);
@@ -383,7 +383,7 @@ static int writer_finish(lua_State *L) {
   int err = errno;
   w->w = NULL;
   if (rc) return raise_file(L, rc, "dump", NULL, err, NULL);
-  zkv_pushinteger(L, n);
+  zl_pushinteger(L, n);
   return 1;
 }
 
@@ -429,7 +429,7 @@ static int reader_next(lua_State *L) {
   push_value(L, &it.value);
   if (it.expires_ms) lua_pushnumber(L, (double)it.expires_ms);
   else lua_pushnil(L);
-  zkv_pushinteger(L, it.value.flags);
+  zl_pushinteger(L, it.value.flags);
   return 5;
 }
 
@@ -444,9 +444,9 @@ static int reader_position(lua_State *L) {
   Reader *r = (Reader *)check_ud(L, READER_MT, "load");
   uint64_t line, off, size;
   zkv_dump_reader_position(r->r, &line, &off, &size);
-  zkv_pushinteger(L, line);
-  zkv_pushinteger(L, off);
-  zkv_pushinteger(L, size);
+  zl_pushinteger(L, line);
+  zl_pushinteger(L, off);
+  zl_pushinteger(L, size);
   return 3;
 }
 
@@ -475,7 +475,7 @@ static int cmp_str(const void *a, const void *b) {
 static int l_segments(lua_State *L) {
   const char *dir = luaL_checkstring(L, 1);
   DIR *dh = opendir(dir);
-  if (!dh) return zkv_l_raise(L, C_FAILED, "io", "%s: %s", dir, strerror(errno));
+  if (!dh) return zl_raise(L, C_FAILED, "io", "%s: %s", dir, strerror(errno));
   char **names = NULL;
   size_t n = 0, cap = 0;
   struct dirent *e;
@@ -520,7 +520,7 @@ static int l_file_times(lua_State *L) {
     lua_pushfstring(L, "%s: %s", path, strerror(errno));
     return 2;
   }
-  zkv_pushinteger(L, (uint64_t)st.st_size);
+  zl_pushinteger(L, (uint64_t)st.st_size);
   lua_pushnumber(L, (double)st.st_atim.tv_sec * 1e3 + (double)(st.st_atim.tv_nsec / 1000000));
   lua_pushnumber(L, (double)st.st_mtim.tv_sec * 1e3 + (double)(st.st_mtim.tv_nsec / 1000000));
   return 3;
@@ -549,7 +549,7 @@ static int l_set_file_times(lua_State *L) {
 
 /* ---- registration ------------------------------------------------------------------ */
 
-const luaL_Reg zkv_snapshot_driver_methods[] = {
+const luaL_Reg zl_snapshot_driver_methods[] = {
   {"dump", driver_dump}, {"load", driver_load}, {NULL, NULL}};
 
 static void new_meta(lua_State *L, const char *name, const luaL_Reg *m, lua_CFunction gc) {

@@ -27,7 +27,7 @@ int push_found(lua_State *L, int rc, const char *what) {
 
 int push_count(lua_State *L, int rc, uint64_t n, const char *what) {
   if (rc) return raise_rc(L, rc, what);
-  zkv_pushinteger(L, n);
+  zl_pushinteger(L, n);
   return 1;
 }
 
@@ -50,7 +50,7 @@ Store *new_store(lua_State *L, int drv_idx, int parent_idx, int name_idx, Driver
   lua_rawseti(L, -2, 2);
   lua_pushvalue(L, name_idx);
   lua_rawseti(L, -2, 3);
-  zkv_setuservalue(L, -2);
+  zl_setuservalue(L, -2);
   return s;
 }
 
@@ -59,7 +59,7 @@ int reresolve(lua_State *L, int si, Store *s) {
   zkv_ns parent = ZKV_ROOT;
   if (!s->drv->db) return ZKV_ECLOSED;
   luaL_checkstack(L, 4, "namespace too deep");
-  zkv_getuservalue(L, si);
+  zl_getuservalue(L, si);
   int t = lua_gettop(L);
   lua_rawgeti(L, t, 2);
   if (lua_type(L, -1) == LUA_TUSERDATA) {
@@ -164,7 +164,7 @@ static int store_incr(lua_State *L) {
   CALL(rc, lim ? zkv_incr_limited(db, s->ns, k, kl, by, ttl, -lim, lim, &res)
                : zkv_incr(db, s->ns, k, kl, by, ttl, &res));
   if (LIKELY_(rc == ZKV_OK)) {
-    zkv_pushinteger(L, res);
+    zl_pushinteger(L, res);
     return 1;
   }
   if (rc == ZKV_ETYPE) return lraise(L, C_VALUE, "incr: the stored value is not an integer");
@@ -181,7 +181,7 @@ static int store_namespace(lua_State *L) {
   int rc;
   CALL(rc, zkv_namespace(db, s->ns, name, len, &ns));
   if (rc) return raise_rc(L, rc, "namespace");
-  zkv_getuservalue(L, 1);
+  zl_getuservalue(L, 1);
   lua_rawgeti(L, -1, 1);   /* the driver userdata */
   new_store(L, lua_gettop(L), 1, 2, s->drv, ns);
   return 1;
@@ -351,7 +351,7 @@ static void atomic_hook(lua_State *L, lua_Debug *ar) {
   if ((double)(now - atomic_limit.start_ns) >= atomic_limit.secs * 1e9) {
     char secs[32];
     snprintf(secs, sizeof secs, "%g", atomic_limit.secs);
-    zkv_l_raise_here(L, C_FAILED, "timeout",
+    zl_raise_here(L, C_FAILED, "timeout",
                      "atomic: fn ran longer than atomic_timeout (%s s); its writes are undone",
                      secs);
   }
@@ -587,7 +587,7 @@ int driver_tostring(lua_State *L) {
   return 1;
 }
 
-const luaL_Reg zkv_store_methods[] = {
+const luaL_Reg zl_store_methods[] = {
   {"get", store_get}, {"set", store_set}, {"del", store_del}, {"has", store_has},
   {"expire", store_expire}, {"ttl", store_ttl}, {"incr", store_incr}, {"setnx", store_setnx},
   {"namespace", store_namespace}, {"atomic", store_atomic}, {"keys", store_keys},
@@ -595,9 +595,9 @@ const luaL_Reg zkv_store_methods[] = {
   {"count", store_count}, {"clear", store_clear},
   {NULL, NULL}};
 
-const luaL_Reg zkv_driver_raw_methods[] = {{"_atomic_as", driver_atomic_as}, {NULL, NULL}};
+const luaL_Reg zl_driver_raw_methods[] = {{"_atomic_as", driver_atomic_as}, {NULL, NULL}};
 
-const luaL_Reg zkv_driver_methods[] = {
+const luaL_Reg zl_driver_methods[] = {
   {"namespace", driver_namespace}, {"namespaces", driver_namespaces},
   {"atomic", driver_atomic}, {"gc", driver_gc},
   {"stats", driver_stats}, {"flush", driver_flush}, {"close", driver_close}, {NULL, NULL}};

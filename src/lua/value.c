@@ -69,7 +69,7 @@ static int enc_fail(Enc *e, const char *what) {
   luaL_addstring(&b, ": ");
   luaL_addstring(&b, what);
   luaL_pushresult(&b);
-  return zkv_l_raise_top(L, C_VALUE, NULL);   /* the path may hold NUL bytes */
+  return zl_raise_top(L, C_VALUE, NULL);   /* the path may hold NUL bytes */
 }
 
 static void enc_string(Enc *e, const char *s, size_t n) {
@@ -182,8 +182,8 @@ classify:;
     count++;
     int kt = lua_type(L, -1);
     if (kt == LUA_TSTRING) nstr++;
-    else if (kt == LUA_TNUMBER && zkv_isinteger(L, -1) && zkv_tointeger(L, -1) >= 1) {
-      lua_Integer k = (lua_Integer)zkv_tointeger(L, -1);
+    else if (kt == LUA_TNUMBER && zl_isinteger(L, -1) && zl_tointeger(L, -1) >= 1) {
+      lua_Integer k = (lua_Integer)zl_tointeger(L, -1);
       if (k > maxk) maxk = k;
     } else other = 1;
   }
@@ -373,7 +373,7 @@ static const char *dec_number(lua_State *L, const char *p, const char *end) {
   if (integral && n < 17) {
     long long v = strtoll(tmp, &e, 10);
     if (*e) return NULL;
-    zkv_pushinteger(L, v);
+    zl_pushinteger(L, v);
     return q;
   }
   double x = strtod(tmp, &e);
@@ -479,7 +479,7 @@ void push_double(lua_State *L, double x) {
 
 int push_value_slow(lua_State *L, const zkv_value *v) {
   switch (v->type) {
-  case ZKV_T_INT: zkv_pushinteger(L, v->i); return 1;
+  case ZKV_T_INT: zl_pushinteger(L, v->i); return 1;
   case ZKV_T_FLOAT: lua_pushnumber(L, v->f); return 1;
   case ZKV_T_BOOL: lua_pushboolean(L, (int)v->i); return 1;
   case ZKV_T_JSON: {
@@ -668,7 +668,7 @@ int l_decode(lua_State *L) {
 #ifdef ZKV_LUA51
     if (v > ZKV_INT_LIMIT || v < -ZKV_INT_LIMIT) return damaged(L, "integer");
 #endif
-    zkv_pushinteger(L, v);
+    zl_pushinteger(L, v);
     return 1;
   }
   case ZKV_T_FLOAT: {
