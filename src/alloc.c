@@ -507,8 +507,8 @@ ref_t blk_alloc_clean(seg *s, uint64_t units) {
   if (h->top + units * UNIT <= h->size && !overlaps_freed(s, t, t + units) &&
       (r = from_top(s, units)) != 0)
     goto taken;
-  ref_t best = 0;
-  uint64_t have = 0;
+  ref_t best = 0, low = 0;
+  uint64_t have = 0, low_have = 0;
   int budget = s->npend > 8192 ? 32 : 256;   /* fewer when the freed ranges are many */
   for (unsigned c = cls_of(units); c < NCLASS && budget > 0; c++) {
     if (!(h->class_bits[c >> 6] & (1ull << (c & 63)))) continue;
@@ -518,13 +518,22 @@ ref_t blk_alloc_clean(seg *s, uint64_t units) {
       uint64_t u = BLK_UNITS(hd);
       if (UNLIKELY(!(hd & BLK_FREE))) FAIL(s, ZKV_ECORRUPT);
       chk(s, x, u);
-      /* the chunk would be its upper end: the rest stays a free block below */
+      /* the chunk would be its upper end: the rest stays a free block below;
+       * a block freed in this lock hold merged into its upper end: its lower
+       * end, if that was free before (the last choice) */
       if (u >= units && x + u > (uint64_t)best + have && !overlaps_freed(s, x + u - units, x + u)) {
         best = x;
         have = u;
+      } else if (u >= units && !best && !low && !overlaps_freed(s, x, x + units)) {
+        low = x;
+        low_have = u;
       }
       x = blk(s, x)[1];
     }
+  }
+  if (!best && low) {
+    r = take(s, low, low_have, units);
+    goto taken;
   }
   if (!best) return 0;
   if (have == units) {

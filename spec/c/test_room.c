@@ -255,6 +255,10 @@ static void random_run(world *w, size_t big, long ops) {
       } else {
         fprintf(stderr, "op %ld: set of %zu bytes (%llu in blocks)%s: %s with %llu bytes free\n", op,
                 vlen, (unsigned long long)need, w->txn_left ? " in a transaction" : "", zkv_strerror(rc), (unsigned long long)fr);
+        fprintf(stderr, "  txn: clean now %llu, at begin %llu, txn bytes %llu, ops %d, log_used %llu cap %llu\n",
+                (unsigned long long)clean_room(db), (unsigned long long)w->txn_clean0,
+                (unsigned long long)w->txn_bytes, (int)w->txn_nops,
+                (unsigned long long)H(db->s)->log_used, (unsigned long long)H(db->s)->log_cap);
         CHECK_RC(rc, ZKV_OK);
         w->fits_failed++;
         if (getenv("ZKV_ROOM_DEBUG")) heap_dump(db);
