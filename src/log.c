@@ -52,10 +52,19 @@ int log_window(seg *s) {
 
 static void put_record(seg *s, const void *p, size_t len);
 
-/* the first log position of the window */
-static uint64_t window_start(seg *s) {
+/* the first log position of the window in *lo; -1 if its chunk is out of
+ * the mapping.  Undo reads it after each record, and a damaged log's record
+ * may have restored any header bytes, log_chunk among them.  (Only the bounds:
+ * a record may restore the chunk's allocator header while it is the window,
+ * so log_chunk_at's checks do not hold here.) */
+static int window_start(seg *s, uint64_t *lo) {
   hdr *h = H(s);
-  return h->log_chunk ? ((log_chunk *)P(s, h->log_chunk))->vbase : 0;
+  uint64_t off = (uint64_t)h->log_chunk * UNIT;
+  *lo = 0;
+  if (!h->log_chunk) return 0;
+  if (off < h->heap_start || off + LOG_CHUNK_HDR > s->mapped) return -1;
+  *lo = ((log_chunk *)(s->base + off))->vbase;
+  return 0;
 }
 
 /* The window is full: the first chunk ahead becomes the window, its first
@@ -183,8 +192,8 @@ int log_undo(seg *s, uint64_t mark, int recovering) {
   }
   hdr *h = H(s);
   for (;;) {
-    uint64_t pos = h->log_used;
-    uint64_t lo = window_start(s);
+    uint64_t pos = h->log_used, lo;
+    if (window_start(s, &lo)) return -1;
     if (pos == lo && h->log_chunk) {
       /* the window's chunk is done with (its first record, undone, put it
        * back ahead): the window before it goes on.  Also when the mark is
