@@ -361,4 +361,24 @@ __attribute__((unused)) static void th_shm_dir(const char *prefix) {
   atexit(th_shm_dir_cleanup);
 }
 
+#ifdef ZELTKV_H
+/* A shared segment of size bytes no other process can open: made, then
+ * unlinked at once (the mapping stays, nothing is left to remove).  gc is
+ * off, so that only the test's own calls change it.  NULL if it cannot open. */
+__attribute__((unused)) static zkv_db *th_open_unlinked(const char *tag, uint64_t size, int evict) {
+  char name[64];
+  snprintf(name, sizeof name, "th-%d-%s", (int)getpid(), tag);
+  zkv_unlink(name, NULL);
+  zkv_options o;
+  zkv_options_init(&o);
+  o.size = size;
+  o.evict = evict;
+  o.gc_interval = 0;
+  zkv_db *db = NULL;
+  if (zkv_open_shared(name, &o, &db) != ZKV_OK) return NULL;
+  zkv_unlink(name, NULL);
+  return db;
+}
+#endif
+
 #endif /* ZKV_TEST_HARNESS_H */

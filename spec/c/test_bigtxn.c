@@ -25,22 +25,15 @@
 __attribute__((constructor)) static void dir_setup(void) { th_shm_dir("engine-bigtxn"); }
 
 static zkv_db *open_store(int shared, const char *tag, uint64_t size, int evict) {
+  if (shared) return th_open_unlinked(tag, size, evict);
   zkv_options o;
   zkv_options_init(&o);
   o.size = size;
+  o.max_bytes = size;
   o.evict = evict;
   o.gc_interval = 0;
   zkv_db *db = NULL;
-  if (shared) {
-    char name[64];
-    snprintf(name, sizeof name, "engine-bigtxn-%d-%s", (int)getpid(), tag);
-    zkv_unlink(name, NULL);
-    if (zkv_open_shared(name, &o, &db) != ZKV_OK) return NULL;
-    zkv_unlink(name, NULL);   /* the mapping stays */
-  } else {
-    o.max_bytes = size;
-    if (zkv_open_memory(&o, &db) != ZKV_OK) return NULL;
-  }
+  if (zkv_open_memory(&o, &db) != ZKV_OK) return NULL;
   return db;
 }
 

@@ -333,24 +333,9 @@ static world *new_world(zkv_db *db, int lru) {
   return w;
 }
 
-static zkv_db *open_shared(const char *tag, uint64_t size, int evict) {
-  char name[64];
-  snprintf(name, sizeof name, "room-%d-%s", (int)getpid(), tag);
-  zkv_unlink(name, NULL);
-  zkv_options o;
-  zkv_options_init(&o);
-  o.size = size;
-  o.evict = evict;
-  o.gc_interval = 0;
-  zkv_db *db = NULL;
-  if (zkv_open_shared(name, &o, &db) != ZKV_OK) return NULL;
-  zkv_unlink(name, NULL);   /* the mapping stays */
-  return db;
-}
-
 TEST(random_fill_shared) {
   rng_state = 11;
-  zkv_db *db = open_shared("fill", 256 << 10, ZKV_EVICT_NONE);
+  zkv_db *db = th_open_unlinked("fill", 256 << 10, ZKV_EVICT_NONE);
   REQUIRE(db != NULL);
   world *w = new_world(db, 0);
   /* namespaces made before the keys (they are emptied, freed and made anew
@@ -369,7 +354,7 @@ TEST(random_fill_shared) {
  * (32,768 buckets, 128 KiB), which then must move by a copy */
 TEST(random_fill_shared_grown_index) {
   rng_state = 14;
-  zkv_db *db = open_shared("fill1m", 1 << 20, ZKV_EVICT_NONE);
+  zkv_db *db = th_open_unlinked("fill1m", 1 << 20, ZKV_EVICT_NONE);
   REQUIRE(db != NULL);
   world *w = new_world(db, 0);
   w->rare_clears = 1;
@@ -387,7 +372,7 @@ TEST(random_fill_shared_grown_index) {
 
 TEST(random_fill_shared_lru) {
   rng_state = 12;
-  zkv_db *db = open_shared("lru", 256 << 10, ZKV_EVICT_LRU);
+  zkv_db *db = th_open_unlinked("lru", 256 << 10, ZKV_EVICT_LRU);
   REQUIRE(db != NULL);
   world *w = new_world(db, 1);
   random_run(w, 24000, room_ops() / 2);
@@ -416,7 +401,7 @@ TEST(random_fill_memory) {
 /* 9.10: with half of a 1 MiB segment free in pieces, values of 10-40% of
  * the free room fit (compaction used to log every key it moved) */
 TEST(fragmented_half_free_takes_big_values) {
-  zkv_db *db = open_shared("half", 1 << 20, ZKV_EVICT_NONE);
+  zkv_db *db = th_open_unlinked("half", 1 << 20, ZKV_EVICT_NONE);
   REQUIRE(db != NULL);
   static char val[1 << 18];
   memset(val, 'h', sizeof val);
@@ -456,7 +441,7 @@ TEST(fragmented_half_free_takes_big_values) {
 /* 11.B: a write that must evict many small keys (the drop-in's repro: a
  * 1 MiB lru segment full of 4-byte values, then 16 KiB and 256 KiB) */
 TEST(evicting_many_small_keys) {
-  zkv_db *db = open_shared("many", 1 << 20, ZKV_EVICT_LRU);
+  zkv_db *db = th_open_unlinked("many", 1 << 20, ZKV_EVICT_LRU);
   REQUIRE(db != NULL);
   zkv_value v = {.type = ZKV_T_STRING, .data = "aaaa", .len = 4};
   int forcible = 0;
@@ -487,7 +472,7 @@ TEST(evicting_many_small_keys) {
  * takes a 100 KB value (namespace records used to stay in the heap for
  * good); a handle of a namespace that went is stale, made anew by name */
 TEST(flushed_segment_takes_a_big_value) {
-  zkv_db *db = open_shared("nsrec", 1 << 20, ZKV_EVICT_NONE);
+  zkv_db *db = th_open_unlinked("nsrec", 1 << 20, ZKV_EVICT_NONE);
   REQUIRE(db != NULL);
   static char val[100000];
   memset(val, 'n', sizeof val);
@@ -596,7 +581,7 @@ static void grown_index_case(zkv_db *db, int lru, const char *what) {
 
 TEST(grown_index_leaves_room_shared) {
   for (int lru = 0; lru < 2; lru++) {
-    zkv_db *db = open_shared(lru ? "grown-lru" : "grown", 1 << 20,
+    zkv_db *db = th_open_unlinked(lru ? "grown-lru" : "grown", 1 << 20,
                              lru ? ZKV_EVICT_LRU : ZKV_EVICT_NONE);
     REQUIRE(db != NULL);
     grown_index_case(db, lru, lru ? "shared lru" : "shared");
