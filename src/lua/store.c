@@ -240,6 +240,9 @@ static int walk_iter(lua_State *L) {
   zkv_cursor *cur = (zkv_cursor *)lua_touserdata(L, lua_upvalueindex(2));
   lua_Integer pos = (lua_Integer)lua_tonumber(L, lua_upvalueindex(4));
   lua_Integer n = (lua_Integer)lua_tonumber(L, lua_upvalueindex(5));
+  /* every step, not only the ones that read a batch: after close() the rest of a batch
+   * read before it, or the end of a walk that fitted in one, is "closed" as well */
+  zkv_db *db = live_db(L, s->drv);
   if (pos < n) {
     lua_rawgeti(L, lua_upvalueindex(3), (int)(pos + 1));
     lua_pushnumber(L, (lua_Number)(pos + 1));
@@ -248,7 +251,6 @@ static int walk_iter(lua_State *L) {
   }
   if (cur->done) return 0;
   Owned *own = owned_push(L);   /* b.buf's, while the keys are pushed */
-  zkv_db *db = live_db(L, s->drv);
   KeyBatch b = {NULL, 0, 0, 0};
   size_t got = 0;
   int rc;
