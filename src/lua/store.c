@@ -79,7 +79,7 @@ int reresolve(lua_State *L, int si, Store *s) {
 /* ---- Store methods ---------------------------------------------------------- */
 
 static int store_get(lua_State *L) {
-  KEY_ARGS(L);
+  KEY_ARGS_GET(L);
   zkv_db *db = live_db(L, s->drv);
   zkv_value v;
   int rc;
