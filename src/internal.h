@@ -575,12 +575,14 @@ static inline size_t ent_units(size_t klen, size_t vlen, unsigned eflags) {
   return (ENT_HDR + opt_bytes(eflags) + klen + vlen + UNIT - 1) / UNIT;
 }
 
-static inline const char *ent_key(const ent *e) {
+/* ent_key and ent_val are always inline: a read computes the entry's layout
+ * once for ent_ok, the key compare and the value (a call repeats it) */
+static inline __attribute__((always_inline)) const char *ent_key(const ent *e) {
   if (e->type == T_NSREC) return (const char *)e + NS_DATA_OFF + sizeof(nsdata);
   return (const char *)e + ENT_HDR + opt_bytes(e->flags);
 }
 
-static inline char *ent_val(ent *e, size_t *vlen) {
+static inline __attribute__((always_inline)) char *ent_val(ent *e, size_t *vlen) {
   size_t off = ENT_HDR + opt_bytes(e->flags) + e->klen;
   size_t total = (size_t)BLK_UNITS(e->blk) * UNIT;
   *vlen = total - off - EF_SLACK(e->flags);
