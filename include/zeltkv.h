@@ -49,12 +49,16 @@
  * command), so no write that fits fails for the size of the undo log or of
  * the eviction it needs; inside one it runs within the transaction, whose
  * undo log needs room too: a shared segment's log starts in a fixed region
- * (1/16 of the segment) and grows into the free room (in blocks of 1 KiB
- * or more that held nothing when the transaction began), a memory store's
- * is the process heap.  So a transaction is as big as the free room, not
- * as a fixed log: what it writes, what it evicts and what its compaction
- * moves are all undone by a log that takes about as many bytes as they
- * do, and room it frees stays with the keys a rollback brings back.  A write that could not fit even if every
+ * (1/16 of the segment) and grows into the free room (in blocks of 272
+ * bytes or more), a memory store's is the process heap.  So a transaction
+ * is as big as the free room, not as a fixed log: what it writes, what it
+ * evicts and what its compaction moves are all undone by a log that takes
+ * about as many bytes as they do.  The free room inside a transaction is:
+ * the room that was free when it began, plus the room its own writes took
+ * and gave back (a value it set and then replaced or deleted: a rollback
+ * frees that anyway), less what its undo log takes.  Room it frees of what
+ * was there when it began (a key deleted, a value replaced or evicted)
+ * stays with the bytes a rollback brings back, until the commit.  A write that could not fit even if every
  * key were gone fails at once, evicting nothing.  When that is not enough
  * the write fails with ZKV_EFULL.  Free room can still be lost to pieces
  * held between namespace records (which never move) and blocks larger than

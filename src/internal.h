@@ -110,6 +110,10 @@ typedef struct seg {
   ref_t *pend;             /* (ref, units) pairs freed under the log in this lock hold */
   size_t npend, cap_pend;
   int pend_whole;          /* past FREED_MAX pairs: every allocation is logged whole (alloc.c) */
+  size_t pend_seen;        /* pairs of pend already checked against txn_own (alloc.c, blk_txn_op) */
+  uint64_t *txn_own;       /* in a transaction: blocks allocated since its innermost
+                            * begin, ref << 32 | units, open addressing (alloc.c) */
+  size_t txn_own_n, txn_own_cap;
   int logging;             /* record undo for writes now */
   int dirty;               /* seq made odd in this lock hold */
   /* memory driver: private growable log */
@@ -375,10 +379,20 @@ uint64_t blk_freed_bytes(seg *s);
  * of every free list: for the records that never move, which then split
  * the free room as little as they can) */
 ref_t blk_alloc_low(seg *s, uint64_t units);
+/* Inside a transaction, at the start of each outermost op and of each
+ * begin: the blocks that were allocated since the innermost begin and freed
+ * again by an op that has ended leave the freed ranges, since no rollback
+ * needs their bytes (alloc.c).  blk_txn_forget, at each begin (a savepoint
+ * for which the blocks allocated before it hold data) and at the end of the
+ * outermost level: no block is remembered as allocated since a begin. */
+void blk_txn_op(seg *s);
+void blk_txn_forget(seg *s);
 /* blk_alloc for the undo log's own chunks (shared segment, txn.c): only from
  * free room that holds nothing a rollback needs (no block this lock hold
- * freed), so its old bytes are not logged; 0 when there is none */
-ref_t blk_alloc_clean(seg *s, uint64_t units);
+ * freed that a rollback needs, alloc.c), so its old bytes are not logged.
+ * A block of `units`, else the biggest such free block of `least` units or
+ * more, whole (its size in its header); 0 when there is none. */
+ref_t blk_alloc_clean(seg *s, uint64_t units, uint64_t least);
 
 /* ---- the index (index.c) ------------------------------------------------ */
 /* the index hash: XXH3 of the key seeded with the namespace ref (and the
@@ -553,12 +567,14 @@ static inline size_t ent_units(size_t klen, size_t vlen, unsigned eflags) {
   return (ENT_HDR + opt_bytes(eflags) + klen + vlen + UNIT - 1) / UNIT;
 }
 
-static inline const char *ent_key(const ent *e) {
+/* ent_key and ent_val are always inline: a read computes the entry's layout
+ * once for ent_ok, the key compare and the value (a call repeats it) */
+static inline __attribute__((always_inline)) const char *ent_key(const ent *e) {
   if (e->type == T_NSREC) return (const char *)e + NS_DATA_OFF + sizeof(nsdata);
   return (const char *)e + ENT_HDR + opt_bytes(e->flags);
 }
 
-static inline char *ent_val(ent *e, size_t *vlen) {
+static inline __attribute__((always_inline)) char *ent_val(ent *e, size_t *vlen) {
   size_t off = ENT_HDR + opt_bytes(e->flags) + e->klen;
   size_t total = (size_t)BLK_UNITS(e->blk) * UNIT;
   *vlen = total - off - EF_SLACK(e->flags);

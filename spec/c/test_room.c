@@ -80,9 +80,9 @@ typedef struct {
 
 /* Inside a transaction a write also needs undo log, which grows into the
  * free room that held nothing when the transaction began, in chunks of
- * 1 KiB or more (up to an eighth of it at a time); room the transaction
- * freed holds what a rollback brings back, and a block of it used again is
- * logged whole.  So a write there may fail for room once about four times what it (a compaction logs what it moves) and twice what
+ * 272 bytes or more (up to an eighth of it at a time); room the transaction
+ * freed of what was there at begin holds what a rollback brings back, and
+ * a block of it used again is logged whole.  So a write there may fail for room once about four times what it (a compaction logs what it moves) and twice what
  * and the transaction's writes before it need, and some 512 bytes of log an
  * op, reach the room for log at the start (clean_room). */
 static uint64_t txn_slack(const world *w, uint64_t need, uint64_t fr) {
@@ -92,14 +92,14 @@ static uint64_t txn_slack(const world *w, uint64_t need, uint64_t fr) {
   return used > w->txn_clean0 ? fr : 0;
 }
 
-/* the free room in blocks of 1 KiB or more (a log chunk's least): walks the
- * free lists of the store's allocator */
+/* the free room in blocks of 272 bytes or more (a log chunk's least, txn.c):
+ * walks the free lists of the store's allocator */
 static uint64_t clean_room(zkv_db *db) {
   seg *s = db->s;
   if (!s->shared) return UINT64_MAX / 4;
   hdr *h = H(s);
   uint64_t sum = 0;
-  for (unsigned c = 64 + 1; c < NCLASS; c++)   /* classes of 128 units and up */
+  for (unsigned c = 34; c < NCLASS; c++)   /* classes of 34 units and up */
     for (ref_t r = h->free_heads[c]; r; r = ((uint32_t *)P(s, r))[1])
       sum += (uint64_t)BLK_UNITS(*(uint32_t *)P(s, r)) * UNIT;
   return sum + h->log_cap / 2;   /* and some of the fixed log region */
