@@ -638,8 +638,11 @@ ZKV_API int zkv_flush_expired_ns(zkv_db *db, zkv_ns ns, uint64_t max, uint64_t *
 
 /* zkv_expire_all: make every live key of ns (not its children) expire now;
  * their memory stays until a sweep, so ZKV_GET_STALE still reads them
- * (ngx.shared.DICT's flush_all).  [out] n  how many (may be NULL).  Also
- * returns ZKV_ESTALE. */
+ * (ngx.shared.DICT's flush_all).  Keys made while it runs (it works in steps,
+ * see above) are kept.  Outside a transaction a key's mark is not undone: a
+ * process killed part way through leaves the namespace partly flushed, as an
+ * interrupted flush is; inside one, a rollback gives every key back.
+ * [out] n  how many (may be NULL).  Also returns ZKV_ESTALE. */
 ZKV_API int zkv_expire_all(zkv_db *db, zkv_ns ns, uint64_t *n);
 
 typedef struct zkv_stats {
