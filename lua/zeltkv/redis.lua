@@ -1837,7 +1837,7 @@ function M.redis(opts)
     return {
       name = name, host = host, port = port, path = path, tls = tls, timeout = d.timeout,
       pool_name = name .. "/" .. pool_tag, pool_size = pool_size, backlog = backlog,
-      keepalive = keepalive, idle = {},
+      keepalive_ms = keepalive * 1000, idle = {}, upath = path and ("unix:" .. path),
     }
   end
 
