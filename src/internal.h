@@ -86,6 +86,11 @@ typedef struct room_req {
   uint64_t seq_next;       /* hdr.seq at the next step if no one else wrote meanwhile */
   int from_stale;          /* others wrote since: `from` may lie inside a block */
   int wrapped;             /* its reservation went once round the heap */
+  /* the write's own namespace, empty, moved by its steps (room.c): the id
+   * the op was called with, and where its record is now (0: none moved);
+   * the op's runs after it take ns_moved for that id (ops.c, ns_ref) */
+  zkv_ns ns_id;
+  ref_t ns_moved;
 } room_req;
 
 #define EVICT_POOL 16
@@ -421,6 +426,11 @@ void idx_moved(zkv_db *db, ref_t old, ref_t nw);
  * it anew; the Lua binding does so by itself) */
 int idx_ns_freeable(seg *s, ref_t r);
 void idx_free_ns(zkv_db *db, ref_t r);
+/* such an empty namespace's record at old now has a copy at nw (its tag
+ * too): its chain and its parent's child list name nw, and old's tag is
+ * taken away, so that ids naming old give ZKV_ESTALE (old stays allocated:
+ * the caller frees it) */
+void idx_ns_moved(zkv_db *db, ref_t old, ref_t nw);
 void idx_replace(zkv_db *db, ref_t old, ref_t nw, uint64_t h);
 void idx_relocate(zkv_db *db, ref_t old, ref_t nw);
 /* the units of the bigger bucket array the index is due for (0: not due),

@@ -104,6 +104,7 @@ static inline int count_del(zkv_db *db, int rc) {
     room_req rq_;                                                            \
     rq_.round = 0;                                                           \
     rq_.reserved = 0;                                                        \
+    rq_.ns_moved = 0;                                                        \
     for (;;) {                                                               \
       int rc_ = op_enter(db);                                                \
       if (rc_) return rc_;                                                   \
@@ -168,7 +169,15 @@ static inline ref_t ns_of_id(seg *s, zkv_ns ns) {
  * id was made stale (or never was one) */
 static ref_t ns_ref(seg *s, zkv_ns ns) {
   ref_t r = ns_of_id(s, ns);
-  if (UNLIKELY(!r)) FAIL(s, ns == ZKV_ROOT ? ZKV_ECORRUPT : ZKV_ESTALE);
+  if (UNLIKELY(!r)) {
+    /* the write's own namespace, moved while it made room (room.c): this
+     * call goes on with it where it is now (other ids of it are stale) */
+    room_req *q = s->room;
+    if (q && q->ns_moved && q->ns_id == ns &&
+        (r = ns_of_id(s, (ns >> 32) << 32 | q->ns_moved)) != 0)
+      return r;
+    FAIL(s, ns == ZKV_ROOT ? ZKV_ECORRUPT : ZKV_ESTALE);
+  }
   return r;
 }
 
