@@ -49,16 +49,22 @@
  * command), so no write that fits fails for the size of the undo log or of
  * the eviction it needs; inside one it runs within the transaction, whose
  * undo log needs room too: a shared segment's log starts in a fixed region
- * (1/16 of the segment) and grows into the free room (in blocks of 1 KiB
- * or more that held nothing when the transaction began), a memory store's
- * is the process heap.  So a transaction is as big as the free room, not
- * as a fixed log: what it writes, what it evicts and what its compaction
- * moves are all undone by a log that takes about as many bytes as they
- * do, and room it frees stays with the keys a rollback brings back.  A write that could not fit even if every
+ * (1/16 of the segment) and grows into the free room (in blocks of 272
+ * bytes or more), a memory store's is the process heap.  So a transaction
+ * is as big as the free room, not as a fixed log: what it writes, what it
+ * evicts and what its compaction moves are all undone by a log that takes
+ * about as many bytes as they do.  The free room inside a transaction is:
+ * the room that was free when it began, plus the room its own writes took
+ * and gave back (a value it set and then replaced or deleted: a rollback
+ * frees that anyway), less what its undo log takes.  Room it frees of what
+ * was there when it began (a key deleted, a value replaced or evicted)
+ * stays with the bytes a rollback brings back, until the commit.  A write that could not fit even if every
  * key were gone fails at once, evicting nothing.  When that is not enough
  * the write fails with ZKV_EFULL.  Free room can still be lost to pieces
- * held between namespace records (which never move) and blocks larger than
- * a shared segment's undo log (1/16 of it), which are not moved.  Recency is kept by the calls that read or write a key
+ * held between the records of namespaces that hold keys (which never move:
+ * keys name them by their place; an empty one goes, or moves out of the way
+ * of a write into it) and blocks larger than a shared segment's undo log
+ * (1/16 of it), which are not moved.  Recency is kept by the calls that read or write a key
  * they find (zkv_get, zkv_get_ex, zkv_set that replaces, zkv_set with
  * ZKV_SET_NX that finds the key, zkv_incr, zkv_incr_num); zkv_has, zkv_ttl,
  * zkv_expire, zkv_keys and zkv_count only look, as ngx.shared.DICT's do.
@@ -632,8 +638,11 @@ ZKV_API int zkv_flush_expired_ns(zkv_db *db, zkv_ns ns, uint64_t max, uint64_t *
 
 /* zkv_expire_all: make every live key of ns (not its children) expire now;
  * their memory stays until a sweep, so ZKV_GET_STALE still reads them
- * (ngx.shared.DICT's flush_all).  [out] n  how many (may be NULL).  Also
- * returns ZKV_ESTALE. */
+ * (ngx.shared.DICT's flush_all).  Keys made while it runs (it works in steps,
+ * see above) are kept.  Outside a transaction a key's mark is not undone: a
+ * process killed part way through leaves the namespace partly flushed, as an
+ * interrupted flush is; inside one, a rollback gives every key back.
+ * [out] n  how many (may be NULL).  Also returns ZKV_ESTALE. */
 ZKV_API int zkv_expire_all(zkv_db *db, zkv_ns ns, uint64_t *n);
 
 typedef struct zkv_stats {

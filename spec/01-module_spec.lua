@@ -312,6 +312,40 @@ describe("zeltkv module", function()
       H.assert_error_code("STORE_OPERATION_FAILED", s.set, s, "k", 2)
     end)
 
+    -- an iterator made before close() and stepped after it: it ended silently when the whole
+    -- namespace fitted in the batch it had read (under 256 keys), and otherwise handed out the
+    -- rest of that batch before raising; a later use of any kind is "closed"
+    for _, n in ipairs({ 3, 600 }) do
+      for _, walk in ipairs({ "keys", "namespaces" }) do
+        it(("makes a %s() walk begun before it STORE_OPERATION_FAILED (\"closed\"), %d %s")
+             :format(walk, n, walk == "keys" and "keys" or "children"), function()
+          local name = H.segment_name("walkclose")
+          for _, kv in ipairs({ zeltkv.memory(), zeltkv.shared(name, { size = "4m" }) }) do
+            local s = kv:namespace("x")
+            for i = 1, n do
+              if walk == "keys" then s:set("k" .. i, i) else s:namespace("c" .. i) end
+            end
+            local it = s[walk](s)
+            assert.is_string(it())
+            kv:close()
+            local err = H.assert_error_code("STORE_OPERATION_FAILED", it)
+            assert.equal("closed", err.reason)
+            H.assert_error_code("STORE_OPERATION_FAILED", it)
+          end
+          zeltkv.unlink(name)
+        end)
+      end
+    end
+    it("makes a kv:namespaces() walk begun before it STORE_OPERATION_FAILED (\"closed\")", function()
+      local kv = zeltkv.memory()
+      kv:namespace("a")
+      kv:namespace("b")
+      local it = kv:namespaces()
+      assert.is_string(it())
+      kv:close()
+      H.assert_error_code("STORE_OPERATION_FAILED", it)
+    end)
+
     it("runs on __close (local kv <close> = ...) in Lua 5.4", function()
       if _VERSION ~= "Lua 5.4" then return end -- to-be-closed variables are 5.4 syntax
       local chunk = assert(load([[

@@ -131,8 +131,24 @@ describe("bad inputs", function()
             rejects("INVALID_KEY", m[2], c[2])
           end)
         end
+        -- no argument after self at all: the key is missing ("no value", or nil where a
+        -- Lua front end passes it on), never self's metatable (the C get keeps it on the
+        -- stack above its arguments)
+        it("rejects a call without a key with INVALID_KEY, saying it is missing", function()
+          local err = rejects("INVALID_KEY", function() return a[m[1]](a) end)
+          local msg = tostring(err.message or err)
+          assert.truthy(msg:find("got no value", 1, true) or msg:find("got nil", 1, true), msg)
+        end)
       end)
     end
+
+    it("get ignores arguments after the key", function()
+      a:set("k-extra", "v")
+      assert.are.equal("v", a:get("k-extra", "more", {}))
+      assert.are.equal(1, select("#", a:get("k-extra", nil, nil, 4)))
+      assert.is_nil(a:get("k-none", "more"))
+      a:del("k-extra")
+    end)
   end)
 
   -------------------------------------------------------------------------

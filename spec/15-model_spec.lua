@@ -10,7 +10,11 @@
 -- binding; a shared target also opens a second handle on its segment and routes some
 -- calls through it, so that they join the other handle's transactions). Every result and
 -- every error code is compared; the whole state of every namespace is compared now and
--- then and at the end.
+-- then and at the end. Walks (keys(), namespaces()) also run with other calls in the middle
+-- of them (no name returned twice, none that was not there when the walk began, every one
+-- there throughout returned), and one begun before close() is stepped after it ("closed");
+-- those walks come from a generator of their own, so the other ops of a seed's plan stay
+-- the ones they were.
 --
 -- Time: the model has its own clock, which moves only in jumps of G ms (the engine's clock
 -- follows through core._set_clock_offset), and every ttl the plan sets is a whole number
@@ -22,7 +26,8 @@
 -- (IMPL): which argument's error comes first (they are checked in order, before the driver
 -- is looked at), close() inside the driver's own atomic() is refused, atomic(non-function)
 -- is INVALID_VALUE, namespaces survive clear() and flush(), a namespace made in an atomic
--- that was undone comes back when a handle on it is used again.
+-- that was undone comes back when a handle on it is used again, a walk begins at its first
+-- step (not when keys() returns).
 --
 --   ZELTKV_MODEL_OPS=N       operations per seed (default 1500)
 --   ZELTKV_MODEL_SEED=S      the first seed (default 1); ZELTKV_MODEL_SEEDS=K seeds from it
@@ -741,7 +746,7 @@ local function collect(it)
   return list
 end
 
-local exec_op
+local exec_op, exec_walk
 
 -- the object an op calls: a store handle, or the driver (h == 0)
 local function target_obj(T, op)
@@ -817,6 +822,7 @@ exec_op = function(T, op)
   if o == "keys" or o == "namespaces" then
     return call(function() return collect(obj[o](obj)) end)
   end
+  if o == "walk" then return exec_walk(T, op) end
   if o == "atomic" then
     local inner = {}
     local fn = function(self, ...)
@@ -858,6 +864,69 @@ exec_op = function(T, op)
   end
   if o == "flush" then return call(obj.flush, obj) end
   return call(obj[o], obj, unpack(a, 1, a.n))
+end
+
+-- a keys() or namespaces() walk with other calls in the middle of it (op.body, after
+-- op.steps steps), or with the drivers closed there (op.close). The model gives the names
+-- live when the walk began and those live after every call of the body (present
+-- throughout); the drivers, the names the walk returned. inner[1] is a placeholder, so
+-- that inner[i + 1] is the result of op.body[i] as in atomic.
+exec_walk = function(T, op)
+  if op.h ~= 0 and T.handles[op.h] == nil then return { ok = true, n = 0, skipped = true } end
+  local obj = target_obj(T, op)
+  local inner = { { ok = true, n = 0 } }
+  local r
+  if T.model then
+    local function names() return collect(obj[op.kind](obj)) end
+    r = call(function()
+      -- (IMPL) the walk begins at its first step, not when keys() returns the iterator: with
+      -- no step before the body, what the body adds may be returned
+      local s0 = op.steps > 0 and names() or nil
+      local present = {}
+      for _, k in ipairs(s0 or {}) do present[k] = true end
+      for i, sub in ipairs(op.body) do
+        inner[#inner + 1] = exec_op(T, sub)
+        if not s0 and i == #op.body then   -- the body ran before the walk began
+          s0 = names()
+          for _, k in ipairs(s0) do present[k] = true end
+        elseif s0 then
+          local ok, now = pcall(names)
+          local live = {}
+          for _, k in ipairs(ok and now or {}) do live[k] = true end
+          for k in pairs(present) do if not live[k] then present[k] = nil end end
+        end
+      end
+      s0 = s0 or names()
+      if op.close then
+        T.kv.closed = true
+        closed()
+      end
+      return { s0 = s0, present = present }
+    end)
+  else
+    r = call(function()
+      local it = obj[op.kind](obj)
+      local got, ended = {}, false
+      for _ = 1, op.steps do
+        local x = it()
+        if x == nil then ended = true break end
+        got[#got + 1] = x
+      end
+      if op.close then
+        T.kv:close()
+        T.alt:close()
+        local x = it()
+        return "a step after close() returned " .. tostring(x)
+      end
+      run_body(T, op.body, inner)
+      if not ended then
+        for x in it do got[#got + 1] = x end
+      end
+      return got
+    end)
+  end
+  r.inner = inner
+  return r
 end
 
 ---------------------------------------------------------------------------
@@ -927,6 +996,7 @@ show_op = function(op)
   if op.method then parts[#parts + 1] = op.method end
   if op.ending then parts[#parts + 1] = "ending=" .. op.ending end
   if op.steps then parts[#parts + 1] = "steps=" .. op.steps end
+  if op.kind then parts[#parts + 1] = op.kind .. (op.close and " close" or "") end
   if op.new then parts[#parts + 1] = "new=" .. op.new end
   if op.args then
     local a = {}
@@ -942,7 +1012,7 @@ show_op = function(op)
 end
 
 -- nil when the real result r matches the model's m, else why not
-local compare
+local compare, compare_inner
 local function compare_err(me, re)
   if type(me) == "string" then
     if me == "yield error" then return nil end
@@ -1019,6 +1089,21 @@ compare = function(op, m, r)
       end
       return nil
     end
+    if op.op == "walk" then
+      local w, got = m[1], r[1]
+      if type(got) ~= "table" then return "walk: " .. show(got) end
+      local s0, seen = {}, {}
+      for _, k in ipairs(w.s0) do s0[k] = true end
+      for _, k in ipairs(got) do
+        if seen[k] then return "walk: " .. show(k) .. " returned twice" end
+        seen[k] = true
+        if not s0[k] then return "walk: returned " .. show(k) .. ", which was not there when it began" end
+      end
+      for k in pairs(w.present) do
+        if not seen[k] then return "walk: " .. show(k) .. " was there throughout, never returned" end
+      end
+      return compare_inner(op, m, r)
+    end
     if m.n ~= r.n then return "expected " .. m.n .. " results, got " .. r.n end
     for i = 1, m.n do
       if op.op == "ttl" then
@@ -1028,15 +1113,20 @@ compare = function(op, m, r)
       end
     end
   end
+  return compare_inner(op, m, r)
+end
+
+-- the results of the calls inside an atomic's fn or a walk
+compare_inner = function(op, m, r)
   if m.inner then
     if #m.inner ~= #r.inner then
-      return "atomic: fn ran " .. #r.inner .. " steps, the model " .. #m.inner
+      return op.op .. ": fn ran " .. #r.inner .. " steps, the model " .. #m.inner
     end
     for i = 1, #m.inner do
       local sub = op.body[i - 1] or { op = "fn's arguments" }
       if op.ending == "close" and i == #m.inner then sub = { op = "close" } end
       local why = compare(sub, m.inner[i], r.inner[i])
-      if why then return "inside atomic, step " .. i .. " (" .. show_op(sub) .. "): " .. why end
+      if why then return "inside " .. op.op .. ", step " .. i .. " (" .. show_op(sub) .. "): " .. why end
     end
   end
   return nil
@@ -1108,8 +1198,25 @@ end
 
 -- the plan of one seed: a few handles, nops random operations (the whole state compared
 -- every 250 and at the end), then the driver closed and 60 more
-local function gen_plan(seed, nops)
+local SCRATCH = MAX_HANDLES + 1   -- the handle the namespace calls inside a walk make
+
+-- a walk (exec_walk) with a body of calls drawn from r2, a generator of its own, so that
+-- the plans without walks stay the ones they were
+local function gen_walk(r2, nh)
+  local op = { op = "walk", h = r2(nh), kind = r2(5) == 1 and "namespaces" or "keys",
+               steps = r2(4) - 1, body = {}, alt = r2(3) == 1 }
+  if op.kind == "namespaces" and r2(4) == 1 then op.h = 0 end
+  for i = 1, r2(5) do
+    local sub = gen_op(r2, 3, nh, true)   -- depth 3: no atomic, so no handle made but these
+    if sub.op == "namespace" then sub.new = SCRATCH end
+    op.body[i] = sub
+  end
+  return op
+end
+
+local function gen_plan(seed, nops, walks)
   local r = rng(seed)
+  local r2 = walks and rng(seed + 7919)
   made = 0
   local plan = {
     { op = "namespace", h = 0, args = pack("a") }, { op = "namespace", h = 0, args = pack("ab") },
@@ -1121,9 +1228,15 @@ local function gen_plan(seed, nops)
     local op = i % 250 == 0 and { op = "state" } or gen_op(r, 0, nh, false)
     nh = number_handles({ op }, nh)
     plan[#plan + 1] = op
+    if r2 and r2(40) == 1 then plan[#plan + 1] = gen_walk(r2, nh) end
   end
   plan[#plan + 1] = { op = "state" }
   plan[#plan + 1] = { op = "gcstats" }
+  if r2 then   -- a walk begun before close() and stepped after it
+    plan[#plan + 1] = { op = "walk", h = r2(4) == 1 and 0 or r2(4), kind = r2(2) == 1 and "keys" or
+                        "namespaces", steps = r2(2) - 1, body = {}, close = true }
+    if plan[#plan].h == 0 then plan[#plan].kind = "namespaces" end
+  end
   plan[#plan + 1] = { op = "closeall" }
   for _ = 1, 60 do
     local op = gen_op(r, 2, nh, true)
@@ -1219,7 +1332,7 @@ local function shrink(plan, nh, at)
 end
 
 local function run_seed(seed, nops)
-  local plan, nh = gen_plan(seed, nops)
+  local plan, nh = gen_plan(seed, nops, true)
   local stats = os.getenv("ZELTKV_MODEL_VERBOSE") and {} or nil
   local failure, at = run_plan(plan, nh, "seed " .. seed, stats)
   if stats then

@@ -143,7 +143,14 @@ local function run(seed, iter, mod, label, closer)
   local function open()
     world.mem = mod.memory({ gc_interval = 0 })
     world.name = world.name or H.segment_name("garbage")
-    world.shared = mod.shared(world.name, { size = "8m" })
+    -- the garbage may have unlinked the segment and made it again at the default size
+    -- (unlink and shared get our name), which an 8m open then refuses: start it anew
+    local ok, kv = pcall(mod.shared, world.name, { size = "8m" })
+    if not ok then
+      zeltkv.unlink(world.name)
+      kv = mod.shared(world.name, { size = "8m" })
+    end
+    world.shared = kv
     world.ms = world.mem:namespace("fz")
     world.ss = world.shared:namespace("fz"):namespace("\0")
     for i = 1, 300 do

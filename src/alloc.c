@@ -137,6 +137,7 @@ static ref_t take(seg *s, ref_t r, uint64_t have, uint64_t units) {
 
 static void log_reused(seg *s, ref_t r, uint64_t units);
 static void note_freed(seg *s, ref_t r, uint64_t units);
+static void own_add(seg *s, ref_t r, uint64_t units);
 
 /* a free block of at least `units` from the lists (0: none); *have gets its size */
 static ref_t find_free(seg *s, uint64_t units, uint64_t *have) {
@@ -207,6 +208,7 @@ ref_t blk_alloc(seg *s, uint64_t units) {
   if (!r) r = from_top(s, units);
   if (!r) return 0;
   log_reused(s, r, units);
+  if (UNLIKELY(s->txn_depth > 0)) own_add(s, r, units);
   h = H(s);
   LOGW(s, &h->bytes_used, 8);
   h->bytes_used += units * UNIT;
@@ -369,6 +371,7 @@ ref_t blk_alloc_low(seg *s, uint64_t units) {
   if (!r) return blk_alloc(s, units);
   take(s, r, have, units);
   log_reused(s, r, units);
+  if (s->txn_depth > 0) own_add(s, r, units);
   hdr *h = H(s);
   LOGW(s, &h->bytes_used, 8);
   h->bytes_used += units * UNIT;
@@ -454,6 +457,87 @@ static void note_freed(seg *s, ref_t r, uint64_t units) {
   s->pend[s->npend++] = (ref_t)units;
 }
 
+/* Room a transaction allocated and freed again.  A block allocated under the
+ * log holds, once allocated, nothing a rollback needs: its old bytes were
+ * free room, or were logged by log_reused.  So when it is freed again, only
+ * the savepoints taken while it was allocated need its bytes: the op that
+ * frees it (a failed op is undone to its start) and a nested begin.  At the
+ * start of the next outermost op of the transaction (blk_txn_op) such a
+ * block leaves the freed ranges: reusing it logs nothing, and the log's
+ * chunks may take it.  A set of the same key again and again in one
+ * transaction so needs room for two values, not for one each time.  The
+ * blocks are remembered from the innermost begin on (blk_txn_begin forgets
+ * the older ones: they hold what a rollback to it restores, blk_txn_forget), up to OWN_MAX
+ * (past it, the others stay freed ranges: more logged, never wrong). */
+#define OWN_MAX (1u << 20)
+
+static size_t own_slot(const seg *s, ref_t r) {
+  return (size_t)(((uint64_t)r * 0x9E3779B97F4A7C15ull) >> 40) & (s->txn_own_cap - 1);
+}
+
+static void own_put(seg *s, ref_t r, uint64_t units) {
+  for (size_t i = own_slot(s, r);; i = (i + 1) & (s->txn_own_cap - 1)) {
+    uint64_t e = s->txn_own[i];
+    if (!e || (ref_t)(e >> 32) == r) {
+      /* a block at r since the begin, of the most units: all of those bytes
+       * were allocated since it */
+      if (!e) s->txn_own_n++;
+      else if ((e & 0xffffffffu) > units) return;
+      s->txn_own[i] = (uint64_t)r << 32 | units;
+      return;
+    }
+  }
+}
+
+static void own_add(seg *s, ref_t r, uint64_t units) {
+  if (!s->logging) return;
+  if (2 * (s->txn_own_n + 1) > s->txn_own_cap) {
+    size_t cap = s->txn_own_cap ? 2 * s->txn_own_cap : 1024;
+    if (cap > 2 * (size_t)OWN_MAX) return;
+    uint64_t *n = calloc(cap, sizeof *n), *old = s->txn_own;
+    if (!n) return;   /* not remembered: its room stays a freed range */
+    size_t ocap = s->txn_own_cap;
+    s->txn_own = n;
+    s->txn_own_cap = cap;
+    s->txn_own_n = 0;
+    for (size_t i = 0; i < ocap; i++)
+      if (old[i]) own_put(s, (ref_t)(old[i] >> 32), old[i] & 0xffffffffu);
+    free(old);
+  }
+  own_put(s, r, units);
+}
+
+/* the units of the block allocated at r since the innermost begin (0: none) */
+static uint64_t own_units(const seg *s, ref_t r) {
+  if (!s->txn_own_n) return 0;
+  for (size_t i = own_slot(s, r);; i = (i + 1) & (s->txn_own_cap - 1)) {
+    uint64_t e = s->txn_own[i];
+    if (!e) return 0;
+    if ((ref_t)(e >> 32) == r) return e & 0xffffffffu;
+  }
+}
+
+void blk_txn_op(seg *s) {
+  size_t j = s->pend_seen;
+  for (size_t i = s->pend_seen; i + 1 < s->npend; i += 2) {
+    uint64_t u = own_units(s, s->pend[i]);
+    if (u && s->pend[i + 1] <= u) continue;   /* its bytes: no rollback's */
+    s->pend[j] = s->pend[i];
+    s->pend[j + 1] = s->pend[i + 1];
+    j += 2;
+  }
+  s->npend = j;
+  s->pend_seen = j;   /* the rest are older than any block remembered from now on */
+  if (s->pend_whole && j < 2 * FREED_MAX) s->pend_whole = 0;   /* every range is kept */
+}
+
+void blk_txn_forget(seg *s) {
+  if (s->txn_own_n) {
+    memset(s->txn_own, 0, s->txn_own_cap * sizeof *s->txn_own);
+    s->txn_own_n = 0;
+  }
+}
+
 uint64_t blk_freed_bytes(seg *s) {
   if (!s->logging) return 0;
   if (s->pend_whole) return UINT64_MAX;
@@ -494,23 +578,91 @@ static int overlaps_freed(const seg *s, uint64_t a, uint64_t b) {
   return 0;
 }
 
-ref_t blk_alloc_clean(seg *s, uint64_t units) {
+/* The biggest part of [a, b) (units) that overlaps no range freed under the
+ * log in this lock hold: its start in *at, its units returned (b - a: none
+ * does).  The freed ranges inside are sorted (a few: past GAP_RANGES only
+ * the two ends count). */
+#define GAP_RANGES 64
+
+static uint64_t clean_gap(const seg *s, uint64_t a, uint64_t b, uint64_t *at) {
+  uint64_t fa_[GAP_RANGES], fb_[GAP_RANGES];
+  size_t n = 0;
+  int many = 0;
+  uint64_t first = b, last = a;
+  for (size_t i = 0; i < s->npend; i += 2) {
+    uint64_t fa = s->pend[i], fb = fa + s->pend[i + 1];
+    if (!(fa < b && a < fb)) continue;
+    if (fa < a) fa = a;
+    if (fb > b) fb = b;
+    if (fa < first) first = fa;
+    if (fb > last) last = fb;
+    if (n == GAP_RANGES) {
+      many = 1;
+      continue;
+    }
+    size_t j = n++;   /* insertion by start */
+    for (; j > 0 && fa_[j - 1] > fa; j--) {
+      fa_[j] = fa_[j - 1];
+      fb_[j] = fb_[j - 1];
+    }
+    fa_[j] = fa;
+    fb_[j] = fb;
+  }
+  *at = a;
+  if (first == b) return b - a;
+  uint64_t g = first - a;   /* the lower end */
+  if (b - last >= g) {
+    g = b - last;
+    *at = last;
+  }
+  if (!many) {
+    uint64_t reach = a;   /* the end of the freed ranges so far */
+    for (size_t j = 0; j < n; j++) {
+      if (fa_[j] > reach && fa_[j] - reach > g) {
+        g = fa_[j] - reach;
+        *at = reach;
+      }
+      if (fb_[j] > reach) reach = fb_[j];
+    }
+  }
+  return g;
+}
+
+/* allocate [r, r + units) out of the free block x of `have` units: what is
+ * left below and above stays free */
+static ref_t carve(seg *s, ref_t x, uint64_t have, ref_t r, uint64_t units) {
+  if (r == x) return take(s, x, have, units);
+  list_remove(s, x, have);
+  LOGW(s, (char *)blk(s, x) + have * UNIT - 4, 4);   /* its footer, a tag to restore */
+  make_free(s, x, r - x);
+  LOGW(s, blk(s, r), 4);
+  blk(s, r)[0] = (uint32_t)(units << 2) | BLK_PREVFREE;
+  if (r + units < x + have) make_free(s, (ref_t)(r + units), x + have - r - units);   /* the next block keeps PREVFREE */
+  else set_prevfree(s, r + units, 0);
+  return r;
+}
+
+ref_t blk_alloc_clean(seg *s, uint64_t units, uint64_t least) {
   hdr *h = H(s);
   if (units < 2) units = 2;
   if (units >= (1u << 30)) return 0;
-  /* as high in the heap as it finds: never-used space first, else the
-   * highest of the first free blocks that fit (each check walks the freed
-   * ranges), so that a compaction, which works upwards from the lowest free
-   * block, meets it late */
-  uint64_t t = h->top / UNIT;
+  if (least < 2 || least > units) least = units;
+  /* As high in the heap as it finds, so that a compaction, which works
+   * upwards from the lowest free block, meets it late: never-used space
+   * first, else a part of a free block that holds nothing a rollback needs
+   * (blocks freed in this lock hold may have merged into it), `units` of it
+   * if it can (the upper end of that part in the highest such block), else
+   * the most it finds, down to `least` (the free room in pieces; each check
+   * walks the freed ranges). */
+  uint64_t t = h->top / UNIT, ut = h->size / UNIT - t;
+  if (ut > units) ut = units;
   ref_t r = 0;
-  if (h->top + units * UNIT <= h->size && !overlaps_freed(s, t, t + units) &&
-      (r = from_top(s, units)) != 0)
-    goto taken;
-  ref_t best = 0, low = 0;
-  uint64_t have = 0, low_have = 0;
+  if (ut == units && !overlaps_freed(s, t, t + units) && (r = from_top(s, units)) != 0) goto taken;
+  ref_t best = 0;
+  uint64_t have = 0, got = 0, at = 0;
   int budget = s->npend > 8192 ? 32 : 256;   /* fewer when the freed ranges are many */
-  for (unsigned c = cls_of(units); c < NCLASS && budget > 0; c++) {
+  for (unsigned c = NCLASS; c-- > cls_of(least) && budget > 0;) {
+    if (got == units && c < cls_of(units)) break;   /* the lists below hold smaller blocks */
     if (!(h->class_bits[c >> 6] & (1ull << (c & 63)))) continue;
     for (ref_t x = h->free_heads[c]; x && budget > 0; budget--) {
       chk(s, x, 2);
@@ -518,35 +670,29 @@ ref_t blk_alloc_clean(seg *s, uint64_t units) {
       uint64_t u = BLK_UNITS(hd);
       if (UNLIKELY(!(hd & BLK_FREE))) FAIL(s, ZKV_ECORRUPT);
       chk(s, x, u);
-      /* the chunk would be its upper end: the rest stays a free block below;
-       * a block freed in this lock hold merged into its upper end: its lower
-       * end, if that was free before (the last choice) */
-      if (u >= units && x + u > (uint64_t)best + have && !overlaps_freed(s, x + u - units, x + u)) {
-        best = x;
-        have = u;
-      } else if (u >= units && !best && !low && !overlaps_freed(s, x, x + units)) {
-        low = x;
-        low_have = u;
+      if (u >= least) {
+        uint64_t gs, g = clean_gap(s, x, x + u, &gs);
+        if (g > units) {   /* the upper end of the gap */
+          gs += g - units;
+          g = units;
+        }
+        if (g >= least && (g > got || (g == got && gs > at))) {
+          best = x;
+          have = u;
+          got = g;
+          at = gs;
+        }
       }
       x = blk(s, x)[1];
     }
   }
-  if (!best && low) {
-    r = take(s, low, low_have, units);
+  if (ut >= least && ut > got && !overlaps_freed(s, t, t + ut) && (r = from_top(s, ut)) != 0) {
+    units = ut;
     goto taken;
   }
   if (!best) return 0;
-  if (have == units) {
-    r = take(s, best, have, units);
-  } else {
-    list_remove(s, best, have);
-    LOGW(s, (char *)blk(s, best) + have * UNIT - 4, 4);   /* its footer, a tag to restore */
-    make_free(s, best, have - units);
-    r = (ref_t)(best + have - units);
-    LOGW(s, blk(s, r), 4);
-    blk(s, r)[0] = (uint32_t)(units << 2) | BLK_PREVFREE;
-    set_prevfree(s, r + units, 0);
-  }
+  units = got;
+  r = carve(s, best, have, (ref_t)at, units);
 taken:
   h = H(s);
   LOGW(s, &h->bytes_used, 8);

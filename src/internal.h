@@ -87,6 +87,11 @@ typedef struct room_req {
   int from_stale;          /* others wrote since: `from` may lie inside a block */
   int wrapped;             /* its reservation went once round the heap */
   uint64_t work;           /* of this step, in buckets of index growth or move (room.c) */
+  /* the write's own namespace, empty, moved by its steps (room.c): the id
+   * the op was called with, and where its record is now (0: none moved);
+   * the op's runs after it take ns_moved for that id (ops.c, ns_ref) */
+  zkv_ns ns_id;
+  ref_t ns_moved;
 } room_req;
 
 #define EVICT_POOL 16
@@ -111,6 +116,10 @@ typedef struct seg {
   ref_t *pend;             /* (ref, units) pairs freed under the log in this lock hold */
   size_t npend, cap_pend;
   int pend_whole;          /* past FREED_MAX pairs: every allocation is logged whole (alloc.c) */
+  size_t pend_seen;        /* pairs of pend already checked against txn_own (alloc.c, blk_txn_op) */
+  uint64_t *txn_own;       /* in a transaction: blocks allocated since its innermost
+                            * begin, ref << 32 | units, open addressing (alloc.c) */
+  size_t txn_own_n, txn_own_cap;
   int logging;             /* record undo for writes now */
   int dirty;               /* seq made odd in this lock hold */
   /* memory driver: private growable log */
@@ -234,6 +243,8 @@ static inline int arena_bounds(const seg *s, uint64_t off, uint64_t len) {
 extern void (*arena_test_create_hook)(void);
 /* tests: called before each record crash recovery applies (log.c) */
 extern void (*txn_test_recover_hook)(void);
+/* tests: called after each key zkv_expire_all flags (ops.c) */
+extern void (*expire_test_hook)(void);
 
 /* ---- the undo log's records (log.c) --------------------------------------- */
 /* raise an engine error from deep inside an op: rolls back to the op's start */
@@ -374,10 +385,20 @@ uint64_t blk_freed_bytes(seg *s);
  * of every free list: for the records that never move, which then split
  * the free room as little as they can) */
 ref_t blk_alloc_low(seg *s, uint64_t units);
+/* Inside a transaction, at the start of each outermost op and of each
+ * begin: the blocks that were allocated since the innermost begin and freed
+ * again by an op that has ended leave the freed ranges, since no rollback
+ * needs their bytes (alloc.c).  blk_txn_forget, at each begin (a savepoint
+ * for which the blocks allocated before it hold data) and at the end of the
+ * outermost level: no block is remembered as allocated since a begin. */
+void blk_txn_op(seg *s);
+void blk_txn_forget(seg *s);
 /* blk_alloc for the undo log's own chunks (shared segment, txn.c): only from
  * free room that holds nothing a rollback needs (no block this lock hold
- * freed), so its old bytes are not logged; 0 when there is none */
-ref_t blk_alloc_clean(seg *s, uint64_t units);
+ * freed that a rollback needs, alloc.c), so its old bytes are not logged.
+ * A block of `units`, else the biggest such free block of `least` units or
+ * more, whole (its size in its header); 0 when there is none. */
+ref_t blk_alloc_clean(seg *s, uint64_t units, uint64_t least);
 
 /* ---- the index (index.c) ------------------------------------------------ */
 /* the index hash: XXH3 of the key seeded with the namespace ref (and the
@@ -406,6 +427,11 @@ void idx_moved(zkv_db *db, ref_t old, ref_t nw);
  * it anew; the Lua binding does so by itself) */
 int idx_ns_freeable(seg *s, ref_t r);
 void idx_free_ns(zkv_db *db, ref_t r);
+/* such an empty namespace's record at old now has a copy at nw (its tag
+ * too): its chain and its parent's child list name nw, and old's tag is
+ * taken away, so that ids naming old give ZKV_ESTALE (old stays allocated:
+ * the caller frees it) */
+void idx_ns_moved(zkv_db *db, ref_t old, ref_t nw);
 void idx_replace(zkv_db *db, ref_t old, ref_t nw, uint64_t h);
 void idx_relocate(zkv_db *db, ref_t old, ref_t nw);
 /* the units of the bigger bucket array the index is due for (0: not due),
@@ -561,12 +587,14 @@ static inline size_t ent_units(size_t klen, size_t vlen, unsigned eflags) {
   return (ENT_HDR + opt_bytes(eflags) + klen + vlen + UNIT - 1) / UNIT;
 }
 
-static inline const char *ent_key(const ent *e) {
+/* ent_key and ent_val are always inline: a read computes the entry's layout
+ * once for ent_ok, the key compare and the value (a call repeats it) */
+static inline __attribute__((always_inline)) const char *ent_key(const ent *e) {
   if (e->type == T_NSREC) return (const char *)e + NS_DATA_OFF + sizeof(nsdata);
   return (const char *)e + ENT_HDR + opt_bytes(e->flags);
 }
 
-static inline char *ent_val(ent *e, size_t *vlen) {
+static inline __attribute__((always_inline)) char *ent_val(ent *e, size_t *vlen) {
   size_t off = ENT_HDR + opt_bytes(e->flags) + e->klen;
   size_t total = (size_t)BLK_UNITS(e->blk) * UNIT;
   *vlen = total - off - EF_SLACK(e->flags);
@@ -593,10 +621,9 @@ static inline int ent_live(const ent *e, int64_t now) {
   return x == 0 || now < x;
 }
 
-/* does the entry count among its namespace's nttl (it can expire, or has)? */
-static inline int ent_timed(const ent *e) {
-  return (e->flags & EF_FLUSHED) || ent_exp(e) != 0;
-}
+/* does the entry count among its namespace's nttl (it carries an expiry;
+ * EF_FLUSHED is not counted there: format.h, nsdata)? */
+static inline int ent_timed(const ent *e) { return ent_exp(e) != 0; }
 
 /* ent_live at the current time; reads the clock only for keys with a ttl */
 static inline int ent_alive(const ent *e) {
@@ -639,6 +666,43 @@ static inline int key_eq(const void *a, const void *b, size_t n) {
 }
 
 /* validation: every ref read from the arena is checked */
+
+/* The heap's bounds as ent_ok checks a ref against them: read once for a
+ * walk that checks many refs and stores into entries (a byte store may alias
+ * the header and the handle, so ent_ok would read them again for each). */
+typedef struct heap_view {
+  char *base;
+  uint64_t lo, top;   /* 0, 0 when the header's are out of the mapping (nothing is ok) */
+} heap_view;
+static inline heap_view heap_view_of(const seg *s) {
+  const hdr *h = H(s);
+  heap_view v = {s->base, h->heap_start, h->top};
+  if (v.top > s->mapped) v.lo = v.top = 0;
+  return v;
+}
+/* ent_ok against a heap_view taken in this lock hold */
+static inline int ent_ok_in(heap_view v, ref_t r) {
+  uint64_t off = (uint64_t)r * UNIT;
+  if (off < v.lo || off + ENT_HDR > v.top) return 0;
+  const ent *e = (const ent *)(v.base + off);
+  uint64_t units = BLK_UNITS(e->blk);
+  if ((e->blk & BLK_FREE) || off + units * UNIT > v.top) return 0;
+  size_t need = (e->type == T_NSREC) ? NS_DATA_OFF + sizeof(nsdata) + e->klen
+                                     : ENT_HDR + opt_bytes(e->flags) + e->klen +
+                                           EF_SLACK(e->flags);
+  return need <= units * UNIT;
+}
+
+/* What a walk that reads only entry headers (with their expiry) and flips a
+ * flag bit needs of r, and less than ent_ok: an allocated block inside the
+ * heap that holds that much.  (Not its key: such a walk never reads it.) */
+static inline int ent_hdr_ok_in(heap_view v, ref_t r) {
+  uint64_t off = (uint64_t)r * UNIT;
+  if (off < v.lo || off + ENT_HDR > v.top) return 0;
+  const ent *e = (const ent *)(v.base + off);
+  uint64_t bytes = (uint64_t)BLK_UNITS(e->blk) * UNIT;
+  return !(e->blk & BLK_FREE) && bytes >= ENT_HDR + opt_bytes(e->flags) && bytes <= v.top - off;
+}
 
 /* is r the start of an allocated entry block inside the heap? */
 static inline int ent_ok(seg *s, ref_t r) {

@@ -359,6 +359,7 @@ void zkv_close(zkv_db *db) {
       if (s->threadsafe && !s->forked) pthread_mutex_destroy(&s->tlock);
     }
     free(s->pend);
+    free(s->txn_own);
     free(s->txn_marks);
     free(s);
   }

@@ -37,12 +37,18 @@
 /* A chunk is an eighth of the log so far, at least LOG_CHUNK_MIN, at most
  * LOG_CHUNK_MAX and an eighth of the free room (few chunks for a big
  * transaction, none that takes much of the room its writes need), more if
- * one block can give what is asked at once; down to LOG_CHUNK_FLOOR when the
- * free room is in pieces.  GROW_LOG_BYTES is what a chunk's allocation
- * itself may log. */
+ * one block can give what is asked at once.  When no free block is that big
+ * (the free room in pieces), the biggest one found is taken whole, down to
+ * LOG_CHUNK_LEAST: a chunk's header, what taking a free block whole logs
+ * (CHUNK_TAKE_LOG: its list links and tags, the next block's PREVFREE bit,
+ * bytes_used, the log_ahead push) and one inline record (72 bytes) with
+ * what a record split at its end wastes (16); a smaller block would hold
+ * less log than its own allocation writes.  GROW_LOG_BYTES is what a
+ * chunk's allocation itself may log at most (a block split, or top). */
 #define LOG_CHUNK_MIN (16u << 10)
 #define LOG_CHUNK_MAX (16u << 20)
-#define LOG_CHUNK_FLOOR 1024u
+#define CHUNK_TAKE_LOG 160u
+#define LOG_CHUNK_LEAST (LOG_CHUNK_HDR + CHUNK_TAKE_LOG + 72u + 16u)
 #define GROW_LOG_BYTES 1024u
 
 /* the log bytes a chunk holds, less what a record split at its end wastes */
@@ -50,38 +56,41 @@ static uint64_t chunk_room(const log_chunk *k) {
   return (uint64_t)BLK_UNITS(k->blk) * UNIT - LOG_CHUNK_HDR - 16;
 }
 
-int log_room_grow(seg *s, uint64_t need) {
+/* the log bytes free now: the window's rest and the chunks ahead (up to
+ * `enough`: the walk stops there) */
+static uint64_t log_avail(seg *s, uint64_t enough) {
   hdr *h = H(s);
-  if (h->log_used > h->log_end) return 0;
-  uint64_t avail = h->log_end - h->log_used;
-  for (ref_t c = h->log_ahead; c && avail < need;) {
+  uint64_t avail = h->log_used <= h->log_end ? h->log_end - h->log_used : 0;
+  for (ref_t c = h->log_ahead; c && avail < enough;) {
     log_chunk *k = log_chunk_at(s, c);
     if (!k) FAIL(s, ZKV_ECORRUPT);
     avail += chunk_room(k);
     c = k->next;
   }
+  return avail;
+}
+
+int log_room_grow(seg *s, uint64_t need) {
+  hdr *h = H(s);
+  if (h->log_used > h->log_end) return 0;
+  uint64_t avail = log_avail(s, need);
   if (avail >= need) return 1;
   if (s->txn_depth == 0 || !s->logging) return 0;
   /* the allocations are logged: in the window, or in a chunk ahead */
   if (h->log_end - h->log_used < GROW_LOG_BYTES && !h->log_ahead) return 0;
   uint64_t heap = h->size - h->heap_start;
   uint64_t free_room = heap > h->bytes_used ? heap - h->bytes_used : 0;
+  const uint64_t least = (LOG_CHUNK_LEAST + UNIT - 1) / UNIT;
   while (avail < need) {
     uint64_t want = h->log_used / 8;
     if (want < LOG_CHUNK_MIN) want = LOG_CHUNK_MIN;
     if (want > LOG_CHUNK_MAX) want = LOG_CHUNK_MAX;
     if (want > free_room / 8) want = free_room / 8;
     if (want < need - avail + GROW_LOG_BYTES) want = need - avail + GROW_LOG_BYTES;
-    uint64_t u = (want + LOG_CHUNK_HDR + 16 + UNIT - 1) / UNIT, floor = LOG_CHUNK_FLOOR / UNIT;
-    ref_t c = 0;
-    for (;;) {
-      c = blk_alloc_clean(s, u);
-      if (c || u <= floor) break;
-      u = u / 2 > floor ? u / 2 : floor;
-    }
+    uint64_t u = (want + LOG_CHUNK_HDR + 16 + UNIT - 1) / UNIT;
+    ref_t c = blk_alloc_clean(s, u, least);
     if (!c) return 0;
     h = H(s);
-    uint64_t cost = h->log_used;
     log_chunk *k = (log_chunk *)P(s, c);   /* its bytes are free room's: not logged */
     k->prev = 0;
     k->magic = LOG_CHUNK_MAGIC;
@@ -91,11 +100,11 @@ int log_room_grow(seg *s, uint64_t need) {
     k->next = h->log_ahead;
     atomic_signal_fence(memory_order_seq_cst);
     h->log_ahead = c;
-    avail += chunk_room(k);
-    /* the records of the allocation came out of avail (no more than the
-     * log so far: its records were written before cost was read) */
-    (void)cost;
-    avail -= avail > GROW_LOG_BYTES / 2 ? GROW_LOG_BYTES / 2 : avail;
+    /* what it gave, less what its allocation logged (counted again: the
+     * records may have moved the window to a chunk ahead) */
+    uint64_t now = log_avail(s, UINT64_MAX);
+    if (now <= avail) return 0;   /* the pieces left hold no more than they cost */
+    avail = now;
   }
   return 1;
 }
@@ -335,6 +344,9 @@ int op_enter(zkv_db *db) {
   if (UNLIKELY(db->closed)) return ZKV_ECLOSED;
   seg *s = db->s;
   if (seg_owned(s)) {
+    /* an outermost op of a transaction (or a begin): what ops before it
+     * allocated and freed again is free room again (alloc.c) */
+    if (UNLIKELY(s->npend > s->pend_seen) && s->depth == s->txn_depth) blk_txn_op(s);
     s->depth++;
     return ZKV_OK;
   }
@@ -376,6 +388,7 @@ int op_enter(zkv_db *db) {
 static void release(seg *s) {
   s->npend = 0;
   s->pend_whole = 0;
+  s->pend_seen = 0;
   atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
   if (s->shared) {
     hdr *h = H(s);
@@ -483,6 +496,7 @@ int zkv_begin(zkv_db *db) {
     s->txn_marks = n;
     s->txn_cap = (int)cap;
   }
+  blk_txn_forget(s);   /* blocks allocated before this savepoint hold its data */
   s->txn_marks[s->txn_depth++] = log_pos(s);
   s->logging = 1;
   db->txn_levels++;
@@ -502,6 +516,7 @@ static int txn_end(zkv_db *db, int undo_it) {
     if (undo_it) H(s)->rollbacks++;   /* after the undo: the log does not cover it */
     else H(s)->commits++;
     if (!s->shared) s->logging = 0;
+    blk_txn_forget(s);
   }
   return op_leave(db, ZKV_OK);
 }

@@ -144,16 +144,19 @@ void errors_init(lua_State *L);
 /* ---- checks (check.c) ------------------------------------------------------ */
 
 /* methods get their class metatable as upvalue 1: self is checked by
- * comparing metatables, without a registry lookup by name */
-static inline void *check_self(lua_State *L, const char *tname) {
+ * comparing metatables, without a registry lookup by name.  check_self_keep
+ * leaves self's metatable on the stack, for get (KEY_ARGS_GET). */
+static inline void *check_self_keep(lua_State *L, const char *tname) {
   void *p = lua_touserdata(L, 1);
-  if (LIKELY_(p && lua_getmetatable(L, 1))) {
-    int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
-    lua_pop(L, 1);
-    if (LIKELY_(ok)) return p;
-  }
+  if (LIKELY_(p && lua_getmetatable(L, 1) && lua_rawequal(L, -1, lua_upvalueindex(1))))
+    return p;
   luaL_typeerror(L, 1, tname);
   return NULL;
+}
+static inline void *check_self(lua_State *L, const char *tname) {
+  void *p = check_self_keep(L, tname);
+  lua_pop(L, 1);
+  return p;
 }
 
 /* the handle of a live driver, or "closed".  Fetch it after the arguments
@@ -185,6 +188,16 @@ static inline Store *key_args(lua_State *L, const char **k, size_t *kl) {
   const char *k;     \
   size_t kl;         \
   Store *s = key_args(L, &k, &kl)
+/* KEY_ARGS for get, which reads no argument after the key and returns its
+ * last push: self's metatable stays on the stack above the arguments, which
+ * saves get the pop (lua_settop: on Lua 5.4 it also looks for to-be-closed
+ * variables), unless it took the key's place (no key given) */
+#define KEY_ARGS_GET(L)                                     \
+  const char *k;                                            \
+  size_t kl;                                                \
+  Store *s = (Store *)check_self_keep(L, STORE_MT);         \
+  if (UNLIKELY_(lua_gettop(L) < 3)) lua_pop(L, 1);          \
+  k = check_key(L, 2, &kl)
 
 /* an integral number that an int64_t holds exactly: 1 and *out, else 0
  * (Lua integers are always integral; a float must be whole and in range) */

@@ -79,7 +79,7 @@ int reresolve(lua_State *L, int si, Store *s) {
 /* ---- Store methods ---------------------------------------------------------- */
 
 static int store_get(lua_State *L) {
-  KEY_ARGS(L);
+  KEY_ARGS_GET(L);
   zkv_db *db = live_db(L, s->drv);
   zkv_value v;
   int rc;
@@ -240,6 +240,9 @@ static int walk_iter(lua_State *L) {
   zkv_cursor *cur = (zkv_cursor *)lua_touserdata(L, lua_upvalueindex(2));
   lua_Integer pos = (lua_Integer)lua_tonumber(L, lua_upvalueindex(4));
   lua_Integer n = (lua_Integer)lua_tonumber(L, lua_upvalueindex(5));
+  /* every step, not only the ones that read a batch: after close() the rest of a batch
+   * read before it, or the end of a walk that fitted in one, is "closed" as well */
+  zkv_db *db = live_db(L, s->drv);
   if (pos < n) {
     lua_rawgeti(L, lua_upvalueindex(3), (int)(pos + 1));
     lua_pushnumber(L, (lua_Number)(pos + 1));
@@ -248,7 +251,6 @@ static int walk_iter(lua_State *L) {
   }
   if (cur->done) return 0;
   Owned *own = owned_push(L);   /* b.buf's, while the keys are pushed */
-  zkv_db *db = live_db(L, s->drv);
   KeyBatch b = {NULL, 0, 0, 0};
   size_t got = 0;
   int rc;
@@ -320,6 +322,11 @@ static int store_namespaces(lua_State *L) { return store_walk(L, 1); }
  * returns), and on LuaJIT a loop the JIT compiled (docs/reference.md).  A hook
  * another tool set (a debugger, a profiler) is left alone: no limit then.
  *
+ * A fn that catches the timeout (a pcall around a library call) and returns
+ * is still aborted: once the hook has raised, an atomic whose own limit has
+ * passed undoes fn's writes and raises the timeout when fn returns, so the
+ * writes of a fn that overran are never kept.
+ *
  * The clock starts at fn's first hook call (after its first 1000
  * instructions), so that an atomic that ends sooner never reads it.  The
  * limit state is per thread (one Lua state runs in one thread at a time, and
@@ -332,12 +339,21 @@ static _Thread_local struct {
   int active;        /* an atomic with a limit is running */
   double secs;       /* the limit */
   int64_t start_ns;  /* when the outermost one's first hook call came; 0: not yet */
+  int raised;        /* the hook raised the timeout since the outermost one began */
 } atomic_limit;
 
 static int64_t now_ns(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+typedef int (*raise_fn)(lua_State *, int, const char *, const char *, ...);
+static int raise_timeout(lua_State *L, raise_fn raise, double limit) {
+  char secs[32];
+  snprintf(secs, sizeof secs, "%g", limit);
+  return raise(L, C_FAILED, "timeout",
+               "atomic: fn ran longer than atomic_timeout (%s s); its writes are undone", secs);
 }
 
 static void atomic_hook(lua_State *L, lua_Debug *ar) {
@@ -349,11 +365,8 @@ static void atomic_hook(lua_State *L, lua_Debug *ar) {
     return;
   }
   if ((double)(now - atomic_limit.start_ns) >= atomic_limit.secs * 1e9) {
-    char secs[32];
-    snprintf(secs, sizeof secs, "%g", atomic_limit.secs);
-    zl_raise_here(L, C_FAILED, "timeout",
-                     "atomic: fn ran longer than atomic_timeout (%s s); its writes are undone",
-                     secs);
+    atomic_limit.raised = 1;
+    raise_timeout(L, zl_raise_here, atomic_limit.secs);
   }
 }
 
@@ -399,6 +412,7 @@ static int do_atomic(lua_State *L, Driver *d, int fn_idx, int self_idx) {
     if (!saved_active) {
       atomic_limit.active = 1;
       atomic_limit.start_ns = 0;
+      atomic_limit.raised = 0;
       atomic_limit.secs = d->atomic_timeout;
     } else if (d->atomic_timeout < atomic_limit.secs) {
       atomic_limit.secs = d->atomic_timeout;
@@ -417,6 +431,10 @@ static int do_atomic(lua_State *L, Driver *d, int fn_idx, int self_idx) {
    * lands here like any other, and the writes are undone */
   int st = lua_pcall(L, nargs + 1, LUA_MULTRET, 0);
   if (hooked) lua_sethook(L, NULL, 0, 0);
+  /* fn returned after it caught the timeout: past this atomic's limit, it failed */
+  double limit = atomic_limit.secs;
+  int late = st == LUA_OK && d->atomic_timeout > 0 && atomic_limit.raised &&
+             (double)(now_ns() - atomic_limit.start_ns) >= limit * 1e9;
   atomic_limit.active = saved_active;
   atomic_limit.secs = saved_secs;
   d->atomic_depth--;
@@ -428,6 +446,10 @@ static int do_atomic(lua_State *L, Driver *d, int fn_idx, int self_idx) {
     return lua_error(L);   /* the same error value, unchanged */
   }
   if (!db) return lraise_failed(L, "closed", "atomic: the driver was closed");
+  if (late) {
+    zkv_rollback(db);
+    return raise_timeout(L, zl_raise, limit);
+  }
   rc = zkv_commit(db);
   if (rc) return raise_rc(L, rc, "atomic");
   return lua_gettop(L) - base;

@@ -266,13 +266,15 @@ static void encode_table(lua_State *L, Scratch *b, int idx) {
 
 void to_value(lua_State *L, Driver *d, int idx, zkv_value *v) {
   memset(v, 0, sizeof *v);
-  const char *why = scalar_refusal(L, idx);
-  if (why) lraise(L, C_VALUE, "%s", why);
-  switch (lua_type(L, idx)) {
-  case LUA_TSTRING:
+  int t = lua_type(L, idx);
+  if (LIKELY_(t == LUA_TSTRING)) {   /* set's common case: one type test */
     v->type = ZKV_T_STRING;
     v->data = lua_tolstring(L, idx, &v->len);
     return;
+  }
+  const char *why = scalar_refusal(L, idx);
+  if (why) lraise(L, C_VALUE, "%s", why);
+  switch (t) {
   case LUA_TNUMBER: {
 #ifndef ZKV_LUA51
     if (lua_isinteger(L, idx)) {
@@ -521,7 +523,7 @@ static int push_bytes(lua_State *L) {
 void push_read(lua_State *L, const void *p, size_t n) {
   if (n <= READ_ON_STACK) {
     char tmp[READ_ON_STACK];
-    memcpy(tmp, p, n);
+    if (n) memcpy(tmp, p, n);   /* an empty value may come with no bytes at all (p NULL) */
     lua_pushlstring(L, tmp, n);
     return;
   }
