@@ -1604,8 +1604,11 @@ static int do_verify(zkv_db *db, const char **why) {
       prev_free = 1;
     } else {
       used += u;
-      if (r == h->buckets || r == h->obuckets || r == h->dead_ring ||
-          (ent_ok(s, (ref_t)r) && E(s, r)->type == T_NSREC))
+      /* (the old array of a moving index is on its way out: not counted,
+       * nor read as an entry) */
+      int array = r == h->buckets || r == h->obuckets || r == h->dead_ring;
+      if (array ? !(r == h->obuckets && (h->ocursor & OC_MOVING))
+                : ent_ok(s, (ref_t)r) && E(s, r)->type == T_NSREC)
         fixed += u;
       prev_free = 0;
     }
@@ -1634,7 +1637,7 @@ static int do_verify(zkv_db *db, const char **why) {
   /* 3. the hash index (both arrays while it grows: each entry must sit in the
    *    chain its hash leads a lookup to) */
   uint64_t nb = nbuckets(s), indexed = 0;
-  if (h->obuckets && h->ocursor > nb / 2) BAD("index growth cursor is out of range");
+  if (h->obuckets && !OCURSOR_OK(h, nb)) BAD("index growth cursor is out of range");
   for (uint64_t i = 0; i < nb; i++) {
     ref_t *slot = idx_bucket_slot(s, i);
     if (!slot) continue;
