@@ -1475,6 +1475,9 @@ function Store._rawset(self, key, t, value, flags, ttl_ms, setflags)
   return RC_OK, false
 end
 
+-- the drop-in's ttl (the other drivers count it from their coarse clock): Redis's own clock
+Store._ttl_coarse = Store.ttl
+
 function Store._expire_ms(self, key, ms)
   local d = check_store(self, "_expire_ms")
   local rk = self.kbase .. check_key(key)
