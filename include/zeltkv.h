@@ -61,8 +61,10 @@
  * stays with the bytes a rollback brings back, until the commit.  A write that could not fit even if every
  * key were gone fails at once, evicting nothing.  When that is not enough
  * the write fails with ZKV_EFULL.  Free room can still be lost to pieces
- * held between namespace records (which never move) and blocks larger than
- * a shared segment's undo log (1/16 of it), which are not moved.  Recency is kept by the calls that read or write a key
+ * held between the records of namespaces that hold keys (which never move:
+ * keys name them by their place; an empty one goes, or moves out of the way
+ * of a write into it) and blocks larger than a shared segment's undo log
+ * (1/16 of it), which are not moved.  Recency is kept by the calls that read or write a key
  * they find (zkv_get, zkv_get_ex, zkv_set that replaces, zkv_set with
  * ZKV_SET_NX that finds the key, zkv_incr, zkv_incr_num); zkv_has, zkv_ttl,
  * zkv_expire, zkv_keys and zkv_count only look, as ngx.shared.DICT's do.
@@ -636,8 +638,11 @@ ZKV_API int zkv_flush_expired_ns(zkv_db *db, zkv_ns ns, uint64_t max, uint64_t *
 
 /* zkv_expire_all: make every live key of ns (not its children) expire now;
  * their memory stays until a sweep, so ZKV_GET_STALE still reads them
- * (ngx.shared.DICT's flush_all).  [out] n  how many (may be NULL).  Also
- * returns ZKV_ESTALE. */
+ * (ngx.shared.DICT's flush_all).  Keys made while it runs (it works in steps,
+ * see above) are kept.  Outside a transaction a key's mark is not undone: a
+ * process killed part way through leaves the namespace partly flushed, as an
+ * interrupted flush is; inside one, a rollback gives every key back.
+ * [out] n  how many (may be NULL).  Also returns ZKV_ESTALE. */
 ZKV_API int zkv_expire_all(zkv_db *db, zkv_ns ns, uint64_t *n);
 
 typedef struct zkv_stats {

@@ -714,6 +714,23 @@ describe("Store", function()
         assert.are.equal(1, seen["stable" .. i], "stable" .. i)
       end
     end)
+
+    -- a walk begun before close() and stepped after it is "closed" (the memory and shared
+    -- drivers handed out the rest of the batch they had read; the redis one, of its SCAN page)
+    it("is STORE_OPERATION_FAILED (\"closed\") at the next step after close()", function()
+      for i = 1, 5 do
+        s:set("k" .. i, i)
+        s:namespace("c" .. i):set("x", i)   -- (a redis namespace exists while it holds keys)
+      end
+      local keys, names = s:keys(), s:namespaces()
+      assert.is_string(keys())
+      assert.is_string(names())
+      kv:close()
+      local err = H.assert_error_code("STORE_OPERATION_FAILED", keys)
+      assert.are.equal("closed", err.reason)
+      err = H.assert_error_code("STORE_OPERATION_FAILED", names)
+      assert.are.equal("closed", err.reason)
+    end)
   end)
 
   -------------------------------------------------------------------------

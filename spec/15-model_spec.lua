@@ -13,8 +13,8 @@
 -- then and at the end. Walks (keys(), namespaces()) also run with other calls in the middle
 -- of them (no name returned twice, none that was not there when the walk began, every one
 -- there throughout returned), and one begun before close() is stepped after it ("closed");
--- those walks come from a generator of their own, so the other ops of a seed's plan stay
--- the ones they were.
+-- some atomics raise nil, a number or false (raised again as they are). Those come from a
+-- generator of their own, so the other ops of a seed's plan stay the ones they were.
 --
 -- Time: the model has its own clock, which moves only in jumps of G ms (the engine's clock
 -- follows through core._set_clock_offset), and every ttl the plan sets is a whole number
@@ -758,6 +758,9 @@ local function run_body(T, body, out)
   for _, sub in ipairs(body) do out[#out + 1] = exec_op(T, sub) end
 end
 
+-- the error values atomic() must raise again as they are, beside tables and strings
+local RAISES = { raise_nil = { nil }, raise_number = { 42 }, raise_false = { false } }
+
 local ENDINGS = {}
 function ENDINGS.return_(T, op) return 1, nil, "two" end
 
@@ -830,6 +833,7 @@ exec_op = function(T, op)
       run_body(T, op.body, inner)
       local e = op.ending
       if e == "raise" then error(op.err) end
+      if RAISES[e] then error(RAISES[e][1], 0) end   -- nil, a number, false
       if e == "raise_string" then error("plan raised", 0) end
       if e == "raise_coded" then obj:namespace("") end   -- EMPTY_NAMESPACE, not caught
       if e == "close" then
@@ -859,6 +863,7 @@ exec_op = function(T, op)
       if op.ending == "yield" then r = { ok = false, err = "yield error" } end
     end
     if not r.ok and op.ending == "raise" then r.same_error = rawequal(r.err, op.err) end
+    if not r.ok and RAISES[op.ending] then r.same_error = rawequal(r.err, RAISES[op.ending][1]) end
     r.inner = inner
     return r
   end
@@ -1214,6 +1219,15 @@ local function gen_walk(r2, nh)
   return op
 end
 
+-- some atomics of op (and of its body) raise nil, a number or false instead of a table
+local function other_raises(r2, op)
+  if op.op ~= "atomic" then return end
+  if op.ending == "raise" and r2(3) == 1 then
+    op.ending = ({ "raise_nil", "raise_number", "raise_false" })[r2(3)]
+  end
+  for _, sub in ipairs(op.body) do other_raises(r2, sub) end
+end
+
 local function gen_plan(seed, nops, walks)
   local r = rng(seed)
   local r2 = walks and rng(seed + 7919)
@@ -1228,6 +1242,7 @@ local function gen_plan(seed, nops, walks)
     local op = i % 250 == 0 and { op = "state" } or gen_op(r, 0, nh, false)
     nh = number_handles({ op }, nh)
     plan[#plan + 1] = op
+    if r2 and op.op == "atomic" then other_raises(r2, op) end
     if r2 and r2(40) == 1 then plan[#plan + 1] = gen_walk(r2, nh) end
   end
   plan[#plan + 1] = { op = "state" }

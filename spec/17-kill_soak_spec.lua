@@ -1,6 +1,7 @@
 -- spec/17-kill_soak_spec.lua: the SIGKILL soak of spec/support/kill_soak.lua through the Lua
 -- API: writer processes on one shared store (sets with and without ttl, deletes, incr of a
--- shared counter, atomic pairs, atomics that raise, a child clear()ed, an evicting lru store)
+-- shared counter, atomic pairs, atomics that raise, a child clear()ed, namespaces made, an
+-- evicting lru store)
 -- killed at random moments; after every kill the segments open, every write the killed
 -- writer was told succeeded is there (and nothing it never wrote), counters are exact, the
 -- atomic pair is whole and no namespace shows another's keys.

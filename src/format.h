@@ -33,7 +33,7 @@
 #include <stdint.h>
 
 #define ZKV_MAGIC "ZELTKV\0\1"
-#define ZKV_FORMAT 8u
+#define ZKV_FORMAT 9u
 #define UNIT 8u
 typedef uint32_t ref_t;
 
@@ -75,7 +75,8 @@ typedef struct ent {
 #define ENT_HDR 30u
 #define EF_EXP 1u
 #define EF_UFLAGS 2u
-#define EF_FLUSHED 4u   /* expired now by zkv_expire_all, whatever its ttl said */
+#define EF_FLUSHED 4u   /* expired now by zkv_expire_all, whatever its ttl said (its
+                         * namespace's nttl does not count it for that: nsdata) */
 #define EF_DELETED 8u   /* deleted, its block kept for a while (index.c, "deleted keys") */
 #define EF_SLACK(f) ((f) >> 5)
 #define T_NSREC 255u
@@ -100,9 +101,13 @@ typedef struct nsdata {
   uint32_t child;        /* first child namespace record */
   uint32_t next_seq;
   uint64_t nkeys;        /* entries in the list (live or expired) */
-  uint64_t nttl;         /* of which carry an expiry */
+  uint64_t nttl;         /* of which carry an expiry (EF_FLUSHED or not) */
   uint32_t tag;          /* random: tells a live record from a reused block */
-  uint32_t pad;
+  /* zkv_expire_all bumps `flushes` before each step's first EF_FLUSHED flag
+   * (the flags themselves need no undo record then: ops.c); a flush_expired
+   * walk that went through the whole list sets `swept` to it.  While they
+   * differ, some key of the list may be flushed. */
+  uint16_t flushes, swept;
 } nsdata;
 #define NS_DATA_OFF 32u
 /* the bucket array is a block too: its refs start after BUCKETS_OFF bytes */

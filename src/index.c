@@ -489,6 +489,27 @@ void idx_new_ns(zkv_db *db, ref_t r, ref_t parent, const void *name, size_t len,
   hd->nns++;
 }
 
+/* in the parent's list of children (through nprev/nnext) of the record r,
+ * whose links e holds: the link to r before it (the one before, or the
+ * parent's `child`) becomes `to_next`, the one after it `to_prev` */
+static void siblings_link(seg *s, const ent *e, ref_t r, ref_t to_next, ref_t to_prev) {
+  if (e->nprev) {
+    ent *p = ent_at(s, e->nprev);
+    LOGW(s, &p->nnext, 4);
+    p->nnext = to_next;
+  } else {
+    nsdata *pd = idx_nsdata(s, e->ns);
+    if (UNLIKELY(pd->child != r)) FAIL(s, ZKV_ECORRUPT);
+    LOGW(s, &pd->child, 4);
+    pd->child = to_next;
+  }
+  if (e->nnext) {
+    ent *n = ent_at(s, e->nnext);
+    LOGW(s, &n->nprev, 4);
+    n->nprev = to_prev;
+  }
+}
+
 int idx_ns_freeable(seg *s, ref_t r) {
   ent *e = ent_at(s, r);
   if (e->type != T_NSREC || r == H(s)->root_ns || !e->ns) return 0;
@@ -502,22 +523,7 @@ void idx_free_ns(zkv_db *db, ref_t r) {
   ent *e = E(s, r);
   ref_t parent = e->ns;
   chain_remove(s, r, idx_hash(parent, ent_key(e), e->klen, 1));
-  /* off the parent's list of children (through nprev/nnext) */
-  nsdata *pd = idx_nsdata(s, parent);
-  if (e->nprev) {
-    ent *p = ent_at(s, e->nprev);
-    LOGW(s, &p->nnext, 4);
-    p->nnext = e->nnext;
-  } else {
-    if (UNLIKELY(pd->child != r)) FAIL(s, ZKV_ECORRUPT);
-    LOGW(s, &pd->child, 4);
-    pd->child = e->nnext;
-  }
-  if (e->nnext) {
-    ent *n = ent_at(s, e->nnext);
-    LOGW(s, &n->nprev, 4);
-    n->nprev = e->nprev;
-  }
+  siblings_link(s, e, r, e->nnext, e->nprev);   /* off the parent's list of children */
   /* its ids go stale at once, whatever takes the block next */
   nsdata *d = idx_nsdata(s, r);
   LOGW(s, &d->tag, 4);
@@ -529,6 +535,20 @@ void idx_free_ns(zkv_db *db, ref_t r) {
   hd->nns--;
   fixed_add(s, r, -1);
   blk_free(s, r);
+}
+
+void idx_ns_moved(zkv_db *db, ref_t old, ref_t nw) {
+  seg *s = db->s;
+  if (UNLIKELY(!idx_ns_freeable(s, old))) FAIL(s, ZKV_ECORRUPT);
+  ent *e = E(s, nw);
+  ref_t parent = e->ns;
+  ref_t *pp = chain_slot(s, old, idx_hash(parent, ent_key(e), e->klen, 1));
+  LOGW(s, pp, 4);
+  *pp = nw;
+  siblings_link(s, e, old, nw, nw);
+  nsdata *d = ns_data_raw(s, old);
+  LOGW(s, &d->tag, 4);
+  d->tag = 0;
 }
 
 /* blocks for the store's own records, from an empty arena (FAILs if it is

@@ -86,6 +86,11 @@ typedef struct room_req {
   uint64_t seq_next;       /* hdr.seq at the next step if no one else wrote meanwhile */
   int from_stale;          /* others wrote since: `from` may lie inside a block */
   int wrapped;             /* its reservation went once round the heap */
+  /* the write's own namespace, empty, moved by its steps (room.c): the id
+   * the op was called with, and where its record is now (0: none moved);
+   * the op's runs after it take ns_moved for that id (ops.c, ns_ref) */
+  zkv_ns ns_id;
+  ref_t ns_moved;
 } room_req;
 
 #define EVICT_POOL 16
@@ -237,6 +242,8 @@ static inline int arena_bounds(const seg *s, uint64_t off, uint64_t len) {
 extern void (*arena_test_create_hook)(void);
 /* tests: called before each record crash recovery applies (log.c) */
 extern void (*txn_test_recover_hook)(void);
+/* tests: called after each key zkv_expire_all flags (ops.c) */
+extern void (*expire_test_hook)(void);
 
 /* ---- the undo log's records (log.c) --------------------------------------- */
 /* raise an engine error from deep inside an op: rolls back to the op's start */
@@ -419,6 +426,11 @@ void idx_moved(zkv_db *db, ref_t old, ref_t nw);
  * it anew; the Lua binding does so by itself) */
 int idx_ns_freeable(seg *s, ref_t r);
 void idx_free_ns(zkv_db *db, ref_t r);
+/* such an empty namespace's record at old now has a copy at nw (its tag
+ * too): its chain and its parent's child list name nw, and old's tag is
+ * taken away, so that ids naming old give ZKV_ESTALE (old stays allocated:
+ * the caller frees it) */
+void idx_ns_moved(zkv_db *db, ref_t old, ref_t nw);
 void idx_replace(zkv_db *db, ref_t old, ref_t nw, uint64_t h);
 void idx_relocate(zkv_db *db, ref_t old, ref_t nw);
 /* the units of the bigger bucket array the index is due for (0: not due),
@@ -599,10 +611,9 @@ static inline int ent_live(const ent *e, int64_t now) {
   return x == 0 || now < x;
 }
 
-/* does the entry count among its namespace's nttl (it can expire, or has)? */
-static inline int ent_timed(const ent *e) {
-  return (e->flags & EF_FLUSHED) || ent_exp(e) != 0;
-}
+/* does the entry count among its namespace's nttl (it carries an expiry;
+ * EF_FLUSHED is not counted there: format.h, nsdata)? */
+static inline int ent_timed(const ent *e) { return ent_exp(e) != 0; }
 
 /* ent_live at the current time; reads the clock only for keys with a ttl */
 static inline int ent_alive(const ent *e) {
@@ -645,6 +656,43 @@ static inline int key_eq(const void *a, const void *b, size_t n) {
 }
 
 /* validation: every ref read from the arena is checked */
+
+/* The heap's bounds as ent_ok checks a ref against them: read once for a
+ * walk that checks many refs and stores into entries (a byte store may alias
+ * the header and the handle, so ent_ok would read them again for each). */
+typedef struct heap_view {
+  char *base;
+  uint64_t lo, top;   /* 0, 0 when the header's are out of the mapping (nothing is ok) */
+} heap_view;
+static inline heap_view heap_view_of(const seg *s) {
+  const hdr *h = H(s);
+  heap_view v = {s->base, h->heap_start, h->top};
+  if (v.top > s->mapped) v.lo = v.top = 0;
+  return v;
+}
+/* ent_ok against a heap_view taken in this lock hold */
+static inline int ent_ok_in(heap_view v, ref_t r) {
+  uint64_t off = (uint64_t)r * UNIT;
+  if (off < v.lo || off + ENT_HDR > v.top) return 0;
+  const ent *e = (const ent *)(v.base + off);
+  uint64_t units = BLK_UNITS(e->blk);
+  if ((e->blk & BLK_FREE) || off + units * UNIT > v.top) return 0;
+  size_t need = (e->type == T_NSREC) ? NS_DATA_OFF + sizeof(nsdata) + e->klen
+                                     : ENT_HDR + opt_bytes(e->flags) + e->klen +
+                                           EF_SLACK(e->flags);
+  return need <= units * UNIT;
+}
+
+/* What a walk that reads only entry headers (with their expiry) and flips a
+ * flag bit needs of r, and less than ent_ok: an allocated block inside the
+ * heap that holds that much.  (Not its key: such a walk never reads it.) */
+static inline int ent_hdr_ok_in(heap_view v, ref_t r) {
+  uint64_t off = (uint64_t)r * UNIT;
+  if (off < v.lo || off + ENT_HDR > v.top) return 0;
+  const ent *e = (const ent *)(v.base + off);
+  uint64_t bytes = (uint64_t)BLK_UNITS(e->blk) * UNIT;
+  return !(e->blk & BLK_FREE) && bytes >= ENT_HDR + opt_bytes(e->flags) && bytes <= v.top - off;
+}
 
 /* is r the start of an allocated entry block inside the heap? */
 static inline int ent_ok(seg *s, ref_t r) {

@@ -104,6 +104,7 @@ static inline int count_del(zkv_db *db, int rc) {
     room_req rq_;                                                            \
     rq_.round = 0;                                                           \
     rq_.reserved = 0;                                                        \
+    rq_.ns_moved = 0;                                                        \
     for (;;) {                                                               \
       int rc_ = op_enter(db);                                                \
       if (rc_) return rc_;                                                   \
@@ -168,7 +169,15 @@ static inline ref_t ns_of_id(seg *s, zkv_ns ns) {
  * id was made stale (or never was one) */
 static ref_t ns_ref(seg *s, zkv_ns ns) {
   ref_t r = ns_of_id(s, ns);
-  if (UNLIKELY(!r)) FAIL(s, ns == ZKV_ROOT ? ZKV_ECORRUPT : ZKV_ESTALE);
+  if (UNLIKELY(!r)) {
+    /* the write's own namespace, moved while it made room (room.c): this
+     * call goes on with it where it is now (other ids of it are stale) */
+    room_req *q = s->room;
+    if (q && q->ns_moved && q->ns_id == ns &&
+        (r = ns_of_id(s, (ns >> 32) << 32 | q->ns_moved)) != 0)
+      return r;
+    FAIL(s, ns == ZKV_ROOT ? ZKV_ECORRUPT : ZKV_ESTALE);
+  }
   return r;
 }
 
@@ -543,10 +552,6 @@ static int do_store_at(zkv_db *db, ref_t ns, const void *key, size_t klen, uint6
         LOG_SPAN(s, e, atime, flags);
         e->type = (uint8_t)type;
         e->flags = nflags;
-      } else if ((e->flags & EF_FLUSHED) && !exp) {
-        nsdata *d = idx_nsdata(s, ns);   /* it counted in nttl, and no longer does */
-        LOGW(s, &d->nttl, 8);
-        d->nttl--;
       }
       if (e->type != type || e->flags != nflags) {
         LOG_SPAN(s, e, type, flags);
@@ -1004,10 +1009,12 @@ int zkv_list_len(zkv_db *db, zkv_ns ns, const void *key, size_t klen, uint64_t *
 
 /* ---- namespace-wide ------------------------------------------------------ */
 
-/* is every key listed in d live?  So when none carries an expiry (or was
- * flushed) and no deleted key is kept anywhere: then no walk is needed to
- * count them, nor to find the expired ones */
-static int ns_all_live(seg *s, const nsdata *d) { return d->nttl == 0 && H(s)->ndead == 0; }
+/* is every key listed in d live?  So when none carries an expiry, none may
+ * be flushed (format.h, nsdata) and no deleted key is kept anywhere: then no
+ * walk is needed to count them, nor to find the expired ones */
+static int ns_all_live(seg *s, const nsdata *d) {
+  return d->nkeys == 0 || (d->nttl == 0 && d->flushes == d->swept && H(s)->ndead == 0);
+}
 
 static int do_count(zkv_db *db, ref_t ns, uint64_t *count) {
   seg *s = db->s;
@@ -1126,40 +1133,167 @@ int zkv_flush_expired(zkv_db *db, uint64_t max, uint64_t *freed) {
 }
 
 
+/* ---- walks of a key list in steps (keys(), flush_all) ---------------------- */
+
+static int seq_after(uint32_t a, uint32_t b) { return (int32_t)(a - b) > 0; }
+
+/* Is the cursor's hint r still the entry it passed last (insertion number
+ * `seq`: a key of namespace ns, or with `children` a child namespace's
+ * record)?  Looking like it is not enough: a deleted key's header stays
+ * behind as stale bytes inside the free block its room merged into, or
+ * inside the value of whatever is allocated there next, with the old links.
+ * An entry the index finds under its own key is a real one: the index links
+ * only entries. */
+static int cursor_still_listed(seg *s, ref_t ns, ref_t r, uint32_t seq, int children) {
+  if (!ent_ok(s, r)) return 0;
+  ent *e = E(s, r);
+  if ((e->type == T_NSREC) != children || e->ns != ns || e->seq != seq) return 0;
+  const char *key = ent_key(e);
+  return idx_find(s, ns, key, e->klen, idx_hash(ns, key, e->klen, children), children) == r;
+}
+
+/* Where a walk of ns's key list (with `children` its list of child
+ * namespaces) goes on: the first entry when the cursor has not started
+ * (then it notes the insertion number the walk ends before), else the one
+ * after the last passed, found by number again when that one went away. */
+static ref_t walk_resume(seg *s, ref_t ns, const nsdata *d, zkv_cursor *cur, int children) {
+  uint32_t last = cur->seq;
+  ref_t r;
+  if (!cur->started) {
+    cur->started = 1;
+    cur->end = d->next_seq;
+    return children ? d->child : d->head;
+  }
+  if (cursor_still_listed(s, ns, cur->ref, last, children))
+    return E(s, cur->ref)->nnext;   /* the last one passed is still there */
+  /* it went away: skip what was passed */
+  uint64_t guard = ent_limit(s);
+  for (r = children ? d->child : d->head; r; r = E(s, r)->nnext) {
+    if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
+    if (children ? seq_after(last, E(s, r)->seq) : seq_after(E(s, r)->seq, last)) break;
+  }
+  return r;
+}
+
 /* ---- namespace-wide expiry (ngx.shared.DICT's flush_all, flush_expired) --- */
 
-/* mark up to `budget` live keys of ns expired, in place (one flag byte each:
- * no allocation, so it cannot run out of room); *done once none is left */
-static int do_expire_some(zkv_db *db, zkv_ns nsid, uint64_t budget, uint64_t *count, int *done) {
+/* A flush marks each live key of the namespace expired in place: one flag
+ * byte (EF_FLUSHED), no allocation, so it cannot run out of room; the keys
+ * are freed later by flush_expired or a sweep, as shdict frees them.  The
+ * flag is the only change a key gets (nttl does not count it: format.h), so
+ * outside a transaction it is written without an undo record: a process
+ * killed in the middle of the walk leaves a partly flushed namespace (what an
+ * interrupted flush is), with every counter right, and the `flushes` mark
+ * bumped before the step's first flag tells ns_all_live not to trust the
+ * counters.  The walk goes on from a cursor from step to step (each step a
+ * lock hold of at most `budget` entries passed), up to the keys made after it
+ * began. */
+void (*expire_test_hook)(void);   /* test_crash.c kills the flushing process there */
+
+typedef struct flush_walk {
+  zkv_cursor cur;
+  uint64_t passed;   /* entries passed by all steps: a list longer than any can be is damaged */
+} flush_walk;
+
+/* bump d->flushes (never onto d->swept): some key of d may be flushed from
+ * now on.  Logged only when the flags are (`undo`): crash recovery must not
+ * take the mark back from flags it leaves set. */
+static void flush_mark(seg *s, nsdata *d, int undo) {
+  uint16_t f = (uint16_t)(d->flushes + 1);
+  if (f == d->swept) f++;
+  if (undo) LOGW(s, &d->flushes, 2);
+  d->flushes = f;
+  atomic_signal_fence(memory_order_seq_cst);   /* stored before any flag it stands for */
+}
+
+/* a run of the walk: from r, at most `left` entries; the live ones made
+ * before `end` are flagged (n of them), and `last` is the last one passed */
+typedef struct flag_run {
+  ref_t r, last;
+  uint64_t left, n;
+} flag_run;
+
+/* `undo` is a constant at each call: the run without undo records is a loop
+ * of its own, with nothing in it but the walk (flag_keys_plain) */
+static inline __attribute__((always_inline)) void flag_keys(seg *s, flag_run *f, uint32_t end,
+                                                          int64_t now, const int undo) {
+  heap_view v = heap_view_of(s);
+  void (*hook)(void) = expire_test_hook;
+  ref_t r = f->r, last = f->last;
+  uint64_t left = f->left, n = 0;
+  /* the next ref is read through its own array view of the heap (nnext of
+   * the entry at ref r is links[r * 2]): one load indexed by the ref, where
+   * going through the entry's address adds the address arithmetic to the
+   * walk's one chain of dependent loads (about 10% of the flush, measured) */
+  const ref_t *links = (const ref_t *)(v.base + offsetof(ent, nnext));
+  while (r && left) {
+    if (!ent_hdr_ok_in(v, r)) FAIL(s, ZKV_ECORRUPT);
+    ent *e = (ent *)(v.base + (uint64_t)r * UNIT);
+    ref_t nx = links[(uint64_t)r * (UNIT / sizeof(ref_t))];
+    if (!seq_after(end, e->seq)) {   /* made after the flush began: the end */
+      r = 0;
+      break;
+    }
+    if (ent_live(e, now)) {
+      if (undo) {
+        LOG_AHEAD(s, LOG_KEY_ROOM);
+        LOGW(s, &e->flags, 1);
+      }
+      e->flags |= EF_FLUSHED;
+      n++;
+      if (UNLIKELY(hook != NULL)) hook();
+    }
+    left--;
+    last = r;
+    r = nx;
+  }
+  f->r = r;
+  f->last = last;
+  f->left = left;
+  f->n = n;
+}
+
+static __attribute__((noinline)) void flag_keys_plain(seg *s, flag_run *f, uint32_t end,
+                                                      int64_t now) {
+  flag_keys(s, f, end, now, 0);
+}
+
+static int do_expire_some(zkv_db *db, zkv_ns nsid, flush_walk *w, uint64_t budget,
+                          uint64_t *count, int *done) {
   seg *s = db->s;
   ref_t ns = ns_ref(s, nsid);
-  int64_t now = clock_ms();
-  uint64_t n = 0, untimed = 0, guard = ent_limit(s);
   nsdata *d = idx_nsdata(s, ns);
+  zkv_cursor *cur = &w->cur;
+  ref_t r = walk_resume(s, ns, d, cur, 0);
   *done = 0;
-  ref_t r;
-  for (r = d->head; r; r = E(s, r)->nnext) {
-    if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
-    ent *e = E(s, r);
-    if (!ent_live(e, now)) continue;
-    if (n == budget) break;
-    LOG_AHEAD(s, LOG_KEY_ROOM);
-    untimed += !ent_timed(e);
-    LOGW(s, &e->flags, 1);
-    e->flags |= EF_FLUSHED;
-    n++;
+  if (r) {
+    int undo = s->txn_depth > 0;   /* a rollback of atomic() gives the flags back */
+    if (!undo && s->shared && !s->dirty) log_dirty(s);   /* lock-free readers retry */
+    flush_mark(s, d, undo);
+    uint64_t limit = ent_limit(s);
+    if (w->passed > limit) FAIL(s, ZKV_ECORRUPT);
+    /* this step passes at most its budget, and no more than is left of the
+     * most any list can hold (a longer one loops: damaged) */
+    flag_run f = {r, 0, budget < limit - w->passed ? budget : limit - w->passed + 1, 0};
+    uint64_t steps = f.left;
+    if (undo) flag_keys(s, &f, cur->end, clock_ms(), 1);
+    else flag_keys_plain(s, &f, cur->end, clock_ms());
+    r = f.r;
+    w->passed += steps - f.left;
+    if (w->passed > limit) FAIL(s, ZKV_ECORRUPT);
+    if (f.last) {
+      cur->ref = f.last;
+      cur->seq = E(s, f.last)->seq;
+    }
+    *count += f.n;
   }
-  if (untimed) {   /* they count among the expiring now: one record for them all */
-    LOGW(s, &d->nttl, 8);
-    d->nttl += untimed;
-  }
-  *count += n;
   *done = r == 0;
   return ZKV_OK;
 }
 
-static int expire_step_op(zkv_db *db, zkv_ns ns, uint64_t budget, uint64_t *n, int *done) {
-  RUN(db, do_expire_some(db, ns, budget, n, done));
+static int expire_step_op(zkv_db *db, zkv_ns ns, flush_walk *w, uint64_t budget, uint64_t *n,
+                          int *done) {
+  RUN(db, do_expire_some(db, ns, w, budget, n, done));
 }
 
 int zkv_expire_all(zkv_db *db, zkv_ns ns, uint64_t *n) {
@@ -1169,7 +1303,15 @@ int zkv_expire_all(zkv_db *db, zkv_ns ns, uint64_t *n) {
   *n = 0;
   if (db->closed) return ZKV_ECLOSED;
   /* in steps, like clear: each its own short lock hold, unless in a transaction */
-  return run_ns_steps(db, ns, expire_step_op, n);
+  flush_walk w;
+  memset(&w, 0, sizeof w);
+  uint64_t budget = room_step_budget(db);
+  int done = 0;
+  while (!done) {
+    int rc = expire_step_op(db, ns, &w, budget, n, &done);
+    if (rc) return rc;
+  }
+  return ZKV_OK;
 }
 
 /* free up to `budget` expired keys of ns; *done when the walk reached the end */
@@ -1196,6 +1338,11 @@ static int do_flush_expired_ns(zkv_db *db, zkv_ns nsid, uint64_t budget, uint64_
   }
   *freed += n;
   *done = r == 0;
+  if (*done && d->head && d->swept != d->flushes) {
+    /* the whole list walked in this hold: no key of it is flushed any more */
+    LOGW(s, &d->swept, 2);
+    d->swept = d->flushes;
+  }
   return ZKV_OK;
 }
 
@@ -1221,22 +1368,6 @@ int zkv_flush_expired_ns(zkv_db *db, zkv_ns ns, uint64_t max, uint64_t *freed) {
 
 /* ---- keys ---------------------------------------------------------------- */
 
-static int seq_after(uint32_t a, uint32_t b) { return (int32_t)(a - b) > 0; }
-
-/* Is the cursor's hint r still the entry it passed last (insertion number
- * `seq`: a key of namespace ns, or with `children` a child namespace's
- * record)?  Looking like it is not enough: a deleted key's header stays
- * behind as stale bytes inside the free block its room merged into, or
- * inside the value of whatever is allocated there next, with the old links.
- * An entry the index finds under its own key is a real one: the index links
- * only entries. */
-static int cursor_still_listed(seg *s, ref_t ns, ref_t r, uint32_t seq, int children) {
-  if (!ent_ok(s, r)) return 0;
-  ent *e = E(s, r);
-  if ((e->type == T_NSREC) != children || e->ns != ns || e->seq != seq) return 0;
-  const char *key = ent_key(e);
-  return idx_find(s, ns, key, e->klen, idx_hash(ns, key, e->klen, children), children) == r;
-}
 
 /* keys() walks a namespace's key list, which runs in insertion order; the
  * child walk (children = 1) its list of child namespaces, which runs from the
@@ -1280,22 +1411,8 @@ static inline int do_walk(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv
   seg *s = db->s;
   nsdata *d = idx_nsdata(s, ns);
   ref_t r;
-  uint32_t last = cur->seq;
   if (cur->done) return ZKV_OK;
-  if (!cur->started) {
-    cur->started = 1;
-    cur->end = d->next_seq;
-    r = children ? d->child : d->head;
-  } else if (cursor_still_listed(s, ns, cur->ref, last, children)) {
-    r = E(s, cur->ref)->nnext;   /* the last one passed is still there */
-  } else {
-    /* it went away: skip what was passed */
-    uint64_t guard = ent_limit(s);
-    for (r = children ? d->child : d->head; r; r = E(s, r)->nnext) {
-      if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
-      if (children ? seq_after(last, E(s, r)->seq) : seq_after(E(s, r)->seq, last)) break;
-    }
-  }
+  r = walk_resume(s, ns, d, cur, children);
   size_t n = 0;
   uint64_t guard = ent_limit(s);
   /* the position in locals, stored once at the end: fn may not look at the

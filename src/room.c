@@ -179,10 +179,11 @@ out:
  * bytes the move lands on logged first), until the write fits in it.  The
  * reservation survives the lock being released between steps, and the op
  * takes it when it runs again.  A namespace record in its way is freed if
- * the namespace is empty; else (namespace records never move: keys name
- * them by their place) a key of the few just past it hops over it into the
- * reservation, the first that fits there, and the next reservation starts
- * with what is left.  The store's arrays (index, ring) move by a copy
+ * the namespace is empty, or moved if it is empty and the write's own
+ * (move_ns); else (the records of namespaces with keys never move: keys
+ * name them by their place) a key of the few just past it hops over it into
+ * the reservation, the first that fits there, and the next reservation
+ * starts with what is left.  The store's arrays (index, ring) move by a copy
  * (move_array), or are hopped over when they have nowhere to go; a key too
  * big to hop or to slide within the undo log stops it, and it starts again
  * above.  Inside a transaction everything runs in the op, limited by the
@@ -287,6 +288,13 @@ static void block_moved(zkv_db *db, room_req *q, uint64_t from, ref_t to) {
     h->dead_ring = to;
   } else if (E(s, to)->type == T_LNODE) {
     list_relocate(db, (ref_t)from, to);   /* an item of a list (deque.c) */
+  } else if (E(s, to)->type == T_NSREC) {
+    idx_ns_moved(db, (ref_t)from, to);   /* the write's own, empty (move_ns) */
+    if (from == q->ns) {
+      if (!q->ns_moved) q->ns_id = (uint64_t)ns_data_raw(s, to)->tag << 32 | from;
+      q->ns_moved = to;
+      q->ns = to;
+    }
   } else {
     idx_moved(db, (ref_t)from, to);
     if (from == q->pin) q->pin = to;
@@ -357,13 +365,13 @@ static int hop_over(zkv_db *db, room_req *q, ref_t r, uint64_t have, uint64_t x,
  * twice per write that needs room, and only when it is in its way. */
 enum { MOVE_NONE, MOVED_DOWN, MOVED_AWAY, MOVE_LATER };
 
-static int move_array(zkv_db *db, room_req *q, ref_t r, uint64_t have, uint64_t x, uint64_t xu) {
+/* the block x (xu units) past the reservation r (have units) moves by a
+ * copy: into the start of r when r is big enough (MOVED_DOWN: the rest of r
+ * freed), else into a free block that fits (MOVED_AWAY: the first fit, or
+ * with `low` the lowest), or nowhere (MOVE_NONE) */
+static int move_block(zkv_db *db, room_req *q, ref_t r, uint64_t have, uint64_t x, uint64_t xu,
+                      int low) {
   seg *s = db->s;
-  hdr *h = H(s);
-  uint64_t logged = blk_freed_bytes(s);
-  if (logged > xu * UNIT) logged = xu * UNIT;
-  uint64_t need = logged + SLIDE_LOG_SLACK;
-  if (need > h->log_cap - h->log_used) return h->log_used > 0 ? MOVE_LATER : MOVE_NONE;
   ref_t to;
   int how;
   if (have >= xu) {
@@ -372,7 +380,7 @@ static int move_array(zkv_db *db, room_req *q, ref_t r, uint64_t have, uint64_t 
     to = blk_split(s, r, xu);   /* the rest of r freed (logged where a rollback needs it) */
     how = MOVED_DOWN;
   } else {
-    to = blk_alloc(s, xu);
+    to = low ? blk_alloc_low(s, xu) : blk_alloc(s, xu);
     if (!to) return MOVE_NONE;
     how = MOVED_AWAY;
   }
@@ -381,6 +389,31 @@ static int move_array(zkv_db *db, room_req *q, ref_t r, uint64_t have, uint64_t 
   blk_free(s, (ref_t)x);   /* its bytes stay restorable */
   if (how == MOVED_DOWN) q->from = to;   /* the next reservation: just above it */
   return how;
+}
+
+static int move_array(zkv_db *db, room_req *q, ref_t r, uint64_t have, uint64_t x, uint64_t xu) {
+  seg *s = db->s;
+  hdr *h = H(s);
+  uint64_t logged = blk_freed_bytes(s);
+  if (logged > xu * UNIT) logged = xu * UNIT;
+  uint64_t need = logged + SLIDE_LOG_SLACK;
+  if (need > h->log_cap - h->log_used) return h->log_used > 0 ? MOVE_LATER : MOVE_NONE;
+  return move_block(db, q, r, have, x, xu, 0);
+}
+
+/* A namespace's record in the way of the reservation r (have units), x of
+ * xu units, that is the write's own namespace (q->ns) and empty (no keys,
+ * no children: nothing else names it) moves, as an array does (move_array):
+ * into the start of r when r is big enough (MOVED_DOWN), else into the
+ * lowest free block that fits (MOVED_AWAY); its chain and its parent's list
+ * follow it, its old ids go stale, and the op that asked (which runs again
+ * after the steps) follows it through q (ns_ref).  Only in a step of its
+ * own.  Without it, a namespace made anew amid a full heap (lru) kept the
+ * room below it apart from the room above. */
+static int move_ns(zkv_db *db, room_req *q, ref_t r, uint64_t have, uint64_t x, uint64_t xu) {
+  int later;
+  if (!log_fits(db->s, xu, &later)) return later ? MOVE_LATER : MOVE_NONE;
+  return move_block(db, q, r, have, x, xu, 1);
 }
 
 /* grow the reservation r by the block after it; GROW_STUCK when that block
@@ -413,9 +446,23 @@ static int grow_once(zkv_db *db, room_req *q, ref_t *rp, ref_t pin, int may_evic
     /* an empty namespace's record goes (an op holds no namespace's ref
      * but its own, q->ns; inside a transaction too: the log brings it back
      * if the transaction rolls back), unless the write goes into it */
-    if (x == q->ns || !idx_ns_freeable(s, (ref_t)x)) goto hop;
-    idx_free_ns(db, (ref_t)x);
-    return GROW_MORE;   /* a free block now: the next turn takes it in */
+    int empty = idx_ns_freeable(s, (ref_t)x);
+    if (empty && x != q->ns) {
+      idx_free_ns(db, (ref_t)x);
+      return GROW_MORE;   /* a free block now: the next turn takes it in */
+    }
+    /* in a step of its own, the write's own namespace, empty, moves out of
+     * the way (move_ns); a key past another hops over it (hop_over) */
+    if (bounded && empty) {
+      int mv = move_ns(db, q, r, have, x, xu);
+      if (mv == MOVE_LATER) return GROW_NEXT_STEP;
+      if (mv == MOVED_AWAY) return GROW_MORE;   /* a free block now: the next turn takes it in */
+      if (mv == MOVED_DOWN) {
+        *rp = 0;
+        return GROW_STUCK;   /* the next reservation starts with the rest of r */
+      }
+    }
+    goto hop;
   }
   if (x == pin && !bounded) goto stuck;
   /* an item of a list is not a key: it slides (below) */

@@ -1171,6 +1171,9 @@ local function scan(d, slot, pattern)
   local ni, cursor, page, pi = 1, "0", {}, 0
   local seen, started = {}, false
   return function()
+    -- every step, not only those that ask the server: after close() the rest of a page is
+    -- "closed" too, as on the other drivers
+    if d.closed then failed("closed", "closed") end
     while true do
       pi = pi + 1
       local k = page[pi]
@@ -1185,7 +1188,6 @@ local function scan(d, slot, pattern)
           started = false
           if ni > #nodes then return nil end
         end
-        if d.closed then failed("closed", "closed") end
         local node = nodes[ni]
         local r, err = exchange(d, node, pack1("SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT), 1)
         if r == nil then

@@ -830,6 +830,115 @@ TEST(crash_inside_big_transaction) {
   CHECK_RC(zkv_unlink(name, &existed), ZKV_OK);
 }
 
+/* zkv_expire_all (ngx.shared.DICT's flush_all) flags keys without undo
+ * records outside a transaction: a writer killed part way through leaves a
+ * partly flushed namespace, and nothing else.  Each round the child refills
+ * two namespaces (keys without a ttl, keys with one) and flushes them, killed
+ * after the k-th key it flags (expire_test_hook), k taken at random over both
+ * flushes (the first step's first key included); the parent then checks that
+ * the store verifies, that zkv_count agrees with a walk in each namespace (the
+ * count's shortcut must not take a partly flushed namespace for a whole one),
+ * that flush_expired frees what was flushed (counted as keys until then), that
+ * a second flush flags exactly the keys left, and that the store goes on
+ * working. */
+#define FL_KEYS 6000
+extern void (*expire_test_hook)(void);
+static long g_flag_cut;
+static void flag_cut(void) {
+  if (--g_flag_cut == 0) raise(SIGKILL);
+}
+
+static int flush_fill(zkv_db *db, zkv_ns ns[2]) {
+  for (int i = 0; i < FL_KEYS; i++) {
+    char k[16];
+    snprintf(k, sizeof k, "f%d", i);
+    zkv_value v;
+    memset(&v, 0, sizeof v);
+    v.type = ZKV_T_STRING;
+    v.data = "0123456789012345678901234567890";
+    v.len = 31;
+    int rc = zkv_set(db, ns[i & 1], k, strlen(k), &v, (i & 1) ? 3600000 : 0, 0);
+    if (rc != ZKV_OK) return rc;
+  }
+  return ZKV_OK;
+}
+
+TEST(crash_inside_flush_all) {
+  char name[64];
+  snprintf(name, sizeof name, "crash-%d-flushall", (int)getpid());
+  zkv_options o;
+  zkv_options_init(&o);
+  o.size = 4u << 20;   /* a log of 256 KiB: steps of 256 keys */
+  o.lock_timeout = 2;
+  zkv_db *db = NULL;
+  zkv_ns ns[2];
+  REQUIRE_RC(zkv_open_shared(name, &o, &db), ZKV_OK);
+  REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("plain"), &ns[0]), ZKV_OK);
+  REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("timed"), &ns[1]), ZKV_OK);
+  REQUIRE_RC(flush_fill(db, ns), ZKV_OK);
+  zkv_close(db);
+  int rounds = th_light() ? 12 : 40;
+  uint64_t rs = 0x5eed ^ (uint64_t)getpid();
+  for (int round = 0; round < rounds; round++) {
+    /* the first rounds cut the first keys of a step (the mark's first use) */
+    long cut = round < 4 ? 1 + round : 1 + (long)(xs(&rs) % (FL_KEYS - 1));
+    fflush(stdout);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      zkv_db *c = NULL;
+      zkv_ns cn[2];
+      if (zkv_open_shared(name, &o, &c) != ZKV_OK ||
+          zkv_namespace(c, ZKV_ROOT, K("plain"), &cn[0]) != ZKV_OK ||
+          zkv_namespace(c, ZKV_ROOT, K("timed"), &cn[1]) != ZKV_OK || flush_fill(c, cn) != ZKV_OK)
+        _exit(3);
+      g_flag_cut = cut;
+      expire_test_hook = flag_cut;
+      zkv_expire_all(c, cn[0], NULL);
+      zkv_expire_all(c, cn[1], NULL);
+      _exit(4);   /* not reached: the hook killed it */
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    REQUIRE_RC(zkv_open_shared(name, &o, &db), ZKV_OK);
+    const char *why = "";
+    CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+    uint64_t live = 0;
+    for (int j = 0; j < 2; j++) {
+      uint64_t n = 0, w = 0, freed = 0;
+      CHECK_RC(zkv_count(db, ns[j], &n), ZKV_OK);
+      CHECK_RC(walk_count(db, ns[j], &w), ZKV_OK);
+      CHECK_EQ(n, w);
+      live += n;
+      zkv_stats st0, st1;
+      CHECK_RC(zkv_stats_get(db, &st0), ZKV_OK);
+      CHECK_RC(zkv_flush_expired_ns(db, ns[j], 0, &freed), ZKV_OK);
+      CHECK_RC(zkv_stats_get(db, &st1), ZKV_OK);
+      CHECK_EQ(st0.keys - st1.keys, freed);   /* what it freed had counted as keys */
+      CHECK_RC(zkv_count(db, ns[j], &n), ZKV_OK);
+      CHECK_RC(walk_count(db, ns[j], &w), ZKV_OK);
+      CHECK_EQ(n, w);
+      CHECK_RC(zkv_expire_all(db, ns[j], &freed), ZKV_OK);
+      CHECK_EQ(freed, n);   /* the keys left live were live */
+      CHECK_RC(zkv_count(db, ns[j], &n), ZKV_OK);
+      CHECK_EQ(n, 0);
+      CHECK_RC(walk_count(db, ns[j], &w), ZKV_OK);
+      CHECK_EQ(w, 0);
+    }
+    CHECK_EQ(live, (uint64_t)(FL_KEYS - cut));   /* every key flagged before the kill stays so */
+    CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+    CHECK_RC(flush_fill(db, ns), ZKV_OK);   /* it goes on working */
+    uint64_t n = 0;
+    CHECK_RC(zkv_count(db, ns[0], &n), ZKV_OK);
+    CHECK_EQ(n, FL_KEYS / 2);
+    CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+    zkv_close(db);
+  }
+  int existed = 0;
+  CHECK_RC(zkv_unlink(name, &existed), ZKV_OK);
+}
+
 /* A transaction whose undo log spilled out of the segment's fixed region
  * into chunks of the free room (src/format.h): its writer is killed, and so
  * is the first process that recovers it, part way (after `cut` records;

@@ -67,6 +67,7 @@ typedef struct {
   long sets, fits_failed, full_ok, stale, bursts;
   int rare_clears;         /* a namespace emptied 16 times less often: the store fills */
   int bursts_on;           /* bursts of small keys (burst()), and no transactions */
+  long burst_every;        /* operations between two (0: a quarter of the run) */
   /* ZKV_ROOM_TXN: some runs of operations are transactions (committed, or
    * rolled back: the model goes back to its copy) */
   int txn_left, txn_undo;
@@ -139,6 +140,7 @@ static int ns_of(world *w, int i, zkv_ns *out) {
  * (a few hundred keys live at a time); then a value of all the free room but
  * TRAPPED must fit. */
 static size_t value_for(uint64_t room, uint64_t slack);
+static uint64_t room_of(zkv_db *db);
 
 static void heap_dump(zkv_db *db) {
   seg *s = db->s;
@@ -171,20 +173,27 @@ static void burst(world *w) {
     if (!th_check_rc(rc, ZKV_OK, __FILE__, __LINE__, "burst set")) return;
   }
   CHECK_RC(zkv_clear(db, b, NULL), ZKV_OK);
-  /* lru: the model's namespaces, freed when empty and made anew amid the
-   * keys, are records that never move; with a key too big to hop next to
-   * one, the room below it stays apart (a limit of namespace records, not
-   * of the index): the room is checked where they are made first */
-  if (w->lru) return;
-  uint64_t fr = free_now(db);
+  /* lru: all the room but the store's own records must be there for it
+   * (the keys evicted, the records of empty namespaces freed or moved) */
+  uint64_t fr = w->lru ? room_of(db) : free_now(db);
   size_t vlen = value_for(fr, TRAPPED + 64);
   if (vlen > sizeof val) vlen = sizeof val;
   if (vlen < 64) return;   /* the model's keys fill it (no room to speak of) */
   memset(val, 'B', vlen);
   zkv_value big = {.type = ZKV_T_STRING, .data = val, .len = vlen};
   /* at the root: the burst's record, made amid the heap, may go (empty)
-   * where a write into it would keep it in the way */
-  int rc = zkv_set(db, ZKV_ROOT, K("big"), &big, 0, 0);
+   * where a write into it would keep it in the way; with lru into one of
+   * the model's namespaces, whose record may have been made anew anywhere */
+  zkv_ns into = ZKV_ROOT;
+  int i = (int)(rnd() % NNS);
+  if (w->lru && ns_of(w, i, &into) != ZKV_OK) return;
+  int rc = zkv_set(db, into, K("big"), &big, 0, 0);
+  if (rc == ZKV_ESTALE) {   /* its namespace went (empty) for the model's keys since */
+    w->ns[i] = 0;
+    w->stale++;
+    if (ns_of(w, i, &into) != ZKV_OK) return;
+    rc = zkv_set(db, into, K("big"), &big, 0, 0);
+  }
   if (rc) {
     fprintf(stderr, "burst: %zu bytes with %llu free: %s\n", vlen, (unsigned long long)fr,
             zkv_strerror(rc));
@@ -192,7 +201,7 @@ static void burst(world *w) {
     if (getenv("ZKV_ROOM_DEBUG")) heap_dump(db);
   }
   CHECK_RC(rc, ZKV_OK);
-  zkv_del(db, ZKV_ROOT, K("big"));
+  zkv_del(db, into, K("big"));
   w->bursts++;
 }
 
@@ -200,7 +209,7 @@ static void random_run(world *w, size_t big, long ops) {
   static char val[1 << 16];
   zkv_db *db = w->db;
   for (long op = 0; op < ops && w->fits_failed < 5; op++) {
-    if (w->bursts_on && op % (ops / 4 + 1) == 0) burst(w);   /* the first in an empty store */
+    if (w->bursts_on && op % (w->burst_every ? w->burst_every : ops / 4 + 1) == 0) burst(w);   /* the first in an empty store */
     if (w->txn_left && --w->txn_left == 0) {   /* the transaction ends */
       if (w->txn_undo) {
         CHECK_RC(zkv_rollback(db), ZKV_OK);
@@ -379,6 +388,24 @@ TEST(random_fill_shared_lru) {
   zkv_stats st;
   CHECK_RC(zkv_stats_get(db, &st), ZKV_OK);
   CHECK(st.evictions > 0);
+  free(w);
+  zkv_close(db);
+}
+
+/* 9.4: lru, the model's namespaces emptied (their records freed to make
+ * room) and made anew amid the keys, and every 300 operations a burst of
+ * small keys, then a value of all the room but the store's records and
+ * TRAPPED into one of those namespaces: its record, made anew anywhere,
+ * moves out of the way (it kept the room below it apart: 194,104 bytes
+ * refused, the room 194,648 in a 256 KiB segment) */
+TEST(random_fill_shared_lru_bursts) {
+  rng_state = 15;
+  zkv_db *db = th_open_unlinked("lrub", 256 << 10, ZKV_EVICT_LRU);
+  REQUIRE(db != NULL);
+  world *w = new_world(db, 1);
+  w->bursts_on = 1;
+  w->burst_every = 300;
+  random_run(w, 24000, room_ops() / 2);
   free(w);
   zkv_close(db);
 }

@@ -20,6 +20,8 @@
 --     incrs, at most one more per generation killed with an incr intent;
 --   * "pa" == "pb" (incremented together in one atomic), and both are within the acked and
 --     intended atomics; the atomic's two own keys "t1", "t2" hold the same version;
+--   * a writer's children are "tmp" and the n<i>/m<j> it makes at random moments (a kill may
+--     land in the making), each m<j> holding only "v", a version;
 --   * the lru store: every key present holds a value naming that key (no torn or foreign
 --     value), and a writer's lru namespace holds only its keys;
 --   * no key of a namespace shows in another (each writer's keys carry its id).
@@ -107,6 +109,9 @@ local function worker(id, gen, logfile, seed)
         error("undone", 0)
       end)
       note("A undo " .. ver)
+    elseif op <= 76 then
+      -- namespaces made (and written) at random moments: a kill may land in the making
+      own:namespace("n" .. r(30)):namespace("m" .. r(3)):set("v", ver)
     elseif op <= 78 then
       for i = 1, r(20) do tmp:set("x" .. i, ver) end
       note("I clear " .. ver)
@@ -260,6 +265,24 @@ local function check_writer(kv, lkv, id, logfile, errfile)
   for k in tmp:keys() do
     local x = tmp:get(k)
     check(type(x) == "number" and k:match("^x%d+$") ~= nil, "writer %d tmp: %q = %s", id, k, tostring(x))
+  end
+  -- the children: tmp and the n<i> made at random, each holding only m<j> children whose
+  -- only key is "v", a version of this writer
+  for name in own:namespaces() do
+    if check(name == "tmp" or name:match("^n%d+$") ~= nil, "writer %d: a child nobody made: %q", id, name)
+       and name ~= "tmp" then
+      local c = own:namespace(name)
+      check(c:count() == 0, "writer %d: %s holds %d keys", id, name, c:count())
+      for sub in c:namespaces() do
+        local m = c:namespace(sub)
+        check(sub:match("^m%d$") ~= nil, "writer %d: %s/%q: a child nobody made", id, name, sub)
+        for k in m:keys() do
+          local x = m:get(k)
+          check(k == "v" and math.type and math.type(x) == "integer" or k == "v" and type(x) == "number",
+                "writer %d: %s/%s holds %q = %s", id, name, sub, k, tostring(x))
+        end
+      end
+    end
   end
   local lown = lkv:namespace("l" .. id)
   local ln = 0

@@ -180,8 +180,12 @@ static const char *path_or_file(lua_State *L, int i, int *fd, const char *what) 
   }
   if (lua_type(L, i) != LUA_TSTRING || lua_rawlen(L, i) == 0)
     lraise(L, C_VALUE, "%s: a file name or an open file was expected, got %s", what,
-           luaL_typename(L, i));
-  return lua_tostring(L, i);
+           lua_type(L, i) == LUA_TSTRING ? "an empty string" : luaL_typename(L, i));
+  size_t len;
+  const char *p = lua_tolstring(L, i, &len);
+  /* the system would take the name only up to the NUL: another file than the one named */
+  if (strlen(p) != len) lraise(L, C_VALUE, "%s: a file name cannot hold a NUL byte", what);
+  return p;
 }
 
 /* opts.progress at i (a table or nil): may the bar be drawn? */

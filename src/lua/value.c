@@ -523,7 +523,7 @@ static int push_bytes(lua_State *L) {
 void push_read(lua_State *L, const void *p, size_t n) {
   if (n <= READ_ON_STACK) {
     char tmp[READ_ON_STACK];
-    memcpy(tmp, p, n);
+    if (n) memcpy(tmp, p, n);   /* an empty value may come with no bytes at all (p NULL) */
     lua_pushlstring(L, tmp, n);
     return;
   }
