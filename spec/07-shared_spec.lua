@@ -204,7 +204,7 @@ local function garbage(n, seed)
 end
 
 -- the segment format number (ZKV_FORMAT in src/format.h)
-local FORMAT = 9
+local FORMAT = 10
 
 local function le32(v)
   return string.char(v % 256, math.floor(v / 256) % 256, math.floor(v / 65536) % 256,

@@ -183,9 +183,9 @@ int arena_validate(const hdr *h, uint64_t file_size) {
   if (h->room_res && ((uint64_t)h->room_res * UNIT < h->heap_start ||
                       (uint64_t)h->room_res * UNIT + 8 > h->top))
     return ZKV_ECORRUPT;
-  uint64_t ob = (uint64_t)h->obuckets * UNIT;   /* a growing index's old array: half the size */
-  if (h->obuckets && (h->nb_log2 == 0 || ob < h->heap_start || ob + BUCKETS_OFF + nb * 2 > h->top ||
-                      h->ocursor > nb / 2))
+  uint64_t ob = (uint64_t)h->obuckets * UNIT;   /* growing: half the size; moving: the same */
+  if (h->obuckets && (h->nb_log2 == 0 || ob < h->heap_start ||
+                      ob + BUCKETS_OFF + OLD_NB(h, nb) * 4 > h->top || !OCURSOR_OK(h, nb)))
     return ZKV_ECORRUPT;
   uint64_t r = (uint64_t)h->root_ns * UNIT;
   if (r < h->heap_start || r + NS_DATA_OFF + sizeof(nsdata) > h->top) return ZKV_ECORRUPT;

@@ -33,7 +33,7 @@
 #include <stdint.h>
 
 #define ZKV_MAGIC "ZELTKV\0\1"
-#define ZKV_FORMAT 9u
+#define ZKV_FORMAT 10u
 #define UNIT 8u
 typedef uint32_t ref_t;
 
@@ -112,6 +112,13 @@ typedef struct nsdata {
 #define NS_DATA_OFF 32u
 /* the bucket array is a block too: its refs start after BUCKETS_OFF bytes */
 #define BUCKETS_OFF 8u
+/* hdr.ocursor's top bit: the index moves to an array of the same size (a
+ * cursor is at most 2^30 buckets, so the bit is free) */
+#define OC_MOVING 0x80000000u
+/* the buckets of the old array of an index of nb, and whether its cursor is
+ * in range (checks of a header read from a segment) */
+#define OLD_NB(h, nb) (((h)->ocursor & OC_MOVING) ? (nb) : (nb) / 2)
+#define OCURSOR_OK(h, nb) (((h)->ocursor & ~OC_MOVING) <= OLD_NB(h, nb))
 
 /* ---- the arena header ------------------------------------------------------ */
 typedef struct hdr {
@@ -152,10 +159,12 @@ typedef struct hdr {
   uint64_t class_bits[2];  /* non-empty free lists */
   ref_t free_heads[NCLASS];
   /* index: while it grows, `obuckets` is the old array (half the size), whose
-   * buckets [0, ocursor) have moved to the new one (index.c) */
+   * buckets [0, ocursor) have moved to the new one; while it moves (ocursor
+   * has OC_MOVING set: compaction, room.c), the old array is of the same
+   * size and its buckets [0, ocursor & ~OC_MOVING) are copied (index.c) */
   ref_t buckets;
   uint32_t nb_log2;
-  ref_t obuckets;          /* 0 when not growing */
+  ref_t obuckets;          /* 0 when neither growing nor moving */
   uint32_t ocursor;
   uint64_t nentries;       /* entries in the index (keys + ns records) */
   uint64_t nkeys;

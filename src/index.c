@@ -378,10 +378,68 @@ void idx_grow(zkv_db *db, ref_t nbk) {
   h->gc_cursor = 0;   /* a sweep in progress starts over on the new array */
 }
 
+/* ---- moving ------------------------------------------------------------------ */
+/* Compaction moves the bucket array out of its way (room.c) the same way: a
+ * "growth" into an array of the same size (OC_MOVING in ocursor), whose
+ * buckets are copied a run at a time, each run logged as one record, and a
+ * lookup reads the old array for a bucket not copied yet.  So no lock hold
+ * copies the whole array (128 MiB for 2^25 buckets), a crash or a rollback
+ * half-way leaves an index readers know, and the old block is freed with the
+ * last run. */
+
+uint64_t idx_array_units(seg *s) { return (BUCKETS_OFF + nbuckets(s) * 4 + UNIT - 1) / UNIT; }
+
+void idx_move(zkv_db *db, ref_t nbk) {
+  seg *s = db->s;
+  hdr *h = H(s);
+  if (UNLIKELY(h->obuckets || BLK_UNITS(*(uint32_t *)P(s, nbk)) < idx_array_units(s)))
+    FAIL(s, ZKV_ECORRUPT);
+  /* the store's own records count the new array only: the old one is on
+   * its way out (what a write could have, were every key gone: room.c) */
+  fixed_add(s, nbk, +1);
+  fixed_add(s, h->buckets, -1);
+  h = H(s);
+  LOG_SPAN(s, h, buckets, ocursor);
+  h->obuckets = h->buckets;
+  h->ocursor = OC_MOVING;
+  h->buckets = nbk;
+}
+
+/* the old array goes: every bucket moved */
+static void old_array_done(seg *s) {
+  hdr *h = H(s);
+  ref_t old = h->obuckets;
+  if (!(h->ocursor & OC_MOVING)) fixed_add(s, old, -1);   /* a moved one was taken off at the start */
+  h = H(s);
+  h->obuckets = 0;
+  h->ocursor = 0;
+  blk_free(s, old);
+}
+
+static void move_run(seg *s, uint64_t n) {
+  hdr *h = H(s);
+  uint64_t nb = nbuckets(s), j = h->ocursor & ~OC_MOVING;
+  uint64_t ooff = (uint64_t)h->obuckets * UNIT, noff = (uint64_t)h->buckets * UNIT;
+  if (UNLIKELY(ooff < h->heap_start || ooff + BUCKETS_OFF + nb * 4 > h->top ||
+               noff < h->heap_start || noff + BUCKETS_OFF + nb * 4 > h->top || j > nb))
+    FAIL(s, ZKV_ECORRUPT);
+  if (n > nb - j) n = nb - j;
+  ref_t *ov = (ref_t *)(s->base + ooff + BUCKETS_OFF), *nv = (ref_t *)(s->base + noff + BUCKETS_OFF);
+  LOG_SPAN(s, h, obuckets, ocursor);
+  LOGW(s, nv + j, n * 4);   /* what a rollback restores of the new block, as of any */
+  memcpy(nv + j, ov + j, n * 4);
+  h->ocursor = (uint32_t)(j + n) | OC_MOVING;
+  if (j + n == nb) old_array_done(s);
+}
+
 void idx_rehash(zkv_db *db, unsigned n) {
   seg *s = db->s;
   hdr *h = H(s);
   if (!h->obuckets) return;
+  if (h->ocursor & OC_MOVING) {
+    move_run(s, (uint64_t)n * MOVE_PER_BUCKET);
+    return;
+  }
   uint64_t nb = nbuckets(s), onb = nb >> 1;
   uint64_t ooff = (uint64_t)h->obuckets * UNIT, noff = (uint64_t)h->buckets * UNIT;
   if (UNLIKELY(ooff < h->heap_start || ooff + BUCKETS_OFF + onb * 4 > h->top ||
@@ -413,13 +471,7 @@ void idx_rehash(zkv_db *db, unsigned n) {
     nv[j + onb] = hi;
   }
   h->ocursor = (uint32_t)j;
-  if (j == onb) {   /* every bucket moved: the old array goes */
-    ref_t old = h->obuckets;
-    h->obuckets = 0;
-    h->ocursor = 0;
-    fixed_add(s, old, -1);
-    blk_free(s, old);
-  }
+  if (j == onb) old_array_done(s);   /* every bucket moved */
 }
 
 ref_t idx_ns_next(seg *s, ref_t root, ref_t cur) {
@@ -588,7 +640,7 @@ ref_t *idx_bucket_slot(seg *s, uint64_t i) {
   hdr *h = H(s);
   uint64_t nb = nbuckets(s);
   if (UNLIKELY(i >= nb)) FAIL(s, ZKV_ECORRUPT);
-  if (h->obuckets) {
+  if (h->obuckets && !(h->ocursor & OC_MOVING)) {   /* growing (a move keeps the numbering) */
     uint64_t onb = nb >> 1;
     if ((i & (onb - 1)) >= h->ocursor && i >= onb) return NULL;   /* still in old bucket i - onb */
   }

@@ -86,6 +86,7 @@ typedef struct room_req {
   uint64_t seq_next;       /* hdr.seq at the next step if no one else wrote meanwhile */
   int from_stale;          /* others wrote since: `from` may lie inside a block */
   int wrapped;             /* its reservation went once round the heap */
+  uint64_t work;           /* of this step, in buckets of index growth or move (room.c) */
   /* the write's own namespace, empty, moved by its steps (room.c): the id
    * the op was called with, and where its record is now (0: none moved);
    * the op's runs after it take ns_moved for that id (ops.c, ns_ref) */
@@ -437,11 +438,19 @@ void idx_relocate(zkv_db *db, ref_t old, ref_t nw);
  * and the growth into that block */
 uint64_t idx_grow_units(seg *s);
 void idx_grow(zkv_db *db, ref_t block);
-/* move up to n buckets of a growing index to its new array (no-op when not
- * growing); every op under the lock moves REHASH_STEP, so the old array has
- * moved by the time the index is at most 1.5 times fuller than at the start */
+/* move up to n buckets of a growing index to its new array, or n *
+ * MOVE_PER_BUCKET of a moving one (no-op when neither); every op under the
+ * lock moves REHASH_STEP, so the old array has moved by the time the index is
+ * at most 1.5 times fuller than at the start */
 void idx_rehash(zkv_db *db, unsigned n);
 #define REHASH_STEP 2
+/* a moved bucket is a 4-byte copy where a split one rehashes its chain */
+#define MOVE_PER_BUCKET 32
+/* the units of the bucket array as it is (what a move needs), and the start
+ * of a move to `block` (at least that big; not while growing or moving):
+ * compaction moves the index out of its way in steps (room.c) */
+uint64_t idx_array_units(seg *s);
+void idx_move(zkv_db *db, ref_t block);
 /* link the block r (of the size bytes the record needs) as namespace `name` under parent */
 void idx_new_ns(zkv_db *db, ref_t r, ref_t parent, const void *name, size_t len, uint64_t h);
 size_t idx_ns_bytes(size_t name_len);
@@ -555,11 +564,12 @@ static inline ref_t *idx_slot(seg *s, uint64_t h) {
   if (UNLIKELY(lg > 30 || lg == 0)) return NULL;
   uint64_t nb = 1ull << lg, i = h & (nb - 1);
   ref_t t = hd->buckets;
-  if (UNLIKELY(hd->obuckets)) {
-    uint64_t j = h & ((nb >> 1) - 1);
-    if (j >= hd->ocursor) {
+  if (UNLIKELY(hd->obuckets)) {   /* growing (old array: half the size) or moving */
+    uint32_t c = hd->ocursor;
+    uint64_t onb = (c & OC_MOVING) ? nb : nb >> 1, j = h & (onb - 1);
+    if (j >= (c & ~OC_MOVING)) {
       t = hd->obuckets;
-      nb >>= 1;
+      nb = onb;
       i = j;
     }
   }

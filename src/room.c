@@ -183,14 +183,24 @@ out:
  * (move_ns); else (the records of namespaces with keys never move: keys
  * name them by their place) a key of the few just past it hops over it into
  * the reservation, the first that fits there, and the next reservation
- * starts with what is left.  The store's arrays (index, ring) move by a copy
- * (move_array), or are hopped over when they have nowhere to go; a key too
+ * starts with what is left.  The index's bucket array moves in steps, a run
+ * of buckets per turn (index_out_of_way), the deleted-key ring (8 KiB) by a
+ * copy (move_array); either is hopped over when it has nowhere to go; a key too
  * big to hop or to slide within the undo log stops it, and it starts again
  * above.  Inside a transaction everything runs in the op, limited by the
  * free room its undo log can grow into (txn.c), and no key hops nor array
  * moves by a copy (the op may hold them). */
 
 #define STEP_NS 200000   /* a step's lock hold */
+/* and its work on the index: 1,024 buckets of growth (some 1,500 entries
+ * rehashed and logged) or 32,768 of a move (128 KiB copied and logged),
+ * 20-150 us: bounded by work too, as a time budget is stretched by
+ * preemption and by a cold cache on a busy machine */
+#define STEP_WORK 1024
+#define INDEX_TURN 64    /* buckets of growth (MOVE_PER_BUCKET times as many of a move) a turn */
+/* an index array up to this size may slide or hop in one copy (~20 us); a
+ * bigger one only moves in steps */
+#define ARRAY_COPY_MAX (256u << 10)
 #define ROOM_ROUNDS 8    /* runs of an op that others keep taking the room from */
 #define ROOM_LOG_MARGIN 4096   /* undo log a transaction's next step may need (a slide asks for its own) */
 #define SLIDE_LOG_SLACK 1024   /* undo log a slide needs beyond the bytes it lands on */
@@ -207,9 +217,13 @@ static int could_fit(seg *s, uint64_t units, ref_t pin) {
   return keep <= room && units * UNIT <= room - keep;
 }
 
+/* the free room, and the old array of a moving index: free once the move,
+ * which the steps take on when it is in the way, is done */
 static uint64_t free_total(seg *s) {
   hdr *h = H(s);
-  return (h->size - h->heap_start) - h->bytes_used;
+  uint64_t moving = h->obuckets && (h->ocursor & OC_MOVING)
+                        ? (uint64_t)BLK_UNITS(*(uint32_t *)P(s, h->obuckets)) * UNIT : 0;
+  return (h->size - h->heap_start) - h->bytes_used + moving;
 }
 
 /* the reservation, checked: 0 when there is none; one whose owner thread is
@@ -322,6 +336,7 @@ static int hop_over(zkv_db *db, room_req *q, ref_t r, uint64_t have, uint64_t x,
     yu = blk_units_at(s, y, &is_free);
     if (is_free || yu > have) continue;
     int is_array = y == h->buckets || y == h->obuckets || y == h->dead_ring;
+    if (is_array && yu * UNIT > ARRAY_COPY_MAX) continue;   /* moves in steps, never by one copy */
     if (!is_array && (!ent_ok(s, (ref_t)y) || E(s, y)->type == T_NSREC)) continue;
     found = 1;
     break;
@@ -339,13 +354,46 @@ static int hop_over(zkv_db *db, room_req *q, ref_t r, uint64_t have, uint64_t x,
   return 1;
 }
 
-/* The store's own arrays (the index's buckets, its old buckets while it
- * grows, the deleted-key ring) are blocks like any other, but the index's
- * can be far bigger than the undo log (a 1 MiB segment's index of 32,768
- * buckets is 128 KiB, its log 64 KiB): a slide, which logs the bytes of
- * itself it lands on, cannot move it, and a reservation stuck below it would
- * split the free room in two for good (the index, grown late, sits anywhere).
- * So an array moves by a copy to a block it does not overlap: its old bytes
+/* The index's bucket arrays can be far bigger than the undo log (a 1 MiB
+ * segment's index of 32,768 buckets is 128 KiB, its log 64 KiB) and than
+ * what one lock hold may copy (2^25 buckets, 128 MiB, took 70-130 ms in one
+ * memcpy): a slide, which logs the bytes of itself it lands on, cannot move
+ * it, and a reservation stuck below it would split the free room in two for
+ * good (the index, grown late, sits anywhere).  So the index moves to a
+ * block it does not overlap as it grows, in runs of buckets, a few each turn
+ * of a step (idx_move, index.c): to the start of r when r is big enough (the
+ * next reservation starts just above it, and takes in the old place when the
+ * last run frees it), else to any free block that fits (r takes in the old
+ * place then).  While the index grows or moves already, a turn goes on with
+ * that.  Returns a GROW_ code, or -1 when the array has nowhere to go. */
+static int index_out_of_way(zkv_db *db, room_req *q, ref_t *rp, uint64_t have) {
+  seg *s = db->s;
+  hdr *h = H(s);
+  if (h->obuckets) {
+    idx_rehash(db, INDEX_TURN);
+    q->work += INDEX_TURN;
+    return GROW_MORE;
+  }
+  uint64_t units = idx_array_units(s), logged = blk_freed_bytes(s);
+  if (logged > units * UNIT) logged = units * UNIT;
+  if (logged + SLIDE_LOG_SLACK > h->log_cap - h->log_used) return h->log_used > 0 ? GROW_NEXT_STEP : -1;
+  if (have >= units) {
+    reservation_set(s, 0);
+    q->reserved = 0;
+    ref_t to = blk_split(s, *rp, units);   /* the rest of r freed (logged where a rollback needs it) */
+    idx_move(db, to);
+    q->from = to;   /* the next reservation: just above it */
+    *rp = 0;
+    return GROW_STUCK;
+  }
+  ref_t to = blk_alloc(s, units);
+  if (!to) return -1;
+  idx_move(db, to);
+  return GROW_MORE;
+}
+
+/* The deleted-key ring (NDEAD refs, 8 KiB) moves by a copy to a block it
+ * does not overlap, as the index once did: its old bytes
  * stay as they were (freed, noted: what a rollback or a crash brings back),
  * and only the bytes of the new place freed in this lock hold are logged,
  * besides the ref in the header (block_moved).  Where to:
@@ -359,10 +407,8 @@ static int hop_over(zkv_db *db, room_req *q, ref_t r, uint64_t have, uint64_t x,
  *     itself it lands on fits in the log, or keys past it hop over it.
  * Only in a step of its own (no op holds a bucket's address then), with the
  * log room for it: MOVE_LATER when a step of its own would have it.  One
- * memcpy of the array, in one lock hold: 3 us for a 1 MiB segment's index,
- * about 1 ms for 64 MiB's, 70-130 ms for the biggest a 1 GiB segment can
- * hold (2^25 buckets, 128 MiB; docs/inside.md); the index moves at most
- * twice per write that needs room, and only when it is in its way. */
+ * memcpy of 8 KiB (a small index array slides the same way, through the
+ * slide below, up to ARRAY_COPY_MAX). */
 enum { MOVE_NONE, MOVED_DOWN, MOVED_AWAY, MOVE_LATER };
 
 /* the block x (xu units) past the reservation r (have units) moves by a
@@ -480,7 +526,15 @@ static int grow_once(zkv_db *db, room_req *q, ref_t *rp, ref_t pin, int may_evic
     }
     return GROW_MORE;
   }
-  /* one of the store's arrays: by a copy, which logs least (move_array);
+  /* the index: in steps (index_out_of_way); a small one with nowhere to go
+   * slides below, a big one the keys above it hop over */
+  if (is_array && bounded && x != h->dead_ring) {
+    int g = index_out_of_way(db, q, rp, have);
+    if (g >= 0) return g;
+    h = H(s);
+    if (xu * UNIT > ARRAY_COPY_MAX) goto hop;
+  }
+  /* the ring (or a small index): by a copy, which logs least (move_array);
    * when it has nowhere to go, the keys above it hop over it as over a
    * namespace record */
   if (is_array && bounded && (have >= xu || xu * UNIT + SLIDE_LOG_SLACK > h->log_cap)) {
@@ -542,13 +596,14 @@ static int make_room(zkv_db *db, room_req *q, int bounded, int *done) {
   int64_t t0 = clock_ns();
   int may_evict = !(q->how & ROOM_NOEVICT) && H(s)->evict == ZKV_EVICT_LRU;
   *done = 0;
+  q->work = 0;
   int mine;
   ref_t r = reservation(s, &mine);
   if (!mine) r = 0;   /* another writer's: this step only frees and evicts */
   for (;;) {
     if (r ? BLK_UNITS(*(uint32_t *)P(s, r)) >= units : blk_fits(s, units)) break;
     if (!could_fit(s, units, pin)) return ZKV_EFULL;
-    if (bounded && (clock_ns() - t0 > STEP_NS ||
+    if (bounded && (clock_ns() - t0 > STEP_NS || q->work >= STEP_WORK ||
                     (s->shared && H(s)->log_used > H(s)->log_cap / 2)))
       return ZKV_OK;   /* the next step goes on */
     /* in a transaction a shared segment's undo log grows into the free

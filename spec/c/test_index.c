@@ -201,3 +201,171 @@ TEST(index_crash_during_growth) {
   zkv_close(db);
   zkv_unlink("growc", NULL);
 }
+
+/* ---- moving the index (compaction moves it out of its way in steps) ---- */
+
+static int moving(zkv_db *db) { return H(db->s)->obuckets && (H(db->s)->ocursor & OC_MOVING); }
+
+/* under the lock: start a move of the index to a new block (as compaction
+ * does, room.c), or go on with one by n buckets' worth */
+static int start_move(zkv_db *db, void *arg) {
+  (void)arg;
+  seg *s = db->s;
+  if (H(s)->obuckets) return ZKV_EXISTS;
+  ref_t r = blk_alloc(s, idx_array_units(s));
+  if (!r) return ZKV_EFULL;
+  idx_move(db, r);
+  return ZKV_OK;
+}
+
+static int move_on(zkv_db *db, void *arg) {
+  idx_rehash(db, *(unsigned *)arg);
+  return ZKV_OK;
+}
+
+/* keys m0..m(n-1) hold i, but those deleted (-1 in want): every step-th
+ * (a get of the memory driver moves the index on too) */
+static void check_model(zkv_db *db, const int64_t *want, int n, int step) {
+  char k[32];
+  int rc;
+  for (int i = 0; i < n; i += step) {
+    snprintf(k, sizeof k, "m%d", i);
+    int64_t got = get_int(db, ZKV_ROOT, k, &rc);
+    if (got != want[i]) {
+      CHECK_EQ(got, want[i]);
+      return;
+    }
+  }
+}
+
+/* A move spans many lock holds: between its runs every key is found,
+ * replaced, deleted and added whichever array its bucket is in, a
+ * transaction's writes and moves roll back, and the old array is freed
+ * with the last run.  Both drivers. */
+static void move_interleaved(zkv_db *db) {
+  enum { N = 6000 };
+  static int64_t want[N];
+  char k[32];
+  for (int i = 0; i < N; i++) {
+    snprintf(k, sizeof k, "m%d", i);
+    want[i] = i < N / 2 ? i : -1;
+    if (i < N / 2) REQUIRE_RC(set_int(db, ZKV_ROOT, k, i), ZKV_OK);
+  }
+  while (H(db->s)->obuckets) REQUIRE_RC(set_int(db, ZKV_ROOT, "pad", 0), ZKV_OK);   /* no growth on */
+  uint64_t nb = nbuckets(db->s), used = H(db->s)->bytes_used;
+  ref_t old = H(db->s)->buckets;
+  REQUIRE_RC(op_run(db, start_move, NULL), ZKV_OK);
+  REQUIRE(moving(db));
+  CHECK(H(db->s)->buckets != old);
+  unsigned n = 1;
+  int runs = 0, rc;
+  const char *why;
+  for (uint64_t round = 0; moving(db); round++) {
+    REQUIRE_RC(op_run(db, move_on, &n), ZKV_OK);   /* MOVE_PER_BUCKET buckets */
+    runs++;
+    int i = (int)(round * 7919 % N);
+    snprintf(k, sizeof k, "m%d", i);
+    switch (round % 4) {
+    case 0: REQUIRE_RC(set_int(db, ZKV_ROOT, k, i), ZKV_OK); want[i] = i; break;
+    case 1: rc = zkv_del(db, ZKV_ROOT, k, strlen(k)); CHECK_RC(rc, want[i] >= 0 ? ZKV_OK : ZKV_NOTFOUND); want[i] = -1; break;
+    case 2:
+      /* a transaction that moves on and writes, rolled back: as it was */
+      REQUIRE_RC(zkv_begin(db), ZKV_OK);
+      uint32_t cur = H(db->s)->ocursor;
+      unsigned big = 4;
+      REQUIRE_RC(op_run(db, move_on, &big), ZKV_OK);
+      REQUIRE_RC(set_int(db, ZKV_ROOT, k, -5), ZKV_OK);
+      REQUIRE_RC(set_int(db, ZKV_ROOT, "txn-new", 1), ZKV_OK);
+      REQUIRE_RC(zkv_rollback(db), ZKV_OK);
+      CHECK_EQ(H(db->s)->ocursor, cur);
+      CHECK_EQ(get_int(db, ZKV_ROOT, "txn-new", &rc), -1);
+      break;
+    default: CHECK_EQ(get_int(db, ZKV_ROOT, k, &rc), want[i]); break;
+    }
+    if (round % 16 == 5) {
+      CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+      check_model(db, want, N, 211 + (int)(round % 7));
+    }
+  }
+  /* many holds, the same buckets, the old block freed */
+  CHECK(runs > 20);
+  CHECK_EQ(nbuckets(db->s), nb);
+  CHECK_EQ(H(db->s)->ocursor, 0);
+  CHECK(H(db->s)->bytes_used < used + 64 * 1024);
+  CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+  check_model(db, want, N, 1);
+}
+
+TEST(index_moves_in_steps_shared) {
+  zkv_db *db = th_open_unlinked("move", 8 << 20, ZKV_EVICT_NONE);
+  REQUIRE(db != NULL);
+  move_interleaved(db);
+  zkv_close(db);
+}
+
+TEST(index_moves_in_steps_memory) {
+  zkv_db *db;
+  REQUIRE_RC(zkv_open_memory(NULL, &db), ZKV_OK);
+  move_interleaved(db);
+  zkv_close(db);
+}
+
+/* A process killed in the middle of a move, between two of its runs and
+ * inside one (in a transaction, holding the lock): the next opener finds
+ * every key, undoes the half-done run, and the move goes on to its end. */
+TEST(index_crash_during_move) {
+  th_shm_dir("index");
+  zkv_options o;
+  zkv_options_init(&o);
+  o.size = 16 << 20;
+  o.gc_interval = 0;
+  zkv_db *db;
+  REQUIRE_RC(zkv_open_shared("movec", &o, &db), ZKV_OK);
+  char k[32];
+  int n = 20000;
+  for (int i = 0; i < n; i++) {
+    snprintf(k, sizeof k, "c%d", i);
+    REQUIRE_RC(set_int(db, ZKV_ROOT, k, i), ZKV_OK);
+  }
+  while (H(db->s)->obuckets) REQUIRE_RC(set_int(db, ZKV_ROOT, "pad", 0), ZKV_OK);
+  alarm(60);
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    zkv_db *c;
+    if (zkv_open_shared("movec", &o, &c) != ZKV_OK) _exit(2);
+    if (op_run(c, start_move, NULL) != ZKV_OK) _exit(4);
+    unsigned m = 8;
+    for (int j = 0; j < 10; j++) op_run(c, move_on, &m);   /* committed runs */
+    zkv_begin(c);
+    for (int j = 0; j < 10; j++) {
+      op_run(c, move_on, &m);
+      char kk[32];
+      snprintf(kk, sizeof kk, "x%d", j);
+      set_int(c, ZKV_ROOT, kk, j);
+    }
+    kill(getpid(), SIGKILL);   /* inside the transaction, holding the lock */
+    _exit(3);
+  }
+  int st;
+  waitpid(pid, &st, 0);
+  CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+  int rc;
+  CHECK_EQ(get_int(db, ZKV_ROOT, "x5", &rc), -1);   /* recovery undid the transaction */
+  CHECK(moving(db));                                /* and kept the committed runs */
+  CHECK((H(db->s)->ocursor & ~OC_MOVING) >= 10u * 8 * MOVE_PER_BUCKET);
+  const char *why;
+  CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+  for (int j = 0; j < n; j++) {
+    snprintf(k, sizeof k, "c%d", j);
+    if (get_int(db, ZKV_ROOT, k, &rc) != j) { CHECK_EQ(get_int(db, ZKV_ROOT, k, &rc), j); break; }
+  }
+  /* every op moves it on (REHASH_STEP): writes finish it */
+  for (int j = 0; moving(db) && j < 1000000; j++) REQUIRE_RC(set_int(db, ZKV_ROOT, "w", j), ZKV_OK);
+  CHECK(!moving(db));
+  CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+  CHECK_EQ(get_int(db, ZKV_ROOT, "c777", &rc), 777);
+  alarm(0);
+  zkv_close(db);
+  zkv_unlink("movec", NULL);
+}
