@@ -416,6 +416,11 @@ ZKV_API int zkv_get_into(zkv_db *db, zkv_ns ns, const void *key, size_t klen, vo
 #define ZKV_SET_XX 2u       /* store only if a live key exists (else ZKV_NOTFOUND) */
 #define ZKV_SET_KEEPTTL 4u  /* keep the key's current ttl (ttl_ms is ignored) */
 #define ZKV_SET_NOEVICT 8u  /* never evict other keys to make room (else ZKV_EFULL) */
+/* count ttl_ms from the coarse clock (as ZKV_EXPIRE_COARSE: the key may
+ * expire up to the coarse clock's lag early), as ngx.shared.DICT counts it
+ * from nginx's cached time; it spares the precise clock read.  A ttl read
+ * with ZKV_TTL_COARSE is then never more than ttl_ms. */
+#define ZKV_SET_COARSE 16u
 
 /* zkv_set: store a value.
  *  [in] v       the value (copied)
@@ -466,6 +471,20 @@ ZKV_API int zkv_expire_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, i
  * Returns ZKV_OK or ZKV_NOTFOUND. */
 ZKV_API int zkv_ttl(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t *ms_left);
 
+/* zkv_ttl_ex: zkv_ttl with flags.  ZKV_TTL_COARSE counts what is left from
+ * the coarse clock, as ngx.shared.DICT counts it from nginx's cached time,
+ * unless the key is within a second of its end, where the
+ * precise clock tells (so an expired key is never reported); it spares the
+ * precise clock read, about a third of the call.  The coarse clock is never
+ * ahead of the precise one, and never goes back: of a key whose ttl was
+ * counted from it (ZKV_SET_COARSE, ZKV_EXPIRE_COARSE, zkv_incr_num) the ttl
+ * read is never more than the one set; of one counted from the precise
+ * clock it can be up to the coarse clock's lag (a tick, a few ms) more.
+ * Returns the codes of zkv_ttl, and ZKV_EINVAL for an unknown flag. */
+#define ZKV_TTL_COARSE 1u
+ZKV_API int zkv_ttl_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned flags,
+                       int64_t *ms_left);
+
 /* zkv_incr: add `by` to an integer value; a missing key is created holding
  * `by` with ttl_ms (0 = none).  The ttl never changes an existing key.
  *  [out] result  the new value (may be NULL)
@@ -483,8 +502,9 @@ ZKV_API int zkv_incr_limited(zkv_db *db, zkv_ns ns, const void *key, size_t klen
 /* zkv_incr_num: ngx.shared.DICT's incr over numbers.  The key must hold a
  * ZKV_T_INT or ZKV_T_FLOAT; the result is stored as ZKV_T_INT when it is an
  * integer in +-2^53, else ZKV_T_FLOAT.  A missing key is created holding
- * init + by with init_ttl_ms when `create` is non-zero, else ZKV_NOTFOUND.
- * The stored user flags and ttl are kept.
+ * init + by with init_ttl_ms (counted from the coarse clock, as shdict counts
+ * it from nginx's cached time: ZKV_SET_COARSE) when `create` is non-zero,
+ * else ZKV_NOTFOUND.  The stored user flags and ttl are kept.
  *  [out] result    the new value (may be NULL)
  *  [out] forcible  (may be NULL) 1 when making room for the created key
  *                  evicted live keys (as zkv_set_ex), else 0

@@ -442,32 +442,44 @@ int zkv_has(zkv_db *db, zkv_ns ns, const void *key, size_t klen) {
   RUN(db, do_has(db, ns_ref(db->s, ns), key, klen));
 }
 
-/* milliseconds left until the expiry x (at least 1: the key is alive), -1 for none */
-static int64_t ms_until(int64_t x) {
+/* milliseconds left until the expiry x of a live key (at least 1), -1 for
+ * none; `coarse` (ZKV_TTL_COARSE): from the coarse clock unless x is near */
+static int64_t ms_until(int64_t x, unsigned coarse) {
   if (!x) return -1;
+  if (coarse) {
+    int64_t left = x - clock_coarse_ms();
+    if (left > CLOCK_COARSE_SLACK_MS) return left;
+  }
   int64_t left = x - clock_ms();
   return left < 1 ? 1 : left;
 }
 
-static int do_ttl(zkv_db *db, ref_t ns, const void *key, size_t klen, int64_t *left) {
+static int do_ttl(zkv_db *db, ref_t ns, const void *key, size_t klen, unsigned coarse,
+                  int64_t *left) {
   ent *e = find_live(db->s, ns, key, klen, idx_hash(ns, key, klen, 0), NULL);
   if (!e) return ZKV_NOTFOUND;
-  if (left) *left = ms_until(ent_exp(e));
+  if (left) *left = ms_until(ent_exp(e), coarse);
   return ZKV_OK;
 }
 
-int zkv_ttl(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t *ms_left) {
+int zkv_ttl_ex(zkv_db *db, zkv_ns ns, const void *key, size_t klen, unsigned flags,
+               int64_t *ms_left) {
   CHECK_DB(db);
   CHECK_KEY(key, klen);
+  if (flags & ~ZKV_TTL_COARSE) return ZKV_EINVAL;
   if (db->closed) return ZKV_ECLOSED;
   int64_t x;
   int rc = read_nolock(db, ns, key, klen, NULL, &x, NULL);
   if (rc == ZKV_OK) {
-    if (ms_left) *ms_left = ms_until(x);
+    if (ms_left) *ms_left = ms_until(x, flags);
     return ZKV_OK;
   }
   if (rc != RETRY) return rc;
-  RUN(db, do_ttl(db, ns_ref(db->s, ns), key, klen, ms_left));
+  RUN(db, do_ttl(db, ns_ref(db->s, ns), key, klen, flags, ms_left));
+}
+
+int zkv_ttl(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int64_t *ms_left) {
+  return zkv_ttl_ex(db, ns, key, klen, 0, ms_left);
 }
 
 /* ---- writing ------------------------------------------------------------- */
@@ -492,7 +504,6 @@ static int value_bytes(const zkv_value *v, const void **p, size_t *n, char tmp[8
 static int64_t expiry_at(int64_t now, int64_t ttl_ms) {
   return ttl_ms > INT64_MAX - now ? INT64_MAX : now + ttl_ms;
 }
-static int64_t expiry_of(int64_t ttl_ms) { return expiry_at(clock_ms(), ttl_ms); }
 
 /* build an entry into a fresh block r */
 static void build(seg *s, ref_t r, const void *key, size_t klen, int type, uint32_t uflags,
@@ -525,7 +536,8 @@ static int do_store_at(zkv_db *db, ref_t ns, const void *key, size_t klen, uint6
   if ((flags & ZKV_SET_XX) && !old) return ZKV_NOTFOUND;
   int64_t exp = 0;
   if (flags & ZKV_SET_KEEPTTL) exp = old ? ent_exp(old) : 0;
-  else if (ttl_ms > 0) exp = expiry_of(ttl_ms);
+  else if (ttl_ms > 0)
+    exp = expiry_at((flags & ZKV_SET_COARSE) ? clock_coarse_ms() : clock_ms(), ttl_ms);
   unsigned f = (exp ? EF_EXP : 0) | (uflags ? EF_UFLAGS : 0);
   uint64_t units = ent_units(klen, vlen, f);
   hdr *hd = H(s);
@@ -936,7 +948,8 @@ static int do_incr_num(zkv_db *db, ref_t ns, const void *key, size_t klen, doubl
     LOGW(s, p, 8);
     memcpy(p, bytes, 8);
   } else {
-    int rc = do_store_at(db, ns, key, klen, h, r, NULL, type, 0, bytes, 8, init_ttl, 0);
+    int rc = do_store_at(db, ns, key, klen, h, r, NULL, type, 0, bytes, 8, init_ttl,
+                         ZKV_SET_COARSE);   /* shdict's incr: its ttl as its expire's */
     if (rc) return rc;
     if (forcible) *forcible = s->evicted != ev0;
   }

@@ -298,12 +298,13 @@ function StoreMethods.has(self, k)
   return bool_impl(self, k, false, CM_STORE.has, "has")
 end
 
-function StoreMethods.ttl(self, k)
+-- s:ttl(k), and (coarse 1, ZKV_TTL_COARSE) the drop-in's s:_ttl_coarse(k)
+local function ttl_impl(self, k, coarse, cm)
   local cs = type(self) == "table" and rawget(self, CS)
-  if not cs then return (CM_STORE.ttl(unwrap(self), k)) end
+  if not cs then return (cm(unwrap(self), k)) end
   local key = key_of(k)
-  if key == nil then return (CM_STORE.ttl(cs, k)) end
-  local rc = lua_ttl(cs, key, #key, DBL1)
+  if key == nil then return (cm(cs, k)) end
+  local rc = lua_ttl(cs, key, #key, coarse, DBL1)
   if rc == OK then
     local left = DBL1[0]
     if left < 0 then return huge end
@@ -311,9 +312,17 @@ function StoreMethods.ttl(self, k)
   elseif rc == NOTFOUND then
     return nil
   elseif rc == ESTALE or rc == ECLOSED then
-    return (CM_STORE.ttl(cs, k))
+    return (cm(cs, k))
   end
   return raise_rc(rc, "ttl")
+end
+
+function StoreMethods.ttl(self, k)
+  return ttl_impl(self, k, 0, CM_STORE.ttl)
+end
+
+function StoreMethods._ttl_coarse(self, k)
+  return ttl_impl(self, k, 1, CM_STORE._ttl_coarse)
 end
 
 function StoreMethods.incr(self, k, by, ttl)
@@ -591,8 +600,8 @@ end
 
 local STORE_NAMES = { "get", "set", "del", "has", "expire", "ttl", "incr", "setnx", "namespace",
                       "atomic", "keys", "namespaces", "count", "clear", "_rawget", "_rawset",
-                      "_incr_num", "_expire_ms", "_list_push", "_list_pop", "_list_len", "_space",
-                      "_keys_list", "_flush_all", "_flush_expired" }
+                      "_incr_num", "_expire_ms", "_ttl_coarse", "_list_push", "_list_pop",
+                      "_list_len", "_space", "_keys_list", "_flush_all", "_flush_expired" }
 local DRIVER_NAMES = { "namespace", "atomic", "gc", "stats", "flush", "close" }
 
 -- every C method we do not implement is forwarded as it is

@@ -24,8 +24,8 @@
 --     zeltkv.memory() store); forcible is true only for a store opened with evict = "lru".
 --
 -- Built on the store's hidden raw methods (src/lua/raw.c): _rawget, _rawset,
--- _incr_num, _expire_ms, _flush_all, _flush_expired, _space, _list_push, _list_pop,
--- _list_len, _keys_list, and on ttl and del of the store.  Lists are values of type
+-- _incr_num, _expire_ms, _ttl_coarse, _flush_all, _flush_expired, _space, _list_push, _list_pop,
+-- _list_len, _keys_list, and on del of the store.  Lists are values of type
 -- ZKV_T_LIST whose items the engine links (src/deque.c): a push or a pop costs the same at any
 -- length, as in shdict.
 
@@ -44,6 +44,9 @@ local T_STRING, T_INT, T_FLOAT, T_BOOL, T_LIST = K.T_STRING, K.T_INT, K.T_FLOAT,
 local OK, NOTFOUND, EXISTS, EFULL, ENOMEM = K.OK, K.NOTFOUND, K.EXISTS, K.EFULL, K.ENOMEM
 local ETYPE = K.ETYPE
 local SET_NX, SET_XX, SET_NOEVICT = K.SET_NX, K.SET_XX, K.SET_NOEVICT
+-- every write counts its exptime from the coarse clock, as shdict counts from nginx's cached
+-- time (and _expire_ms, _incr_num do): ttl(), read from that clock too, never exceeds it
+local SET_COARSE = K.SET_COARSE
 
 local MAX_KEY = K.MAX_KEY
 local LIMIT = 9007199254740992          -- 2^53: integers exact in a double
@@ -269,7 +272,7 @@ local function store_op(self, setflags, key, value, exptime, flags)
     s:del(k)
     return true, nil, false
   end
-  local rc, forcible = s:_rawset(k, t, value, uf, ms_of(exptime), setflags)
+  local rc, forcible = s:_rawset(k, t, value, uf, ms_of(exptime), setflags + SET_COARSE)
   if rc == OK then return true, nil, forcible end
   if rc == EXISTS then return false, "exists", false end
   if rc == NOTFOUND then return false, "not found", false end
@@ -400,7 +403,7 @@ function Dict.ttl(self, key)
   local s = zone(self).s
   local k, err = key_of(key)
   if not k then return nil, err end
-  local left = s:ttl(k)
+  local left = s:_ttl_coarse(k)
   if left == nil then return nil, "not found" end
   if left == huge then return 0 end
   return left

@@ -1007,6 +1007,48 @@ TEST(incr_basics) {
   zkv_close(db);
 }
 
+/* ZKV_SET_COARSE / ZKV_TTL_COARSE (the drop-in's clock, as shdict's is nginx's
+ * cached time): a ttl read is never more than the one set, never reported for
+ * an expired key, precise near the end; unknown ttl flags are refused */
+TEST(ttl_coarse) {
+  zkv_db *db = open_mem();
+  REQUIRE(db != NULL);
+  int64_t ms = 0;
+  zkv_value v = vstr("v");
+  CHECK_RC(zkv_set(db, ZKV_ROOT, K("c"), &v, 10000, ZKV_SET_COARSE), ZKV_OK);
+  CHECK_RC(zkv_ttl_ex(db, ZKV_ROOT, K("c"), ZKV_TTL_COARSE, &ms), ZKV_OK);
+  CHECK(ms > 9000 && ms <= 10000);
+  CHECK_RC(zkv_ttl_ex(db, ZKV_ROOT, K("c"), 2, &ms), ZKV_EINVAL);
+  CHECK_RC(zkv_ttl_ex(db, ZKV_ROOT, K("absent"), ZKV_TTL_COARSE, &ms), ZKV_NOTFOUND);
+  CHECK_RC(set_s(db, ZKV_ROOT, "p", "v", 0), ZKV_OK);
+  CHECK_RC(zkv_ttl_ex(db, ZKV_ROOT, K("p"), ZKV_TTL_COARSE, &ms), ZKV_OK);
+  CHECK_EQ(ms, -1);
+  /* within the last second the precise clock tells (the coarse one was behind
+   * by up to a tick when the ttl was set: the key expires that much early) */
+  zkv_set_clock_offset(9500);
+  CHECK_RC(zkv_ttl_ex(db, ZKV_ROOT, K("c"), ZKV_TTL_COARSE, &ms), ZKV_OK);
+  CHECK(ms >= 400 && ms <= 500);
+  zkv_set_clock_offset(10000);
+  CHECK_RC(zkv_ttl_ex(db, ZKV_ROOT, K("c"), ZKV_TTL_COARSE, &ms), ZKV_NOTFOUND);
+  zkv_set_clock_offset(0);
+  /* short ttls, read at once and again and again: never more than set, never 0 */
+  int bad = 0;
+  for (int i = 0; i < 3000; i++) {
+    CHECK_RC(zkv_set(db, ZKV_ROOT, K("s"), &v, 3, ZKV_SET_COARSE), ZKV_OK);
+    for (int j = 0; j < 3; j++) {
+      int rc = zkv_ttl_ex(db, ZKV_ROOT, K("s"), ZKV_TTL_COARSE, &ms);
+      if (!(rc == ZKV_NOTFOUND || (rc == ZKV_OK && ms >= 1 && ms <= 3))) bad++;
+    }
+  }
+  CHECK_EQ(bad, 0);
+  /* zkv_incr_num's init_ttl counts from the coarse clock */
+  double res = 0;
+  CHECK_RC(zkv_incr_num(db, ZKV_ROOT, K("n"), 1, 1, 0, 5000, &res, NULL), ZKV_OK);
+  CHECK_RC(zkv_ttl_ex(db, ZKV_ROOT, K("n"), ZKV_TTL_COARSE, &ms), ZKV_OK);
+  CHECK(ms > 4000 && ms <= 5000);
+  zkv_close(db);
+}
+
 TEST(incr_ttl_only_at_creation) {
   zkv_db *db = open_mem();
   REQUIRE(db != NULL);

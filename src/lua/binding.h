@@ -65,7 +65,8 @@
                   int64_t ttl_ms, unsigned flags, int *forcible);                          \
   int zkv_lua_del(void *store, const void *key, size_t klen);                              \
   int zkv_lua_has(void *store, const void *key, size_t klen);                              \
-  int zkv_lua_ttl(void *store, const void *key, size_t klen, double *ms_left);             \
+  int zkv_lua_ttl(void *store, const void *key, size_t klen, unsigned flags,              \
+                  double *ms_left);                                                        \
   int zkv_lua_incr(void *store, const void *key, size_t klen, int64_t by, int64_t ttl_ms,  \
                    double *result);                                                        \
   int zkv_lua_incr_num(void *store, const void *key, size_t klen, double by, int create,   \
@@ -293,6 +294,7 @@ int push_count(lua_State *L, int rc, uint64_t n, const char *what);
 extern const luaL_Reg zl_store_methods[], zl_driver_methods[], zl_raw_methods[],
     zl_driver_raw_methods[];
 int store_atomic_as(lua_State *L);
+int store_ttl_flags(lua_State *L, unsigned flags);   /* s:ttl() with zkv_ttl_ex's flags */
 int store_tostring(lua_State *L);
 int driver_tostring(lua_State *L);
 int driver_gcmeta(lua_State *L);

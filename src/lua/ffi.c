@@ -67,11 +67,12 @@ ZKV_API int zkv_lua_has(void *store, const void *key, size_t klen) {
   return zkv_has(db, ((Store *)store)->ns, key, klen);
 }
 
-/* *ms_left: the milliseconds left, -1 for a key without ttl */
-ZKV_API int zkv_lua_ttl(void *store, const void *key, size_t klen, double *ms_left) {
+/* *ms_left: the milliseconds left, -1 for a key without ttl; flags: zkv_ttl_ex's */
+ZKV_API int zkv_lua_ttl(void *store, const void *key, size_t klen, unsigned flags,
+                        double *ms_left) {
   DB_OR_CLOSED(db, store);
   int64_t left = 0;
-  int rc = zkv_ttl(db, ((Store *)store)->ns, key, klen, &left);
+  int rc = zkv_ttl_ex(db, ((Store *)store)->ns, key, klen, flags, &left);
   if (rc == ZKV_OK) *ms_left = left < 0 ? -1.0 : (double)left;
   return rc;
 }

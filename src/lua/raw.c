@@ -96,6 +96,9 @@ static int store_expire_ms(lua_State *L) {
   return 1;
 }
 
+/* s:_ttl_coarse(key) -> as s:ttl(key), counted from the coarse clock (ZKV_TTL_COARSE) */
+static int store_ttl_coarse(lua_State *L) { return store_ttl_flags(L, ZKV_TTL_COARSE); }
+
 /* s:_flush_all() -> how many live keys of this namespace now count as expired */
 static int store_flush_all(lua_State *L) {
   Store *s = (Store *)check_self(L, STORE_MT);
@@ -227,7 +230,7 @@ static int store_keys_list(lua_State *L) {
 
 const luaL_Reg zl_raw_methods[] = {
   {"_rawget", store_rawget}, {"_rawset", store_rawset},
-  {"_incr_num", store_incr_num}, {"_expire_ms", store_expire_ms},
+  {"_incr_num", store_incr_num}, {"_expire_ms", store_expire_ms}, {"_ttl_coarse", store_ttl_coarse},
   {"_flush_all", store_flush_all}, {"_flush_expired", store_flush_expired},
   {"_space", store_space}, {"_list_push", store_list_push}, {"_list_pop", store_list_pop},
   {"_list_len", store_list_len}, {"_keys_list", store_keys_list}, {"_atomic_as", store_atomic_as},

@@ -132,18 +132,21 @@ static int store_expire(lua_State *L) {
   return push_found(L, rc, "expire");
 }
 
-static int store_ttl(lua_State *L) {
+/* s:ttl(key), and with ZKV_TTL_COARSE the drop-in's s:_ttl_coarse(key) */
+int store_ttl_flags(lua_State *L, unsigned flags) {
   KEY_ARGS(L);
   zkv_db *db = live_db(L, s->drv);
   int64_t left;
   int rc;
-  CALL(rc, zkv_ttl(db, s->ns, k, kl, &left));
+  CALL(rc, zkv_ttl_ex(db, s->ns, k, kl, flags, &left));
   if (rc < 0) return raise_rc(L, rc, "ttl");
   if (rc == ZKV_NOTFOUND) lua_pushnil(L);
   else if (left < 0) lua_pushnumber(L, HUGE_VAL);
   else lua_pushnumber(L, (lua_Number)left / 1000.0);
   return 1;
 }
+
+static int store_ttl(lua_State *L) { return store_ttl_flags(L, 0); }
 
 static int store_incr(lua_State *L) {
   KEY_ARGS(L);
