@@ -623,6 +623,40 @@ TEST(grown_index_leaves_room_shared) {
   }
 }
 
+/* 9.5: an index bigger than one copy may move (over 256 KiB: 8 MiB filled
+ * with small keys grows it to 2^17 buckets or more) moves in steps, and the
+ * free room is still one: a value of all of it but a little fits after a
+ * clear, and the index ends up in one array */
+TEST(grown_big_index_moves_in_steps) {
+  zkv_db *db = th_open_unlinked("grown-big", 8 << 20, ZKV_EVICT_NONE);
+  REQUIRE(db != NULL);
+  zkv_ns ns;
+  REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("d"), &ns), ZKV_OK);
+  long n = fill_small(db, ns);
+  zkv_stats st;
+  CHECK_RC(zkv_stats_get(db, &st), ZKV_OK);
+  CHECK(st.buckets * 4 > (256u << 10));
+  CHECK_RC(zkv_clear(db, ns, NULL), ZKV_OK);
+  uint64_t room = free_now(db);
+  size_t vlen = value_for(room, 512);
+  char *val = malloc(vlen);
+  REQUIRE(val != NULL);
+  memset(val, 'G', vlen);
+  zkv_value big = {.type = ZKV_T_STRING, .data = val, .len = vlen};
+  int rc = zkv_set(db, ns, K("big"), &big, 0, 0);
+  if (rc) fprintf(stderr, "after %ld keys (%llu buckets), %zu bytes with %llu of room: %s\n", n,
+                  (unsigned long long)st.buckets, vlen, (unsigned long long)room, zkv_strerror(rc));
+  CHECK_RC(rc, ZKV_OK);
+  CHECK(!(H(db->s)->ocursor & OC_MOVING));
+  const char *why = "";
+  CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+  zkv_value got;
+  CHECK_RC(zkv_get(db, ns, K("big"), &got), ZKV_OK);
+  CHECK_EQ(got.len, vlen);
+  free(val);
+  zkv_close(db);
+}
+
 TEST(grown_index_leaves_room_memory) {
   for (int lru = 0; lru < 2; lru++) {
     zkv_options o;
