@@ -322,7 +322,11 @@ static void random_run(world *w, size_t big, long ops) {
       int kn = snprintf(key, sizeof key, "k%d", k);
       zkv_value v;
       rc = zkv_get(db, ns, key, (size_t)kn, &v);
-      if (rc == ZKV_ESTALE) { w->ns[i] = 0; rc = ZKV_NOTFOUND; }
+      if (rc == ZKV_ESTALE) {   /* its record moved or went: found again by name */
+        w->ns[i] = 0;
+        if (ns_of(w, i, &ns)) break;
+        rc = zkv_get(db, ns, key, (size_t)kn, &v);
+      }
       if (w->len[i][k] < 0) {
         if (rc != ZKV_NOTFOUND) wrong++;
       } else if (rc == ZKV_NOTFOUND) {
@@ -410,6 +414,24 @@ TEST(random_fill_shared_lru_bursts) {
   zkv_db *db = th_open_unlinked("lrub", 256 << 10, ZKV_EVICT_LRU);
   REQUIRE(db != NULL);
   world *w = new_world(db, 1);
+  w->bursts_on = 1;
+  w->burst_every = 300;
+  random_run(w, 24000, room_ops());
+  free(w);
+  zkv_close(db);
+}
+
+/* 9.4: without eviction, the model's namespaces made amid the keys (not
+ * before them, as random_fill_shared does), emptied, freed and made anew,
+ * and a burst with a value of all the free room but TRAPPED every 300
+ * operations: the records of namespaces with keys are in the way too, and
+ * move when no key can hop over them (before, the bursts failed: 'burst:
+ * 65120 bytes with 65664 free: store is full') */
+TEST(random_fill_shared_namespaces_made_late) {
+  rng_state = 16;
+  zkv_db *db = th_open_unlinked("late", 256 << 10, ZKV_EVICT_NONE);
+  REQUIRE(db != NULL);
+  world *w = new_world(db, 0);
   w->bursts_on = 1;
   w->burst_every = 300;
   random_run(w, 24000, room_ops());
