@@ -2,12 +2,18 @@
 # bench/redis-nginx.sh URL: the redis driver inside nginx (1 worker, cosockets) against a
 # bare cosocket client doing the same commands on the same server, in one run.
 # Each figure is the median over requests that each run CHUNK operations in their handler
-# (timed with clock_gettime), the sides in turns (kept, pooled, driver, then the reverse), and
+# (timed with clock_gettime: wall time, and the worker's CPU time, which a busy machine
+# stretches much less), the sides in turns (kept, pooled, driver, then the reverse), and
 # each ratio the median of the ratios within one turn: a burst of load on the shared
 # machine falls on all three sides of a turn.  Two bare clients:
 #   kept     one cosocket for the whole request, the commands written out by hand
-#   pooled   per operation: ngx.socket.tcp, connect (from nginx's pool), the command,
-#            setkeepalive -- what the driver does for each call outside atomic
+#   pooled   per operation: ngx.socket.tcp, settimeouts, connect (from nginx's pool), the
+#            command, setkeepalive (the driver takes a connection from the pool per call
+#            too, but reconnects one cosocket object per coroutine: no new object, no
+#            settimeouts)
+# Then one call per request, as most requests make: the driver (a pooled connection)
+# against a new connection per request, which is what keeping a connection for the whole
+# request would cost it, since nginx closes a request's cosockets when its handler ends.
 set -u
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
@@ -55,6 +61,10 @@ $NGX_HTTP_COMMON
       ffi.C.clock_gettime(1, ts)                          -- CLOCK_MONOTONIC
       return tonumber(ts.tv_sec) * 1e9 + tonumber(ts.tv_nsec)
     end
+    function CPU_NS()
+      ffi.C.clock_gettime(3, ts)                          -- CLOCK_THREAD_CPUTIME_ID
+      return tonumber(ts.tv_sec) * 1e9 + tonumber(ts.tv_nsec)
+    end
     function CONNECT()
       local c = ngx.socket.tcp()
       c:settimeouts(1000, 1000, 1000)
@@ -65,10 +75,26 @@ $NGX_HTTP_COMMON
   server {
     listen 127.0.0.1:$1;
     location = /ping { content_by_lua_block { ngx.say("pong") } }
+    location = /one {
+      content_by_lua_block {
+        local side = ngx.var.arg_side
+        local t0, c0 = NOW_NS(), CPU_NS()
+        if side == "drv" then
+          DRV.get()
+        else                                  -- a new connection, closed when the request ends
+          local c = ngx.socket.tcp()
+          c:settimeouts(1000, 1000, 1000)
+          assert(c:connect("$HOST", $RPORT))
+          BARE.get(c)
+          c:close()
+        end
+        ngx.say(string.format("%.0f %.0f", NOW_NS() - t0, CPU_NS() - c0))
+      }
+    }
     location = /run {
       content_by_lua_block {
         local op, n, side = ngx.var.arg_op, tonumber(ngx.var.arg_n), ngx.var.arg_side
-        local t0 = NOW_NS()
+        local t0, c0 = NOW_NS(), CPU_NS()
         if side == "drv" then
           local f = DRV[op]
           for _ = 1, n do f() end
@@ -80,7 +106,7 @@ $NGX_HTTP_COMMON
           local f = BARE[op]
           for _ = 1, n do local c = CONNECT(); f(c); c:setkeepalive(60000, 32) end
         end
-        ngx.say(string.format("%.0f", (NOW_NS() - t0) / n))
+        ngx.say(string.format("%.0f %.0f", (NOW_NS() - t0) / n, (CPU_NS() - c0) / n))
       }
     }
   }
@@ -95,21 +121,38 @@ CHUNK=500
 TURNS=$(( N / CHUNK )); [ "$TURNS" -ge 8 ] || TURNS=8
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 echo "inside nginx (1 worker, LuaJIT, cosockets), $URL, $TURNS turns of $CHUNK ops per request, medians:"
-printf '  %-26s %10s %10s %10s %9s %9s\n' operation "kept ns" "pooled ns" "driver ns" "/kept" "/pooled"
+printf '  %-20s %9s %9s %9s %7s %7s %8s %8s %7s\n' operation "kept ns" "pooled ns" "driver ns" "/kept" "/pooled" \
+  "kept cpu" "drv cpu" "cpu/kept"
 for op in get set incr_ttl setnx_ttl atomic_rmw; do
   for s in kept pooled drv; do curl -s -m 60 "$U/run?op=$op&n=200&side=$s" >/dev/null; done   # warm up
-  : > "$T/k"; : > "$T/p"; : > "$T/d"; : > "$T/rk"; : > "$T/rp"
+  : > "$T/k"; : > "$T/p"; : > "$T/d"; : > "$T/rk"; : > "$T/rp"; : > "$T/ck"; : > "$T/cd"; : > "$T/rc"
   for i in $(seq 1 "$TURNS"); do
     if [ $((i % 2)) = 1 ]; then order="kept pooled drv"; else order="drv pooled kept"; fi
     for s in $order; do
       v=$(curl -s -m 120 "$U/run?op=$op&n=$CHUNK&side=$s")
-      case $s in kept) k=$v ;; pooled) p=$v ;; drv) d=$v ;; esac
+      case $s in kept) k=${v% *}; kc=${v#* } ;; pooled) p=${v% *} ;; drv) d=${v% *}; dc=${v#* } ;; esac
     done
-    echo "$k" >> "$T/k"; echo "$p" >> "$T/p"; echo "$d" >> "$T/d"
+    echo "$k" >> "$T/k"; echo "$p" >> "$T/p"; echo "$d" >> "$T/d"; echo "$kc" >> "$T/ck"; echo "$dc" >> "$T/cd"
     awk -v a="$d" -v b="$k" 'BEGIN { print a / b }' >> "$T/rk"
     awk -v a="$d" -v b="$p" 'BEGIN { print a / b }' >> "$T/rp"
+    awk -v a="$dc" -v b="$kc" 'BEGIN { print a / b }' >> "$T/rc"
   done
-  printf '  %-26s %10.0f %10.0f %10.0f %8.2fx %8.2fx\n' "$op" "$(median < "$T/k")" "$(median < "$T/p")" \
-    "$(median < "$T/d")" "$(median < "$T/rk")" "$(median < "$T/rp")"
+  printf '  %-20s %9.0f %9.0f %9.0f %6.2fx %6.2fx %8.0f %8.0f %6.2fx\n' "$op" "$(median < "$T/k")" "$(median < "$T/p")" \
+    "$(median < "$T/d")" "$(median < "$T/rk")" "$(median < "$T/rp")" "$(median < "$T/ck")" "$(median < "$T/cd")" \
+    "$(median < "$T/rc")"
 done
+# one get per request: the driver against a new connection per request (the request's own
+# time in its handler; the new connection's close and the server's accept come on top)
+ONE=$((TURNS * 5))
+: > "$T/od"; : > "$T/of"; : > "$T/odc"; : > "$T/ofc"
+for s in drv fresh; do curl -s -m 10 "$U/one?side=$s" >/dev/null; done
+for i in $(seq 1 "$ONE"); do
+  if [ $((i % 2)) = 1 ]; then order="drv fresh"; else order="fresh drv"; fi
+  for s in $order; do
+    v=$(curl -s -m 10 "$U/one?side=$s")
+    case $s in drv) echo "${v% *}" >> "$T/od"; echo "${v#* }" >> "$T/odc" ;; *) echo "${v% *}" >> "$T/of"; echo "${v#* }" >> "$T/ofc" ;; esac
+  done
+done
+echo "one get per request ($ONE requests each, medians): the driver (pooled connection) $(median < "$T/od") ns" \
+  "($(median < "$T/odc") ns cpu), a new connection per request $(median < "$T/of") ns ($(median < "$T/ofc") ns cpu)"
 if grep -q "\[error\]" "$T/logs/error.log"; then grep -m 5 "\[error\]" "$T/logs/error.log"; fi

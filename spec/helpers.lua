@@ -407,6 +407,12 @@ function H.advance(ms)
   zeltkv._set_clock_offset(ms)
 end
 
+-- H.ttl_slack(): how far below the exact value the last ttl() reading may be, in test
+-- seconds: 0 on a test clock; on redis the round trips it took (spec/support/scaled.lua)
+function H.ttl_slack()
+  return scaled_clock and require("support.scaled").last_slack or 0
+end
+
 function H.reset_clock()
   if scaled_clock then scaled_clock.reset() end
   if zeltkv._set_clock_offset then zeltkv._set_clock_offset(0) end

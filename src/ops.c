@@ -76,9 +76,13 @@ const char *zkv_errclass_name(int cls) {
  * looks whether a sweep step is due.  Inline: it is on every write, and the
  * answer is nearly always no. */
 static inline void maybe_gc(zkv_db *db) {
-  /* (in a transaction, when its undo log can take the moves: it is not
-   * the op's own work, and must not make it fail) */
-  if (UNLIKELY(H(db->s)->obuckets) && (!db->s->txn_depth || log_room(db->s, LOG_KEY_ROOM)))
+  /* (in a transaction, a growth when its undo log can take the moves: it
+   * is not the op's own work, and must not make it fail; a move waits for
+   * the transaction's end: its runs would log 4 bytes a bucket into the
+   * transaction's log, which grows into the free room the writes need) */
+  if (UNLIKELY(H(db->s)->obuckets) &&
+      (!db->s->txn_depth ||
+       (!(H(db->s)->ocursor & OC_MOVING) && log_room(db->s, LOG_KEY_ROOM))))
     idx_rehash(db, REHASH_STEP);
   if ((++db->opcount & 7) && !H(db->s)->gc_active) return;
   room_gc_step(db);

@@ -183,9 +183,10 @@ out:
  * (move_ns); else (the records of namespaces with keys never move: keys
  * name them by their place) a key of the few just past it hops over it into
  * the reservation, the first that fits there, and the next reservation
- * starts with what is left.  The index's bucket array moves in steps, a run
- * of buckets per turn (index_out_of_way), the deleted-key ring (8 KiB) by a
- * copy (move_array); either is hopped over when it has nowhere to go; a key too
+ * starts with what is left.  A bucket array of the index over 256 KiB moves
+ * in steps, a run of buckets per turn (index_out_of_way), a smaller one and
+ * the deleted-key ring (8 KiB) by a copy (move_array); either is hopped over
+ * when it has nowhere to go; a key too
  * big to hop or to slide within the undo log stops it, and it starts again
  * above.  Inside a transaction everything runs in the op, limited by the
  * free room its undo log can grow into (txn.c), and no key hops nor array
@@ -392,8 +393,8 @@ static int index_out_of_way(zkv_db *db, room_req *q, ref_t *rp, uint64_t have) {
   return GROW_MORE;
 }
 
-/* The deleted-key ring (NDEAD refs, 8 KiB) moves by a copy to a block it
- * does not overlap, as the index once did: its old bytes
+/* The deleted-key ring (NDEAD refs, 8 KiB) and an index array of at most
+ * ARRAY_COPY_MAX move by a copy to a block they do not overlap: its old bytes
  * stay as they were (freed, noted: what a rollback or a crash brings back),
  * and only the bytes of the new place freed in this lock hold are logged,
  * besides the ref in the header (block_moved).  Where to:
@@ -407,8 +408,8 @@ static int index_out_of_way(zkv_db *db, room_req *q, ref_t *rp, uint64_t have) {
  *     itself it lands on fits in the log, or keys past it hop over it.
  * Only in a step of its own (no op holds a bucket's address then), with the
  * log room for it: MOVE_LATER when a step of its own would have it.  One
- * memcpy of 8 KiB (a small index array slides the same way, through the
- * slide below, up to ARRAY_COPY_MAX). */
+ * memcpy of at most ARRAY_COPY_MAX: the ring, or an index array that small
+ * (which may also slide, below); a bigger one moves in steps. */
 enum { MOVE_NONE, MOVED_DOWN, MOVED_AWAY, MOVE_LATER };
 
 /* the block x (xu units) past the reservation r (have units) moves by a
@@ -526,13 +527,14 @@ static int grow_once(zkv_db *db, room_req *q, ref_t *rp, ref_t pin, int may_evic
     }
     return GROW_MORE;
   }
-  /* the index: in steps (index_out_of_way); a small one with nowhere to go
-   * slides below, a big one the keys above it hop over */
-  if (is_array && bounded && x != h->dead_ring) {
+  /* a big index (or one moving): in steps (index_out_of_way); with nowhere
+   * to go, the keys above it hop over it.  A small one moves by one copy or
+   * slides, as the ring does (below) */
+  if (is_array && bounded && x != h->dead_ring &&
+      (xu * UNIT > ARRAY_COPY_MAX || (h->obuckets && (h->ocursor & OC_MOVING)))) {
     int g = index_out_of_way(db, q, rp, have);
     if (g >= 0) return g;
-    h = H(s);
-    if (xu * UNIT > ARRAY_COPY_MAX) goto hop;
+    goto hop;
   }
   /* the ring (or a small index): by a copy, which logs least (move_array);
    * when it has nowhere to go, the keys above it hop over it as over a
@@ -601,11 +603,20 @@ static int make_room(zkv_db *db, room_req *q, int bounded, int *done) {
   ref_t r = reservation(s, &mine);
   if (!mine) r = 0;   /* another writer's: this step only frees and evicts */
   for (;;) {
-    if (r ? BLK_UNITS(*(uint32_t *)P(s, r)) >= units : blk_fits(s, units)) break;
-    if (!could_fit(s, units, pin)) return ZKV_EFULL;
+    /* a move of the index these steps began ends in them: a transaction
+     * never meets one half done (but after a crash) */
+    int moving = bounded && H(s)->obuckets && (H(s)->ocursor & OC_MOVING);
+    int fits = r ? BLK_UNITS(*(uint32_t *)P(s, r)) >= units : blk_fits(s, units);
+    if (fits && !moving) break;
+    if (!fits && !could_fit(s, units, pin)) return ZKV_EFULL;
     if (bounded && (clock_ns() - t0 > STEP_NS || q->work >= STEP_WORK ||
                     (s->shared && H(s)->log_used > H(s)->log_cap / 2)))
       return ZKV_OK;   /* the next step goes on */
+    if (moving) {
+      idx_rehash(db, INDEX_TURN);
+      q->work += INDEX_TURN;
+      continue;
+    }
     /* in a transaction a shared segment's undo log grows into the free
      * room: when it cannot take the next move, the store is full */
     if (!bounded && !log_room(s, ROOM_LOG_MARGIN)) return ZKV_EFULL;
@@ -782,6 +793,14 @@ void room_grow_index(zkv_db *db) {
 
 /* ---- the periodic sweep and the step budgets ------------------------------ */
 
+/* Long walks (clear, flush, gc) run in steps of BATCH keys, each its own
+ * lock hold, so no one waits long behind them: 1,024 keys took 0.6-0.9 ms of
+ * CPU a step on a busy 2-core machine (load 5-7: a cold cache makes every
+ * key's links a miss), 4,096 took 2-3 ms; 256 keys stay well under the 1 ms
+ * goal whatever the load (bench/holds.c).  Inside a transaction they run
+ * whole, since the transaction must be able to undo them. */
+#define BATCH 256
+
 void room_gc_step(zkv_db *db) {
   seg *s = db->s;
   hdr *h = H(s);
@@ -793,18 +812,20 @@ void room_gc_step(zkv_db *db) {
     h->gc_active = 1;
     h->gc_cursor = 0;
   }
-  /* a step visits at most 1024 buckets and stops early after 250 us, so
-   * that no operation holds the lock much longer than it needs */
+  /* a step visits at most 1024 buckets, frees about BATCH keys at most (a
+   * bound by work: a time budget is stretched by preemption and a cold
+   * cache) and stops early after 250 us, so that no operation holds the
+   * lock much longer than it needs */
   int64_t t0 = clock_ns();
-  uint64_t cur = h->gc_cursor;
+  uint64_t cur = h->gc_cursor, freed = 0;
   int done = 0;
   if (h->lgarb && !(s->shared && h->log_used > h->log_cap / 4)) list_reclaim(db, 256);
   for (int chunk = 0; chunk < 64 && !done; chunk++) {
     /* on a shared segment, leave the undo log room for the operation's own
      * records: a sweep must never make the caller's write fail */
     if (s->shared && H(s)->log_used > H(s)->log_cap / 4) break;
-    done = room_sweep(db, &cur, 16, 0, NULL, 0, 0);
-    if (clock_ns() - t0 > 250000) break;
+    done = room_sweep(db, &cur, 16, 0, &freed, 0, 0);
+    if (freed >= BATCH || clock_ns() - t0 > 250000) break;
   }
   h = H(s);
   LOG_SPAN(s, h, gc_active, gc_cursor);
@@ -820,11 +841,6 @@ void room_gc_step(zkv_db *db) {
   if (!s->hold_t0) s->hold_t0 = t0;   /* timed from the op's start if ZKV_TIME_HOLDS */
 }
 
-/* Long walks (clear, flush, gc) run in steps of BATCH keys, each its own
- * lock hold, so no one waits long behind them (1,024 keys: well under 1 ms
- * where 4,096 took 2-3 ms, bench/holds.c); inside a transaction they run
- * whole, since the transaction must be able to undo them. */
-#define BATCH 1024
 
 /* BATCH, or fewer when the undo log of a shared segment could not hold
  * BATCH keys' worth of records (freeing a key logs some 500 bytes: links,

@@ -37,6 +37,7 @@ end
 local LEN = {}
 for n = 0, 1023 do LEN[n] = "$" .. n .. "\r\n" end
 local function len(n) return LEN[n] or "$" .. n .. "\r\n" end
+M.len = len
 
 -- bulk(s): one argument in RESP form
 function M.bulk(s)

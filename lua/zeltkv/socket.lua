@@ -112,18 +112,53 @@ end
 ---------------------------------------------------------------------------
 -- cosockets
 
+-- A cosocket object keeps its timeouts and can connect again after setkeepalive, so each
+-- coroutine keeps its idle object per node (cfg.socks, weak on the coroutine) and a call
+-- only takes a connection from nginx's pool: no new object, no settimeouts, no finalizer
+-- for the GC.  nginx reuses a finished request's coroutine for a later request, and an
+-- object serves only the request that made it ("bad request" otherwise), so the slot also
+-- holds that request and is used only by it (a recycled request address is a finished
+-- request: its objects are not connected, and connect binds one to the new request).  The
+-- object is out of the slot while it is connected, so a nested call (atomic's connection
+-- held across fn) makes its own, and another light thread has a coroutine of its own.
+-- Without resty.core's get_request every call makes a new object, as nginx's docs show.
+local WEAK_K = { __mode = "k" }
+local co_running = coroutine.running
+local get_request
+if ngx then
+  local ok, base = pcall(require, "resty.core.base")
+  if ok and type(base) == "table" then get_request = base.get_request end
+end
+
 local function connect_cosocket(cfg)
-  local sock, err = ngx.socket.tcp()
-  if not sock then return nil, "ngx.socket.tcp: " .. tostring(err) end
-  local ms = cfg.timeout * 1000
-  sock:settimeouts(ms, ms, ms)
+  local socks = cfg.socks
+  if not socks then socks = setmetatable({}, WEAK_K); cfg.socks = socks end
+  local co = co_running()
+  local req = co and get_request and get_request()
+  local slot = req and socks[co]
+  local sock
+  if slot and slot.req == req and slot.sock then
+    sock = slot.sock
+    slot.sock = false
+  else
+    local err
+    sock, err = ngx.socket.tcp()
+    if not sock then return nil, "ngx.socket.tcp: " .. tostring(err) end
+    local ms = cfg.timeout * 1000
+    sock:settimeouts(ms, ms, ms)
+    if req then                           -- the slot is this request's from now on
+      if slot then slot.req, slot.sock = req, false else socks[co] = { sock = false, req = req } end
+    end
+  end
   local ok, cerr
   local popts = cfg.popts                 -- made once per node, not per call
   if not popts then
-    popts = { pool = cfg.pool_name, pool_size = cfg.pool_size, backlog = cfg.backlog }
+    -- the pool is made by setkeepalive with its size; connect needs the size only where
+    -- a backlog queues connects beyond it
+    popts = { pool = cfg.pool_name, pool_size = cfg.backlog and cfg.pool_size or nil, backlog = cfg.backlog }
     cfg.popts = popts
   end
-  if cfg.path then ok, cerr = sock:connect("unix:" .. cfg.path, popts)
+  if cfg.path then ok, cerr = sock:connect(cfg.upath, popts)
   else ok, cerr = sock:connect(cfg.host, cfg.port, popts) end
   if not ok then return nil, ("connect %s: %s"):format(cfg.name, tostring(cerr)) end
   local fresh = sock:getreusedtimes() == 0
@@ -153,8 +188,14 @@ end
 -- keepalive(conn, cfg): a cosocket goes back to nginx's pool; LuaSocket connections are
 -- kept by the driver itself, so this is only called for cosockets.
 function M.keepalive(conn, cfg)
-  local ok = conn:setkeepalive(cfg.keepalive * 1000, cfg.pool_size)
-  if not ok then conn:close() end
+  if conn:setkeepalive(cfg.keepalive_ms, cfg.pool_size) then
+    -- the object, idle, for the next call of this coroutine in this request
+    local co = co_running()
+    local slot = co and cfg.socks[co]
+    if slot and not slot.sock and slot.req == get_request() then slot.sock = conn end
+  else
+    conn:close()
+  end
 end
 
 -- sleep(seconds), yielding inside nginx

@@ -13,6 +13,10 @@
 #   g  TLS with a password through the cosocket's TLS handshake
 #   h  a 3-node cluster from nginx (MOVED, slot map per worker)
 #   i  store:shdict() on a redis store: get/set/incr/add as on ngx.shared.DICT
+#   j  light threads of one request (4 doing incr, 1 doing atomic read-modify-writes that
+#      yield inside fn, and the entry thread): exact totals, no thread fails (each
+#      coroutine reconnects its own cosocket object, never another's), and the 1,250
+#      calls open only a few new server connections (each goes back to nginx's pool)
 # Prints one line per check and last "redis nginx: N passed, N failed".
 set -u
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -146,6 +150,28 @@ $NGX_HTTP_COMMON
         ngx.say(n, " ", cl:namespace("root1"):get("k"))
       }
     }
+    location = /threads {
+      content_by_lua_block {
+        local s = kv:namespace("threads")
+        local function incrs() for _ = 1, 200 do s:incr("n") end end
+        local function rmws()
+          for _ = 1, 50 do
+            kv:atomic(function() local v = s:get("rmw") or 0; ngx.sleep(0.001); s:set("rmw", v + 1) end)
+            s:incr("after")                  -- a plain call of the same coroutine between atomics
+          end
+        end
+        local th = {}
+        for _ = 1, 4 do th[#th + 1] = ngx.thread.spawn(incrs) end
+        th[#th + 1] = ngx.thread.spawn(rmws)
+        incrs()
+        local failed = 0
+        for _, t in ipairs(th) do
+          local ok, err = ngx.thread.wait(t)
+          if not ok then failed = failed + 1; ngx.log(ngx.ERR, "light thread: ", tostring(err)) end
+        end
+        ngx.say(failed, " ", s:get("n"), " ", s:get("rmw"), " ", s:get("after"))
+      }
+    }
     location = /shdict {
       content_by_lua_block {
         local d = kv:namespace("dict"):shdict()
@@ -222,6 +248,17 @@ case $r in "30 101") ok "h: a 3-node cluster from nginx ($r)" ;; "no cluster") o
 # i
 r=$(curl -s -m 5 "$U/shdict")
 [ "$r" = "true x 5 false" ] && ok "i: store:shdict() on a redis store ($r)" || bad "i: shdict: $r $(grep -m2 error "$T/logs/error.log")"
+
+# j
+conns() { redis-cli -u "$ZELTKV_REDIS_TCP" info stats | tr -d '\r' | sed -n 's/^total_connections_received://p'; }
+c0=$(conns)
+r=$(curl -s -m 60 "$U/threads")
+c1=$(conns)
+if [ "$r" = "0 1000 50 50" ] && [ $((c1 - c0)) -le 12 ]; then
+  ok "j: light threads of one request: $r, $((c1 - c0)) new server connections for 1,250 calls"
+else
+  bad "j: light threads gave '$r' (want '0 1000 50 50'), $((c1 - c0)) new connections; $(grep -m3 "light thread" "$T/logs/error.log")"
+fi
 
 if grep -q "\[error\]\|\[crit\]\|\[alert\]" "$T/logs/error.log"; then
   echo "# error.log:"; grep "\[error\]\|\[crit\]\|\[alert\]" "$T/logs/error.log" | head -5

@@ -104,6 +104,26 @@ describe("zeltkv.redis", function()
       kv:close()
     end)
 
+    it("fails incr with a ttl that the user may not SET, and leaves the key as it was", function()
+      -- the SET inside MULTI is refused when queued, so EXEC aborts: nothing ran.  The
+      -- driver once read EXEC's error as a result out of range and sent DECRBY to undo an
+      -- increment that never happened (the key went from 5 to 4)
+      local nouser = user .. "noset"
+      R.raw(raw_addr(), "ACL", "SETUSER", nouser, "on", ">s3cret", "~*", "+@all", "-set")
+      local pfx = "zkvnoset" .. math.random(1, 1e6)
+      local admin = fresh({ prefix = pfx })
+      local kv = fresh({ username = nouser, password = "s3cret", prefix = pfx })
+      local s = kv:namespace("a")
+      admin:namespace("a"):set("n", 5)
+      local err = H.assert_error_code("STORE_OPERATION_FAILED", s.incr, s, "n", 1, 10)
+      assert.are.equal("auth", err.reason)
+      assert.are.equal(5, admin:namespace("a"):get("n"))
+      assert.are.equal(6, s:incr("n", 1))         -- INCRBY alone is allowed
+      admin:flush()
+      kv:close(); admin:close()
+      R.raw(raw_addr(), "ACL", "DELUSER", nouser)
+    end)
+
     it("reports a wrong password as STORE_OPERATION_FAILED (reason auth)", function()
       local kv = fresh({ username = user, password = "wrong" })
       local s = kv:namespace("a")

@@ -9,7 +9,7 @@
 -- The spec's assertions on ttls keep their meaning, with the real clock's jitter divided
 -- by f added to them; f = 0.4 turns a 10 s ttl into 4 s.
 
-local M = {}
+local M = { last_slack = 0 }
 
 local huge = math.huge
 
@@ -94,12 +94,19 @@ function M.wrap(kv, f, clock)
     -- clock: how far the real clock is past that instant when the reading is asked for
     -- (clock.late(): a busy machine's delays since the last advance) is given back; it errs
     -- long by how late the server applied the write (at most the write's round trip, taken
-    -- off) and by the server's whole milliseconds (up to 1 ms, taken off too)
+    -- off) and by the server's whole milliseconds (up to 1 ms, taken off too).  So it errs
+    -- short by at most the write's round trip, this reading's own and 1 ms: M.slack(), in
+    -- test seconds, which a check's lower bound allows for (a loaded machine's round trips
+    -- of 10 ms and more exceeded the 20 ms real that some checks leave)
     local late = clock and clock.past() or 0
+    local socket = require("socket")
+    local t0 = socket.gettime()
     local r = m(real, k)
+    local d = socket.gettime() - t0
     if type(r) == "number" and r < huge then
       local w = clock and (took[key_id(real, k)] or 0)
                 or math.max((took[key_id(real, k)] or 0) - 0.003, 0)
+      M.last_slack = (w + d + 0.001) / f
       return math.max(r + late - w - 0.001, 0.0001) / f
     end
     return r
