@@ -364,7 +364,7 @@ TEST(txn_write_after_flush_frees_empty_namespaces) {
  * transaction, and 500 sets and deletes of a temporary key of that size;
  * the undo log (some 230 bytes a write) is the only room that grows.
  * Before, each block freed stayed out of use until the commit (a reuse
- * logged it whole): the ninth set failed.  Then the rollback: as before, byte for
+ * logged it whole): the fifth set failed, ZKV_EFULL.  Then the rollback: as before, byte for
  * byte of the keys, with a nested savepoint inside (a block the outer
  * level allocated and the inner one freed and took again is brought back). */
 static void set_again_case(int shared) {
