@@ -61,10 +61,11 @@
  * stays with the bytes a rollback brings back, until the commit.  A write that could not fit even if every
  * key were gone fails at once, evicting nothing.  When that is not enough
  * the write fails with ZKV_EFULL.  Free room can still be lost to pieces
- * held between the records of namespaces that hold keys (which never move:
- * keys name them by their place; an empty one goes, or moves out of the way
- * of a write into it) and blocks larger than a shared segment's undo log
- * (1/16 of it), which are not moved.  Recency is kept by the calls that read or write a key
+ * held next to the records of the root and of namespaces with more than
+ * 256 keys and children (which never move: keys name them by their place;
+ * an empty one goes, one with fewer keys moves when no key can hop over it;
+ * inside a transaction none moves) and blocks larger than a shared
+ * segment's undo log (1/16 of it), which are not moved.  Recency is kept by the calls that read or write a key
  * they find (zkv_get, zkv_get_ex, zkv_set that replaces, zkv_set with
  * ZKV_SET_NX that finds the key, zkv_incr, zkv_incr_num); zkv_has, zkv_ttl,
  * zkv_expire, zkv_keys and zkv_count only look, as ngx.shared.DICT's do.
@@ -214,10 +215,12 @@ typedef struct zkv_value {
  * not deleted; clearing one removes its keys), except that a namespace first
  * created inside a transaction that is rolled back is gone with it, and that
  * the record of an empty namespace (no keys, no child namespaces) of a
- * shared segment may be freed to make room for a write into another one:
- * its id then gives ZKV_ESTALE, and zkv_namespace makes it anew (the Lua
- * binding does so by itself).  ZKV_ROOT is the
- * root.  An id is valid for the store it came from only. */
+ * shared segment may be freed to make room for a write into another one,
+ * and that the record of a namespace other than the root with few keys and
+ * children (256 at most) may be moved to make room (a write into it that
+ * needs the room succeeds): its id then gives ZKV_ESTALE, and zkv_namespace
+ * makes it anew or gives its new id (the Lua binding does so by itself).
+ * ZKV_ROOT is the root, and never changes.  An id is valid for the store it came from only. */
 typedef uint64_t zkv_ns;
 #define ZKV_ROOT ((zkv_ns)0)
 

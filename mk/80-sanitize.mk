@@ -1,4 +1,4 @@
-# ASan+UBSan (the C tests, the specs of LUA_VERSION, the edges spec on 5.1 and LuaJIT),
+# ASan+UBSan (the C tests, the specs of LUA_VERSION, the edges, model and garbage specs on 5.1 and LuaJIT),
 # valgrind (the C tests, light), and the libFuzzer target that mutates segment files (clang,
 # bounded in time).
 SUITES += sanitize valgrind fuzz
@@ -11,9 +11,12 @@ ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 # the whole tree built once with them in $(ASAN_B): engine objects, module and C tests
 ASAN_B      := $(B)/asan
 ASAN_CTESTS := $(patsubst $(B)/test/%,$(ASAN_B)/test/%,$(CTESTS))
-# the edges spec (issue 9's finalizer repros) also under the Luas whose lua_pushlstring
-# collects before it copies (src/lua/binding.h, push_read): about 5 CPU s each and a build
+# the edges spec (issue 9's finalizer repros), the model and the garbage fuzz also under the
+# Luas whose lua_pushlstring collects before it copies (src/lua/binding.h, push_read), with
+# their own read path (push_read's copy, the C binding beside LuaJIT's FFI front end): about
+# 6-7 CPU s each (the model and the garbage fuzz add 1-2 s) and a build
 ASAN_EDGES_LUAS := 5.1 jit
+ASAN_EDGES_SPECS := spec/13-edges_spec.lua spec/15-model_spec.lua spec/16-garbage_spec.lua
 
 sanitize:
 	$(call need,$(PKGS_sanitize))
@@ -28,10 +31,10 @@ sanitize:
 	  { rc=1; tail -n 40 $(RESULTS)/asan-spec.log; }; tail -n 1 $(RESULTS)/asan-spec.log; \
 	  for v in $(ASAN_EDGES_LUAS); do \
 	    $(MAKE) --no-print-directory B=$(ASAN_B) CFLAGS='-O1 -g' SANFLAGS='$(ASAN_FLAGS)' LUA_VERSION=$$v module || rc=1; \
-	    d=$$([ $$v = jit ] && echo luajit || echo lua$$v); echo "== asan edges ($$d)"; \
+	    d=$$([ $$v = jit ] && echo luajit || echo lua$$v); echo "== asan edges, model, garbage ($$d)"; \
 	    ZELTKV_CPATH="$(ASAN_B)/$$d/?.so" LUA=$$d \
 	    LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
-	    ASAN_OPTIONS=detect_leaks=0 ./spec/run.sh spec/13-edges_spec.lua > $(RESULTS)/asan-edges-$$d.log 2>&1 || \
+	    ASAN_OPTIONS=detect_leaks=0 ./spec/run.sh $(ASAN_EDGES_SPECS) > $(RESULTS)/asan-edges-$$d.log 2>&1 || \
 	    { rc=1; tail -n 40 $(RESULTS)/asan-edges-$$d.log; }; tail -n 1 $(RESULTS)/asan-edges-$$d.log; done; \
 	  exit $$rc
 

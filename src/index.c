@@ -589,18 +589,54 @@ void idx_free_ns(zkv_db *db, ref_t r) {
   blk_free(s, r);
 }
 
+int idx_ns_movable(seg *s, ref_t r) {
+  ent *e = ent_at(s, r);
+  if (e->type != T_NSREC || r == H(s)->root_ns || !e->ns) return 0;
+  nsdata *d = idx_nsdata(s, r);
+  uint64_t n = d->nkeys;
+  for (ref_t c = d->child; c && n <= NS_MOVE_MAX; c = ent_at(s, c)->nnext) n++;
+  return n <= NS_MOVE_MAX;
+}
+
+/* the entry r (a key, or a child's record: is_ns), hashed with its
+ * namespace's ref, now in the namespace whose record is at nw: off the
+ * chain of its old hash, onto the one of its new */
+static void rechain(seg *s, ref_t r, ref_t nw, int is_ns) {
+  ent *e = ent_at(s, r);
+  chain_remove(s, r, idx_hash(e->ns, ent_key(e), e->klen, is_ns));
+  LOGW(s, &e->ns, 4);
+  e->ns = nw;
+  ref_t *b = bucket(s, idx_hash(nw, ent_key(e), e->klen, is_ns));
+  LOGW(s, &e->hnext, 4);
+  e->hnext = *b;
+  LOGW(s, b, 4);
+  *b = r;
+}
+
 void idx_ns_moved(zkv_db *db, ref_t old, ref_t nw) {
   seg *s = db->s;
-  if (UNLIKELY(!idx_ns_freeable(s, old))) FAIL(s, ZKV_ECORRUPT);
+  if (UNLIKELY(!idx_ns_movable(s, old))) FAIL(s, ZKV_ECORRUPT);
   ent *e = E(s, nw);
   ref_t parent = e->ns;
   ref_t *pp = chain_slot(s, old, idx_hash(parent, ent_key(e), e->klen, 1));
   LOGW(s, pp, 4);
   *pp = nw;
   siblings_link(s, e, old, nw, nw);
-  nsdata *d = ns_data_raw(s, old);
-  LOGW(s, &d->tag, 4);
-  d->tag = 0;
+  /* its keys and children name it by its place, and are hashed with it
+   * (deleted keys kept for reuse too: they stay on its list and chains) */
+  nsdata *d = ns_data_raw(s, nw);
+  uint64_t guard = NS_MOVE_MAX + 1;
+  for (ref_t k = d->head; k; k = ent_at(s, k)->nnext) {
+    if (UNLIKELY(guard-- == 0)) FAIL(s, ZKV_ECORRUPT);
+    rechain(s, k, nw, 0);
+  }
+  for (ref_t c = d->child; c; c = ent_at(s, c)->nnext) {
+    if (UNLIKELY(guard-- == 0)) FAIL(s, ZKV_ECORRUPT);
+    rechain(s, c, nw, 1);
+  }
+  nsdata *od = ns_data_raw(s, old);
+  LOGW(s, &od->tag, 4);
+  od->tag = 0;
 }
 
 /* blocks for the store's own records, from an empty arena (FAILs if it is

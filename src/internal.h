@@ -427,10 +427,16 @@ void idx_moved(zkv_db *db, ref_t old, ref_t nw);
  * it anew; the Lua binding does so by itself) */
 int idx_ns_freeable(seg *s, ref_t r);
 void idx_free_ns(zkv_db *db, ref_t r);
-/* such an empty namespace's record at old now has a copy at nw (its tag
- * too): its chain and its parent's child list name nw, and old's tag is
- * taken away, so that ids naming old give ZKV_ESTALE (old stays allocated:
- * the caller frees it) */
+/* Can the record of the namespace r move (compaction, room.c)?  Not the
+ * root, and at most NS_MOVE_MAX keys and children, which name it by its
+ * place and are hashed with it: a move relinks each (some 100 bytes of
+ * undo log each).  idx_ns_moved: such a record at old now has a copy at nw
+ * (its tag too): its chain, its parent's child list, its keys and children
+ * name nw, and old's tag is taken away, so that ids naming old give
+ * ZKV_ESTALE (old stays allocated: the caller frees it). */
+#define NS_MOVE_MAX 256u
+#define NS_MOVE_LOG 112u   /* the undo log a move writes for each key or child */
+int idx_ns_movable(seg *s, ref_t r);
 void idx_ns_moved(zkv_db *db, ref_t old, ref_t nw);
 void idx_replace(zkv_db *db, ref_t old, ref_t nw, uint64_t h);
 void idx_relocate(zkv_db *db, ref_t old, ref_t nw);

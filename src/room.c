@@ -180,13 +180,14 @@ out:
  * reservation survives the lock being released between steps, and the op
  * takes it when it runs again.  A namespace record in its way is freed if
  * the namespace is empty, or moved if it is empty and the write's own
- * (move_ns); else (the records of namespaces with keys never move: keys
- * name them by their place) a key of the few just past it hops over it into
- * the reservation, the first that fits there, and the next reservation
- * starts with what is left.  A bucket array of the index over 256 KiB moves
- * in steps, a run of buckets per turn (index_out_of_way), a smaller one and
- * the deleted-key ring (8 KiB) by a copy (move_array); either is hopped over
- * when it has nowhere to go; a key too
+ * (move_ns); else a key of the few just past it hops over it into the
+ * reservation, the first that fits there, and the next reservation starts
+ * with what is left; when none fits, the record moves if its namespace has
+ * few keys and children (they name it by its place and are relinked).  A
+ * bucket array of the index over 256 KiB moves in steps, a run of buckets
+ * per turn (index_out_of_way), a smaller one and the deleted-key ring
+ * (8 KiB) by a copy (move_array); either is hopped over when it has nowhere
+ * to go; a key too
  * big to hop or to slide within the undo log stops it, and it starts again
  * above.  Inside a transaction everything runs in the op, limited by the
  * free room its undo log can grow into (txn.c), and no key hops nor array
@@ -304,7 +305,7 @@ static void block_moved(zkv_db *db, room_req *q, uint64_t from, ref_t to) {
   } else if (E(s, to)->type == T_LNODE) {
     list_relocate(db, (ref_t)from, to);   /* an item of a list (deque.c) */
   } else if (E(s, to)->type == T_NSREC) {
-    idx_ns_moved(db, (ref_t)from, to);   /* the write's own, empty (move_ns) */
+    idx_ns_moved(db, (ref_t)from, to);   /* move_ns */
     if (from == q->ns) {
       if (!q->ns_moved) q->ns_id = (uint64_t)ns_data_raw(s, to)->tag << 32 | from;
       q->ns_moved = to;
@@ -449,17 +450,22 @@ static int move_array(zkv_db *db, room_req *q, ref_t r, uint64_t have, uint64_t 
 }
 
 /* A namespace's record in the way of the reservation r (have units), x of
- * xu units, that is the write's own namespace (q->ns) and empty (no keys,
- * no children: nothing else names it) moves, as an array does (move_array):
- * into the start of r when r is big enough (MOVED_DOWN), else into the
- * lowest free block that fits (MOVED_AWAY); its chain and its parent's list
- * follow it, its old ids go stale, and the op that asked (which runs again
- * after the steps) follows it through q (ns_ref).  Only in a step of its
- * own.  Without it, a namespace made anew amid a full heap (lru) kept the
- * room below it apart from the room above. */
+ * xu units, moves, as an array does (move_array): the write's own when it
+ * is empty (it is not freed: the write goes into it), another when no key
+ * past it can hop over it and it has few keys and children
+ * (idx_ns_movable).  Into the start of r when r is big enough
+ * (MOVED_DOWN), else into the lowest free block that fits (MOVED_AWAY); its
+ * chain, its parent's list, its keys and children follow it, its old ids go
+ * stale (ZKV_ESTALE), and the op that asked (which runs again after the
+ * steps) follows its own through q (ns_ref).  Only in a step of its own (no
+ * op holds a record's ref then).  Without it, a namespace made anew amid a
+ * full heap kept the room below its record apart from the room above. */
 static int move_ns(zkv_db *db, room_req *q, ref_t r, uint64_t have, uint64_t x, uint64_t xu) {
+  seg *s = db->s;
   int later;
-  if (!log_fits(db->s, xu, &later)) return later ? MOVE_LATER : MOVE_NONE;
+  nsdata *d = idx_nsdata(s, (ref_t)x);
+  uint64_t n = d->nkeys + (d->child ? NS_MOVE_MAX : 0);   /* children: at most that many */
+  if (!log_fits(s, xu + (n * NS_MOVE_LOG + UNIT - 1) / UNIT, &later)) return later ? MOVE_LATER : MOVE_NONE;
   return move_block(db, q, r, have, x, xu, 1);
 }
 
@@ -499,16 +505,9 @@ static int grow_once(zkv_db *db, room_req *q, ref_t *rp, ref_t pin, int may_evic
       return GROW_MORE;   /* a free block now: the next turn takes it in */
     }
     /* in a step of its own, the write's own namespace, empty, moves out of
-     * the way (move_ns); a key past another hops over it (hop_over) */
-    if (bounded && empty) {
-      int mv = move_ns(db, q, r, have, x, xu);
-      if (mv == MOVE_LATER) return GROW_NEXT_STEP;
-      if (mv == MOVED_AWAY) return GROW_MORE;   /* a free block now: the next turn takes it in */
-      if (mv == MOVED_DOWN) {
-        *rp = 0;
-        return GROW_STUCK;   /* the next reservation starts with the rest of r */
-      }
-    }
+     * the way (move_ns); past another, a key hops over it (hop_over), or
+     * else it moves too, if it has few keys */
+    if (bounded && empty) goto move;
     goto hop;
   }
   if (x == pin && !bounded) goto stuck;
@@ -577,6 +576,16 @@ hop:
     if (hv == 1) {
       *rp = 0;
       return GROW_STUCK;   /* the next reservation starts with the rest of r */
+    }
+    if (!is_array && E(s, x)->type == T_NSREC && idx_ns_movable(s, (ref_t)x)) {
+    move:;
+      int mv = move_ns(db, q, r, have, x, xu);
+      if (mv == MOVE_LATER) return GROW_NEXT_STEP;
+      if (mv == MOVED_AWAY) return GROW_MORE;   /* a free block now: the next turn takes it in */
+      if (mv == MOVED_DOWN) {
+        *rp = 0;
+        return GROW_STUCK;   /* the next reservation starts with the rest of r */
+      }
     }
   }
 stuck:

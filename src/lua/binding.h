@@ -208,7 +208,8 @@ int64_t opt_ttl_slow(lua_State *L, int i, int required);
 /* the optional ttl at i: nil, seconds, or { ttl = seconds } -> milliseconds,
  * 0 for none; required turns none into INVALID_TTL */
 static inline int64_t opt_ttl(lua_State *L, int i, int required) {
-  if (LIKELY_(lua_type(L, i) <= LUA_TNIL && !required)) return 0;   /* none or nil */
+  /* none (no argument there: lua_gettop is the cheapest test) or nil */
+  if (LIKELY_(!required && (lua_gettop(L) < i || lua_type(L, i) == LUA_TNIL))) return 0;
   return opt_ttl_slow(L, i, required);
 }
 

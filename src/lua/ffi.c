@@ -52,9 +52,8 @@ ZKV_API int zkv_lua_get(void *store, const void *key, size_t klen, unsigned flag
 ZKV_API int zkv_lua_set(void *store, const void *key, size_t klen, const zkv_value *v,
                         int64_t ttl_ms, unsigned flags, int *forcible) {
   DB_OR_CLOSED(db, store);
-  zkv_ns ns = ((Store *)store)->ns;
-  if (forcible) return zkv_set_ex(db, ns, key, klen, v, ttl_ms, flags, forcible);
-  return zkv_set(db, ns, key, klen, v, ttl_ms, flags);
+  /* zkv_set_ex takes a NULL forcible (zkv_set is that call): one call less */
+  return zkv_set_ex(db, ((Store *)store)->ns, key, klen, v, ttl_ms, flags, forcible);
 }
 
 ZKV_API int zkv_lua_del(void *store, const void *key, size_t klen) {

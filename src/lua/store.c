@@ -99,7 +99,7 @@ static int store_set_impl(lua_State *L, unsigned flags, const char *what) {
   int64_t ttl = opt_ttl(L, 4, 0);   /* allocates only to raise */
   zkv_db *db = live_db(L, s->drv);
   int rc;
-  CALL(rc, zkv_set(db, s->ns, k, kl, &v, ttl, flags));
+  CALL(rc, zkv_set_ex(db, s->ns, k, kl, &v, ttl, flags, NULL));   /* zkv_set, one call less */
   if (LIKELY_(rc == ZKV_OK || rc == ZKV_EXISTS)) {
     lua_pushboolean(L, rc == ZKV_OK);
     return 1;
