@@ -518,13 +518,7 @@ end
 ---------------------------------------------------------------------------
 -- Random plans
 
-local function rng(seed)
-  local s = floor(seed) % 2147483646 + 1
-  return function(n)   -- 1..n
-    s = (s * 16807) % 2147483647
-    return s % n + 1
-  end
-end
+local rng = require("support.rng")
 
 local LONG_KEY = string.rep("K", MAX_KEY)
 local TOO_LONG = string.rep("K", MAX_KEY + 1)

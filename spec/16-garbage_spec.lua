@@ -29,13 +29,7 @@ local IS54 = _VERSION == "Lua 5.4" and not rawget(_G, "jit")
 -- under LuaJIT they are left out; ZELTKV_GARBAGE_RAISE=1 puts them back.
 local RAISE_IN_GC = not rawget(_G, "jit") or os.getenv("ZELTKV_GARBAGE_RAISE") == "1"
 
-local function rng(seed)
-  local s = math.floor(seed) % 2147483646 + 1
-  return function(n)
-    s = (s * 16807) % 2147483647
-    return s % n + 1
-  end
-end
+local rng = require("support.rng")
 
 local FIN_ERR = "raised by a finalizer"      -- what the finalizers and the garbage raise
 local GARBAGE_ERR = "raised by the garbage"

@@ -34,13 +34,8 @@ local MAIN_SIZE, LRU_SIZE = "8m", "1m"
 local NKEYS = 40            -- own keys per writer
 local NLRU = 3000           -- lru keys per writer (more than fit)
 
-local function rng(seed)
-  local s = math.floor(seed) % 2147483646 + 1
-  return function(n)
-    s = (s * 16807) % 2147483647
-    return s % n + 1
-  end
-end
+-- the specs' generator, found beside this script (it also runs without spec/ in LUA_PATH)
+local rng = dofile((arg[0]:match("^(.*/)") or "./") .. "rng.lua")
 
 local function open_main()
   return zeltkv.shared("soak-main", { size = MAIN_SIZE, gc_interval = 0, lock_timeout = 20 })
