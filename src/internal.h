@@ -245,6 +245,9 @@ extern void (*arena_test_create_hook)(void);
 extern void (*txn_test_recover_hook)(void);
 /* tests: called after each key zkv_expire_all flags (ops.c) */
 extern void (*expire_test_hook)(void);
+/* tests: called after each step of zkv_flush_expired_ns with the entries it
+ * passed (ops.c) */
+extern void (*flush_expired_step_hook)(uint64_t passed);
 
 /* ---- the undo log's records (log.c) --------------------------------------- */
 /* raise an engine error from deep inside an op: rolls back to the op's start */

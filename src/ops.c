@@ -1331,40 +1331,79 @@ int zkv_expire_all(zkv_db *db, zkv_ns ns, uint64_t *n) {
   return ZKV_OK;
 }
 
-/* free up to `budget` expired keys of ns; *done when the walk reached the end */
-static int do_flush_expired_ns(zkv_db *db, zkv_ns nsid, uint64_t budget, uint64_t *freed,
-                               int *done) {
+/* flush_expired of one namespace walks its key list from a cursor, like
+ * flush_all: each step (one lock hold) passes at most `budget` entries, live
+ * or not, and frees the expired ones among them.  Before, each step began
+ * again at the head and passed live keys without a bound, so a big namespace
+ * with ttls but few expired keys was one long lock hold (and many expired
+ * keys took steps that each walked the live ones before them again).  The
+ * cursor is the last entry passed and kept: a step never frees it, so the next
+ * finds it listed unless another op deleted it in between (then walk_resume
+ * finds the place by number).  Until a step keeps one, every entry passed was
+ * freed and the walk goes on from the head. */
+void (*flush_expired_step_hook)(uint64_t passed);   /* after each step: entries it passed */
+
+typedef struct expired_walk {
+  flush_walk w;
+  int kept;           /* w.cur names an entry passed and kept */
+  uint16_t flushes;   /* d->flushes when the walk began */
+} expired_walk;
+
+/* free the expired keys among the next `budget` entries of ns's list (at
+ * most `max_free` of them); *done when the walk reached its end */
+static int do_flush_expired_ns(zkv_db *db, zkv_ns nsid, expired_walk *x, uint64_t budget,
+                               uint64_t max_free, uint64_t *freed, int *done) {
   seg *s = db->s;
   ref_t ns = ns_ref(s, nsid);
-  int64_t now = clock_ms();
-  uint64_t n = 0, guard = ent_limit(s);
   nsdata *d = idx_nsdata(s, ns);
-  ref_t r = ns_all_live(s, d) ? 0 : d->head;   /* nothing to free: no walk */
+  zkv_cursor *cur = &x->w.cur;
   *done = 0;
-  while (r) {
-    if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
+  if (!cur->started) {
+    if (ns_all_live(s, d)) {   /* nothing to free: no walk */
+      *done = 1;
+      return ZKV_OK;
+    }
+    x->flushes = d->flushes;
+  }
+  /* the first step notes where the walk ends; until one is kept, the head */
+  ref_t r = !cur->started || x->kept ? walk_resume(s, ns, d, cur, 0) : d->head;
+  int64_t now = clock_ms();
+  uint64_t limit = ent_limit(s), n = 0, left = budget;
+  while (r && left && n < max_free) {
+    if (!ent_ok(s, r) || x->w.passed++ > limit) FAIL(s, ZKV_ECORRUPT);
     ent *e = E(s, r);
     ref_t next = e->nnext;
+    if (!seq_after(cur->end, e->seq)) {   /* made after the walk began: the end */
+      r = 0;
+      break;
+    }
     if (!ent_live(e, now)) {
-      if (n == budget) break;
       int dead = (e->flags & EF_DELETED) != 0;
       idx_unlink_free(db, r, 1);
       n += !dead;   /* a deleted key was not expired */
+    } else {
+      cur->ref = r;
+      cur->seq = e->seq;
+      x->kept = 1;
     }
+    left--;
     r = next;
   }
   *freed += n;
   *done = r == 0;
-  if (*done && d->head && d->swept != d->flushes) {
-    /* the whole list walked in this hold: no key of it is flushed any more */
+  if (UNLIKELY(flush_expired_step_hook != NULL)) flush_expired_step_hook(budget - left);
+  if (*done && d->head && d->swept != d->flushes && d->flushes == x->flushes) {
+    /* the whole list walked, and no flush step began since the walk did: no
+     * key of it is flushed any more */
     LOGW(s, &d->swept, 2);
     d->swept = d->flushes;
   }
   return ZKV_OK;
 }
 
-static int flush_expired_step_op(zkv_db *db, zkv_ns ns, uint64_t budget, uint64_t *n, int *done) {
-  RUN(db, do_flush_expired_ns(db, ns, budget, n, done));
+static int flush_expired_step_op(zkv_db *db, zkv_ns ns, expired_walk *x, uint64_t budget,
+                                 uint64_t max_free, uint64_t *n, int *done) {
+  RUN(db, do_flush_expired_ns(db, ns, x, budget, max_free, n, done));
 }
 
 int zkv_flush_expired_ns(zkv_db *db, zkv_ns ns, uint64_t max, uint64_t *freed) {
@@ -1373,11 +1412,13 @@ int zkv_flush_expired_ns(zkv_db *db, zkv_ns ns, uint64_t max, uint64_t *freed) {
   if (!freed) freed = &tmp;
   *freed = 0;
   if (db->closed) return ZKV_ECLOSED;
+  expired_walk x;
+  memset(&x, 0, sizeof x);
+  uint64_t budget = room_step_budget(db);
   int done = 0;
   while (!done && !(max && *freed >= max)) {
-    uint64_t budget = room_step_budget(db);
-    if (max && max - *freed < budget) budget = max - *freed;
-    int rc = flush_expired_step_op(db, ns, budget, freed, &done);
+    uint64_t max_free = max ? max - *freed : UINT64_MAX;
+    int rc = flush_expired_step_op(db, ns, &x, budget, max_free, freed, &done);
     if (rc) return rc;
   }
   return ZKV_OK;

@@ -2223,6 +2223,65 @@ TEST(gc_frees_expired) {
   zkv_close(db);
 }
 
+/* flush_expired of one namespace goes in steps from a cursor: no step passes
+ * more entries than its budget, live ones included (before, each step began
+ * at the head again and passed the live keys without a bound: one lock hold
+ * for 20,000 live keys here), and the walk frees exactly the expired keys:
+ * those before, among and after the live ones, up to max across steps */
+extern void (*flush_expired_step_hook)(uint64_t passed);   /* src/internal.h */
+static uint64_t fe_steps, fe_most;
+static void fe_step(uint64_t passed) {
+  fe_steps++;
+  if (passed > fe_most) fe_most = passed;
+}
+
+TEST(flush_expired_ns_in_bounded_steps) {
+  zkv_db *db = open_mem_nogc();
+  REQUIRE(db != NULL);
+  zkv_ns ns = ns_of(db, ZKV_ROOT, "fe");
+  char k[32];
+  /* 300 expiring, 20,000 live (with a ttl: no shortcut), 300 expiring
+   * mixed in, 20,000 live, 300 expiring */
+  int n = 0, expiring = 0;
+  for (int part = 0; part < 5; part++) {
+    int many = part % 2 ? 20000 : 300;
+    for (int i = 0; i < many; i++, n++) {
+      snprintf(k, sizeof k, "k%d", n);
+      int expires = part % 2 == 0 || i % 67 == 0;
+      expiring += expires;
+      CHECK_RC(set_i(db, ns, k, n, expires ? 100 : 3600000), ZKV_OK);
+    }
+  }
+  zkv_set_clock_offset(1000);
+  flush_expired_step_hook = fe_step;
+  uint64_t freed = 0;
+  fe_steps = fe_most = 0;
+  CHECK_RC(zkv_flush_expired_ns(db, ns, 500, &freed), ZKV_OK);   /* max, across steps */
+  CHECK_EQ(freed, 500);
+  CHECK(fe_most <= 1024);
+  uint64_t first_steps = fe_steps;
+  fe_steps = fe_most = 0;
+  CHECK_RC(zkv_flush_expired_ns(db, ns, 0, &freed), ZKV_OK);
+  CHECK_EQ(freed, (uint64_t)expiring - 500);
+  CHECK(fe_most <= 1024);
+  CHECK(fe_steps >= (uint64_t)(n - 500) / 1024);
+  TH_NOTE("%d keys, %d expired: %llu + %llu steps, at most %llu entries a step", n, expiring,
+          (unsigned long long)first_steps, (unsigned long long)fe_steps,
+          (unsigned long long)fe_most);
+  flush_expired_step_hook = NULL;
+  CHECK_EQ(count_of(db, ns), (uint64_t)(n - expiring));
+  CHECK_EQ(stats_of(db).keys, (uint64_t)(n - expiring));
+  CHECK_GET_INT(db, ns, "k301", 301);
+  CHECK_RC(zkv_has(db, ns, "k300", 4), ZKV_NOTFOUND);   /* the first live part's first: expired */
+  CHECK_RC(zkv_has(db, ns, "k40899", 6), ZKV_NOTFOUND);
+  CHECK_VERIFIED(db);
+  freed = 9;
+  CHECK_RC(zkv_flush_expired_ns(db, ns, 0, &freed), ZKV_OK);
+  CHECK_EQ(freed, 0);
+  zkv_set_clock_offset(0);
+  zkv_close(db);
+}
+
 TEST(gc_in_namespaces_and_access_frees) {
   zkv_db *db = open_mem_nogc();
   REQUIRE(db != NULL);
