@@ -438,18 +438,21 @@ describe("zeltkv.redis", function()
       s:set("counter", 0)
       local code = R.prelude() .. ([[
         local zeltkv = require("zeltkv")
-        local kv = zeltkv.redis({ url = %q, prefix = %q, lock_timeout = 60 })
+        local kv = zeltkv.redis({ url = %q, prefix = %q, lock_timeout = 60, timeout = 10 })
         local s = kv:namespace("at")
-        local fails = 0
+        local fails, first = 0, ""
         for _ = 1, %d do
-          local ok = pcall(kv.atomic, kv, function()
+          local ok, err = pcall(kv.atomic, kv, function()
             local v = s:get("counter")
             s:set("counter", v + 1)
           end)
-          if not ok then fails = fails + 1 end
+          if not ok then
+            fails = fails + 1
+            if fails == 1 then first = " first: " .. tostring(err) end
+          end
         end
         local st = kv:stats()
-        print(("done fails=%%d attempts=%%d"):format(fails, st.atomic_attempts))
+        print(("done fails=%%d attempts=%%d%%s"):format(fails, st.atomic_attempts, first))
       ]]):format(URL, kv.prefix, N)
       local kids = {}
       for i = 1, P do kids[i] = R.child(code) end
