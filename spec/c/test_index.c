@@ -149,6 +149,20 @@ TEST(index_lockfree_readers_during_growth) {
   zkv_unlink("grow", NULL);
 }
 
+/* a crash test's child: x0..x(n-1) set in a transaction (each after one op
+ * of `step`, when there is one), then SIGKILLed holding the lock */
+static void die_in_txn(zkv_db *c, int n, int (*step)(zkv_db *, void *), void *arg) {
+  zkv_begin(c);
+  for (int j = 0; j < n; j++) {
+    if (step) op_run(c, step, arg);
+    char kk[32];
+    snprintf(kk, sizeof kk, "x%d", j);
+    set_int(c, ZKV_ROOT, kk, j);
+  }
+  kill(getpid(), SIGKILL);   /* inside the transaction, holding the lock */
+  _exit(3);
+}
+
 /* A process killed in the middle of a growth, holding the lock: the next
  * one undoes its half-done step and the index goes on growing. */
 TEST(index_crash_during_growth) {
@@ -171,14 +185,7 @@ TEST(index_crash_during_growth) {
   if (pid == 0) {
     zkv_db *c;
     if (zkv_open_shared("growc", &o, &c) != ZKV_OK) _exit(2);
-    zkv_begin(c);
-    for (int j = 0; j < 2000; j++) {
-      char kk[32];
-      snprintf(kk, sizeof kk, "x%d", j);
-      set_int(c, ZKV_ROOT, kk, j);
-    }
-    kill(getpid(), SIGKILL);   /* inside the transaction, holding the lock */
-    _exit(3);
+    die_in_txn(c, 2000, NULL, NULL);
   }
   int st;
   waitpid(pid, &st, 0);
@@ -337,15 +344,7 @@ TEST(index_crash_during_move) {
     if (op_run(c, start_move, NULL) != ZKV_OK) _exit(4);
     unsigned m = 8;
     for (int j = 0; j < 10; j++) op_run(c, move_on, &m);   /* committed runs */
-    zkv_begin(c);
-    for (int j = 0; j < 10; j++) {
-      op_run(c, move_on, &m);
-      char kk[32];
-      snprintf(kk, sizeof kk, "x%d", j);
-      set_int(c, ZKV_ROOT, kk, j);
-    }
-    kill(getpid(), SIGKILL);   /* inside the transaction, holding the lock */
-    _exit(3);
+    die_in_txn(c, 10, move_on, &m);
   }
   int st;
   waitpid(pid, &st, 0);

@@ -409,11 +409,11 @@ TEST(random_fill_shared_lru) {
  * store's records and TRAPPED into one of those namespaces: its record,
  * made anew anywhere, moves out of the way (it kept the room below it
  * apart: 194,104 bytes refused, the room 194,648 in a 256 KiB segment) */
-TEST(random_fill_shared_lru_bursts) {
-  rng_state = 15;
-  zkv_db *db = th_open_unlinked("lrub", 256 << 10, ZKV_EVICT_LRU);
+static void bursts_run(const char *name, unsigned long long seed, int evict) {
+  rng_state = seed;
+  zkv_db *db = th_open_unlinked(name, 256 << 10, evict);
   REQUIRE(db != NULL);
-  world *w = new_world(db, 1);
+  world *w = new_world(db, evict == ZKV_EVICT_LRU);
   w->bursts_on = 1;
   w->burst_every = 300;
   random_run(w, 24000, room_ops());
@@ -421,23 +421,15 @@ TEST(random_fill_shared_lru_bursts) {
   zkv_close(db);
 }
 
+TEST(random_fill_shared_lru_bursts) { bursts_run("lrub", 15, ZKV_EVICT_LRU); }
+
 /* 9.4: without eviction, the model's namespaces made amid the keys (not
  * before them, as random_fill_shared does), emptied, freed and made anew,
  * and a burst with a value of all the free room but TRAPPED every 300
  * operations: the records of namespaces with keys are in the way too, and
  * move when no key can hop over them (before, the bursts failed: 'burst:
  * 65120 bytes with 65664 free: store is full') */
-TEST(random_fill_shared_namespaces_made_late) {
-  rng_state = 16;
-  zkv_db *db = th_open_unlinked("late", 256 << 10, ZKV_EVICT_NONE);
-  REQUIRE(db != NULL);
-  world *w = new_world(db, 0);
-  w->bursts_on = 1;
-  w->burst_every = 300;
-  random_run(w, 24000, room_ops());
-  free(w);
-  zkv_close(db);
-}
+TEST(random_fill_shared_namespaces_made_late) { bursts_run("late", 16, ZKV_EVICT_NONE); }
 
 TEST(random_fill_memory) {
   rng_state = 13;
