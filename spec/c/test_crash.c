@@ -757,6 +757,30 @@ TEST(crash_soak_evict_lru) {
   soak(1, total_kills() / 2);
 }
 
+/* the transaction crash tests' store: segment `name` made with the soak's
+ * options and a lock_timeout of 2 s (*o), keys k0..k(n-1) of 24 + i * step
+ * bytes, and its stats then (*before); 0 when it could not be made */
+static int seed_txn_store(const char *name, int n, size_t step, zkv_options *o,
+                          zkv_stats *before) {
+  open_opts(o, ZKV_EVICT_NONE);
+  o->lock_timeout = 2;
+  zkv_db *db = NULL;
+  int rc = zkv_open_shared(name, o, &db);
+  if (rc != ZKV_OK) {
+    CHECK_RC(rc, ZKV_OK);
+    return 0;
+  }
+  for (int i = 0; i < n; i++) {
+    char k[16];
+    snprintf(k, sizeof k, "k%d", i);
+    CHECK_RC(set_val(db, ZKV_ROOT, k, 24 + (size_t)i * step, (uint64_t)i, (uint64_t)i + 1, 0, 0),
+             ZKV_OK);
+  }
+  CHECK_RC(zkv_stats_get(db, before), ZKV_OK);
+  zkv_close(db);
+  return 1;
+}
+
 /* A writer killed while it holds the lock in the middle of a big transaction
  * (many keys, index growth, frees and reuse): the next operation of another
  * process recovers at once and sees the store as before the transaction. */
@@ -765,19 +789,9 @@ TEST(crash_inside_big_transaction) {
   char name[64];
   snprintf(name, sizeof name, "crash-%d-bigtxn", (int)getpid());
   zkv_options o;
-  open_opts(&o, ZKV_EVICT_NONE);
-  o.lock_timeout = 2;
-  zkv_db *db = NULL;
-  REQUIRE_RC(zkv_open_shared(name, &o, &db), ZKV_OK);
-  for (int i = 0; i < 50; i++) {
-    char k[16];
-    snprintf(k, sizeof k, "k%d", i);
-    CHECK_RC(set_val(db, ZKV_ROOT, k, 24 + (size_t)i * 7, (uint64_t)i, (uint64_t)i + 1, 0, 0),
-             ZKV_OK);
-  }
   zkv_stats before;
-  CHECK_RC(zkv_stats_get(db, &before), ZKV_OK);
-  zkv_close(db);
+  if (!seed_txn_store(name, 50, 7, &o, &before)) return;
+  zkv_db *db = NULL;
   for (int round = 0; round < 20; round++) {
     int pfd[2];
     REQUIRE(pipe(pfd) == 0);
@@ -966,20 +980,10 @@ TEST(crash_inside_spilled_transaction) {
   setup_shared();
   char name[64];
   snprintf(name, sizeof name, "crash-%d-spill", (int)getpid());
-  zkv_options o;
-  open_opts(&o, ZKV_EVICT_NONE);   /* 4 MiB: a fixed log of 256 KiB */
-  o.lock_timeout = 2;
-  zkv_db *db = NULL;
-  REQUIRE_RC(zkv_open_shared(name, &o, &db), ZKV_OK);
-  for (int i = 0; i < 300; i++) {
-    char k[16];
-    snprintf(k, sizeof k, "k%d", i);
-    CHECK_RC(set_val(db, ZKV_ROOT, k, 24 + (size_t)i * 3, (uint64_t)i, (uint64_t)i + 1, 0, 0),
-             ZKV_OK);
-  }
+  zkv_options o;   /* 4 MiB: a fixed log of 256 KiB */
   zkv_stats before;
-  CHECK_RC(zkv_stats_get(db, &before), ZKV_OK);
-  zkv_close(db);
+  if (!seed_txn_store(name, 300, 3, &o, &before)) return;
+  zkv_db *db = NULL;
   long cuts[] = {0, 1, 500, 5000, 20000};
   for (int round = 0; round < 5; round++) {
     int pfd[2];
