@@ -582,7 +582,11 @@ typedef int (*zkv_key_fn)(void *ud, const void *key, size_t klen);
 /* zkv_keys: the next batch of up to max live keys of ns, in insertion order
  * (a key keeps its place when its value is replaced).  Takes the lock for one
  * batch only.  A key present throughout a walk is returned exactly once; keys
- * added after the walk began are not returned, so a walk always ends.
+ * added after the walk began are not returned, so a walk always ends.  A
+ * batch passes a bounded number of entries, live or not, so it may hold
+ * fewer than max keys, even none, before the end (many expired or
+ * flushed keys not yet freed, or a walk finding its place again after the
+ * key it stopped at was deleted): call again until cur->done.
  *  [in,out] cur  the walk position; cur->done is set at the end
  *  [out]    n    how many keys were passed to fn (may be NULL)
  * Returns ZKV_OK, ZKV_EINVAL (cur or fn NULL), ZKV_ESTALE. */

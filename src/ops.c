@@ -1169,13 +1169,37 @@ static int cursor_still_listed(seg *s, ref_t ns, ref_t r, uint32_t seq, int chil
   return idx_find(s, ns, key, e->klen, idx_hash(ns, key, e->klen, children), children) == r;
 }
 
+/* A step of a walk passes at most this many entries, live or not: a
+ * namespace whose keys are mostly expired or flushed (and not freed yet),
+ * or a resume that must find its place again from the head, is then many
+ * short lock holds rather than one as long as the namespace (passing an
+ * entry is a header check and a liveness test: a step of them, cold, is well
+ * under 0.1 ms).  Such a step may return no key and not be done. */
+#define WALK_PASS 1024
+
+/* Is r an entry of ns's list (with `children` its list of child namespaces)
+ * at or before the position `last` of the walk?  Then the walk can go on
+ * looking for its place from r rather than from the head: the list is in
+ * insertion order (children: newest first) and a key keeps its place. */
+static int listed_before(seg *s, ref_t ns, ref_t r, uint32_t last, int children) {
+  if (!ent_ok(s, r)) return 0;
+  uint32_t seq = E(s, r)->seq;
+  if (children ? seq_after(last, seq) : seq_after(seq, last)) return 0;
+  return cursor_still_listed(s, ns, r, seq, children);
+}
+
 /* Where a walk of ns's key list (with `children` its list of child
  * namespaces) goes on: the first entry when the cursor has not started
  * (then it notes the insertion number the walk ends before), else the one
- * after the last passed, found by number again when that one went away. */
-static ref_t walk_resume(seg *s, ref_t ns, const nsdata *d, zkv_cursor *cur, int children) {
+ * after the last passed, found by number again when that one went away.
+ * Finding it counts against *budget (entries passed); when that runs out
+ * first, *pending is set and the cursor's hint names the place the search
+ * reached, for the next step to go on from. */
+static ref_t walk_resume(seg *s, ref_t ns, const nsdata *d, zkv_cursor *cur, int children,
+                         uint64_t *budget, int *pending) {
   uint32_t last = cur->seq;
   ref_t r;
+  *pending = 0;
   if (!cur->started) {
     cur->started = 1;
     cur->end = d->next_seq;
@@ -1183,11 +1207,23 @@ static ref_t walk_resume(seg *s, ref_t ns, const nsdata *d, zkv_cursor *cur, int
   }
   if (cursor_still_listed(s, ns, cur->ref, last, children))
     return E(s, cur->ref)->nnext;   /* the last one passed is still there */
-  /* it went away: skip what was passed */
+  /* it went away: skip what was passed, from where an earlier step's search
+   * got to if that entry is still listed, else from the head */
+  ref_t from = listed_before(s, ns, cur->ref, last, children) ? cur->ref
+               : children ? d->child : d->head;
   uint64_t guard = ent_limit(s);
-  for (r = children ? d->child : d->head; r; r = E(s, r)->nnext) {
+  for (r = from; r; r = E(s, r)->nnext) {
     if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
     if (children ? seq_after(last, E(s, r)->seq) : seq_after(E(s, r)->seq, last)) break;
+    /* at least one entry is left of the budget for the step to pass once
+     * the place is found, and a pending search has got past its start:
+     * every step makes progress */
+    if (*budget <= 1 && r != from) {   /* the next step goes on from r */
+      cur->ref = r;
+      *pending = 1;
+      return 0;
+    }
+    if (*budget > 1) --*budget;
   }
   return r;
 }
@@ -1281,9 +1317,11 @@ static int do_expire_some(zkv_db *db, zkv_ns nsid, flush_walk *w, uint64_t budge
   ref_t ns = ns_ref(s, nsid);
   nsdata *d = idx_nsdata(s, ns);
   zkv_cursor *cur = &w->cur;
-  ref_t r = walk_resume(s, ns, d, cur, 0);
+  int pending;
+  ref_t r = walk_resume(s, ns, d, cur, 0, &budget, &pending);
   *done = 0;
-  if (r) {
+  if (pending) return ZKV_OK;   /* the step went to finding the place again */
+  if (r && budget) {
     int undo = s->txn_depth > 0;   /* a rollback of atomic() gives the flags back */
     if (!undo && s->shared && !s->dirty) log_dirty(s);   /* lock-free readers retry */
     flush_mark(s, d, undo);
@@ -1366,9 +1404,12 @@ static int do_flush_expired_ns(zkv_db *db, zkv_ns nsid, expired_walk *x, uint64_
     x->flushes = d->flushes;
   }
   /* the first step notes where the walk ends; until one is kept, the head */
-  ref_t r = !cur->started || x->kept ? walk_resume(s, ns, d, cur, 0) : d->head;
+  int pending = 0;
+  uint64_t left = budget;
+  ref_t r = !cur->started || x->kept ? walk_resume(s, ns, d, cur, 0, &left, &pending) : d->head;
+  if (pending) return ZKV_OK;   /* the step went to finding the place again */
   int64_t now = clock_ms();
-  uint64_t limit = ent_limit(s), n = 0, left = budget;
+  uint64_t limit = ent_limit(s), n = 0;
   while (r && left && n < max_free) {
     if (!ent_ok(s, r) || x->w.passed++ > limit) FAIL(s, ZKV_ECORRUPT);
     ent *e = E(s, r);
@@ -1470,16 +1511,21 @@ static inline int do_walk(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv
   nsdata *d = idx_nsdata(s, ns);
   ref_t r;
   if (cur->done) return ZKV_OK;
-  r = walk_resume(s, ns, d, cur, children);
+  uint64_t pass = WALK_PASS;
+  int pending;
+  r = walk_resume(s, ns, d, cur, children, &pass, &pending);
   size_t n = 0;
+  if (count) *count = 0;
+  if (pending) return ZKV_OK;   /* the step went to finding the place again */
   uint64_t guard = ent_limit(s);
   /* the position in locals, stored once at the end: fn may not look at the
    * cursor (it must not call into the store), and the stores would otherwise
    * be redone, and cur->end reloaded, around every call of fn */
   uint32_t end = cur->end, at_seq = cur->seq;
   ref_t at_ref = cur->ref;
-  while (r && n < max) {
+  while (r && n < max && pass) {
     if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
+    pass--;
     ent *e = E(s, r);
     if (UNLIKELY(children && e->type != T_NSREC)) FAIL(s, ZKV_ECORRUPT);
     if (!seq_after(end, e->seq)) {   /* made after the walk began */
