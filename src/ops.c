@@ -1511,20 +1511,21 @@ static inline int do_walk(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv
   nsdata *d = idx_nsdata(s, ns);
   ref_t r;
   if (cur->done) return ZKV_OK;
-  uint64_t pass = WALK_PASS;
+  /* the step's bound is also the guard against a damaged list: one passing
+   * more entries than any list can hold in one step loops */
+  uint64_t limit = ent_limit(s), pass = WALK_PASS <= limit ? WALK_PASS : limit + 1;
   int pending;
   r = walk_resume(s, ns, d, cur, children, &pass, &pending);
   size_t n = 0;
   if (count) *count = 0;
   if (pending) return ZKV_OK;   /* the step went to finding the place again */
-  uint64_t guard = ent_limit(s);
   /* the position in locals, stored once at the end: fn may not look at the
    * cursor (it must not call into the store), and the stores would otherwise
    * be redone, and cur->end reloaded, around every call of fn */
   uint32_t end = cur->end, at_seq = cur->seq;
   ref_t at_ref = cur->ref;
   while (r && n < max && pass) {
-    if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
+    if (!ent_ok(s, r)) FAIL(s, ZKV_ECORRUPT);
     pass--;
     ent *e = E(s, r);
     if (UNLIKELY(children && e->type != T_NSREC)) FAIL(s, ZKV_ECORRUPT);
@@ -1546,6 +1547,7 @@ static inline int do_walk(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv
     at_seq = e->seq;
     r = e->nnext;
   }
+  if (r && !pass && WALK_PASS > limit) FAIL(s, ZKV_ECORRUPT);
   cur->ref = at_ref;
   cur->seq = at_seq;
   if (!r) cur->done = 1;
