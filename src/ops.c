@@ -1033,31 +1033,6 @@ static int ns_all_live(seg *s, const nsdata *d) {
   return d->nkeys == 0 || (d->nttl == 0 && d->flushes == d->swept && H(s)->ndead == 0);
 }
 
-static int do_count(zkv_db *db, ref_t ns, uint64_t *count) {
-  seg *s = db->s;
-  nsdata *d = idx_nsdata(s, ns);
-  if (ns_all_live(s, d)) {
-    *count = d->nkeys;
-    return ZKV_OK;
-  }
-  int64_t now = clock_ms();
-  uint64_t n = 0, guard = ent_limit(s);
-  for (ref_t r = d->head; r; r = E(s, r)->nnext) {
-    if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
-    n += ent_live(E(s, r), now);
-  }
-  *count = n;
-  return ZKV_OK;
-}
-
-int zkv_count(zkv_db *db, zkv_ns ns, uint64_t *count) {
-  CHECK_DB(db);
-  uint64_t tmp;
-  if (!count) count = &tmp;
-  if (db->closed) return ZKV_ECLOSED;
-  RUN(db, do_count(db, ns_ref(db->s, ns), count));
-}
-
 /* free up to *budget keys of the subtree at root (preorder walk); returns 1
  * once the whole subtree is empty */
 static int do_clear_some(zkv_db *db, ref_t root, uint64_t budget, uint64_t *removed) {
@@ -1505,6 +1480,8 @@ static inline int sink_put(key_sink *k, size_t n, const char *key, size_t klen) 
   return 1;
 }
 
+void (*walk_step_hook)(uint64_t passed);   /* test_keys_cursor.c: entries a step passed */
+
 static inline int do_walk(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn fn,
                           void *ud, size_t *count, int children) {
   seg *s = db->s;
@@ -1513,7 +1490,7 @@ static inline int do_walk(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv
   if (cur->done) return ZKV_OK;
   /* the step's bound is also the guard against a damaged list: one passing
    * more entries than any list can hold in one step loops */
-  uint64_t limit = ent_limit(s), pass = WALK_PASS <= limit ? WALK_PASS : limit + 1;
+  uint64_t limit = ent_limit(s), pass = WALK_PASS <= limit ? WALK_PASS : limit + 1, pass0 = pass;
   int pending;
   r = walk_resume(s, ns, d, cur, children, &pass, &pending);
   size_t n = 0;
@@ -1536,7 +1513,7 @@ static inline int do_walk(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv
     }
     if (children || ent_alive(e)) {   /* the precise clock only for keys near their end */
       if (!fn) {   /* zkv_keys_into: a key that does not fit is the next batch's first */
-        if (!sink_put(ud, n, ent_key(e), e->klen)) break;
+        if (ud && !sink_put(ud, n, ent_key(e), e->klen)) break;   /* no sink: zkv_count */
         n++;
       } else {
         n++;
@@ -1548,6 +1525,7 @@ static inline int do_walk(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv
     r = e->nnext;
   }
   if (r && !pass && WALK_PASS > limit) FAIL(s, ZKV_ECORRUPT);
+  if (UNLIKELY(walk_step_hook != NULL)) walk_step_hook(pass0 - pass);
   cur->ref = at_ref;
   cur->seq = at_seq;
   if (!r) cur->done = 1;
@@ -1572,6 +1550,50 @@ int zkv_keys_into(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, char *buf,
   if (db->closed) return ZKV_ECLOSED;
   key_sink k = {buf, cap, 0, lens};
   RUN(db, do_walk(db, ns_ref(db->s, ns), cur, max, NULL, &k, n, 0));
+}
+
+/* zkv_count: a namespace whose keys are all live (none carries a ttl, none
+ * flushed, no deleted key kept anywhere) has the count in its record; any
+ * other is counted by a walk of its list in steps, as zkv_keys walks it:
+ * before, that walk was one lock hold as long as the namespace (a big one of
+ * keys with ttls, a session store, was tens of ms with every process
+ * waiting).  The first step looks at the record and, when it must walk,
+ * begins the walk. */
+static int do_count_step(zkv_db *db, ref_t ns, zkv_cursor *cur, uint64_t *count) {
+  seg *s = db->s;
+  if (!cur->started) {
+    nsdata *d = idx_nsdata(s, ns);
+    if (ns_all_live(s, d)) {
+      *count = d->nkeys;
+      cur->done = 1;
+      return ZKV_OK;
+    }
+  }
+  size_t n = 0;
+  int rc = do_walk(db, ns, cur, SIZE_MAX, NULL, NULL, &n, 0);
+  *count += n;
+  return rc;
+}
+
+static int count_step_op(zkv_db *db, zkv_ns ns, zkv_cursor *cur, uint64_t *count) {
+  RUN(db, do_count_step(db, ns_ref(db->s, ns), cur, count));
+}
+
+int zkv_count(zkv_db *db, zkv_ns ns, uint64_t *count) {
+  CHECK_DB(db);
+  uint64_t tmp;
+  if (!count) count = &tmp;
+  *count = 0;
+  if (db->closed) return ZKV_ECLOSED;
+  zkv_cursor cur = ZKV_CURSOR_INIT;
+  while (!cur.done) {
+    int rc = count_step_op(db, ns, &cur, count);
+    if (rc) {
+      *count = 0;
+      return rc;
+    }
+  }
+  return ZKV_OK;
 }
 
 int zkv_keys(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, zkv_key_fn fn, void *ud,

@@ -238,3 +238,52 @@ TEST(keys_resume_search_in_bounded_steps) {
   resume_search_in_steps(0);
   resume_search_in_steps(1);
 }
+
+/* zkv_count of a namespace whose keys carry ttls walks them: before, in one
+ * lock hold as long as the namespace (20,000 entries here); now in steps of
+ * at most WALK_PASS entries, each its own lock hold, with the same count.
+ * Keys without a ttl are counted from the namespace record, with no walk. */
+extern void (*walk_step_hook)(uint64_t passed);   /* src/internal.h */
+static uint64_t count_steps, count_most;
+static void count_step(uint64_t passed) {
+  count_steps++;
+  if (passed > count_most) count_most = passed;
+}
+
+static void count_in_steps(int shared) {
+  char name[64];
+  snprintf(name, sizeof name, "keyscount-%d", (int)th_dir_pid);
+  zkv_db *db = NULL;
+  REQUIRE_RC(open_walk_store(shared, name, &db), ZKV_OK);
+  zkv_ns a, b;
+  REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("A"), &a), ZKV_OK);
+  REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("B"), &b), ZKV_OK);
+  char k[16];
+  zkv_value v = {.type = ZKV_T_STRING, .data = "v", .len = 1};
+  for (int i = 0; i < WALK_KEYS; i++) {
+    snprintf(k, sizeof k, "k%d", i);
+    REQUIRE_RC(zkv_set(db, a, k, strlen(k), &v, i % 2 ? 3600000 : 1000, 0), ZKV_OK);
+    REQUIRE_RC(zkv_set(db, b, k, strlen(k), &v, 0, 0), ZKV_OK);
+  }
+  zkv_set_clock_offset(2000);   /* the 1 s keys have expired */
+  count_steps = count_most = 0;
+  walk_step_hook = count_step;
+  uint64_t n = 0;
+  CHECK_RC(zkv_count(db, a, &n), ZKV_OK);
+  CHECK_EQ(n, WALK_KEYS / 2);
+  CHECK(count_steps >= WALK_KEYS / 1024);
+  CHECK(count_most <= 1024);
+  count_steps = 0;
+  CHECK_RC(zkv_count(db, b, &n), ZKV_OK);   /* no ttl, none flushed or deleted */
+  CHECK_EQ(n, WALK_KEYS);
+  CHECK_EQ(count_steps, 0);
+  walk_step_hook = NULL;
+  zkv_set_clock_offset(0);
+  zkv_close(db);
+  if (shared) CHECK_RC(zkv_unlink(name, NULL), ZKV_OK);
+}
+
+TEST(count_walks_in_bounded_steps) {
+  count_in_steps(0);
+  count_in_steps(1);
+}
