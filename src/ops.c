@@ -1024,107 +1024,6 @@ int zkv_list_len(zkv_db *db, zkv_ns ns, const void *key, size_t klen, uint64_t *
   RUN(db, do_list_len(db, ns_ref(db->s, ns), key, klen, count));
 }
 
-/* ---- namespace-wide ------------------------------------------------------ */
-
-/* is every key listed in d live?  So when none carries an expiry, none may
- * be flushed (format.h, nsdata) and no deleted key is kept anywhere: then no
- * walk is needed to count them, nor to find the expired ones */
-static int ns_all_live(seg *s, const nsdata *d) {
-  return d->nkeys == 0 || (d->nttl == 0 && d->flushes == d->swept && H(s)->ndead == 0);
-}
-
-/* free up to *budget keys of the subtree at root (preorder walk); returns 1
- * once the whole subtree is empty */
-static int do_clear_some(zkv_db *db, ref_t root, uint64_t budget, uint64_t *removed) {
-  seg *s = db->s;
-  int64_t now = clock_ms();
-  uint64_t guard = ent_limit(s);
-  for (ref_t cur = root; cur; cur = idx_ns_next(s, root, cur)) {
-    nsdata *d = idx_nsdata(s, cur);
-    while (d->head) {
-      if (budget-- == 0) return 0;
-      ref_t r = d->head;
-      if (!ent_ok(s, r)) FAIL(s, ZKV_ECORRUPT);
-      int live = ent_live(E(s, r), now);
-      idx_unlink_free(db, r, !live);
-      *removed += (uint64_t)live;
-      d = idx_nsdata(s, cur);
-    }
-    if (guard-- == 0) FAIL(s, ZKV_ECORRUPT);
-  }
-  return 1;
-}
-
-static int step_clear(zkv_db *db, zkv_ns ns, uint64_t budget, uint64_t *removed, int *done) {
-  *done = do_clear_some(db, ns_ref(db->s, ns), budget, removed);
-  return ZKV_OK;
-}
-
-static int clear_step_op(zkv_db *db, zkv_ns ns, uint64_t budget, uint64_t *removed, int *done) {
-  RUN(db, step_clear(db, ns, budget, removed, done));
-}
-
-/* a namespace-wide walk, one op (one lock hold) per step of `budget` keys */
-typedef int (*ns_step_fn)(zkv_db *db, zkv_ns ns, uint64_t budget, uint64_t *n, int *done);
-
-/* run `step` until it says done, adding up what each step counted in *total */
-static int run_ns_steps(zkv_db *db, zkv_ns ns, ns_step_fn step, uint64_t *total) {
-  uint64_t budget = room_step_budget(db);
-  int done = 0;
-  while (!done) {
-    uint64_t n = 0;
-    int rc = step(db, ns, budget, &n, &done);
-    if (rc) return rc;
-    *total += n;
-  }
-  return ZKV_OK;
-}
-
-int zkv_clear(zkv_db *db, zkv_ns ns, uint64_t *removed) {
-  CHECK_DB(db);
-  uint64_t tmp = 0;
-  if (!removed) removed = &tmp;
-  *removed = 0;
-  if (db->closed) return ZKV_ECLOSED;
-  return run_ns_steps(db, ns, clear_step_op, removed);
-}
-
-static int step_sweep(zkv_db *db, uint64_t *cursor, uint64_t budget, int all, uint64_t *n,
-                      uint64_t max, int *done) {
-  *done = room_sweep(db, cursor, budget, all, n, max, 0);
-  return ZKV_OK;
-}
-
-static int sweep_op(zkv_db *db, uint64_t *cursor, uint64_t budget, int all, uint64_t *n,
-                    uint64_t max, int *done) {
-  RUN(db, step_sweep(db, cursor, budget, all, n, max, done));
-}
-
-static int sweep_all(zkv_db *db, int all, uint64_t max, uint64_t *count) {
-  CHECK_DB(db);
-  uint64_t tmp = 0;
-  if (!count) count = &tmp;
-  *count = 0;
-  if (db->closed) return ZKV_ECLOSED;
-  uint64_t cursor = 0;
-  uint64_t budget = room_step_budget(db) < 256 ? room_step_budget(db) : 256;   /* buckets */
-  int done = 0;
-  while (!done && !(max && *count >= max)) {
-    uint64_t n = 0;
-    int rc = sweep_op(db, &cursor, budget, all, &n, max ? max - *count : 0, &done);
-    if (rc) return rc;
-    *count += n;
-  }
-  return ZKV_OK;
-}
-
-int zkv_gc(zkv_db *db, uint64_t *freed) { return sweep_all(db, 0, 0, freed); }
-int zkv_flush(zkv_db *db, uint64_t *removed) { return sweep_all(db, 1, 0, removed); }
-int zkv_flush_expired(zkv_db *db, uint64_t max, uint64_t *freed) {
-  return sweep_all(db, 0, max, freed);
-}
-
-
 /* ---- walks of a key list in steps (keys(), flush_all) ---------------------- */
 
 static int seq_after(uint32_t a, uint32_t b) { return (int32_t)(a - b) > 0; }
@@ -1151,6 +1050,10 @@ static int cursor_still_listed(seg *s, ref_t ns, ref_t r, uint32_t seq, int chil
  * entry is a header check and a liveness test: a step of them, cold, is well
  * under 0.1 ms).  Such a step may return no key and not be done. */
 #define WALK_PASS 1024
+
+/* tests (test_keys_cursor.c): after each step of zkv_keys, zkv_count (the
+ * entries it passed) and zkv_clear (the namespace records it passed) */
+void (*walk_step_hook)(uint64_t passed);
 
 /* Is r an entry of ns's list (with `children` its list of child namespaces)
  * at or before the position `last` of the walk?  Then the walk can go on
@@ -1202,6 +1105,140 @@ static ref_t walk_resume(seg *s, ref_t ns, const nsdata *d, zkv_cursor *cur, int
   }
   return r;
 }
+
+/* ---- namespace-wide ------------------------------------------------------ */
+
+/* is every key listed in d live?  So when none carries an expiry, none may
+ * be flushed (format.h, nsdata) and no deleted key is kept anywhere: then no
+ * walk is needed to count them, nor to find the expired ones */
+static int ns_all_live(seg *s, const nsdata *d) {
+  return d->nkeys == 0 || (d->nttl == 0 && d->flushes == d->swept && H(s)->ndead == 0);
+}
+
+/* A clear walks the namespace tree under root in preorder, freeing keys,
+ * each step at most `budget` keys and WALK_PASS namespace records passed,
+ * and goes on where the step before stopped: before, every step began again
+ * at root and passed every namespace already emptied, so a subtree of many
+ * namespaces (one per user, say) made each step as long as the tree and the
+ * clear quadratic.  The place is a namespace record, known again by its
+ * parent and insertion number (a record that moved, or was removed, is not
+ * found: then from root again, which only passes what is already empty). */
+typedef struct clear_walk {
+  ref_t at, parent;   /* where the next step begins (0: at root) */
+  uint32_t seq;
+  uint64_t passed;    /* records passed since the walk last began at root */
+} clear_walk;
+
+static void clear_note(seg *s, clear_walk *w, ref_t at) {
+  w->at = at;
+  w->parent = E(s, at)->ns;
+  w->seq = E(s, at)->seq;
+}
+
+/* the namespace the step begins at: the noted one if it is still listed
+ * where it was and still under root, else root */
+static ref_t clear_resume(seg *s, ref_t root, clear_walk *w) {
+  if (w->at && w->at != root && cursor_still_listed(s, w->parent, w->at, w->seq, 1)) {
+    uint64_t guard = ent_limit(s);
+    ref_t p = w->parent;
+    while (p && p != root && ns_valid(s, p) && guard--) p = E(s, p)->ns;
+    if (p == root) return w->at;
+  }
+  w->at = 0;
+  w->passed = 0;
+  return root;
+}
+
+/* free up to `budget` keys of the subtree at root, going on from w; returns
+ * 1 once the whole subtree is empty */
+static int do_clear_some(zkv_db *db, ref_t root, clear_walk *w, uint64_t budget,
+                         uint64_t *removed) {
+  seg *s = db->s;
+  int64_t now = clock_ms();
+  uint64_t limit = ent_limit(s), pass = WALK_PASS;
+  for (ref_t cur = clear_resume(s, root, w), next; cur; cur = next) {
+    nsdata *d = idx_nsdata(s, cur);
+    while (d->head) {
+      if (budget-- == 0) {
+        clear_note(s, w, cur);
+        if (UNLIKELY(walk_step_hook != NULL)) walk_step_hook(WALK_PASS - pass);
+        return 0;
+      }
+      ref_t r = d->head;
+      if (!ent_ok(s, r)) FAIL(s, ZKV_ECORRUPT);
+      int live = ent_live(E(s, r), now);
+      idx_unlink_free(db, r, !live);
+      *removed += (uint64_t)live;
+      d = idx_nsdata(s, cur);
+    }
+    if (w->passed++ > limit) FAIL(s, ZKV_ECORRUPT);   /* a tree that loops */
+    next = idx_ns_next(s, root, cur);
+    if (next && --pass == 0) {
+      clear_note(s, w, next);
+      break;
+    }
+  }
+  if (UNLIKELY(walk_step_hook != NULL)) walk_step_hook(WALK_PASS - pass);
+  return pass != 0;
+}
+
+static int clear_step_op(zkv_db *db, zkv_ns ns, clear_walk *w, uint64_t budget,
+                         uint64_t *removed, int *done) {
+  RUN(db, (*done = do_clear_some(db, ns_ref(db->s, ns), w, budget, removed), ZKV_OK));
+}
+
+int zkv_clear(zkv_db *db, zkv_ns ns, uint64_t *removed) {
+  CHECK_DB(db);
+  uint64_t tmp = 0;
+  if (!removed) removed = &tmp;
+  *removed = 0;
+  if (db->closed) return ZKV_ECLOSED;
+  clear_walk w;
+  memset(&w, 0, sizeof w);
+  uint64_t budget = room_step_budget(db);
+  int done = 0;
+  while (!done) {
+    int rc = clear_step_op(db, ns, &w, budget, removed, &done);
+    if (rc) return rc;
+  }
+  return ZKV_OK;
+}
+
+static int step_sweep(zkv_db *db, uint64_t *cursor, uint64_t budget, int all, uint64_t *n,
+                      uint64_t max, int *done) {
+  *done = room_sweep(db, cursor, budget, all, n, max, 0);
+  return ZKV_OK;
+}
+
+static int sweep_op(zkv_db *db, uint64_t *cursor, uint64_t budget, int all, uint64_t *n,
+                    uint64_t max, int *done) {
+  RUN(db, step_sweep(db, cursor, budget, all, n, max, done));
+}
+
+static int sweep_all(zkv_db *db, int all, uint64_t max, uint64_t *count) {
+  CHECK_DB(db);
+  uint64_t tmp = 0;
+  if (!count) count = &tmp;
+  *count = 0;
+  if (db->closed) return ZKV_ECLOSED;
+  uint64_t cursor = 0;
+  uint64_t budget = room_step_budget(db) < 256 ? room_step_budget(db) : 256;   /* buckets */
+  int done = 0;
+  while (!done && !(max && *count >= max)) {
+    uint64_t n = 0;
+    int rc = sweep_op(db, &cursor, budget, all, &n, max ? max - *count : 0, &done);
+    if (rc) return rc;
+    *count += n;
+  }
+  return ZKV_OK;
+}
+
+int zkv_gc(zkv_db *db, uint64_t *freed) { return sweep_all(db, 0, 0, freed); }
+int zkv_flush(zkv_db *db, uint64_t *removed) { return sweep_all(db, 1, 0, removed); }
+int zkv_flush_expired(zkv_db *db, uint64_t max, uint64_t *freed) {
+  return sweep_all(db, 0, max, freed);
+}
+
 
 /* ---- namespace-wide expiry (ngx.shared.DICT's flush_all, flush_expired) --- */
 
@@ -1479,8 +1516,6 @@ static inline int sink_put(key_sink *k, size_t n, const char *key, size_t klen) 
   k->lens[n] = (uint32_t)klen;
   return 1;
 }
-
-void (*walk_step_hook)(uint64_t passed);   /* test_keys_cursor.c: entries a step passed */
 
 static inline int do_walk(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn fn,
                           void *ud, size_t *count, int children) {

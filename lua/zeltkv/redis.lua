@@ -1706,7 +1706,7 @@ function Driver.close(self)
   if type(self) ~= "table" or rawget(self, "_tag") ~= DRIVER_TAG then argerr("zeltkv.Driver", "close", self) end
   if self.closed then return end
   if self.ntx > 0 and current_tx(self) then
-    failed("close: cannot close a driver inside its own atomic()", "busy")
+    failed("close: cannot close a driver inside its own atomic()", "closed")
   end
   self.closed = true
   for _, node in pairs(self.nodes) do

@@ -287,3 +287,143 @@ TEST(count_walks_in_bounded_steps) {
   count_in_steps(0);
   count_in_steps(1);
 }
+
+/* zkv_clear of a subtree of many namespaces goes on from where its last step
+ * stopped: before, each step (256 keys) began again at the subtree's root
+ * and passed every namespace it had emptied, so with 5,000 namespaces of one
+ * key each a step passed up to 5,000 records (and the clear was quadratic).
+ * Now a step passes at most WALK_PASS records.  A tree of three levels with
+ * keys at every level is emptied whole, and the namespace beside it is not
+ * touched. */
+static void clear_in_steps(int shared) {
+  char name[64];
+  snprintf(name, sizeof name, "keysclear-%d", (int)th_dir_pid);
+  zkv_db *db = NULL;
+  REQUIRE_RC(open_walk_store(shared, name, &db), ZKV_OK);
+  zkv_ns t, other;
+  REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("T"), &t), ZKV_OK);
+  REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("O"), &other), ZKV_OK);
+  REQUIRE_RC(put(db, other, "keep", 4), ZKV_OK);
+  char k[32];
+  uint64_t made = 0;
+  for (int i = 0; i < 5000; i++) {
+    zkv_ns c;
+    snprintf(k, sizeof k, "u%d", i);
+    REQUIRE_RC(zkv_namespace(db, t, k, strlen(k), &c), ZKV_OK);
+    REQUIRE_RC(put(db, c, "x", 4), ZKV_OK);
+    made++;
+  }
+  /* a deeper part: 20 x 20 namespaces under T/d, keys at every level */
+  zkv_ns dd;
+  REQUIRE_RC(zkv_namespace(db, t, K("d"), &dd), ZKV_OK);
+  for (int i = 0; i < 20; i++) {
+    zkv_ns c;
+    snprintf(k, sizeof k, "c%d", i);
+    REQUIRE_RC(zkv_namespace(db, dd, k, strlen(k), &c), ZKV_OK);
+    for (int j = 0; j < 20; j++) {
+      zkv_ns g;
+      snprintf(k, sizeof k, "g%d", j);
+      REQUIRE_RC(zkv_namespace(db, c, k, strlen(k), &g), ZKV_OK);
+      for (int m = 0; m < j * 3; m++) {
+        snprintf(k, sizeof k, "k%d", m);
+        REQUIRE_RC(put(db, g, k, 4), ZKV_OK);
+        made++;
+      }
+      REQUIRE_RC(put(db, c, k, 4), ZKV_OK);   /* a key of the level above (g0, then k0..) */
+      made++;
+    }
+  }
+  for (int m = 0; m < 300; m++) {
+    snprintf(k, sizeof k, "t%d", m);
+    REQUIRE_RC(put(db, t, k, 4), ZKV_OK);
+    made++;
+  }
+  count_steps = count_most = 0;
+  walk_step_hook = count_step;
+  uint64_t removed = 0;
+  CHECK_RC(zkv_clear(db, t, &removed), ZKV_OK);
+  walk_step_hook = NULL;
+  CHECK_EQ(removed, made);
+  CHECK(count_steps > 0);
+  CHECK(count_most <= 1024);
+  zkv_stats st;
+  CHECK_RC(zkv_stats_get(db, &st), ZKV_OK);
+  CHECK_EQ(st.keys, 1);   /* O's key */
+  uint64_t n = 0;
+  CHECK_RC(zkv_count(db, other, &n), ZKV_OK);
+  CHECK_EQ(n, 1);
+  const char *why = NULL;
+  CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+  zkv_close(db);
+  if (shared) CHECK_RC(zkv_unlink(name, NULL), ZKV_OK);
+}
+
+TEST(clear_goes_on_where_its_last_step_stopped) {
+  clear_in_steps(0);
+  clear_in_steps(1);
+}
+
+/* zkv_clear beside a process that keeps making namespaces and keys under
+ * the subtree (before and after the clear's place, so the place a step
+ * notes is found again or not): every clear ends without an error, one
+ * alone afterwards empties the subtree, and the segment verifies. */
+TEST(clear_in_steps_beside_a_writer) {
+  char name[64];
+  snprintf(name, sizeof name, "keysclearw-%d", (int)th_dir_pid);
+  zkv_db *db = NULL;
+  REQUIRE_RC(open_walk_store(1, name, &db), ZKV_OK);
+  zkv_ns t;
+  REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("T"), &t), ZKV_OK);
+  char k[32];
+  for (int i = 0; i < 3000; i++) {
+    zkv_ns c;
+    snprintf(k, sizeof k, "u%d", i);
+    REQUIRE_RC(zkv_namespace(db, t, k, strlen(k), &c), ZKV_OK);
+    REQUIRE_RC(put(db, c, "old", 4), ZKV_OK);
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    zkv_db *w = NULL;
+    zkv_options o;
+    zkv_options_init(&o);
+    if (zkv_open_shared(name, &o, &w) != ZKV_OK) _exit(2);
+    zkv_ns tw;
+    if (zkv_namespace(w, ZKV_ROOT, K("T"), &tw) != ZKV_OK) _exit(3);
+    for (int i = 0; i < 20000; i++) {
+      zkv_ns c;
+      char kk[32];
+      snprintf(kk, sizeof kk, "u%d", (i * 7919) % 6000);   /* old ones and new ones */
+      if (zkv_namespace(w, tw, kk, strlen(kk), &c) != ZKV_OK) _exit(4);
+      if (put(w, c, "new", 4) != ZKV_OK) _exit(5);
+    }
+    zkv_close(w);
+    _exit(0);
+  }
+  REQUIRE(pid > 0);
+  int rounds = 0;
+  for (; rounds < 100000; rounds++) {   /* until the writer is done */
+    uint64_t removed = 0;
+    CHECK_RC(zkv_clear(db, t, &removed), ZKV_OK);
+    int st = 0;
+    if (waitpid(pid, &st, WNOHANG) == pid) {
+      CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+      pid = 0;
+      break;
+    }
+  }
+  if (pid) {
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  }
+  uint64_t removed = 0;
+  CHECK(rounds > 1);
+  CHECK_RC(zkv_clear(db, t, &removed), ZKV_OK);   /* alone: everything goes */
+  zkv_stats st;
+  CHECK_RC(zkv_stats_get(db, &st), ZKV_OK);
+  CHECK_EQ(st.keys, 0);
+  const char *why = NULL;
+  CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+  zkv_close(db);
+  CHECK_RC(zkv_unlink(name, NULL), ZKV_OK);
+}
