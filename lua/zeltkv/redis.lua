@@ -791,9 +791,11 @@ local function tx_load(tx, s, rk)
       error(RETRY, 0)
     end
     if k ~= "WRONGTYPE" then server_error(e, "atomic") end
-    v = false                                -- a key of another Redis type: not ours
+    v = false                                -- a key of another Redis type: not a value
   end
-  c = { text = v or false, exp = false, server = true }
+  -- other_type: a list of the shdict face (or any non-string key): absent to get/set, but
+  -- shdict's incr must answer "not a number" on it, never make a number over it
+  c = { text = v or false, exp = false, server = true, other_type = e ~= nil or nil }
   if v and p >= 0 then c.exp = now_ms() + max(p, 1) end
   tx.cache[rk] = c
   return c
@@ -1530,6 +1532,8 @@ function Store._incr_num(self, key, by, create, init, ttl_ms)
     local tx = current_tx(d)
     local e = tx_view(tx, self, rk)
     if not e then
+      local c = tx.overlay[rk] == nil and tx.cache[rk]
+      if c and c.other_type then rc = RC_ETYPE; return end   -- a list: shdict's "not a number"
       if not create then rc = RC_NOTFOUND; return end
       result = init + by
       tx_put(tx, self, rk, { text = raw_encode(raw_type(result), result, 0),

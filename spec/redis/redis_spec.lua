@@ -663,6 +663,13 @@ describe("zeltkv.redis", function()
       assert.are.same({ nil, "not found" }, { d:incr("zz", 1) })
       assert.are.equal(1, d:lpush("l", 1))
       assert.are.same({ nil, "not a number" }, { d:incr("l", 1, 0) })
+      -- without init, or with a float, incr took the list for a missing key: "not found",
+      -- and with init the list was replaced by a number
+      assert.are.same({ nil, "not a number" }, { d:incr("l", 1) })
+      assert.are.same({ nil, "not a number" }, { d:incr("l", 0.5, 0) })
+      assert.are.same({ nil, "not a number" }, { d:incr("l", 1, 0.5, 10) })
+      assert.are.equal(1, d:llen("l"))
+      assert.are.equal(1, d:rpop("l"))
       d:set("str", "x")
       assert.are.same({ nil, "not a number" }, { d:incr("str", 1) })
     end)
