@@ -131,7 +131,7 @@ static void walk_jobs(int shared, double *clear_ms, double *flush_ms, double *fi
   zkv_close(db);
 }
 
-/* the flag walk: steps of FLAG_STEP entries (ops.c), each one flag a key */
+/* the flag walk: steps of WALK_PASS entries (ops.c), each one flag a key */
 static double flag_job(int shared) {
   uint64_t n = 1000000;
   zkv_db *db = open_store(shared, shared ? 256ull << 20 : 0, ZKV_EVICT_NONE);

@@ -551,9 +551,14 @@ ZKV_API int zkv_list_len(zkv_db *db, zkv_ns ns, const void *key, size_t klen, ui
 /* ------------------------------------------------------------------------ */
 /* Namespace-wide operations                                                 */
 
-/* zkv_count: number of live keys in ns (not in its children).  Costs what the
- * namespace holds.  [out] count (may be NULL)
- * Returns ZKV_OK, ZKV_ESTALE. */
+/* zkv_count: number of live keys in ns (not in its children).  When no key
+ * of ns carries a ttl or was flushed, and no deleted key is kept for reuse,
+ * the count is read from the namespace at once; otherwise it costs what the
+ * namespace holds, in bounded lock holds: a walk of its keys in steps, as
+ * zkv_keys walks (a key present throughout is counted once, keys made
+ * meanwhile are not; inside a transaction nobody else writes meanwhile).
+ * [out] count (may be NULL; 0 on an error)
+ * Returns ZKV_OK, ZKV_ESTALE, ZKV_ETIMEDOUT, ZKV_ECLOSED, ZKV_ECORRUPT. */
 ZKV_API int zkv_count(zkv_db *db, zkv_ns ns, uint64_t *count);
 
 /* zkv_clear: remove every key of ns and of the namespaces nested in it.  A
@@ -582,7 +587,11 @@ typedef int (*zkv_key_fn)(void *ud, const void *key, size_t klen);
 /* zkv_keys: the next batch of up to max live keys of ns, in insertion order
  * (a key keeps its place when its value is replaced).  Takes the lock for one
  * batch only.  A key present throughout a walk is returned exactly once; keys
- * added after the walk began are not returned, so a walk always ends.
+ * added after the walk began are not returned, so a walk always ends.  A
+ * batch passes a bounded number of entries, live or not, so it may hold
+ * fewer than max keys, even none, before the end (many expired or
+ * flushed keys not yet freed, or a walk finding its place again after the
+ * key it stopped at was deleted): call again until cur->done.
  *  [in,out] cur  the walk position; cur->done is set at the end
  *  [out]    n    how many keys were passed to fn (may be NULL)
  * Returns ZKV_OK, ZKV_EINVAL (cur or fn NULL), ZKV_ESTALE. */

@@ -101,6 +101,22 @@ describe("atomic", function()
       assert.are.equal(2, a:get("y"))
       assert.are.equal("hello\0world", a:get("str"))
     end)
+
+    -- docs/errors.md: reason "closed", message "cannot close a driver inside its own
+    -- atomic()", on every driver (the redis driver said "busy", a reason no doc lists)
+    it("refuses kv:close() inside fn with reason closed; fn's writes and the driver stay", function()
+      local err
+      kv:atomic(function()
+        a:set("x", 1)
+        local ok
+        ok, err = pcall(kv.close, kv)
+        assert.is_false(ok)
+      end)
+      H.check_error("STORE_OPERATION_FAILED", err)
+      assert.are.equal("closed", err.reason)
+      assert.truthy(err.message:find("cannot close a driver inside its own atomic()", 1, true))
+      assert.are.equal(1, a:get("x"))
+    end)
   end)
 
   -------------------------------------------------------------------------

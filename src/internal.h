@@ -248,6 +248,7 @@ extern void (*expire_test_hook)(void);
 /* tests: called after each step of zkv_flush_expired_ns with the entries it
  * passed (ops.c) */
 extern void (*flush_expired_step_hook)(uint64_t passed);
+extern void (*walk_step_hook)(uint64_t passed);   /* ops.c: after each step of a walk */
 
 /* ---- the undo log's records (log.c) --------------------------------------- */
 /* raise an engine error from deep inside an op: rolls back to the op's start */

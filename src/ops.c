@@ -1024,6 +1024,92 @@ int zkv_list_len(zkv_db *db, zkv_ns ns, const void *key, size_t klen, uint64_t *
   RUN(db, do_list_len(db, ns_ref(db->s, ns), key, klen, count));
 }
 
+/* ---- walks of a key list in steps (keys(), flush_all) ---------------------- */
+
+static int seq_after(uint32_t a, uint32_t b) { return (int32_t)(a - b) > 0; }
+
+/* How far past the entry it is at a walk of a key list prefetches (the
+ * entries made in a row lie in a row: see flag_keys) */
+#define WALK_AHEAD 512u
+
+/* Is the cursor's hint r still the entry it passed last (insertion number
+ * `seq`: a key of namespace ns, or with `children` a child namespace's
+ * record)?  Looking like it is not enough: a deleted key's header stays
+ * behind as stale bytes inside the free block its room merged into, or
+ * inside the value of whatever is allocated there next, with the old links.
+ * An entry the index finds under its own key is a real one: the index links
+ * only entries. */
+static int cursor_still_listed(seg *s, ref_t ns, ref_t r, uint32_t seq, int children) {
+  if (!ent_ok(s, r)) return 0;
+  ent *e = E(s, r);
+  if ((e->type == T_NSREC) != children || e->ns != ns || e->seq != seq) return 0;
+  const char *key = ent_key(e);
+  return idx_find(s, ns, key, e->klen, idx_hash(ns, key, e->klen, children), children) == r;
+}
+
+/* A step of a walk passes at most this many entries, live or not: a
+ * namespace whose keys are mostly expired or flushed (and not freed yet),
+ * or a resume that must find its place again from the head, is then many
+ * short lock holds rather than one as long as the namespace (passing an
+ * entry is a header check and a liveness test: a step of them, cold, is well
+ * under 0.1 ms).  Such a step may return no key and not be done. */
+#define WALK_PASS 1024
+
+/* tests (test_keys_cursor.c): after each step of zkv_keys, zkv_count (the
+ * entries it passed) and zkv_clear (the namespace records it passed) */
+void (*walk_step_hook)(uint64_t passed);
+
+/* Is r an entry of ns's list (with `children` its list of child namespaces)
+ * at or before the position `last` of the walk?  Then the walk can go on
+ * looking for its place from r rather than from the head: the list is in
+ * insertion order (children: newest first) and a key keeps its place. */
+static int listed_before(seg *s, ref_t ns, ref_t r, uint32_t last, int children) {
+  if (!ent_ok(s, r)) return 0;
+  uint32_t seq = E(s, r)->seq;
+  if (children ? seq_after(last, seq) : seq_after(seq, last)) return 0;
+  return cursor_still_listed(s, ns, r, seq, children);
+}
+
+/* Where a walk of ns's key list (with `children` its list of child
+ * namespaces) goes on: the first entry when the cursor has not started
+ * (then it notes the insertion number the walk ends before), else the one
+ * after the last passed, found by number again when that one went away.
+ * Finding it counts against *budget (entries passed); when that runs out
+ * first, *pending is set and the cursor's hint names the place the search
+ * reached, for the next step to go on from. */
+static ref_t walk_resume(seg *s, ref_t ns, const nsdata *d, zkv_cursor *cur, int children,
+                         uint64_t *budget, int *pending) {
+  uint32_t last = cur->seq;
+  ref_t r;
+  *pending = 0;
+  if (!cur->started) {
+    cur->started = 1;
+    cur->end = d->next_seq;
+    return children ? d->child : d->head;
+  }
+  if (cursor_still_listed(s, ns, cur->ref, last, children))
+    return E(s, cur->ref)->nnext;   /* the last one passed is still there */
+  /* it went away: skip what was passed, from where an earlier step's search
+   * got to if that entry is still listed, else from the head */
+  ref_t from = listed_before(s, ns, cur->ref, last, children) ? cur->ref
+               : children ? d->child : d->head;
+  uint64_t guard = ent_limit(s);
+  for (r = from; r; r = E(s, r)->nnext) {
+    if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
+    if (children ? seq_after(last, E(s, r)->seq) : seq_after(E(s, r)->seq, last)) break;
+    /* at least one entry is left of the budget for the step to pass once
+     * the place is found, and a pending search has got past its start:
+     * every step makes progress */
+    if (*budget <= 1 && r != from) {   /* the next step goes on from r */
+      cur->ref = r;
+      *pending = 1;
+      return 0;
+    }
+    if (*budget > 1) --*budget;
+  }
+  return r;
+}
+
 /* ---- namespace-wide ------------------------------------------------------ */
 
 /* is every key listed in d live?  So when none carries an expiry, none may
@@ -1033,41 +1119,55 @@ static int ns_all_live(seg *s, const nsdata *d) {
   return d->nkeys == 0 || (d->nttl == 0 && d->flushes == d->swept && H(s)->ndead == 0);
 }
 
-static int do_count(zkv_db *db, ref_t ns, uint64_t *count) {
-  seg *s = db->s;
-  nsdata *d = idx_nsdata(s, ns);
-  if (ns_all_live(s, d)) {
-    *count = d->nkeys;
-    return ZKV_OK;
-  }
-  int64_t now = clock_ms();
-  uint64_t n = 0, guard = ent_limit(s);
-  for (ref_t r = d->head; r; r = E(s, r)->nnext) {
-    if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
-    n += ent_live(E(s, r), now);
-  }
-  *count = n;
-  return ZKV_OK;
+/* A clear walks the namespace tree under root in preorder, freeing keys,
+ * each step at most `budget` keys and WALK_PASS namespace records passed,
+ * and goes on where the step before stopped: before, every step began again
+ * at root and passed every namespace already emptied, so a subtree of many
+ * namespaces (one per user, say) made each step as long as the tree and the
+ * clear quadratic.  The place is a namespace record, known again by its
+ * parent and insertion number (a record that moved, or was removed, is not
+ * found: then from root again, which only passes what is already empty). */
+typedef struct clear_walk {
+  ref_t at, parent;   /* where the next step begins (0: at root) */
+  uint32_t seq;
+  uint64_t passed;    /* records passed since the walk last began at root */
+} clear_walk;
+
+static void clear_note(seg *s, clear_walk *w, ref_t at) {
+  w->at = at;
+  w->parent = E(s, at)->ns;
+  w->seq = E(s, at)->seq;
 }
 
-int zkv_count(zkv_db *db, zkv_ns ns, uint64_t *count) {
-  CHECK_DB(db);
-  uint64_t tmp;
-  if (!count) count = &tmp;
-  if (db->closed) return ZKV_ECLOSED;
-  RUN(db, do_count(db, ns_ref(db->s, ns), count));
+/* the namespace the step begins at: the noted one if it is still listed
+ * where it was and still under root, else root */
+static ref_t clear_resume(seg *s, ref_t root, clear_walk *w) {
+  if (w->at && w->at != root && cursor_still_listed(s, w->parent, w->at, w->seq, 1)) {
+    uint64_t guard = ent_limit(s);
+    ref_t p = w->parent;
+    while (p && p != root && ns_valid(s, p) && guard--) p = E(s, p)->ns;
+    if (p == root) return w->at;
+  }
+  w->at = 0;
+  w->passed = 0;
+  return root;
 }
 
-/* free up to *budget keys of the subtree at root (preorder walk); returns 1
- * once the whole subtree is empty */
-static int do_clear_some(zkv_db *db, ref_t root, uint64_t budget, uint64_t *removed) {
+/* free up to `budget` keys of the subtree at root, going on from w; returns
+ * 1 once the whole subtree is empty */
+static int do_clear_some(zkv_db *db, ref_t root, clear_walk *w, uint64_t budget,
+                         uint64_t *removed) {
   seg *s = db->s;
   int64_t now = clock_ms();
-  uint64_t guard = ent_limit(s);
-  for (ref_t cur = root; cur; cur = idx_ns_next(s, root, cur)) {
+  uint64_t limit = ent_limit(s), pass = WALK_PASS;
+  for (ref_t cur = clear_resume(s, root, w), next; cur; cur = next) {
     nsdata *d = idx_nsdata(s, cur);
     while (d->head) {
-      if (budget-- == 0) return 0;
+      if (budget-- == 0) {
+        clear_note(s, w, cur);
+        if (UNLIKELY(walk_step_hook != NULL)) walk_step_hook(WALK_PASS - pass);
+        return 0;
+      }
       ref_t r = d->head;
       if (!ent_ok(s, r)) FAIL(s, ZKV_ECORRUPT);
       int live = ent_live(E(s, r), now);
@@ -1075,34 +1175,20 @@ static int do_clear_some(zkv_db *db, ref_t root, uint64_t budget, uint64_t *remo
       *removed += (uint64_t)live;
       d = idx_nsdata(s, cur);
     }
-    if (guard-- == 0) FAIL(s, ZKV_ECORRUPT);
+    if (w->passed++ > limit) FAIL(s, ZKV_ECORRUPT);   /* a tree that loops */
+    next = idx_ns_next(s, root, cur);
+    if (next && --pass == 0) {
+      clear_note(s, w, next);
+      break;
+    }
   }
-  return 1;
+  if (UNLIKELY(walk_step_hook != NULL)) walk_step_hook(WALK_PASS - pass);
+  return pass != 0;
 }
 
-static int step_clear(zkv_db *db, zkv_ns ns, uint64_t budget, uint64_t *removed, int *done) {
-  *done = do_clear_some(db, ns_ref(db->s, ns), budget, removed);
-  return ZKV_OK;
-}
-
-static int clear_step_op(zkv_db *db, zkv_ns ns, uint64_t budget, uint64_t *removed, int *done) {
-  RUN(db, step_clear(db, ns, budget, removed, done));
-}
-
-/* a namespace-wide walk, one op (one lock hold) per step of `budget` keys */
-typedef int (*ns_step_fn)(zkv_db *db, zkv_ns ns, uint64_t budget, uint64_t *n, int *done);
-
-/* run `step` until it says done, adding up what each step counted in *total */
-static int run_ns_steps(zkv_db *db, zkv_ns ns, ns_step_fn step, uint64_t *total) {
-  uint64_t budget = room_step_budget(db);
-  int done = 0;
-  while (!done) {
-    uint64_t n = 0;
-    int rc = step(db, ns, budget, &n, &done);
-    if (rc) return rc;
-    *total += n;
-  }
-  return ZKV_OK;
+static int clear_step_op(zkv_db *db, zkv_ns ns, clear_walk *w, uint64_t budget,
+                         uint64_t *removed, int *done) {
+  RUN(db, (*done = do_clear_some(db, ns_ref(db->s, ns), w, budget, removed), ZKV_OK));
 }
 
 int zkv_clear(zkv_db *db, zkv_ns ns, uint64_t *removed) {
@@ -1111,7 +1197,15 @@ int zkv_clear(zkv_db *db, zkv_ns ns, uint64_t *removed) {
   if (!removed) removed = &tmp;
   *removed = 0;
   if (db->closed) return ZKV_ECLOSED;
-  return run_ns_steps(db, ns, clear_step_op, removed);
+  clear_walk w;
+  memset(&w, 0, sizeof w);
+  uint64_t budget = room_step_budget(db);
+  int done = 0;
+  while (!done) {
+    int rc = clear_step_op(db, ns, &w, budget, removed, &done);
+    if (rc) return rc;
+  }
+  return ZKV_OK;
 }
 
 static int step_sweep(zkv_db *db, uint64_t *cursor, uint64_t budget, int all, uint64_t *n,
@@ -1149,52 +1243,6 @@ int zkv_flush_expired(zkv_db *db, uint64_t max, uint64_t *freed) {
   return sweep_all(db, 0, max, freed);
 }
 
-
-/* ---- walks of a key list in steps (keys(), flush_all) ---------------------- */
-
-static int seq_after(uint32_t a, uint32_t b) { return (int32_t)(a - b) > 0; }
-
-/* How far past the entry it is at a walk of a key list prefetches (the
- * entries made in a row lie in a row: see flag_keys) */
-#define WALK_AHEAD 512u
-
-/* Is the cursor's hint r still the entry it passed last (insertion number
- * `seq`: a key of namespace ns, or with `children` a child namespace's
- * record)?  Looking like it is not enough: a deleted key's header stays
- * behind as stale bytes inside the free block its room merged into, or
- * inside the value of whatever is allocated there next, with the old links.
- * An entry the index finds under its own key is a real one: the index links
- * only entries. */
-static int cursor_still_listed(seg *s, ref_t ns, ref_t r, uint32_t seq, int children) {
-  if (!ent_ok(s, r)) return 0;
-  ent *e = E(s, r);
-  if ((e->type == T_NSREC) != children || e->ns != ns || e->seq != seq) return 0;
-  const char *key = ent_key(e);
-  return idx_find(s, ns, key, e->klen, idx_hash(ns, key, e->klen, children), children) == r;
-}
-
-/* Where a walk of ns's key list (with `children` its list of child
- * namespaces) goes on: the first entry when the cursor has not started
- * (then it notes the insertion number the walk ends before), else the one
- * after the last passed, found by number again when that one went away. */
-static ref_t walk_resume(seg *s, ref_t ns, const nsdata *d, zkv_cursor *cur, int children) {
-  uint32_t last = cur->seq;
-  ref_t r;
-  if (!cur->started) {
-    cur->started = 1;
-    cur->end = d->next_seq;
-    return children ? d->child : d->head;
-  }
-  if (cursor_still_listed(s, ns, cur->ref, last, children))
-    return E(s, cur->ref)->nnext;   /* the last one passed is still there */
-  /* it went away: skip what was passed */
-  uint64_t guard = ent_limit(s);
-  for (r = children ? d->child : d->head; r; r = E(s, r)->nnext) {
-    if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
-    if (children ? seq_after(last, E(s, r)->seq) : seq_after(E(s, r)->seq, last)) break;
-  }
-  return r;
-}
 
 /* ---- namespace-wide expiry (ngx.shared.DICT's flush_all, flush_expired) --- */
 
@@ -1350,25 +1398,17 @@ static __attribute__((noinline)) int flag_keys_plain_end(heap_view v, flag_run *
   return flag_keys(NULL, v, f, end, now, 0, 0, 1);
 }
 
-/* Entries a step of the flush passes outside a transaction.  Not
- * room_step_budget's BATCH: that is sized for steps that free keys, and a
- * free touches some five cache lines (the entry, its key-list neighbours, its
- * hash chain and bucket, the free list's), where a flag touches the entry's
- * header alone.  4 x BATCH flags is a step of about the same worst case as
- * BATCH frees: every line a miss, some 100 ns each, about 100 us; with the
- * lines cached, 1,024 flags are some 2 us.  (Nothing is logged per flag
- * outside a transaction, so the undo log does not bound it either.) */
-#define FLAG_STEP 1024u
-
 static int do_expire_some(zkv_db *db, zkv_ns nsid, flush_walk *w, uint64_t budget,
                           uint64_t *count, int *done) {
   seg *s = db->s;
   ref_t ns = ns_ref(s, nsid);
   nsdata *d = idx_nsdata(s, ns);
   zkv_cursor *cur = &w->cur;
-  ref_t r = walk_resume(s, ns, d, cur, 0);
+  int pending;
+  ref_t r = walk_resume(s, ns, d, cur, 0, &budget, &pending);
   *done = 0;
-  if (r) {
+  if (pending) return ZKV_OK;   /* the step went to finding the place again */
+  if (r && budget) {
     int undo = s->txn_depth > 0;   /* a rollback of atomic() gives the flags back */
     if (!undo && s->shared && !s->dirty) log_dirty(s);   /* lock-free readers retry */
     flush_mark(s, d, undo);
@@ -1413,8 +1453,12 @@ int zkv_expire_all(zkv_db *db, zkv_ns ns, uint64_t *n) {
   /* in steps, like clear: each its own short lock hold, unless in a transaction */
   flush_walk w;
   memset(&w, 0, sizeof w);
-  /* in a transaction its level must be able to undo it all: one step */
-  uint64_t budget = room_step_budget(db) == UINT64_MAX ? UINT64_MAX : FLAG_STEP;
+  /* in a transaction its level must be able to undo it all: one step.
+   * Outside one, WALK_PASS entries, not room_step_budget's BATCH: that is
+   * sized for steps that free keys (a free touches some five cache lines and
+   * logs its changes), a flag touches the entry's header alone and logs
+   * nothing; 1M keys flagged: steps of 11 us on average (bench/holds.c) */
+  uint64_t budget = room_step_budget(db) == UINT64_MAX ? UINT64_MAX : WALK_PASS;
   int done = 0;
   while (!done) {
     int rc = expire_step_op(db, ns, &w, budget, n, &done);
@@ -1458,9 +1502,12 @@ static int do_flush_expired_ns(zkv_db *db, zkv_ns nsid, expired_walk *x, uint64_
     x->flushes = d->flushes;
   }
   /* the first step notes where the walk ends; until one is kept, the head */
-  ref_t r = !cur->started || x->kept ? walk_resume(s, ns, d, cur, 0) : d->head;
+  int pending = 0;
+  uint64_t left = budget;
+  ref_t r = !cur->started || x->kept ? walk_resume(s, ns, d, cur, 0, &left, &pending) : d->head;
+  if (pending) return ZKV_OK;   /* the step went to finding the place again */
   int64_t now = clock_ms();
-  uint64_t limit = ent_limit(s), n = 0, left = budget;
+  uint64_t limit = ent_limit(s), n = 0;
   while (r && left && n < max_free) {
     if (!ent_ok(s, r) || x->w.passed++ > limit) FAIL(s, ZKV_ECORRUPT);
     ent *e = E(s, r);
@@ -1562,16 +1609,22 @@ static inline int do_walk(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv
   nsdata *d = idx_nsdata(s, ns);
   ref_t r;
   if (cur->done) return ZKV_OK;
-  r = walk_resume(s, ns, d, cur, children);
+  /* the step's bound is also the guard against a damaged list: one passing
+   * more entries than any list can hold in one step loops */
+  uint64_t limit = ent_limit(s), pass = WALK_PASS <= limit ? WALK_PASS : limit + 1, pass0 = pass;
+  int pending;
+  r = walk_resume(s, ns, d, cur, children, &pass, &pending);
   size_t n = 0;
-  uint64_t guard = ent_limit(s);
+  if (count) *count = 0;
+  if (pending) return ZKV_OK;   /* the step went to finding the place again */
   /* the position in locals, stored once at the end: fn may not look at the
    * cursor (it must not call into the store), and the stores would otherwise
    * be redone, and cur->end reloaded, around every call of fn */
   uint32_t end = cur->end, at_seq = cur->seq;
   ref_t at_ref = cur->ref;
-  while (r && n < max) {
-    if (!ent_ok(s, r) || guard-- == 0) FAIL(s, ZKV_ECORRUPT);
+  while (r && n < max && pass) {
+    if (!ent_ok(s, r)) FAIL(s, ZKV_ECORRUPT);
+    pass--;
     ent *e = E(s, r);
     /* the entries made after this one most often come next in the heap */
     if (!children) __builtin_prefetch((const void *)((uintptr_t)e + WALK_AHEAD));
@@ -1583,7 +1636,7 @@ static inline int do_walk(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv
     }
     if (children || ent_alive(e)) {   /* the precise clock only for keys near their end */
       if (!fn) {   /* zkv_keys_into: a key that does not fit is the next batch's first */
-        if (!sink_put(ud, n, ent_key(e), e->klen)) break;
+        if (ud && !sink_put(ud, n, ent_key(e), e->klen)) break;   /* no sink: zkv_count */
         n++;
       } else {
         n++;
@@ -1594,6 +1647,8 @@ static inline int do_walk(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv
     at_seq = e->seq;
     r = e->nnext;
   }
+  if (r && !pass && WALK_PASS > limit) FAIL(s, ZKV_ECORRUPT);
+  if (UNLIKELY(walk_step_hook != NULL)) walk_step_hook(pass0 - pass);
   cur->ref = at_ref;
   cur->seq = at_seq;
   if (!r) cur->done = 1;
@@ -1618,6 +1673,50 @@ int zkv_keys_into(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, char *buf,
   if (db->closed) return ZKV_ECLOSED;
   key_sink k = {buf, cap, 0, lens};
   RUN(db, do_walk(db, ns_ref(db->s, ns), cur, max, NULL, &k, n, 0));
+}
+
+/* zkv_count: a namespace whose keys are all live (none carries a ttl, none
+ * flushed, no deleted key kept anywhere) has the count in its record; any
+ * other is counted by a walk of its list in steps, as zkv_keys walks it:
+ * before, that walk was one lock hold as long as the namespace (a big one of
+ * keys with ttls, a session store, was tens of ms with every process
+ * waiting).  The first step looks at the record and, when it must walk,
+ * begins the walk. */
+static int do_count_step(zkv_db *db, ref_t ns, zkv_cursor *cur, uint64_t *count) {
+  seg *s = db->s;
+  if (!cur->started) {
+    nsdata *d = idx_nsdata(s, ns);
+    if (ns_all_live(s, d)) {
+      *count = d->nkeys;
+      cur->done = 1;
+      return ZKV_OK;
+    }
+  }
+  size_t n = 0;
+  int rc = do_walk(db, ns, cur, SIZE_MAX, NULL, NULL, &n, 0);
+  *count += n;
+  return rc;
+}
+
+static int count_step_op(zkv_db *db, zkv_ns ns, zkv_cursor *cur, uint64_t *count) {
+  RUN(db, do_count_step(db, ns_ref(db->s, ns), cur, count));
+}
+
+int zkv_count(zkv_db *db, zkv_ns ns, uint64_t *count) {
+  CHECK_DB(db);
+  uint64_t tmp;
+  if (!count) count = &tmp;
+  *count = 0;
+  if (db->closed) return ZKV_ECLOSED;
+  zkv_cursor cur = ZKV_CURSOR_INIT;
+  while (!cur.done) {
+    int rc = count_step_op(db, ns, &cur, count);
+    if (rc) {
+      *count = 0;
+      return rc;
+    }
+  }
+  return ZKV_OK;
 }
 
 int zkv_keys(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, zkv_key_fn fn, void *ud,

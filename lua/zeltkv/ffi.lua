@@ -528,8 +528,9 @@ function StoreMethods._keys_list(self, max)
     if max > 0 and max - n < want then want = max - n end
     local rc = lua_keys(cs, CUR, want, BUF, BUFCAP, LENS, DBL1)
     local got = DBL1[0]
-    if rc ~= OK or (got == 0 and CUR.done == 0) then return pass(CM_STORE._keys_list(cs, max)) end
-    if t == nil then t = new_tab(got, 0) end
+    if rc ~= OK then return pass(CM_STORE._keys_list(cs, max)) end
+    -- a step may pass only entries that are not live keys (zkv_keys): none, and not done
+    if t == nil and (got > 0 or CUR.done ~= 0) then t = new_tab(got, 0) end
     local off = 0
     for i = 0, got - 1 do
       local l = LENS[i]

@@ -32,6 +32,7 @@ local co_running = coroutine.running
 local cmd1, cmd2, cmd3, cmd4, cmd5, pack1, pack, read, is_err =
       resp.cmd1, resp.cmd2, resp.cmd3, resp.cmd4, resp.cmd5, resp.pack1, resp.pack, resp.read, resp.is_err
 local Err = resp.Err
+local replies = resp.replies
 
 local IN_NGX = rawget(_G, "ngx") ~= nil and socket.kind ~= nil
 local HAS_INT = math_type ~= nil
@@ -344,8 +345,10 @@ local function conn_failed(node, err)
   failed(("%s: %s"):format(node.name, tostring(err)), "connection")
 end
 
-local function open(d, node, cos)
-  local c, fresh, why = socket.connect(node, cos)
+local cos_connect = socket.connect_cosocket
+local function open(d, node, cos, slot)
+  local c, fresh, why
+  if cos then c, fresh, why = cos_connect(node, slot) else c, fresh, why = socket.connect(node) end
   if not c then
     if why == "phase" then failed(fresh, "phase") end
     conn_failed(node, fresh)
@@ -367,14 +370,16 @@ local function open(d, node, cos)
     end
     if not ok then c:close(); conn_failed(node, err) end
   end
-  return c, fresh
+  return c, fresh, why                    -- (why: the cosocket's slot, for socket.keepalive)
 end
 
--- acquire(d, node, cos) -> conn, reused.  cos: this call runs where cosockets work.
-local function acquire(d, node, cos)
+-- acquire(d, node, cos, slot) -> conn, reused, slot.  cos: this call runs where cosockets
+-- work; slot: socket.slot(node), when the caller has it
+local function acquire(d, node, cos, slot)
   if cos then
-    local c, fresh = open(d, node, true)
-    return c, not fresh
+    local c, fresh
+    c, fresh, slot = open(d, node, true, slot)
+    return c, not fresh, slot
   end
   if IN_NGX then
     local kind, why = socket.kind()
@@ -414,7 +419,10 @@ end
 -- first of the n that is not MULTI's "OK" or a command's "QUEUED" (a command refused
 -- when queued, or EXEC's reply): no list is made (a tenth of incr's CPU on Lua 5.4)
 local function exchange(d, node, payload, n, last)
-  local cos = IN_NGX and socket.kind() == "cosocket"
+  -- inside nginx: this coroutine's slot of this request (then the phase has cosockets),
+  -- else the phase asked
+  local slot = IN_NGX and socket.slot(node)
+  local cos = slot and true or IN_NGX and socket.kind() == "cosocket"
   for try = 1, 2 do
     local c, reused
     local idle = node.idle
@@ -425,15 +433,21 @@ local function exchange(d, node, payload, n, last)
       idle[k] = nil
     elseif d.cluster then                   -- a node that cannot be reached: call() decides
       local ok
-      ok, c, reused = pcall(acquire, d, node, cos)
+      ok, c, reused, slot = pcall(acquire, d, node, cos, slot)
       if not ok then return nil, c, false end
+    elseif cos then                         -- (acquire's first step, without its call)
+      local fresh
+      c, fresh, slot = open(d, node, true, slot)
+      reused = not fresh
     else
-      c, reused = acquire(d, node, cos)
+      c, reused = acquire(d, node, false)
     end
     d.round_trips = d.round_trips + 1
     local sent, err = c:send(payload)
     local r, got = nil, 0
-    if sent then
+    if sent and cos and c.receiveany then   -- (lua-nginx-module 0.10.14 and later)
+      r, got, err = replies(c, n, last)
+    elseif sent then
       if n == 1 then
         r, err = read(c)
         if r ~= nil then got = 1 end
@@ -457,7 +471,7 @@ local function exchange(d, node, payload, n, last)
       end
     end
     if got == n then
-      if cos then socket.keepalive(c, node)
+      if cos then socket.keepalive(c, node, slot)
       elseif d.closed or IN_NGX or #idle >= node.pool_size then c:close()
       else idle[#idle + 1] = c end
       return r
@@ -1692,7 +1706,7 @@ function Driver.close(self)
   if type(self) ~= "table" or rawget(self, "_tag") ~= DRIVER_TAG then argerr("zeltkv.Driver", "close", self) end
   if self.closed then return end
   if self.ntx > 0 and current_tx(self) then
-    failed("close: cannot close a driver inside its own atomic()", "busy")
+    failed("close: cannot close a driver inside its own atomic()", "closed")
   end
   self.closed = true
   for _, node in pairs(self.nodes) do

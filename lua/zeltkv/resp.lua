@@ -12,7 +12,7 @@
 local M = {}
 
 local concat, tostring, tonumber = table.concat, tostring, tonumber
-local byte, sub, find = string.byte, string.sub, string.find
+local byte, sub, find, min, setmetatable = string.byte, string.sub, string.find, math.min, setmetatable
 
 -- where numbers are doubles (Lua 5.1, LuaJIT), integers beyond 2^53 are not exact
 local BIG = math.type == nil and 2 ^ 53 or nil
@@ -121,6 +121,19 @@ local function list(n)
 end
 M.list = list
 
+-- an integer reply's text as a number (nil: not a number).  Beyond 2^53 a double is not
+-- exact (2^53 + 1 reads as 2^53): where numbers are doubles, the text, for the caller to judge
+local function integer(text)
+  local v = tonumber(text)
+  if BIG and v and #text > 15 then
+    if v > BIG or v < -BIG or ((v == BIG or v == -BIG) and text ~= "9007199254740992"
+                               and text ~= "-9007199254740992") then
+      return text
+    end
+  end
+  return v
+end
+
 local read
 read = function(conn)
   local line, err = conn:receive("*l")
@@ -139,17 +152,8 @@ read = function(conn)
   elseif t == 43 then                               -- + status
     return sub(line, 2)
   elseif t == 58 then                               -- : integer
-    local v = tonumber(sub(line, 2))
-    if not v then return nil, "protocol error: bad integer" end
-    if BIG and #line > 16 then
-      -- beyond 2^53 a double is not exact (2^53 + 1 reads as 2^53): the text, for the
-      -- caller to judge
-      local text = sub(line, 2)
-      if v > BIG or v < -BIG or ((v == BIG or v == -BIG) and text ~= "9007199254740992"
-                                 and text ~= "-9007199254740992") then
-        return text
-      end
-    end
+    local v = integer(sub(line, 2))
+    if v == nil then return nil, "protocol error: bad integer" end
     return v
   elseif t == 45 then                               -- - error
     return setmetatable({ msg = sub(line, 2) }, Err)
@@ -168,5 +172,105 @@ read = function(conn)
   return nil, "protocol error: unexpected reply " .. tostring(sub(line, 1, 40))
 end
 M.read = read
+
+---------------------------------------------------------------------------------------------
+-- replies(conn, n, last): the n replies of one exchange on a cosocket, parsed out of the
+-- chunks receiveany gives.  receive("*l") and receive(n) are a C call each: a bulk reply
+-- takes two, incr with a ttl's four replies six; receiveany takes what has arrived, and
+-- one exchange's replies mostly arrive at once.  Inside nginx with a pooled connection
+-- per call this is what brings a get to within 1.1x of a client that keeps one
+-- connection for the whole request (bench/redis-nginx.sh, docs/redis.md).
+--   -> r, n          r: the reply (n == 1), the list of the n replies, or with `last` the
+--                    first that is not MULTI's "OK" or a command's "QUEUED" (see exchange)
+--   -> nil, got, err the connection failed after `got` complete replies (-1: more bytes
+--                    came than the n replies: the connection is not fit to keep)
+-- The bytes read and not parsed yet are the exchange's own (passed along as buf, pos:
+-- other coroutines parse their own replies while this one waits for more).  A bulk that
+-- has not fully arrived is read to its end with one receive of the exact size, so a large
+-- value is copied once, not once per chunk.
+local ANY = 65536                       -- at most this much per receiveany (its buffer is smaller)
+local MAX_LINE = 65536                  -- a header line (type, length, status, error) longer is garbage
+
+-- the unread rest of buf and the next chunk
+local function more(c, buf, pos)
+  local data, err = c:receiveany(ANY)
+  if not data then return nil, err end
+  if pos <= #buf then return sub(buf, pos) .. data end
+  return data
+end
+
+-- one reply at buf[pos]: v, buf, pos (after it) | nil, err
+local parse
+parse = function(c, buf, pos)
+  local e = find(buf, "\r\n", pos, true)
+  while not e do
+    if #buf - pos > MAX_LINE then return nil, "protocol error: a line without an end" end
+    local err
+    buf, err = more(c, buf, pos)
+    if not buf then return nil, err end
+    pos = 1
+    e = find(buf, "\r\n", 1, true)
+  end
+  local t = byte(buf, pos)
+  if t == 36 then                                   -- $ bulk
+    local n = tonumber(sub(buf, pos + 1, e - 1))
+    if not n then return nil, "protocol error: bad bulk length" end
+    if n < 0 then return false, buf, e + 2 end
+    local first, last = e + 2, e + 1 + n
+    local have = #buf
+    if have < last + 2 then
+      -- the rest of this bulk and its CRLF, nothing after them: in one read of that size
+      local rest, err = c:receive(last + 2 - have)
+      if not rest then return nil, err end
+      buf, first, last = sub(buf, first) .. rest, 1, n
+    end
+    return sub(buf, first, last), buf, last + 3
+  elseif t == 43 then                               -- + status
+    return sub(buf, pos + 1, e - 1), buf, e + 2
+  elseif t == 58 then                               -- : integer
+    local v = integer(sub(buf, pos + 1, e - 1))
+    if v == nil then return nil, "protocol error: bad integer" end
+    return v, buf, e + 2
+  elseif t == 45 then                               -- - error
+    return setmetatable({ msg = sub(buf, pos + 1, e - 1) }, Err), buf, e + 2
+  elseif t == 42 then                               -- * array
+    local n = tonumber(sub(buf, pos + 1, e - 1))
+    if not n then return nil, "protocol error: bad array length" end
+    if n < 0 then return false, buf, e + 2 end
+    local arr = list(n)
+    pos = e + 2
+    for i = 1, n do
+      local v
+      v, buf, pos = parse(c, buf, pos)
+      if v == nil then return nil, buf end
+      arr[i] = v
+    end
+    return arr, buf, pos
+  end
+  return nil, "protocol error: unexpected reply " .. tostring(sub(buf, pos, min(e - 1, pos + 39)))
+end
+
+function M.replies(c, n, last)
+  local buf, err = c:receiveany(ANY)      -- (nothing has been read yet)
+  if not buf then return nil, 0, err end
+  if n == 1 then
+    -- set's and setnx's replies whole, without parsing them (strings are interned: one
+    -- comparison each)
+    if buf == "+OK\r\n" then return "OK", 1 end
+    if buf == "$-1\r\n" then return false, 1 end
+  end
+  local pos, r = 1, nil
+  if n > 1 and not last then r = list(n) end
+  for i = 1, n do
+    local v
+    v, buf, pos = parse(c, buf, pos)
+    if v == nil then return nil, i - 1, buf end
+    if n == 1 then r = v
+    elseif not last then r[i] = v
+    elseif r == nil and (i == n or (v ~= "OK" and v ~= "QUEUED")) then r = v end
+  end
+  if pos <= #buf then return nil, -1, "protocol error: more bytes than the replies" end
+  return r, n
+end
 
 return M

@@ -128,17 +128,44 @@ local get_request
 if ngx then
   local ok, base = pcall(require, "resty.core.base")
   if ok and type(base) == "table" then get_request = base.get_request end
+  -- what base.get_request calls where OpenResty's LuaJIT has it, without the Lua call
+  -- around it (the request as a light userdata either way)
+  local xok, exdata = pcall(require, "thread.exdata")
+  if get_request and xok and type(exdata) == "function" then get_request = exdata end
 end
 
-local function connect_cosocket(cfg)
+-- this coroutine's slot of cfg in this request, or nil.  A slot is made only by a call
+-- that M.kind() let through, and the coroutines of the phases with cosockets (a handler,
+-- its light threads, a timer) live only in their phase, so a slot of this request says
+-- that this phase has cosockets: a call that finds one skips ngx.get_phase(), which costs
+-- 0.17 us as the driver runs it (interpreted: the call yields, so LuaJIT does not compile
+-- it), a third of the driver's own time per call.  (A coroutine made in content and
+-- resumed from a filter phase would meet nginx's own "API disabled" error at connect:
+-- it fails at once all the same, without reason "phase".)
+function M.slot(cfg)
   local socks = cfg.socks
-  if not socks then socks = setmetatable({}, WEAK_K); cfg.socks = socks end
+  if not socks or not get_request then return nil end
   local co = co_running()
-  local req = co and get_request and get_request()
-  local slot = req and socks[co]
-  local sock
-  if slot and slot.req == req and slot.sock then
-    sock = slot.sock
+  local slot = co and socks[co]
+  if slot and slot.req == get_request() then return slot end
+  return nil
+end
+
+-- connect_cosocket(cfg, slot) -> sock, fresh, slot | nil, err.  slot: M.slot(cfg), when the
+-- caller has it
+local function connect_cosocket(cfg, slot)
+  local req
+  if not slot then
+    local socks = cfg.socks
+    if not socks then socks = setmetatable({}, WEAK_K); cfg.socks = socks end
+    local co = co_running()
+    req = co and get_request and get_request()
+    slot = req and socks[co]
+    if slot and slot.req ~= req then slot.req, slot.sock = req, false  -- a new request's now
+    elseif req and not slot then slot = { sock = false, req = req }; socks[co] = slot end
+  end
+  local sock = slot and slot.sock
+  if sock then
     slot.sock = false
   else
     local err
@@ -146,9 +173,6 @@ local function connect_cosocket(cfg)
     if not sock then return nil, "ngx.socket.tcp: " .. tostring(err) end
     local ms = cfg.timeout * 1000
     sock:settimeouts(ms, ms, ms)
-    if req then                           -- the slot is this request's from now on
-      if slot then slot.req, slot.sock = req, false else socks[co] = { sock = false, req = req } end
-    end
   end
   local ok, cerr
   local popts = cfg.popts                 -- made once per node, not per call
@@ -167,16 +191,17 @@ local function connect_cosocket(cfg)
     local sok, serr = sock:sslhandshake(nil, cfg.tls.server_name or cfg.host, verify)
     if not sok then sock:close(); return nil, ("%s: TLS handshake: %s"):format(cfg.name, tostring(serr)) end
   end
-  return sock, fresh
+  return sock, fresh, slot
 end
+M.connect_cosocket = connect_cosocket
 
 ---------------------------------------------------------------------------
 
--- connect(cfg, cos) -> conn, fresh | nil, err.  cfg: host, port or path, tls (table or nil),
--- timeout (seconds), name (for messages), pool_name, pool_size, backlog (nginx).
--- cos: the caller knows this phase has cosockets (M.kind() said so)
-function M.connect(cfg, cos)
-  if cos then return connect_cosocket(cfg) end
+-- connect(cfg) -> conn, fresh, slot | nil, err[, "phase"].  cfg: host, port or path, tls
+-- (table or nil), timeout (seconds), name (for messages), pool_name, pool_size, backlog
+-- (nginx).  Where the caller knows the phase has cosockets (M.kind() said so, or M.slot()
+-- gave the slot), it calls M.connect_cosocket(cfg, slot) itself.  slot: for M.keepalive
+function M.connect(cfg)
   local kind, why = M.kind()
   if kind == "cosocket" then return connect_cosocket(cfg) end
   if not kind then return nil, why, "phase" end
@@ -185,14 +210,15 @@ function M.connect(cfg, cos)
   return c, true                          -- a LuaSocket connection is always new here
 end
 
--- keepalive(conn, cfg): a cosocket goes back to nginx's pool; LuaSocket connections are
--- kept by the driver itself, so this is only called for cosockets.
-function M.keepalive(conn, cfg)
+-- keepalive(conn, cfg, slot): a cosocket goes back to nginx's pool; LuaSocket connections
+-- are kept by the driver itself, so this is only called for cosockets.  slot: what
+-- connect gave (the coroutine and its request cannot change while the connection is out),
+-- else looked up
+function M.keepalive(conn, cfg, slot)
   if conn:setkeepalive(cfg.keepalive_ms, cfg.pool_size) then
     -- the object, idle, for the next call of this coroutine in this request
-    local co = co_running()
-    local slot = co and cfg.socks[co]
-    if slot and not slot.sock and slot.req == get_request() then slot.sock = conn end
+    if not slot then slot = M.slot(cfg) end
+    if slot and not slot.sock then slot.sock = conn end
   else
     conn:close()
   end

@@ -92,3 +92,338 @@ TEST(keys_resume_after_last_key_merged_away) {
   for (int shared = 0; shared < 2; shared++)
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) stale_cursor(shared, sizes[i]);
 }
+
+/* a walk of ns to its end in batches of max, every key into seen (which
+ * counts each key it has been given: a key twice is a key twice); the number
+ * of batches that held no key before the end into *empty */
+struct tally {
+  int n, dup;
+  unsigned char *got;   /* by key number */
+  int nkeys;
+};
+
+static int tally_key(void *ud, const void *key, size_t klen) {
+  struct tally *t = ud;
+  char k[16];
+  if (klen >= sizeof k) return 0;
+  memcpy(k, key, klen);
+  k[klen] = '\0';
+  int i = atoi(k + 1);
+  if (i >= 0 && i < t->nkeys) {
+    if (t->got[i]) t->dup++;
+    t->got[i] = 1;
+  }
+  t->n++;
+  return 0;
+}
+
+static int open_walk_store(int shared, const char *name, zkv_db **db) {
+  zkv_options o;
+  zkv_options_init(&o);
+  o.size = 16u << 20;
+  if (!shared) return zkv_open_memory(&o, db);
+  zkv_unlink(name, NULL);
+  return zkv_open_shared(name, &o, db);
+}
+
+#define WALK_KEYS 20000
+
+/* A walk over a namespace whose keys are all flushed (flush_all marks them
+ * expired; they stay until a sweep) but one passes them in bounded steps:
+ * before, the one step that found the live key passed all 20,000 flushed
+ * entries in one lock hold.  Now the first steps return no key and are not
+ * done, and the walk still ends with the live key exactly once. */
+static void walk_over_flushed(int shared) {
+  char name[64];
+  snprintf(name, sizeof name, "keysflushed-%d", (int)th_dir_pid);
+  zkv_db *db = NULL;
+  REQUIRE_RC(open_walk_store(shared, name, &db), ZKV_OK);
+  zkv_ns a;
+  REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("A"), &a), ZKV_OK);
+  char k[16];
+  for (int i = 0; i < WALK_KEYS; i++) {
+    snprintf(k, sizeof k, "k%d", i);
+    REQUIRE_RC(put(db, a, k, 8), ZKV_OK);
+  }
+  uint64_t flagged = 0;
+  CHECK_RC(zkv_expire_all(db, a, &flagged), ZKV_OK);
+  CHECK_EQ(flagged, WALK_KEYS);
+  CHECK_RC(put(db, a, "k20000", 8), ZKV_OK);   /* the one live key, at the end */
+  unsigned char got[WALK_KEYS + 1] = {0};
+  struct tally t = {0, 0, got, WALK_KEYS + 1};
+  zkv_cursor cur = ZKV_CURSOR_INIT;
+  int calls = 0, empty = 0, rc = ZKV_OK;
+  while (!cur.done && rc == ZKV_OK && calls < 10 * WALK_KEYS) {
+    size_t n = 0;
+    rc = zkv_keys(db, a, &cur, 256, tally_key, &t, &n);
+    calls++;
+    empty += n == 0 && !cur.done;
+  }
+  CHECK_RC(rc, ZKV_OK);
+  CHECK(cur.done);
+  CHECK_EQ(t.n, 1);
+  CHECK(got[WALK_KEYS]);
+  CHECK(empty >= WALK_KEYS / 1024);   /* 20,000 entries in steps of at most 1,024 */
+  zkv_close(db);
+  if (shared) CHECK_RC(zkv_unlink(name, NULL), ZKV_OK);
+}
+
+TEST(keys_walk_over_flushed_keys_in_bounded_steps) {
+  walk_over_flushed(0);
+  walk_over_flushed(1);
+}
+
+/* The key a walk stopped at is deleted and freed (zkv_gc frees the deleted
+ * keys kept for reuse): the walk finds its place again by
+ * insertion number from the head, which was one lock hold as long as the
+ * part already walked (10,000 entries here).  Now that search goes in
+ * bounded steps too (batches with no key, not done), going on from where it
+ * got to, and from the head again when that entry is deleted as well
+ * (deleted here after every such step).  Every key present throughout is
+ * returned exactly once. */
+static void resume_search_in_steps(int shared) {
+  char name[64];
+  snprintf(name, sizeof name, "keyssearch-%d", (int)th_dir_pid);
+  zkv_db *db = NULL;
+  REQUIRE_RC(open_walk_store(shared, name, &db), ZKV_OK);
+  zkv_ns a;
+  REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("A"), &a), ZKV_OK);
+  char k[16];
+  for (int i = 0; i < WALK_KEYS; i++) {
+    snprintf(k, sizeof k, "k%d", i);
+    REQUIRE_RC(put(db, a, k, 8), ZKV_OK);
+  }
+  static unsigned char got[WALK_KEYS];
+  memset(got, 0, sizeof got);
+  struct tally t = {0, 0, got, WALK_KEYS};
+  zkv_cursor cur = ZKV_CURSOR_INIT;
+  size_t n = 0;
+  while (t.n < WALK_KEYS / 2) REQUIRE_RC(zkv_keys(db, a, &cur, 10, tally_key, &t, &n), ZKV_OK);
+  snprintf(k, sizeof k, "k%d", t.n - 1);   /* the last one returned */
+  CHECK_RC(zkv_del(db, a, k, strlen(k)), ZKV_OK);
+  CHECK_RC(zkv_gc(db, NULL), ZKV_OK);
+  int calls = 0, empty = 0, gone = 1, rc = ZKV_OK;
+  unsigned seed = 7;
+  while (!cur.done && rc == ZKV_OK && calls < 10 * WALK_KEYS) {
+    rc = zkv_keys(db, a, &cur, 10, tally_key, &t, &n);
+    calls++;
+    if (n == 0 && !cur.done) {
+      empty++;
+      /* a key already returned (before the place the search looks for): the
+       * entry the search got to may be among them */
+      seed = seed * 1103515245u + 12345u;
+      snprintf(k, sizeof k, "k%u", (seed >> 8) % (unsigned)(WALK_KEYS / 2 - 1));
+      gone += zkv_del(db, a, k, strlen(k)) == ZKV_OK;
+      CHECK_RC(zkv_gc(db, NULL), ZKV_OK);
+    }
+  }
+  CHECK_RC(rc, ZKV_OK);
+  CHECK(cur.done);
+  CHECK_EQ(t.dup, 0);
+  int missing = 0;
+  for (int i = 0; i < WALK_KEYS; i++) missing += !got[i];
+  CHECK_EQ(missing, 0);
+  CHECK_EQ(t.n, WALK_KEYS);
+  CHECK(empty >= (WALK_KEYS / 2) / 1024);   /* 10,000 entries to pass again */
+  uint64_t cnt = 0;
+  CHECK_RC(zkv_count(db, a, &cnt), ZKV_OK);
+  CHECK_EQ(cnt, (uint64_t)(WALK_KEYS - gone));
+  const char *why = NULL;
+  CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+  zkv_close(db);
+  if (shared) CHECK_RC(zkv_unlink(name, NULL), ZKV_OK);
+}
+
+TEST(keys_resume_search_in_bounded_steps) {
+  resume_search_in_steps(0);
+  resume_search_in_steps(1);
+}
+
+/* zkv_count of a namespace whose keys carry ttls walks them: before, in one
+ * lock hold as long as the namespace (20,000 entries here); now in steps of
+ * at most WALK_PASS entries, each its own lock hold, with the same count.
+ * Keys without a ttl are counted from the namespace record, with no walk. */
+extern void (*walk_step_hook)(uint64_t passed);   /* src/internal.h */
+static uint64_t count_steps, count_most;
+static void count_step(uint64_t passed) {
+  count_steps++;
+  if (passed > count_most) count_most = passed;
+}
+
+static void count_in_steps(int shared) {
+  char name[64];
+  snprintf(name, sizeof name, "keyscount-%d", (int)th_dir_pid);
+  zkv_db *db = NULL;
+  REQUIRE_RC(open_walk_store(shared, name, &db), ZKV_OK);
+  zkv_ns a, b;
+  REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("A"), &a), ZKV_OK);
+  REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("B"), &b), ZKV_OK);
+  char k[16];
+  zkv_value v = {.type = ZKV_T_STRING, .data = "v", .len = 1};
+  for (int i = 0; i < WALK_KEYS; i++) {
+    snprintf(k, sizeof k, "k%d", i);
+    REQUIRE_RC(zkv_set(db, a, k, strlen(k), &v, i % 2 ? 3600000 : 1000, 0), ZKV_OK);
+    REQUIRE_RC(zkv_set(db, b, k, strlen(k), &v, 0, 0), ZKV_OK);
+  }
+  zkv_set_clock_offset(2000);   /* the 1 s keys have expired */
+  count_steps = count_most = 0;
+  walk_step_hook = count_step;
+  uint64_t n = 0;
+  CHECK_RC(zkv_count(db, a, &n), ZKV_OK);
+  CHECK_EQ(n, WALK_KEYS / 2);
+  CHECK(count_steps >= WALK_KEYS / 1024);
+  CHECK(count_most <= 1024);
+  count_steps = 0;
+  CHECK_RC(zkv_count(db, b, &n), ZKV_OK);   /* no ttl, none flushed or deleted */
+  CHECK_EQ(n, WALK_KEYS);
+  CHECK_EQ(count_steps, 0);
+  walk_step_hook = NULL;
+  zkv_set_clock_offset(0);
+  zkv_close(db);
+  if (shared) CHECK_RC(zkv_unlink(name, NULL), ZKV_OK);
+}
+
+TEST(count_walks_in_bounded_steps) {
+  count_in_steps(0);
+  count_in_steps(1);
+}
+
+/* zkv_clear of a subtree of many namespaces goes on from where its last step
+ * stopped: before, each step (256 keys) began again at the subtree's root
+ * and passed every namespace it had emptied, so with 5,000 namespaces of one
+ * key each a step passed up to 5,000 records (and the clear was quadratic).
+ * Now a step passes at most WALK_PASS records.  A tree of three levels with
+ * keys at every level is emptied whole, and the namespace beside it is not
+ * touched. */
+static void clear_in_steps(int shared) {
+  char name[64];
+  snprintf(name, sizeof name, "keysclear-%d", (int)th_dir_pid);
+  zkv_db *db = NULL;
+  REQUIRE_RC(open_walk_store(shared, name, &db), ZKV_OK);
+  zkv_ns t, other;
+  REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("T"), &t), ZKV_OK);
+  REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("O"), &other), ZKV_OK);
+  REQUIRE_RC(put(db, other, "keep", 4), ZKV_OK);
+  char k[32];
+  uint64_t made = 0;
+  for (int i = 0; i < 5000; i++) {
+    zkv_ns c;
+    snprintf(k, sizeof k, "u%d", i);
+    REQUIRE_RC(zkv_namespace(db, t, k, strlen(k), &c), ZKV_OK);
+    REQUIRE_RC(put(db, c, "x", 4), ZKV_OK);
+    made++;
+  }
+  /* a deeper part: 20 x 20 namespaces under T/d, keys at every level */
+  zkv_ns dd;
+  REQUIRE_RC(zkv_namespace(db, t, K("d"), &dd), ZKV_OK);
+  for (int i = 0; i < 20; i++) {
+    zkv_ns c;
+    snprintf(k, sizeof k, "c%d", i);
+    REQUIRE_RC(zkv_namespace(db, dd, k, strlen(k), &c), ZKV_OK);
+    for (int j = 0; j < 20; j++) {
+      zkv_ns g;
+      snprintf(k, sizeof k, "g%d", j);
+      REQUIRE_RC(zkv_namespace(db, c, k, strlen(k), &g), ZKV_OK);
+      for (int m = 0; m < j * 3; m++) {
+        snprintf(k, sizeof k, "k%d", m);
+        REQUIRE_RC(put(db, g, k, 4), ZKV_OK);
+        made++;
+      }
+      REQUIRE_RC(put(db, c, k, 4), ZKV_OK);   /* a key of the level above (g0, then k0..) */
+      made++;
+    }
+  }
+  for (int m = 0; m < 300; m++) {
+    snprintf(k, sizeof k, "t%d", m);
+    REQUIRE_RC(put(db, t, k, 4), ZKV_OK);
+    made++;
+  }
+  count_steps = count_most = 0;
+  walk_step_hook = count_step;
+  uint64_t removed = 0;
+  CHECK_RC(zkv_clear(db, t, &removed), ZKV_OK);
+  walk_step_hook = NULL;
+  CHECK_EQ(removed, made);
+  CHECK(count_steps > 0);
+  CHECK(count_most <= 1024);
+  zkv_stats st;
+  CHECK_RC(zkv_stats_get(db, &st), ZKV_OK);
+  CHECK_EQ(st.keys, 1);   /* O's key */
+  uint64_t n = 0;
+  CHECK_RC(zkv_count(db, other, &n), ZKV_OK);
+  CHECK_EQ(n, 1);
+  const char *why = NULL;
+  CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+  zkv_close(db);
+  if (shared) CHECK_RC(zkv_unlink(name, NULL), ZKV_OK);
+}
+
+TEST(clear_goes_on_where_its_last_step_stopped) {
+  clear_in_steps(0);
+  clear_in_steps(1);
+}
+
+/* zkv_clear beside a process that keeps making namespaces and keys under
+ * the subtree (before and after the clear's place, so the place a step
+ * notes is found again or not): every clear ends without an error, one
+ * alone afterwards empties the subtree, and the segment verifies. */
+TEST(clear_in_steps_beside_a_writer) {
+  char name[64];
+  snprintf(name, sizeof name, "keysclearw-%d", (int)th_dir_pid);
+  zkv_db *db = NULL;
+  REQUIRE_RC(open_walk_store(1, name, &db), ZKV_OK);
+  zkv_ns t;
+  REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("T"), &t), ZKV_OK);
+  char k[32];
+  for (int i = 0; i < 3000; i++) {
+    zkv_ns c;
+    snprintf(k, sizeof k, "u%d", i);
+    REQUIRE_RC(zkv_namespace(db, t, k, strlen(k), &c), ZKV_OK);
+    REQUIRE_RC(put(db, c, "old", 4), ZKV_OK);
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    zkv_db *w = NULL;
+    zkv_options o;
+    zkv_options_init(&o);
+    if (zkv_open_shared(name, &o, &w) != ZKV_OK) _exit(2);
+    zkv_ns tw;
+    if (zkv_namespace(w, ZKV_ROOT, K("T"), &tw) != ZKV_OK) _exit(3);
+    for (int i = 0; i < 20000; i++) {
+      zkv_ns c;
+      char kk[32];
+      snprintf(kk, sizeof kk, "u%d", (i * 7919) % 6000);   /* old ones and new ones */
+      if (zkv_namespace(w, tw, kk, strlen(kk), &c) != ZKV_OK) _exit(4);
+      if (put(w, c, "new", 4) != ZKV_OK) _exit(5);
+    }
+    zkv_close(w);
+    _exit(0);
+  }
+  REQUIRE(pid > 0);
+  int rounds = 0;
+  for (; rounds < 100000; rounds++) {   /* until the writer is done */
+    uint64_t removed = 0;
+    CHECK_RC(zkv_clear(db, t, &removed), ZKV_OK);
+    int st = 0;
+    if (waitpid(pid, &st, WNOHANG) == pid) {
+      CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+      pid = 0;
+      break;
+    }
+  }
+  if (pid) {
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  }
+  uint64_t removed = 0;
+  CHECK(rounds > 1);
+  CHECK_RC(zkv_clear(db, t, &removed), ZKV_OK);   /* alone: everything goes */
+  zkv_stats st;
+  CHECK_RC(zkv_stats_get(db, &st), ZKV_OK);
+  CHECK_EQ(st.keys, 0);
+  const char *why = NULL;
+  CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+  zkv_close(db);
+  CHECK_RC(zkv_unlink(name, NULL), ZKV_OK);
+}

@@ -35,6 +35,152 @@ local function round_trips(kv, fn)
   return kv.round_trips - before
 end
 
+-- resp.replies reads an exchange's replies inside nginx from receiveany's chunks; here
+-- over a stand-in that gives the same bytes cut at every place, against resp.read over
+-- the bytes whole.  No server needed.
+describe("zeltkv.resp replies (cosockets)", function()
+  local resp = require("zeltkv.resp")
+
+  -- a cosocket stand-in: receiveany(max) gives at most the rest of the current chunk,
+  -- receive(n) exactly n bytes (across chunks), both "closed" at the end of the bytes
+  local function chunked(chunks)
+    local i, rest = 1, chunks[1] or ""
+    local c = { anys = 0 }
+    local function fill()
+      while rest == "" and i < #chunks do i = i + 1; rest = chunks[i] end
+      return rest ~= ""
+    end
+    function c.receiveany(_, max)
+      c.anys = c.anys + 1
+      if not fill() then return nil, "closed" end
+      local d = rest:sub(1, max)
+      rest = rest:sub(#d + 1)
+      return d
+    end
+    function c.receive(_, n)
+      local parts = {}
+      while n > 0 do
+        if not fill() then return nil, "closed", table.concat(parts) end
+        local d = rest:sub(1, n)
+        rest, n = rest:sub(#d + 1), n - #d
+        parts[#parts + 1] = d
+      end
+      return table.concat(parts)
+    end
+    function c.left() fill(); return rest end
+    return c
+  end
+
+  -- resp.read over the bytes whole (LuaSocket's receive("*l") / receive(n))
+  local function whole(bytes)
+    local pos = 1
+    return { receive = function(_, what)
+      if what == "*l" then
+        local e = bytes:find("\n", pos, true)
+        if not e then return nil, "closed" end
+        local line = bytes:sub(pos, e - 1):gsub("\r$", "")
+        pos = e + 1
+        return line
+      end
+      if pos + what - 1 > #bytes then return nil, "closed" end
+      local d = bytes:sub(pos, pos + what - 1)
+      pos = pos + what
+      return d
+    end }
+  end
+
+  -- what exchange makes of n replies with resp.read: the reply, the list, or with `last`
+  -- the first that is not "OK" / "QUEUED" (or the n-th)
+  local function expected(bytes, n, last)
+    local c, r = whole(bytes), nil
+    if n > 1 and not last then r = {} end
+    for i = 1, n do
+      local v, err = resp.read(c)
+      assert(v ~= nil, err)
+      if n == 1 then r = v
+      elseif not last then r[i] = v
+      elseif r == nil and (i == n or (v ~= "OK" and v ~= "QUEUED")) then r = v end
+    end
+    return r
+  end
+
+  -- Err objects compared by message
+  local function plain(v)
+    if resp.is_err(v) then return { err = v.msg } end
+    if type(v) == "table" then
+      local t = {}
+      for k, x in pairs(v) do t[k] = plain(x) end
+      return t
+    end
+    return v
+  end
+
+  local CASES = {
+    { "+OK\r\n", 1 }, { "$-1\r\n", 1 }, { "$5\r\nhello\r\n", 1 }, { "$0\r\n\r\n", 1 },
+    { "$4\r\na\r\nb\r\n", 1 }, { ":42\r\n", 1 }, { ":-7\r\n", 1 },
+    { ":9007199254740993\r\n", 1 }, { ":9007199254740992\r\n", 1 }, { "-ERR no such key\r\n", 1 },
+    { "+PONG\r\n", 1 }, { "*-1\r\n", 1 }, { "*0\r\n", 1 }, { "*2\r\n:1\r\n$2\r\nab\r\n", 1 },
+    { "*2\r\n*1\r\n+a\r\n$-1\r\n", 1 },
+    -- incr with a ttl: MULTI, SET .. NX, INCRBY, EXEC (one reply wanted, and all four)
+    { "+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n$-1\r\n:3\r\n", 4, true },
+    { "+OK\r\n-ERR wrong number\r\n+QUEUED\r\n-EXECABORT Transaction discarded\r\n", 4, true },
+    { "+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n:1\r\n", 4 },
+    -- atomic's WATCH, GET, PTTL
+    { "+OK\r\n$2\r\n17\r\n:-1\r\n", 3 },
+  }
+
+  it("gives what resp.read gives, however the bytes are cut", function()
+    for _, case in ipairs(CASES) do
+      local bytes, n, last = case[1], case[2], case[3]
+      local want = plain(expected(bytes, n, last))
+      local cuts = { { bytes } }
+      for k = 1, #bytes - 1 do cuts[#cuts + 1] = { bytes:sub(1, k), bytes:sub(k + 1) } end
+      local singles = {}
+      for k = 1, #bytes do singles[k] = bytes:sub(k, k) end
+      cuts[#cuts + 1] = singles
+      for _, chunks in ipairs(cuts) do
+        local c = chunked(chunks)
+        local r, got, err = resp.replies(c, n, last)
+        assert.are.same({ want, n, nil }, { plain(r), got, err },
+                        ("%q cut as %d chunks"):format(bytes, #chunks))
+        assert.are.equal("", c.left())     -- read to the end of the replies, no further
+      end
+    end
+  end)
+
+  it("reads one packet with one receiveany and a large bulk's rest with one receive", function()
+    local c = chunked({ "+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n$-1\r\n:3\r\n" })
+    assert.are.equal(3, select(1, resp.replies(c, 4, true))[2])
+    assert.are.equal(1, c.anys)
+    local big = string.rep("x", 300000)
+    c = chunked({ "$300000\r\nxxx", big:sub(4) .. "\r\n" })
+    local v, got = resp.replies(c, 1)
+    assert.are.equal(1, got)
+    assert.is_true(v == big)
+    assert.are.equal(1, c.anys)
+  end)
+
+  it("fails on a closed connection, garbage and bytes beyond the replies", function()
+    local function try(bytes, n, last) return resp.replies(chunked({ bytes }), n, last) end
+    assert.are.same({ nil, 0, "closed" }, { try("", 1) })
+    assert.are.same({ nil, 0, "closed" }, { try("$5\r\nhel", 1) })
+    assert.are.same({ nil, 1, "closed" }, { try("+OK\r\n+QUE", 2) })
+    local r, got, err = try("+OK\r\n+OK\r\n", 1)
+    assert.are.same({ nil, -1 }, { r, got })
+    assert.matches("protocol error: more bytes than the replies", err)
+    for _, bad in ipairs({ "?what\r\n", "$x\r\n", ":1x\r\n", "*y\r\n" }) do
+      r, got, err = try(bad, 1)
+      assert.are.same({ nil, 0 }, { r, got })
+      assert.matches("^protocol error", err)
+    end
+    -- a header line that never ends: refused once it passes 64 KiB, not read forever
+    local c = chunked({ "+" .. string.rep("a", 70000), string.rep("b", 70000) .. "\r\n" })
+    r, got, err = resp.replies(c, 1)
+    assert.are.same({ nil, 0 }, { r, got })
+    assert.matches("protocol error: a line without an end", err)
+  end)
+end)
+
 describe("zeltkv.redis", function()
   if not URL then
     pending("no redis server (ZELTKV_REDIS_UNIX / ZELTKV_REDIS_TCP): run make redis-test")
