@@ -11,6 +11,9 @@
 #            command, setkeepalive (the driver takes a connection from the pool per call
 #            too, but reconnects one cosocket object per coroutine: no new object, no
 #            settimeouts)
+#   reused   one cosocket object for the request, per operation connect (from nginx's
+#            pool), getreusedtimes, the command, setkeepalive: what the driver has to do
+#            per call at the least, so "reused/kept" is the floor of the driver's /kept
 # Then one call per request, as most requests make: the driver (a pooled connection)
 # against a new connection per request, which is what keeping a connection for the whole
 # request would cost it, since nginx closes a request's cosockets when its handler ends.
@@ -102,6 +105,13 @@ $NGX_HTTP_COMMON
           local f, c = BARE[op], CONNECT()
           for _ = 1, n do f(c) end
           c:setkeepalive(60000, 32)
+        elseif side == "reused" then
+          local f, c, popts = BARE[op], CONNECT(), { pool = "bare" }
+          c:setkeepalive(60000, 32)
+          for _ = 1, n do
+            assert(c:connect("$HOST", $RPORT, popts)); c:getreusedtimes()
+            f(c); c:setkeepalive(60000, 32)
+          end
         else
           local f = BARE[op]
           for _ = 1, n do local c = CONNECT(); f(c); c:setkeepalive(60000, 32) end
@@ -121,25 +131,28 @@ CHUNK=500
 TURNS=$(( N / CHUNK )); [ "$TURNS" -ge 8 ] || TURNS=8
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 echo "inside nginx (1 worker, LuaJIT, cosockets), $URL, $TURNS turns of $CHUNK ops per request, medians:"
-printf '  %-20s %9s %9s %9s %7s %7s %8s %8s %7s\n' operation "kept ns" "pooled ns" "driver ns" "/kept" "/pooled" \
-  "kept cpu" "drv cpu" "cpu/kept"
+printf '  %-20s %9s %9s %9s %9s %7s %7s %7s %8s %8s %7s\n' operation "kept ns" "pooled ns" "reused ns" "driver ns" \
+  "/kept" "/pooled" "reu/kept" "kept cpu" "drv cpu" "cpu/kept"
 for op in get set incr_ttl setnx_ttl atomic_rmw; do
-  for s in kept pooled drv; do curl -s -m 60 "$U/run?op=$op&n=200&side=$s" >/dev/null; done   # warm up
-  : > "$T/k"; : > "$T/p"; : > "$T/d"; : > "$T/rk"; : > "$T/rp"; : > "$T/ck"; : > "$T/cd"; : > "$T/rc"
+  for s in kept pooled reused drv; do curl -s -m 60 "$U/run?op=$op&n=200&side=$s" >/dev/null; done   # warm up
+  : > "$T/k"; : > "$T/p"; : > "$T/u"; : > "$T/d"; : > "$T/rk"; : > "$T/rp"; : > "$T/ru"; : > "$T/ck"; : > "$T/cd"
+  : > "$T/rc"
   for i in $(seq 1 "$TURNS"); do
-    if [ $((i % 2)) = 1 ]; then order="kept pooled drv"; else order="drv pooled kept"; fi
+    if [ $((i % 2)) = 1 ]; then order="kept pooled reused drv"; else order="drv reused pooled kept"; fi
     for s in $order; do
       v=$(curl -s -m 120 "$U/run?op=$op&n=$CHUNK&side=$s")
-      case $s in kept) k=${v% *}; kc=${v#* } ;; pooled) p=${v% *} ;; drv) d=${v% *}; dc=${v#* } ;; esac
+      case $s in kept) k=${v% *}; kc=${v#* } ;; pooled) p=${v% *} ;; reused) u=${v% *} ;; drv) d=${v% *}; dc=${v#* } ;; esac
     done
-    echo "$k" >> "$T/k"; echo "$p" >> "$T/p"; echo "$d" >> "$T/d"; echo "$kc" >> "$T/ck"; echo "$dc" >> "$T/cd"
+    echo "$k" >> "$T/k"; echo "$p" >> "$T/p"; echo "$u" >> "$T/u"; echo "$d" >> "$T/d"; echo "$kc" >> "$T/ck"
+    echo "$dc" >> "$T/cd"
     awk -v a="$d" -v b="$k" 'BEGIN { print a / b }' >> "$T/rk"
     awk -v a="$d" -v b="$p" 'BEGIN { print a / b }' >> "$T/rp"
+    awk -v a="$u" -v b="$k" 'BEGIN { print a / b }' >> "$T/ru"
     awk -v a="$dc" -v b="$kc" 'BEGIN { print a / b }' >> "$T/rc"
   done
-  printf '  %-20s %9.0f %9.0f %9.0f %6.2fx %6.2fx %8.0f %8.0f %6.2fx\n' "$op" "$(median < "$T/k")" "$(median < "$T/p")" \
-    "$(median < "$T/d")" "$(median < "$T/rk")" "$(median < "$T/rp")" "$(median < "$T/ck")" "$(median < "$T/cd")" \
-    "$(median < "$T/rc")"
+  printf '  %-20s %9.0f %9.0f %9.0f %9.0f %6.2fx %6.2fx %7.2fx %8.0f %8.0f %6.2fx\n' "$op" "$(median < "$T/k")" \
+    "$(median < "$T/p")" "$(median < "$T/u")" "$(median < "$T/d")" "$(median < "$T/rk")" "$(median < "$T/rp")" \
+    "$(median < "$T/ru")" "$(median < "$T/ck")" "$(median < "$T/cd")" "$(median < "$T/rc")"
 done
 # one get per request: the driver against a new connection per request (the request's own
 # time in its handler; the new connection's close and the server's accept come on top)

@@ -102,6 +102,17 @@ describe("atomic", function()
       assert.are.equal("hello\0world", a:get("str"))
     end)
 
+    -- on every driver (the redis driver raised a plain Lua argument error)
+    it("refuses a non-function fn with INVALID_VALUE and takes nothing", function()
+      for _, v in ipairs({ 42, "fn", {}, true }) do
+        H.assert_error_code("INVALID_VALUE", kv.atomic, kv, v)
+        H.assert_error_code("INVALID_VALUE", a.atomic, a, v)
+      end
+      H.assert_error_code("INVALID_VALUE", kv.atomic, kv)
+      assert.are.equal(42, kv:atomic(function() return 42 end))
+      H.assert_unchanged(snap)
+    end)
+
     -- docs/errors.md: reason "closed", message "cannot close a driver inside its own
     -- atomic()", on every driver (the redis driver said "busy", a reason no doc lists)
     it("refuses kv:close() inside fn with reason closed; fn's writes and the driver stay", function()

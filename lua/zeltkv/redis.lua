@@ -912,9 +912,8 @@ end
 local function pack_n(...) return { n = select("#", ...), ... } end
 
 local function run_atomic(d, self, fn, ...)
-  if type(fn) ~= "function" then
-    error(("bad argument #1 to 'atomic' (function expected, got %s)"):format(type(fn)), 3)
-  end
+  -- a coded error, as the C binding's atomic() raises (docs/reference.md, atomic)
+  if type(fn) ~= "function" then raise("INVALID_VALUE", "atomic: fn must be a function, got " .. type(fn)) end
   local co = co_running() or MAIN
   local tx = d.txs[co]
   if tx then                                  -- nested: a savepoint in the journal
