@@ -20,8 +20,8 @@ local ngx = rawget(_G, "ngx")
 
 -- phases where ngx.socket.tcp works (lua-nginx-module's documentation)
 local COSOCKET_PHASES = {
-  rewrite = true, access = true, content = true, timer = true, ssl_cert = true,
-  ssl_session_fetch = true, ssl_client_hello = true, preread = true, balancer = false,
+  rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true, preread = true, balancer = false,
 }
 
 -- "cosocket", "luasocket", or nil and why this phase has neither
@@ -31,7 +31,7 @@ function M.kind()
     if COSOCKET_PHASES[phase] then return "cosocket" end
     if phase ~= "init" then
       return nil, ("no cosocket in nginx's %s phase (the redis driver would block the worker); "
-                   .. "call it from rewrite/access/content or a timer (ngx.timer.at)"):format(phase)
+                   .. "call it from (server_)rewrite/access/content or a timer (ngx.timer.at)"):format(phase)
     end
   end
   return "luasocket"

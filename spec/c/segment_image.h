@@ -333,6 +333,17 @@ static int zseg_exercise(const char *name, int *open_rc) {
   ZR(zkv_stats_get(db, &st));
   ZR(zkv_gc(db, &u));
   ZR(zkv_flush_expired(db, 3, &u));
+  /* the flush's walks (flag_keys in ops.c): in a transaction (logged, then
+   * given back), then outside one (unlogged), then freeing what it flagged */
+  ZR(zkv_begin(db));
+  if (zkv_txn_depth(db) > 0) {
+    ZR(zkv_expire_all(db, c, &u));
+    ZR(zkv_rollback(db));
+  }
+  for (int j = 0; j < 4; j++) {
+    ZR(zkv_expire_all(db, nss[j], &u));
+    ZR(zkv_flush_expired_ns(db, nss[j], 0, &u));
+  }
   ZR(zkv_clear(db, ab, &u));
   ZR(zkv_clear(db, ZKV_ROOT, &u));
   ZR(zkv_count(db, ZKV_ROOT, &u));

@@ -894,7 +894,7 @@ TEST(crash_inside_flush_all) {
   snprintf(name, sizeof name, "crash-%d-flushall", (int)getpid());
   zkv_options o;
   zkv_options_init(&o);
-  o.size = 4u << 20;   /* a log of 256 KiB: steps of 256 keys */
+  o.size = 4u << 20;   /* 3,000 keys a namespace: three steps of the flush (WALK_PASS, ops.c) */
   o.lock_timeout = 2;
   zkv_db *db = NULL;
   zkv_ns ns[2];

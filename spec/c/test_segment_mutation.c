@@ -149,6 +149,86 @@ TEST(mutation_header_fields) {
 }
 
 /* refused with STORE_OPERATION_FAILED: truncated, another version, not zeltkv */
+/* The flush's walk (zkv_expire_all, flag_keys in ops.c) folds its checks of
+ * each ref into few compares: a key list damaged in each way they stand for
+ * gives ZKV_ECORRUPT, not a crash nor a flag written into what is no entry.
+ * fk:05's next ref is pointed past the heap, below it and at a free block;
+ * fk:06's block is made too small for the header its flags say it has, and
+ * too big for the heap. */
+static size_t find_bytes(const unsigned char *b, size_t len, const char *pat, size_t n) {
+  for (size_t i = 0; i + n <= len; i++)
+    if (memcmp(b + i, pat, n) == 0) return i;
+  return (size_t)-1;
+}
+
+TEST(flush_walk_damaged_links) {
+  char name[64], path[4200];
+  snprintf(name, sizeof name, "mutflush%d", (int)getpid());
+  zseg_path(path, sizeof path, name);
+  zkv_options o;
+  zkv_options_init(&o);
+  o.size = 1u << 20;
+  zkv_db *db = NULL;
+  zkv_ns ns;
+  zkv_unlink(name, NULL);
+  REQUIRE_RC(zkv_open_shared(name, &o, &db), ZKV_OK);
+  REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, "f", 1, &ns), ZKV_OK);
+  zkv_value v = {.type = ZKV_T_STRING, .data = "0123456789012345678901234567890", .len = 31};
+  for (int i = 0; i < 20; i++) {
+    char k[8];
+    snprintf(k, sizeof k, "fk:%02d", i);
+    REQUIRE_RC(zkv_set(db, ns, k, 5, &v, 0, 0), ZKV_OK);
+  }
+  static char big[1000];
+  memset(big, 'B', sizeof big);
+  zkv_value bv = {.type = ZKV_T_STRING, .data = big, .len = sizeof big};
+  REQUIRE_RC(zkv_set(db, ZKV_ROOT, "big", 3, &bv, 0, 0), ZKV_OK);
+  REQUIRE_RC(zkv_set(db, ZKV_ROOT, "after", 5, &v, 0, 0), ZKV_OK);   /* big is not the last */
+  REQUIRE_RC(zkv_del(db, ZKV_ROOT, "big", 3), ZKV_OK);   /* over DEAD_MAX_BYTES: freed at once */
+  zkv_close(db);
+  unsigned char *img = NULL;
+  size_t len = 0;
+  REQUIRE(zseg_read_file(path, &img, &len) == 0);
+  /* an entry without ttl or user flags: its key right after the 30-byte header */
+  size_t e5 = find_bytes(img, len, "fk:05", 5) - 30, e6 = find_bytes(img, len, "fk:06", 5) - 30;
+  size_t fb = find_bytes(img, len, big, 64);
+  REQUIRE(e5 < len && e6 < len && fb < len);
+  fb -= 30 + 3;   /* the freed block's start, where "big"'s header was */
+  uint32_t blk;
+  memcpy(&blk, img + fb, 4);
+  REQUIRE((blk & 1) != 0);   /* BLK_FREE */
+  REQUIRE(img[e5 + 24] == 5 && img[e6 + 24] == 5);   /* klen: the entries found */
+  uint32_t blk6;
+  memcpy(&blk6, img + e6, 4);
+  for (int c = 0; c < 5; c++) {
+    unsigned char *b = malloc(len);
+    REQUIRE(b != NULL);
+    memcpy(b, img, len);
+    uint32_t x;
+    switch (c) {
+    case 0: x = 0xfffffff0u; memcpy(b + e5 + 12, &x, 4); break;              /* past the heap */
+    case 1: x = 1; memcpy(b + e5 + 12, &x, 4); break;                        /* below it */
+    case 2: x = (uint32_t)(fb / 8); memcpy(b + e5 + 12, &x, 4); break;       /* a free block */
+    case 3:   /* 32 bytes, flags saying ttl and user flags: a header of 42 */
+      x = (4u << 2) | (blk6 & 2u);
+      memcpy(b + e6, &x, 4);
+      b[e6 + 29] |= 3;
+      break;
+    default: x = (0x3fffffffu << 2) | (blk6 & 2u); memcpy(b + e6, &x, 4); break;   /* past top */
+    }
+    REQUIRE(zseg_write_file(path, b, len) == 0);
+    free(b);
+    REQUIRE_RC(zkv_open_shared(name, &o, &db), ZKV_OK);
+    REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, "f", 1, &ns), ZKV_OK);
+    uint64_t n = 0;
+    TH_NOTE("damage %d", c);
+    CHECK_RC(zkv_expire_all(db, ns, &n), ZKV_ECORRUPT);
+    zkv_close(db);
+  }
+  free(img);
+  zkv_unlink(name, NULL);
+}
+
 TEST(mutation_refused_at_open) {
   REQUIRE(images());
   uint32_t hdr_bytes;

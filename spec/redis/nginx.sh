@@ -13,6 +13,7 @@
 #   g  TLS with a password through the cosocket's TLS handshake
 #   h  a 3-node cluster from nginx (MOVED, slot map per worker)
 #   i  store:shdict() on a redis store: get/set/incr/add as on ngx.shared.DICT
+#   k  the driver in server_rewrite_by_lua (a phase with cosockets) works
 #   j  light threads of one request (4 doing incr, 1 doing atomic read-modify-writes that
 #      yield inside fn, and the entry thread): exact totals, no thread fails (each
 #      coroutine reconnects its own cosocket object, never another's), and the 1,250
@@ -84,6 +85,14 @@ $NGX_HTTP_COMMON
   }
   server {
     listen 127.0.0.1:$1;
+    server_rewrite_by_lua_block {
+      if ngx.var.uri == "/srw" then   -- check k: the server-rewrite phase has cosockets
+        local s = kv:namespace("nginx")
+        local ok, err = pcall(s.incr, s, "srw")
+        ngx.ctx.srw = ok and ("ok " .. tostring(err)) or ((err.reason or "?") .. " " .. tostring(err.message))
+      end
+    }
+    location = /srw { content_by_lua_block { ngx.say(ngx.ctx.srw) } }
     location = /ping { content_by_lua_block { ngx.say("pong") } }
     location = /init { content_by_lua_block { ngx.say(kv:namespace("init"):get("at_init")) } }
     location = /rmw {
@@ -214,6 +223,10 @@ done_rmw=$(cat "$T"/rmw.* | grep -c done); done_incr=$(cat "$T"/incr.* | grep -c
 curl -s -m 5 "$U/logphase" >/dev/null; sleep 0.2
 r=$(curl -s -m 5 "$U/logresult")
 case $r in phase*) ok "d: a call in log_by_lua fails clearly: $r" ;; *) bad "d: log phase gave: $r" ;; esac
+
+# k
+r=$(curl -s -m 5 "$U/srw")
+case $r in "ok 1") ok "k: the driver works in server_rewrite_by_lua ($r)" ;; *) bad "k: server_rewrite: $r" ;; esac
 
 # e
 r=$(curl -s -m 5 "$U/timer")
