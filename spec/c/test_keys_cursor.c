@@ -117,14 +117,29 @@ static int tally_key(void *ud, const void *key, size_t klen) {
   return 0;
 }
 
-static int open_walk_store(int shared, const char *name, zkv_db **db) {
+/* the store of the walk tests below: 16 MiB, memory or a shared segment
+ * named tag-pid (in name, which holds 64) */
+static int open_walk_store(int shared, const char *tag, char *name, zkv_db **db) {
   zkv_options o;
   zkv_options_init(&o);
   o.size = 16u << 20;
+  snprintf(name, 64, "%s-%d", tag, (int)th_dir_pid);
   if (!shared) return zkv_open_memory(&o, db);
   zkv_unlink(name, NULL);
   return zkv_open_shared(name, &o, db);
 }
+
+static void close_walk_store(zkv_db *db, int shared, const char *name) {
+  zkv_close(db);
+  if (shared) CHECK_RC(zkv_unlink(name, NULL), ZKV_OK);
+}
+
+/* a test of fn on both drivers */
+#define TEST_BOTH_DRIVERS(test, fn) \
+  TEST(test) {                      \
+    fn(0);                          \
+    fn(1);                          \
+  }
 
 #define WALK_KEYS 20000
 
@@ -135,9 +150,8 @@ static int open_walk_store(int shared, const char *name, zkv_db **db) {
  * done, and the walk still ends with the live key exactly once. */
 static void walk_over_flushed(int shared) {
   char name[64];
-  snprintf(name, sizeof name, "keysflushed-%d", (int)th_dir_pid);
   zkv_db *db = NULL;
-  REQUIRE_RC(open_walk_store(shared, name, &db), ZKV_OK);
+  REQUIRE_RC(open_walk_store(shared, "keysflushed", name, &db), ZKV_OK);
   zkv_ns a;
   REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("A"), &a), ZKV_OK);
   char k[16];
@@ -164,14 +178,10 @@ static void walk_over_flushed(int shared) {
   CHECK_EQ(t.n, 1);
   CHECK(got[WALK_KEYS]);
   CHECK(empty >= WALK_KEYS / 1024);   /* 20,000 entries in steps of at most 1,024 */
-  zkv_close(db);
-  if (shared) CHECK_RC(zkv_unlink(name, NULL), ZKV_OK);
+  close_walk_store(db, shared, name);
 }
 
-TEST(keys_walk_over_flushed_keys_in_bounded_steps) {
-  walk_over_flushed(0);
-  walk_over_flushed(1);
-}
+TEST_BOTH_DRIVERS(keys_walk_over_flushed_keys_in_bounded_steps, walk_over_flushed)
 
 /* The key a walk stopped at is deleted and freed (zkv_gc frees the deleted
  * keys kept for reuse): the walk finds its place again by
@@ -183,9 +193,8 @@ TEST(keys_walk_over_flushed_keys_in_bounded_steps) {
  * returned exactly once. */
 static void resume_search_in_steps(int shared) {
   char name[64];
-  snprintf(name, sizeof name, "keyssearch-%d", (int)th_dir_pid);
   zkv_db *db = NULL;
-  REQUIRE_RC(open_walk_store(shared, name, &db), ZKV_OK);
+  REQUIRE_RC(open_walk_store(shared, "keyssearch", name, &db), ZKV_OK);
   zkv_ns a;
   REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("A"), &a), ZKV_OK);
   char k[16];
@@ -230,14 +239,10 @@ static void resume_search_in_steps(int shared) {
   CHECK_EQ(cnt, (uint64_t)(WALK_KEYS - gone));
   const char *why = NULL;
   CHECK_RC(zkv_verify(db, &why), ZKV_OK);
-  zkv_close(db);
-  if (shared) CHECK_RC(zkv_unlink(name, NULL), ZKV_OK);
+  close_walk_store(db, shared, name);
 }
 
-TEST(keys_resume_search_in_bounded_steps) {
-  resume_search_in_steps(0);
-  resume_search_in_steps(1);
-}
+TEST_BOTH_DRIVERS(keys_resume_search_in_bounded_steps, resume_search_in_steps)
 
 /* zkv_count of a namespace whose keys carry ttls walks them: before, in one
  * lock hold as long as the namespace (20,000 entries here); now in steps of
@@ -252,9 +257,8 @@ static void count_step(uint64_t passed) {
 
 static void count_in_steps(int shared) {
   char name[64];
-  snprintf(name, sizeof name, "keyscount-%d", (int)th_dir_pid);
   zkv_db *db = NULL;
-  REQUIRE_RC(open_walk_store(shared, name, &db), ZKV_OK);
+  REQUIRE_RC(open_walk_store(shared, "keyscount", name, &db), ZKV_OK);
   zkv_ns a, b;
   REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("A"), &a), ZKV_OK);
   REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("B"), &b), ZKV_OK);
@@ -279,14 +283,10 @@ static void count_in_steps(int shared) {
   CHECK_EQ(count_steps, 0);
   walk_step_hook = NULL;
   zkv_set_clock_offset(0);
-  zkv_close(db);
-  if (shared) CHECK_RC(zkv_unlink(name, NULL), ZKV_OK);
+  close_walk_store(db, shared, name);
 }
 
-TEST(count_walks_in_bounded_steps) {
-  count_in_steps(0);
-  count_in_steps(1);
-}
+TEST_BOTH_DRIVERS(count_walks_in_bounded_steps, count_in_steps)
 
 /* zkv_clear of a subtree of many namespaces goes on from where its last step
  * stopped: before, each step (256 keys) began again at the subtree's root
@@ -297,9 +297,8 @@ TEST(count_walks_in_bounded_steps) {
  * touched. */
 static void clear_in_steps(int shared) {
   char name[64];
-  snprintf(name, sizeof name, "keysclear-%d", (int)th_dir_pid);
   zkv_db *db = NULL;
-  REQUIRE_RC(open_walk_store(shared, name, &db), ZKV_OK);
+  REQUIRE_RC(open_walk_store(shared, "keysclear", name, &db), ZKV_OK);
   zkv_ns t, other;
   REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("T"), &t), ZKV_OK);
   REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("O"), &other), ZKV_OK);
@@ -354,14 +353,10 @@ static void clear_in_steps(int shared) {
   CHECK_EQ(n, 1);
   const char *why = NULL;
   CHECK_RC(zkv_verify(db, &why), ZKV_OK);
-  zkv_close(db);
-  if (shared) CHECK_RC(zkv_unlink(name, NULL), ZKV_OK);
+  close_walk_store(db, shared, name);
 }
 
-TEST(clear_goes_on_where_its_last_step_stopped) {
-  clear_in_steps(0);
-  clear_in_steps(1);
-}
+TEST_BOTH_DRIVERS(clear_goes_on_where_its_last_step_stopped, clear_in_steps)
 
 /* zkv_clear beside a process that keeps making namespaces and keys under
  * the subtree (before and after the clear's place, so the place a step
@@ -369,9 +364,8 @@ TEST(clear_goes_on_where_its_last_step_stopped) {
  * alone afterwards empties the subtree, and the segment verifies. */
 TEST(clear_in_steps_beside_a_writer) {
   char name[64];
-  snprintf(name, sizeof name, "keysclearw-%d", (int)th_dir_pid);
   zkv_db *db = NULL;
-  REQUIRE_RC(open_walk_store(1, name, &db), ZKV_OK);
+  REQUIRE_RC(open_walk_store(1, "keysclearw", name, &db), ZKV_OK);
   zkv_ns t;
   REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("T"), &t), ZKV_OK);
   char k[32];
