@@ -175,7 +175,7 @@ TEST(flush_walk_damaged_links) {
   REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, "f", 1, &ns), ZKV_OK);
   zkv_value v = {.type = ZKV_T_STRING, .data = "0123456789012345678901234567890", .len = 31};
   for (int i = 0; i < 20; i++) {
-    char k[8];
+    char k[16];
     snprintf(k, sizeof k, "fk:%02d", i);
     REQUIRE_RC(zkv_set(db, ns, k, 5, &v, 0, 0), ZKV_OK);
   }
