@@ -198,8 +198,13 @@ describe("kv:dump / kv:load", function()
     for i = 1, 20000 do s:set("k" .. i, string.rep("v", 200)) end
     local p = path("full")
     src:dump(p)
-    local dst = H.KIND == "shared" and zeltkv.shared(H.segment_name("full"), { size = "2m" })
+    local name = H.segment_name("full")
+    local dst = H.KIND == "shared" and zeltkv.shared(name, { size = "2m" })
                 or zeltkv.memory({ max_bytes = 2 * 1024 * 1024 })
+    finally(function()   -- the segment was left in /dev/shm after every run
+      dst:close()
+      if H.KIND == "shared" then zeltkv.unlink(name) end
+    end)
     local d = dst:namespace("n")
     d:set("k1", "mine")
     d:set("other", "mine", 500)
