@@ -394,12 +394,13 @@ TEST(clear_in_steps_beside_a_writer) {
     _exit(0);
   }
   REQUIRE(pid > 0);
-  int rounds = 0;
-  for (; rounds < 100000; rounds++) {   /* until the writer is done */
+  /* at least 20 clears, and on until the writer is done (how much they
+   * overlap is up to the scheduler: nothing here counts on it) */
+  for (int rounds = 0; rounds < 100000; rounds++) {
     uint64_t removed = 0;
     CHECK_RC(zkv_clear(db, t, &removed), ZKV_OK);
     int st = 0;
-    if (waitpid(pid, &st, WNOHANG) == pid) {
+    if (rounds >= 20 && waitpid(pid, &st, WNOHANG) == pid) {
       CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
       pid = 0;
       break;
@@ -411,7 +412,6 @@ TEST(clear_in_steps_beside_a_writer) {
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
   }
   uint64_t removed = 0;
-  CHECK(rounds > 1);
   CHECK_RC(zkv_clear(db, t, &removed), ZKV_OK);   /* alone: everything goes */
   zkv_stats st;
   CHECK_RC(zkv_stats_get(db, &st), ZKV_OK);
