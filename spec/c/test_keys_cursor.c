@@ -143,6 +143,17 @@ static void close_walk_store(zkv_db *db, int shared, const char *name) {
 
 #define WALK_KEYS 20000
 
+/* namespace A of db, filled with k0 .. k(WALK_KEYS - 1), 8-byte values, in order */
+static int fill_walk_ns(zkv_db *db, zkv_ns *a) {
+  int rc = zkv_namespace(db, ZKV_ROOT, K("A"), a);
+  char k[16];
+  for (int i = 0; i < WALK_KEYS && rc == ZKV_OK; i++) {
+    snprintf(k, sizeof k, "k%d", i);
+    rc = put(db, *a, k, 8);
+  }
+  return rc;
+}
+
 /* A walk over a namespace whose keys are all flushed (flush_all marks them
  * expired; they stay until a sweep) but one passes them in bounded steps:
  * before, the one step that found the live key passed all 20,000 flushed
@@ -153,12 +164,7 @@ static void walk_over_flushed(int shared) {
   zkv_db *db = NULL;
   REQUIRE_RC(open_walk_store(shared, "keysflushed", name, &db), ZKV_OK);
   zkv_ns a;
-  REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("A"), &a), ZKV_OK);
-  char k[16];
-  for (int i = 0; i < WALK_KEYS; i++) {
-    snprintf(k, sizeof k, "k%d", i);
-    REQUIRE_RC(put(db, a, k, 8), ZKV_OK);
-  }
+  REQUIRE_RC(fill_walk_ns(db, &a), ZKV_OK);
   uint64_t flagged = 0;
   CHECK_RC(zkv_expire_all(db, a, &flagged), ZKV_OK);
   CHECK_EQ(flagged, WALK_KEYS);
@@ -196,12 +202,8 @@ static void resume_search_in_steps(int shared) {
   zkv_db *db = NULL;
   REQUIRE_RC(open_walk_store(shared, "keyssearch", name, &db), ZKV_OK);
   zkv_ns a;
-  REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("A"), &a), ZKV_OK);
+  REQUIRE_RC(fill_walk_ns(db, &a), ZKV_OK);
   char k[16];
-  for (int i = 0; i < WALK_KEYS; i++) {
-    snprintf(k, sizeof k, "k%d", i);
-    REQUIRE_RC(put(db, a, k, 8), ZKV_OK);
-  }
   static unsigned char got[WALK_KEYS];
   memset(got, 0, sizeof got);
   struct tally t = {0, 0, got, WALK_KEYS};
