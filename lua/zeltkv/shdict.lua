@@ -45,7 +45,9 @@ local OK, NOTFOUND, EXISTS, EFULL, ENOMEM = K.OK, K.NOTFOUND, K.EXISTS, K.EFULL,
 local ETYPE = K.ETYPE
 local SET_NX, SET_XX, SET_NOEVICT = K.SET_NX, K.SET_XX, K.SET_NOEVICT
 -- every write counts its exptime from the coarse clock, as shdict counts from nginx's cached
--- time (and _expire_ms, _incr_num do): ttl(), read from that clock too, never exceeds it
+-- time (and _expire_ms, _incr_num do): ttl(), read from that clock too, never exceeds it.
+-- An exptime under half a second counts from the precise clock (the engine decides), else a
+-- ttl shorter than the coarse clock's lag would leave the key dead on arrival
 local SET_COARSE = K.SET_COARSE
 
 local MAX_KEY = K.MAX_KEY
