@@ -1305,6 +1305,8 @@ function Store.keys(self)
     if tx then
       local list, i = tx_walk(tx, self, false, "keys"), 0
       return function()
+        -- stepped after close() (the iterator kept past atomic): "closed", as scan's
+        if d.closed then failed("closed", "closed") end
         i = i + 1
         local k = list[i]
         if k then return sub(k, skip + 1) end
@@ -1357,6 +1359,7 @@ function Store.namespaces(self)
     if tx then
       local list, i = tx_walk(tx, self, true, "namespaces"), 0
       it = function()
+        if d.closed then failed("closed", "closed") end
         i = i + 1
         return list[i]
       end
@@ -1559,6 +1562,11 @@ end
 function Store._flush_expired(self)
   check_store(self, "_flush_expired")
   return 0                                    -- the server frees expired keys itself
+end
+
+-- nothing, or "closed": the drop-in asks it before answering without the store (src/lua/raw.c)
+function Store._live(self)
+  check_store(self, "_live")
 end
 
 function Store._space(self)
