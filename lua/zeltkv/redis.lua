@@ -15,6 +15,7 @@
 -- fn are legal, and nginx's cosockets are only reachable from Lua.
 
 local core = require("zeltkv.core")
+local CLOSES = core._closes
 local resp = require("zeltkv.resp")
 local socket = require("zeltkv.socket")
 local slotlib = require("zeltkv.slot")
@@ -1720,6 +1721,7 @@ function Driver.close(self)
     failed("close: cannot close a driver inside its own atomic()", "closed")
   end
   self.closed = true
+  CLOSES.n = CLOSES.n + 1                     -- as the C drivers count theirs (src/lua/binding.h)
   for _, node in pairs(self.nodes) do
     for i = #node.idle, 1, -1 do
       node.idle[i]:close()

@@ -482,15 +482,16 @@ end
 
 -- the store's capacity and free bytes, without building a stats table
 -- a store's capacity never changes (a segment's size is fixed when it is made, a memory
--- store's max_bytes when it is opened): asked once
+-- store's max_bytes when it is opened): asked once, and again after any driver was closed
+-- (core._closes counts every close, of any driver: a table read instead of a call), so that
+-- a dict over a closed driver is "closed" here too
+local CLOSES = require("zeltkv.core")._closes
 function Dict.capacity(self)
   local d = zone(self)
   local cap = rawget(d, "cap")
-  if cap == nil then
+  if cap == nil or rawget(d, "closes") ~= CLOSES.n then
     cap = d.s:_space() or huge
-    d.cap = cap
-  else
-    live(d.s)   -- kept: the store is not asked, but a closed one is "closed"
+    d.cap, d.closes = cap, CLOSES.n
   end
   return cap
 end

@@ -34,6 +34,10 @@
 #include "../util.h" /* double_is_exact_int, double_is_whole53, grow_array */
 
 #define DRIVER_MT "zeltkv.Driver"
+/* the registry's { n = closes } (core._closes): every driver close counts one,
+ * so that the drop-in can tell, without a call, that no driver was closed since
+ * it last asked its store (shdict.lua capacity) */
+#define CLOSES_KEY "zeltkv.closes"
 #define STORE_MT "zeltkv.Store"
 #define ERROR_MT "zeltkv.Error"
 

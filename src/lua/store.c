@@ -575,10 +575,25 @@ static int driver_stats(lua_State *L) {
   return 1;
 }
 
-static void close_driver(Driver *d) {
+/* count a close in the registry's CLOSES_KEY table: n + 1 at a key that holds
+ * an integer already, so nothing is allocated (this runs in __gc too) */
+static void count_close(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, CLOSES_KEY);
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    lua_getfield(L, -1, "n");
+    lua_Integer n = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    lua_pushinteger(L, n + 1);
+    lua_setfield(L, -2, "n");
+  }
+  lua_pop(L, 1);
+}
+
+static void close_driver(lua_State *L, Driver *d) {
   if (d->db) {
     zkv_close(d->db);
     d->db = NULL;
+    count_close(L);
   }
   free(d->enc.buf);
   d->enc.buf = NULL;
@@ -591,7 +606,7 @@ static int driver_close(lua_State *L) {
   Driver *d = (Driver *)luaL_checkudata(L, 1, DRIVER_MT);
   if (d->atomic_depth > 0 && d->db)
     return lraise_failed(L, "closed", "close: cannot close a driver inside its own atomic()");
-  close_driver(d);
+  close_driver(L, d);
   return 0;
 }
 
@@ -602,7 +617,7 @@ int driver_closemeta(lua_State *L) { return driver_close(L); }
 int driver_gcmeta(lua_State *L) {
   Driver *d = (Driver *)luaL_checkudata(L, 1, DRIVER_MT);
   d->atomic_depth = 0;
-  close_driver(d);
+  close_driver(L, d);
   return 0;
 }
 
