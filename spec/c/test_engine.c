@@ -920,12 +920,17 @@ TEST(expire_ex_coarse) {
   REQUIRE(db != NULL);
   int64_t ms = 0;
   CHECK_RC(set_s(db, ZKV_ROOT, "k", "v", 0), ZKV_OK);
+  /* what is left is 10 s less the coarse clock's lag (50 ms allowed) and the
+   * time the two calls took: measured, as a preempted run (valgrind on a busy
+   * machine: 'ms > 10000 - 50' failed) can take longer than any margin */
+  int64_t t0 = zkv_now_ms();
   CHECK_RC(zkv_expire_ex(db, ZKV_ROOT, K("k"), 10000, ZKV_EXPIRE_COARSE), ZKV_OK);
   CHECK_RC(zkv_ttl(db, ZKV_ROOT, K("k"), &ms), ZKV_OK);
-  CHECK(ms > 10000 - 50 && ms <= 10000);
+  CHECK(ms > 10000 - 50 - (zkv_now_ms() - t0) && ms <= 10000);
   CHECK_RC(zkv_expire_ex(db, ZKV_ROOT, K("k"), 0, ZKV_EXPIRE_COARSE), ZKV_OK);
   CHECK_RC(zkv_ttl(db, ZKV_ROOT, K("k"), &ms), ZKV_OK);
   CHECK_EQ(ms, -1);
+  t0 = zkv_now_ms();
   CHECK_RC(zkv_expire_ex(db, ZKV_ROOT, K("k"), 5000, 0), ZKV_OK);   /* flags 0: zkv_expire */
   /* bad inputs change nothing */
   CHECK_RC(zkv_expire_ex(db, ZKV_ROOT, K("k"), 50, 2), ZKV_EINVAL);
@@ -933,7 +938,7 @@ TEST(expire_ex_coarse) {
   CHECK_RC(zkv_expire_ex(db, ZKV_ROOT, NULL, 0, 50, ZKV_EXPIRE_COARSE), ZKV_EINVAL_KEY);
   CHECK_RC(zkv_expire_ex(NULL, ZKV_ROOT, K("k"), 50, ZKV_EXPIRE_COARSE), ZKV_EINVAL);
   CHECK_RC(zkv_ttl(db, ZKV_ROOT, K("k"), &ms), ZKV_OK);
-  CHECK(ms > 4000 && ms <= 5000);
+  CHECK(ms >= 5000 - (zkv_now_ms() - t0) && ms <= 5000);   /* the precise clock: no lag */
   CHECK_RC(zkv_expire_ex(db, ZKV_ROOT, K("absent"), 10, ZKV_EXPIRE_COARSE), ZKV_NOTFOUND);
   /* keys that ran out 1 ms ago, which the coarse clock alone may see live */
   for (int i = 0; i < 20; i++) {
@@ -1015,9 +1020,15 @@ TEST(ttl_coarse) {
   REQUIRE(db != NULL);
   int64_t ms = 0;
   zkv_value v = vstr("v");
+  /* the key ends 10 s after the coarse clock's reading at the set, between t0
+   * less its lag and t1: the bounds below allow the lag (1 s, then 100 ms) and
+   * the time the calls took, measured (valgrind on a busy machine took more than
+   * 100 ms between the set and the read: 'ms >= 400' failed) */
+  int64_t t0 = zkv_now_ms();
   CHECK_RC(zkv_set(db, ZKV_ROOT, K("c"), &v, 10000, ZKV_SET_COARSE), ZKV_OK);
+  int64_t t1 = zkv_now_ms();
   CHECK_RC(zkv_ttl_ex(db, ZKV_ROOT, K("c"), ZKV_TTL_COARSE, &ms), ZKV_OK);
-  CHECK(ms > 9000 && ms <= 10000);
+  CHECK(ms > 9000 - (zkv_now_ms() - t0) && ms <= 10000);
   CHECK_RC(zkv_ttl_ex(db, ZKV_ROOT, K("c"), 2, &ms), ZKV_EINVAL);
   CHECK_RC(zkv_ttl_ex(db, ZKV_ROOT, K("absent"), ZKV_TTL_COARSE, &ms), ZKV_NOTFOUND);
   CHECK_RC(set_s(db, ZKV_ROOT, "p", "v", 0), ZKV_OK);
@@ -1025,9 +1036,12 @@ TEST(ttl_coarse) {
   CHECK_EQ(ms, -1);
   /* within the last second the precise clock tells (the coarse one was behind
    * by up to a tick when the ttl was set: the key expires that much early) */
-  zkv_set_clock_offset(9500);
+  /* the test clock 500 ms before the end as of t1, however long this ran since */
+  int64_t t2 = zkv_now_ms(), off = 9500 - (t2 - t1);
+  zkv_set_clock_offset(off);
   CHECK_RC(zkv_ttl_ex(db, ZKV_ROOT, K("c"), ZKV_TTL_COARSE, &ms), ZKV_OK);
-  CHECK(ms >= 400 && ms <= 500);
+  int64_t took = (t1 - t0) + (zkv_now_ms() - off - t2);
+  CHECK(ms >= 400 - took && ms <= 500);
   zkv_set_clock_offset(10000);
   CHECK_RC(zkv_ttl_ex(db, ZKV_ROOT, K("c"), ZKV_TTL_COARSE, &ms), ZKV_NOTFOUND);
   zkv_set_clock_offset(0);
@@ -1043,9 +1057,10 @@ TEST(ttl_coarse) {
   CHECK_EQ(bad, 0);
   /* zkv_incr_num's init_ttl counts from the coarse clock */
   double res = 0;
+  t0 = zkv_now_ms();
   CHECK_RC(zkv_incr_num(db, ZKV_ROOT, K("n"), 1, 1, 0, 5000, &res, NULL), ZKV_OK);
   CHECK_RC(zkv_ttl_ex(db, ZKV_ROOT, K("n"), ZKV_TTL_COARSE, &ms), ZKV_OK);
-  CHECK(ms > 4000 && ms <= 5000);
+  CHECK(ms > 4000 - (zkv_now_ms() - t0) && ms <= 5000);
   zkv_close(db);
 }
 
