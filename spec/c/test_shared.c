@@ -484,7 +484,7 @@ TEST(shared_nested_handles_join_txn) {
   CHECK_EQ(zkv_txn_depth(b), 1); /* levels of this store, this thread */
   double t0 = now_s();
   CHECK_RC(set_s(b, ZKV_ROOT, "k", "from-b"), ZKV_OK); /* joins, does not wait */
-  CHECK(now_s() - t0 < 1.0);
+  CHECK(now_s() - t0 < 1.5);   /* (a wait would be the 2 s lock timeout; the bound no tighter) */
   CHECK_GET_STR(a, ZKV_ROOT, "k", "from-b");
   CHECK_RC(zkv_begin(b), ZKV_OK);
   CHECK_EQ(zkv_txn_depth(a), 2);
@@ -831,7 +831,9 @@ TEST(shared_thread_dies_holding_lock) {
   CHECK(ret == NULL);
   double t0 = now_s();
   CHECK_RC(set_s(db, ZKV_ROOT, "after", "yes"), ZKV_OK);
-  CHECK(now_s() - t0 < 1.0);   /* found dead at once, not after the lock timeout */
+  /* found dead at once, not after the 5 s lock timeout (the bound is that, less
+   * what a preempted run under valgrind on a busy machine may take) */
+  CHECK(now_s() - t0 < 4.0);
   CHECK_GET_STR(db, ZKV_ROOT, "k", "orig");
   CHECK_GET_STR(db, ZKV_ROOT, "only-in-txn", NULL);
   CHECK_GET_STR(db, ZKV_ROOT, "after", "yes");
@@ -1425,7 +1427,7 @@ TEST(shared_lock_word_names_no_holder) {
     REQUIRE(db != NULL);
     double t0 = now_s();
     CHECK_RC(set_s(db, ZKV_ROOT, "k", "after"), ZKV_OK);
-    CHECK(now_s() - t0 < (th_light() ? 3.0 : 1.0));   /* at once, not after the 5 s timeout */
+    CHECK(now_s() - t0 < 4.0);   /* at once, not after the 5 s timeout (nor a stall of 3 s) */
     CHECK_GET_STR(db, ZKV_ROOT, "k", "after");
     zkv_close(db);
     read_at(path, 64, &w, 4);
