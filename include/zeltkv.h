@@ -421,8 +421,10 @@ ZKV_API int zkv_get_into(zkv_db *db, zkv_ns ns, const void *key, size_t klen, vo
 #define ZKV_SET_NOEVICT 8u  /* never evict other keys to make room (else ZKV_EFULL) */
 /* count ttl_ms from the coarse clock (as ZKV_EXPIRE_COARSE: the key may
  * expire up to the coarse clock's lag early), as ngx.shared.DICT counts it
- * from nginx's cached time; it spares the precise clock read.  A ttl read
- * with ZKV_TTL_COARSE is then never more than ttl_ms. */
+ * from nginx's cached time; it spares the precise clock read.  A ttl_ms under
+ * 500 counts from the precise clock (one shorter than the lag would leave the
+ * key dead on arrival).  A ttl read with ZKV_TTL_COARSE is never more than
+ * ttl_ms. */
 #define ZKV_SET_COARSE 16u
 
 /* zkv_set: store a value.
@@ -462,7 +464,8 @@ ZKV_API int zkv_expire(zkv_db *db, zkv_ns ns, const void *key, size_t klen, int6
  * ttl from the coarse clock (behind the precise one by up to a kernel tick,
  * a few ms, or more on an overloaded machine: the key may expire that much
  * early), as ngx.shared.DICT counts it from nginx's cached time: it spares
- * the precise clock read, about a third of the call.  Whether the key is
+ * the precise clock read, about a third of the call; a ttl_ms under 500
+ * counts from the precise clock, as with ZKV_SET_COARSE.  Whether the key is
  * live is told as precisely as by zkv_expire.
  * Returns the codes of zkv_expire, and ZKV_EINVAL for an unknown flag. */
 #define ZKV_EXPIRE_COARSE 1u

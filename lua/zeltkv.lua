@@ -11,8 +11,14 @@ local core = require("zeltkv.core")
 core._own()   -- an error names the user's line, not this file's
 
 -- store:shdict(): the ngx.shared.DICT face of a store (lua/zeltkv/shdict.lua).  Added to the
--- C binding's Store methods before the FFI front end collects them, so both have it.
-core._Store.shdict = function(self) return require("zeltkv.shdict").new(self) end
+-- C binding's Store methods before the FFI front end collects them, so both have it.  Self
+-- and the driver are checked first, as by every method (_live: a wrong self is a plain
+-- argument error, a closed driver "closed").
+local live = core._Store._live
+core._Store.shdict = function(self)
+  live(self)
+  return require("zeltkv.shdict").new(self)
+end
 
 -- zeltkv.redis(opts): the redis driver (lua/zeltkv/redis.lua), loaded on first use
 core.redis = function(opts) return require("zeltkv.redis").redis(opts) end

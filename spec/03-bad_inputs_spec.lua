@@ -342,48 +342,202 @@ describe("bad inputs", function()
 
   -------------------------------------------------------------------------
   describe("a closed driver", function()
-    local victim, vs, iter
+    local victim, vs, iter, ns_iter, root_iter, tx_iter, dict
 
     before_each(function()
       victim = H.driver()
       vs = victim:namespace("v")
       vs:set("k", 1)
       vs:set("j", 2)
+      vs:namespace("child"):set("c", 3)
       iter = vs:keys()
+      ns_iter = vs:namespaces()
+      root_iter = victim:namespaces()
+      -- an iterator made inside atomic (the redis driver walks a list it read there)
+      victim:atomic(function() tx_iter = vs:keys() end)
+      dict = vs:shdict()
       victim:close()
     end)
 
+    -- Every method: "closed" whatever the arguments (API.md, kv:close()), the good ones and
+    -- bad ones that a live driver refuses with another code (or a plain Lua error, for the
+    -- hidden raw methods).  Only a wrong self stays a plain argument error (below).
+    local PATH = os.tmpname()
     local CALLS = {
       { "kv:namespace", function() return victim:namespace("x") end },
+      { "kv:namespace(\"\")", function() return victim:namespace("") end },
+      { "kv:namespace({})", function() return victim:namespace({}) end },
+      { "kv:namespaces", function() for _ in victim:namespaces() do end end },
       { "kv:atomic", function() return victim:atomic(function() end) end },
+      { "kv:atomic(1)", function() return victim:atomic(1) end },
+      { "kv:atomic()", function() return victim:atomic() end },
       { "kv:gc", function() return victim:gc() end },
       { "kv:stats", function() return victim:stats() end },
       { "kv:flush", function() return victim:flush() end },
+      { "kv:dump", function() return victim:dump(PATH) end },
+      { "kv:dump(1)", function() return victim:dump(1) end },
+      { "kv:dump(path, { bogus = 1 })", function() return victim:dump(PATH, { bogus = 1 }) end },
+      { "kv:load", function() return victim:load(PATH) end },
+      { "kv:load(\"\")", function() return victim:load("") end },
+      { "kv:load(path, 5)", function() return victim:load(PATH, 5) end },
       { "s:get", function() return vs:get("k") end },
+      { "s:get(7)", function() return vs:get(7) end },
+      { "s:get({})", function() return vs:get({}) end },
+      { "s:get()", function() return vs:get() end },
+      { "s:get(\"\")", function() return vs:get("") end },
       { "s:set", function() return vs:set("k", 2) end },
+      { "s:set(k, { table })", function() return vs:set("k", { a = { 1, 2 } }, 10) end },
+      { "s:set(k, function)", function() return vs:set("k", function() end) end },
+      { "s:set(k, nil)", function() return vs:set("k", nil) end },
+      { "s:set(k, cyclic)", function() return vs:set("k", cyclic()) end },
+      { "s:set({}, 1)", function() return vs:set({}, 1) end },
+      { "s:set(k, 1, -1)", function() return vs:set("k", 1, -1) end },
+      { "s:set(k, 1, { bogus = 1 })", function() return vs:set("k", 1, { bogus = 1 }) end },
       { "s:del", function() return vs:del("k") end },
+      { "s:del(nil)", function() return vs:del(nil) end },
       { "s:has", function() return vs:has("k") end },
+      { "s:has(true)", function() return vs:has(true) end },
       { "s:expire", function() return vs:expire("k", 10) end },
+      { "s:expire(k)", function() return vs:expire("k") end },
+      { "s:expire(k, 0)", function() return vs:expire("k", 0) end },
+      { "s:expire(1.5, 10)", function() return vs:expire(1.5, 10) end },
       { "s:ttl", function() return vs:ttl("k") end },
+      { "s:ttl(H.NAN)", function() return vs:ttl(H.NAN) end },
       { "s:incr", function() return vs:incr("c") end },
+      { "s:incr(c, 2, 10)", function() return vs:incr("c", 2, 10) end },
+      { "s:incr(c, \"x\")", function() return vs:incr("c", "x") end },
+      { "s:incr(c, 1.5)", function() return vs:incr("c", 1.5) end },
+      { "s:incr(c, 1, 0)", function() return vs:incr("c", 1, 0) end },
+      { "s:incr(io.stdout)", function() return vs:incr(io.stdout) end },
       { "s:setnx", function() return vs:setnx("n", 1) end },
+      { "s:setnx(n, H.INF)", function() return vs:setnx("n", H.INF) end },
+      { "s:setnx(n, 1, \"10\")", function() return vs:setnx("n", 1, "10") end },
       { "s:namespace", function() return vs:namespace("child") end },
+      { "s:namespace(\"\")", function() return vs:namespace("") end },
+      { "s:namespace(5)", function() return vs:namespace(5) end },
       { "s:atomic", function() return vs:atomic(function() end) end },
+      { "s:atomic(\"fn\")", function() return vs:atomic("fn") end },
       { "s:keys", function() for _ in vs:keys() do end end },
+      { "s:namespaces", function() for _ in vs:namespaces() do end end },
       { "s:count", function() return vs:count() end },
       { "s:clear", function() return vs:clear() end },
+      { "s:shdict", function() return vs:shdict() end },
       { "a keys() iterator made before close", function() return iter() end },
+      { "a namespaces() iterator made before close", function() return ns_iter() end },
+      { "a kv:namespaces() iterator made before close", function() return root_iter() end },
+      { "a keys() iterator made inside atomic, stepped after close",
+        function() return tx_iter() end },
     }
+    -- the hidden raw methods the drop-in dict and the LuaJIT front end are built on: the
+    -- same rule (good arguments, then arguments their own checks refuse)
+    local RAW = {
+      { "_rawget", { "k" }, { {} } },
+      { "_rawset", { "k", 1, "v", 0, 0, 0 }, { "k", "x" } },
+      { "_incr_num", { "k", 1, true, 0, 0 }, { "k", "x" } },
+      { "_expire_ms", { "k", 1000 }, { "k", "x" } },
+      { "_ttl_coarse", { "k" }, { {} } },
+      { "_flush_all", {}, { "junk" } },
+      { "_flush_expired", { 0 }, { -1 } },
+      { "_space", {}, { "junk" } },
+      { "_list_push", { "l", true, "s", "v" }, { "l" } },
+      { "_list_pop", { "l", true }, { {} } },
+      { "_list_len", { "l" }, { {} } },
+      { "_keys_list", { 0 }, { -1 } },
+      { "_live", {}, { "junk" } },
+    }
+    for _, m in ipairs(RAW) do
+      for i = 2, 3 do
+        CALLS[#CALLS + 1] = {
+          ("s:%s(%s arguments)"):format(m[1], i == 2 and "good" or "bad"),
+          function()
+            local f = vs[m[1]]
+            assert(type(f) == "function", "no raw method " .. m[1])
+            return f(vs, H.unpack(m[i]))
+          end,
+        }
+      end
+    end
     for _, c in ipairs(CALLS) do
       it(c[1] .. " raises STORE_OPERATION_FAILED (\"closed\")", function()
         local err = rejects("STORE_OPERATION_FAILED", c[2])
+        assert.are.equal("closed", err.reason, err.message)
         assert.truthy(err.message:find("closed", 1, true), err.message)
       end)
     end
+    os.remove(PATH)
+
+    -- the drop-in dict (ngx.shared.DICT's methods) over the closed driver: a zeltkv error, not
+    -- a result, for every call (also those whose arguments it would refuse before it reaches
+    -- the store, and capacity(), which it remembers); only a call on something that is not a
+    -- dict stays its own 'bad "zone" argument' error
+    local function D(...) return { n = select("#", ...), ... } end
+    local DICT_CALLS = {
+      D("get", "k"), D("get", nil), D("get", ""), D("get_stale", "k"), D("get_stale", nil),
+      D("set", "k", "v"), D("set", "k", {}), D("set", "k", "v", -1), D("set", nil, "v"),
+      D("set", "k", "v", 0, "flags"), D("set", "k", nil),
+      D("safe_set", "k", "v"), D("add", "k", "v"), D("add", "k", nil), D("safe_add", "k", "v"),
+      D("replace", "k", "v"), D("replace", "k", nil), D("delete", "k"), D("delete", nil),
+      D("incr", "n", 1), D("incr", "n", 1, 0), D("incr", "n", nil), D("incr", nil, 1),
+      D("incr", "n", 1, "x"), D("incr", "n", 1, nil, 5),
+      D("lpush", "l", "v"), D("lpush", "l", {}), D("lpush", nil, "v"), D("lpush", "l"),
+      D("rpush", "l", "v"), D("lpop", "l"), D("lpop", nil), D("lpop"), D("rpop", "l"),
+      D("llen", "l"), D("llen", {}), D("llen"),
+      D("ttl", "k"), D("ttl", nil), D("expire", "k", 10), D("expire", "k"), D("expire", nil, 10),
+      D("flush_all"), D("flush_expired"), D("flush_expired", "x"), D("flush_expired", 1, 2),
+      D("get_keys"), D("get_keys", 0), D("get_keys", "x"), D("capacity"), D("free_space"),
+    }
+    for _, c in ipairs(DICT_CALLS) do
+      local shown = {}
+      for i = 2, c.n do shown[#shown + 1] = c[i] == nil and "nil" or H.dump(c[i]) end
+      it(("dict:%s(%s) raises STORE_OPERATION_FAILED (\"closed\")"):format(c[1], table.concat(shown, ", ")),
+        function()
+          local err = rejects("STORE_OPERATION_FAILED", dict[c[1]], dict, H.unpack(c, 2, c.n))
+          assert.are.equal("closed", err.reason, err.message)
+        end)
+    end
+
+    it("a dict's capacity() asked before close is \"closed\" after it", function()
+      local kv2 = H.driver()
+      local d2 = kv2:namespace("cap"):shdict()
+      assert.are.equal("number", type(d2:capacity()))
+      kv2:close()
+      local err = rejects("STORE_OPERATION_FAILED", d2.capacity, d2)
+      assert.are.equal("closed", err.reason, err.message)
+    end)
+
+    it("a call on something that is not a dict stays 'bad \"zone\" argument'", function()
+      local ok, err = pcall(dict.get, "k")
+      assert.is_false(ok)
+      assert.are.equal("string", type(err))
+      assert.truthy(err:find('bad "zone" argument', 1, true), err)
+    end)
+
+    it("a wrong self stays a plain Lua argument error, before \"closed\"", function()
+      for _, m in ipairs({ "get", "set", "del", "has", "expire", "ttl", "incr", "setnx",
+                           "namespace", "atomic", "keys", "namespaces", "count", "clear",
+                           "_rawget", "_rawset", "_space", "_live" }) do
+        H.assert_arg_error(vs[m], "k", 1)
+        H.assert_arg_error(vs[m], victim, "k")
+      end
+      for _, m in ipairs({ "namespace", "namespaces", "atomic", "gc", "stats", "flush", "dump",
+                           "load", "close" }) do
+        H.assert_arg_error(victim[m], "x")
+        H.assert_arg_error(victim[m], vs)
+      end
+      H.assert_unchanged(snap)
+    end)
 
     it("close() again is fine", function()
       assert.has_no.errors(function() victim:close() end)
       H.assert_unchanged(snap)
+    end)
+
+    it("tostring() of the driver, its stores and a dict still works, and says closed", function()
+      for _, o in ipairs({ victim, vs, dict }) do
+        local ok, text = pcall(tostring, o)
+        assert.is_true(ok, text)
+        assert.truthy(text:find("(closed)", 1, true), text)
+      end
     end)
   end)
 

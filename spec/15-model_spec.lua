@@ -23,8 +23,9 @@
 -- decides whether a key is alive; ttl() readings are compared as ranges.
 --
 -- Where the contract leaves a choice open, the model follows the implementation and says so
--- (IMPL): which argument's error comes first (they are checked in order, before the driver
--- is looked at), close() inside the driver's own atomic() is refused, atomic(non-function)
+-- (IMPL): which argument's error comes first (they are checked in order; a closed driver is
+-- "closed" before any of them, as API.md says of close(): any later use), close() inside the
+-- driver's own atomic() is refused, atomic(non-function)
 -- is INVALID_VALUE, namespaces survive clear() and flush(), a namespace made in an atomic
 -- that was undone comes back when a handle on it is used again, a walk begins at its first
 -- step (not when keys() returns).
@@ -279,12 +280,16 @@ end
 
 local function alive(st, e) return e ~= nil and (e.exp == nil or e.exp > st.now) end
 
+-- self first (a wrong one is a plain argument error), then the driver: once closed, every
+-- method is "closed" whatever its arguments (close() itself excepted: idempotent)
 local function self_store(s, what)
   if getmetatable(s) ~= MStore then argerr(what) end
+  if s.kv.closed then closed() end
   return s
 end
-local function self_kv(kv, what)
+local function self_kv(kv, what, closing)
   if getmetatable(kv) ~= MKV then argerr(what) end
+  if kv.closed and not closing then closed() end
   return kv
 end
 
@@ -508,7 +513,7 @@ function MKV.live_keys(kv)
   return n
 end
 function MKV.close(kv)
-  self_kv(kv, "close")
+  self_kv(kv, "close", true)
   if kv.depth > 0 and not kv.closed then
     fail("STORE_OPERATION_FAILED", "close inside atomic", "closed")
   end

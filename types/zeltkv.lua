@@ -227,7 +227,8 @@ function Driver:dump(dst, opts) end
 ---@return { expired: integer, steps: integer, max_lock_ms: number, seconds: number } info
 function Driver:load(src, opts) end
 
----Releases the driver (idempotent; also on __gc and __close). Later use raises.
+---Releases the driver (idempotent; also on __gc and __close). Any later use raises
+---STORE_OPERATION_FAILED ("closed"), whatever the arguments.
 function Driver:close() end
 
 ---A store: one namespace of a driver.

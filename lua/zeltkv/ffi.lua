@@ -128,6 +128,7 @@ local lua_list_push, lua_list_pop, lua_list_len, lua_space =
   C.zkv_lua_list_push, C.zkv_lua_list_pop, C.zkv_lua_list_len, C.zkv_lua_space
 local lua_free, lua_keys = C.zkv_lua_free, C.zkv_lua_keys
 local lua_flush_all, lua_flush_expired = C.zkv_lua_flush_all, C.zkv_lua_flush_expired
+local lua_live = C.zkv_lua_live
 -- scratch (one Lua state is one thread; nothing yields, and nothing allocates, between
 -- filling and using them)
 local VIN, OUT, DBL1 = ffi_new("zkv_value"), ffi_new("zkv_lua_out"), ffi_new("double[1]")
@@ -556,8 +557,16 @@ function StoreMethods._space(self)
   return DBL1[0], DBL2[0]
 end
 
--- the ngx.shared.DICT face over this object, so that its calls take the paths above
+-- s:_live() -> nothing, or "closed" (the C method raises it, and a wrong self's error)
+function StoreMethods._live(self)
+  local cs = type(self) == "table" and rawget(self, CS)
+  if not cs or lua_live(cs) ~= OK then return pass(CM_STORE._live(unwrap(self))) end
+end
+
+-- the ngx.shared.DICT face over this object, so that its calls take the paths above (self and
+-- the driver checked first, as by every method)
 function StoreMethods.shdict(self)
+  StoreMethods._live(self)
   return require("zeltkv.shdict").new(self)
 end
 
@@ -606,7 +615,8 @@ end
 local STORE_NAMES = { "get", "set", "del", "has", "expire", "ttl", "incr", "setnx", "namespace",
                       "atomic", "keys", "namespaces", "count", "clear", "_rawget", "_rawset",
                       "_incr_num", "_expire_ms", "_ttl_coarse", "_list_push", "_list_pop",
-                      "_list_len", "_space", "_keys_list", "_flush_all", "_flush_expired" }
+                      "_list_len", "_space", "_keys_list", "_flush_all", "_flush_expired",
+                      "_live" }
 local DRIVER_NAMES = { "namespace", "atomic", "gc", "stats", "flush", "close" }
 
 -- every C method we do not implement is forwarded as it is

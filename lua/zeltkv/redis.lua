@@ -15,6 +15,7 @@
 -- fn are legal, and nginx's cosockets are only reachable from Lua.
 
 local core = require("zeltkv.core")
+local CLOSES = core._closes
 local resp = require("zeltkv.resp")
 local socket = require("zeltkv.socket")
 local slotlib = require("zeltkv.slot")
@@ -1305,6 +1306,8 @@ function Store.keys(self)
     if tx then
       local list, i = tx_walk(tx, self, false, "keys"), 0
       return function()
+        -- stepped after close() (the iterator kept past atomic): "closed", as scan's
+        if d.closed then failed("closed", "closed") end
         i = i + 1
         local k = list[i]
         if k then return sub(k, skip + 1) end
@@ -1357,6 +1360,7 @@ function Store.namespaces(self)
     if tx then
       local list, i = tx_walk(tx, self, true, "namespaces"), 0
       it = function()
+        if d.closed then failed("closed", "closed") end
         i = i + 1
         return list[i]
       end
@@ -1561,6 +1565,11 @@ function Store._flush_expired(self)
   return 0                                    -- the server frees expired keys itself
 end
 
+-- nothing, or "closed": the drop-in asks it before answering without the store (src/lua/raw.c)
+function Store._live(self)
+  check_store(self, "_live")
+end
+
 function Store._space(self)
   check_store(self, "_space")
   return nil                                  -- the server's maxmemory: not per store
@@ -1712,6 +1721,7 @@ function Driver.close(self)
     failed("close: cannot close a driver inside its own atomic()", "closed")
   end
   self.closed = true
+  CLOSES.n = CLOSES.n + 1                     -- as the C drivers count theirs (src/lua/binding.h)
   for _, node in pairs(self.nodes) do
     for i = #node.idle, 1, -1 do
       node.idle[i]:close()

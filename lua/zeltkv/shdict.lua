@@ -45,7 +45,9 @@ local OK, NOTFOUND, EXISTS, EFULL, ENOMEM = K.OK, K.NOTFOUND, K.EXISTS, K.EFULL,
 local ETYPE = K.ETYPE
 local SET_NX, SET_XX, SET_NOEVICT = K.SET_NX, K.SET_XX, K.SET_NOEVICT
 -- every write counts its exptime from the coarse clock, as shdict counts from nginx's cached
--- time (and _expire_ms, _incr_num do): ttl(), read from that clock too, never exceeds it
+-- time (and _expire_ms, _incr_num do): ttl(), read from that clock too, never exceeds it.
+-- An exptime under half a second counts from the precise clock (the engine decides), else a
+-- ttl shorter than the coarse clock's lag would leave the key dead on arrival
 local SET_COARSE = K.SET_COARSE
 
 local MAX_KEY = K.MAX_KEY
@@ -72,6 +74,16 @@ local function zone(self)
   return self
 end
 
+-- A dict over a closed driver is "closed" for every call, as its store is (docs/reference.md,
+-- kv:close()): a call that reaches the store gets that error from it; one that would be
+-- answered here without the store (an argument refused, with a result or an error, and the
+-- capacity kept) asks the store first.  Only there, so the calls that reach the store pay
+-- nothing for it.  Not for a call on something that is not a dict: zone() comes first.
+local function live(s)
+  local f = s._live
+  if f then f(s) end
+end
+
 -- a key as resty.core's FFI methods take it: nil and bad lengths are returned errors, any
 -- other value goes through tostring()
 local function key_of(key)
@@ -84,22 +96,24 @@ local function key_of(key)
 end
 
 -- a key as the C methods (lists, lua_State API) take it: luaL_checklstring
-local function ckey_of(key, name)
-  if key == nil then return nil, "nil key" end
+local function ckey_of(key, name, s)
+  if key == nil then live(s) return nil, "nil key" end
   local t = type(key)
   if t == "number" then
     key = tostring(key)
   elseif t ~= "string" then
+    live(s)
     error(fmt("bad argument #1 to '%s' (string expected, got %s)", name, t), 3)
   end
   local n = #key
-  if n == 0 then return nil, "empty key" end
-  if n > MAX_KEY then return nil, "key too long" end
+  if n == 0 then live(s) return nil, "empty key" end
+  if n > MAX_KEY then live(s) return nil, "key too long" end
   return key
 end
 
-local function arity(n, want, name)
+local function arity(n, want, name, s)
   if n ~= want then
+    live(s)
     error(fmt("expecting %d arguments, but only seen %d", want + 1, n + 1), 3)
   end
 end
@@ -117,10 +131,11 @@ local function ms_of(sec)
 end
 
 -- user flags as LuaJIT's FFI turns a Lua value into a C int (nil/false are 0 before that)
-local function flags_of(f)
+local function flags_of(f, s)
   if not f then return 0 end
   if f == true then return 1 end
   if type(f) ~= "number" then
+    live(s)
     error(fmt("bad argument #5 to 'set' (cannot convert '%s' to 'int')", type(f)), 3)
   end
   if f ~= f or f >= 2147483648 or f <= -2147483649 then return -2147483648 end
@@ -213,7 +228,7 @@ end
 function Dict.get(self, key)
   local s = zone(self).s
   local k, err = key_of(key)
-  if not k then return nil, err end
+  if not k then live(s) return nil, err end
   local t, v, f = s:_rawget(k, false)
   if t == nil then return nil end
   if t == T_LIST then return nil, "value is a list" end
@@ -227,7 +242,7 @@ end
 function Dict.get_stale(self, key)
   local s = zone(self).s
   local k, err = key_of(key)
-  if not k then return nil, err end
+  if not k then live(s) return nil, err end
   local t, v, f, stale = s:_rawget(k, true)
   if t == nil then return nil end
   if t == T_LIST then return nil, "value is a list" end
@@ -245,11 +260,12 @@ local function store_op(self, setflags, key, value, exptime, flags)
   local s = zone(self).s
   if not exptime then
     exptime = 0
-  elseif exptime < 0 then
-    error('bad "exptime" argument', 3)
+  elseif type(exptime) ~= "number" or exptime < 0 then
+    live(s)   -- (a non-number: the compare below raises, as shdict's does)
+    if exptime < 0 then error('bad "exptime" argument', 3) end
   end
   local k, err = key_of(key)
-  if not k then return nil, err end
+  if not k then live(s) return nil, err end
   local vt, t = type(value), nil
   if vt == "string" then
     t = T_STRING
@@ -262,11 +278,13 @@ local function store_op(self, setflags, key, value, exptime, flags)
   elseif vt == "boolean" then
     t = T_BOOL
   else
+    live(s)
     return nil, "bad value type"
   end
-  local uf = flags_of(flags) % 4294967296
+  local uf = flags_of(flags, s) % 4294967296
   if t == nil then
     if setflags % 4 ~= 0 then   -- add / replace
+      live(s)
       return false, "attempt to add or replace nil values", false
     end
     s:del(k)
@@ -303,7 +321,7 @@ end
 function Dict.delete(self, key)   -- set(key, nil) without the checks of a value
   local s = zone(self).s
   local k, err = key_of(key)
-  if not k then return nil, err end
+  if not k then live(s) return nil, err end
   s:del(k)
   return true, nil, false
 end
@@ -311,24 +329,24 @@ end
 function Dict.incr(self, key, value, init, init_ttl)
   local s = zone(self).s
   local k, err = key_of(key)
-  if not k then return nil, err end
+  if not k then live(s) return nil, err end
   if type(value) ~= "number" then value = tonumber(value) end
-  if value == nil then error("bad argument #2 to 'incr' (cannot convert 'nil' to 'double')", 2) end
+  if value == nil then live(s) error("bad argument #2 to 'incr' (cannot convert 'nil' to 'double')", 2) end
   if init then
     local typ = type(init)
     if typ ~= "number" then
       init = tonumber(init)
-      if not init then error("bad init arg: number expected, got " .. typ, 2) end
+      if not init then live(s) error("bad init arg: number expected, got " .. typ, 2) end
     end
   end
   if init_ttl ~= nil then
     local typ = type(init_ttl)
     if typ ~= "number" then
       init_ttl = tonumber(init_ttl)
-      if not init_ttl then error("bad init_ttl arg: number expected, got " .. typ, 2) end
+      if not init_ttl then live(s) error("bad init_ttl arg: number expected, got " .. typ, 2) end
     end
-    if init_ttl < 0 then error('bad "init_ttl" argument', 2) end
-    if not init then error('must provide "init" when providing "init_ttl"', 2) end
+    if init_ttl < 0 then live(s) error('bad "init_ttl" argument', 2) end
+    if not init then live(s) error('must provide "init" when providing "init_ttl"', 2) end
   else
     init_ttl = 0
   end
@@ -353,11 +371,11 @@ end
 
 local function push(self, name, left, n, key, value)
   local s = zone(self).s
-  arity(n, 2, name)
-  local k, err = ckey_of(key, name)
+  arity(n, 2, name, s)
+  local k, err = ckey_of(key, name, s)
   if not k then return nil, err end
   local vt = type(value)
-  if vt ~= "string" and vt ~= "number" then return nil, "bad value type" end
+  if vt ~= "string" and vt ~= "number" then live(s) return nil, "bad value type" end
   local tag, payload = encode_item(value)
   local rc, count = s:_list_push(k, left, tag, payload)
   if rc == OK then return int(count) end
@@ -368,8 +386,8 @@ end
 
 local function pop(self, name, left, n, key)
   local s = zone(self).s
-  arity(n, 1, name)
-  local k, err = ckey_of(key, name)
+  arity(n, 1, name, s)
+  local k, err = ckey_of(key, name, s)
   if not k then return nil, err end
   local rc, tag, p = s:_list_pop(k, left)
   if rc == OK then return decode_item(tag, p) end
@@ -386,8 +404,8 @@ function Dict.rpop(self, ...) return pop(self, "rpop", false, select("#", ...), 
 
 function Dict.llen(self, ...)
   local s = zone(self).s
-  arity(select("#", ...), 1, "llen")
-  local k, err = ckey_of((...), "llen")
+  arity(select("#", ...), 1, "llen", s)
+  local k, err = ckey_of((...), "llen", s)
   if not k then return nil, err end
   local rc, count = s:_list_len(k)
   if rc == OK then return int(count) end
@@ -402,7 +420,7 @@ end
 function Dict.ttl(self, key)
   local s = zone(self).s
   local k, err = key_of(key)
-  if not k then return nil, err end
+  if not k then live(s) return nil, err end
   local left = s:_ttl_coarse(k)
   if left == nil then return nil, "not found" end
   if left == huge then return 0 end
@@ -411,9 +429,10 @@ end
 
 function Dict.expire(self, key, exptime)
   local s = zone(self).s
-  if not exptime then error('bad "exptime" argument', 2) end
+  if not exptime then live(s) error('bad "exptime" argument', 2) end
   local k, err = key_of(key)
-  if not k then return nil, err end
+  if not k then live(s) return nil, err end
+  if type(exptime) ~= "number" then live(s) end
   local ms = ms_of(exptime)     -- exptime * 1000 (raises for a non-number, as shdict)
   local rc = s:_expire_ms(k, ms)
   if rc == OK then return true end
@@ -428,9 +447,10 @@ function Dict.flush_all(self)
 end
 
 -- luaL_checkint: a number or a numeric string, truncated
-local function check_int(v, name)
+local function check_int(v, name, s)
   local n = tonumber(v)
   if type(v) ~= "number" and (type(v) ~= "string" or not n) then
+    live(s)
     error(fmt("bad argument #1 to '%s' (number expected, got %s)", name,
               v == nil and "no value" or type(v)), 3)
   end
@@ -442,9 +462,9 @@ end
 function Dict.flush_expired(self, ...)
   local d = zone(self)
   local n = select("#", ...)
-  if n > 1 then error(fmt("expecting 1 or 2 argument(s), but saw %d", n + 1), 2) end
+  if n > 1 then live(d.s) error(fmt("expecting 1 or 2 argument(s), but saw %d", n + 1), 2) end
   local max = 0
-  if n == 1 then max = check_int((...), "flush_expired") end
+  if n == 1 then max = check_int((...), "flush_expired", d.s) end
   if max < 0 then max = 0 end
   return int(d.s:_flush_expired(max))
 end
@@ -452,9 +472,9 @@ end
 function Dict.get_keys(self, ...)
   local s = zone(self).s
   local n = select("#", ...)
-  if n > 1 then error(fmt("expecting 1 or 2 argument(s), but saw %d", n + 1), 2) end
+  if n > 1 then live(s) error(fmt("expecting 1 or 2 argument(s), but saw %d", n + 1), 2) end
   local max = 1024
-  if n == 1 then max = check_int((...), "get_keys") end
+  if n == 1 then max = check_int((...), "get_keys", s) end
   if max < 0 then max = 0 end   -- as shdict: a negative count is no limit
   return s:_keys_list(max)
 end
@@ -464,13 +484,16 @@ end
 
 -- the store's capacity and free bytes, without building a stats table
 -- a store's capacity never changes (a segment's size is fixed when it is made, a memory
--- store's max_bytes when it is opened): asked once
+-- store's max_bytes when it is opened): asked once, and again after any driver was closed
+-- (core._closes counts every close, of any driver: a table read instead of a call), so that
+-- a dict over a closed driver is "closed" here too
+local CLOSES = require("zeltkv.core")._closes
 function Dict.capacity(self)
   local d = zone(self)
   local cap = rawget(d, "cap")
-  if cap == nil then
+  if cap == nil or rawget(d, "closes") ~= CLOSES.n then
     cap = d.s:_space() or huge
-    d.cap = cap
+    d.cap, d.closes = cap, CLOSES.n
   end
   return cap
 end

@@ -403,6 +403,54 @@ TEST(random_fill_shared_lru) {
   zkv_close(db);
 }
 
+/* zkv_verify counts the store's own records (fixed_bytes) from the index
+ * and the namespace tree, not by reading every allocated block as an entry:
+ * a chunk of a transaction's undo log is taken from the free room with only
+ * its 24-byte header written, and where a namespace record was freed (to
+ * make room) it goes on reading as that record.  random_fill_shared_lru met
+ * one in about 1% of runs (its eviction samples buckets at random, seeded by
+ * the clock): "fixed_bytes disagrees with the blocks" amid the run, from a
+ * sound store (a clean-clone make test, and 5 of 300 seeds).  Here the chunk
+ * ahead gets the bytes such a record leaves (klen 0, type T_NSREC). */
+TEST(verify_reads_no_log_chunk_as_a_record) {
+  zkv_db *db = th_open_unlinked("vchunk", 256 << 10, ZKV_EVICT_NONE);
+  REQUIRE(db != NULL);
+  static char val[8 << 10];
+  memset(val, 'c', sizeof val);
+  zkv_value v = {.type = ZKV_T_STRING, .data = val, .len = sizeof val};
+  for (int i = 0; i < 4; i++) {   /* values a transaction's overwrites log */
+    char k[16];
+    int kn = snprintf(k, sizeof k, "v%d", i);
+    REQUIRE_RC(zkv_set(db, ZKV_ROOT, k, (size_t)kn, &v, 0, 0), ZKV_OK);
+  }
+  REQUIRE_RC(zkv_begin(db), ZKV_OK);
+  hdr *h = H(db->s);
+  int n = 0;
+  for (; n < 200 && !H(db->s)->log_ahead; n++) {   /* until the log takes a chunk ahead */
+    char k[16];
+    int kn = snprintf(k, sizeof k, "v%d", n % 4);
+    val[0] = (char)('a' + n % 26);
+    REQUIRE_RC(zkv_set(db, ZKV_ROOT, k, (size_t)kn, &v, 0, 0), ZKV_OK);
+  }
+  h = H(db->s);
+  REQUIRE(h->log_ahead != 0);
+  const char *why = "";
+  CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+  /* its bytes past the header are free room's, not yet log: a freed record's */
+  ent *e = E(db->s, h->log_ahead);
+  CHECK(log_chunk_is(db->s, h->log_ahead));
+  e->klen = 0;
+  e->type = T_NSREC;
+  why = "";
+  int rc = zkv_verify(db, &why);
+  if (rc) TH_NOTE("verify: %s", why);
+  CHECK_RC(rc, ZKV_OK);
+  CHECK_RC(zkv_commit(db), ZKV_OK);
+  why = "";
+  CHECK_RC(zkv_verify(db, &why), ZKV_OK);
+  zkv_close(db);
+}
+
 /* 9.4: lru, 100k random operations, the model's namespaces emptied (their
  * records freed to make room) and made anew amid the keys, and every 300
  * operations a burst of small keys, then a value of all the room but the
@@ -697,6 +745,11 @@ TEST(processes_make_room_together) {
   zkv_options_init(&o);
   o.size = 256 << 10;
   o.gc_interval = 0;
+  /* the writers wait for each other's lock holds: under valgrind on a busy
+   * machine one waited past the default 5 s ('process 0: lock timeout', make
+   * test TEST_JOBS=6 at load 10), a wait this test is not about; a lock never
+   * released still times out, within the children's alarm */
+  o.lock_timeout = 30;
   zkv_db *db = NULL;
   REQUIRE_RC(zkv_open_shared(name, &o, &db), ZKV_OK);
   enum { NPROC = 3 };

@@ -34,6 +34,10 @@
 #include "../util.h" /* double_is_exact_int, double_is_whole53, grow_array */
 
 #define DRIVER_MT "zeltkv.Driver"
+/* the registry's { n = closes } (core._closes): every driver close counts one,
+ * so that the drop-in can tell, without a call, that no driver was closed since
+ * it last asked its store (shdict.lua capacity) */
+#define CLOSES_KEY "zeltkv.closes"
 #define STORE_MT "zeltkv.Store"
 #define ERROR_MT "zeltkv.Error"
 
@@ -82,7 +86,8 @@
                    uint32_t *lens, double *n);                                             \
   int zkv_lua_flush_all(void *store, double *n);                                           \
   int zkv_lua_flush_expired(void *store, double max, double *n);                           \
-  int zkv_lua_space(void *store, double *capacity, double *free_bytes);
+  int zkv_lua_space(void *store, double *capacity, double *free_bytes);                    \
+  int zkv_lua_live(void *store);
 ZKV_LUA_FFI
 #define ZKV_STR_(...) #__VA_ARGS__   /* the text holds commas */
 #define ZKV_STR(...) ZKV_STR_(__VA_ARGS__)
@@ -167,6 +172,30 @@ static inline zkv_db *live_db(lua_State *L, Driver *d) {
   return d->db;
 }
 
+/* A closed driver is "closed" for every method, whatever its arguments (the
+ * rule of kv:close(), docs/reference.md): only a wrong self is checked before.
+ * So every method begins with check_store / check_driver, which test the
+ * driver once before the arguments are looked at.  That early test does not
+ * replace live_db: checking the arguments may allocate, and a finalizer run
+ * there may close the driver, so the handle is still fetched (and tested
+ * again) last.  On the hot path the early test is two loads of lines the
+ * call reads anyway and a branch never taken. */
+static inline Store *check_store_keep(lua_State *L) {
+  Store *s = (Store *)check_self_keep(L, STORE_MT);
+  if (UNLIKELY_(!s->drv->db)) lraise_failed(L, "closed", "closed");
+  return s;
+}
+static inline Store *check_store(lua_State *L) {
+  Store *s = check_store_keep(L);
+  lua_pop(L, 1);
+  return s;
+}
+static inline Driver *check_driver(lua_State *L) {
+  Driver *d = (Driver *)check_self(L, DRIVER_MT);
+  if (UNLIKELY_(!d->db)) lraise_failed(L, "closed", "closed");
+  return d;
+}
+
 const char *check_key_slow(lua_State *L, int i, size_t *len);
 /* the key at i: a string of 1..ZKV_MAX_KEY bytes, or an integer (replaced on
  * the stack by its decimal string: that allocates) */
@@ -178,9 +207,10 @@ static inline const char *check_key(lua_State *L, int i, size_t *len) {
   return check_key_slow(L, i, len);
 }
 
-/* self (a Store) and the key at 2: the prologue of every key method */
+/* self (a Store of a live driver) and the key at 2: the prologue of every key
+ * method */
 static inline Store *key_args(lua_State *L, const char **k, size_t *kl) {
-  Store *s = (Store *)check_self(L, STORE_MT);
+  Store *s = check_store(L);
   *k = check_key(L, 2, kl);
   return s;
 }
@@ -196,7 +226,7 @@ static inline Store *key_args(lua_State *L, const char **k, size_t *kl) {
 #define KEY_ARGS_GET(L)                                     \
   const char *k;                                            \
   size_t kl;                                                \
-  Store *s = (Store *)check_self_keep(L, STORE_MT);         \
+  Store *s = check_store_keep(L);                           \
   if (UNLIKELY_(lua_gettop(L) < 3)) lua_pop(L, 1);          \
   k = check_key(L, 2, &kl)
 

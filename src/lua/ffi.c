@@ -187,3 +187,10 @@ ZKV_API int zkv_lua_space(void *store, double *capacity, double *free_bytes) {
   *free_bytes = (double)fr;
   return rc;
 }
+
+/* s:_live() of the drop-in: ZKV_OK, or ZKV_ECLOSED (the C method raises it) */
+ZKV_API int zkv_lua_live(void *store) {
+  DB_OR_CLOSED(db, store);
+  (void)db;
+  return ZKV_OK;
+}

@@ -276,6 +276,18 @@ int luaopen_zeltkv_core(lua_State *L) {
   set_methods(L, zl_snapshot_driver_methods);
   lua_pop(L, 3);
   errors_init(L);
+  /* core._closes (binding.h, CLOSES_KEY): one table per Lua state, however often the
+   * module is loaded in it */
+  lua_getfield(L, LUA_REGISTRYINDEX, CLOSES_KEY);
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushinteger(L, 0);
+    lua_setfield(L, -2, "n");
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, CLOSES_KEY);
+  }
+  int closes = lua_gettop(L);
   owned_init(L);
 
   static const luaL_Reg funcs[] = {
@@ -313,5 +325,8 @@ int luaopen_zeltkv_core(lua_State *L) {
     lua_setfield(L, -2, zkv_errclass_name(c));
   }
   lua_setfield(L, -2, "errors");
+  lua_pushvalue(L, closes);
+  lua_setfield(L, -2, "_closes");
+  lua_remove(L, closes);
   return 1;
 }

@@ -101,7 +101,7 @@ static int store_ttl_coarse(lua_State *L) { return store_ttl_flags(L, ZKV_TTL_CO
 
 /* s:_flush_all() -> how many live keys of this namespace now count as expired */
 static int store_flush_all(lua_State *L) {
-  Store *s = (Store *)check_self(L, STORE_MT);
+  Store *s = check_store(L);
   zkv_db *db = live_db(L, s->drv);
   uint64_t n = 0;
   int rc;
@@ -111,7 +111,7 @@ static int store_flush_all(lua_State *L) {
 
 /* s:_flush_expired(max) -> how many expired keys of this namespace were freed */
 static int store_flush_expired(lua_State *L) {
-  Store *s = (Store *)check_self(L, STORE_MT);
+  Store *s = check_store(L);
   lua_Number max = luaL_optnumber(L, 2, 0);
   luaL_argcheck(L, max >= 0 && max <= 1e15, 2, "max out of range");
   zkv_db *db = live_db(L, s->drv);
@@ -175,9 +175,17 @@ static int store_list_len(lua_State *L) {
   return 2;
 }
 
+/* s:_live() -> nothing, or "closed": what the drop-in asks before it answers
+ * without reaching the store (an argument it refuses, the capacity it keeps),
+ * so that a dict over a closed driver is "closed" for every call, as a store */
+static int store_live(lua_State *L) {
+  check_store(L);
+  return 0;
+}
+
 /* s:_space() -> capacity, free bytes (nil, nil when unbounded): stats without the table */
 static int store_space(lua_State *L) {
-  Store *s = (Store *)check_self(L, STORE_MT);
+  Store *s = check_store(L);
   uint64_t cap = 0, fr = 0;
   int rc = zkv_space(live_db(L, s->drv), &cap, &fr);
   if (rc) return raise_rc(L, rc, "stats");
@@ -192,7 +200,7 @@ static int store_space(lua_State *L) {
 /* s:_keys_list(max) -> a table of up to max live keys (0 = all), in steps of
  * at most KEYS_BATCH keys a lock hold (ngx.shared.DICT's get_keys) */
 static int store_keys_list(lua_State *L) {
-  Store *s = (Store *)check_self(L, STORE_MT);
+  Store *s = check_store(L);
   lua_Number mx = luaL_optnumber(L, 2, 0);
   luaL_argcheck(L, mx >= 0 && mx <= 1e15, 2, "max out of range");
   uint64_t max = (uint64_t)mx;
@@ -234,4 +242,5 @@ const luaL_Reg zl_raw_methods[] = {
   {"_flush_all", store_flush_all}, {"_flush_expired", store_flush_expired},
   {"_space", store_space}, {"_list_push", store_list_push}, {"_list_pop", store_list_pop},
   {"_list_len", store_list_len}, {"_keys_list", store_keys_list}, {"_atomic_as", store_atomic_as},
+  {"_live", store_live},
   {NULL, NULL}};

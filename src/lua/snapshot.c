@@ -225,7 +225,7 @@ static int raise_file(lua_State *L, int rc, const char *what, const char *path, 
 typedef struct FileCall { zkv_db *db; const char *path; int fd; double t0; } FileCall;
 
 static FileCall file_call(lua_State *L, const char *what, int bytes) {
-  Driver *d = (Driver *)check_self(L, DRIVER_MT);
+  Driver *d = check_driver(L);
   FileCall c;
   c.path = path_or_file(L, 2, &c.fd, what);
   int on = opt_progress(L, 3, what);

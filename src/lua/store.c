@@ -5,8 +5,10 @@
  * Hot path (get/set/incr/setnx): self is checked against the class
  * metatable held as an upvalue, keys go to the engine as they lie on the
  * Lua stack, and nothing is allocated on the Lua heap but the result.  Every
- * method checks all its arguments first and fetches the handle (live_db)
- * last: checking may allocate, and a finalizer may close the driver then.
+ * method checks self, then that its driver is open (check_store /
+ * check_driver: a closed driver is "closed" whatever the arguments), then
+ * its arguments, and fetches the handle (live_db) last: checking may
+ * allocate, and a finalizer may close the driver then.
  */
 #define _GNU_SOURCE 1 /* first: clock_gettime */
 #include <math.h>
@@ -176,7 +178,7 @@ static int store_incr(lua_State *L) {
 }
 
 static int store_namespace(lua_State *L) {
-  Store *s = (Store *)check_self(L, STORE_MT);
+  Store *s = check_store(L);
   size_t len;
   const char *name = check_ns_name(L, 2, &len);
   zkv_db *db = live_db(L, s->drv);
@@ -193,7 +195,7 @@ static int store_namespace(lua_State *L) {
 /* s:count(), s:clear() */
 static int store_count_op(lua_State *L, int (*op)(zkv_db *, zkv_ns, uint64_t *),
                           const char *what) {
-  Store *s = (Store *)check_self(L, STORE_MT);
+  Store *s = check_store(L);
   zkv_db *db = live_db(L, s->drv);
   uint64_t n;
   int rc;
@@ -305,7 +307,7 @@ static int walk_start(lua_State *L, Store *s, int which) {
 }
 
 static int store_walk(lua_State *L, int which) {
-  return walk_start(L, (Store *)check_self(L, STORE_MT), which);
+  return walk_start(L, check_store(L), which);
 }
 
 /* s:keys(): an iterator over the live keys of this namespace */
@@ -459,19 +461,19 @@ static int do_atomic(lua_State *L, Driver *d, int fn_idx, int self_idx) {
 }
 
 static int store_atomic(lua_State *L) {
-  Store *s = (Store *)check_self(L, STORE_MT);
+  Store *s = check_store(L);
   return do_atomic(L, s->drv, 2, 1);
 }
 
 /* s:_atomic_as(self, fn, ...) and kv:_atomic_as(self, fn, ...): atomic()
  * calling fn(self, ...): the LuaJIT front end passes its own object */
 int store_atomic_as(lua_State *L) {
-  Store *s = (Store *)check_self(L, STORE_MT);
+  Store *s = check_store(L);
   return do_atomic(L, s->drv, 3, 2);
 }
 
 static int driver_atomic_as(lua_State *L) {
-  return do_atomic(L, (Driver *)check_self(L, DRIVER_MT), 3, 2);
+  return do_atomic(L, check_driver(L), 3, 2);
 }
 
 int store_tostring(lua_State *L) {
@@ -483,7 +485,7 @@ int store_tostring(lua_State *L) {
 /* ---- Driver ------------------------------------------------------------------ */
 
 static int driver_namespace(lua_State *L) {
-  Driver *d = (Driver *)check_self(L, DRIVER_MT);
+  Driver *d = check_driver(L);
   size_t len;
   const char *name = check_ns_name(L, 2, &len);
   zkv_ns ns;
@@ -497,7 +499,7 @@ static int driver_namespace(lua_State *L) {
  * over a store's children (zkv ns lists them).  The root is no Store in the Lua
  * API: the walk runs on a hidden one, which keeps the driver alive. */
 static int driver_namespaces(lua_State *L) {
-  Driver *d = (Driver *)check_self(L, DRIVER_MT);
+  Driver *d = check_driver(L);
   live_db(L, d);
   lua_settop(L, 1);
   lua_pushliteral(L, "");   /* its name: never used, the root is never stale */
@@ -507,12 +509,12 @@ static int driver_namespaces(lua_State *L) {
 }
 
 static int driver_atomic(lua_State *L) {
-  return do_atomic(L, (Driver *)check_self(L, DRIVER_MT), 2, 1);
+  return do_atomic(L, check_driver(L), 2, 1);
 }
 
 /* kv:gc(), kv:flush() */
 static int driver_count_op(lua_State *L, int (*op)(zkv_db *, uint64_t *), const char *what) {
-  Driver *d = (Driver *)check_self(L, DRIVER_MT);
+  Driver *d = check_driver(L);
   uint64_t n;
   int rc = op(live_db(L, d), &n);
   return push_count(L, rc, n, what);
@@ -522,7 +524,7 @@ static int driver_gc(lua_State *L) { return driver_count_op(L, zkv_gc, "gc"); }
 static int driver_flush(lua_State *L) { return driver_count_op(L, zkv_flush, "flush"); }
 
 static int driver_stats(lua_State *L) {
-  Driver *d = (Driver *)check_self(L, DRIVER_MT);
+  Driver *d = check_driver(L);
   zkv_db *db = live_db(L, d);
   zkv_stats st;
   int rc = zkv_stats_get(db, &st);
@@ -573,10 +575,25 @@ static int driver_stats(lua_State *L) {
   return 1;
 }
 
-static void close_driver(Driver *d) {
+/* count a close in the registry's CLOSES_KEY table: n + 1 at a key that holds
+ * an integer already, so nothing is allocated (this runs in __gc too) */
+static void count_close(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, CLOSES_KEY);
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    lua_getfield(L, -1, "n");
+    lua_Integer n = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    lua_pushinteger(L, n + 1);
+    lua_setfield(L, -2, "n");
+  }
+  lua_pop(L, 1);
+}
+
+static void close_driver(lua_State *L, Driver *d) {
   if (d->db) {
     zkv_close(d->db);
     d->db = NULL;
+    count_close(L);
   }
   free(d->enc.buf);
   d->enc.buf = NULL;
@@ -589,7 +606,7 @@ static int driver_close(lua_State *L) {
   Driver *d = (Driver *)luaL_checkudata(L, 1, DRIVER_MT);
   if (d->atomic_depth > 0 && d->db)
     return lraise_failed(L, "closed", "close: cannot close a driver inside its own atomic()");
-  close_driver(d);
+  close_driver(L, d);
   return 0;
 }
 
@@ -600,7 +617,7 @@ int driver_closemeta(lua_State *L) { return driver_close(L); }
 int driver_gcmeta(lua_State *L) {
   Driver *d = (Driver *)luaL_checkudata(L, 1, DRIVER_MT);
   d->atomic_depth = 0;
-  close_driver(d);
+  close_driver(L, d);
   return 0;
 }
 
