@@ -1591,35 +1591,260 @@ int zkv_flush_expired_ns(zkv_db *db, zkv_ns ns, uint64_t max, uint64_t *freed) {
  * passed: when that one is gone, the walk finds its place by number again;
  * those made after the walk began are not passed (at the key list's end: the
  * walk ends there; at the child list's head: passed over). */
-/* where zkv_keys_into copies the keys (do_walk's fn is NULL then) */
+/* where zkv_keys_into copies the keys */
 typedef struct key_sink {
   char *buf;
   size_t cap, used;
   uint32_t *lens;
 } key_sink;
 
-/* one key into the sink, or 0 when it does not fit */
-static inline int sink_put(key_sink *k, size_t n, const char *key, size_t klen) {
-  if (klen > k->cap - k->used) return 0;
-  char *dst = k->buf + k->used;
-  if (klen >= 8 && klen <= 16) {   /* short keys: two overlapping moves, no call */
-    uint64_t x0, x1;
-    memcpy(&x0, key, 8);
-    memcpy(&x1, key + klen - 8, 8);
-    memcpy(dst, &x0, 8);
-    memcpy(dst + klen - 8, &x1, 8);
-  } else if (klen >= 4 && klen < 8) {
+/* a run of zkv_keys_into's walk: from r, at most `left` entries passed and
+ * `max` keys copied (n of them so far); `at` the last one passed.  `coarse`
+ * and `now` are the clocks (coarse and precise, ent_alive's), NO_CLOCK until
+ * a key with a ttl needs them. */
+#define NO_CLOCK INT64_MIN
+typedef struct copy_run {
+  ref_t r, at;
+  uint64_t left;
+  size_t n, max;
+  int64_t coarse, now;
+} copy_run;
+
+/* the n (up to 16) bytes at src to dst, without a call: n > 16 is done in
+ * moves of 8, the last overlapping */
+static inline __attribute__((always_inline)) void copy_key(char *dst, const char *src,
+                                                         size_t n) {
+  if (n >= 8) {
+    uint64_t x;
+    for (size_t i = 0; i + 8 < n; i += 8) {
+      memcpy(&x, src + i, 8);
+      memcpy(dst + i, &x, 8);
+    }
+    memcpy(&x, src + n - 8, 8);
+    memcpy(dst + n - 8, &x, 8);
+  } else if (n >= 4) {   /* two overlapping moves */
     uint32_t x0, x1;
-    memcpy(&x0, key, 4);
-    memcpy(&x1, key + klen - 4, 4);
+    memcpy(&x0, src, 4);
+    memcpy(&x1, src + n - 4, 4);
     memcpy(dst, &x0, 4);
-    memcpy(dst + klen - 4, &x1, 4);
-  } else {
-    memcpy(dst, key, klen);
+    memcpy(dst + n - 4, &x1, 4);
+  } else if (n) {   /* 1 to 3 bytes: the first, the middle and the last */
+    dst[0] = src[0];
+    dst[n / 2] = src[n / 2];
+    dst[n - 1] = src[n - 1];
   }
-  k->used += klen;
-  k->lens[n] = (uint32_t)klen;
-  return 1;
+}
+
+/* zkv_keys_into's walk of a key list, a loop of its own as flag_keys is (and
+ * for the same reasons, which its comment gives).  In do_walk, with the sink
+ * behind a pointer, every byte copied into buf could alias the header, the
+ * handle and the sink, so the compiler reloaded them for each key, and with
+ * calls in the loop (memcpy, the clock) what lives across them had to stay in
+ * the few callee-saved registers or on the stack: some 100 instructions a
+ * key.  Here the heap's bounds, the sink and the position are locals, the
+ * loop calls nothing (a key copied inline; a clock it needs is read by the
+ * caller, which runs the loop again from the same entry), the next ref is
+ * loaded first, through the links view, with nothing else on the chain, and
+ * the line WALK_AHEAD bytes on is prefetched.  The common entry takes a fast
+ * path of a few compares and one 16-byte move: an allocated block of at
+ * least FAST_BLOCK bytes inside the heap, a key of up to 16 bytes at
+ * ENT_HDR (no ttl, no user flags), no flag set, no namespace record, and 16
+ * bytes of room in buf.  Any other takes the full checks: ent_ok's, folded as
+ * flag_keys folds them, the key inside its block, a namespace record in a key
+ * list is damage (it has no key to copy), and ent_alive's liveness.  A ref of
+ * 0, the list's end, fails the range check too, and is told apart there.  A
+ * key that does not fit in what is left of buf ends the run (counted as
+ * passed, as do_walk counts the entry it stops at) and is the next batch's
+ * first.  100 keys of a 1,000-key namespace (the nginx bench's get_keys(100),
+ * bench/README.md, section 7): 10,260 instructions a call in do_walk, 4,870
+ * here (callgrind).  Returns 0; 1 when the entry at f->r needs a clock not read yet
+ * (f->coarse, else f->now); -1 at a damaged entry (f->r): the caller FAILs. */
+/* a key of up to 16 bytes is moved as 16 bytes on copy_keys' fast path, so
+ * from a block of at least this many: ENT_HDR, the 16 bytes, and the most
+ * slack (7) rounded up to a unit (56) */
+#define FAST_BLOCK (ENT_HDR + 16 + 8 + 2)
+/* an entry's type and flags bytes (next to each other, format.h) as one
+ * 16-bit load: type | flags << 8 */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define TYPE_FLAGS(x) ((uint16_t)((x) >> 8 | (x) << 8))
+#else
+#define TYPE_FLAGS(x) (x)
+#endif
+_Static_assert(offsetof(ent, flags) == offsetof(ent, type) + 1, "flags follows type");
+
+static inline __attribute__((always_inline)) int copy_keys(heap_view v, copy_run *f,
+                                                         key_sink *k, uint32_t end,
+                                                         const int check_end) {
+  char *base = v.base;
+  const uint64_t lo = v.lo, top = v.top;
+  /* never 0 (the list's end must fail the range check) */
+  const uint64_t rlo = lo >= UNIT ? (lo + UNIT - 1) / UNIT : 1;
+  const uint64_t rspan = top >= rlo * UNIT + ENT_HDR ? (top - ENT_HDR) / UNIT - rlo : 0;
+  const ref_t *links = (const ref_t *)(base + offsetof(ent, nnext));
+  char *dst = k->buf + k->used;
+  /* a key copied on the fast path is moved as 16 bytes: room for them */
+  char *const dend = k->buf + k->cap, *const dfast = dend - 16;
+  uint32_t *lp = k->lens + f->n, *const lend = k->lens + f->max;
+  ref_t r = f->r, at = f->at;
+  /* Every entry passed is a key copied (lp moves on) or, rarely, one passed
+   * over (left goes down): so the loop runs while lp < lim, lim being where
+   * lp is when max keys are copied or the step's budget is spent, whichever
+   * comes first, and a key passed over moves lim (and left) only. */
+  uint64_t left = f->left;
+  uint32_t *lp0 = lp, *lim = lp;
+  int rc = 0;
+  if (lp < lend) lim = (uint64_t)(lend - lp) < left ? lend : lp + left;
+  if (r && lp < lim && top < rlo * UNIT + ENT_HDR) {   /* no entry fits in the heap */
+    rc = -1;
+    lim = lp;
+  }
+  while (lp < lim) {
+    if (UNLIKELY((uint64_t)r - rlo > rspan)) {
+      if (r) rc = -1;
+      break;
+    }
+    uint64_t ri = r;
+    OPAQUE(ri);
+    ref_t nx = links[ri * (UNIT / sizeof(ref_t))];
+    OPAQUE(nx);
+    uint64_t off = (uint64_t)r * UNIT;
+    const ent *e = (const ent *)(base + off);
+    uint32_t blk = e->blk;
+    size_t klen = e->klen;
+    uint64_t bytes = (uint64_t)(blk & ~3u) * (UNIT / 4);   /* BLK_UNITS(blk) * UNIT */
+    __builtin_prefetch((const void *)((uintptr_t)e + WALK_AHEAD));
+    uint16_t tf;   /* the type and the flags bytes, side by side (format.h) */
+    memcpy(&tf, &e->type, 2);
+    /* the fast path: an allocated block inside the heap of at least
+     * FAST_BLOCK bytes (so a key of up to 16 bytes at ENT_HDR lies inside it,
+     * whatever its slack, and so do the 16 bytes moved from there), the key
+     * at ENT_HDR and live (no ttl, no user flags, no flag; no namespace
+     * record), room for 16 bytes in buf */
+    if (LIKELY(!(blk & BLK_FREE)) && LIKELY(bytes >= FAST_BLOCK) && LIKELY(off + bytes <= top) &&
+        LIKELY(klen <= 16) && LIKELY((unsigned)(TYPE_FLAGS(tf) & 0x0fffu) < T_NSREC) &&
+        LIKELY(dst <= dfast)) {
+      if (check_end && !seq_after(end, e->seq)) {   /* made after the walk began: the end */
+        r = 0;
+        break;
+      }
+      memcpy(dst, (const char *)e + ENT_HDR, 16);
+      dst += klen;
+      *lp++ = (uint32_t)klen;
+      at = r;
+      r = nx;
+      continue;
+    }
+    unsigned fl = e->flags;
+    if (UNLIKELY((blk & BLK_FREE) || bytes > top - off)) {
+      rc = -1;
+      break;
+    }
+    size_t kofs = ENT_HDR;
+    /* the type and the flags that move the key or decide its liveness, in
+     * one compare: below 0xff is none of those flags and no namespace record */
+    if (UNLIKELY((e->type | (fl & 0x0fu) << 8) >= T_NSREC)) {
+      if (e->type == T_NSREC) {
+        rc = -1;
+        break;
+      }
+      kofs += opt_bytes(fl);
+    }
+    if (UNLIKELY(kofs + klen + EF_SLACK(fl) > bytes)) {
+      rc = -1;
+      break;
+    }
+    if (check_end && !seq_after(end, e->seq)) {   /* made after the walk began: the end */
+      r = 0;
+      break;
+    }
+    if (UNLIKELY(fl & (EF_EXP | EF_FLUSHED | EF_DELETED))) {   /* as ent_alive */
+      int live = 1;
+      if (fl & (EF_FLUSHED | EF_DELETED)) {
+        live = 0;
+      } else {
+        int64_t x;
+        memcpy(&x, (const char *)e + ENT_HDR, 8);
+        if (x != 0 && (f->coarse == NO_CLOCK || x - f->coarse <= CLOCK_COARSE_SLACK_MS)) {
+          if (f->now == NO_CLOCK) {   /* the caller reads the clock; then again from r */
+            rc = 1;
+            break;
+          }
+          live = f->now < x;
+        }
+      }
+      if (!live) {   /* passed over */
+        lim--;
+        at = r;
+        r = nx;
+        continue;
+      }
+    }
+    if (UNLIKELY(klen > (size_t)(dend - dst))) {   /* the next batch's first, counted as passed */
+      lim--;
+      break;
+    }
+    copy_key(dst, (const char *)e + kofs, klen);
+    dst += klen;
+    *lp++ = (uint32_t)klen;
+    at = r;
+    r = nx;
+  }
+  /* passed: the keys copied and the entries passed over (lim's moves) */
+  uint64_t budget = (uint64_t)(lend - lp0) < left ? (uint64_t)(lend - lp0) : left;
+  uint64_t over = budget - (uint64_t)(lim - lp0);
+  f->left = left - (uint64_t)(lp - lp0) - over;
+  f->r = r;
+  f->at = at;
+  f->n = (size_t)(lp - k->lens);
+  k->used = (size_t)(dst - k->buf);
+  return rc;
+}
+
+
+static __attribute__((noinline)) int copy_keys_plain(heap_view v, copy_run *f, key_sink *k,
+                                                     uint32_t end) {
+  return copy_keys(v, f, k, end, 0);
+}
+
+static __attribute__((noinline)) int copy_keys_end(heap_view v, copy_run *f, key_sink *k,
+                                                   uint32_t end) {
+  return copy_keys(v, f, k, end, 1);
+}
+
+/* one step of zkv_keys_into: as do_walk's, with copy_keys as the loop */
+static int do_keys_into(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, key_sink *k,
+                        size_t *count) {
+  seg *s = db->s;
+  nsdata *d = idx_nsdata(s, ns);
+  if (count) *count = 0;
+  if (cur->done) return ZKV_OK;
+  uint64_t limit = ent_limit(s), pass = WALK_PASS <= limit ? WALK_PASS : limit + 1, pass0 = pass;
+  int pending;
+  ref_t r = walk_resume(s, ns, d, cur, 0, &pass, &pending);
+  if (pending) return ZKV_OK;   /* the step went to finding the place again */
+  copy_run f = {r, cur->ref, pass, 0, max, NO_CLOCK, NO_CLOCK};
+  heap_view v = heap_view_of(s);
+  /* every key listed was made before the walk began unless one was made since */
+  int check_end = d->next_seq != cur->end, rc;
+  while ((rc = check_end ? copy_keys_end(v, &f, k, cur->end)
+                         : copy_keys_plain(v, &f, k, cur->end)) > 0) {
+    /* a key with a ttl: the coarse clock tells most (as ent_alive), the precise
+     * one (read once for the step, as flush_all's `now`) those near their end */
+    if (f.coarse == NO_CLOCK) f.coarse = clock_coarse_ms();
+    else f.now = clock_ms();
+  }
+  if (rc) FAIL(s, ZKV_ECORRUPT);
+  pass = f.left;
+  r = f.r;
+  if (r && !pass && WALK_PASS > limit) FAIL(s, ZKV_ECORRUPT);
+  if (UNLIKELY(walk_step_hook != NULL)) walk_step_hook(pass0 - pass);
+  if (f.at != cur->ref) {   /* passed some: a checked entry */
+    cur->ref = f.at;
+    cur->seq = E(s, f.at)->seq;
+  }
+  if (!r) cur->done = 1;
+  if (count) *count = f.n;
+  return ZKV_OK;
 }
 
 static inline int do_walk(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv_key_fn fn,
@@ -1654,8 +1879,7 @@ static inline int do_walk(zkv_db *db, ref_t ns, zkv_cursor *cur, size_t max, zkv
       continue;
     }
     if (children || ent_alive(e)) {   /* the precise clock only for keys near their end */
-      if (!fn) {   /* zkv_keys_into: a key that does not fit is the next batch's first */
-        if (ud && !sink_put(ud, n, ent_key(e), e->klen)) break;   /* no sink: zkv_count */
+      if (!fn) {   /* zkv_count */
         n++;
       } else {
         n++;
@@ -1691,7 +1915,7 @@ int zkv_keys_into(zkv_db *db, zkv_ns ns, zkv_cursor *cur, size_t max, char *buf,
   if (!cur || !buf || !lens || cap < ZKV_MAX_KEY) return ZKV_EINVAL;
   if (db->closed) return ZKV_ECLOSED;
   key_sink k = {buf, cap, 0, lens};
-  RUN(db, do_walk(db, ns_ref(db->s, ns), cur, max, NULL, &k, n, 0));
+  RUN(db, do_keys_into(db, ns_ref(db->s, ns), cur, max, &k, n));
 }
 
 /* zkv_count: a namespace whose keys are all live (none carries a ttl, none

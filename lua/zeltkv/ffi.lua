@@ -139,7 +139,10 @@ local VRAW, INT1, DBL2 = ffi_new("zkv_value"), ffi_new("int[1]"), ffi_new("doubl
 local BIGP = ffi_new("char *[1]")   -- _list_pop: an item bigger than BUF
 -- _keys_list: the walk's cursor, and the lengths of a batch's keys (their bytes go to BUF)
 local KEYS_BATCH = 256   -- as src/lua/binding.h: keys a lock hold
-local CUR, LENS = ffi_new("zkv_cursor"), ffi_new("uint32_t[?]", KEYS_BATCH)
+local CUR, LENS = ffi_new("zkv_cursor"), ffi_new("int32_t[?]", KEYS_BATCH)
+-- read as int32_t (a key is at most 65535 bytes): the trace adds them up as integers,
+-- where uint32_t lengths made every one a double and back (three conversions a key)
+local LENS_C = ffi.cast("uint32_t *", LENS)   -- what zkv_lua_keys takes
 -- the C binding's error metatable (probe() checks that errors raised here have it)
 local ERR_MT = getmetatable(select(2, pcall(core.unlink, "")))
 
@@ -522,24 +525,25 @@ function StoreMethods._keys_list(self, max)
     return pass(CM_STORE._keys_list(cs, max))
   end
   max = floor(max)
-  CUR.seq, CUR["end"], CUR.ref, CUR.started, CUR.done = 0, 0, 0, 0, 0
+  local cur, lens, buf = CUR, LENS, BUF   -- locals: the trace checks their types once
+  cur.seq, cur["end"], cur.ref, cur.started, cur.done = 0, 0, 0, 0, 0
   local t, n = nil, 0
   repeat
     local want = KEYS_BATCH
     if max > 0 and max - n < want then want = max - n end
-    local rc = lua_keys(cs, CUR, want, BUF, BUFCAP, LENS, DBL1)
+    local rc = lua_keys(cs, cur, want, buf, BUFCAP, LENS_C, DBL1)
     local got = DBL1[0]
     if rc ~= OK then return pass(CM_STORE._keys_list(cs, max)) end
     -- a step may pass only entries that are not live keys (zkv_keys): none, and not done
-    if t == nil and (got > 0 or CUR.done ~= 0) then t = new_tab(got, 0) end
+    if t == nil and (got > 0 or cur.done ~= 0) then t = new_tab(got, 0) end
     local off = 0
-    for i = 0, got - 1 do
-      local l = LENS[i]
-      n = n + 1
-      t[n] = ffi_string(BUF + off, l)
+    for i = 1, got do
+      local l = lens[i - 1]
+      t[n + i] = ffi_string(buf + off, l)
       off = off + l
     end
-  until CUR.done ~= 0 or (max > 0 and n >= max)
+    n = n + got
+  until cur.done ~= 0 or (max > 0 and n >= max)
   return t
 end
 

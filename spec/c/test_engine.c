@@ -2981,6 +2981,99 @@ TEST(threadsafe_memory_store) {
 
 /* zkv_keys_into: zkv_keys copied into a buffer; a key that does not fit in
  * what is left starts the next batch (none lost, none twice) */
+/* zkv_keys into one buffer, as a reference for zkv_keys_into */
+typedef struct key_list {
+  char buf[1 << 17];
+  size_t used, n;
+  uint32_t lens[4096];
+} key_list;
+static int list_key(void *ud, const void *key, size_t klen) {
+  key_list *l = ud;
+  if (l->n == 4096 || klen > sizeof l->buf - l->used) return 1;
+  memcpy(l->buf + l->used, key, klen);
+  l->used += klen;
+  l->lens[l->n++] = (uint32_t)klen;
+  return 0;
+}
+
+/* zkv_keys_into lists what zkv_keys lists, in the same order, in batches of any size and
+ * into buffers of any size, over entries that take each path of its walk (copy_keys in
+ * ops.c): keys of 1 to 40 bytes, values of 0 to 60 bytes (blocks on both sides of
+ * FAST_BLOCK), user flags, ttls far off, ttls near their end (within the coarse clock's
+ * slack: the precise clock, read by the caller, then the walk again from that key) and
+ * expired, deleted keys among them, and a buffer whose room ends inside a batch */
+TEST(keys_into_matches_keys) {
+  zkv_db *db = open_mem_nogc();
+  REQUIRE(db != NULL);
+  zkv_ns ns;
+  CHECK_RC(zkv_namespace(db, ZKV_ROOT, "mix", 3, &ns), ZKV_OK);
+  static char val[64];
+  memset(val, 'v', sizeof val);
+  char key[48];
+  uint64_t rng = 12345;
+  for (int i = 0; i < 2000; i++) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    int d = snprintf(key, sizeof key, "%d.", i);
+    size_t klen = 1 + (size_t)((rng >> 33) % 40);
+    if (klen < (size_t)d) klen = (size_t)d;
+    memset(key + d, 'x', sizeof key - (size_t)d);
+    zkv_value v = vbytes(ZKV_T_STRING, val, (size_t)((rng >> 20) % 61));
+    v.flags = i % 5 == 0 ? 7u : 0u;
+    int64_t ttl = i % 7 == 0 ? 3600000 : i % 11 == 0 ? 10000 : i % 13 == 0 ? 1 : 0;
+    CHECK_RC(zkv_set(db, ns, key, klen, &v, ttl, 0), ZKV_OK);
+    if (i % 17 == 3) CHECK_RC(zkv_del(db, ns, key, klen), ZKV_OK);
+  }
+  /* the 1 ms keys have expired, the 10 s ones end within the next 500 ms */
+  zkv_set_clock_offset(9500);
+  static key_list ref;
+  memset(&ref, 0, sizeof ref);
+  zkv_cursor cur = ZKV_CURSOR_INIT;
+  while (!cur.done) CHECK_RC(zkv_keys(db, ns, &cur, SIZE_MAX, list_key, &ref, NULL), ZKV_OK);
+  CHECK(ref.n > 1000 && ref.n < 2000);
+  static char buf[ZKV_MAX_KEY + 64];
+  static uint32_t lens[256];
+  const size_t maxes[] = {1, 2, 3, 7, 100, 256};
+  const size_t caps[] = {ZKV_MAX_KEY, sizeof buf};
+  for (size_t mi = 0; mi < sizeof maxes / sizeof maxes[0]; mi++) {
+    for (size_t ci = 0; ci < 2; ci++) {
+      memset(&cur, 0, sizeof cur);
+      size_t at = 0, off = 0, calls = 0;
+      while (!cur.done) {
+        size_t n = 0;
+        CHECK_RC(zkv_keys_into(db, ns, &cur, maxes[mi], buf, caps[ci], lens, &n), ZKV_OK);
+        REQUIRE(n <= maxes[mi] && ++calls < 10000);
+        size_t bo = 0;
+        for (size_t j = 0; j < n; j++) {
+          REQUIRE(at < ref.n);
+          CHECK(lens[j] == ref.lens[at] && memcmp(buf + bo, ref.buf + off, lens[j]) == 0);
+          bo += lens[j];
+          off += ref.lens[at++];
+        }
+      }
+      CHECK_EQ(at, ref.n);
+    }
+  }
+  /* keys that fill the buffer but for a few bytes: the next one (with room for it, not
+   * for the 16 bytes the fast path moves) still goes into this batch */
+  zkv_ns ns2;
+  CHECK_RC(zkv_namespace(db, ZKV_ROOT, "room", 4, &ns2), ZKV_OK);
+  static char big[ZKV_MAX_KEY];
+  memset(big, 'b', sizeof big);
+  zkv_value v = vbytes(ZKV_T_STRING, val, 40);
+  CHECK_RC(zkv_set(db, ns2, big, ZKV_MAX_KEY - 10, &v, 0, 0), ZKV_OK);
+  CHECK_RC(zkv_set(db, ns2, K("short-key"), &v, 0, 0), ZKV_OK);   /* 9 bytes: fits */
+  CHECK_RC(zkv_set(db, ns2, K("k2"), &v, 0, 0), ZKV_OK);          /* 2 more: does not */
+  memset(&cur, 0, sizeof cur);
+  size_t n = 0;
+  CHECK_RC(zkv_keys_into(db, ns2, &cur, 256, buf, ZKV_MAX_KEY, lens, &n), ZKV_OK);
+  CHECK_EQ(n, 2);
+  CHECK(n == 2 && lens[1] == 9 && memcmp(buf + ZKV_MAX_KEY - 10, "short-key", 9) == 0);
+  CHECK_RC(zkv_keys_into(db, ns2, &cur, 256, buf, ZKV_MAX_KEY, lens, &n), ZKV_OK);
+  CHECK(n == 1 && lens[0] == 2 && memcmp(buf, "k2", 2) == 0 && cur.done);
+  zkv_set_clock_offset(0);
+  zkv_close(db);
+}
+
 TEST(keys_into_batches) {
   zkv_db *db = open_mem();
   REQUIRE(db != NULL);
