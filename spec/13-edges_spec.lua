@@ -170,6 +170,66 @@ describe("finalizers at a read's first allocation (issue 9.1)", function()
   end)
 end)
 
+-- The drop-in's get_keys and lpop/rpop make several strings from one read: under LuaJIT's
+-- FFI front end their bytes lay in a scratch buffer that every fast read shares (and
+-- get_keys' cursor and lengths in scratch of their own), so a finalizer run at one of those
+-- allocations that read another key (get) or listed another dict (get_keys) overwrote the
+-- bytes and the cursor not read yet: get_keys returned the other namespace's keys and stray
+-- bytes (37 of 200 rounds), lpop a stray payload for the item it took out (51 of 20,000).
+-- Every interpreter runs it (the C binding's paths copy each batch into memory of the call's
+-- own); in a child interpreter, whose small heap collects often.
+describe("finalizers while the drop-in makes its strings", function()
+  it("get_keys and lpop give their own keys and items, memory and shared", function()
+    local name = H.segment_name("dropstr")
+    local out, ok = H.run_lua(([[
+      local zeltkv = require("zeltkv")
+      local function on_gc(f)
+        if newproxy then local p = newproxy(true); getmetatable(p).__gc = f; return p end
+        return setmetatable({}, { __gc = f })
+      end
+      local ran, bad = 0, {}
+      for _, kind in ipairs({ "memory", "shared" }) do
+        local kv = kind == "memory" and zeltkv.memory() or zeltkv.shared(%q, { size = "8m" })
+        if kind == "shared" then zeltkv.unlink(%q) end
+        local a, b = kv:namespace("a"):shdict(), kv:namespace("b")
+        local bd = b:shdict()
+        for i = 1, 300 do a:set(("key%%05d"):format(i), i) end
+        b:set("v", string.rep("X", 5000))
+        b:set("w", "other")
+        -- (a finalizer must not raise: the pending ones run after kv:close() too)
+        local function gc() ran = ran + 1; pcall(b.get, b, "v"); pcall(bd.get_keys, bd, 0) end
+        for round = 1, 200 do
+          for _ = 1, 50 do on_gc(gc) end
+          local keys = a:get_keys(0)
+          local good = #keys == 300
+          for i = 1, 300 do good = good and keys[i] == ("key%%05d"):format(i) end
+          if not good then
+            bad[#bad + 1] = ("%%s get_keys round %%d: %%d keys, first %%q"):format(kind, round,
+              #keys, tostring(keys[1]))
+          end
+        end
+        for round = 1, 20000 do
+          local item = "item-" .. round
+          if round %% 2 == 0 then a:rpush("l", item) else a:lpush("l", item) end
+          for _ = 1, 3 do on_gc(gc) end
+          local got = round %% 2 == 0 and a:rpop("l") or a:lpop("l")
+          if got ~= item then
+            bad[#bad + 1] = ("%%s pop round %%d: %%q"):format(kind, round, tostring(got):sub(1, 20))
+          end
+        end
+        collectgarbage("collect")
+        kv:close()
+      end
+      print("ran " .. ran)
+      for i = 1, math.min(#bad, 10) do print("BAD " .. bad[i]) end
+    ]]):format(name, name))
+    assert(ok, out)
+    assert.falsy(out:find("BAD"), out)
+    local ran = tonumber(out:match("ran (%d+)"))
+    assert(ran and ran > 1000, "the finalizers hardly ran: the test tests nothing\n" .. out)
+  end)
+end)
+
 describe("atomic and close (issue 9.3)", function()
   it("kv:close() inside kv:atomic(fn) is refused; the driver works on", function()
     local kv = zeltkv.memory()

@@ -134,15 +134,25 @@ local lua_live = C.zkv_lua_live
 local VIN, OUT, DBL1 = ffi_new("zkv_value"), ffi_new("zkv_lua_out"), ffi_new("double[1]")
 local BUFCAP = 65536   -- a value up to this size is copied here; a bigger one read by C
 local BUF = ffi_new("char[?]", BUFCAP)
+local BUF_1 = BUF + 1   -- _list_pop: an item's payload, after its tag byte
 -- the raw methods' own (they set user flags, which VIN must keep at 0)
 local VRAW, INT1, DBL2 = ffi_new("zkv_value"), ffi_new("int[1]"), ffi_new("double[1]")
 local BIGP = ffi_new("char *[1]")   -- _list_pop: an item bigger than BUF
--- _keys_list: the walk's cursor, and the lengths of a batch's keys (their bytes go to BUF)
+-- _keys_list's scratch: the walk's cursor, the lengths of a batch's keys and their bytes.
+-- Not BUF, and held by one call at a time: making a batch's strings allocates (the table,
+-- every ffi.string), and a finalizer run there may call get (it reads into BUF) or get_keys
+-- again, which would overwrite the lengths and bytes not yet read and move the cursor (the
+-- outer call then returned another namespace's keys and stray bytes).  A call takes the
+-- scratch (KCUR is nil while it is taken) and puts its own back when it returns; one that
+-- finds it taken (a nested call, or any call after an error escaped one) makes its own.
+-- The lengths are int32_t (a key is at most 65535 bytes): the trace adds them up as
+-- integers, where uint32_t lengths made every one a double and back (three conversions a
+-- key); zkv_lua_keys takes them as uint32_t * (the FFI converts the pointer).
 local KEYS_BATCH = 256   -- as src/lua/binding.h: keys a lock hold
-local CUR, LENS = ffi_new("zkv_cursor"), ffi_new("int32_t[?]", KEYS_BATCH)
--- read as int32_t (a key is at most 65535 bytes): the trace adds them up as integers,
--- where uint32_t lengths made every one a double and back (three conversions a key)
-local LENS_C = ffi.cast("uint32_t *", LENS)   -- what zkv_lua_keys takes
+local function keys_scratch()
+  return ffi_new("zkv_cursor"), ffi_new("int32_t[?]", KEYS_BATCH), ffi_new("char[?]", BUFCAP)
+end
+local KCUR, KLENS, KBUF = keys_scratch()
 -- the C binding's error metatable (probe() checks that errors raised here have it)
 local ERR_MT = getmetatable(select(2, pcall(core.unlink, "")))
 
@@ -445,7 +455,7 @@ end
 
 -- s:_list_push(key, left, tag, payload) -> rc, count;  s:_list_pop(key, left) -> rc[, tag,
 -- payload];  s:_list_len(key) -> rc, count
-local sbyte = string.byte
+local sbyte, schar = string.byte, string.char
 function StoreMethods._list_push(self, k, left, tag, p)
   local cs = type(self) == "table" and rawget(self, CS)
   if not cs then return pass(CM_STORE._list_push(unwrap(self), k, left, tag, p)) end
@@ -478,7 +488,12 @@ function StoreMethods._list_pop(self, k, left)
   if rc ~= OK then return rc end
   local n = OUT.len
   if n < 0 then return big_item(OUT.num) end
-  return rc, ffi_string(BUF, 1), ffi_string(BUF + 1, n - 1)
+  -- the payload out of BUF in one copy, before anything else allocates (a finalizer run at
+  -- an allocation may read into BUF: so the pointer past the tag is made once, at load, as
+  -- BUF + 1 here would allocate); the tag byte is a number until then
+  local tag = BUF[0]
+  local payload = ffi_string(BUF_1, n - 1)
+  return rc, schar(tag), payload
 end
 
 function StoreMethods._list_len(self, k)
@@ -515,8 +530,8 @@ function StoreMethods._flush_expired(self, max)
 end
 
 -- s:_keys_list(max) -> a table of up to max live keys (0 = all), KEYS_BATCH keys a lock hold
--- (ngx.shared.DICT's get_keys), each batch copied into BUF (zkv_keys_into: a key that does not
--- fit there starts the next batch)
+-- (ngx.shared.DICT's get_keys), each batch copied into the scratch's buffer (zkv_keys_into: a
+-- key that does not fit there starts the next batch)
 function StoreMethods._keys_list(self, max)
   local cs = type(self) == "table" and rawget(self, CS)
   if not cs then return pass(CM_STORE._keys_list(unwrap(self), max)) end
@@ -525,15 +540,20 @@ function StoreMethods._keys_list(self, max)
     return pass(CM_STORE._keys_list(cs, max))
   end
   max = floor(max)
-  local cur, lens, buf = CUR, LENS, BUF   -- locals: the trace checks their types once
+  -- the scratch, taken (locals: the trace checks their types once)
+  local cur, lens, buf = KCUR, KLENS, KBUF
+  if cur == nil then cur, lens, buf = keys_scratch() else KCUR = nil end
   cur.seq, cur["end"], cur.ref, cur.started, cur.done = 0, 0, 0, 0, 0
   local t, n = nil, 0
   repeat
     local want = KEYS_BATCH
     if max > 0 and max - n < want then want = max - n end
-    local rc = lua_keys(cs, cur, want, buf, BUFCAP, LENS_C, DBL1)
+    local rc = lua_keys(cs, cur, want, buf, BUFCAP, lens, DBL1)
     local got = DBL1[0]
-    if rc ~= OK then return pass(CM_STORE._keys_list(cs, max)) end
+    if rc ~= OK then
+      KCUR, KLENS, KBUF = cur, lens, buf
+      return pass(CM_STORE._keys_list(cs, max))
+    end
     -- a step may pass only entries that are not live keys (zkv_keys): none, and not done
     if t == nil and (got > 0 or cur.done ~= 0) then t = new_tab(got, 0) end
     local off = 0
@@ -544,6 +564,7 @@ function StoreMethods._keys_list(self, max)
     end
     n = n + got
   until cur.done ~= 0 or (max > 0 and n >= max)
+  KCUR, KLENS, KBUF = cur, lens, buf
   return t
 end
 
