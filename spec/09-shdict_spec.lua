@@ -776,3 +776,200 @@ describe("store:shdict()", function()
     end)
   end)
 end)
+
+-- get_keys (under LuaJIT its own walk, copy_keys in src/ops.c, through the FFI front end;
+-- elsewhere zkv_keys through the C binding), the store's keys() and count(), in lock step
+-- with a model (a table of the live keys and their deadlines) over seeded random plans:
+-- keys of 1 to 40 bytes of any byte (NUL included; 15, 16 and 17 often, the edges of
+-- copy_keys' 16-byte move), now and then one of hundreds or tens of thousands of bytes (a
+-- batch's buffer ends inside one), "" and one too long (refused, nothing changes); values of
+-- every size (the block sizes around copy_keys' fast path), user flags and ttls (its slow
+-- path), deletes, adds, replaces, lists pushed and popped empty, incr with init, expire,
+-- flush_all and flush_expired, and the clock moved in jumps of G (every deadline is a whole
+-- number of G and a half away, so the real time the calls take never decides a key's life).
+-- Every listing is checked against the model: get_keys(max) is the first max of
+-- get_keys(0), which holds each live key once; keys() the same set, count() its size; and,
+-- through the FFI, the same list in the same order as the C method.
+--   ZELTKV_KEYS_MODEL_OPS=N (default 3000 a seed), ZELTKV_KEYS_MODEL_SEEDS=K (default 2)
+describe("get_keys, keys() and count() in lock step with a model", function()
+  local rng = require("support.rng")
+  local core = require("zeltkv.core")
+  local OPS = tonumber(os.getenv("ZELTKV_KEYS_MODEL_OPS") or "") or 3000
+  local SEEDS = tonumber(os.getenv("ZELTKV_KEYS_MODEL_SEEDS") or "") or 2
+  local G = 1000000   -- ms
+  local CS = "\0zeltkv.cstore"   -- lua/zeltkv/ffi.lua: the C store behind one of its objects
+
+  local function bytes(r, n)
+    local t = {}
+    for i = 1, n do t[i] = string.char(r(256) - 1) end
+    return table.concat(t)
+  end
+
+  local function key_pool(r)
+    local pool, seen = {}, {}
+    local lens = { 1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 40 }
+    while #pool < 80 do
+      local n = r(3) == 1 and lens[r(#lens)] or r(40)
+      local k = bytes(r, n)
+      if r(4) == 1 then k = k:gsub("[%z]", "a") .. string.rep("\0", r(3) - 1) end
+      if not seen[k] then seen[k] = true; pool[#pool + 1] = k end
+    end
+    pool[#pool + 1] = string.rep("m", 300) .. "\0mid"
+    pool[#pool + 1] = string.rep("L", 40000)
+    pool[#pool + 1] = string.rep("M", 65535)
+    pool[#pool + 1] = "12345"   -- also reached as the integer key 12345 through the store
+    return pool
+  end
+
+  local function run(kind, seed)
+    local name = H.segment_name("keysmodel")
+    local kv = kind == "memory" and zeltkv.memory({ gc_interval = 0 })
+      or zeltkv.shared(name, { size = "16m", gc_interval = 0 })
+    if kind == "shared" then zeltkv.unlink(name) end
+    local s = kv:namespace("m")
+    local d = s:shdict()
+    local other = kv:namespace("m\0"):shdict()   -- a neighbour whose keys never show here
+    other:set("m", 1); other:set(string.rep("o", 16), 2)
+    local r = rng(seed)
+    local pool = key_pool(r)
+    local now = 0                       -- the model's clock, in ms (the engine's offset)
+    local live = {}                     -- key -> { dl = deadline or false, list = n items }
+    local function alive(k)
+      local e = live[k]
+      if e and e.dl and e.dl <= now then live[k] = nil; e = nil end
+      return e
+    end
+    local function ttl_s()             -- nil (none), or (j + 1/2) G in seconds
+      if r(3) > 1 then return nil end
+      return ((r(3) - 1) * G + G / 2) / 1000
+    end
+    local function value()
+      local c = r(5)
+      if c == 1 then return r(1000) end
+      if c == 2 then return r(2) == 1 end
+      if c == 3 then return r(1000) + 0.5 end
+      return bytes(r, r(4) == 1 and r(3000) or r(60) - 1)
+    end
+    local where = ""
+    local function check(tag)
+      where = kind .. " seed " .. seed .. " " .. tag
+      local want, n = {}, 0
+      for k in pairs(live) do if alive(k) then want[k] = true; n = n + 1 end end
+      local all = d:get_keys(0)
+      assert.are.equal(n, #all, where .. ": get_keys(0) length")
+      local seen = {}
+      for _, k in ipairs(all) do
+        assert(want[k], where .. ": get_keys listed a key that is not live: " .. ("%q"):format(k:sub(1, 40)))
+        assert(not seen[k], where .. ": get_keys listed a key twice")
+        seen[k] = true
+      end
+      local max = ({ 1, 2, 15, 16, 17, 100, 255, 256, 257, 1024 })[r(10)]
+      local some = d:get_keys(max)
+      assert.are.equal(math.min(max, n), #some, where .. ": get_keys(" .. max .. ") length")
+      for i = 1, #some do assert(some[i] == all[i], where .. ": get_keys(" .. max .. ") is no prefix") end
+      if r(3) == 1 then
+        local dflt = d:get_keys()
+        assert.are.equal(math.min(1024, n), #dflt, where .. ": get_keys() length")
+      end
+      local cs = type(s) == "table" and rawget(s, CS)
+      if cs then   -- the FFI front end: the C method lists the same, in the same order
+        local c = core._Store._keys_list(cs, 0)
+        assert.are.equal(#all, #c, where .. ": the C method's length")
+        for i = 1, #c do assert(c[i] == all[i], where .. ": the C method's order") end
+      end
+      local walked = 0
+      for k in s:keys() do
+        assert(want[k], where .. ": keys() gave a key that is not live")
+        walked = walked + 1
+      end
+      assert.are.equal(n, walked, where .. ": keys() count")
+      assert.are.equal(n, s:count(), where .. ": count()")
+    end
+    for op = 1, OPS do
+      local k = pool[r(#pool)]
+      local c = r(100)
+      where = kind .. " seed " .. seed .. " op " .. op
+      if c <= 30 then
+        local t, fl = ttl_s(), r(4) == 1 and r(1000) or nil
+        assert(d:set(k, value(), t or 0, fl), where)
+        live[k] = { dl = t and now + t * 1000 or false }
+      elseif c <= 36 then
+        local t = ttl_s()
+        local ok, err = d:add(k, value(), t or 0)
+        if alive(k) then assert.are.same({ false, "exists" }, { ok, err }, where)
+        else assert(ok, where); live[k] = { dl = t and now + t * 1000 or false } end
+      elseif c <= 40 then
+        local t = ttl_s()
+        local ok, err = d:replace(k, value(), t or 0)
+        if alive(k) then assert(ok, where); live[k] = { dl = t and now + t * 1000 or false }
+        else assert.are.same({ false, "not found" }, { ok, err }, where) end
+      elseif c <= 52 then
+        if r(2) == 1 then assert(d:delete(k), where) else s:del(k) end
+        live[k] = nil
+      elseif c <= 58 then
+        local e = alive(k)
+        local n, err = d:lpush(k, "item" .. op)
+        if e and not e.list then
+          assert.are.same({ nil, "value not a list" }, { n, err }, where)
+        else
+          e = e or { dl = false, list = 0 }
+          e.list = e.list + 1
+          live[k] = e
+          assert.are.equal(e.list, n, where)
+        end
+      elseif c <= 63 then
+        local e = alive(k)
+        local v, err = d:rpop(k)
+        if e and e.list then
+          assert(v, where)
+          e.list = e.list - 1
+          if e.list == 0 then live[k] = nil end
+        elseif e then assert.are.same({ nil, "value not a list" }, { v, err }, where)
+        else assert.is_nil(v, where) end
+      elseif c <= 68 then
+        local e = alive(k)
+        if not e then
+          local t = ttl_s()
+          assert(d:incr(k, 1, 0, t), where)
+          live[k] = { dl = t and now + t * 1000 or false }
+        end
+      elseif c <= 74 then
+        local e = alive(k)
+        local t = ttl_s()
+        local ok = d:expire(k, t or 0)
+        if e then assert(ok, where); e.dl = t and now + t * 1000 or false
+        else assert.is_nil(ok, where) end
+      elseif c <= 80 then
+        now = now + G * (r(2) - 1) + (r(2) == 1 and G or 0)
+        zeltkv._set_clock_offset(now)
+      elseif c <= 82 then
+        d:flush_expired(r(3) == 1 and r(5) or 0)
+      elseif c == 83 then
+        assert.is_nil(d:flush_all(), where)
+        live = {}
+      elseif c <= 86 then   -- refused keys change nothing
+        local bad = r(2) == 1 and "" or string.rep("x", 65536)
+        local ok, err = d:set(bad, "v")
+        assert.is_nil(ok, where)
+        assert.truthy(err == "empty key" or err == "key too long", where)
+      elseif c <= 88 then   -- the integer key through the store
+        s:set(12345, "n")
+        live["12345"] = { dl = false }
+      else
+        check("op " .. op)
+      end
+    end
+    check("end")
+    assert.are.equal(2, #other:get_keys(0))
+    zeltkv._set_clock_offset(0)
+    kv:close()
+  end
+
+  after_each(function() zeltkv._set_clock_offset(0) end)
+
+  for _, kind in ipairs({ "memory", "shared" }) do
+    it(("[%s] %d seeds of %d ops"):format(kind, SEEDS, OPS), function()
+      for seed = 1, SEEDS do run(kind, seed) end
+    end)
+  end
+end)
