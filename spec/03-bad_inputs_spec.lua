@@ -496,6 +496,19 @@ describe("bad inputs", function()
         end)
     end
 
+    -- a key the dict would turn into a string with tostring(): its __tostring (which raises
+    -- here) is not run before the closed driver is seen, as no other argument is
+    it("dict methods given a key whose __tostring raises are \"closed\" first", function()
+      local key = setmetatable({}, { __tostring = function() error("raised by __tostring", 0) end })
+      for _, c in ipairs({ D("get", key), D("get_stale", key), D("set", key, "v"),
+                           D("safe_set", key, "v"), D("add", key, "v"), D("safe_add", key, "v"),
+                           D("replace", key, "v"), D("delete", key), D("incr", key, 1),
+                           D("ttl", key), D("expire", key, 10) }) do
+        local err = rejects("STORE_OPERATION_FAILED", dict[c[1]], dict, H.unpack(c, 2, c.n))
+        assert.are.equal("closed", err.reason, c[1] .. ": " .. tostring(err.message))
+      end
+    end)
+
     it("a dict's capacity() asked before close is \"closed\" after it", function()
       local kv2 = H.driver()
       local d2 = kv2:namespace("cap"):shdict()

@@ -85,10 +85,16 @@ local function live(s)
 end
 
 -- a key as resty.core's FFI methods take it: nil and bad lengths are returned errors, any
--- other value goes through tostring()
-local function key_of(key)
+-- other value goes through tostring().  A value whose tostring() may run code (a table,
+-- userdata, cdata: __tostring, which may raise) is looked at after the store (s), as every
+-- argument is when the driver is closed
+local function key_of(key, s)
   if key == nil then return nil, "nil key" end
-  if type(key) ~= "string" then key = tostring(key) end
+  local t = type(key)
+  if t ~= "string" then
+    if t ~= "number" then live(s) end
+    key = tostring(key)
+  end
   local n = #key
   if n == 0 then return nil, "empty key" end
   if n > MAX_KEY then return nil, "key too long" end
@@ -227,7 +233,7 @@ end
 
 function Dict.get(self, key)
   local s = zone(self).s
-  local k, err = key_of(key)
+  local k, err = key_of(key, s)
   if not k then live(s) return nil, err end
   local t, v, f = s:_rawget(k, false)
   if t == nil then return nil end
@@ -241,7 +247,7 @@ end
 
 function Dict.get_stale(self, key)
   local s = zone(self).s
-  local k, err = key_of(key)
+  local k, err = key_of(key, s)
   if not k then live(s) return nil, err end
   local t, v, f, stale = s:_rawget(k, true)
   if t == nil then return nil end
@@ -264,7 +270,7 @@ local function store_op(self, setflags, key, value, exptime, flags)
     live(s)   -- (a non-number: the compare below raises, as shdict's does)
     if exptime < 0 then error('bad "exptime" argument', 3) end
   end
-  local k, err = key_of(key)
+  local k, err = key_of(key, s)
   if not k then live(s) return nil, err end
   local vt, t = type(value), nil
   if vt == "string" then
@@ -320,7 +326,7 @@ end
 
 function Dict.delete(self, key)   -- set(key, nil) without the checks of a value
   local s = zone(self).s
-  local k, err = key_of(key)
+  local k, err = key_of(key, s)
   if not k then live(s) return nil, err end
   s:del(k)
   return true, nil, false
@@ -328,7 +334,7 @@ end
 
 function Dict.incr(self, key, value, init, init_ttl)
   local s = zone(self).s
-  local k, err = key_of(key)
+  local k, err = key_of(key, s)
   if not k then live(s) return nil, err end
   if type(value) ~= "number" then value = tonumber(value) end
   if value == nil then live(s) error("bad argument #2 to 'incr' (cannot convert 'nil' to 'double')", 2) end
@@ -419,7 +425,7 @@ end
 
 function Dict.ttl(self, key)
   local s = zone(self).s
-  local k, err = key_of(key)
+  local k, err = key_of(key, s)
   if not k then live(s) return nil, err end
   local left = s:_ttl_coarse(k)
   if left == nil then return nil, "not found" end
@@ -430,7 +436,7 @@ end
 function Dict.expire(self, key, exptime)
   local s = zone(self).s
   if not exptime then live(s) error('bad "exptime" argument', 2) end
-  local k, err = key_of(key)
+  local k, err = key_of(key, s)
   if not k then live(s) return nil, err end
   if type(exptime) ~= "number" then live(s) end
   local ms = ms_of(exptime)     -- exptime * 1000 (raises for a non-number, as shdict)
