@@ -568,14 +568,14 @@ function StoreMethods._keys_list(self, max)
   return t
 end
 
--- s:_space() -> capacity, free bytes (nothing when unbounded)
+-- s:_space() -> capacity, free bytes, grows (nothing when unbounded)
 function StoreMethods._space(self)
   local cs = type(self) == "table" and rawget(self, CS)
   if not cs then return pass(CM_STORE._space(unwrap(self))) end
-  local rc = lua_space(cs, DBL1, DBL2)
+  local rc = lua_space(cs, DBL1, DBL2, INT1)
   if rc ~= OK then return pass(CM_STORE._space(cs)) end
   if DBL1[0] == 0 then return end
-  return DBL1[0], DBL2[0]
+  return DBL1[0], DBL2[0], INT1[0] ~= 0
 end
 
 -- s:_live() -> nothing, or "closed" (the C method raises it, and a wrong self's error)

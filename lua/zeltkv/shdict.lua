@@ -489,17 +489,19 @@ end
 -- sizes
 
 -- the store's capacity and free bytes, without building a stats table
--- a store's capacity never changes (a segment's size is fixed when it is made, a memory
--- store's max_bytes when it is opened): asked once, and again after any driver was closed
+-- A memory store's capacity never changes (its max_bytes is fixed when it is opened, and an
+-- unbounded store stays unbounded): asked once, and again after any driver was closed
 -- (core._closes counts every close, of any driver: a table read instead of a call), so that
--- a dict over a closed driver is "closed" here too
+-- a dict over a closed driver is "closed" here too.  A shared segment's grows when any
+-- process opens it with a larger size (_space says so: grows): asked at every call.
 local CLOSES = require("zeltkv.core")._closes
 function Dict.capacity(self)
   local d = zone(self)
   local cap = rawget(d, "cap")
   if cap == nil or rawget(d, "closes") ~= CLOSES.n then
-    cap = d.s:_space() or huge
-    d.cap, d.closes = cap, CLOSES.n
+    local c, _, grows = d.s:_space()
+    cap = c or huge
+    if not grows then d.cap, d.closes = cap, CLOSES.n end
   end
   return cap
 end

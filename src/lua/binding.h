@@ -86,7 +86,7 @@
                    uint32_t *lens, double *n);                                             \
   int zkv_lua_flush_all(void *store, double *n);                                           \
   int zkv_lua_flush_expired(void *store, double max, double *n);                           \
-  int zkv_lua_space(void *store, double *capacity, double *free_bytes);                    \
+  int zkv_lua_space(void *store, double *capacity, double *free_bytes, int *grows);        \
   int zkv_lua_live(void *store);
 ZKV_LUA_FFI
 #define ZKV_STR_(...) #__VA_ARGS__   /* the text holds commas */

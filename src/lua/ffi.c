@@ -178,13 +178,15 @@ ZKV_API int zkv_lua_flush_expired(void *store, double max, double *n) {
   return rc;
 }
 
-/* capacity and free bytes (0, 0 when unbounded) */
-ZKV_API int zkv_lua_space(void *store, double *capacity, double *free_bytes) {
+/* capacity and free bytes (0, 0 when unbounded), and whether the capacity may
+ * change (*grows: a shared segment, which any process may open larger) */
+ZKV_API int zkv_lua_space(void *store, double *capacity, double *free_bytes, int *grows) {
   DB_OR_CLOSED(db, store);
   uint64_t cap = 0, fr = 0;
   int rc = zkv_space(db, &cap, &fr);
   *capacity = (double)cap;
   *free_bytes = (double)fr;
+  *grows = zkv_is_shared(db);
   return rc;
 }
 

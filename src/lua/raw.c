@@ -183,16 +183,20 @@ static int store_live(lua_State *L) {
   return 0;
 }
 
-/* s:_space() -> capacity, free bytes (nil, nil when unbounded): stats without the table */
+/* s:_space() -> capacity, free bytes, grows (nothing when unbounded): stats
+ * without the table; grows is true where the capacity may change (a shared
+ * segment: any process may open it with a larger size, which grows it) */
 static int store_space(lua_State *L) {
   Store *s = check_store(L);
+  zkv_db *db = live_db(L, s->drv);
   uint64_t cap = 0, fr = 0;
-  int rc = zkv_space(live_db(L, s->drv), &cap, &fr);
+  int rc = zkv_space(db, &cap, &fr);
   if (rc) return raise_rc(L, rc, "stats");
   if (!cap) return 0;
   zl_pushinteger(L, cap);
   zl_pushinteger(L, fr);
-  return 2;
+  lua_pushboolean(L, zkv_is_shared(db));
+  return 3;
 }
 
 
