@@ -39,7 +39,7 @@ fi
 ngx_prefix zeltkv-redis-nginx
 # a private server that will stop answering (check f)
 for _ in $(seq 1 50); do            # below the ephemeral ports (32768+)
-  SLOW_PORT=$((23000 + RANDOM % 9000))
+  SLOW_PORT=$(rand_port 23000 31999)
   (exec 3<>"/dev/tcp/127.0.0.1/$SLOW_PORT") 2>/dev/null || break
 done
 redis-server --port "$SLOW_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
