@@ -21,6 +21,7 @@ trap 'exit 1' INT TERM
 
 for _ in 1 2 3 4 5; do
   PORT=$((20000 + RANDOM % 12000))          # below the ephemeral ports (32768+)
+  case ${ZKV_PORTS:-} in [0-9]*-[0-9]*) PORT=$((${ZKV_PORTS%-*} + RANDOM % (${ZKV_PORTS#*-} - ${ZKV_PORTS%-*} + 1))) ;; esac
   (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && continue
   redis-server --port "$PORT" --bind 127.0.0.1 --unixsocket "$T/redis.sock" --unixsocketperm 700 \
     --save '' --appendonly no --daemonize yes --dir "$T" --pidfile "$T/redis.pid" --logfile "$T/redis.log" || continue

@@ -14,6 +14,11 @@
 #   reused   one cosocket object for the request, per operation connect (from nginx's
 #            pool), getreusedtimes, the command, setkeepalive: what the driver has to do
 #            per call at the least, so "reused/kept" is the floor of the driver's /kept
+# The worker's CPU is printed for kept, reused and the driver.  Then, without I/O: nginx's
+# pool alone per call (the reused client's setkeepalive, connect from the pool and
+# getreusedtimes on a connection that stays idle; strace shows the same sendto, recvfrom
+# and epoll_wait per call for kept, reused and the driver: the pool costs no syscall, only
+# CPU), and the driver's own Lua per call over a fake cosocket that answers at once.
 # Then one call per request, as most requests make: the driver (a pooled connection)
 # against a new connection per request, which is what keeping a connection for the whole
 # request would cost it, since nginx closes a request's cosockets when its handler ends.
@@ -48,14 +53,20 @@ $NGX_HTTP_COMMON
     kv = zeltkv.redis({ url = "$URL", prefix = "nbench" })
     local bare = require("redis_bare").ops("nbench")      -- bench/redis_bare.lua
     BARE = bare
-    local s = kv:namespace("b")
-    DRV = {
-      get = function() return s:get("k") end,
-      set = function() return s:set("k", "hello") end,
-      incr_ttl = function() return s:incr("c", 1, 60) end,
-      setnx_ttl = function() return s:setnx("l", 1, 30) end,
-      atomic_rmw = function() return kv:atomic(function() s:set("rmw", (s:get("rmw") or 0) + 1) end) end,
-    }
+    local function ops(kv)
+      local s = kv:namespace("b")
+      return {
+        get = function() return s:get("k") end,
+        set = function() return s:set("k", "hello") end,
+        incr_ttl = function() return s:incr("c", 1, 60) end,
+        setnx_ttl = function() return s:setnx("l", 1, 30) end,
+        atomic_rmw = function() return kv:atomic(function() s:set("rmw", (s:get("rmw") or 0) + 1) end) end,
+      }
+    end
+    DRV = ops(kv)
+    -- a driver of its own for /fake: its idle cosocket objects are fakes, and none of
+    -- them may ever serve DRV
+    FAKE_DRV = ops(zeltkv.redis({ url = "$URL", prefix = "nbench" }))
     -- a monotonic clock in nanoseconds (ngx.now() counts milliseconds only)
     local ffi = require("ffi")
     ffi.cdef("typedef struct { long tv_sec; long tv_nsec; } zkv_bench_ts; int clock_gettime(int, zkv_bench_ts *);")
@@ -77,6 +88,49 @@ $NGX_HTTP_COMMON
   }
   server {
     listen 127.0.0.1:$1;
+    location = /pool {
+      content_by_lua_block {
+        local n = tonumber(ngx.var.arg_n)
+        local c, popts = CONNECT(), { pool = "bare" }
+        local t0 = CPU_NS()
+        for _ = 1, n do
+          c:setkeepalive(60000, 32); assert(c:connect("$HOST", $RPORT, popts)); c:getreusedtimes()
+        end
+        local dt = (CPU_NS() - t0) / n
+        c:setkeepalive(60000, 32)
+        ngx.say(string.format("%.0f", dt))
+      }
+    }
+    location = /fake {
+      content_by_lua_block {
+        -- the driver over a cosocket object that answers each command at once from
+        -- memory: connect, send, receiveany and setkeepalive are Lua, nothing in C
+        local op, n = ngx.var.arg_op, tonumber(ngx.var.arg_n)
+        local reply = ({ get = "\$5\r\nhello\r\n", set = "+OK\r\n", setnx_ttl = "\$-1\r\n",
+          incr_ttl = "+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n\$-1\r\n:123\r\n" })[op]
+        FAKE_REPLY = reply          -- (a recycled request may find an older fake in its slot)
+        local F = {}
+        F.__index = F
+        function F.connect() return 1 end
+        function F.getreusedtimes() return 1 end
+        function F.settimeouts() end
+        function F.setkeepalive() return 1 end
+        function F.close() return 1 end
+        function F.send(self, p) self.out = FAKE_REPLY; return #p end
+        function F.receiveany(self) local r = self.out; self.out = ""; return r end
+        local real = ngx.socket.tcp
+        ngx.socket.tcp = function() return setmetatable({ out = "" }, F) end
+        local f = FAKE_DRV[op]
+        local ok, err = pcall(function()
+          for _ = 1, 200 do f() end
+          local t0 = CPU_NS()
+          for _ = 1, n do f() end
+          return (CPU_NS() - t0) / n
+        end)
+        ngx.socket.tcp = real
+        ngx.say(ok and string.format("%.0f", err) or ("failed: " .. tostring(err)))
+      }
+    }
     location = /ping { content_by_lua_block { ngx.say("pong") } }
     location = /one {
       content_by_lua_block {
@@ -131,29 +185,42 @@ CHUNK=500
 TURNS=$(( N / CHUNK )); [ "$TURNS" -ge 8 ] || TURNS=8
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 echo "inside nginx (1 worker, LuaJIT, cosockets), $URL, $TURNS turns of $CHUNK ops per request, medians:"
-printf '  %-20s %9s %9s %9s %9s %7s %7s %7s %8s %8s %7s\n' operation "kept ns" "pooled ns" "reused ns" "driver ns" \
-  "/kept" "/pooled" "reu/kept" "kept cpu" "drv cpu" "cpu/kept"
+printf '  %-20s %9s %9s %9s %9s %7s %7s %7s %8s %8s %8s %7s %7s\n' operation "kept ns" "pooled ns" "reused ns" "driver ns" \
+  "/kept" "/pooled" "reu/kept" "kept cpu" "reu cpu" "drv cpu" "reu/kept" "cpu/kept"
 for op in get set incr_ttl setnx_ttl atomic_rmw; do
   for s in kept pooled reused drv; do curl -s -m 60 "$U/run?op=$op&n=200&side=$s" >/dev/null; done   # warm up
   : > "$T/k"; : > "$T/p"; : > "$T/u"; : > "$T/d"; : > "$T/rk"; : > "$T/rp"; : > "$T/ru"; : > "$T/ck"; : > "$T/cd"
-  : > "$T/rc"
+  : > "$T/rc"; : > "$T/cu"; : > "$T/ruc"
   for i in $(seq 1 "$TURNS"); do
     if [ $((i % 2)) = 1 ]; then order="kept pooled reused drv"; else order="drv reused pooled kept"; fi
     for s in $order; do
       v=$(curl -s -m 120 "$U/run?op=$op&n=$CHUNK&side=$s")
-      case $s in kept) k=${v% *}; kc=${v#* } ;; pooled) p=${v% *} ;; reused) u=${v% *} ;; drv) d=${v% *}; dc=${v#* } ;; esac
+      case $s in kept) k=${v% *}; kc=${v#* } ;; pooled) p=${v% *} ;; reused) u=${v% *}; uc=${v#* } ;;
+        drv) d=${v% *}; dc=${v#* } ;; esac
     done
     echo "$k" >> "$T/k"; echo "$p" >> "$T/p"; echo "$u" >> "$T/u"; echo "$d" >> "$T/d"; echo "$kc" >> "$T/ck"
-    echo "$dc" >> "$T/cd"
+    echo "$dc" >> "$T/cd"; echo "$uc" >> "$T/cu"
+    awk -v a="$uc" -v b="$kc" 'BEGIN { print a / b }' >> "$T/ruc"
     awk -v a="$d" -v b="$k" 'BEGIN { print a / b }' >> "$T/rk"
     awk -v a="$d" -v b="$p" 'BEGIN { print a / b }' >> "$T/rp"
     awk -v a="$u" -v b="$k" 'BEGIN { print a / b }' >> "$T/ru"
     awk -v a="$dc" -v b="$kc" 'BEGIN { print a / b }' >> "$T/rc"
   done
-  printf '  %-20s %9.0f %9.0f %9.0f %9.0f %6.2fx %6.2fx %7.2fx %8.0f %8.0f %6.2fx\n' "$op" "$(median < "$T/k")" \
-    "$(median < "$T/p")" "$(median < "$T/u")" "$(median < "$T/d")" "$(median < "$T/rk")" "$(median < "$T/rp")" \
-    "$(median < "$T/ru")" "$(median < "$T/ck")" "$(median < "$T/cd")" "$(median < "$T/rc")"
+  printf '  %-20s %9.0f %9.0f %9.0f %9.0f %6.2fx %6.2fx %7.2fx %8.0f %8.0f %8.0f %6.2fx %6.2fx\n' "$op" \
+    "$(median < "$T/k")" "$(median < "$T/p")" "$(median < "$T/u")" "$(median < "$T/d")" "$(median < "$T/rk")" \
+    "$(median < "$T/rp")" "$(median < "$T/ru")" "$(median < "$T/ck")" "$(median < "$T/cu")" "$(median < "$T/cd")" \
+    "$(median < "$T/ruc")" "$(median < "$T/rc")"
 done
+# without I/O, medians of 9 requests of 20,000 calls: nginx's pool alone, the driver's own Lua
+: > "$T/pool"
+for _ in $(seq 1 9); do curl -s -m 60 "$U/pool?n=20000" >> "$T/pool"; done
+line="no I/O, worker CPU per call (medians of 9 x 20,000): nginx's pool (setkeepalive, connect from the pool, getreusedtimes) $(median < "$T/pool") ns; the driver's Lua over a fake cosocket:"
+for op in get set incr_ttl setnx_ttl; do
+  : > "$T/fk"
+  for _ in $(seq 1 9); do curl -s -m 60 "$U/fake?op=$op&n=20000" >> "$T/fk"; done
+  line="$line $op $(median < "$T/fk")"
+done
+echo "$line ns"
 # one get per request: the driver against a new connection per request (the request's own
 # time in its handler; the new connection's close and the server's accept come on top)
 ONE=$((TURNS * 5))

@@ -43,6 +43,7 @@ ping() {
 port=""
 for _ in 1 2 3 4 5; do
   try=$((20000 + RANDOM % 40000))
+  case ${ZKV_PORTS:-} in [0-9]*-[0-9]*) try=$((${ZKV_PORTS%-*} + RANDOM % (${ZKV_PORTS#*-} - ${ZKV_PORTS%-*} + 1))) ;; esac
   ping "$try" && continue          # something already answers there
   redis-server --bind 127.0.0.1 --port "$try" --save '' --appendonly no \
     --daemonize no --dir "$workdir" --logfile "$workdir/redis.log" &

@@ -1885,8 +1885,15 @@ function M.redis(opts)
     hello[n] = { "SELECT", int_text(db) }
   end
   if n > 0 then d.hello, d.hello_n = pack(hello), n end
-  local pool_tag = ("%s/%s/%s/%d"):format(tostring(db or 0), username or "", tls and "tls" or "",
-                                          password and slotlib.crc16(password) or 0)
+  -- nginx's pool hands a connection to any cosocket that names the same pool, already
+  -- past AUTH, so the name holds all that AUTH/SELECT/TLS made of it: the user by length
+  -- (a "/" in it cannot make two names one) and the password as its SHA-1 (a crc16 let
+  -- one in 65,536 wrong passwords take connections the right one had authenticated; the
+  -- password itself would show in nginx's debug log).  Only cosockets use the name.
+  local pw_tag = password or ""
+  if password and ngx and ngx.sha1_bin then pw_tag = ngx.encode_base64(ngx.sha1_bin(password)) end
+  local pool_tag = ("%s/%d:%s/%s/%s"):format(tostring(db or 0), #(username or ""), username or "",
+                                             tls and "tls" or "", pw_tag)
   d.new_node = function(host, port, path)
     local name = path and ("unix:" .. path) or (host .. ":" .. port)
     return {

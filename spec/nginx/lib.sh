@@ -13,6 +13,8 @@
 #                            returns 0 once READY said so (within 10 s), else 1.
 #   stop_nginx               stop the nginx of $MASTER (SIGQUIT, then SIGKILL after 5 s)
 #   pick_port                print a port nobody listens on
+#   rand_port LO HI          a random port in LO..HI, or in ZKV_PORTS ("LO-HI") when it is
+#                            set (several people testing on one machine each keep to a range)
 
 ngx_apt_install() {
   echo "# installing $1 (apt-get install -y $1)"
@@ -65,11 +67,19 @@ stop_nginx() {
   MASTER=""
 }
 
+rand_port() {
+  local lo=$1 hi=$2
+  case ${ZKV_PORTS:-} in
+    [0-9]*-[0-9]*) lo=${ZKV_PORTS%-*}; hi=${ZKV_PORTS#*-} ;;
+  esac
+  echo $((lo + (RANDOM * 32768 + RANDOM) % (hi - lo + 1)))
+}
+
 # a port nobody listens on (re-tried by ngx_start if nginx then fails to bind it)
 pick_port() {
   local p
   for _ in $(seq 1 100); do
-    p=$((20000 + RANDOM % 40000))
+    p=$(rand_port 20000 59999)
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
   done
   return 1

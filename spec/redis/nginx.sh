@@ -11,6 +11,8 @@
 #   f  a server that does not answer: the request fails within timeout, and meanwhile
 #      the same worker serves other requests (the worker is not blocked)
 #   g  TLS with a password through the cosocket's TLS handshake
+#   l  a second driver whose wrong password has the right one's crc16 gets no connection
+#      the right one authenticated: each password has a pool of its own
 #   h  a 3-node cluster from nginx (MOVED, slot map per worker)
 #   i  store:shdict() on a redis store: get/set/incr/add as on ngx.shared.DICT
 #   k  the driver in server_rewrite_by_lua (a phase with cosockets) works
@@ -39,7 +41,7 @@ fi
 ngx_prefix zeltkv-redis-nginx
 # a private server that will stop answering (check f)
 for _ in $(seq 1 50); do            # below the ephemeral ports (32768+)
-  SLOW_PORT=$((23000 + RANDOM % 9000))
+  SLOW_PORT=$(rand_port 23000 31999)
   (exec 3<>"/dev/tcp/127.0.0.1/$SLOW_PORT") 2>/dev/null || break
 done
 redis-server --port "$SLOW_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
@@ -82,6 +84,20 @@ $NGX_HTTP_COMMON
     slow = zeltkv.redis({ url = "redis://127.0.0.1:$SLOW_PORT", prefix = "$PREFIX", timeout = 1 })
     tls = ("${ZELTKV_REDIS_TLS:-}" ~= "") and zeltkv.redis({ url = "${ZELTKV_REDIS_TLS:-}", prefix = "$PREFIX", tls = { server_name = "localhost" } }) or nil
     cl = (#$CL_LUA > 0) and zeltkv.redis({ cluster = $CL_LUA, prefix = "$PREFIX" }) or nil
+    -- check l: a wrong password with the same crc16 as the TLS server's
+    local pw = "${ZELTKV_REDIS_TLS_PASSWORD:-}"
+    if tls and pw ~= "" then
+      local crc16, want = require("zeltkv.slot").crc16, nil
+      want = crc16(pw)
+      for i = 1, 1000000 do
+        local cand = "wrong" .. i
+        if cand ~= pw and crc16(cand) == want then
+          local url = ("${ZELTKV_REDIS_TLS:-}"):gsub("^rediss://:[^@]*@", "rediss://:" .. cand .. "@")
+          tls_twin = zeltkv.redis({ url = url, prefix = "$PREFIX", tls = { server_name = "localhost" } })
+          break
+        end
+      end
+    end
   }
   server {
     listen 127.0.0.1:$1;
@@ -148,6 +164,16 @@ $NGX_HTTP_COMMON
         local s = tls:namespace("tls")
         s:set("k", { over = "tls" })
         ngx.say(s:get("k").over, " ", s:incr("n"))
+      }
+    }
+    location = /twin {
+      content_by_lua_block {
+        if not tls_twin then return ngx.say("no tls server") end
+        tls:namespace("tls"):set("twin", "secret")   -- a connection authenticated, pooled
+        local t = tls_twin:namespace("tls")
+        local ok, err = pcall(t.get, t, "twin")
+        if ok then return ngx.say("read ", tostring(err)) end
+        ngx.say("refused ", tostring(err.code))
       }
     }
     location = /cluster {
@@ -253,6 +279,10 @@ esac
 # g
 r=$(curl -s -m 5 "$U/tls")
 case $r in "tls "*) ok "g: TLS with a password through cosockets ($r)" ;; "no tls server") ok "g: skipped (no TLS server)" ;; *) bad "g: tls: $r $(grep -m2 -i tls "$T/logs/error.log")" ;; esac
+
+# l
+r=$(curl -s -m 5 "$U/twin")
+case $r in "refused STORE_OPERATION_FAILED") ok "l: a wrong password with the right one's crc16 is refused ($r)" ;; "no tls server") ok "l: skipped (no TLS server)" ;; *) bad "l: a wrong password with the right one's crc16 gave: $r" ;; esac
 
 # h
 r=$(curl -s -m 10 "$U/cluster")

@@ -7,8 +7,9 @@
 # what: unix (a unix socket, no TCP), tcp (a free port on 127.0.0.1), tls (TLS and a
 # password, certificate made here with openssl), cluster (3 masters, redis-cli --cluster
 # create), replicas (3 masters + 3 replicas, for the failover test).  Default: all but
-# replicas.  No persistence; ports are picked free at random in 20000-22700 (never 6379;
-# cluster buses are port + 10000, below the ephemeral ports).  DIR/env holds:
+# replicas.  No persistence; ports are picked free at random in 20000-22700, or in
+# ZKV_PORTS ("LO-HI"; never 6379; cluster buses are port + 10000, below the ephemeral
+# ports when HI is 22700 or less).  DIR/env holds:
 #   ZELTKV_REDIS_UNIX=unix:///DIR/unix/redis.sock     ZELTKV_REDIS_TCP=redis://127.0.0.1:P
 #   ZELTKV_REDIS_TLS=rediss://:PASSWORD@127.0.0.1:P   ZELTKV_REDIS_CA=DIR/tls/ca.crt
 #   ZELTKV_REDIS_CLUSTER=127.0.0.1:P1,...              ZELTKV_REDIS_REPLICAS=127.0.0.1:Q1,...
@@ -33,7 +34,9 @@ pick_ports() {
   for try in $(seq 1 50); do
     # below the ephemeral range (32768+), bus ports (+10000) included: no outgoing
     # connection can hold the port when the server binds it
-    base=$((20000 + RANDOM % 2700))
+    local lo=20000 hi=22700
+    case ${ZKV_PORTS:-} in [0-9]*-[0-9]*) lo=${ZKV_PORTS%-*}; hi=${ZKV_PORTS#*-} ;; esac
+    base=$((lo + RANDOM % (hi - lo - n + 2)))
     ok=1
     for i in $(seq 0 $((n - 1))); do port_free $((base + i)) || { ok=0; break; }; done
     [ $ok = 1 ] && { seq "$base" $((base + n - 1)); return 0; }
