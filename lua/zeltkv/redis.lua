@@ -1843,8 +1843,12 @@ function M.redis(opts)
   if tls == false then tls = nil end
   if tls ~= nil and type(tls) ~= "table" then opt_err("option 'tls' must be true, false or a table") end
   if tls then
-    for k in pairs(tls) do
-      if k ~= "verify" and k ~= "cafile" and k ~= "capath" and k ~= "server_name" and k ~= "cert" and k ~= "key" then
+    for k, v in pairs(tls) do
+      if k == "verify" then
+        if type(v) ~= "boolean" then opt_err("option 'tls.verify' must be true or false") end
+      elseif k == "cafile" or k == "capath" or k == "server_name" or k == "cert" or k == "key" then
+        if type(v) ~= "string" then opt_err("option 'tls." .. k .. "' must be a string") end
+      else
         opt_err("unknown option 'tls." .. tostring(k) .. "'")
       end
     end
@@ -1886,14 +1890,21 @@ function M.redis(opts)
   end
   if n > 0 then d.hello, d.hello_n = pack(hello), n end
   -- nginx's pool hands a connection to any cosocket that names the same pool, already
-  -- past AUTH, so the name holds all that AUTH/SELECT/TLS made of it: the user by length
-  -- (a "/" in it cannot make two names one) and the password as its SHA-1 (a crc16 let
-  -- one in 65,536 wrong passwords take connections the right one had authenticated; the
-  -- password itself would show in nginx's debug log).  Only cosockets use the name.
+  -- past AUTH and the TLS handshake, so the name holds all that AUTH/SELECT/TLS made of
+  -- it: the user and the server name by length (a "/" in them cannot make two names one),
+  -- whether the certificate was verified (else a verifying driver could take a connection
+  -- whose handshake checked nothing), and the password as its SHA-1 (a crc16 let one in
+  -- 65,536 wrong passwords take connections the right one had authenticated; the password
+  -- itself would show in nginx's debug log).  Only cosockets use the name.
   local pw_tag = password or ""
   if password and ngx and ngx.sha1_bin then pw_tag = ngx.encode_base64(ngx.sha1_bin(password)) end
+  local tls_tag = ""
+  if tls then
+    local sn = tls.server_name or ""
+    tls_tag = ("tls:%s:%d:%s"):format(tls.verify == false and "noverify" or "verify", #sn, sn)
+  end
   local pool_tag = ("%s/%d:%s/%s/%s"):format(tostring(db or 0), #(username or ""), username or "",
-                                             tls and "tls" or "", pw_tag)
+                                             tls_tag, pw_tag)
   d.new_node = function(host, port, path)
     local name = path and ("unix:" .. path) or (host .. ":" .. port)
     return {

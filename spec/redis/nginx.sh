@@ -13,6 +13,8 @@
 #   g  TLS with a password through the cosocket's TLS handshake
 #   l  a second driver whose wrong password has the right one's crc16 gets no connection
 #      the right one authenticated: each password has a pool of its own
+#   m  a driver that verifies the TLS certificate gets no connection whose handshake one
+#      that does not verify made (a server name the certificate does not hold)
 #   h  a 3-node cluster from nginx (MOVED, slot map per worker)
 #   i  store:shdict() on a redis store: get/set/incr/add as on ngx.shared.DICT
 #   k  the driver in server_rewrite_by_lua (a phase with cosockets) works
@@ -84,6 +86,11 @@ $NGX_HTTP_COMMON
     slow = zeltkv.redis({ url = "redis://127.0.0.1:$SLOW_PORT", prefix = "$PREFIX", timeout = 1 })
     tls = ("${ZELTKV_REDIS_TLS:-}" ~= "") and zeltkv.redis({ url = "${ZELTKV_REDIS_TLS:-}", prefix = "$PREFIX", tls = { server_name = "localhost" } }) or nil
     cl = (#$CL_LUA > 0) and zeltkv.redis({ cluster = $CL_LUA, prefix = "$PREFIX" }) or nil
+    -- check m: the same server and name, with and without verifying the certificate
+    if tls then
+      tls_noverify = zeltkv.redis({ url = "${ZELTKV_REDIS_TLS:-}", prefix = "$PREFIX", tls = { server_name = "wrong.example", verify = false } })
+      tls_verify = zeltkv.redis({ url = "${ZELTKV_REDIS_TLS:-}", prefix = "$PREFIX", tls = { server_name = "wrong.example" } })
+    end
     -- check l: a wrong password with the same crc16 as the TLS server's
     local pw = "${ZELTKV_REDIS_TLS_PASSWORD:-}"
     if tls and pw ~= "" then
@@ -173,7 +180,17 @@ $NGX_HTTP_COMMON
         local t = tls_twin:namespace("tls")
         local ok, err = pcall(t.get, t, "twin")
         if ok then return ngx.say("read ", tostring(err)) end
-        ngx.say("refused ", tostring(err.code))
+        ngx.say("refused ", tostring(type(err) == "table" and err.code or err))
+      }
+    }
+    location = /verify {
+      content_by_lua_block {
+        if not tls_verify then return ngx.say("no tls server") end
+        local a, b = tls_noverify:namespace("tls"), tls_verify:namespace("tls")
+        a:set("v", "unverified")                       -- pooled, made without verifying
+        local ok, err = pcall(b.get, b, "v")
+        if ok then return ngx.say("read ", tostring(err)) end
+        ngx.say("refused ", tostring(type(err) == "table" and err.code or err))
       }
     }
     location = /cluster {
@@ -283,6 +300,10 @@ case $r in "tls "*) ok "g: TLS with a password through cosockets ($r)" ;; "no tl
 # l
 r=$(curl -s -m 5 "$U/twin")
 case $r in "refused STORE_OPERATION_FAILED") ok "l: a wrong password with the right one's crc16 is refused ($r)" ;; "no tls server") ok "l: skipped (no TLS server)" ;; *) bad "l: a wrong password with the right one's crc16 gave: $r" ;; esac
+
+# m
+r=$(curl -s -m 5 "$U/verify")
+case $r in "refused STORE_OPERATION_FAILED") ok "m: a verifying driver takes no connection made without verifying ($r)" ;; "no tls server") ok "m: skipped (no TLS server)" ;; *) bad "m: a verifying driver after one that does not verify gave: $r" ;; esac
 
 # h
 r=$(curl -s -m 10 "$U/cluster")

@@ -206,6 +206,8 @@ describe("zeltkv.redis", function()
         { timeout = 0 }, { timeout = -1 }, { timeout = 0 / 0 }, { timeout = "1" },
         { lock_timeout = math.huge }, { pool_size = 0 }, { pool_size = 1.5 }, { shard = "x" },
         { db = -1 }, { db = 1.5 }, { tls = "yes" }, { tls = { verify = true, bogus = 1 } },
+        { tls = { server_name = 5 } }, { tls = { verify = "no" } }, { tls = { cafile = {} } },
+        { tls = { cert = true } }, { tls = { key = 1 } }, { tls = { capath = false } },
         { username = "u" }, { password = 5 }, { keepalive = 0 }, { [1] = "x" },
       }
       for _, o in ipairs(bad) do
