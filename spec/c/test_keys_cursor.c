@@ -189,6 +189,80 @@ static void walk_over_flushed(int shared) {
 
 TEST_BOTH_DRIVERS(keys_walk_over_flushed_keys_in_bounded_steps, walk_over_flushed)
 
+/* zkv_expire_all takes each next entry for the one past the entry before it
+ * (keys made in a row lie in a row, in list order: flag_keys in ops.c) and
+ * checks that guess against the entry's real next ref.  Here the heap order
+ * is not the list order: a run of A's keys, A's keys between B's, keys of
+ * other sizes and with ttls, and A's and B's keys deleted, their blocks
+ * freed, and keys of both set again (at the end of their lists, in those
+ * holes).  Every key of A is flushed, no key of B; a walk that trusted its
+ * guess flushes B's keys or misses A's. */
+static int put_ttl(zkv_db *db, zkv_ns ns, const char *key, size_t vlen, int64_t ttl_ms) {
+  static char buf[256];
+  memset(buf, 'w', vlen);
+  zkv_value v = {.type = ZKV_T_STRING, .data = buf, .len = vlen};
+  return zkv_set(db, ns, key, strlen(key), &v, ttl_ms, 0);
+}
+
+static void flush_walk_heap_order(int shared) {
+  char name[64], k[16];
+  zkv_db *db = NULL;
+  REQUIRE_RC(open_walk_store(shared, "flushorder", name, &db), ZKV_OK);
+  zkv_ns a, b;
+  REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("A"), &a), ZKV_OK);
+  REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, K("B"), &b), ZKV_OK);
+  for (int i = 0; i < 40; i++) {   /* a run */
+    snprintf(k, sizeof k, "a%02d", i);
+    REQUIRE_RC(put(db, a, k, 31), ZKV_OK);
+  }
+  for (int i = 0; i < 40; i++) {   /* A's between B's: every other block */
+    snprintf(k, sizeof k, "i%02d", i);
+    REQUIRE_RC(put(db, a, k, 31), ZKV_OK);
+    snprintf(k, sizeof k, "j%02d", i);
+    REQUIRE_RC(put(db, b, k, 31), ZKV_OK);
+  }
+  for (int i = 0; i < 40; i++) {   /* sizes that change, some with a ttl */
+    snprintf(k, sizeof k, "m%02d", i);
+    REQUIRE_RC(put_ttl(db, a, k, (size_t)(31 + (i / 3 % 4) * 24), i % 5 == 2 ? 3600000 : 0),
+               ZKV_OK);
+  }
+  const char *gone_a[] = {"a05", "a06", "a20", "a39", "i10", "m07"}, *gone_b[] = {"j05", "j06"};
+  for (size_t i = 0; i < sizeof gone_a / sizeof gone_a[0]; i++)
+    REQUIRE_RC(zkv_del(db, a, gone_a[i], 3), ZKV_OK);
+  for (size_t i = 0; i < sizeof gone_b / sizeof gone_b[0]; i++)
+    REQUIRE_RC(zkv_del(db, b, gone_b[i], 3), ZKV_OK);
+  REQUIRE_RC(zkv_gc(db, NULL), ZKV_OK);   /* the deleted keys' blocks freed */
+  REQUIRE_RC(put(db, b, "b00", 31), ZKV_OK);   /* into the holes, at the lists' ends */
+  REQUIRE_RC(put(db, a, "a05", 31), ZKV_OK);
+  REQUIRE_RC(put(db, b, "b01", 31), ZKV_OK);
+  REQUIRE_RC(put(db, a, "a20", 31), ZKV_OK);
+  REQUIRE_RC(put(db, a, "m07", 40), ZKV_OK);
+  REQUIRE_RC(put(db, b, "b02", 31), ZKV_OK);
+  uint64_t flagged = 0;
+  CHECK_RC(zkv_expire_all(db, a, &flagged), ZKV_OK);
+  CHECK_EQ(flagged, 40 + 40 + 40 - 6 + 3);
+  zkv_value out;
+  const char *pre[] = {"a", "i", "m"};
+  for (int p = 0; p < 3; p++)
+    for (int i = 0; i < 40; i++) {
+      snprintf(k, sizeof k, "%s%02d", pre[p], i);
+      CHECK_RC(zkv_get(db, a, k, 3, &out), ZKV_NOTFOUND);
+    }
+  int live_b = 0;
+  for (int i = 0; i < 40; i++) {
+    snprintf(k, sizeof k, "j%02d", i);
+    live_b += zkv_get(db, b, k, 3, &out) == ZKV_OK;
+  }
+  for (int i = 0; i < 3; i++) {
+    snprintf(k, sizeof k, "b%02d", i);
+    live_b += zkv_get(db, b, k, 3, &out) == ZKV_OK;
+  }
+  CHECK_EQ(live_b, 40 - 2 + 3);
+  close_walk_store(db, shared, name);
+}
+
+TEST_BOTH_DRIVERS(flush_walk_follows_the_list_not_the_heap, flush_walk_heap_order)
+
 /* The key a walk stopped at is deleted and freed (zkv_gc frees the deleted
  * keys kept for reuse): the walk finds its place again by
  * insertion number from the head, which was one lock hold as long as the

@@ -154,7 +154,12 @@ TEST(mutation_header_fields) {
  * gives ZKV_ECORRUPT, not a crash nor a flag written into what is no entry.
  * fk:05's next ref is pointed past the heap, below it and at a free block;
  * fk:06's block is made too small for the header its flags say it has, and
- * too big for the heap. */
+ * too big for the heap.  The keys lie one after the other in list order, so
+ * the walk takes each next ref for the one past the entry before it reads
+ * it (flag_keys' runs): fk:05's next ref is also pointed at fk:07, past
+ * fk:06 (the walk follows the list: 19 keys flushed, fk:06 not), and back
+ * at fk:02 (a loop: ZKV_ECORRUPT once more entries were passed than the heap
+ * can hold).  A walk that trusted its guess would flush fk:06 in both. */
 static size_t find_bytes(const unsigned char *b, size_t len, const char *pat, size_t n) {
   for (size_t i = 0; i + n <= len; i++)
     if (memcmp(b + i, pat, n) == 0) return i;
@@ -191,8 +196,9 @@ TEST(flush_walk_damaged_links) {
   REQUIRE(zseg_read_file(path, &img, &len) == 0);
   /* an entry without ttl or user flags: its key right after the 30-byte header */
   size_t e5 = find_bytes(img, len, "fk:05", 5) - 30, e6 = find_bytes(img, len, "fk:06", 5) - 30;
+  size_t e2 = find_bytes(img, len, "fk:02", 5) - 30, e7 = find_bytes(img, len, "fk:07", 5) - 30;
   size_t fb = find_bytes(img, len, big, 64);
-  REQUIRE(e5 < len && e6 < len && fb < len);
+  REQUIRE(e5 < len && e6 < len && e2 < len && e7 < len && fb < len);
   fb -= 30 + 3;   /* the freed block's start, where "big"'s header was */
   uint32_t blk;
   memcpy(&blk, img + fb, 4);
@@ -200,7 +206,7 @@ TEST(flush_walk_damaged_links) {
   REQUIRE(img[e5 + 24] == 5 && img[e6 + 24] == 5);   /* klen: the entries found */
   uint32_t blk6;
   memcpy(&blk6, img + e6, 4);
-  for (int c = 0; c < 5; c++) {
+  for (int c = 0; c < 7; c++) {
     unsigned char *b = malloc(len);
     REQUIRE(b != NULL);
     memcpy(b, img, len);
@@ -214,7 +220,9 @@ TEST(flush_walk_damaged_links) {
       memcpy(b + e6, &x, 4);
       b[e6 + 29] |= 3;
       break;
-    default: x = (0x3fffffffu << 2) | (blk6 & 2u); memcpy(b + e6, &x, 4); break;   /* past top */
+    case 4: x = (0x3fffffffu << 2) | (blk6 & 2u); memcpy(b + e6, &x, 4); break;   /* past top */
+    case 5: x = (uint32_t)(e7 / 8); memcpy(b + e5 + 12, &x, 4); break;         /* past fk:06 */
+    default: x = (uint32_t)(e2 / 8); memcpy(b + e5 + 12, &x, 4); break;        /* a loop */
     }
     REQUIRE(zseg_write_file(path, b, len) == 0);
     free(b);
@@ -222,7 +230,15 @@ TEST(flush_walk_damaged_links) {
     REQUIRE_RC(zkv_namespace(db, ZKV_ROOT, "f", 1, &ns), ZKV_OK);
     uint64_t n = 0;
     TH_NOTE("damage %d", c);
-    CHECK_RC(zkv_expire_all(db, ns, &n), ZKV_ECORRUPT);
+    if (c == 5) {
+      CHECK_RC(zkv_expire_all(db, ns, &n), ZKV_OK);
+      CHECK_EQ(n, 19);
+      zkv_value out;
+      CHECK_RC(zkv_get(db, ns, "fk:06", 5, &out), ZKV_OK);   /* not on the list's way */
+      CHECK_RC(zkv_get(db, ns, "fk:07", 5, &out), ZKV_NOTFOUND);
+    } else {
+      CHECK_RC(zkv_expire_all(db, ns, &n), ZKV_ECORRUPT);
+    }
     zkv_close(db);
   }
   free(img);
