@@ -509,6 +509,45 @@ describe("bad inputs", function()
       end
     end)
 
+    -- the same rule over random garbage: 600 calls of every method of the driver, a store
+    -- and a dict with 0 to 4 arguments drawn from values each refused otherwise (tables
+    -- whose every metamethod raises among them), seeded (ZELTKV_CLOSED_SEED)
+    it("every method given random garbage is \"closed\"", function()
+      local rng = require("support.rng")(tonumber(os.getenv("ZELTKV_CLOSED_SEED") or "") or 1)
+      local mt = {}
+      for _, m in ipairs({ "__index", "__newindex", "__len", "__eq", "__lt", "__le", "__concat",
+                           "__call", "__tostring", "__pairs", "__unm", "__add", "__mul" }) do
+        mt[m] = function() error("raised by the garbage", 0) end
+      end
+      local NONE = {}
+      local garbage = { NONE, false, true, 0, -1, 1.5, -1 / H.INF, 2 ^ 53 + 1, 2 ^ 63, 1e300, H.INF,
+                        -H.INF, H.NAN, "", "k", "\0", string.rep("x", 65536), {}, { ttl = 1 },
+                        { ttl = H.NAN }, { ttl = 1, x = 1 }, setmetatable({}, mt), print,
+                        coroutine.create(function() end), io.stdout }
+      local objs = {
+        { victim, { "namespace", "namespaces", "atomic", "gc", "stats", "flush", "dump", "load" } },
+        { vs, { "get", "set", "del", "has", "expire", "ttl", "incr", "setnx", "namespace", "atomic",
+                "keys", "namespaces", "count", "clear", "shdict" } },
+        { dict, { "get", "get_stale", "set", "safe_set", "add", "safe_add", "replace", "delete",
+                  "incr", "lpush", "rpush", "lpop", "rpop", "llen", "ttl", "expire", "flush_all",
+                  "flush_expired", "get_keys", "capacity", "free_space" } },
+      }
+      for call = 1, 600 do
+        local o = objs[rng(#objs)]
+        local name = o[2][rng(#o[2])]
+        local args, n = {}, rng(5) - 1
+        for i = 1, n do
+          local g = garbage[rng(#garbage)]
+          if not rawequal(g, NONE) then args[i] = g end
+        end
+        if (name == "dump" or name == "load") and type(args[1]) == "string" then args[1] = PATH end
+        local ok, err = pcall(o[1][name], o[1], H.unpack(args, 1, n))
+        assert(not ok and type(err) == "table" and err.reason == "closed",
+               ("call %d: %s with %d arguments: %s"):format(call, name, n,
+                 ok and "returned" or H.describe_err(err)))
+      end
+    end)
+
     it("a dict's capacity() asked before close is \"closed\" after it", function()
       local kv2 = H.driver()
       local d2 = kv2:namespace("cap"):shdict()
