@@ -726,6 +726,22 @@ ZKV_API int zkv_stats_get(zkv_db *db, zkv_stats *out);
  * Returns ZKV_OK, ZKV_EINVAL (a NULL out), ZKV_ECLOSED, ZKV_ETIMEDOUT. */
 ZKV_API int zkv_space(zkv_db *db, uint64_t *capacity, uint64_t *free_bytes);
 
+/* zkv_capacity: the capacity of zkv_space alone, cheaper still: one header
+ * word read without the lock or a retry (a shared segment's size only grows,
+ * a memory store's max_bytes is fixed at open).  A shared segment's capacity
+ * grows when any process opens it with a larger size; 0 for an unbounded
+ * memory store.  Returns ZKV_OK, ZKV_EINVAL (capacity NULL), ZKV_ECLOSED. */
+ZKV_API int zkv_capacity(zkv_db *db, uint64_t *capacity);
+
+/* zkv_capacity_word: for a host that reads a shared segment's capacity without
+ * a call: the address of the word that holds the segment's size in bytes, in
+ * the segment itself (any process may grow it; it never shrinks), and in
+ * *base the bytes of it that are not capacity: zkv_capacity is *word - *base.
+ * The word stays at its address until zkv_close(db), and not after.  NULL (and
+ * *base 0) for a memory store, whose capacity never changes, for a NULL db,
+ * a NULL base or a closed handle. */
+ZKV_API const volatile uint64_t *zkv_capacity_word(zkv_db *db, uint64_t *base);
+
 /* zkv_verify: check the store's internal consistency (every block, free
  * list, hash chain, namespace list and counter).  Costs a walk of the whole
  * store under the lock: for tests and diagnosis.

@@ -709,8 +709,25 @@ describe("store:shdict()", function()
       assert.are.equal(kv3:stats().capacity, d2:capacity())
       assert.is_true(d2:capacity() > 3 * 1024 * 1024)
       assert.is_true(d2:free_space() <= d2:capacity())
-      kv3:close()
+      -- the capacity read from the segment stops at close: "closed", as every method
       kv2:close()
+      H.assert_error_code("STORE_OPERATION_FAILED", d2.capacity, d2)
+      H.assert_error_code("STORE_OPERATION_FAILED", d2.free_space, d2)
+      assert.is_true(kv3:namespace("x"):shdict():capacity() > 3 * 1024 * 1024)
+      kv3:close()
+    end)
+
+    it("free_space is 0 for a full bounded store, not math.huge", function()
+      local kv2 = zeltkv.memory({ max_bytes = 64 * 1024 })
+      local d2 = kv2:namespace("x"):shdict()
+      assert.are.equal(64 * 1024, d2:capacity())
+      local i = 0
+      repeat i = i + 1 until not d2:safe_set("k" .. i, string.rep("v", 512)) or i > 1000
+      assert.is_true(i < 1000)
+      local free = d2:free_space()
+      assert.is_true(free >= 0 and free < 1024, tostring(free))
+      kv2:close()
+      H.assert_error_code("STORE_OPERATION_FAILED", d2.free_space, d2)
     end)
   end)
 

@@ -124,8 +124,10 @@ if not C then return { disabled = why_not } end
 local lua_get, lua_set, lua_del, lua_has, lua_ttl, lua_incr, lua_incr_num, lua_expire =
   C.zkv_lua_get, C.zkv_lua_set, C.zkv_lua_del, C.zkv_lua_has, C.zkv_lua_ttl, C.zkv_lua_incr,
   C.zkv_lua_incr_num, C.zkv_lua_expire
-local lua_list_push, lua_list_pop, lua_list_len, lua_space =
-  C.zkv_lua_list_push, C.zkv_lua_list_pop, C.zkv_lua_list_len, C.zkv_lua_space
+local lua_list_push, lua_list_pop, lua_list_len, lua_space, lua_capacity, lua_capacity_word =
+  C.zkv_lua_list_push, C.zkv_lua_list_pop, C.zkv_lua_list_len, C.zkv_lua_space, C.zkv_lua_capacity,
+  C.zkv_lua_capacity_word
+local lua_free_space = C.zkv_lua_free_space
 local lua_free, lua_keys = C.zkv_lua_free, C.zkv_lua_keys
 local lua_flush_all, lua_flush_expired = C.zkv_lua_flush_all, C.zkv_lua_flush_expired
 local lua_live = C.zkv_lua_live
@@ -568,6 +570,38 @@ function StoreMethods._keys_list(self, max)
   return t
 end
 
+-- s:_capacity() -> the capacity alone (nothing when unbounded)
+function StoreMethods._capacity(self)
+  local cs = type(self) == "table" and rawget(self, CS)
+  if not cs then return pass(CM_STORE._capacity(unwrap(self))) end
+  local cap = lua_capacity(cs)
+  if cap > 0 then return cap end
+  if cap < 0 then return pass(CM_STORE._capacity(cs)) end
+end
+
+-- s:_capacity_word() -> the word of a shared segment's size and the bytes of it that are
+-- not capacity (zkv_capacity_word), or nothing: a memory store, a closed driver.  The
+-- word is valid until the driver is closed: the drop-in reads it only while core._closes
+-- says no driver was closed since it took it.  Only the FFI front end has this method.
+function StoreMethods._capacity_word(self)
+  local cs = type(self) == "table" and rawget(self, CS)
+  if not cs then return end
+  local w = lua_capacity_word(cs, DBL1)
+  if w == nil then return end
+  return w, DBL1[0]
+end
+
+-- s:_free_space() -> free bytes (nothing when unbounded): the drop-in's free_space, one
+-- result returned by the C function.  Only the FFI front end has this method.
+function StoreMethods._free_space(self)
+  local cs = type(self) == "table" and rawget(self, CS)
+  if not cs then return select(2, pass(CM_STORE._space(unwrap(self)))) end
+  local f = lua_free_space(cs)
+  if f >= 0 then return f end
+  if f == -2 then return end
+  return select(2, pass(CM_STORE._space(cs)))
+end
+
 -- s:_space() -> capacity, free bytes, grows (nothing when unbounded)
 function StoreMethods._space(self)
   local cs = type(self) == "table" and rawget(self, CS)
@@ -636,7 +670,7 @@ end
 local STORE_NAMES = { "get", "set", "del", "has", "expire", "ttl", "incr", "setnx", "namespace",
                       "atomic", "keys", "namespaces", "count", "clear", "_rawget", "_rawset",
                       "_incr_num", "_expire_ms", "_ttl_coarse", "_list_push", "_list_pop",
-                      "_list_len", "_space", "_keys_list", "_flush_all", "_flush_expired",
+                      "_list_len", "_space", "_capacity", "_keys_list", "_flush_all", "_flush_expired",
                       "_live" }
 local DRIVER_NAMES = { "namespace", "atomic", "gc", "stats", "flush", "close" }
 

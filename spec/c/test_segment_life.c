@@ -443,6 +443,45 @@ TEST(existing_segment_size_and_evict_checked) {
   CHECK_RC(zkv_unlink(name, NULL), ZKV_OK);
 }
 
+/* zkv_capacity and zkv_capacity_word say what zkv_space says, before and after
+ * another handle grows the segment; a memory store has no word, and bad
+ * arguments are refused */
+TEST(capacity_follows_growth) {
+  char name[64];
+  seg_name(name, sizeof name, "gcap");
+  int rc;
+  zkv_db *db = open_sized(name, 1 << 20, ZKV_EVICT_DEFAULT, &rc);
+  REQUIRE_RC(rc, ZKV_OK);
+  uint64_t cap = 0, sp = 0, fr = 0, base = 1;
+  const volatile uint64_t *w = zkv_capacity_word(db, &base);
+  REQUIRE(w != NULL);
+  CHECK_RC(zkv_capacity(db, &cap), ZKV_OK);
+  CHECK_RC(zkv_space(db, &sp, &fr), ZKV_OK);
+  CHECK(cap == sp && cap > 0 && *w - base == cap);
+  zkv_db *big = open_sized(name, 4 << 20, ZKV_EVICT_DEFAULT, &rc);   /* grows it in place */
+  REQUIRE_RC(rc, ZKV_OK);
+  uint64_t cap2 = 0;
+  CHECK_RC(zkv_capacity(db, &cap2), ZKV_OK);
+  CHECK_RC(zkv_space(db, &sp, &fr), ZKV_OK);
+  CHECK(cap2 == sp && cap2 > cap + (2u << 20) && *w - base == cap2);
+  zkv_close(big);
+  CHECK(zkv_capacity(db, NULL) == ZKV_EINVAL && zkv_capacity(NULL, &cap) == ZKV_EINVAL);
+  CHECK(zkv_capacity_word(db, NULL) == NULL && zkv_capacity_word(NULL, &base) == NULL);
+  zkv_db *m = NULL;
+  zkv_options o;
+  zkv_options_init(&o);
+  o.max_bytes = 1 << 20;
+  CHECK_RC(zkv_open_memory(&o, &m), ZKV_OK);
+  base = 1;
+  CHECK(zkv_capacity_word(m, &base) == NULL && base == 0);
+  CHECK_RC(zkv_capacity(m, &cap), ZKV_OK);
+  CHECK_RC(zkv_space(m, &sp, &fr), ZKV_OK);
+  CHECK(cap == sp && cap == 1 << 20);
+  zkv_close(m);
+  zkv_close(db);
+  CHECK_RC(zkv_unlink(name, NULL), ZKV_OK);
+}
+
 /* write `n` keys "wI-J" (and incr "nI" with each), waiting out ZKV_EFULL
  * until the segment grows; tells `fd` once when it first finds it full.
  * Then reads every one back.  Returns the number of failures. */

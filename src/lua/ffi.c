@@ -178,6 +178,37 @@ ZKV_API int zkv_lua_flush_expired(void *store, double max, double *n) {
   return rc;
 }
 
+/* the capacity alone (0 when unbounded), or -1 for an error (closed): the
+ * drop-in's capacity() over a shared segment, whose capacity grows when
+ * another process opens it larger.  The result is returned, not stored
+ * through a pointer */
+ZKV_API double zkv_lua_capacity(void *store) {
+  zkv_db *db = db_of(store);
+  uint64_t cap = 0;
+  if (UNLIKELY_(!db) || zkv_capacity(db, &cap) != ZKV_OK) return -1;
+  return (double)cap;
+}
+
+/* the free bytes alone, -2 when unbounded, or -1 for an error: the drop-in's
+ * free_space(), returned rather than stored through zkv_lua_space's three
+ * pointers */
+ZKV_API double zkv_lua_free_space(void *store) {
+  zkv_db *db = db_of(store);
+  uint64_t cap = 0, fr = 0;
+  if (UNLIKELY_(!db) || zkv_space(db, &cap, &fr) != ZKV_OK) return -1;
+  return cap ? (double)fr : -2;
+}
+
+/* zkv_capacity_word of the store's handle (NULL once closed, or a memory
+ * store), its base in *base */
+ZKV_API const volatile uint64_t *zkv_lua_capacity_word(void *store, double *base) {
+  zkv_db *db = db_of(store);
+  uint64_t b = 0;
+  const volatile uint64_t *w = db ? zkv_capacity_word(db, &b) : NULL;
+  *base = (double)b;
+  return w;
+}
+
 /* capacity and free bytes (0, 0 when unbounded), and whether the capacity may
  * change (*grows: a shared segment, which any process may open larger) */
 ZKV_API int zkv_lua_space(void *store, double *capacity, double *free_bytes, int *grows) {

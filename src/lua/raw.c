@@ -183,6 +183,17 @@ static int store_live(lua_State *L) {
   return 0;
 }
 
+/* s:_capacity() -> the capacity alone (nothing when unbounded): zkv_capacity */
+static int store_capacity(lua_State *L) {
+  Store *s = check_store(L);
+  uint64_t cap = 0;
+  int rc = zkv_capacity(live_db(L, s->drv), &cap);
+  if (rc) return raise_rc(L, rc, "stats");
+  if (!cap) return 0;
+  zl_pushinteger(L, cap);
+  return 1;
+}
+
 /* s:_space() -> capacity, free bytes, grows (nothing when unbounded): stats
  * without the table; grows is true where the capacity may change (a shared
  * segment: any process may open it with a larger size, which grows it) */
@@ -244,7 +255,7 @@ const luaL_Reg zl_raw_methods[] = {
   {"_rawget", store_rawget}, {"_rawset", store_rawset},
   {"_incr_num", store_incr_num}, {"_expire_ms", store_expire_ms}, {"_ttl_coarse", store_ttl_coarse},
   {"_flush_all", store_flush_all}, {"_flush_expired", store_flush_expired},
-  {"_space", store_space}, {"_list_push", store_list_push}, {"_list_pop", store_list_pop},
+  {"_space", store_space}, {"_capacity", store_capacity}, {"_list_push", store_list_push}, {"_list_pop", store_list_pop},
   {"_list_len", store_list_len}, {"_keys_list", store_keys_list}, {"_atomic_as", store_atomic_as},
   {"_live", store_live},
   {NULL, NULL}};
