@@ -267,6 +267,9 @@ _Static_assert(offsetof(ent, nnext) == offsetof(ent, nprev) + 4 &&
 _Static_assert(offsetof(ent, type) == offsetof(ent, atime) + 2 &&
                offsetof(ent, flags) == offsetof(ent, type) + 1,
                "atime, type and flags are logged as one span");
+_Static_assert(offsetof(ent, klen) == offsetof(ent, seq) + 4 &&
+               offsetof(ent, atime) == offsetof(ent, klen) + 2,
+               "a key written back in place logs nprev..flags as one span (idx_revive)");
 _Static_assert(NS_DATA_OFF >= ENT_HDR && NS_DATA_OFF % 8 == 0, "nsdata follows the ent header, aligned");
 _Static_assert(sizeof(lhead) == 16, "lhead layout");
 _Static_assert(sizeof(nsdata) == 40 && offsetof(nsdata, nttl) == 24, "nsdata layout");

@@ -20,6 +20,7 @@ nsdata *idx_nsdata(seg *s, ref_t ns) {
 
 static ref_t *ring(seg *s);
 static ref_t *dead_slot(seg *s, ref_t r);
+static ref_t *dead_slot_of(seg *s, ref_t r, const ent *e);
 
 static ref_t *bucket(seg *s, uint64_t h) {
   ref_t *p = idx_slot(s, h);
@@ -265,6 +266,36 @@ void idx_move_to_tail(zkv_db *db, ref_t r) {
   e->seq = d->next_seq++;
 }
 
+/* a deleted or expired key r (found by a lookup: checked) written back in
+ * place as a key of `type` with the header flags `flags`: a new key as far as
+ * anyone can tell, so out of the ring (deleted) and at the end of its
+ * namespace's list with a new insertion number (idx_move_to_tail).  What
+ * changes of its header (nprev..flags) is logged as one record, not as the
+ * three of a move, a ring exit and a retype; the caller writes atime. */
+void idx_revive(zkv_db *db, ref_t r, int type, unsigned flags) {
+  seg *s = db->s;
+  ent *e = E(s, r);
+  ref_t *slot = (e->flags & EF_DELETED) ? dead_slot_of(s, r, e) : NULL;
+  LOG_SPAN(s, e, nprev, flags);
+  if (e->nnext) {
+    nsdata *d = idx_nsdata(s, e->ns);
+    LOG_NSDATA(s, d);
+    list_unlink(s, d, e);
+    list_append(s, d, r);
+    e->seq = d->next_seq++;
+  }
+  if (slot) {
+    hdr *h = H(s);
+    LOGW(s, slot, 4);
+    *slot = 0;
+    LOG_SPAN(s, h, ndead, dead_bytes);
+    h->ndead--;
+    h->dead_bytes -= (uint64_t)BLK_UNITS(e->blk) * UNIT;
+  }
+  e->type = (uint8_t)type;
+  e->flags = (uint8_t)flags;
+}
+
 /* ---- deleted keys -------------------------------------------------------- */
 /* Deleting a small key does not unlink and free it: it is flagged EF_DELETED
  * in place (one record of undo log instead of some thirty for the unlink and
@@ -289,9 +320,8 @@ static ref_t *ring(seg *s) {
   return (ref_t *)((char *)P(s, h->dead_ring) + RING_OFF);
 }
 
-/* the ring slot of the deleted key r, checked both ways */
-static ref_t *dead_slot(seg *s, ref_t r) {
-  ent *e = ent_at(s, r);
+/* the ring slot of the deleted key r (its entry e, checked), checked both ways */
+static ref_t *dead_slot_of(seg *s, ref_t r, const ent *e) {
   uint32_t slot = e->atime;
   ref_t *rg = ring(s);
   if (UNLIKELY(!rg || !(e->flags & EF_DELETED) || e->type == T_NSREC || slot >= NDEAD ||
@@ -299,6 +329,8 @@ static ref_t *dead_slot(seg *s, ref_t r) {
     FAIL(s, ZKV_ECORRUPT);
   return rg + slot;
 }
+
+static ref_t *dead_slot(seg *s, ref_t r) { return dead_slot_of(s, r, ent_at(s, r)); }
 
 /* r, a deleted key, is freed or written back: it leaves the ring */
 void idx_dead_forget(seg *s, ref_t r) {
@@ -326,7 +358,7 @@ int idx_bury(zkv_db *db, ref_t r) {
     idx_unlink_free(db, *rs, 0);
     h = H(s);
   }
-  ent *e = ent_at(s, r);
+  ent *e = E(s, r);   /* found by the caller's lookup: checked (the free above moved no block) */
   LOG_SPAN(s, e, atime, flags);
   e->atime = (uint16_t)slot;
   e->flags |= EF_DELETED;

@@ -257,7 +257,8 @@ _Noreturn void op_fail(seg *s, int rc);
 
 void log_record(seg *s, const void *p, size_t len);
 void log_undo_to(seg *s, uint64_t mark);
-uint64_t log_pos(seg *s);
+/* the log position now (a mark to undo to); inline: every op takes one */
+static inline uint64_t log_pos(seg *s) { return s->shared ? ((hdr *)s->base)->log_used : s->mlog_used; }
 /* is the allocated block r one of the log's chunks (in a transaction: a
  * compaction must not take it for an entry and move it)? */
 int log_chunk_is(seg *s, ref_t r);
@@ -467,6 +468,7 @@ size_t idx_ns_bytes(size_t name_len);
 void idx_init(zkv_db *db);
 int idx_bury(zkv_db *db, ref_t r);
 void idx_move_to_tail(zkv_db *db, ref_t r);
+void idx_revive(zkv_db *db, ref_t r, int type, unsigned flags);   /* a dead key written back in place */
 void idx_dead_forget(seg *s, ref_t r);
 ref_t idx_dead_at(seg *s, uint32_t slot);    /* the deleted key in a ring slot, checked, or 0 */
 /* the pre-order walk of the namespace tree: the record after cur under root,
@@ -589,9 +591,9 @@ static inline ref_t *idx_slot(seg *s, uint64_t h) {
   return (ref_t *)(s->base + off + BUCKETS_OFF) + i;
 }
 
-static inline size_t opt_bytes(unsigned f) {
-  return ((f & EF_EXP) ? 8u : 0u) + ((f & EF_UFLAGS) ? 4u : 0u);
-}
+/* (a multiply of the two bits, no branch or select: every ent_ok reads it) */
+_Static_assert(EF_EXP == 1u && EF_UFLAGS == 2u, "opt_bytes scales the two flag bits");
+static inline size_t opt_bytes(unsigned f) { return (f & EF_EXP) * 8u + (f & EF_UFLAGS) * 2u; }
 
 static inline size_t ent_units(size_t klen, size_t vlen, unsigned eflags) {
   return (ENT_HDR + opt_bytes(eflags) + klen + vlen + UNIT - 1) / UNIT;

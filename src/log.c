@@ -156,7 +156,6 @@ void log_record(seg *s, const void *p, size_t len) {
   put_record(s, p, len);
 }
 
-uint64_t log_pos(seg *s) { return s->shared ? H(s)->log_used : s->mlog_used; }
 
 /* Check a record's trailer `t` found at a log position ending at pos, whose
  * record must lie in [lo, pos): returns its offset and length, or -1 */

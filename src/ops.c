@@ -576,18 +576,12 @@ static int do_store_at(zkv_db *db, ref_t ns, const void *key, size_t klen, uint6
       uint8_t nflags = (uint8_t)(f | ((units * UNIT - used) << 5));
       char *p = (char *)e + ENT_HDR;
       if (!old) {
-        idx_move_to_tail(db, r);   /* a new key, as far as anyone can tell */
+        /* a deleted or expired key comes back: a new key, as far as anyone
+         * can tell (a deleted key's atime held its ring slot: written below,
+         * logged with the header) */
+        idx_revive(db, r, type, nflags);
         e = E(s, r);
-      }
-      if (e->flags & EF_DELETED) {
-        /* a deleted key comes back: out of the ring; its atime held the
-         * ring slot and is written below (logged with type and flags) */
-        idx_dead_forget(s, r);
-        LOG_SPAN(s, e, atime, flags);
-        e->type = (uint8_t)type;
-        e->flags = nflags;
-      }
-      if (e->type != type || e->flags != nflags) {
+      } else if (e->type != type || e->flags != nflags) {
         LOG_SPAN(s, e, type, flags);
         e->type = (uint8_t)type;
         e->flags = nflags;
