@@ -251,25 +251,11 @@ void idx_moved(zkv_db *db, ref_t old, ref_t nw) {
   }
 }
 
-/* a key written back in place after it was deleted or expired goes to the
- * end of its namespace's list with a new insertion number, as a new key
- * would (keys() lists in insertion order) */
-void idx_move_to_tail(zkv_db *db, ref_t r) {
-  seg *s = db->s;
-  ent *e = ent_at(s, r);
-  if (!e->nnext) return;   /* the last already */
-  nsdata *d = idx_nsdata(s, e->ns);
-  LOG_NSDATA(s, d);
-  LOG_SPAN(s, e, nprev, seq);
-  list_unlink(s, d, e);
-  list_append(s, d, r);
-  e->seq = d->next_seq++;
-}
-
 /* a deleted or expired key r (found by a lookup: checked) written back in
  * place as a key of `type` with the header flags `flags`: a new key as far as
  * anyone can tell, so out of the ring (deleted) and at the end of its
- * namespace's list with a new insertion number (idx_move_to_tail).  What
+ * namespace's list with a new insertion number, as a new key would be
+ * (keys() lists in insertion order; the last already stays).  What
  * changes of its header (nprev..flags) is logged as one record, not as the
  * three of a move, a ring exit and a retype; the caller writes atime. */
 void idx_revive(zkv_db *db, ref_t r, int type, unsigned flags) {

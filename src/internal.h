@@ -467,7 +467,6 @@ void idx_new_ns(zkv_db *db, ref_t r, ref_t parent, const void *name, size_t len,
 size_t idx_ns_bytes(size_t name_len);
 void idx_init(zkv_db *db);
 int idx_bury(zkv_db *db, ref_t r);
-void idx_move_to_tail(zkv_db *db, ref_t r);
 void idx_revive(zkv_db *db, ref_t r, int type, unsigned flags);   /* a dead key written back in place */
 void idx_dead_forget(seg *s, ref_t r);
 ref_t idx_dead_at(seg *s, uint32_t slot);    /* the deleted key in a ring slot, checked, or 0 */
