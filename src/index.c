@@ -251,30 +251,73 @@ void idx_moved(zkv_db *db, ref_t old, ref_t nw) {
   }
 }
 
-/* a deleted or expired key r (found by a lookup: checked) written back in
- * place as a key of `type` with the header flags `flags`: a new key as far as
- * anyone can tell, so out of the ring (deleted) and at the end of its
- * namespace's list with a new insertion number, as a new key would be
- * (keys() lists in insertion order; the last already stays).  What
- * changes of its header (nprev..flags) is logged as one record, not as the
- * three of a move, a ring exit and a retype; the caller writes atime. */
-void idx_revive(zkv_db *db, ref_t r, int type, unsigned flags) {
+/* a deleted or expired key r (found by a lookup of namespace ns, whose
+ * record the op checked: checked) written back in place as a key of `type`
+ * with the header flags `flags`: a new key as far as anyone can tell, so out
+ * of the ring (deleted) and at the end of its namespace's list with a new
+ * insertion number, as a new key would be (keys() lists in insertion order;
+ * the last already stays).  What changes of its header (nprev..flags) is
+ * one record, and the records of its neighbours, its namespace and the ring
+ * are written at once (log_batch): set + delete of a key is the drop-in's
+ * add + delete, and this took a fifth of it as a move, a ring exit and a
+ * retype of their own.  The caller writes atime. */
+void idx_revive(zkv_db *db, ref_t r, ref_t ns, int type, unsigned flags) {
   seg *s = db->s;
+  hdr *h = H(s);
   ent *e = E(s, r);
+  if (UNLIKELY(e->ns != ns)) FAIL(s, ZKV_ECORRUPT);
+  nsdata *d = ns_data_raw(s, ns);
   ref_t *slot = (e->flags & EF_DELETED) ? dead_slot_of(s, r, e) : NULL;
-  LOG_SPAN(s, e, nprev, flags);
+  /* the neighbours (checked) before anything changes: all is logged first */
+  ent *pv = NULL, *nx = NULL, *tl = NULL;
   if (e->nnext) {
-    nsdata *d = idx_nsdata(s, e->ns);
-    LOG_NSDATA(s, d);
-    list_unlink(s, d, e);
-    list_append(s, d, r);
+    if (e->nprev) pv = ent_at(s, e->nprev);
+    nx = ent_at(s, e->nnext);
+    tl = ent_at(s, d->tail);   /* not e: e has a next */
+  }
+  if (s->logging) {
+    log_batch b;
+    /* the most the records below take: 32 + 24 + 3 * 16 + 16 + 24 */
+    if (log_batch_begin(s, &b, 144)) {
+      log_batch_put(s, &b, &e->nprev, SPAN(ent, nprev, flags));
+      if (nx) {
+        log_batch_put(s, &b, &d->head, SPAN(nsdata, head, next_seq));
+        if (pv) log_batch_put(s, &b, &pv->nnext, 4);
+        log_batch_put(s, &b, &nx->nprev, 4);
+        log_batch_put(s, &b, &tl->nnext, 4);
+      }
+      if (slot) {
+        log_batch_put(s, &b, slot, 4);
+        log_batch_put(s, &b, &h->ndead, SPAN(hdr, ndead, dead_bytes));
+      }
+      log_batch_end(s, &b);
+    } else {
+      log_write(s, &e->nprev, SPAN(ent, nprev, flags));
+      if (nx) {
+        log_write(s, &d->head, SPAN(nsdata, head, next_seq));
+        if (pv) log_write(s, &pv->nnext, 4);
+        log_write(s, &nx->nprev, 4);
+        log_write(s, &tl->nnext, 4);
+      }
+      if (slot) {
+        log_write(s, slot, 4);
+        log_write(s, &h->ndead, SPAN(hdr, ndead, dead_bytes));
+      }
+    }
+  }
+  if (nx) {
+    /* out of the list (list_unlink), then at its tail (list_append) */
+    if (pv) pv->nnext = e->nnext;
+    else d->head = e->nnext;
+    nx->nprev = e->nprev;
+    e->nprev = d->tail;
+    e->nnext = 0;
+    tl->nnext = r;
+    d->tail = r;
     e->seq = d->next_seq++;
   }
   if (slot) {
-    hdr *h = H(s);
-    LOGW(s, slot, 4);
     *slot = 0;
-    LOG_SPAN(s, h, ndead, dead_bytes);
     h->ndead--;
     h->dead_bytes -= (uint64_t)BLK_UNITS(e->blk) * UNIT;
   }

@@ -345,6 +345,38 @@ static inline void log_write(seg *s, const void *p, size_t len) {
   log_record(s, p, len);
 }
 #define LOGW(s, p, len) do { if ((s)->logging) log_write(s, p, len); } while (0)
+
+/* Several records with one look at the window: the fast path of log_write
+ * for each, its checks done once for all.  log_batch_begin(s, &b, max):
+ * 1 when the window has room for `max` bytes of records (a record of len
+ * bytes takes ((len + 7) & ~7) + 8), 0 when the caller must log each
+ * (log_write) instead; log_batch_put writes a record there (its old bytes,
+ * read now); log_batch_end makes them part of the log, before any of the
+ * changes they undo (so a crash before it leaves no change to undo).  Only
+ * while s->logging, and with nothing else logged between begin and end. */
+typedef struct log_batch { char *at, *start; } log_batch;
+static inline int log_batch_begin(seg *s, log_batch *b, uint64_t max) {
+  if (!s->shared) return 0;
+  hdr *h = (hdr *)s->base;
+  if (UNLIKELY(!s->dirty)) log_dirty(s);
+  uint64_t used = h->log_used, at = h->log_bias + used;
+  if (UNLIKELY(used + max > h->log_end || max > s->mapped || at > s->mapped - max)) return 0;
+  b->at = b->start = s->base + at;
+  return 1;
+}
+static inline __attribute__((always_inline)) void log_batch_put(seg *s, log_batch *b,
+                                                                const void *p, size_t len) {
+  uint64_t rec = ((len + 7) & ~(size_t)7) + 8;
+  uint64_t tr = (uint64_t)((const char *)p - s->base) << REC_LEN_BITS | len;
+  memcpy(b->at, p, len);   /* len is a constant at every call: a move or two */
+  memcpy(b->at + rec - 8, &tr, 8);
+  b->at += rec;
+}
+static inline void log_batch_end(seg *s, log_batch *b) {
+  atomic_signal_fence(memory_order_seq_cst);
+  ((hdr *)s->base)->log_used += (uint64_t)(b->at - b->start);
+  atomic_signal_fence(memory_order_seq_cst);
+}
 /* log the fields a..b (adjacent, in declaration order) of the struct at p as
  * one record; the layout they rely on is asserted in format.h */
 #define LOG_SPAN(s, p, a, b) LOGW(s, &(p)->a, SPAN(__typeof__(*(p)), a, b))
@@ -467,7 +499,7 @@ void idx_new_ns(zkv_db *db, ref_t r, ref_t parent, const void *name, size_t len,
 size_t idx_ns_bytes(size_t name_len);
 void idx_init(zkv_db *db);
 int idx_bury(zkv_db *db, ref_t r);
-void idx_revive(zkv_db *db, ref_t r, int type, unsigned flags);   /* a dead key written back in place */
+void idx_revive(zkv_db *db, ref_t r, ref_t ns, int type, unsigned flags);   /* a dead key written back in place */
 void idx_dead_forget(seg *s, ref_t r);
 ref_t idx_dead_at(seg *s, uint32_t slot);    /* the deleted key in a ring slot, checked, or 0 */
 /* the pre-order walk of the namespace tree: the record after cur under root,

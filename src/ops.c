@@ -579,7 +579,7 @@ static int do_store_at(zkv_db *db, ref_t ns, const void *key, size_t klen, uint6
         /* a deleted or expired key comes back: a new key, as far as anyone
          * can tell (a deleted key's atime held its ring slot: written below,
          * logged with the header) */
-        idx_revive(db, r, type, nflags);
+        idx_revive(db, r, ns, type, nflags);
         e = E(s, r);
       } else if (e->type != type || e->flags != nflags) {
         LOG_SPAN(s, e, type, flags);
