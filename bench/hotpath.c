@@ -4,6 +4,10 @@
  *
  * CPU ns per call (CLOCK_THREAD_CPUTIME_ID) of zkv_get finding its key,
  * zkv_get missing it, and zkv_set replacing a 31-byte value, over 1,024 keys,
+ * and per pair of calls of the drop-in's delete and incr-with-init rows (the
+ * nginx bench's: zkv_set then zkv_del of one of 1,024 other keys, and
+ * zkv_incr_num creating a key with a 60 s ttl then zkv_del of it, so each
+ * write brings back a key deleted 1,024 pairs before),
  * for the memory driver and the shared one: the best of 15 rounds of 200,000
  * calls (the best round is the one the machine disturbed least).  The keys are
  * made before the clock starts.  Then zkv_expire_all (the drop-in's flush_all)
@@ -34,8 +38,8 @@ static double cpu_ns(void) {
   return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
 }
 
-static char keys[NKEYS][16], miss[NKEYS][16];
-static size_t klen[NKEYS], mlen[NKEYS];
+static char keys[NKEYS][16], miss[NKEYS][16], dkeys[NKEYS][16], ikeys[NKEYS][16];
+static size_t klen[NKEYS], mlen[NKEYS], dlen[NKEYS], ilen[NKEYS];
 
 static void run(zkv_db *db, const char *what) {
   zkv_value v, o;
@@ -49,9 +53,9 @@ static void run(zkv_db *db, const char *what) {
       exit(1);
     }
   }
-  double best[3] = {1e18, 1e18, 1e18};
+  double best[5] = {1e18, 1e18, 1e18, 1e18, 1e18};
   for (int r = 0; r < ROUNDS; r++) {
-    double t[4];
+    double t[6], x;
     t[0] = cpu_ns();
     for (int i = 0; i < CALLS; i++) zkv_get(db, ZKV_ROOT, keys[i % NKEYS], klen[i % NKEYS], &o);
     t[1] = cpu_ns();
@@ -59,10 +63,21 @@ static void run(zkv_db *db, const char *what) {
     t[2] = cpu_ns();
     for (int i = 0; i < CALLS; i++) zkv_set(db, ZKV_ROOT, keys[i % NKEYS], klen[i % NKEYS], &v, 0, 0);
     t[3] = cpu_ns();
-    for (int j = 0; j < 3; j++)
+    for (int i = 0; i < CALLS; i++) {
+      zkv_set(db, ZKV_ROOT, dkeys[i % NKEYS], dlen[i % NKEYS], &v, 0, 0);
+      zkv_del(db, ZKV_ROOT, dkeys[i % NKEYS], dlen[i % NKEYS]);
+    }
+    t[4] = cpu_ns();
+    for (int i = 0; i < CALLS; i++) {
+      zkv_incr_num(db, ZKV_ROOT, ikeys[i % NKEYS], ilen[i % NKEYS], 1, 1, 0, 60000, &x, NULL);
+      zkv_del(db, ZKV_ROOT, ikeys[i % NKEYS], ilen[i % NKEYS]);
+    }
+    t[5] = cpu_ns();
+    for (int j = 0; j < 5; j++)
       if ((t[j + 1] - t[j]) / CALLS < best[j]) best[j] = (t[j + 1] - t[j]) / CALLS;
   }
-  printf("  %-8s %12.1f %12.1f %12.1f\n", what, best[0], best[1], best[2]);
+  printf("  %-8s %12.1f %12.1f %12.1f %12.1f %12.1f\n", what, best[0], best[1], best[2], best[3],
+         best[4]);
 }
 
 #define FLUSH_KEYS 1000
@@ -113,10 +128,13 @@ int main(void) {
   for (int i = 0; i < NKEYS; i++) {
     klen[i] = (size_t)snprintf(keys[i], sizeof keys[i], "user:%d", i);
     mlen[i] = (size_t)snprintf(miss[i], sizeof miss[i], "none:%d", i);
+    dlen[i] = (size_t)snprintf(dkeys[i], sizeof dkeys[i], "del:%d", i);
+    ilen[i] = (size_t)snprintf(ikeys[i], sizeof ikeys[i], "init:%d", i);
   }
   printf("hot path of the C API: CPU ns per call, best of %d rounds of %d calls, %d keys\n",
          ROUNDS, CALLS, NKEYS);
-  printf("  %-8s %12s %12s %12s\n", "driver", "get (hit)", "get (miss)", "set");
+  printf("  %-8s %12s %12s %12s %12s %12s\n", "driver", "get (hit)", "get (miss)", "set",
+         "set+del", "incr new+del");
   zkv_db *mem = NULL, *shd = NULL;
   if (zkv_open_memory(NULL, &mem) != ZKV_OK) return 1;
   run(mem, "memory");
