@@ -278,32 +278,19 @@ void idx_revive(zkv_db *db, ref_t r, ref_t ns, int type, unsigned flags) {
   if (s->logging) {
     log_batch b;
     /* the most the records below take: 32 + 24 + 3 * 16 + 16 + 24 */
-    if (log_batch_begin(s, &b, 144)) {
-      log_batch_put(s, &b, &e->nprev, SPAN(ent, nprev, flags));
-      if (nx) {
-        log_batch_put(s, &b, &d->head, SPAN(nsdata, head, next_seq));
-        if (pv) log_batch_put(s, &b, &pv->nnext, 4);
-        log_batch_put(s, &b, &nx->nprev, 4);
-        log_batch_put(s, &b, &tl->nnext, 4);
-      }
-      if (slot) {
-        log_batch_put(s, &b, slot, 4);
-        log_batch_put(s, &b, &h->ndead, SPAN(hdr, ndead, dead_bytes));
-      }
-      log_batch_end(s, &b);
-    } else {
-      log_write(s, &e->nprev, SPAN(ent, nprev, flags));
-      if (nx) {
-        log_write(s, &d->head, SPAN(nsdata, head, next_seq));
-        if (pv) log_write(s, &pv->nnext, 4);
-        log_write(s, &nx->nprev, 4);
-        log_write(s, &tl->nnext, 4);
-      }
-      if (slot) {
-        log_write(s, slot, 4);
-        log_write(s, &h->ndead, SPAN(hdr, ndead, dead_bytes));
-      }
+    log_batch_begin(s, &b, 144);
+    log_batch_put(s, &b, &e->nprev, SPAN(ent, nprev, flags));
+    if (nx) {
+      log_batch_put(s, &b, &d->head, SPAN(nsdata, head, next_seq));
+      if (pv) log_batch_put(s, &b, &pv->nnext, 4);
+      log_batch_put(s, &b, &nx->nprev, 4);
+      log_batch_put(s, &b, &tl->nnext, 4);
     }
+    if (slot) {
+      log_batch_put(s, &b, slot, 4);
+      log_batch_put(s, &b, &h->ndead, SPAN(hdr, ndead, dead_bytes));
+    }
+    log_batch_end(s, &b);
   }
   if (nx) {
     /* out of the list (list_unlink), then at its tail (list_append) */
@@ -390,16 +377,11 @@ int idx_bury(zkv_db *db, ref_t r) {
   ent *e = E(s, r);   /* found by the caller's lookup: checked (the free above moved no block) */
   if (s->logging) {
     log_batch b;   /* its three records at once (idx_revive): 16 + 16 + 32 bytes */
-    if (log_batch_begin(s, &b, 64)) {
-      log_batch_put(s, &b, &e->atime, SPAN(ent, atime, flags));
-      log_batch_put(s, &b, rs, 4);
-      log_batch_put(s, &b, &h->ndead, SPAN(hdr, ndead, dead_next));
-      log_batch_end(s, &b);
-    } else {
-      log_write(s, &e->atime, SPAN(ent, atime, flags));
-      log_write(s, rs, 4);
-      log_write(s, &h->ndead, SPAN(hdr, ndead, dead_next));
-    }
+    log_batch_begin(s, &b, 64);
+    log_batch_put(s, &b, &e->atime, SPAN(ent, atime, flags));
+    log_batch_put(s, &b, rs, 4);
+    log_batch_put(s, &b, &h->ndead, SPAN(hdr, ndead, dead_next));
+    log_batch_end(s, &b);
   }
   e->atime = (uint16_t)slot;
   e->flags |= EF_DELETED;

@@ -347,25 +347,30 @@ static inline void log_write(seg *s, const void *p, size_t len) {
 #define LOGW(s, p, len) do { if ((s)->logging) log_write(s, p, len); } while (0)
 
 /* Several records with one look at the window: the fast path of log_write
- * for each, its checks done once for all.  log_batch_begin(s, &b, max):
- * 1 when the window has room for `max` bytes of records (a record of len
- * bytes takes ((len + 7) & ~7) + 8), 0 when the caller must log each
- * (log_write) instead; log_batch_put writes a record there (its old bytes,
- * read now); log_batch_end makes them part of the log, before any of the
- * changes they undo (so a crash before it leaves no change to undo).  Only
- * while s->logging, and with nothing else logged between begin and end. */
-typedef struct log_batch { char *at, *start; } log_batch;
-static inline int log_batch_begin(seg *s, log_batch *b, uint64_t max) {
-  if (!s->shared) return 0;
+ * for each, its checks done once for all.  log_batch_begin(s, &b, max)
+ * takes the window when it has room for `max` bytes of records (a record of
+ * len bytes takes ((len + 7) & ~7) + 8); log_batch_put writes a record there
+ * (its old bytes, read now), or, where the window had no room (or the store
+ * is private), logs it by log_write; log_batch_end makes the batch part of
+ * the log, before any of the changes it undoes (so a crash before it leaves
+ * no change to undo).  Only while s->logging, and with nothing else logged
+ * between begin and end. */
+typedef struct log_batch { char *at, *start; } log_batch;   /* at NULL: each by log_write */
+static inline void log_batch_begin(seg *s, log_batch *b, uint64_t max) {
+  b->at = b->start = NULL;
+  if (!s->shared) return;
   hdr *h = (hdr *)s->base;
   if (UNLIKELY(!s->dirty)) log_dirty(s);
   uint64_t used = h->log_used, at = h->log_bias + used;
-  if (UNLIKELY(used + max > h->log_end || max > s->mapped || at > s->mapped - max)) return 0;
+  if (UNLIKELY(used + max > h->log_end || max > s->mapped || at > s->mapped - max)) return;
   b->at = b->start = s->base + at;
-  return 1;
 }
 static inline __attribute__((always_inline)) void log_batch_put(seg *s, log_batch *b,
                                                                 const void *p, size_t len) {
+  if (UNLIKELY(!b->at)) {
+    log_write(s, p, len);
+    return;
+  }
   uint64_t rec = ((len + 7) & ~(size_t)7) + 8;
   uint64_t tr = (uint64_t)((const char *)p - s->base) << REC_LEN_BITS | len;
   memcpy(b->at, p, len);   /* len is a constant at every call: a move or two */
@@ -373,6 +378,7 @@ static inline __attribute__((always_inline)) void log_batch_put(seg *s, log_batc
   b->at += rec;
 }
 static inline void log_batch_end(seg *s, log_batch *b) {
+  if (!b->at) return;
   atomic_signal_fence(memory_order_seq_cst);
   ((hdr *)s->base)->log_used += (uint64_t)(b->at - b->start);
   atomic_signal_fence(memory_order_seq_cst);

@@ -124,8 +124,8 @@ if not C then return { disabled = why_not } end
 local lua_get, lua_set, lua_del, lua_has, lua_ttl, lua_incr, lua_incr_num, lua_expire =
   C.zkv_lua_get, C.zkv_lua_set, C.zkv_lua_del, C.zkv_lua_has, C.zkv_lua_ttl, C.zkv_lua_incr,
   C.zkv_lua_incr_num, C.zkv_lua_expire
-local lua_list_push, lua_list_pop, lua_list_len, lua_space, lua_capacity, lua_capacity_word =
-  C.zkv_lua_list_push, C.zkv_lua_list_pop, C.zkv_lua_list_len, C.zkv_lua_space, C.zkv_lua_capacity,
+local lua_list_push, lua_list_pop, lua_list_len, lua_space, lua_capacity_word =
+  C.zkv_lua_list_push, C.zkv_lua_list_pop, C.zkv_lua_list_len, C.zkv_lua_space,
   C.zkv_lua_capacity_word
 local lua_free_space = C.zkv_lua_free_space
 local lua_free, lua_keys = C.zkv_lua_free, C.zkv_lua_keys
@@ -568,15 +568,6 @@ function StoreMethods._keys_list(self, max)
   until cur.done ~= 0 or (max > 0 and n >= max)
   KCUR, KLENS, KBUF = cur, lens, buf
   return t
-end
-
--- s:_capacity() -> the capacity alone (nothing when unbounded)
-function StoreMethods._capacity(self)
-  local cs = type(self) == "table" and rawget(self, CS)
-  if not cs then return pass(CM_STORE._capacity(unwrap(self))) end
-  local cap = lua_capacity(cs)
-  if cap > 0 then return cap end
-  if cap < 0 then return pass(CM_STORE._capacity(cs)) end
 end
 
 -- s:_capacity_word() -> the word of a shared segment's size and the bytes of it that are

@@ -87,7 +87,6 @@
   int zkv_lua_flush_all(void *store, double *n);                                           \
   int zkv_lua_flush_expired(void *store, double max, double *n);                           \
   int zkv_lua_space(void *store, double *capacity, double *free_bytes, int *grows);        \
-  double zkv_lua_capacity(void *store);                                                    \
   double zkv_lua_free_space(void *store);                                                  \
   const volatile uint64_t *zkv_lua_capacity_word(void *store, double *base);              \
   int zkv_lua_live(void *store);

@@ -178,17 +178,6 @@ ZKV_API int zkv_lua_flush_expired(void *store, double max, double *n) {
   return rc;
 }
 
-/* the capacity alone (0 when unbounded), or -1 for an error (closed): the
- * drop-in's capacity() over a shared segment, whose capacity grows when
- * another process opens it larger.  The result is returned, not stored
- * through a pointer */
-ZKV_API double zkv_lua_capacity(void *store) {
-  zkv_db *db = db_of(store);
-  uint64_t cap = 0;
-  if (UNLIKELY_(!db) || zkv_capacity(db, &cap) != ZKV_OK) return -1;
-  return (double)cap;
-}
-
 /* the free bytes alone, -2 when unbounded, or -1 for an error: the drop-in's
  * free_space(), returned rather than stored through zkv_lua_space's three
  * pointers */
