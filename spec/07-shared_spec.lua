@@ -137,10 +137,11 @@ local function field(body, tag)
   return nil
 end
 
-local function count_ready(dir)
+-- how many children of the barrier in dir wrote a file "<what>.<pid>" (ready, opened)
+local function count_marks(dir, what)
   local n = 0
   for l in capture("ls -A " .. q(dir)):gmatch("[^\n]+") do
-    if l:match("^ready%.") then n = n + 1 end
+    if l:sub(1, #what + 1) == what .. "." then n = n + 1 end
   end
   return n
 end
@@ -158,10 +159,14 @@ local function run_group(n, code, args_for, opts)
     hs[i] = spawn(code, args_for(i), o)
   end
   local deadline = os.time() + 20
-  while count_ready(dir) < n and os.time() < deadline do sleep(0.02) end
+  while count_marks(dir, "ready") < n and os.time() < deadline do sleep(0.02) end
   sleep(0.05)                           -- the last one from its ready file into open()
   local w = assert(io.open(dir .. "/fifo", "r+"))   -- O_RDWR: does not block
-  sleep(0.2)
+  -- open until every child got through its open(): one preempted between its ready file
+  -- and open() (a loaded machine: 250 ms happen) would otherwise block there with no
+  -- writer left, until its timeout killed it
+  deadline = os.time() + 20
+  while count_marks(dir, "opened") < n and os.time() < deadline do sleep(0.02) end
   w:close()
   local res = {}
   for i = 1, n do
@@ -323,6 +328,19 @@ describe("shared driver across processes #shared #multiprocess", function()
         assert.are.same({ answer = 42, pi = 3.25, list = { true, false } }, s:get("from_reader"))
         assert.are.equal(42, s:get("counter"))
       ]], { name })
+    end)
+
+    it("the barrier releases a child that reaches its open() late", function()
+      -- child 2 sleeps 0.6 s between its ready file and its open() of the FIFO: the
+      -- parent's end must still be open then (it was closed 0.25 s after the last ready
+      -- file, and such a child blocked until its timeout killed it)
+      local res = run_group(2, [[
+        local late = ...
+        barrier(tonumber(late))
+        out("through", "yes")
+      ]], function(i) return { i == 2 and "0.6" or "0" } end, { timeout = 10 })
+      assert_group_ok(res)
+      for i = 1, 2 do assert.is_truthy(res[i].out:find("through\tyes", 1, true), "child " .. i) end
     end)
 
     it("two processes running at the same time see each other's writes", function()

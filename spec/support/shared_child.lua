@@ -55,13 +55,19 @@ end
 
 -- Waits until the parent releases every child of the group at once (see run_group in the
 -- spec): this process says it is ready, then opens the group's FIFO for reading, which
--- blocks until the parent opens its other end, for all children together.
-function _G.barrier()
+-- blocks until the parent opens its other end, for all children together, and then says
+-- it got through (the parent keeps its end open until every child has: a child preempted
+-- between the two steps still finds a writer there).  late: seconds to sleep between them,
+-- for the test of that.
+function _G.barrier(late)
   local dir = assert(os.getenv("ZELTKV_TEST_BARRIER"), "no barrier for this child")
   local r = assert(io.open(dir .. "/ready." .. pid(), "w"))
   r:close()
+  if late then sleep(late) end
   local f = assert(io.open(dir .. "/fifo", "r"))
   f:close()
+  local o = assert(io.open(dir .. "/opened." .. pid(), "w"))
+  o:close()
 end
 
 local chunk_file = assert(arg[1], "usage: shared_child.lua CHUNK_FILE [ARG...]")
